@@ -1,0 +1,141 @@
+# xsnap: build, test, install.
+#
+#   make                 build plugin/nbdkit-xsnap-plugin.so and tools/xsnap
+#   make check           install missing packages, build, run the TAP suite
+#   make check SANITIZE=1  the same under ASan and UBSan
+#   make check-long      soak and fuzz runs that take longer
+#   make demo            install missing packages, build, run the demo
+#   make bench           benchmarks against the named peers (docs/BENCHMARKS.md)
+#   make install         PREFIX=/usr/local DESTDIR=
+
+PREFIX     ?= /usr/local
+BINDIR     ?= $(PREFIX)/bin
+MANDIR     ?= $(PREFIX)/share/man
+PLUGINDIR  ?= $(shell pkg-config nbdkit --variable=plugindir 2>/dev/null || echo $(PREFIX)/lib/nbdkit/plugins)
+DESTDIR    ?=
+
+CC         ?= gcc
+SANITIZE   ?= 0
+PKGS       := sqlite3 libzstd jansson libcrypto libcurl libnbd
+
+WARNINGS   := -Wall -Wextra -Werror -Wshadow -Wvla -Wno-unused-parameter
+CFLAGS     ?= -O2 -g
+XS_CFLAGS  := -std=gnu11 $(WARNINGS) -fPIC -D_GNU_SOURCE -pthread -Ilib \
+              $(shell pkg-config --cflags $(PKGS) nbdkit 2>/dev/null)
+XS_LDFLAGS := -pthread -Wl,--as-needed
+XS_LIBS    := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lm
+
+ifeq ($(SANITIZE),1)
+XS_CFLAGS  += -fsanitize=address,undefined -fno-omit-frame-pointer \
+              -fno-sanitize-recover=undefined
+XS_LDFLAGS += -fsanitize=address,undefined
+endif
+
+LIB_SRCS    := $(sort $(wildcard lib/*.c))
+LIB_OBJS    := $(LIB_SRCS:.c=.o)
+PLUGIN_SRCS := $(sort $(wildcard plugin/*.c))
+PLUGIN_OBJS := $(PLUGIN_SRCS:.c=.o)
+TOOL_SRCS   := $(sort $(wildcard tools/*.c))
+TOOL_OBJS   := $(TOOL_SRCS:.c=.o)
+UNIT_SRCS   := $(sort $(wildcard tests/unit/test-*.c))
+UNIT_TESTS  := $(UNIT_SRCS:.c=)
+FUZZ_SRCS   := $(sort $(wildcard tests/fuzz/fuzz-*.c))
+FUZZ_BINS   := $(FUZZ_SRCS:.c=)
+SHELL_TESTS := $(sort $(wildcard tests/*.t))
+MANPAGES    := docs/xsnap.1 docs/nbdkit-xsnap-plugin.1
+
+PLUGIN := plugin/nbdkit-xsnap-plugin.so
+TOOL   := tools/xsnap
+
+.PHONY: all check check-run check-long check-long-run demo bench install \
+        uninstall clean unit fuzz deps FORCE
+
+all: $(PLUGIN) $(TOOL) $(MANPAGES)
+
+# Rebuild everything when the compiler or its flags change (SANITIZE=1).
+.build-flags: FORCE
+	@echo '$(CC) $(CFLAGS) $(XS_CFLAGS) $(XS_LDFLAGS)' | cmp -s - $@ \
+	  || echo '$(CC) $(CFLAGS) $(XS_CFLAGS) $(XS_LDFLAGS)' > $@
+
+%.o: %.c .build-flags
+	$(CC) $(CFLAGS) $(XS_CFLAGS) $(EXTRA_CFLAGS) -MMD -MP -c $< -o $@
+
+# The AVX2 build of the block hash; chosen at run time when the CPU has it.
+lib/hash-avx2.o: EXTRA_CFLAGS = -mavx2
+
+lib/libxsnap.a: $(LIB_OBJS)
+	rm -f $@
+	ar rcs $@ $^
+
+$(PLUGIN): $(PLUGIN_OBJS) lib/libxsnap.a
+	$(CC) $(CFLAGS) $(XS_LDFLAGS) -shared -o $@ $(PLUGIN_OBJS) lib/libxsnap.a $(XS_LIBS)
+
+$(TOOL): $(TOOL_OBJS) lib/libxsnap.a
+	$(CC) $(CFLAGS) $(XS_LDFLAGS) -o $@ $(TOOL_OBJS) lib/libxsnap.a $(XS_LIBS)
+
+tests/unit/test-%: tests/unit/test-%.c tests/unit/tap.h lib/libxsnap.a .build-flags
+	$(CC) $(CFLAGS) $(XS_CFLAGS) -Itests/unit $(XS_LDFLAGS) -o $@ $< lib/libxsnap.a $(XS_LIBS)
+
+docs/%.1: docs/%.pod
+	pod2man --section=1 --center=xsnap --release=xsnap --name=$(notdir $*) $< > $@
+
+unit: $(UNIT_TESTS)
+
+# libFuzzer targets: clang, with the library rebuilt for coverage.
+FUZZ_CFLAGS := -std=gnu11 -g -O1 -D_GNU_SOURCE -pthread -Ilib \
+               -fsanitize=fuzzer,address,undefined \
+               $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+tests/fuzz/fuzz-%: tests/fuzz/fuzz-%.c $(LIB_SRCS) $(wildcard lib/*.h)
+	clang $(FUZZ_CFLAGS) -o $@ $< $(filter-out lib/hash-avx2.c,$(LIB_SRCS)) \
+	  $(XS_LIBS)
+
+fuzz: $(FUZZ_BINS)
+
+deps:
+	scripts/install-deps
+
+# check and demo first install what is missing, then build and run in a
+# second make so that pkg-config sees the new packages.
+check:
+	scripts/install-deps
+	$(MAKE) check-run
+
+check-run: all $(UNIT_TESTS) $(FUZZ_BINS)
+	XSNAP_SANITIZE=$(SANITIZE) XSNAP_FUZZ_SECONDS=$${XSNAP_FUZZ_SECONDS:-10} \
+	  prove -j2 --timer $(UNIT_TESTS) $(SHELL_TESTS)
+
+check-long:
+	scripts/install-deps
+	$(MAKE) check-long-run
+
+check-long-run: all $(UNIT_TESTS) $(FUZZ_BINS)
+	XSNAP_SANITIZE=$(SANITIZE) XSNAP_LONG=1 XSNAP_FUZZ_SECONDS=$${XSNAP_FUZZ_SECONDS:-300} \
+	  prove -j2 --timer $(UNIT_TESTS) $(SHELL_TESTS)
+
+demo:
+	scripts/install-deps
+	$(MAKE) all
+	scripts/demo
+
+bench:
+	scripts/install-deps --bench
+	$(MAKE) all
+	scripts/bench
+
+install: all
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(PLUGINDIR) $(DESTDIR)$(MANDIR)/man1
+	install -m 755 $(TOOL) $(DESTDIR)$(BINDIR)/xsnap
+	install -m 755 $(PLUGIN) $(DESTDIR)$(PLUGINDIR)/nbdkit-xsnap-plugin.so
+	install -m 644 $(MANPAGES) $(DESTDIR)$(MANDIR)/man1/
+
+uninstall:
+	rm -f $(DESTDIR)$(BINDIR)/xsnap $(DESTDIR)$(PLUGINDIR)/nbdkit-xsnap-plugin.so
+	rm -f $(addprefix $(DESTDIR)$(MANDIR)/man1/,$(notdir $(MANPAGES)))
+
+clean:
+	rm -f lib/*.o lib/*.d lib/libxsnap.a plugin/*.o plugin/*.d $(PLUGIN) \
+	  tools/*.o tools/*.d $(TOOL) $(UNIT_TESTS) $(FUZZ_BINS) $(MANPAGES) \
+	  .build-flags
+	rm -rf tests/fuzz/corpus-work
+
+-include $(wildcard lib/*.d plugin/*.d tools/*.d)

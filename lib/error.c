@@ -1,0 +1,50 @@
+/* xsnap: error reporting for libxsnap (see error.h for why it works this
+ * way).
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+
+#include "error.h"
+
+/* Programs that do not care about debug output need not define a sink. */
+__attribute__ ((weak)) void
+xs_debug_sink (const char *message)
+{
+  (void) message;
+}
+
+void
+xs_verror (const char *fmt, va_list args)
+{
+  int saved_errno = errno;
+  char message[2048];
+
+  vsnprintf (message, sizeof message, fmt, args);
+  xs_error_sink (message);
+  errno = saved_errno;
+}
+
+void
+xs_error (const char *fmt, ...)
+{
+  va_list args;
+
+  va_start (args, fmt);
+  xs_verror (fmt, args);
+  va_end (args);
+}
+
+void
+xs_debug (const char *fmt, ...)
+{
+  int saved_errno = errno;
+  char message[2048];
+  va_list args;
+
+  va_start (args, fmt);
+  vsnprintf (message, sizeof message, fmt, args);
+  va_end (args);
+  xs_debug_sink (message);
+  errno = saved_errno;
+}

@@ -1,0 +1,36 @@
+/* xsnap: error reporting for libxsnap.
+ *
+ * Errors are reported once, where they happen, with what failed and why;
+ * the function then returns -1 or NULL and its callers pass the failure up
+ * without printing again.  libxsnap has no global mutable state, so it does
+ * not own a log: each program linking it (the plugin, the xsnap tool, the
+ * tests) defines xs_error_sink and decides where messages go.  In nbdkit
+ * that is nbdkit_error; in the CLI it is stderr.
+ */
+#ifndef XSNAP_ERROR_H
+#define XSNAP_ERROR_H
+
+#include <stdarg.h>
+
+/* Provided by every program that links libxsnap.  Called with one complete
+ * line (no trailing newline).  Must be thread-safe.
+ */
+extern void xs_error_sink (const char *message);
+
+/* Optional debug sink; programs may define xs_debug_sink to see debug
+ * messages (a weak default discards them).
+ */
+extern void xs_debug_sink (const char *message);
+
+/* Format a message and hand it to xs_error_sink.  "%m" expands to
+ * strerror (errno) as in glibc's printf; errno is preserved across the call
+ * so callers can still return it on the wire.
+ */
+extern void xs_error (const char *fmt, ...)
+  __attribute__ ((format (printf, 1, 2)));
+extern void xs_verror (const char *fmt, va_list args)
+  __attribute__ ((format (printf, 1, 0)));
+extern void xs_debug (const char *fmt, ...)
+  __attribute__ ((format (printf, 1, 2)));
+
+#endif /* XSNAP_ERROR_H */
