@@ -1,0 +1,334 @@
+/* xsnap: the SQLite catalog and its schema migrations (see catalog.h).
+ *
+ * Migrations are append-only: a released migration is never edited, a
+ * change to the schema is a new entry at the end.  Each one runs in its own
+ * transaction together with the bump of user_version, so a crash during an
+ * upgrade leaves the file at the previous version, never in between.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "catalog.h"
+#include "error.h"
+
+struct xs_catalog {
+  sqlite3 *db;
+  char *path;
+  pthread_mutex_t lock;         /* serializes every use of db */
+};
+
+/* Version N of the schema is reached by running migrations[N - 1]. */
+static const char *const migrations[] = {
+  /* 1: the store itself: settings, accounts, regions. */
+  "CREATE TABLE settings ("
+  "  key   TEXT PRIMARY KEY,"
+  "  value TEXT NOT NULL);"
+  "CREATE TABLE accounts ("
+  "  id         TEXT PRIMARY KEY,"
+  "  name       TEXT NOT NULL DEFAULT '',"
+  "  email      TEXT NOT NULL DEFAULT '',"
+  "  is_admin   INTEGER NOT NULL DEFAULT 0,"
+  "  created_ns INTEGER NOT NULL);"
+  "CREATE TABLE regions ("
+  "  name       TEXT PRIMARY KEY,"
+  "  backend    TEXT NOT NULL,"
+  "  grp        TEXT NOT NULL DEFAULT 'default',"
+  "  created_ns INTEGER NOT NULL);",
+
+  /* 2: volumes.  cbt_epoch counts the resets of the changed-block map (one
+   * per snapshot); the map file carries the epoch it belongs to, so a map
+   * left over from an earlier epoch is never taken for the current one.
+   */
+  "CREATE TABLE volumes ("
+  "  id         TEXT PRIMARY KEY,"
+  "  account    TEXT NOT NULL REFERENCES accounts (id),"
+  "  region     TEXT NOT NULL REFERENCES regions (name),"
+  "  name       TEXT NOT NULL,"
+  "  size       INTEGER NOT NULL CHECK (size > 0),"
+  "  block_size INTEGER NOT NULL CHECK (block_size > 0),"
+  "  created_ns INTEGER NOT NULL,"
+  "  cbt_epoch  INTEGER NOT NULL DEFAULT 0,"
+  "  UNIQUE (account, region, name));",
+};
+
+#define LATEST_VERSION ((int) (sizeof migrations / sizeof migrations[0]))
+
+int
+xs_catalog_latest_version (void)
+{
+  return LATEST_VERSION;
+}
+
+void
+xs_catalog_lock (struct xs_catalog *cat)
+{
+  pthread_mutex_lock (&cat->lock);
+}
+
+void
+xs_catalog_unlock (struct xs_catalog *cat)
+{
+  pthread_mutex_unlock (&cat->lock);
+}
+
+sqlite3 *
+xs_catalog_db (struct xs_catalog *cat)
+{
+  return cat->db;
+}
+
+void
+xs_catalog_report (struct xs_catalog *cat, const char *what)
+{
+  xs_error ("cannot %s: %s (catalog %s)", what, sqlite3_errmsg (cat->db),
+            cat->path);
+}
+
+int
+xs_catalog_exec (struct xs_catalog *cat, const char *sql, const char *what)
+{
+  char *message = NULL;
+
+  if (sqlite3_exec (cat->db, sql, NULL, NULL, &message) != SQLITE_OK) {
+    xs_error ("cannot %s: %s (catalog %s)", what,
+              message ? message : sqlite3_errmsg (cat->db), cat->path);
+    sqlite3_free (message);
+    return -1;
+  }
+  return 0;
+}
+
+sqlite3_stmt *
+xs_catalog_prepare (struct xs_catalog *cat, const char *sql, const char *what)
+{
+  sqlite3_stmt *stmt = NULL;
+
+  if (sqlite3_prepare_v2 (cat->db, sql, -1, &stmt, NULL) != SQLITE_OK) {
+    xs_catalog_report (cat, what);
+    return NULL;
+  }
+  return stmt;
+}
+
+int
+xs_catalog_begin (struct xs_catalog *cat)
+{
+  return xs_catalog_exec (cat, "BEGIN IMMEDIATE", "begin a transaction");
+}
+
+int
+xs_catalog_commit (struct xs_catalog *cat)
+{
+  return xs_catalog_exec (cat, "COMMIT", "commit a transaction");
+}
+
+void
+xs_catalog_rollback (struct xs_catalog *cat)
+{
+  /* Nothing useful to report if this fails: the transaction is abandoned
+   * either way when the connection closes.
+   */
+  sqlite3_exec (cat->db, "ROLLBACK", NULL, NULL, NULL);
+}
+
+static int
+read_user_version (struct xs_catalog *cat, int *version)
+{
+  sqlite3_stmt *stmt;
+  int r = -1;
+
+  stmt = xs_catalog_prepare (cat, "PRAGMA user_version",
+                             "read the catalog schema version");
+  if (stmt == NULL)
+    return -1;
+  if (sqlite3_step (stmt) == SQLITE_ROW) {
+    *version = sqlite3_column_int (stmt, 0);
+    r = 0;
+  }
+  else
+    xs_catalog_report (cat, "read the catalog schema version");
+  sqlite3_finalize (stmt);
+  return r;
+}
+
+int
+xs_catalog_version (struct xs_catalog *cat)
+{
+  int version = -1;
+
+  xs_catalog_lock (cat);
+  read_user_version (cat, &version);
+  xs_catalog_unlock (cat);
+  return version;
+}
+
+static int
+run_migration (struct xs_catalog *cat, int to_version)
+{
+  char bump[64];
+
+  snprintf (bump, sizeof bump, "PRAGMA user_version = %d", to_version);
+  if (xs_catalog_begin (cat) == -1)
+    return -1;
+  if (xs_catalog_exec (cat, migrations[to_version - 1],
+                       "upgrade the catalog schema") == -1
+      || xs_catalog_exec (cat, bump, "upgrade the catalog schema") == -1) {
+    xs_catalog_rollback (cat);
+    return -1;
+  }
+  return xs_catalog_commit (cat);
+}
+
+static int
+migrate (struct xs_catalog *cat, int target)
+{
+  int version;
+
+  if (read_user_version (cat, &version) == -1)
+    return -1;
+  if (version > LATEST_VERSION) {
+    xs_error ("catalog %s has schema version %d, newer than this xsnap "
+              "supports (%d): upgrade xsnap", cat->path, version,
+              LATEST_VERSION);
+    return -1;
+  }
+  while (version < target) {
+    if (run_migration (cat, version + 1) == -1)
+      return -1;
+    version++;
+  }
+  return 0;
+}
+
+static int
+configure (struct xs_catalog *cat)
+{
+  /* WAL: readers (the plugin listing exports) never wait for a writer.
+   * synchronous=FULL: a committed row survives power loss, which the
+   * commit order (chunks, manifest, then row) relies on.
+   */
+  sqlite3_busy_timeout (cat->db, 10000);
+  return xs_catalog_exec (cat,
+                          "PRAGMA journal_mode = WAL;"
+                          "PRAGMA synchronous = FULL;"
+                          "PRAGMA foreign_keys = ON;",
+                          "configure the catalog");
+}
+
+static struct xs_catalog *
+open_catalog (const char *path, bool create, int target)
+{
+  struct xs_catalog *cat;
+  int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_FULLMUTEX;
+
+  if (!create && access (path, F_OK) == -1) {
+    xs_error ("cannot open catalog %s: %m", path);
+    return NULL;
+  }
+  if (create)
+    flags |= SQLITE_OPEN_CREATE;
+
+  cat = calloc (1, sizeof *cat);
+  if (cat == NULL || (cat->path = strdup (path)) == NULL) {
+    xs_error ("cannot open catalog %s: %m", path);
+    free (cat);
+    return NULL;
+  }
+  pthread_mutex_init (&cat->lock, NULL);
+  if (sqlite3_open_v2 (path, &cat->db, flags, NULL) != SQLITE_OK) {
+    xs_error ("cannot open catalog %s: %s", path,
+              cat->db ? sqlite3_errmsg (cat->db) : "out of memory");
+    xs_catalog_close (cat);
+    return NULL;
+  }
+  if (configure (cat) == -1 || migrate (cat, target) == -1) {
+    xs_catalog_close (cat);
+    return NULL;
+  }
+  return cat;
+}
+
+struct xs_catalog *
+xs_catalog_open (const char *path, bool create)
+{
+  return open_catalog (path, create, LATEST_VERSION);
+}
+
+struct xs_catalog *
+xs_catalog_open_at_version (const char *path, int version)
+{
+  if (version < 0 || version > LATEST_VERSION) {
+    xs_error ("no catalog schema version %d", version);
+    return NULL;
+  }
+  return open_catalog (path, true, version);
+}
+
+void
+xs_catalog_close (struct xs_catalog *cat)
+{
+  if (cat == NULL)
+    return;
+  sqlite3_close (cat->db);
+  pthread_mutex_destroy (&cat->lock);
+  free (cat->path);
+  free (cat);
+}
+
+int
+xs_catalog_get_setting (struct xs_catalog *cat, const char *key,
+                        char **value)
+{
+  sqlite3_stmt *stmt;
+  int r;
+
+  stmt = xs_catalog_prepare (cat, "SELECT value FROM settings WHERE key = ?",
+                             "read a setting");
+  if (stmt == NULL)
+    return -1;
+  sqlite3_bind_text (stmt, 1, key, -1, SQLITE_STATIC);
+  r = sqlite3_step (stmt);
+  if (r == SQLITE_ROW) {
+    *value = strdup ((const char *) sqlite3_column_text (stmt, 0));
+    r = *value ? 0 : -1;
+    if (r == -1)
+      xs_error ("cannot read setting %s: %m", key);
+  }
+  else if (r == SQLITE_DONE) {
+    *value = NULL;
+    r = 1;
+  }
+  else {
+    xs_catalog_report (cat, "read a setting");
+    r = -1;
+  }
+  sqlite3_finalize (stmt);
+  return r;
+}
+
+int
+xs_catalog_set_setting (struct xs_catalog *cat, const char *key,
+                        const char *value)
+{
+  sqlite3_stmt *stmt;
+  int r = 0;
+
+  stmt = xs_catalog_prepare (cat,
+                             "INSERT INTO settings (key, value) VALUES (?, ?)"
+                             " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                             "write a setting");
+  if (stmt == NULL)
+    return -1;
+  sqlite3_bind_text (stmt, 1, key, -1, SQLITE_STATIC);
+  sqlite3_bind_text (stmt, 2, value, -1, SQLITE_STATIC);
+  if (sqlite3_step (stmt) != SQLITE_DONE) {
+    xs_catalog_report (cat, "write a setting");
+    r = -1;
+  }
+  sqlite3_finalize (stmt);
+  return r;
+}

@@ -1,0 +1,71 @@
+/* xsnap: the catalog, the store's control plane in SQLite.
+ *
+ * One SQLite database per store (WAL mode, so readers never block the
+ * writer) holds accounts, regions, volumes and, as later modules arrive,
+ * snapshots, shares, policies, jobs and the audit log.  The schema is
+ * versioned with PRAGMA user_version and brought up to date by an ordered
+ * list of migrations when a store is opened.
+ *
+ * A catalog handle may be shared by threads: every statement runs under the
+ * handle's mutex (xs_catalog_lock), and SQLite itself is in serialized mode.
+ */
+#ifndef XSNAP_CATALOG_H
+#define XSNAP_CATALOG_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sqlite3.h>
+
+struct xs_catalog;
+
+/* Open the catalog at PATH.  With CREATE the file is made if missing;
+ * without it a missing file is an error.  The schema is migrated to the
+ * newest version this build knows (or refused if the file is newer).
+ */
+extern struct xs_catalog *xs_catalog_open (const char *path, bool create);
+
+/* For tests: open and migrate only up to VERSION. */
+extern struct xs_catalog *xs_catalog_open_at_version (const char *path,
+                                                      int version);
+extern void xs_catalog_close (struct xs_catalog *cat);
+
+/* The newest schema version this build knows, and the file's version. */
+extern int xs_catalog_latest_version (void);
+extern int xs_catalog_version (struct xs_catalog *cat);
+
+/* Serialize use of the connection across threads. */
+extern void xs_catalog_lock (struct xs_catalog *cat);
+extern void xs_catalog_unlock (struct xs_catalog *cat);
+
+/* The raw connection, for modules that run their own statements (holding
+ * the lock).
+ */
+extern sqlite3 *xs_catalog_db (struct xs_catalog *cat);
+
+/* Run SQL with no result rows (holding the lock).  WHAT names the action
+ * for the error message ("cannot WHAT: reason").
+ */
+extern int xs_catalog_exec (struct xs_catalog *cat, const char *sql,
+                            const char *what);
+
+/* Prepare a statement; on failure reports "cannot WHAT: reason". */
+extern sqlite3_stmt *xs_catalog_prepare (struct xs_catalog *cat,
+                                         const char *sql, const char *what);
+
+/* Report a failed step of STMT as "cannot WHAT: reason". */
+extern void xs_catalog_report (struct xs_catalog *cat, const char *what);
+
+/* Transactions (holding the lock).  BEGIN IMMEDIATE, so that two writers
+ * never deadlock on an upgrade from read to write.
+ */
+extern int xs_catalog_begin (struct xs_catalog *cat);
+extern int xs_catalog_commit (struct xs_catalog *cat);
+extern void xs_catalog_rollback (struct xs_catalog *cat);
+
+/* Small key/value settings kept in the catalog (table "settings"). */
+extern int xs_catalog_get_setting (struct xs_catalog *cat, const char *key,
+                                   char **value);
+extern int xs_catalog_set_setting (struct xs_catalog *cat, const char *key,
+                                   const char *value);
+
+#endif /* XSNAP_CATALOG_H */

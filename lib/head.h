@@ -1,0 +1,76 @@
+/* xsnap: the head of a live volume — its current, writable contents.
+ *
+ * A head is a directory holding:
+ *   data      a sparse raw file, the volume's bytes at their offsets
+ *   dirtymap  the changed-block map (dirtymap.h)
+ *   lock      the owner lock (ownerlock.h)
+ *
+ * Opening a head takes the owner lock, so one process owns it; inside that
+ * process every connection shares the one open head (server.h), and all
+ * calls here are thread-safe.  Every write, zero and trim marks its blocks
+ * in the dirty map before touching the data, and a flush makes the data
+ * durable before the map, so a durable map never misses a durable write.
+ */
+#ifndef XSNAP_HEAD_H
+#define XSNAP_HEAD_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "dirtymap.h"
+
+/* Flags for xs_head_zero. */
+#define XS_HEAD_MAY_TRIM  1u    /* the range may be deallocated */
+#define XS_HEAD_FUA       2u    /* durable before returning */
+#define XS_HEAD_FAST_ZERO 4u    /* fail with ENOTSUP unless it is cheap */
+
+/* Create the files of a new head in DIR (which must not exist). */
+extern int xs_head_create (const char *dir, uint64_t size,
+                           uint32_t block_size, uint64_t epoch);
+
+struct xs_head;
+
+/* Open the head in DIR as its owner.  NAME is used in messages.  SIZE,
+ * BLOCK_SIZE and EPOCH come from the catalog.
+ */
+extern struct xs_head *xs_head_open (const char *dir, const char *name,
+                                     uint64_t size, uint32_t block_size,
+                                     uint64_t epoch);
+
+/* Make everything durable, mark the dirty map clean and release the owner
+ * lock.  Frees H even on failure.
+ */
+extern int xs_head_close (struct xs_head *h);
+
+/* Release H as a crash would: nothing is synced or marked clean. */
+extern void xs_head_abandon (struct xs_head *h);
+
+extern uint64_t xs_head_size (const struct xs_head *h);
+extern uint32_t xs_head_block_size (const struct xs_head *h);
+extern struct xs_dirtymap *xs_head_dirtymap (struct xs_head *h);
+
+/* Data path.  All return 0, or -1 with errno set and the error reported. */
+extern int xs_head_pread (struct xs_head *h, void *buf, uint32_t count,
+                          uint64_t offset);
+extern int xs_head_pwrite (struct xs_head *h, const void *buf,
+                           uint32_t count, uint64_t offset, bool fua);
+extern int xs_head_zero (struct xs_head *h, uint32_t count, uint64_t offset,
+                         unsigned flags);
+extern int xs_head_trim (struct xs_head *h, uint32_t count, uint64_t offset,
+                         bool fua);
+extern int xs_head_flush (struct xs_head *h);
+
+/* Describe [OFFSET, OFFSET + COUNT) as data and holes, in order, calling FN
+ * for each extent; extents may run past the end of the request.  Holes are
+ * ranges never written or trimmed (they read as zeroes).
+ */
+extern int xs_head_extents (struct xs_head *h, uint64_t offset,
+                            uint64_t count,
+                            int (*fn) (uint64_t offset, uint64_t length,
+                                       bool hole, void *opaque),
+                            void *opaque);
+
+/* Grow the volume to NEW_SIZE.  No I/O may be in flight. */
+extern int xs_head_grow (struct xs_head *h, uint64_t new_size);
+
+#endif /* XSNAP_HEAD_H */

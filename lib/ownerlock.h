@@ -1,0 +1,30 @@
+/* xsnap: one owner process per live volume.
+ *
+ * The owner of a volume (the nbdkit plugin serving it, or an xsnap command
+ * working on it in-process) holds an exclusive flock on the volume's lock
+ * file for as long as it uses the head.  flock locks die with the process,
+ * so a crashed owner never leaves a stale lock behind.  The holder's pid is
+ * written into the file so that the refusal can say who holds it.
+ */
+#ifndef XSNAP_OWNERLOCK_H
+#define XSNAP_OWNERLOCK_H
+
+/* Take the lock at PATH without waiting.  WHAT names the resource for the
+ * message ("volume 'db1'").  Returns an fd that holds the lock, or -1 after
+ * reporting "WHAT is in use by another process (pid N)" or the I/O error.
+ */
+extern int xs_owner_lock_take (const char *path, const char *what);
+
+/* Same, but returns -2 without reporting when another process holds it. */
+extern int xs_owner_lock_try (const char *path, const char *what);
+
+/* Whether another process holds the lock at PATH: 1 yes, 0 no, -1 if it
+ * cannot tell.  Takes the lock for an instant when it is free, which
+ * xs_owner_lock_take tolerates by retrying briefly.  Reports nothing.
+ */
+extern int xs_owner_lock_probe (const char *path);
+
+/* Release a lock taken above. */
+extern void xs_owner_lock_release (int fd);
+
+#endif /* XSNAP_OWNERLOCK_H */

@@ -1,0 +1,55 @@
+/* xsnap: a store — one deployment of xsnap in one directory.
+ *
+ * Layout (docs/FORMAT.md, "Store layout"):
+ *   STORE/xsnap.db                              the catalog (SQLite, WAL)
+ *   STORE/regions/REGION/volumes/VOLUME-ID/     the head of each live volume
+ *   STORE/regions/REGION/repo/                  the region's default file
+ *                                               repository
+ *
+ * Every command and the plugin act within a scope: an account and a region
+ * of a store.  Unless told otherwise they act as the store's default
+ * account (the administrator made by init) in its default region.
+ */
+#ifndef XSNAP_STORE_H
+#define XSNAP_STORE_H
+
+#include "catalog.h"
+
+#define XS_DEFAULT_ACCOUNT "admin"
+#define XS_DEFAULT_REGION "local"
+#define XS_STORE_FORMAT "1"
+
+struct xs_store;
+
+/* Create a new store at PATH (the directory may exist but must not hold a
+ * store).  REGION and BACKEND_URL may be NULL for the defaults ("local",
+ * a file repository inside the store).
+ */
+extern int xs_store_init (const char *path, const char *region,
+                          const char *backend_url);
+
+/* Open an existing store.  A missing store is reported with a hint. */
+extern struct xs_store *xs_store_open (const char *path);
+extern void xs_store_close (struct xs_store *store);
+
+extern const char *xs_store_path (const struct xs_store *store);
+extern struct xs_catalog *xs_store_catalog (struct xs_store *store);
+
+/* The account and region a command acts in. */
+struct xs_scope {
+  char *account;
+  char *region;
+};
+
+/* Resolve ACCOUNT and REGION (NULL for the store's defaults) and check
+ * that both exist.
+ */
+extern int xs_store_scope (struct xs_store *store, const char *account,
+                           const char *region, struct xs_scope *scope);
+extern void xs_scope_clear (struct xs_scope *scope);
+
+/* Directory of the head of volume ID in REGION (malloc'd). */
+extern char *xs_store_head_dir (const struct xs_store *store,
+                                const char *region, const char *volume_id);
+
+#endif /* XSNAP_STORE_H */

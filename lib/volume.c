@@ -1,0 +1,396 @@
+/* xsnap: live volumes (see volume.h). */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "error.h"
+#include "fileio.h"
+#include "names.h"
+#include "ownerlock.h"
+#include "size.h"
+#include "volume.h"
+
+#define VOLUME_COLUMNS \
+  "id, account, region, name, size, block_size, created_ns, cbt_epoch"
+
+void
+xs_volume_clear (struct xs_volume *vol)
+{
+  free (vol->account);
+  free (vol->region);
+  free (vol->name);
+  memset (vol, 0, sizeof *vol);
+}
+
+int
+xs_volume_check_block_size (uint64_t block_size)
+{
+  if (!xs_is_power_of_2 (block_size) || block_size < XS_BLOCK_SIZE_MIN
+      || block_size > XS_BLOCK_SIZE_MAX) {
+    xs_error ("invalid block size %" PRIu64 ": it must be a power of two "
+              "from 4K to 4M", block_size);
+    return -1;
+  }
+  return 0;
+}
+
+static int
+check_size (const char *name, uint64_t size, uint32_t block_size)
+{
+  char text[32];
+
+  if (size == 0) {
+    xs_error ("invalid size for volume '%s': it must be greater than zero",
+              name);
+    return -1;
+  }
+  if (size % block_size != 0) {
+    xs_size_format (block_size, text, sizeof text);
+    xs_error ("invalid size %" PRIu64 " for volume '%s': not a multiple of "
+              "the block size (%s)", size, name, text);
+    return -1;
+  }
+  if (size > XS_VOLUME_SIZE_MAX) {
+    xs_error ("invalid size %" PRIu64 " for volume '%s': larger than the "
+              "limit of 64T", size, name);
+    return -1;
+  }
+  return 0;
+}
+
+/* Fill VOL from the current row of STMT (selected with VOLUME_COLUMNS). */
+static int
+row_to_volume (sqlite3_stmt *stmt, struct xs_volume *vol)
+{
+  memset (vol, 0, sizeof *vol);
+  snprintf (vol->id, sizeof vol->id, "%s",
+            (const char *) sqlite3_column_text (stmt, 0));
+  vol->account = strdup ((const char *) sqlite3_column_text (stmt, 1));
+  vol->region = strdup ((const char *) sqlite3_column_text (stmt, 2));
+  vol->name = strdup ((const char *) sqlite3_column_text (stmt, 3));
+  vol->size = (uint64_t) sqlite3_column_int64 (stmt, 4);
+  vol->block_size = (uint32_t) sqlite3_column_int64 (stmt, 5);
+  vol->created_ns = sqlite3_column_int64 (stmt, 6);
+  vol->cbt_epoch = (uint64_t) sqlite3_column_int64 (stmt, 7);
+  if (vol->account == NULL || vol->region == NULL || vol->name == NULL) {
+    xs_error ("cannot read volume %s: %m", vol->id);
+    xs_volume_clear (vol);
+    return -1;
+  }
+  return 0;
+}
+
+int
+xs_volume_find (struct xs_store *store, const struct xs_scope *scope,
+                const char *name, bool quiet, struct xs_volume *vol)
+{
+  struct xs_catalog *cat = xs_store_catalog (store);
+  sqlite3_stmt *stmt;
+  int r = -1;
+
+  xs_catalog_lock (cat);
+  stmt = xs_catalog_prepare (cat,
+                             "SELECT " VOLUME_COLUMNS " FROM volumes"
+                             " WHERE account = ?1 AND region = ?2"
+                             " AND (name = ?3 OR id = ?3)",
+                             "look up a volume");
+  if (stmt == NULL)
+    goto out;
+  sqlite3_bind_text (stmt, 1, scope->account, -1, SQLITE_STATIC);
+  sqlite3_bind_text (stmt, 2, scope->region, -1, SQLITE_STATIC);
+  sqlite3_bind_text (stmt, 3, name, -1, SQLITE_STATIC);
+  switch (sqlite3_step (stmt)) {
+  case SQLITE_ROW:
+    r = row_to_volume (stmt, vol);
+    break;
+  case SQLITE_DONE:
+    if (!quiet)
+      xs_error ("no volume '%s' in account '%s', region '%s'", name,
+                scope->account, scope->region);
+    r = 1;
+    break;
+  default:
+    xs_catalog_report (cat, "look up a volume");
+  }
+  sqlite3_finalize (stmt);
+ out:
+  xs_catalog_unlock (cat);
+  return r;
+}
+
+int
+xs_volume_list (struct xs_store *store, const struct xs_scope *scope,
+                int (*fn) (const struct xs_volume *vol, void *opaque),
+                void *opaque)
+{
+  struct xs_catalog *cat = xs_store_catalog (store);
+  sqlite3_stmt *stmt;
+  struct xs_volume vol;
+  int r = -1, step;
+
+  xs_catalog_lock (cat);
+  stmt = xs_catalog_prepare (cat,
+                             "SELECT " VOLUME_COLUMNS " FROM volumes"
+                             " WHERE account = ? AND region = ?"
+                             " ORDER BY name", "list volumes");
+  if (stmt == NULL)
+    goto out;
+  sqlite3_bind_text (stmt, 1, scope->account, -1, SQLITE_STATIC);
+  sqlite3_bind_text (stmt, 2, scope->region, -1, SQLITE_STATIC);
+  while ((step = sqlite3_step (stmt)) == SQLITE_ROW) {
+    if (row_to_volume (stmt, &vol) == -1)
+      goto done;
+    r = fn (&vol, opaque);
+    xs_volume_clear (&vol);
+    if (r != 0)
+      goto done;
+  }
+  if (step == SQLITE_DONE)
+    r = 0;
+  else
+    xs_catalog_report (cat, "list volumes");
+ done:
+  sqlite3_finalize (stmt);
+ out:
+  xs_catalog_unlock (cat);
+  return r;
+}
+
+char *
+xs_volume_dir (const struct xs_store *store, const struct xs_volume *vol)
+{
+  return xs_store_head_dir (store, vol->region, vol->id);
+}
+
+static int
+insert_volume (struct xs_catalog *cat, const struct xs_volume *vol)
+{
+  sqlite3_stmt *stmt;
+  int r = 0;
+
+  stmt = xs_catalog_prepare (cat,
+                             "INSERT INTO volumes (" VOLUME_COLUMNS ")"
+                             " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                             "record the new volume");
+  if (stmt == NULL)
+    return -1;
+  sqlite3_bind_text (stmt, 1, vol->id, -1, SQLITE_STATIC);
+  sqlite3_bind_text (stmt, 2, vol->account, -1, SQLITE_STATIC);
+  sqlite3_bind_text (stmt, 3, vol->region, -1, SQLITE_STATIC);
+  sqlite3_bind_text (stmt, 4, vol->name, -1, SQLITE_STATIC);
+  sqlite3_bind_int64 (stmt, 5, (int64_t) vol->size);
+  sqlite3_bind_int64 (stmt, 6, vol->block_size);
+  sqlite3_bind_int64 (stmt, 7, vol->created_ns);
+  sqlite3_bind_int64 (stmt, 8, (int64_t) vol->cbt_epoch);
+  if (sqlite3_step (stmt) != SQLITE_DONE) {
+    if (sqlite3_extended_errcode (xs_catalog_db (cat))
+        == SQLITE_CONSTRAINT_UNIQUE)
+      xs_error ("volume '%s' already exists in account '%s', region '%s'",
+                vol->name, vol->account, vol->region);
+    else
+      xs_catalog_report (cat, "record the new volume");
+    r = -1;
+  }
+  sqlite3_finalize (stmt);
+  return r;
+}
+
+int
+xs_volume_create (struct xs_store *store, const struct xs_scope *scope,
+                  const char *name, uint64_t size, uint32_t block_size,
+                  struct xs_volume *vol)
+{
+  struct xs_volume existing;
+  char *dir = NULL;
+  int r;
+
+  memset (vol, 0, sizeof *vol);
+  if (xs_name_check ("volume", name) == -1
+      || xs_volume_check_block_size (block_size) == -1
+      || check_size (name, size, block_size) == -1)
+    return -1;
+  r = xs_volume_find (store, scope, name, true, &existing);
+  if (r == 0) {
+    xs_error ("volume '%s' already exists in account '%s', region '%s'",
+              name, scope->account, scope->region);
+    xs_volume_clear (&existing);
+    return -1;
+  }
+  if (r == -1)
+    return -1;
+
+  if (xs_new_id ("vol", vol->id, sizeof vol->id) == -1)
+    return -1;
+  vol->account = strdup (scope->account);
+  vol->region = strdup (scope->region);
+  vol->name = strdup (name);
+  vol->size = size;
+  vol->block_size = block_size;
+  vol->created_ns = xs_now_ns ();
+  vol->cbt_epoch = 0;
+  if (vol->account == NULL || vol->region == NULL || vol->name == NULL) {
+    xs_error ("cannot create volume '%s': %m", name);
+    goto fail;
+  }
+  dir = xs_volume_dir (store, vol);
+  if (dir == NULL || xs_head_create (dir, size, block_size, 0) == -1)
+    goto fail;
+
+  /* The row makes the volume visible: it goes in last. */
+  xs_catalog_lock (xs_store_catalog (store));
+  r = insert_volume (xs_store_catalog (store), vol);
+  xs_catalog_unlock (xs_store_catalog (store));
+  if (r == -1) {
+    xs_remove_tree (dir);
+    goto fail;
+  }
+  free (dir);
+  return 0;
+
+ fail:
+  free (dir);
+  xs_volume_clear (vol);
+  return -1;
+}
+
+static int
+lock_volume (struct xs_store *store, const struct xs_volume *vol, char **dir)
+{
+  char *lock = NULL, *what = NULL;
+  int fd = -1;
+
+  *dir = xs_volume_dir (store, vol);
+  if (*dir == NULL)
+    return -1;
+  if (asprintf (&lock, "%s/lock", *dir) == -1
+      || asprintf (&what, "volume '%s'", vol->name) == -1)
+    xs_error ("cannot lock volume '%s': %m", vol->name);
+  else
+    fd = xs_owner_lock_take (lock, what);
+  free (lock);
+  free (what);
+  if (fd == -1) {
+    free (*dir);
+    *dir = NULL;
+  }
+  return fd;
+}
+
+int
+xs_volume_delete (struct xs_store *store, const struct xs_volume *vol)
+{
+  struct xs_catalog *cat = xs_store_catalog (store);
+  sqlite3_stmt *stmt;
+  char *dir;
+  int lock_fd, r = -1;
+
+  lock_fd = lock_volume (store, vol, &dir);
+  if (lock_fd == -1)
+    return -1;
+  xs_catalog_lock (cat);
+  stmt = xs_catalog_prepare (cat, "DELETE FROM volumes WHERE id = ?",
+                             "delete the volume");
+  if (stmt != NULL) {
+    sqlite3_bind_text (stmt, 1, vol->id, -1, SQLITE_STATIC);
+    if (sqlite3_step (stmt) == SQLITE_DONE)
+      r = 0;
+    else
+      xs_catalog_report (cat, "delete the volume");
+    sqlite3_finalize (stmt);
+  }
+  xs_catalog_unlock (cat);
+  /* Once the row is gone the volume is deleted; a failure to remove its
+   * files only leaves an orphan for gc.
+   */
+  if (r == 0 && xs_remove_tree (dir) == -1)
+    xs_error ("volume '%s' deleted, but its files remain in %s", vol->name,
+              dir);
+  xs_owner_lock_release (lock_fd);
+  free (dir);
+  return r;
+}
+
+static int
+update_size (struct xs_catalog *cat, const struct xs_volume *vol,
+             uint64_t new_size)
+{
+  sqlite3_stmt *stmt;
+  int r = -1;
+
+  xs_catalog_lock (cat);
+  stmt = xs_catalog_prepare (cat, "UPDATE volumes SET size = ? WHERE id = ?",
+                             "record the new size");
+  if (stmt != NULL) {
+    sqlite3_bind_int64 (stmt, 1, (int64_t) new_size);
+    sqlite3_bind_text (stmt, 2, vol->id, -1, SQLITE_STATIC);
+    if (sqlite3_step (stmt) == SQLITE_DONE)
+      r = 0;
+    else
+      xs_catalog_report (cat, "record the new size");
+    sqlite3_finalize (stmt);
+  }
+  xs_catalog_unlock (cat);
+  return r;
+}
+
+int
+xs_volume_resize (struct xs_store *store, struct xs_volume *vol,
+                  uint64_t new_size)
+{
+  struct xs_head *head;
+  int r;
+
+  if (new_size < vol->size) {
+    xs_error ("cannot shrink volume '%s' (volumes only grow)", vol->name);
+    return -1;
+  }
+  if (check_size (vol->name, new_size, vol->block_size) == -1)
+    return -1;
+  if (new_size == vol->size)
+    return 0;
+  head = xs_volume_open_head (store, vol);
+  if (head == NULL)
+    return -1;
+  /* The row first: a crash before the file grows leaves a head shorter
+   * than the catalog says, and opening it completes the grow (the new
+   * range was never served, so it is rightly zero).  The other order would
+   * leave bytes on disk that the catalog does not know.
+   */
+  r = update_size (xs_store_catalog (store), vol, new_size);
+  if (r == 0)
+    r = xs_head_grow (head, new_size);
+  if (xs_head_close (head) == -1)
+    r = -1;
+  if (r == 0)
+    vol->size = new_size;
+  return r;
+}
+
+struct xs_head *
+xs_volume_open_head (struct xs_store *store, const struct xs_volume *vol)
+{
+  struct xs_head *head;
+  char *dir = xs_volume_dir (store, vol);
+
+  if (dir == NULL)
+    return NULL;
+  head = xs_head_open (dir, vol->name, vol->size, vol->block_size,
+                       vol->cbt_epoch);
+  free (dir);
+  return head;
+}
+
+int
+xs_volume_in_use (const struct xs_store *store, const struct xs_volume *vol)
+{
+  char *dir = xs_volume_dir (store, vol), *lock = NULL;
+  int r = -1;
+
+  if (dir && asprintf (&lock, "%s/lock", dir) != -1)
+    r = xs_owner_lock_probe (lock);
+  free (dir);
+  free (lock);
+  return r;
+}

@@ -1,0 +1,84 @@
+/* xsnap: live volumes — catalog rows plus heads on disk.
+ *
+ * A volume belongs to one account in one region and is named uniquely
+ * there; on disk it is known only by its id ("vol-" and 16 hex digits), so
+ * names never reach paths.  Creation makes the head first and the catalog
+ * row last; deletion removes the row first: a crash in between leaves an
+ * orphan directory (reclaimed by gc), never a row without its head.
+ */
+#ifndef XSNAP_VOLUME_H
+#define XSNAP_VOLUME_H
+
+#include <stdint.h>
+
+#include "head.h"
+#include "store.h"
+
+#define XS_ID_MAX 32
+#define XS_BLOCK_SIZE_MIN 4096u
+#define XS_BLOCK_SIZE_MAX (4u << 20)
+#define XS_BLOCK_SIZE_DEFAULT (512u << 10)
+#define XS_VOLUME_SIZE_MAX (UINT64_C (64) << 40)    /* 64 TiB */
+
+struct xs_volume {
+  char id[XS_ID_MAX];
+  char *account;
+  char *region;
+  char *name;
+  uint64_t size;
+  uint32_t block_size;
+  int64_t created_ns;
+  uint64_t cbt_epoch;
+};
+
+extern void xs_volume_clear (struct xs_volume *vol);
+
+/* Check a block size: a power of two from 4K to 4M.  Reports why not. */
+extern int xs_volume_check_block_size (uint64_t block_size);
+
+/* Create a volume NAME of SIZE bytes in SCOPE.  On success *VOL describes
+ * it (the caller clears it).
+ */
+extern int xs_volume_create (struct xs_store *store,
+                             const struct xs_scope *scope, const char *name,
+                             uint64_t size, uint32_t block_size,
+                             struct xs_volume *vol);
+
+/* Find a volume of SCOPE by name or id.  A missing volume is reported
+ * ("no volume 'x' in account 'a', region 'r'") unless QUIET, and returns 1
+ * (no error) then.
+ */
+extern int xs_volume_find (struct xs_store *store,
+                           const struct xs_scope *scope, const char *name,
+                           bool quiet, struct xs_volume *vol);
+
+/* Call FN for each volume of SCOPE, by name. */
+extern int xs_volume_list (struct xs_store *store,
+                           const struct xs_scope *scope,
+                           int (*fn) (const struct xs_volume *vol,
+                                      void *opaque),
+                           void *opaque);
+
+/* Delete VOL.  Refused while another process owns it. */
+extern int xs_volume_delete (struct xs_store *store,
+                             const struct xs_volume *vol);
+
+/* Grow VOL to NEW_SIZE (a multiple of its block size).  Refused while
+ * another process owns it.  Updates *VOL.
+ */
+extern int xs_volume_resize (struct xs_store *store, struct xs_volume *vol,
+                             uint64_t new_size);
+
+/* Whether another process owns VOL (serves it): 1, 0, or -1 if unknown. */
+extern int xs_volume_in_use (const struct xs_store *store,
+                             const struct xs_volume *vol);
+
+/* Open VOL's head as its owner. */
+extern struct xs_head *xs_volume_open_head (struct xs_store *store,
+                                            const struct xs_volume *vol);
+
+/* The head directory of VOL (malloc'd). */
+extern char *xs_volume_dir (const struct xs_store *store,
+                            const struct xs_volume *vol);
+
+#endif /* XSNAP_VOLUME_H */

@@ -1,0 +1,274 @@
+/* nbdkit-xsnap-plugin: serve the volumes of an xsnap store over NBD.
+ *
+ * A thin adapter: every callback turns into one call of libxsnap's server
+ * (lib/server.h), which owns all storage logic.  The only state here is
+ * the configuration and the one server object, created after nbdkit has
+ * forked (SQLite connections must not cross a fork).
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define NBDKIT_API_VERSION 2
+#include <nbdkit-plugin.h>
+
+#include "error.h"
+#include "head.h"
+#include "server.h"
+
+#define THREAD_MODEL NBDKIT_THREAD_MODEL_PARALLEL
+
+/* Configuration, set before the server starts and read-only after. */
+static char *store_path;
+static char *account;
+static char *region;
+
+/* The server, created in after_fork; read-only pointer afterwards. */
+static struct xs_server *server;
+
+void
+xs_error_sink (const char *message)
+{
+  nbdkit_error ("%s", message);
+}
+
+void
+xs_debug_sink (const char *message)
+{
+  nbdkit_debug ("%s", message);
+}
+
+static void
+xsnap_unload (void)
+{
+  xs_server_free (server);
+  free (store_path);
+  free (account);
+  free (region);
+}
+
+static int
+xsnap_config (const char *key, const char *value)
+{
+  if (strcmp (key, "store") == 0) {
+    free (store_path);
+    store_path = nbdkit_realpath (value);
+    return store_path ? 0 : -1;
+  }
+  if (strcmp (key, "account") == 0) {
+    free (account);
+    account = strdup (value);
+    return account ? 0 : -1;
+  }
+  if (strcmp (key, "region") == 0) {
+    free (region);
+    region = strdup (value);
+    return region ? 0 : -1;
+  }
+  nbdkit_error ("unknown parameter '%s' (see nbdkit xsnap --help)", key);
+  return -1;
+}
+
+static int
+xsnap_config_complete (void)
+{
+  if (store_path == NULL) {
+    nbdkit_error ("the store parameter is required: store=DIR");
+    return -1;
+  }
+  return 0;
+}
+
+#define xsnap_config_help \
+  "store=DIR       (required) The xsnap store to serve.\n" \
+  "account=ID      Serve what this account may see (default: the\n" \
+  "                store's administrator).\n" \
+  "region=NAME     Serve this region's volumes (default: the store's\n" \
+  "                default region)."
+
+/* Check the store while errors still reach the terminal. */
+static int
+xsnap_get_ready (void)
+{
+  struct xs_server *probe = xs_server_new (store_path, account, region);
+
+  if (probe == NULL)
+    return -1;
+  xs_server_free (probe);
+  return 0;
+}
+
+static int
+xsnap_after_fork (void)
+{
+  server = xs_server_new (store_path, account, region);
+  return server ? 0 : -1;
+}
+
+static int
+add_export (const char *name, const char *description, void *opaque)
+{
+  return nbdkit_add_export (opaque, name, description);
+}
+
+static int
+xsnap_list_exports (int readonly, int is_tls, struct nbdkit_exports *exports)
+{
+  return xs_server_list_exports (server, add_export, exports);
+}
+
+static void *
+xsnap_open (int readonly)
+{
+  struct xs_export *exp;
+
+  exp = xs_server_open (server, nbdkit_export_name (), readonly);
+  if (exp == NULL)
+    nbdkit_set_error (errno ? errno : EIO);
+  return exp;
+}
+
+static void
+xsnap_close (void *handle)
+{
+  xs_server_close (server, handle);
+}
+
+static const char *
+xsnap_export_description (void *handle)
+{
+  return xs_export_description (handle);
+}
+
+static int64_t
+xsnap_get_size (void *handle)
+{
+  return (int64_t) xs_export_size (handle);
+}
+
+static int
+xsnap_block_size (void *handle, uint32_t *minimum, uint32_t *preferred,
+                  uint32_t *maximum)
+{
+  *minimum = 1;
+  *preferred = xs_export_block_size (handle);
+  *maximum = 0xffffffff;
+  return 0;
+}
+
+static int
+xsnap_can_write (void *handle)
+{
+  return xs_export_writable (handle);
+}
+
+static int
+xsnap_can_yes (void *handle)
+{
+  return 1;
+}
+
+static int
+xsnap_can_fua (void *handle)
+{
+  return NBDKIT_FUA_NATIVE;
+}
+
+static int
+xsnap_pread (void *handle, void *buf, uint32_t count, uint64_t offset,
+             uint32_t flags)
+{
+  return xs_head_pread (xs_export_head (handle), buf, count, offset);
+}
+
+static int
+xsnap_pwrite (void *handle, const void *buf, uint32_t count, uint64_t offset,
+              uint32_t flags)
+{
+  return xs_head_pwrite (xs_export_head (handle), buf, count, offset,
+                         flags & NBDKIT_FLAG_FUA);
+}
+
+static int
+xsnap_zero (void *handle, uint32_t count, uint64_t offset, uint32_t flags)
+{
+  unsigned zero_flags = 0;
+
+  if (flags & NBDKIT_FLAG_MAY_TRIM)
+    zero_flags |= XS_HEAD_MAY_TRIM;
+  if (flags & NBDKIT_FLAG_FUA)
+    zero_flags |= XS_HEAD_FUA;
+  if (flags & NBDKIT_FLAG_FAST_ZERO)
+    zero_flags |= XS_HEAD_FAST_ZERO;
+  return xs_head_zero (xs_export_head (handle), count, offset, zero_flags);
+}
+
+static int
+xsnap_trim (void *handle, uint32_t count, uint64_t offset, uint32_t flags)
+{
+  return xs_head_trim (xs_export_head (handle), count, offset,
+                       flags & NBDKIT_FLAG_FUA);
+}
+
+static int
+xsnap_flush (void *handle, uint32_t flags)
+{
+  return xs_head_flush (xs_export_head (handle));
+}
+
+static int
+add_extent (uint64_t offset, uint64_t length, bool hole, void *opaque)
+{
+  uint32_t type = hole ? NBDKIT_EXTENT_HOLE | NBDKIT_EXTENT_ZERO : 0;
+
+  return nbdkit_add_extent (opaque, offset, length, type);
+}
+
+static int
+xsnap_extents (void *handle, uint32_t count, uint64_t offset, uint32_t flags,
+               struct nbdkit_extents *extents)
+{
+  /* Extents may run past the request; nbdkit trims them (and with
+   * REQ_ONE keeps only the first).
+   */
+  return xs_head_extents (xs_export_head (handle), offset, count,
+                          add_extent, extents);
+}
+
+static struct nbdkit_plugin plugin = {
+  .name               = "xsnap",
+  .longname           = "xsnap volumes and snapshots",
+  .version            = "1.0",
+  .description        = "Serve cloud-style volumes with changed-block "
+                        "tracking from an xsnap store",
+  .magic_config_key   = "store",
+  .unload             = xsnap_unload,
+  .config             = xsnap_config,
+  .config_complete    = xsnap_config_complete,
+  .config_help        = xsnap_config_help,
+  .get_ready          = xsnap_get_ready,
+  .after_fork         = xsnap_after_fork,
+  .list_exports       = xsnap_list_exports,
+  .open               = xsnap_open,
+  .close              = xsnap_close,
+  .export_description = xsnap_export_description,
+  .get_size           = xsnap_get_size,
+  .block_size         = xsnap_block_size,
+  .can_write          = xsnap_can_write,
+  .can_flush          = xsnap_can_yes,
+  .can_trim           = xsnap_can_yes,
+  .can_zero           = xsnap_can_yes,
+  .can_fast_zero      = xsnap_can_yes,
+  .can_extents        = xsnap_can_yes,
+  .can_multi_conn     = xsnap_can_yes,
+  .can_fua            = xsnap_can_fua,
+  .pread              = xsnap_pread,
+  .pwrite             = xsnap_pwrite,
+  .zero               = xsnap_zero,
+  .trim               = xsnap_trim,
+  .flush              = xsnap_flush,
+  .extents            = xsnap_extents,
+  .errno_is_preserved = 1,
+};
+
+NBDKIT_REGISTER_PLUGIN (plugin)

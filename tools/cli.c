@@ -1,0 +1,152 @@
+/* xsnap CLI: shared option handling and output (see cli.h). */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "cli.h"
+#include "error.h"
+#include "size.h"
+
+void
+xs_error_sink (const char *message)
+{
+  fprintf (stderr, "xsnap: %s\n", message);
+}
+
+enum {
+  OPT_STORE = 1000, OPT_ACCOUNT, OPT_REGION, OPT_JSON,
+};
+
+static const struct option global_options[] = {
+  { "store", required_argument, NULL, OPT_STORE },
+  { "account", required_argument, NULL, OPT_ACCOUNT },
+  { "region", required_argument, NULL, OPT_REGION },
+  { "json", no_argument, NULL, OPT_JSON },
+  { "quiet", no_argument, NULL, 'q' },
+  { "verbose", no_argument, NULL, 'v' },
+  { NULL, 0, NULL, 0 },
+};
+
+#define MAX_OPTIONS 64
+
+int
+cli_next_option (struct cli *cli, int argc, char **argv,
+                 const char *short_opts, const struct option *specific,
+                 char **arg)
+{
+  struct option all[MAX_OPTIONS];
+  char shorts[64];
+  size_t n = 0, i;
+  int c;
+
+  for (i = 0; specific && specific[i].name; i++)
+    all[n++] = specific[i];
+  for (i = 0; global_options[i].name; i++)
+    all[n++] = global_options[i];
+  all[n] = (struct option) { NULL, 0, NULL, 0 };
+  /* Before the command, stop at the first word (the command); inside it,
+   * options may come after the operands.
+   */
+  snprintf (shorts, sizeof shorts, "%sqv%s", cli->in_command ? "" : "+",
+            short_opts ? short_opts : "");
+
+  for (;;) {
+    c = getopt_long (argc, argv, shorts, all, NULL);
+    switch (c) {
+    case OPT_STORE: cli->store_path = optarg; break;
+    case OPT_ACCOUNT: cli->account = optarg; break;
+    case OPT_REGION: cli->region = optarg; break;
+    case OPT_JSON: cli->json = true; break;
+    case 'q': cli->quiet = true; break;
+    case 'v': cli->verbose++; break;
+    default:
+      *arg = optarg;
+      return c;
+    }
+  }
+}
+
+int
+cli_open (struct cli *cli)
+{
+  if (cli->store_path == NULL) {
+    xs_error ("no store given: use --store DIR or set XSNAP_STORE");
+    return -1;
+  }
+  cli->store = xs_store_open (cli->store_path);
+  if (cli->store == NULL)
+    return -1;
+  if (xs_store_scope (cli->store, cli->account, cli->region,
+                      &cli->scope) == -1) {
+    xs_store_close (cli->store);
+    cli->store = NULL;
+    return -1;
+  }
+  return 0;
+}
+
+void
+cli_close (struct cli *cli)
+{
+  xs_scope_clear (&cli->scope);
+  xs_store_close (cli->store);
+  cli->store = NULL;
+}
+
+int
+cli_usage (const char *command, const char *fmt, ...)
+{
+  va_list args;
+
+  fprintf (stderr, "xsnap %s: ", command);
+  va_start (args, fmt);
+  vfprintf (stderr, fmt, args);
+  va_end (args);
+  fprintf (stderr, " (see 'xsnap help')\n");
+  return EXIT_USAGE;
+}
+
+int
+cli_print_json (json_t *root)
+{
+  int r;
+
+  if (root == NULL) {
+    xs_error ("cannot build JSON output: out of memory");
+    return -1;
+  }
+  r = json_dumpf (root, stdout, JSON_INDENT (2) | JSON_PRESERVE_ORDER);
+  json_decref (root);
+  if (r == -1 || putchar ('\n') == EOF || fflush (stdout) == EOF) {
+    xs_error ("cannot write output: %m");
+    return -1;
+  }
+  return 0;
+}
+
+void
+cli_format_time (int64_t ns, char *buf, size_t len)
+{
+  time_t seconds = (time_t) (ns / 1000000000);
+  struct tm tm;
+
+  gmtime_r (&seconds, &tm);
+  strftime (buf, len, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+int
+cli_parse_size (const char *text, const char *what, uint64_t *size)
+{
+  int64_t value = xs_size_parse (text, what);
+
+  if (value == -1)
+    return -1;
+  if (value == 0) {
+    xs_error ("invalid %s '%s': it must be greater than zero", what, text);
+    return -1;
+  }
+  *size = (uint64_t) value;
+  return 0;
+}

@@ -1,0 +1,65 @@
+/* xsnap CLI: what every subcommand shares — global options, opening the
+ * store, and printing (text for people, --json for programs).
+ *
+ * Exit statuses (docs/xsnap.pod): 0 success, 1 failure, 2 usage error,
+ * 3 the changed-block map cannot be trusted.
+ */
+#ifndef XSNAP_CLI_H
+#define XSNAP_CLI_H
+
+#include <getopt.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <jansson.h>
+
+#include "store.h"
+
+#define EXIT_USAGE 2
+#define EXIT_UNTRUSTED 3
+
+struct cli {
+  const char *store_path;       /* --store, XSNAP_STORE */
+  const char *account;          /* --account, XSNAP_ACCOUNT */
+  const char *region;           /* --region, XSNAP_REGION */
+  bool json;                    /* --json */
+  bool quiet;                   /* -q */
+  int verbose;                  /* -v */
+  bool in_command;              /* parsing a subcommand's arguments */
+  struct xs_store *store;       /* opened by cli_open */
+  struct xs_scope scope;
+};
+
+/* Parse the next option of a subcommand.  SPECIFIC lists the subcommand's
+ * own long options (their val is returned, with the argument in
+ * *ARG); the global options are handled here wherever they appear.
+ * Returns -1 at the end of options and '?' after printing a usage error.
+ */
+extern int cli_next_option (struct cli *cli, int argc, char **argv,
+                            const char *short_opts,
+                            const struct option *specific, char **arg);
+
+/* Open the store and resolve the scope.  Returns 0 or -1 (reported). */
+extern int cli_open (struct cli *cli);
+extern void cli_close (struct cli *cli);
+
+/* Report a usage error for COMMAND and return EXIT_USAGE. */
+extern int cli_usage (const char *command, const char *fmt, ...)
+  __attribute__ ((format (printf, 2, 3)));
+
+/* Print JSON to stdout, indented, with a newline; consumes ROOT. */
+extern int cli_print_json (json_t *root);
+
+/* "2026-11-22T05:31:12Z" */
+extern void cli_format_time (int64_t ns, char *buf, size_t len);
+
+/* Parse a size argument, requiring it positive; reports. */
+extern int cli_parse_size (const char *text, const char *what,
+                           uint64_t *size);
+
+/* The subcommands: each returns the exit status. */
+extern int cmd_init (struct cli *cli, int argc, char **argv);
+extern int cmd_volume (struct cli *cli, int argc, char **argv);
+extern int cmd_diff (struct cli *cli, int argc, char **argv);
+
+#endif /* XSNAP_CLI_H */

@@ -1,0 +1,103 @@
+/* xsnap: the command-line tool.  Dispatches git-style subcommands; each
+ * family lives in its own cmd-*.c file and does no storage work itself.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+
+#define XSNAP_VERSION "1.0"
+
+static const char usage_text[] =
+  "usage: xsnap [--store DIR] [--account ID] [--region NAME] [--json] [-q] [-v]\n"
+  "             COMMAND [ARGS]\n"
+  "\n"
+  "Commands:\n"
+  "  init [--region NAME] [--backend URL]      create a store\n"
+  "  volume create NAME --size SIZE [--block-size SIZE]\n"
+  "  volume list | show VOL | delete VOL | resize VOL --size SIZE\n"
+  "  diff --live VOL [--format=table|json|bitmap|blocks]\n"
+  "                                            changed blocks of a volume\n"
+  "  help                                      this text\n"
+  "  version                                   print the version\n"
+  "\n"
+  "The store is --store DIR or $XSNAP_STORE.  Sizes take K, M, G, T suffixes\n"
+  "(powers of 1024).  See xsnap(1) for details.\n";
+
+struct command {
+  const char *name;
+  int (*run) (struct cli *cli, int argc, char **argv);
+};
+
+static const struct command commands[] = {
+  { "init", cmd_init },
+  { "volume", cmd_volume },
+  { "diff", cmd_diff },
+  { NULL, NULL },
+};
+
+static void
+defaults_from_environment (struct cli *cli)
+{
+  cli->store_path = getenv ("XSNAP_STORE");
+  cli->account = getenv ("XSNAP_ACCOUNT");
+  cli->region = getenv ("XSNAP_REGION");
+}
+
+int
+main (int argc, char **argv)
+{
+  struct cli cli = { 0 };
+  const struct command *cmd;
+  char *arg;
+  int c, status;
+
+  defaults_from_environment (&cli);
+  /* Global options before the command. */
+  static const struct option main_options[] = {
+    { "help", no_argument, NULL, 'h' },
+    { "version", no_argument, NULL, 'V' },
+    { NULL, 0, NULL, 0 },
+  };
+  while ((c = cli_next_option (&cli, argc, argv, "hV", main_options,
+                               &arg)) != -1) {
+    switch (c) {
+    case 'h':
+      fputs (usage_text, stdout);
+      return 0;
+    case 'V':
+      printf ("xsnap %s\n", XSNAP_VERSION);
+      return 0;
+    default:
+      fputs (usage_text, stderr);
+      return EXIT_USAGE;
+    }
+  }
+  if (optind >= argc) {
+    fputs (usage_text, stderr);
+    return EXIT_USAGE;
+  }
+  if (strcmp (argv[optind], "help") == 0) {
+    fputs (usage_text, stdout);
+    return 0;
+  }
+  if (strcmp (argv[optind], "version") == 0) {
+    printf ("xsnap %s\n", XSNAP_VERSION);
+    return 0;
+  }
+  for (cmd = commands; cmd->name; cmd++)
+    if (strcmp (argv[optind], cmd->name) == 0)
+      break;
+  if (cmd->name == NULL)
+    return cli_usage (argv[optind], "unknown command");
+
+  /* The subcommand parses its own arguments from argv[optind]. */
+  argc -= optind;
+  argv += optind;
+  optind = 0;                   /* full restart of getopt */
+  cli.in_command = true;
+  status = cmd->run (&cli, argc, argv);
+  cli_close (&cli);
+  return status;
+}
