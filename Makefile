@@ -77,7 +77,8 @@ tests/unit/test-%: tests/unit/test-%.c tests/unit/tap.h lib/libxsnap.a .build-fl
 	$(CC) $(CFLAGS) $(XS_CFLAGS) -Itests/unit $(XS_LDFLAGS) -o $@ $< lib/libxsnap.a $(XS_LIBS)
 
 docs/%.1: docs/%.pod
-	pod2man --section=1 --center=xsnap --release=xsnap --name=$(notdir $*) $< > $@
+	pod2man --section=1 --center=xsnap --release=xsnap --name=$(notdir $*) $< > $@.tmp
+	mv $@.tmp $@
 
 unit: $(UNIT_TESTS)
 

@@ -1,0 +1,145 @@
+# Shared helpers for the shell integration tests (sourced, bash).
+#
+# Each test gets a private temporary directory ($tmp) removed at exit, a
+# TAP producer (ok, is, like, done_testing), and helpers that start the real
+# nbdkit with the plugin on a Unix socket and stop only what they started.
+
+set -euo pipefail
+
+# nbdsh runs "python3 -m nbd": Debian's python3 must come first.
+export PATH=/usr/bin:/usr/sbin:/bin:/sbin:$PATH
+
+top=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+xsnap=$top/tools/xsnap
+plugin=$top/plugin/nbdkit-xsnap-plugin.so
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/xsnap-t.XXXXXX")
+store=$tmp/store
+export XSNAP_STORE=$store
+unset XSNAP_ACCOUNT XSNAP_REGION
+
+tap_count=0
+tap_failed=0
+cleanup_cmds=()
+started_pids=()
+
+# With SANITIZE=1 the plugin is built with ASan, which must be loaded first
+# into the (uninstrumented) nbdkit.
+nbdkit_env=()
+if [ "${XSNAP_SANITIZE:-0}" = 1 ]; then
+  nbdkit_env=(env "LD_PRELOAD=$(gcc -print-file-name=libasan.so):$(gcc -print-file-name=libubsan.so)"
+              ASAN_OPTIONS=detect_leaks=0)
+fi
+
+at_exit () { cleanup_cmds+=("$*"); }
+
+run_cleanup () {
+  local i pid
+  for (( i=${#cleanup_cmds[@]}-1; i>=0; i-- )); do
+    eval "${cleanup_cmds[$i]}" >/dev/null 2>&1 || true
+  done
+  for pid in "${started_pids[@]}"; do
+    kill "$pid" 2>/dev/null || true
+  done
+  for pid in "${started_pids[@]}"; do
+    for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  done
+  rm -rf "$tmp"
+}
+trap run_cleanup EXIT
+
+diag () { printf '# %s\n' "$*"; }
+
+ok () {                         # ok CONDITION-STATUS DESCRIPTION
+  local status=$1; shift
+  tap_count=$((tap_count + 1))
+  if [ "$status" = 0 ]; then
+    printf 'ok %d - %s\n' "$tap_count" "$*"
+  else
+    printf 'not ok %d - %s\n' "$tap_count" "$*"
+    tap_failed=$((tap_failed + 1))
+  fi
+}
+
+check () {                      # check DESCRIPTION -- COMMAND...
+  local desc=$1; shift; [ "$1" = -- ] && shift
+  if "$@"; then ok 0 "$desc"; else ok 1 "$desc"; fi
+}
+
+is () {                         # is GOT WANT DESCRIPTION
+  if [ "$1" = "$2" ]; then
+    ok 0 "$3"
+  else
+    ok 1 "$3"
+    diag "got:  '$1'"
+    diag "want: '$2'"
+  fi
+}
+
+like () {                       # like GOT REGEX DESCRIPTION
+  if [[ $1 =~ $2 ]]; then
+    ok 0 "$3"
+  else
+    ok 1 "$3"
+    diag "got:  '$1'"
+    diag "want match: '$2'"
+  fi
+}
+
+done_testing () {
+  printf '1..%d\n' "$tap_count"
+  [ "$tap_failed" = 0 ]
+}
+
+skip_all () {                   # the whole file cannot run here
+  printf '1..0 # SKIP %s\n' "$*"
+  exit 0
+}
+
+# Run xsnap; in a test, status and output are checked by the caller.
+xs () { "$xsnap" "$@"; }
+
+# start_server NAME [PLUGIN-ARGS...]: nbdkit with the plugin on
+# $tmp/NAME.sock serving $store; sets $sock and $server_pid.
+start_server () {
+  local name=$1; shift
+  sock=$tmp/$name.sock
+  local pidfile=$tmp/$name.pid log=$tmp/$name.log
+  rm -f "$sock" "$pidfile"
+  "${nbdkit_env[@]}" nbdkit -U "$sock" -P "$pidfile" --log=stderr \
+    "$plugin" store="$store" "$@" 2>>"$log" &
+  local launcher=$!
+  for _ in $(seq 100); do
+    [ -s "$pidfile" ] && [ -S "$sock" ] && break
+    sleep 0.1
+  done
+  wait "$launcher" || true
+  if [ ! -s "$pidfile" ]; then
+    diag "nbdkit did not start:"; sed 's/^/#   /' "$log"
+    return 1
+  fi
+  server_pid=$(cat "$pidfile")
+  started_pids+=("$server_pid")
+}
+
+stop_server () {                # stop_server PID: graceful, and wait
+  local pid=$1
+  kill "$pid" 2>/dev/null || true
+  for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || return 0; sleep 0.1; done
+  return 1
+}
+
+uri () { printf 'nbd+unix:///%s?socket=%s' "$1" "${2:-$sock}"; }
+
+# A file of N MiB of seeded pseudo-random bytes (reproducible).
+random_file () {                # random_file PATH MIB SEED
+  openssl enc -aes-128-ctr -nosalt -pass "pass:$3" -pbkdf2 -iter 1 \
+    < <(head -c "$(( $2 * 1048576 ))" /dev/zero) > "$1" 2>/dev/null
+}
+
+# The state of the store on disk, to prove a refused command changed
+# nothing: file names, sizes and contents, and the catalog's rows.
+store_state () {
+  (cd "$store" && find . -path ./xsnap.db-shm -prune -o -type f \
+     ! -name 'xsnap.db*' -printf '%p %s\n' | sort
+   sqlite3 "$store/xsnap.db" .dump | grep -v '^PRAGMA')
+}
