@@ -83,7 +83,7 @@ docs/%.1: docs/%.pod
 unit: $(UNIT_TESTS)
 
 # libFuzzer targets: clang, with the library rebuilt for coverage.
-FUZZ_CFLAGS := -std=gnu11 -g -O1 -D_GNU_SOURCE -pthread -Ilib \
+FUZZ_CFLAGS := -std=gnu11 -g -O1 -D_GNU_SOURCE -DXS_NO_AVX2_DISPATCH -pthread -Ilib \
                -fsanitize=fuzzer,address,undefined \
                $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 tests/fuzz/fuzz-%: tests/fuzz/fuzz-%.c $(LIB_SRCS) $(wildcard lib/*.h)

@@ -105,20 +105,20 @@ start_server () {
   sock=$tmp/$name.sock
   local pidfile=$tmp/$name.pid log=$tmp/$name.log
   rm -f "$sock" "$pidfile"
-  "${nbdkit_env[@]}" nbdkit -U "$sock" -P "$pidfile" --log=stderr \
+  # -f: stay in the foreground so that the log keeps the plugin's errors.
+  "${nbdkit_env[@]}" nbdkit -f -U "$sock" -P "$pidfile" --log=stderr \
     "$plugin" store="$store" "$@" 2>>"$log" &
-  local launcher=$!
+  server_pid=$!
+  started_pids+=("$server_pid")
   for _ in $(seq 100); do
     [ -s "$pidfile" ] && [ -S "$sock" ] && break
+    kill -0 "$server_pid" 2>/dev/null || break
     sleep 0.1
   done
-  wait "$launcher" || true
   if [ ! -s "$pidfile" ]; then
     diag "nbdkit did not start:"; sed 's/^/#   /' "$log"
     return 1
   fi
-  server_pid=$(cat "$pidfile")
-  started_pids+=("$server_pid")
 }
 
 stop_server () {                # stop_server PID: graceful, and wait
@@ -143,3 +143,6 @@ store_state () {
      ! -name 'xsnap.db*' -printf '%p %s\n' | sort
    sqlite3 "$store/xsnap.db" .dump | grep -v '^PRAGMA')
 }
+
+# Run a command with its output discarded (for check).
+quietly () { "$@" >/dev/null 2>&1; }
