@@ -53,6 +53,39 @@ static const char *const migrations[] = {
   "  created_ns INTEGER NOT NULL,"
   "  cbt_epoch  INTEGER NOT NULL DEFAULT 0,"
   "  UNIQUE (account, region, name));",
+
+  /* 3: snapshots.  A snapshot row is 'pending' from the moment its point in
+   * time is taken until its manifest is durable, then 'available'.
+   * Deleting hides it ('deleted'); gc removes the row and its manifest once
+   * no volume needs it any more (as the base of its changed-block map, or
+   * as the source of a clone that is not fully hydrated).  Names are
+   * unique per volume name among snapshots that are not deleted.
+   */
+  "CREATE TABLE snapshots ("
+  "  id              TEXT PRIMARY KEY,"
+  "  account         TEXT NOT NULL REFERENCES accounts (id),"
+  "  region          TEXT NOT NULL REFERENCES regions (name),"
+  "  volume_id       TEXT NOT NULL,"
+  "  volume_name     TEXT NOT NULL,"
+  "  name            TEXT NOT NULL,"
+  "  parent_id       TEXT NOT NULL DEFAULT '',"
+  "  status          TEXT NOT NULL"
+  "                  CHECK (status IN ('pending', 'available', 'deleted')),"
+  "  size            INTEGER NOT NULL,"
+  "  block_size      INTEGER NOT NULL,"
+  "  created_ns      INTEGER NOT NULL,"
+  "  root_hash       TEXT NOT NULL DEFAULT '',"
+  "  changed_blocks  INTEGER NOT NULL DEFAULT 0,"
+  "  stored_bytes    INTEGER NOT NULL DEFAULT 0,"
+  "  creation_method TEXT NOT NULL DEFAULT 'manual',"
+  "  owner_pid       INTEGER NOT NULL DEFAULT 0);"
+  "CREATE UNIQUE INDEX snapshots_by_name"
+  "  ON snapshots (account, region, volume_name, name)"
+  "  WHERE status != 'deleted';"
+  "CREATE INDEX snapshots_by_volume ON snapshots (volume_id);"
+  "ALTER TABLE volumes ADD COLUMN base_snapshot_id TEXT NOT NULL DEFAULT '';"
+  "ALTER TABLE volumes ADD COLUMN source_snapshot_id TEXT NOT NULL"
+  "  DEFAULT '';",
 };
 
 #define LATEST_VERSION ((int) (sizeof migrations / sizeof migrations[0]))

@@ -422,6 +422,46 @@ xs_dirtymap_reset (struct xs_dirtymap *dm, uint64_t epoch)
   return r;
 }
 
+int
+xs_dirtymap_take (struct xs_dirtymap *dm, struct xs_bitmap *taken)
+{
+  struct xs_bitmap fresh;
+
+  if (xs_bitmap_init (&fresh, dm->bits.nbits) == -1)
+    return -1;
+  pthread_mutex_lock (&dm->persist_lock);
+  *taken = dm->bits;
+  dm->bits = fresh;
+  /* The file still has the old bits: every page must be rewritten. */
+  xs_bitmap_set_range (&dm->unsaved, 0, dm->unsaved.nbits);
+  pthread_mutex_unlock (&dm->persist_lock);
+  return 0;
+}
+
+void
+xs_dirtymap_merge (struct xs_dirtymap *dm, const struct xs_bitmap *bits)
+{
+  uint64_t first = xs_bitmap_next_set (bits, 0);
+
+  while (first < bits->nbits) {
+    uint64_t end = xs_bitmap_next_clear (bits, first);
+    xs_dirtymap_mark (dm, first, end - first);
+    first = end < bits->nbits ? xs_bitmap_next_set (bits, end) : end;
+  }
+}
+
+int
+xs_dirtymap_commit_epoch (struct xs_dirtymap *dm, uint64_t epoch)
+{
+  pthread_mutex_lock (&dm->persist_lock);
+  dm->header.epoch = epoch;
+  dm->header.doubt = XS_DIRTYMAP_TRUSTED;
+  dm->header.flags &= ~FLAG_UNTRUSTED;
+  xs_bitmap_set_range (&dm->unsaved, 0, dm->unsaved.nbits);
+  pthread_mutex_unlock (&dm->persist_lock);
+  return xs_dirtymap_persist (dm);
+}
+
 enum xs_dirtymap_doubt
 xs_dirtymap_doubt (const struct xs_dirtymap *dm)
 {

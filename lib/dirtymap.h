@@ -63,6 +63,17 @@ extern int xs_dirtymap_persist (struct xs_dirtymap *dm);
 /* Grow to NBLOCKS (volume resize); new blocks are unchanged. */
 extern int xs_dirtymap_grow (struct xs_dirtymap *dm, uint64_t nblocks);
 
+/* Snapshot support.  TAKE moves the current bits into *TAKEN (the caller
+ * frees it) and starts over with no bits set; MERGE ORs bits back (a
+ * snapshot that failed); COMMIT_EPOCH records that the map is now relative
+ * to a new snapshot (EPOCH), is trusted, and writes it out.  TAKE and MERGE
+ * must not run concurrently with xs_dirtymap_mark.
+ */
+extern int xs_dirtymap_take (struct xs_dirtymap *dm, struct xs_bitmap *taken);
+extern void xs_dirtymap_merge (struct xs_dirtymap *dm,
+                               const struct xs_bitmap *bits);
+extern int xs_dirtymap_commit_epoch (struct xs_dirtymap *dm, uint64_t epoch);
+
 /* Start a new epoch: all bits clear, trusted again, file updated. */
 extern int xs_dirtymap_reset (struct xs_dirtymap *dm, uint64_t epoch);
 

@@ -1,0 +1,257 @@
+/* xsnap: object stores that hold repositories (see backend.h).
+ *
+ * This file is the front: it parses URLs, picks the implementation by
+ * scheme, validates every key once, and dispatches.  Implementations (such
+ * as backend-file.c) can then trust the keys they are given.
+ */
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "backend.h"
+#include "error.h"
+
+struct xs_backend {
+  const struct xs_backend_ops *ops;
+  void *impl;
+  char *url;
+};
+
+static const struct xs_backend_ops *const backends[] = {
+  &xs_backend_file_ops,
+};
+
+/* Schemes we know of but cannot serve yet, for a clearer message. */
+static const char *const planned_schemes[] = { "s3" };
+
+static bool
+key_char_is_valid (char c)
+{
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')
+    || (c >= '0' && c <= '9') || c == '.' || c == '_' || c == '-';
+}
+
+/* Checks one component (between slashes) of length len. */
+static const char *
+key_component_problem (const char *component, size_t len)
+{
+  size_t i;
+
+  if (len == 0)
+    return "empty path component";
+  if (component[0] == '.')
+    return "path component starts with '.'";
+  for (i = 0; i < len; i++)
+    if (!key_char_is_valid (component[i]))
+      return "character outside [A-Za-z0-9._-/]";
+  return NULL;
+}
+
+const char *
+xs_backend_key_problem (const char *key)
+{
+  const char *component = key, *slash;
+  size_t len = strlen (key);
+
+  if (len == 0)
+    return "empty key";
+  if (len > XS_BACKEND_KEY_MAX)
+    return "key too long";
+  if (key[0] == '/')
+    return "absolute path";
+  for (;;) {
+    const char *problem;
+
+    slash = strchr (component, '/');
+    problem = key_component_problem (component,
+                                     slash ? (size_t) (slash - component)
+                                     : strlen (component));
+    if (problem)
+      return problem;
+    if (slash == NULL)
+      return NULL;
+    component = slash + 1;
+  }
+}
+
+bool
+xs_backend_key_is_valid (const char *key)
+{
+  const char *problem = xs_backend_key_problem (key);
+
+  if (problem) {
+    xs_error ("invalid object key '%.100s': %s", key, problem);
+    return false;
+  }
+  return true;
+}
+
+static const struct xs_backend_ops *
+find_backend (const char *url, size_t scheme_len)
+{
+  size_t i;
+
+  for (i = 0; i < sizeof backends / sizeof backends[0]; i++)
+    if (strlen (backends[i]->scheme) == scheme_len
+        && strncmp (backends[i]->scheme, url, scheme_len) == 0)
+      return backends[i];
+  return NULL;
+}
+
+static void
+report_unknown_scheme (const char *url, size_t scheme_len)
+{
+  size_t i;
+
+  for (i = 0; i < sizeof planned_schemes / sizeof planned_schemes[0]; i++)
+    if (strlen (planned_schemes[i]) == scheme_len
+        && strncmp (planned_schemes[i], url, scheme_len) == 0) {
+      xs_error ("unsupported backend URL '%s': the %s backend is not "
+                "available in this build", url, planned_schemes[i]);
+      return;
+    }
+  xs_error ("unsupported backend URL '%s': unknown scheme '%.*s' "
+            "(supported: file:///absolute/path)",
+            url, (int) scheme_len, url);
+}
+
+static size_t
+url_scheme_length (const char *url)
+{
+  size_t i;
+
+  for (i = 0; url[i] != '\0'; i++) {
+    if (url[i] == ':')
+      return i;
+    if (!((url[i] >= 'a' && url[i] <= 'z') || (url[i] >= 'A' && url[i] <= 'Z')
+          || (i > 0 && ((url[i] >= '0' && url[i] <= '9')
+                        || url[i] == '+' || url[i] == '-' || url[i] == '.'))))
+      return 0;
+  }
+  return 0;
+}
+
+struct xs_backend *
+xs_backend_open (const char *url)
+{
+  size_t scheme_len = url_scheme_length (url);
+  const struct xs_backend_ops *ops;
+  struct xs_backend *backend;
+
+  if (scheme_len == 0) {
+    xs_error ("unsupported backend URL '%s': not a URL "
+              "(want file:///absolute/path)", url);
+    return NULL;
+  }
+  ops = find_backend (url, scheme_len);
+  if (ops == NULL) {
+    report_unknown_scheme (url, scheme_len);
+    return NULL;
+  }
+  backend = calloc (1, sizeof *backend);
+  if (backend == NULL || (backend->url = strdup (url)) == NULL) {
+    xs_error ("cannot allocate backend: %m");
+    free (backend);
+    return NULL;
+  }
+  backend->ops = ops;
+  if (ops->open (url, url + scheme_len + 1, &backend->impl) == -1) {
+    free (backend->url);
+    free (backend);
+    return NULL;
+  }
+  return backend;
+}
+
+void
+xs_backend_close (struct xs_backend *backend)
+{
+  if (backend == NULL)
+    return;
+  backend->ops->close (backend->impl);
+  free (backend->url);
+  free (backend);
+}
+
+const char *
+xs_backend_url (const struct xs_backend *backend)
+{
+  return backend->url;
+}
+
+int
+xs_backend_put_if_absent (struct xs_backend *backend, const char *key,
+                          const void *data, size_t len, bool durable)
+{
+  if (!xs_backend_key_is_valid (key))
+    return -1;
+  return backend->ops->put (backend->impl, key, data, len, durable, true);
+}
+
+int
+xs_backend_put (struct xs_backend *backend, const char *key,
+                const void *data, size_t len, bool durable)
+{
+  if (!xs_backend_key_is_valid (key))
+    return -1;
+  return backend->ops->put (backend->impl, key, data, len, durable, false)
+    == -1 ? -1 : 0;
+}
+
+int
+xs_backend_get (struct xs_backend *backend, const char *key,
+                void **data, size_t *len)
+{
+  if (!xs_backend_key_is_valid (key))
+    return -1;
+  return backend->ops->get (backend->impl, key, data, len);
+}
+
+int
+xs_backend_exists (struct xs_backend *backend, const char *key)
+{
+  if (!xs_backend_key_is_valid (key))
+    return -1;
+  return backend->ops->exists (backend->impl, key);
+}
+
+int
+xs_backend_list (struct xs_backend *backend, const char *prefix,
+                 xs_backend_list_fn fn, void *opaque)
+{
+  char folder[XS_BACKEND_KEY_MAX + 2];
+  size_t len = strlen (prefix);
+
+  if (len > XS_BACKEND_KEY_MAX) {
+    xs_error ("invalid object prefix '%.100s': too long", prefix);
+    return -1;
+  }
+  memcpy (folder, prefix, len + 1);
+  if (len > 0 && folder[len - 1] == '/')
+    folder[len - 1] = '\0';
+  if (folder[0] != '\0' && !xs_backend_key_is_valid (folder))
+    return -1;
+  return backend->ops->list (backend->impl, folder, fn, opaque);
+}
+
+int
+xs_backend_delete (struct xs_backend *backend, const char *key)
+{
+  if (!xs_backend_key_is_valid (key))
+    return -1;
+  return backend->ops->delete (backend->impl, key);
+}
+
+int
+xs_backend_sync (struct xs_backend *backend)
+{
+  return backend->ops->sync (backend->impl);
+}
+
+long
+xs_backend_remove_stale_temps (struct xs_backend *backend,
+                               unsigned older_than_seconds)
+{
+  return backend->ops->remove_stale_temps (backend->impl,
+                                           older_than_seconds);
+}

@@ -1,0 +1,112 @@
+/* xsnap: object stores that hold repositories.
+ *
+ * Repositories keep immutable objects (chunks, manifests) under keys.  The
+ * same small set of calls works on a local directory (file://) today and
+ * on S3 later, so the repository code never knows where its bytes live.
+ *
+ * Keys are relative slash-separated paths of the characters
+ * [A-Za-z0-9._-/], at most XS_BACKEND_KEY_MAX bytes, with no empty
+ * component and no component starting with '.' (which rules out "." and
+ * "..", and keeps ".tmp.*" names free for the backends' temporary files).
+ *
+ * A backend object may be used by many threads at once.
+ */
+#ifndef XSNAP_BACKEND_H
+#define XSNAP_BACKEND_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#define XS_BACKEND_KEY_MAX 1024
+
+struct xs_backend;
+
+/* "file:///abs/path" (the directory is created if missing).  Returns NULL
+ * with an error for a bad or unsupported URL.
+ */
+extern struct xs_backend *xs_backend_open (const char *url);
+extern void xs_backend_close (struct xs_backend *backend);
+extern const char *xs_backend_url (const struct xs_backend *backend);
+
+/* Store data under key unless the key exists.  Returns 1 if stored, 0 if
+ * an object with that key already existed (left untouched), -1 on error.
+ * Atomic: readers see the whole object or nothing, and of two concurrent
+ * writers (threads or processes) exactly one stores.  durable: the object
+ * is on stable storage when the call returns; otherwise call
+ * xs_backend_sync before relying on it.
+ */
+extern int xs_backend_put_if_absent (struct xs_backend *backend,
+                                     const char *key,
+                                     const void *data, size_t len,
+                                     bool durable);
+
+/* Store data under key, replacing any object there, atomically.  Returns
+ * 0 or -1.
+ */
+extern int xs_backend_put (struct xs_backend *backend, const char *key,
+                           const void *data, size_t len, bool durable);
+
+/* Read a whole object into a malloc'd buffer (*data is never NULL on
+ * success, even for an empty object).  Returns 0, 1 if the key does not
+ * exist (no error reported), or -1 on error.
+ */
+extern int xs_backend_get (struct xs_backend *backend, const char *key,
+                           void **data, size_t *len);
+
+/* Returns 1 if the key exists, 0 if not, -1 on error. */
+extern int xs_backend_exists (struct xs_backend *backend, const char *key);
+
+/* Call fn for each key under the folder prefix ("a/b" or "a/b/" lists
+ * "a/b/c" and "a/b/c/d", not "a/bc"; "" lists everything), in no
+ * particular order.  Temporary files are never listed.  A non-zero return
+ * from fn stops the listing and is returned; otherwise returns 0, or -1 on
+ * error.  Keys put or deleted during the listing may or may not be seen.
+ */
+typedef int (*xs_backend_list_fn) (const char *key, void *opaque);
+extern int xs_backend_list (struct xs_backend *backend, const char *prefix,
+                            xs_backend_list_fn fn, void *opaque);
+
+/* Delete an object.  Returns 0 (also if it did not exist) or -1. */
+extern int xs_backend_delete (struct xs_backend *backend, const char *key);
+
+/* Make everything put with durable = false so far durable.  0 or -1. */
+extern int xs_backend_sync (struct xs_backend *backend);
+
+/* Remove temporary files left by writers that died, if they are older
+ * than older_than_seconds (choose a time no writer takes).  Returns the
+ * number removed, or -1 on error.
+ */
+extern long xs_backend_remove_stale_temps (struct xs_backend *backend,
+                                           unsigned older_than_seconds);
+
+/* Returns true if key is a valid key; otherwise reports why (naming
+ * the key) and returns false.
+ */
+extern bool xs_backend_key_is_valid (const char *key);
+/* The same check without a report: NULL if valid, else why not. */
+extern const char *xs_backend_key_problem (const char *key);
+
+/* For backend implementations (backend.c dispatches to these).  Keys are
+ * validated before any of them is called; prefixes are normalised to ""
+ * or a valid key without a trailing slash.
+ */
+struct xs_backend_ops {
+  const char *scheme;
+  /* location is the URL after "scheme:"; sets *impl. */
+  int (*open) (const char *url, const char *location, void **impl);
+  void (*close) (void *impl);
+  /* Returns 1 stored, 0 present (only when if_absent), -1 error. */
+  int (*put) (void *impl, const char *key, const void *data, size_t len,
+              bool durable, bool if_absent);
+  int (*get) (void *impl, const char *key, void **data, size_t *len);
+  int (*exists) (void *impl, const char *key);
+  int (*list) (void *impl, const char *prefix, xs_backend_list_fn fn,
+               void *opaque);
+  int (*delete) (void *impl, const char *key);
+  int (*sync) (void *impl);
+  long (*remove_stale_temps) (void *impl, unsigned older_than_seconds);
+};
+
+extern const struct xs_backend_ops xs_backend_file_ops;
+
+#endif /* XSNAP_BACKEND_H */

@@ -1,0 +1,391 @@
+/* xsnap: chunks, one block's content as stored in a repository (see
+ * chunk.h and docs/FORMAT.md).
+ *
+ * Stored chunks come from disks and networks we do not trust, so the
+ * decoder checks every header field before using it, decompresses into a
+ * buffer of exactly the announced size, and rehashes the result.
+ */
+#include <inttypes.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <zstd.h>
+
+#include "chunk.h"
+#include "byteorder.h"
+#include "error.h"
+#include "hash.h"
+
+#define CHUNK_MAGIC "XSCK"
+#define CHUNK_MAGIC_LEN 4
+
+enum chunk_codec_id {
+  CHUNK_CODEC_RAW = 0,
+  CHUNK_CODEC_ZSTD = 1,
+};
+
+/* Byte offsets in the header. */
+enum {
+  OFF_MAGIC = 0,
+  OFF_VERSION = 4,
+  OFF_CODEC = 5,
+  OFF_FLAGS = 6,
+  OFF_PLAIN_LEN = 8,
+  OFF_PAYLOAD_LEN = 12,
+  OFF_ID = 16,
+  OFF_PAYLOAD_CHECK = 32,
+  OFF_HEADER_CHECK = 40,
+};
+
+/* The decoded header fields. */
+struct chunk_header {
+  uint8_t version;
+  uint8_t codec;
+  uint16_t flags;
+  uint32_t plain_len;
+  uint32_t payload_len;
+  struct xs_hash128 id;
+  uint64_t payload_check;
+};
+
+struct xs_chunk_codec {
+  ZSTD_CCtx *cctx;
+  ZSTD_DCtx *dctx;
+};
+
+struct xs_chunk_codec *
+xs_chunk_codec_new (int zstd_level)
+{
+  struct xs_chunk_codec *codec = calloc (1, sizeof *codec);
+
+  if (codec == NULL) {
+    xs_error ("cannot allocate chunk codec: %m");
+    return NULL;
+  }
+  if (zstd_level == 0)
+    zstd_level = 1;
+  codec->cctx = ZSTD_createCCtx ();
+  codec->dctx = ZSTD_createDCtx ();
+  if (codec->cctx == NULL || codec->dctx == NULL) {
+    xs_error ("cannot allocate zstd contexts for the chunk codec");
+    xs_chunk_codec_free (codec);
+    return NULL;
+  }
+  if (ZSTD_isError (ZSTD_CCtx_setParameter (codec->cctx,
+                                            ZSTD_c_compressionLevel,
+                                            zstd_level))) {
+    xs_error ("invalid zstd compression level %d", zstd_level);
+    xs_chunk_codec_free (codec);
+    return NULL;
+  }
+  /* The chunk id already checks the content; no zstd checksum needed. */
+  ZSTD_CCtx_setParameter (codec->cctx, ZSTD_c_checksumFlag, 0);
+  ZSTD_CCtx_setParameter (codec->cctx, ZSTD_c_dictIDFlag, 0);
+  return codec;
+}
+
+void
+xs_chunk_codec_free (struct xs_chunk_codec *codec)
+{
+  if (codec == NULL)
+    return;
+  ZSTD_freeCCtx (codec->cctx);
+  ZSTD_freeDCtx (codec->dctx);
+  free (codec);
+}
+
+/* The one 16-bit field; byteorder.h has the 32- and 64-bit ones. */
+static void
+put_le16 (uint8_t *p, uint16_t v)
+{
+  p[0] = (uint8_t) v;
+  p[1] = (uint8_t) (v >> 8);
+}
+
+static uint16_t
+get_le16 (const uint8_t *p)
+{
+  return (uint16_t) (p[0] | p[1] << 8);
+}
+
+static void
+write_header (uint8_t *out, const struct chunk_header *h)
+{
+  memcpy (out + OFF_MAGIC, CHUNK_MAGIC, CHUNK_MAGIC_LEN);
+  out[OFF_VERSION] = h->version;
+  out[OFF_CODEC] = h->codec;
+  put_le16 (out + OFF_FLAGS, h->flags);
+  xs_put_le32 (out + OFF_PLAIN_LEN, h->plain_len);
+  xs_put_le32 (out + OFF_PAYLOAD_LEN, h->payload_len);
+  memcpy (out + OFF_ID, h->id.bytes, sizeof h->id.bytes);
+  xs_put_le64 (out + OFF_PAYLOAD_CHECK, h->payload_check);
+  xs_put_le64 (out + OFF_HEADER_CHECK, xs_hash64 (out, OFF_HEADER_CHECK));
+}
+
+/* Compress into payload (capacity payload_cap); returns the compressed
+ * size, or 0 if compression does not save at least 1/32 of the size (or
+ * zstd failed, which only means "store raw").
+ */
+static size_t
+compress_payload (struct xs_chunk_codec *codec, const void *plain,
+                  size_t plain_len, uint8_t *payload, size_t payload_cap)
+{
+  size_t r;
+
+  if (plain_len == 0)
+    return 0;
+  r = ZSTD_compress2 (codec->cctx, payload, payload_cap, plain, plain_len);
+  if (ZSTD_isError (r)) {
+    xs_debug ("zstd compression failed (%s), storing the chunk raw",
+              ZSTD_getErrorName (r));
+    return 0;
+  }
+  if (r >= plain_len - plain_len / 32)
+    return 0;
+  return r;
+}
+
+int
+xs_chunk_encode (struct xs_chunk_codec *codec,
+                 const void *plain, size_t plain_len,
+                 struct xs_hash128 *id, void **stored, size_t *stored_len)
+{
+  struct chunk_header header = { .version = XS_CHUNK_VERSION };
+  size_t payload_cap, compressed;
+  uint8_t *out, *shrunk;
+
+  if (plain_len > XS_CHUNK_MAX_PLAIN) {
+    xs_error ("cannot encode a chunk of %zu bytes: the maximum is %u",
+              plain_len, XS_CHUNK_MAX_PLAIN);
+    return -1;
+  }
+  payload_cap = ZSTD_compressBound (plain_len);
+  if (payload_cap < plain_len)
+    payload_cap = plain_len;
+  out = malloc (XS_CHUNK_HEADER_SIZE + payload_cap);
+  if (out == NULL) {
+    xs_error ("cannot allocate chunk buffer: %m");
+    return -1;
+  }
+
+  xs_hash128 (plain, plain_len, &header.id);
+  header.plain_len = (uint32_t) plain_len;
+  compressed = compress_payload (codec, plain, plain_len,
+                                 out + XS_CHUNK_HEADER_SIZE, payload_cap);
+  if (compressed > 0) {
+    header.codec = CHUNK_CODEC_ZSTD;
+    header.payload_len = (uint32_t) compressed;
+  }
+  else {
+    header.codec = CHUNK_CODEC_RAW;
+    header.payload_len = (uint32_t) plain_len;
+    if (plain_len > 0)
+      memcpy (out + XS_CHUNK_HEADER_SIZE, plain, plain_len);
+  }
+  header.payload_check = xs_hash64 (out + XS_CHUNK_HEADER_SIZE,
+                                    header.payload_len);
+  write_header (out, &header);
+
+  *stored_len = XS_CHUNK_HEADER_SIZE + header.payload_len;
+  /* Give back the unused compression bound (zero blocks shrink a lot). */
+  shrunk = realloc (out, *stored_len);
+  *stored = shrunk ? shrunk : out;
+  *id = header.id;
+  return 0;
+}
+
+/* How messages name a chunk: the id the caller expects if any, else the id
+ * in the header (when there is one), else nothing useful.
+ */
+static void
+chunk_name (const uint8_t *stored, size_t stored_len,
+            const struct xs_hash128 *expected_id,
+            char name[XS_HASH128_HEX_LEN + 1])
+{
+  struct xs_hash128 header_id;
+
+  if (expected_id) {
+    xs_hash128_to_hex (expected_id, name);
+    return;
+  }
+  if (stored_len >= OFF_ID + sizeof header_id.bytes) {
+    memcpy (header_id.bytes, stored + OFF_ID, sizeof header_id.bytes);
+    xs_hash128_to_hex (&header_id, name);
+    return;
+  }
+  snprintf (name, XS_HASH128_HEX_LEN + 1, "(unknown id)");
+}
+
+/* Check the header at the start of stored and decode it into *h.  Checks
+ * everything that can be checked without the payload: magic, version,
+ * header checksum, codec, flags and lengths.
+ */
+static int
+parse_header (const uint8_t *stored, size_t stored_len, const char *name,
+              struct chunk_header *h)
+{
+  if (stored_len < OFF_VERSION + 1) {
+    xs_error ("chunk %s: truncated (%zu bytes)", name, stored_len);
+    return -1;
+  }
+  if (memcmp (stored + OFF_MAGIC, CHUNK_MAGIC, CHUNK_MAGIC_LEN) != 0) {
+    xs_error ("chunk %s: not an xsnap chunk (bad magic)", name);
+    return -1;
+  }
+  h->version = stored[OFF_VERSION];
+  if (h->version != XS_CHUNK_VERSION) {
+    xs_error ("chunk %s: unsupported chunk version %u "
+              "(this xsnap reads version %d%s)",
+              name, h->version, XS_CHUNK_VERSION,
+              h->version > XS_CHUNK_VERSION ? "; upgrade xsnap" : "");
+    return -1;
+  }
+  if (stored_len < XS_CHUNK_HEADER_SIZE) {
+    xs_error ("chunk %s: truncated (%zu bytes, the header alone is %d)",
+              name, stored_len, XS_CHUNK_HEADER_SIZE);
+    return -1;
+  }
+  if (xs_get_le64 (stored + OFF_HEADER_CHECK)
+      != xs_hash64 (stored, OFF_HEADER_CHECK)) {
+    xs_error ("chunk %s: header checksum mismatch (corrupt chunk)", name);
+    return -1;
+  }
+
+  h->codec = stored[OFF_CODEC];
+  h->flags = get_le16 (stored + OFF_FLAGS);
+  h->plain_len = xs_get_le32 (stored + OFF_PLAIN_LEN);
+  h->payload_len = xs_get_le32 (stored + OFF_PAYLOAD_LEN);
+  memcpy (h->id.bytes, stored + OFF_ID, sizeof h->id.bytes);
+  h->payload_check = xs_get_le64 (stored + OFF_PAYLOAD_CHECK);
+
+  if (h->codec != CHUNK_CODEC_RAW && h->codec != CHUNK_CODEC_ZSTD) {
+    xs_error ("chunk %s: unknown codec %u", name, h->codec);
+    return -1;
+  }
+  if (h->flags != 0) {
+    xs_error ("chunk %s: unknown flags 0x%x", name, h->flags);
+    return -1;
+  }
+  if (h->plain_len > XS_CHUNK_MAX_PLAIN) {
+    xs_error ("chunk %s: plaintext length %" PRIu32 " exceeds the maximum %u",
+              name, h->plain_len, XS_CHUNK_MAX_PLAIN);
+    return -1;
+  }
+  if (h->codec == CHUNK_CODEC_RAW && h->payload_len != h->plain_len) {
+    xs_error ("chunk %s: raw payload of %" PRIu32 " bytes, "
+              "plaintext length %" PRIu32,
+              name, h->payload_len, h->plain_len);
+    return -1;
+  }
+  return 0;
+}
+
+/* Check that the payload is all there, and nothing more, and intact. */
+static int
+check_payload (const uint8_t *stored, size_t stored_len, const char *name,
+               const struct chunk_header *h)
+{
+  size_t have = stored_len - XS_CHUNK_HEADER_SIZE;
+
+  if (h->payload_len > have) {
+    xs_error ("chunk %s: truncated (%zu of %" PRIu32 " payload bytes)",
+              name, have, h->payload_len);
+    return -1;
+  }
+  if (h->payload_len < have) {
+    xs_error ("chunk %s: %zu unexpected bytes after the payload",
+              name, have - h->payload_len);
+    return -1;
+  }
+  if (xs_hash64 (stored + XS_CHUNK_HEADER_SIZE, h->payload_len)
+      != h->payload_check) {
+    xs_error ("chunk %s: payload checksum mismatch (corrupt chunk)", name);
+    return -1;
+  }
+  return 0;
+}
+
+int
+xs_chunk_peek (const void *stored, size_t stored_len,
+               struct xs_hash128 *id, uint32_t *plain_len)
+{
+  char name[XS_HASH128_HEX_LEN + 1];
+  struct chunk_header h;
+
+  chunk_name (stored, stored_len, NULL, name);
+  if (parse_header (stored, stored_len, name, &h) == -1)
+    return -1;
+  if (id)
+    *id = h.id;
+  if (plain_len)
+    *plain_len = h.plain_len;
+  return 0;
+}
+
+static int
+decompress_payload (struct xs_chunk_codec *codec, const char *name,
+                    const uint8_t *payload, const struct chunk_header *h,
+                    void *plain)
+{
+  size_t r;
+
+  if (h->codec == CHUNK_CODEC_RAW) {
+    if (h->plain_len > 0)
+      memcpy (plain, payload, h->plain_len);
+    return 0;
+  }
+  r = ZSTD_decompressDCtx (codec->dctx, plain, h->plain_len,
+                           payload, h->payload_len);
+  if (ZSTD_isError (r)) {
+    xs_error ("chunk %s: corrupt compressed payload: %s",
+              name, ZSTD_getErrorName (r));
+    return -1;
+  }
+  if (r != h->plain_len) {
+    xs_error ("chunk %s: payload decompresses to %zu bytes, "
+              "the header says %" PRIu32,
+              name, r, h->plain_len);
+    return -1;
+  }
+  return 0;
+}
+
+ssize_t
+xs_chunk_decode (struct xs_chunk_codec *codec,
+                 const void *stored, size_t stored_len,
+                 const struct xs_hash128 *expected_id,
+                 void *plain, size_t plain_cap)
+{
+  char name[XS_HASH128_HEX_LEN + 1];
+  char other[XS_HASH128_HEX_LEN + 1];
+  struct chunk_header h;
+  struct xs_hash128 actual;
+
+  chunk_name (stored, stored_len, expected_id, name);
+  if (parse_header (stored, stored_len, name, &h) == -1
+      || check_payload (stored, stored_len, name, &h) == -1)
+    return -1;
+  if (expected_id && !xs_hash128_equal (expected_id, &h.id)) {
+    xs_hash128_to_hex (&h.id, other);
+    xs_error ("chunk %s: the stored chunk is %s (wrong chunk)", name, other);
+    return -1;
+  }
+  if (h.plain_len > plain_cap) {
+    xs_error ("chunk %s: %" PRIu32 " bytes do not fit in a buffer of %zu",
+              name, h.plain_len, plain_cap);
+    return -1;
+  }
+  if (decompress_payload (codec, name,
+                          (const uint8_t *) stored + XS_CHUNK_HEADER_SIZE,
+                          &h, plain) == -1)
+    return -1;
+  xs_hash128 (plain, h.plain_len, &actual);
+  if (!xs_hash128_equal (&actual, &h.id)) {
+    xs_error ("chunk %s: checksum mismatch (corrupt chunk)", name);
+    return -1;
+  }
+  return h.plain_len;
+}

@@ -1,0 +1,60 @@
+/* xsnap: chunks, one block's content as stored in a repository.
+ *
+ * A chunk is a 48-byte header followed by the payload: the block's
+ * plaintext compressed with zstd, or stored raw when compression does not
+ * help.  Its id is the XXH3-128 of the plaintext, so identical blocks are
+ * stored once; decoding always rehashes and compares, so a corrupt chunk is
+ * never returned as data.  docs/FORMAT.md, "Chunk (version 1)", has the
+ * byte layout.
+ */
+#ifndef XSNAP_CHUNK_H
+#define XSNAP_CHUNK_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "hash.h"
+
+#define XS_CHUNK_VERSION 1
+#define XS_CHUNK_HEADER_SIZE 48
+/* Largest plaintext: the largest block size. */
+#define XS_CHUNK_MAX_PLAIN (4u * 1024 * 1024)
+
+/* Compression and decompression contexts, reused across calls.  One codec
+ * belongs to one thread at a time.
+ */
+struct xs_chunk_codec;
+
+/* zstd_level 0 means the default (1). */
+extern struct xs_chunk_codec *xs_chunk_codec_new (int zstd_level);
+extern void xs_chunk_codec_free (struct xs_chunk_codec *codec);
+
+/* Encode plain_len (at most XS_CHUNK_MAX_PLAIN) bytes: sets *id to the
+ * content id and *stored to a malloc'd buffer of *stored_len bytes (header
+ * and payload).  Returns 0, or -1 with an error.
+ */
+extern int xs_chunk_encode (struct xs_chunk_codec *codec,
+                            const void *plain, size_t plain_len,
+                            struct xs_hash128 *id,
+                            void **stored, size_t *stored_len);
+
+/* Decode and verify a stored chunk into plain (plain_cap bytes available):
+ * checks the header, decompresses, rehashes the plaintext and compares it
+ * with the header's id and, if expected_id is not NULL, with expected_id.
+ * Returns the plaintext length, or -1 with an error naming the chunk.
+ */
+extern ssize_t xs_chunk_decode (struct xs_chunk_codec *codec,
+                                const void *stored, size_t stored_len,
+                                const struct xs_hash128 *expected_id,
+                                void *plain, size_t plain_cap);
+
+/* Check and parse only the header (magic, version, its own checksum,
+ * fields), for listing and size accounting: stored may be just the first
+ * XS_CHUNK_HEADER_SIZE bytes of a chunk, and the payload is not checked.
+ * id and plain_len may be NULL.  Returns 0, or -1 with an error.
+ */
+extern int xs_chunk_peek (const void *stored, size_t stored_len,
+                          struct xs_hash128 *id, uint32_t *plain_len);
+
+#endif /* XSNAP_CHUNK_H */

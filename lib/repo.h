@@ -1,0 +1,96 @@
+/* xsnap: the chunk and manifest repository of one account namespace.
+ *
+ * A repository is the set of chunks and manifests of one account on one
+ * backend (one region).  A manifest only refers to chunks of its own
+ * repository, so deleting anything elsewhere never breaks it.  Keys:
+ *
+ *   <account>/chunks/<first 2 hex digits of id>/<32 hex digits of id>
+ *   <account>/manifests/<snapshot id>
+ *
+ * A repository object may be used by many threads at once (each with its
+ * own chunk codec).
+ */
+#ifndef XSNAP_REPO_H
+#define XSNAP_REPO_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <sys/types.h>
+
+#include "backend.h"
+#include "chunk.h"
+#include "hash.h"
+
+/* Longest account or snapshot id: one key component of [A-Za-z0-9._-],
+ * not starting with '.'.
+ */
+#define XS_REPO_NAME_MAX 128
+
+struct xs_repo;
+
+/* Does not take ownership of backend, which must outlive the repo. */
+extern struct xs_repo *xs_repo_open (struct xs_backend *backend,
+                                     const char *account);
+extern void xs_repo_close (struct xs_repo *repo);
+extern const char *xs_repo_account (const struct xs_repo *repo);
+
+/* Store an encoded chunk (from xs_chunk_encode) under id.  Returns 1 if
+ * stored, 0 if present already, -1 on error.  With durable = false, call
+ * xs_repo_sync before writing a manifest that refers to it.
+ */
+extern int xs_repo_put_chunk (struct xs_repo *repo,
+                              const struct xs_hash128 *id,
+                              const void *stored, size_t len, bool durable);
+/* 1 present, 0 absent, -1 error. */
+extern int xs_repo_has_chunk (struct xs_repo *repo,
+                              const struct xs_hash128 *id);
+/* Read, decode and verify a chunk into plain.  Returns the plaintext
+ * length, or -1 with an error naming the chunk (missing, corrupt, ...).
+ */
+extern ssize_t xs_repo_read_chunk (struct xs_repo *repo,
+                                   struct xs_chunk_codec *codec,
+                                   const struct xs_hash128 *id,
+                                   void *plain, size_t plain_cap);
+/* The stored form, unverified (for copying to another repository).
+ * Returns 0 with a malloc'd buffer, 1 if absent (no error), -1 on error.
+ */
+extern int xs_repo_get_chunk_raw (struct xs_repo *repo,
+                                  const struct xs_hash128 *id,
+                                  void **stored, size_t *len);
+/* 0 (also if absent) or -1. */
+extern int xs_repo_delete_chunk (struct xs_repo *repo,
+                                 const struct xs_hash128 *id);
+/* Calls fn for each chunk id, in no particular order; a non-zero return
+ * from fn stops and is returned.  Objects that are not chunks are skipped.
+ */
+extern int xs_repo_list_chunks (struct xs_repo *repo,
+                                int (*fn) (const struct xs_hash128 *id,
+                                           void *opaque),
+                                void *opaque);
+
+/* Store a serialized manifest, durably.  Manifests are immutable: returns
+ * 1 if stored, 0 if the same bytes were there already, and -1 with an
+ * error if a different manifest has that id.
+ */
+extern int xs_repo_put_manifest (struct xs_repo *repo,
+                                 const char *snapshot_id,
+                                 const void *data, size_t len);
+/* 0 with a malloc'd buffer, 1 if absent (no error), -1 on error. */
+extern int xs_repo_get_manifest (struct xs_repo *repo,
+                                 const char *snapshot_id,
+                                 void **data, size_t *len);
+/* 0 (also if absent) or -1. */
+extern int xs_repo_delete_manifest (struct xs_repo *repo,
+                                    const char *snapshot_id);
+extern int xs_repo_list_manifests (struct xs_repo *repo,
+                                   int (*fn) (const char *snapshot_id,
+                                              void *opaque),
+                                   void *opaque);
+
+/* Make every chunk put with durable = false so far durable. */
+extern int xs_repo_sync (struct xs_repo *repo);
+
+/* true if name can be an account or snapshot id; else reports why. */
+extern bool xs_repo_name_is_valid (const char *what, const char *name);
+
+#endif /* XSNAP_REPO_H */

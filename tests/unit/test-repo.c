@@ -1,0 +1,284 @@
+/* xsnap: tests for lib/repo.c.
+ *
+ * Chunks and manifests round trip, accounts are separate namespaces, and a
+ * chunk corrupted on disk is refused with a message naming it.
+ */
+#include <fcntl.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "backend.h"
+#include "chunk.h"
+#include "hash.h"
+#include "repo.h"
+#include "tap.h"
+
+#define BLOCK 65536
+
+struct id_set {
+  struct xs_hash128 ids[16];
+  int count;
+};
+
+static int
+collect_id (const struct xs_hash128 *id, void *opaque)
+{
+  struct id_set *set = opaque;
+
+  if (set->count < 16)
+    set->ids[set->count] = *id;
+  set->count++;
+  return 0;
+}
+
+static bool
+id_in_set (const struct id_set *set, const struct xs_hash128 *id)
+{
+  int i;
+
+  for (i = 0; i < set->count && i < 16; i++)
+    if (xs_hash128_equal (&set->ids[i], id))
+      return true;
+  return false;
+}
+
+struct name_set {
+  char names[16][64];
+  int count;
+};
+
+static int
+collect_name (const char *name, void *opaque)
+{
+  struct name_set *set = opaque;
+
+  if (set->count < 16)
+    snprintf (set->names[set->count], sizeof set->names[0], "%s", name);
+  set->count++;
+  return 0;
+}
+
+static bool
+name_in_set (const struct name_set *set, const char *name)
+{
+  int i;
+
+  for (i = 0; i < set->count && i < 16; i++)
+    if (strcmp (set->names[i], name) == 0)
+      return true;
+  return false;
+}
+
+static void
+encode_block (struct xs_chunk_codec *codec, char fill, struct xs_hash128 *id,
+              void **stored, size_t *len)
+{
+  char plain[BLOCK];
+  size_t i;
+
+  for (i = 0; i < BLOCK; i++)
+    plain[i] = (char) (fill + (i % 13));
+  if (xs_chunk_encode (codec, plain, BLOCK, id, stored, len) == -1)
+    abort ();
+}
+
+static void
+test_chunks (struct xs_repo *a, struct xs_repo *b,
+             struct xs_chunk_codec *codec)
+{
+  struct xs_hash128 id1, id2, missing;
+  void *stored1, *stored2, *raw;
+  size_t len1, len2, raw_len;
+  char plain[BLOCK], want[BLOCK], hex[XS_HASH128_HEX_LEN + 1];
+  struct id_set set = { .count = 0 };
+  size_t i;
+
+  encode_block (codec, 'a', &id1, &stored1, &len1);
+  encode_block (codec, 'b', &id2, &stored2, &len2);
+  for (i = 0; i < BLOCK; i++)
+    want[i] = (char) ('a' + (i % 13));
+
+  is_int (xs_repo_put_chunk (a, &id1, stored1, len1, false), 1,
+          "put a new chunk");
+  is_int (xs_repo_put_chunk (a, &id1, stored1, len1, true), 0,
+          "put it again: present");
+  is_int (xs_repo_put_chunk (a, &id2, stored2, len2, true), 1,
+          "put a second chunk");
+  is_int (xs_repo_sync (a), 0, "sync");
+  is_int (xs_repo_has_chunk (a, &id1), 1, "account a has the chunk");
+  is_int (xs_repo_has_chunk (b, &id1), 0, "account b does not see a's chunk");
+  is_int (xs_repo_read_chunk (a, codec, &id1, plain, sizeof plain), BLOCK,
+          "read the chunk back");
+  ok (memcmp (plain, want, BLOCK) == 0, "with the right content");
+
+  is_int (xs_repo_read_chunk (b, codec, &id1, plain, sizeof plain), -1,
+          "reading a's chunk through b fails");
+  xs_hash128_to_hex (&id1, hex);
+  error_contains (hex, "message names the chunk id");
+
+  is_int (xs_repo_get_chunk_raw (a, &id1, &raw, &raw_len), 0, "get raw");
+  ok (raw_len == len1 && memcmp (raw, stored1, len1) == 0,
+      "raw is the stored form");
+  is_int (xs_repo_put_chunk (b, &id1, raw, raw_len, true), 1,
+          "copy the raw chunk to b");
+  free (raw);
+  is_int (xs_repo_read_chunk (b, codec, &id1, plain, sizeof plain), BLOCK,
+          "b reads its copy");
+  xs_hash128 ("nothing", 7, &missing);
+  is_int (xs_repo_get_chunk_raw (a, &missing, &raw, &raw_len), 1,
+          "get raw of a missing chunk returns 1");
+  is_int (xs_repo_read_chunk (a, codec, &missing, plain, sizeof plain), -1,
+          "read of a missing chunk fails");
+  error_contains ("missing from the repository of account 'alice'",
+                  "message says missing and names the account");
+
+  is_int (xs_repo_list_chunks (a, collect_id, &set), 0, "list a's chunks");
+  is_int (set.count, 2, "a has 2 chunks");
+  ok (id_in_set (&set, &id1) && id_in_set (&set, &id2),
+      "the listing has both ids");
+  set.count = 0;
+  xs_repo_list_chunks (b, collect_id, &set);
+  is_int (set.count, 1, "b has 1 chunk");
+
+  is_int (xs_repo_delete_chunk (a, &id2), 0, "delete a chunk");
+  is_int (xs_repo_has_chunk (a, &id2), 0, "it is gone");
+  set.count = 0;
+  xs_repo_list_chunks (a, collect_id, &set);
+  is_int (set.count, 1, "a lists 1 chunk now");
+  free (stored1);
+  free (stored2);
+}
+
+/* Flip one bit of a stored chunk file, as a failing disk would. */
+static void
+test_corruption (struct xs_repo *a, struct xs_chunk_codec *codec,
+                 const char *root)
+{
+  struct xs_hash128 id;
+  void *stored;
+  size_t len;
+  char hex[XS_HASH128_HEX_LEN + 1], *path, plain[BLOCK], want[128];
+  unsigned char byte;
+  int fd;
+
+  encode_block (codec, 'z', &id, &stored, &len);
+  xs_repo_put_chunk (a, &id, stored, len, true);
+  xs_hash128_to_hex (&id, hex);
+  if (asprintf (&path, "%s/alice/chunks/%.2s/%s", root, hex, hex) == -1)
+    abort ();
+  fd = open (path, O_RDWR | O_CLOEXEC);
+  ok (fd >= 0, "the chunk file is at <account>/chunks/xx/<hex>");
+  if (fd >= 0) {
+    off_t where = (off_t) len - 3;
+
+    if (pread (fd, &byte, 1, where) != 1)
+      abort ();
+    byte ^= 0x10;
+    if (pwrite (fd, &byte, 1, where) != 1)
+      abort ();
+    close (fd);
+  }
+  is_int (xs_repo_read_chunk (a, codec, &id, plain, sizeof plain), -1,
+          "a chunk with a flipped bit is refused");
+  snprintf (want, sizeof want, "chunk %s", hex);
+  error_contains (want, "the message names the chunk id");
+  is_int (xs_repo_read_chunk (a, codec, &id, plain, sizeof plain), -1,
+          "... every time");
+  error_contains ("corrupt", "the message says corrupt");
+  xs_repo_delete_chunk (a, &id);
+  free (path);
+  free (stored);
+}
+
+static void
+test_manifests (struct xs_repo *a, struct xs_repo *b)
+{
+  void *data;
+  size_t len;
+  struct name_set names = { .count = 0 };
+
+  is_int (xs_repo_put_manifest (a, "snap-1", "manifest one", 12), 1,
+          "put a manifest");
+  is_int (xs_repo_put_manifest (a, "snap-1", "manifest one", 12), 0,
+          "putting the same bytes again is fine");
+  is_int (xs_repo_put_manifest (a, "snap-1", "manifest two", 12), -1,
+          "a different manifest with the same id is refused");
+  error_contains ("already exists with different content",
+                  "message says why");
+  is_int (xs_repo_put_manifest (a, "snap-2", "manifest 2", 10), 1,
+          "put a second manifest");
+  is_int (xs_repo_put_manifest (b, "snap-b", "manifest b", 10), 1,
+          "put a manifest in account b");
+
+  is_int (xs_repo_get_manifest (a, "snap-1", &data, &len), 0,
+          "get a manifest");
+  ok (len == 12 && memcmp (data, "manifest one", 12) == 0,
+      "the first content was kept");
+  free (data);
+  is_int (xs_repo_get_manifest (b, "snap-1", &data, &len), 1,
+          "account b does not see a's manifest");
+  is_int (xs_repo_get_manifest (a, "../b/manifests/snap-b", &data, &len), -1,
+          "a snapshot id cannot escape the namespace");
+  error_contains ("invalid snapshot id", "message says invalid id");
+
+  is_int (xs_repo_list_manifests (a, collect_name, &names), 0,
+          "list a's manifests");
+  is_int (names.count, 2, "a has 2 manifests");
+  ok (name_in_set (&names, "snap-1") && name_in_set (&names, "snap-2"),
+      "both are listed");
+  names.count = 0;
+  xs_repo_list_manifests (b, collect_name, &names);
+  ok (names.count == 1 && name_in_set (&names, "snap-b"),
+      "b lists only its own");
+
+  is_int (xs_repo_delete_manifest (a, "snap-1"), 0, "delete a manifest");
+  is_int (xs_repo_get_manifest (a, "snap-1", &data, &len), 1, "it is gone");
+  names.count = 0;
+  xs_repo_list_manifests (a, collect_name, &names);
+  is_int (names.count, 1, "a lists 1 manifest now");
+}
+
+static void
+test_names (struct xs_backend *backend)
+{
+  ok (xs_repo_open (backend, "") == NULL, "empty account refused");
+  error_contains ("invalid account", "message says invalid account");
+  ok (xs_repo_open (backend, "a/b") == NULL, "account with '/' refused");
+  error_contains ("only letters", "message says what is allowed");
+  ok (xs_repo_open (backend, "..") == NULL, "account '..' refused");
+  error_contains ("must not start with '.'", "message says why");
+}
+
+int
+main (void)
+{
+  char *dir = tap_tmpdir (), *url;
+  struct xs_backend *backend;
+  struct xs_repo *a, *b;
+  struct xs_chunk_codec *codec = xs_chunk_codec_new (1);
+
+  if (asprintf (&url, "file://%s", dir) == -1)
+    abort ();
+  backend = xs_backend_open (url);
+  ok (backend != NULL && codec != NULL, "backend and codec");
+  if (backend == NULL || codec == NULL)
+    return done_testing ();
+  a = xs_repo_open (backend, "alice");
+  b = xs_repo_open (backend, "bob");
+  ok (a != NULL && b != NULL, "open two accounts' repositories");
+  is_str (xs_repo_account (a), "alice", "account name");
+  test_chunks (a, b, codec);
+  test_corruption (a, codec, dir);
+  test_manifests (a, b);
+  test_names (backend);
+  xs_repo_close (a);
+  xs_repo_close (b);
+  xs_backend_close (backend);
+  xs_chunk_codec_free (codec);
+  free (url);
+  tap_rmtree (dir);
+  free (dir);
+  return done_testing ();
+}
