@@ -7,6 +7,31 @@
 
 #include "error.h"
 
+/* The capture of the current thread, if any (see xs_error_capture_begin).
+ * Thread-local, so threads never see each other's.
+ */
+struct capture {
+  char *buf;
+  size_t len;
+};
+static _Thread_local struct capture capture;
+
+void
+xs_error_capture_begin (char *buf, size_t len)
+{
+  capture.buf = buf;
+  capture.len = len;
+  if (len > 0)
+    buf[0] = '\0';
+}
+
+void
+xs_error_capture_end (void)
+{
+  capture.buf = NULL;
+  capture.len = 0;
+}
+
 /* Programs that do not care about debug output need not define a sink. */
 __attribute__ ((weak)) void
 xs_debug_sink (const char *message)
@@ -22,6 +47,8 @@ xs_verror (const char *fmt, va_list args)
 
   vsnprintf (message, sizeof message, fmt, args);
   xs_error_sink (message);
+  if (capture.buf && capture.len > 0 && capture.buf[0] == '\0')
+    snprintf (capture.buf, capture.len, "%s", message);
   errno = saved_errno;
 }
 

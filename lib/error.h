@@ -11,6 +11,7 @@
 #define XSNAP_ERROR_H
 
 #include <stdarg.h>
+#include <stddef.h>
 
 /* Provided by every program that links libxsnap.  Called with one complete
  * line (no trailing newline).  Must be thread-safe.
@@ -32,5 +33,12 @@ extern void xs_verror (const char *fmt, va_list args)
   __attribute__ ((format (printf, 1, 0)));
 extern void xs_debug (const char *fmt, ...)
   __attribute__ ((format (printf, 1, 2)));
+
+/* Also keep the first error reported by this thread between begin and
+ * end in BUF (for a server that must send the reason to its client as
+ * well as log it).  The capture is per thread, like errno.
+ */
+extern void xs_error_capture_begin (char *buf, size_t len);
+extern void xs_error_capture_end (void);
 
 #endif /* XSNAP_ERROR_H */

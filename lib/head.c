@@ -17,18 +17,8 @@
 #include "error.h"
 #include "fileio.h"
 #include "head.h"
+#include "head-internal.h"
 #include "ownerlock.h"
-
-struct xs_head {
-  char *dir;
-  char *name;                   /* for messages */
-  int data_fd;
-  int lock_fd;
-  uint64_t size;
-  uint32_t block_size;
-  unsigned block_shift;
-  struct xs_dirtymap *dirtymap;
-};
 
 static char *
 head_path (const char *dir, const char *file)
@@ -108,6 +98,9 @@ free_head (struct xs_head *h)
   if (h->data_fd >= 0)
     close (h->data_fd);
   xs_owner_lock_release (h->lock_fd);
+  pthread_rwlock_destroy (&h->gate);
+  pthread_mutex_destroy (&h->seal_lock);
+  pthread_cond_destroy (&h->seal_done);
   free (h->dir);
   free (h->name);
   free (h);
@@ -127,6 +120,9 @@ xs_head_open (const char *dir, const char *name, uint64_t size,
     return NULL;
   }
   h->data_fd = h->lock_fd = -1;
+  pthread_rwlock_init (&h->gate, NULL);
+  pthread_mutex_init (&h->seal_lock, NULL);
+  pthread_cond_init (&h->seal_done, NULL);
   h->size = size;
   h->block_size = block_size;
   h->block_shift = log2_of (block_size);
@@ -180,11 +176,24 @@ xs_head_open (const char *dir, const char *name, uint64_t size,
   return NULL;
 }
 
+/* A pending snapshot is finished by whoever started it; the head cannot
+ * go away under it.
+ */
+static void
+wait_for_seal (struct xs_head *h)
+{
+  pthread_mutex_lock (&h->seal_lock);
+  while (__atomic_load_n (&h->seal, __ATOMIC_ACQUIRE) != NULL)
+    pthread_cond_wait (&h->seal_done, &h->seal_lock);
+  pthread_mutex_unlock (&h->seal_lock);
+}
+
 int
 xs_head_close (struct xs_head *h)
 {
   int r = 0;
 
+  wait_for_seal (h);
   if (fdatasync (h->data_fd) == -1) {
     xs_error ("cannot sync volume '%s': %m", h->name);
     xs_dirtymap_abandon (h->dirtymap);
@@ -235,16 +244,29 @@ check_range (struct xs_head *h, const char *op, uint32_t count,
   return 0;
 }
 
+/* Start a change of [OFFSET, OFFSET + COUNT): enter the gate, let a
+ * pending snapshot seal the blocks first, mark them changed.  Every
+ * begin_change is paired with end_change.
+ */
 static void
-mark_changed (struct xs_head *h, uint32_t count, uint64_t offset)
+begin_change (struct xs_head *h, uint32_t count, uint64_t offset)
 {
   uint64_t first, last;
 
+  pthread_rwlock_rdlock (&h->gate);
   if (count == 0)
     return;
   first = offset >> h->block_shift;
   last = (offset + count - 1) >> h->block_shift;
+  if (h->seal)
+    xs_seal_protect (h->seal, first, last);
   xs_dirtymap_mark (h->dirtymap, first, last - first + 1);
+}
+
+static void
+end_change (struct xs_head *h)
+{
+  pthread_rwlock_unlock (&h->gate);
 }
 
 int
@@ -289,11 +311,12 @@ xs_head_pwrite (struct xs_head *h, const void *buf, uint32_t count,
 
   if (check_range (h, "write", count, offset) == -1)
     return -1;
-  mark_changed (h, count, offset);
+  begin_change (h, count, offset);
   if (fua)
     r = pwrite_dsync (h->data_fd, buf, count, offset);
   else
     r = xs_full_pwrite (h->data_fd, buf, count, offset);
+  end_change (h);
   if (r == -1) {
     xs_error ("volume '%s': write of %u bytes at %lu: %m", h->name, count,
               (unsigned long) offset);
@@ -327,7 +350,7 @@ xs_head_zero (struct xs_head *h, uint32_t count, uint64_t offset,
 
   if (check_range (h, "zero", count, offset) == -1)
     return -1;
-  mark_changed (h, count, offset);
+  begin_change (h, count, offset);
   /* Deallocating is the cheapest zero and makes the range a hole again.
    * Without MAY_TRIM the range should stay allocated: ZERO_RANGE.
    */
@@ -338,6 +361,7 @@ xs_head_zero (struct xs_head *h, uint32_t count, uint64_t offset,
                    (off_t) offset, count);
   if (r == -1 && unsupported (errno) && !(flags & XS_HEAD_MAY_TRIM))
     r = fallocate (h->data_fd, punch, (off_t) offset, count);
+  end_change (h);
   if (r == -1) {
     if (unsupported (errno)) {
       /* Not cheap here: the caller falls back to writing zeroes. */
@@ -356,17 +380,19 @@ xs_head_zero (struct xs_head *h, uint32_t count, uint64_t offset,
 int
 xs_head_trim (struct xs_head *h, uint32_t count, uint64_t offset, bool fua)
 {
+  int r;
+
   if (check_range (h, "trim", count, offset) == -1)
     return -1;
-  mark_changed (h, count, offset);
-  if (fallocate (h->data_fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
-                 (off_t) offset, count) == -1) {
-    if (!unsupported (errno)) {
-      xs_error ("volume '%s': trim of %u bytes at %lu: %m", h->name, count,
-                (unsigned long) offset);
-      return -1;
-    }
-    /* Trim is advisory: where holes cannot be punched the data stays. */
+  begin_change (h, count, offset);
+  r = fallocate (h->data_fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+                 (off_t) offset, count);
+  end_change (h);
+  /* Trim is advisory: where holes cannot be punched the data stays. */
+  if (r == -1 && !unsupported (errno)) {
+    xs_error ("volume '%s': trim of %u bytes at %lu: %m", h->name, count,
+              (unsigned long) offset);
+    return -1;
   }
   if (fua && sync_data (h) == -1)
     return -1;

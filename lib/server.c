@@ -16,13 +16,25 @@
 #include "size.h"
 #include "store.h"
 #include "volume.h"
+#include "control.h"
+#include "snapshot.h"
 
 struct xs_export {
   struct xs_export *next;
+  struct xs_server *srv;
   char volume_id[XS_ID_MAX];
   char *description;
   unsigned refs;                /* connections using it; under srv->lock */
   struct xs_head *head;
+  struct xs_control_server *control;    /* this owner's control socket */
+
+  /* A snapshot sealing in the background (one at a time per volume). */
+  pthread_mutex_t sealer_lock;  /* protects the fields below */
+  bool sealer_started;          /* SEALER must be joined */
+  bool sealer_done;             /* SEALER has finished its work */
+  pthread_t sealer;
+  struct xs_snapshot_op *op;
+  struct xs_snapshot pending;
 };
 
 struct xs_server {
@@ -52,6 +64,34 @@ xs_server_new (const char *store_path, const char *account,
   return srv;
 }
 
+/* Wait for a background sealer to end.  Holding nothing. */
+static void
+join_sealer (struct xs_export *exp)
+{
+  bool started;
+
+  pthread_mutex_lock (&exp->sealer_lock);
+  started = exp->sealer_started;
+  exp->sealer_started = false;
+  pthread_mutex_unlock (&exp->sealer_lock);
+  if (started)
+    pthread_join (exp->sealer, NULL);
+}
+
+/* Close an export nobody uses any more: no new control requests, no
+ * pending snapshot, then the head (which drops ownership).
+ */
+static void
+close_export (struct xs_export *exp)
+{
+  xs_control_stop (exp->control);
+  join_sealer (exp);
+  xs_head_close (exp->head);    /* reports its own failure */
+  pthread_mutex_destroy (&exp->sealer_lock);
+  free (exp->description);
+  free (exp);
+}
+
 void
 xs_server_free (struct xs_server *srv)
 {
@@ -60,9 +100,7 @@ xs_server_free (struct xs_server *srv)
   while (srv->exports) {
     struct xs_export *exp = srv->exports;
     srv->exports = exp->next;
-    xs_head_close (exp->head);
-    free (exp->description);
-    free (exp);
+    close_export (exp);
   }
   xs_scope_clear (&srv->scope);
   xs_store_close (srv->store);
@@ -126,19 +164,157 @@ find_open (struct xs_server *srv, const char *volume_id)
   return NULL;
 }
 
+static void *
+sealer_main (void *opaque)
+{
+  struct xs_export *exp = opaque;
+  struct xs_snapshot_op *op;
+  struct xs_snapshot snap;
+
+  pthread_mutex_lock (&exp->sealer_lock);
+  op = exp->op;
+  snap = exp->pending;
+  exp->op = NULL;
+  memset (&exp->pending, 0, sizeof exp->pending);
+  pthread_mutex_unlock (&exp->sealer_lock);
+
+  /* Failures are reported (to the server log) and leave no snapshot. */
+  if (xs_snapshot_finish (op, NULL, NULL, &snap) == 0)
+    xs_debug ("snapshot %s@%s (%s) is available", snap.volume_name,
+              snap.name, snap.id);
+  xs_snapshot_clear (&snap);
+
+  pthread_mutex_lock (&exp->sealer_lock);
+  exp->sealer_done = true;
+  pthread_mutex_unlock (&exp->sealer_lock);
+  return NULL;
+}
+
+/* Reap a finished background sealer; false if one is still running. */
+static bool
+reap_sealer (struct xs_export *exp)
+{
+  bool running;
+
+  pthread_mutex_lock (&exp->sealer_lock);
+  running = exp->sealer_started && !exp->sealer_done;
+  pthread_mutex_unlock (&exp->sealer_lock);
+  if (running)
+    return false;
+  join_sealer (exp);
+  return true;
+}
+
+static json_t *
+snapshot_reply (const struct xs_snapshot *snap)
+{
+  return json_pack ("{s:b, s:o}", "ok", 1, "snapshot",
+                    xs_snapshot_to_json (snap));
+}
+
+/* The "snapshot" request: {"op": "snapshot", "name": NAME or null,
+ * "wait": bool}.  Replies once the snapshot is pending (or, with wait,
+ * available).
+ */
+static json_t *
+control_snapshot (struct xs_export *exp, json_t *request)
+{
+  struct xs_server *srv = exp->srv;
+  json_t *name_value = json_object_get (request, "name");
+  bool wait = json_is_true (json_object_get (request, "wait"));
+  const char *name = json_string_value (name_value);
+  struct xs_snapshot_op *op;
+  struct xs_snapshot snap;
+  struct xs_volume vol;
+  json_t *reply;
+  int r;
+
+  if (name_value && !json_is_null (name_value) && name == NULL)
+    return xs_control_error_reply ("\"name\" must be a string");
+  if (!reap_sealer (exp))
+    return xs_control_error_reply ("a snapshot of this volume is already "
+                                   "pending");
+  r = xs_volume_find (srv->store, &srv->scope, exp->volume_id, true, &vol);
+  if (r != 0)
+    return xs_control_error_reply ("volume %s is gone", exp->volume_id);
+  op = xs_snapshot_start (srv->store, exp->head, &vol, name, &snap);
+  xs_volume_clear (&vol);
+  if (op == NULL)
+    return xs_control_error_reply ("snapshot failed (see the server log)");
+
+  if (wait) {
+    r = xs_snapshot_finish (op, NULL, NULL, &snap);
+    reply = r == 0 ? snapshot_reply (&snap)
+      : xs_control_error_reply ("snapshot failed (see the server log)");
+    xs_snapshot_clear (&snap);
+    return reply;
+  }
+  reply = snapshot_reply (&snap);
+  pthread_mutex_lock (&exp->sealer_lock);
+  exp->op = op;
+  exp->pending = snap;
+  exp->sealer_done = false;
+  exp->sealer_started = pthread_create (&exp->sealer, NULL, sealer_main,
+                                        exp) == 0;
+  pthread_mutex_unlock (&exp->sealer_lock);
+  if (!exp->sealer_started) {
+    /* Seal here rather than leave the snapshot pending forever. */
+    xs_snapshot_finish (op, NULL, NULL, &snap);
+    xs_snapshot_clear (&snap);
+  }
+  return reply;
+}
+
+static json_t *
+control_handler (json_t *request, void *opaque)
+{
+  struct xs_export *exp = opaque;
+  const char *op = json_string_value (json_object_get (request, "op"));
+  char error[1024];
+  json_t *reply;
+
+  /* Errors go to the server log as always, and the first one back to the
+   * client, in place of a generic reply.
+   */
+  xs_error_capture_begin (error, sizeof error);
+  if (strcmp (op, "snapshot") == 0)
+    reply = control_snapshot (exp, request);
+  else if (strcmp (op, "ping") == 0)
+    reply = json_pack ("{s:b, s:s}", "ok", 1, "volume_id", exp->volume_id);
+  else
+    reply = xs_control_error_reply ("unknown operation '%s'", op);
+  xs_error_capture_end ();
+  if (error[0] && !json_is_true (json_object_get (reply, "ok"))) {
+    json_decref (reply);
+    reply = xs_control_error_reply ("%s", error);
+  }
+  return reply;
+}
+
 static struct xs_export *
 open_volume (struct xs_server *srv, const struct xs_volume *vol)
 {
   struct xs_export *exp = calloc (1, sizeof *exp);
+  char *dir = NULL, *socket_path = NULL;
 
   if (exp == NULL || (exp->description = describe_volume (vol)) == NULL) {
     xs_error ("cannot open volume '%s': %m", vol->name);
     free (exp);
     return NULL;
   }
+  exp->srv = srv;
+  pthread_mutex_init (&exp->sealer_lock, NULL);
   snprintf (exp->volume_id, sizeof exp->volume_id, "%s", vol->id);
   exp->head = xs_volume_open_head (srv->store, vol);
-  if (exp->head == NULL) {
+  dir = xs_volume_dir (srv->store, vol);
+  if (exp->head && dir && asprintf (&socket_path, "%s/control.sock", dir) != -1)
+    exp->control = xs_control_listen (socket_path, control_handler, exp);
+  free (dir);
+  free (socket_path);
+  if (exp->head == NULL || exp->control == NULL) {
+    if (exp->head)
+      xs_head_close (exp->head);
+    pthread_mutex_destroy (&exp->sealer_lock);
     free (exp->description);
     free (exp);
     return NULL;
@@ -182,9 +358,7 @@ xs_server_close (struct xs_server *srv, struct xs_export *exp)
     for (link = &srv->exports; *link != exp; link = &(*link)->next)
       ;
     *link = exp->next;
-    xs_head_close (exp->head);  /* reports its own failure */
-    free (exp->description);
-    free (exp);
+    close_export (exp);
   }
   pthread_mutex_unlock (&srv->lock);
 }

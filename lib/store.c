@@ -1,5 +1,6 @@
 /* xsnap: creating and opening stores (see store.h). */
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,11 +10,22 @@
 #include "error.h"
 #include "fileio.h"
 #include "names.h"
+#include "backend.h"
+#include "repo.h"
 #include "store.h"
+
+/* Backends are opened on first use and kept for the store's lifetime. */
+struct open_backend {
+  struct open_backend *next;
+  char *region;
+  struct xs_backend *backend;
+};
 
 struct xs_store {
   char *path;
   struct xs_catalog *catalog;
+  pthread_mutex_t backends_lock;        /* protects backends */
+  struct open_backend *backends;
 };
 
 static char *
@@ -190,6 +202,7 @@ xs_store_open (const char *path)
     free (db);
     return NULL;
   }
+  pthread_mutex_init (&store->backends_lock, NULL);
   store->catalog = xs_catalog_open (db, false);
   free (db);
   if (store->catalog == NULL) {
@@ -204,6 +217,14 @@ xs_store_close (struct xs_store *store)
 {
   if (store == NULL)
     return;
+  while (store->backends) {
+    struct open_backend *ob = store->backends;
+    store->backends = ob->next;
+    xs_backend_close (ob->backend);
+    free (ob->region);
+    free (ob);
+  }
+  pthread_mutex_destroy (&store->backends_lock);
   xs_catalog_close (store->catalog);
   free (store->path);
   free (store);
@@ -315,4 +336,77 @@ xs_store_head_dir (const struct xs_store *store, const char *region,
     return NULL;
   }
   return dir;
+}
+
+/* The backend URL of REGION from the catalog (malloc'd). */
+static char *
+region_backend_url (struct xs_store *store, const char *region)
+{
+  struct xs_catalog *cat = store->catalog;
+  sqlite3_stmt *stmt;
+  char *url = NULL;
+
+  xs_catalog_lock (cat);
+  stmt = xs_catalog_prepare (cat, "SELECT backend FROM regions WHERE name = ?",
+                             "look up a region");
+  if (stmt) {
+    sqlite3_bind_text (stmt, 1, region, -1, SQLITE_STATIC);
+    if (sqlite3_step (stmt) == SQLITE_ROW) {
+      url = strdup ((const char *) sqlite3_column_text (stmt, 0));
+      if (url == NULL)
+        xs_error ("cannot look up region '%s': %m", region);
+    }
+    else
+      xs_error ("no region '%s' in this store", region);
+    sqlite3_finalize (stmt);
+  }
+  xs_catalog_unlock (cat);
+  return url;
+}
+
+static struct xs_backend *
+store_backend (struct xs_store *store, const char *region)
+{
+  struct open_backend *ob;
+  struct xs_backend *backend = NULL;
+  char *url;
+
+  pthread_mutex_lock (&store->backends_lock);
+  for (ob = store->backends; ob; ob = ob->next)
+    if (strcmp (ob->region, region) == 0) {
+      backend = ob->backend;
+      goto out;
+    }
+  url = region_backend_url (store, region);
+  if (url == NULL)
+    goto out;
+  ob = calloc (1, sizeof *ob);
+  if (ob == NULL || (ob->region = strdup (region)) == NULL) {
+    xs_error ("cannot open region '%s': %m", region);
+    free (ob);
+    free (url);
+    goto out;
+  }
+  ob->backend = xs_backend_open (url);
+  free (url);
+  if (ob->backend == NULL) {
+    free (ob->region);
+    free (ob);
+    goto out;
+  }
+  ob->next = store->backends;
+  store->backends = ob;
+  backend = ob->backend;
+ out:
+  pthread_mutex_unlock (&store->backends_lock);
+  return backend;
+}
+
+struct xs_repo *
+xs_store_repo (struct xs_store *store, const char *account,
+               const char *region)
+{
+  struct xs_backend *backend = store_backend (store, region);
+
+  return backend ? xs_repo_open (backend, account) : NULL;
 }

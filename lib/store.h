@@ -48,6 +48,14 @@ extern int xs_store_scope (struct xs_store *store, const char *account,
                            const char *region, struct xs_scope *scope);
 extern void xs_scope_clear (struct xs_scope *scope);
 
+/* The repository of ACCOUNT in REGION (close it with xs_repo_close; the
+ * backend behind it belongs to the store and lives as long as it).
+ */
+struct xs_repo;
+extern struct xs_repo *xs_store_repo (struct xs_store *store,
+                                      const char *account,
+                                      const char *region);
+
 /* Directory of the head of volume ID in REGION (malloc'd). */
 extern char *xs_store_head_dir (const struct xs_store *store,
                                 const char *region, const char *volume_id);

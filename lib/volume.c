@@ -10,10 +10,12 @@
 #include "names.h"
 #include "ownerlock.h"
 #include "size.h"
+#include "snapshot.h"
 #include "volume.h"
 
 #define VOLUME_COLUMNS \
-  "id, account, region, name, size, block_size, created_ns, cbt_epoch"
+  "id, account, region, name, size, block_size, created_ns, cbt_epoch," \
+  " base_snapshot_id, source_snapshot_id"
 
 void
 xs_volume_clear (struct xs_volume *vol)
@@ -21,6 +23,8 @@ xs_volume_clear (struct xs_volume *vol)
   free (vol->account);
   free (vol->region);
   free (vol->name);
+  free (vol->base_snapshot_id);
+  free (vol->source_snapshot_id);
   memset (vol, 0, sizeof *vol);
 }
 
@@ -74,7 +78,11 @@ row_to_volume (sqlite3_stmt *stmt, struct xs_volume *vol)
   vol->block_size = (uint32_t) sqlite3_column_int64 (stmt, 5);
   vol->created_ns = sqlite3_column_int64 (stmt, 6);
   vol->cbt_epoch = (uint64_t) sqlite3_column_int64 (stmt, 7);
-  if (vol->account == NULL || vol->region == NULL || vol->name == NULL) {
+  vol->base_snapshot_id = strdup ((const char *) sqlite3_column_text (stmt, 8));
+  vol->source_snapshot_id =
+    strdup ((const char *) sqlite3_column_text (stmt, 9));
+  if (vol->account == NULL || vol->region == NULL || vol->name == NULL
+      || vol->base_snapshot_id == NULL || vol->source_snapshot_id == NULL) {
     xs_error ("cannot read volume %s: %m", vol->id);
     xs_volume_clear (vol);
     return -1;
@@ -172,7 +180,7 @@ insert_volume (struct xs_catalog *cat, const struct xs_volume *vol)
 
   stmt = xs_catalog_prepare (cat,
                              "INSERT INTO volumes (" VOLUME_COLUMNS ")"
-                             " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                             " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                              "record the new volume");
   if (stmt == NULL)
     return -1;
@@ -184,6 +192,8 @@ insert_volume (struct xs_catalog *cat, const struct xs_volume *vol)
   sqlite3_bind_int64 (stmt, 6, vol->block_size);
   sqlite3_bind_int64 (stmt, 7, vol->created_ns);
   sqlite3_bind_int64 (stmt, 8, (int64_t) vol->cbt_epoch);
+  sqlite3_bind_text (stmt, 9, vol->base_snapshot_id, -1, SQLITE_STATIC);
+  sqlite3_bind_text (stmt, 10, vol->source_snapshot_id, -1, SQLITE_STATIC);
   if (sqlite3_step (stmt) != SQLITE_DONE) {
     if (sqlite3_extended_errcode (xs_catalog_db (cat))
         == SQLITE_CONSTRAINT_UNIQUE)
@@ -230,7 +240,10 @@ xs_volume_create (struct xs_store *store, const struct xs_scope *scope,
   vol->block_size = block_size;
   vol->created_ns = xs_now_ns ();
   vol->cbt_epoch = 0;
-  if (vol->account == NULL || vol->region == NULL || vol->name == NULL) {
+  vol->base_snapshot_id = strdup ("");
+  vol->source_snapshot_id = strdup ("");
+  if (vol->account == NULL || vol->region == NULL || vol->name == NULL
+      || vol->base_snapshot_id == NULL || vol->source_snapshot_id == NULL) {
     xs_error ("cannot create volume '%s': %m", name);
     goto fail;
   }
@@ -379,6 +392,11 @@ xs_volume_open_head (struct xs_store *store, const struct xs_volume *vol)
   head = xs_head_open (dir, vol->name, vol->size, vol->block_size,
                        vol->cbt_epoch);
   free (dir);
+  /* A new owner: snapshots left pending by the last one will never end. */
+  if (head && xs_snapshot_discard_stale (store, vol) == -1) {
+    xs_head_close (head);
+    return NULL;
+  }
   return head;
 }
 

@@ -29,6 +29,8 @@ struct xs_volume {
   uint32_t block_size;
   int64_t created_ns;
   uint64_t cbt_epoch;
+  char *base_snapshot_id;       /* what the dirty map is relative to, or "" */
+  char *source_snapshot_id;     /* a clone's source while unhydrated, or "" */
 };
 
 extern void xs_volume_clear (struct xs_volume *vol);

@@ -17,6 +17,8 @@ static const char usage_text[] =
   "  init [--region NAME] [--backend URL]      create a store\n"
   "  volume create NAME --size SIZE [--block-size SIZE]\n"
   "  volume list | show VOL | delete VOL | resize VOL --size SIZE\n"
+  "  snapshot create VOL [--name NAME] [--wait]  point-in-time snapshot\n"
+  "  snapshot list [VOL] | show SNAP | delete SNAP\n"
   "  diff --live VOL [--format=table|json|bitmap|blocks]\n"
   "                                            changed blocks of a volume\n"
   "  help                                      this text\n"
@@ -34,6 +36,7 @@ static const struct command commands[] = {
   { "init", cmd_init },
   { "volume", cmd_volume },
   { "diff", cmd_diff },
+  { "snapshot", cmd_snapshot },
   { NULL, NULL },
 };
 

@@ -1,0 +1,48 @@
+/* xsnap: the insides of a head, shared by head.c (the data path) and
+ * seal.c (taking snapshots of it).  Nothing else includes this.
+ */
+#ifndef XSNAP_HEAD_INTERNAL_H
+#define XSNAP_HEAD_INTERNAL_H
+
+#include <pthread.h>
+
+#include "dirtymap.h"
+#include "head.h"
+
+struct xs_seal;
+
+struct xs_head {
+  char *dir;
+  char *name;                   /* for messages */
+  int data_fd;
+  int lock_fd;
+  uint64_t size;
+  uint32_t block_size;
+  unsigned block_shift;
+  struct xs_dirtymap *dirtymap;
+
+  /* Every change (write, zero, trim) holds the gate for reading while it
+   * marks the dirty map and touches the data; taking a snapshot's point in
+   * time holds it for writing, for microseconds.  SEAL is set and cleared
+   * only under the write side, so a change sees one consistent value.
+   */
+  pthread_rwlock_t gate;
+  struct xs_seal *seal;         /* the pending snapshot, or NULL */
+  pthread_mutex_t seal_lock;    /* with seal_done: waiting for SEAL to end */
+  pthread_cond_t seal_done;
+};
+
+static inline uint64_t
+xs_head_nblocks (const struct xs_head *h)
+{
+  return (h->size + h->block_size - 1) >> h->block_shift;
+}
+
+/* Called by head.c for every change of blocks [FIRST, LAST] while a
+ * snapshot is pending: seals those blocks first (copy-before-write).
+ * Holding the gate for reading.
+ */
+extern void xs_seal_protect (struct xs_seal *seal, uint64_t first,
+                             uint64_t last);
+
+#endif /* XSNAP_HEAD_INTERNAL_H */

@@ -1,0 +1,677 @@
+/* xsnap: snapshot records and the orchestration of taking one (see
+ * snapshot.h).  The sealing itself is in seal.c.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "error.h"
+#include "fileio.h"
+#include "names.h"
+#include "repo.h"
+#include "seal.h"
+#include "snapshot.h"
+
+#define SNAPSHOT_COLUMNS                                                \
+  "id, account, region, volume_id, volume_name, name, parent_id, status," \
+  " root_hash, creation_method, size, block_size, created_ns,"          \
+  " changed_blocks, stored_bytes"
+
+void
+xs_snapshot_clear (struct xs_snapshot *snap)
+{
+  free (snap->account);
+  free (snap->region);
+  free (snap->volume_id);
+  free (snap->volume_name);
+  free (snap->name);
+  free (snap->parent_id);
+  free (snap->status);
+  free (snap->root_hash);
+  free (snap->creation_method);
+  memset (snap, 0, sizeof *snap);
+}
+
+json_t *
+xs_snapshot_to_json (const struct xs_snapshot *snap)
+{
+  char created[32];
+  time_t seconds = (time_t) (snap->created_ns / 1000000000);
+  struct tm tm;
+
+  gmtime_r (&seconds, &tm);
+  strftime (created, sizeof created, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return json_pack ("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:I, s:I,"
+                    " s:s, s:I, s:s, s:I, s:I, s:s}",
+                    "id", snap->id, "name", snap->name,
+                    "volume", snap->volume_name,
+                    "volume_id", snap->volume_id,
+                    "account", snap->account, "region", snap->region,
+                    "parent", snap->parent_id, "status", snap->status,
+                    "size", (json_int_t) snap->size,
+                    "block_size", (json_int_t) snap->block_size,
+                    "created", created,
+                    "created_ns", (json_int_t) snap->created_ns,
+                    "root_hash", snap->root_hash,
+                    "changed_blocks", (json_int_t) snap->changed_blocks,
+                    "stored_bytes", (json_int_t) snap->stored_bytes,
+                    "creation_method", snap->creation_method);
+}
+
+static char *
+column_dup (sqlite3_stmt *stmt, int column, bool *failed)
+{
+  const char *text = (const char *) sqlite3_column_text (stmt, column);
+  char *copy = strdup (text ? text : "");
+
+  if (copy == NULL)
+    *failed = true;
+  return copy;
+}
+
+static int
+row_to_snapshot (sqlite3_stmt *stmt, struct xs_snapshot *snap)
+{
+  bool failed = false;
+
+  memset (snap, 0, sizeof *snap);
+  snprintf (snap->id, sizeof snap->id, "%s",
+            (const char *) sqlite3_column_text (stmt, 0));
+  snap->account = column_dup (stmt, 1, &failed);
+  snap->region = column_dup (stmt, 2, &failed);
+  snap->volume_id = column_dup (stmt, 3, &failed);
+  snap->volume_name = column_dup (stmt, 4, &failed);
+  snap->name = column_dup (stmt, 5, &failed);
+  snap->parent_id = column_dup (stmt, 6, &failed);
+  snap->status = column_dup (stmt, 7, &failed);
+  snap->root_hash = column_dup (stmt, 8, &failed);
+  snap->creation_method = column_dup (stmt, 9, &failed);
+  snap->size = (uint64_t) sqlite3_column_int64 (stmt, 10);
+  snap->block_size = (uint32_t) sqlite3_column_int64 (stmt, 11);
+  snap->created_ns = sqlite3_column_int64 (stmt, 12);
+  snap->changed_blocks = (uint64_t) sqlite3_column_int64 (stmt, 13);
+  snap->stored_bytes = (uint64_t) sqlite3_column_int64 (stmt, 14);
+  if (failed) {
+    xs_error ("cannot read snapshot %s: %m", snap->id);
+    xs_snapshot_clear (snap);
+    return -1;
+  }
+  return 0;
+}
+
+/* Split "VOL@NAME" into its halves (malloc'd); an id has no '@'. */
+static int
+split_spec (const char *spec, char **volume, char **name)
+{
+  const char *at = strchr (spec, '@');
+
+  *volume = *name = NULL;
+  if (at == NULL)
+    return 0;
+  *volume = strndup (spec, (size_t) (at - spec));
+  *name = strdup (at + 1);
+  if (*volume == NULL || *name == NULL) {
+    xs_error ("cannot look up snapshot '%s': %m", spec);
+    free (*volume);
+    free (*name);
+    return -1;
+  }
+  return 0;
+}
+
+int
+xs_snapshot_find (struct xs_store *store, const struct xs_scope *scope,
+                  const char *spec, bool quiet, struct xs_snapshot *snap)
+{
+  struct xs_catalog *cat = xs_store_catalog (store);
+  sqlite3_stmt *stmt;
+  char *volume, *name;
+  int r = -1;
+
+  if (split_spec (spec, &volume, &name) == -1)
+    return -1;
+  xs_catalog_lock (cat);
+  stmt = xs_catalog_prepare (cat,
+                             "SELECT " SNAPSHOT_COLUMNS " FROM snapshots"
+                             " WHERE account = ?1 AND region = ?2"
+                             " AND status != 'deleted'"
+                             " AND (?3 IS NULL AND id = ?5"
+                             "      OR volume_name = ?3 AND name = ?4)",
+                             "look up a snapshot");
+  if (stmt == NULL)
+    goto out;
+  sqlite3_bind_text (stmt, 1, scope->account, -1, SQLITE_STATIC);
+  sqlite3_bind_text (stmt, 2, scope->region, -1, SQLITE_STATIC);
+  sqlite3_bind_text (stmt, 3, volume, -1, SQLITE_STATIC);
+  sqlite3_bind_text (stmt, 4, name, -1, SQLITE_STATIC);
+  sqlite3_bind_text (stmt, 5, spec, -1, SQLITE_STATIC);
+  switch (sqlite3_step (stmt)) {
+  case SQLITE_ROW:
+    r = row_to_snapshot (stmt, snap);
+    break;
+  case SQLITE_DONE:
+    if (!quiet)
+      xs_error ("no snapshot '%s' in account '%s', region '%s'", spec,
+                scope->account, scope->region);
+    r = 1;
+    break;
+  default:
+    xs_catalog_report (cat, "look up a snapshot");
+  }
+  sqlite3_finalize (stmt);
+ out:
+  xs_catalog_unlock (cat);
+  free (volume);
+  free (name);
+  return r;
+}
+
+int
+xs_snapshot_list (struct xs_store *store, const struct xs_scope *scope,
+                  const char *volume_name,
+                  int (*fn) (const struct xs_snapshot *snap, void *opaque),
+                  void *opaque)
+{
+  struct xs_catalog *cat = xs_store_catalog (store);
+  sqlite3_stmt *stmt;
+  struct xs_snapshot snap;
+  int r = -1, step;
+
+  xs_catalog_lock (cat);
+  stmt = xs_catalog_prepare (cat,
+                             "SELECT " SNAPSHOT_COLUMNS " FROM snapshots"
+                             " WHERE account = ? AND region = ?"
+                             " AND status != 'deleted'"
+                             " AND (?3 IS NULL OR volume_name = ?3)"
+                             " ORDER BY created_ns, id", "list snapshots");
+  if (stmt == NULL)
+    goto out;
+  sqlite3_bind_text (stmt, 1, scope->account, -1, SQLITE_STATIC);
+  sqlite3_bind_text (stmt, 2, scope->region, -1, SQLITE_STATIC);
+  sqlite3_bind_text (stmt, 3, volume_name, -1, SQLITE_STATIC);
+  while ((step = sqlite3_step (stmt)) == SQLITE_ROW) {
+    if (row_to_snapshot (stmt, &snap) == -1)
+      goto done;
+    r = fn (&snap, opaque);
+    xs_snapshot_clear (&snap);
+    if (r != 0)
+      goto done;
+  }
+  if (step == SQLITE_DONE)
+    r = 0;
+  else
+    xs_catalog_report (cat, "list snapshots");
+ done:
+  sqlite3_finalize (stmt);
+ out:
+  xs_catalog_unlock (cat);
+  return r;
+}
+
+/* Run one UPDATE or DELETE with text parameters; returns rows changed or
+ * -1.  Holding the catalog lock.
+ */
+static int
+run_change (struct xs_catalog *cat, const char *sql, const char *what,
+            const char *p1, const char *p2)
+{
+  sqlite3_stmt *stmt = xs_catalog_prepare (cat, sql, what);
+  int r = -1;
+
+  if (stmt == NULL)
+    return -1;
+  sqlite3_bind_text (stmt, 1, p1, -1, SQLITE_STATIC);
+  if (p2)
+    sqlite3_bind_text (stmt, 2, p2, -1, SQLITE_STATIC);
+  if (sqlite3_step (stmt) == SQLITE_DONE)
+    r = sqlite3_changes (xs_catalog_db (cat));
+  else
+    xs_catalog_report (cat, what);
+  sqlite3_finalize (stmt);
+  return r;
+}
+
+int
+xs_snapshot_delete (struct xs_store *store, const struct xs_snapshot *snap)
+{
+  struct xs_catalog *cat = xs_store_catalog (store);
+  int r;
+
+  if (strcmp (snap->status, "pending") == 0) {
+    xs_error ("cannot delete snapshot %s@%s: it is still pending",
+              snap->volume_name, snap->name);
+    return -1;
+  }
+  xs_catalog_lock (cat);
+  r = run_change (cat, "UPDATE snapshots SET status = 'deleted'"
+                  " WHERE id = ? AND status = 'available'",
+                  "delete the snapshot", snap->id, NULL);
+  xs_catalog_unlock (cat);
+  if (r == 0) {
+    xs_error ("cannot delete snapshot %s: it is no longer available",
+              snap->id);
+    return -1;
+  }
+  return r < 0 ? -1 : 0;
+}
+
+struct xs_manifest *
+xs_snapshot_load_manifest (struct xs_store *store, const char *account,
+                           const char *region, const char *id)
+{
+  struct xs_repo *repo = xs_store_repo (store, account, region);
+  struct xs_manifest *m = NULL;
+  void *data = NULL;
+  size_t len;
+  int r;
+
+  if (repo == NULL)
+    return NULL;
+  r = xs_repo_get_manifest (repo, id, &data, &len);
+  if (r == 1)
+    xs_error ("the manifest of snapshot %s is missing from region '%s'", id,
+              region);
+  else if (r == 0)
+    m = xs_manifest_parse (data, len, id);
+  free (data);
+  xs_repo_close (repo);
+  return m;
+}
+
+int
+xs_snapshot_gc_lock (struct xs_store *store, const char *region,
+                     bool exclusive)
+{
+  char *path;
+  int fd;
+
+  if (asprintf (&path, "%s/regions/%s/gc.lock", xs_store_path (store),
+                region) == -1) {
+    xs_error ("cannot lock region '%s': %m", region);
+    return -1;
+  }
+  fd = open (path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  if (fd == -1 || flock (fd, exclusive ? LOCK_EX : LOCK_SH) == -1) {
+    xs_error ("cannot lock region '%s': %s: %m", region, path);
+    if (fd >= 0)
+      close (fd);
+    fd = -1;
+  }
+  free (path);
+  return fd;
+}
+
+int
+xs_snapshot_discard_stale (struct xs_store *store,
+                           const struct xs_volume *vol)
+{
+  struct xs_catalog *cat = xs_store_catalog (store);
+  int r;
+
+  xs_catalog_lock (cat);
+  r = run_change (cat, "DELETE FROM snapshots"
+                  " WHERE volume_id = ? AND status = 'pending'",
+                  "discard stale pending snapshots", vol->id, NULL);
+  xs_catalog_unlock (cat);
+  if (r > 0)
+    xs_debug ("volume '%s': discarded %d pending snapshot(s) of a previous "
+              "owner", vol->name, r);
+  return r < 0 ? -1 : 0;
+}
+
+/* Taking a snapshot. */
+
+struct xs_snapshot_op {
+  struct xs_store *store;
+  struct xs_repo *repo;
+  struct xs_seal *seal;
+  int gc_lock_fd;               /* shared: gc waits for us */
+  char *volume_id;
+  uint64_t new_epoch;
+};
+
+static int
+insert_pending (struct xs_catalog *cat, const struct xs_snapshot *snap,
+                pid_t owner)
+{
+  sqlite3_stmt *stmt;
+  int r = -1;
+
+  stmt = xs_catalog_prepare (cat,
+                             "INSERT INTO snapshots (id, account, region,"
+                             " volume_id, volume_name, name, parent_id,"
+                             " status, size, block_size, created_ns,"
+                             " owner_pid)"
+                             " VALUES (?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?,"
+                             " ?, ?)", "record the snapshot");
+  if (stmt == NULL)
+    return -1;
+  sqlite3_bind_text (stmt, 1, snap->id, -1, SQLITE_STATIC);
+  sqlite3_bind_text (stmt, 2, snap->account, -1, SQLITE_STATIC);
+  sqlite3_bind_text (stmt, 3, snap->region, -1, SQLITE_STATIC);
+  sqlite3_bind_text (stmt, 4, snap->volume_id, -1, SQLITE_STATIC);
+  sqlite3_bind_text (stmt, 5, snap->volume_name, -1, SQLITE_STATIC);
+  sqlite3_bind_text (stmt, 6, snap->name, -1, SQLITE_STATIC);
+  sqlite3_bind_text (stmt, 7, snap->parent_id, -1, SQLITE_STATIC);
+  sqlite3_bind_int64 (stmt, 8, (int64_t) snap->size);
+  sqlite3_bind_int64 (stmt, 9, snap->block_size);
+  sqlite3_bind_int64 (stmt, 10, snap->created_ns);
+  sqlite3_bind_int64 (stmt, 11, owner);
+  if (sqlite3_step (stmt) == SQLITE_DONE)
+    r = 0;
+  else if (sqlite3_extended_errcode (xs_catalog_db (cat))
+           == SQLITE_CONSTRAINT_UNIQUE)
+    xs_error ("snapshot '%s@%s' already exists", snap->volume_name,
+              snap->name);
+  else
+    xs_catalog_report (cat, "record the snapshot");
+  sqlite3_finalize (stmt);
+  return r;
+}
+
+/* Fill the record of a new pending snapshot of VOL. */
+static int
+describe_new (const struct xs_volume *vol, const char *name,
+              struct xs_snapshot *snap)
+{
+  memset (snap, 0, sizeof *snap);
+  if (xs_new_id ("snap", snap->id, sizeof snap->id) == -1)
+    return -1;
+  snap->account = strdup (vol->account);
+  snap->region = strdup (vol->region);
+  snap->volume_id = strdup (vol->id);
+  snap->volume_name = strdup (vol->name);
+  snap->name = strdup (name ? name : snap->id);
+  snap->parent_id = strdup (vol->base_snapshot_id);
+  snap->status = strdup ("pending");
+  snap->root_hash = strdup ("");
+  snap->creation_method = strdup ("manual");
+  snap->size = vol->size;
+  snap->block_size = vol->block_size;
+  snap->created_ns = xs_now_ns ();
+  if (!snap->account || !snap->region || !snap->volume_id
+      || !snap->volume_name || !snap->name || !snap->parent_id
+      || !snap->status || !snap->root_hash || !snap->creation_method) {
+    xs_error ("cannot snapshot volume '%s': %m", vol->name);
+    xs_snapshot_clear (snap);
+    return -1;
+  }
+  return 0;
+}
+
+/* The manifest the volume's dirty map is relative to, if it can be had.
+ * *MATCHES says whether the map may be used against it.
+ */
+static struct xs_manifest *
+load_base (struct xs_store *store, const struct xs_volume *vol,
+           bool *matches)
+{
+  struct xs_manifest *base;
+
+  *matches = true;
+  if (vol->base_snapshot_id[0] == '\0')
+    return NULL;                /* relative to the empty volume */
+  base = xs_snapshot_load_manifest (store, vol->account, vol->region,
+                                    vol->base_snapshot_id);
+  if (base == NULL) {
+    xs_error ("volume '%s': its base snapshot %s cannot be read; this "
+              "snapshot compares every block", vol->name,
+              vol->base_snapshot_id);
+    *matches = false;
+  }
+  return base;
+}
+
+static void
+free_op (struct xs_snapshot_op *op)
+{
+  if (op->gc_lock_fd >= 0)
+    close (op->gc_lock_fd);
+  xs_repo_close (op->repo);
+  free (op->volume_id);
+  free (op);
+}
+
+static void
+delete_pending (struct xs_store *store, const char *id)
+{
+  struct xs_catalog *cat = xs_store_catalog (store);
+
+  xs_catalog_lock (cat);
+  run_change (cat, "DELETE FROM snapshots WHERE id = ? AND status = 'pending'",
+              "remove the failed snapshot", id, NULL);
+  xs_catalog_unlock (cat);
+}
+
+struct xs_snapshot_op *
+xs_snapshot_start (struct xs_store *store, struct xs_head *h,
+                   const struct xs_volume *vol, const char *name,
+                   struct xs_snapshot *snap)
+{
+  struct xs_snapshot_op *op;
+  struct xs_manifest *base;
+  bool matches;
+  int r;
+
+  if (name && xs_name_check ("snapshot", name) == -1)
+    return NULL;
+  op = calloc (1, sizeof *op);
+  if (op == NULL || (op->volume_id = strdup (vol->id)) == NULL) {
+    xs_error ("cannot snapshot volume '%s': %m", vol->name);
+    free (op);
+    return NULL;
+  }
+  op->store = store;
+  op->new_epoch = vol->cbt_epoch + 1;
+  op->gc_lock_fd = xs_snapshot_gc_lock (store, vol->region, false);
+  op->repo = xs_store_repo (store, vol->account, vol->region);
+  if (op->gc_lock_fd == -1 || op->repo == NULL
+      || describe_new (vol, name, snap) == -1) {
+    free_op (op);
+    return NULL;
+  }
+  base = load_base (store, vol, &matches);
+
+  xs_catalog_lock (xs_store_catalog (store));
+  r = insert_pending (xs_store_catalog (store), snap, getpid ());
+  xs_catalog_unlock (xs_store_catalog (store));
+  if (r == -1)
+    goto fail;
+  op->seal = xs_seal_begin (h, op->repo, base, matches);
+  base = NULL;                  /* taken over by xs_seal_begin */
+  if (op->seal == NULL) {
+    delete_pending (store, snap->id);
+    goto fail;
+  }
+  return op;
+
+ fail:
+  xs_manifest_free (base);
+  xs_snapshot_clear (snap);
+  free_op (op);
+  return NULL;
+}
+
+static int
+write_manifest (struct xs_snapshot_op *op, const struct xs_snapshot *snap)
+{
+  struct xs_manifest *m = xs_seal_manifest (op->seal);
+  char created[32];
+  void *data;
+  size_t len;
+  int r;
+
+  snprintf (created, sizeof created, "%" PRId64, snap->created_ns);
+  if (xs_manifest_set (m, "snapshot_id", snap->id) == -1
+      || xs_manifest_set (m, "volume_id", snap->volume_id) == -1
+      || xs_manifest_set (m, "volume_name", snap->volume_name) == -1
+      || xs_manifest_set (m, "account", snap->account) == -1
+      || xs_manifest_set (m, "region", snap->region) == -1
+      || xs_manifest_set (m, "parent_id", snap->parent_id) == -1
+      || xs_manifest_set (m, "name", snap->name) == -1
+      || xs_manifest_set (m, "status", "available") == -1)
+    return -1;
+  m->created_ns = snap->created_ns;
+  xs_manifest_seal (m);
+  if (xs_manifest_serialize (m, &data, &len) == -1)
+    return -1;
+  r = xs_repo_put_manifest (op->repo, snap->id, data, len);
+  free (data);
+  return r == -1 ? -1 : 0;
+}
+
+/* The catalog half of the commit: the snapshot is available and the
+ * volume's changed-block map is now relative to it.
+ */
+/* Run STMT (already bound) expecting it to change exactly WANT rows
+ * (any number if WANT < 0); finalizes it.
+ */
+static int
+step_once (struct xs_catalog *cat, sqlite3_stmt *stmt, int want,
+           const char *what)
+{
+  int r = 0;
+
+  if (stmt == NULL)
+    return -1;
+  if (sqlite3_step (stmt) != SQLITE_DONE
+      || (want >= 0 && sqlite3_changes (xs_catalog_db (cat)) != want)) {
+    xs_catalog_report (cat, what);
+    r = -1;
+  }
+  sqlite3_finalize (stmt);
+  return r;
+}
+
+/* The catalog half of the commit, in one transaction: the snapshot is
+ * available and the volume's changed-block map is now relative to it.
+ * Holding the catalog lock.
+ */
+static int
+commit_rows (struct xs_snapshot_op *op, const struct xs_snapshot *snap,
+             const char *root, const struct xs_seal_stats *stats)
+{
+  struct xs_catalog *cat = xs_store_catalog (op->store);
+  sqlite3_stmt *stmt;
+
+  if (xs_catalog_begin (cat) == -1)
+    return -1;
+  stmt = xs_catalog_prepare (cat,
+                             "UPDATE snapshots SET status = 'available',"
+                             " root_hash = ?, changed_blocks = ?,"
+                             " stored_bytes = ? WHERE id = ?",
+                             "record the snapshot");
+  if (stmt) {
+    sqlite3_bind_text (stmt, 1, root, -1, SQLITE_STATIC);
+    sqlite3_bind_int64 (stmt, 2, (int64_t) stats->changed_blocks);
+    sqlite3_bind_int64 (stmt, 3, (int64_t) stats->stored_bytes);
+    sqlite3_bind_text (stmt, 4, snap->id, -1, SQLITE_STATIC);
+  }
+  if (step_once (cat, stmt, 1, "record the snapshot") == -1)
+    goto rollback;
+  stmt = xs_catalog_prepare (cat,
+                             "UPDATE volumes SET base_snapshot_id = ?,"
+                             " cbt_epoch = ? WHERE id = ?",
+                             "record the volume's new base");
+  if (stmt) {
+    sqlite3_bind_text (stmt, 1, snap->id, -1, SQLITE_STATIC);
+    sqlite3_bind_int64 (stmt, 2, (int64_t) op->new_epoch);
+    sqlite3_bind_text (stmt, 3, op->volume_id, -1, SQLITE_STATIC);
+  }
+  if (step_once (cat, stmt, -1, "record the volume's new base") == -1
+      || xs_catalog_commit (cat) == -1)
+    goto rollback;
+  return 0;
+
+ rollback:
+  xs_catalog_rollback (cat);
+  return -1;
+}
+
+static int
+record_available (struct xs_snapshot_op *op, struct xs_snapshot *snap,
+                  const struct xs_seal_stats *stats)
+{
+  struct xs_catalog *cat = xs_store_catalog (op->store);
+  char root[XS_HASH128_HEX_LEN + 1];
+  char *status, *root_copy;
+  int r;
+
+  xs_hash128_to_hex (&xs_seal_manifest (op->seal)->root, root);
+  xs_catalog_lock (cat);
+  r = commit_rows (op, snap, root, stats);
+  xs_catalog_unlock (cat);
+  if (r == -1)
+    return -1;
+  status = strdup ("available");
+  root_copy = strdup (root);
+  if (status && root_copy) {
+    free (snap->status);
+    free (snap->root_hash);
+    snap->status = status;
+    snap->root_hash = root_copy;
+  }
+  else {
+    free (status);
+    free (root_copy);
+  }
+  snap->changed_blocks = stats->changed_blocks;
+  snap->stored_bytes = stats->stored_bytes;
+  return 0;
+}
+
+int
+xs_snapshot_finish (struct xs_snapshot_op *op,
+                    void (*progress) (uint64_t done, uint64_t total,
+                                      void *opaque),
+                    void *opaque, struct xs_snapshot *snap)
+{
+  struct xs_seal_stats stats;
+  int r;
+
+  r = xs_seal_run (op->seal, 0, progress, opaque);
+  xs_seal_get_stats (op->seal, &stats);
+  if (r == 0)
+    r = write_manifest (op, snap);
+  if (r == 0)
+    r = record_available (op, snap, &stats);
+  if (r == -1)
+    delete_pending (op->store, snap->id);
+  /* A manifest written without its row is an orphan that gc removes.  If
+   * the dirty map cannot take the new epoch (reported), the snapshot
+   * still stands: the next open finds the map of the wrong epoch and the
+   * next snapshot compares every block.
+   */
+  xs_seal_end (op->seal, r == 0, op->new_epoch);
+  free_op (op);
+  return r;
+}
+
+int
+xs_snapshot_create_offline (struct xs_store *store,
+                            const struct xs_volume *vol, const char *name,
+                            void (*progress) (uint64_t done, uint64_t total,
+                                              void *opaque),
+                            void *opaque, struct xs_snapshot *snap)
+{
+  struct xs_head *h = xs_volume_open_head (store, vol);
+  struct xs_snapshot_op *op;
+  int r = -1;
+
+  if (h == NULL)
+    return -1;
+  op = xs_snapshot_start (store, h, vol, name, snap);
+  if (op) {
+    r = xs_snapshot_finish (op, progress, opaque, snap);
+    if (r == -1)
+      xs_snapshot_clear (snap);
+  }
+  xs_head_close (h);            /* reports its own failure */
+  return r;
+}

@@ -1,0 +1,45 @@
+/* xsnap CLI: progress display (see progress.h). */
+#include <inttypes.h>
+#include <stdio.h>
+#include <unistd.h>
+
+#include "progress.h"
+
+void
+progress_init (struct progress *p, const char *label, bool quiet, int fd)
+{
+  p->label = label;
+  p->tty = !quiet && isatty (STDERR_FILENO);
+  p->fd = fd;
+  p->last_percent = -1;
+}
+
+void
+progress_update (uint64_t done, uint64_t total, void *opaque)
+{
+  struct progress *p = opaque;
+  int percent = total ? (int) (done * 100 / total) : 100;
+  char bar[41];
+  int i, filled;
+
+  if (percent == p->last_percent)
+    return;
+  p->last_percent = percent;
+  if (p->fd >= 0)
+    dprintf (p->fd, "%" PRIu64 "/%" PRIu64 "\n", done, total);
+  if (!p->tty)
+    return;
+  filled = percent * 40 / 100;
+  for (i = 0; i < 40; i++)
+    bar[i] = i < filled ? '#' : '.';
+  bar[40] = '\0';
+  fprintf (stderr, "\r%s [%s] %3d%% (%" PRIu64 "/%" PRIu64 ")", p->label,
+           bar, percent, done, total);
+}
+
+void
+progress_end (struct progress *p)
+{
+  if (p->tty && p->last_percent >= 0)
+    fputc ('\n', stderr);
+}
