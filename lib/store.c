@@ -364,8 +364,8 @@ region_backend_url (struct xs_store *store, const char *region)
   return url;
 }
 
-static struct xs_backend *
-store_backend (struct xs_store *store, const char *region)
+struct xs_backend *
+xs_store_backend (struct xs_store *store, const char *region)
 {
   struct open_backend *ob;
   struct xs_backend *backend = NULL;
@@ -406,7 +406,7 @@ struct xs_repo *
 xs_store_repo (struct xs_store *store, const char *account,
                const char *region)
 {
-  struct xs_backend *backend = store_backend (store, region);
+  struct xs_backend *backend = xs_store_backend (store, region);
 
   return backend ? xs_repo_open (backend, account) : NULL;
 }

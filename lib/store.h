@@ -52,9 +52,14 @@ extern void xs_scope_clear (struct xs_scope *scope);
  * backend behind it belongs to the store and lives as long as it).
  */
 struct xs_repo;
+struct xs_backend;
 extern struct xs_repo *xs_store_repo (struct xs_store *store,
                                       const char *account,
                                       const char *region);
+
+/* The backend of REGION (owned by the store). */
+extern struct xs_backend *xs_store_backend (struct xs_store *store,
+                                            const char *region);
 
 /* Directory of the head of volume ID in REGION (malloc'd). */
 extern char *xs_store_head_dir (const struct xs_store *store,

@@ -62,5 +62,6 @@ extern int cmd_init (struct cli *cli, int argc, char **argv);
 extern int cmd_volume (struct cli *cli, int argc, char **argv);
 extern int cmd_diff (struct cli *cli, int argc, char **argv);
 extern int cmd_snapshot (struct cli *cli, int argc, char **argv);
+extern int cmd_gc (struct cli *cli, int argc, char **argv);
 
 #endif /* XSNAP_CLI_H */

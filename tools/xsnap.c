@@ -19,6 +19,7 @@ static const char usage_text[] =
   "  volume list | show VOL | delete VOL | resize VOL --size SIZE\n"
   "  snapshot create VOL [--name NAME] [--wait]  point-in-time snapshot\n"
   "  snapshot list [VOL] | show SNAP | delete SNAP\n"
+  "  gc                                        reclaim unreferenced chunks\n"
   "  diff --live VOL [--format=table|json|bitmap|blocks]\n"
   "                                            changed blocks of a volume\n"
   "  help                                      this text\n"
@@ -37,6 +38,7 @@ static const struct command commands[] = {
   { "volume", cmd_volume },
   { "diff", cmd_diff },
   { "snapshot", cmd_snapshot },
+  { "gc", cmd_gc },
   { NULL, NULL },
 };
 

@@ -1,0 +1,325 @@
+/* xsnap: garbage collection (see gc.h).
+ *
+ * The set of referenced chunk ids is built as one sorted array of every
+ * manifest entry (duplicates removed), searched with bsearch for each
+ * listed chunk: 16 bytes per distinct block, no hash table to tune.
+ */
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "error.h"
+#include "gc.h"
+#include "backend.h"
+#include "manifest.h"
+#include "repo.h"
+#include "snapshot.h"
+
+struct id_set {
+  struct xs_hash128 *ids;
+  size_t len, cap;
+};
+
+static int
+id_set_add_manifest (struct id_set *set, const struct xs_manifest *m)
+{
+  uint64_t i;
+
+  for (i = 0; i < m->nblocks; i++) {
+    if (xs_hash128_is_zero (&m->entries[i]))
+      continue;
+    if (set->len == set->cap) {
+      size_t cap = set->cap ? set->cap * 2 : 4096;
+      struct xs_hash128 *ids = realloc (set->ids, cap * sizeof *ids);
+      if (ids == NULL) {
+        xs_error ("gc: cannot hold the set of referenced chunks: %m");
+        return -1;
+      }
+      set->ids = ids;
+      set->cap = cap;
+    }
+    set->ids[set->len++] = m->entries[i];
+  }
+  return 0;
+}
+
+static int
+compare_ids (const void *a, const void *b)
+{
+  return xs_hash128_compare (a, b);
+}
+
+static void
+id_set_finish (struct id_set *set)
+{
+  size_t i, out = 0;
+
+  qsort (set->ids, set->len, sizeof *set->ids, compare_ids);
+  for (i = 0; i < set->len; i++)
+    if (out == 0 || !xs_hash128_equal (&set->ids[out - 1], &set->ids[i]))
+      set->ids[out++] = set->ids[i];
+  set->len = out;
+}
+
+static bool
+id_set_has (const struct id_set *set, const struct xs_hash128 *id)
+{
+  return set->len > 0
+    && bsearch (id, set->ids, set->len, sizeof *id, compare_ids) != NULL;
+}
+
+/* Run a statement with one text parameter; returns rows changed or -1. */
+static int
+run_sql (struct xs_catalog *cat, const char *sql, const char *param,
+         const char *what)
+{
+  sqlite3_stmt *stmt;
+  int r = -1;
+
+  xs_catalog_lock (cat);
+  stmt = xs_catalog_prepare (cat, sql, what);
+  if (stmt) {
+    sqlite3_bind_text (stmt, 1, param, -1, SQLITE_STATIC);
+    if (sqlite3_step (stmt) == SQLITE_DONE)
+      r = sqlite3_changes (xs_catalog_db (cat));
+    else
+      xs_catalog_report (cat, what);
+    sqlite3_finalize (stmt);
+  }
+  xs_catalog_unlock (cat);
+  return r;
+}
+
+struct string_list {
+  char **items;
+  size_t len;
+};
+
+static void
+string_list_free (struct string_list *list)
+{
+  for (size_t i = 0; i < list->len; i++)
+    free (list->items[i]);
+  free (list->items);
+  list->items = NULL;
+  list->len = 0;
+}
+
+static int
+string_list_add (struct string_list *list, const char *text)
+{
+  char **items = realloc (list->items, (list->len + 1) * sizeof *items);
+
+  if (items == NULL || (items[list->len] = strdup (text)) == NULL) {
+    xs_error ("gc: out of memory");
+    if (items)
+      list->items = items;
+    return -1;
+  }
+  list->items = items;
+  list->len++;
+  return 0;
+}
+
+/* Collect the first column of SQL's rows (one text parameter). */
+static int
+query_strings (struct xs_catalog *cat, const char *sql, const char *param,
+               struct string_list *out)
+{
+  sqlite3_stmt *stmt;
+  int r = -1, step;
+
+  xs_catalog_lock (cat);
+  stmt = xs_catalog_prepare (cat, sql, "read the catalog for gc");
+  if (stmt) {
+    sqlite3_bind_text (stmt, 1, param, -1, SQLITE_STATIC);
+    while ((step = sqlite3_step (stmt)) == SQLITE_ROW)
+      if (string_list_add (out, (const char *) sqlite3_column_text (stmt, 0))
+          == -1)
+        break;
+    if (step == SQLITE_DONE)
+      r = 0;
+    else if (step != SQLITE_ROW)
+      xs_catalog_report (cat, "read the catalog for gc");
+    sqlite3_finalize (stmt);
+  }
+  xs_catalog_unlock (cat);
+  return r;
+}
+
+/* Deleted snapshots of REGION that no volume needs any more. */
+static int
+purge_deleted (struct xs_store *store, const char *region,
+               struct xs_gc_report *report)
+{
+  struct xs_catalog *cat = xs_store_catalog (store);
+  struct string_list rows = { 0 };
+  int r = -1;
+
+  if (query_strings (cat,
+                     "SELECT id || ' ' || account FROM snapshots"
+                     " WHERE region = ?1 AND status = 'deleted'"
+                     " AND id NOT IN (SELECT base_snapshot_id FROM volumes"
+                     "                UNION SELECT source_snapshot_id"
+                     "                FROM volumes)", region, &rows) == -1)
+    goto out;
+  for (size_t i = 0; i < rows.len; i++) {
+    char *space = strchr (rows.items[i], ' ');
+    struct xs_repo *repo;
+    *space = '\0';
+    repo = xs_store_repo (store, space + 1, region);
+    if (repo == NULL || xs_repo_delete_manifest (repo, rows.items[i]) == -1) {
+      xs_repo_close (repo);
+      goto out;
+    }
+    xs_repo_close (repo);
+    if (run_sql (cat, "DELETE FROM snapshots WHERE id = ?", rows.items[i],
+                 "purge a deleted snapshot") == -1)
+      goto out;
+    report->purged_snapshots++;
+  }
+  r = 0;
+ out:
+  string_list_free (&rows);
+  return r;
+}
+
+struct account_pass {
+  struct xs_store *store;
+  struct xs_repo *repo;
+  const char *region;
+  struct id_set referenced;
+  struct xs_gc_report *report;
+  int error;
+};
+
+/* Is there a catalog row for manifest ID (any status)? */
+static int
+has_row (struct xs_store *store, const char *id)
+{
+  struct string_list found = { 0 };
+  int r;
+
+  r = query_strings (xs_store_catalog (store),
+                     "SELECT id FROM snapshots WHERE id = ?", id, &found);
+  if (r == 0)
+    r = found.len > 0;
+  string_list_free (&found);
+  return r;
+}
+
+static int
+mark_manifest (const char *id, void *opaque)
+{
+  struct account_pass *pass = opaque;
+  struct xs_manifest *m;
+  void *data;
+  size_t len;
+  int r = has_row (pass->store, id);
+
+  if (r == -1)
+    return -1;
+  if (r == 0) {
+    pass->report->orphan_manifests++;
+    return xs_repo_delete_manifest (pass->repo, id) == -1 ? -1 : 0;
+  }
+  /* A manifest that cannot be read protects nothing we can name: stop,
+   * rather than delete chunks it may need.
+   */
+  if (xs_repo_get_manifest (pass->repo, id, &data, &len) != 0) {
+    xs_error ("gc: cannot read manifest %s; nothing deleted", id);
+    return -1;
+  }
+  m = xs_manifest_parse (data, len, id);
+  free (data);
+  if (m == NULL) {
+    xs_error ("gc: manifest %s is damaged; nothing deleted", id);
+    return -1;
+  }
+  r = id_set_add_manifest (&pass->referenced, m);
+  xs_manifest_free (m);
+  pass->report->manifests++;
+  return r;
+}
+
+static int
+sweep_chunk (const struct xs_hash128 *id, void *opaque)
+{
+  struct account_pass *pass = opaque;
+
+  if (id_set_has (&pass->referenced, id)) {
+    pass->report->chunks_kept++;
+    return 0;
+  }
+  pass->report->chunks_deleted++;
+  return xs_repo_delete_chunk (pass->repo, id) == -1 ? -1 : 0;
+}
+
+static int
+collect_account (struct xs_store *store, const char *account,
+                 const char *region, struct xs_gc_report *report)
+{
+  struct account_pass pass = {
+    .store = store, .region = region, .report = report,
+  };
+  int r = -1;
+
+  pass.repo = xs_store_repo (store, account, region);
+  if (pass.repo == NULL)
+    return -1;
+  if (xs_repo_list_manifests (pass.repo, mark_manifest, &pass) != 0)
+    goto out;
+  id_set_finish (&pass.referenced);
+  if (xs_repo_list_chunks (pass.repo, sweep_chunk, &pass) != 0)
+    goto out;
+  r = 0;
+ out:
+  free (pass.referenced.ids);
+  xs_repo_close (pass.repo);
+  return r;
+}
+
+int
+xs_gc_region (struct xs_store *store, const char *region,
+              struct xs_gc_report *report)
+{
+  struct string_list accounts = { 0 };
+  struct xs_backend *backend;
+  long temps;
+  int lock_fd, stale, r = -1;
+
+  memset (report, 0, sizeof *report);
+  lock_fd = xs_snapshot_gc_lock (store, region, true);
+  if (lock_fd == -1)
+    return -1;
+  stale = run_sql (xs_store_catalog (store),
+                   "DELETE FROM snapshots WHERE region = ?"
+                   " AND status = 'pending'",
+                   region, "remove stale pending snapshots");
+  if (stale == -1)
+    goto out;
+  report->stale_pending = (uint64_t) stale;
+  if (purge_deleted (store, region, report) == -1
+      || query_strings (xs_store_catalog (store),
+                        "SELECT id FROM accounts WHERE ?1 IS NOT NULL",
+                        region, &accounts) == -1)
+    goto out;
+  for (size_t i = 0; i < accounts.len; i++)
+    if (collect_account (store, accounts.items[i], region, report) == -1)
+      goto out;
+  /* Writers that died left temporary files; a minute is far longer than
+   * any writer keeps one.
+   */
+  backend = xs_store_backend (store, region);
+  if (backend == NULL)
+    goto out;
+  temps = xs_backend_remove_stale_temps (backend, 60);
+  if (temps == -1)
+    goto out;
+  report->temps_removed = (uint64_t) temps;
+  r = 0;
+ out:
+  string_list_free (&accounts);
+  close (lock_fd);
+  return r;
+}
