@@ -8,6 +8,10 @@
 
 #include "dirtymap.h"
 #include "head.h"
+#include "presentmap.h"
+#include "snapreader.h"
+
+#define XS_HEAD_COPYUP_STRIPES 64
 
 struct xs_seal;
 
@@ -30,7 +34,24 @@ struct xs_head {
   struct xs_seal *seal;         /* the pending snapshot, or NULL */
   pthread_mutex_t seal_lock;    /* with seal_done: waiting for SEAL to end */
   pthread_cond_t seal_done;
+
+  /* A clone: blocks not present read through to SOURCE.  A block becomes
+   * present under its copy-up stripe lock, after its data is written.
+   */
+  struct xs_snapreader *source; /* NULL: not a clone */
+  struct xs_repo *source_repo;  /* where SOURCE reads from */
+  struct xs_presentmap *present;
+  pthread_mutex_t copyup[XS_HEAD_COPYUP_STRIPES];
 };
+
+/* Whether block B's content is in the data file (always, for a head that
+ * is not a clone).
+ */
+static inline bool
+xs_head_block_present (const struct xs_head *h, uint64_t b)
+{
+  return h->source == NULL || xs_presentmap_has (h->present, b);
+}
 
 static inline uint64_t
 xs_head_nblocks (const struct xs_head *h)

@@ -19,6 +19,7 @@
 #include "head.h"
 #include "head-internal.h"
 #include "ownerlock.h"
+#include "repo.h"
 
 static char *
 head_path (const char *dir, const char *file)
@@ -57,9 +58,23 @@ create_data_file (const char *path, uint64_t size)
   return 0;
 }
 
+static int
+create_present_map (const char *dir, uint64_t size, uint32_t block_size,
+                    const char *source_id)
+{
+  char *path = head_path (dir, "present");
+  int r = -1;
+
+  if (path)
+    r = xs_presentmap_create (path, block_size,
+                              nblocks_for (size, block_size), source_id);
+  free (path);
+  return r;
+}
+
 int
 xs_head_create (const char *dir, uint64_t size, uint32_t block_size,
-                uint64_t epoch)
+                uint64_t epoch, const char *source_id)
 {
   char *data = NULL, *map = NULL;
   int r = -1;
@@ -74,6 +89,8 @@ xs_head_create (const char *dir, uint64_t size, uint32_t block_size,
       || create_data_file (data, size) == -1
       || xs_dirtymap_create (map, block_size, nblocks_for (size, block_size),
                              epoch) == -1
+      || (source_id
+          && create_present_map (dir, size, block_size, source_id) == -1)
       || xs_fsync_dir (dir) == -1
       || xs_fsync_parent (dir) == -1)
     goto out;
@@ -86,6 +103,34 @@ xs_head_create (const char *dir, uint64_t size, uint32_t block_size,
   return r;
 }
 
+int
+xs_head_recreate_as_clone (const char *dir, uint64_t size,
+                           uint32_t block_size, const char *source_id)
+{
+  char *data = head_path (dir, "data");
+  int fd = -1, r = -1;
+
+  if (data == NULL)
+    return -1;
+  /* The present map first: from the moment it exists with no bit set,
+   * every block reads from the new source, whatever the data file holds.
+   */
+  if (create_present_map (dir, size, block_size, source_id) == -1)
+    goto out;
+  fd = open (data, O_RDWR | O_CLOEXEC);
+  if (fd == -1 || ftruncate (fd, 0) == -1
+      || ftruncate (fd, (off_t) size) == -1 || fsync (fd) == -1) {
+    xs_error ("cannot reset %s: %m", data);
+    goto out;
+  }
+  r = xs_fsync_dir (dir);
+ out:
+  if (fd >= 0)
+    close (fd);
+  free (data);
+  return r;
+}
+
 static unsigned
 log2_of (uint32_t n)
 {
@@ -95,6 +140,13 @@ log2_of (uint32_t n)
 static void
 free_head (struct xs_head *h)
 {
+  if (h->dirtymap)
+    xs_dirtymap_abandon (h->dirtymap);
+  xs_presentmap_close (h->present);
+  xs_snapreader_close (h->source);
+  xs_repo_close (h->source_repo);
+  for (unsigned i = 0; i < XS_HEAD_COPYUP_STRIPES; i++)
+    pthread_mutex_destroy (&h->copyup[i]);
   if (h->data_fd >= 0)
     close (h->data_fd);
   xs_owner_lock_release (h->lock_fd);
@@ -108,7 +160,8 @@ free_head (struct xs_head *h)
 
 struct xs_head *
 xs_head_open (const char *dir, const char *name, uint64_t size,
-              uint32_t block_size, uint64_t epoch)
+              uint32_t block_size, uint64_t epoch, const char *source_id,
+              struct xs_snapreader *source, struct xs_repo *source_repo)
 {
   struct xs_head *h;
   char *lock = NULL, *data = NULL, *map = NULL, *what = NULL;
@@ -117,8 +170,14 @@ xs_head_open (const char *dir, const char *name, uint64_t size,
   h = calloc (1, sizeof *h);
   if (h == NULL) {
     xs_error ("cannot open volume '%s': %m", name);
+    xs_snapreader_close (source);
+    xs_repo_close (source_repo);
     return NULL;
   }
+  h->source = source;
+  h->source_repo = source_repo;
+  for (unsigned i = 0; i < XS_HEAD_COPYUP_STRIPES; i++)
+    pthread_mutex_init (&h->copyup[i], NULL);
   h->data_fd = h->lock_fd = -1;
   pthread_rwlock_init (&h->gate, NULL);
   pthread_mutex_init (&h->seal_lock, NULL);
@@ -161,6 +220,17 @@ xs_head_open (const char *dir, const char *name, uint64_t size,
                                   nblocks_for (size, block_size), epoch);
   if (h->dirtymap == NULL)
     goto fail;
+  if (source) {
+    char *present = head_path (dir, "present");
+    h->present = present ? xs_presentmap_open (present, block_size,
+                                               nblocks_for (size,
+                                                            block_size),
+                                               source_id)
+      : NULL;
+    free (present);
+    if (h->present == NULL)
+      goto fail;
+  }
   free (lock);
   free (data);
   free (map);
@@ -194,13 +264,19 @@ xs_head_close (struct xs_head *h)
   int r = 0;
 
   wait_for_seal (h);
+  if (h->present && xs_presentmap_persist_begin (h->present) == -1)
+    r = -1;
   if (fdatasync (h->data_fd) == -1) {
     xs_error ("cannot sync volume '%s': %m", h->name);
-    xs_dirtymap_abandon (h->dirtymap);
     r = -1;
   }
-  else if (xs_dirtymap_close (h->dirtymap) == -1)
+  if (h->present && xs_presentmap_persist_end (h->present) == -1)
     r = -1;
+  /* Only a head whose data is durable may call its map clean. */
+  if (r == 0) {
+    r = xs_dirtymap_close (h->dirtymap);
+    h->dirtymap = NULL;
+  }
   free_head (h);
   return r;
 }
@@ -208,8 +284,7 @@ xs_head_close (struct xs_head *h)
 void
 xs_head_abandon (struct xs_head *h)
 {
-  xs_dirtymap_abandon (h->dirtymap);
-  free_head (h);
+  free_head (h);                /* the dirty map stays marked open */
 }
 
 uint64_t
@@ -269,17 +344,142 @@ end_change (struct xs_head *h)
   pthread_rwlock_unlock (&h->gate);
 }
 
-int
-xs_head_pread (struct xs_head *h, void *buf, uint32_t count, uint64_t offset)
+/* The end of the run of blocks from OFFSET with the same presence as the
+ * block at OFFSET, capped at END.  For a head that is not a clone, END.
+ */
+static uint64_t
+same_presence_end (const struct xs_head *h, uint64_t offset, uint64_t end,
+                   bool *present)
 {
-  if (check_range (h, "read", count, offset) == -1)
-    return -1;
+  uint64_t block = offset >> h->block_shift;
+  uint64_t run_end;
+
+  *present = xs_head_block_present (h, block);
+  if (h->source == NULL)
+    return end;
+  for (block++; (block << h->block_shift) < end; block++)
+    if (xs_head_block_present (h, block) != *present)
+      break;
+  run_end = block << h->block_shift;
+  return run_end < end ? run_end : end;
+}
+
+static int
+pread_data (struct xs_head *h, void *buf, size_t count, uint64_t offset)
+{
   if (xs_full_pread (h->data_fd, buf, count, offset) == -1) {
-    xs_error ("volume '%s': read of %u bytes at %lu: %m", h->name, count,
+    xs_error ("volume '%s': read of %zu bytes at %lu: %m", h->name, count,
               (unsigned long) offset);
     return -1;
   }
   return 0;
+}
+
+int
+xs_head_pread (struct xs_head *h, void *buf, uint32_t count, uint64_t offset)
+{
+  uint64_t end = offset + count;
+  char *p = buf;
+
+  if (check_range (h, "read", count, offset) == -1)
+    return -1;
+  if (h->source == NULL)
+    return pread_data (h, buf, count, offset);
+  /* A clone: present runs from the head, the rest from the snapshot. */
+  while (offset < end) {
+    bool present;
+    uint64_t run_end = same_presence_end (h, offset, end, &present);
+    uint32_t len = (uint32_t) (run_end - offset);
+    int r = present ? pread_data (h, p, len, offset)
+      : xs_snapreader_pread (h->source, p, len, offset);
+    if (r == -1)
+      return -1;
+    p += len;
+    offset = run_end;
+  }
+  return 0;
+}
+
+/* Copy block B of a clone up from its snapshot into the data file.
+ * Holding B's copy-up stripe lock; B is not present.
+ */
+static int
+copy_up (struct xs_head *h, uint64_t b, void *buf)
+{
+  uint64_t offset = b << h->block_shift;
+  size_t len = h->size - offset < h->block_size
+    ? (size_t) (h->size - offset) : h->block_size;
+  const struct xs_hash128 *entry = xs_snapreader_entry (h->source, b);
+
+  /* A zero block is a hole; punch it in case a copy-up of it was
+   * interrupted before its present bit became durable.
+   */
+  if (entry == NULL || xs_hash128_is_zero (entry)) {
+    if (fallocate (h->data_fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+                   (off_t) offset, (off_t) len) == 0)
+      return 0;
+    memset (buf, 0, len);
+  }
+  else if (xs_snapreader_read_block (h->source, b, buf) == -1)
+    return -1;
+  if (xs_full_pwrite (h->data_fd, buf, len, offset) == -1) {
+    xs_error ("volume '%s': cannot copy block %lu up from its snapshot: %m",
+              h->name, (unsigned long) b);
+    return -1;
+  }
+  return 0;
+}
+
+/* Make block B present (copying it up unless WHOLE: the coming change
+ * replaces all of it, so only a hole is needed).
+ */
+static int
+make_present (struct xs_head *h, uint64_t b, bool whole, void **buf)
+{
+  pthread_mutex_t *stripe = &h->copyup[b % XS_HEAD_COPYUP_STRIPES];
+  int r = 0;
+
+  if (xs_presentmap_has (h->present, b))
+    return 0;
+  if (*buf == NULL && (*buf = malloc (h->block_size)) == NULL) {
+    xs_error ("volume '%s': cannot copy a block up: %m", h->name);
+    return -1;
+  }
+  pthread_mutex_lock (stripe);
+  if (!xs_presentmap_has (h->present, b)) {
+    if (whole)
+      r = fallocate (h->data_fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+                     (off_t) (b << h->block_shift), h->block_size) == 0
+        ? 0 : copy_up (h, b, *buf);
+    else
+      r = copy_up (h, b, *buf);
+    if (r == 0)
+      xs_presentmap_set (h->present, b);
+  }
+  pthread_mutex_unlock (stripe);
+  return r;
+}
+
+/* Before a change of [OFFSET, OFFSET + COUNT) of a clone: every block it
+ * touches becomes present.  Blocks it covers whole need no copy.
+ */
+static int
+prepare_clone_change (struct xs_head *h, uint32_t count, uint64_t offset)
+{
+  uint64_t end = offset + count, b;
+  void *buf = NULL;
+  int r = 0;
+
+  if (h->source == NULL || count == 0)
+    return 0;
+  for (b = offset >> h->block_shift;
+       r == 0 && (b << h->block_shift) < end; b++) {
+    uint64_t start = b << h->block_shift;
+    bool whole = start >= offset && start + h->block_size <= end;
+    r = make_present (h, b, whole, &buf);
+  }
+  free (buf);
+  return r;
 }
 
 /* A FUA write: pwritev2 with RWF_DSYNC, retrying short writes. */
@@ -312,6 +512,11 @@ xs_head_pwrite (struct xs_head *h, const void *buf, uint32_t count,
   if (check_range (h, "write", count, offset) == -1)
     return -1;
   begin_change (h, count, offset);
+  if (prepare_clone_change (h, count, offset) == -1) {
+    end_change (h);
+    errno = EIO;
+    return -1;
+  }
   if (fua)
     r = pwrite_dsync (h->data_fd, buf, count, offset);
   else
@@ -351,6 +556,11 @@ xs_head_zero (struct xs_head *h, uint32_t count, uint64_t offset,
   if (check_range (h, "zero", count, offset) == -1)
     return -1;
   begin_change (h, count, offset);
+  if (prepare_clone_change (h, count, offset) == -1) {
+    end_change (h);
+    errno = EIO;
+    return -1;
+  }
   /* Deallocating is the cheapest zero and makes the range a hole again.
    * Without MAY_TRIM the range should stay allocated: ZERO_RANGE.
    */
@@ -402,22 +612,29 @@ xs_head_trim (struct xs_head *h, uint32_t count, uint64_t offset, bool fua)
 int
 xs_head_flush (struct xs_head *h)
 {
-  /* Data first: a durable map never claims less than the durable data. */
-  if (sync_data (h) == -1)
+  int r;
+
+  /* Data first: a durable map never claims less than the durable data,
+   * and a durable present bit never claims data that is not durable (the
+   * present bits are copied before the data is synced).
+   */
+  if (h->present && xs_presentmap_persist_begin (h->present) == -1)
+    return -1;
+  r = sync_data (h);
+  if (h->present && xs_presentmap_persist_end (h->present) == -1)
+    r = -1;
+  if (r == -1)
     return -1;
   return xs_dirtymap_persist (h->dirtymap);
 }
 
-int
-xs_head_extents (struct xs_head *h, uint64_t offset, uint64_t count,
-                 int (*fn) (uint64_t offset, uint64_t length, bool hole,
-                            void *opaque),
-                 void *opaque)
+/* Extents of the data file in [OFFSET, END). */
+static int
+data_extents (struct xs_head *h, uint64_t offset, uint64_t end,
+              int (*fn) (uint64_t offset, uint64_t length, bool hole,
+                         void *opaque),
+              void *opaque)
 {
-  uint64_t end = offset + count;
-
-  if (end > h->size)
-    end = h->size;
   while (offset < end) {
     off_t data = lseek (h->data_fd, (off_t) offset, SEEK_DATA);
     off_t hole;
@@ -428,6 +645,8 @@ xs_head_extents (struct xs_head *h, uint64_t offset, uint64_t count,
     else if (data == -1)
       goto error;
     if ((uint64_t) data > offset) {
+      if ((uint64_t) data > end)
+        data = (off_t) end;
       r = fn (offset, (uint64_t) data - offset, true, opaque);
       if (r != 0)
         return r;
@@ -437,8 +656,8 @@ xs_head_extents (struct xs_head *h, uint64_t offset, uint64_t count,
     hole = lseek (h->data_fd, (off_t) offset, SEEK_HOLE);
     if (hole == -1)
       goto error;
-    if ((uint64_t) hole > h->size)
-      hole = (off_t) h->size;
+    if ((uint64_t) hole > end)
+      hole = (off_t) end;
     r = fn (offset, (uint64_t) hole - offset, false, opaque);
     if (r != 0)
       return r;
@@ -452,9 +671,96 @@ xs_head_extents (struct xs_head *h, uint64_t offset, uint64_t count,
   return -1;
 }
 
+/* The snapshot's extents, clipped to [START, END). */
+struct clipped {
+  uint64_t end;
+  int (*fn) (uint64_t offset, uint64_t length, bool hole, void *opaque);
+  void *opaque;
+};
+
+static int
+clip_extent (uint64_t offset, uint64_t length, bool hole, void *opaque)
+{
+  struct clipped *c = opaque;
+
+  if (offset >= c->end)
+    return 0;
+  if (offset + length > c->end)
+    length = c->end - offset;
+  return c->fn (offset, length, hole, c->opaque);
+}
+
+int
+xs_head_extents (struct xs_head *h, uint64_t offset, uint64_t count,
+                 int (*fn) (uint64_t offset, uint64_t length, bool hole,
+                            void *opaque),
+                 void *opaque)
+{
+  uint64_t end = offset + count;
+
+  if (end > h->size)
+    end = h->size;
+  if (h->source == NULL)
+    return data_extents (h, offset, h->size, fn, opaque);
+  while (offset < end) {
+    bool present;
+    uint64_t run_end = same_presence_end (h, offset, end, &present);
+    struct clipped c = { .end = run_end, .fn = fn, .opaque = opaque };
+    int r = present ? data_extents (h, offset, run_end, fn, opaque)
+      : xs_snapreader_extents (h->source, offset, run_end - offset,
+                               clip_extent, &c);
+    if (r != 0)
+      return r;
+    offset = run_end;
+  }
+  return 0;
+}
+
+bool
+xs_head_is_clone (const struct xs_head *h)
+{
+  return h->source != NULL;
+}
+
+int64_t
+xs_head_hydrate (struct xs_head *h,
+                 void (*progress) (uint64_t done, uint64_t total,
+                                   void *opaque),
+                 void *opaque)
+{
+  uint64_t nblocks = xs_head_nblocks (h), b, missing, done = 0;
+  void *buf = NULL;
+
+  if (h->source == NULL)
+    return 0;
+  missing = nblocks - xs_presentmap_count (h->present);
+  for (b = 0; b < nblocks; b++) {
+    if (xs_presentmap_has (h->present, b))
+      continue;
+    if (make_present (h, b, false, &buf) == -1) {
+      free (buf);
+      return -1;
+    }
+    if (progress && ++done % 64 == 0)
+      progress (done, missing, opaque);
+  }
+  free (buf);
+  if (progress)
+    progress (missing, missing, opaque);
+  if (xs_head_flush (h) == -1)
+    return -1;
+  return (int64_t) missing;
+}
+
 int
 xs_head_grow (struct xs_head *h, uint64_t new_size)
 {
+  if (h->source) {
+    xs_error ("cannot grow volume '%s' while it reads through to its "
+              "snapshot: hydrate it first", h->name);
+    errno = EINVAL;
+    return -1;
+  }
   if (new_size < h->size) {
     xs_error ("cannot shrink volume '%s'", h->name);
     errno = EINVAL;

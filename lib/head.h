@@ -24,18 +24,48 @@
 #define XS_HEAD_FUA       2u    /* durable before returning */
 #define XS_HEAD_FAST_ZERO 4u    /* fail with ENOTSUP unless it is cheap */
 
-/* Create the files of a new head in DIR (which must not exist). */
+/* Create the files of a new head in DIR (which must not exist).  With a
+ * SOURCE_ID the head is a clone of that snapshot: no block is present.
+ */
 extern int xs_head_create (const char *dir, uint64_t size,
-                           uint32_t block_size, uint64_t epoch);
+                           uint32_t block_size, uint64_t epoch,
+                           const char *source_id);
+
+/* Make an existing head (owned by the caller, closed) a fresh clone of
+ * SOURCE_ID at SIZE: all its data is dropped.  For reset.
+ */
+extern int xs_head_recreate_as_clone (const char *dir, uint64_t size,
+                                      uint32_t block_size,
+                                      const char *source_id);
 
 struct xs_head;
+struct xs_snapreader;
 
 /* Open the head in DIR as its owner.  NAME is used in messages.  SIZE,
- * BLOCK_SIZE and EPOCH come from the catalog.
+ * BLOCK_SIZE and EPOCH come from the catalog.  SOURCE, for a clone that
+ * is not fully hydrated, reads its snapshot SOURCE_ID from SOURCE_REPO
+ * (both taken over, even on failure; NULL otherwise).
  */
+struct xs_repo;
 extern struct xs_head *xs_head_open (const char *dir, const char *name,
                                      uint64_t size, uint32_t block_size,
-                                     uint64_t epoch);
+                                     uint64_t epoch, const char *source_id,
+                                     struct xs_snapreader *source,
+                                     struct xs_repo *source_repo);
+
+/* Copy every block not yet present from the clone's source into the
+ * head, without counting it as a change.  Returns the number of blocks
+ * that were still missing, or -1.  When it succeeds the clone no longer
+ * needs its source.
+ */
+extern int64_t xs_head_hydrate (struct xs_head *h,
+                                void (*progress) (uint64_t done,
+                                                  uint64_t total,
+                                                  void *opaque),
+                                void *opaque);
+
+/* Whether the head still reads through to a source snapshot. */
+extern bool xs_head_is_clone (const struct xs_head *h);
 
 /* Make everything durable, mark the dirty map clean and release the owner
  * lock.  Frees H even on failure.

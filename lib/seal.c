@@ -135,7 +135,9 @@ seal_block (struct xs_seal *seal, struct xs_chunk_codec *codec,
     ? (size_t) (h->size - offset) : h->block_size;
   struct xs_hash128 id;
 
-  if (is_hole (h->data_fd, offset, len))
+  if (!xs_head_block_present (h, block))
+    id = *xs_snapreader_entry (h->source, block);   /* still the source's */
+  else if (is_hole (h->data_fd, offset, len))
     memset (&id, 0, sizeof id);
   else {
     if (xs_full_pread (h->data_fd, buf, len, offset) == -1) {

@@ -18,14 +18,20 @@
 #include "volume.h"
 #include "control.h"
 #include "snapshot.h"
+#include "chunkcache.h"
+#include "snapreader.h"
+#include "repo.h"
 
 struct xs_export {
   struct xs_export *next;
   struct xs_server *srv;
-  char volume_id[XS_ID_MAX];
+  char volume_id[XS_ID_MAX];    /* a volume export: its id */
+  char snapshot_id[XS_ID_MAX];  /* a snapshot export: its id */
   char *description;
   unsigned refs;                /* connections using it; under srv->lock */
-  struct xs_head *head;
+  struct xs_head *head;         /* a volume export */
+  struct xs_snapreader *reader; /* a snapshot export, reading from REPO */
+  struct xs_repo *repo;
   struct xs_control_server *control;    /* this owner's control socket */
 
   /* A snapshot sealing in the background (one at a time per volume). */
@@ -40,13 +46,14 @@ struct xs_export {
 struct xs_server {
   struct xs_store *store;
   struct xs_scope scope;
+  struct xs_chunk_cache *cache; /* decompressed chunks, shared by exports */
   pthread_mutex_t lock;         /* protects exports and refs */
   struct xs_export *exports;
 };
 
 struct xs_server *
 xs_server_new (const char *store_path, const char *account,
-               const char *region)
+               const char *region, size_t cache_bytes)
 {
   struct xs_server *srv = calloc (1, sizeof *srv);
 
@@ -55,8 +62,9 @@ xs_server_new (const char *store_path, const char *account,
     return NULL;
   }
   pthread_mutex_init (&srv->lock, NULL);
+  srv->cache = xs_chunk_cache_new (cache_bytes);
   srv->store = xs_store_open (store_path);
-  if (srv->store == NULL
+  if (srv->cache == NULL || srv->store == NULL
       || xs_store_scope (srv->store, account, region, &srv->scope) == -1) {
     xs_server_free (srv);
     return NULL;
@@ -86,7 +94,10 @@ close_export (struct xs_export *exp)
 {
   xs_control_stop (exp->control);
   join_sealer (exp);
-  xs_head_close (exp->head);    /* reports its own failure */
+  if (exp->head)
+    xs_head_close (exp->head);  /* reports its own failure */
+  xs_snapreader_close (exp->reader);
+  xs_repo_close (exp->repo);
   pthread_mutex_destroy (&exp->sealer_lock);
   free (exp->description);
   free (exp);
@@ -104,6 +115,7 @@ xs_server_free (struct xs_server *srv)
   }
   xs_scope_clear (&srv->scope);
   xs_store_close (srv->store);
+  xs_chunk_cache_free (srv->cache);
   pthread_mutex_destroy (&srv->lock);
   free (srv);
 }
@@ -142,6 +154,41 @@ list_one_volume (const struct xs_volume *vol, void *opaque)
   return r;
 }
 
+static char *
+describe_snapshot (const struct xs_snapshot *snap)
+{
+  char size[32], *text;
+
+  xs_size_format (snap->size, size, sizeof size);
+  if (asprintf (&text, "snapshot %s of volume %s (%s, read-only)", snap->id,
+                snap->volume_name, size) == -1)
+    return NULL;
+  return text;
+}
+
+static int
+list_one_snapshot (const struct xs_snapshot *snap, void *opaque)
+{
+  struct list_context *ctx = opaque;
+  char *name = NULL, *description = describe_snapshot (snap);
+  int r;
+
+  if (strcmp (snap->status, "available") != 0) {
+    free (description);
+    return 0;                   /* not readable until sealed */
+  }
+  if (description == NULL
+      || asprintf (&name, "%s@%s", snap->volume_name, snap->name) == -1) {
+    xs_error ("cannot list snapshot %s: %m", snap->id);
+    free (description);
+    return -1;
+  }
+  r = ctx->fn (name, description, ctx->opaque);
+  free (name);
+  free (description);
+  return r;
+}
+
 int
 xs_server_list_exports (struct xs_server *srv,
                         int (*fn) (const char *name, const char *description,
@@ -150,18 +197,92 @@ xs_server_list_exports (struct xs_server *srv,
 {
   struct list_context ctx = { .fn = fn, .opaque = opaque };
 
-  return xs_volume_list (srv->store, &srv->scope, list_one_volume, &ctx);
+  if (xs_volume_list (srv->store, &srv->scope, list_one_volume, &ctx) != 0)
+    return -1;
+  return xs_snapshot_list (srv->store, &srv->scope, NULL, list_one_snapshot,
+                           &ctx);
 }
 
 static struct xs_export *
-find_open (struct xs_server *srv, const char *volume_id)
+find_open (struct xs_server *srv, const char *volume_id,
+           const char *snapshot_id)
 {
   struct xs_export *exp;
 
   for (exp = srv->exports; exp; exp = exp->next)
-    if (strcmp (exp->volume_id, volume_id) == 0)
+    if (volume_id ? strcmp (exp->volume_id, volume_id) == 0
+        : strcmp (exp->snapshot_id, snapshot_id) == 0)
       return exp;
   return NULL;
+}
+
+static struct xs_export *
+open_snapshot (struct xs_server *srv, const struct xs_snapshot *snap)
+{
+  struct xs_export *exp = calloc (1, sizeof *exp);
+  struct xs_manifest *m = NULL;
+  char *label = NULL;
+
+  if (exp == NULL || (exp->description = describe_snapshot (snap)) == NULL
+      || asprintf (&label, "snapshot %s@%s (%s)", snap->volume_name,
+                   snap->name, snap->id) == -1) {
+    xs_error ("cannot open snapshot %s: %m", snap->id);
+    goto fail;
+  }
+  exp->srv = srv;
+  pthread_mutex_init (&exp->sealer_lock, NULL);
+  snprintf (exp->snapshot_id, sizeof exp->snapshot_id, "%s", snap->id);
+  m = xs_snapshot_load_manifest (srv->store, snap->account, snap->region,
+                                 snap->id);
+  exp->repo = xs_store_repo (srv->store, snap->account, snap->region);
+  if (m == NULL || exp->repo == NULL)
+    goto fail;
+  exp->reader = xs_snapreader_open (exp->repo, m, srv->cache, label);
+  if (exp->reader == NULL)
+    goto fail;
+  xs_manifest_free (m);
+  free (label);
+  exp->next = srv->exports;
+  srv->exports = exp;
+  return exp;
+
+ fail:
+  xs_manifest_free (m);
+  free (label);
+  if (exp) {
+    xs_repo_close (exp->repo);
+    if (exp->description)
+      pthread_mutex_destroy (&exp->sealer_lock);
+    free (exp->description);
+    free (exp);
+  }
+  return NULL;
+}
+
+/* A snapshot export: NAME is "VOL@SNAP" or a snapshot id. */
+static struct xs_export *
+open_snapshot_export (struct xs_server *srv, const char *name, bool readonly)
+{
+  struct xs_snapshot snap;
+  struct xs_export *exp = NULL;
+  int r;
+
+  r = xs_snapshot_find (srv->store, &srv->scope, name, false, &snap);
+  if (r != 0) {
+    errno = r == 1 ? ENOENT : EIO;
+    return NULL;
+  }
+  if (strcmp (snap.status, "available") != 0) {
+    xs_error ("snapshot %s is still pending", name);
+    errno = ENOENT;
+  }
+  else {
+    exp = find_open (srv, NULL, snap.id);
+    if (exp == NULL)
+      exp = open_snapshot (srv, &snap);
+  }
+  xs_snapshot_clear (&snap);
+  return exp;
 }
 
 static void *
@@ -305,7 +426,7 @@ open_volume (struct xs_server *srv, const struct xs_volume *vol)
   exp->srv = srv;
   pthread_mutex_init (&exp->sealer_lock, NULL);
   snprintf (exp->volume_id, sizeof exp->volume_id, "%s", vol->id);
-  exp->head = xs_volume_open_head (srv->store, vol);
+  exp->head = xs_volume_open_head_cached (srv->store, vol, srv->cache);
   dir = xs_volume_dir (srv->store, vol);
   if (exp->head && dir && asprintf (&socket_path, "%s/control.sock", dir) != -1)
     exp->control = xs_control_listen (socket_path, control_handler, exp);
@@ -332,12 +453,18 @@ xs_server_open (struct xs_server *srv, const char *name, bool readonly)
   int r;
 
   pthread_mutex_lock (&srv->lock);
+  if (strchr (name, '@') || strncmp (name, "snap-", 5) == 0) {
+    exp = open_snapshot_export (srv, name, readonly);
+    if (exp)
+      exp->refs++;
+    goto out;
+  }
   r = xs_volume_find (srv->store, &srv->scope, name, false, &vol);
   if (r == 1)
     errno = ENOENT;
   if (r != 0)
     goto out;
-  exp = find_open (srv, vol.id);
+  exp = find_open (srv, vol.id, NULL);
   if (exp == NULL)
     exp = open_volume (srv, &vol);
   if (exp)
@@ -366,19 +493,21 @@ xs_server_close (struct xs_server *srv, struct xs_export *exp)
 uint64_t
 xs_export_size (const struct xs_export *exp)
 {
-  return xs_head_size (exp->head);
+  return exp->head ? xs_head_size (exp->head)
+    : xs_snapreader_size (exp->reader);
 }
 
 uint32_t
 xs_export_block_size (const struct xs_export *exp)
 {
-  return xs_head_block_size (exp->head);
+  return exp->head ? xs_head_block_size (exp->head)
+    : xs_snapreader_block_size (exp->reader);
 }
 
 bool
 xs_export_writable (const struct xs_export *exp)
 {
-  return true;
+  return exp->head != NULL;
 }
 
 const char *
@@ -391,4 +520,28 @@ struct xs_head *
 xs_export_head (struct xs_export *exp)
 {
   return exp->head;
+}
+
+int
+xs_export_pread (struct xs_export *exp, void *buf, uint32_t count,
+                 uint64_t offset)
+{
+  return exp->head ? xs_head_pread (exp->head, buf, count, offset)
+    : xs_snapreader_pread (exp->reader, buf, count, offset);
+}
+
+int
+xs_export_flush (struct xs_export *exp)
+{
+  return exp->head ? xs_head_flush (exp->head) : 0;
+}
+
+int
+xs_export_extents (struct xs_export *exp, uint64_t offset, uint64_t count,
+                   int (*fn) (uint64_t offset, uint64_t length, bool hole,
+                              void *opaque),
+                   void *opaque)
+{
+  return exp->head ? xs_head_extents (exp->head, offset, count, fn, opaque)
+    : xs_snapreader_extents (exp->reader, offset, count, fn, opaque);
 }

@@ -13,6 +13,7 @@
 #define XSNAP_SERVER_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "head.h"
@@ -20,10 +21,14 @@
 struct xs_server;
 struct xs_export;
 
-/* ACCOUNT and REGION may be NULL for the store's defaults. */
+/* ACCOUNT and REGION may be NULL for the store's defaults.  CACHE_BYTES
+ * bounds the cache of decompressed chunks shared by snapshot exports and
+ * clones.
+ */
 extern struct xs_server *xs_server_new (const char *store_path,
                                         const char *account,
-                                        const char *region);
+                                        const char *region,
+                                        size_t cache_bytes);
 extern void xs_server_free (struct xs_server *srv);
 
 /* Call FN with the name and a one-line description of every export the
@@ -45,7 +50,17 @@ extern uint32_t xs_export_block_size (const struct xs_export *exp);
 extern bool xs_export_writable (const struct xs_export *exp);
 extern const char *xs_export_description (const struct xs_export *exp);
 
-/* The head behind a writable export (NULL for read-only kinds). */
+/* The head behind a volume export (NULL for a snapshot), for writes. */
 extern struct xs_head *xs_export_head (struct xs_export *exp);
+
+/* Reads, flush and extents of either kind. */
+extern int xs_export_pread (struct xs_export *exp, void *buf, uint32_t count,
+                            uint64_t offset);
+extern int xs_export_flush (struct xs_export *exp);
+extern int xs_export_extents (struct xs_export *exp, uint64_t offset,
+                              uint64_t count,
+                              int (*fn) (uint64_t offset, uint64_t length,
+                                         bool hole, void *opaque),
+                              void *opaque);
 
 #endif /* XSNAP_SERVER_H */

@@ -4,12 +4,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "error.h"
 #include "fileio.h"
 #include "names.h"
 #include "ownerlock.h"
+#include "repo.h"
 #include "size.h"
+#include "snapreader.h"
 #include "snapshot.h"
 #include "volume.h"
 
@@ -207,10 +210,11 @@ insert_volume (struct xs_catalog *cat, const struct xs_volume *vol)
   return r;
 }
 
-int
-xs_volume_create (struct xs_store *store, const struct xs_scope *scope,
-                  const char *name, uint64_t size, uint32_t block_size,
-                  struct xs_volume *vol)
+/* Create a volume; with SOURCE_ID a clone of that snapshot. */
+static int
+create_volume (struct xs_store *store, const struct xs_scope *scope,
+               const char *name, uint64_t size, uint32_t block_size,
+               const char *source_id, struct xs_volume *vol)
 {
   struct xs_volume existing;
   char *dir = NULL;
@@ -240,15 +244,17 @@ xs_volume_create (struct xs_store *store, const struct xs_scope *scope,
   vol->block_size = block_size;
   vol->created_ns = xs_now_ns ();
   vol->cbt_epoch = 0;
-  vol->base_snapshot_id = strdup ("");
-  vol->source_snapshot_id = strdup ("");
+  /* A clone's changed-block map is relative to its source. */
+  vol->base_snapshot_id = strdup (source_id ? source_id : "");
+  vol->source_snapshot_id = strdup (source_id ? source_id : "");
   if (vol->account == NULL || vol->region == NULL || vol->name == NULL
       || vol->base_snapshot_id == NULL || vol->source_snapshot_id == NULL) {
     xs_error ("cannot create volume '%s': %m", name);
     goto fail;
   }
   dir = xs_volume_dir (store, vol);
-  if (dir == NULL || xs_head_create (dir, size, block_size, 0) == -1)
+  if (dir == NULL
+      || xs_head_create (dir, size, block_size, 0, source_id) == -1)
     goto fail;
 
   /* The row makes the volume visible: it goes in last. */
@@ -266,6 +272,39 @@ xs_volume_create (struct xs_store *store, const struct xs_scope *scope,
   free (dir);
   xs_volume_clear (vol);
   return -1;
+}
+
+int
+xs_volume_create (struct xs_store *store, const struct xs_scope *scope,
+                  const char *name, uint64_t size, uint32_t block_size,
+                  struct xs_volume *vol)
+{
+  return create_volume (store, scope, name, size, block_size, NULL, vol);
+}
+
+int
+xs_volume_create_from_snapshot (struct xs_store *store,
+                                const struct xs_scope *scope,
+                                const char *name, const char *snapshot_spec,
+                                struct xs_volume *vol)
+{
+  struct xs_snapshot snap;
+  int r;
+
+  memset (vol, 0, sizeof *vol);
+  r = xs_snapshot_find (store, scope, snapshot_spec, false, &snap);
+  if (r != 0)
+    return -1;
+  if (strcmp (snap.status, "available") != 0) {
+    xs_error ("cannot create a volume from snapshot %s@%s: it is %s",
+              snap.volume_name, snap.name, snap.status);
+    r = -1;
+  }
+  else
+    r = create_volume (store, scope, name, snap.size, snap.block_size,
+                       snap.id, vol);
+  xs_snapshot_clear (&snap);
+  return r;
 }
 
 static int
@@ -381,16 +420,60 @@ xs_volume_resize (struct xs_store *store, struct xs_volume *vol,
   return r;
 }
 
+/* The reader of a clone's source snapshot, or NULL with *FAILED unset if
+ * VOL is not a clone.
+ */
+static struct xs_snapreader *
+open_source (struct xs_store *store, const struct xs_volume *vol,
+             struct xs_chunk_cache *cache, struct xs_repo **repo,
+             bool *failed)
+{
+  struct xs_manifest *m;
+  struct xs_snapreader *reader = NULL;
+  char *label = NULL;
+
+  *failed = false;
+  *repo = NULL;
+  if (vol->source_snapshot_id[0] == '\0')
+    return NULL;
+  *failed = true;
+  m = xs_snapshot_load_manifest (store, vol->account, vol->region,
+                                 vol->source_snapshot_id);
+  *repo = xs_store_repo (store, vol->account, vol->region);
+  if (m && *repo && asprintf (&label, "snapshot %s (source of volume '%s')",
+                              vol->source_snapshot_id, vol->name) != -1)
+    reader = xs_snapreader_open (*repo, m, cache, label);
+  xs_manifest_free (m);
+  free (label);
+  if (reader)
+    *failed = false;
+  else {
+    xs_repo_close (*repo);
+    *repo = NULL;
+  }
+  return reader;
+}
+
 struct xs_head *
-xs_volume_open_head (struct xs_store *store, const struct xs_volume *vol)
+xs_volume_open_head_cached (struct xs_store *store,
+                            const struct xs_volume *vol,
+                            struct xs_chunk_cache *cache)
 {
   struct xs_head *head;
+  struct xs_snapreader *source;
+  struct xs_repo *repo;
   char *dir = xs_volume_dir (store, vol);
+  bool failed;
 
   if (dir == NULL)
     return NULL;
+  source = open_source (store, vol, cache, &repo, &failed);
+  if (failed) {
+    free (dir);
+    return NULL;
+  }
   head = xs_head_open (dir, vol->name, vol->size, vol->block_size,
-                       vol->cbt_epoch);
+                       vol->cbt_epoch, vol->source_snapshot_id, source, repo);
   free (dir);
   /* A new owner: snapshots left pending by the last one will never end. */
   if (head && xs_snapshot_discard_stale (store, vol) == -1) {
@@ -398,6 +481,12 @@ xs_volume_open_head (struct xs_store *store, const struct xs_volume *vol)
     return NULL;
   }
   return head;
+}
+
+struct xs_head *
+xs_volume_open_head (struct xs_store *store, const struct xs_volume *vol)
+{
+  return xs_volume_open_head_cached (store, vol, NULL);
 }
 
 int
@@ -410,5 +499,134 @@ xs_volume_in_use (const struct xs_store *store, const struct xs_volume *vol)
     r = xs_owner_lock_probe (lock);
   free (dir);
   free (lock);
+  return r;
+}
+
+/* Run SQL with parameters ?1, ?2 (text) and ?3 (integer; unbound when
+ * the statement has no ?3).
+ */
+static int
+update_volume_row (struct xs_store *store, const char *sql, const char *p1,
+                   const char *p2, int64_t n, const char *what)
+{
+  struct xs_catalog *cat = xs_store_catalog (store);
+  sqlite3_stmt *stmt;
+  int r = -1;
+
+  xs_catalog_lock (cat);
+  stmt = xs_catalog_prepare (cat, sql, what);
+  if (stmt) {
+    sqlite3_bind_text (stmt, 1, p1, -1, SQLITE_STATIC);
+    sqlite3_bind_text (stmt, 2, p2, -1, SQLITE_STATIC);
+    sqlite3_bind_int64 (stmt, 3, n);
+    if (sqlite3_step (stmt) == SQLITE_DONE)
+      r = 0;
+    else
+      xs_catalog_report (cat, what);
+    sqlite3_finalize (stmt);
+  }
+  xs_catalog_unlock (cat);
+  return r;
+}
+
+int
+xs_volume_hydrate (struct xs_store *store, const struct xs_volume *vol,
+                   void (*progress) (uint64_t done, uint64_t total,
+                                     void *opaque),
+                   void *opaque, uint64_t *copied)
+{
+  struct xs_head *head;
+  int64_t missing;
+
+  *copied = 0;
+  if (vol->source_snapshot_id[0] == '\0')
+    return 0;                   /* nothing reads through */
+  head = xs_volume_open_head (store, vol);
+  if (head == NULL)
+    return -1;
+  missing = xs_head_hydrate (head, progress, opaque);
+  /* Every block is durable in the head: the source is no longer needed
+   * (gc may now purge it if it was deleted).
+   */
+  if (missing >= 0
+      && update_volume_row (store, "UPDATE volumes SET source_snapshot_id = ''"
+                            " WHERE id = ?1 AND source_snapshot_id = ?2",
+                            vol->id,
+                            vol->source_snapshot_id, 0,
+                            "record the hydrated volume") == -1)
+    missing = -1;
+  if (xs_head_close (head) == -1)
+    missing = -1;
+  if (missing < 0)
+    return -1;
+  *copied = (uint64_t) missing;
+  return 0;
+}
+
+int
+xs_volume_reset (struct xs_store *store, struct xs_volume *vol,
+                 const char *snapshot_spec)
+{
+  struct xs_scope scope = { .account = vol->account, .region = vol->region };
+  struct xs_snapshot snap;
+  char *dir = NULL, *base = NULL, *source = NULL;
+  int lock_fd, r = -1;
+
+  if (xs_snapshot_find (store, &scope, snapshot_spec, false, &snap) != 0)
+    return -1;
+  if (strcmp (snap.status, "available") != 0
+      || snap.block_size != vol->block_size) {
+    xs_error ("cannot reset volume '%s' to snapshot %s@%s: %s", vol->name,
+              snap.volume_name, snap.name,
+              snap.block_size != vol->block_size
+              ? "its block size differs" : "it is not available");
+    goto out;
+  }
+  lock_fd = lock_volume (store, vol, &dir);
+  if (lock_fd == -1)
+    goto out;
+  /* The catalog first: if we stop half-way, the volume's row already
+   * names the new source, and opening the head finds its present map
+   * missing or old and fails loudly rather than serve a mixture.
+   */
+  if (update_volume_row (store, "UPDATE volumes SET source_snapshot_id = ?2,"
+                         " base_snapshot_id = ?2, size = ?3,"
+                         " cbt_epoch = cbt_epoch + 1 WHERE id = ?1",
+                         vol->id, snap.id, (int64_t) snap.size,
+                         "record the reset") == 0
+      && xs_head_recreate_as_clone (dir, snap.size, snap.block_size,
+                                    snap.id) == 0)
+    r = 0;
+  if (r == 0) {
+    /* The dirty map of the old epoch is now meaningless: start afresh. */
+    char *map;
+    r = -1;
+    if (asprintf (&map, "%s/dirtymap", dir) != -1) {
+      unlink (map);
+      r = xs_dirtymap_create (map, vol->block_size,
+                              (snap.size + vol->block_size - 1)
+                              / vol->block_size, vol->cbt_epoch + 1);
+      free (map);
+    }
+  }
+  xs_owner_lock_release (lock_fd);
+  if (r == 0) {
+    base = strdup (snap.id);
+    source = strdup (snap.id);
+    if (base && source) {
+      free (vol->base_snapshot_id);
+      free (vol->source_snapshot_id);
+      vol->base_snapshot_id = base;
+      vol->source_snapshot_id = source;
+      base = source = NULL;
+    }
+    vol->size = snap.size;
+    vol->cbt_epoch++;
+  }
+ out:
+  free (base);
+  free (source);
+  free (dir);
+  xs_snapshot_clear (&snap);
   return r;
 }

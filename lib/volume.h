@@ -75,9 +75,41 @@ extern int xs_volume_resize (struct xs_store *store, struct xs_volume *vol,
 extern int xs_volume_in_use (const struct xs_store *store,
                              const struct xs_volume *vol);
 
-/* Open VOL's head as its owner. */
+/* Open VOL's head as its owner.  CACHE (may be NULL) serves a clone's
+ * reads of its source snapshot.
+ */
+struct xs_chunk_cache;
 extern struct xs_head *xs_volume_open_head (struct xs_store *store,
                                             const struct xs_volume *vol);
+extern struct xs_head *xs_volume_open_head_cached (struct xs_store *store,
+                                                   const struct xs_volume *vol,
+                                                   struct xs_chunk_cache *cache);
+
+/* Create volume NAME in SCOPE from snapshot SNAPSHOT_ID (of SCOPE): an
+ * instant clone whose blocks read through to the snapshot until written
+ * or hydrated.
+ */
+extern int xs_volume_create_from_snapshot (struct xs_store *store,
+                                           const struct xs_scope *scope,
+                                           const char *name,
+                                           const char *snapshot_spec,
+                                           struct xs_volume *vol);
+
+/* Copy every block of a clone into its head; afterwards the volume no
+ * longer needs its source snapshot.  Refused while attached.
+ */
+extern int xs_volume_hydrate (struct xs_store *store,
+                              const struct xs_volume *vol,
+                              void (*progress) (uint64_t done,
+                                                uint64_t total,
+                                                void *opaque),
+                              void *opaque, uint64_t *copied);
+
+/* Roll VOL back to snapshot SNAPSHOT_SPEC (of the same block size): VOL
+ * becomes a clone of it.  Refused while attached.
+ */
+extern int xs_volume_reset (struct xs_store *store, struct xs_volume *vol,
+                            const char *snapshot_spec);
 
 /* The head directory of VOL (malloc'd). */
 extern char *xs_volume_dir (const struct xs_store *store,

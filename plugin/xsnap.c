@@ -22,6 +22,7 @@
 static char *store_path;
 static char *account;
 static char *region;
+static int64_t cache_bytes = 256 << 20;
 
 /* The server, created in after_fork; read-only pointer afterwards. */
 static struct xs_server *server;
@@ -60,6 +61,10 @@ xsnap_config (const char *key, const char *value)
     account = strdup (value);
     return account ? 0 : -1;
   }
+  if (strcmp (key, "cache") == 0) {
+    cache_bytes = nbdkit_parse_size (value);
+    return cache_bytes == -1 ? -1 : 0;
+  }
   if (strcmp (key, "region") == 0) {
     free (region);
     region = strdup (value);
@@ -84,13 +89,16 @@ xsnap_config_complete (void)
   "account=ID      Serve what this account may see (default: the\n" \
   "                store's administrator).\n" \
   "region=NAME     Serve this region's volumes (default: the store's\n" \
-  "                default region)."
+  "                default region).\n" \
+  "cache=SIZE      Cache of decompressed chunks for snapshot exports\n" \
+  "                and clones (default 256M; 0 disables it)."
 
 /* Check the store while errors still reach the terminal. */
 static int
 xsnap_get_ready (void)
 {
-  struct xs_server *probe = xs_server_new (store_path, account, region);
+  struct xs_server *probe = xs_server_new (store_path, account, region,
+                                           (size_t) cache_bytes);
 
   if (probe == NULL)
     return -1;
@@ -101,7 +109,8 @@ xsnap_get_ready (void)
 static int
 xsnap_after_fork (void)
 {
-  server = xs_server_new (store_path, account, region);
+  server = xs_server_new (store_path, account, region,
+                          (size_t) cache_bytes);
   return server ? 0 : -1;
 }
 
@@ -178,7 +187,7 @@ static int
 xsnap_pread (void *handle, void *buf, uint32_t count, uint64_t offset,
              uint32_t flags)
 {
-  return xs_head_pread (xs_export_head (handle), buf, count, offset);
+  return xs_export_pread (handle, buf, count, offset);
 }
 
 static int
@@ -213,7 +222,7 @@ xsnap_trim (void *handle, uint32_t count, uint64_t offset, uint32_t flags)
 static int
 xsnap_flush (void *handle, uint32_t flags)
 {
-  return xs_head_flush (xs_export_head (handle));
+  return xs_export_flush (handle);
 }
 
 static int
@@ -231,8 +240,7 @@ xsnap_extents (void *handle, uint32_t count, uint64_t offset, uint32_t flags,
   /* Extents may run past the request; nbdkit trims them (and with
    * REQ_ONE keeps only the first).
    */
-  return xs_head_extents (xs_export_head (handle), offset, count,
-                          add_extent, extents);
+  return xs_export_extents (handle, offset, count, add_extent, extents);
 }
 
 static struct nbdkit_plugin plugin = {

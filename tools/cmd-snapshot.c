@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cli.h"
 #include "control.h"
@@ -119,6 +120,34 @@ create_here (struct cli *cli, const struct xs_volume *vol, const char *name)
   return r;
 }
 
+/* Whether VOL has an owner we can ask.  An owner that is closing the
+ * volume (its last client just left) has already stopped listening but
+ * still holds the lock for a moment: wait for it to finish.
+ */
+static bool
+owner_is_reachable (struct cli *cli, const struct xs_volume *vol)
+{
+  char *dir = xs_volume_dir (cli->store, vol), *path = NULL;
+  bool reachable = false;
+  int tries;
+
+  if (dir == NULL || asprintf (&path, "%s/control.sock", dir) == -1)
+    goto out;
+  for (tries = 0; tries < 100; tries++) {
+    if (xs_volume_in_use (cli->store, vol) != 1)
+      break;
+    if (access (path, F_OK) == 0) {
+      reachable = true;
+      break;
+    }
+    usleep (20000);
+  }
+ out:
+  free (dir);
+  free (path);
+  return reachable;
+}
+
 static int
 snapshot_create (struct cli *cli, int argc, char **argv)
 {
@@ -147,10 +176,9 @@ snapshot_create (struct cli *cli, int argc, char **argv)
       || xs_volume_find (cli->store, &cli->scope, argv[optind], false,
                          &vol) != 0)
     return 1;
-  if (xs_volume_in_use (cli->store, &vol) == 1)
-    status = create_through_owner (cli, &vol, name, wait);
-  else
-    status = create_here (cli, &vol, name);
+  status = owner_is_reachable (cli, &vol)
+    ? create_through_owner (cli, &vol, name, wait)
+    : create_here (cli, &vol, name);
   xs_volume_clear (&vol);
   return status;
 }

@@ -5,6 +5,7 @@
 
 #include "cli.h"
 #include "error.h"
+#include "progress.h"
 #include "size.h"
 #include "volume.h"
 
@@ -15,13 +16,15 @@ volume_to_json (struct cli *cli, const struct xs_volume *vol)
   int in_use = xs_volume_in_use (cli->store, vol);
 
   cli_format_time (vol->created_ns, created, sizeof created);
-  return json_pack ("{s:s, s:s, s:s, s:s, s:I, s:I, s:s, s:o}",
+  return json_pack ("{s:s, s:s, s:s, s:s, s:I, s:I, s:s, s:o, s:s, s:s}",
                     "id", vol->id, "name", vol->name,
                     "account", vol->account, "region", vol->region,
                     "size", (json_int_t) vol->size,
                     "block_size", (json_int_t) vol->block_size,
                     "created", created,
-                    "attached", in_use == 1 ? json_true () : json_false ());
+                    "attached", in_use == 1 ? json_true () : json_false (),
+                    "last_snapshot", vol->base_snapshot_id,
+                    "source_snapshot", vol->source_snapshot_id);
 }
 
 static int
@@ -64,10 +67,15 @@ show_volume (struct cli *cli, const struct xs_volume *vol)
           "size:        %s (%" PRIu64 " bytes)\n"
           "block size:  %s\n"
           "created:     %s\n"
-          "attached:    %s\n",
+          "attached:    %s\n"
+          "last snapshot: %s\n"
+          "reads from:  %s\n",
           vol->name, vol->id, vol->account, vol->region, size, vol->size,
           block, created,
-          xs_volume_in_use (cli->store, vol) == 1 ? "yes" : "no");
+          xs_volume_in_use (cli->store, vol) == 1 ? "yes" : "no",
+          vol->base_snapshot_id[0] ? vol->base_snapshot_id : "(none)",
+          vol->source_snapshot_id[0] ? vol->source_snapshot_id
+          : "(nothing: fully in its head)");
   return 0;
 }
 
@@ -77,9 +85,10 @@ volume_create (struct cli *cli, int argc, char **argv)
   static const struct option options[] = {
     { "size", required_argument, NULL, 's' },
     { "block-size", required_argument, NULL, 'b' },
+    { "from-snapshot", required_argument, NULL, 'f' },
     { NULL, 0, NULL, 0 },
   };
-  const char *size_text = NULL, *block_text = NULL;
+  const char *size_text = NULL, *block_text = NULL, *from = NULL;
   uint64_t size, block_size = XS_BLOCK_SIZE_DEFAULT;
   struct xs_volume vol;
   char *arg;
@@ -90,11 +99,24 @@ volume_create (struct cli *cli, int argc, char **argv)
     switch (c) {
     case 's': size_text = arg; break;
     case 'b': block_text = arg; break;
+    case 'f': from = arg; break;
     default: return cli_usage ("volume create", "bad option");
     }
   }
   if (optind + 1 != argc)
     return cli_usage ("volume create", "expected one volume NAME");
+  if (from) {
+    if (size_text || block_text)
+      return cli_usage ("volume create", "--from-snapshot takes the size and "
+                        "block size of the snapshot");
+    if (cli_open (cli) == -1
+        || xs_volume_create_from_snapshot (cli->store, &cli->scope,
+                                           argv[optind], from, &vol) == -1)
+      return 1;
+    status = cli->json || !cli->quiet ? show_volume (cli, &vol) : 0;
+    xs_volume_clear (&vol);
+    return status;
+  }
   if (size_text == NULL)
     return cli_usage ("volume create", "--size SIZE is required");
   if (cli_parse_size (size_text, "size", &size) == -1
@@ -239,6 +261,67 @@ volume_resize (struct cli *cli, int argc, char **argv)
   return status;
 }
 
+static int
+volume_hydrate (struct cli *cli, int argc, char **argv)
+{
+  struct xs_volume vol;
+  struct progress progress;
+  uint64_t copied;
+  int status;
+
+  status = one_volume (cli, argc, argv, "volume hydrate", NULL, "", NULL,
+                       NULL, &vol);
+  if (status != 0)
+    return status;
+  progress_init (&progress, "hydrating", cli->quiet || cli->json, -1);
+  status = xs_volume_hydrate (cli->store, &vol, progress_update, &progress,
+                              &copied) == 0 ? 0 : 1;
+  progress_end (&progress);
+  if (status == 0 && cli->json)
+    status = cli_print_json (json_pack ("{s:s, s:I}", "volume", vol.name,
+                                        "blocks_copied",
+                                        (json_int_t) copied)) ? 1 : 0;
+  else if (status == 0 && !cli->quiet)
+    printf ("volume '%s' is fully hydrated (%" PRIu64 " blocks copied)\n",
+            vol.name, copied);
+  xs_volume_clear (&vol);
+  return status;
+}
+
+static int
+take_to (int c, char *arg, void *opaque)
+{
+  if (c != 't')
+    return -1;
+  *(const char **) opaque = arg;
+  return 0;
+}
+
+static int
+volume_reset (struct cli *cli, int argc, char **argv)
+{
+  static const struct option options[] = {
+    { "to", required_argument, NULL, 't' },
+    { NULL, 0, NULL, 0 },
+  };
+  const char *to = NULL;
+  struct xs_volume vol;
+  int status;
+
+  status = one_volume (cli, argc, argv, "volume reset", options, "t:",
+                       take_to, &to, &vol);
+  if (status != 0)
+    return status;
+  if (to == NULL)
+    status = cli_usage ("volume reset", "--to SNAPSHOT is required");
+  else if (xs_volume_reset (cli->store, &vol, to) == -1)
+    status = 1;
+  else
+    status = cli->quiet && !cli->json ? 0 : show_volume (cli, &vol);
+  xs_volume_clear (&vol);
+  return status;
+}
+
 int
 cmd_volume (struct cli *cli, int argc, char **argv)
 {
@@ -251,12 +334,14 @@ cmd_volume (struct cli *cli, int argc, char **argv)
     { "show", volume_show },
     { "delete", volume_delete },
     { "resize", volume_resize },
+    { "hydrate", volume_hydrate },
+    { "reset", volume_reset },
   };
   size_t i;
 
   if (argc < 2)
-    return cli_usage ("volume", "expected create, list, show, delete or "
-                      "resize");
+    return cli_usage ("volume", "expected create, list, show, delete, "
+                      "resize, hydrate or reset");
   for (i = 0; i < sizeof actions / sizeof actions[0]; i++)
     if (strcmp (argv[1], actions[i].name) == 0) {
       optind = 0;               /* restart getopt on the action's words */

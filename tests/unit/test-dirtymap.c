@@ -194,10 +194,10 @@ test_head (const char *dir)
   struct xs_head *h, *h2;
 
   snprintf (path, sizeof path, "%s/head", dir);
-  ok (xs_head_create (path, 1 << 20, 4096, 0) == 0, "create a head");
-  h = xs_head_open (path, "h", 1 << 20, 4096, 0);
+  ok (xs_head_create (path, 1 << 20, 4096, 0, NULL) == 0, "create a head");
+  h = xs_head_open (path, "h", 1 << 20, 4096, 0, NULL, NULL, NULL);
   ok (h != NULL, "open it");
-  h2 = xs_head_open (path, "h", 1 << 20, 4096, 0);
+  h2 = xs_head_open (path, "h", 1 << 20, 4096, 0, NULL, NULL, NULL);
   ok (h2 == NULL, "a second owner is refused");
   error_contains ("volume 'h' is in use by another process",
                   "  with a clear message");

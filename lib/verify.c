@@ -1,0 +1,613 @@
+/* xsnap: checking chunks, quietly, and verifying whole snapshots (see
+ * verify.h).
+ *
+ * The decoder below repeats the checks of xs_chunk_decode (chunk.c) but
+ * writes its verdict into a buffer instead of reporting it, so that the
+ * callers can put it into one line with their own context.  Both follow
+ * docs/FORMAT.md "Chunk (version 1)" and must stay in step with it.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <zstd.h>
+
+#include "byteorder.h"
+#include "chunk.h"
+#include "error.h"
+#include "hash.h"
+#include "manifest.h"
+#include "repo.h"
+#include "verify.h"
+
+/* Byte offsets in the chunk header (docs/FORMAT.md). */
+enum {
+  OFF_MAGIC = 0,
+  OFF_VERSION = 4,
+  OFF_CODEC = 5,
+  OFF_FLAGS = 6,
+  OFF_PLAIN_LEN = 8,
+  OFF_PAYLOAD_LEN = 12,
+  OFF_ID = 16,
+  OFF_PAYLOAD_CHECK = 32,
+  OFF_HEADER_CHECK = 40,
+};
+
+#define CHUNK_MAGIC "XSCK"
+#define CODEC_RAW 0
+#define CODEC_ZSTD 1
+
+/* Threads that check chunks, the calling one included. */
+#define VERIFY_THREADS 4
+
+struct xs_chunk_decoder {
+  ZSTD_DCtx *dctx;
+};
+
+struct xs_chunk_decoder *
+xs_chunk_decoder_new (void)
+{
+  struct xs_chunk_decoder *decoder = malloc (sizeof *decoder);
+
+  if (decoder == NULL) {
+    xs_error ("cannot allocate chunk decoder: %m");
+    return NULL;
+  }
+  decoder->dctx = ZSTD_createDCtx ();
+  if (decoder->dctx == NULL) {
+    xs_error ("cannot allocate a zstd decompression context");
+    free (decoder);
+    errno = ENOMEM;
+    return NULL;
+  }
+  return decoder;
+}
+
+void
+xs_chunk_decoder_free (struct xs_chunk_decoder *decoder)
+{
+  if (decoder == NULL)
+    return;
+  ZSTD_freeDCtx (decoder->dctx);
+  free (decoder);
+}
+
+/* Record why a chunk is bad; returns 1 for "bad" with errno = EIO. */
+static int
+chunk_is_bad (char reason[XS_CHUNK_REASON_MAX], const char *fmt, ...)
+  __attribute__ ((format (printf, 2, 3)));
+
+static int
+chunk_is_bad (char reason[XS_CHUNK_REASON_MAX], const char *fmt, ...)
+{
+  va_list args;
+
+  va_start (args, fmt);
+  vsnprintf (reason, XS_CHUNK_REASON_MAX, fmt, args);
+  va_end (args);
+  errno = EIO;
+  return 1;
+}
+
+struct chunk_fields {
+  uint8_t codec;
+  uint32_t plain_len;
+  uint32_t payload_len;
+  struct xs_hash128 id;
+  uint64_t payload_check;
+};
+
+/* Magic, version, length of the header and its checksum. */
+static int
+check_header (const uint8_t *stored, size_t stored_len,
+              char reason[XS_CHUNK_REASON_MAX])
+{
+  if (stored_len < OFF_VERSION + 1)
+    return chunk_is_bad (reason, "truncated (%zu bytes)", stored_len);
+  if (memcmp (stored + OFF_MAGIC, CHUNK_MAGIC, 4) != 0)
+    return chunk_is_bad (reason, "not an xsnap chunk (bad magic)");
+  if (stored[OFF_VERSION] != XS_CHUNK_VERSION)
+    return chunk_is_bad (reason, "unsupported chunk version %u%s",
+                         stored[OFF_VERSION],
+                         stored[OFF_VERSION] > XS_CHUNK_VERSION
+                         ? " (upgrade xsnap)" : "");
+  if (stored_len < XS_CHUNK_HEADER_SIZE)
+    return chunk_is_bad (reason, "truncated (%zu bytes, the header alone "
+                         "is %d)", stored_len, XS_CHUNK_HEADER_SIZE);
+  if (xs_get_le64 (stored + OFF_HEADER_CHECK)
+      != xs_hash64 (stored, OFF_HEADER_CHECK))
+    return chunk_is_bad (reason, "header checksum mismatch");
+  return 0;
+}
+
+/* Codec, flags and lengths of a header whose checksum is good. */
+static int
+parse_fields (const uint8_t *stored, struct chunk_fields *f,
+              char reason[XS_CHUNK_REASON_MAX])
+{
+  uint16_t flags = (uint16_t) (stored[OFF_FLAGS] | stored[OFF_FLAGS + 1] << 8);
+
+  f->codec = stored[OFF_CODEC];
+  f->plain_len = xs_get_le32 (stored + OFF_PLAIN_LEN);
+  f->payload_len = xs_get_le32 (stored + OFF_PAYLOAD_LEN);
+  memcpy (f->id.bytes, stored + OFF_ID, sizeof f->id.bytes);
+  f->payload_check = xs_get_le64 (stored + OFF_PAYLOAD_CHECK);
+
+  if (f->codec != CODEC_RAW && f->codec != CODEC_ZSTD)
+    return chunk_is_bad (reason, "unknown codec %u", f->codec);
+  if (flags != 0)
+    return chunk_is_bad (reason, "unknown flags 0x%x", flags);
+  if (f->plain_len > XS_CHUNK_MAX_PLAIN)
+    return chunk_is_bad (reason, "plaintext length %" PRIu32
+                         " exceeds the maximum %u",
+                         f->plain_len, XS_CHUNK_MAX_PLAIN);
+  if (f->codec == CODEC_RAW && f->payload_len != f->plain_len)
+    return chunk_is_bad (reason, "raw payload of %" PRIu32 " bytes, "
+                         "plaintext length %" PRIu32,
+                         f->payload_len, f->plain_len);
+  return 0;
+}
+
+/* It is the chunk asked for, of the block's length. */
+static int
+check_identity (const struct chunk_fields *f, const struct xs_hash128 *id,
+                size_t plain_len, char reason[XS_CHUNK_REASON_MAX])
+{
+  char other[XS_HASH128_HEX_LEN + 1];
+
+  if (!xs_hash128_equal (&f->id, id)) {
+    xs_hash128_to_hex (&f->id, other);
+    return chunk_is_bad (reason, "the stored chunk is %s (wrong chunk)",
+                         other);
+  }
+  if (f->plain_len != plain_len)
+    return chunk_is_bad (reason, "plaintext of %" PRIu32 " bytes where "
+                         "the block has %zu", f->plain_len, plain_len);
+  return 0;
+}
+
+/* The payload is all there, nothing more, and intact. */
+static int
+check_payload (const uint8_t *stored, size_t stored_len,
+               const struct chunk_fields *f,
+               char reason[XS_CHUNK_REASON_MAX])
+{
+  size_t have = stored_len - XS_CHUNK_HEADER_SIZE;
+
+  if (f->payload_len > have)
+    return chunk_is_bad (reason, "truncated (%zu of %" PRIu32
+                         " payload bytes)", have, f->payload_len);
+  if (f->payload_len < have)
+    return chunk_is_bad (reason, "%zu unexpected bytes after the payload",
+                         have - f->payload_len);
+  if (xs_hash64 (stored + XS_CHUNK_HEADER_SIZE, f->payload_len)
+      != f->payload_check)
+    return chunk_is_bad (reason, "payload checksum mismatch");
+  return 0;
+}
+
+static int
+decompress (struct xs_chunk_decoder *decoder, const uint8_t *payload,
+            const struct chunk_fields *f, void *plain,
+            char reason[XS_CHUNK_REASON_MAX])
+{
+  size_t r;
+
+  if (f->codec == CODEC_RAW) {
+    if (f->plain_len > 0)
+      memcpy (plain, payload, f->plain_len);
+    return 0;
+  }
+  r = ZSTD_decompressDCtx (decoder->dctx, plain, f->plain_len,
+                           payload, f->payload_len);
+  if (ZSTD_isError (r))
+    return chunk_is_bad (reason, "corrupt compressed payload (%s)",
+                         ZSTD_getErrorName (r));
+  if (r != f->plain_len)
+    return chunk_is_bad (reason, "payload decompresses to %zu bytes, "
+                         "the header says %" PRIu32, r, f->plain_len);
+  return 0;
+}
+
+int
+xs_chunk_decode_checked (struct xs_chunk_decoder *decoder,
+                         const void *stored, size_t stored_len,
+                         const struct xs_hash128 *id,
+                         void *plain, size_t plain_len,
+                         char reason[XS_CHUNK_REASON_MAX])
+{
+  const uint8_t *bytes = stored;
+  struct chunk_fields f;
+  struct xs_hash128 actual;
+
+  if (check_header (bytes, stored_len, reason)
+      || parse_fields (bytes, &f, reason)
+      || check_identity (&f, id, plain_len, reason)
+      || check_payload (bytes, stored_len, &f, reason)
+      || decompress (decoder, bytes + XS_CHUNK_HEADER_SIZE, &f, plain,
+                     reason))
+    return 1;
+  xs_hash128 (plain, f.plain_len, &actual);
+  if (!xs_hash128_equal (&actual, id))
+    return chunk_is_bad (reason, "checksum mismatch");
+  return 0;
+}
+
+int
+xs_chunk_fetch_checked (struct xs_repo *repo,
+                        struct xs_chunk_decoder *decoder,
+                        const struct xs_hash128 *id,
+                        void *plain, size_t plain_len,
+                        char reason[XS_CHUNK_REASON_MAX])
+{
+  void *stored;
+  size_t stored_len;
+  int r, saved_errno;
+
+  r = xs_repo_get_chunk_raw (repo, id, &stored, &stored_len);
+  if (r == 1)
+    return chunk_is_bad (reason, "missing");
+  if (r == -1)
+    return -1;
+  r = xs_chunk_decode_checked (decoder, stored, stored_len, id,
+                               plain, plain_len, reason);
+  saved_errno = errno;
+  free (stored);
+  errno = saved_errno;
+  return r;
+}
+
+/* Verification of a whole snapshot. */
+
+/* One non-zero manifest entry. */
+struct chunk_ref {
+  struct xs_hash128 id;
+  uint64_t block;
+};
+
+/* The blocks refs[first .. first + count) share one chunk. */
+struct chunk_group {
+  size_t first;
+  size_t count;
+  char *reason;                 /* NULL: good (or not checked) */
+};
+
+struct verify_job {
+  struct xs_repo *repo;
+  const struct xs_manifest *m;
+  struct chunk_ref *refs;
+  size_t nrefs;
+  struct chunk_group *groups;
+  size_t ngroups;
+  atomic_size_t next;           /* next group to check */
+  atomic_size_t done;           /* groups checked */
+  atomic_int failed_errno;      /* 0, or errno of the error that stopped */
+};
+
+/* What each checking thread owns. */
+struct verify_worker {
+  struct verify_job *job;
+  struct xs_chunk_decoder *decoder;
+  void *plain;
+  pthread_t thread;
+  bool started;
+};
+
+static size_t
+block_length (const struct xs_manifest *m, uint64_t block)
+{
+  uint64_t start = block * m->block_size;
+
+  return m->size - start < m->block_size
+    ? (size_t) (m->size - start) : m->block_size;
+}
+
+static int
+compare_refs (const void *a, const void *b)
+{
+  const struct chunk_ref *x = a, *y = b;
+  int c = xs_hash128_compare (&x->id, &y->id);
+
+  if (c != 0)
+    return c;
+  return x->block < y->block ? -1 : x->block > y->block;
+}
+
+/* The non-zero entries of m, sorted by chunk id then block. */
+static int
+collect_refs (struct verify_job *job, struct xs_verify_report *report)
+{
+  const struct xs_manifest *m = job->m;
+  uint64_t i, nonzero = 0;
+
+  for (i = 0; i < m->nblocks; i++)
+    if (!xs_hash128_is_zero (&m->entries[i]))
+      nonzero++;
+  report->zero_blocks = m->nblocks - nonzero;
+  if (nonzero > SIZE_MAX / sizeof *job->refs
+      || (job->refs = malloc (nonzero > 0
+                              ? nonzero * sizeof *job->refs : 1)) == NULL) {
+    errno = ENOMEM;
+    xs_error ("cannot allocate the list of %" PRIu64 " chunks to verify: "
+              "%m", nonzero);
+    return -1;
+  }
+  for (i = 0; i < m->nblocks; i++)
+    if (!xs_hash128_is_zero (&m->entries[i])) {
+      job->refs[job->nrefs].id = m->entries[i];
+      job->refs[job->nrefs].block = i;
+      job->nrefs++;
+    }
+  qsort (job->refs, job->nrefs, sizeof *job->refs, compare_refs);
+  return 0;
+}
+
+/* refs a and b name the same chunk with the same block length. */
+static bool
+same_chunk (const struct verify_job *job, size_t a, size_t b)
+{
+  return xs_hash128_equal (&job->refs[a].id, &job->refs[b].id)
+    && block_length (job->m, job->refs[a].block)
+       == block_length (job->m, job->refs[b].block);
+}
+
+/* Runs of refs with the same chunk id and block length: each is read
+ * once.  (Only a partial last block could share an id with a full one,
+ * and then one of them is bad, so it is checked on its own.)
+ */
+static int
+group_refs (struct verify_job *job)
+{
+  size_t i;
+
+  job->groups = malloc ((job->nrefs > 0 ? job->nrefs : 1)
+                        * sizeof *job->groups);
+  if (job->groups == NULL) {
+    xs_error ("cannot allocate the list of chunks to verify: %m");
+    return -1;
+  }
+  for (i = 0; i < job->nrefs; i++) {
+    struct chunk_group *last = job->ngroups > 0
+      ? &job->groups[job->ngroups - 1] : NULL;
+
+    if (last != NULL && same_chunk (job, last->first, i)) {
+      last->count++;
+      continue;
+    }
+    job->groups[job->ngroups++] = (struct chunk_group) {
+      .first = i, .count = 1, .reason = NULL,
+    };
+  }
+  return 0;
+}
+
+static void
+stop_job (struct verify_job *job, int error)
+{
+  int none = 0;
+
+  atomic_compare_exchange_strong (&job->failed_errno, &none,
+                                  error != 0 ? error : EIO);
+}
+
+/* Read and check one distinct chunk. */
+static void
+check_group (struct verify_worker *w, struct chunk_group *group)
+{
+  struct verify_job *job = w->job;
+  const struct chunk_ref *ref = &job->refs[group->first];
+  char reason[XS_CHUNK_REASON_MAX];
+  int r;
+
+  r = xs_chunk_fetch_checked (job->repo, w->decoder, &ref->id, w->plain,
+                              block_length (job->m, ref->block), reason);
+  if (r == -1 && errno == EIO) {
+    snprintf (reason, sizeof reason, "unreadable (input/output error)");
+    r = 1;
+  }
+  if (r == -1) {
+    stop_job (job, errno);
+    return;
+  }
+  if (r == 1 && (group->reason = strdup (reason)) == NULL) {
+    xs_error ("cannot allocate a verification result: %m");
+    stop_job (job, ENOMEM);
+  }
+}
+
+/* Check groups until none is left.  The calling thread also reports
+ * progress.
+ */
+static void
+check_groups (struct verify_worker *w,
+              void (*progress) (uint64_t done, uint64_t total,
+                                void *opaque),
+              void *opaque)
+{
+  struct verify_job *job = w->job;
+  size_t i, last_reported = SIZE_MAX;
+
+  while (atomic_load (&job->failed_errno) == 0
+         && (i = atomic_fetch_add (&job->next, 1)) < job->ngroups) {
+    size_t done;
+
+    check_group (w, &job->groups[i]);
+    done = atomic_fetch_add (&job->done, 1) + 1;
+    if (progress != NULL && done != last_reported && done < job->ngroups) {
+      progress (done, job->ngroups, opaque);
+      last_reported = done;
+    }
+  }
+}
+
+static void *
+run_worker (void *arg)
+{
+  check_groups (arg, NULL, NULL);
+  return NULL;
+}
+
+static int
+prepare_worker (struct verify_worker *w, struct verify_job *job)
+{
+  w->job = job;
+  w->decoder = xs_chunk_decoder_new ();
+  if (w->decoder == NULL)
+    return -1;
+  w->plain = malloc (job->m->block_size);
+  if (w->plain == NULL) {
+    xs_error ("cannot allocate a %" PRIu32 " byte block buffer: %m",
+              job->m->block_size);
+    return -1;
+  }
+  return 0;
+}
+
+static void
+release_worker (struct verify_worker *w)
+{
+  xs_chunk_decoder_free (w->decoder);
+  free (w->plain);
+}
+
+/* Check every group with up to VERIFY_THREADS threads, this one included.
+ * Helpers that cannot be started are simply not used.
+ */
+static int
+check_all (struct verify_job *job,
+           void (*progress) (uint64_t done, uint64_t total, void *opaque),
+           void *opaque)
+{
+  struct verify_worker workers[VERIFY_THREADS];
+  size_t nworkers = job->ngroups < VERIFY_THREADS
+    ? (job->ngroups > 0 ? job->ngroups : 1) : VERIFY_THREADS;
+  size_t i;
+  int r = 0;
+
+  memset (workers, 0, sizeof workers);
+  for (i = 0; i < nworkers; i++)
+    if (prepare_worker (&workers[i], job) == -1) {
+      r = -1;
+      goto out;
+    }
+  for (i = 1; i < nworkers; i++)
+    workers[i].started = pthread_create (&workers[i].thread, NULL,
+                                         run_worker, &workers[i]) == 0;
+  check_groups (&workers[0], progress, opaque);
+  for (i = 1; i < nworkers; i++)
+    if (workers[i].started)
+      pthread_join (workers[i].thread, NULL);
+
+ out:
+  for (i = 0; i < nworkers; i++)
+    release_worker (&workers[i]);
+  return r;
+}
+
+struct bad_block {
+  uint64_t block;
+  size_t group;
+};
+
+static int
+compare_bad_blocks (const void *a, const void *b)
+{
+  const struct bad_block *x = a, *y = b;
+
+  return x->block < y->block ? -1 : x->block > y->block;
+}
+
+/* Call bad () for every block of every bad group, in block order. */
+static int
+report_bad_blocks (struct verify_job *job, struct xs_verify_report *report,
+                   void (*bad) (uint64_t block, const struct xs_hash128 *id,
+                                const char *reason, void *opaque),
+                   void *opaque)
+{
+  struct bad_block *list;
+  size_t g, k, n = 0;
+
+  for (g = 0; g < job->ngroups; g++)
+    if (job->groups[g].reason != NULL)
+      n += job->groups[g].count;
+  report->bad_blocks = n;
+  if (n == 0 || bad == NULL)
+    return 0;
+  list = malloc (n * sizeof *list);
+  if (list == NULL) {
+    xs_error ("cannot allocate the list of %zu bad blocks: %m", n);
+    return -1;
+  }
+  n = 0;
+  for (g = 0; g < job->ngroups; g++)
+    for (k = 0; job->groups[g].reason != NULL && k < job->groups[g].count;
+         k++)
+      list[n++] = (struct bad_block) {
+        .block = job->refs[job->groups[g].first + k].block, .group = g,
+      };
+  qsort (list, n, sizeof *list, compare_bad_blocks);
+  for (k = 0; k < n; k++) {
+    const struct chunk_group *group = &job->groups[list[k].group];
+
+    bad (list[k].block, &job->refs[group->first].id, group->reason, opaque);
+  }
+  free (list);
+  return 0;
+}
+
+static void
+free_job (struct verify_job *job)
+{
+  size_t g;
+
+  for (g = 0; g < job->ngroups; g++)
+    free (job->groups[g].reason);
+  free (job->groups);
+  free (job->refs);
+}
+
+int
+xs_verify_snapshot (struct xs_repo *repo, const struct xs_manifest *m,
+                    struct xs_verify_report *report,
+                    void (*bad) (uint64_t block, const struct xs_hash128 *id,
+                                 const char *reason, void *opaque),
+                    void (*progress) (uint64_t done, uint64_t total,
+                                      void *opaque),
+                    void *opaque)
+{
+  struct verify_job job = { .repo = repo, .m = m };
+  int r = -1, saved_errno;
+
+  memset (report, 0, sizeof *report);
+  report->blocks = m->nblocks;
+  atomic_init (&job.next, 0);
+  atomic_init (&job.done, 0);
+  atomic_init (&job.failed_errno, 0);
+
+  if (collect_refs (&job, report) == -1 || group_refs (&job) == -1
+      || check_all (&job, progress, opaque) == -1)
+    goto out;
+  report->chunks_checked = atomic_load (&job.done);
+  if (atomic_load (&job.failed_errno) != 0) {
+    errno = atomic_load (&job.failed_errno);
+    goto out;
+  }
+  if (progress != NULL)
+    progress (job.ngroups, job.ngroups, opaque);
+  if (report_bad_blocks (&job, report, bad, opaque) == -1)
+    goto out;
+  r = report->bad_blocks > 0 ? 1 : 0;
+
+ out:
+  saved_errno = errno;
+  free_job (&job);
+  errno = saved_errno;
+  return r;
+}
