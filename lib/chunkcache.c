@@ -37,6 +37,10 @@ struct cache_entry {
   unsigned refs;
   enum entry_state state;
   bool in_table;
+  /* Signalled when the load ends; only waited on with the entry pinned,
+   * so it outlives its waiters.
+   */
+  pthread_cond_t loaded;
   struct cache_entry *hash_next;
   /* On the LRU list only when ready and unused. */
   struct cache_entry *lru_prev, *lru_next;
@@ -44,7 +48,6 @@ struct cache_entry {
 
 struct xs_chunk_cache {
   pthread_mutex_t lock;
-  pthread_cond_t load_done;     /* some entry left ENTRY_LOADING */
   size_t capacity;
   size_t bytes;
   size_t count;
@@ -68,7 +71,6 @@ xs_chunk_cache_new (size_t capacity_bytes)
     return NULL;
   }
   pthread_mutex_init (&cache->lock, NULL);
-  pthread_cond_init (&cache->load_done, NULL);
   cache->capacity = capacity_bytes;
   cache->nbuckets = INITIAL_BUCKETS;
   cache->lru.lru_next = cache->lru.lru_prev = &cache->lru;
@@ -78,6 +80,7 @@ xs_chunk_cache_new (size_t capacity_bytes)
 static void
 free_entry (struct cache_entry *e)
 {
+  pthread_cond_destroy (&e->loaded);
   free (e->data);
   free (e);
 }
@@ -98,7 +101,6 @@ xs_chunk_cache_free (struct xs_chunk_cache *cache)
     }
   }
   free (cache->buckets);
-  pthread_cond_destroy (&cache->load_done);
   pthread_mutex_destroy (&cache->lock);
   free (cache);
 }
@@ -325,6 +327,7 @@ start_load (struct xs_chunk_cache *cache, const struct xs_hash128 *id,
   e->len = len;
   e->refs = 1;
   e->state = ENTRY_LOADING;
+  pthread_cond_init (&e->loaded, NULL);
   evict_for (cache, len, victims, len, &e->data);
   table_insert (cache, e);
   cache->misses++;
@@ -342,7 +345,7 @@ fail_load (struct xs_chunk_cache *cache, struct cache_entry *e,
 {
   table_remove (cache, e);
   e->state = ENTRY_FAILED;
-  pthread_cond_broadcast (&cache->load_done);
+  pthread_cond_broadcast (&e->loaded);
   unpin (cache, e, victims);
 }
 
@@ -373,7 +376,7 @@ load_entry (struct xs_chunk_cache *cache, struct cache_entry *e,
   pthread_mutex_lock (&cache->lock);
   if (r == 0) {
     e->state = ENTRY_READY;
-    pthread_cond_broadcast (&cache->load_done);
+    pthread_cond_broadcast (&e->loaded);
     unpin (cache, e, &victims);
   }
   else
@@ -396,7 +399,7 @@ wait_for_load (struct xs_chunk_cache *cache, struct cache_entry *e,
 {
   pin (e);
   while (e->state == ENTRY_LOADING)
-    pthread_cond_wait (&cache->load_done, &cache->lock);
+    pthread_cond_wait (&e->loaded, &cache->lock);
   if (e->state == ENTRY_READY)
     return true;
   unpin (cache, e, victims);

@@ -311,21 +311,6 @@ sealer_main (void *opaque)
   return NULL;
 }
 
-/* Reap a finished background sealer; false if one is still running. */
-static bool
-reap_sealer (struct xs_export *exp)
-{
-  bool running;
-
-  pthread_mutex_lock (&exp->sealer_lock);
-  running = exp->sealer_started && !exp->sealer_done;
-  pthread_mutex_unlock (&exp->sealer_lock);
-  if (running)
-    return false;
-  join_sealer (exp);
-  return true;
-}
-
 static json_t *
 snapshot_reply (const struct xs_snapshot *snap)
 {
@@ -352,9 +337,10 @@ control_snapshot (struct xs_export *exp, json_t *request)
 
   if (name_value && !json_is_null (name_value) && name == NULL)
     return xs_control_error_reply ("\"name\" must be a string");
-  if (!reap_sealer (exp))
-    return xs_control_error_reply ("a snapshot of this volume is already "
-                                   "pending");
+  /* One snapshot of a volume seals at a time: a new one waits for the
+   * previous to be sealed, then takes its point in time.
+   */
+  join_sealer (exp);
   r = xs_volume_find (srv->store, &srv->scope, exp->volume_id, true, &vol);
   if (r != 0)
     return xs_control_error_reply ("volume %s is gone", exp->volume_id);

@@ -146,3 +146,15 @@ store_state () {
 
 # Run a command with its output discarded (for check).
 quietly () { "$@" >/dev/null 2>&1; }
+
+# The XXH-independent digest of an NBD export (sha256 of its bytes).
+export_sum () { nbdcopy "$1" - | sha256sum | cut -d' ' -f1; }
+
+# Wait until no snapshot of the store is pending (background sealing).
+wait_sealed () {
+  for _ in $(seq 300); do
+    [ "$(xs --json snapshot list | jq '[.snapshots[] | select(.status == "pending")] | length')" = 0 ] && return 0
+    sleep 0.1
+  done
+  return 1
+}

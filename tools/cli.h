@@ -2,7 +2,7 @@
  * store, and printing (text for people, --json for programs).
  *
  * Exit statuses (docs/xsnap.pod): 0 success, 1 failure, 2 usage error,
- * 3 the changed-block map cannot be trusted.
+ * 3 the changed-block map cannot be trusted, 4 verify found damage.
  */
 #ifndef XSNAP_CLI_H
 #define XSNAP_CLI_H
@@ -17,6 +17,7 @@
 
 #define EXIT_USAGE 2
 #define EXIT_UNTRUSTED 3
+#define EXIT_CORRUPT 4
 
 struct cli {
   const char *store_path;       /* --store, XSNAP_STORE */
@@ -63,5 +64,6 @@ extern int cmd_volume (struct cli *cli, int argc, char **argv);
 extern int cmd_diff (struct cli *cli, int argc, char **argv);
 extern int cmd_snapshot (struct cli *cli, int argc, char **argv);
 extern int cmd_gc (struct cli *cli, int argc, char **argv);
+extern int cmd_verify (struct cli *cli, int argc, char **argv);
 
 #endif /* XSNAP_CLI_H */

@@ -16,9 +16,12 @@ static const char usage_text[] =
   "Commands:\n"
   "  init [--region NAME] [--backend URL]      create a store\n"
   "  volume create NAME --size SIZE [--block-size SIZE]\n"
+  "  volume create NAME --from-snapshot SNAP    instant disk from a snapshot\n"
   "  volume list | show VOL | delete VOL | resize VOL --size SIZE\n"
+  "  volume hydrate VOL | reset VOL --to SNAP\n"
   "  snapshot create VOL [--name NAME] [--wait]  point-in-time snapshot\n"
   "  snapshot list [VOL] | show SNAP | delete SNAP\n"
+  "  verify SNAP                               check every chunk of a snapshot\n"
   "  gc                                        reclaim unreferenced chunks\n"
   "  diff --live VOL [--format=table|json|bitmap|blocks]\n"
   "                                            changed blocks of a volume\n"
@@ -39,6 +42,7 @@ static const struct command commands[] = {
   { "diff", cmd_diff },
   { "snapshot", cmd_snapshot },
   { "gc", cmd_gc },
+  { "verify", cmd_verify },
   { NULL, NULL },
 };
 
