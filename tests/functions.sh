@@ -158,3 +158,17 @@ wait_sealed () {
   done
   return 1
 }
+
+# Keep a client connected to URI (so the volume stays attached) until
+# the returned process is killed.  Prints its pid.
+hold_open () {
+  python3 -c '
+import nbd, sys, time
+h = nbd.NBD(); h.connect_uri(sys.argv[1])
+print("connected", flush=True)
+time.sleep(3600)' "$1" > "$tmp/hold.$$" 2>&1 &
+  local pid=$!
+  started_pids+=("$pid")
+  for _ in $(seq 100); do grep -q connected "$tmp/hold.$$" 2>/dev/null && break; sleep 0.05; done
+  echo "$pid"
+}
