@@ -264,48 +264,55 @@ xs_control_stop (struct xs_control_server *srv)
   free_server (srv);
 }
 
-json_t *
-xs_control_call (const char *path, json_t *request)
+int
+xs_control_call (const char *path, json_t *request, json_t **reply_out)
 {
   struct sockaddr_un addr;
-  json_t *message = NULL, *reply = NULL, *ok;
+  json_t *message = NULL, *reply = NULL;
   char *line = NULL;
   size_t len;
-  int fd;
+  int fd, r = -2;
 
+  *reply_out = NULL;
   if (socket_address (path, &addr) == -1)
-    return NULL;
+    return -1;
   fd = socket (AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd == -1 || connect (fd, (struct sockaddr *) &addr, sizeof addr) == -1) {
-    xs_error ("cannot reach the volume's owner at %s: %m", path);
-    goto out;
-  }
+  if (fd == -1 || connect (fd, (struct sockaddr *) &addr, sizeof addr) == -1)
+    goto out;                   /* nobody listening */
   message = json_deep_copy (request);
   if (message == NULL
       || json_object_set_new (message, "version",
-                              json_integer (XS_CONTROL_VERSION)) == -1
-      || write_json_line (fd, message) == -1) {
-    xs_error ("cannot send a request to the volume's owner: %m");
+                              json_integer (XS_CONTROL_VERSION)) == -1) {
+    xs_error ("cannot build a request to the volume's owner: out of memory");
+    r = -1;
     goto out;
   }
+  if (write_json_line (fd, message) == -1)
+    goto out;                   /* the owner went away */
   line = read_line (fd, 16 * XS_CONTROL_MAX_MESSAGE, &len);
-  if (line == NULL
-      || (reply = json_loadb (line, len, 0, NULL)) == NULL
-      || !json_is_object (reply)) {
-    xs_error ("no valid reply from the volume's owner at %s", path);
-    goto out;
+  if (line == NULL)
+    goto out;                   /* ... before replying */
+  reply = json_loadb (line, len, 0, NULL);
+  if (reply == NULL || !json_is_object (reply)) {
+    xs_error ("the volume's owner at %s sent a reply that is not a JSON "
+              "object", path);
+    r = -1;
   }
-  ok = json_object_get (reply, "ok");
-  if (!json_is_true (ok)) {
+  else if (!json_is_true (json_object_get (reply, "ok"))) {
     const char *error = json_string_value (json_object_get (reply, "error"));
     xs_error ("%s", error ? error : "the volume's owner refused");
-    json_decref (reply);
+    r = -1;
+  }
+  else {
+    *reply_out = reply;
     reply = NULL;
+    r = 0;
   }
  out:
   if (fd >= 0)
     close (fd);
   json_decref (message);
+  json_decref (reply);
   free (line);
-  return reply;
+  return r;
 }

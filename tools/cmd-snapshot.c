@@ -73,14 +73,16 @@ show_json_snapshot (struct cli *cli, json_t *snap)
   return 0;
 }
 
-/* Through the owner of an attached volume. */
+/* Through the owner of an attached volume.  Returns -2 if no owner
+ * answered (it was closing the volume).
+ */
 static int
 create_through_owner (struct cli *cli, const struct xs_volume *vol,
                       const char *name, bool wait)
 {
   char *dir = xs_volume_dir (cli->store, vol), *path = NULL;
   json_t *request, *reply = NULL;
-  int status = 1;
+  int r = -1;
 
   if (dir == NULL || asprintf (&path, "%s/control.sock", dir) == -1) {
     xs_error ("cannot reach the owner of volume '%s': %m", vol->name);
@@ -89,17 +91,17 @@ create_through_owner (struct cli *cli, const struct xs_volume *vol,
   request = json_pack ("{s:s, s:s?, s:b}", "op", "snapshot", "name", name,
                        "wait", wait);
   if (request)
-    reply = xs_control_call (path, request);
+    r = xs_control_call (path, request, &reply);
   json_decref (request);
-  if (reply) {
-    status = show_json_snapshot (cli, json_incref (json_object_get (reply,
-                                                                    "snapshot")));
+  if (r == 0) {
+    r = show_json_snapshot (cli, json_incref (json_object_get (reply,
+                                                               "snapshot")));
     json_decref (reply);
   }
  out:
   free (dir);
   free (path);
-  return status;
+  return r;
 }
 
 static int
@@ -176,9 +178,23 @@ snapshot_create (struct cli *cli, int argc, char **argv)
       || xs_volume_find (cli->store, &cli->scope, argv[optind], false,
                          &vol) != 0)
     return 1;
-  status = owner_is_reachable (cli, &vol)
-    ? create_through_owner (cli, &vol, name, wait)
-    : create_here (cli, &vol, name);
+  /* An owner closing the volume may not answer: look again, and do it
+   * here once nobody owns the volume.
+   */
+  for (int tries = 0; ; tries++) {
+    status = owner_is_reachable (cli, &vol)
+      ? create_through_owner (cli, &vol, name, wait)
+      : create_here (cli, &vol, name);
+    if (status != -2)
+      break;
+    if (tries == 250) {
+      xs_error ("the owner of volume '%s' does not answer", vol.name);
+      break;
+    }
+    usleep (20000);
+  }
+  if (status < 0)
+    status = 1;
   xs_volume_clear (&vol);
   return status;
 }
