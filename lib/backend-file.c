@@ -23,6 +23,7 @@
 
 #include "backend.h"
 #include "error.h"
+#include "hash.h"
 
 #define TEMP_PREFIX ".tmp."
 #define TEMP_PREFIX_LEN 5
@@ -33,18 +34,6 @@ struct file_backend {
 };
 
 /* ----- URL and root directory ----- */
-
-static int
-hex_value (char c)
-{
-  if (c >= '0' && c <= '9')
-    return c - '0';
-  if (c >= 'a' && c <= 'f')
-    return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F')
-    return c - 'A' + 10;
-  return -1;
-}
 
 /* Decode %XX escapes of a URL path into a malloc'd string. */
 static char *
@@ -58,8 +47,8 @@ decode_url_path (const char *url, const char *path)
   }
   while (*path) {
     if (*path == '%') {
-      int high = hex_value (path[1]);
-      int low = high < 0 ? -1 : hex_value (path[2]);
+      int high = xs_hex_digit_value (path[1]);
+      int low = high < 0 ? -1 : xs_hex_digit_value (path[2]);
 
       if (high < 0 || low < 0 || (high == 0 && low == 0)) {
         xs_error ("unsupported backend URL '%s': bad %%-escape in the path",

@@ -311,9 +311,9 @@ xs_chunk_cache_lookup (struct xs_chunk_cache *cache,
 }
 
 /* A new entry for a load this thread is about to do, in the table and
- * pinned, with room made for it.  With the lock held; *buffer is set to a
- * recycled buffer of len bytes or NULL (the caller allocates one after
- * unlocking).  NULL if out of memory.
+ * pinned, with room made for it.  With the lock held.  Its data is the
+ * buffer of an evicted entry of the same length when there was one, else
+ * NULL (the loader allocates it after unlocking).  NULL if out of memory.
  */
 static struct cache_entry *
 start_load (struct xs_chunk_cache *cache, const struct xs_hash128 *id,

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -42,12 +43,14 @@ xs_full_pread (int fd, void *buf, size_t count, uint64_t offset)
 }
 
 int
-xs_full_pwrite (int fd, const void *buf, size_t count, uint64_t offset)
+xs_full_pwritev2 (int fd, const void *buf, size_t count, uint64_t offset,
+                  int flags)
 {
   const char *p = buf;
 
   while (count > 0) {
-    ssize_t r = pwrite (fd, p, count, (off_t) offset);
+    struct iovec iov = { .iov_base = (void *) p, .iov_len = count };
+    ssize_t r = pwritev2 (fd, &iov, 1, (off_t) offset, flags);
     if (r == -1) {
       if (errno == EINTR)
         continue;
@@ -58,6 +61,12 @@ xs_full_pwrite (int fd, const void *buf, size_t count, uint64_t offset)
     offset += (uint64_t) r;
   }
   return 0;
+}
+
+int
+xs_full_pwrite (int fd, const void *buf, size_t count, uint64_t offset)
+{
+  return xs_full_pwritev2 (fd, buf, count, offset, 0);
 }
 
 int

@@ -14,6 +14,10 @@ extern int xs_full_pread (int fd, void *buf, size_t count, uint64_t offset);
 extern int xs_full_pwrite (int fd, const void *buf, size_t count,
                            uint64_t offset);
 
+/* The same with pwritev2 FLAGS (RWF_DSYNC for a FUA write). */
+extern int xs_full_pwritev2 (int fd, const void *buf, size_t count,
+                             uint64_t offset, int flags);
+
 /* fsync directory DIR, so that a create, rename or unlink in it is
  * durable.  Reports errors.
  */

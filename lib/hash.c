@@ -156,18 +156,6 @@ xs_hash128_to_hex (const struct xs_hash128 *h,
   hex[XS_HASH128_HEX_LEN] = '\0';
 }
 
-static int
-hex_digit_value (char c)
-{
-  if (c >= '0' && c <= '9')
-    return c - '0';
-  if (c >= 'a' && c <= 'f')
-    return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F')
-    return c - 'A' + 10;
-  return -1;
-}
-
 int
 xs_hash128_from_hex (const char *hex, struct xs_hash128 *h)
 {
@@ -179,8 +167,8 @@ xs_hash128_from_hex (const char *hex, struct xs_hash128 *h)
     return -1;
   }
   for (i = 0; i < sizeof h->bytes; i++) {
-    int high = hex_digit_value (hex[2 * i]);
-    int low = hex_digit_value (hex[2 * i + 1]);
+    int high = xs_hex_digit_value (hex[2 * i]);
+    int low = xs_hex_digit_value (hex[2 * i + 1]);
 
     if (high < 0 || low < 0) {
       xs_error ("invalid hash '%s': not hexadecimal", hex);

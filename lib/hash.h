@@ -32,6 +32,19 @@ extern void xs_hash128_concat (const void *first, size_t first_len,
                                const void *second, size_t second_len,
                                struct xs_hash128 *out);
 
+/* The value of one hex digit (either case), or -1. */
+static inline int
+xs_hex_digit_value (char c)
+{
+  if (c >= '0' && c <= '9')
+    return c - '0';
+  if (c >= 'a' && c <= 'f')
+    return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F')
+    return c - 'A' + 10;
+  return -1;
+}
+
 /* Lower-case hex, NUL-terminated. */
 extern void xs_hash128_to_hex (const struct xs_hash128 *h,
                                char hex[XS_HASH128_HEX_LEN + 1]);

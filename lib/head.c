@@ -482,27 +482,6 @@ prepare_clone_change (struct xs_head *h, uint32_t count, uint64_t offset)
   return r;
 }
 
-/* A FUA write: pwritev2 with RWF_DSYNC, retrying short writes. */
-static int
-pwrite_dsync (int fd, const void *buf, size_t count, uint64_t offset)
-{
-  const char *p = buf;
-
-  while (count > 0) {
-    struct iovec iov = { .iov_base = (void *) p, .iov_len = count };
-    ssize_t r = pwritev2 (fd, &iov, 1, (off_t) offset, RWF_DSYNC);
-    if (r == -1) {
-      if (errno == EINTR)
-        continue;
-      return -1;
-    }
-    p += r;
-    count -= (size_t) r;
-    offset += (uint64_t) r;
-  }
-  return 0;
-}
-
 int
 xs_head_pwrite (struct xs_head *h, const void *buf, uint32_t count,
                 uint64_t offset, bool fua)
@@ -517,10 +496,8 @@ xs_head_pwrite (struct xs_head *h, const void *buf, uint32_t count,
     errno = EIO;
     return -1;
   }
-  if (fua)
-    r = pwrite_dsync (h->data_fd, buf, count, offset);
-  else
-    r = xs_full_pwrite (h->data_fd, buf, count, offset);
+  r = xs_full_pwritev2 (h->data_fd, buf, count, offset,
+                        fua ? RWF_DSYNC : 0);
   end_change (h);
   if (r == -1) {
     xs_error ("volume '%s': write of %u bytes at %lu: %m", h->name, count,
