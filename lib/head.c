@@ -703,7 +703,7 @@ int64_t
 xs_head_hydrate (struct xs_head *h,
                  void (*progress) (uint64_t done, uint64_t total,
                                    void *opaque),
-                 void *opaque)
+                 void *opaque, const int *stop, unsigned pause_us)
 {
   uint64_t nblocks = xs_head_nblocks (h), b, missing, done = 0;
   void *buf = NULL;
@@ -714,12 +714,20 @@ xs_head_hydrate (struct xs_head *h,
   for (b = 0; b < nblocks; b++) {
     if (xs_presentmap_has (h->present, b))
       continue;
+    if (stop && __atomic_load_n (stop, __ATOMIC_RELAXED)) {
+      free (buf);
+      return -2;
+    }
     if (make_present (h, b, false, &buf) == -1) {
       free (buf);
       return -1;
     }
-    if (progress && ++done % 64 == 0)
-      progress (done, missing, opaque);
+    if (++done % 64 == 0) {
+      if (progress)
+        progress (done, missing, opaque);
+      if (pause_us)
+        usleep (pause_us);
+    }
   }
   free (buf);
   if (progress)

@@ -56,13 +56,16 @@ extern struct xs_head *xs_head_open (const char *dir, const char *name,
 /* Copy every block not yet present from the clone's source into the
  * head, without counting it as a change.  Returns the number of blocks
  * that were still missing, or -1.  When it succeeds the clone no longer
- * needs its source.
+ * needs its source.  If STOP is not NULL and becomes non-zero, returns -2
+ * at the next block (for a background hydrator); PAUSE_US, if not zero,
+ * is slept every 64 blocks so that hydration yields to clients.
  */
 extern int64_t xs_head_hydrate (struct xs_head *h,
                                 void (*progress) (uint64_t done,
                                                   uint64_t total,
                                                   void *opaque),
-                                void *opaque);
+                                void *opaque, const int *stop,
+                                unsigned pause_us);
 
 /* Whether the head still reads through to a source snapshot. */
 extern bool xs_head_is_clone (const struct xs_head *h);

@@ -41,12 +41,19 @@ struct xs_export {
   pthread_t sealer;
   struct xs_snapshot_op *op;
   struct xs_snapshot pending;
+
+  /* A clone being hydrated in the background. */
+  bool hydrator_started;
+  int stop_hydrating;           /* atomic: set to stop the hydrator */
+  pthread_t hydrator;
+  char *source_snapshot_id;
 };
 
 struct xs_server {
   struct xs_store *store;
   struct xs_scope scope;
   struct xs_chunk_cache *cache; /* decompressed chunks, shared by exports */
+  bool hydrate;                 /* hydrate clones in the background */
   pthread_mutex_t lock;         /* protects exports and refs */
   struct xs_export *exports;
 };
@@ -90,10 +97,22 @@ join_sealer (struct xs_export *exp)
  * pending snapshot, then the head (which drops ownership).
  */
 static void
+stop_hydrator (struct xs_export *exp)
+{
+  if (!exp->hydrator_started)
+    return;
+  __atomic_store_n (&exp->stop_hydrating, 1, __ATOMIC_RELAXED);
+  pthread_join (exp->hydrator, NULL);
+  exp->hydrator_started = false;
+}
+
+static void
 close_export (struct xs_export *exp)
 {
   xs_control_stop (exp->control);
+  stop_hydrator (exp);
   join_sealer (exp);
+  free (exp->source_snapshot_id);
   if (exp->head)
     xs_head_close (exp->head);  /* reports its own failure */
   xs_snapreader_close (exp->reader);
@@ -398,6 +417,39 @@ control_handler (json_t *request, void *opaque)
   return reply;
 }
 
+/* Hydrate a clone while it is served, yielding to clients (a pause every
+ * 64 blocks); when done, record that it no longer needs its source.
+ */
+static void *
+hydrator_main (void *opaque)
+{
+  struct xs_export *exp = opaque;
+  struct xs_volume vol = {
+    .name = exp->description, .source_snapshot_id = exp->source_snapshot_id,
+  };
+  int64_t r;
+
+  snprintf (vol.id, sizeof vol.id, "%s", exp->volume_id);
+  r = xs_head_hydrate (exp->head, NULL, NULL, &exp->stop_hydrating, 2000);
+  if (r >= 0 && xs_volume_mark_hydrated (exp->srv->store, &vol) == 0)
+    xs_debug ("volume %s: hydrated in the background (%ld blocks)",
+              exp->volume_id, (long) r);
+  return NULL;
+}
+
+static void
+start_hydrator (struct xs_server *srv, struct xs_export *exp,
+                const struct xs_volume *vol)
+{
+  if (!srv->hydrate || !xs_head_is_clone (exp->head))
+    return;
+  exp->source_snapshot_id = strdup (vol->source_snapshot_id);
+  if (exp->source_snapshot_id == NULL)
+    return;
+  exp->hydrator_started = pthread_create (&exp->hydrator, NULL,
+                                          hydrator_main, exp) == 0;
+}
+
 static struct xs_export *
 open_volume (struct xs_server *srv, const struct xs_volume *vol)
 {
@@ -426,9 +478,16 @@ open_volume (struct xs_server *srv, const struct xs_volume *vol)
     free (exp);
     return NULL;
   }
+  start_hydrator (srv, exp, vol);
   exp->next = srv->exports;
   srv->exports = exp;
   return exp;
+}
+
+void
+xs_server_set_hydration (struct xs_server *srv, bool on)
+{
+  srv->hydrate = on;
 }
 
 struct xs_export *

@@ -31,6 +31,11 @@ extern struct xs_server *xs_server_new (const char *store_path,
                                         size_t cache_bytes);
 extern void xs_server_free (struct xs_server *srv);
 
+/* Whether clones served are hydrated in the background (default off;
+ * the plugin turns it on unless hydrate=false).
+ */
+extern void xs_server_set_hydration (struct xs_server *srv, bool on);
+
 /* Call FN with the name and a one-line description of every export the
  * server's scope may see.
  */

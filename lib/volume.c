@@ -530,6 +530,18 @@ update_volume_row (struct xs_store *store, const char *sql, const char *p1,
 }
 
 int
+xs_volume_mark_hydrated (struct xs_store *store, const struct xs_volume *vol)
+{
+  /* Every block is durable in the head: the source is no longer needed
+   * (gc may now purge it if it was deleted).
+   */
+  return update_volume_row (store, "UPDATE volumes SET source_snapshot_id = ''"
+                            " WHERE id = ?1 AND source_snapshot_id = ?2",
+                            vol->id, vol->source_snapshot_id, 0,
+                            "record the hydrated volume");
+}
+
+int
 xs_volume_hydrate (struct xs_store *store, const struct xs_volume *vol,
                    void (*progress) (uint64_t done, uint64_t total,
                                      void *opaque),
@@ -544,16 +556,8 @@ xs_volume_hydrate (struct xs_store *store, const struct xs_volume *vol,
   head = xs_volume_open_head (store, vol);
   if (head == NULL)
     return -1;
-  missing = xs_head_hydrate (head, progress, opaque);
-  /* Every block is durable in the head: the source is no longer needed
-   * (gc may now purge it if it was deleted).
-   */
-  if (missing >= 0
-      && update_volume_row (store, "UPDATE volumes SET source_snapshot_id = ''"
-                            " WHERE id = ?1 AND source_snapshot_id = ?2",
-                            vol->id,
-                            vol->source_snapshot_id, 0,
-                            "record the hydrated volume") == -1)
+  missing = xs_head_hydrate (head, progress, opaque, NULL, 0);
+  if (missing >= 0 && xs_volume_mark_hydrated (store, vol) == -1)
     missing = -1;
   if (xs_head_close (head) == -1)
     missing = -1;

@@ -105,6 +105,12 @@ extern int xs_volume_hydrate (struct xs_store *store,
                                                 void *opaque),
                               void *opaque, uint64_t *copied);
 
+/* Record that VOL, a clone whose head was fully hydrated by its owner, no
+ * longer needs its source.
+ */
+extern int xs_volume_mark_hydrated (struct xs_store *store,
+                                    const struct xs_volume *vol);
+
 /* Roll VOL back to snapshot SNAPSHOT_SPEC (of the same block size): VOL
  * becomes a clone of it.  Refused while attached.
  */

@@ -23,6 +23,7 @@ static char *store_path;
 static char *account;
 static char *region;
 static int64_t cache_bytes = 256 << 20;
+static int hydrate = 1;
 
 /* The server, created in after_fork; read-only pointer afterwards. */
 static struct xs_server *server;
@@ -65,6 +66,10 @@ xsnap_config (const char *key, const char *value)
     cache_bytes = nbdkit_parse_size (value);
     return cache_bytes == -1 ? -1 : 0;
   }
+  if (strcmp (key, "hydrate") == 0) {
+    hydrate = nbdkit_parse_bool (value);
+    return hydrate == -1 ? -1 : 0;
+  }
   if (strcmp (key, "region") == 0) {
     free (region);
     region = strdup (value);
@@ -91,7 +96,9 @@ xsnap_config_complete (void)
   "region=NAME     Serve this region's volumes (default: the store's\n" \
   "                default region).\n" \
   "cache=SIZE      Cache of decompressed chunks for snapshot exports\n" \
-  "                and clones (default 256M; 0 disables it)."
+  "                and clones (default 256M; 0 disables it).\n" \
+  "hydrate=BOOL    Hydrate disks made from snapshots in the background\n" \
+  "                while they are served (default true)."
 
 /* Check the store while errors still reach the terminal. */
 static int
@@ -111,7 +118,10 @@ xsnap_after_fork (void)
 {
   server = xs_server_new (store_path, account, region,
                           (size_t) cache_bytes);
-  return server ? 0 : -1;
+  if (server == NULL)
+    return -1;
+  xs_server_set_hydration (server, hydrate);
+  return 0;
 }
 
 static int

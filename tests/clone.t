@@ -7,7 +7,7 @@
 
 xs init -q
 xs -q volume create vol --size 256M --block-size 64K
-start_server a
+start_server a hydrate=false
 random_file "$tmp/base.img" 64 seed-clone
 nbdcopy "$tmp/base.img" "$(uri vol)"
 xs -q snapshot create vol --name s1 --wait
@@ -27,7 +27,7 @@ is "$(jq -r .source_snapshot <<<"$json")" "$(xs --json snapshot show vol@s1 | jq
   "the clone reads from s1"
 is "$(jq -r .size <<<"$json")" 268435456 "it has the snapshot's size"
 
-start_server b
+start_server b hydrate=false
 is "$(export_sum "$(uri c1)")" "$base_sum" "the clone reads back the snapshot's bytes"
 hole=$(nbdinfo --map --json "$(uri c1)" | jq '[.[] | select(.type == 3) | .length] | add')
 is "$hole" $(( 192 << 20 )) "the snapshot's zero blocks are holes of the clone"
@@ -60,7 +60,7 @@ xs -q volume create c2 --from-snapshot vol@s1
 xs -q snapshot delete vol@s1
 gc=$(xs --json gc)
 is "$(jq -r .purged_snapshots <<<"$gc")" 0 "gc keeps a deleted snapshot that clones still read from"
-start_server c
+start_server c hydrate=false
 is "$(export_sum "$(uri c2)")" "$base_sum" "a clone of a deleted snapshot still reads it"
 check "vol@s1 itself is gone" -- bash -c "! nbdinfo '$(uri vol@s1)' >/dev/null 2>&1"
 stop_server "$server_pid"
@@ -73,7 +73,7 @@ check "c2's data is in its head now" -- \
   test "$(du -sk "$store/regions/local/volumes/$(xs --json volume show c2 | jq -r .id)/data" | cut -f1)" -ge 60000
 xs -q volume hydrate c1
 xs -q snapshot delete c1@first
-start_server d
+start_server d hydrate=false
 is "$(export_sum "$(uri c2)")" "$base_sum" "after hydration c2 is unchanged"
 stop_server "$server_pid"
 gc=$(xs --json gc)
@@ -85,7 +85,7 @@ xs -q snapshot create c2 --name first
 gc=$(xs --json gc)
 is "$(jq -r .purged_snapshots <<<"$gc")" 2 \
   "once nothing needs them, gc purges the deleted source and c1@first"
-start_server e
+start_server e hydrate=false
 is "$(export_sum "$(uri c2)")" "$base_sum" "c2 still reads correctly after its source is purged"
 is "$(export_sum "$(uri c1)")" "$clone_sum" "and so does c1"
 
@@ -107,4 +107,18 @@ out=$(xs volume reset r --to vol@nope 2>&1) && status=0 || status=$?
 like "$out" "no snapshot 'vol@nope'" "reset to an unknown snapshot is refused"
 out=$(xs volume resize c2 --size 512M 2>&1) && status=0 || status=$?
 is "$status" 0 "a hydrated clone can grow"
+stop_server "$server_pid"
+
+# Served clones are hydrated in the background (hydrate=true, the default).
+xs -q volume create c3 --from-snapshot r@good
+start_server f
+holder=$(hold_open "$(uri c3)")
+for _ in $(seq 300); do
+  [ -z "$(xs --json volume show c3 | jq -r .source_snapshot)" ] && break
+  sleep 0.1
+done
+is "$(xs --json volume show c3 | jq -r .source_snapshot)" "" \
+  "a served clone is hydrated in the background"
+is "$(export_sum "$(uri c3)")" "$clone_sum" "  and reads the same"
+kill "$holder"
 done_testing
