@@ -90,6 +90,23 @@ for delay in 0.1 0.3 0.6; do
   is "$(export_sum "$(uri "vol@n$delay")")" "$model_sum" "the next snapshot is correct"
   stop_server "$server_pid"
 done
+# 3. gc while a snapshot is being sealed: gc waits for it; nothing of
+#    the new snapshot is collected.
+start_server g
+u=$(uri vol)
+random_file "$tmp/new.img" 128 seed-gc
+nbdcopy "$tmp/new.img" "$u"
+holder=$(hold_open "$u")
+xs -q snapshot create vol --name during-gc
+status=$(xs --json snapshot show vol@during-gc | jq -r .status)
+gc=$(xs --json gc)
+is "$(xs --json snapshot show vol@during-gc | jq -r .status)" available \
+  "gc started while the snapshot was $status, and returned after it was sealed"
+is "$(export_sum "$(uri vol@during-gc)")" "$(sha256sum < "$tmp/new.img" | cut -d' ' -f1)" \
+  "the snapshot sealed during gc is complete"
+kill "$holder"
+stop_server "$server_pid"
+
 check "verify passes on every snapshot left" -- \
   bash -c "for s in \$($xsnap --json snapshot list | jq -r '.snapshots[].id'); do $xsnap -q verify \$s || exit 1; done"
 done_testing
