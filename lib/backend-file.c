@@ -482,6 +482,7 @@ file_get (void *impl, const char *key, void **data, size_t *len)
     xs_error ("cannot read %s/%s: not a regular file of a sane size",
               fb->root_path, key);
     close (fd);
+    errno = EIO;
     return -1;
   }
   buf = malloc (st.st_size > 0 ? st.st_size : 1);

@@ -8,6 +8,8 @@
 #include <inttypes.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <errno.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -219,40 +221,46 @@ chunk_name (const uint8_t *stored, size_t stored_len,
   snprintf (name, XS_HASH128_HEX_LEN + 1, "(unknown id)");
 }
 
+/* Record why a chunk is bad in REASON; returns -1. */
+static int
+bad (char *reason, const char *fmt, ...)
+  __attribute__ ((format (printf, 2, 3)));
+
+static int
+bad (char *reason, const char *fmt, ...)
+{
+  va_list args;
+
+  va_start (args, fmt);
+  vsnprintf (reason, XS_CHUNK_REASON_MAX, fmt, args);
+  va_end (args);
+  errno = EIO;
+  return -1;
+}
+
 /* Check the header at the start of stored and decode it into *h.  Checks
  * everything that can be checked without the payload: magic, version,
  * header checksum, codec, flags and lengths.
  */
 static int
-parse_header (const uint8_t *stored, size_t stored_len, const char *name,
-              struct chunk_header *h)
+parse_header (const uint8_t *stored, size_t stored_len,
+              struct chunk_header *h, char *reason)
 {
-  if (stored_len < OFF_VERSION + 1) {
-    xs_error ("chunk %s: truncated (%zu bytes)", name, stored_len);
-    return -1;
-  }
-  if (memcmp (stored + OFF_MAGIC, CHUNK_MAGIC, CHUNK_MAGIC_LEN) != 0) {
-    xs_error ("chunk %s: not an xsnap chunk (bad magic)", name);
-    return -1;
-  }
+  if (stored_len < OFF_VERSION + 1)
+    return bad (reason, "truncated (%zu bytes)", stored_len);
+  if (memcmp (stored + OFF_MAGIC, CHUNK_MAGIC, CHUNK_MAGIC_LEN) != 0)
+    return bad (reason, "not an xsnap chunk (bad magic)");
   h->version = stored[OFF_VERSION];
-  if (h->version != XS_CHUNK_VERSION) {
-    xs_error ("chunk %s: unsupported chunk version %u "
-              "(this xsnap reads version %d%s)",
-              name, h->version, XS_CHUNK_VERSION,
-              h->version > XS_CHUNK_VERSION ? "; upgrade xsnap" : "");
-    return -1;
-  }
-  if (stored_len < XS_CHUNK_HEADER_SIZE) {
-    xs_error ("chunk %s: truncated (%zu bytes, the header alone is %d)",
-              name, stored_len, XS_CHUNK_HEADER_SIZE);
-    return -1;
-  }
+  if (h->version != XS_CHUNK_VERSION)
+    return bad (reason, "unsupported chunk version %u (this xsnap reads "
+                "version %d%s)", h->version, XS_CHUNK_VERSION,
+                h->version > XS_CHUNK_VERSION ? "; upgrade xsnap" : "");
+  if (stored_len < XS_CHUNK_HEADER_SIZE)
+    return bad (reason, "truncated (%zu bytes, the header alone is %d)",
+                stored_len, XS_CHUNK_HEADER_SIZE);
   if (xs_get_le64 (stored + OFF_HEADER_CHECK)
-      != xs_hash64 (stored, OFF_HEADER_CHECK)) {
-    xs_error ("chunk %s: header checksum mismatch (corrupt chunk)", name);
-    return -1;
-  }
+      != xs_hash64 (stored, OFF_HEADER_CHECK))
+    return bad (reason, "header checksum mismatch");
 
   h->codec = stored[OFF_CODEC];
   h->flags = get_le16 (stored + OFF_FLAGS);
@@ -261,50 +269,35 @@ parse_header (const uint8_t *stored, size_t stored_len, const char *name,
   memcpy (h->id.bytes, stored + OFF_ID, sizeof h->id.bytes);
   h->payload_check = xs_get_le64 (stored + OFF_PAYLOAD_CHECK);
 
-  if (h->codec != CHUNK_CODEC_RAW && h->codec != CHUNK_CODEC_ZSTD) {
-    xs_error ("chunk %s: unknown codec %u", name, h->codec);
-    return -1;
-  }
-  if (h->flags != 0) {
-    xs_error ("chunk %s: unknown flags 0x%x", name, h->flags);
-    return -1;
-  }
-  if (h->plain_len > XS_CHUNK_MAX_PLAIN) {
-    xs_error ("chunk %s: plaintext length %" PRIu32 " exceeds the maximum %u",
-              name, h->plain_len, XS_CHUNK_MAX_PLAIN);
-    return -1;
-  }
-  if (h->codec == CHUNK_CODEC_RAW && h->payload_len != h->plain_len) {
-    xs_error ("chunk %s: raw payload of %" PRIu32 " bytes, "
-              "plaintext length %" PRIu32,
-              name, h->payload_len, h->plain_len);
-    return -1;
-  }
+  if (h->codec != CHUNK_CODEC_RAW && h->codec != CHUNK_CODEC_ZSTD)
+    return bad (reason, "unknown codec %u", h->codec);
+  if (h->flags != 0)
+    return bad (reason, "unknown flags 0x%x", h->flags);
+  if (h->plain_len > XS_CHUNK_MAX_PLAIN)
+    return bad (reason, "plaintext length %" PRIu32 " exceeds the "
+                "maximum %u", h->plain_len, XS_CHUNK_MAX_PLAIN);
+  if (h->codec == CHUNK_CODEC_RAW && h->payload_len != h->plain_len)
+    return bad (reason, "raw payload of %" PRIu32 " bytes, plaintext "
+                "length %" PRIu32, h->payload_len, h->plain_len);
   return 0;
 }
 
 /* Check that the payload is all there, and nothing more, and intact. */
 static int
-check_payload (const uint8_t *stored, size_t stored_len, const char *name,
-               const struct chunk_header *h)
+check_payload (const uint8_t *stored, size_t stored_len,
+               const struct chunk_header *h, char *reason)
 {
   size_t have = stored_len - XS_CHUNK_HEADER_SIZE;
 
-  if (h->payload_len > have) {
-    xs_error ("chunk %s: truncated (%zu of %" PRIu32 " payload bytes)",
-              name, have, h->payload_len);
-    return -1;
-  }
-  if (h->payload_len < have) {
-    xs_error ("chunk %s: %zu unexpected bytes after the payload",
-              name, have - h->payload_len);
-    return -1;
-  }
+  if (h->payload_len > have)
+    return bad (reason, "truncated (%zu of %" PRIu32 " payload bytes)",
+                have, h->payload_len);
+  if (h->payload_len < have)
+    return bad (reason, "%zu unexpected bytes after the payload",
+                have - h->payload_len);
   if (xs_hash64 (stored + XS_CHUNK_HEADER_SIZE, h->payload_len)
-      != h->payload_check) {
-    xs_error ("chunk %s: payload checksum mismatch (corrupt chunk)", name);
-    return -1;
-  }
+      != h->payload_check)
+    return bad (reason, "payload checksum mismatch");
   return 0;
 }
 
@@ -312,12 +305,14 @@ int
 xs_chunk_peek (const void *stored, size_t stored_len,
                struct xs_hash128 *id, uint32_t *plain_len)
 {
-  char name[XS_HASH128_HEX_LEN + 1];
+  char name[XS_HASH128_HEX_LEN + 1], reason[XS_CHUNK_REASON_MAX];
   struct chunk_header h;
 
-  chunk_name (stored, stored_len, NULL, name);
-  if (parse_header (stored, stored_len, name, &h) == -1)
+  if (parse_header (stored, stored_len, &h, reason) == -1) {
+    chunk_name (stored, stored_len, NULL, name);
+    xs_error ("chunk %s: %s", name, reason);
     return -1;
+  }
   if (id)
     *id = h.id;
   if (plain_len)
@@ -326,9 +321,9 @@ xs_chunk_peek (const void *stored, size_t stored_len,
 }
 
 static int
-decompress_payload (struct xs_chunk_codec *codec, const char *name,
-                    const uint8_t *payload, const struct chunk_header *h,
-                    void *plain)
+decompress_payload (struct xs_chunk_codec *codec, const uint8_t *payload,
+                    const struct chunk_header *h, void *plain,
+                    char *reason)
 {
   size_t r;
 
@@ -339,18 +334,44 @@ decompress_payload (struct xs_chunk_codec *codec, const char *name,
   }
   r = ZSTD_decompressDCtx (codec->dctx, plain, h->plain_len,
                            payload, h->payload_len);
-  if (ZSTD_isError (r)) {
-    xs_error ("chunk %s: corrupt compressed payload: %s",
-              name, ZSTD_getErrorName (r));
-    return -1;
-  }
-  if (r != h->plain_len) {
-    xs_error ("chunk %s: payload decompresses to %zu bytes, "
-              "the header says %" PRIu32,
-              name, r, h->plain_len);
-    return -1;
-  }
+  if (ZSTD_isError (r))
+    return bad (reason, "corrupt compressed payload: %s",
+                ZSTD_getErrorName (r));
+  if (r != h->plain_len)
+    return bad (reason, "payload decompresses to %zu bytes, the header "
+                "says %" PRIu32, r, h->plain_len);
   return 0;
+}
+
+ssize_t
+xs_chunk_decode_quiet (struct xs_chunk_codec *codec,
+                       const void *stored, size_t stored_len,
+                       const struct xs_hash128 *expected_id,
+                       void *plain, size_t plain_cap,
+                       char reason[XS_CHUNK_REASON_MAX])
+{
+  char other[XS_HASH128_HEX_LEN + 1];
+  struct chunk_header h;
+  struct xs_hash128 actual;
+
+  if (parse_header (stored, stored_len, &h, reason) == -1
+      || check_payload (stored, stored_len, &h, reason) == -1)
+    return -1;
+  if (expected_id && !xs_hash128_equal (expected_id, &h.id)) {
+    xs_hash128_to_hex (&h.id, other);
+    return bad (reason, "the stored chunk is %s (wrong chunk)", other);
+  }
+  if (h.plain_len > plain_cap)
+    return bad (reason, "%" PRIu32 " bytes do not fit in a buffer of %zu",
+                h.plain_len, plain_cap);
+  if (decompress_payload (codec,
+                          (const uint8_t *) stored + XS_CHUNK_HEADER_SIZE,
+                          &h, plain, reason) == -1)
+    return -1;
+  xs_hash128 (plain, h.plain_len, &actual);
+  if (!xs_hash128_equal (&actual, &h.id))
+    return bad (reason, "checksum mismatch");
+  return h.plain_len;
 }
 
 ssize_t
@@ -359,33 +380,14 @@ xs_chunk_decode (struct xs_chunk_codec *codec,
                  const struct xs_hash128 *expected_id,
                  void *plain, size_t plain_cap)
 {
-  char name[XS_HASH128_HEX_LEN + 1];
-  char other[XS_HASH128_HEX_LEN + 1];
-  struct chunk_header h;
-  struct xs_hash128 actual;
+  char name[XS_HASH128_HEX_LEN + 1], reason[XS_CHUNK_REASON_MAX];
+  ssize_t r;
 
-  chunk_name (stored, stored_len, expected_id, name);
-  if (parse_header (stored, stored_len, name, &h) == -1
-      || check_payload (stored, stored_len, name, &h) == -1)
-    return -1;
-  if (expected_id && !xs_hash128_equal (expected_id, &h.id)) {
-    xs_hash128_to_hex (&h.id, other);
-    xs_error ("chunk %s: the stored chunk is %s (wrong chunk)", name, other);
-    return -1;
+  r = xs_chunk_decode_quiet (codec, stored, stored_len, expected_id, plain,
+                             plain_cap, reason);
+  if (r == -1) {
+    chunk_name (stored, stored_len, expected_id, name);
+    xs_error ("chunk %s: %s", name, reason);
   }
-  if (h.plain_len > plain_cap) {
-    xs_error ("chunk %s: %" PRIu32 " bytes do not fit in a buffer of %zu",
-              name, h.plain_len, plain_cap);
-    return -1;
-  }
-  if (decompress_payload (codec, name,
-                          (const uint8_t *) stored + XS_CHUNK_HEADER_SIZE,
-                          &h, plain) == -1)
-    return -1;
-  xs_hash128 (plain, h.plain_len, &actual);
-  if (!xs_hash128_equal (&actual, &h.id)) {
-    xs_error ("chunk %s: checksum mismatch (corrupt chunk)", name);
-    return -1;
-  }
-  return h.plain_len;
+  return r;
 }

@@ -49,6 +49,20 @@ extern ssize_t xs_chunk_decode (struct xs_chunk_codec *codec,
                                 const struct xs_hash128 *expected_id,
                                 void *plain, size_t plain_cap);
 
+/* Room for the reason a chunk is bad, NUL included. */
+#define XS_CHUNK_REASON_MAX 160
+
+/* xs_chunk_decode without reporting: on failure returns -1 with errno =
+ * EIO and REASON saying what is wrong ("payload checksum mismatch",
+ * "truncated (12 of 300 payload bytes)", ...), for callers that put it in
+ * a message of their own.
+ */
+extern ssize_t xs_chunk_decode_quiet (struct xs_chunk_codec *codec,
+                                      const void *stored, size_t stored_len,
+                                      const struct xs_hash128 *expected_id,
+                                      void *plain, size_t plain_cap,
+                                      char reason[XS_CHUNK_REASON_MAX]);
+
 /* Check and parse only the header (magic, version, its own checksum,
  * fields), for listing and size accounting: stored may be just the first
  * XS_CHUNK_HEADER_SIZE bytes of a chunk, and the payload is not checked.

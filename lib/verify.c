@@ -1,10 +1,6 @@
 /* xsnap: checking chunks, quietly, and verifying whole snapshots (see
- * verify.h).
- *
- * The decoder below repeats the checks of xs_chunk_decode (chunk.c) but
- * writes its verdict into a buffer instead of reporting it, so that the
- * callers can put it into one line with their own context.  Both follow
- * docs/FORMAT.md "Chunk (version 1)" and must stay in step with it.
+ * verify.h).  The checks themselves are chunk.c's (xs_chunk_decode_quiet);
+ * this module adds the block's length and the reason text for callers.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -17,9 +13,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <zstd.h>
-
-#include "byteorder.h"
 #include "chunk.h"
 #include "error.h"
 #include "hash.h"
@@ -27,28 +20,11 @@
 #include "repo.h"
 #include "verify.h"
 
-/* Byte offsets in the chunk header (docs/FORMAT.md). */
-enum {
-  OFF_MAGIC = 0,
-  OFF_VERSION = 4,
-  OFF_CODEC = 5,
-  OFF_FLAGS = 6,
-  OFF_PLAIN_LEN = 8,
-  OFF_PAYLOAD_LEN = 12,
-  OFF_ID = 16,
-  OFF_PAYLOAD_CHECK = 32,
-  OFF_HEADER_CHECK = 40,
-};
-
-#define CHUNK_MAGIC "XSCK"
-#define CODEC_RAW 0
-#define CODEC_ZSTD 1
-
 /* Threads that check chunks, the calling one included. */
 #define VERIFY_THREADS 4
 
 struct xs_chunk_decoder {
-  ZSTD_DCtx *dctx;
+  struct xs_chunk_codec *codec;
 };
 
 struct xs_chunk_decoder *
@@ -60,9 +36,8 @@ xs_chunk_decoder_new (void)
     xs_error ("cannot allocate chunk decoder: %m");
     return NULL;
   }
-  decoder->dctx = ZSTD_createDCtx ();
-  if (decoder->dctx == NULL) {
-    xs_error ("cannot allocate a zstd decompression context");
+  decoder->codec = xs_chunk_codec_new (0);
+  if (decoder->codec == NULL) {
     free (decoder);
     errno = ENOMEM;
     return NULL;
@@ -75,7 +50,7 @@ xs_chunk_decoder_free (struct xs_chunk_decoder *decoder)
 {
   if (decoder == NULL)
     return;
-  ZSTD_freeDCtx (decoder->dctx);
+  xs_chunk_codec_free (decoder->codec);
   free (decoder);
 }
 
@@ -96,126 +71,6 @@ chunk_is_bad (char reason[XS_CHUNK_REASON_MAX], const char *fmt, ...)
   return 1;
 }
 
-struct chunk_fields {
-  uint8_t codec;
-  uint32_t plain_len;
-  uint32_t payload_len;
-  struct xs_hash128 id;
-  uint64_t payload_check;
-};
-
-/* Magic, version, length of the header and its checksum. */
-static int
-check_header (const uint8_t *stored, size_t stored_len,
-              char reason[XS_CHUNK_REASON_MAX])
-{
-  if (stored_len < OFF_VERSION + 1)
-    return chunk_is_bad (reason, "truncated (%zu bytes)", stored_len);
-  if (memcmp (stored + OFF_MAGIC, CHUNK_MAGIC, 4) != 0)
-    return chunk_is_bad (reason, "not an xsnap chunk (bad magic)");
-  if (stored[OFF_VERSION] != XS_CHUNK_VERSION)
-    return chunk_is_bad (reason, "unsupported chunk version %u%s",
-                         stored[OFF_VERSION],
-                         stored[OFF_VERSION] > XS_CHUNK_VERSION
-                         ? " (upgrade xsnap)" : "");
-  if (stored_len < XS_CHUNK_HEADER_SIZE)
-    return chunk_is_bad (reason, "truncated (%zu bytes, the header alone "
-                         "is %d)", stored_len, XS_CHUNK_HEADER_SIZE);
-  if (xs_get_le64 (stored + OFF_HEADER_CHECK)
-      != xs_hash64 (stored, OFF_HEADER_CHECK))
-    return chunk_is_bad (reason, "header checksum mismatch");
-  return 0;
-}
-
-/* Codec, flags and lengths of a header whose checksum is good. */
-static int
-parse_fields (const uint8_t *stored, struct chunk_fields *f,
-              char reason[XS_CHUNK_REASON_MAX])
-{
-  uint16_t flags = (uint16_t) (stored[OFF_FLAGS] | stored[OFF_FLAGS + 1] << 8);
-
-  f->codec = stored[OFF_CODEC];
-  f->plain_len = xs_get_le32 (stored + OFF_PLAIN_LEN);
-  f->payload_len = xs_get_le32 (stored + OFF_PAYLOAD_LEN);
-  memcpy (f->id.bytes, stored + OFF_ID, sizeof f->id.bytes);
-  f->payload_check = xs_get_le64 (stored + OFF_PAYLOAD_CHECK);
-
-  if (f->codec != CODEC_RAW && f->codec != CODEC_ZSTD)
-    return chunk_is_bad (reason, "unknown codec %u", f->codec);
-  if (flags != 0)
-    return chunk_is_bad (reason, "unknown flags 0x%x", flags);
-  if (f->plain_len > XS_CHUNK_MAX_PLAIN)
-    return chunk_is_bad (reason, "plaintext length %" PRIu32
-                         " exceeds the maximum %u",
-                         f->plain_len, XS_CHUNK_MAX_PLAIN);
-  if (f->codec == CODEC_RAW && f->payload_len != f->plain_len)
-    return chunk_is_bad (reason, "raw payload of %" PRIu32 " bytes, "
-                         "plaintext length %" PRIu32,
-                         f->payload_len, f->plain_len);
-  return 0;
-}
-
-/* It is the chunk asked for, of the block's length. */
-static int
-check_identity (const struct chunk_fields *f, const struct xs_hash128 *id,
-                size_t plain_len, char reason[XS_CHUNK_REASON_MAX])
-{
-  char other[XS_HASH128_HEX_LEN + 1];
-
-  if (!xs_hash128_equal (&f->id, id)) {
-    xs_hash128_to_hex (&f->id, other);
-    return chunk_is_bad (reason, "the stored chunk is %s (wrong chunk)",
-                         other);
-  }
-  if (f->plain_len != plain_len)
-    return chunk_is_bad (reason, "plaintext of %" PRIu32 " bytes where "
-                         "the block has %zu", f->plain_len, plain_len);
-  return 0;
-}
-
-/* The payload is all there, nothing more, and intact. */
-static int
-check_payload (const uint8_t *stored, size_t stored_len,
-               const struct chunk_fields *f,
-               char reason[XS_CHUNK_REASON_MAX])
-{
-  size_t have = stored_len - XS_CHUNK_HEADER_SIZE;
-
-  if (f->payload_len > have)
-    return chunk_is_bad (reason, "truncated (%zu of %" PRIu32
-                         " payload bytes)", have, f->payload_len);
-  if (f->payload_len < have)
-    return chunk_is_bad (reason, "%zu unexpected bytes after the payload",
-                         have - f->payload_len);
-  if (xs_hash64 (stored + XS_CHUNK_HEADER_SIZE, f->payload_len)
-      != f->payload_check)
-    return chunk_is_bad (reason, "payload checksum mismatch");
-  return 0;
-}
-
-static int
-decompress (struct xs_chunk_decoder *decoder, const uint8_t *payload,
-            const struct chunk_fields *f, void *plain,
-            char reason[XS_CHUNK_REASON_MAX])
-{
-  size_t r;
-
-  if (f->codec == CODEC_RAW) {
-    if (f->plain_len > 0)
-      memcpy (plain, payload, f->plain_len);
-    return 0;
-  }
-  r = ZSTD_decompressDCtx (decoder->dctx, plain, f->plain_len,
-                           payload, f->payload_len);
-  if (ZSTD_isError (r))
-    return chunk_is_bad (reason, "corrupt compressed payload (%s)",
-                         ZSTD_getErrorName (r));
-  if (r != f->plain_len)
-    return chunk_is_bad (reason, "payload decompresses to %zu bytes, "
-                         "the header says %" PRIu32, r, f->plain_len);
-  return 0;
-}
-
 int
 xs_chunk_decode_checked (struct xs_chunk_decoder *decoder,
                          const void *stored, size_t stored_len,
@@ -223,20 +78,15 @@ xs_chunk_decode_checked (struct xs_chunk_decoder *decoder,
                          void *plain, size_t plain_len,
                          char reason[XS_CHUNK_REASON_MAX])
 {
-  const uint8_t *bytes = stored;
-  struct chunk_fields f;
-  struct xs_hash128 actual;
+  ssize_t r;
 
-  if (check_header (bytes, stored_len, reason)
-      || parse_fields (bytes, &f, reason)
-      || check_identity (&f, id, plain_len, reason)
-      || check_payload (bytes, stored_len, &f, reason)
-      || decompress (decoder, bytes + XS_CHUNK_HEADER_SIZE, &f, plain,
-                     reason))
-    return 1;
-  xs_hash128 (plain, f.plain_len, &actual);
-  if (!xs_hash128_equal (&actual, id))
-    return chunk_is_bad (reason, "checksum mismatch");
+  r = xs_chunk_decode_quiet (decoder->codec, stored, stored_len, id, plain,
+                             plain_len, reason);
+  if (r == -1)
+    return 1;                   /* reason set, errno = EIO */
+  if ((size_t) r != plain_len)
+    return chunk_is_bad (reason, "plaintext of %zd bytes, the block has %zu",
+                         r, plain_len);
   return 0;
 }
 

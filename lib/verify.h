@@ -4,10 +4,8 @@
  * printed error: the snapshot reader, whose one error line must also name
  * the snapshot and the block ("snapshot db1@s1 (snap-...): block 17:
  * chunk 9f...: payload checksum mismatch"), and `xsnap verify`, which lists
- * every bad block with its reason.  xs_chunk_decode reports through
- * xs_error, so this module has its own decoder that checks the stored form
- * exactly as docs/FORMAT.md "Chunk (version 1)" says, in the same order,
- * and returns the reason instead of reporting it.
+ * every bad block with its reason.  Both use xs_chunk_decode_quiet, which
+ * returns the reason instead of reporting it.
  */
 #ifndef XSNAP_VERIFY_H
 #define XSNAP_VERIFY_H
@@ -15,12 +13,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "chunk.h"
 #include "hash.h"
 #include "manifest.h"
 #include "repo.h"
 
-/* Room for any reason, NUL included. */
-#define XS_CHUNK_REASON_MAX 160
 
 /* A decompression context.  One decoder belongs to one thread at a time. */
 struct xs_chunk_decoder;

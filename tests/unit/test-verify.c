@@ -254,7 +254,8 @@ test_decode_checked (struct xs_chunk_codec *codec)
   expect_bad (d, &raw, 3, NULL, NULL, BS, "truncated (3 bytes)", "3 bytes");
   expect_bad (d, &raw, 0, edit_magic, NULL, BS, "bad magic", "bad magic");
   expect_bad (d, &raw, 0, edit_version, NULL, BS,
-              "unsupported chunk version 2 (upgrade xsnap)", "version 2");
+              "unsupported chunk version 2 (this xsnap reads version 1; upgrade xsnap)",
+              "version 2");
   expect_bad (d, &raw, 40, NULL, NULL, BS,
               "truncated (40 bytes, the header alone is 48)", "40 bytes");
   expect_bad (d, &raw, 0, edit_header_bit, NULL, BS,
@@ -264,7 +265,7 @@ test_decode_checked (struct xs_chunk_codec *codec)
   expect_bad (d, &raw, 0, NULL, &zstd.id, BS, "(wrong chunk)",
               "asking for another id");
   expect_bad (d, &raw, 0, NULL, NULL, BS / 2,
-              "plaintext of 16384 bytes where the block has 8192",
+              "16384 bytes do not fit in a buffer of 8192",
               "asking for another length");
   expect_bad (d, &zstd, zstd.len - 1, NULL, NULL, BS, "truncated (",
               "a payload one byte short");
