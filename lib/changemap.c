@@ -20,6 +20,10 @@
 #include "byteorder.h"
 #include "error.h"
 #include "hash.h"
+#include "manifest.h"
+#include "repo.h"
+#include "snapreader.h"
+#include "snapshot.h"
 
 #define FORMAT_VERSION 1
 #define HEADER_LEN 40
@@ -100,6 +104,134 @@ xs_changemap_of_volume (struct xs_store *store, const struct xs_volume *vol,
     r = -1;
   if (r == -1)
     xs_changemap_clear (map);
+  return r;
+}
+
+/* Load the manifest of snapshot SPEC of SCOPE. */
+static struct xs_manifest *
+load_snapshot (struct xs_store *store, const struct xs_scope *scope,
+               const char *spec)
+{
+  struct xs_snapshot snap;
+  struct xs_manifest *m = NULL;
+
+  if (xs_snapshot_find (store, scope, spec, false, &snap) != 0)
+    return NULL;
+  if (strcmp (snap.status, "available") != 0)
+    xs_error ("snapshot %s is still %s", spec, snap.status);
+  else
+    m = xs_snapshot_load_manifest (store, snap.account, snap.region,
+                                   snap.id);
+  xs_snapshot_clear (&snap);
+  return m;
+}
+
+static int
+mark_run (uint64_t first, uint64_t count, void *opaque)
+{
+  xs_bitmap_set_range (opaque, first, count);
+  return 0;
+}
+
+int
+xs_changemap_of_snapshots (struct xs_store *store,
+                           const struct xs_scope *scope,
+                           const char *spec_a, const char *spec_b,
+                           struct xs_changemap *map)
+{
+  struct xs_manifest *a, *b = NULL;
+  int r = -1;
+
+  memset (map, 0, sizeof *map);
+  a = load_snapshot (store, scope, spec_a);
+  if (a == NULL || (b = load_snapshot (store, scope, spec_b)) == NULL)
+    goto out;
+  if (a->size != b->size || a->block_size != b->block_size) {
+    xs_error ("cannot compare %s and %s: they differ in size or block size",
+              spec_a, spec_b);
+    goto out;
+  }
+  map->size = a->size;
+  map->block_size = a->block_size;
+  map->doubt = XS_DIRTYMAP_TRUSTED;
+  if (xs_bitmap_init (&map->bits, a->nblocks) == -1
+      || xs_manifest_diff (a, b, mark_run, &map->bits) != 0)
+    goto out;
+  r = 0;
+ out:
+  if (r == -1)
+    xs_changemap_clear (map);
+  xs_manifest_free (a);
+  xs_manifest_free (b);
+  return r;
+}
+
+/* A reader of snapshot SPEC, and the repository it reads from. */
+static struct xs_snapreader *
+open_reader (struct xs_store *store, const struct xs_scope *scope,
+             const char *spec, struct xs_repo **repo)
+{
+  struct xs_manifest *m = load_snapshot (store, scope, spec);
+  struct xs_snapreader *reader = NULL;
+
+  *repo = xs_store_repo (store, scope->account, scope->region);
+  if (m && *repo)
+    reader = xs_snapreader_open (*repo, m, NULL, spec);
+  xs_manifest_free (m);
+  return reader;
+}
+
+int
+xs_changemap_verify (struct xs_store *store, const struct xs_scope *scope,
+                     const char *spec_a, const char *spec_b,
+                     const struct xs_changemap *map,
+                     uint64_t *missed, uint64_t *needless,
+                     void (*progress) (uint64_t done, uint64_t total,
+                                       void *opaque),
+                     void *opaque)
+{
+  struct xs_repo *repo_a = NULL, *repo_b = NULL;
+  struct xs_snapreader *a, *b;
+  void *buf_a = malloc (map->block_size), *buf_b = malloc (map->block_size);
+  uint64_t block, nblocks = map->bits.nbits;
+  int r = -1;
+
+  *missed = *needless = 0;
+  a = open_reader (store, scope, spec_a, &repo_a);
+  b = a ? open_reader (store, scope, spec_b, &repo_b) : NULL;
+  if (buf_a == NULL || buf_b == NULL) {
+    xs_error ("cannot verify the map: %m");
+    goto out;
+  }
+  if (a == NULL || b == NULL)
+    goto out;
+  for (block = 0; block < nblocks; block++) {
+    uint64_t offset = block * map->block_size;
+    size_t len = map->size - offset < map->block_size
+      ? (size_t) (map->size - offset) : map->block_size;
+    bool marked = xs_bitmap_get (&map->bits, block), same;
+
+    if (xs_snapreader_read_block (a, block, buf_a) == -1
+        || xs_snapreader_read_block (b, block, buf_b) == -1)
+      goto out;
+    same = memcmp (buf_a, buf_b, len) == 0;
+    if (!same && !marked)
+      ++*missed;
+    else if (same && marked)
+      ++*needless;
+    if (progress && block % 256 == 0)
+      progress (block, nblocks, opaque);
+  }
+  if (progress)
+    progress (nblocks, nblocks, opaque);
+  r = 0;
+ out:
+  xs_snapreader_close (a);
+  xs_snapreader_close (b);
+  xs_repo_close (repo_a);
+  xs_repo_close (repo_b);
+  free (buf_a);
+  free (buf_b);
   return r;
 }
 

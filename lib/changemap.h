@@ -37,6 +37,30 @@ extern int xs_changemap_of_volume (struct xs_store *store,
                                    const struct xs_volume *vol,
                                    struct xs_changemap *map);
 
+/* The blocks whose content differs between snapshots A and B (given as
+ * VOL@NAME or id in SCOPE), from their manifests alone: no data is read.
+ * Both must have the same size and block size.
+ */
+extern int xs_changemap_of_snapshots (struct xs_store *store,
+                                      const struct xs_scope *scope,
+                                      const char *spec_a, const char *spec_b,
+                                      struct xs_changemap *map);
+
+/* Prove MAP (from xs_changemap_of_snapshots) by reading both snapshots
+ * whole: *MISSED counts blocks whose content differs but are not marked
+ * (must be 0), *NEEDLESS blocks marked whose content is equal.  Calls
+ * PROGRESS (may be NULL) with blocks done and total.
+ */
+extern int xs_changemap_verify (struct xs_store *store,
+                                const struct xs_scope *scope,
+                                const char *spec_a, const char *spec_b,
+                                const struct xs_changemap *map,
+                                uint64_t *missed, uint64_t *needless,
+                                void (*progress) (uint64_t done,
+                                                  uint64_t total,
+                                                  void *opaque),
+                                void *opaque);
+
 /* Number of changed blocks, and of changed bytes (the last block may be
  * short of a whole block).
  */
