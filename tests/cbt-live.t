@@ -39,6 +39,7 @@ open(ready, "w").close()
 open(go).read()              # stay connected until the test says go
 PY
 writer=$!
+started_pids+=("$writer")
 for _ in $(seq 100); do [ -e "$tmp/ready" ] && break; sleep 0.1; done
 
 # While attached: the map as of the owner's last flush.

@@ -116,7 +116,7 @@ print_json (const struct subject *subject, const struct xs_changemap *map)
 {
   bool trusted = map->doubt == XS_DIRTYMAP_TRUSTED;
   struct run_output out = { .map = map, .array = NULL };
-  json_t *root;
+  json_t *root, *fields;
 
   if (trusted) {
     out.array = json_array ();
@@ -128,33 +128,26 @@ print_json (const struct subject *subject, const struct xs_changemap *map)
     }
   }
   root = json_deep_copy (subject->identity);
-  if (root == NULL
-      || json_object_update (root,
-                             json_pack ("{s:I, s:I, s:I, s:b, s:b, s:s?, s:I,"
-                                        " s:I, s:o}",
-                                        "size", (json_int_t) map->size,
-                                        "block_size",
-                                        (json_int_t) map->block_size,
-                                        "blocks",
-                                        (json_int_t) map->bits.nbits,
-                                        "trusted", trusted,
-                                        "live", map->live,
-                                        "reason", trusted ? NULL
-                                        : xs_dirtymap_doubt_text (map->doubt),
-                                        "changed_blocks",
-                                        (json_int_t) (trusted
-                                                      ? xs_changemap_blocks (map)
-                                                      : 0),
-                                        "changed_bytes",
-                                        (json_int_t) (trusted
-                                                      ? xs_changemap_bytes (map)
-                                                      : 0),
-                                        "extents", out.array ? out.array
-                                        : json_null ())) == -1) {
+  fields = json_pack ("{s:I, s:I, s:I, s:b, s:b, s:s?, s:I, s:I, s:o}",
+                      "size", (json_int_t) map->size,
+                      "block_size", (json_int_t) map->block_size,
+                      "blocks", (json_int_t) map->bits.nbits,
+                      "trusted", trusted, "live", map->live,
+                      "reason", trusted ? NULL
+                      : xs_dirtymap_doubt_text (map->doubt),
+                      "changed_blocks",
+                      (json_int_t) (trusted ? xs_changemap_blocks (map) : 0),
+                      "changed_bytes",
+                      (json_int_t) (trusted ? xs_changemap_bytes (map) : 0),
+                      "extents", out.array ? out.array : json_null ());
+  if (root == NULL || fields == NULL
+      || json_object_update (root, fields) == -1) {
     json_decref (root);
+    json_decref (fields);
     xs_error ("cannot build JSON output: out of memory");
     return -1;
   }
+  json_decref (fields);
   return cli_print_json (root);
 }
 

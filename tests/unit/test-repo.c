@@ -186,7 +186,7 @@ test_corruption (struct xs_repo *a, struct xs_chunk_codec *codec,
   error_contains (want, "the message names the chunk id");
   is_int (xs_repo_read_chunk (a, codec, &id, plain, sizeof plain), -1,
           "... every time");
-  error_contains ("corrupt", "the message says corrupt");
+  error_contains ("checksum mismatch", "the message says what is wrong");
   xs_repo_delete_chunk (a, &id);
   free (path);
   free (stored);
