@@ -549,6 +549,20 @@ xs_export_block_size (const struct xs_export *exp)
     : xs_snapreader_block_size (exp->reader);
 }
 
+uint32_t
+xs_export_preferred_size (const struct xs_export *exp)
+{
+  /* A plain head is a file: any size is as good as another, and clients
+   * that honour a large preferred size (nbdcopy writes whole preferred
+   * blocks) make the page cache hold large folios that slow later small
+   * writes.  Clones copy a block up on a partial write and snapshots
+   * decode whole blocks: for them the block size is the efficient unit.
+   */
+  if (exp->head && !xs_head_is_clone (exp->head))
+    return 4096;
+  return xs_export_block_size (exp);
+}
+
 bool
 xs_export_writable (const struct xs_export *exp)
 {

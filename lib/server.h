@@ -53,6 +53,9 @@ extern void xs_server_close (struct xs_server *srv, struct xs_export *exp);
 extern uint64_t xs_export_size (const struct xs_export *exp);
 extern uint32_t xs_export_block_size (const struct xs_export *exp);
 extern bool xs_export_writable (const struct xs_export *exp);
+
+/* The request size the export handles best (NBD's preferred block size). */
+extern uint32_t xs_export_preferred_size (const struct xs_export *exp);
 extern const char *xs_export_description (const struct xs_export *exp);
 
 /* The head behind a volume export (NULL for a snapshot), for writes. */

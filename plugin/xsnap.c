@@ -170,7 +170,7 @@ xsnap_block_size (void *handle, uint32_t *minimum, uint32_t *preferred,
                   uint32_t *maximum)
 {
   *minimum = 1;
-  *preferred = xs_export_block_size (handle);
+  *preferred = xs_export_preferred_size (handle);
   *maximum = 0xffffffff;
   return 0;
 }

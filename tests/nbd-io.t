@@ -14,8 +14,8 @@ is "$(jq -r '[.exports[]."export-name"] | join(",")' <<<"$listing")" vol \
   "nbdinfo --list shows the volume"
 info=$(nbdinfo --json "$u")
 is "$(jq -r '.exports[0]."export-size"' <<<"$info")" 67108864 "export size"
-is "$(jq -r '.exports[0]."block_size_preferred"' <<<"$info")" 65536 \
-  "preferred block size is the volume's"
+is "$(jq -r '.exports[0]."block_size_preferred"' <<<"$info")" 4096 \
+  "preferred block size of a plain volume is 4K (any size is efficient)"
 for cap in multi-conn fua flush trim zero fast-zero; do
   check "server advertises $cap" -- nbdinfo --can "$cap" "$u"
 done
