@@ -12,6 +12,7 @@
 #include "gc.h"
 #include "backend.h"
 #include "manifest.h"
+#include "recvstate.h"
 #include "repo.h"
 #include "snapshot.h"
 
@@ -21,26 +22,37 @@ struct id_set {
 };
 
 static int
+id_set_add (struct id_set *set, const struct xs_hash128 *id)
+{
+  if (set->len == set->cap) {
+    size_t cap = set->cap ? set->cap * 2 : 4096;
+    struct xs_hash128 *ids = realloc (set->ids, cap * sizeof *ids);
+    if (ids == NULL) {
+      xs_error ("gc: cannot hold the set of referenced chunks: %m");
+      return -1;
+    }
+    set->ids = ids;
+    set->cap = cap;
+  }
+  set->ids[set->len++] = *id;
+  return 0;
+}
+
+static int
 id_set_add_manifest (struct id_set *set, const struct xs_manifest *m)
 {
-  uint64_t i;
-
-  for (i = 0; i < m->nblocks; i++) {
-    if (xs_hash128_is_zero (&m->entries[i]))
-      continue;
-    if (set->len == set->cap) {
-      size_t cap = set->cap ? set->cap * 2 : 4096;
-      struct xs_hash128 *ids = realloc (set->ids, cap * sizeof *ids);
-      if (ids == NULL) {
-        xs_error ("gc: cannot hold the set of referenced chunks: %m");
-        return -1;
-      }
-      set->ids = ids;
-      set->cap = cap;
-    }
-    set->ids[set->len++] = m->entries[i];
-  }
+  for (uint64_t i = 0; i < m->nblocks; i++)
+    if (!xs_hash128_is_zero (&m->entries[i])
+        && id_set_add (set, &m->entries[i]) == -1)
+      return -1;
   return 0;
+}
+
+/* For xs_recvstate_chunks: keep what an interrupted receive holds. */
+static int
+keep_received_chunk (const struct xs_hash128 *id, void *opaque)
+{
+  return id_set_add (opaque, id);
 }
 
 static int
@@ -267,7 +279,9 @@ collect_account (struct xs_store *store, const char *account,
   pass.repo = xs_store_repo (store, account, region);
   if (pass.repo == NULL)
     return -1;
-  if (xs_repo_list_manifests (pass.repo, mark_manifest, &pass) != 0)
+  if (xs_repo_list_manifests (pass.repo, mark_manifest, &pass) != 0
+      || xs_recvstate_chunks (store, region, keep_received_chunk,
+                              &pass.referenced) != 0)
     goto out;
   id_set_finish (&pass.referenced);
   if (xs_repo_list_chunks (pass.repo, sweep_chunk, &pass) != 0)

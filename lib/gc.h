@@ -12,7 +12,8 @@
  *      manifest, then row;
  *   3. removes manifests that have no row (a crash between writing a
  *      manifest and recording it);
- *   4. removes every chunk that no remaining manifest references;
+ *   4. removes every chunk that no remaining manifest references and no
+ *      interrupted receive holds (it may yet be resumed);
  *   5. removes temporary files left by writers that died.
  */
 #ifndef XSNAP_GC_H

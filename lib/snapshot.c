@@ -675,3 +675,99 @@ xs_snapshot_create_offline (struct xs_store *store,
   xs_head_close (h);            /* reports its own failure */
   return r;
 }
+
+/* Receiving snapshots (see snapshot.h). */
+
+int
+xs_snapshot_lookup_id (struct xs_store *store, const char *id,
+                       struct xs_snapshot *snap)
+{
+  struct xs_catalog *cat = xs_store_catalog (store);
+  sqlite3_stmt *stmt;
+  int r = -1;
+
+  xs_catalog_lock (cat);
+  stmt = xs_catalog_prepare (cat, "SELECT " SNAPSHOT_COLUMNS
+                             " FROM snapshots WHERE id = ?",
+                             "look up a snapshot");
+  if (stmt) {
+    sqlite3_bind_text (stmt, 1, id, -1, SQLITE_STATIC);
+    switch (sqlite3_step (stmt)) {
+    case SQLITE_ROW: r = row_to_snapshot (stmt, snap); break;
+    case SQLITE_DONE: r = 1; break;
+    default: xs_catalog_report (cat, "look up a snapshot");
+    }
+    sqlite3_finalize (stmt);
+  }
+  xs_catalog_unlock (cat);
+  return r;
+}
+
+/* The INSERT of a received snapshot, holding the catalog lock. */
+static int
+insert_received (struct xs_catalog *cat, const struct xs_scope *scope,
+                 const struct xs_manifest *m, const char *root,
+                 uint64_t changed_blocks, uint64_t stored_bytes)
+{
+  sqlite3_stmt *stmt;
+  int r = -1, code;
+
+  stmt = xs_catalog_prepare (cat,
+                             "INSERT INTO snapshots (id, account, region,"
+                             " volume_id, volume_name, name, parent_id,"
+                             " status, size, block_size, created_ns,"
+                             " root_hash, changed_blocks, stored_bytes,"
+                             " creation_method)"
+                             " VALUES (?, ?, ?, ?, ?, ?, ?, 'available', ?,"
+                             " ?, ?, ?, ?, ?, 'received')",
+                             "record the received snapshot");
+  if (stmt == NULL)
+    return -1;
+  sqlite3_bind_text (stmt, 1, m->snapshot_id, -1, SQLITE_STATIC);
+  sqlite3_bind_text (stmt, 2, scope->account, -1, SQLITE_STATIC);
+  sqlite3_bind_text (stmt, 3, scope->region, -1, SQLITE_STATIC);
+  sqlite3_bind_text (stmt, 4, m->volume_id, -1, SQLITE_STATIC);
+  sqlite3_bind_text (stmt, 5, m->volume_name, -1, SQLITE_STATIC);
+  sqlite3_bind_text (stmt, 6, m->name, -1, SQLITE_STATIC);
+  sqlite3_bind_text (stmt, 7, m->parent_id, -1, SQLITE_STATIC);
+  sqlite3_bind_int64 (stmt, 8, (int64_t) m->size);
+  sqlite3_bind_int64 (stmt, 9, m->block_size);
+  sqlite3_bind_int64 (stmt, 10, m->created_ns);
+  sqlite3_bind_text (stmt, 11, root, -1, SQLITE_STATIC);
+  sqlite3_bind_int64 (stmt, 12, (int64_t) changed_blocks);
+  sqlite3_bind_int64 (stmt, 13, (int64_t) stored_bytes);
+  if (sqlite3_step (stmt) == SQLITE_DONE)
+    r = 0;
+  else {
+    code = sqlite3_extended_errcode (xs_catalog_db (cat));
+    if (code == SQLITE_CONSTRAINT_PRIMARYKEY)
+      xs_error ("snapshot %s already exists in this store", m->snapshot_id);
+    else if (code == SQLITE_CONSTRAINT_UNIQUE)
+      xs_error ("snapshot '%s@%s' already exists", m->volume_name, m->name);
+    else
+      xs_catalog_report (cat, "record the received snapshot");
+  }
+  sqlite3_finalize (stmt);
+  return r;
+}
+
+int
+xs_snapshot_record_received (struct xs_store *store,
+                             const struct xs_scope *scope,
+                             const struct xs_manifest *m,
+                             uint64_t changed_blocks, uint64_t stored_bytes,
+                             struct xs_snapshot *out)
+{
+  struct xs_catalog *cat = xs_store_catalog (store);
+  char root[XS_HASH128_HEX_LEN + 1];
+  int r;
+
+  xs_hash128_to_hex (&m->root, root);
+  xs_catalog_lock (cat);
+  r = insert_received (cat, scope, m, root, changed_blocks, stored_bytes);
+  xs_catalog_unlock (cat);
+  if (r == -1)
+    return -1;
+  return xs_snapshot_find (store, scope, m->snapshot_id, false, out) == 0
+    ? 0 : -1;
+}

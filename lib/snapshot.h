@@ -118,4 +118,24 @@ extern int xs_snapshot_discard_stale (struct xs_store *store,
 extern int xs_snapshot_gc_lock (struct xs_store *store, const char *region,
                                 bool exclusive);
 
+/* Receiving snapshots (lib/receive.c).  A received snapshot keeps the
+ * sender's id, so later incremental streams find their base by id.
+ *
+ * LOOKUP_ID finds snapshot ID in any account, region and status (ids are
+ * unique in a store): 0 found, 1 none, -1 on error.
+ */
+extern int xs_snapshot_lookup_id (struct xs_store *store, const char *id,
+                                  struct xs_snapshot *snap);
+
+/* Record the snapshot of manifest M (durable already), received into
+ * SCOPE, as available: creation method 'received', parent M->parent_id.
+ * *OUT describes it.  Refused if the id or the name is taken.
+ */
+extern int xs_snapshot_record_received (struct xs_store *store,
+                                        const struct xs_scope *scope,
+                                        const struct xs_manifest *m,
+                                        uint64_t changed_blocks,
+                                        uint64_t stored_bytes,
+                                        struct xs_snapshot *out);
+
 #endif /* XSNAP_SNAPSHOT_H */

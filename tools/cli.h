@@ -65,5 +65,9 @@ extern int cmd_diff (struct cli *cli, int argc, char **argv);
 extern int cmd_snapshot (struct cli *cli, int argc, char **argv);
 extern int cmd_gc (struct cli *cli, int argc, char **argv);
 extern int cmd_verify (struct cli *cli, int argc, char **argv);
+extern int cmd_send (struct cli *cli, int argc, char **argv);
+extern int cmd_receive (struct cli *cli, int argc, char **argv);
+extern int cmd_import (struct cli *cli, int argc, char **argv);
+extern int cmd_export (struct cli *cli, int argc, char **argv);
 
 #endif /* XSNAP_CLI_H */

@@ -22,6 +22,14 @@ static const char usage_text[] =
   "  snapshot create VOL [--name NAME] [--wait]  point-in-time snapshot\n"
   "  snapshot list [VOL] | show SNAP | delete SNAP\n"
   "  verify SNAP                               check every chunk of a snapshot\n"
+  "  import URI --volume NAME [--block-size SIZE] [--progress[=FD]]\n"
+  "                                            copy an NBD export into a new volume\n"
+  "  export SNAP URI [--target-is-zero] [--progress[=FD]]\n"
+  "                                            write a snapshot to an NBD export\n"
+  "  send SNAP [--from BASE] [-o FILE] [--resume TOKEN] [--dry-run]\n"
+  "                                            write a replication stream\n"
+  "  receive [--name NAME] [-i FILE] | receive --token\n"
+  "                                            take a stream in; pending resumes\n"
   "  gc                                        reclaim unreferenced chunks\n"
   "  diff --live VOL [--format=table|json|bitmap|blocks]\n"
   "                                            changed blocks of a volume\n"
@@ -43,6 +51,10 @@ static const struct command commands[] = {
   { "snapshot", cmd_snapshot },
   { "gc", cmd_gc },
   { "verify", cmd_verify },
+  { "send", cmd_send },
+  { "receive", cmd_receive },
+  { "import", cmd_import },
+  { "export", cmd_export },
   { NULL, NULL },
 };
 

@@ -1,0 +1,675 @@
+/* xsnap: receiving a replication stream into a store (see receive.h).
+ *
+ * The receive reads straight into the stream parser, checks the header
+ * against this store (the snapshot is new here; the base is here with
+ * the same root), then applies each record to a copy of the base's
+ * manifest, storing verified chunks without syncing.  Every few thousand
+ * records, and when the input ends early, it makes the chunks durable and
+ * appends the blocks received to the saved state, so an interrupted
+ * receive can go on from there.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "chunk.h"
+#include "error.h"
+#include "manifest.h"
+#include "names.h"
+#include "receive.h"
+#include "recvstate.h"
+#include "repo.h"
+
+/* Save progress after this many records or stored bytes. */
+#define CHECKPOINT_RECORDS 4096
+#define CHECKPOINT_BYTES (256u << 20)
+
+/* What a failure does to the saved state. */
+enum outcome {
+  KEEP,                         /* resumable: save what arrived */
+  DISCARD,                      /* the stream is wrong: forget it */
+};
+
+struct receive {
+  struct xs_store *store;
+  const struct xs_scope *scope;
+  int fd;
+  const int *stop;
+  struct xs_stream_parser *parser;
+  const struct xs_stream_info *info;
+  bool input_failed;            /* ended early, unreadable or stopped */
+  bool saved_chunks_gone;       /* a resumed state lost chunks to gc */
+  int gc_lock_fd;
+  struct xs_repo *repo;
+  struct xs_chunk_codec *codec;
+  uint8_t *plain;
+  struct xs_manifest *base;     /* NULL for a full stream */
+  struct xs_manifest *built;
+  struct xs_recvstate *state;
+  struct xs_recvstate_entry *batch;
+  size_t batch_len;
+  uint64_t batch_bytes;
+  uint64_t next_block;          /* every record before it is applied */
+  uint64_t stored_bytes;
+  uint64_t done;
+  char *volume_name;            /* of the snapshot made here */
+  char *snapshot_name;
+  void (*progress) (uint64_t done, uint64_t total, void *opaque);
+  void *progress_opaque;
+};
+
+/* ----- Reading ----- */
+
+/* Whether a signal handler asked us to stop. */
+static bool
+stopped (const struct receive *rc)
+{
+  return rc->stop && __atomic_load_n (rc->stop, __ATOMIC_RELAXED);
+}
+
+/* Read until the parser has something to say.  XS_STREAM_ERROR has been
+ * reported; rc->input_failed says whether the input (not the stream's
+ * content) is to blame.
+ */
+static enum xs_stream_event
+next_event (struct receive *rc)
+{
+  enum xs_stream_event event;
+  ssize_t r;
+  size_t room;
+  void *space;
+
+  for (;;) {
+    space = xs_stream_parser_space (rc->parser, &room);
+    if (room == 0)
+      return xs_stream_parser_advance (rc->parser, 0);
+    if (stopped (rc))
+      goto interrupted;
+    r = read (rc->fd, space, room);
+    if (r > 0) {
+      event = xs_stream_parser_advance (rc->parser, (size_t) r);
+      if (event != XS_STREAM_MORE)
+        return event;
+    }
+    else if (r == 0) {
+      xs_stream_parser_finish (rc->parser);
+      rc->input_failed = true;
+      return XS_STREAM_ERROR;
+    }
+    else if (errno != EINTR) {
+      xs_error ("cannot read the stream: %m");
+      rc->input_failed = true;
+      return XS_STREAM_ERROR;
+    }
+  }
+
+ interrupted:
+  xs_error ("the receive was stopped");
+  rc->input_failed = true;
+  return XS_STREAM_ERROR;
+}
+
+/* After the trailer the input must end: more data means this was not
+ * the stream it seemed (two streams run together?).  The stream has
+ * verified, so a failing read or a stop here changes nothing.
+ */
+static int
+expect_end_of_input (struct receive *rc)
+{
+  char byte;
+  ssize_t r;
+
+  do
+    r = read (rc->fd, &byte, 1);
+  while (r == -1 && errno == EINTR && !stopped (rc));
+  if (r != 1)
+    return 0;
+  xs_error ("unexpected data after the end of the stream");
+  return -1;
+}
+
+/* ----- Checking the header against this store ----- */
+
+/* NAME is "NAME" or "VOLUME@NAME"; default: the sender's names. */
+static int
+choose_names (struct receive *rc, const char *name)
+{
+  const char *at = name ? strchr (name, '@') : NULL;
+
+  if (name == NULL) {
+    rc->volume_name = strdup (rc->info->volume_name);
+    rc->snapshot_name = strdup (rc->info->snapshot_name);
+  }
+  else if (at) {
+    rc->volume_name = strndup (name, (size_t) (at - name));
+    rc->snapshot_name = strdup (at + 1);
+  }
+  else {
+    rc->volume_name = strdup (rc->info->volume_name);
+    rc->snapshot_name = strdup (name);
+  }
+  if (rc->volume_name == NULL || rc->snapshot_name == NULL) {
+    xs_error ("cannot receive: %m");
+    return -1;
+  }
+  if (xs_name_check ("volume", rc->volume_name) == -1
+      || xs_name_check ("snapshot", rc->snapshot_name) == -1)
+    return -1;
+  return 0;
+}
+
+/* The snapshot must not exist in this store, nor its name in SCOPE. */
+static int
+check_new_here (struct receive *rc)
+{
+  const struct xs_stream_info *info = rc->info;
+  struct xs_snapshot found;
+  char *spec;
+  int r;
+
+  r = xs_snapshot_lookup_id (rc->store, info->snapshot_id, &found);
+  if (r == 0) {
+    if (info->resume_token[0])
+      xs_error ("stale resume token: snapshot %s (%s@%s) has been received "
+                "here already", found.id, found.volume_name, found.name);
+    else
+      xs_error ("snapshot %s (%s@%s) already exists in this store (account "
+                "'%s', region '%s'%s)", found.id, found.volume_name,
+                found.name, found.account, found.region,
+                strcmp (found.status, "deleted") == 0
+                ? ", deleted: run xsnap gc to purge it" : "");
+    xs_snapshot_clear (&found);
+    return -1;
+  }
+  if (r == -1)
+    return -1;
+  if (asprintf (&spec, "%s@%s", rc->volume_name, rc->snapshot_name) == -1) {
+    xs_error ("cannot receive: %m");
+    return -1;
+  }
+  r = xs_snapshot_find (rc->store, rc->scope, spec, true, &found);
+  if (r == 0) {
+    xs_error ("snapshot '%s' already exists here: choose another name with "
+              "--name", spec);
+    xs_snapshot_clear (&found);
+  }
+  free (spec);
+  return r == 1 ? 0 : -1;
+}
+
+/* The base of an incremental stream: here, available, the same.  A full
+ * stream has none.
+ */
+static int
+load_base (struct receive *rc)
+{
+  const struct xs_stream_info *info = rc->info;
+  char want[XS_HASH128_HEX_LEN + 1];
+  struct xs_snapshot base;
+  int r;
+
+  if (info->base_snapshot_id[0] == '\0')
+    return 0;
+  r = xs_snapshot_find (rc->store, rc->scope, info->base_snapshot_id, true,
+                        &base);
+  if (r == 1)
+    xs_error ("the stream is incremental from snapshot %s, which is not in "
+              "account '%s', region '%s': receive that snapshot first",
+              info->base_snapshot_id, rc->scope->account, rc->scope->region);
+  if (r != 0)
+    return -1;
+  xs_hash128_to_hex (&info->base_root, want);
+  r = -1;
+  if (strcmp (base.status, "available") != 0)
+    xs_error ("the stream's base snapshot %s is still %s here", base.id,
+              base.status);
+  else if (strcmp (base.root_hash, want) != 0
+           || base.size != info->size || base.block_size != info->block_size)
+    xs_error ("snapshot %s here is not the stream's base: its content "
+              "differs (root hash %s, the stream's base has %s)", base.id,
+              base.root_hash, want);
+  else if ((rc->base = xs_snapshot_load_manifest (rc->store, base.account,
+                                                  base.region,
+                                                  base.id)) != NULL)
+    r = 0;
+  xs_snapshot_clear (&base);
+  if (r == 0 && !xs_hash128_equal (&rc->base->root, &info->base_root)) {
+    xs_error ("the manifest of snapshot %s does not match its catalog "
+              "record", info->base_snapshot_id);
+    r = -1;
+  }
+  return r;
+}
+
+/* ----- Saved state ----- */
+
+/* A saved entry: apply it, and check that its chunk is still here (gc may
+ * have run since the receive was interrupted).
+ */
+static int
+apply_saved (const struct xs_recvstate_entry *e, void *opaque)
+{
+  struct receive *rc = opaque;
+  char hex[XS_HASH128_HEX_LEN + 1];
+  int r = 0;
+
+  if (e->block >= rc->built->nblocks) {
+    xs_error ("the saved receive of stream %s has another geometry",
+              rc->info->stream_id);
+    return -1;
+  }
+  if (!xs_hash128_is_zero (&e->id))
+    r = xs_repo_has_chunk (rc->repo, &e->id);
+  if (r == -1)
+    return -1;
+  if (r == 0 && !xs_hash128_is_zero (&e->id)) {
+    xs_hash128_to_hex (&e->id, hex);
+    xs_error ("cannot resume: chunk %s of block %" PRIu64 " is gone (gc ran "
+              "since the receive was interrupted): send the whole stream "
+              "again", hex, e->block);
+    rc->saved_chunks_gone = true;
+    return -1;
+  }
+  rc->built->entries[e->block] = e->id;
+  return 0;
+}
+
+/* A resumed stream: the token, then the saved state it continues. */
+static int
+resume_state (struct receive *rc)
+{
+  const struct xs_stream_info *info = rc->info;
+  struct xs_stream_info saved = { .stream_id = "" };
+  uint64_t next_block;
+  int r;
+
+  r = xs_recvstate_load (rc->state, &saved, apply_saved, rc, &next_block,
+                         &rc->stored_bytes);
+  if (r == 1)
+    xs_error ("stale resume token: no interrupted receive of stream %s "
+              "here (it completed or never started): send the whole stream",
+              info->stream_id);
+  else if (r == 0 && next_block != info->first_block)
+    xs_error ("stale resume token: the receive of stream %s needs block "
+              "%" PRIu64 " on now, not %" PRIu64 " (see xsnap receive "
+              "--token)", info->stream_id, next_block, info->first_block);
+  else if (r == 0 && (saved.size != info->size
+                      || saved.block_size != info->block_size))
+    xs_error ("the saved receive of stream %s has another geometry",
+              info->stream_id);
+  else if (r == 0) {
+    rc->next_block = next_block;
+    xs_stream_info_clear (&saved);
+    return 0;
+  }
+  /* An empty state was made by opening it; a state whose chunks are gone
+   * is of no use.  Other states stay for the right token.
+   */
+  if (r == 1 || rc->saved_chunks_gone)
+    xs_recvstate_remove (rc->state);
+  xs_stream_info_clear (&saved);
+  return -1;
+}
+
+static int
+open_state (struct receive *rc)
+{
+  const struct xs_stream_info *info = rc->info;
+
+  rc->state = xs_recvstate_open (rc->store, rc->scope, info->stream_id);
+  if (rc->state == NULL)
+    return -1;
+  if (info->resume_token[0])
+    return resume_state (rc);
+  rc->next_block = 0;
+  return xs_recvstate_start (rc->state, info);
+}
+
+/* Make the chunks received so far durable and record them. */
+static int
+checkpoint (struct receive *rc)
+{
+  if (xs_repo_sync (rc->repo) == -1
+      || xs_recvstate_append (rc->state, rc->batch, rc->batch_len,
+                              rc->next_block, rc->stored_bytes) == -1)
+    return -1;
+  rc->batch_len = 0;
+  rc->batch_bytes = 0;
+  return 0;
+}
+
+/* ----- Records ----- */
+
+/* Verify and store a record's chunk: 0, -1 if it cannot be stored, -2
+ * if it is bad.
+ */
+static int
+store_chunk (struct receive *rc, const struct xs_stream_record *rec)
+{
+  uint64_t want = rc->info->size - rec->block * rc->info->block_size;
+  char hex[XS_HASH128_HEX_LEN + 1], reason[XS_CHUNK_REASON_MAX];
+  ssize_t len;
+  int r;
+
+  if (want > rc->info->block_size)
+    want = rc->info->block_size;
+  len = xs_chunk_decode_quiet (rc->codec, rec->stored, rec->stored_len,
+                               &rec->id, rc->plain, rc->info->block_size,
+                               reason);
+  if (len != (ssize_t) want) {
+    xs_hash128_to_hex (&rec->id, hex);
+    if (len >= 0)
+      snprintf (reason, sizeof reason, "%zd bytes, the block has %" PRIu64,
+                len, want);
+    xs_error ("stream record %" PRIu64 " (block %" PRIu64 "): chunk %s is "
+              "bad: %s", rc->done + 1, rec->block, hex, reason);
+    return -2;
+  }
+  r = xs_repo_put_chunk (rc->repo, &rec->id, rec->stored, rec->stored_len,
+                         false);
+  if (r == 1)
+    rc->stored_bytes += rec->stored_len;
+  rc->batch_bytes += rec->stored_len;
+  return r == -1 ? -1 : 0;
+}
+
+/* A reference: 0, -1 if it cannot be checked, -2 if the chunk is not
+ * here.
+ */
+static int
+check_reference (struct receive *rc, const struct xs_stream_record *rec)
+{
+  char hex[XS_HASH128_HEX_LEN + 1];
+  int r = xs_repo_has_chunk (rc->repo, &rec->id);
+
+  if (r == 0) {
+    xs_hash128_to_hex (&rec->id, hex);
+    xs_error ("stream record %" PRIu64 " (block %" PRIu64 ") refers to chunk "
+              "%s, which is not in account '%s', region '%s'", rc->done + 1,
+              rec->block, hex, rc->scope->account, rc->scope->region);
+    return -2;
+  }
+  return r == 1 ? 0 : -1;
+}
+
+/* Apply one record; on failure *OUTCOME says what becomes of the state. */
+static int
+apply_record (struct receive *rc, const struct xs_stream_record *rec,
+              enum outcome *outcome)
+{
+  int r = 0;
+
+  /* A chunk that cannot be stored or checked is a local failure, worth
+   * resuming; a chunk that fails verification or a reference to a chunk
+   * this region lacks is the stream's.
+   */
+  *outcome = DISCARD;
+  if (rec->kind == XS_STREAM_CHUNK)
+    r = store_chunk (rc, rec);
+  else if (rec->kind == XS_STREAM_REF)
+    r = check_reference (rc, rec);
+  if (r < 0) {
+    *outcome = r == -1 ? KEEP : DISCARD;
+    return -1;
+  }
+  rc->built->entries[rec->block] = rec->id;
+  rc->batch[rc->batch_len++] = (struct xs_recvstate_entry) { rec->block,
+                                                             rec->id };
+  rc->next_block = rec->block + 1;
+  rc->done++;
+  if (rc->progress)
+    rc->progress (rc->done, rc->info->records, rc->progress_opaque);
+  if (rc->batch_len == CHECKPOINT_RECORDS
+      || rc->batch_bytes >= CHECKPOINT_BYTES) {
+    *outcome = KEEP;
+    return checkpoint (rc);
+  }
+  return 0;
+}
+
+/* ----- Commit ----- */
+
+static uint64_t
+count_changed (const struct receive *rc)
+{
+  uint64_t changed = 0;
+
+  for (uint64_t i = 0; i < rc->built->nblocks; i++)
+    changed += rc->base
+      ? !xs_hash128_equal (&rc->built->entries[i], &rc->base->entries[i])
+      : !xs_hash128_is_zero (&rc->built->entries[i]);
+  return changed;
+}
+
+static int
+describe_built (struct receive *rc)
+{
+  struct xs_manifest *m = rc->built;
+  const struct xs_stream_info *info = rc->info;
+
+  m->created_ns = info->created_ns;
+  return xs_manifest_set (m, "snapshot_id", info->snapshot_id) == -1
+    || xs_manifest_set (m, "volume_id", info->volume_id) == -1
+    || xs_manifest_set (m, "volume_name", rc->volume_name) == -1
+    || xs_manifest_set (m, "account", rc->scope->account) == -1
+    || xs_manifest_set (m, "region", rc->scope->region) == -1
+    || xs_manifest_set (m, "parent_id", info->base_snapshot_id) == -1
+    || xs_manifest_set (m, "name", rc->snapshot_name) == -1
+    || xs_manifest_set (m, "status", "available") == -1 ? -1 : 0;
+}
+
+/* Chunks durable, manifest, catalog row; then the state goes.  A root
+ * that differs is the stream's fault; any other failure here is ours,
+ * and the receive can be resumed (with nothing more to send).
+ */
+static int
+commit (struct receive *rc, struct xs_snapshot *snap, enum outcome *outcome)
+{
+  char got[XS_HASH128_HEX_LEN + 1], want[XS_HASH128_HEX_LEN + 1];
+  void *data;
+  size_t len;
+  int r;
+
+  *outcome = DISCARD;
+  xs_manifest_seal (rc->built);
+  if (!xs_hash128_equal (&rc->built->root, &rc->info->root)) {
+    xs_hash128_to_hex (&rc->built->root, got);
+    xs_hash128_to_hex (&rc->info->root, want);
+    xs_error ("the received snapshot's root hash %s differs from the "
+              "stream's %s: refused", got, want);
+    return -1;
+  }
+  *outcome = KEEP;
+  if (describe_built (rc) == -1 || xs_repo_sync (rc->repo) == -1
+      || xs_manifest_serialize (rc->built, &data, &len) == -1)
+    return -1;
+  r = xs_repo_put_manifest (rc->repo, rc->info->snapshot_id, data, len);
+  free (data);
+  if (r == -1
+      || xs_snapshot_record_received (rc->store, rc->scope, rc->built,
+                                      count_changed (rc), rc->stored_bytes,
+                                      snap) == -1)
+    return -1;
+  /* Committed.  A state left behind by a failure here is refused as
+   * stale by a later resume, and not listed.
+   */
+  xs_recvstate_remove (rc->state);
+  return 0;
+}
+
+/* ----- The receive ----- */
+
+static void
+free_receive (struct receive *rc)
+{
+  xs_recvstate_close (rc->state);
+  xs_manifest_free (rc->built);
+  xs_manifest_free (rc->base);
+  xs_chunk_codec_free (rc->codec);
+  free (rc->plain);
+  free (rc->batch);
+  xs_repo_close (rc->repo);
+  if (rc->gc_lock_fd >= 0)
+    close (rc->gc_lock_fd);
+  xs_stream_parser_free (rc->parser);
+  free (rc->volume_name);
+  free (rc->snapshot_name);
+}
+
+/* Read the header and check it against this store.  Leaves no trace. */
+static int
+begin (struct receive *rc, const char *name)
+{
+  const struct xs_stream_info *info;
+
+  rc->parser = xs_stream_parser_new ();
+  if (rc->parser == NULL || next_event (rc) != XS_STREAM_HEADER)
+    return -1;
+  rc->info = info = xs_stream_parser_info (rc->parser);
+  if (info->size > XS_VOLUME_SIZE_MAX) {
+    xs_error ("the stream's volume of %" PRIu64 " bytes is larger than "
+              "xsnap supports", info->size);
+    return -1;
+  }
+  if (choose_names (rc, name) == -1
+      || (info->resume_token[0]
+          && xs_recvstate_check_token (rc->store, rc->scope,
+                                       info->resume_token) == -1))
+    return -1;
+  rc->gc_lock_fd = xs_snapshot_gc_lock (rc->store, rc->scope->region, false);
+  if (rc->gc_lock_fd == -1
+      || (rc->repo = xs_store_repo (rc->store, rc->scope->account,
+                                    rc->scope->region)) == NULL
+      || check_new_here (rc) == -1 || load_base (rc) == -1)
+    return -1;
+  /* A full stream starts from zeros: the entries stay untouched (and
+   * unallocated, for a large volume) where no record lands.
+   */
+  rc->built = rc->base ? xs_manifest_copy (rc->base)
+    : xs_manifest_new (info->size, info->block_size);
+  if (rc->built == NULL)
+    return -1;
+  rc->codec = xs_chunk_codec_new (0);
+  rc->plain = malloc (info->block_size);
+  rc->batch = malloc (CHECKPOINT_RECORDS * sizeof *rc->batch);
+  if (rc->codec == NULL || rc->plain == NULL || rc->batch == NULL) {
+    xs_error ("cannot receive: out of memory");
+    return -1;
+  }
+  return 0;
+}
+
+/* Every record, then the trailer.  On failure *OUTCOME is set. */
+static int
+receive_records (struct receive *rc, enum outcome *outcome)
+{
+  enum xs_stream_event event;
+
+  while ((event = next_event (rc)) == XS_STREAM_RECORD)
+    if (apply_record (rc, xs_stream_parser_record (rc->parser),
+                      outcome) == -1)
+      return -1;
+  if (event == XS_STREAM_END) {
+    *outcome = DISCARD;
+    return expect_end_of_input (rc);
+  }
+  *outcome = rc->input_failed || xs_stream_parser_resumable (rc->parser)
+    ? KEEP : DISCARD;
+  return -1;
+}
+
+static void
+command_line (const struct xs_stream_info *info, const char *token,
+              char *out, size_t len)
+{
+  snprintf (out, len, "xsnap send %s%s%s --resume %s", info->snapshot_id,
+            info->base_snapshot_id[0] ? " --from " : "",
+            info->base_snapshot_id, token);
+}
+
+/* The receive stopped short: save what arrived and say how to go on. */
+static void
+keep_for_resume (struct receive *rc)
+{
+  char token[XS_STREAM_TOKEN_MAX], command[512];
+
+  if (checkpoint (rc) == -1
+      || xs_recvstate_make_token (rc->store, rc->scope, rc->info->stream_id,
+                                  rc->next_block, token) == -1)
+    return;
+  command_line (rc->info, token, command, sizeof command);
+  xs_error ("receive interrupted; resume with: %s", command);
+}
+
+int
+xs_receive (struct xs_store *store, const struct xs_scope *scope, int fd,
+            const char *name, const int *stop,
+            void (*progress) (uint64_t done, uint64_t total, void *opaque),
+            void *progress_opaque, struct xs_snapshot *snap)
+{
+  struct receive rc = { .store = store, .scope = scope, .fd = fd,
+                        .stop = stop, .gc_lock_fd = -1,
+                        .progress = progress,
+                        .progress_opaque = progress_opaque };
+  enum outcome outcome = DISCARD;
+  int r = -1;
+
+  if (begin (&rc, name) == 0 && open_state (&rc) == 0) {
+    if (receive_records (&rc, &outcome) == 0
+        && commit (&rc, snap, &outcome) == 0)
+      r = 0;
+    else if (outcome == KEEP)
+      keep_for_resume (&rc);
+    else
+      xs_recvstate_remove (rc.state);
+  }
+  free_receive (&rc);
+  return r;
+}
+
+/* ----- Pending receives ----- */
+
+struct pending_pass {
+  struct xs_store *store;
+  const struct xs_scope *scope;
+  xs_receive_pending_fn fn;
+  void *opaque;
+};
+
+static int
+list_one (const struct xs_recvstate_summary *s, void *opaque)
+{
+  struct pending_pass *pass = opaque;
+  struct xs_receive_pending p = { .info = s->info,
+                                  .next_block = s->next_block,
+                                  .blocks_received = s->blocks_received,
+                                  .stored_bytes = s->stored_bytes,
+                                  .active = s->active };
+  struct xs_snapshot done;
+  int r;
+
+  /* A receive that committed but could not remove its state. */
+  r = xs_snapshot_lookup_id (pass->store, s->info->snapshot_id, &done);
+  if (r == 0)
+    xs_snapshot_clear (&done);
+  if (r != 1)
+    return r == 0 ? 0 : -1;
+  if (xs_recvstate_make_token (pass->store, pass->scope, s->info->stream_id,
+                               s->next_block, p.token) == -1)
+    return -1;
+  command_line (s->info, p.token, p.command, sizeof p.command);
+  return pass->fn (&p, pass->opaque);
+}
+
+int
+xs_receive_list_pending (struct xs_store *store,
+                         const struct xs_scope *scope,
+                         xs_receive_pending_fn fn, void *opaque)
+{
+  struct pending_pass pass = { store, scope, fn, opaque };
+
+  return xs_recvstate_list (store, scope, list_one, &pass);
+}

@@ -1,0 +1,488 @@
+/* xsnap: sending a snapshot as a replication stream (see send.h).
+ *
+ * The plan is the list of blocks whose entries differ between the base
+ * (an all-zero manifest for a full stream) and the snapshot, walked with
+ * xs_manifest_diff; it is walked twice, once to count the records for
+ * the header and once to send them, so nothing proportional to the
+ * changes is kept but the set of chunk ids the receiver already has.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "chunk.h"
+#include "error.h"
+#include "manifest.h"
+#include "repo.h"
+#include "send.h"
+#include "snapshot.h"
+
+#define OUTPUT_BUFFER (1024 * 1024)
+
+/* ----- A set of chunk ids (open addressing; the zero id marks free) ----- */
+
+struct id_set {
+  struct xs_hash128 *slots;
+  uint64_t mask;
+};
+
+static int
+id_set_init (struct id_set *set, uint64_t expected)
+{
+  uint64_t cap = 16;
+
+  while (cap < 2 * expected)
+    cap *= 2;
+  set->mask = cap - 1;
+  set->slots = cap <= SIZE_MAX / sizeof *set->slots
+    ? calloc (cap, sizeof *set->slots) : NULL;
+  if (set->slots == NULL) {
+    xs_error ("cannot plan the stream: out of memory for %" PRIu64
+              " chunk ids", expected);
+    return -1;
+  }
+  return 0;
+}
+
+/* Add ID; returns true if it was there already.  Ids are hashes, so
+ * their first bytes are as good an index as any.
+ */
+static bool
+id_set_add (struct id_set *set, const struct xs_hash128 *id)
+{
+  uint64_t i;
+
+  memcpy (&i, id->bytes, sizeof i);
+  for (i &= set->mask; ; i = (i + 1) & set->mask) {
+    if (xs_hash128_equal (&set->slots[i], id))
+      return true;
+    if (xs_hash128_is_zero (&set->slots[i])) {
+      set->slots[i] = *id;
+      return false;
+    }
+  }
+}
+
+/* ----- Planning ----- */
+
+struct xs_send {
+  struct xs_store *store;
+  struct xs_repo *repo;
+  int gc_lock_fd;
+  struct xs_manifest *target;
+  struct xs_manifest *base;     /* all zero for a full stream */
+  uint64_t base_chunks;         /* non-zero entries of base */
+  uint64_t plan_records;        /* records of the whole stream */
+  char base_id[XS_ID_MAX];       /* "" for a full stream */
+  struct xs_stream_info info;
+};
+
+void
+xs_send_free (struct xs_send *s)
+{
+  if (s == NULL)
+    return;
+  xs_manifest_free (s->target);
+  xs_manifest_free (s->base);
+  xs_repo_close (s->repo);
+  if (s->gc_lock_fd >= 0)
+    close (s->gc_lock_fd);
+  xs_stream_info_clear (&s->info);
+  free (s);
+}
+
+const struct xs_stream_info *
+xs_send_info (const struct xs_send *s)
+{
+  return &s->info;
+}
+
+/* Find an available snapshot by SPEC. */
+static int
+find_available (struct xs_store *store, const struct xs_scope *scope,
+                const char *spec, struct xs_snapshot *snap)
+{
+  if (xs_snapshot_find (store, scope, spec, false, snap) != 0)
+    return -1;
+  if (strcmp (snap->status, "available") != 0) {
+    xs_error ("cannot send snapshot %s@%s: it is still %s",
+              snap->volume_name, snap->name, snap->status);
+    xs_snapshot_clear (snap);
+    return -1;
+  }
+  return 0;
+}
+
+static int
+load_base (struct xs_send *s, const struct xs_scope *scope,
+           const struct xs_snapshot *snap, const char *spec)
+{
+  struct xs_snapshot base;
+  int r = -1;
+
+  if (find_available (s->store, scope, spec, &base) == -1)
+    return -1;
+  if (strcmp (base.id, snap->id) == 0)
+    xs_error ("cannot send %s@%s incrementally from itself",
+              snap->volume_name, snap->name);
+  else if (base.size != snap->size || base.block_size != snap->block_size)
+    xs_error ("cannot send %s@%s from %s@%s: different geometry (%" PRIu64
+              " bytes in %" PRIu32 "-byte blocks, %" PRIu64 " in %" PRIu32
+              ")", snap->volume_name, snap->name, base.volume_name,
+              base.name, snap->size, snap->block_size, base.size,
+              base.block_size);
+  else {
+    s->base = xs_snapshot_load_manifest (s->store, base.account, base.region,
+                                         base.id);
+    snprintf (s->base_id, sizeof s->base_id, "%s", base.id);
+    if (s->base)
+      r = 0;
+  }
+  xs_snapshot_clear (&base);
+  return r;
+}
+
+struct count_pass {
+  uint64_t first_block;
+  uint64_t all;                 /* records from block 0 */
+  uint64_t from_first;          /* records from first_block */
+};
+
+static int
+count_run (uint64_t first, uint64_t count, void *opaque)
+{
+  struct count_pass *c = opaque;
+  uint64_t end = first + count;
+
+  c->all += count;
+  if (end > c->first_block)
+    c->from_first += end - (first > c->first_block ? first : c->first_block);
+  return 0;
+}
+
+/* Count the records and the base's chunks; fill the numbers of info. */
+static int
+count_plan (struct xs_send *s, uint64_t first_block)
+{
+  struct count_pass c = { .first_block = first_block };
+
+  if (xs_manifest_diff (s->base, s->target, count_run, &c) != 0)
+    return -1;
+  for (uint64_t i = 0; i < s->base->nblocks; i++)
+    s->base_chunks += !xs_hash128_is_zero (&s->base->entries[i]);
+  s->plan_records = c.all;
+  s->info.records = c.from_first;
+  s->info.first_block = first_block;
+  return 0;
+}
+
+/* The first block to send: 0, or the one a resume token names. */
+static int
+resume_point (const struct xs_send *s, const char *token,
+              uint64_t *first_block)
+{
+  char stream_id[XS_STREAM_ID_LEN + 1], mac[33];
+
+  *first_block = 0;
+  if (token == NULL)
+    return 0;
+  if (xs_stream_token_parse (token, stream_id, first_block, mac) == -1)
+    return -1;
+  if (strcmp (stream_id, s->info.stream_id) != 0) {
+    xs_error ("the resume token is for another stream (%s; this one is %s): "
+              "check the snapshot and --from", stream_id, s->info.stream_id);
+    return -1;
+  }
+  if (*first_block > s->target->nblocks) {
+    xs_error ("the resume token names block %" PRIu64 ", beyond the "
+              "snapshot's %" PRIu64 " blocks", *first_block,
+              s->target->nblocks);
+    return -1;
+  }
+  return 0;
+}
+
+static int
+describe (struct xs_send *s, const struct xs_scope *scope,
+          const struct xs_snapshot *snap, const char *base_id,
+          const char *token)
+{
+  uint64_t first_block;
+
+  s->info.created_ns = snap->created_ns;
+  s->info.size = s->target->size;
+  s->info.block_size = s->target->block_size;
+  s->info.nblocks = s->target->nblocks;
+  s->info.root = s->target->root;
+  if (base_id[0])
+    s->info.base_root = s->base->root;
+  if (xs_stream_info_set_strings (&s->info, scope->account, scope->region,
+                                  snap->volume_id, snap->volume_name,
+                                  snap->id, snap->name, base_id,
+                                  token ? token : "") == -1
+      || resume_point (s, token, &first_block) == -1)
+    return -1;
+  return count_plan (s, first_block);
+}
+
+/* Manifests and the description of the stream. */
+static int
+plan (struct xs_send *s, const struct xs_scope *scope,
+      const struct xs_snapshot *snap, const char *base_spec,
+      const char *token)
+{
+  s->target = xs_snapshot_load_manifest (s->store, snap->account,
+                                         snap->region, snap->id);
+  if (s->target == NULL)
+    return -1;
+  if (base_spec) {
+    if (load_base (s, scope, snap, base_spec) == -1)
+      return -1;
+  }
+  else if ((s->base = xs_manifest_new (s->target->size,
+                                       s->target->block_size)) == NULL)
+    return -1;
+  return describe (s, scope, snap, s->base_id, token);
+}
+
+struct xs_send *
+xs_send_prepare (struct xs_store *store, const struct xs_scope *scope,
+                 const char *snapshot, const char *base,
+                 const char *resume_token)
+{
+  struct xs_send *s = calloc (1, sizeof *s);
+  struct xs_snapshot snap;
+
+  if (s == NULL) {
+    xs_error ("cannot plan the stream: %m");
+    return NULL;
+  }
+  s->store = store;
+  s->gc_lock_fd = xs_snapshot_gc_lock (store, scope->region, false);
+  if (s->gc_lock_fd == -1
+      || (s->repo = xs_store_repo (store, scope->account,
+                                   scope->region)) == NULL
+      || find_available (store, scope, snapshot, &snap) == -1) {
+    xs_send_free (s);
+    return NULL;
+  }
+  if (plan (s, scope, &snap, base, resume_token) == -1) {
+    xs_snapshot_clear (&snap);
+    xs_send_free (s);
+    return NULL;
+  }
+  xs_snapshot_clear (&snap);
+  return s;
+}
+
+/* ----- Sending ----- */
+
+struct send_pass {
+  struct xs_send *s;
+  struct xs_stream_writer *w;
+  struct id_set carried;        /* ids the receiver has by now */
+  struct xs_send_stats stats;
+  void (*progress) (uint64_t done, uint64_t total, void *opaque);
+  void *progress_opaque;
+};
+
+/* The stored chunk of BLOCK, checked as far as its header goes (the
+ * receiver verifies it whole).
+ */
+static int
+read_chunk (struct xs_send *s, uint64_t block, const struct xs_hash128 *id,
+            void **stored, size_t *len)
+{
+  char hex[XS_HASH128_HEX_LEN + 1];
+  uint64_t want = s->target->size - block * s->target->block_size;
+  struct xs_hash128 header_id;
+  uint32_t plain_len;
+  int r;
+
+  if (want > s->target->block_size)
+    want = s->target->block_size;
+  xs_hash128_to_hex (id, hex);
+  r = xs_repo_get_chunk_raw (s->repo, id, stored, len);
+  if (r == 1)
+    xs_error ("cannot send block %" PRIu64 " of snapshot %s: chunk %s is "
+              "missing", block, s->info.snapshot_id, hex);
+  if (r != 0)
+    return -1;
+  if (xs_chunk_peek (*stored, *len, &header_id, &plain_len) == -1)
+    r = -1;
+  else if (!xs_hash128_equal (&header_id, id) || plain_len != want) {
+    xs_error ("cannot send block %" PRIu64 " of snapshot %s: chunk %s is "
+              "corrupt (wrong id or length)", block, s->info.snapshot_id, hex);
+    r = -1;
+  }
+  if (r == -1)
+    free (*stored);
+  return r;
+}
+
+static int
+send_block (struct send_pass *pass, uint64_t block)
+{
+  struct xs_send *s = pass->s;
+  struct xs_stream_record rec = { .block = block,
+                                  .id = s->target->entries[block] };
+  void *stored = NULL;
+  bool known;
+  int r;
+
+  known = !xs_hash128_is_zero (&rec.id)
+    && id_set_add (&pass->carried, &rec.id);
+  if (block < s->info.first_block)
+    return 0;                   /* carried before the resume point */
+  if (xs_hash128_is_zero (&rec.id)) {
+    rec.kind = XS_STREAM_ZERO;
+    pass->stats.zeros++;
+  }
+  else if (known) {
+    rec.kind = XS_STREAM_REF;
+    pass->stats.refs++;
+  }
+  else {
+    if (read_chunk (s, block, &rec.id, &stored, &rec.stored_len) == -1)
+      return -1;
+    rec.kind = XS_STREAM_CHUNK;
+    rec.stored = stored;
+    pass->stats.chunks++;
+    pass->stats.chunk_bytes += rec.stored_len;
+  }
+  r = xs_stream_write_record (pass->w, &rec);
+  free (stored);
+  if (r == -1)
+    return -1;
+  pass->stats.records++;
+  if (pass->progress)
+    pass->progress (pass->stats.records, s->info.records,
+                    pass->progress_opaque);
+  return 0;
+}
+
+static int
+send_run (uint64_t first, uint64_t count, void *opaque)
+{
+  for (uint64_t block = first; block < first + count; block++)
+    if (send_block (opaque, block) == -1)
+      return -1;
+  return 0;
+}
+
+/* Every chunk of the base is at the receiver already. */
+static int
+seed_with_base (struct send_pass *pass)
+{
+  const struct xs_manifest *base = pass->s->base;
+
+  if (id_set_init (&pass->carried,
+                   pass->s->base_chunks + pass->s->plan_records) == -1)
+    return -1;
+  for (uint64_t i = 0; i < base->nblocks; i++)
+    if (!xs_hash128_is_zero (&base->entries[i]))
+      id_set_add (&pass->carried, &base->entries[i]);
+  return 0;
+}
+
+int
+xs_send_run (struct xs_send *s, xs_stream_write_fn write, void *opaque,
+             void (*progress) (uint64_t done, uint64_t total, void *opaque),
+             void *progress_opaque, struct xs_send_stats *stats)
+{
+  struct send_pass pass = { .s = s, .progress = progress,
+                            .progress_opaque = progress_opaque };
+  int r = -1;
+
+  pass.w = xs_stream_writer_new (write, opaque);
+  if (pass.w == NULL)
+    return -1;
+  if (seed_with_base (&pass) == 0
+      && xs_stream_write_header (pass.w, &s->info) == 0
+      && xs_manifest_diff (s->base, s->target, send_run, &pass) == 0
+      && xs_stream_write_trailer (pass.w) == 0)
+    r = 0;
+  pass.stats.bytes = xs_stream_writer_bytes (pass.w);
+  if (progress && s->info.records == 0 && r == 0)
+    progress (0, 0, progress_opaque);
+  if (stats)
+    *stats = pass.stats;
+  free (pass.carried.slots);
+  xs_stream_writer_free (pass.w);
+  return r;
+}
+
+/* ----- Output to a file descriptor ----- */
+
+struct fd_output {
+  int fd;
+  uint8_t *buf;
+  size_t len;
+};
+
+static int
+write_all (int fd, const void *data, size_t len)
+{
+  const uint8_t *p = data;
+  ssize_t r;
+
+  while (len > 0) {
+    r = write (fd, p, len);
+    if (r == -1 && errno == EINTR)
+      continue;
+    if (r == -1) {
+      xs_error ("cannot write the stream: %m");
+      return -1;
+    }
+    p += r;
+    len -= (size_t) r;
+  }
+  return 0;
+}
+
+static int
+flush_output (struct fd_output *out)
+{
+  int r = write_all (out->fd, out->buf, out->len);
+
+  out->len = 0;
+  return r;
+}
+
+static int
+buffered_write (const void *data, size_t len, void *opaque)
+{
+  struct fd_output *out = opaque;
+
+  if (out->len + len > OUTPUT_BUFFER && flush_output (out) == -1)
+    return -1;
+  if (len >= OUTPUT_BUFFER)
+    return write_all (out->fd, data, len);
+  memcpy (out->buf + out->len, data, len);
+  out->len += len;
+  return 0;
+}
+
+int
+xs_send_to_fd (struct xs_send *s, int fd,
+               void (*progress) (uint64_t done, uint64_t total,
+                                 void *opaque),
+               void *progress_opaque, struct xs_send_stats *stats)
+{
+  struct fd_output out = { .fd = fd, .buf = malloc (OUTPUT_BUFFER) };
+  int r;
+
+  if (out.buf == NULL) {
+    xs_error ("cannot send the stream: %m");
+    return -1;
+  }
+  r = xs_send_run (s, buffered_write, &out, progress, progress_opaque,
+                   stats);
+  if (r == 0)
+    r = flush_output (&out);
+  free (out.buf);
+  return r;
+}
