@@ -36,7 +36,7 @@
 #include "snapshot.h"
 #include "volume.h"
 
-#define XFER_REQUEST_SIZE (1u << 20)          /* largest read or write */
+#define XFER_REQUEST_SIZE (1u << 18)          /* largest read or write */
 #define XFER_LANE_BUFFERS (32u << 20)         /* buffer bytes per lane */
 #define XFER_MIN_SLOTS 4u
 #define XFER_MAX_SLOTS 32u
@@ -45,7 +45,7 @@
 #define XFER_SPARSE 4096u                     /* unit of zero detection */
 #define XFER_ZERO_MAX (UINT64_C (1) << 30)    /* longest zero request */
 #define XFER_POLL_MS 500                      /* to notice *stop */
-#define XFER_BEHIND 8u                        /* write-behind window */
+#define XFER_BEHIND 32u                       /* write-behind window */
 
 struct lane;
 
@@ -99,6 +99,7 @@ struct xfer {
   const int *stop;
   uint64_t length;              /* copy [0, length) */
   bool want_map;                /* import: ask for base:allocation */
+  bool flush;                   /* export: flush the target at the end */
   uint32_t request_size;        /* largest read or write request */
   uint64_t slot_size;           /* bytes per slot buffer */
   int (*run_segment) (struct lane *lane, uint64_t start, uint64_t end);
@@ -328,6 +329,17 @@ lane_drain (struct lane *lane)
   return 0;
 }
 
+/* Each lane flushes its own connection once its writes are done (each
+ * may have its own cache without multi-conn).
+ */
+static void
+lane_flush (struct lane *lane)
+{
+  if (nbd_can_flush (lane->nbd) == 1 && nbd_flush (lane->nbd, 0) == -1)
+    xfer_fail (lane->x, "cannot flush %s: %s", lane->x->uri,
+               nbd_get_error ());
+}
+
 static void *
 lane_run (void *opaque)
 {
@@ -344,13 +356,13 @@ lane_run (void *opaque)
     if (x->run_segment (lane, start, end) == -1)
       break;
   }
-  lane_drain (lane);
+  if (lane_drain (lane) == 0 && x->flush && !xfer_should_stop (x))
+    lane_flush (lane);
   return NULL;
 }
 
 /* Start a command on SLOT: its bookkeeping comes first, because the
- * completion may run before the call returns.  ISSUED is the call's
- * result.
+ * completion may run before the call returns.
  */
 static void
 slot_begin (struct slot *slot)
@@ -359,6 +371,9 @@ slot_begin (struct slot *slot)
   slot->lane->in_flight++;
 }
 
+/* Check the result of the call that started a command (ISSUED); undo
+ * the bookkeeping if it was not started.
+ */
 static int
 slot_issued (struct slot *slot, int64_t issued, const char *what)
 {
@@ -392,9 +407,8 @@ slot_end (struct slot *slot, int error, const char *what)
   return slot->pending == 0 && !atomic_load (&lane->x->failed);
 }
 
-/* Run every lane to the end.  PROBE, the first connection, becomes the
- * first lane's.  Signals are left to the caller's thread: the lanes
- * block them, so that no libnbd call of theirs fails with EINTR.
+/* Open the lanes: PROBE, the first connection, becomes the first
+ * lane's; the others connect as many more times as the server allows.
  */
 static int
 xfer_lanes_init (struct xfer *x, struct nbd_handle *probe)
@@ -414,6 +428,10 @@ xfer_lanes_init (struct xfer *x, struct nbd_handle *probe)
   return 0;
 }
 
+/* Run every lane to the end.  Signals are left to the caller's thread:
+ * the lanes block them, so that no libnbd call of theirs fails with
+ * EINTR.
+ */
 static int
 xfer_lanes_run (struct xfer *x)
 {
@@ -445,21 +463,6 @@ xfer_lanes_run (struct xfer *x)
   return atomic_load (&x->failed) ? -1 : 0;
 }
 
-/* Flush every connection (each may have its own cache). */
-static int
-xfer_lanes_flush (struct xfer *x)
-{
-  unsigned i;
-
-  for (i = 0; i < x->nlanes; i++)
-    if (nbd_can_flush (x->lanes[i].nbd) == 1
-        && nbd_flush (x->lanes[i].nbd, 0) == -1) {
-      xs_error ("cannot flush %s: %s", x->uri, nbd_get_error ());
-      return -1;
-    }
-  return 0;
-}
-
 static void
 xfer_lanes_free (struct xfer *x, struct xs_transfer_report *report,
                  bool clean)
@@ -481,11 +484,11 @@ xfer_lanes_free (struct xfer *x, struct xs_transfer_report *report,
   x->lanes = NULL;
 }
 
-/* The whole copy over the lanes: set up, run, flush if FLUSH, and tear
- * down, adding the lanes' counts to REPORT.  Takes over PROBE.
+/* The whole copy over the lanes: set up, run and tear down, adding the
+ * lanes' counts to REPORT.  Takes over PROBE.
  */
 static int
-xfer_run (struct xfer *x, struct nbd_handle *probe, bool flush,
+xfer_run (struct xfer *x, struct nbd_handle *probe,
           struct xs_transfer_report *report)
 {
   int r;
@@ -496,8 +499,6 @@ xfer_run (struct xfer *x, struct nbd_handle *probe, bool flush,
   r = xfer_lanes_init (x, probe);
   if (r == 0)
     r = xfer_lanes_run (x);
-  if (r == 0 && flush)
-    r = xfer_lanes_flush (x);
   if (r == 0 && x->progress)
     x->progress (x->length, x->length, x->opaque);
   xfer_lanes_free (x, report, r == 0);
@@ -697,12 +698,12 @@ import_map (struct lane *lane, uint64_t offset, uint64_t end)
 
   lane->nextents = 0;
   lane->map_end = end;
-  if (!x->use_map && map_append (lane, offset, end - offset, false) == -1) {
+  if (!x->use_map) {             /* no map: everything is data */
+    if (map_append (lane, offset, end - offset, false) == 0)
+      return 0;
     xfer_fail (x, "cannot %s %s: out of memory", x->what, x->uri);
     return -1;
   }
-  if (!x->use_map)
-    return 0;
   if (nbd_block_status (lane->nbd, end - offset, offset,
                         (nbd_extent_callback) {
                           .callback = map_collect, .user_data = lane },
@@ -732,12 +733,12 @@ import_segment (struct lane *lane, uint64_t start, uint64_t end)
       return -1;
     for (i = 0; i < lane->nextents; i++) {
       e = &lane->extents[i];
-      if (!e->zero && import_read (lane, e->offset, e->length) == -1)
-        return -1;
       if (e->zero) {
         lane->holes_skipped += e->length;
         xfer_advance (x, e->length);
       }
+      else if (import_read (lane, e->offset, e->length) == -1)
+        return -1;
       offset = e->offset + e->length;
     }
   }
@@ -780,7 +781,7 @@ import_fill (struct xs_store *store, const struct xs_volume *vol,
   x->use_map = nbd_can_meta_context (probe,
                                      LIBNBD_CONTEXT_BASE_ALLOCATION) == 1;
   x->run_segment = import_segment;
-  r = xfer_run (x, probe, false, report);
+  r = xfer_run (x, probe, report);
   if (x->data_fd != -1)
     close (x->data_fd);
   if (r == 0 && xs_head_flush (x->head) == -1)
@@ -1084,7 +1085,7 @@ export_copy (struct xfer *x, const struct xs_snapshot *snap,
     }
   }
   x->run_segment = export_segment;
-  r = xfer_run (x, probe, true, report);
+  r = xfer_run (x, probe, report);
   free (x->zeroes);
   return r;
 }
@@ -1107,6 +1108,7 @@ xs_export_nbd (struct xs_store *store, const struct xs_scope *scope,
 {
   struct xfer x = { .what = "export to", .uri = uri, .stop = stop,
                     .progress = progress, .opaque = opaque, .data_fd = -1,
+                    .flush = true,
                     .target_is_zero = flags & XS_EXPORT_TARGET_IS_ZERO };
   int64_t start_ns = xs_now_ns ();
   struct xs_snapshot snap;

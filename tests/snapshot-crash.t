@@ -15,9 +15,10 @@ random_file "$tmp/base.img" 128 seed-base
 nbdcopy "$tmp/base.img" "$u"
 xs -q snapshot create vol --name s1 --wait
 
-# Writes after s1: some flushed, the last ones not, then kill -9.
-python3 - "$u" <<'PY'
-import nbd, random, sys
+# Writes after s1: some flushed, the last ones not, then kill -9 while
+# the client is still connected (the volume is open).
+python3 - "$u" "$tmp/written" <<'PY' &
+import nbd, random, sys, time
 h = nbd.NBD(); h.connect_uri(sys.argv[1])
 rng = random.Random(99)
 for i in range(200):
@@ -25,9 +26,15 @@ for i in range(200):
     h.pwrite(rng.randbytes(rng.randint(1, 70000)), off)
     if i == 150:
         h.flush()
+open(sys.argv[2], "w").close()
+time.sleep(3600)
 PY
+writer=$!
+started_pids+=("$writer")
+for _ in $(seq 200); do [ -e "$tmp/written" ] && break; sleep 0.05; done
 kill -9 "$server_pid"
 wait "$server_pid" 2>/dev/null || true
+kill "$writer" 2>/dev/null || true
 start_server b
 u=$(uri vol)
 nbdcopy "$u" "$tmp/after-crash.img"
