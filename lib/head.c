@@ -737,6 +737,20 @@ xs_head_hydrate (struct xs_head *h,
   return (int64_t) missing;
 }
 
+void
+xs_head_writeback (struct xs_head *h, uint64_t offset, uint64_t count,
+                   bool wait_and_drop)
+{
+  unsigned flags = SYNC_FILE_RANGE_WRITE;
+
+  if (wait_and_drop)
+    flags |= SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WAIT_AFTER;
+  (void) sync_file_range (h->data_fd, (off_t) offset, (off_t) count, flags);
+  if (wait_and_drop)
+    (void) posix_fadvise (h->data_fd, (off_t) offset, (off_t) count,
+                          POSIX_FADV_DONTNEED);
+}
+
 int
 xs_head_grow (struct xs_head *h, uint64_t new_size)
 {

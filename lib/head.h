@@ -103,6 +103,15 @@ extern int xs_head_extents (struct xs_head *h, uint64_t offset,
                                        bool hole, void *opaque),
                             void *opaque);
 
+/* A hint for bulk writers (import): start writing [OFFSET, OFFSET +
+ * COUNT) back to disk now; with WAIT_AND_DROP, wait for that and drop the
+ * range from the page cache.  Without it a large copy fills the page cache
+ * with dirty pages and the kernel throttles every write.  Errors are left
+ * to the next flush.
+ */
+extern void xs_head_writeback (struct xs_head *h, uint64_t offset,
+                               uint64_t count, bool wait_and_drop);
+
 /* Grow the volume to NEW_SIZE.  No I/O may be in flight. */
 extern int xs_head_grow (struct xs_head *h, uint64_t new_size);
 

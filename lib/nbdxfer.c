@@ -113,7 +113,6 @@ struct xfer {
   void *opaque;
   /* Import. */
   struct xs_head *head;
-  int data_fd;                  /* the head's data file, for write-behind */
   bool use_map;                 /* the source reports base:allocation */
   /* Export. */
   struct xs_snapreader *reader;
@@ -524,22 +523,13 @@ is_zero (const char *buf, size_t len)
 static void
 import_write_behind (struct lane *lane, uint64_t offset, uint64_t length)
 {
-  int fd = lane->x->data_fd;
+  struct xs_head *h = lane->x->head;
   struct written *oldest;
 
-  if (fd == -1)
-    return;
-  (void) sync_file_range (fd, (off_t) offset, (off_t) length,
-                          SYNC_FILE_RANGE_WRITE);
+  xs_head_writeback (h, offset, length, false);
   if (lane->nbehind == XFER_BEHIND) {
     oldest = &lane->behind[lane->behind_next];
-    (void) sync_file_range (fd, (off_t) oldest->offset,
-                            (off_t) oldest->length,
-                            SYNC_FILE_RANGE_WAIT_BEFORE
-                            | SYNC_FILE_RANGE_WRITE
-                            | SYNC_FILE_RANGE_WAIT_AFTER);
-    (void) posix_fadvise (fd, (off_t) oldest->offset,
-                          (off_t) oldest->length, POSIX_FADV_DONTNEED);
+    xs_head_writeback (h, oldest->offset, oldest->length, true);
     lane->behind_next = (lane->behind_next + 1) % XFER_BEHIND;
     lane->nbehind--;
   }
@@ -745,25 +735,6 @@ import_segment (struct lane *lane, uint64_t start, uint64_t end)
   return 0;
 }
 
-/* A second descriptor of VOL's data file for write-behind hints (the
- * head writes through its own), or -1: the hints are only an
- * optimisation.
- */
-static int
-import_open_data (struct xs_store *store, const struct xs_volume *vol)
-{
-  char *dir = xs_volume_dir (store, vol), *path = NULL;
-  int fd = -1;
-
-  if (dir && asprintf (&path, "%s/data", dir) != -1)
-    fd = open (path, O_RDONLY | O_CLOEXEC);
-  if (fd == -1)
-    xs_debug ("volume '%s': no write-behind: %m", vol->name);
-  free (dir);
-  free (path);
-  return fd;
-}
-
 /* Fill VOL from PROBE's export. */
 static int
 import_fill (struct xs_store *store, const struct xs_volume *vol,
@@ -777,13 +748,10 @@ import_fill (struct xs_store *store, const struct xs_volume *vol,
     xfer_disconnect (probe, false);
     return -1;
   }
-  x->data_fd = import_open_data (store, vol);
   x->use_map = nbd_can_meta_context (probe,
                                      LIBNBD_CONTEXT_BASE_ALLOCATION) == 1;
   x->run_segment = import_segment;
   r = xfer_run (x, probe, report);
-  if (x->data_fd != -1)
-    close (x->data_fd);
   if (r == 0 && xs_head_flush (x->head) == -1)
     r = -1;
   if (r == 0)
@@ -812,7 +780,7 @@ xs_import_nbd (struct xs_store *store, const struct xs_scope *scope,
 {
   struct xfer x = { .what = "import from", .uri = uri, .stop = stop,
                     .want_map = true, .progress = progress,
-                    .opaque = opaque, .data_fd = -1 };
+                    .opaque = opaque };
   int64_t start_ns = xs_now_ns (), source_size;
   struct nbd_handle *probe;
   struct xs_volume vol;
@@ -1107,7 +1075,7 @@ xs_export_nbd (struct xs_store *store, const struct xs_scope *scope,
                void *opaque, struct xs_transfer_report *report)
 {
   struct xfer x = { .what = "export to", .uri = uri, .stop = stop,
-                    .progress = progress, .opaque = opaque, .data_fd = -1,
+                    .progress = progress, .opaque = opaque,
                     .flush = true,
                     .target_is_zero = flags & XS_EXPORT_TARGET_IS_ZERO };
   int64_t start_ns = xs_now_ns ();
