@@ -29,6 +29,7 @@
 #include "error.h"
 #include "fileio.h"
 #include "head.h"
+#include "nbdapi.h"
 #include "nbdxfer.h"
 #include "repo.h"
 #include "size.h"
@@ -97,6 +98,7 @@ struct xfer {
   const char *what;             /* "import from", "export to" */
   const char *uri;
   const int *stop;
+  struct xs_nbd_api api;        /* libnbd, loaded for this transfer */
   uint64_t length;              /* copy [0, length) */
   bool want_map;                /* import: ask for base:allocation */
   bool flush;                   /* export: flush the target at the end */
@@ -173,42 +175,44 @@ xfer_advance (struct xfer *x, uint64_t bytes)
 /* Connections. */
 
 static struct nbd_handle *
-xfer_connect (const char *uri, bool want_map)
+xfer_connect (struct xfer *x)
 {
-  struct nbd_handle *nbd = nbd_create ();
+  struct nbd_handle *nbd = x->api.create ();
 
   if (nbd == NULL) {
-    xs_error ("cannot create an NBD handle: %s", nbd_get_error ());
+    xs_error ("cannot create an NBD handle: %s", x->api.get_error ());
     return NULL;
   }
-  if ((want_map
-       && nbd_add_meta_context (nbd, LIBNBD_CONTEXT_BASE_ALLOCATION) == -1)
-      || nbd_connect_uri (nbd, uri) == -1) {
-    xs_error ("cannot connect to %s: %s", uri, nbd_get_error ());
-    nbd_close (nbd);
+  if ((x->want_map
+       && x->api.add_meta_context (nbd,
+                                   LIBNBD_CONTEXT_BASE_ALLOCATION) == -1)
+      || x->api.connect_uri (nbd, x->uri) == -1) {
+    xs_error ("cannot connect to %s: %s", x->uri, x->api.get_error ());
+    x->api.close (nbd);
     return NULL;
   }
   return nbd;
 }
 
 static void
-xfer_disconnect (struct nbd_handle *nbd, bool clean)
+xfer_disconnect (struct xfer *x, struct nbd_handle *nbd, bool clean)
 {
   if (nbd == NULL)
     return;
   if (clean)
-    nbd_shutdown (nbd, 0);
-  nbd_close (nbd);
+    x->api.shutdown (nbd, 0);
+  x->api.close (nbd);
 }
 
 /* The export's size, or -1 with an error. */
 static int64_t
 xfer_size (struct xfer *x, struct nbd_handle *nbd)
 {
-  int64_t size = nbd_get_size (nbd);
+  int64_t size = x->api.get_size (nbd);
 
   if (size == -1)
-    xs_error ("cannot get the size of %s: %s", x->uri, nbd_get_error ());
+    xs_error ("cannot get the size of %s: %s", x->uri,
+              x->api.get_error ());
   return size;
 }
 
@@ -218,7 +222,7 @@ xfer_size (struct xfer *x, struct nbd_handle *nbd)
 static void
 xfer_fit_requests (struct xfer *x, struct nbd_handle *nbd)
 {
-  int64_t max = nbd_get_block_size (nbd, LIBNBD_SIZE_MAXIMUM);
+  int64_t max = x->api.get_block_size (nbd, LIBNBD_SIZE_MAXIMUM);
 
   x->request_size = XFER_REQUEST_SIZE;
   while (max > 0 && x->request_size > XFER_SPARSE
@@ -235,7 +239,7 @@ xfer_lane_count (struct xfer *x, struct nbd_handle *nbd)
   uint64_t segments = (x->length + XFER_SEGMENT - 1) / XFER_SEGMENT;
   unsigned n = 1;
 
-  if (nbd_can_multi_conn (nbd) == 1) {
+  if (x->api.can_multi_conn (nbd) == 1) {
     n = cpus < 1 ? 1 : cpus > XFER_MAX_LANES ? XFER_MAX_LANES
       : (unsigned) cpus;
     if (n > segments)
@@ -252,7 +256,7 @@ lane_init (struct xfer *x, struct lane *lane, struct nbd_handle *nbd)
   unsigned i, n = (unsigned) (XFER_LANE_BUFFERS / x->slot_size);
 
   lane->x = x;
-  lane->nbd = nbd ? nbd : xfer_connect (x->uri, x->want_map);
+  lane->nbd = nbd ? nbd : xfer_connect (x);
   if (lane->nbd == NULL)
     return -1;
   lane->nslots = n < XFER_MIN_SLOTS ? XFER_MIN_SLOTS
@@ -281,7 +285,7 @@ lane_free (struct lane *lane, bool clean)
 {
   unsigned i;
 
-  xfer_disconnect (lane->nbd, clean);
+  xfer_disconnect (lane->x, lane->nbd, clean);
   for (i = 0; lane->slots && i < lane->nslots; i++)
     free (lane->slots[i].buf);
   free (lane->slots);
@@ -292,9 +296,10 @@ lane_free (struct lane *lane, bool clean)
 static int
 lane_poll (struct lane *lane)
 {
-  if (nbd_poll (lane->nbd, XFER_POLL_MS) == -1) {
-    xfer_fail (lane->x, "cannot talk to %s: %s", lane->x->uri,
-               nbd_get_error ());
+  struct xfer *x = lane->x;
+
+  if (x->api.poll (lane->nbd, XFER_POLL_MS) == -1) {
+    xfer_fail (x, "cannot talk to %s: %s", x->uri, x->api.get_error ());
     return -1;
   }
   return 0;
@@ -334,9 +339,10 @@ lane_drain (struct lane *lane)
 static void
 lane_flush (struct lane *lane)
 {
-  if (nbd_can_flush (lane->nbd) == 1 && nbd_flush (lane->nbd, 0) == -1)
-    xfer_fail (lane->x, "cannot flush %s: %s", lane->x->uri,
-               nbd_get_error ());
+  struct xfer *x = lane->x;
+
+  if (x->api.can_flush (lane->nbd) == 1 && x->api.flush (lane->nbd, 0) == -1)
+    xfer_fail (x, "cannot flush %s: %s", x->uri, x->api.get_error ());
 }
 
 static void *
@@ -383,7 +389,7 @@ slot_issued (struct slot *slot, int64_t issued, const char *what)
   slot->pending--;
   lane->in_flight--;
   xfer_fail (lane->x, "cannot %s %s: %s", what, lane->x->uri,
-             nbd_get_error ());
+             lane->x->api.get_error ());
   return -1;
 }
 
@@ -418,7 +424,7 @@ xfer_lanes_init (struct xfer *x, struct nbd_handle *probe)
   x->lanes = calloc (x->nlanes, sizeof *x->lanes);
   if (x->lanes == NULL) {
     xs_error ("cannot allocate NBD connections: %m");
-    xfer_disconnect (probe, false);
+    xfer_disconnect (x, probe, false);
     return -1;
   }
   for (i = 0; i < x->nlanes; i++)
@@ -612,11 +618,11 @@ import_read (struct lane *lane, uint64_t offset, uint64_t length)
     slot->offset = offset;
     slot->count = n;
     slot_begin (slot);
-    issued = nbd_aio_pread (lane->nbd, slot->buf, n, offset,
-                            (nbd_completion_callback) {
-                              .callback = import_read_done,
-                              .user_data = slot },
-                            0);
+    issued = x->api.aio_pread (lane->nbd, slot->buf, n, offset,
+                               (nbd_completion_callback) {
+                                 .callback = import_read_done,
+                                 .user_data = slot },
+                               0);
     if (slot_issued (slot, issued, "read from") == -1)
       return -1;
     offset += n;
@@ -694,12 +700,12 @@ import_map (struct lane *lane, uint64_t offset, uint64_t end)
     xfer_fail (x, "cannot %s %s: out of memory", x->what, x->uri);
     return -1;
   }
-  if (nbd_block_status (lane->nbd, end - offset, offset,
-                        (nbd_extent_callback) {
-                          .callback = map_collect, .user_data = lane },
-                        0) == -1) {
+  if (x->api.block_status (lane->nbd, end - offset, offset,
+                           (nbd_extent_callback) {
+                             .callback = map_collect, .user_data = lane },
+                           0) == -1) {
     xfer_fail (x, "cannot get the map of %s at offset %" PRIu64 ": %s",
-               x->uri, offset, nbd_get_error ());
+               x->uri, offset, x->api.get_error ());
     return -1;
   }
   if (lane->nextents == 0 || lane->extents[0].offset != offset) {
@@ -745,11 +751,11 @@ import_fill (struct xs_store *store, const struct xs_volume *vol,
 
   x->head = xs_volume_open_head (store, vol);
   if (x->head == NULL) {
-    xfer_disconnect (probe, false);
+    xfer_disconnect (x, probe, false);
     return -1;
   }
-  x->use_map = nbd_can_meta_context (probe,
-                                     LIBNBD_CONTEXT_BASE_ALLOCATION) == 1;
+  x->use_map = x->api.can_meta_context (probe,
+                                        LIBNBD_CONTEXT_BASE_ALLOCATION) == 1;
   x->run_segment = import_segment;
   r = xfer_run (x, probe, report);
   if (r == 0 && xs_head_flush (x->head) == -1)
@@ -772,6 +778,48 @@ import_report (struct xs_transfer_report *report,
   report->rounded = vol->size != source_size;
 }
 
+/* The import through X, with libnbd loaded. */
+static int
+import_nbd (struct xs_store *store, const struct xs_scope *scope,
+            struct xfer *x, const char *name, uint32_t block_size,
+            struct xs_transfer_report *report)
+{
+  const char *uri = x->uri;
+  int64_t start_ns = xs_now_ns (), source_size;
+  struct nbd_handle *probe;
+  struct xs_volume vol;
+  uint64_t size;
+
+  probe = xfer_connect (x);
+  if (probe == NULL)
+    return -1;
+  source_size = xfer_size (x, probe);
+  if (source_size == 0)
+    xs_error ("cannot import %s: the export is empty", uri);
+  if (source_size <= 0) {
+    xfer_disconnect (x, probe, false);
+    return -1;
+  }
+  /* The volume holds whole blocks; the tail past the export is zero. */
+  size = (uint64_t) source_size + block_size - 1;
+  size -= size % block_size;
+  if (xs_volume_create (store, scope, name, size, block_size, &vol) == -1) {
+    xfer_disconnect (x, probe, false);
+    return -1;
+  }
+  x->length = (uint64_t) source_size;
+  xfer_fit_requests (x, probe);
+  if (import_fill (store, &vol, x, probe, report) == -1) {
+    xs_volume_delete (store, &vol);     /* nothing partial stays */
+    xs_volume_clear (&vol);
+    return -1;
+  }
+  import_report (report, &vol, (uint64_t) source_size);
+  report->seconds = (double) (xs_now_ns () - start_ns) / 1e9;
+  xs_volume_clear (&vol);
+  return 0;
+}
+
 int
 xs_import_nbd (struct xs_store *store, const struct xs_scope *scope,
                const char *uri, const char *name, uint32_t block_size,
@@ -781,42 +829,15 @@ xs_import_nbd (struct xs_store *store, const struct xs_scope *scope,
   struct xfer x = { .what = "import from", .uri = uri, .stop = stop,
                     .want_map = true, .progress = progress,
                     .opaque = opaque };
-  int64_t start_ns = xs_now_ns (), source_size;
-  struct nbd_handle *probe;
-  struct xs_volume vol;
-  uint64_t size;
+  int r;
 
   memset (report, 0, sizeof *report);
-  if (xs_volume_check_block_size (block_size) == -1)
+  if (xs_volume_check_block_size (block_size) == -1
+      || xs_nbd_api_load (&x.api) == -1)
     return -1;
-  probe = xfer_connect (uri, true);
-  if (probe == NULL)
-    return -1;
-  source_size = xfer_size (&x, probe);
-  if (source_size == 0)
-    xs_error ("cannot import %s: the export is empty", uri);
-  if (source_size <= 0) {
-    xfer_disconnect (probe, false);
-    return -1;
-  }
-  /* The volume holds whole blocks; the tail past the export is zero. */
-  size = (uint64_t) source_size + block_size - 1;
-  size -= size % block_size;
-  if (xs_volume_create (store, scope, name, size, block_size, &vol) == -1) {
-    xfer_disconnect (probe, false);
-    return -1;
-  }
-  x.length = (uint64_t) source_size;
-  xfer_fit_requests (&x, probe);
-  if (import_fill (store, &vol, &x, probe, report) == -1) {
-    xs_volume_delete (store, &vol);     /* nothing partial stays */
-    xs_volume_clear (&vol);
-    return -1;
-  }
-  import_report (report, &vol, (uint64_t) source_size);
-  report->seconds = (double) (xs_now_ns () - start_ns) / 1e9;
-  xs_volume_clear (&vol);
-  return 0;
+  r = import_nbd (store, scope, &x, name, block_size, report);
+  xs_nbd_api_unload (&x.api);   /* every connection is closed by now */
+  return r;
 }
 
 /* Export: from a snapshot to a writable NBD export. */
@@ -853,9 +874,10 @@ export_write (struct slot *slot, const char *zeroes)
     if (n > lane->x->request_size)
       n = lane->x->request_size;
     slot_begin (slot);
-    issued = nbd_aio_pwrite (lane->nbd, zeroes ? zeroes : slot->buf + pos,
-                             n, slot->offset + pos, export_completion (slot),
-                             0);
+    issued = lane->x->api.aio_pwrite (lane->nbd,
+                                      zeroes ? zeroes : slot->buf + pos, n,
+                                      slot->offset + pos,
+                                      export_completion (slot), 0);
     if (slot_issued (slot, issued, "write to") == -1)
       return -1;
   }
@@ -915,7 +937,8 @@ export_zero (struct lane *lane, uint64_t offset, uint64_t count)
       continue;
     }
     slot_begin (slot);
-    issued = nbd_aio_zero (lane->nbd, n, offset, export_completion (slot), 0);
+    issued = x->api.aio_zero (lane->nbd, n, offset, export_completion (slot),
+                              0);
     if (slot_issued (slot, issued, "zero") == -1)
       return -1;
   }
@@ -977,14 +1000,14 @@ export_segment (struct lane *lane, uint64_t start, uint64_t end)
 static struct nbd_handle *
 export_connect (struct xfer *x, const struct xs_snapshot *snap)
 {
-  struct nbd_handle *nbd = xfer_connect (x->uri, false);
+  struct nbd_handle *nbd = xfer_connect (x);
   int64_t size;
   char want[32], have[32];
 
   if (nbd == NULL)
     return NULL;
   size = xfer_size (x, nbd);
-  if (size != -1 && nbd_is_read_only (nbd) == 1) {
+  if (size != -1 && x->api.is_read_only (nbd) == 1) {
     xs_error ("cannot export snapshot %s@%s to %s: the target is "
               "read-only", snap->volume_name, snap->name, x->uri);
     size = -1;
@@ -999,10 +1022,10 @@ export_connect (struct xfer *x, const struct xs_snapshot *snap)
     size = -1;
   }
   if (size == -1) {
-    xfer_disconnect (nbd, false);
+    xfer_disconnect (x, nbd, false);
     return NULL;
   }
-  x->can_zero = nbd_can_zero (nbd) == 1;
+  x->can_zero = x->api.can_zero (nbd) == 1;
   return nbd;
 }
 
@@ -1048,7 +1071,7 @@ export_copy (struct xfer *x, const struct xs_snapshot *snap,
     x->zeroes = calloc (1, x->request_size);
     if (x->zeroes == NULL) {
       xs_error ("cannot allocate a buffer of zeroes: %m");
-      xfer_disconnect (probe, false);
+      xfer_disconnect (x, probe, false);
       return -1;
     }
   }
@@ -1090,7 +1113,10 @@ xs_export_nbd (struct xs_store *store, const struct xs_scope *scope,
     x.reader = export_open_reader (store, &snap, &repo);
   if (x.reader) {
     x.length = snap.size;
-    r = export_copy (&x, &snap, report);
+    if (xs_nbd_api_load (&x.api) == 0) {
+      r = export_copy (&x, &snap, report);
+      xs_nbd_api_unload (&x.api); /* every connection is closed by now */
+    }
     xs_snapreader_close (x.reader);
   }
   xs_repo_close (repo);
