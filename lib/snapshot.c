@@ -478,8 +478,16 @@ xs_snapshot_start (struct xs_store *store, struct xs_head *h,
   }
   base = load_base (store, vol, &matches);
 
+  /* A pending record need not survive a crash (the next owner removes
+   * it anyway), so it is committed without waiting for the disk: taking
+   * the point in time stays instant.
+   */
   xs_catalog_lock (xs_store_catalog (store));
+  xs_catalog_exec (xs_store_catalog (store), "PRAGMA synchronous = NORMAL",
+                   "relax syncing");
   r = insert_pending (xs_store_catalog (store), snap, getpid ());
+  xs_catalog_exec (xs_store_catalog (store), "PRAGMA synchronous = FULL",
+                   "restore syncing");
   xs_catalog_unlock (xs_store_catalog (store));
   if (r == -1)
     goto fail;
