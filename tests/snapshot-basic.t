@@ -91,7 +91,7 @@ is "$(xs --json snapshot list | jq '[.snapshots[] | select(.status == "pending")
 # verify, then flip one bit of one stored chunk of s1.
 check "verify passes on a good snapshot" -- quietly xs verify vol@s1
 account_repo=$store/regions/local/repo/admin/chunks
-victim=$(find "$account_repo" -type f | sort | head -1)
+victim=$(find "$account_repo" -type f | sort | sed -n 1p)   # sed reads all: no SIGPIPE under pipefail
 victim_id=$(basename "$victim")
 python3 - "$victim" <<'PY'
 import sys
