@@ -381,11 +381,14 @@ xs_seal_run (struct xs_seal *seal, unsigned threads,
     started++;
   }
   if (progress) {
+    /* Report every 10 ms until the workers have claimed everything (a
+     * snapshot with little to seal must not wait for a long tick).
+     */
     while (__atomic_load_n (&seal->cursor, __ATOMIC_RELAXED)
            < seal->todo.nbits && !has_failed (seal)) {
       progress (__atomic_load_n (&seal->done, __ATOMIC_RELAXED),
                 seal->stats.blocks_to_seal, opaque);
-      usleep (100000);
+      usleep (10000);
     }
   }
   for (i = 0; i < started; i++)
