@@ -336,20 +336,22 @@ struct xs_snapshot_op {
   uint64_t new_epoch;
 };
 
+/* Insert the row of SNAP (any status), holding the catalog lock. */
 static int
-insert_pending (struct xs_catalog *cat, const struct xs_snapshot *snap,
-                pid_t owner)
+insert_row (struct xs_catalog *cat, const struct xs_snapshot *snap,
+            pid_t owner)
 {
   sqlite3_stmt *stmt;
-  int r = -1;
+  int r = -1, code;
 
   stmt = xs_catalog_prepare (cat,
                              "INSERT INTO snapshots (id, account, region,"
                              " volume_id, volume_name, name, parent_id,"
                              " status, size, block_size, created_ns,"
-                             " owner_pid)"
-                             " VALUES (?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?,"
-                             " ?, ?)", "record the snapshot");
+                             " root_hash, changed_blocks, stored_bytes,"
+                             " creation_method, owner_pid)"
+                             " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?,"
+                             " ?, ?, ?)", "record the snapshot");
   if (stmt == NULL)
     return -1;
   sqlite3_bind_text (stmt, 1, snap->id, -1, SQLITE_STATIC);
@@ -359,18 +361,27 @@ insert_pending (struct xs_catalog *cat, const struct xs_snapshot *snap,
   sqlite3_bind_text (stmt, 5, snap->volume_name, -1, SQLITE_STATIC);
   sqlite3_bind_text (stmt, 6, snap->name, -1, SQLITE_STATIC);
   sqlite3_bind_text (stmt, 7, snap->parent_id, -1, SQLITE_STATIC);
-  sqlite3_bind_int64 (stmt, 8, (int64_t) snap->size);
-  sqlite3_bind_int64 (stmt, 9, snap->block_size);
-  sqlite3_bind_int64 (stmt, 10, snap->created_ns);
-  sqlite3_bind_int64 (stmt, 11, owner);
+  sqlite3_bind_text (stmt, 8, snap->status, -1, SQLITE_STATIC);
+  sqlite3_bind_int64 (stmt, 9, (int64_t) snap->size);
+  sqlite3_bind_int64 (stmt, 10, snap->block_size);
+  sqlite3_bind_int64 (stmt, 11, snap->created_ns);
+  sqlite3_bind_text (stmt, 12, snap->root_hash, -1, SQLITE_STATIC);
+  sqlite3_bind_int64 (stmt, 13, (int64_t) snap->changed_blocks);
+  sqlite3_bind_int64 (stmt, 14, (int64_t) snap->stored_bytes);
+  sqlite3_bind_text (stmt, 15, snap->creation_method, -1, SQLITE_STATIC);
+  sqlite3_bind_int64 (stmt, 16, owner);
   if (sqlite3_step (stmt) == SQLITE_DONE)
     r = 0;
-  else if (sqlite3_extended_errcode (xs_catalog_db (cat))
-           == SQLITE_CONSTRAINT_UNIQUE)
-    xs_error ("snapshot '%s@%s' already exists", snap->volume_name,
-              snap->name);
-  else
-    xs_catalog_report (cat, "record the snapshot");
+  else {
+    code = sqlite3_extended_errcode (xs_catalog_db (cat));
+    if (code == SQLITE_CONSTRAINT_PRIMARYKEY)
+      xs_error ("snapshot %s already exists in this store", snap->id);
+    else if (code == SQLITE_CONSTRAINT_UNIQUE)
+      xs_error ("snapshot '%s@%s' already exists", snap->volume_name,
+                snap->name);
+    else
+      xs_catalog_report (cat, "record the snapshot");
+  }
   sqlite3_finalize (stmt);
   return r;
 }
@@ -485,7 +496,7 @@ xs_snapshot_start (struct xs_store *store, struct xs_head *h,
   xs_catalog_lock (xs_store_catalog (store));
   xs_catalog_exec (xs_store_catalog (store), "PRAGMA synchronous = NORMAL",
                    "relax syncing");
-  r = insert_pending (xs_store_catalog (store), snap, getpid ());
+  r = insert_row (xs_store_catalog (store), snap, getpid ());
   xs_catalog_exec (xs_store_catalog (store), "PRAGMA synchronous = FULL",
                    "restore syncing");
   xs_catalog_unlock (xs_store_catalog (store));
@@ -711,54 +722,6 @@ xs_snapshot_lookup_id (struct xs_store *store, const char *id,
   return r;
 }
 
-/* The INSERT of a received snapshot, holding the catalog lock. */
-static int
-insert_received (struct xs_catalog *cat, const struct xs_scope *scope,
-                 const struct xs_manifest *m, const char *root,
-                 uint64_t changed_blocks, uint64_t stored_bytes)
-{
-  sqlite3_stmt *stmt;
-  int r = -1, code;
-
-  stmt = xs_catalog_prepare (cat,
-                             "INSERT INTO snapshots (id, account, region,"
-                             " volume_id, volume_name, name, parent_id,"
-                             " status, size, block_size, created_ns,"
-                             " root_hash, changed_blocks, stored_bytes,"
-                             " creation_method)"
-                             " VALUES (?, ?, ?, ?, ?, ?, ?, 'available', ?,"
-                             " ?, ?, ?, ?, ?, 'received')",
-                             "record the received snapshot");
-  if (stmt == NULL)
-    return -1;
-  sqlite3_bind_text (stmt, 1, m->snapshot_id, -1, SQLITE_STATIC);
-  sqlite3_bind_text (stmt, 2, scope->account, -1, SQLITE_STATIC);
-  sqlite3_bind_text (stmt, 3, scope->region, -1, SQLITE_STATIC);
-  sqlite3_bind_text (stmt, 4, m->volume_id, -1, SQLITE_STATIC);
-  sqlite3_bind_text (stmt, 5, m->volume_name, -1, SQLITE_STATIC);
-  sqlite3_bind_text (stmt, 6, m->name, -1, SQLITE_STATIC);
-  sqlite3_bind_text (stmt, 7, m->parent_id, -1, SQLITE_STATIC);
-  sqlite3_bind_int64 (stmt, 8, (int64_t) m->size);
-  sqlite3_bind_int64 (stmt, 9, m->block_size);
-  sqlite3_bind_int64 (stmt, 10, m->created_ns);
-  sqlite3_bind_text (stmt, 11, root, -1, SQLITE_STATIC);
-  sqlite3_bind_int64 (stmt, 12, (int64_t) changed_blocks);
-  sqlite3_bind_int64 (stmt, 13, (int64_t) stored_bytes);
-  if (sqlite3_step (stmt) == SQLITE_DONE)
-    r = 0;
-  else {
-    code = sqlite3_extended_errcode (xs_catalog_db (cat));
-    if (code == SQLITE_CONSTRAINT_PRIMARYKEY)
-      xs_error ("snapshot %s already exists in this store", m->snapshot_id);
-    else if (code == SQLITE_CONSTRAINT_UNIQUE)
-      xs_error ("snapshot '%s@%s' already exists", m->volume_name, m->name);
-    else
-      xs_catalog_report (cat, "record the received snapshot");
-  }
-  sqlite3_finalize (stmt);
-  return r;
-}
-
 int
 xs_snapshot_record_received (struct xs_store *store,
                              const struct xs_scope *scope,
@@ -768,11 +731,27 @@ xs_snapshot_record_received (struct xs_store *store,
 {
   struct xs_catalog *cat = xs_store_catalog (store);
   char root[XS_HASH128_HEX_LEN + 1];
+  struct xs_snapshot row = {
+    .account = scope->account, .region = scope->region,
+    .volume_id = m->volume_id, .volume_name = m->volume_name,
+    .name = m->name, .parent_id = m->parent_id,
+    .status = (char *) "available", .root_hash = root,
+    .creation_method = (char *) "received",
+    .size = m->size, .block_size = m->block_size,
+    .created_ns = m->created_ns, .changed_blocks = changed_blocks,
+    .stored_bytes = stored_bytes,
+  };
   int r;
 
+  if (strlen (m->snapshot_id) >= sizeof row.id) {
+    xs_error ("cannot record snapshot '%s': the id is too long",
+              m->snapshot_id);
+    return -1;
+  }
+  memcpy (row.id, m->snapshot_id, strlen (m->snapshot_id) + 1);
   xs_hash128_to_hex (&m->root, root);
   xs_catalog_lock (cat);
-  r = insert_received (cat, scope, m, root, changed_blocks, stored_bytes);
+  r = insert_row (cat, &row, 0);
   xs_catalog_unlock (cat);
   if (r == -1)
     return -1;
