@@ -7,6 +7,7 @@
  */
 #include <errno.h>
 #include <pthread.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -86,6 +87,55 @@ static const char *const migrations[] = {
   "ALTER TABLE volumes ADD COLUMN base_snapshot_id TEXT NOT NULL DEFAULT '';"
   "ALTER TABLE volumes ADD COLUMN source_snapshot_id TEXT NOT NULL"
   "  DEFAULT '';",
+
+  /* 4: accounts and what they may do.  collaborator_of makes an account a
+   * member of another's organisation (the root of the chain).  Policy
+   * documents are stored canonical; attached_by is who attached them (an
+   * allow only reaches resources its attacher owns, see access.c).
+   * A share lets SHAREE see one snapshot (kind 'snapshot') or every
+   * snapshot of one volume (kind 'chain', resource_id = volume id) until
+   * expires_ns; it is 'pending' until the sharee accepts it, and a chain
+   * the sharee removed from its view is 'hidden'.  Unsharing deletes the
+   * row.  uid_map maps local users (NBD over a Unix socket, the CLI) to
+   * accounts.  The audit log is append-only.
+   */
+  "ALTER TABLE accounts ADD COLUMN collaborator_of TEXT NOT NULL"
+  "  DEFAULT '';"
+  "CREATE TABLE policy_docs ("
+  "  id          TEXT PRIMARY KEY,"
+  "  account     TEXT NOT NULL REFERENCES accounts (id),"
+  "  name        TEXT NOT NULL,"
+  "  attached_by TEXT NOT NULL,"
+  "  document    TEXT NOT NULL,"
+  "  created_ns  INTEGER NOT NULL,"
+  "  UNIQUE (account, name));"
+  "CREATE TABLE shares ("
+  "  id          TEXT PRIMARY KEY,"
+  "  owner       TEXT NOT NULL REFERENCES accounts (id),"
+  "  region      TEXT NOT NULL REFERENCES regions (name),"
+  "  kind        TEXT NOT NULL CHECK (kind IN ('snapshot', 'chain')),"
+  "  resource_id TEXT NOT NULL,"
+  "  sharee      TEXT NOT NULL REFERENCES accounts (id),"
+  "  status      TEXT NOT NULL"
+  "              CHECK (status IN ('pending', 'accepted', 'hidden')),"
+  "  created_ns  INTEGER NOT NULL,"
+  "  expires_ns  INTEGER NOT NULL,"
+  "  UNIQUE (kind, resource_id, sharee));"
+  "CREATE INDEX shares_by_sharee ON shares (sharee, status);"
+  "CREATE INDEX shares_by_owner ON shares (owner, kind);"
+  "CREATE TABLE uid_map ("
+  "  uid         INTEGER PRIMARY KEY,"
+  "  account     TEXT NOT NULL REFERENCES accounts (id));"
+  "CREATE TABLE audit ("
+  "  seq         INTEGER PRIMARY KEY AUTOINCREMENT,"
+  "  at_ns       INTEGER NOT NULL,"
+  "  actor       TEXT NOT NULL,"
+  "  action      TEXT NOT NULL,"
+  "  resource    TEXT NOT NULL,"
+  "  owner       TEXT NOT NULL DEFAULT '',"
+  "  outcome     TEXT NOT NULL"
+  "              CHECK (outcome IN ('allowed', 'denied', 'failed')),"
+  "  detail      TEXT NOT NULL DEFAULT '');",
 };
 
 #define LATEST_VERSION ((int) (sizeof migrations / sizeof migrations[0]))
@@ -310,6 +360,100 @@ xs_catalog_close (struct xs_catalog *cat)
   pthread_mutex_destroy (&cat->lock);
   free (cat->path);
   free (cat);
+}
+
+static sqlite3_stmt *
+prepare_bind_va (struct xs_catalog *cat, const char *what, const char *sql,
+                 const char *types, va_list args)
+{
+  sqlite3_stmt *stmt = xs_catalog_prepare (cat, sql, what);
+  const char *text;
+  int i, r = SQLITE_OK;
+
+  if (stmt == NULL)
+    return NULL;
+  for (i = 0; r == SQLITE_OK && types[i]; i++) {
+    switch (types[i]) {
+    case 's':
+      text = va_arg (args, const char *);
+      r = text ? sqlite3_bind_text (stmt, i + 1, text, -1, SQLITE_TRANSIENT)
+               : sqlite3_bind_null (stmt, i + 1);
+      break;
+    case 'i':
+      r = sqlite3_bind_int64 (stmt, i + 1, va_arg (args, int64_t));
+      break;
+    default:
+      abort ();
+    }
+  }
+  if (r != SQLITE_OK) {
+    xs_catalog_report (cat, what);
+    sqlite3_finalize (stmt);
+    return NULL;
+  }
+  return stmt;
+}
+
+sqlite3_stmt *
+xs_catalog_prepare_bind (struct xs_catalog *cat, const char *what,
+                         const char *sql, const char *types, ...)
+{
+  sqlite3_stmt *stmt;
+  va_list args;
+
+  va_start (args, types);
+  stmt = prepare_bind_va (cat, what, sql, types, args);
+  va_end (args);
+  return stmt;
+}
+
+int64_t
+xs_catalog_run (struct xs_catalog *cat, const char *what, const char *sql,
+                const char *types, ...)
+{
+  sqlite3_stmt *stmt;
+  va_list args;
+  int64_t changes = -1;
+
+  va_start (args, types);
+  stmt = prepare_bind_va (cat, what, sql, types, args);
+  va_end (args);
+  if (stmt == NULL)
+    return -1;
+  if (sqlite3_step (stmt) == SQLITE_DONE)
+    changes = sqlite3_changes (cat->db);
+  else
+    xs_catalog_report (cat, what);
+  sqlite3_finalize (stmt);
+  return changes;
+}
+
+int
+xs_catalog_query_int (struct xs_catalog *cat, const char *what,
+                      int64_t *value, const char *sql, const char *types, ...)
+{
+  sqlite3_stmt *stmt;
+  va_list args;
+  int r = -1;
+
+  va_start (args, types);
+  stmt = prepare_bind_va (cat, what, sql, types, args);
+  va_end (args);
+  if (stmt == NULL)
+    return -1;
+  switch (sqlite3_step (stmt)) {
+  case SQLITE_ROW:
+    *value = sqlite3_column_int64 (stmt, 0);
+    r = 0;
+    break;
+  case SQLITE_DONE:
+    r = 1;
+    break;
+  default:
+    xs_catalog_report (cat, what);
+  }
+  sqlite3_finalize (stmt);
+  return r;
 }
 
 int

@@ -52,6 +52,28 @@ extern int xs_catalog_exec (struct xs_catalog *cat, const char *sql,
 extern sqlite3_stmt *xs_catalog_prepare (struct xs_catalog *cat,
                                          const char *sql, const char *what);
 
+/* Prepare SQL and bind its parameters in order from the variadic list,
+ * one per character of TYPES: 's' text (const char *, NULL binds NULL),
+ * 'i' integer (int64_t).  Reports "cannot WHAT: reason" on failure.
+ */
+extern sqlite3_stmt *xs_catalog_prepare_bind (struct xs_catalog *cat,
+                                              const char *what,
+                                              const char *sql,
+                                              const char *types, ...);
+
+/* Prepare, bind (as above), run to completion a statement that returns no
+ * rows, and finalize it.  Returns the number of rows changed, or -1.
+ */
+extern int64_t xs_catalog_run (struct xs_catalog *cat, const char *what,
+                               const char *sql, const char *types, ...);
+
+/* Run a query whose first row's first column is an integer: 0 and *VALUE,
+ * 1 if there is no row, or -1.
+ */
+extern int xs_catalog_query_int (struct xs_catalog *cat, const char *what,
+                                 int64_t *value, const char *sql,
+                                 const char *types, ...);
+
 /* Report a failed step of STMT as "cannot WHAT: reason". */
 extern void xs_catalog_report (struct xs_catalog *cat, const char *what);
 

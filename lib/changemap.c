@@ -18,6 +18,7 @@
 
 #include "changemap.h"
 #include "byteorder.h"
+#include "access.h"
 #include "error.h"
 #include "hash.h"
 #include "manifest.h"
@@ -115,7 +116,8 @@ load_snapshot (struct xs_store *store, const struct xs_scope *scope,
   struct xs_snapshot snap;
   struct xs_manifest *m = NULL;
 
-  if (xs_snapshot_find (store, scope, spec, false, &snap) != 0)
+  if (xs_access_find_snapshot (store, scope, spec, "xsnap:ReadSnapshot",
+                               false, &snap) != 0)
     return NULL;
   if (strcmp (snap.status, "available") != 0)
     xs_error ("snapshot %s is still %s", spec, snap.status);

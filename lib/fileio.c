@@ -127,6 +127,23 @@ xs_now_ns (void)
   return (int64_t) ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
+int64_t
+xs_wall_clock_ns (void)
+{
+  const char *fake = getenv ("XSNAP_NOW");
+  char *end;
+  long long seconds;
+
+  if (fake && *fake) {
+    errno = 0;
+    seconds = strtoll (fake, &end, 10);
+    if (errno == 0 && *end == '\0' && seconds >= 0
+        && seconds < INT64_MAX / 1000000000)
+      return (int64_t) seconds * 1000000000;
+  }
+  return xs_now_ns ();
+}
+
 int
 xs_random_bytes (void *buf, size_t len)
 {

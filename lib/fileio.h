@@ -32,6 +32,12 @@ extern int xs_remove_tree (const char *path);
 /* Current wall-clock time in nanoseconds since the epoch. */
 extern int64_t xs_now_ns (void);
 
+/* The wall clock for rules that depend on the date (share expiry, audit
+ * times): xs_now_ns, unless XSNAP_NOW gives seconds since the epoch (for
+ * tests, which need to step years ahead).
+ */
+extern int64_t xs_wall_clock_ns (void);
+
 /* Fill BUF with LEN random bytes from the kernel.  Reports errors. */
 extern int xs_random_bytes (void *buf, size_t len);
 

@@ -26,6 +26,7 @@
 
 #include <libnbd.h>
 
+#include "access.h"
 #include "error.h"
 #include "fileio.h"
 #include "head.h"
@@ -1107,7 +1108,8 @@ xs_export_nbd (struct xs_store *store, const struct xs_scope *scope,
   int r = -1;
 
   memset (report, 0, sizeof *report);
-  if (xs_snapshot_find (store, scope, snapshot_spec, false, &snap) != 0)
+  if (xs_access_find_snapshot (store, scope, snapshot_spec,
+                               "xsnap:ExportSnapshot", false, &snap) != 0)
     return -1;
   if (export_check (&snap, uri) == 0)
     x.reader = export_open_reader (store, &snap, &repo);

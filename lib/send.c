@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "chunk.h"
+#include "access.h"
 #include "error.h"
 #include "manifest.h"
 #include "repo.h"
@@ -105,7 +106,8 @@ static int
 find_available (struct xs_store *store, const struct xs_scope *scope,
                 const char *spec, struct xs_snapshot *snap)
 {
-  if (xs_snapshot_find (store, scope, spec, false, snap) != 0)
+  if (xs_access_find_snapshot (store, scope, spec, "xsnap:ReadSnapshot",
+                               false, snap) != 0)
     return -1;
   if (strcmp (snap->status, "available") != 0) {
     xs_error ("cannot send snapshot %s@%s: it is still %s",

@@ -35,6 +35,7 @@ xs_snapshot_clear (struct xs_snapshot *snap)
   free (snap->status);
   free (snap->root_hash);
   free (snap->creation_method);
+  free (snap->shared_from);
   memset (snap, 0, sizeof *snap);
 }
 
@@ -48,7 +49,7 @@ xs_snapshot_to_json (const struct xs_snapshot *snap)
   gmtime_r (&seconds, &tm);
   strftime (created, sizeof created, "%Y-%m-%dT%H:%M:%SZ", &tm);
   return json_pack ("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:I, s:I,"
-                    " s:s, s:I, s:s, s:I, s:I, s:s}",
+                    " s:s, s:I, s:s, s:I, s:I, s:s, s:s}",
                     "id", snap->id, "name", snap->name,
                     "volume", snap->volume_name,
                     "volume_id", snap->volume_id,
@@ -61,7 +62,9 @@ xs_snapshot_to_json (const struct xs_snapshot *snap)
                     "root_hash", snap->root_hash,
                     "changed_blocks", (json_int_t) snap->changed_blocks,
                     "stored_bytes", (json_int_t) snap->stored_bytes,
-                    "creation_method", snap->creation_method);
+                    "creation_method", snap->creation_method,
+                    "shared_from",
+                    snap->shared_from ? snap->shared_from : "");
 }
 
 static char *
@@ -105,6 +108,43 @@ row_to_snapshot (sqlite3_stmt *stmt, struct xs_snapshot *snap)
   return 0;
 }
 
+/* Is the snapshot row shared with the caller (?1) at time ?6?  Only
+ * available snapshots are shared; a share counts once its sharee accepted
+ * it and until it expires; a chain share covers every snapshot of one
+ * volume, present and future.
+ */
+#define SHARED_WITH_CALLER                                              \
+  " (status = 'available' AND EXISTS (SELECT 1 FROM shares AS sh"       \
+  "   WHERE sh.sharee = ?1 AND sh.status = 'accepted'"                  \
+  "   AND sh.expires_ns > ?6 AND sh.region = snapshots.region"          \
+  "   AND (sh.kind = 'snapshot' AND sh.resource_id = snapshots.id"      \
+  "        OR sh.kind = 'chain'"                                        \
+  "           AND sh.resource_id = snapshots.volume_id)))"
+
+/* A snapshot of another account seen through a share is shown as the
+ * clouds show it: creation method "shared", and where it came from.
+ */
+static int
+mark_if_shared (const struct xs_scope *scope, struct xs_snapshot *snap)
+{
+  char *method = NULL;
+
+  if (strcmp (snap->account, scope->account) == 0)
+    return 0;
+  free (snap->shared_from);
+  snap->shared_from = NULL;
+  if (asprintf (&snap->shared_from, "sharedFrom:%s:%s:%s", snap->account,
+                snap->region, snap->id) == -1
+      || (method = strdup ("shared")) == NULL) {
+    snap->shared_from = NULL;
+    xs_error ("cannot describe shared snapshot %s: %m", snap->id);
+    return -1;
+  }
+  free (snap->creation_method);
+  snap->creation_method = method;
+  return 0;
+}
+
 /* Split "VOL@NAME" into its halves (malloc'd); an id has no '@'. */
 static int
 split_spec (const char *spec, char **volume, char **name)
@@ -137,23 +177,28 @@ xs_snapshot_find (struct xs_store *store, const struct xs_scope *scope,
   if (split_spec (spec, &volume, &name) == -1)
     return -1;
   xs_catalog_lock (cat);
-  stmt = xs_catalog_prepare (cat,
-                             "SELECT " SNAPSHOT_COLUMNS " FROM snapshots"
-                             " WHERE account = ?1 AND region = ?2"
-                             " AND status != 'deleted'"
-                             " AND (?3 IS NULL AND id = ?5"
-                             "      OR volume_name = ?3 AND name = ?4)",
-                             "look up a snapshot");
+  /* Shared snapshots are found by id only: their names belong to their
+   * owner's namespace.
+   */
+  stmt = xs_catalog_prepare_bind (cat, "look up a snapshot",
+                                  "SELECT " SNAPSHOT_COLUMNS " FROM snapshots"
+                                  " WHERE region = ?2 AND status != 'deleted'"
+                                  " AND (account = ?1"
+                                  "      AND (?3 IS NULL AND id = ?5"
+                                  "           OR volume_name = ?3"
+                                  "              AND name = ?4)"
+                                  "      OR ?3 IS NULL AND id = ?5"
+                                  "         AND account != ?1 AND"
+                                  SHARED_WITH_CALLER ")", "sssssi",
+                                  scope->account, scope->region, volume,
+                                  name, spec, xs_wall_clock_ns ());
   if (stmt == NULL)
     goto out;
-  sqlite3_bind_text (stmt, 1, scope->account, -1, SQLITE_STATIC);
-  sqlite3_bind_text (stmt, 2, scope->region, -1, SQLITE_STATIC);
-  sqlite3_bind_text (stmt, 3, volume, -1, SQLITE_STATIC);
-  sqlite3_bind_text (stmt, 4, name, -1, SQLITE_STATIC);
-  sqlite3_bind_text (stmt, 5, spec, -1, SQLITE_STATIC);
   switch (sqlite3_step (stmt)) {
   case SQLITE_ROW:
     r = row_to_snapshot (stmt, snap);
+    if (r == 0)
+      r = mark_if_shared (scope, snap);
     break;
   case SQLITE_DONE:
     if (!quiet)
@@ -184,20 +229,24 @@ xs_snapshot_list (struct xs_store *store, const struct xs_scope *scope,
   int r = -1, step;
 
   xs_catalog_lock (cat);
-  stmt = xs_catalog_prepare (cat,
-                             "SELECT " SNAPSHOT_COLUMNS " FROM snapshots"
-                             " WHERE account = ? AND region = ?"
-                             " AND status != 'deleted'"
-                             " AND (?3 IS NULL OR volume_name = ?3)"
-                             " ORDER BY created_ns, id", "list snapshots");
+  stmt = xs_catalog_prepare_bind (cat, "list snapshots",
+                                  "SELECT " SNAPSHOT_COLUMNS " FROM snapshots"
+                                  " WHERE region = ?2 AND status != 'deleted'"
+                                  " AND (?3 IS NULL OR volume_name = ?3)"
+                                  " AND (account = ?1 OR account != ?1 AND"
+                                  SHARED_WITH_CALLER ")"
+                                  " ORDER BY created_ns, id", "sssssi",
+                                  scope->account, scope->region, volume_name,
+                                  NULL, NULL, xs_wall_clock_ns ());
   if (stmt == NULL)
     goto out;
-  sqlite3_bind_text (stmt, 1, scope->account, -1, SQLITE_STATIC);
-  sqlite3_bind_text (stmt, 2, scope->region, -1, SQLITE_STATIC);
-  sqlite3_bind_text (stmt, 3, volume_name, -1, SQLITE_STATIC);
   while ((step = sqlite3_step (stmt)) == SQLITE_ROW) {
     if (row_to_snapshot (stmt, &snap) == -1)
       goto done;
+    if (mark_if_shared (scope, &snap) == -1) {
+      xs_snapshot_clear (&snap);
+      goto done;
+    }
     r = fn (&snap, opaque);
     xs_snapshot_clear (&snap);
     if (r != 0)
@@ -248,10 +297,22 @@ xs_snapshot_delete (struct xs_store *store, const struct xs_snapshot *snap)
               snap->volume_name, snap->name);
     return -1;
   }
+  /* Its shares go with it: nobody sees a deleted snapshot. */
   xs_catalog_lock (cat);
-  r = run_change (cat, "UPDATE snapshots SET status = 'deleted'"
-                  " WHERE id = ? AND status = 'available'",
-                  "delete the snapshot", snap->id, NULL);
+  r = xs_catalog_begin (cat);
+  if (r == 0)
+    r = run_change (cat, "UPDATE snapshots SET status = 'deleted'"
+                    " WHERE id = ? AND status = 'available'",
+                    "delete the snapshot", snap->id, NULL);
+  if (r > 0
+      && run_change (cat, "DELETE FROM shares WHERE kind = 'snapshot'"
+                     " AND resource_id = ?", "remove the snapshot's shares",
+                     snap->id, NULL) == -1)
+    r = -1;
+  if (r > 0 && xs_catalog_commit (cat) == -1)
+    r = -1;
+  if (r <= 0)
+    xs_catalog_rollback (cat);
   xs_catalog_unlock (cat);
   if (r == 0) {
     xs_error ("cannot delete snapshot %s: it is no longer available",
@@ -389,7 +450,7 @@ insert_row (struct xs_catalog *cat, const struct xs_snapshot *snap,
 /* Fill the record of a new pending snapshot of VOL. */
 static int
 describe_new (const struct xs_volume *vol, const char *name,
-              struct xs_snapshot *snap)
+              const char *parent_id, struct xs_snapshot *snap)
 {
   memset (snap, 0, sizeof *snap);
   if (xs_new_id ("snap", snap->id, sizeof snap->id) == -1)
@@ -399,7 +460,7 @@ describe_new (const struct xs_volume *vol, const char *name,
   snap->volume_id = strdup (vol->id);
   snap->volume_name = strdup (vol->name);
   snap->name = strdup (name ? name : snap->id);
-  snap->parent_id = strdup (vol->base_snapshot_id);
+  snap->parent_id = strdup (parent_id);
   snap->status = strdup ("pending");
   snap->root_hash = strdup ("");
   snap->creation_method = strdup ("manual");
@@ -417,17 +478,33 @@ describe_new (const struct xs_volume *vol, const char *name,
 }
 
 /* The manifest the volume's dirty map is relative to, if it can be had.
- * *MATCHES says whether the map may be used against it.
+ * *MATCHES says whether the map may be used against it.  The base of a
+ * clone of a snapshot in another namespace (shared with the volume's
+ * account) cannot be a parent: a manifest references chunks of its own
+ * namespace only (invariant 2), so the first snapshot of such a clone
+ * stores every block it has, found by a full compare.
  */
 static struct xs_manifest *
 load_base (struct xs_store *store, const struct xs_volume *vol,
-           bool *matches)
+           bool *matches, bool *is_parent)
 {
   struct xs_manifest *base;
+  struct xs_snapshot row;
+  bool foreign;
 
   *matches = true;
+  *is_parent = false;
   if (vol->base_snapshot_id[0] == '\0')
     return NULL;                /* relative to the empty volume */
+  if (xs_snapshot_lookup_id (store, vol->base_snapshot_id, &row) == 0) {
+    foreign = strcmp (row.account, vol->account) != 0
+      || strcmp (row.region, vol->region) != 0;
+    xs_snapshot_clear (&row);
+    if (foreign) {
+      *matches = false;
+      return NULL;
+    }
+  }
   base = xs_snapshot_load_manifest (store, vol->account, vol->region,
                                     vol->base_snapshot_id);
   if (base == NULL) {
@@ -436,6 +513,8 @@ load_base (struct xs_store *store, const struct xs_volume *vol,
               vol->base_snapshot_id);
     *matches = false;
   }
+  else
+    *is_parent = true;
   return base;
 }
 
@@ -467,7 +546,7 @@ xs_snapshot_start (struct xs_store *store, struct xs_head *h,
 {
   struct xs_snapshot_op *op;
   struct xs_manifest *base;
-  bool matches;
+  bool matches, is_parent;
   int r;
 
   if (name && xs_name_check ("snapshot", name) == -1)
@@ -482,12 +561,14 @@ xs_snapshot_start (struct xs_store *store, struct xs_head *h,
   op->new_epoch = vol->cbt_epoch + 1;
   op->gc_lock_fd = xs_snapshot_gc_lock (store, vol->region, false);
   op->repo = xs_store_repo (store, vol->account, vol->region);
+  base = load_base (store, vol, &matches, &is_parent);
   if (op->gc_lock_fd == -1 || op->repo == NULL
-      || describe_new (vol, name, snap) == -1) {
+      || describe_new (vol, name, is_parent ? vol->base_snapshot_id : "",
+                       snap) == -1) {
+    xs_manifest_free (base);
     free_op (op);
     return NULL;
   }
-  base = load_base (store, vol, &matches);
 
   /* A pending record need not survive a crash (the next owner removes
    * it anyway), so it is committed without waiting for the disk: taking
@@ -696,6 +777,32 @@ xs_snapshot_create_offline (struct xs_store *store,
 }
 
 /* Receiving snapshots (see snapshot.h). */
+
+struct xs_manifest *
+xs_snapshot_load_manifest_by_id (struct xs_store *store, const char *id,
+                                 struct xs_repo **repo)
+{
+  struct xs_snapshot row;
+  struct xs_manifest *m = NULL;
+  int r;
+
+  *repo = NULL;
+  r = xs_snapshot_lookup_id (store, id, &row);
+  if (r == 1)
+    xs_error ("cannot read snapshot %s: it no longer exists", id);
+  if (r != 0)
+    return NULL;
+  m = xs_snapshot_load_manifest (store, row.account, row.region, id);
+  if (m) {
+    *repo = xs_store_repo (store, row.account, row.region);
+    if (*repo == NULL) {
+      xs_manifest_free (m);
+      m = NULL;
+    }
+  }
+  xs_snapshot_clear (&row);
+  return m;
+}
 
 int
 xs_snapshot_lookup_id (struct xs_store *store, const char *id,

@@ -33,7 +33,9 @@ struct xs_snapshot {
   char *parent_id;              /* "" if none */
   char *status;                 /* pending, available (deleted: hidden) */
   char *root_hash;              /* hex, "" while pending */
-  char *creation_method;        /* manual, ... */
+  char *creation_method;        /* manual, received, shared, ... */
+  char *shared_from;            /* "sharedFrom:OWNER:REGION:ID" when seen
+                                   through a share, else NULL */
   uint64_t size;
   uint32_t block_size;
   int64_t created_ns;
@@ -75,6 +77,14 @@ extern struct xs_manifest *xs_snapshot_load_manifest (struct xs_store *store,
                                                       const char *account,
                                                       const char *region,
                                                       const char *id);
+
+/* Load the manifest of snapshot ID wherever it lives (any account,
+ * region or status; a clone of a shared snapshot reads its source from
+ * the owner's namespace) and open that namespace's repository (*REPO).
+ */
+struct xs_repo;
+extern struct xs_manifest *xs_snapshot_load_manifest_by_id
+  (struct xs_store *store, const char *id, struct xs_repo **repo);
 
 /* Taking a snapshot of VOL, whose head H the caller owns.  START takes the
  * point in time and records the snapshot as pending (instant; *SNAP

@@ -6,6 +6,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "access.h"
 #include "error.h"
 #include "fileio.h"
 #include "names.h"
@@ -292,7 +293,9 @@ xs_volume_create_from_snapshot (struct xs_store *store,
   int r;
 
   memset (vol, 0, sizeof *vol);
-  r = xs_snapshot_find (store, scope, snapshot_spec, false, &snap);
+  r = xs_access_find_snapshot (store, scope, snapshot_spec,
+                               "xsnap:CreateVolumeFromSnapshot", false,
+                               &snap);
   if (r != 0)
     return -1;
   if (strcmp (snap.status, "available") != 0) {
@@ -437,10 +440,8 @@ open_source (struct xs_store *store, const struct xs_volume *vol,
   if (vol->source_snapshot_id[0] == '\0')
     return NULL;
   *failed = true;
-  m = xs_snapshot_load_manifest (store, vol->account, vol->region,
-                                 vol->source_snapshot_id);
-  *repo = xs_store_repo (store, vol->account, vol->region);
-  if (m && *repo && asprintf (&label, "snapshot %s (source of volume '%s')",
+  m = xs_snapshot_load_manifest_by_id (store, vol->source_snapshot_id, repo);
+  if (m && asprintf (&label, "snapshot %s (source of volume '%s')",
                               vol->source_snapshot_id, vol->name) != -1)
     reader = xs_snapreader_open (*repo, m, cache, label);
   xs_manifest_free (m);
@@ -576,7 +577,8 @@ xs_volume_reset (struct xs_store *store, struct xs_volume *vol,
   char *dir = NULL, *base = NULL, *source = NULL;
   int lock_fd, r = -1;
 
-  if (xs_snapshot_find (store, &scope, snapshot_spec, false, &snap) != 0)
+  if (xs_access_find_snapshot (store, &scope, snapshot_spec,
+                               "xsnap:ResetVolume", false, &snap) != 0)
     return -1;
   if (strcmp (snap.status, "available") != 0
       || snap.block_size != vol->block_size) {

@@ -4,7 +4,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
+#include "account.h"
 #include "cli.h"
 #include "error.h"
 #include "size.h"
@@ -71,6 +73,9 @@ cli_next_option (struct cli *cli, int argc, char **argv,
 int
 cli_open (struct cli *cli)
 {
+  char *actor;
+  int r = -1;
+
   if (cli->store_path == NULL) {
     xs_error ("no store given: use --store DIR or set XSNAP_STORE");
     return -1;
@@ -78,13 +83,17 @@ cli_open (struct cli *cli)
   cli->store = xs_store_open (cli->store_path);
   if (cli->store == NULL)
     return -1;
-  if (xs_store_scope (cli->store, cli->account, cli->region,
-                      &cli->scope) == -1) {
+  /* Who this user is, and whether it may act as --account. */
+  if (xs_account_resolve_actor (cli->store, getuid (), cli->account,
+                                &actor) == 0) {
+    r = xs_store_scope (cli->store, actor, cli->region, &cli->scope);
+    free (actor);
+  }
+  if (r == -1) {
     xs_store_close (cli->store);
     cli->store = NULL;
-    return -1;
   }
-  return 0;
+  return r;
 }
 
 void

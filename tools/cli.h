@@ -29,6 +29,7 @@ struct cli {
   bool in_command;              /* parsing a subcommand's arguments */
   struct xs_store *store;       /* opened by cli_open */
   struct xs_scope scope;
+  json_t *json_list;            /* --json output being collected */
 };
 
 /* Parse the next option of a subcommand.  SPECIFIC lists the subcommand's
@@ -69,5 +70,11 @@ extern int cmd_send (struct cli *cli, int argc, char **argv);
 extern int cmd_receive (struct cli *cli, int argc, char **argv);
 extern int cmd_import (struct cli *cli, int argc, char **argv);
 extern int cmd_export (struct cli *cli, int argc, char **argv);
+extern int cmd_account (struct cli *cli, int argc, char **argv);
+extern int cmd_policy_doc (struct cli *cli, int argc, char **argv);
+extern int cmd_share (struct cli *cli, int argc, char **argv);
+extern int cmd_unshare (struct cli *cli, int argc, char **argv);
+extern int cmd_chain (struct cli *cli, int argc, char **argv);
+extern int cmd_audit (struct cli *cli, int argc, char **argv);
 
 #endif /* XSNAP_CLI_H */

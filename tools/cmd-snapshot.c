@@ -12,6 +12,7 @@
 
 #include "cli.h"
 #include "control.h"
+#include "access.h"
 #include "error.h"
 #include "progress.h"
 #include "size.h"
@@ -28,13 +29,17 @@ print_snapshot_line (json_t *snap)
   xs_size_format ((uint64_t) json_integer_value (json_object_get (snap,
                                                                   "stored_bytes")),
                   stored, sizeof stored);
-  printf ("%-32s %-21s %-9s %8s %8" PRId64 " %8s %s\n",
+  const char *shared = json_string_value (json_object_get (snap,
+                                                          "shared_from"));
+
+  printf ("%-32s %-21s %-9s %8s %8" PRId64 " %8s %s%s%s\n",
           json_string_value (json_object_get (snap, "volume")),
           json_string_value (json_object_get (snap, "id")),
           json_string_value (json_object_get (snap, "status")), size,
           (int64_t) json_integer_value (json_object_get (snap,
                                                          "changed_blocks")),
-          stored, json_string_value (json_object_get (snap, "created")));
+          stored, json_string_value (json_object_get (snap, "created")),
+          shared && *shared ? " " : "", shared ? shared : "");
 }
 
 static void
@@ -178,6 +183,11 @@ snapshot_create (struct cli *cli, int argc, char **argv)
       || xs_volume_find (cli->store, &cli->scope, argv[optind], false,
                          &vol) != 0)
     return 1;
+  if (xs_access_volume (cli->store, cli->scope.account,
+                        "xsnap:CreateSnapshot", &vol) == -1) {
+    xs_volume_clear (&vol);
+    return 1;
+  }
   /* An owner closing the volume may not answer: look again, and do it
    * here once nobody owns the volume.
    */
@@ -247,7 +257,7 @@ snapshot_list (struct cli *cli, int argc, char **argv)
 /* "ACTION SNAP": parse and find SNAP. */
 static int
 one_snapshot (struct cli *cli, int argc, char **argv, const char *command,
-              struct xs_snapshot *snap)
+              const char *action, struct xs_snapshot *snap)
 {
   char *arg;
 
@@ -257,15 +267,16 @@ one_snapshot (struct cli *cli, int argc, char **argv, const char *command,
     return cli_usage (command, "expected one snapshot (VOLUME@NAME or id)");
   if (cli_open (cli) == -1)
     return 1;
-  return xs_snapshot_find (cli->store, &cli->scope, argv[optind], false,
-                           snap) == 0 ? 0 : 1;
+  return xs_access_find_snapshot (cli->store, &cli->scope, argv[optind],
+                                  action, false, snap) == 0 ? 0 : 1;
 }
 
 static int
 snapshot_show (struct cli *cli, int argc, char **argv)
 {
   struct xs_snapshot snap;
-  int status = one_snapshot (cli, argc, argv, "snapshot show", &snap);
+  int status = one_snapshot (cli, argc, argv, "snapshot show",
+                             "xsnap:DescribeSnapshots", &snap);
 
   if (status != 0)
     return status;
@@ -278,7 +289,8 @@ static int
 snapshot_delete (struct cli *cli, int argc, char **argv)
 {
   struct xs_snapshot snap;
-  int status = one_snapshot (cli, argc, argv, "snapshot delete", &snap);
+  int status = one_snapshot (cli, argc, argv, "snapshot delete",
+                             "xsnap:DeleteSnapshot", &snap);
 
   if (status != 0)
     return status;

@@ -5,6 +5,7 @@
 #include <stdio.h>
 
 #include "cli.h"
+#include "access.h"
 #include "error.h"
 #include "progress.h"
 #include "repo.h"
@@ -58,8 +59,8 @@ cmd_verify (struct cli *cli, int argc, char **argv)
   if (optind + 1 != argc)
     return cli_usage ("verify", "expected one snapshot");
   if (cli_open (cli) == -1
-      || xs_snapshot_find (cli->store, &cli->scope, argv[optind], false,
-                           &snap) != 0)
+      || xs_access_find_snapshot (cli->store, &cli->scope, argv[optind],
+                                  "xsnap:ReadSnapshot", false, &snap) != 0)
     return 1;
   m = xs_snapshot_load_manifest (cli->store, snap.account, snap.region,
                                  snap.id);

@@ -1,8 +1,10 @@
 /* xsnap volume: create, list, show, delete and resize live volumes. */
 #include <inttypes.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
+#include "access.h"
 #include "cli.h"
 #include "error.h"
 #include "progress.h"
@@ -167,7 +169,29 @@ volume_list (struct cli *cli, int argc, char **argv)
   return r == 0 ? 0 : 1;
 }
 
-/* Parse "ACTION VOL" with no options and find VOL. */
+/* The permission each "volume ACTION" needs. */
+static const char *
+volume_action (const char *command)
+{
+  static const struct {
+    const char *command, *action;
+  } actions[] = {
+    { "volume show", "xsnap:DescribeVolumes" },
+    { "volume delete", "xsnap:DeleteVolume" },
+    { "volume resize", "xsnap:ResizeVolume" },
+    { "volume hydrate", "xsnap:HydrateVolume" },
+    { "volume reset", "xsnap:ResetVolume" },
+  };
+
+  for (size_t i = 0; i < sizeof actions / sizeof actions[0]; i++)
+    if (strcmp (actions[i].command, command) == 0)
+      return actions[i].action;
+  abort ();
+}
+
+/* Parse "ACTION VOL" with no options, find VOL and check that the caller
+ * may take ACTION on it.
+ */
 static int
 one_volume (struct cli *cli, int argc, char **argv, const char *command,
             const struct option *options, const char *short_opts,
@@ -184,10 +208,16 @@ one_volume (struct cli *cli, int argc, char **argv, const char *command,
   }
   if (optind + 1 != argc)
     return cli_usage (command, "expected one volume name");
-  if (cli_open (cli) == -1)
+  if (cli_open (cli) == -1
+      || xs_volume_find (cli->store, &cli->scope, argv[optind], false,
+                         vol) != 0)
     return 1;
-  return xs_volume_find (cli->store, &cli->scope, argv[optind], false,
-                         vol) == 0 ? 0 : 1;
+  if (xs_access_volume (cli->store, cli->scope.account,
+                        volume_action (command), vol) == -1) {
+    xs_volume_clear (vol);
+    return 1;
+  }
+  return 0;
 }
 
 static int

@@ -34,6 +34,15 @@ static const char usage_text[] =
   "  diff SNAP_A SNAP_B [--totals] [--verify]   changed blocks between snapshots\n"
   "  diff --live VOL                           changed blocks since the last snapshot\n"
   "       (diff formats: --format=table|json|bitmap|blocks)\n"
+  "  account create ID [--name N] [--email E] [--collaborator-of ID]\n"
+  "  account list | show [ID] | delete ID | map-uid UID ID | unmap-uid UID | uids\n"
+  "  policy-doc attach ACCOUNT FILE [--name N] | detach ACCOUNT NAME | list [ACCOUNT]\n"
+  "  share SNAP --with ID... [--expires DATE|90d]  share a snapshot\n"
+  "  share VOL --chain --with ID...            share a volume's snapshot chain\n"
+  "  share list [--by-me|--with-me] | share accept SHARE\n"
+  "  unshare SNAP --with ID...|--all | unshare VOL --chain --with ID...|--all\n"
+  "  chain list | chain delete CHAIN           chains shared with this account\n"
+  "  audit [--limit N]                         who did what, and how it ended\n"
   "  help                                      this text\n"
   "  version                                   print the version\n"
   "\n"
@@ -56,6 +65,12 @@ static const struct command commands[] = {
   { "receive", cmd_receive },
   { "import", cmd_import },
   { "export", cmd_export },
+  { "account", cmd_account },
+  { "policy-doc", cmd_policy_doc },
+  { "share", cmd_share },
+  { "unshare", cmd_unshare },
+  { "chain", cmd_chain },
+  { "audit", cmd_audit },
   { NULL, NULL },
 };
 
