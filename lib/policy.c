@@ -347,6 +347,12 @@ skip_string (struct cursor *c)
     c->p++;
 }
 
+static bool
+ends_scalar (char ch)
+{
+  return ch != '\0' && strchr (" \t\r\n\"{}[],:", ch) != NULL;
+}
+
 /* Move past one value of any kind, without recursion. */
 static void
 skip_value (struct cursor *c)
@@ -370,10 +376,15 @@ skip_value (struct cursor *c)
         nesting--;
       c->p++;
       break;
+    case ',': case ':':
+      /* between the members or elements of a nested value */
+      c->p++;
+      break;
     default:
-      /* number, literal, or the ',' and ':' between members */
-      while (c->p < c->end && !strchr (" \t\r\n\"{}[]", *c->p))
+      /* a number or a literal: at least one character */
+      do
         c->p++;
+      while (c->p < c->end && !ends_scalar (*c->p));
       if (nesting == 0)
         return;
     }
