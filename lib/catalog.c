@@ -306,6 +306,7 @@ static struct xs_catalog *
 open_catalog (const char *path, bool create, int target)
 {
   struct xs_catalog *cat;
+  pthread_mutexattr_t attr;
   int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_FULLMUTEX;
 
   if (!create && access (path, F_OK) == -1) {
@@ -321,7 +322,15 @@ open_catalog (const char *path, bool create, int target)
     free (cat);
     return NULL;
   }
-  pthread_mutex_init (&cat->lock, NULL);
+  /* Recursive: a caller iterating over rows under the lock may run
+   * another query (SQLite allows several statements in flight on one
+   * connection), as the server does to check access to each export it
+   * lists.
+   */
+  pthread_mutexattr_init (&attr);
+  pthread_mutexattr_settype (&attr, PTHREAD_MUTEX_RECURSIVE);
+  pthread_mutex_init (&cat->lock, &attr);
+  pthread_mutexattr_destroy (&attr);
   if (sqlite3_open_v2 (path, &cat->db, flags, NULL) != SQLITE_OK) {
     xs_error ("cannot open catalog %s: %s", path,
               cat->db ? sqlite3_errmsg (cat->db) : "out of memory");

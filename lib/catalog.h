@@ -33,7 +33,9 @@ extern void xs_catalog_close (struct xs_catalog *cat);
 extern int xs_catalog_latest_version (void);
 extern int xs_catalog_version (struct xs_catalog *cat);
 
-/* Serialize use of the connection across threads. */
+/* Serialize use of the connection across threads.  The lock is
+ * recursive: code holding it may call functions that take it again.
+ */
 extern void xs_catalog_lock (struct xs_catalog *cat);
 extern void xs_catalog_unlock (struct xs_catalog *cat);
 

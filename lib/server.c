@@ -6,12 +6,15 @@
  * entries as volumes with open connections, which is few.
  */
 #include <errno.h>
+#include <inttypes.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "error.h"
+#include "access.h"
+#include "account.h"
 #include "server.h"
 #include "size.h"
 #include "store.h"
@@ -26,6 +29,7 @@ struct xs_export {
   struct xs_export *next;
   struct xs_server *srv;
   char volume_id[XS_ID_MAX];    /* a volume export: its id */
+  char *account;                /* a volume export: its owner */
   char snapshot_id[XS_ID_MAX];  /* a snapshot export: its id */
   char *description;
   unsigned refs;                /* connections using it; under srv->lock */
@@ -113,6 +117,7 @@ close_export (struct xs_export *exp)
   stop_hydrator (exp);
   join_sealer (exp);
   free (exp->source_snapshot_id);
+  free (exp->account);
   if (exp->head)
     xs_head_close (exp->head);  /* reports its own failure */
   xs_snapreader_close (exp->reader);
@@ -153,6 +158,8 @@ describe_volume (const struct xs_volume *vol)
 }
 
 struct list_context {
+  struct xs_server *srv;
+  const char *account;          /* who is asking */
   int (*fn) (const char *name, const char *description, void *opaque);
   void *opaque;
 };
@@ -161,9 +168,17 @@ static int
 list_one_volume (const struct xs_volume *vol, void *opaque)
 {
   struct list_context *ctx = opaque;
-  char *description = describe_volume (vol);
+  char *description;
   int r;
 
+  if (xs_access_check (ctx->srv->store, ctx->account,
+                       "xsnap:DescribeVolumes",
+                       &(struct xs_access_target) {
+                         .owner = vol->account, .region = vol->region,
+                         .type = "volume", .id = vol->id, .label = vol->name,
+                       }, true) == -1)
+    return 0;                   /* denied: looks missing */
+  description = describe_volume (vol);
   if (description == NULL) {
     xs_error ("cannot list volume '%s': %m", vol->name);
     return -1;
@@ -179,8 +194,10 @@ describe_snapshot (const struct xs_snapshot *snap)
   char size[32], *text;
 
   xs_size_format (snap->size, size, sizeof size);
-  if (asprintf (&text, "snapshot %s of volume %s (%s, read-only)", snap->id,
-                snap->volume_name, size) == -1)
+  if (asprintf (&text, "snapshot %s of volume %s (%s, read-only)%s%s",
+                snap->id, snap->volume_name, size,
+                snap->shared_from ? ", " : "",
+                snap->shared_from ? snap->shared_from : "") == -1)
     return NULL;
   return text;
 }
@@ -192,12 +209,21 @@ list_one_snapshot (const struct xs_snapshot *snap, void *opaque)
   char *name = NULL, *description = describe_snapshot (snap);
   int r;
 
-  if (strcmp (snap->status, "available") != 0) {
+  if (strcmp (snap->status, "available") != 0
+      || xs_access_check (ctx->srv->store, ctx->account, "xsnap:ReadSnapshot",
+                          &(struct xs_access_target) {
+                            .owner = snap->account, .region = snap->region,
+                            .type = "snapshot", .id = snap->id,
+                            .label = snap->id,
+                            .shared_with_caller = snap->shared_from != NULL,
+                          }, true) == -1) {
     free (description);
-    return 0;                   /* not readable until sealed */
+    return 0;                   /* not readable until sealed, or denied */
   }
+  /* A shared snapshot's name belongs to its owner: it goes by its id. */
   if (description == NULL
-      || asprintf (&name, "%s@%s", snap->volume_name, snap->name) == -1) {
+      || (snap->shared_from ? (name = strdup (snap->id)) == NULL
+          : asprintf (&name, "%s@%s", snap->volume_name, snap->name) == -1)) {
     xs_error ("cannot list snapshot %s: %m", snap->id);
     free (description);
     return -1;
@@ -209,17 +235,47 @@ list_one_snapshot (const struct xs_snapshot *snap, void *opaque)
 }
 
 int
-xs_server_list_exports (struct xs_server *srv,
+xs_server_list_exports (struct xs_server *srv, const char *account,
                         int (*fn) (const char *name, const char *description,
                                    void *opaque),
                         void *opaque)
 {
-  struct list_context ctx = { .fn = fn, .opaque = opaque };
+  struct list_context ctx = { .srv = srv, .account = account, .fn = fn,
+                              .opaque = opaque };
+  struct xs_scope scope = { .account = (char *) account,
+                            .region = srv->scope.region };
 
-  if (xs_volume_list (srv->store, &srv->scope, list_one_volume, &ctx) != 0)
+  if (xs_volume_list (srv->store, &scope, list_one_volume, &ctx) != 0)
     return -1;
-  return xs_snapshot_list (srv->store, &srv->scope, NULL, list_one_snapshot,
+  return xs_snapshot_list (srv->store, &scope, NULL, list_one_snapshot,
                            &ctx);
+}
+
+char *
+xs_server_account_for_uid (struct xs_server *srv, int64_t uid)
+{
+  char *account;
+  int r;
+
+  r = xs_account_lookup_uid (srv->store, (uid_t) uid, &account);
+  if (r == 1)
+    xs_error ("uid %" PRId64 " is not mapped to an account of this store:"
+              " it sees no exports (see 'xsnap account map-uid')", uid);
+  if (r != 0)
+    return NULL;
+  if (xs_account_is_admin (srv->store, account)) {
+    free (account);             /* the administrator acts as the default */
+    account = strdup (srv->scope.account);
+    if (account == NULL)
+      xs_error ("cannot resolve uid %" PRId64 ": %m", uid);
+  }
+  return account;
+}
+
+const char *
+xs_server_default_account (const struct xs_server *srv)
+{
+  return srv->scope.account;
 }
 
 static struct xs_export *
@@ -280,13 +336,17 @@ open_snapshot (struct xs_server *srv, const struct xs_snapshot *snap)
 
 /* A snapshot export: NAME is "VOL@SNAP" or a snapshot id. */
 static struct xs_export *
-open_snapshot_export (struct xs_server *srv, const char *name, bool readonly)
+open_snapshot_export (struct xs_server *srv, const struct xs_scope *scope,
+                      const char *name, bool readonly)
 {
   struct xs_snapshot snap;
   struct xs_export *exp = NULL;
   int r;
 
-  r = xs_snapshot_find (srv->store, &srv->scope, name, false, &snap);
+  r = xs_access_find_snapshot (srv->store, scope, name, "xsnap:ReadSnapshot",
+                               false, &snap);
+  if (r == -1)
+    r = 1;                      /* denied: looks missing */
   if (r != 0) {
     errno = r == 1 ? ENOENT : EIO;
     return NULL;
@@ -351,6 +411,7 @@ control_snapshot (struct xs_export *exp, json_t *request)
   struct xs_snapshot_op *op;
   struct xs_snapshot snap;
   struct xs_volume vol;
+  struct xs_scope scope;
   json_t *reply;
   int r;
 
@@ -360,7 +421,9 @@ control_snapshot (struct xs_export *exp, json_t *request)
    * previous to be sealed, then takes its point in time.
    */
   join_sealer (exp);
-  r = xs_volume_find (srv->store, &srv->scope, exp->volume_id, true, &vol);
+  scope.account = exp->account;
+  scope.region = srv->scope.region;
+  r = xs_volume_find (srv->store, &scope, exp->volume_id, true, &vol);
   if (r != 0)
     return xs_control_error_reply ("volume %s is gone", exp->volume_id);
   op = xs_snapshot_start (srv->store, exp->head, &vol, name, &snap);
@@ -464,7 +527,9 @@ open_volume (struct xs_server *srv, const struct xs_volume *vol)
   exp->srv = srv;
   pthread_mutex_init (&exp->sealer_lock, NULL);
   snprintf (exp->volume_id, sizeof exp->volume_id, "%s", vol->id);
-  exp->head = xs_volume_open_head_cached (srv->store, vol, srv->cache);
+  exp->account = strdup (vol->account);
+  if (exp->account)
+    exp->head = xs_volume_open_head_cached (srv->store, vol, srv->cache);
   dir = xs_volume_dir (srv->store, vol);
   if (exp->head && dir && asprintf (&socket_path, "%s/control.sock", dir) != -1)
     exp->control = xs_control_listen (socket_path, control_handler, exp);
@@ -474,6 +539,7 @@ open_volume (struct xs_server *srv, const struct xs_volume *vol)
     if (exp->head)
       xs_head_close (exp->head);
     pthread_mutex_destroy (&exp->sealer_lock);
+    free (exp->account);
     free (exp->description);
     free (exp);
     return NULL;
@@ -491,20 +557,30 @@ xs_server_set_hydration (struct xs_server *srv, bool on)
 }
 
 struct xs_export *
-xs_server_open (struct xs_server *srv, const char *name, bool readonly)
+xs_server_open (struct xs_server *srv, const char *account, const char *name,
+                bool readonly)
 {
+  struct xs_scope scope = { .account = (char *) account,
+                            .region = srv->scope.region };
   struct xs_volume vol;
   struct xs_export *exp = NULL;
   int r;
 
   pthread_mutex_lock (&srv->lock);
   if (strchr (name, '@') || strncmp (name, "snap-", 5) == 0) {
-    exp = open_snapshot_export (srv, name, readonly);
+    exp = open_snapshot_export (srv, &scope, name, readonly);
     if (exp)
       exp->refs++;
     goto out;
   }
-  r = xs_volume_find (srv->store, &srv->scope, name, false, &vol);
+  r = xs_volume_find (srv->store, &scope, name, false, &vol);
+  if (r == 0
+      && xs_access_volume (srv->store, account,
+                           readonly ? "xsnap:ReadVolume"
+                                    : "xsnap:AttachVolume", &vol) == -1) {
+    xs_volume_clear (&vol);
+    r = 1;                      /* denied: looks missing */
+  }
   if (r == 1)
     errno = ENOENT;
   if (r != 0)

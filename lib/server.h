@@ -36,17 +36,32 @@ extern void xs_server_free (struct xs_server *srv);
  */
 extern void xs_server_set_hydration (struct xs_server *srv, bool on);
 
-/* Call FN with the name and a one-line description of every export the
- * server's scope may see.
+/* Who a client is.  The plugin asks for every connection: with a fixed
+ * account= it is that account; a client on a Unix socket is the account
+ * its uid maps to (root and uids mapped to the administrator: the
+ * server's default account).  Returns the account (malloc'd) or NULL
+ * (reported) if the uid is not mapped: such a client sees nothing.
  */
-extern int xs_server_list_exports (struct xs_server *srv,
+extern char *xs_server_account_for_uid (struct xs_server *srv, int64_t uid);
+extern const char *xs_server_default_account (const struct xs_server *srv);
+
+/* Call FN with the name and a one-line description of every export
+ * ACCOUNT may see in the server's region: its volumes, its available
+ * snapshots (VOL@SNAP) and those shared with it (by id).  What a policy
+ * denies is left out.
+ */
+extern int xs_server_list_exports (struct xs_server *srv, const char *account,
                                    int (*fn) (const char *name,
                                               const char *description,
                                               void *opaque),
                                    void *opaque);
 
-/* Open export NAME for one connection.  Unknown names fail with ENOENT. */
+/* Open export NAME for one connection of ACCOUNT.  Unknown names, and
+ * names ACCOUNT may not open, fail with ENOENT (a denied export looks
+ * missing; the reason is logged and audited).
+ */
 extern struct xs_export *xs_server_open (struct xs_server *srv,
+                                         const char *account,
                                          const char *name, bool readonly);
 extern void xs_server_close (struct xs_server *srv, struct xs_export *exp);
 

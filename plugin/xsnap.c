@@ -91,8 +91,10 @@ xsnap_config_complete (void)
 
 #define xsnap_config_help \
   "store=DIR       (required) The xsnap store to serve.\n" \
-  "account=ID      Serve what this account may see (default: the\n" \
-  "                store's administrator).\n" \
+  "account=ID      Every client acts as this account (for TLS servers,\n" \
+  "                one per account).  Without it, a client on a Unix\n" \
+  "                socket acts as the account its uid is mapped to\n" \
+  "                (root: the administrator); others see nothing.\n" \
   "region=NAME     Serve this region's volumes (default: the store's\n" \
   "                default region).\n" \
   "cache=SIZE      Cache of decompressed chunks for snapshot exports\n" \
@@ -130,20 +132,51 @@ add_export (const char *name, const char *description, void *opaque)
   return nbdkit_add_export (opaque, name, description);
 }
 
+/* Who the client is: the configured account (xsnap serve runs one
+ * server per account, TLS required), else the account its uid maps to on
+ * a Unix socket.  NULL (reported) for a client that is neither.
+ */
+static char *
+client_account (void)
+{
+  int64_t uid;
+
+  if (account)
+    return strdup (account);
+  uid = nbdkit_peer_uid ();
+  if (uid == -1) {
+    nbdkit_error ("cannot tell which account the client is: serve it over"
+                  " a Unix socket, or with account=ID");
+    return NULL;
+  }
+  return xs_server_account_for_uid (server, uid);
+}
+
 static int
 xsnap_list_exports (int readonly, int is_tls, struct nbdkit_exports *exports)
 {
-  return xs_server_list_exports (server, add_export, exports);
+  char *caller = client_account ();
+  int r;
+
+  if (caller == NULL)
+    return 0;                   /* sees nothing */
+  r = xs_server_list_exports (server, caller, add_export, exports);
+  free (caller);
+  return r;
 }
 
 static void *
 xsnap_open (int readonly)
 {
-  struct xs_export *exp;
+  struct xs_export *exp = NULL;
+  char *caller = client_account ();
 
-  exp = xs_server_open (server, nbdkit_export_name (), readonly);
+  errno = ENOENT;
+  if (caller)
+    exp = xs_server_open (server, caller, nbdkit_export_name (), readonly);
   if (exp == NULL)
     nbdkit_set_error (errno ? errno : EIO);
+  free (caller);
   return exp;
 }
 
