@@ -43,6 +43,9 @@ static const char usage_text[] =
   "  unshare SNAP --with ID...|--all | unshare VOL --chain --with ID...|--all\n"
   "  chain list | chain delete CHAIN           chains shared with this account\n"
   "  audit [--limit N]                         who did what, and how it ended\n"
+  "  serve [--unix PATH | --listen ADDR[:PORT]] [-f] [--pidfile F] [--rotate-key]\n"
+  "                                            run nbdkit with the plugin (TCP: TLS,\n"
+  "                                            one account, its pre-shared key)\n"
   "  help                                      this text\n"
   "  version                                   print the version\n"
   "\n"
@@ -71,6 +74,7 @@ static const struct command commands[] = {
   { "unshare", cmd_unshare },
   { "chain", cmd_chain },
   { "audit", cmd_audit },
+  { "serve", cmd_serve },
   { NULL, NULL },
 };
 
