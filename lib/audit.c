@@ -1,10 +1,14 @@
 /* xsnap: the audit log (see audit.h). */
+#include <stdio.h>
 #include <stdlib.h>
 #include <time.h>
 
 #include "audit.h"
 #include "error.h"
 #include "fileio.h"
+#include "policy.h"
+#include "snapshot.h"
+#include "volume.h"
 
 static const char *const outcome_names[] = {
   [XS_AUDIT_ALLOWED] = "allowed",
@@ -43,6 +47,41 @@ xs_audit_record (struct xs_store *store, const char *actor,
                               detail);
   xs_catalog_unlock (cat);
   return r;
+}
+
+static int
+audit_resource (struct xs_store *store, const char *actor, const char *action,
+                const char *region, const char *owner, const char *type,
+                const char *id, const char *detail)
+{
+  char *arn = xs_policy_resource_name (region, owner, type, id);
+  int r;
+
+  if (arn == NULL)
+    return -1;
+  r = xs_audit_record (store, actor, action, arn, owner, XS_AUDIT_ALLOWED,
+                       detail);
+  free (arn);
+  return r;
+}
+
+int
+xs_audit_snapshot (struct xs_store *store, const char *actor,
+                   const char *action, const struct xs_snapshot *snap)
+{
+  char detail[160];
+
+  snprintf (detail, sizeof detail, "%s@%s", snap->volume_name, snap->name);
+  return audit_resource (store, actor, action, snap->region, snap->account,
+                         "snapshot", snap->id, detail);
+}
+
+int
+xs_audit_volume (struct xs_store *store, const char *actor,
+                 const char *action, const struct xs_volume *vol)
+{
+  return audit_resource (store, actor, action, vol->region, vol->account,
+                         "volume", vol->id, vol->name);
 }
 
 static const char *

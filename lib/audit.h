@@ -46,6 +46,15 @@ extern int xs_audit_record_locked (struct xs_store *store, const char *actor,
                                    enum xs_audit_outcome outcome,
                                    const char *detail);
 
+/* Record that ACTOR did ACTION (allowed) to a snapshot or a volume. */
+struct xs_snapshot;
+struct xs_volume;
+extern int xs_audit_snapshot (struct xs_store *store, const char *actor,
+                              const char *action,
+                              const struct xs_snapshot *snap);
+extern int xs_audit_volume (struct xs_store *store, const char *actor,
+                            const char *action, const struct xs_volume *vol);
+
 /* Call FN for each entry, oldest first (under the catalog lock: FN must
  * not use the catalog).  With VISIBLE_TO, only entries where that account
  * acted or owns the resource (NULL: all, for the administrator).

@@ -10,6 +10,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "audit.h"
 #include "cli.h"
 #include "control.h"
 #include "access.h"
@@ -294,7 +295,9 @@ snapshot_delete (struct cli *cli, int argc, char **argv)
 
   if (status != 0)
     return status;
-  status = xs_snapshot_delete (cli->store, &snap) == 0 ? 0 : 1;
+  status = xs_snapshot_delete (cli->store, &snap) == 0
+    && xs_audit_snapshot (cli->store, cli->scope.account,
+                          "xsnap:DeleteSnapshot", &snap) == 0 ? 0 : 1;
   if (status == 0 && cli->json)
     status = cli_print_json (json_pack ("{s:s, s:s}", "deleted", snap.id,
                                         "name", snap.name)) ? 1 : 0;

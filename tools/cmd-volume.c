@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "access.h"
+#include "audit.h"
 #include "cli.h"
 #include "error.h"
 #include "progress.h"
@@ -245,7 +246,9 @@ volume_delete (struct cli *cli, int argc, char **argv)
                        NULL, &vol);
   if (status != 0)
     return status;
-  status = xs_volume_delete (cli->store, &vol) == 0 ? 0 : 1;
+  status = xs_volume_delete (cli->store, &vol) == 0
+    && xs_audit_volume (cli->store, cli->scope.account, "xsnap:DeleteVolume",
+                        &vol) == 0 ? 0 : 1;
   if (status == 0 && cli->json)
     status = cli_print_json (json_pack ("{s:s, s:s}", "deleted", vol.name,
                                         "id", vol.id)) ? 1 : 0;
