@@ -136,6 +136,36 @@ static const char *const migrations[] = {
   "  outcome     TEXT NOT NULL"
   "              CHECK (outcome IN ('allowed', 'denied', 'failed')),"
   "  detail      TEXT NOT NULL DEFAULT '');",
+
+  /* 5: copies.  A copied snapshot records where it came from (origin:
+   * "copiedFrom:ACCOUNT:REGION:SNAPSHOT") and a description.  A job is a
+   * copy in progress or done, visible to both sides: its progress is
+   * updated as chunks arrive, and a job left 'running' by a process that
+   * died is failed by the next look at it (owner_pid).
+   */
+  "ALTER TABLE snapshots ADD COLUMN origin TEXT NOT NULL DEFAULT '';"
+  "ALTER TABLE snapshots ADD COLUMN description TEXT NOT NULL DEFAULT '';"
+  "CREATE TABLE jobs ("
+  "  id              TEXT PRIMARY KEY,"
+  "  kind            TEXT NOT NULL CHECK (kind IN ('copy')),"
+  "  actor           TEXT NOT NULL,"
+  "  source_account  TEXT NOT NULL,"
+  "  source_region   TEXT NOT NULL,"
+  "  source_snapshot TEXT NOT NULL,"
+  "  dest_account    TEXT NOT NULL,"
+  "  dest_region     TEXT NOT NULL,"
+  "  dest_snapshot   TEXT NOT NULL,"
+  "  status          TEXT NOT NULL"
+  "                  CHECK (status IN ('running', 'done', 'failed')),"
+  "  total_bytes     INTEGER NOT NULL DEFAULT 0,"
+  "  done_bytes      INTEGER NOT NULL DEFAULT 0,"
+  "  sent_bytes      INTEGER NOT NULL DEFAULT 0,"
+  "  created_ns      INTEGER NOT NULL,"
+  "  updated_ns      INTEGER NOT NULL,"
+  "  owner_pid       INTEGER NOT NULL DEFAULT 0,"
+  "  error           TEXT NOT NULL DEFAULT '');"
+  "CREATE INDEX jobs_by_source ON jobs (source_snapshot);"
+  "CREATE INDEX jobs_by_status ON jobs (status, actor);",
 };
 
 #define LATEST_VERSION ((int) (sizeof migrations / sizeof migrations[0]))

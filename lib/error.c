@@ -53,6 +53,13 @@ xs_verror (const char *fmt, va_list args)
 }
 
 void
+xs_error_capture_note (const char *message)
+{
+  if (capture.buf && capture.len > 0 && capture.buf[0] == '\0')
+    snprintf (capture.buf, capture.len, "%s", message);
+}
+
+void
 xs_error (const char *fmt, ...)
 {
   va_list args;

@@ -41,4 +41,10 @@ extern void xs_debug (const char *fmt, ...)
 extern void xs_error_capture_begin (char *buf, size_t len);
 extern void xs_error_capture_end (void);
 
+/* Keep MESSAGE in this thread's capture as if it had been reported here
+ * (it was reported on another thread: a worker's failure becomes the
+ * reason of the operation that ran it).
+ */
+extern void xs_error_capture_note (const char *message);
+
 #endif /* XSNAP_ERROR_H */

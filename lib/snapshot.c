@@ -21,7 +21,7 @@
 #define SNAPSHOT_COLUMNS                                                \
   "id, account, region, volume_id, volume_name, name, parent_id, status," \
   " root_hash, creation_method, size, block_size, created_ns,"          \
-  " changed_blocks, stored_bytes"
+  " changed_blocks, stored_bytes, origin, description"
 
 void
 xs_snapshot_clear (struct xs_snapshot *snap)
@@ -36,6 +36,8 @@ xs_snapshot_clear (struct xs_snapshot *snap)
   free (snap->root_hash);
   free (snap->creation_method);
   free (snap->shared_from);
+  free (snap->origin);
+  free (snap->description);
   memset (snap, 0, sizeof *snap);
 }
 
@@ -49,7 +51,7 @@ xs_snapshot_to_json (const struct xs_snapshot *snap)
   gmtime_r (&seconds, &tm);
   strftime (created, sizeof created, "%Y-%m-%dT%H:%M:%SZ", &tm);
   return json_pack ("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:I, s:I,"
-                    " s:s, s:I, s:s, s:I, s:I, s:s, s:s}",
+                    " s:s, s:I, s:s, s:I, s:I, s:s, s:s, s:s, s:s}",
                     "id", snap->id, "name", snap->name,
                     "volume", snap->volume_name,
                     "volume_id", snap->volume_id,
@@ -64,7 +66,10 @@ xs_snapshot_to_json (const struct xs_snapshot *snap)
                     "stored_bytes", (json_int_t) snap->stored_bytes,
                     "creation_method", snap->creation_method,
                     "shared_from",
-                    snap->shared_from ? snap->shared_from : "");
+                    snap->shared_from ? snap->shared_from : "",
+                    "origin", snap->origin ? snap->origin : "",
+                    "description",
+                    snap->description ? snap->description : "");
 }
 
 static char *
@@ -100,6 +105,8 @@ row_to_snapshot (sqlite3_stmt *stmt, struct xs_snapshot *snap)
   snap->created_ns = sqlite3_column_int64 (stmt, 12);
   snap->changed_blocks = (uint64_t) sqlite3_column_int64 (stmt, 13);
   snap->stored_bytes = (uint64_t) sqlite3_column_int64 (stmt, 14);
+  snap->origin = column_dup (stmt, 15, &failed);
+  snap->description = column_dup (stmt, 16, &failed);
   if (failed) {
     xs_error ("cannot read snapshot %s: %m", snap->id);
     xs_snapshot_clear (snap);
@@ -410,9 +417,10 @@ insert_row (struct xs_catalog *cat, const struct xs_snapshot *snap,
                              " volume_id, volume_name, name, parent_id,"
                              " status, size, block_size, created_ns,"
                              " root_hash, changed_blocks, stored_bytes,"
-                             " creation_method, owner_pid)"
+                             " creation_method, owner_pid, origin,"
+                             " description)"
                              " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?,"
-                             " ?, ?, ?)", "record the snapshot");
+                             " ?, ?, ?, ?, ?)", "record the snapshot");
   if (stmt == NULL)
     return -1;
   sqlite3_bind_text (stmt, 1, snap->id, -1, SQLITE_STATIC);
@@ -431,6 +439,10 @@ insert_row (struct xs_catalog *cat, const struct xs_snapshot *snap,
   sqlite3_bind_int64 (stmt, 14, (int64_t) snap->stored_bytes);
   sqlite3_bind_text (stmt, 15, snap->creation_method, -1, SQLITE_STATIC);
   sqlite3_bind_int64 (stmt, 16, owner);
+  sqlite3_bind_text (stmt, 17, snap->origin ? snap->origin : "", -1,
+                     SQLITE_STATIC);
+  sqlite3_bind_text (stmt, 18, snap->description ? snap->description : "",
+                     -1, SQLITE_STATIC);
   if (sqlite3_step (stmt) == SQLITE_DONE)
     r = 0;
   else {
@@ -836,6 +848,18 @@ xs_snapshot_record_received (struct xs_store *store,
                              uint64_t changed_blocks, uint64_t stored_bytes,
                              struct xs_snapshot *out)
 {
+  return xs_snapshot_record_arrived (store, scope, m, "received", "", "",
+                                     changed_blocks, stored_bytes, out);
+}
+
+int
+xs_snapshot_record_arrived (struct xs_store *store,
+                            const struct xs_scope *scope,
+                            const struct xs_manifest *m, const char *method,
+                            const char *origin, const char *description,
+                            uint64_t changed_blocks, uint64_t stored_bytes,
+                            struct xs_snapshot *out)
+{
   struct xs_catalog *cat = xs_store_catalog (store);
   char root[XS_HASH128_HEX_LEN + 1];
   struct xs_snapshot row = {
@@ -843,7 +867,8 @@ xs_snapshot_record_received (struct xs_store *store,
     .volume_id = m->volume_id, .volume_name = m->volume_name,
     .name = m->name, .parent_id = m->parent_id,
     .status = (char *) "available", .root_hash = root,
-    .creation_method = (char *) "received",
+    .creation_method = (char *) method,
+    .origin = (char *) origin, .description = (char *) description,
     .size = m->size, .block_size = m->block_size,
     .created_ns = m->created_ns, .changed_blocks = changed_blocks,
     .stored_bytes = stored_bytes,

@@ -36,6 +36,8 @@ struct xs_snapshot {
   char *creation_method;        /* manual, received, shared, ... */
   char *shared_from;            /* "sharedFrom:OWNER:REGION:ID" when seen
                                    through a share, else NULL */
+  char *origin;                 /* "copiedFrom:ACCOUNT:REGION:ID", or "" */
+  char *description;
   uint64_t size;
   uint32_t block_size;
   int64_t created_ns;
@@ -147,5 +149,19 @@ extern int xs_snapshot_record_received (struct xs_store *store,
                                         uint64_t changed_blocks,
                                         uint64_t stored_bytes,
                                         struct xs_snapshot *out);
+
+/* The same for a snapshot that arrived another way: METHOD is its
+ * creation method ("copy"), ORIGIN where it came from, DESCRIPTION the
+ * user's text.
+ */
+extern int xs_snapshot_record_arrived (struct xs_store *store,
+                                       const struct xs_scope *scope,
+                                       const struct xs_manifest *m,
+                                       const char *method,
+                                       const char *origin,
+                                       const char *description,
+                                       uint64_t changed_blocks,
+                                       uint64_t stored_bytes,
+                                       struct xs_snapshot *out);
 
 #endif /* XSNAP_SNAPSHOT_H */

@@ -43,6 +43,9 @@ static const char usage_text[] =
   "  unshare SNAP --with ID...|--all | unshare VOL --chain --with ID...|--all\n"
   "  chain list | chain delete CHAIN           chains shared with this account\n"
   "  audit [--limit N]                         who did what, and how it ended\n"
+  "  copy SNAP --to-account ID [--to-region R] [--name N] [--description D]\n"
+  "                                            copy a snapshot to an account or region\n"
+  "  job list [--snapshot SNAP]                copies, with their progress\n"
   "  serve [--unix PATH | --listen ADDR[:PORT]] [-f] [--pidfile F] [--rotate-key]\n"
   "                                            run nbdkit with the plugin (TCP: TLS,\n"
   "                                            one account, its pre-shared key)\n"
@@ -75,6 +78,8 @@ static const struct command commands[] = {
   { "chain", cmd_chain },
   { "audit", cmd_audit },
   { "serve", cmd_serve },
+  { "copy", cmd_copy },
+  { "job", cmd_job },
   { NULL, NULL },
 };
 

@@ -1,0 +1,601 @@
+/* xsnap: copying snapshots between namespaces (see copy.h). */
+#include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "access.h"
+#include "account.h"
+#include "audit.h"
+#include "chunk.h"
+#include "copy.h"
+#include "error.h"
+#include "fileio.h"
+#include "job.h"
+#include "names.h"
+#include "policy.h"
+#include "repo.h"
+#include "size.h"
+
+#define DEFAULT_THREADS 4
+#define MAX_THREADS 32
+
+/* Everything decided before any byte moves. */
+struct copy_plan {
+  struct xs_snapshot source;
+  struct xs_scope dest;         /* account and region of the copy */
+  bool cross_account, cross_region;
+  const char *action;
+  char *name;
+  char *origin;
+  char *arn;                    /* the source, for the audit log */
+};
+
+static void
+plan_clear (struct copy_plan *plan)
+{
+  xs_snapshot_clear (&plan->source);
+  free (plan->name);
+  free (plan->origin);
+  free (plan->arn);
+}
+
+static int
+setting_int (struct xs_store *store, const char *key, int64_t fallback,
+             int64_t *value)
+{
+  struct xs_catalog *cat = xs_store_catalog (store);
+  char *text = NULL, *end;
+  int r;
+
+  xs_catalog_lock (cat);
+  r = xs_catalog_get_setting (cat, key, &text);
+  xs_catalog_unlock (cat);
+  *value = fallback;
+  if (r != 0)
+    return r == 1 ? 0 : -1;
+  errno = 0;
+  *value = strtoll (text, &end, 10);
+  if (errno || *end || end == text || *value < 0) {
+    xs_error ("setting %s is '%s': expected a number", key, text);
+    free (text);
+    return -1;
+  }
+  free (text);
+  return 0;
+}
+
+/* The group of REGION (malloc'd), or NULL if there is no such region. */
+static char *
+region_group (struct xs_store *store, const char *region)
+{
+  struct xs_catalog *cat = xs_store_catalog (store);
+  sqlite3_stmt *stmt;
+  char *group = NULL;
+
+  xs_catalog_lock (cat);
+  stmt = xs_catalog_prepare_bind (cat, "look up a region",
+                                  "SELECT grp FROM regions WHERE name = ?",
+                                  "s", region);
+  if (stmt && sqlite3_step (stmt) == SQLITE_ROW) {
+    group = strdup ((const char *) sqlite3_column_text (stmt, 0));
+    if (group == NULL)
+      xs_error ("cannot look up region '%s': %m", region);
+  }
+  else if (stmt)
+    xs_error ("cannot copy to region '%s': no such region", region);
+  sqlite3_finalize (stmt);
+  xs_catalog_unlock (cat);
+  return group;
+}
+
+/* Is GROUP one of the comma-separated ISOLATED? */
+static bool
+group_is_isolated (const char *group, const char *isolated)
+{
+  size_t len = strlen (group);
+  const char *p = isolated;
+
+  while (p && *p) {
+    if (strncmp (p, group, len) == 0 && (p[len] == ',' || p[len] == '\0'))
+      return true;
+    p = strchr (p, ',');
+    if (p)
+      p++;
+  }
+  return false;
+}
+
+/* The seeds' region rules: no copies between groups, nor inside an
+ * isolated group.
+ */
+static int
+check_regions (struct xs_store *store, const struct copy_plan *plan)
+{
+  struct xs_catalog *cat = xs_store_catalog (store);
+  char *from = region_group (store, plan->source.region);
+  char *to = region_group (store, plan->dest.region);
+  char *isolated = NULL;
+  int r = -1, found;
+
+  if (from == NULL || to == NULL)
+    goto out;
+  if (!plan->cross_region) {
+    r = 0;
+    goto out;
+  }
+  if (strcmp (from, to) != 0) {
+    xs_error ("cannot copy from region '%s' (group '%s') to region '%s' "
+              "(group '%s'): copies between region groups are not allowed",
+              plan->source.region, from, plan->dest.region, to);
+    goto out;
+  }
+  xs_catalog_lock (cat);
+  found = xs_catalog_get_setting (cat, "copy.isolated_groups", &isolated);
+  xs_catalog_unlock (cat);
+  if (found == -1)
+    goto out;
+  if (group_is_isolated (from, found == 1 ? "intl" : isolated)) {
+    xs_error ("cannot copy from region '%s' to region '%s': regions of "
+              "group '%s' do not copy to each other",
+              plan->source.region, plan->dest.region, from);
+    goto out;
+  }
+  r = 0;
+ out:
+  free (from);
+  free (to);
+  free (isolated);
+  return r;
+}
+
+static int
+check_size (struct xs_store *store, const struct copy_plan *plan)
+{
+  int64_t limit;
+  char size[32], most[32];
+
+  if (!plan->cross_region)
+    return 0;
+  if (setting_int (store, "copy.max_cross_region_bytes",
+                   (int64_t) XS_COPY_MAX_CROSS_REGION_BYTES, &limit) == -1)
+    return -1;
+  if (plan->source.size > (uint64_t) limit) {
+    xs_size_format (plan->source.size, size, sizeof size);
+    xs_size_format ((uint64_t) limit, most, sizeof most);
+    xs_error ("cannot copy snapshot %s@%s to region '%s': it is %s, and "
+              "a cross-region copy is at most %s",
+              plan->source.volume_name, plan->source.name,
+              plan->dest.region, size, most);
+    return -1;
+  }
+  return 0;
+}
+
+/* Another account receives only from its organisation (unless it is the
+ * caller itself, copying what is shared with it).
+ */
+static int
+check_destination_account (struct xs_store *store,
+                           const struct xs_scope *scope,
+                           const struct copy_plan *plan)
+{
+  struct xs_account account;
+  int r;
+
+  r = xs_account_find (store, plan->dest.account, true, &account);
+  if (r == 1)
+    xs_error ("cannot copy to account '%s': no such account",
+              plan->dest.account);
+  if (r != 0)
+    return -1;
+  xs_account_clear (&account);
+  if (!plan->cross_account)
+    return 0;
+  r = xs_account_same_organisation (store, plan->source.account,
+                                    plan->dest.account);
+  if (r == 0) {
+    xs_error ("cannot copy snapshot %s@%s to account '%s': it is not a "
+              "collaborator of account '%s' (create it with "
+              "--collaborator-of, or share the snapshot with it)",
+              plan->source.volume_name, plan->source.name,
+              plan->dest.account, plan->source.account);
+    xs_audit_record (store, scope->account, plan->action, plan->arn,
+                     plan->source.account, XS_AUDIT_DENIED,
+                     "destination is not a collaborator");
+  }
+  return r == 1 ? 0 : -1;
+}
+
+static int
+choose_name (const struct xs_copy_options *o, struct copy_plan *plan)
+{
+  struct xs_snapshot *src = &plan->source;
+
+  if (o->name)
+    plan->name = strdup (o->name);
+  else if (plan->cross_region) {
+    if (asprintf (&plan->name, "copy_%s_%s", src->region, src->name) == -1)
+      plan->name = NULL;
+  }
+  else
+    plan->name = strdup (src->name);
+  if (plan->name == NULL) {
+    xs_error ("cannot copy snapshot %s: %m", src->id);
+    return -1;
+  }
+  if (xs_name_check ("snapshot", plan->name) == -1) {
+    if (o->name == NULL)
+      xs_error ("the default name of the copy, '%s', is not a valid "
+                "snapshot name: give one with --name", plan->name);
+    return -1;
+  }
+  return 0;
+}
+
+static int
+check_name_free (struct xs_store *store, const struct copy_plan *plan)
+{
+  struct xs_snapshot existing;
+  char *spec = NULL;
+  int r;
+
+  if (asprintf (&spec, "%s@%s", plan->source.volume_name, plan->name) == -1) {
+    xs_error ("cannot copy snapshot %s: %m", plan->source.id);
+    return -1;
+  }
+  r = xs_snapshot_find (store, &plan->dest, spec, true, &existing);
+  if (r == 0) {
+    xs_error ("cannot copy snapshot %s to account '%s', region '%s': "
+              "snapshot %s exists there (choose another --name)",
+              plan->source.id, plan->dest.account, plan->dest.region, spec);
+    xs_snapshot_clear (&existing);
+  }
+  free (spec);
+  return r == 1 ? 0 : -1;
+}
+
+static int
+make_plan (struct xs_store *store, const struct xs_scope *scope,
+           const char *spec, const struct xs_copy_options *o,
+           struct copy_plan *plan)
+{
+  int r;
+
+  memset (plan, 0, sizeof *plan);
+  plan->dest.account = (char *) (o->to_account ? o->to_account
+                                               : scope->account);
+  plan->cross_account = strcmp (plan->dest.account, scope->account) != 0;
+  plan->action = plan->cross_account ? "xsnap:CopySnapshotCrossAccount"
+    : "xsnap:CopySnapshot";
+  r = xs_access_find_snapshot (store, scope, spec, plan->action, false,
+                               &plan->source);
+  if (r != 0)
+    return -1;
+  plan->dest.region = (char *) (o->to_region ? o->to_region
+                                             : plan->source.region);
+  plan->cross_region = strcmp (plan->dest.region, plan->source.region) != 0;
+  plan->arn = xs_policy_resource_name (plan->source.region,
+                                       plan->source.account, "snapshot",
+                                       plan->source.id);
+  if (plan->arn == NULL
+      || asprintf (&plan->origin, "copiedFrom:%s:%s:%s", plan->source.account,
+                   plan->source.region, plan->source.id) == -1) {
+    plan->origin = NULL;
+    xs_error ("cannot copy snapshot %s: %m", spec);
+    return -1;
+  }
+  if (plan->cross_region
+      && xs_access_snapshot (store, scope->account,
+                             "xsnap:CopySnapshotCrossRegion",
+                             &plan->source) == -1)
+    return -1;
+  if (strcmp (plan->source.status, "available") != 0) {
+    xs_error ("cannot copy snapshot %s@%s: it is %s",
+              plan->source.volume_name, plan->source.name,
+              plan->source.status);
+    return -1;
+  }
+  if (check_destination_account (store, scope, plan) == -1
+      || check_regions (store, plan) == -1 || check_size (store, plan) == -1
+      || choose_name (o, plan) == -1 || check_name_free (store, plan) == -1)
+    return -1;
+  return 0;
+}
+
+/* The distinct chunks a manifest uses, sorted. */
+static int
+compare_ids (const void *a, const void *b)
+{
+  return memcmp (a, b, sizeof (struct xs_hash128));
+}
+
+static struct xs_hash128 *
+distinct_chunks (const struct xs_manifest *m, size_t *n)
+{
+  static const struct xs_hash128 zero;
+  struct xs_hash128 *ids = malloc ((m->nblocks ? m->nblocks : 1)
+                                   * sizeof *ids);
+  size_t count = 0, i, out;
+
+  if (ids == NULL) {
+    xs_error ("cannot list the chunks of snapshot %s: %m", m->snapshot_id);
+    return NULL;
+  }
+  for (i = 0; i < m->nblocks; i++)
+    if (memcmp (&m->entries[i], &zero, sizeof zero) != 0)
+      ids[count++] = m->entries[i];
+  qsort (ids, count, sizeof *ids, compare_ids);
+  for (i = out = 0; i < count; i++)
+    if (out == 0 || memcmp (&ids[i], &ids[out - 1], sizeof *ids) != 0)
+      ids[out++] = ids[i];
+  *n = out;
+  return ids;
+}
+
+/* The transfer: workers take chunks by index. */
+struct transfer {
+  struct xs_repo *from, *to;
+  const struct xs_hash128 *ids;
+  size_t n;
+  uint32_t block_size;
+  size_t next;                  /* atomic */
+  uint64_t done, sent_chunks, sent_bytes;   /* atomic */
+  int failed;                   /* atomic: stop, a chunk failed */
+  int error_taken;              /* atomic: ERROR is being written */
+  char error[512];              /* the first worker's error */
+};
+
+/* Stop the transfer, keeping the first failure's message for the job. */
+static void
+transfer_fail (struct transfer *t, const char *why)
+{
+  if (__atomic_exchange_n (&t->error_taken, 1, __ATOMIC_ACQ_REL) == 0)
+    snprintf (t->error, sizeof t->error, "%s", why);
+  __atomic_store_n (&t->failed, 1, __ATOMIC_RELEASE);
+}
+
+/* Copy one chunk if the destination lacks it, verified on the way. */
+static int
+copy_chunk (struct transfer *t, struct xs_chunk_codec *codec, void *plain,
+            const struct xs_hash128 *id)
+{
+  void *stored = NULL;
+  size_t len;
+  int r;
+
+  r = xs_repo_has_chunk (t->to, id);
+  if (r != 0)
+    return r == 1 ? 0 : -1;
+  r = xs_repo_get_chunk_raw (t->from, id, &stored, &len);
+  if (r == 1)
+    xs_error ("cannot copy a chunk: it is missing from the source");
+  if (r != 0)
+    return -1;
+  if (xs_chunk_decode (codec, stored, len, id, plain, t->block_size) < 0
+      || xs_repo_put_chunk (t->to, id, stored, len, false) == -1) {
+    free (stored);
+    return -1;
+  }
+  __atomic_add_fetch (&t->sent_chunks, 1, __ATOMIC_RELAXED);
+  __atomic_add_fetch (&t->sent_bytes, len, __ATOMIC_RELAXED);
+  free (stored);
+  return 0;
+}
+
+static void *
+transfer_worker (void *opaque)
+{
+  struct transfer *t = opaque;
+  struct xs_chunk_codec *codec = xs_chunk_codec_new (1);
+  void *plain = malloc (t->block_size);
+  char why[512] = "";
+  size_t i;
+
+  xs_error_capture_begin (why, sizeof why);
+  if (codec == NULL || plain == NULL) {
+    if (plain == NULL)
+      xs_error ("cannot copy chunks: %m");
+    transfer_fail (t, why);
+  }
+  while (!__atomic_load_n (&t->failed, __ATOMIC_RELAXED)) {
+    i = __atomic_fetch_add (&t->next, 1, __ATOMIC_RELAXED);
+    if (i >= t->n)
+      break;
+    if (copy_chunk (t, codec, plain, &t->ids[i]) == -1)
+      transfer_fail (t, why);
+    __atomic_add_fetch (&t->done, 1, __ATOMIC_RELAXED);
+  }
+  xs_error_capture_end ();
+  free (plain);
+  xs_chunk_codec_free (codec);
+  return NULL;
+}
+
+/* Run the workers, reporting progress (and the job's) as they go. */
+static int
+run_transfer (struct xs_store *store, struct transfer *t, unsigned threads,
+              const char *job_id, const struct xs_copy_options *o)
+{
+  pthread_t workers[MAX_THREADS];
+  unsigned started = 0, i;
+  uint64_t done, bytes = t->block_size;
+  int64_t last_update = 0, now;
+
+  for (i = 0; i < threads; i++) {
+    if (pthread_create (&workers[i], NULL, transfer_worker, t) != 0)
+      break;
+    started++;
+  }
+  if (started == 0) {
+    xs_error ("cannot start copying: no thread");
+    return -1;
+  }
+  for (;;) {
+    done = __atomic_load_n (&t->done, __ATOMIC_RELAXED);
+    if (o->progress)
+      o->progress (done * bytes, t->n * bytes, o->opaque);
+    now = xs_now_ns ();
+    if (now - last_update > 500000000) {
+      xs_job_progress (store, job_id, done * bytes,
+                       __atomic_load_n (&t->sent_bytes, __ATOMIC_RELAXED));
+      last_update = now;
+    }
+    if (done >= t->n || __atomic_load_n (&t->failed, __ATOMIC_RELAXED))
+      break;
+    usleep (20000);
+  }
+  for (i = 0; i < started; i++)
+    pthread_join (workers[i], NULL);
+  if (!t->failed)
+    return 0;
+  /* The worker reported it; this thread's capture (the job's) keeps it. */
+  xs_error_capture_note (t->error);
+  return -1;
+}
+
+/* The destination's manifest: the source's entries, its own identity. */
+static struct xs_manifest *
+destination_manifest (const struct xs_manifest *source,
+                      const struct copy_plan *plan, char *id, size_t idlen)
+{
+  struct xs_manifest *m = xs_manifest_copy (source);
+
+  if (m == NULL || xs_new_id ("snap", id, idlen) == -1)
+    goto fail;
+  m->created_ns = xs_now_ns ();
+  if (xs_manifest_set (m, "snapshot_id", id) == -1
+      || xs_manifest_set (m, "account", plan->dest.account) == -1
+      || xs_manifest_set (m, "region", plan->dest.region) == -1
+      || xs_manifest_set (m, "name", plan->name) == -1
+      || xs_manifest_set (m, "parent_id", "") == -1
+      || xs_manifest_set (m, "status", "available") == -1)
+    goto fail;
+  xs_manifest_seal (m);
+  return m;
+ fail:
+  xs_manifest_free (m);
+  return NULL;
+}
+
+static int
+write_manifest (struct xs_repo *repo, const struct xs_manifest *m)
+{
+  void *data;
+  size_t len;
+  int r;
+
+  if (xs_manifest_serialize (m, &data, &len) == -1)
+    return -1;
+  r = xs_repo_put_manifest (repo, m->snapshot_id, data, len);
+  free (data);
+  return r == -1 ? -1 : 0;
+}
+
+/* Chunks, then the manifest, then the row (invariant 3). */
+static int
+copy_data (struct xs_store *store, struct copy_plan *plan,
+           const struct xs_copy_options *o, const char *job_id,
+           struct xs_snapshot *out, struct xs_copy_report *report)
+{
+  struct transfer t = { .from = NULL };
+  struct xs_manifest *m, *copy = NULL;
+  struct xs_hash128 *ids = NULL;
+  char id[XS_ID_MAX];
+  unsigned threads = o->threads ? o->threads : DEFAULT_THREADS;
+  int r = -1;
+
+  if (threads > MAX_THREADS)
+    threads = MAX_THREADS;
+  m = xs_snapshot_load_manifest (store, plan->source.account,
+                                 plan->source.region, plan->source.id);
+  t.from = xs_store_repo (store, plan->source.account, plan->source.region);
+  t.to = xs_store_repo (store, plan->dest.account, plan->dest.region);
+  if (m == NULL || t.from == NULL || t.to == NULL
+      || (ids = distinct_chunks (m, &t.n)) == NULL)
+    goto out;
+  t.ids = ids;
+  t.block_size = m->block_size;
+  report->chunks = t.n;
+  if (run_transfer (store, &t, threads, job_id, o) == -1
+      || xs_repo_sync (t.to) == -1)
+    goto out;
+  report->chunks_sent = t.sent_chunks;
+  report->bytes_sent = t.sent_bytes;
+  copy = destination_manifest (m, plan, id, sizeof id);
+  if (copy == NULL || write_manifest (t.to, copy) == -1)
+    goto out;
+  r = xs_snapshot_record_arrived (store, &plan->dest, copy, "copy",
+                                  plan->origin,
+                                  o->description ? o->description : "",
+                                  m->nblocks, t.sent_bytes, out);
+ out:
+  free (ids);
+  xs_manifest_free (m);
+  xs_manifest_free (copy);
+  xs_repo_close (t.from);
+  xs_repo_close (t.to);
+  return r;
+}
+
+static int
+start_job (struct xs_store *store, const struct xs_scope *scope,
+           const struct copy_plan *plan, struct xs_copy_report *report)
+{
+  struct xs_job job = {
+    .kind = (char *) "copy", .actor = scope->account,
+    .source_account = plan->source.account,
+    .source_region = plan->source.region,
+    .source_snapshot = (char *) plan->source.id,
+    .dest_account = plan->dest.account, .dest_region = plan->dest.region,
+    .dest_snapshot = (char *) "", .total_bytes = plan->source.size,
+  };
+  int64_t limit;
+
+  if (setting_int (store, "copy.max_cross_region_jobs",
+                   XS_COPY_MAX_CROSS_REGION_JOBS, &limit) == -1
+      || xs_job_start (store, &job, plan->cross_region, limit) == -1)
+    return -1;
+  snprintf (report->job_id, sizeof report->job_id, "%s", job.id);
+  return 0;
+}
+
+int
+xs_copy_snapshot (struct xs_store *store, const struct xs_scope *scope,
+                  const char *spec, const struct xs_copy_options *options,
+                  struct xs_snapshot *out, struct xs_copy_report *report)
+{
+  struct copy_plan plan;
+  char detail[256], why[512] = "";
+  int gc_from = -1, gc_to = -1, r = -1;
+
+  memset (report, 0, sizeof *report);
+  memset (out, 0, sizeof *out);
+  if (make_plan (store, scope, spec, options, &plan) == -1
+      || start_job (store, scope, &plan, report) == -1)
+    goto out;
+  /* Neither region's gc may take chunks while they are being copied. */
+  gc_from = xs_snapshot_gc_lock (store, plan.source.region, false);
+  gc_to = xs_snapshot_gc_lock (store, plan.dest.region, false);
+  xs_error_capture_begin (why, sizeof why);
+  if (gc_from >= 0 && gc_to >= 0)
+    r = copy_data (store, &plan, options, report->job_id, out, report);
+  xs_error_capture_end ();
+  xs_job_finish (store, report->job_id, r == 0 ? out->id : NULL,
+                 r == 0 ? NULL : why[0] ? why : "failed");
+  snprintf (detail, sizeof detail, "to %s/%s as %s (%s)", plan.dest.account,
+            plan.dest.region, r == 0 ? out->id : "-", report->job_id);
+  xs_audit_record (store, scope->account, plan.action, plan.arn,
+                   plan.source.account,
+                   r == 0 ? XS_AUDIT_ALLOWED : XS_AUDIT_FAILED, detail);
+ out:
+  if (gc_from >= 0)
+    close (gc_from);
+  if (gc_to >= 0)
+    close (gc_to);
+  plan_clear (&plan);
+  return r;
+}

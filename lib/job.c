@@ -1,0 +1,288 @@
+/* xsnap: jobs in the catalog (see job.h). */
+#include <errno.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "error.h"
+#include "fileio.h"
+#include "job.h"
+
+#define JOB_COLUMNS                                                     \
+  "id, kind, actor, source_account, source_region, source_snapshot,"   \
+  " dest_account, dest_region, dest_snapshot, status, error,"          \
+  " total_bytes, done_bytes, sent_bytes, created_ns, updated_ns"
+
+void
+xs_job_clear (struct xs_job *job)
+{
+  free (job->kind);
+  free (job->actor);
+  free (job->source_account);
+  free (job->source_region);
+  free (job->source_snapshot);
+  free (job->dest_account);
+  free (job->dest_region);
+  free (job->dest_snapshot);
+  free (job->status);
+  free (job->error);
+  memset (job, 0, sizeof *job);
+}
+
+static void
+format_time (int64_t ns, char *buf, size_t len)
+{
+  time_t seconds = (time_t) (ns / 1000000000);
+  struct tm tm;
+
+  gmtime_r (&seconds, &tm);
+  strftime (buf, len, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+json_t *
+xs_job_to_json (const struct xs_job *job)
+{
+  char created[32], updated[32];
+
+  format_time (job->created_ns, created, sizeof created);
+  format_time (job->updated_ns, updated, sizeof updated);
+  return json_pack ("{s:s, s:s, s:s, s:{s:s, s:s, s:s}, s:{s:s, s:s, s:s},"
+                    " s:s, s:s, s:I, s:I, s:I, s:f, s:s, s:s}",
+                    "id", job->id, "kind", job->kind, "actor", job->actor,
+                    "source", "account", job->source_account,
+                    "region", job->source_region,
+                    "snapshot", job->source_snapshot,
+                    "destination", "account", job->dest_account,
+                    "region", job->dest_region,
+                    "snapshot", job->dest_snapshot,
+                    "status", job->status, "error", job->error,
+                    "total_bytes", (json_int_t) job->total_bytes,
+                    "done_bytes", (json_int_t) job->done_bytes,
+                    "sent_bytes", (json_int_t) job->sent_bytes,
+                    "progress", job->total_bytes
+                    ? (double) job->done_bytes / (double) job->total_bytes
+                    : (strcmp (job->status, "done") == 0 ? 1.0 : 0.0),
+                    "created", created, "updated", updated);
+}
+
+/* Fail running jobs whose process is gone (holding the lock). */
+static int
+reap_orphans_locked (struct xs_catalog *cat)
+{
+  sqlite3_stmt *stmt;
+  int64_t pid;
+  int step, r = 0;
+
+  stmt = xs_catalog_prepare (cat, "SELECT DISTINCT owner_pid FROM jobs"
+                             " WHERE status = 'running'", "look at jobs");
+  if (stmt == NULL)
+    return -1;
+  while ((step = sqlite3_step (stmt)) == SQLITE_ROW) {
+    pid = sqlite3_column_int64 (stmt, 0);
+    if (pid > 0 && kill ((pid_t) pid, 0) == -1 && errno == ESRCH
+        && xs_catalog_run (cat, "fail an abandoned job",
+                           "UPDATE jobs SET status = 'failed',"
+                           " error = 'the process running it stopped',"
+                           " updated_ns = ? WHERE status = 'running'"
+                           " AND owner_pid = ?", "ii", xs_wall_clock_ns (),
+                           pid) == -1)
+      r = -1;
+  }
+  if (step != SQLITE_DONE) {
+    xs_catalog_report (cat, "look at jobs");
+    r = -1;
+  }
+  sqlite3_finalize (stmt);
+  return r;
+}
+
+/* Refuse one cross-region job too many of ACTOR (holding the lock). */
+static int
+check_concurrency_locked (struct xs_catalog *cat, const char *actor,
+                          int64_t limit)
+{
+  int64_t running;
+
+  if (xs_catalog_query_int (cat, "count running copies", &running,
+                            "SELECT count(*) FROM jobs WHERE actor = ?"
+                            " AND status = 'running'"
+                            " AND source_region != dest_region", "s",
+                            actor) != 0)
+    return -1;
+  if (running >= limit) {
+    xs_error ("cannot start another cross-region copy for account '%s': "
+              "%" PRId64 " are running and at most %" PRId64 " may run at "
+              "once (refused, not queued: start it again when one ends; "
+              "see 'xsnap job list')", actor, running, limit);
+    return -1;
+  }
+  return 0;
+}
+
+int
+xs_job_start (struct xs_store *store, struct xs_job *job, bool cross_region,
+              int64_t max_cross_region)
+{
+  struct xs_catalog *cat = xs_store_catalog (store);
+  int64_t now = xs_wall_clock_ns ();
+  int r = -1;
+
+  if (xs_new_id ("job", job->id, sizeof job->id) == -1)
+    return -1;
+  xs_catalog_lock (cat);
+  if (xs_catalog_begin (cat) == -1)
+    goto out;
+  if (reap_orphans_locked (cat) == -1
+      || (cross_region
+          && check_concurrency_locked (cat, job->actor,
+                                       max_cross_region) == -1))
+    goto rollback;
+  if (xs_catalog_run (cat, "record a job",
+                      "INSERT INTO jobs (id, kind, actor, source_account,"
+                      " source_region, source_snapshot, dest_account,"
+                      " dest_region, dest_snapshot, status, total_bytes,"
+                      " created_ns, updated_ns, owner_pid)"
+                      " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'running', ?, ?,"
+                      " ?, ?)", "sssssssssiiii", job->id, job->kind,
+                      job->actor, job->source_account, job->source_region,
+                      job->source_snapshot, job->dest_account,
+                      job->dest_region, job->dest_snapshot,
+                      (int64_t) job->total_bytes, now, now,
+                      (int64_t) getpid ()) == -1)
+    goto rollback;
+  r = xs_catalog_commit (cat);
+  if (r == 0)
+    goto out;
+ rollback:
+  xs_catalog_rollback (cat);
+ out:
+  xs_catalog_unlock (cat);
+  return r;
+}
+
+int
+xs_job_progress (struct xs_store *store, const char *id, uint64_t done_bytes,
+                 uint64_t sent_bytes)
+{
+  struct xs_catalog *cat = xs_store_catalog (store);
+  int64_t r;
+
+  xs_catalog_lock (cat);
+  r = xs_catalog_run (cat, "record a job's progress",
+                      "UPDATE jobs SET done_bytes = ?, sent_bytes = ?,"
+                      " updated_ns = ? WHERE id = ?", "iiis",
+                      (int64_t) done_bytes, (int64_t) sent_bytes,
+                      xs_wall_clock_ns (), id);
+  xs_catalog_unlock (cat);
+  return r == -1 ? -1 : 0;
+}
+
+int
+xs_job_finish (struct xs_store *store, const char *id,
+               const char *dest_snapshot, const char *error)
+{
+  struct xs_catalog *cat = xs_store_catalog (store);
+  int64_t r;
+
+  xs_catalog_lock (cat);
+  r = xs_catalog_run (cat, "end a job",
+                      "UPDATE jobs SET status = ?, error = ?,"
+                      " dest_snapshot = CASE WHEN ? = '' THEN dest_snapshot"
+                      " ELSE ? END,"
+                      " done_bytes = CASE WHEN ? = 'done' THEN total_bytes"
+                      " ELSE done_bytes END, updated_ns = ? WHERE id = ?",
+                      "sssssis", error ? "failed" : "done",
+                      error ? error : "", dest_snapshot ? dest_snapshot : "",
+                      dest_snapshot ? dest_snapshot : "",
+                      error ? "failed" : "done", xs_wall_clock_ns (), id);
+  xs_catalog_unlock (cat);
+  return r == -1 ? -1 : 0;
+}
+
+static char *
+column_dup (sqlite3_stmt *stmt, int column, bool *failed)
+{
+  const char *text = (const char *) sqlite3_column_text (stmt, column);
+  char *copy = strdup (text ? text : "");
+
+  if (copy == NULL)
+    *failed = true;
+  return copy;
+}
+
+static int
+row_to_job (sqlite3_stmt *stmt, struct xs_job *job)
+{
+  bool failed = false;
+
+  memset (job, 0, sizeof *job);
+  snprintf (job->id, sizeof job->id, "%s",
+            (const char *) sqlite3_column_text (stmt, 0));
+  job->kind = column_dup (stmt, 1, &failed);
+  job->actor = column_dup (stmt, 2, &failed);
+  job->source_account = column_dup (stmt, 3, &failed);
+  job->source_region = column_dup (stmt, 4, &failed);
+  job->source_snapshot = column_dup (stmt, 5, &failed);
+  job->dest_account = column_dup (stmt, 6, &failed);
+  job->dest_region = column_dup (stmt, 7, &failed);
+  job->dest_snapshot = column_dup (stmt, 8, &failed);
+  job->status = column_dup (stmt, 9, &failed);
+  job->error = column_dup (stmt, 10, &failed);
+  job->total_bytes = (uint64_t) sqlite3_column_int64 (stmt, 11);
+  job->done_bytes = (uint64_t) sqlite3_column_int64 (stmt, 12);
+  job->sent_bytes = (uint64_t) sqlite3_column_int64 (stmt, 13);
+  job->created_ns = sqlite3_column_int64 (stmt, 14);
+  job->updated_ns = sqlite3_column_int64 (stmt, 15);
+  if (failed) {
+    xs_error ("cannot read job %s: %m", job->id);
+    xs_job_clear (job);
+    return -1;
+  }
+  return 0;
+}
+
+int
+xs_job_list (struct xs_store *store, const char *account,
+             const char *source_snapshot,
+             int (*fn) (const struct xs_job *job, void *opaque), void *opaque)
+{
+  struct xs_catalog *cat = xs_store_catalog (store);
+  sqlite3_stmt *stmt;
+  struct xs_job job;
+  int r = -1, step;
+
+  xs_catalog_lock (cat);
+  if (reap_orphans_locked (cat) == -1)
+    goto out;
+  stmt = xs_catalog_prepare_bind (cat, "list jobs",
+                                  "SELECT " JOB_COLUMNS " FROM jobs"
+                                  " WHERE (?1 IS NULL OR actor = ?1"
+                                  "        OR source_account = ?1"
+                                  "        OR dest_account = ?1)"
+                                  " AND (?2 IS NULL OR source_snapshot = ?2)"
+                                  " ORDER BY created_ns DESC, id", "ss",
+                                  account, source_snapshot);
+  if (stmt == NULL)
+    goto out;
+  while ((step = sqlite3_step (stmt)) == SQLITE_ROW) {
+    if (row_to_job (stmt, &job) == -1)
+      break;
+    r = fn (&job, opaque);
+    xs_job_clear (&job);
+    if (r == -1)
+      break;
+    r = -1;
+  }
+  if (step == SQLITE_DONE)
+    r = 0;
+  else if (step != SQLITE_ROW)
+    xs_catalog_report (cat, "list jobs");
+  sqlite3_finalize (stmt);
+ out:
+  xs_catalog_unlock (cat);
+  return r;
+}
