@@ -1,23 +1,21 @@
 /* xsnap snapshot: create, list, show and delete snapshots.
  *
- * A volume that is attached is snapshotted by its owner (the nbdkit
- * plugin) over the owner's control socket; one that is not is snapshotted
- * here, in-process.  Either way the output is the same.
+ * Taking one goes through lib/snaptake (the owner of an attached volume
+ * takes it); either way the output is the same.
  */
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "audit.h"
 #include "cli.h"
-#include "control.h"
 #include "access.h"
 #include "error.h"
 #include "progress.h"
 #include "size.h"
 #include "snapshot.h"
+#include "snaptake.h"
 #include "volume.h"
 
 static void
@@ -79,83 +77,6 @@ show_json_snapshot (struct cli *cli, json_t *snap)
   return 0;
 }
 
-/* Through the owner of an attached volume.  Returns -2 if no owner
- * answered (it was closing the volume).
- */
-static int
-create_through_owner (struct cli *cli, const struct xs_volume *vol,
-                      const char *name, bool wait)
-{
-  char *dir = xs_volume_dir (cli->store, vol), *path = NULL;
-  json_t *request, *reply = NULL;
-  int r = -1;
-
-  if (dir == NULL || asprintf (&path, "%s/control.sock", dir) == -1) {
-    xs_error ("cannot reach the owner of volume '%s': %m", vol->name);
-    goto out;
-  }
-  request = json_pack ("{s:s, s:s?, s:b}", "op", "snapshot", "name", name,
-                       "wait", wait);
-  if (request)
-    r = xs_control_call (path, request, &reply);
-  json_decref (request);
-  if (r == 0) {
-    r = show_json_snapshot (cli, json_incref (json_object_get (reply,
-                                                               "snapshot")));
-    json_decref (reply);
-  }
- out:
-  free (dir);
-  free (path);
-  return r;
-}
-
-static int
-create_here (struct cli *cli, const struct xs_volume *vol, const char *name)
-{
-  struct xs_snapshot snap;
-  struct progress progress;
-  int r;
-
-  progress_init (&progress, "sealing", cli->quiet || cli->json, -1);
-  r = xs_snapshot_create_offline (cli->store, vol, name, progress_update,
-                                  &progress, &snap);
-  progress_end (&progress);
-  if (r == -1)
-    return 1;
-  r = show_json_snapshot (cli, xs_snapshot_to_json (&snap));
-  xs_snapshot_clear (&snap);
-  return r;
-}
-
-/* Whether VOL has an owner we can ask.  An owner that is closing the
- * volume (its last client just left) has already stopped listening but
- * still holds the lock for a moment: wait for it to finish.
- */
-static bool
-owner_is_reachable (struct cli *cli, const struct xs_volume *vol)
-{
-  char *dir = xs_volume_dir (cli->store, vol), *path = NULL;
-  bool reachable = false;
-  int tries;
-
-  if (dir == NULL || asprintf (&path, "%s/control.sock", dir) == -1)
-    goto out;
-  for (tries = 0; tries < 100; tries++) {
-    if (xs_volume_in_use (cli->store, vol) != 1)
-      break;
-    if (access (path, F_OK) == 0) {
-      reachable = true;
-      break;
-    }
-    usleep (20000);
-  }
- out:
-  free (dir);
-  free (path);
-  return reachable;
-}
-
 static int
 snapshot_create (struct cli *cli, int argc, char **argv)
 {
@@ -167,8 +88,10 @@ snapshot_create (struct cli *cli, int argc, char **argv)
   const char *name = NULL;
   bool wait = false;
   struct xs_volume vol;
+  struct xs_snapshot snap;
+  struct progress progress;
   char *arg;
-  int c, status;
+  int c, r, status;
 
   while ((c = cli_next_option (cli, argc, argv, "n:w", options,
                                &arg)) != -1) {
@@ -189,23 +112,15 @@ snapshot_create (struct cli *cli, int argc, char **argv)
     xs_volume_clear (&vol);
     return 1;
   }
-  /* An owner closing the volume may not answer: look again, and do it
-   * here once nobody owns the volume.
-   */
-  for (int tries = 0; ; tries++) {
-    status = owner_is_reachable (cli, &vol)
-      ? create_through_owner (cli, &vol, name, wait)
-      : create_here (cli, &vol, name);
-    if (status != -2)
-      break;
-    if (tries == 250) {
-      xs_error ("the owner of volume '%s' does not answer", vol.name);
-      break;
-    }
-    usleep (20000);
+  progress_init (&progress, "sealing", cli->quiet || cli->json, -1);
+  r = xs_snapshot_take (cli->store, &vol, name, wait, progress_update,
+                        &progress, &snap);
+  progress_end (&progress);
+  status = 1;
+  if (r == 0) {
+    status = show_json_snapshot (cli, xs_snapshot_to_json (&snap));
+    xs_snapshot_clear (&snap);
   }
-  if (status < 0)
-    status = 1;
   xs_volume_clear (&vol);
   return status;
 }
