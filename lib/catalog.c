@@ -166,6 +166,46 @@ static const char *const migrations[] = {
   "  error           TEXT NOT NULL DEFAULT '');"
   "CREATE INDEX jobs_by_source ON jobs (source_snapshot);"
   "CREATE INDEX jobs_by_status ON jobs (status, actor);",
+
+  /* 6: automatic snapshot policies.  A policy snapshots the volumes
+   * attached to it every every_s seconds, or daily at daily_minute (UTC
+   * minute of the day), and keeps the newest RETAIN of its snapshots of
+   * each volume (snapshots.policy_id).  A copy task copies every snapshot
+   * the policy takes to another account and/or region and keeps the
+   * newest RETAIN copies there (snapshots.task_id).  Deleting a policy
+   * deletes its attachments and tasks.
+   */
+  "CREATE TABLE auto_policies ("
+  "  id           TEXT PRIMARY KEY,"
+  "  account      TEXT NOT NULL REFERENCES accounts (id),"
+  "  region       TEXT NOT NULL REFERENCES regions (name),"
+  "  name         TEXT NOT NULL,"
+  "  every_s      INTEGER NOT NULL DEFAULT 0,"
+  "  daily_minute INTEGER NOT NULL DEFAULT -1,"
+  "  retain       INTEGER NOT NULL CHECK (retain > 0),"
+  "  created_ns   INTEGER NOT NULL,"
+  "  CHECK ((every_s > 0) != (daily_minute >= 0)),"
+  "  UNIQUE (account, region, name));"
+  "CREATE TABLE auto_policy_volumes ("
+  "  policy_id    TEXT NOT NULL"
+  "               REFERENCES auto_policies (id) ON DELETE CASCADE,"
+  "  volume_id    TEXT NOT NULL,"
+  "  attached_ns  INTEGER NOT NULL,"
+  "  last_run_ns  INTEGER NOT NULL DEFAULT 0,"
+  "  last_error   TEXT NOT NULL DEFAULT '',"
+  "  PRIMARY KEY (policy_id, volume_id));"
+  "CREATE TABLE copy_tasks ("
+  "  id           TEXT PRIMARY KEY,"
+  "  policy_id    TEXT NOT NULL"
+  "               REFERENCES auto_policies (id) ON DELETE CASCADE,"
+  "  dest_account TEXT NOT NULL REFERENCES accounts (id),"
+  "  dest_region  TEXT NOT NULL REFERENCES regions (name),"
+  "  retain       INTEGER NOT NULL CHECK (retain > 0),"
+  "  created_ns   INTEGER NOT NULL,"
+  "  last_error   TEXT NOT NULL DEFAULT '',"
+  "  UNIQUE (policy_id, dest_account, dest_region));"
+  "ALTER TABLE snapshots ADD COLUMN policy_id TEXT NOT NULL DEFAULT '';"
+  "ALTER TABLE snapshots ADD COLUMN task_id TEXT NOT NULL DEFAULT '';",
 };
 
 #define LATEST_VERSION ((int) (sizeof migrations / sizeof migrations[0]))

@@ -46,6 +46,12 @@ static const char usage_text[] =
   "  copy SNAP --to-account ID [--to-region R] [--name N] [--description D]\n"
   "                                            copy a snapshot to an account or region\n"
   "  job list [--snapshot SNAP]                copies, with their progress\n"
+  "  policy create NAME --every 6h|--daily HH:MM --retain N\n"
+  "  policy attach|detach NAME VOL | list | delete NAME\n"
+  "  policy copy-to NAME --account ID [--region R] [--retain N]\n"
+  "  policy tasks [--incoming|--outgoing] | task-delete TASK\n"
+  "  policy run-due                            one pass of what is due (cron)\n"
+  "  daemon [--interval S]                     run policies as they fall due\n"
   "  serve [--unix PATH | --listen ADDR[:PORT]] [-f] [--pidfile F] [--rotate-key]\n"
   "                                            run nbdkit with the plugin (TCP: TLS,\n"
   "                                            one account, its pre-shared key)\n"
@@ -80,6 +86,8 @@ static const struct command commands[] = {
   { "serve", cmd_serve },
   { "copy", cmd_copy },
   { "job", cmd_job },
+  { "policy", cmd_policy },
+  { "daemon", cmd_daemon },
   { NULL, NULL },
 };
 
