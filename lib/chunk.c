@@ -305,6 +305,12 @@ check_payload_sum (const uint8_t *payload, const struct chunk_header *h,
   return 0;
 }
 
+bool
+xs_chunk_header_says_raw (const void *header)
+{
+  return ((const uint8_t *) header)[OFF_CODEC] == CHUNK_CODEC_RAW;
+}
+
 int
 xs_chunk_peek (const void *stored, size_t stored_len,
                struct xs_hash128 *id, uint32_t *plain_len)

@@ -20,11 +20,11 @@
 #include "manifest.h"
 #include "repo.h"
 #include "snapreader.h"
-#include "verify.h"
 
-/* A decoder and its scratch block, used by one thread at a time. */
+/* A decoder and its buffers, used by one thread at a time. */
 struct decoder_slot {
-  struct xs_chunk_decoder *decoder;
+  struct xs_chunk_codec *codec;
+  struct xs_repo_scratch stored; /* the stored chunk being decoded */
   void *scratch;                /* block_size bytes, allocated on demand */
   struct decoder_slot *next;    /* in the idle list */
 };
@@ -84,7 +84,8 @@ xs_snapreader_open (struct xs_repo *repo, const struct xs_manifest *m,
 static void
 free_slot (struct decoder_slot *slot)
 {
-  xs_chunk_decoder_free (slot->decoder);
+  xs_chunk_codec_free (slot->codec);
+  xs_repo_scratch_release (&slot->stored);
   free (slot->scratch);
   free (slot);
 }
@@ -165,8 +166,8 @@ take_slot (struct xs_snapreader *reader)
     xs_error ("%s: cannot allocate a decoder: %m", reader->label);
     return NULL;
   }
-  slot->decoder = xs_chunk_decoder_new ();
-  if (slot->decoder == NULL) {
+  slot->codec = xs_chunk_codec_new (0);
+  if (slot->codec == NULL) {
     free (slot);
     return NULL;
   }
@@ -192,8 +193,8 @@ fetch_block (struct xs_snapreader *reader, struct decoder_slot *slot,
              void *buf, size_t len)
 {
   char reason[XS_CHUNK_REASON_MAX], hex[XS_HASH128_HEX_LEN + 1];
-  int r = xs_chunk_fetch_checked (reader->repo, slot->decoder, id,
-                                  buf, len, reason);
+  int r = xs_repo_fetch_chunk (reader->repo, slot->codec, id, buf, len,
+                               &slot->stored, reason);
 
   if (r == 1) {
     xs_hash128_to_hex (id, hex);
