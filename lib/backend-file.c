@@ -560,7 +560,7 @@ file_get_placed (void *impl, const char *key, xs_backend_place_fn place,
   struct file_backend *fb = impl;
   struct xs_backend_place where;
   size_t size;
-  int fd, r = open_object (fb, key, &fd, &size);
+  int fd, saved_errno, r = open_object (fb, key, &fd, &size);
 
   if (r != 0)
     return r;
@@ -570,7 +570,9 @@ file_get_placed (void *impl, const char *key, xs_backend_place_fn place,
     xs_error ("cannot read %s/%s: %m", fb->root_path, key);
     r = -1;
   }
+  saved_errno = errno;
   close (fd);
+  errno = saved_errno;
   return r;
 }
 

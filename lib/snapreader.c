@@ -258,6 +258,24 @@ read_part_uncached (struct xs_snapreader *reader, uint64_t block,
   return r;
 }
 
+/* A whole block straight into dst: from the cache if it has the chunk,
+ * else decoded into dst and offered to the cache (kept only while the
+ * cache has room, so a scan never flushes it).
+ */
+static int
+read_whole_block (struct xs_snapreader *reader, uint64_t block,
+                  const struct xs_hash128 *id, size_t len, void *dst)
+{
+  if (reader->cache == NULL)
+    return decode_block (reader, block, id, dst, len);
+  if (xs_chunk_cache_lookup (reader->cache, id, len, dst, 0, len))
+    return 0;
+  if (decode_block (reader, block, id, dst, len) == -1)
+    return -1;
+  xs_chunk_cache_offer (reader->cache, id, len, dst);
+  return 0;
+}
+
 /* count bytes at offset within block into dst. */
 static int
 read_piece (struct xs_snapreader *reader, uint64_t block, size_t offset,
@@ -271,12 +289,8 @@ read_piece (struct xs_snapreader *reader, uint64_t block, size_t offset,
     memset (dst, 0, count);
     return 0;
   }
-  if (offset == 0 && count == len) {
-    if (reader->cache != NULL
-        && xs_chunk_cache_lookup (reader->cache, id, len, dst, 0, len))
-      return 0;
-    return decode_block (reader, block, id, dst, len);
-  }
+  if (offset == 0 && count == len)
+    return read_whole_block (reader, block, id, len, dst);
   if (reader->cache != NULL)
     return xs_chunk_cache_read (reader->cache, id, len, dst, offset, count,
                                 load_for_cache, &request);
