@@ -1,10 +1,12 @@
 /* xsnap: reading one snapshot's bytes (see snapreader.h).
  *
  * A read is cut at block boundaries; each piece is zeros (a zero entry),
- * a whole block decoded straight into the caller's buffer, or part of a
- * block copied out of the shared chunk cache (or, without a cache, out of
- * a scratch block that belongs to the decoder doing the work).  The only
- * lock is the one around the decoder pool, held for a pop or a push.
+ * a whole block decoded straight into the caller's buffer (and offered to
+ * the cache), or part of a block copied out of the shared chunk cache (or,
+ * without a cache, out of a scratch block that belongs to the decoder
+ * doing the work).  Each decoder keeps its zstd context and the buffer
+ * its stored chunks are read into, so a read allocates nothing.  The only
+ * lock here is the one around the decoder pool, held for a pop or a push.
  */
 #include <errno.h>
 #include <inttypes.h>
