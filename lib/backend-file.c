@@ -459,34 +459,51 @@ read_all (int fd, void *data, size_t len)
   return 0;
 }
 
+/* Open key for reading and check that it is a regular file of a sane
+ * size.  Returns 0 with *fd and *size set, 1 if the key does not exist
+ * (no error reported), -1 with an error.
+ */
 static int
-file_get (void *impl, const char *key, void **data, size_t *len)
+open_object (struct file_backend *fb, const char *key, int *fd,
+             size_t *size)
 {
-  struct file_backend *fb = impl;
   struct stat st;
-  void *buf;
-  int fd = openat (fb->root_fd, key, O_RDONLY | O_CLOEXEC);
 
-  if (fd == -1) {
+  *fd = openat (fb->root_fd, key, O_RDONLY | O_CLOEXEC);
+  if (*fd == -1) {
     if (errno == ENOENT || errno == ENOTDIR)
       return 1;
     xs_error ("cannot read %s/%s: %m", fb->root_path, key);
     return -1;
   }
-  if (fstat (fd, &st) == -1) {
+  if (fstat (*fd, &st) == -1) {
     xs_error ("cannot read %s/%s: %m", fb->root_path, key);
-    close (fd);
+    close (*fd);
     return -1;
   }
   if (!S_ISREG (st.st_mode) || (uintmax_t) st.st_size > SIZE_MAX / 2) {
     xs_error ("cannot read %s/%s: not a regular file of a sane size",
               fb->root_path, key);
-    close (fd);
+    close (*fd);
     errno = EIO;
     return -1;
   }
-  buf = malloc (st.st_size > 0 ? st.st_size : 1);
-  if (buf == NULL || read_all (fd, buf, st.st_size) == -1) {
+  *size = st.st_size;
+  return 0;
+}
+
+static int
+file_get (void *impl, const char *key, void **data, size_t *len)
+{
+  struct file_backend *fb = impl;
+  size_t size;
+  void *buf;
+  int fd, r = open_object (fb, key, &fd, &size);
+
+  if (r != 0)
+    return r;
+  buf = malloc (size > 0 ? size : 1);
+  if (buf == NULL || read_all (fd, buf, size) == -1) {
     xs_error ("cannot read %s/%s: %m", fb->root_path, key);
     free (buf);
     close (fd);
@@ -494,8 +511,69 @@ file_get (void *impl, const char *key, void **data, size_t *len)
   }
   close (fd);
   *data = buf;
-  *len = st.st_size;
+  *len = size;
   return 0;
+}
+
+/* Fill the buffers of where from the start of fd. */
+static int
+read_all_placed (int fd, struct xs_backend_place *where)
+{
+  struct iovec *iov = where->iov;
+  int count = where->count;
+  off_t offset = 0;
+
+  while (count > 0 && iov->iov_len == 0) {
+    iov++;
+    count--;
+  }
+  while (count > 0) {
+    ssize_t r = preadv (fd, iov, count, offset);
+
+    if (r == -1) {
+      if (errno == EINTR)
+        continue;
+      return -1;
+    }
+    if (r == 0) {
+      errno = EIO;              /* the file shrank while we read it */
+      return -1;
+    }
+    offset += r;
+    while (count > 0 && (size_t) r >= iov->iov_len) {
+      r -= iov->iov_len;
+      iov++;
+      count--;
+    }
+    if (count > 0) {
+      iov->iov_base = (char *) iov->iov_base + r;
+      iov->iov_len -= r;
+    }
+  }
+  return 0;
+}
+
+static int
+file_get_placed (void *impl, const char *key, xs_backend_place_fn place,
+                 void *opaque)
+{
+  struct file_backend *fb = impl;
+  struct xs_backend_place where;
+  size_t size;
+  int fd, saved_errno, r = open_object (fb, key, &fd, &size);
+
+  if (r != 0)
+    return r;
+  if (xs_backend_call_place (key, size, place, opaque, &where) == -1)
+    r = -1;
+  else if (read_all_placed (fd, &where) == -1) {
+    xs_error ("cannot read %s/%s: %m", fb->root_path, key);
+    r = -1;
+  }
+  saved_errno = errno;
+  close (fd);
+  errno = saved_errno;
+  return r;
 }
 
 static int
@@ -728,6 +806,7 @@ const struct xs_backend_ops xs_backend_file_ops = {
   .close = file_close,
   .put = file_put,
   .get = file_get,
+  .get_placed = file_get_placed,
   .exists = file_exists,
   .list = file_list,
   .delete = file_delete,

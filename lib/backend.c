@@ -4,6 +4,7 @@
  * scheme, validates every key once, and dispatches.  Implementations (such
  * as backend-file.c) can then trust the keys they are given.
  */
+#include <errno.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
@@ -205,6 +206,73 @@ xs_backend_get (struct xs_backend *backend, const char *key,
   if (!xs_backend_key_is_valid (key))
     return -1;
   return backend->ops->get (backend->impl, key, data, len);
+}
+
+int
+xs_backend_call_place (const char *key, size_t size,
+                       xs_backend_place_fn place, void *opaque,
+                       struct xs_backend_place *where)
+{
+  size_t total = 0;
+  int i;
+
+  where->count = 0;
+  if (place (size, where, opaque) == -1)
+    return -1;
+  for (i = 0; i < where->count && i < XS_BACKEND_PLACES; i++)
+    total += where->iov[i].iov_len;
+  if (where->count < 0 || where->count > XS_BACKEND_PLACES
+      || total != size) {
+    xs_error ("cannot read %s: buffers of %zu bytes for an object of %zu",
+              key, total, size);
+    errno = EINVAL;
+    return -1;
+  }
+  return 0;
+}
+
+/* Copy data into the buffers of where (which hold exactly its length). */
+static void
+copy_to_place (const char *data, const struct xs_backend_place *where)
+{
+  int i;
+
+  for (i = 0; i < where->count; i++) {
+    memcpy (where->iov[i].iov_base, data, where->iov[i].iov_len);
+    data += where->iov[i].iov_len;
+  }
+}
+
+/* get_placed for backends that only have get. */
+static int
+get_then_place (struct xs_backend *backend, const char *key,
+                xs_backend_place_fn place, void *opaque)
+{
+  struct xs_backend_place where;
+  void *data;
+  size_t len;
+  int saved_errno, r = backend->ops->get (backend->impl, key, &data, &len);
+
+  if (r != 0)
+    return r;
+  r = xs_backend_call_place (key, len, place, opaque, &where);
+  saved_errno = errno;
+  if (r == 0)
+    copy_to_place (data, &where);
+  free (data);
+  errno = saved_errno;
+  return r;
+}
+
+int
+xs_backend_get_placed (struct xs_backend *backend, const char *key,
+                       xs_backend_place_fn place, void *opaque)
+{
+  if (!xs_backend_key_is_valid (key))
+    return -1;
+  if (backend->ops->get_placed == NULL)
+    return get_then_place (backend, key, place, opaque);
+  return backend->ops->get_placed (backend->impl, key, place, opaque);
 }
 
 int

@@ -16,6 +16,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <sys/uio.h>
 
 #define XS_BACKEND_KEY_MAX 1024
 
@@ -52,6 +53,33 @@ extern int xs_backend_put (struct xs_backend *backend, const char *key,
  */
 extern int xs_backend_get (struct xs_backend *backend, const char *key,
                            void **data, size_t *len);
+
+/* Where xs_backend_get_placed puts an object: count buffers (at most
+ * XS_BACKEND_PLACES), filled in order, that together hold exactly the
+ * object's size.
+ */
+#define XS_BACKEND_PLACES 2
+struct xs_backend_place {
+  struct iovec iov[XS_BACKEND_PLACES];
+  int count;
+};
+
+/* Chooses where an object of size bytes goes: fills *where and returns 0,
+ * or returns -1 with an error reported and errno set (the get fails).
+ */
+typedef int (*xs_backend_place_fn) (size_t size,
+                                    struct xs_backend_place *where,
+                                    void *opaque);
+
+/* Read a whole object into buffers that place chooses once the object's
+ * size is known, so that a reader can reuse its buffers (and put parts of
+ * an object straight where they belong) instead of getting a new
+ * allocation per object.  Returns 0, 1 if the key does not exist (place is
+ * not called, no error reported), or -1 on error.
+ */
+extern int xs_backend_get_placed (struct xs_backend *backend,
+                                  const char *key,
+                                  xs_backend_place_fn place, void *opaque);
 
 /* Returns 1 if the key exists, 0 if not, -1 on error. */
 extern int xs_backend_exists (struct xs_backend *backend, const char *key);
@@ -99,6 +127,9 @@ struct xs_backend_ops {
   int (*put) (void *impl, const char *key, const void *data, size_t len,
               bool durable, bool if_absent);
   int (*get) (void *impl, const char *key, void **data, size_t *len);
+  /* Optional: without it, get_placed is get and a copy. */
+  int (*get_placed) (void *impl, const char *key, xs_backend_place_fn place,
+                     void *opaque);
   int (*exists) (void *impl, const char *key);
   int (*list) (void *impl, const char *prefix, xs_backend_list_fn fn,
                void *opaque);
@@ -106,6 +137,13 @@ struct xs_backend_ops {
   int (*sync) (void *impl);
   long (*remove_stale_temps) (void *impl, unsigned older_than_seconds);
 };
+
+/* For implementations of get_placed: calls place and checks that its
+ * buffers hold exactly size bytes.  0, or -1 with an error.
+ */
+extern int xs_backend_call_place (const char *key, size_t size,
+                                  xs_backend_place_fn place, void *opaque,
+                                  struct xs_backend_place *where);
 
 extern const struct xs_backend_ops xs_backend_file_ops;
 

@@ -282,23 +282,33 @@ parse_header (const uint8_t *stored, size_t stored_len,
   return 0;
 }
 
-/* Check that the payload is all there, and nothing more, and intact. */
+/* Check that the payload is all there, and nothing more. */
 static int
-check_payload (const uint8_t *stored, size_t stored_len,
-               const struct chunk_header *h, char *reason)
+check_payload_length (size_t have, const struct chunk_header *h,
+                      char *reason)
 {
-  size_t have = stored_len - XS_CHUNK_HEADER_SIZE;
-
   if (h->payload_len > have)
     return bad (reason, "truncated (%zu of %" PRIu32 " payload bytes)",
                 have, h->payload_len);
   if (h->payload_len < have)
     return bad (reason, "%zu unexpected bytes after the payload",
                 have - h->payload_len);
-  if (xs_hash64 (stored + XS_CHUNK_HEADER_SIZE, h->payload_len)
-      != h->payload_check)
+  return 0;
+}
+
+static int
+check_payload_sum (const uint8_t *payload, const struct chunk_header *h,
+                   char *reason)
+{
+  if (xs_hash64 (payload, h->payload_len) != h->payload_check)
     return bad (reason, "payload checksum mismatch");
   return 0;
+}
+
+bool
+xs_chunk_header_says_raw (const void *header)
+{
+  return ((const uint8_t *) header)[OFF_CODEC] == CHUNK_CODEC_RAW;
 }
 
 int
@@ -328,7 +338,8 @@ decompress_payload (struct xs_chunk_codec *codec, const uint8_t *payload,
   size_t r;
 
   if (h->codec == CHUNK_CODEC_RAW) {
-    if (h->plain_len > 0)
+    /* The payload may have been read straight into place. */
+    if (h->plain_len > 0 && plain != payload)
       memcpy (plain, payload, h->plain_len);
     return 0;
   }
@@ -343,19 +354,29 @@ decompress_payload (struct xs_chunk_codec *codec, const uint8_t *payload,
   return 0;
 }
 
+/* The payload of a raw chunk is its plaintext, so the plaintext's hash
+ * (the id) covers it: its payload checksum is computed only to name what
+ * is wrong when that hash does not match.  A compressed payload is
+ * checked before zstd sees it.
+ */
 ssize_t
-xs_chunk_decode_quiet (struct xs_chunk_codec *codec,
-                       const void *stored, size_t stored_len,
-                       const struct xs_hash128 *expected_id,
-                       void *plain, size_t plain_cap,
-                       char reason[XS_CHUNK_REASON_MAX])
+xs_chunk_decode_parts_quiet (struct xs_chunk_codec *codec,
+                             const void *header, const void *payload,
+                             size_t payload_len,
+                             const struct xs_hash128 *expected_id,
+                             void *plain, size_t plain_cap,
+                             char reason[XS_CHUNK_REASON_MAX])
 {
   char other[XS_HASH128_HEX_LEN + 1];
   struct chunk_header h;
   struct xs_hash128 actual;
+  bool raw;
 
-  if (parse_header (stored, stored_len, &h, reason) == -1
-      || check_payload (stored, stored_len, &h, reason) == -1)
+  if (parse_header (header, XS_CHUNK_HEADER_SIZE, &h, reason) == -1
+      || check_payload_length (payload_len, &h, reason) == -1)
+    return -1;
+  raw = h.codec == CHUNK_CODEC_RAW;
+  if (!raw && check_payload_sum (payload, &h, reason) == -1)
     return -1;
   if (expected_id && !xs_hash128_equal (expected_id, &h.id)) {
     xs_hash128_to_hex (&h.id, other);
@@ -364,14 +385,35 @@ xs_chunk_decode_quiet (struct xs_chunk_codec *codec,
   if (h.plain_len > plain_cap)
     return bad (reason, "%" PRIu32 " bytes do not fit in a buffer of %zu",
                 h.plain_len, plain_cap);
-  if (decompress_payload (codec,
-                          (const uint8_t *) stored + XS_CHUNK_HEADER_SIZE,
-                          &h, plain, reason) == -1)
+  if (decompress_payload (codec, payload, &h, plain, reason) == -1)
     return -1;
   xs_hash128 (plain, h.plain_len, &actual);
-  if (!xs_hash128_equal (&actual, &h.id))
+  if (!xs_hash128_equal (&actual, &h.id)) {
+    if (raw && check_payload_sum (payload, &h, reason) == -1)
+      return -1;
     return bad (reason, "checksum mismatch");
+  }
   return h.plain_len;
+}
+
+ssize_t
+xs_chunk_decode_quiet (struct xs_chunk_codec *codec,
+                       const void *stored, size_t stored_len,
+                       const struct xs_hash128 *expected_id,
+                       void *plain, size_t plain_cap,
+                       char reason[XS_CHUNK_REASON_MAX])
+{
+  struct chunk_header h;
+
+  /* parse_header gives the precise reason for a short header. */
+  if (stored_len < XS_CHUNK_HEADER_SIZE
+      && parse_header (stored, stored_len, &h, reason) == -1)
+    return -1;
+  return xs_chunk_decode_parts_quiet (codec, stored,
+                                      (const uint8_t *) stored
+                                      + XS_CHUNK_HEADER_SIZE,
+                                      stored_len - XS_CHUNK_HEADER_SIZE,
+                                      expected_id, plain, plain_cap, reason);
 }
 
 ssize_t

@@ -10,6 +10,7 @@
 #ifndef XSNAP_CHUNK_H
 #define XSNAP_CHUNK_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -62,6 +63,24 @@ extern ssize_t xs_chunk_decode_quiet (struct xs_chunk_codec *codec,
                                       const struct xs_hash128 *expected_id,
                                       void *plain, size_t plain_cap,
                                       char reason[XS_CHUNK_REASON_MAX]);
+
+/* The same with the header (XS_CHUNK_HEADER_SIZE bytes) and the payload
+ * (payload_len bytes) apart, for readers that read a raw chunk's payload
+ * straight into its place: payload may be plain itself.
+ */
+extern ssize_t xs_chunk_decode_parts_quiet (struct xs_chunk_codec *codec,
+                                            const void *header,
+                                            const void *payload,
+                                            size_t payload_len,
+                                            const struct xs_hash128 *expected_id,
+                                            void *plain, size_t plain_cap,
+                                            char reason[XS_CHUNK_REASON_MAX]);
+
+/* Whether the header at header (XS_CHUNK_HEADER_SIZE bytes, not checked)
+ * says that the payload is the plaintext itself.  For readers that place a
+ * payload before decoding it; decoding checks everything.
+ */
+extern bool xs_chunk_header_says_raw (const void *header);
 
 /* Check and parse only the header (magic, version, its own checksum,
  * fields), for listing and size accounting: stored may be just the first

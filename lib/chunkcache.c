@@ -55,7 +55,7 @@ struct xs_chunk_cache {
   size_t nbuckets;              /* a power of two */
   /* Sentinel of the LRU list: lru.lru_next is the least recently used. */
   struct cache_entry lru;
-  uint64_t hits, misses, loads, evictions;
+  uint64_t hits, misses, loads, evictions, offers_kept;
 };
 
 struct xs_chunk_cache *
@@ -310,6 +310,57 @@ xs_chunk_cache_lookup (struct xs_chunk_cache *cache,
   return found;
 }
 
+/* Room for len more bytes without evicting, and no entry for the chunk.
+ * With the lock held.
+ */
+static bool
+can_take_offer (const struct xs_chunk_cache *cache,
+                const struct xs_hash128 *id, size_t len)
+{
+  return len <= cache->capacity && cache->bytes <= cache->capacity - len
+    && find_entry (cache, id, len) == NULL;
+}
+
+void
+xs_chunk_cache_offer (struct xs_chunk_cache *cache,
+                      const struct xs_hash128 *id, size_t len,
+                      const void *plain)
+{
+  struct cache_entry *e;
+  bool room;
+
+  pthread_mutex_lock (&cache->lock);
+  room = can_take_offer (cache, id, len);
+  pthread_mutex_unlock (&cache->lock);
+  if (!room)
+    return;
+
+  /* Copy without the lock, then look again: others may have filled the
+   * room or the chunk meanwhile.
+   */
+  e = calloc (1, sizeof *e);
+  if (e == NULL || (e->data = malloc (len > 0 ? len : 1)) == NULL) {
+    free (e);
+    return;
+  }
+  memcpy (e->data, plain, len);
+  e->id = *id;
+  e->len = len;
+  e->state = ENTRY_READY;
+  pthread_cond_init (&e->loaded, NULL);
+
+  pthread_mutex_lock (&cache->lock);
+  room = can_take_offer (cache, id, len);
+  if (room) {
+    table_insert (cache, e);
+    lru_push_most_recent (cache, e);
+    cache->offers_kept++;
+  }
+  pthread_mutex_unlock (&cache->lock);
+  if (!room)
+    free_entry (e);
+}
+
 /* A new entry for a load this thread is about to do, in the table and
  * pinned, with room made for it.  With the lock held.  Its data is the
  * buffer of an evicted entry of the same length when there was one, else
@@ -457,6 +508,7 @@ xs_chunk_cache_stats (struct xs_chunk_cache *cache,
   stats->misses = cache->misses;
   stats->loads = cache->loads;
   stats->evictions = cache->evictions;
+  stats->offers_kept = cache->offers_kept;
   stats->bytes = cache->bytes;
   stats->entries = cache->count;
   pthread_mutex_unlock (&cache->lock);

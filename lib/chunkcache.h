@@ -64,11 +64,23 @@ extern int xs_chunk_cache_lookup (struct xs_chunk_cache *cache,
                                   const struct xs_hash128 *id, size_t len,
                                   void *dst, size_t offset, size_t count);
 
+/* Offer the verified plaintext of chunk id (len bytes) that a reader
+ * decoded into its own buffer: the cache keeps a copy only if it has room
+ * for it without evicting anything, and does not have it already.  So
+ * whole-block reads fill a cache that has room (a second scan of a
+ * snapshot that fits is served without decoding) but never flush it.
+ * Never fails: out of memory just keeps nothing.
+ */
+extern void xs_chunk_cache_offer (struct xs_chunk_cache *cache,
+                                  const struct xs_hash128 *id, size_t len,
+                                  const void *plain);
+
 struct xs_chunk_cache_stats {
   uint64_t hits;                /* reads served from an entry */
   uint64_t misses;              /* reads that found no entry */
   uint64_t loads;               /* calls to a load function */
   uint64_t evictions;           /* entries dropped to make room */
+  uint64_t offers_kept;         /* offered chunks that were kept */
   size_t bytes;                 /* plaintext bytes held now */
   size_t entries;               /* entries held now */
 };

@@ -4,7 +4,10 @@
  * This layer owns the key layout, so nothing else builds repository keys,
  * and it verifies every chunk it hands out as data.
  */
+#include <errno.h>
+#include <stdarg.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -165,6 +168,146 @@ xs_repo_read_chunk (struct xs_repo *repo, struct xs_chunk_codec *codec,
   r = xs_chunk_decode (codec, stored, len, id, plain, plain_cap);
   free (stored);
   return r;
+}
+
+void
+xs_repo_scratch_release (struct xs_repo_scratch *scratch)
+{
+  free (scratch->data);
+  scratch->data = NULL;
+  scratch->cap = 0;
+}
+
+/* Make room for len bytes in scratch.  0, or -1 with an error. */
+static int
+scratch_reserve (struct xs_repo_scratch *scratch, size_t len)
+{
+  void *grown;
+
+  if (len <= scratch->cap)
+    return 0;
+  grown = realloc (scratch->data, len);
+  if (grown == NULL) {
+    xs_error ("cannot allocate %zu bytes for a chunk: %m", len);
+    return -1;
+  }
+  scratch->data = grown;
+  scratch->cap = len;
+  return 0;
+}
+
+/* Where a chunk read by xs_repo_fetch_chunk goes. */
+struct chunk_placement {
+  uint8_t header[XS_CHUNK_HEADER_SIZE];
+  void *plain;
+  size_t plain_len;
+  struct xs_repo_scratch *scratch;
+  bool in_place;                /* header in header, payload in plain */
+  size_t size;                  /* of the stored chunk */
+};
+
+/* A chunk of exactly the size of a raw one goes to header and plain;
+ * anything else, whole, to scratch.
+ */
+static int
+place_chunk (size_t size, struct xs_backend_place *where, void *opaque)
+{
+  struct chunk_placement *p = opaque;
+
+  p->size = size;
+  p->in_place = size == XS_CHUNK_HEADER_SIZE + p->plain_len;
+  if (p->in_place) {
+    where->iov[0].iov_base = p->header;
+    where->iov[0].iov_len = XS_CHUNK_HEADER_SIZE;
+    where->iov[1].iov_base = p->plain;
+    where->iov[1].iov_len = p->plain_len;
+    where->count = 2;
+    return 0;
+  }
+  if (scratch_reserve (p->scratch, size > 0 ? size : 1) == -1)
+    return -1;
+  where->iov[0].iov_base = p->scratch->data;
+  where->iov[0].iov_len = size;
+  where->count = 1;
+  return 0;
+}
+
+/* Decode a chunk placed by place_chunk. */
+static ssize_t
+decode_placed (struct xs_chunk_codec *codec, struct chunk_placement *p,
+               const struct xs_hash128 *id,
+               char reason[XS_CHUNK_REASON_MAX])
+{
+  if (!p->in_place)
+    return xs_chunk_decode_quiet (codec, p->scratch->data, p->size, id,
+                                  p->plain, p->plain_len, reason);
+  if (xs_chunk_header_says_raw (p->header))
+    return xs_chunk_decode_parts_quiet (codec, p->header, p->plain,
+                                        p->plain_len, id, p->plain,
+                                        p->plain_len, reason);
+  /* A compressed payload as long as the plaintext (no encoder writes
+   * one): move it out of the way of its output.
+   */
+  if (scratch_reserve (p->scratch, p->plain_len) == -1)
+    return -2;
+  memcpy (p->scratch->data, p->plain, p->plain_len);
+  return xs_chunk_decode_parts_quiet (codec, p->header, p->scratch->data,
+                                      p->plain_len, id, p->plain,
+                                      p->plain_len, reason);
+}
+
+/* Record why a chunk is bad; returns 1 with errno = EIO. */
+static int
+chunk_is_bad (char reason[XS_CHUNK_REASON_MAX], const char *fmt, ...)
+  __attribute__ ((format (printf, 2, 3)));
+
+static int
+chunk_is_bad (char reason[XS_CHUNK_REASON_MAX], const char *fmt, ...)
+{
+  va_list args;
+
+  va_start (args, fmt);
+  vsnprintf (reason, XS_CHUNK_REASON_MAX, fmt, args);
+  va_end (args);
+  errno = EIO;
+  return 1;
+}
+
+int
+xs_repo_fetch_chunk (struct xs_repo *repo, struct xs_chunk_codec *codec,
+                     const struct xs_hash128 *id, void *plain,
+                     size_t plain_len, struct xs_repo_scratch *scratch,
+                     char reason[XS_CHUNK_REASON_MAX])
+{
+  struct chunk_placement p = {
+    .plain = plain, .plain_len = plain_len, .scratch = scratch,
+  };
+  char key[CHUNK_KEY_MAX];
+  ssize_t n;
+  int r;
+
+  chunk_key (repo, id, key);
+  r = xs_backend_get_placed (repo->backend, key, place_chunk, &p);
+  if (r == 1)
+    return chunk_is_bad (reason, "missing");
+  if (r == -1)
+    return -1;
+  n = decode_placed (codec, &p, id, reason);
+  /* Do not keep a buffer grown for an oversized (so bad) object. */
+  if (scratch->cap > XS_CHUNK_HEADER_SIZE + XS_CHUNK_MAX_PLAIN) {
+    int saved_errno = errno;
+
+    xs_repo_scratch_release (scratch);
+    errno = saved_errno;
+  }
+  if (n == -2)
+    return -1;
+  if (n == -1)
+    return 1;                   /* reason set, errno = EIO */
+  if ((size_t) n != plain_len)
+    return chunk_is_bad (reason, "plaintext of %zd bytes, the block has %zu",
+                         n, plain_len);
+  return 0;
 }
 
 int

@@ -51,6 +51,30 @@ extern ssize_t xs_repo_read_chunk (struct xs_repo *repo,
                                    struct xs_chunk_codec *codec,
                                    const struct xs_hash128 *id,
                                    void *plain, size_t plain_cap);
+/* A buffer for stored chunks that one reader reuses from read to read.
+ * Start it zeroed; xs_repo_scratch_release frees what it holds.
+ */
+struct xs_repo_scratch {
+  void *data;
+  size_t cap;
+};
+extern void xs_repo_scratch_release (struct xs_repo_scratch *scratch);
+
+/* Read chunk id into plain, which receives exactly plain_len bytes,
+ * decoded and verified: the chunk must be chunk id and its plaintext
+ * plain_len bytes long.  The stored chunk goes into scratch, except that
+ * a raw chunk's payload is read straight into plain, so a read costs no
+ * allocation once scratch has grown.  Returns 0; 1 when the chunk is bad
+ * or "missing" (reason set, errno = EIO, nothing reported); or -1 when it
+ * could not be read at all (reported by the backend, errno set).
+ */
+extern int xs_repo_fetch_chunk (struct xs_repo *repo,
+                                struct xs_chunk_codec *codec,
+                                const struct xs_hash128 *id,
+                                void *plain, size_t plain_len,
+                                struct xs_repo_scratch *scratch,
+                                char reason[XS_CHUNK_REASON_MAX]);
+
 /* The stored form, unverified (for copying to another repository).
  * Returns 0 with a malloc'd buffer, 1 if absent (no error), -1 on error.
  */

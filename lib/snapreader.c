@@ -1,10 +1,12 @@
 /* xsnap: reading one snapshot's bytes (see snapreader.h).
  *
  * A read is cut at block boundaries; each piece is zeros (a zero entry),
- * a whole block decoded straight into the caller's buffer, or part of a
- * block copied out of the shared chunk cache (or, without a cache, out of
- * a scratch block that belongs to the decoder doing the work).  The only
- * lock is the one around the decoder pool, held for a pop or a push.
+ * a whole block decoded straight into the caller's buffer (and offered to
+ * the cache), or part of a block copied out of the shared chunk cache (or,
+ * without a cache, out of a scratch block that belongs to the decoder
+ * doing the work).  Each decoder keeps its zstd context and the buffer
+ * its stored chunks are read into, so a read allocates nothing.  The only
+ * lock here is the one around the decoder pool, held for a pop or a push.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -20,11 +22,11 @@
 #include "manifest.h"
 #include "repo.h"
 #include "snapreader.h"
-#include "verify.h"
 
-/* A decoder and its scratch block, used by one thread at a time. */
+/* A decoder and its buffers, used by one thread at a time. */
 struct decoder_slot {
-  struct xs_chunk_decoder *decoder;
+  struct xs_chunk_codec *codec;
+  struct xs_repo_scratch stored; /* the stored chunk being decoded */
   void *scratch;                /* block_size bytes, allocated on demand */
   struct decoder_slot *next;    /* in the idle list */
 };
@@ -84,7 +86,8 @@ xs_snapreader_open (struct xs_repo *repo, const struct xs_manifest *m,
 static void
 free_slot (struct decoder_slot *slot)
 {
-  xs_chunk_decoder_free (slot->decoder);
+  xs_chunk_codec_free (slot->codec);
+  xs_repo_scratch_release (&slot->stored);
   free (slot->scratch);
   free (slot);
 }
@@ -165,8 +168,8 @@ take_slot (struct xs_snapreader *reader)
     xs_error ("%s: cannot allocate a decoder: %m", reader->label);
     return NULL;
   }
-  slot->decoder = xs_chunk_decoder_new ();
-  if (slot->decoder == NULL) {
+  slot->codec = xs_chunk_codec_new (0);
+  if (slot->codec == NULL) {
     free (slot);
     return NULL;
   }
@@ -192,8 +195,8 @@ fetch_block (struct xs_snapreader *reader, struct decoder_slot *slot,
              void *buf, size_t len)
 {
   char reason[XS_CHUNK_REASON_MAX], hex[XS_HASH128_HEX_LEN + 1];
-  int r = xs_chunk_fetch_checked (reader->repo, slot->decoder, id,
-                                  buf, len, reason);
+  int r = xs_repo_fetch_chunk (reader->repo, slot->codec, id, buf, len,
+                               &slot->stored, reason);
 
   if (r == 1) {
     xs_hash128_to_hex (id, hex);
@@ -257,6 +260,24 @@ read_part_uncached (struct xs_snapreader *reader, uint64_t block,
   return r;
 }
 
+/* A whole block straight into dst: from the cache if it has the chunk,
+ * else decoded into dst and offered to the cache (kept only while the
+ * cache has room, so a scan never flushes it).
+ */
+static int
+read_whole_block (struct xs_snapreader *reader, uint64_t block,
+                  const struct xs_hash128 *id, size_t len, void *dst)
+{
+  if (reader->cache == NULL)
+    return decode_block (reader, block, id, dst, len);
+  if (xs_chunk_cache_lookup (reader->cache, id, len, dst, 0, len))
+    return 0;
+  if (decode_block (reader, block, id, dst, len) == -1)
+    return -1;
+  xs_chunk_cache_offer (reader->cache, id, len, dst);
+  return 0;
+}
+
 /* count bytes at offset within block into dst. */
 static int
 read_piece (struct xs_snapreader *reader, uint64_t block, size_t offset,
@@ -270,12 +291,8 @@ read_piece (struct xs_snapreader *reader, uint64_t block, size_t offset,
     memset (dst, 0, count);
     return 0;
   }
-  if (offset == 0 && count == len) {
-    if (reader->cache != NULL
-        && xs_chunk_cache_lookup (reader->cache, id, len, dst, 0, len))
-      return 0;
-    return decode_block (reader, block, id, dst, len);
-  }
+  if (offset == 0 && count == len)
+    return read_whole_block (reader, block, id, len, dst);
   if (reader->cache != NULL)
     return xs_chunk_cache_read (reader->cache, id, len, dst, offset, count,
                                 load_for_cache, &request);

@@ -48,9 +48,10 @@ extern const char *xs_snapreader_label (const struct xs_snapreader *reader);
  * ("snapshot db1@s1 (snap-...): block 17: chunk 9f...: payload checksum
  * mismatch"); for a backend failure, the backend's own error and errno.
  *
- * Reads that cover whole blocks decode straight into buf (and use, but do
- * not fill, the cache): a sequential scan neither pays for a copy nor
- * flushes the cache.  Partial reads go through the cache.
+ * Reads that cover whole blocks decode straight into buf (a raw chunk is
+ * read straight into it) and use the cache, but fill it only while it has
+ * room: a sequential scan pays for no copy once the cache is full and
+ * never flushes it.  Partial reads go through the cache.
  */
 extern int xs_snapreader_pread (struct xs_snapreader *reader, void *buf,
                                 uint32_t count, uint64_t offset);

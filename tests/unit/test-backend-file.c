@@ -1,8 +1,9 @@
 /* xsnap: tests for lib/backend.c and lib/backend-file.c.
  *
  * The object store must keep whole objects, refuse keys that could escape
- * the root, never list its temporary files, and let exactly one of two
- * racing writers of a key win.
+ * the root, never list its temporary files, let exactly one of two
+ * racing writers of a key win, and read objects into buffers chosen by
+ * the caller (get_placed).
  */
 #include <fcntl.h>
 #include <pthread.h>
@@ -92,6 +93,57 @@ test_put_get (struct xs_backend *backend)
   is_int (xs_backend_put_if_absent (backend, "a/b/c", "again", 5, true), 1,
           "put_if_absent after delete stores again");
   is_int (xs_backend_sync (backend), 0, "sync");
+}
+
+/* Places an object in two buffers: the first split bytes, then the rest
+ * (or, with bad set, buffers one byte short).
+ */
+struct placement {
+  char head[8], tail[64];
+  size_t split;
+  size_t size;
+  bool bad;
+};
+
+static int
+place_split (size_t size, struct xs_backend_place *where, void *opaque)
+{
+  struct placement *p = opaque;
+
+  p->size = size;
+  if (size > p->split + sizeof p->tail)
+    abort ();
+  where->iov[0].iov_base = p->head;
+  where->iov[0].iov_len = p->split;
+  where->iov[1].iov_base = p->tail;
+  where->iov[1].iov_len = size - p->split - (p->bad ? 1 : 0);
+  where->count = 2;
+  return 0;
+}
+
+static void
+test_get_placed (struct xs_backend *backend)
+{
+  struct placement p = { .split = 5 };
+
+  xs_backend_put (backend, "placed/one", "head+the tail", 13, false);
+  is_int (xs_backend_get_placed (backend, "placed/one", place_split, &p), 0,
+          "get_placed reads an object");
+  is_int (p.size, 13, "... telling its size first");
+  ok (memcmp (p.head, "head+", 5) == 0 && memcmp (p.tail, "the tail", 8) == 0,
+      "... into the buffers chosen");
+  p.split = 0;
+  memset (p.tail, 0, sizeof p.tail);
+  is_int (xs_backend_get_placed (backend, "placed/one", place_split, &p), 0,
+          "an empty first buffer is fine");
+  ok (memcmp (p.tail, "head+the tail", 13) == 0, "... all in the second");
+  is_int (xs_backend_get_placed (backend, "placed/none", place_split, &p), 1,
+          "a missing key is 1");
+  p.bad = true;
+  is_int (xs_backend_get_placed (backend, "placed/one", place_split, &p), -1,
+          "buffers that do not hold exactly the object are refused");
+  error_contains ("cannot read placed/one", "... with an error naming it");
+  xs_backend_delete (backend, "placed/one");
 }
 
 static void
@@ -373,6 +425,7 @@ main (void)
   if (asprintf (&root, "%s/store", dir) == -1)
     abort ();
   test_put_get (backend);
+  test_get_placed (backend);
   test_torn_object (backend, root);
   test_bad_keys (backend);
   test_race (backend);

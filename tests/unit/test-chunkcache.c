@@ -1,7 +1,8 @@
 /* xsnap: tests for lib/chunkcache.c.
  *
  * Hits and misses are counted, the byte bound holds and the least
- * recently used entry goes first, concurrent misses on one chunk load it
+ * recently used entry goes first, offers are kept only while there is
+ * room, concurrent misses on one chunk load it
  * once, many threads get the right bytes, and a failed load leaves
  * nothing behind: the next read loads again and succeeds once the cause
  * is gone.
@@ -342,12 +343,59 @@ test_one_load_for_concurrent_misses (void)
   xs_chunk_cache_free (cache);
 }
 
+/* Offers are kept while there is room, never by evicting. */
+static void
+test_offers (void)
+{
+  struct xs_chunk_cache *cache = xs_chunk_cache_new (2 * CHUNK);
+  struct fake_store store = { .delay_us = 0 };
+  struct xs_chunk_cache_stats stats;
+  struct xs_hash128 id;
+  uint8_t plain[CHUNK], buf[CHUNK];
+  unsigned n;
+  size_t i;
+
+  for (n = 1; n <= 3; n++) {
+    for (i = 0; i < CHUNK; i++)
+      plain[i] = model_byte (n, i);
+    make_id (n, &id);
+    xs_chunk_cache_offer (cache, &id, CHUNK, plain);
+  }
+  make_id (1, &id);
+  xs_chunk_cache_offer (cache, &id, CHUNK, plain);   /* again: no copy */
+  xs_chunk_cache_stats (cache, &stats);
+  is_int (stats.offers_kept, 2, "offers are kept while there is room");
+  is_int (stats.entries, 2, "... two entries");
+  is_int (stats.bytes, 2 * CHUNK, "... within the capacity");
+  is_int (stats.evictions, 0, "an offer never evicts");
+  make_id (2, &id);
+  is_int (xs_chunk_cache_lookup (cache, &id, CHUNK, buf, 0, CHUNK), 1,
+          "an offered chunk is found");
+  ok (matches_model (2, buf, 0, CHUNK), "... with its bytes");
+  make_id (3, &id);
+  is_int (xs_chunk_cache_lookup (cache, &id, CHUNK, buf, 0, CHUNK), 0,
+          "the chunk offered when the cache was full is not");
+  is_int (read_chunk (cache, &store, 1, buf, 10, 20), 0,
+          "a read of an offered chunk");
+  is_int (atomic_load (&store.loads), 0, "... does not load it");
+  ok (matches_model (1, buf, 10, 20), "... and has the right bytes");
+  xs_chunk_cache_free (cache);
+
+  cache = xs_chunk_cache_new (0);
+  make_id (1, &id);
+  xs_chunk_cache_offer (cache, &id, CHUNK, plain);
+  xs_chunk_cache_stats (cache, &stats);
+  is_int (stats.entries, 0, "a cache of capacity 0 keeps no offer");
+  xs_chunk_cache_free (cache);
+}
+
 int
 main (void)
 {
   test_hits_and_misses ();
   test_capacity_and_lru ();
   test_capacity_zero ();
+  test_offers ();
   test_failed_load ();
   test_concurrent_readers ();
   test_one_load_for_concurrent_misses ();

@@ -1,10 +1,14 @@
 /* xsnap: tests for lib/repo.c.
  *
- * Chunks and manifests round trip, accounts are separate namespaces, and a
- * chunk corrupted on disk is refused with a message naming it.
+ * Chunks and manifests round trip, accounts are separate namespaces, a
+ * chunk corrupted on disk is refused with a message naming it, and
+ * fetching into a reused buffer (raw chunks straight into place) gives
+ * the same data and the same reasons.
  */
+#include <errno.h>
 #include <fcntl.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -192,6 +196,95 @@ test_corruption (struct xs_repo *a, struct xs_chunk_codec *codec,
   free (stored);
 }
 
+/* Flip one bit at offset of chunk id's file. */
+static void
+flip_chunk_bit (const char *root, const struct xs_hash128 *id, off_t offset)
+{
+  char hex[XS_HASH128_HEX_LEN + 1], *path;
+  unsigned char byte;
+  int fd;
+
+  xs_hash128_to_hex (id, hex);
+  if (asprintf (&path, "%s/alice/chunks/%.2s/%s", root, hex, hex) == -1)
+    abort ();
+  fd = open (path, O_RDWR | O_CLOEXEC);
+  if (fd == -1 || pread (fd, &byte, 1, offset) != 1)
+    abort ();
+  byte ^= 0x01;
+  if (pwrite (fd, &byte, 1, offset) != 1)
+    abort ();
+  close (fd);
+  free (path);
+}
+
+/* xs_repo_fetch_chunk: compressed chunks through the scratch buffer, raw
+ * ones straight into place, and the reasons for bad ones.
+ */
+static void
+test_fetch (struct xs_repo *a, struct xs_chunk_codec *codec,
+            const char *root)
+{
+  struct xs_repo_scratch scratch = { .data = NULL };
+  struct xs_hash128 zid, rid, missing;
+  char reason[XS_CHUNK_REASON_MAX];
+  uint8_t *noise = malloc (BLOCK), *plain = malloc (BLOCK);
+  void *zstored, *rstored;
+  size_t zlen, rlen, i;
+  uint64_t x = 0x9e3779b97f4a7c15u;
+
+  if (noise == NULL || plain == NULL)
+    abort ();
+  for (i = 0; i < BLOCK; i++) {
+    x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+    noise[i] = (uint8_t) x;
+  }
+  encode_block (codec, 'f', &zid, &zstored, &zlen);
+  if (xs_chunk_encode (codec, noise, BLOCK, &rid, &rstored, &rlen) == -1)
+    abort ();
+  is_int (rlen, XS_CHUNK_HEADER_SIZE + BLOCK, "noise is stored raw");
+  xs_repo_put_chunk (a, &zid, zstored, zlen, false);
+  xs_repo_put_chunk (a, &rid, rstored, rlen, false);
+
+  is_int (xs_repo_fetch_chunk (a, codec, &rid, plain, BLOCK, &scratch,
+                               reason), 0, "fetch a raw chunk");
+  ok (memcmp (plain, noise, BLOCK) == 0, "... right");
+  is_int (scratch.cap, 0, "... read straight into place");
+  is_int (xs_repo_fetch_chunk (a, codec, &zid, plain, BLOCK, &scratch,
+                               reason), 0, "fetch a compressed chunk");
+  ok (plain[0] == 'f' && plain[13] == 'f' && plain[14] == 'f' + 1,
+      "... right");
+  ok (scratch.cap >= zlen, "... through the scratch buffer");
+
+  missing = zid;
+  missing.bytes[0] ^= 1;
+  errno = 0;
+  is_int (xs_repo_fetch_chunk (a, codec, &missing, plain, BLOCK, &scratch,
+                               reason), 1, "a missing chunk is bad");
+  is_int (errno, EIO, "... with EIO");
+  is_str (reason, "missing", "... saying so");
+  is_int (xs_repo_fetch_chunk (a, codec, &zid, plain, BLOCK / 2, &scratch,
+                               reason), 1, "a block of another length is bad");
+  flip_chunk_bit (root, &rid, XS_CHUNK_HEADER_SIZE + 1000);
+  errno = 0;
+  is_int (xs_repo_fetch_chunk (a, codec, &rid, plain, BLOCK, &scratch,
+                               reason), 1, "a raw chunk with a flipped bit "
+          "is bad");
+  is_int (errno, EIO, "... with EIO");
+  is_str (reason, "payload checksum mismatch", "... saying why");
+  flip_chunk_bit (root, &zid, (off_t) zlen - 3);
+  is_int (xs_repo_fetch_chunk (a, codec, &zid, plain, BLOCK, &scratch,
+                               reason), 1, "so is a compressed one");
+  is_str (reason, "payload checksum mismatch", "... saying why");
+
+  xs_repo_delete_chunk (a, &zid);
+  xs_repo_delete_chunk (a, &rid);
+  xs_repo_scratch_release (&scratch);
+  free (zstored);
+  free (rstored);
+  free (noise);
+  free (plain);
+}
+
 static void
 test_manifests (struct xs_repo *a, struct xs_repo *b)
 {
@@ -271,6 +364,7 @@ main (void)
   is_str (xs_repo_account (a), "alice", "account name");
   test_chunks (a, b, codec);
   test_corruption (a, codec, dir);
+  test_fetch (a, codec, dir);
   test_manifests (a, b);
   test_names (backend);
   xs_repo_close (a);
