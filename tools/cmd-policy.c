@@ -160,6 +160,8 @@ policy_copy_to (struct cli *cli, int argc, char **argv)
     { "account", required_argument, NULL, 'a' },
     { "region", required_argument, NULL, 'r' },
     { "retain", required_argument, NULL, 'n' },
+    { "quiet", no_argument, NULL, 'q' },
+    { "json", no_argument, NULL, 'j' },
     { NULL, 0, NULL, 0 },
   };
   const char *account = NULL, *region = NULL;
@@ -170,8 +172,10 @@ policy_copy_to (struct cli *cli, int argc, char **argv)
   /* --account and --region here name the destination, not the caller:
    * they are this action's own options.
    */
-  while ((c = getopt_long (argc, argv, "", options, NULL)) != -1) {
+  while ((c = getopt_long (argc, argv, "q", options, NULL)) != -1) {
     switch (c) {
+    case 'q': cli->quiet = true; break;
+    case 'j': cli->json = true; break;
     case 'a': account = optarg; break;
     case 'r': region = optarg; break;
     case 'n':
