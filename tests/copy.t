@@ -59,6 +59,11 @@ copy2=$(jq -r .snapshot.id <<<"$out")
 is "$(read_as carol "$copy2")" "$(read_as alice db@s2)" \
   "and reads back byte-identical"
 
+# The source snapshot shows its copies.
+is "$(xs --account alice --json snapshot show db@s1 \
+        | jq -r '.copies[0] | .status + " " + .to_account + " " + .copy')" \
+   "done carol $copy" "the source snapshot shows its copy, done"
+
 # Both sides see the jobs.
 is "$(xs --account alice --json job list | jq -r '[.[] | .status] | join(" ")')" \
    "done done" "the source lists its two copy jobs, done"

@@ -12,6 +12,7 @@
 #include "cli.h"
 #include "access.h"
 #include "error.h"
+#include "job.h"
 #include "progress.h"
 #include "size.h"
 #include "snapshot.h"
@@ -188,15 +189,85 @@ one_snapshot (struct cli *cli, int argc, char **argv, const char *command,
 }
 
 static int
+append_copy (const struct xs_job *job, void *opaque)
+{
+  json_t *copies = opaque;
+
+  return json_array_append_new (copies, json_pack ("{s:s, s:s, s:s, s:s,"
+                                                   " s:s, s:I, s:I}",
+                                                   "job", job->id,
+                                                   "status", job->status,
+                                                   "to_account",
+                                                   job->dest_account,
+                                                   "to_region",
+                                                   job->dest_region,
+                                                   "copy", job->dest_snapshot,
+                                                   "done_bytes",
+                                                   (json_int_t)
+                                                   job->done_bytes,
+                                                   "total_bytes",
+                                                   (json_int_t)
+                                                   job->total_bytes));
+}
+
+/* The copies made of SNAP (their status and progress), when the caller
+ * owns it; an empty array otherwise.
+ */
+static json_t *
+list_copies (struct cli *cli, const struct xs_snapshot *snap)
+{
+  json_t *copies = json_array ();
+
+  if (copies && snap->shared_from == NULL
+      && xs_job_list (cli->store, NULL, snap->id, append_copy,
+                      copies) == -1)
+    json_array_clear (copies);
+  return copies;
+}
+
+static void
+print_copies (json_t *copies)
+{
+  json_t *c;
+  size_t i;
+  int64_t total, done;
+
+  json_array_foreach (copies, i, c) {
+    total = json_integer_value (json_object_get (c, "total_bytes"));
+    done = json_integer_value (json_object_get (c, "done_bytes"));
+    printf ("%-16s %s to %s/%s: %s, %d%% %s\n", "copy",
+            json_string_value (json_object_get (c, "job")),
+            json_string_value (json_object_get (c, "to_account")),
+            json_string_value (json_object_get (c, "to_region")),
+            json_string_value (json_object_get (c, "status")),
+            total ? (int) (100 * done / total) : 100,
+            json_string_value (json_object_get (c, "copy")));
+  }
+}
+
+static int
 snapshot_show (struct cli *cli, int argc, char **argv)
 {
   struct xs_snapshot snap;
+  json_t *json, *copies;
   int status = one_snapshot (cli, argc, argv, "snapshot show",
                              "xsnap:DescribeSnapshots", &snap);
 
   if (status != 0)
     return status;
-  status = show_json_snapshot (cli, xs_snapshot_to_json (&snap));
+  copies = list_copies (cli, &snap);
+  if (cli->json) {
+    json = xs_snapshot_to_json (&snap);
+    if (json && copies)
+      json_object_set (json, "copies", copies);
+    status = show_json_snapshot (cli, json);
+  }
+  else {
+    status = show_json_snapshot (cli, xs_snapshot_to_json (&snap));
+    if (status == 0 && copies && !cli->quiet)
+      print_copies (copies);
+  }
+  json_decref (copies);
   xs_snapshot_clear (&snap);
   return status;
 }
