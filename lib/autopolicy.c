@@ -869,7 +869,8 @@ xs_autopolicy_run_due (struct xs_store *store, int64_t now_ns,
     due_clear (&list.items[i]);
   }
   free (list.items);
-  return failures;
+  /* Then the copies waiting for a cross-region slot. */
+  return failures + xs_copy_run_queued (store, note, opaque);
 }
 
 int64_t

@@ -139,9 +139,10 @@ static const char *const migrations[] = {
 
   /* 5: copies.  A copied snapshot records where it came from (origin:
    * "copiedFrom:ACCOUNT:REGION:SNAPSHOT") and a description.  A job is a
-   * copy in progress or done, visible to both sides: its progress is
-   * updated as chunks arrive, and a job left 'running' by a process that
-   * died is failed by the next look at it (owner_pid).
+   * copy waiting ('queued'), in progress or done, visible to both sides,
+   * with what it needs to run again (name, description, bandwidth): its
+   * progress is updated as chunks arrive, and a job left 'running' by a
+   * process that died is failed by the next look at it (owner_pid).
    */
   "ALTER TABLE snapshots ADD COLUMN origin TEXT NOT NULL DEFAULT '';"
   "ALTER TABLE snapshots ADD COLUMN description TEXT NOT NULL DEFAULT '';"
@@ -155,8 +156,12 @@ static const char *const migrations[] = {
   "  dest_account    TEXT NOT NULL,"
   "  dest_region     TEXT NOT NULL,"
   "  dest_snapshot   TEXT NOT NULL,"
+  "  name            TEXT NOT NULL DEFAULT '',"
+  "  description     TEXT NOT NULL DEFAULT '',"
+  "  bandwidth       INTEGER NOT NULL DEFAULT 0,"
   "  status          TEXT NOT NULL"
-  "                  CHECK (status IN ('running', 'done', 'failed')),"
+  "                  CHECK (status IN ('queued', 'running', 'done',"
+  "                                    'failed')),"
   "  total_bytes     INTEGER NOT NULL DEFAULT 0,"
   "  done_bytes      INTEGER NOT NULL DEFAULT 0,"
   "  sent_bytes      INTEGER NOT NULL DEFAULT 0,"

@@ -344,6 +344,9 @@ struct transfer {
   uint32_t block_size;
   size_t next;                  /* atomic */
   uint64_t done, sent_chunks, sent_bytes;   /* atomic */
+  uint64_t bandwidth;           /* bytes per second, 0: unlimited */
+  pthread_mutex_t rate_lock;    /* protects next_send_ns */
+  int64_t next_send_ns;         /* when the rate allows the next send */
   int failed;                   /* atomic: stop, a chunk failed */
   int error_taken;              /* atomic: ERROR is being written */
   char error[512];              /* the first worker's error */
@@ -356,6 +359,26 @@ transfer_fail (struct transfer *t, const char *why)
   if (__atomic_exchange_n (&t->error_taken, 1, __ATOMIC_ACQ_REL) == 0)
     snprintf (t->error, sizeof t->error, "%s", why);
   __atomic_store_n (&t->failed, 1, __ATOMIC_RELEASE);
+}
+
+/* Wait until the bandwidth limit allows LEN more bytes: each send books
+ * its share of time, one after the other, across all workers.
+ */
+static void
+throttle (struct transfer *t, size_t len)
+{
+  int64_t now, start;
+
+  if (t->bandwidth == 0)
+    return;
+  pthread_mutex_lock (&t->rate_lock);
+  now = xs_now_ns ();
+  start = t->next_send_ns > now ? t->next_send_ns : now;
+  t->next_send_ns = start + (int64_t) (len * UINT64_C (1000000000)
+                                       / t->bandwidth);
+  pthread_mutex_unlock (&t->rate_lock);
+  while ((now = xs_now_ns ()) < start)
+    usleep ((useconds_t) ((start - now) / 1000 + 1));
 }
 
 /* Copy one chunk if the destination lacks it, verified on the way. */
@@ -375,6 +398,7 @@ copy_chunk (struct transfer *t, struct xs_chunk_codec *codec, void *plain,
     xs_error ("cannot copy a chunk: it is missing from the source");
   if (r != 0)
     return -1;
+  throttle (t, len);
   if (xs_chunk_decode (codec, stored, len, id, plain, t->block_size) < 0
       || xs_repo_put_chunk (t->to, id, stored, len, false) == -1) {
     free (stored);
@@ -501,7 +525,8 @@ copy_data (struct xs_store *store, struct copy_plan *plan,
            const struct xs_copy_options *o, const char *job_id,
            struct xs_snapshot *out, struct xs_copy_report *report)
 {
-  struct transfer t = { .from = NULL };
+  struct transfer t = { .bandwidth = o->bandwidth,
+                        .rate_lock = PTHREAD_MUTEX_INITIALIZER };
   struct xs_manifest *m, *copy = NULL;
   struct xs_hash128 *ids = NULL;
   char id[XS_ID_MAX];
@@ -543,7 +568,8 @@ copy_data (struct xs_store *store, struct copy_plan *plan,
 
 static int
 start_job (struct xs_store *store, const struct xs_scope *scope,
-           const struct copy_plan *plan, struct xs_copy_report *report)
+           const struct copy_plan *plan, const struct xs_copy_options *o,
+           struct xs_copy_report *report)
 {
   struct xs_job job = {
     .kind = (char *) "copy", .actor = scope->account,
@@ -552,15 +578,51 @@ start_job (struct xs_store *store, const struct xs_scope *scope,
     .source_snapshot = (char *) plan->source.id,
     .dest_account = plan->dest.account, .dest_region = plan->dest.region,
     .dest_snapshot = (char *) "", .total_bytes = plan->source.size,
+    .name = plan->name, .description = (char *) o->description,
+    .bandwidth = o->bandwidth,
   };
   int64_t limit;
+  int r;
 
   if (setting_int (store, "copy.max_cross_region_jobs",
-                   XS_COPY_MAX_CROSS_REGION_JOBS, &limit) == -1
-      || xs_job_start (store, &job, plan->cross_region, limit) == -1)
+                   XS_COPY_MAX_CROSS_REGION_JOBS, &limit) == -1)
+    return -1;
+  r = xs_job_start (store, &job, plan->cross_region, limit, o->queue);
+  if (r == -1)
     return -1;
   snprintf (report->job_id, sizeof report->job_id, "%s", job.id);
+  report->queued = r == 1;
   return 0;
+}
+
+/* Copy the data of PLAN under job REPORT->job_id, end the job, audit. */
+static int
+execute (struct xs_store *store, const struct xs_scope *scope,
+         struct copy_plan *plan, const struct xs_copy_options *options,
+         struct xs_snapshot *out, struct xs_copy_report *report)
+{
+  char detail[256], why[512] = "";
+  int gc_from, gc_to, r = -1;
+
+  /* Neither region's gc may take chunks while they are being copied. */
+  gc_from = xs_snapshot_gc_lock (store, plan->source.region, false);
+  gc_to = xs_snapshot_gc_lock (store, plan->dest.region, false);
+  xs_error_capture_begin (why, sizeof why);
+  if (gc_from >= 0 && gc_to >= 0)
+    r = copy_data (store, plan, options, report->job_id, out, report);
+  xs_error_capture_end ();
+  if (gc_from >= 0)
+    close (gc_from);
+  if (gc_to >= 0)
+    close (gc_to);
+  xs_job_finish (store, report->job_id, r == 0 ? out->id : NULL,
+                 r == 0 ? NULL : why[0] ? why : "failed");
+  snprintf (detail, sizeof detail, "to %s/%s as %s (%s)", plan->dest.account,
+            plan->dest.region, r == 0 ? out->id : "-", report->job_id);
+  xs_audit_record (store, scope->account, plan->action, plan->arn,
+                   plan->source.account,
+                   r == 0 ? XS_AUDIT_ALLOWED : XS_AUDIT_FAILED, detail);
+  return r;
 }
 
 int
@@ -569,33 +631,127 @@ xs_copy_snapshot (struct xs_store *store, const struct xs_scope *scope,
                   struct xs_snapshot *out, struct xs_copy_report *report)
 {
   struct copy_plan plan;
-  char detail[256], why[512] = "";
-  int gc_from = -1, gc_to = -1, r = -1;
+  int r = -1;
 
   memset (report, 0, sizeof *report);
   memset (out, 0, sizeof *out);
-  if (make_plan (store, scope, spec, options, &plan) == -1
-      || start_job (store, scope, &plan, report) == -1)
-    goto out;
-  /* Neither region's gc may take chunks while they are being copied. */
-  gc_from = xs_snapshot_gc_lock (store, plan.source.region, false);
-  gc_to = xs_snapshot_gc_lock (store, plan.dest.region, false);
-  xs_error_capture_begin (why, sizeof why);
-  if (gc_from >= 0 && gc_to >= 0)
-    r = copy_data (store, &plan, options, report->job_id, out, report);
-  xs_error_capture_end ();
-  xs_job_finish (store, report->job_id, r == 0 ? out->id : NULL,
-                 r == 0 ? NULL : why[0] ? why : "failed");
-  snprintf (detail, sizeof detail, "to %s/%s as %s (%s)", plan.dest.account,
-            plan.dest.region, r == 0 ? out->id : "-", report->job_id);
-  xs_audit_record (store, scope->account, plan.action, plan.arn,
-                   plan.source.account,
-                   r == 0 ? XS_AUDIT_ALLOWED : XS_AUDIT_FAILED, detail);
- out:
-  if (gc_from >= 0)
-    close (gc_from);
-  if (gc_to >= 0)
-    close (gc_to);
+  if (make_plan (store, scope, spec, options, &plan) == 0
+      && start_job (store, scope, &plan, options, report) == 0)
+    r = report->queued ? 0 : execute (store, scope, &plan, options, out,
+                                      report);
   plan_clear (&plan);
   return r;
+}
+
+int
+xs_copy_resume (struct xs_store *store, const struct xs_scope *scope,
+                const char *job_id, const struct xs_copy_options *options,
+                struct xs_snapshot *out, struct xs_copy_report *report)
+{
+  struct xs_copy_options o = *options;
+  struct xs_scope actor;
+  struct copy_plan plan;
+  struct xs_job job;
+  int64_t limit;
+  int r = -1, restarted;
+
+  memset (report, 0, sizeof *report);
+  memset (out, 0, sizeof *out);
+  memset (&plan, 0, sizeof plan);
+  if (xs_job_find (store, job_id, &job) == -1)
+    return -1;
+  if (strcmp (job.actor, scope->account) != 0
+      && !xs_account_is_admin (store, scope->account)) {
+    xs_error ("cannot resume job %s: it belongs to account '%s'", job_id,
+              job.actor);
+    goto out;
+  }
+  /* The checks again, as the job's actor, with the job's parameters. */
+  actor.account = job.actor;
+  actor.region = job.source_region;
+  o.to_account = job.dest_account;
+  o.to_region = job.dest_region;
+  o.name = job.name[0] ? job.name : NULL;
+  o.description = job.description;
+  o.bandwidth = job.bandwidth;
+  snprintf (report->job_id, sizeof report->job_id, "%s", job.id);
+  if (make_plan (store, &actor, job.source_snapshot, &o, &plan) == -1
+      || setting_int (store, "copy.max_cross_region_jobs",
+                      XS_COPY_MAX_CROSS_REGION_JOBS, &limit) == -1)
+    goto out;
+  restarted = xs_job_restart (store, job_id, plan.cross_region, limit);
+  if (restarted == 1) {
+    report->queued = true;
+    r = 0;
+  }
+  else if (restarted == 0)
+    r = execute (store, &actor, &plan, &o, out, report);
+ out:
+  plan_clear (&plan);
+  xs_job_clear (&job);
+  return r;
+}
+
+struct queued_list {
+  char (*ids)[XS_ID_MAX];
+  char (*actors)[XS_NAME_MAX + 1];
+  size_t n;
+};
+
+static int
+collect_queued (const struct xs_job *job, void *opaque)
+{
+  struct queued_list *q = opaque;
+  void *more_ids, *more_actors;
+
+  more_ids = realloc (q->ids, (q->n + 1) * sizeof *q->ids);
+  if (more_ids)
+    q->ids = more_ids;
+  more_actors = realloc (q->actors, (q->n + 1) * sizeof *q->actors);
+  if (more_actors)
+    q->actors = more_actors;
+  if (more_ids == NULL || more_actors == NULL) {
+    xs_error ("cannot list queued copies: %m");
+    return -1;
+  }
+  snprintf (q->ids[q->n], sizeof q->ids[q->n], "%s", job->id);
+  snprintf (q->actors[q->n], sizeof q->actors[q->n], "%s", job->actor);
+  q->n++;
+  return 0;
+}
+
+int
+xs_copy_run_queued (struct xs_store *store,
+                    void (*note) (const char *line, void *opaque),
+                    void *opaque)
+{
+  struct queued_list q = { NULL, NULL, 0 };
+  struct xs_copy_options o = { .threads = 0 };
+  struct xs_copy_report report;
+  struct xs_snapshot copy;
+  char line[256];
+  int failures = 0;
+
+  if (xs_job_list (store, NULL, XS_JOB_ALL, NULL, "queued", collect_queued,
+                   &q) == -1) {
+    free (q.ids);
+    free (q.actors);
+    return 1;
+  }
+  /* Oldest first: the list is newest first. */
+  for (size_t i = q.n; i-- > 0; ) {
+    struct xs_scope actor = { .account = q.actors[i], .region = NULL };
+
+    if (xs_copy_resume (store, &actor, q.ids[i], &o, &copy, &report) == -1)
+      failures++;
+    else if (!report.queued && note) {
+      snprintf (line, sizeof line, "queued copy %s done: %s/%s as %s",
+                q.ids[i], copy.account, copy.region, copy.id);
+      note (line, opaque);
+    }
+    xs_snapshot_clear (&copy);
+  }
+  free (q.ids);
+  free (q.actors);
+  return failures;
 }

@@ -28,6 +28,7 @@
 #ifndef XSNAP_COPY_H
 #define XSNAP_COPY_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "snapshot.h"
@@ -42,24 +43,49 @@ struct xs_copy_options {
   const char *name;             /* NULL: the default */
   const char *description;      /* NULL: none */
   unsigned threads;             /* parallel transfers; 0: 4 */
+  uint64_t bandwidth;           /* bytes per second; 0: no limit */
+  bool queue;                   /* wait for a cross-region slot */
   void (*progress) (uint64_t done, uint64_t total, void *opaque);
   void *opaque;
 };
 
 struct xs_copy_report {
   char job_id[32];
+  bool queued;                  /* waiting for a slot: nothing copied yet */
   uint64_t chunks;              /* distinct chunks the snapshot uses */
   uint64_t chunks_sent;         /* of those, copied (the rest were there) */
   uint64_t bytes_sent;          /* stored bytes copied */
 };
 
 /* Copy snapshot SPEC, as SCOPE->account sees it, following the rules
- * above.  *OUT is the new snapshot.
+ * above.  *OUT is the new snapshot, unless the copy was queued
+ * (REPORT->queued: OPTIONS->queue was set and the account's cross-region
+ * copies were all running; `xsnap job resume`, `policy run-due` or the
+ * daemon runs it later).
  */
 extern int xs_copy_snapshot (struct xs_store *store,
                              const struct xs_scope *scope, const char *spec,
                              const struct xs_copy_options *options,
                              struct xs_snapshot *out,
                              struct xs_copy_report *report);
+
+/* Run job ID again: a failed copy (its process died or it failed) or a
+ * queued one.  The checks are made again; chunks already at the
+ * destination are not sent again; the manifest and the row come last, so
+ * nothing was visible before.  Only the job's actor or the administrator
+ * may.  OPTIONS gives threads and progress (the rest is the job's).
+ */
+extern int xs_copy_resume (struct xs_store *store,
+                           const struct xs_scope *scope, const char *job_id,
+                           const struct xs_copy_options *options,
+                           struct xs_snapshot *out,
+                           struct xs_copy_report *report);
+
+/* Run the queued copies that have a slot now (for run-due and the
+ * daemon).  NOTE hears of each.  Returns the number of failures.
+ */
+extern int xs_copy_run_queued (struct xs_store *store,
+                               void (*note) (const char *line, void *opaque),
+                               void *opaque);
 
 #endif /* XSNAP_COPY_H */

@@ -15,7 +15,8 @@
 #define JOB_COLUMNS                                                     \
   "id, kind, actor, source_account, source_region, source_snapshot,"   \
   " dest_account, dest_region, dest_snapshot, status, error,"          \
-  " total_bytes, done_bytes, sent_bytes, created_ns, updated_ns"
+  " total_bytes, done_bytes, sent_bytes, created_ns, updated_ns, name,"  \
+  " description, bandwidth"
 
 void
 xs_job_clear (struct xs_job *job)
@@ -30,6 +31,8 @@ xs_job_clear (struct xs_job *job)
   free (job->dest_snapshot);
   free (job->status);
   free (job->error);
+  free (job->name);
+  free (job->description);
   memset (job, 0, sizeof *job);
 }
 
@@ -51,7 +54,7 @@ xs_job_to_json (const struct xs_job *job)
   format_time (job->created_ns, created, sizeof created);
   format_time (job->updated_ns, updated, sizeof updated);
   return json_pack ("{s:s, s:s, s:s, s:{s:s, s:s, s:s}, s:{s:s, s:s, s:s},"
-                    " s:s, s:s, s:I, s:I, s:I, s:f, s:s, s:s}",
+                    " s:s, s:s, s:I, s:I, s:I, s:f, s:s, s:s, s:s, s:I}",
                     "id", job->id, "kind", job->kind, "actor", job->actor,
                     "source", "account", job->source_account,
                     "region", job->source_region,
@@ -66,7 +69,9 @@ xs_job_to_json (const struct xs_job *job)
                     "progress", job->total_bytes
                     ? (double) job->done_bytes / (double) job->total_bytes
                     : (strcmp (job->status, "done") == 0 ? 1.0 : 0.0),
-                    "created", created, "updated", updated);
+                    "created", created, "updated", updated,
+                    "name", job->name,
+                    "bandwidth", (json_int_t) job->bandwidth);
 }
 
 /* Fail running jobs whose process is gone (holding the lock). */
@@ -100,36 +105,38 @@ reap_orphans_locked (struct xs_catalog *cat)
   return r;
 }
 
-/* Refuse one cross-region job too many of ACTOR (holding the lock). */
+/* Are LIMIT cross-region jobs of ACTOR running already (holding the
+ * lock)?  1 busy, 0 not, -1.
+ */
 static int
-check_concurrency_locked (struct xs_catalog *cat, const char *actor,
-                          int64_t limit)
+cross_region_busy_locked (struct xs_catalog *cat, const char *actor,
+                          int64_t limit, int64_t *running)
 {
-  int64_t running;
-
-  if (xs_catalog_query_int (cat, "count running copies", &running,
+  if (xs_catalog_query_int (cat, "count running copies", running,
                             "SELECT count(*) FROM jobs WHERE actor = ?"
                             " AND status = 'running'"
                             " AND source_region != dest_region", "s",
                             actor) != 0)
     return -1;
-  if (running >= limit) {
-    xs_error ("cannot start another cross-region copy for account '%s': "
-              "%" PRId64 " are running and at most %" PRId64 " may run at "
-              "once (refused, not queued: start it again when one ends; "
-              "see 'xsnap job list')", actor, running, limit);
-    return -1;
-  }
-  return 0;
+  return *running >= limit;
+}
+
+static void
+report_busy (const char *actor, int64_t running, int64_t limit)
+{
+  xs_error ("cannot start another cross-region copy for account '%s': "
+            "%" PRId64 " are running and at most %" PRId64 " may run at "
+            "once (start it again when one ends, or queue it with "
+            "--queue; see 'xsnap job list')", actor, running, limit);
 }
 
 int
 xs_job_start (struct xs_store *store, struct xs_job *job, bool cross_region,
-              int64_t max_cross_region)
+              int64_t max_cross_region, bool queue)
 {
   struct xs_catalog *cat = xs_store_catalog (store);
-  int64_t now = xs_wall_clock_ns ();
-  int r = -1;
+  int64_t now = xs_wall_clock_ns (), running = 0;
+  int r = -1, busy = 0;
 
   if (xs_new_id ("job", job->id, sizeof job->id) == -1)
     return -1;
@@ -138,21 +145,76 @@ xs_job_start (struct xs_store *store, struct xs_job *job, bool cross_region,
     goto out;
   if (reap_orphans_locked (cat) == -1
       || (cross_region
-          && check_concurrency_locked (cat, job->actor,
-                                       max_cross_region) == -1))
+          && (busy = cross_region_busy_locked (cat, job->actor,
+                                               max_cross_region,
+                                               &running)) == -1))
     goto rollback;
+  if (busy && !queue) {
+    report_busy (job->actor, running, max_cross_region);
+    goto rollback;
+  }
   if (xs_catalog_run (cat, "record a job",
                       "INSERT INTO jobs (id, kind, actor, source_account,"
                       " source_region, source_snapshot, dest_account,"
-                      " dest_region, dest_snapshot, status, total_bytes,"
-                      " created_ns, updated_ns, owner_pid)"
-                      " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'running', ?, ?,"
-                      " ?, ?)", "sssssssssiiii", job->id, job->kind,
+                      " dest_region, dest_snapshot, name, description,"
+                      " bandwidth, status, total_bytes, created_ns,"
+                      " updated_ns, owner_pid)"
+                      " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?,"
+                      " ?, ?)", "sssssssssssisiiii", job->id, job->kind,
                       job->actor, job->source_account, job->source_region,
                       job->source_snapshot, job->dest_account,
                       job->dest_region, job->dest_snapshot,
+                      job->name ? job->name : "",
+                      job->description ? job->description : "",
+                      (int64_t) job->bandwidth,
+                      busy ? "queued" : "running",
                       (int64_t) job->total_bytes, now, now,
-                      (int64_t) getpid ()) == -1)
+                      (int64_t) (busy ? 0 : getpid ())) == -1)
+    goto rollback;
+  r = xs_catalog_commit (cat);
+  if (r == 0) {
+    r = busy;
+    goto out;
+  }
+ rollback:
+  xs_catalog_rollback (cat);
+ out:
+  xs_catalog_unlock (cat);
+  return r;
+}
+
+int
+xs_job_restart (struct xs_store *store, const char *id, bool cross_region,
+                int64_t max_cross_region)
+{
+  struct xs_catalog *cat = xs_store_catalog (store);
+  int64_t running = 0, changed;
+  struct xs_job job;
+  int r = -1, busy = 0;
+
+  if (xs_job_find (store, id, &job) == -1)
+    return -1;
+  xs_catalog_lock (cat);
+  if (xs_catalog_begin (cat) == -1)
+    goto out;
+  if (reap_orphans_locked (cat) == -1
+      || (cross_region
+          && (busy = cross_region_busy_locked (cat, job.actor,
+                                               max_cross_region,
+                                               &running)) == -1))
+    goto rollback;
+  if (busy) {
+    r = 1;
+    goto rollback;
+  }
+  changed = xs_catalog_run (cat, "restart a job",
+                            "UPDATE jobs SET status = 'running', error = '',"
+                            " owner_pid = ?, updated_ns = ? WHERE id = ?"
+                            " AND status IN ('queued', 'failed')", "iis",
+                            (int64_t) getpid (), xs_wall_clock_ns (), id);
+  if (changed == 0)
+    xs_error ("cannot resume job %s: it is %s", id, job.status);
+  if (changed != 1)
     goto rollback;
   r = xs_catalog_commit (cat);
   if (r == 0)
@@ -161,6 +223,7 @@ xs_job_start (struct xs_store *store, struct xs_job *job, bool cross_region,
   xs_catalog_rollback (cat);
  out:
   xs_catalog_unlock (cat);
+  xs_job_clear (&job);
   return r;
 }
 
@@ -237,6 +300,9 @@ row_to_job (sqlite3_stmt *stmt, struct xs_job *job)
   job->sent_bytes = (uint64_t) sqlite3_column_int64 (stmt, 13);
   job->created_ns = sqlite3_column_int64 (stmt, 14);
   job->updated_ns = sqlite3_column_int64 (stmt, 15);
+  job->name = column_dup (stmt, 16, &failed);
+  job->description = column_dup (stmt, 17, &failed);
+  job->bandwidth = (uint64_t) sqlite3_column_int64 (stmt, 18);
   if (failed) {
     xs_error ("cannot read job %s: %m", job->id);
     xs_job_clear (job);
@@ -246,8 +312,31 @@ row_to_job (sqlite3_stmt *stmt, struct xs_job *job)
 }
 
 int
+xs_job_find (struct xs_store *store, const char *id, struct xs_job *job)
+{
+  struct xs_catalog *cat = xs_store_catalog (store);
+  sqlite3_stmt *stmt;
+  int r = -1;
+
+  xs_catalog_lock (cat);
+  if (reap_orphans_locked (cat) == 0) {
+    stmt = xs_catalog_prepare_bind (cat, "look up a job",
+                                    "SELECT " JOB_COLUMNS " FROM jobs"
+                                    " WHERE id = ?", "s", id);
+    if (stmt && sqlite3_step (stmt) == SQLITE_ROW)
+      r = row_to_job (stmt, job);
+    else if (stmt)
+      xs_error ("no job '%s'", id);
+    sqlite3_finalize (stmt);
+  }
+  xs_catalog_unlock (cat);
+  return r;
+}
+
+int
 xs_job_list (struct xs_store *store, const char *account,
-             const char *source_snapshot,
+             enum xs_job_direction direction, const char *source_snapshot,
+             const char *status,
              int (*fn) (const struct xs_job *job, void *opaque), void *opaque)
 {
   struct xs_catalog *cat = xs_store_catalog (store);
@@ -260,12 +349,16 @@ xs_job_list (struct xs_store *store, const char *account,
     goto out;
   stmt = xs_catalog_prepare_bind (cat, "list jobs",
                                   "SELECT " JOB_COLUMNS " FROM jobs"
-                                  " WHERE (?1 IS NULL OR actor = ?1"
-                                  "        OR source_account = ?1"
-                                  "        OR dest_account = ?1)"
+                                  " WHERE (?1 IS NULL"
+                                  "  OR ?3 != 2 AND (actor = ?1"
+                                  "                  OR source_account = ?1)"
+                                  "  OR ?3 != 1 AND dest_account = ?1"
+                                  "     AND (?3 = 0 OR source_account != ?1))"
                                   " AND (?2 IS NULL OR source_snapshot = ?2)"
-                                  " ORDER BY created_ns DESC, id", "ss",
-                                  account, source_snapshot);
+                                  " AND (?4 IS NULL OR status = ?4)"
+                                  " ORDER BY created_ns DESC, id", "ssis",
+                                  account, source_snapshot,
+                                  (int64_t) direction, status);
   if (stmt == NULL)
     goto out;
   while ((step = sqlite3_step (stmt)) == SQLITE_ROW) {

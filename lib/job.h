@@ -23,7 +23,9 @@ struct xs_job {
   char *actor;                  /* who started it */
   char *source_account, *source_region, *source_snapshot;
   char *dest_account, *dest_region, *dest_snapshot;
-  char *status;                 /* running, done, failed */
+  char *name, *description;     /* of the copy */
+  uint64_t bandwidth;           /* bytes per second, 0: no limit */
+  char *status;                 /* queued, running, done, failed */
   char *error;                  /* why it failed, or "" */
   uint64_t total_bytes;         /* stored bytes the source references */
   uint64_t done_bytes;          /* of those, present at the destination */
@@ -36,10 +38,22 @@ extern json_t *xs_job_to_json (const struct xs_job *job);
 
 /* Record JOB as running (its id is made here).  When CROSS_REGION, at
  * most MAX_CROSS_REGION cross-region jobs of JOB->actor may run at once:
- * one more is refused, naming the running ones.  Atomic with the check.
+ * one more is refused, or with QUEUE recorded as queued (returns 1).
+ * Atomic with the check.  Returns 0 running, 1 queued, -1.
  */
 extern int xs_job_start (struct xs_store *store, struct xs_job *job,
-                         bool cross_region, int64_t max_cross_region);
+                         bool cross_region, int64_t max_cross_region,
+                         bool queue);
+
+/* Run queued or failed job ID again (as its actor or the administrator):
+ * 0 running now, 1 still waiting for a cross-region slot, -1.
+ */
+extern int xs_job_restart (struct xs_store *store, const char *id,
+                           bool cross_region, int64_t max_cross_region);
+
+/* 0 and *JOB, or -1 (reported: no such job). */
+extern int xs_job_find (struct xs_store *store, const char *id,
+                        struct xs_job *job);
 
 extern int xs_job_progress (struct xs_store *store, const char *id,
                             uint64_t done_bytes, uint64_t sent_bytes);
@@ -48,12 +62,19 @@ extern int xs_job_progress (struct xs_store *store, const char *id,
 extern int xs_job_finish (struct xs_store *store, const char *id,
                           const char *dest_snapshot, const char *error);
 
-/* Call FN for each job ACCOUNT started, copies from it and copies to it
- * (NULL: all), newest first.  SOURCE_SNAPSHOT, if not NULL, keeps only
- * the jobs copying that snapshot.
+enum xs_job_direction {
+  XS_JOB_ALL,                   /* started by, from or to the account */
+  XS_JOB_OUTGOING,              /* started by it or copying from it */
+  XS_JOB_INCOMING,              /* copying to it from another account */
+};
+
+/* Call FN for each job of ACCOUNT (NULL: all) in DIRECTION, newest first.
+ * SOURCE_SNAPSHOT, if not NULL, keeps only the jobs copying that
+ * snapshot; STATUS, if not NULL, only those in that status.
  */
 extern int xs_job_list (struct xs_store *store, const char *account,
-                        const char *source_snapshot,
+                        enum xs_job_direction direction,
+                        const char *source_snapshot, const char *status,
                         int (*fn) (const struct xs_job *job, void *opaque),
                         void *opaque);
 

@@ -13,6 +13,9 @@
 #include "progress.h"
 #include "size.h"
 
+static int report_copy (struct cli *cli, struct xs_snapshot *copy,
+                        const struct xs_copy_report *report);
+
 int
 cmd_copy (struct cli *cli, int argc, char **argv)
 {
@@ -23,6 +26,8 @@ cmd_copy (struct cli *cli, int argc, char **argv)
     { "name", required_argument, NULL, 'n' },
     { "description", required_argument, NULL, 'd' },
     { "threads", required_argument, NULL, 't' },
+    { "bandwidth", required_argument, NULL, 'b' },
+    { "queue", no_argument, NULL, 'Q' },
     PROGRESS_OPTION (OPT_PROGRESS),
     { NULL, 0, NULL, 0 },
   };
@@ -31,7 +36,7 @@ cmd_copy (struct cli *cli, int argc, char **argv)
   struct xs_copy_report report;
   struct xs_snapshot copy;
   struct progress progress;
-  char *arg, *end, sent[32];
+  char *arg, *end;
   int c, status;
 
   while ((c = cli_next_option (cli, argc, argv, "n:", options, &arg)) != -1) {
@@ -45,6 +50,11 @@ cmd_copy (struct cli *cli, int argc, char **argv)
       if (*end || o.threads == 0 || o.threads > 32)
         return cli_usage ("copy", "--threads takes 1 to 32");
       break;
+    case 'b':
+      if (cli_parse_size (arg, "bandwidth", &o.bandwidth) == -1)
+        return EXIT_USAGE;
+      break;
+    case 'Q': o.queue = true; break;
     case OPT_PROGRESS:
       if (progress_parse_option (arg, &progress_opt) == -1)
         return EXIT_USAGE;
@@ -70,25 +80,48 @@ cmd_copy (struct cli *cli, int argc, char **argv)
   progress_end (&progress);
   if (status != 0)
     return 1;
+  return report_copy (cli, &copy, &report);
+}
+
+/* Print what a copy did (consumes COPY). */
+static int
+report_copy (struct cli *cli, struct xs_snapshot *copy,
+             const struct xs_copy_report *report)
+{
+  char sent[32];
+  int status = 0;
+
+  if (report->queued) {
+    if (cli->json)
+      return cli_print_json (json_pack ("{s:s, s:b}", "job", report->job_id,
+                                        "queued", 1)) ? 1 : 0;
+    if (!cli->quiet)
+      printf ("queued as job %s: it runs when a cross-region copy of this "
+              "account ends (xsnap job resume, policy run-due or the "
+              "daemon)\n", report->job_id);
+    return 0;
+  }
   if (cli->json)
     status = cli_print_json (json_pack ("{s:o, s:s, s:I, s:I, s:I}",
                                         "snapshot",
-                                        xs_snapshot_to_json (&copy),
-                                        "job", report.job_id,
-                                        "chunks", (json_int_t) report.chunks,
+                                        xs_snapshot_to_json (copy),
+                                        "job", report->job_id,
+                                        "chunks",
+                                        (json_int_t) report->chunks,
                                         "chunks_sent",
-                                        (json_int_t) report.chunks_sent,
+                                        (json_int_t) report->chunks_sent,
                                         "bytes_sent",
-                                        (json_int_t) report.bytes_sent))
+                                        (json_int_t) report->bytes_sent))
       ? 1 : 0;
   else if (!cli->quiet) {
-    xs_size_format (report.bytes_sent, sent, sizeof sent);
+    xs_size_format (report->bytes_sent, sent, sizeof sent);
     printf ("copied to %s/%s as %s@%s (%s): %" PRIu64 " of %" PRIu64
             " chunks sent (%s), the rest were there (job %s)\n",
-            copy.account, copy.region, copy.volume_name, copy.name, copy.id,
-            report.chunks_sent, report.chunks, sent, report.job_id);
+            copy->account, copy->region, copy->volume_name, copy->name,
+            copy->id, report->chunks_sent, report->chunks, sent,
+            report->job_id);
   }
-  xs_snapshot_clear (&copy);
+  xs_snapshot_clear (copy);
   return status;
 }
 
@@ -116,16 +149,22 @@ job_list (struct cli *cli, int argc, char **argv)
 {
   static const struct option options[] = {
     { "snapshot", required_argument, NULL, 's' },
+    { "incoming", no_argument, NULL, 'i' },
+    { "outgoing", no_argument, NULL, 'o' },
     { NULL, 0, NULL, 0 },
   };
+  enum xs_job_direction direction = XS_JOB_ALL;
   const char *snapshot = NULL;
   char *arg;
   int c, r;
 
   while ((c = cli_next_option (cli, argc, argv, "", options, &arg)) != -1) {
-    if (c != 's')
-      return cli_usage ("job list", "bad option");
-    snapshot = arg;
+    switch (c) {
+    case 's': snapshot = arg; break;
+    case 'i': direction = XS_JOB_INCOMING; break;
+    case 'o': direction = XS_JOB_OUTGOING; break;
+    default: return cli_usage ("job list", "bad option");
+    }
   }
   if (optind != argc)
     return cli_usage ("job list", "takes no arguments");
@@ -135,12 +174,61 @@ job_list (struct cli *cli, int argc, char **argv)
     printf ("%-20s %-7s %-10s %-22s %-22s %-22s %4s %s\n", "JOB", "STATUS",
             "ACTOR", "SOURCE", "COPY", "TO-ACCOUNT", "DONE", "CREATED");
   cli->json_list = json_array ();
-  r = xs_job_list (cli->store, cli->scope.account, snapshot, print_job, cli);
+  r = xs_job_list (cli->store, cli->scope.account, direction, snapshot, NULL,
+                   print_job, cli);
   if (r == 0 && cli->json)
     r = cli_print_json (json_incref (cli->json_list));
   json_decref (cli->json_list);
   cli->json_list = NULL;
   return r == 0 ? 0 : 1;
+}
+
+/* job resume JOB: run a failed or queued copy again. */
+static int
+job_resume (struct cli *cli, int argc, char **argv)
+{
+  enum { OPT_PROGRESS = 1 };
+  static const struct option options[] = {
+    { "threads", required_argument, NULL, 't' },
+    PROGRESS_OPTION (OPT_PROGRESS),
+    { NULL, 0, NULL, 0 },
+  };
+  struct progress_option progress_opt = PROGRESS_OPTION_INIT;
+  struct xs_copy_options o = { .threads = 0 };
+  struct xs_copy_report report;
+  struct xs_snapshot copy;
+  struct progress progress;
+  char *arg, *end;
+  int c, r;
+
+  while ((c = cli_next_option (cli, argc, argv, "", options, &arg)) != -1) {
+    switch (c) {
+    case 't':
+      o.threads = (unsigned) strtoul (arg, &end, 10);
+      if (*end || o.threads == 0 || o.threads > 32)
+        return cli_usage ("job resume", "--threads takes 1 to 32");
+      break;
+    case OPT_PROGRESS:
+      if (progress_parse_option (arg, &progress_opt) == -1)
+        return EXIT_USAGE;
+      break;
+    default: return cli_usage ("job resume", "bad option");
+    }
+  }
+  if (optind + 1 != argc)
+    return cli_usage ("job resume", "expected one JOB id");
+  if (cli_open (cli) == -1)
+    return 1;
+  progress_init_option (&progress, "copying", cli->quiet || cli->json,
+                        &progress_opt);
+  o.progress = progress_update;
+  o.opaque = &progress;
+  r = xs_copy_resume (cli->store, &cli->scope, argv[optind], &o, &copy,
+                      &report);
+  progress_end (&progress);
+  if (r == -1)
+    return 1;
+  return report_copy (cli, &copy, &report);
 }
 
 int
@@ -150,5 +238,9 @@ cmd_job (struct cli *cli, int argc, char **argv)
     optind = 0;
     return job_list (cli, argc - 1, argv + 1);
   }
-  return cli_usage ("job", "expected list");
+  if (argc >= 2 && strcmp (argv[1], "resume") == 0) {
+    optind = 0;
+    return job_resume (cli, argc - 1, argv + 1);
+  }
+  return cli_usage ("job", "expected list or resume");
 }

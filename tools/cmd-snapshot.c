@@ -219,7 +219,8 @@ list_copies (struct cli *cli, const struct xs_snapshot *snap)
   json_t *copies = json_array ();
 
   if (copies && snap->shared_from == NULL
-      && xs_job_list (cli->store, NULL, snap->id, append_copy,
+      && xs_job_list (cli->store, NULL, XS_JOB_ALL, snap->id, NULL,
+                      append_copy,
                       copies) == -1)
     json_array_clear (copies);
   return copies;
