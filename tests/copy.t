@@ -130,13 +130,54 @@ xs --account alice unshare web@w1 --with bob -q
 check "after unsharing, the sharee's copy still verifies" -- \
   quietly xs --account bob verify web@mine
 
+# kill -9 in the middle of a copy, then resume: nothing half-visible,
+# the rest sent, the result identical.
+xs --account alice volume create big --size 16M --block-size 64K -q
+random_file "$tmp/big.img" 16 23
+start_server big account=alice
+quietly nbdcopy "$tmp/big.img" "$(uri big)"
+stop_server "$server_pid"
+xs --account alice snapshot create big --name b1 -q
+"$xsnap" --account alice copy big@b1 --to-account carol --bandwidth 4M \
+  -q >/dev/null 2>&1 &
+copier=$!
+for _ in $(seq 100); do
+  [ "$(xs --account alice --json job list --outgoing \
+         | jq -r '[.[] | select(.status == "running")
+                   | .done_bytes] | max // 0')" -gt $((2 << 20)) ] && break
+  sleep 0.1
+done
+kill -9 "$copier"
+wait "$copier" 2>/dev/null || true
+job=$(xs --account alice --json job list --outgoing | jq -r '.[0].id')
+is "$(xs --account alice --json job list | jq -r --arg j "$job" \
+        '.[] | select(.id == $j) | .status')" failed \
+   "the killed copy's job is failed"
+like "$(xs --account alice --json job list | jq -r --arg j "$job" \
+          '.[] | select(.id == $j) | .error')" "process running it stopped" \
+   "... saying why"
+check "nothing of it is visible at the destination" -- \
+  fails xs --account carol snapshot show big@b1
+out=$(xs --account alice --json job resume "$job")
+sent=$(jq -r .chunks_sent <<<"$out")
+total=$(jq -r .chunks <<<"$out")
+check "the resumed copy sends only what was missing ($sent of $total)" -- \
+  test "$sent" -lt "$total"
+is "$(read_as carol big@b1)" "$(sha256sum < "$tmp/big.img" | cut -d' ' -f1)" \
+  "and the copy is byte-identical"
+is "$(xs --account carol --json job list --incoming | jq -r --arg j "$job" \
+        '.[] | select(.id == $j) | .status')" done \
+   "the destination sees the job done"
+check "a finished job cannot be resumed" -- \
+  fails xs --account alice job resume "$job"
+
 # The audit log has the copies and the refusals.
 audit=$(xs --json audit)
 is "$(jq -r '[.[] | select(.action == "xsnap:CopySnapshotCrossAccount"
                  and .outcome == "allowed") | .detail | split(" ")[1]]
              | join(" ")' <<<"$audit")" \
-   "carol/local carol/local carol/local carol/local" \
-   "the four cross-account copies are audited"
+   "carol/local carol/local carol/local carol/local carol/local" \
+   "the five cross-account copies are audited"
 is "$(jq '[.[] | select(.action == "xsnap:CopySnapshot"
                  and .outcome == "allowed")] | length' <<<"$audit")" 1 \
    "and the sharee's copy into its own account"
