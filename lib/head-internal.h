@@ -34,6 +34,8 @@ struct xs_head {
   struct xs_seal *seal;         /* the pending snapshot, or NULL */
   pthread_mutex_t seal_lock;    /* with seal_done: waiting for SEAL to end */
   pthread_cond_t seal_done;
+  uint64_t seal_memory;         /* budgets for blocks preserved while a */
+  uint64_t seal_spill;          /* snapshot is pending (head.h) */
 
   /* A clone: blocks not present read through to SOURCE.  A block becomes
    * present under its copy-up stripe lock, after its data is written.
@@ -60,8 +62,8 @@ xs_head_nblocks (const struct xs_head *h)
 }
 
 /* Called by head.c for every change of blocks [FIRST, LAST] while a
- * snapshot is pending: seals those blocks first (copy-before-write).
- * Holding the gate for reading.
+ * snapshot is pending: makes their content at the point in time safe
+ * first (copy-before-write).  Holding the gate for reading.
  */
 extern void xs_seal_protect (struct xs_seal *seal, uint64_t first,
                              uint64_t last);

@@ -182,6 +182,8 @@ xs_head_open (const char *dir, const char *name, uint64_t size,
   pthread_rwlock_init (&h->gate, NULL);
   pthread_mutex_init (&h->seal_lock, NULL);
   pthread_cond_init (&h->seal_done, NULL);
+  h->seal_memory = XS_HEAD_SEAL_MEMORY;
+  h->seal_spill = UINT64_MAX;
   h->size = size;
   h->block_size = block_size;
   h->block_shift = log2_of (block_size);
@@ -691,6 +693,15 @@ xs_head_extents (struct xs_head *h, uint64_t offset, uint64_t count,
     offset = run_end;
   }
   return 0;
+}
+
+void
+xs_head_set_seal_budget (struct xs_head *h, uint64_t memory, uint64_t spill)
+{
+  pthread_rwlock_wrlock (&h->gate);    /* seals begin under the gate */
+  h->seal_memory = memory;
+  h->seal_spill = spill;
+  pthread_rwlock_unlock (&h->gate);
 }
 
 bool

@@ -112,6 +112,18 @@ extern int xs_head_extents (struct xs_head *h, uint64_t offset,
 extern void xs_head_writeback (struct xs_head *h, uint64_t offset,
                                uint64_t count, bool wait_and_drop);
 
+/* While a snapshot of the head is pending, the first change of a block
+ * it has not sealed yet copies the block aside for the sealers: into
+ * memory, up to MEMORY bytes of copies at once, then into a spill file in
+ * the head's directory, up to SPILL bytes (UINT64_MAX: no limit).  With
+ * both spent, the change seals the block itself first, which is slower.
+ * The defaults are XS_HEAD_SEAL_MEMORY and no spill limit.  Takes effect
+ * from the next snapshot.
+ */
+#define XS_HEAD_SEAL_MEMORY (256u << 20)
+extern void xs_head_set_seal_budget (struct xs_head *h, uint64_t memory,
+                                     uint64_t spill);
+
 /* Grow the volume to NEW_SIZE.  No I/O may be in flight. */
 extern int xs_head_grow (struct xs_head *h, uint64_t new_size);
 

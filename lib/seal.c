@@ -1,14 +1,31 @@
 /* xsnap: sealing snapshots of live heads (see seal.h for the design).
  *
- * Concurrency.  TODO holds the blocks of S not yet sealed.  A block is
- * sealed under its stripe lock: whoever gets the lock first (a sealer
- * thread or a writer about to change the block) checks TODO, seals, and
- * clears the bit; everyone after sees the bit clear and moves on.  Bits
- * only ever go from set to clear while the seal exists, so a writer that
- * sees a clear bit without the lock may write at once.  Codecs are not
- * thread-safe, so a small pool lends one to each sealing thread.
+ * Concurrency.  TODO holds the blocks of S whose content at the point in
+ * time is not safe yet.  A block becomes safe under its stripe lock:
+ * whoever gets the lock first (a sealer thread, or a writer about to
+ * change the block) copies the block's content somewhere no write reaches
+ * and clears the bit; everyone after sees the bit clear and moves on.
+ * Bits only ever go from set to clear while the seal exists, and a bit is
+ * cleared (release) only after the copy is complete, so a writer that
+ * sees a clear bit (acquire) without the lock may write at once.
+ *
+ * Where the copy goes decides what a first write costs.  A sealer copies
+ * into its own buffer and seals from it after dropping the lock.  A writer
+ * preserves the block — a copy in memory while the memory budget lasts,
+ * then in the spill file (an unnamed file in the head's directory, at the
+ * block's offset) while the spill budget lasts — and leaves it to the
+ * sealers, which take preserved blocks before anything else (that frees
+ * the budgets soonest).  Only when both budgets are spent does a writer
+ * seal the block itself before its write goes on.  Preserved copies are
+ * not durable and need not be: a crash loses the pending snapshot, which
+ * was never visible, and the next owner removes its record.
+ *
+ * DONE counts blocks whose entry is final; the seal is complete when it
+ * reaches |S|.  Codecs are not thread-safe, so a small pool lends one to
+ * each sealing thread.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,18 +50,39 @@ struct codec_pool {
   unsigned nfree;
 };
 
+/* A block's content at the point in time, copied aside before a write
+ * changed it, waiting for a sealer.
+ */
+struct preserved {
+  struct preserved *next;
+  uint64_t block;
+  void *buf;                    /* the copy, or NULL: in the spill file */
+};
+
 struct xs_seal {
   struct xs_head *head;
   struct xs_repo *repo;
   struct xs_manifest *manifest; /* base entries, replaced as blocks seal */
   struct xs_bitmap taken;       /* S as taken from the dirty map */
-  struct xs_bitmap todo;        /* blocks of S not sealed yet */
+  struct xs_bitmap todo;        /* blocks of S not safe yet */
   pthread_mutex_t stripes[STRIPES];
   struct codec_pool codecs;
   bool full_compare;
   int failed;                   /* set once; atomic */
   uint64_t cursor;              /* next block to claim; atomic */
   uint64_t done;                /* blocks sealed; atomic */
+
+  /* Preserved blocks, oldest first.  QUEUE_LOCK also guards SPILL_FD's
+   * opening, and with WORK wakes idle sealers (a block preserved, the
+   * last block done, a failure).
+   */
+  pthread_mutex_t queue_lock;
+  pthread_cond_t work;
+  struct preserved *first, *last;
+  uint64_t memory_limit, memory_used;   /* bytes; USED atomic */
+  uint64_t spill_limit, spill_used;     /* bytes; USED atomic */
+  int spill_fd;                 /* -1: not open (yet) */
+  bool spill_broken;            /* atomic: do not try the spill file */
   struct xs_seal_stats stats;   /* counters updated atomically */
 };
 
@@ -98,6 +136,84 @@ is_hole (int fd, uint64_t offset, size_t len)
     || (data != -1 && (uint64_t) data >= offset + len);
 }
 
+static uint64_t
+block_offset (const struct xs_seal *seal, uint64_t block)
+{
+  return block << seal->head->block_shift;
+}
+
+static size_t
+block_len (const struct xs_seal *seal, uint64_t block)
+{
+  const struct xs_head *h = seal->head;
+  uint64_t offset = block_offset (seal, block);
+
+  return h->size - offset < h->block_size
+    ? (size_t) (h->size - offset) : h->block_size;
+}
+
+static void
+wake_sealers (struct xs_seal *seal)
+{
+  pthread_mutex_lock (&seal->queue_lock);
+  pthread_cond_broadcast (&seal->work);
+  pthread_mutex_unlock (&seal->queue_lock);
+}
+
+static void
+mark_failed (struct xs_seal *seal)
+{
+  __atomic_store_n (&seal->failed, 1, __ATOMIC_RELEASE);
+  wake_sealers (seal);
+}
+
+static bool
+has_failed (struct xs_seal *seal)
+{
+  return __atomic_load_n (&seal->failed, __ATOMIC_ACQUIRE) != 0;
+}
+
+static bool
+all_done (struct xs_seal *seal)
+{
+  return __atomic_load_n (&seal->done, __ATOMIC_ACQUIRE)
+    >= seal->stats.blocks_to_seal;
+}
+
+/* Whether BLOCK's content at the point in time may still be changed by a
+ * write.  Acquire: a clear bit means its copy is complete.
+ */
+static bool
+is_unsafe (struct xs_seal *seal, uint64_t block)
+{
+  uint8_t byte = __atomic_load_n (&seal->todo.bytes[block / 8],
+                                  __ATOMIC_ACQUIRE);
+
+  return (byte >> (block % 8)) & 1;
+}
+
+/* BLOCK's content is copied (or needs no copy).  Holding its stripe. */
+static void
+mark_safe (struct xs_seal *seal, uint64_t block)
+{
+  __atomic_fetch_and (&seal->todo.bytes[block / 8],
+                      (uint8_t) ~(1u << (block % 8)), __ATOMIC_RELEASE);
+}
+
+/* BLOCK's entry in the new manifest is ID. */
+static void
+finish_block (struct xs_seal *seal, uint64_t block,
+              const struct xs_hash128 *id)
+{
+  if (!xs_hash128_equal (id, &seal->manifest->entries[block])) {
+    seal->manifest->entries[block] = *id;
+    add_stat (&seal->stats.changed_blocks, 1);
+  }
+  if (__atomic_add_fetch (&seal->done, 1, __ATOMIC_ACQ_REL)
+      == seal->stats.blocks_to_seal)
+    wake_sealers (seal);
+}
+
 /* Store BLOCK's content unless the repository has it; set *ID. */
 static int
 store_block (struct xs_seal *seal, struct xs_chunk_codec *codec,
@@ -122,113 +238,359 @@ store_block (struct xs_seal *seal, struct xs_chunk_codec *codec,
   return r == -1 ? -1 : 0;
 }
 
-/* Seal one block: its entry in the new manifest becomes the id of its
- * current content.  Holding the block's stripe lock.
- */
+/* Seal BLOCK from BUF, a copy of its content at the point in time. */
 static int
-seal_block (struct xs_seal *seal, struct xs_chunk_codec *codec,
-            void *buf, uint64_t block)
+seal_copy (struct xs_seal *seal, struct xs_chunk_codec *codec,
+           uint64_t block, const void *buf)
 {
-  struct xs_head *h = seal->head;
-  uint64_t offset = block << h->block_shift;
-  size_t len = h->size - offset < h->block_size
-    ? (size_t) (h->size - offset) : h->block_size;
+  size_t len = block_len (seal, block);
   struct xs_hash128 id;
 
-  if (!xs_head_block_present (h, block))
-    id = *xs_snapreader_entry (h->source, block);   /* still the source's */
-  else if (is_hole (h->data_fd, offset, len))
+  if (is_zero (buf, len))
     memset (&id, 0, sizeof id);
-  else {
-    if (xs_full_pread (h->data_fd, buf, len, offset) == -1) {
-      xs_error ("volume '%s': cannot read block %lu to seal it: %m",
-                h->name, (unsigned long) block);
+  else if (store_block (seal, codec, buf, len, &id) == -1)
+    return -1;
+  finish_block (seal, block, &id);
+  return 0;
+}
+
+/* If BLOCK's id needs no reading — a block a clone still reads from its
+ * source, or a hole of the data file — set *ID and return true.  Holding
+ * the block's stripe.
+ */
+static bool
+id_without_reading (struct xs_seal *seal, uint64_t block,
+                    struct xs_hash128 *id)
+{
+  struct xs_head *h = seal->head;
+
+  if (!xs_head_block_present (h, block)) {
+    *id = *xs_snapreader_entry (h->source, block);  /* still the source's */
+    return true;
+  }
+  if (is_hole (h->data_fd, block_offset (seal, block),
+               block_len (seal, block))) {
+    memset (id, 0, sizeof *id);
+    return true;
+  }
+  return false;
+}
+
+/* Copy BLOCK's content from the data file into BUF. */
+static int
+read_block (struct xs_seal *seal, uint64_t block, void *buf)
+{
+  size_t len = block_len (seal, block);
+
+  if (xs_full_pread (seal->head->data_fd, buf, len,
+                     block_offset (seal, block)) == -1) {
+    xs_error ("volume '%s': cannot read block %lu to seal it: %m",
+              seal->head->name, (unsigned long) block);
+    return -1;
+  }
+  add_stat (&seal->stats.bytes_read, len);
+  return 0;
+}
+
+/* Take N bytes of a budget of LIMIT of which *USED are taken. */
+static bool
+reserve (uint64_t *used, uint64_t limit, uint64_t n)
+{
+  uint64_t old = __atomic_load_n (used, __ATOMIC_RELAXED);
+
+  do {
+    if (n > limit || old > limit - n)
+      return false;
+  } while (!__atomic_compare_exchange_n (used, &old, old + n, true,
+                                         __ATOMIC_RELAXED,
+                                         __ATOMIC_RELAXED));
+  return true;
+}
+
+static void
+unreserve (uint64_t *used, uint64_t n)
+{
+  __atomic_fetch_sub (used, n, __ATOMIC_RELAXED);
+}
+
+/* The spill file, opened on first use; -1 if there is none.  It has no
+ * name, so it never outlives the process.
+ */
+static int
+spill_fd (struct xs_seal *seal)
+{
+  int fd;
+
+  pthread_mutex_lock (&seal->queue_lock);
+  if (seal->spill_fd == -1
+      && !__atomic_load_n (&seal->spill_broken, __ATOMIC_RELAXED)) {
+    seal->spill_fd = open (seal->head->dir, O_TMPFILE | O_RDWR | O_CLOEXEC,
+                           0600);
+    if (seal->spill_fd == -1) {
+      xs_debug ("volume '%s': no spill file for the pending snapshot "
+                "(%m): writes seal their blocks first once the memory "
+                "budget is spent", seal->head->name);
+      __atomic_store_n (&seal->spill_broken, true, __ATOMIC_RELAXED);
+    }
+  }
+  fd = seal->spill_fd;
+  pthread_mutex_unlock (&seal->queue_lock);
+  return fd;
+}
+
+/* Copy BLOCK from the data file to the same offset of the spill file. */
+static int
+spill_copy (struct xs_seal *seal, int fd, uint64_t block)
+{
+  loff_t in = (loff_t) block_offset (seal, block), out = in;
+  size_t left = block_len (seal, block);
+
+  while (left > 0) {
+    ssize_t n = copy_file_range (seal->head->data_fd, &in, fd, &out, left,
+                                 0);
+    if (n <= 0) {
+      if (n == 0)
+        errno = EIO;
       return -1;
     }
-    add_stat (&seal->stats.bytes_read, len);
-    if (is_zero (buf, len))
-      memset (&id, 0, sizeof id);
-    else if (store_block (seal, codec, buf, len, &id) == -1)
-      return -1;
+    left -= (size_t) n;
   }
-  if (!xs_hash128_equal (&id, &seal->manifest->entries[block])) {
-    seal->manifest->entries[block] = id;
-    add_stat (&seal->stats.changed_blocks, 1);
+  return 0;
+}
+
+/* Preserve BLOCK in the spill file, if its budget allows. */
+static bool
+spill_block (struct xs_seal *seal, uint64_t block)
+{
+  size_t len = block_len (seal, block);
+  int fd;
+
+  if (__atomic_load_n (&seal->spill_broken, __ATOMIC_RELAXED)
+      || !reserve (&seal->spill_used, seal->spill_limit, len))
+    return false;
+  fd = spill_fd (seal);
+  if (fd >= 0 && spill_copy (seal, fd, block) == 0) {
+    add_stat (&seal->stats.preserved_spilled, 1);
+    return true;
+  }
+  if (fd >= 0) {
+    /* Full disk, or no copy_file_range here: stop trying. */
+    xs_debug ("volume '%s': cannot spill block %lu of the pending "
+              "snapshot (%m): writes seal their blocks first once the "
+              "memory budget is spent", seal->head->name,
+              (unsigned long) block);
+    __atomic_store_n (&seal->spill_broken, true, __ATOMIC_RELAXED);
+  }
+  unreserve (&seal->spill_used, len);
+  return false;
+}
+
+/* Preserve BLOCK in memory, if its budget allows; returns the copy. */
+static void *
+copy_to_memory (struct xs_seal *seal, uint64_t block)
+{
+  size_t len = block_len (seal, block);
+  void *buf;
+
+  if (!reserve (&seal->memory_used, seal->memory_limit, len))
+    return NULL;
+  buf = malloc (len);
+  if (buf && xs_full_pread (seal->head->data_fd, buf, len,
+                            block_offset (seal, block)) == 0) {
+    add_stat (&seal->stats.preserved_in_memory, 1);
+    return buf;
+  }
+  free (buf);                   /* the caller's fallback reports it */
+  unreserve (&seal->memory_used, len);
+  return NULL;
+}
+
+static void
+push (struct xs_seal *seal, struct preserved *p)
+{
+  p->next = NULL;
+  pthread_mutex_lock (&seal->queue_lock);
+  if (seal->last)
+    seal->last->next = p;
+  else
+    seal->first = p;
+  seal->last = p;
+  pthread_cond_signal (&seal->work);
+  pthread_mutex_unlock (&seal->queue_lock);
+}
+
+static struct preserved *
+pop (struct xs_seal *seal)
+{
+  struct preserved *p;
+
+  pthread_mutex_lock (&seal->queue_lock);
+  p = seal->first;
+  if (p) {
+    seal->first = p->next;
+    if (seal->first == NULL)
+      seal->last = NULL;
+  }
+  pthread_mutex_unlock (&seal->queue_lock);
+  return p;
+}
+
+/* Preserve BLOCK for the sealers (in memory, else in the spill file).
+ * False if neither budget allows it.  Holding the block's stripe.
+ */
+static bool
+preserve (struct xs_seal *seal, uint64_t block)
+{
+  struct preserved *p = malloc (sizeof *p);
+
+  if (p == NULL)
+    return false;
+  p->block = block;
+  p->buf = copy_to_memory (seal, block);
+  if (p->buf == NULL && !spill_block (seal, block)) {
+    free (p);
+    return false;
+  }
+  push (seal, p);
+  return true;
+}
+
+/* Seal a preserved block, and give back what its copy took. */
+static int
+seal_preserved (struct xs_seal *seal, struct xs_chunk_codec *codec,
+                void *buf, struct preserved *p)
+{
+  uint64_t offset = block_offset (seal, p->block);
+  size_t len = block_len (seal, p->block);
+  int r;
+
+  if (p->buf) {
+    r = seal_copy (seal, codec, p->block, p->buf);
+    free (p->buf);
+    unreserve (&seal->memory_used, len);
+  }
+  else {
+    r = xs_full_pread (seal->spill_fd, buf, len, offset);
+    if (r == -1)
+      xs_error ("volume '%s': cannot read block %lu back from the spill "
+                "file: %m", seal->head->name, (unsigned long) p->block);
+    else
+      r = seal_copy (seal, codec, p->block, buf);
+    /* Free the space (and the page cache) at once. */
+    (void) fallocate (seal->spill_fd,
+                      FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+                      (off_t) offset, (off_t) len);
+    unreserve (&seal->spill_used, len);
+  }
+  free (p);
+  return r;
+}
+
+/* Scratch space of a thread that seals blocks itself. */
+struct scratch {
+  struct xs_seal *seal;
+  struct xs_chunk_codec *codec;
+  void *buf;
+};
+
+static int
+scratch_get (struct scratch *s)
+{
+  if (s->buf)
+    return 0;
+  s->codec = borrow_codec (&s->seal->codecs);
+  s->buf = malloc (s->seal->head->block_size);
+  if (s->codec == NULL || s->buf == NULL) {
+    xs_error ("volume '%s': cannot seal a block of the pending snapshot: %m",
+              s->seal->head->name);
+    return -1;
   }
   return 0;
 }
 
 static void
-mark_failed (struct xs_seal *seal)
+scratch_put (struct scratch *s)
 {
-  __atomic_store_n (&seal->failed, 1, __ATOMIC_RELEASE);
+  free (s->buf);
+  if (s->codec)
+    return_codec (&s->seal->codecs, s->codec);
+  s->buf = NULL;
+  s->codec = NULL;
 }
 
-static bool
-has_failed (struct xs_seal *seal)
-{
-  return __atomic_load_n (&seal->failed, __ATOMIC_ACQUIRE) != 0;
-}
-
-/* Seal BLOCK if nobody has yet.  Returns -1 on failure. */
+/* Make BLOCK safe: its id if that needs no reading, else its content
+ * copied.  A writer (PRESERVE) leaves the copy to the sealers while the
+ * budgets allow; otherwise the copy goes into the scratch buffer and is
+ * sealed here, after the stripe is released.
+ */
 static int
-seal_if_needed (struct xs_seal *seal, struct xs_chunk_codec *codec,
-                void *buf, uint64_t block)
+secure_block (struct xs_seal *seal, uint64_t block, bool preserve_it,
+              struct scratch *s)
 {
   pthread_mutex_t *stripe = &seal->stripes[block % STRIPES];
+  struct xs_hash128 id;
+  enum { NOTHING, FINISH, SEAL } then = NOTHING;
   int r = 0;
 
-  if (!xs_bitmap_get (&seal->todo, block))
-    return 0;
   pthread_mutex_lock (stripe);
-  if (xs_bitmap_get (&seal->todo, block)) {
-    r = seal_block (seal, codec, buf, block);
-    if (r == 0) {
-      __atomic_fetch_and (&seal->todo.bytes[block / 8],
-                          (uint8_t) ~(1u << (block % 8)), __ATOMIC_RELEASE);
-      add_stat (&seal->done, 1);
+  if (is_unsafe (seal, block)) {
+    if (id_without_reading (seal, block, &id))
+      then = FINISH;
+    else if (!(preserve_it && preserve (seal, block))) {
+      r = scratch_get (s);
+      if (r == 0)
+        r = read_block (seal, block, s->buf);
+      then = SEAL;
     }
+    if (r == 0)
+      mark_safe (seal, block);
   }
   pthread_mutex_unlock (stripe);
-  return r;
+  if (r == -1)
+    return -1;
+  if (then == FINISH)
+    finish_block (seal, block, &id);
+  else if (then == SEAL) {
+    if (preserve_it)
+      add_stat (&seal->stats.sealed_by_writes, 1);
+    return seal_copy (seal, s->codec, block, s->buf);
+  }
+  return 0;
 }
 
 void
 xs_seal_protect (struct xs_seal *seal, uint64_t first, uint64_t last)
 {
-  struct xs_chunk_codec *codec = NULL;
-  void *buf = NULL;
+  struct scratch s = { .seal = seal };
   uint64_t block;
 
   for (block = first; block <= last && !has_failed (seal); block++) {
-    if (!xs_bitmap_get (&seal->todo, block))
+    if (!is_unsafe (seal, block))
       continue;
-    if (buf == NULL) {
-      codec = borrow_codec (&seal->codecs);
-      buf = malloc (seal->head->block_size);
-      if (codec == NULL || buf == NULL) {
-        xs_error ("volume '%s': cannot protect the pending snapshot: %m",
-                  seal->head->name);
-        mark_failed (seal);
-        break;
-      }
-    }
     /* A failure here must not fail the write: the snapshot fails instead
      * (reported), and the volume goes on.
      */
-    if (seal_if_needed (seal, codec, buf, block) == -1)
+    if (secure_block (seal, block, true, &s) == -1)
       mark_failed (seal);
   }
-  free (buf);
-  if (codec)
-    return_codec (&seal->codecs, codec);
+  scratch_put (&s);
 }
 
 static void
 free_seal (struct xs_seal *seal)
 {
+  struct preserved *p;
   unsigned i;
 
+  while ((p = seal->first) != NULL) {   /* left by a failed seal */
+    seal->first = p->next;
+    free (p->buf);
+    free (p);
+  }
+  if (seal->spill_fd >= 0)
+    close (seal->spill_fd);
+  pthread_mutex_destroy (&seal->queue_lock);
+  pthread_cond_destroy (&seal->work);
   for (i = 0; i < STRIPES; i++)
     pthread_mutex_destroy (&seal->stripes[i]);
   for (i = 0; i < seal->codecs.nfree; i++)
@@ -256,6 +618,9 @@ new_seal (struct xs_head *h, struct xs_repo *repo, struct xs_manifest *base)
   for (i = 0; i < STRIPES; i++)
     pthread_mutex_init (&seal->stripes[i], NULL);
   pthread_mutex_init (&seal->codecs.lock, NULL);
+  pthread_mutex_init (&seal->queue_lock, NULL);
+  pthread_cond_init (&seal->work, NULL);
+  seal->spill_fd = -1;
   seal->manifest = base ? base : xs_manifest_new (h->size, h->block_size);
   if (seal->manifest == NULL
       || xs_bitmap_init (&seal->todo, xs_head_nblocks (h)) == -1) {
@@ -299,6 +664,8 @@ xs_seal_begin (struct xs_head *h, struct xs_repo *repo,
     return NULL;
   }
   /* The point in time: no change is in flight. */
+  seal->memory_limit = h->seal_memory;
+  seal->spill_limit = h->seal_spill;
   trusted = xs_dirtymap_doubt (h->dirtymap) == XS_DIRTYMAP_TRUSTED;
   if (xs_dirtymap_take (h->dirtymap, &seal->taken) == -1) {
     pthread_rwlock_unlock (&h->gate);
@@ -320,41 +687,70 @@ xs_seal_begin (struct xs_head *h, struct xs_repo *repo,
 struct sealer_thread {
   struct xs_seal *seal;
   pthread_t thread;
-  int result;
 };
 
-/* Claim runs of CLAIM_BLOCKS blocks and seal what is still to do. */
+/* Wait until there may be something to do.  False when the seal is
+ * complete or has failed.
+ */
+static bool
+wait_for_work (struct xs_seal *seal)
+{
+  bool more;
+
+  pthread_mutex_lock (&seal->queue_lock);
+  while (seal->first == NULL && !all_done (seal) && !has_failed (seal))
+    pthread_cond_wait (&seal->work, &seal->queue_lock);
+  more = seal->first != NULL && !has_failed (seal);
+  pthread_mutex_unlock (&seal->queue_lock);
+  return more;
+}
+
+/* Seal what is still unsafe in the run of CLAIM_BLOCKS from FIRST. */
+static int
+sweep_run (struct xs_seal *seal, struct scratch *s, uint64_t first)
+{
+  uint64_t nblocks = seal->todo.nbits, block;
+
+  for (block = xs_bitmap_next_set (&seal->todo, first);
+       block < first + CLAIM_BLOCKS && block < nblocks;
+       block = xs_bitmap_next_set (&seal->todo, block + 1))
+    if (secure_block (seal, block, false, s) == -1)
+      return -1;
+  return 0;
+}
+
+/* Seal preserved blocks first (they hold budget), else claim the next
+ * run of blocks; once every run is claimed, wait for preserved blocks
+ * until the seal is complete.
+ */
 static void *
 sealer_main (void *opaque)
 {
   struct sealer_thread *t = opaque;
   struct xs_seal *seal = t->seal;
-  uint64_t nblocks = seal->todo.nbits, first, block;
-  struct xs_chunk_codec *codec = borrow_codec (&seal->codecs);
-  void *buf = malloc (seal->head->block_size);
+  struct scratch s = { .seal = seal };
+  struct preserved *p;
+  uint64_t first;
+  int r;
 
-  if (codec == NULL || buf == NULL) {
-    xs_error ("cannot seal a snapshot of volume '%s': %m", seal->head->name);
+  if (scratch_get (&s) == -1)
     mark_failed (seal);
-  }
   while (!has_failed (seal)) {
-    first = __atomic_fetch_add (&seal->cursor, CLAIM_BLOCKS,
-                                __ATOMIC_RELAXED);
-    if (first >= nblocks)
+    p = pop (seal);
+    if (p)
+      r = seal_preserved (seal, s.codec, s.buf, p);
+    else if ((first = __atomic_fetch_add (&seal->cursor, CLAIM_BLOCKS,
+                                          __ATOMIC_RELAXED))
+             < seal->todo.nbits)
+      r = sweep_run (seal, &s, first);
+    else if (!wait_for_work (seal))
       break;
-    for (block = xs_bitmap_next_set (&seal->todo, first);
-         block < first + CLAIM_BLOCKS && block < nblocks;
-         block = xs_bitmap_next_set (&seal->todo, block + 1)) {
-      if (seal_if_needed (seal, codec, buf, block) == -1) {
-        mark_failed (seal);
-        break;
-      }
-    }
+    else
+      r = 0;
+    if (r == -1)
+      mark_failed (seal);
   }
-  free (buf);
-  if (codec)
-    return_codec (&seal->codecs, codec);
-  t->result = has_failed (seal) ? -1 : 0;
+  scratch_put (&s);
   return NULL;
 }
 
@@ -381,11 +777,10 @@ xs_seal_run (struct xs_seal *seal, unsigned threads,
     started++;
   }
   if (progress) {
-    /* Report every 10 ms until the workers have claimed everything (a
-     * snapshot with little to seal must not wait for a long tick).
+    /* Report every 10 ms until every block is sealed (a snapshot with
+     * little to seal must not wait for a long tick).
      */
-    while (__atomic_load_n (&seal->cursor, __ATOMIC_RELAXED)
-           < seal->todo.nbits && !has_failed (seal)) {
+    while (!all_done (seal) && !has_failed (seal)) {
       progress (__atomic_load_n (&seal->done, __ATOMIC_RELAXED),
                 seal->stats.blocks_to_seal, opaque);
       usleep (10000);
@@ -393,10 +788,25 @@ xs_seal_run (struct xs_seal *seal, unsigned threads,
   }
   for (i = 0; i < started; i++)
     pthread_join (workers[i].thread, NULL);
+  if (!has_failed (seal) && !all_done (seal)) {
+    xs_error ("cannot seal the snapshot of volume '%s': %lu of %lu "
+              "blocks sealed",
+              seal->head->name, (unsigned long) seal->done,
+              (unsigned long) seal->stats.blocks_to_seal);
+    mark_failed (seal);
+  }
   if (has_failed (seal)) {
     xs_error ("snapshot of volume '%s' failed", seal->head->name);
     return -1;
   }
+  if (seal->stats.preserved_in_memory + seal->stats.preserved_spilled
+      + seal->stats.sealed_by_writes > 0)
+    xs_debug ("snapshot of volume '%s': blocks written while pending: "
+              "%lu preserved in memory, %lu spilled, %lu sealed first",
+              seal->head->name,
+              (unsigned long) seal->stats.preserved_in_memory,
+              (unsigned long) seal->stats.preserved_spilled,
+              (unsigned long) seal->stats.sealed_by_writes);
   if (progress)
     progress (seal->stats.blocks_to_seal, seal->stats.blocks_to_seal, opaque);
   /* Chunks were written without syncing each: one sync for all, before
