@@ -1,24 +1,27 @@
 /* xsnap: sealing snapshots of live heads (see seal.h for the design).
  *
- * Concurrency.  TODO holds the blocks of S whose content at the point in
- * time is not safe yet.  A block becomes safe under its stripe lock:
- * whoever gets the lock first (a sealer thread, or a writer about to
- * change the block) copies the block's content somewhere no write reaches
- * and clears the bit; everyone after sees the bit clear and moves on.
- * Bits only ever go from set to clear while the seal exists, and a bit is
- * cleared (release) only after the copy is complete, so a writer that
- * sees a clear bit (acquire) without the lock may write at once.
+ * Concurrency.  TODO holds the blocks of S not taken by a sealer yet.  A
+ * sealer takes a block under the block's stripe lock: it copies the
+ * block's content at the point in time into its own buffer, clears the
+ * bit (release), drops the lock, and only then hashes, compresses and
+ * stores.  A writer that sees a clear bit (acquire) may write at once:
+ * the bit is cleared only after the copy is complete, and bits only go
+ * from set to clear while the seal exists.
  *
- * Where the copy goes decides what a first write costs.  A sealer copies
- * into its own buffer and seals from it after dropping the lock.  A writer
- * preserves the block — a copy in memory while the memory budget lasts,
- * then in the spill file (an unnamed file in the head's directory, at the
- * block's offset) while the spill budget lasts — and leaves it to the
- * sealers, which take preserved blocks before anything else (that frees
- * the budgets soonest).  Only when both budgets are spent does a writer
- * seal the block itself before its write goes on.  Preserved copies are
- * not durable and need not be: a crash loses the pending snapshot, which
- * was never visible, and the next owner removes its record.
+ * Copy-before-write, cheaply.  A writer about to change a block whose bit
+ * is set copies aside only the 4 KiB units it is about to change and that
+ * are not copied yet (under the stripe lock), into the spill file: an
+ * unnamed, sparse file in the head's directory with the volume's layout,
+ * which stays in the page cache while it is small.  A block's content at
+ * the point in time is then the data file's with its copied units laid
+ * over it, which is what a sealer reads.  A block's first copied unit
+ * also queues the block, and sealers take queued blocks before anything
+ * else, which frees the spill file soonest.  The units copied at once are
+ * bounded by the head's budget; with the budget spent (or no spill file),
+ * a writer takes the block itself, as a sealer would, and seals it before
+ * its write goes on.  The spill file need not be durable: a crash loses
+ * the pending snapshot, which was never visible, and the next owner
+ * removes its record.
  *
  * DONE counts blocks whose entry is final; the seal is complete when it
  * reaches |S|.  Codecs are not thread-safe, so a small pool lends one to
@@ -38,11 +41,14 @@
 #include "hash.h"
 #include "head-internal.h"
 #include "seal.h"
+#include "volume.h"
 
 #define STRIPES 256
 #define DEFAULT_THREADS 2
 #define MAX_THREADS 16
 #define CLAIM_BLOCKS 64         /* blocks a sealer thread claims at once */
+#define UNIT 4096u              /* what copy-before-write copies */
+#define UNIT_WORDS (XS_BLOCK_SIZE_MAX / UNIT / 64)
 
 struct codec_pool {
   pthread_mutex_t lock;
@@ -50,13 +56,16 @@ struct codec_pool {
   unsigned nfree;
 };
 
-/* A block's content at the point in time, copied aside before a write
- * changed it, waiting for a sealer.
- */
-struct preserved {
-  struct preserved *next;
+/* The units of a block copied to the spill file (under its stripe). */
+struct copied {
+  unsigned count;
+  uint64_t bits[UNIT_WORDS];
+};
+
+/* A block with copied units, for the sealers to take first. */
+struct queued {
+  struct queued *next;
   uint64_t block;
-  void *buf;                    /* the copy, or NULL: in the spill file */
 };
 
 struct xs_seal {
@@ -64,25 +73,26 @@ struct xs_seal {
   struct xs_repo *repo;
   struct xs_manifest *manifest; /* base entries, replaced as blocks seal */
   struct xs_bitmap taken;       /* S as taken from the dirty map */
-  struct xs_bitmap todo;        /* blocks of S not safe yet */
+  struct xs_bitmap todo;        /* blocks of S not taken by a sealer */
   pthread_mutex_t stripes[STRIPES];
+  struct copied **copied;       /* per block, NULL: nothing copied */
   struct codec_pool codecs;
   bool full_compare;
   int failed;                   /* set once; atomic */
   uint64_t cursor;              /* next block to claim; atomic */
   uint64_t done;                /* blocks sealed; atomic */
 
-  /* Preserved blocks, oldest first.  QUEUE_LOCK also guards SPILL_FD's
-   * opening, and with WORK wakes idle sealers (a block preserved, the
-   * last block done, a failure).
+  /* QUEUE_LOCK protects the queue and the opening of SPILL_FD, and with
+   * WORK wakes idle sealers (a block queued, the last one done, a
+   * failure).
    */
   pthread_mutex_t queue_lock;
   pthread_cond_t work;
-  struct preserved *first, *last;
-  uint64_t memory_limit, memory_used;   /* bytes; USED atomic */
-  uint64_t spill_limit, spill_used;     /* bytes; USED atomic */
+  struct queued *first, *last;
   int spill_fd;                 /* -1: not open (yet) */
   bool spill_broken;            /* atomic: do not try the spill file */
+  uint64_t spill_limit;         /* bytes copied aside at once, at most */
+  uint64_t spill_used;          /* atomic */
   struct xs_seal_stats stats;   /* counters updated atomically */
 };
 
@@ -180,11 +190,11 @@ all_done (struct xs_seal *seal)
     >= seal->stats.blocks_to_seal;
 }
 
-/* Whether BLOCK's content at the point in time may still be changed by a
- * write.  Acquire: a clear bit means its copy is complete.
+/* Whether BLOCK may still need copying before a write changes it.
+ * Acquire: a clear bit means the sealer's copy is complete.
  */
 static bool
-is_unsafe (struct xs_seal *seal, uint64_t block)
+is_untaken (struct xs_seal *seal, uint64_t block)
 {
   uint8_t byte = __atomic_load_n (&seal->todo.bytes[block / 8],
                                   __ATOMIC_ACQUIRE);
@@ -194,7 +204,7 @@ is_unsafe (struct xs_seal *seal, uint64_t block)
 
 /* BLOCK's content is copied (or needs no copy).  Holding its stripe. */
 static void
-mark_safe (struct xs_seal *seal, uint64_t block)
+mark_taken (struct xs_seal *seal, uint64_t block)
 {
   __atomic_fetch_and (&seal->todo.bytes[block / 8],
                       (uint8_t) ~(1u << (block % 8)), __ATOMIC_RELEASE);
@@ -255,8 +265,8 @@ seal_copy (struct xs_seal *seal, struct xs_chunk_codec *codec,
 }
 
 /* If BLOCK's id needs no reading — a block a clone still reads from its
- * source, or a hole of the data file — set *ID and return true.  Holding
- * the block's stripe.
+ * source, or a hole of the data file with nothing copied aside — set *ID
+ * and return true.  Holding the block's stripe.
  */
 static bool
 id_without_reading (struct xs_seal *seal, uint64_t block,
@@ -264,6 +274,8 @@ id_without_reading (struct xs_seal *seal, uint64_t block,
 {
   struct xs_head *h = seal->head;
 
+  if (seal->copied[block])
+    return false;
   if (!xs_head_block_present (h, block)) {
     *id = *xs_snapreader_entry (h->source, block);  /* still the source's */
     return true;
@@ -276,7 +288,94 @@ id_without_reading (struct xs_seal *seal, uint64_t block,
   return false;
 }
 
-/* Copy BLOCK's content from the data file into BUF. */
+/* Take N bytes of the spill budget. */
+static bool
+reserve (struct xs_seal *seal, uint64_t n)
+{
+  uint64_t limit = seal->spill_limit;
+  uint64_t old = __atomic_load_n (&seal->spill_used, __ATOMIC_RELAXED);
+
+  do {
+    if (n > limit || old > limit - n)
+      return false;
+  } while (!__atomic_compare_exchange_n (&seal->spill_used, &old, old + n,
+                                         true, __ATOMIC_RELAXED,
+                                         __ATOMIC_RELAXED));
+  return true;
+}
+
+static void
+unreserve (struct xs_seal *seal, uint64_t n)
+{
+  __atomic_fetch_sub (&seal->spill_used, n, __ATOMIC_RELAXED);
+}
+
+/* Units [U, U + N) of BLOCK as a byte range of the volume. */
+static void
+unit_range (struct xs_seal *seal, uint64_t block, unsigned u, unsigned n,
+            uint64_t *offset, size_t *len)
+{
+  uint64_t end = block_offset (seal, block) + block_len (seal, block);
+
+  *offset = block_offset (seal, block) + (uint64_t) u * UNIT;
+  *len = *offset + (uint64_t) n * UNIT > end
+    ? (size_t) (end - *offset) : (size_t) n * UNIT;
+}
+
+static bool
+unit_copied (const struct copied *c, unsigned u)
+{
+  return c && (c->bits[u / 64] >> (u % 64)) & 1;
+}
+
+/* Lay the copied units of BLOCK over BUF, its data as in the data file.
+ * Holding the block's stripe.
+ */
+static int
+overlay_copied (struct xs_seal *seal, uint64_t block, void *buf)
+{
+  const struct copied *c = seal->copied[block];
+  unsigned nunits = (unsigned) ((block_len (seal, block) + UNIT - 1) / UNIT);
+  unsigned u, n;
+  uint64_t offset;
+  size_t len;
+
+  for (u = 0; c && u < nunits; u += n) {
+    for (n = 1; u + n < nunits
+           && unit_copied (c, u + n) == unit_copied (c, u); n++)
+      ;
+    if (!unit_copied (c, u))
+      continue;
+    unit_range (seal, block, u, n, &offset, &len);
+    if (xs_full_pread (seal->spill_fd, (char *) buf + (size_t) u * UNIT,
+                       len, offset) == -1) {
+      xs_error ("volume '%s': cannot read block %lu back from the spill "
+                "file: %m", seal->head->name, (unsigned long) block);
+      return -1;
+    }
+  }
+  return 0;
+}
+
+/* Forget what BLOCK had copied aside: free its budget and spill space. */
+static void
+drop_copied (struct xs_seal *seal, uint64_t block)
+{
+  struct copied *c = seal->copied[block];
+
+  if (c == NULL)
+    return;
+  (void) fallocate (seal->spill_fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+                    (off_t) block_offset (seal, block),
+                    (off_t) block_len (seal, block));
+  unreserve (seal, (uint64_t) c->count * UNIT);
+  seal->copied[block] = NULL;
+  free (c);
+}
+
+/* Copy BLOCK's content at the point in time into BUF: the data file's,
+ * with the units copied aside laid over it.  Holding the block's stripe.
+ */
 static int
 read_block (struct xs_seal *seal, uint64_t block, void *buf)
 {
@@ -289,28 +388,7 @@ read_block (struct xs_seal *seal, uint64_t block, void *buf)
     return -1;
   }
   add_stat (&seal->stats.bytes_read, len);
-  return 0;
-}
-
-/* Take N bytes of a budget of LIMIT of which *USED are taken. */
-static bool
-reserve (uint64_t *used, uint64_t limit, uint64_t n)
-{
-  uint64_t old = __atomic_load_n (used, __ATOMIC_RELAXED);
-
-  do {
-    if (n > limit || old > limit - n)
-      return false;
-  } while (!__atomic_compare_exchange_n (used, &old, old + n, true,
-                                         __ATOMIC_RELAXED,
-                                         __ATOMIC_RELAXED));
-  return true;
-}
-
-static void
-unreserve (uint64_t *used, uint64_t n)
-{
-  __atomic_fetch_sub (used, n, __ATOMIC_RELAXED);
+  return overlay_copied (seal, block, buf);
 }
 
 /* The spill file, opened on first use; -1 if there is none.  It has no
@@ -328,8 +406,7 @@ spill_fd (struct xs_seal *seal)
                            0600);
     if (seal->spill_fd == -1) {
       xs_debug ("volume '%s': no spill file for the pending snapshot "
-                "(%m): writes seal their blocks first once the memory "
-                "budget is spent", seal->head->name);
+                "(%m): writes seal their blocks first", seal->head->name);
       __atomic_store_n (&seal->spill_broken, true, __ATOMIC_RELAXED);
     }
   }
@@ -338,152 +415,121 @@ spill_fd (struct xs_seal *seal)
   return fd;
 }
 
-/* Copy BLOCK from the data file to the same offset of the spill file. */
+/* Copy [OFFSET, OFFSET + LEN) from the data file to the spill file. */
 static int
-spill_copy (struct xs_seal *seal, int fd, uint64_t block)
+spill_copy (struct xs_seal *seal, int fd, uint64_t offset, size_t len)
 {
-  loff_t in = (loff_t) block_offset (seal, block), out = in;
-  size_t left = block_len (seal, block);
+  loff_t in = (loff_t) offset, out = in;
 
-  while (left > 0) {
-    ssize_t n = copy_file_range (seal->head->data_fd, &in, fd, &out, left,
+  while (len > 0) {
+    ssize_t n = copy_file_range (seal->head->data_fd, &in, fd, &out, len,
                                  0);
     if (n <= 0) {
       if (n == 0)
         errno = EIO;
       return -1;
     }
-    left -= (size_t) n;
+    len -= (size_t) n;
   }
   return 0;
 }
 
-/* Preserve BLOCK in the spill file, if its budget allows. */
-static bool
-spill_block (struct xs_seal *seal, uint64_t block)
-{
-  size_t len = block_len (seal, block);
-  int fd;
-
-  if (__atomic_load_n (&seal->spill_broken, __ATOMIC_RELAXED)
-      || !reserve (&seal->spill_used, seal->spill_limit, len))
-    return false;
-  fd = spill_fd (seal);
-  if (fd >= 0 && spill_copy (seal, fd, block) == 0) {
-    add_stat (&seal->stats.preserved_spilled, 1);
-    return true;
-  }
-  if (fd >= 0) {
-    /* Full disk, or no copy_file_range here: stop trying. */
-    xs_debug ("volume '%s': cannot spill block %lu of the pending "
-              "snapshot (%m): writes seal their blocks first once the "
-              "memory budget is spent", seal->head->name,
-              (unsigned long) block);
-    __atomic_store_n (&seal->spill_broken, true, __ATOMIC_RELAXED);
-  }
-  unreserve (&seal->spill_used, len);
-  return false;
-}
-
-/* Preserve BLOCK in memory, if its budget allows; returns the copy. */
-static void *
-copy_to_memory (struct xs_seal *seal, uint64_t block)
-{
-  size_t len = block_len (seal, block);
-  void *buf;
-
-  if (!reserve (&seal->memory_used, seal->memory_limit, len))
-    return NULL;
-  buf = malloc (len);
-  if (buf && xs_full_pread (seal->head->data_fd, buf, len,
-                            block_offset (seal, block)) == 0) {
-    add_stat (&seal->stats.preserved_in_memory, 1);
-    return buf;
-  }
-  free (buf);                   /* the caller's fallback reports it */
-  unreserve (&seal->memory_used, len);
-  return NULL;
-}
-
 static void
-push (struct xs_seal *seal, struct preserved *p)
+push (struct xs_seal *seal, struct queued *q)
 {
-  p->next = NULL;
+  q->next = NULL;
   pthread_mutex_lock (&seal->queue_lock);
   if (seal->last)
-    seal->last->next = p;
+    seal->last->next = q;
   else
-    seal->first = p;
-  seal->last = p;
+    seal->first = q;
+  seal->last = q;
   pthread_cond_signal (&seal->work);
   pthread_mutex_unlock (&seal->queue_lock);
 }
 
-static struct preserved *
+static struct queued *
 pop (struct xs_seal *seal)
 {
-  struct preserved *p;
+  struct queued *q;
 
   pthread_mutex_lock (&seal->queue_lock);
-  p = seal->first;
-  if (p) {
-    seal->first = p->next;
+  q = seal->first;
+  if (q) {
+    seal->first = q->next;
     if (seal->first == NULL)
       seal->last = NULL;
   }
   pthread_mutex_unlock (&seal->queue_lock);
-  return p;
+  return q;
 }
 
-/* Preserve BLOCK for the sealers (in memory, else in the spill file).
- * False if neither budget allows it.  Holding the block's stripe.
+/* The copied-units record of BLOCK, made (and the block queued) on first
+ * use.  Holding the block's stripe.
+ */
+static struct copied *
+get_copied (struct xs_seal *seal, uint64_t block)
+{
+  struct copied *c = seal->copied[block];
+  struct queued *q;
+
+  if (c)
+    return c;
+  c = calloc (1, sizeof *c);
+  q = malloc (sizeof *q);
+  if (c == NULL || q == NULL) {
+    free (c);
+    free (q);
+    return NULL;
+  }
+  q->block = block;
+  seal->copied[block] = c;
+  push (seal, q);
+  return c;
+}
+
+/* Copy aside the units of BLOCK in [U0, U1] not copied yet.  False if the
+ * budget or the spill file does not allow it (some may be copied).
+ * Holding the block's stripe.
  */
 static bool
-preserve (struct xs_seal *seal, uint64_t block)
+copy_units (struct xs_seal *seal, uint64_t block, unsigned u0, unsigned u1)
 {
-  struct preserved *p = malloc (sizeof *p);
+  struct copied *c;
+  unsigned u, n, i;
+  uint64_t offset;
+  size_t len;
+  int fd;
 
-  if (p == NULL)
-    return false;
-  p->block = block;
-  p->buf = copy_to_memory (seal, block);
-  if (p->buf == NULL && !spill_block (seal, block)) {
-    free (p);
-    return false;
+  for (u = u0; u <= u1; u += n) {
+    n = 1;
+    if (unit_copied (seal->copied[block], u))
+      continue;
+    while (u + n <= u1 && !unit_copied (seal->copied[block], u + n))
+      n++;
+    if (__atomic_load_n (&seal->spill_broken, __ATOMIC_RELAXED)
+        || !reserve (seal, (uint64_t) n * UNIT))
+      return false;
+    fd = spill_fd (seal);
+    c = fd >= 0 ? get_copied (seal, block) : NULL;
+    unit_range (seal, block, u, n, &offset, &len);
+    if (c == NULL || spill_copy (seal, fd, offset, len) == -1) {
+      if (c) {
+        /* A full disk, or no copy_file_range here: stop trying. */
+        xs_debug ("volume '%s': cannot copy part of block %lu to the "
+                  "spill file (%m): writes seal their blocks first",
+                  seal->head->name, (unsigned long) block);
+        __atomic_store_n (&seal->spill_broken, true, __ATOMIC_RELAXED);
+      }
+      unreserve (seal, (uint64_t) n * UNIT);
+      return false;
+    }
+    for (i = u; i < u + n; i++)
+      c->bits[i / 64] |= UINT64_C (1) << (i % 64);
+    c->count += n;
+    add_stat (&seal->stats.copied_bytes, len);
   }
-  push (seal, p);
   return true;
-}
-
-/* Seal a preserved block, and give back what its copy took. */
-static int
-seal_preserved (struct xs_seal *seal, struct xs_chunk_codec *codec,
-                void *buf, struct preserved *p)
-{
-  uint64_t offset = block_offset (seal, p->block);
-  size_t len = block_len (seal, p->block);
-  int r;
-
-  if (p->buf) {
-    r = seal_copy (seal, codec, p->block, p->buf);
-    free (p->buf);
-    unreserve (&seal->memory_used, len);
-  }
-  else {
-    r = xs_full_pread (seal->spill_fd, buf, len, offset);
-    if (r == -1)
-      xs_error ("volume '%s': cannot read block %lu back from the spill "
-                "file: %m", seal->head->name, (unsigned long) p->block);
-    else
-      r = seal_copy (seal, codec, p->block, buf);
-    /* Free the space (and the page cache) at once. */
-    (void) fallocate (seal->spill_fd,
-                      FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
-                      (off_t) offset, (off_t) len);
-    unreserve (&seal->spill_used, len);
-  }
-  free (p);
-  return r;
 }
 
 /* Scratch space of a thread that seals blocks itself. */
@@ -518,32 +564,36 @@ scratch_put (struct scratch *s)
   s->codec = NULL;
 }
 
-/* Make BLOCK safe: its id if that needs no reading, else its content
- * copied.  A writer (PRESERVE) leaves the copy to the sealers while the
- * budgets allow; otherwise the copy goes into the scratch buffer and is
- * sealed here, after the stripe is released.
+/* Take BLOCK if it is still untaken, and seal it.  A writer passes the
+ * byte range [OFFSET, END) of the block it is about to change: then
+ * copying those units aside is enough, while the budget allows.
  */
 static int
-secure_block (struct xs_seal *seal, uint64_t block, bool preserve_it,
-              struct scratch *s)
+take_block (struct xs_seal *seal, uint64_t block, bool writer,
+            uint64_t offset, uint64_t end, struct scratch *s)
 {
   pthread_mutex_t *stripe = &seal->stripes[block % STRIPES];
+  uint64_t start = block_offset (seal, block);
   struct xs_hash128 id;
   enum { NOTHING, FINISH, SEAL } then = NOTHING;
   int r = 0;
 
   pthread_mutex_lock (stripe);
-  if (is_unsafe (seal, block)) {
+  if (is_untaken (seal, block)) {
     if (id_without_reading (seal, block, &id))
       then = FINISH;
-    else if (!(preserve_it && preserve (seal, block))) {
+    else if (!writer
+             || !copy_units (seal, block, (unsigned) ((offset - start) / UNIT),
+                             (unsigned) ((end - 1 - start) / UNIT))) {
       r = scratch_get (s);
       if (r == 0)
         r = read_block (seal, block, s->buf);
       then = SEAL;
     }
-    if (r == 0)
-      mark_safe (seal, block);
+    if (r == 0 && then != NOTHING) {
+      mark_taken (seal, block);
+      drop_copied (seal, block);
+    }
   }
   pthread_mutex_unlock (stripe);
   if (r == -1)
@@ -551,7 +601,7 @@ secure_block (struct xs_seal *seal, uint64_t block, bool preserve_it,
   if (then == FINISH)
     finish_block (seal, block, &id);
   else if (then == SEAL) {
-    if (preserve_it)
+    if (writer)
       add_stat (&seal->stats.sealed_by_writes, 1);
     return seal_copy (seal, s->codec, block, s->buf);
   }
@@ -559,18 +609,23 @@ secure_block (struct xs_seal *seal, uint64_t block, bool preserve_it,
 }
 
 void
-xs_seal_protect (struct xs_seal *seal, uint64_t first, uint64_t last)
+xs_seal_protect (struct xs_seal *seal, uint64_t offset, uint64_t count)
 {
   struct scratch s = { .seal = seal };
-  uint64_t block;
+  struct xs_head *h = seal->head;
+  uint64_t end = offset + count, block, start, stop;
 
-  for (block = first; block <= last && !has_failed (seal); block++) {
-    if (!is_unsafe (seal, block))
+  for (block = offset >> h->block_shift;
+       (block << h->block_shift) < end && !has_failed (seal); block++) {
+    if (!is_untaken (seal, block))
       continue;
+    start = block << h->block_shift;
+    stop = start + h->block_size;
     /* A failure here must not fail the write: the snapshot fails instead
      * (reported), and the volume goes on.
      */
-    if (secure_block (seal, block, true, &s) == -1)
+    if (take_block (seal, block, true, offset > start ? offset : start,
+                    end < stop ? end : stop, &s) == -1)
       mark_failed (seal);
   }
   scratch_put (&s);
@@ -579,14 +634,17 @@ xs_seal_protect (struct xs_seal *seal, uint64_t first, uint64_t last)
 static void
 free_seal (struct xs_seal *seal)
 {
-  struct preserved *p;
+  struct queued *q;
+  uint64_t block;
   unsigned i;
 
-  while ((p = seal->first) != NULL) {   /* left by a failed seal */
-    seal->first = p->next;
-    free (p->buf);
-    free (p);
+  while ((q = seal->first) != NULL) {
+    seal->first = q->next;
+    free (q);
   }
+  for (block = 0; seal->copied && block < seal->todo.nbits; block++)
+    free (seal->copied[block]);   /* left by a failed seal */
+  free (seal->copied);
   if (seal->spill_fd >= 0)
     close (seal->spill_fd);
   pthread_mutex_destroy (&seal->queue_lock);
@@ -627,6 +685,13 @@ new_seal (struct xs_head *h, struct xs_repo *repo, struct xs_manifest *base)
     free_seal (seal);
     return NULL;
   }
+  /* Large and mostly untouched: calloc maps zero pages lazily. */
+  seal->copied = calloc (xs_head_nblocks (h), sizeof *seal->copied);
+  if (seal->copied == NULL) {
+    xs_error ("cannot snapshot volume '%s': %m", h->name);
+    free_seal (seal);
+    return NULL;
+  }
   if (seal->manifest->size != h->size
       || seal->manifest->block_size != h->block_size) {
     /* The volume grew since its base: a base of the old geometry cannot
@@ -664,8 +729,7 @@ xs_seal_begin (struct xs_head *h, struct xs_repo *repo,
     return NULL;
   }
   /* The point in time: no change is in flight. */
-  seal->memory_limit = h->seal_memory;
-  seal->spill_limit = h->seal_spill;
+  seal->spill_limit = h->seal_buffer;
   trusted = xs_dirtymap_doubt (h->dirtymap) == XS_DIRTYMAP_TRUSTED;
   if (xs_dirtymap_take (h->dirtymap, &seal->taken) == -1) {
     pthread_rwlock_unlock (&h->gate);
@@ -705,7 +769,7 @@ wait_for_work (struct xs_seal *seal)
   return more;
 }
 
-/* Seal what is still unsafe in the run of CLAIM_BLOCKS from FIRST. */
+/* Seal what is still untaken in the run of CLAIM_BLOCKS from FIRST. */
 static int
 sweep_run (struct xs_seal *seal, struct scratch *s, uint64_t first)
 {
@@ -714,13 +778,13 @@ sweep_run (struct xs_seal *seal, struct scratch *s, uint64_t first)
   for (block = xs_bitmap_next_set (&seal->todo, first);
        block < first + CLAIM_BLOCKS && block < nblocks;
        block = xs_bitmap_next_set (&seal->todo, block + 1))
-    if (secure_block (seal, block, false, s) == -1)
+    if (take_block (seal, block, false, 0, 0, s) == -1)
       return -1;
   return 0;
 }
 
-/* Seal preserved blocks first (they hold budget), else claim the next
- * run of blocks; once every run is claimed, wait for preserved blocks
+/* Seal queued blocks first (their copies hold budget), else claim the
+ * next run of blocks; once every run is claimed, help with queued blocks
  * until the seal is complete.
  */
 static void *
@@ -729,16 +793,18 @@ sealer_main (void *opaque)
   struct sealer_thread *t = opaque;
   struct xs_seal *seal = t->seal;
   struct scratch s = { .seal = seal };
-  struct preserved *p;
+  struct queued *q;
   uint64_t first;
   int r;
 
   if (scratch_get (&s) == -1)
     mark_failed (seal);
   while (!has_failed (seal)) {
-    p = pop (seal);
-    if (p)
-      r = seal_preserved (seal, s.codec, s.buf, p);
+    q = pop (seal);
+    if (q) {
+      r = take_block (seal, q->block, false, 0, 0, &s);
+      free (q);
+    }
     else if ((first = __atomic_fetch_add (&seal->cursor, CLAIM_BLOCKS,
                                           __ATOMIC_RELAXED))
              < seal->todo.nbits)
@@ -799,13 +865,10 @@ xs_seal_run (struct xs_seal *seal, unsigned threads,
     xs_error ("snapshot of volume '%s' failed", seal->head->name);
     return -1;
   }
-  if (seal->stats.preserved_in_memory + seal->stats.preserved_spilled
-      + seal->stats.sealed_by_writes > 0)
-    xs_debug ("snapshot of volume '%s': blocks written while pending: "
-              "%lu preserved in memory, %lu spilled, %lu sealed first",
-              seal->head->name,
-              (unsigned long) seal->stats.preserved_in_memory,
-              (unsigned long) seal->stats.preserved_spilled,
+  if (seal->stats.copied_bytes + seal->stats.sealed_by_writes > 0)
+    xs_debug ("snapshot of volume '%s': writes while pending copied %lu "
+              "bytes aside and sealed %lu blocks first", seal->head->name,
+              (unsigned long) seal->stats.copied_bytes,
               (unsigned long) seal->stats.sealed_by_writes);
   if (progress)
     progress (seal->stats.blocks_to_seal, seal->stats.blocks_to_seal, opaque);

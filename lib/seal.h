@@ -5,10 +5,9 @@
  * bits become the set S of blocks to seal and the map starts afresh.
  * Then S is sealed — each block read, hashed, compressed and stored as a
  * chunk if the repository lacks it — while writes go on.  A write to a
- * block of S that is not sealed yet first copies the block's content aside
- * (copy-before-write: to memory, or to a spill file, within the head's
- * budgets, else it seals the block itself), so no later write leaks into
- * the snapshot.  The result is the base manifest with S's entries
+ * block of S that is not sealed yet first copies the part it changes aside
+ * (copy-before-write, to a spill file, within the head's budget; else it
+ * seals the block itself), so no later write leaks into the snapshot.  The result is the base manifest with S's entries
  * replaced: cost O(changed blocks), not O(size).
  *
  * When the dirty map cannot be trusted, or there is no base manifest it is
@@ -36,10 +35,8 @@ struct xs_seal_stats {
   uint64_t stored_bytes;        /* their stored (compressed) size */
   uint64_t bytes_read;          /* read from the head to seal */
   bool full_compare;            /* S was every block */
-  /* Blocks of S that a write reached before a sealer did: */
-  uint64_t preserved_in_memory; /* copied to memory for the sealers */
-  uint64_t preserved_spilled;   /* copied to the spill file for them */
-  uint64_t sealed_by_writes;    /* sealed by the writer first (budgets
+  uint64_t copied_bytes;        /* copied aside by writes (see seal.c) */
+  uint64_t sealed_by_writes;    /* blocks a write sealed first (budget
                                    spent) */
 };
 
