@@ -36,6 +36,10 @@ extern void xs_server_free (struct xs_server *srv);
  */
 extern void xs_server_set_hydration (struct xs_server *srv, bool on);
 
+/* The seal buffer of every volume served (xs_head_set_seal_buffer). */
+extern void xs_server_set_seal_buffer (struct xs_server *srv,
+                                       uint64_t bytes);
+
 /* Call FN with the name and a one-line description of every export the
  * server's scope may see.
  */
