@@ -34,6 +34,7 @@ struct xs_head {
   struct xs_seal *seal;         /* the pending snapshot, or NULL */
   pthread_mutex_t seal_lock;    /* with seal_done: waiting for SEAL to end */
   pthread_cond_t seal_done;
+  uint64_t seal_buffer;         /* see xs_head_set_seal_buffer */
 
   /* A clone: blocks not present read through to SOURCE.  A block becomes
    * present under its copy-up stripe lock, after its data is written.
@@ -59,11 +60,11 @@ xs_head_nblocks (const struct xs_head *h)
   return (h->size + h->block_size - 1) >> h->block_shift;
 }
 
-/* Called by head.c for every change of blocks [FIRST, LAST] while a
- * snapshot is pending: seals those blocks first (copy-before-write).
- * Holding the gate for reading.
+/* Called by head.c before every change of [OFFSET, OFFSET + COUNT) while
+ * a snapshot is pending: keeps what the change overwrites for the
+ * snapshot (copy-before-write).  Holding the gate for reading.
  */
-extern void xs_seal_protect (struct xs_seal *seal, uint64_t first,
-                             uint64_t last);
+extern void xs_seal_protect (struct xs_seal *seal, uint64_t offset,
+                             uint64_t count);
 
 #endif /* XSNAP_HEAD_INTERNAL_H */

@@ -182,6 +182,7 @@ xs_head_open (const char *dir, const char *name, uint64_t size,
   pthread_rwlock_init (&h->gate, NULL);
   pthread_mutex_init (&h->seal_lock, NULL);
   pthread_cond_init (&h->seal_done, NULL);
+  h->seal_buffer = XS_HEAD_SEAL_BUFFER;
   h->size = size;
   h->block_size = block_size;
   h->block_shift = log2_of (block_size);
@@ -334,7 +335,7 @@ begin_change (struct xs_head *h, uint32_t count, uint64_t offset)
   first = offset >> h->block_shift;
   last = (offset + count - 1) >> h->block_shift;
   if (h->seal)
-    xs_seal_protect (h->seal, first, last);
+    xs_seal_protect (h->seal, offset, count);
   xs_dirtymap_mark (h->dirtymap, first, last - first + 1);
 }
 
@@ -691,6 +692,14 @@ xs_head_extents (struct xs_head *h, uint64_t offset, uint64_t count,
     offset = run_end;
   }
   return 0;
+}
+
+void
+xs_head_set_seal_buffer (struct xs_head *h, uint64_t bytes)
+{
+  pthread_rwlock_wrlock (&h->gate);    /* seals begin under the gate */
+  h->seal_buffer = bytes;
+  pthread_rwlock_unlock (&h->gate);
 }
 
 bool

@@ -112,6 +112,16 @@ extern int xs_head_extents (struct xs_head *h, uint64_t offset,
 extern void xs_head_writeback (struct xs_head *h, uint64_t offset,
                                uint64_t count, bool wait_and_drop);
 
+/* While a snapshot of the head is pending, a change of a block it has
+ * not sealed yet first copies the 4 KiB units it overwrites to a spill
+ * file in the head's directory (kept in the page cache while it is
+ * small), for the sealers.  BYTES bounds what is copied aside at once
+ * (default XS_HEAD_SEAL_BUFFER); with it spent, a change seals its block
+ * first, which is much slower.  Takes effect from the next snapshot.
+ */
+#define XS_HEAD_SEAL_BUFFER (256u << 20)
+extern void xs_head_set_seal_buffer (struct xs_head *h, uint64_t bytes);
+
 /* Grow the volume to NEW_SIZE.  No I/O may be in flight. */
 extern int xs_head_grow (struct xs_head *h, uint64_t new_size);
 

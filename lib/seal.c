@@ -1,14 +1,34 @@
 /* xsnap: sealing snapshots of live heads (see seal.h for the design).
  *
- * Concurrency.  TODO holds the blocks of S not yet sealed.  A block is
- * sealed under its stripe lock: whoever gets the lock first (a sealer
- * thread or a writer about to change the block) checks TODO, seals, and
- * clears the bit; everyone after sees the bit clear and moves on.  Bits
- * only ever go from set to clear while the seal exists, so a writer that
- * sees a clear bit without the lock may write at once.  Codecs are not
- * thread-safe, so a small pool lends one to each sealing thread.
+ * Concurrency.  TODO holds the blocks of S not taken by a sealer yet.  A
+ * sealer takes a block under the block's stripe lock: it copies the
+ * block's content at the point in time into its own buffer, clears the
+ * bit (release), drops the lock, and only then hashes, compresses and
+ * stores.  A writer that sees a clear bit (acquire) may write at once:
+ * the bit is cleared only after the copy is complete, and bits only go
+ * from set to clear while the seal exists.
+ *
+ * Copy-before-write, cheaply.  A writer about to change a block whose bit
+ * is set copies aside only the 4 KiB units it is about to change and that
+ * are not copied yet (under the stripe lock), into the spill file: an
+ * unnamed, sparse file in the head's directory with the volume's layout,
+ * which stays in the page cache while it is small.  A block's content at
+ * the point in time is then the data file's with its copied units laid
+ * over it, which is what a sealer reads.  A block's first copied unit
+ * also queues the block, and sealers take queued blocks before anything
+ * else, which frees the spill file soonest.  The units copied at once are
+ * bounded by the head's budget; with the budget spent (or no spill file),
+ * a writer takes the block itself, as a sealer would, and seals it before
+ * its write goes on.  The spill file need not be durable: a crash loses
+ * the pending snapshot, which was never visible, and the next owner
+ * removes its record.
+ *
+ * DONE counts blocks whose entry is final; the seal is complete when it
+ * reaches |S|.  Codecs are not thread-safe, so a small pool lends one to
+ * each sealing thread.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,11 +41,14 @@
 #include "hash.h"
 #include "head-internal.h"
 #include "seal.h"
+#include "volume.h"
 
 #define STRIPES 256
 #define DEFAULT_THREADS 2
 #define MAX_THREADS 16
 #define CLAIM_BLOCKS 64         /* blocks a sealer thread claims at once */
+#define UNIT 4096u              /* what copy-before-write copies */
+#define UNIT_WORDS (XS_BLOCK_SIZE_MAX / UNIT / 64)
 
 struct codec_pool {
   pthread_mutex_t lock;
@@ -33,18 +56,43 @@ struct codec_pool {
   unsigned nfree;
 };
 
+/* The units of a block copied to the spill file (under its stripe). */
+struct copied {
+  unsigned count;
+  uint64_t bits[UNIT_WORDS];
+};
+
+/* A block with copied units, for the sealers to take first. */
+struct queued {
+  struct queued *next;
+  uint64_t block;
+};
+
 struct xs_seal {
   struct xs_head *head;
   struct xs_repo *repo;
   struct xs_manifest *manifest; /* base entries, replaced as blocks seal */
   struct xs_bitmap taken;       /* S as taken from the dirty map */
-  struct xs_bitmap todo;        /* blocks of S not sealed yet */
+  struct xs_bitmap todo;        /* blocks of S not taken by a sealer */
   pthread_mutex_t stripes[STRIPES];
+  struct copied **copied;       /* per block, NULL: nothing copied */
   struct codec_pool codecs;
   bool full_compare;
   int failed;                   /* set once; atomic */
   uint64_t cursor;              /* next block to claim; atomic */
   uint64_t done;                /* blocks sealed; atomic */
+
+  /* QUEUE_LOCK protects the queue and the opening of SPILL_FD, and with
+   * WORK wakes idle sealers (a block queued, the last one done, a
+   * failure).
+   */
+  pthread_mutex_t queue_lock;
+  pthread_cond_t work;
+  struct queued *first, *last;
+  int spill_fd;                 /* -1: not open (yet) */
+  bool spill_broken;            /* atomic: do not try the spill file */
+  uint64_t spill_limit;         /* bytes copied aside at once, at most */
+  uint64_t spill_used;          /* atomic */
   struct xs_seal_stats stats;   /* counters updated atomically */
 };
 
@@ -98,6 +146,84 @@ is_hole (int fd, uint64_t offset, size_t len)
     || (data != -1 && (uint64_t) data >= offset + len);
 }
 
+static uint64_t
+block_offset (const struct xs_seal *seal, uint64_t block)
+{
+  return block << seal->head->block_shift;
+}
+
+static size_t
+block_len (const struct xs_seal *seal, uint64_t block)
+{
+  const struct xs_head *h = seal->head;
+  uint64_t offset = block_offset (seal, block);
+
+  return h->size - offset < h->block_size
+    ? (size_t) (h->size - offset) : h->block_size;
+}
+
+static void
+wake_sealers (struct xs_seal *seal)
+{
+  pthread_mutex_lock (&seal->queue_lock);
+  pthread_cond_broadcast (&seal->work);
+  pthread_mutex_unlock (&seal->queue_lock);
+}
+
+static void
+mark_failed (struct xs_seal *seal)
+{
+  __atomic_store_n (&seal->failed, 1, __ATOMIC_RELEASE);
+  wake_sealers (seal);
+}
+
+static bool
+has_failed (struct xs_seal *seal)
+{
+  return __atomic_load_n (&seal->failed, __ATOMIC_ACQUIRE) != 0;
+}
+
+static bool
+all_done (struct xs_seal *seal)
+{
+  return __atomic_load_n (&seal->done, __ATOMIC_ACQUIRE)
+    >= seal->stats.blocks_to_seal;
+}
+
+/* Whether BLOCK may still need copying before a write changes it.
+ * Acquire: a clear bit means the sealer's copy is complete.
+ */
+static bool
+is_untaken (struct xs_seal *seal, uint64_t block)
+{
+  uint8_t byte = __atomic_load_n (&seal->todo.bytes[block / 8],
+                                  __ATOMIC_ACQUIRE);
+
+  return (byte >> (block % 8)) & 1;
+}
+
+/* BLOCK's content is copied (or needs no copy).  Holding its stripe. */
+static void
+mark_taken (struct xs_seal *seal, uint64_t block)
+{
+  __atomic_fetch_and (&seal->todo.bytes[block / 8],
+                      (uint8_t) ~(1u << (block % 8)), __ATOMIC_RELEASE);
+}
+
+/* BLOCK's entry in the new manifest is ID. */
+static void
+finish_block (struct xs_seal *seal, uint64_t block,
+              const struct xs_hash128 *id)
+{
+  if (!xs_hash128_equal (id, &seal->manifest->entries[block])) {
+    seal->manifest->entries[block] = *id;
+    add_stat (&seal->stats.changed_blocks, 1);
+  }
+  if (__atomic_add_fetch (&seal->done, 1, __ATOMIC_ACQ_REL)
+      == seal->stats.blocks_to_seal)
+    wake_sealers (seal);
+}
+
 /* Store BLOCK's content unless the repository has it; set *ID. */
 static int
 store_block (struct xs_seal *seal, struct xs_chunk_codec *codec,
@@ -122,113 +248,407 @@ store_block (struct xs_seal *seal, struct xs_chunk_codec *codec,
   return r == -1 ? -1 : 0;
 }
 
-/* Seal one block: its entry in the new manifest becomes the id of its
- * current content.  Holding the block's stripe lock.
- */
+/* Seal BLOCK from BUF, a copy of its content at the point in time. */
 static int
-seal_block (struct xs_seal *seal, struct xs_chunk_codec *codec,
-            void *buf, uint64_t block)
+seal_copy (struct xs_seal *seal, struct xs_chunk_codec *codec,
+           uint64_t block, const void *buf)
 {
-  struct xs_head *h = seal->head;
-  uint64_t offset = block << h->block_shift;
-  size_t len = h->size - offset < h->block_size
-    ? (size_t) (h->size - offset) : h->block_size;
+  size_t len = block_len (seal, block);
   struct xs_hash128 id;
 
-  if (!xs_head_block_present (h, block))
-    id = *xs_snapreader_entry (h->source, block);   /* still the source's */
-  else if (is_hole (h->data_fd, offset, len))
+  if (is_zero (buf, len))
     memset (&id, 0, sizeof id);
-  else {
-    if (xs_full_pread (h->data_fd, buf, len, offset) == -1) {
-      xs_error ("volume '%s': cannot read block %lu to seal it: %m",
-                h->name, (unsigned long) block);
+  else if (store_block (seal, codec, buf, len, &id) == -1)
+    return -1;
+  finish_block (seal, block, &id);
+  return 0;
+}
+
+/* If BLOCK's id needs no reading — a block a clone still reads from its
+ * source, or a hole of the data file with nothing copied aside — set *ID
+ * and return true.  Holding the block's stripe.
+ */
+static bool
+id_without_reading (struct xs_seal *seal, uint64_t block,
+                    struct xs_hash128 *id)
+{
+  struct xs_head *h = seal->head;
+
+  if (seal->copied[block])
+    return false;
+  if (!xs_head_block_present (h, block)) {
+    *id = *xs_snapreader_entry (h->source, block);  /* still the source's */
+    return true;
+  }
+  if (is_hole (h->data_fd, block_offset (seal, block),
+               block_len (seal, block))) {
+    memset (id, 0, sizeof *id);
+    return true;
+  }
+  return false;
+}
+
+/* Take N bytes of the spill budget. */
+static bool
+reserve (struct xs_seal *seal, uint64_t n)
+{
+  uint64_t limit = seal->spill_limit;
+  uint64_t old = __atomic_load_n (&seal->spill_used, __ATOMIC_RELAXED);
+
+  do {
+    if (n > limit || old > limit - n)
+      return false;
+  } while (!__atomic_compare_exchange_n (&seal->spill_used, &old, old + n,
+                                         true, __ATOMIC_RELAXED,
+                                         __ATOMIC_RELAXED));
+  return true;
+}
+
+static void
+unreserve (struct xs_seal *seal, uint64_t n)
+{
+  __atomic_fetch_sub (&seal->spill_used, n, __ATOMIC_RELAXED);
+}
+
+/* Units [U, U + N) of BLOCK as a byte range of the volume. */
+static void
+unit_range (struct xs_seal *seal, uint64_t block, unsigned u, unsigned n,
+            uint64_t *offset, size_t *len)
+{
+  uint64_t end = block_offset (seal, block) + block_len (seal, block);
+
+  *offset = block_offset (seal, block) + (uint64_t) u * UNIT;
+  *len = *offset + (uint64_t) n * UNIT > end
+    ? (size_t) (end - *offset) : (size_t) n * UNIT;
+}
+
+static bool
+unit_copied (const struct copied *c, unsigned u)
+{
+  return c && (c->bits[u / 64] >> (u % 64)) & 1;
+}
+
+/* Lay the copied units of BLOCK over BUF, its data as in the data file.
+ * Holding the block's stripe.
+ */
+static int
+overlay_copied (struct xs_seal *seal, uint64_t block, void *buf)
+{
+  const struct copied *c = seal->copied[block];
+  unsigned nunits = (unsigned) ((block_len (seal, block) + UNIT - 1) / UNIT);
+  unsigned u, n;
+  uint64_t offset;
+  size_t len;
+
+  for (u = 0; c && u < nunits; u += n) {
+    for (n = 1; u + n < nunits
+           && unit_copied (c, u + n) == unit_copied (c, u); n++)
+      ;
+    if (!unit_copied (c, u))
+      continue;
+    unit_range (seal, block, u, n, &offset, &len);
+    if (xs_full_pread (seal->spill_fd, (char *) buf + (size_t) u * UNIT,
+                       len, offset) == -1) {
+      xs_error ("volume '%s': cannot read block %lu back from the spill "
+                "file: %m", seal->head->name, (unsigned long) block);
       return -1;
     }
-    add_stat (&seal->stats.bytes_read, len);
-    if (is_zero (buf, len))
-      memset (&id, 0, sizeof id);
-    else if (store_block (seal, codec, buf, len, &id) == -1)
-      return -1;
   }
-  if (!xs_hash128_equal (&id, &seal->manifest->entries[block])) {
-    seal->manifest->entries[block] = id;
-    add_stat (&seal->stats.changed_blocks, 1);
+  return 0;
+}
+
+/* Forget what BLOCK had copied aside: free its budget and spill space. */
+static void
+drop_copied (struct xs_seal *seal, uint64_t block)
+{
+  struct copied *c = seal->copied[block];
+
+  if (c == NULL)
+    return;
+  (void) fallocate (seal->spill_fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+                    (off_t) block_offset (seal, block),
+                    (off_t) block_len (seal, block));
+  unreserve (seal, (uint64_t) c->count * UNIT);
+  seal->copied[block] = NULL;
+  free (c);
+}
+
+/* Copy BLOCK's content at the point in time into BUF: the data file's,
+ * with the units copied aside laid over it.  Holding the block's stripe.
+ */
+static int
+read_block (struct xs_seal *seal, uint64_t block, void *buf)
+{
+  size_t len = block_len (seal, block);
+
+  if (xs_full_pread (seal->head->data_fd, buf, len,
+                     block_offset (seal, block)) == -1) {
+    xs_error ("volume '%s': cannot read block %lu to seal it: %m",
+              seal->head->name, (unsigned long) block);
+    return -1;
+  }
+  add_stat (&seal->stats.bytes_read, len);
+  return overlay_copied (seal, block, buf);
+}
+
+/* The spill file, opened on first use; -1 if there is none.  It has no
+ * name, so it never outlives the process.
+ */
+static int
+spill_fd (struct xs_seal *seal)
+{
+  int fd;
+
+  pthread_mutex_lock (&seal->queue_lock);
+  if (seal->spill_fd == -1
+      && !__atomic_load_n (&seal->spill_broken, __ATOMIC_RELAXED)) {
+    seal->spill_fd = open (seal->head->dir, O_TMPFILE | O_RDWR | O_CLOEXEC,
+                           0600);
+    if (seal->spill_fd == -1) {
+      xs_debug ("volume '%s': no spill file for the pending snapshot "
+                "(%m): writes seal their blocks first", seal->head->name);
+      __atomic_store_n (&seal->spill_broken, true, __ATOMIC_RELAXED);
+    }
+  }
+  fd = seal->spill_fd;
+  pthread_mutex_unlock (&seal->queue_lock);
+  return fd;
+}
+
+/* Copy [OFFSET, OFFSET + LEN) from the data file to the spill file. */
+static int
+spill_copy (struct xs_seal *seal, int fd, uint64_t offset, size_t len)
+{
+  loff_t in = (loff_t) offset, out = in;
+
+  while (len > 0) {
+    ssize_t n = copy_file_range (seal->head->data_fd, &in, fd, &out, len,
+                                 0);
+    if (n <= 0) {
+      if (n == 0)
+        errno = EIO;
+      return -1;
+    }
+    len -= (size_t) n;
   }
   return 0;
 }
 
 static void
-mark_failed (struct xs_seal *seal)
+push (struct xs_seal *seal, struct queued *q)
 {
-  __atomic_store_n (&seal->failed, 1, __ATOMIC_RELEASE);
+  q->next = NULL;
+  pthread_mutex_lock (&seal->queue_lock);
+  if (seal->last)
+    seal->last->next = q;
+  else
+    seal->first = q;
+  seal->last = q;
+  pthread_cond_signal (&seal->work);
+  pthread_mutex_unlock (&seal->queue_lock);
 }
 
+static struct queued *
+pop (struct xs_seal *seal)
+{
+  struct queued *q;
+
+  pthread_mutex_lock (&seal->queue_lock);
+  q = seal->first;
+  if (q) {
+    seal->first = q->next;
+    if (seal->first == NULL)
+      seal->last = NULL;
+  }
+  pthread_mutex_unlock (&seal->queue_lock);
+  return q;
+}
+
+/* The copied-units record of BLOCK, made (and the block queued) on first
+ * use.  Holding the block's stripe.
+ */
+static struct copied *
+get_copied (struct xs_seal *seal, uint64_t block)
+{
+  struct copied *c = seal->copied[block];
+  struct queued *q;
+
+  if (c)
+    return c;
+  c = calloc (1, sizeof *c);
+  q = malloc (sizeof *q);
+  if (c == NULL || q == NULL) {
+    free (c);
+    free (q);
+    return NULL;
+  }
+  q->block = block;
+  seal->copied[block] = c;
+  push (seal, q);
+  return c;
+}
+
+/* Copy aside the units of BLOCK in [U0, U1] not copied yet.  False if the
+ * budget or the spill file does not allow it (some may be copied).
+ * Holding the block's stripe.
+ */
 static bool
-has_failed (struct xs_seal *seal)
+copy_units (struct xs_seal *seal, uint64_t block, unsigned u0, unsigned u1)
 {
-  return __atomic_load_n (&seal->failed, __ATOMIC_ACQUIRE) != 0;
+  struct copied *c;
+  unsigned u, n, i;
+  uint64_t offset;
+  size_t len;
+  int fd;
+
+  for (u = u0; u <= u1; u += n) {
+    n = 1;
+    if (unit_copied (seal->copied[block], u))
+      continue;
+    while (u + n <= u1 && !unit_copied (seal->copied[block], u + n))
+      n++;
+    if (__atomic_load_n (&seal->spill_broken, __ATOMIC_RELAXED)
+        || !reserve (seal, (uint64_t) n * UNIT))
+      return false;
+    fd = spill_fd (seal);
+    c = fd >= 0 ? get_copied (seal, block) : NULL;
+    unit_range (seal, block, u, n, &offset, &len);
+    if (c == NULL || spill_copy (seal, fd, offset, len) == -1) {
+      if (c) {
+        /* A full disk, or no copy_file_range here: stop trying. */
+        xs_debug ("volume '%s': cannot copy part of block %lu to the "
+                  "spill file (%m): writes seal their blocks first",
+                  seal->head->name, (unsigned long) block);
+        __atomic_store_n (&seal->spill_broken, true, __ATOMIC_RELAXED);
+      }
+      unreserve (seal, (uint64_t) n * UNIT);
+      return false;
+    }
+    for (i = u; i < u + n; i++)
+      c->bits[i / 64] |= UINT64_C (1) << (i % 64);
+    c->count += n;
+    add_stat (&seal->stats.copied_bytes, len);
+  }
+  return true;
 }
 
-/* Seal BLOCK if nobody has yet.  Returns -1 on failure. */
+/* Scratch space of a thread that seals blocks itself. */
+struct scratch {
+  struct xs_seal *seal;
+  struct xs_chunk_codec *codec;
+  void *buf;
+};
+
 static int
-seal_if_needed (struct xs_seal *seal, struct xs_chunk_codec *codec,
-                void *buf, uint64_t block)
+scratch_get (struct scratch *s)
+{
+  if (s->buf)
+    return 0;
+  s->codec = borrow_codec (&s->seal->codecs);
+  s->buf = malloc (s->seal->head->block_size);
+  if (s->codec == NULL || s->buf == NULL) {
+    xs_error ("volume '%s': cannot seal a block of the pending snapshot: %m",
+              s->seal->head->name);
+    return -1;
+  }
+  return 0;
+}
+
+static void
+scratch_put (struct scratch *s)
+{
+  free (s->buf);
+  if (s->codec)
+    return_codec (&s->seal->codecs, s->codec);
+  s->buf = NULL;
+  s->codec = NULL;
+}
+
+/* Take BLOCK if it is still untaken, and seal it.  A writer passes the
+ * byte range [OFFSET, END) of the block it is about to change: then
+ * copying those units aside is enough, while the budget allows.
+ */
+static int
+take_block (struct xs_seal *seal, uint64_t block, bool writer,
+            uint64_t offset, uint64_t end, struct scratch *s)
 {
   pthread_mutex_t *stripe = &seal->stripes[block % STRIPES];
+  uint64_t start = block_offset (seal, block);
+  struct xs_hash128 id;
+  enum { NOTHING, FINISH, SEAL } then = NOTHING;
   int r = 0;
 
-  if (!xs_bitmap_get (&seal->todo, block))
-    return 0;
   pthread_mutex_lock (stripe);
-  if (xs_bitmap_get (&seal->todo, block)) {
-    r = seal_block (seal, codec, buf, block);
-    if (r == 0) {
-      __atomic_fetch_and (&seal->todo.bytes[block / 8],
-                          (uint8_t) ~(1u << (block % 8)), __ATOMIC_RELEASE);
-      add_stat (&seal->done, 1);
+  if (is_untaken (seal, block)) {
+    if (id_without_reading (seal, block, &id))
+      then = FINISH;
+    else if (!writer
+             || !copy_units (seal, block, (unsigned) ((offset - start) / UNIT),
+                             (unsigned) ((end - 1 - start) / UNIT))) {
+      r = scratch_get (s);
+      if (r == 0)
+        r = read_block (seal, block, s->buf);
+      then = SEAL;
+    }
+    if (r == 0 && then != NOTHING) {
+      mark_taken (seal, block);
+      drop_copied (seal, block);
     }
   }
   pthread_mutex_unlock (stripe);
-  return r;
+  if (r == -1)
+    return -1;
+  if (then == FINISH)
+    finish_block (seal, block, &id);
+  else if (then == SEAL) {
+    if (writer)
+      add_stat (&seal->stats.sealed_by_writes, 1);
+    return seal_copy (seal, s->codec, block, s->buf);
+  }
+  return 0;
 }
 
 void
-xs_seal_protect (struct xs_seal *seal, uint64_t first, uint64_t last)
+xs_seal_protect (struct xs_seal *seal, uint64_t offset, uint64_t count)
 {
-  struct xs_chunk_codec *codec = NULL;
-  void *buf = NULL;
-  uint64_t block;
+  struct scratch s = { .seal = seal };
+  struct xs_head *h = seal->head;
+  uint64_t end = offset + count, block, start, stop;
 
-  for (block = first; block <= last && !has_failed (seal); block++) {
-    if (!xs_bitmap_get (&seal->todo, block))
+  for (block = offset >> h->block_shift;
+       (block << h->block_shift) < end && !has_failed (seal); block++) {
+    if (!is_untaken (seal, block))
       continue;
-    if (buf == NULL) {
-      codec = borrow_codec (&seal->codecs);
-      buf = malloc (seal->head->block_size);
-      if (codec == NULL || buf == NULL) {
-        xs_error ("volume '%s': cannot protect the pending snapshot: %m",
-                  seal->head->name);
-        mark_failed (seal);
-        break;
-      }
-    }
+    start = block << h->block_shift;
+    stop = start + h->block_size;
     /* A failure here must not fail the write: the snapshot fails instead
      * (reported), and the volume goes on.
      */
-    if (seal_if_needed (seal, codec, buf, block) == -1)
+    if (take_block (seal, block, true, offset > start ? offset : start,
+                    end < stop ? end : stop, &s) == -1)
       mark_failed (seal);
   }
-  free (buf);
-  if (codec)
-    return_codec (&seal->codecs, codec);
+  scratch_put (&s);
 }
 
 static void
 free_seal (struct xs_seal *seal)
 {
+  struct queued *q;
+  uint64_t block;
   unsigned i;
 
+  while ((q = seal->first) != NULL) {
+    seal->first = q->next;
+    free (q);
+  }
+  for (block = 0; seal->copied && block < seal->todo.nbits; block++)
+    free (seal->copied[block]);   /* left by a failed seal */
+  free (seal->copied);
+  if (seal->spill_fd >= 0)
+    close (seal->spill_fd);
+  pthread_mutex_destroy (&seal->queue_lock);
+  pthread_cond_destroy (&seal->work);
   for (i = 0; i < STRIPES; i++)
     pthread_mutex_destroy (&seal->stripes[i]);
   for (i = 0; i < seal->codecs.nfree; i++)
@@ -256,9 +676,19 @@ new_seal (struct xs_head *h, struct xs_repo *repo, struct xs_manifest *base)
   for (i = 0; i < STRIPES; i++)
     pthread_mutex_init (&seal->stripes[i], NULL);
   pthread_mutex_init (&seal->codecs.lock, NULL);
+  pthread_mutex_init (&seal->queue_lock, NULL);
+  pthread_cond_init (&seal->work, NULL);
+  seal->spill_fd = -1;
   seal->manifest = base ? base : xs_manifest_new (h->size, h->block_size);
   if (seal->manifest == NULL
       || xs_bitmap_init (&seal->todo, xs_head_nblocks (h)) == -1) {
+    free_seal (seal);
+    return NULL;
+  }
+  /* Large and mostly untouched: calloc maps zero pages lazily. */
+  seal->copied = calloc (xs_head_nblocks (h), sizeof *seal->copied);
+  if (seal->copied == NULL) {
+    xs_error ("cannot snapshot volume '%s': %m", h->name);
     free_seal (seal);
     return NULL;
   }
@@ -299,6 +729,7 @@ xs_seal_begin (struct xs_head *h, struct xs_repo *repo,
     return NULL;
   }
   /* The point in time: no change is in flight. */
+  seal->spill_limit = h->seal_buffer;
   trusted = xs_dirtymap_doubt (h->dirtymap) == XS_DIRTYMAP_TRUSTED;
   if (xs_dirtymap_take (h->dirtymap, &seal->taken) == -1) {
     pthread_rwlock_unlock (&h->gate);
@@ -320,41 +751,72 @@ xs_seal_begin (struct xs_head *h, struct xs_repo *repo,
 struct sealer_thread {
   struct xs_seal *seal;
   pthread_t thread;
-  int result;
 };
 
-/* Claim runs of CLAIM_BLOCKS blocks and seal what is still to do. */
+/* Wait until there may be something to do.  False when the seal is
+ * complete or has failed.
+ */
+static bool
+wait_for_work (struct xs_seal *seal)
+{
+  bool more;
+
+  pthread_mutex_lock (&seal->queue_lock);
+  while (seal->first == NULL && !all_done (seal) && !has_failed (seal))
+    pthread_cond_wait (&seal->work, &seal->queue_lock);
+  more = seal->first != NULL && !has_failed (seal);
+  pthread_mutex_unlock (&seal->queue_lock);
+  return more;
+}
+
+/* Seal what is still untaken in the run of CLAIM_BLOCKS from FIRST. */
+static int
+sweep_run (struct xs_seal *seal, struct scratch *s, uint64_t first)
+{
+  uint64_t nblocks = seal->todo.nbits, block;
+
+  for (block = xs_bitmap_next_set (&seal->todo, first);
+       block < first + CLAIM_BLOCKS && block < nblocks;
+       block = xs_bitmap_next_set (&seal->todo, block + 1))
+    if (take_block (seal, block, false, 0, 0, s) == -1)
+      return -1;
+  return 0;
+}
+
+/* Seal queued blocks first (their copies hold budget), else claim the
+ * next run of blocks; once every run is claimed, help with queued blocks
+ * until the seal is complete.
+ */
 static void *
 sealer_main (void *opaque)
 {
   struct sealer_thread *t = opaque;
   struct xs_seal *seal = t->seal;
-  uint64_t nblocks = seal->todo.nbits, first, block;
-  struct xs_chunk_codec *codec = borrow_codec (&seal->codecs);
-  void *buf = malloc (seal->head->block_size);
+  struct scratch s = { .seal = seal };
+  struct queued *q;
+  uint64_t first;
+  int r;
 
-  if (codec == NULL || buf == NULL) {
-    xs_error ("cannot seal a snapshot of volume '%s': %m", seal->head->name);
+  if (scratch_get (&s) == -1)
     mark_failed (seal);
-  }
   while (!has_failed (seal)) {
-    first = __atomic_fetch_add (&seal->cursor, CLAIM_BLOCKS,
-                                __ATOMIC_RELAXED);
-    if (first >= nblocks)
-      break;
-    for (block = xs_bitmap_next_set (&seal->todo, first);
-         block < first + CLAIM_BLOCKS && block < nblocks;
-         block = xs_bitmap_next_set (&seal->todo, block + 1)) {
-      if (seal_if_needed (seal, codec, buf, block) == -1) {
-        mark_failed (seal);
-        break;
-      }
+    q = pop (seal);
+    if (q) {
+      r = take_block (seal, q->block, false, 0, 0, &s);
+      free (q);
     }
+    else if ((first = __atomic_fetch_add (&seal->cursor, CLAIM_BLOCKS,
+                                          __ATOMIC_RELAXED))
+             < seal->todo.nbits)
+      r = sweep_run (seal, &s, first);
+    else if (!wait_for_work (seal))
+      break;
+    else
+      r = 0;
+    if (r == -1)
+      mark_failed (seal);
   }
-  free (buf);
-  if (codec)
-    return_codec (&seal->codecs, codec);
-  t->result = has_failed (seal) ? -1 : 0;
+  scratch_put (&s);
   return NULL;
 }
 
@@ -381,11 +843,10 @@ xs_seal_run (struct xs_seal *seal, unsigned threads,
     started++;
   }
   if (progress) {
-    /* Report every 10 ms until the workers have claimed everything (a
-     * snapshot with little to seal must not wait for a long tick).
+    /* Report every 10 ms until every block is sealed (a snapshot with
+     * little to seal must not wait for a long tick).
      */
-    while (__atomic_load_n (&seal->cursor, __ATOMIC_RELAXED)
-           < seal->todo.nbits && !has_failed (seal)) {
+    while (!all_done (seal) && !has_failed (seal)) {
       progress (__atomic_load_n (&seal->done, __ATOMIC_RELAXED),
                 seal->stats.blocks_to_seal, opaque);
       usleep (10000);
@@ -393,10 +854,22 @@ xs_seal_run (struct xs_seal *seal, unsigned threads,
   }
   for (i = 0; i < started; i++)
     pthread_join (workers[i].thread, NULL);
+  if (!has_failed (seal) && !all_done (seal)) {
+    xs_error ("cannot seal the snapshot of volume '%s': %lu of %lu "
+              "blocks sealed",
+              seal->head->name, (unsigned long) seal->done,
+              (unsigned long) seal->stats.blocks_to_seal);
+    mark_failed (seal);
+  }
   if (has_failed (seal)) {
     xs_error ("snapshot of volume '%s' failed", seal->head->name);
     return -1;
   }
+  if (seal->stats.copied_bytes + seal->stats.sealed_by_writes > 0)
+    xs_debug ("snapshot of volume '%s': writes while pending copied %lu "
+              "bytes aside and sealed %lu blocks first", seal->head->name,
+              (unsigned long) seal->stats.copied_bytes,
+              (unsigned long) seal->stats.sealed_by_writes);
   if (progress)
     progress (seal->stats.blocks_to_seal, seal->stats.blocks_to_seal, opaque);
   /* Chunks were written without syncing each: one sync for all, before

@@ -5,9 +5,10 @@
  * bits become the set S of blocks to seal and the map starts afresh.
  * Then S is sealed — each block read, hashed, compressed and stored as a
  * chunk if the repository lacks it — while writes go on.  A write to a
- * block of S that is not sealed yet seals it first (copy-before-write), so
- * no later write leaks into the snapshot.  The result is the base manifest
- * with S's entries replaced: cost O(changed blocks), not O(size).
+ * block of S that is not sealed yet first copies the part it changes aside
+ * (copy-before-write, to a spill file, within the head's budget; else it
+ * seals the block itself), so no later write leaks into the snapshot.  The result is the base manifest with S's entries
+ * replaced: cost O(changed blocks), not O(size).
  *
  * When the dirty map cannot be trusted, or there is no base manifest it is
  * relative to, S is every block and each is compared by hash (blocks that
@@ -34,6 +35,9 @@ struct xs_seal_stats {
   uint64_t stored_bytes;        /* their stored (compressed) size */
   uint64_t bytes_read;          /* read from the head to seal */
   bool full_compare;            /* S was every block */
+  uint64_t copied_bytes;        /* copied aside by writes (see seal.c) */
+  uint64_t sealed_by_writes;    /* blocks a write sealed first (budget
+                                   spent) */
 };
 
 /* Take the point in time.  BASE is the manifest the head's dirty map is

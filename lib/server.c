@@ -58,6 +58,7 @@ struct xs_server {
   struct xs_scope scope;
   struct xs_chunk_cache *cache; /* decompressed chunks, shared by exports */
   bool hydrate;                 /* hydrate clones in the background */
+  uint64_t seal_buffer;         /* for every head (head.h) */
   pthread_mutex_t lock;         /* protects exports and refs */
   struct xs_export *exports;
 };
@@ -73,6 +74,7 @@ xs_server_new (const char *store_path, const char *account,
     return NULL;
   }
   pthread_mutex_init (&srv->lock, NULL);
+  srv->seal_buffer = XS_HEAD_SEAL_BUFFER;
   srv->cache = xs_chunk_cache_new (cache_bytes);
   srv->store = xs_store_open (store_path);
   if (srv->cache == NULL || srv->store == NULL
@@ -530,6 +532,8 @@ open_volume (struct xs_server *srv, const struct xs_volume *vol)
   exp->account = strdup (vol->account);
   if (exp->account)
     exp->head = xs_volume_open_head_cached (srv->store, vol, srv->cache);
+  if (exp->head)
+    xs_head_set_seal_buffer (exp->head, srv->seal_buffer);
   dir = xs_volume_dir (srv->store, vol);
   if (exp->head && dir && asprintf (&socket_path, "%s/control.sock", dir) != -1)
     exp->control = xs_control_listen (socket_path, control_handler, exp);
@@ -554,6 +558,12 @@ void
 xs_server_set_hydration (struct xs_server *srv, bool on)
 {
   srv->hydrate = on;
+}
+
+void
+xs_server_set_seal_buffer (struct xs_server *srv, uint64_t bytes)
+{
+  srv->seal_buffer = bytes;
 }
 
 struct xs_export *

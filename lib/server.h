@@ -36,6 +36,10 @@ extern void xs_server_free (struct xs_server *srv);
  */
 extern void xs_server_set_hydration (struct xs_server *srv, bool on);
 
+/* The seal buffer of every volume served (xs_head_set_seal_buffer). */
+extern void xs_server_set_seal_buffer (struct xs_server *srv,
+                                       uint64_t bytes);
+
 /* Who a client is.  The plugin asks for every connection: with a fixed
  * account= it is that account; a client on a Unix socket is the account
  * its uid maps to (root and uids mapped to the administrator: the

@@ -24,6 +24,7 @@ static char *account;
 static char *region;
 static int64_t cache_bytes = 256 << 20;
 static int hydrate = 1;
+static int64_t seal_buffer = XS_HEAD_SEAL_BUFFER;
 
 /* The server, created in after_fork; read-only pointer afterwards. */
 static struct xs_server *server;
@@ -70,6 +71,10 @@ xsnap_config (const char *key, const char *value)
     hydrate = nbdkit_parse_bool (value);
     return hydrate == -1 ? -1 : 0;
   }
+  if (strcmp (key, "seal-buffer") == 0) {
+    seal_buffer = nbdkit_parse_size (value);
+    return seal_buffer == -1 ? -1 : 0;
+  }
   if (strcmp (key, "region") == 0) {
     free (region);
     region = strdup (value);
@@ -100,7 +105,9 @@ xsnap_config_complete (void)
   "cache=SIZE      Cache of decompressed chunks for snapshot exports\n" \
   "                and clones (default 256M; 0 disables it).\n" \
   "hydrate=BOOL    Hydrate disks made from snapshots in the background\n" \
-  "                while they are served (default true)."
+  "                while they are served (default true).\n" \
+  "seal-buffer=SIZE  Room for what writes overwrite while a snapshot\n" \
+  "                is pending (default 256M; 0: writes seal first)."
 
 /* Check the store while errors still reach the terminal. */
 static int
@@ -123,6 +130,7 @@ xsnap_after_fork (void)
   if (server == NULL)
     return -1;
   xs_server_set_hydration (server, hydrate);
+  xs_server_set_seal_buffer (server, (uint64_t) seal_buffer);
   return 0;
 }
 
