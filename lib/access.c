@@ -372,12 +372,9 @@ json_t *
 xs_policy_doc_to_json (const struct xs_policy_doc *doc)
 {
   char created[32];
-  time_t seconds = (time_t) (doc->created_ns / 1000000000);
-  struct tm tm;
   json_t *document = json_loads (doc->document, 0, NULL);
 
-  gmtime_r (&seconds, &tm);
-  strftime (created, sizeof created, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  xs_format_utc (doc->created_ns, created, sizeof created);
   return json_pack ("{s:s, s:s, s:s, s:s, s:s, s:o}", "id", doc->id,
                     "account", doc->account, "name", doc->name,
                     "attached_by", doc->attached_by, "created", created,

@@ -29,28 +29,14 @@ json_t *
 xs_account_to_json (const struct xs_account *account)
 {
   char created[32];
-  time_t seconds = (time_t) (account->created_ns / 1000000000);
-  struct tm tm;
 
-  gmtime_r (&seconds, &tm);
-  strftime (created, sizeof created, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  xs_format_utc (account->created_ns, created, sizeof created);
   return json_pack ("{s:s, s:s, s:s, s:s, s:b, s:s}",
                     "id", account->id, "name", account->name,
                     "email", account->email,
                     "collaborator_of", account->collaborator_of,
                     "administrator", account->is_admin,
                     "created", created);
-}
-
-static char *
-column_dup (sqlite3_stmt *stmt, int column, bool *failed)
-{
-  const char *text = (const char *) sqlite3_column_text (stmt, column);
-  char *copy = strdup (text ? text : "");
-
-  if (copy == NULL)
-    *failed = true;
-  return copy;
 }
 
 #define ACCOUNT_COLUMNS \
@@ -62,10 +48,10 @@ row_to_account (sqlite3_stmt *stmt, struct xs_account *account)
   bool failed = false;
 
   memset (account, 0, sizeof *account);
-  account->id = column_dup (stmt, 0, &failed);
-  account->name = column_dup (stmt, 1, &failed);
-  account->email = column_dup (stmt, 2, &failed);
-  account->collaborator_of = column_dup (stmt, 3, &failed);
+  account->id = xs_catalog_column_dup (stmt, 0, &failed);
+  account->name = xs_catalog_column_dup (stmt, 1, &failed);
+  account->email = xs_catalog_column_dup (stmt, 2, &failed);
+  account->collaborator_of = xs_catalog_column_dup (stmt, 3, &failed);
   account->is_admin = sqlite3_column_int (stmt, 4) != 0;
   account->created_ns = sqlite3_column_int64 (stmt, 5);
   if (failed) {

@@ -143,11 +143,8 @@ json_t *
 xs_audit_entry_to_json (const struct xs_audit_entry *entry)
 {
   char at[32];
-  time_t seconds = (time_t) (entry->at_ns / 1000000000);
-  struct tm tm;
 
-  gmtime_r (&seconds, &tm);
-  strftime (at, sizeof at, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  xs_format_utc (entry->at_ns, at, sizeof at);
   return json_pack ("{s:I, s:s, s:s, s:s, s:s, s:s, s:s, s:s}",
                     "seq", (json_int_t) entry->seq, "time", at,
                     "actor", entry->actor, "action", entry->action,

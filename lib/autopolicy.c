@@ -30,22 +30,12 @@ xs_autopolicy_clear (struct xs_autopolicy *policy)
   memset (policy, 0, sizeof *policy);
 }
 
-static void
-format_time (int64_t ns, char *buf, size_t len)
-{
-  time_t seconds = (time_t) (ns / NS_PER_S);
-  struct tm tm;
-
-  gmtime_r (&seconds, &tm);
-  strftime (buf, len, "%Y-%m-%dT%H:%M:%SZ", &tm);
-}
-
 json_t *
 xs_autopolicy_to_json (const struct xs_autopolicy *policy)
 {
   char created[32], daily[16] = "";
 
-  format_time (policy->created_ns, created, sizeof created);
+  xs_format_utc (policy->created_ns, created, sizeof created);
   if (policy->daily_minute >= 0)
     snprintf (daily, sizeof daily, "%02d:%02d", policy->daily_minute / 60,
               policy->daily_minute % 60);
@@ -285,7 +275,7 @@ xs_copy_task_to_json (const struct xs_copy_task *task)
 {
   char created[32];
 
-  format_time (task->created_ns, created, sizeof created);
+  xs_format_utc (task->created_ns, created, sizeof created);
   return json_pack ("{s:s, s:s, s:s, s:{s:s, s:s}, s:{s:s, s:s}, s:I,"
                     " s:s, s:s}", "id", task->id,
                     "policy_id", task->policy_id,

@@ -540,6 +540,17 @@ xs_catalog_query_int (struct xs_catalog *cat, const char *what,
   return r;
 }
 
+char *
+xs_catalog_column_dup (sqlite3_stmt *stmt, int column, bool *failed)
+{
+  const char *text = (const char *) sqlite3_column_text (stmt, column);
+  char *copy = strdup (text ? text : "");
+
+  if (copy == NULL)
+    *failed = true;
+  return copy;
+}
+
 int
 xs_catalog_get_setting (struct xs_catalog *cat, const char *key,
                         char **value)

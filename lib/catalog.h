@@ -76,6 +76,12 @@ extern int xs_catalog_query_int (struct xs_catalog *cat, const char *what,
                                  int64_t *value, const char *sql,
                                  const char *types, ...);
 
+/* A copy of text column COLUMN of the current row ("" for NULL); on
+ * failure sets *FAILED (the caller reports once for the row).
+ */
+extern char *xs_catalog_column_dup (sqlite3_stmt *stmt, int column,
+                                    bool *failed);
+
 /* Report a failed step of STMT as "cannot WHAT: reason". */
 extern void xs_catalog_report (struct xs_catalog *cat, const char *what);
 

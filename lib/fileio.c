@@ -127,6 +127,16 @@ xs_now_ns (void)
   return (int64_t) ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
+void
+xs_format_utc (int64_t ns, char *buf, size_t len)
+{
+  time_t seconds = (time_t) (ns / 1000000000);
+  struct tm tm;
+
+  gmtime_r (&seconds, &tm);
+  strftime (buf, len, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
 int64_t
 xs_wall_clock_ns (void)
 {

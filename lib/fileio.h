@@ -38,6 +38,9 @@ extern int64_t xs_now_ns (void);
  */
 extern int64_t xs_wall_clock_ns (void);
 
+/* NS (Unix nanoseconds) as "2026-11-22T05:31:12Z" in BUF (32 bytes do). */
+extern void xs_format_utc (int64_t ns, char *buf, size_t len);
+
 /* Fill BUF with LEN random bytes from the kernel.  Reports errors. */
 extern int xs_random_bytes (void *buf, size_t len);
 

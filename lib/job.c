@@ -36,23 +36,13 @@ xs_job_clear (struct xs_job *job)
   memset (job, 0, sizeof *job);
 }
 
-static void
-format_time (int64_t ns, char *buf, size_t len)
-{
-  time_t seconds = (time_t) (ns / 1000000000);
-  struct tm tm;
-
-  gmtime_r (&seconds, &tm);
-  strftime (buf, len, "%Y-%m-%dT%H:%M:%SZ", &tm);
-}
-
 json_t *
 xs_job_to_json (const struct xs_job *job)
 {
   char created[32], updated[32];
 
-  format_time (job->created_ns, created, sizeof created);
-  format_time (job->updated_ns, updated, sizeof updated);
+  xs_format_utc (job->created_ns, created, sizeof created);
+  xs_format_utc (job->updated_ns, updated, sizeof updated);
   return json_pack ("{s:s, s:s, s:s, s:{s:s, s:s, s:s}, s:{s:s, s:s, s:s},"
                     " s:s, s:s, s:I, s:I, s:I, s:f, s:s, s:s, s:s, s:I}",
                     "id", job->id, "kind", job->kind, "actor", job->actor,
@@ -266,17 +256,6 @@ xs_job_finish (struct xs_store *store, const char *id,
   return r == -1 ? -1 : 0;
 }
 
-static char *
-column_dup (sqlite3_stmt *stmt, int column, bool *failed)
-{
-  const char *text = (const char *) sqlite3_column_text (stmt, column);
-  char *copy = strdup (text ? text : "");
-
-  if (copy == NULL)
-    *failed = true;
-  return copy;
-}
-
 static int
 row_to_job (sqlite3_stmt *stmt, struct xs_job *job)
 {
@@ -285,23 +264,23 @@ row_to_job (sqlite3_stmt *stmt, struct xs_job *job)
   memset (job, 0, sizeof *job);
   snprintf (job->id, sizeof job->id, "%s",
             (const char *) sqlite3_column_text (stmt, 0));
-  job->kind = column_dup (stmt, 1, &failed);
-  job->actor = column_dup (stmt, 2, &failed);
-  job->source_account = column_dup (stmt, 3, &failed);
-  job->source_region = column_dup (stmt, 4, &failed);
-  job->source_snapshot = column_dup (stmt, 5, &failed);
-  job->dest_account = column_dup (stmt, 6, &failed);
-  job->dest_region = column_dup (stmt, 7, &failed);
-  job->dest_snapshot = column_dup (stmt, 8, &failed);
-  job->status = column_dup (stmt, 9, &failed);
-  job->error = column_dup (stmt, 10, &failed);
+  job->kind = xs_catalog_column_dup (stmt, 1, &failed);
+  job->actor = xs_catalog_column_dup (stmt, 2, &failed);
+  job->source_account = xs_catalog_column_dup (stmt, 3, &failed);
+  job->source_region = xs_catalog_column_dup (stmt, 4, &failed);
+  job->source_snapshot = xs_catalog_column_dup (stmt, 5, &failed);
+  job->dest_account = xs_catalog_column_dup (stmt, 6, &failed);
+  job->dest_region = xs_catalog_column_dup (stmt, 7, &failed);
+  job->dest_snapshot = xs_catalog_column_dup (stmt, 8, &failed);
+  job->status = xs_catalog_column_dup (stmt, 9, &failed);
+  job->error = xs_catalog_column_dup (stmt, 10, &failed);
   job->total_bytes = (uint64_t) sqlite3_column_int64 (stmt, 11);
   job->done_bytes = (uint64_t) sqlite3_column_int64 (stmt, 12);
   job->sent_bytes = (uint64_t) sqlite3_column_int64 (stmt, 13);
   job->created_ns = sqlite3_column_int64 (stmt, 14);
   job->updated_ns = sqlite3_column_int64 (stmt, 15);
-  job->name = column_dup (stmt, 16, &failed);
-  job->description = column_dup (stmt, 17, &failed);
+  job->name = xs_catalog_column_dup (stmt, 16, &failed);
+  job->description = xs_catalog_column_dup (stmt, 17, &failed);
   job->bandwidth = (uint64_t) sqlite3_column_int64 (stmt, 18);
   if (failed) {
     xs_error ("cannot read job %s: %m", job->id);

@@ -80,23 +80,13 @@ xs_share_clear (struct xs_share *share)
   memset (share, 0, sizeof *share);
 }
 
-static void
-format_time (int64_t ns, char *buf, size_t len)
-{
-  time_t seconds = (time_t) (ns / 1000000000);
-  struct tm tm;
-
-  gmtime_r (&seconds, &tm);
-  strftime (buf, len, "%Y-%m-%dT%H:%M:%SZ", &tm);
-}
-
 json_t *
 xs_share_to_json (const struct xs_share *share)
 {
   char created[32], expires[32];
 
-  format_time (share->created_ns, created, sizeof created);
-  format_time (share->expires_ns, expires, sizeof expires);
+  xs_format_utc (share->created_ns, created, sizeof created);
+  xs_format_utc (share->expires_ns, expires, sizeof expires);
   return json_pack ("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s}",
                     "id", share->id, "kind", share->kind,
                     "resource_id", share->resource_id,
@@ -231,13 +221,13 @@ check_expiry (const struct shared_resource *res,
     return 0;
   }
   if (*expires_ns <= now) {
-    format_time (*expires_ns, when, sizeof when);
+    xs_format_utc (*expires_ns, when, sizeof when);
     xs_error ("cannot share %s until %s: that is not in the future",
               res->name, when);
     return -1;
   }
   if (*expires_ns > longest) {
-    format_time (*expires_ns, when, sizeof when);
+    xs_format_utc (*expires_ns, when, sizeof when);
     xs_error ("cannot share %s until %s: a share lasts at most %" PRId64
               " days", res->name, when, limits->max_days);
     return -1;
@@ -256,7 +246,7 @@ put_share_locked (struct xs_store *store, const struct xs_scope *scope,
   const char *status;
   int r;
 
-  format_time (expires_ns, when, sizeof when);
+  xs_format_utc (expires_ns, when, sizeof when);
   r = already_shared_locked (cat, res, sharee);
   if (r == -1)
     return -1;
@@ -552,17 +542,6 @@ xs_share_hide_chain (struct xs_store *store, const struct xs_scope *scope,
                         "xsnap:DeleteSharedChain", "delete shared chain");
 }
 
-static char *
-column_dup (sqlite3_stmt *stmt, int column, bool *failed)
-{
-  const char *text = (const char *) sqlite3_column_text (stmt, column);
-  char *copy = strdup (text ? text : "");
-
-  if (copy == NULL)
-    *failed = true;
-  return copy;
-}
-
 static int
 row_to_share (sqlite3_stmt *stmt, struct xs_share *share)
 {
@@ -571,13 +550,13 @@ row_to_share (sqlite3_stmt *stmt, struct xs_share *share)
   memset (share, 0, sizeof *share);
   snprintf (share->id, sizeof share->id, "%s",
             (const char *) sqlite3_column_text (stmt, 0));
-  share->owner = column_dup (stmt, 1, &failed);
-  share->region = column_dup (stmt, 2, &failed);
-  share->kind = column_dup (stmt, 3, &failed);
-  share->resource_id = column_dup (stmt, 4, &failed);
-  share->resource_name = column_dup (stmt, 5, &failed);
-  share->sharee = column_dup (stmt, 6, &failed);
-  share->status = column_dup (stmt, 7, &failed);
+  share->owner = xs_catalog_column_dup (stmt, 1, &failed);
+  share->region = xs_catalog_column_dup (stmt, 2, &failed);
+  share->kind = xs_catalog_column_dup (stmt, 3, &failed);
+  share->resource_id = xs_catalog_column_dup (stmt, 4, &failed);
+  share->resource_name = xs_catalog_column_dup (stmt, 5, &failed);
+  share->sharee = xs_catalog_column_dup (stmt, 6, &failed);
+  share->status = xs_catalog_column_dup (stmt, 7, &failed);
   share->created_ns = sqlite3_column_int64 (stmt, 8);
   share->expires_ns = sqlite3_column_int64 (stmt, 9);
   if (failed) {
@@ -661,7 +640,7 @@ xs_chain_view_to_json (const struct xs_chain_view *view)
 {
   char created[32];
 
-  format_time (view->share->created_ns, created, sizeof created);
+  xs_format_utc (view->share->created_ns, created, sizeof created);
   return json_pack ("{s:s, s:s, s:s, s:s, s:s, s:s, s:I, s:I, s:I, s:s}",
                     "id", view->share->id, "name", view->volume_name,
                     "status", view->status,

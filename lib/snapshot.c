@@ -45,11 +45,8 @@ json_t *
 xs_snapshot_to_json (const struct xs_snapshot *snap)
 {
   char created[32];
-  time_t seconds = (time_t) (snap->created_ns / 1000000000);
-  struct tm tm;
 
-  gmtime_r (&seconds, &tm);
-  strftime (created, sizeof created, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  xs_format_utc (snap->created_ns, created, sizeof created);
   return json_pack ("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:I, s:I,"
                     " s:s, s:I, s:s, s:I, s:I, s:s, s:s, s:s, s:s}",
                     "id", snap->id, "name", snap->name,
@@ -72,17 +69,6 @@ xs_snapshot_to_json (const struct xs_snapshot *snap)
                     snap->description ? snap->description : "");
 }
 
-static char *
-column_dup (sqlite3_stmt *stmt, int column, bool *failed)
-{
-  const char *text = (const char *) sqlite3_column_text (stmt, column);
-  char *copy = strdup (text ? text : "");
-
-  if (copy == NULL)
-    *failed = true;
-  return copy;
-}
-
 static int
 row_to_snapshot (sqlite3_stmt *stmt, struct xs_snapshot *snap)
 {
@@ -91,22 +77,22 @@ row_to_snapshot (sqlite3_stmt *stmt, struct xs_snapshot *snap)
   memset (snap, 0, sizeof *snap);
   snprintf (snap->id, sizeof snap->id, "%s",
             (const char *) sqlite3_column_text (stmt, 0));
-  snap->account = column_dup (stmt, 1, &failed);
-  snap->region = column_dup (stmt, 2, &failed);
-  snap->volume_id = column_dup (stmt, 3, &failed);
-  snap->volume_name = column_dup (stmt, 4, &failed);
-  snap->name = column_dup (stmt, 5, &failed);
-  snap->parent_id = column_dup (stmt, 6, &failed);
-  snap->status = column_dup (stmt, 7, &failed);
-  snap->root_hash = column_dup (stmt, 8, &failed);
-  snap->creation_method = column_dup (stmt, 9, &failed);
+  snap->account = xs_catalog_column_dup (stmt, 1, &failed);
+  snap->region = xs_catalog_column_dup (stmt, 2, &failed);
+  snap->volume_id = xs_catalog_column_dup (stmt, 3, &failed);
+  snap->volume_name = xs_catalog_column_dup (stmt, 4, &failed);
+  snap->name = xs_catalog_column_dup (stmt, 5, &failed);
+  snap->parent_id = xs_catalog_column_dup (stmt, 6, &failed);
+  snap->status = xs_catalog_column_dup (stmt, 7, &failed);
+  snap->root_hash = xs_catalog_column_dup (stmt, 8, &failed);
+  snap->creation_method = xs_catalog_column_dup (stmt, 9, &failed);
   snap->size = (uint64_t) sqlite3_column_int64 (stmt, 10);
   snap->block_size = (uint32_t) sqlite3_column_int64 (stmt, 11);
   snap->created_ns = sqlite3_column_int64 (stmt, 12);
   snap->changed_blocks = (uint64_t) sqlite3_column_int64 (stmt, 13);
   snap->stored_bytes = (uint64_t) sqlite3_column_int64 (stmt, 14);
-  snap->origin = column_dup (stmt, 15, &failed);
-  snap->description = column_dup (stmt, 16, &failed);
+  snap->origin = xs_catalog_column_dup (stmt, 15, &failed);
+  snap->description = xs_catalog_column_dup (stmt, 16, &failed);
   if (failed) {
     xs_error ("cannot read snapshot %s: %m", snap->id);
     xs_snapshot_clear (snap);

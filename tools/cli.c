@@ -9,6 +9,7 @@
 #include "account.h"
 #include "cli.h"
 #include "error.h"
+#include "fileio.h"
 #include "size.h"
 
 void
@@ -136,13 +137,32 @@ cli_print_json (json_t *root)
 }
 
 void
+cli_list_begin (struct cli *cli, const char *header_fmt, ...)
+{
+  va_list args;
+
+  if (!cli->json && !cli->quiet) {
+    va_start (args, header_fmt);
+    vprintf (header_fmt, args);
+    va_end (args);
+  }
+  cli->json_list = json_array ();
+}
+
+int
+cli_list_end (struct cli *cli, int r)
+{
+  if (r == 0 && cli->json)
+    r = cli_print_json (json_incref (cli->json_list));
+  json_decref (cli->json_list);
+  cli->json_list = NULL;
+  return r == 0 ? 0 : 1;
+}
+
+void
 cli_format_time (int64_t ns, char *buf, size_t len)
 {
-  time_t seconds = (time_t) (ns / 1000000000);
-  struct tm tm;
-
-  gmtime_r (&seconds, &tm);
-  strftime (buf, len, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  xs_format_utc (ns, buf, len);
 }
 
 int

@@ -52,6 +52,15 @@ extern int cli_usage (const char *command, const char *fmt, ...)
 /* Print JSON to stdout, indented, with a newline; consumes ROOT. */
 extern int cli_print_json (json_t *root);
 
+/* Listing: LIST_BEGIN prints the header line (a printf format) unless
+ * --json or -q, and starts cli->json_list for the items' JSON;
+ * LIST_END prints the collected JSON array (with --json) and turns R
+ * (0 or -1, the listing's result) into an exit status.
+ */
+extern void cli_list_begin (struct cli *cli, const char *header_fmt, ...)
+  __attribute__ ((format (printf, 2, 3)));
+extern int cli_list_end (struct cli *cli, int r);
+
 /* "2026-11-22T05:31:12Z" */
 extern void cli_format_time (int64_t ns, char *buf, size_t len);
 

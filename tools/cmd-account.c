@@ -264,7 +264,6 @@ static int
 account_uids (struct cli *cli, int argc, char **argv)
 {
   char *arg;
-  int r;
 
   if (cli_next_option (cli, argc, argv, "", NULL, &arg) != -1)
     return cli_usage ("account uids", "bad option");
@@ -272,15 +271,9 @@ account_uids (struct cli *cli, int argc, char **argv)
     return cli_usage ("account uids", "takes no arguments");
   if (cli_open (cli) == -1)
     return 1;
-  cli->json_list = json_array ();
-  if (!cli->json && !cli->quiet)
-    printf ("%-10s %s\n", "UID", "ACCOUNT");
-  r = xs_account_list_uids (cli->store, NULL, print_uid, cli);
-  if (r == 0 && cli->json)
-    r = cli_print_json (json_incref (cli->json_list));
-  json_decref (cli->json_list);
-  cli->json_list = NULL;
-  return r == 0 ? 0 : 1;
+  cli_list_begin (cli, "%-10s %s\n", "UID", "ACCOUNT");
+  return cli_list_end (cli, xs_account_list_uids (cli->store, NULL,
+                                                  print_uid, cli));
 }
 
 int

@@ -156,7 +156,7 @@ job_list (struct cli *cli, int argc, char **argv)
   enum xs_job_direction direction = XS_JOB_ALL;
   const char *snapshot = NULL;
   char *arg;
-  int c, r;
+  int c;
 
   while ((c = cli_next_option (cli, argc, argv, "", options, &arg)) != -1) {
     switch (c) {
@@ -170,17 +170,12 @@ job_list (struct cli *cli, int argc, char **argv)
     return cli_usage ("job list", "takes no arguments");
   if (cli_open (cli) == -1)
     return 1;
-  if (!cli->json && !cli->quiet)
-    printf ("%-20s %-7s %-10s %-22s %-22s %-22s %4s %s\n", "JOB", "STATUS",
+  cli_list_begin (cli, "%-20s %-7s %-10s %-22s %-22s %-22s %4s %s\n", "JOB",
+                  "STATUS",
             "ACTOR", "SOURCE", "COPY", "TO-ACCOUNT", "DONE", "CREATED");
-  cli->json_list = json_array ();
-  r = xs_job_list (cli->store, cli->scope.account, direction, snapshot, NULL,
-                   print_job, cli);
-  if (r == 0 && cli->json)
-    r = cli_print_json (json_incref (cli->json_list));
-  json_decref (cli->json_list);
-  cli->json_list = NULL;
-  return r == 0 ? 0 : 1;
+  return cli_list_end (cli, xs_job_list (cli->store, cli->scope.account,
+                                         direction, snapshot, NULL, print_job,
+                                         cli));
 }
 
 /* job resume JOB: run a failed or queued copy again. */

@@ -146,7 +146,6 @@ policy_doc_list (struct cli *cli, int argc, char **argv)
 {
   const char *account;
   char *arg;
-  int r;
 
   if (cli_next_option (cli, argc, argv, "", NULL, &arg) != -1)
     return cli_usage ("policy-doc list", "bad option");
@@ -155,16 +154,11 @@ policy_doc_list (struct cli *cli, int argc, char **argv)
   if (cli_open (cli) == -1)
     return 1;
   account = optind < argc ? argv[optind] : cli->scope.account;
-  cli->json_list = json_array ();
-  if (!cli->json && !cli->quiet)
-    printf ("%-16s %-20s %-16s %s\n", "ACCOUNT", "NAME", "ATTACHED-BY",
+  cli_list_begin (cli, "%-16s %-20s %-16s %s\n", "ACCOUNT", "NAME",
+                  "ATTACHED-BY",
             "CREATED");
-  r = xs_access_list_policies (cli->store, account, print_doc, cli);
-  if (r == 0 && cli->json)
-    r = cli_print_json (json_incref (cli->json_list));
-  json_decref (cli->json_list);
-  cli->json_list = NULL;
-  return r == 0 ? 0 : 1;
+  return cli_list_end (cli, xs_access_list_policies (cli->store, account,
+                                                     print_doc, cli));
 }
 
 int

@@ -115,7 +115,6 @@ static int
 policy_list (struct cli *cli, int argc, char **argv)
 {
   char *arg;
-  int r;
 
   if (cli_next_option (cli, argc, argv, "", NULL, &arg) != -1)
     return cli_usage ("policy list", "bad option");
@@ -123,16 +122,11 @@ policy_list (struct cli *cli, int argc, char **argv)
     return cli_usage ("policy list", "takes no arguments");
   if (cli_open (cli) == -1)
     return 1;
-  if (!cli->json && !cli->quiet)
-    printf ("%-24s %-20s %-16s %6s %7s %5s\n", "POLICY", "ID", "SCHEDULE",
+  cli_list_begin (cli, "%-24s %-20s %-16s %6s %7s %5s\n", "POLICY", "ID",
+                  "SCHEDULE",
             "RETAIN", "VOLUMES", "TASKS");
-  cli->json_list = json_array ();
-  r = xs_autopolicy_list (cli->store, &cli->scope, print_policy, cli);
-  if (r == 0 && cli->json)
-    r = cli_print_json (json_incref (cli->json_list));
-  json_decref (cli->json_list);
-  cli->json_list = NULL;
-  return r == 0 ? 0 : 1;
+  return cli_list_end (cli, xs_autopolicy_list (cli->store, &cli->scope,
+                                                print_policy, cli));
 }
 
 static int

@@ -337,7 +337,6 @@ static int
 chain_list (struct cli *cli, int argc, char **argv)
 {
   char *arg;
-  int r;
 
   if (cli_next_option (cli, argc, argv, "", NULL, &arg) != -1)
     return cli_usage ("chain list", "bad option");
@@ -345,16 +344,11 @@ chain_list (struct cli *cli, int argc, char **argv)
     return cli_usage ("chain list", "takes no arguments");
   if (cli_open (cli) == -1)
     return 1;
-  if (!cli->json && !cli->quiet)
-    printf ("%-22s %-16s %-9s %-22s %-12s %8s %6s %s\n", "CHAIN", "NAME",
-            "STATUS", "SOURCE-VOLUME", "OWNER", "SIZE", "POINTS", "CREATED");
-  cli->json_list = json_array ();
-  r = xs_share_list_chains (cli->store, &cli->scope, print_chain, cli);
-  if (r == 0 && cli->json)
-    r = cli_print_json (json_incref (cli->json_list));
-  json_decref (cli->json_list);
-  cli->json_list = NULL;
-  return r == 0 ? 0 : 1;
+  cli_list_begin (cli, "%-22s %-16s %-9s %-22s %-12s %8s %6s %s\n", "CHAIN",
+                  "NAME", "STATUS", "SOURCE-VOLUME", "OWNER", "SIZE",
+                  "POINTS", "CREATED");
+  return cli_list_end (cli, xs_share_list_chains (cli->store, &cli->scope,
+                                                  print_chain, cli));
 }
 
 static int
@@ -412,9 +406,10 @@ cmd_audit (struct cli *cli, int argc, char **argv)
     { "limit", required_argument, NULL, 'n' },
     { NULL, 0, NULL, 0 },
   };
+  const char *visible_to;
   int64_t limit = 0;
   char *arg, *end;
-  int c, r;
+  int c;
 
   while ((c = cli_next_option (cli, argc, argv, "n:", options, &arg)) != -1) {
     if (c != 'n')
@@ -427,17 +422,11 @@ cmd_audit (struct cli *cli, int argc, char **argv)
     return cli_usage ("audit", "takes no arguments");
   if (cli_open (cli) == -1)
     return 1;
-  if (!cli->json && !cli->quiet)
-    printf ("%-20s %-12s %-8s %-28s %s\n", "TIME", "ACTOR", "OUTCOME",
-            "ACTION", "RESOURCE");
-  cli->json_list = json_array ();
+  cli_list_begin (cli, "%-20s %-12s %-8s %-28s %s\n", "TIME", "ACTOR",
+                  "OUTCOME", "ACTION", "RESOURCE");
   /* The administrator sees everything; an account, what concerns it. */
-  r = xs_audit_list (cli->store,
-                     xs_account_is_admin (cli->store, cli->scope.account)
-                     ? NULL : cli->scope.account, limit, print_audit, cli);
-  if (r == 0 && cli->json)
-    r = cli_print_json (json_incref (cli->json_list));
-  json_decref (cli->json_list);
-  cli->json_list = NULL;
-  return r == 0 ? 0 : 1;
+  visible_to = xs_account_is_admin (cli->store, cli->scope.account)
+    ? NULL : cli->scope.account;
+  return cli_list_end (cli, xs_audit_list (cli->store, visible_to, limit,
+                                           print_audit, cli));
 }
