@@ -94,7 +94,7 @@ struct xs_policy_doc {
 extern json_t *xs_policy_doc_to_json (const struct xs_policy_doc *doc);
 
 /* Documents attached to ACCOUNT (NULL: all), oldest first.  FN runs
- * under the catalog lock and must not use the catalog.
+ * under the catalog lock (recursive: it may use the catalog).
  */
 extern int xs_access_list_policies (struct xs_store *store,
                                     const char *account,

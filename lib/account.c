@@ -189,48 +189,43 @@ xs_account_find (struct xs_store *store, const char *id, bool quiet,
   return r;
 }
 
+struct account_list {
+  int (*fn) (const struct xs_account *account, void *opaque);
+  void *opaque;
+};
+
+static int
+each_account (sqlite3_stmt *stmt, void *opaque)
+{
+  struct account_list *list = opaque;
+  struct xs_account account;
+  int r;
+
+  if (row_to_account (stmt, &account) == -1)
+    return -1;
+  r = list->fn (&account, list->opaque);
+  xs_account_clear (&account);
+  return r;
+}
+
 int
 xs_account_list (struct xs_store *store,
                  int (*fn) (const struct xs_account *account, void *opaque),
                  void *opaque)
 {
   struct xs_catalog *cat = xs_store_catalog (store);
-  struct xs_account *accounts = NULL, *more;
-  size_t n = 0, i;
+  struct account_list list = { fn, opaque };
   sqlite3_stmt *stmt;
-  int r = -1, step;
+  int r = -1;
 
-  /* Collected first, so that FN may use the catalog. */
+  /* FN may use the catalog: the lock is recursive. */
   xs_catalog_lock (cat);
   stmt = xs_catalog_prepare (cat, "SELECT " ACCOUNT_COLUMNS " FROM accounts"
                              " ORDER BY id", "list accounts");
-  if (stmt == NULL) {
-    xs_catalog_unlock (cat);
-    return -1;
-  }
-  while ((step = sqlite3_step (stmt)) == SQLITE_ROW) {
-    more = realloc (accounts, (n + 1) * sizeof *accounts);
-    if (more == NULL) {
-      xs_error ("cannot list accounts: %m");
-      break;
-    }
-    accounts = more;
-    if (row_to_account (stmt, &accounts[n]) == -1)
-      break;
-    n++;
-  }
-  if (step == SQLITE_DONE)
-    r = 0;
-  else if (step != SQLITE_ROW)
-    xs_catalog_report (cat, "list accounts");
-  sqlite3_finalize (stmt);
+  if (stmt)
+    r = xs_catalog_each_row (cat, stmt, "list accounts", each_account,
+                             &list);
   xs_catalog_unlock (cat);
-  for (i = 0; r == 0 && i < n; i++)
-    if (fn (&accounts[i], opaque) == -1)
-      r = -1;
-  for (i = 0; i < n; i++)
-    xs_account_clear (&accounts[i]);
-  free (accounts);
   return r;
 }
 

@@ -55,8 +55,8 @@ extern int xs_audit_snapshot (struct xs_store *store, const char *actor,
 extern int xs_audit_volume (struct xs_store *store, const char *actor,
                             const char *action, const struct xs_volume *vol);
 
-/* Call FN for each entry, oldest first (under the catalog lock: FN must
- * not use the catalog).  With VISIBLE_TO, only entries where that account
+/* Call FN for each entry, oldest first (under the catalog lock, which is
+ * recursive: FN may use the catalog).  With VISIBLE_TO, only entries where that account
  * acted or owns the resource (NULL: all, for the administrator).
  * LIMIT > 0 keeps only the newest LIMIT.
  */

@@ -184,6 +184,25 @@ xs_autopolicy_find (struct xs_store *store, const struct xs_scope *scope,
   return r;
 }
 
+struct policy_list {
+  int (*fn) (const struct xs_autopolicy *policy, void *opaque);
+  void *opaque;
+};
+
+static int
+each_policy (sqlite3_stmt *stmt, void *opaque)
+{
+  struct policy_list *list = opaque;
+  struct xs_autopolicy policy;
+  int r;
+
+  if (row_to_policy (stmt, &policy) == -1)
+    return -1;
+  r = list->fn (&policy, list->opaque);
+  xs_autopolicy_clear (&policy);
+  return r;
+}
+
 int
 xs_autopolicy_list (struct xs_store *store, const struct xs_scope *scope,
                     int (*fn) (const struct xs_autopolicy *policy,
@@ -191,32 +210,17 @@ xs_autopolicy_list (struct xs_store *store, const struct xs_scope *scope,
                     void *opaque)
 {
   struct xs_catalog *cat = xs_store_catalog (store);
-  struct xs_autopolicy policy;
+  struct policy_list list = { fn, opaque };
   sqlite3_stmt *stmt;
-  int r = -1, step;
+  int r = -1;
 
   xs_catalog_lock (cat);
   stmt = xs_catalog_prepare_bind (cat, "list policies",
                                   POLICY_SELECT " WHERE p.account = ?"
                                   " AND p.region = ? ORDER BY p.name", "ss",
                                   scope->account, scope->region);
-  if (stmt == NULL)
-    goto out;
-  while ((step = sqlite3_step (stmt)) == SQLITE_ROW) {
-    if (row_to_policy (stmt, &policy) == -1)
-      break;
-    r = fn (&policy, opaque);
-    xs_autopolicy_clear (&policy);
-    if (r == -1)
-      break;
-    r = -1;
-  }
-  if (step == SQLITE_DONE)
-    r = 0;
-  else if (step != SQLITE_ROW)
-    xs_catalog_report (cat, "list policies");
-  sqlite3_finalize (stmt);
- out:
+  if (stmt)
+    r = xs_catalog_each_row (cat, stmt, "list policies", each_policy, &list);
   xs_catalog_unlock (cat);
   return r;
 }

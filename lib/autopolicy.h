@@ -88,8 +88,8 @@ extern int xs_autopolicy_copy_to (struct xs_store *store,
                                   const char *dest_region, int64_t retain);
 
 /* Tasks copying from SCOPE->account (OUTGOING: "copy to other accounts")
- * or to it ("copy to my account").  FN runs under the catalog lock and
- * must not take long.
+ * or to it ("copy to my account").  FN runs under the catalog lock
+ * (recursive) and should not take long.
  */
 extern int xs_copy_task_list (struct xs_store *store,
                               const struct xs_scope *scope, bool outgoing,

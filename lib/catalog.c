@@ -540,6 +540,25 @@ xs_catalog_query_int (struct xs_catalog *cat, const char *what,
   return r;
 }
 
+int
+xs_catalog_each_row (struct xs_catalog *cat, sqlite3_stmt *stmt,
+                     const char *what,
+                     int (*fn) (sqlite3_stmt *stmt, void *opaque),
+                     void *opaque)
+{
+  int step, r = -1;
+
+  while ((step = sqlite3_step (stmt)) == SQLITE_ROW)
+    if (fn (stmt, opaque) == -1)
+      break;
+  if (step == SQLITE_DONE)
+    r = 0;
+  else if (step != SQLITE_ROW)
+    xs_catalog_report (cat, what);
+  sqlite3_finalize (stmt);
+  return r;
+}
+
 char *
 xs_catalog_column_dup (sqlite3_stmt *stmt, int column, bool *failed)
 {

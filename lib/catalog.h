@@ -76,6 +76,15 @@ extern int xs_catalog_query_int (struct xs_catalog *cat, const char *what,
                                  int64_t *value, const char *sql,
                                  const char *types, ...);
 
+/* Step STMT (holding the lock) calling FN for each row until the end or
+ * until FN returns -1, then finalize it.  Returns 0, or -1 (a failed step
+ * reported as "cannot WHAT: reason"; FN reports its own).
+ */
+extern int xs_catalog_each_row (struct xs_catalog *cat, sqlite3_stmt *stmt,
+                                const char *what,
+                                int (*fn) (sqlite3_stmt *stmt, void *opaque),
+                                void *opaque);
+
 /* A copy of text column COLUMN of the current row ("" for NULL); on
  * failure sets *FAILED (the caller reports once for the row).
  */

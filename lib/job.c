@@ -312,6 +312,25 @@ xs_job_find (struct xs_store *store, const char *id, struct xs_job *job)
   return r;
 }
 
+struct job_list {
+  int (*fn) (const struct xs_job *job, void *opaque);
+  void *opaque;
+};
+
+static int
+each_job (sqlite3_stmt *stmt, void *opaque)
+{
+  struct job_list *list = opaque;
+  struct xs_job job;
+  int r;
+
+  if (row_to_job (stmt, &job) == -1)
+    return -1;
+  r = list->fn (&job, list->opaque);
+  xs_job_clear (&job);
+  return r;
+}
+
 int
 xs_job_list (struct xs_store *store, const char *account,
              enum xs_job_direction direction, const char *source_snapshot,
@@ -319,42 +338,26 @@ xs_job_list (struct xs_store *store, const char *account,
              int (*fn) (const struct xs_job *job, void *opaque), void *opaque)
 {
   struct xs_catalog *cat = xs_store_catalog (store);
-  sqlite3_stmt *stmt;
-  struct xs_job job;
-  int r = -1, step;
+  struct job_list list = { fn, opaque };
+  sqlite3_stmt *stmt = NULL;
+  int r = -1;
 
   xs_catalog_lock (cat);
-  if (reap_orphans_locked (cat) == -1)
-    goto out;
-  stmt = xs_catalog_prepare_bind (cat, "list jobs",
-                                  "SELECT " JOB_COLUMNS " FROM jobs"
-                                  " WHERE (?1 IS NULL"
-                                  "  OR ?3 != 2 AND (actor = ?1"
-                                  "                  OR source_account = ?1)"
-                                  "  OR ?3 != 1 AND dest_account = ?1"
-                                  "     AND (?3 = 0 OR source_account != ?1))"
-                                  " AND (?2 IS NULL OR source_snapshot = ?2)"
-                                  " AND (?4 IS NULL OR status = ?4)"
-                                  " ORDER BY created_ns DESC, id", "ssis",
-                                  account, source_snapshot,
-                                  (int64_t) direction, status);
-  if (stmt == NULL)
-    goto out;
-  while ((step = sqlite3_step (stmt)) == SQLITE_ROW) {
-    if (row_to_job (stmt, &job) == -1)
-      break;
-    r = fn (&job, opaque);
-    xs_job_clear (&job);
-    if (r == -1)
-      break;
-    r = -1;
-  }
-  if (step == SQLITE_DONE)
-    r = 0;
-  else if (step != SQLITE_ROW)
-    xs_catalog_report (cat, "list jobs");
-  sqlite3_finalize (stmt);
- out:
+  if (reap_orphans_locked (cat) == 0)
+    stmt = xs_catalog_prepare_bind (cat, "list jobs",
+                                    "SELECT " JOB_COLUMNS " FROM jobs"
+                                    " WHERE (?1 IS NULL"
+                                    "  OR ?3 != 2 AND (actor = ?1"
+                                    "                  OR source_account = ?1)"
+                                    "  OR ?3 != 1 AND dest_account = ?1"
+                                    "     AND (?3 = 0 OR source_account != ?1))"
+                                    " AND (?2 IS NULL OR source_snapshot = ?2)"
+                                    " AND (?4 IS NULL OR status = ?4)"
+                                    " ORDER BY created_ns DESC, id", "ssis",
+                                    account, source_snapshot,
+                                    (int64_t) direction, status);
+  if (stmt)
+    r = xs_catalog_each_row (cat, stmt, "list jobs", each_job, &list);
   xs_catalog_unlock (cat);
   return r;
 }

@@ -580,6 +580,25 @@ row_to_share (sqlite3_stmt *stmt, struct xs_share *share)
   "  sh.resource_id),"                                                  \
   " sh.sharee, sh.status, sh.created_ns, sh.expires_ns FROM shares AS sh"
 
+struct share_list {
+  int (*fn) (const struct xs_share *share, void *opaque);
+  void *opaque;
+};
+
+static int
+each_share (sqlite3_stmt *stmt, void *opaque)
+{
+  struct share_list *list = opaque;
+  struct xs_share share;
+  int r;
+
+  if (row_to_share (stmt, &share) == -1)
+    return -1;
+  r = list->fn (&share, list->opaque);
+  xs_share_clear (&share);
+  return r;
+}
+
 int
 xs_share_list (struct xs_store *store, const struct xs_scope *scope,
                bool by_me, const char *kind,
@@ -587,11 +606,11 @@ xs_share_list (struct xs_store *store, const struct xs_scope *scope,
                void *opaque)
 {
   struct xs_catalog *cat = xs_store_catalog (store);
-  struct xs_share *shares = NULL, *more;
-  size_t n = 0, i;
+  struct share_list list = { fn, opaque };
   sqlite3_stmt *stmt;
-  int r = -1, step;
+  int r = -1;
 
+  /* FN may use the catalog: the lock is recursive. */
   xs_catalog_lock (cat);
   stmt = xs_catalog_prepare_bind (cat, "list shares",
                                   SHARE_SELECT
@@ -604,34 +623,9 @@ xs_share_list (struct xs_store *store, const struct xs_scope *scope,
                                   scope->account, scope->region,
                                   xs_wall_clock_ns (), (int64_t) by_me,
                                   kind);
-  if (stmt == NULL) {
-    xs_catalog_unlock (cat);
-    return -1;
-  }
-  while ((step = sqlite3_step (stmt)) == SQLITE_ROW) {
-    more = realloc (shares, (n + 1) * sizeof *shares);
-    if (more == NULL) {
-      xs_error ("cannot list shares: %m");
-      break;
-    }
-    shares = more;
-    if (row_to_share (stmt, &shares[n]) == -1)
-      break;
-    n++;
-  }
-  if (step == SQLITE_DONE)
-    r = 0;
-  else if (step != SQLITE_ROW)
-    xs_catalog_report (cat, "list shares");
-  sqlite3_finalize (stmt);
+  if (stmt)
+    r = xs_catalog_each_row (cat, stmt, "list shares", each_share, &list);
   xs_catalog_unlock (cat);
-  /* FN runs without the lock: it may use the catalog. */
-  for (i = 0; r == 0 && i < n; i++)
-    if (fn (&shares[i], opaque) == -1)
-      r = -1;
-  for (i = 0; i < n; i++)
-    xs_share_clear (&shares[i]);
-  free (shares);
   return r;
 }
 
