@@ -55,6 +55,7 @@ static const char usage_text[] =
   "  serve [--unix PATH | --listen ADDR[:PORT]] [-f] [--pidfile F] [--rotate-key]\n"
   "                                            run nbdkit with the plugin (TCP: TLS,\n"
   "                                            one account, its pre-shared key)\n"
+  "  config list | set KEY VALUE | reset KEY  the store's sharing and copy limits\n"
   "  help                                      this text\n"
   "  version                                   print the version\n"
   "\n"
@@ -88,6 +89,7 @@ static const struct command commands[] = {
   { "job", cmd_job },
   { "policy", cmd_policy },
   { "daemon", cmd_daemon },
+  { "config", cmd_config },
   { NULL, NULL },
 };
 
