@@ -15,6 +15,7 @@
 #include "recvstate.h"
 #include "repo.h"
 #include "snapshot.h"
+#include "volume.h"
 
 struct id_set {
   struct xs_hash128 *ids;
@@ -331,6 +332,8 @@ xs_gc_region (struct xs_store *store, const char *region,
   if (temps == -1)
     goto out;
   report->temps_removed = (uint64_t) temps;
+  if (xs_volume_clean_staging (store, region, &report->staged_removed) == -1)
+    goto out;
   r = 0;
  out:
   string_list_free (&accounts);
