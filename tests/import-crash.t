@@ -35,15 +35,18 @@ staged_bytes () {               # bytes allocated in staged data files
 }
 
 # import_and_kill: start an import of the slow source as 'disk', wait
-# until it has written at least 8M into staging, check it is not
-# visible, and kill -9 it.
+# until it has written at least 8M into staging, stop it there (SIGSTOP:
+# a loaded machine must not let it finish while we look), check it is
+# not visible, and kill -9 it.
 import_and_kill () {
   "$xsnap" import "$src_uri" --volume disk >/dev/null 2>"$tmp/err" &
   local pid=$! i
-  for i in $(seq 200); do
+  for i in $(seq 400); do
     [ "$(staged_bytes)" -ge $(( 8 << 20 )) ] && break
     sleep 0.05
   done
+  kill -STOP "$pid"
+  check "the import is stopped mid-copy" -- test "$(staged_bytes)" -ge $(( 8 << 20 ))
   is "$(volume_count)" 0 "while the import copies, no volume is listed"
   kill -9 "$pid"
   wait "$pid" 2>/dev/null || true
@@ -80,8 +83,10 @@ stop_server "$server_pid"
 # staged head goes.
 "$xsnap" import "$src_uri" --volume late >/dev/null 2>"$tmp/err" &
 pid=$!
-for _ in $(seq 100); do [ "$(staged_bytes)" -gt 0 ] && break; sleep 0.05; done
+for _ in $(seq 400); do [ "$(staged_bytes)" -gt 0 ] && break; sleep 0.05; done
+kill -STOP "$pid"
 xs -q volume create late --size 1M
+kill -CONT "$pid"
 wait "$pid" && status=0 || status=$?
 like "$status $(cat "$tmp/err")" "^1 xsnap: volume 'late' already exists in account 'admin', region 'local'$" \
   "a name taken during the copy is refused at the commit"
