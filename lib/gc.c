@@ -67,6 +67,8 @@ id_set_finish (struct id_set *set)
 {
   size_t i, out = 0;
 
+  if (set->len == 0)
+    return;                     /* ids may be NULL: qsort must not see it */
   qsort (set->ids, set->len, sizeof *set->ids, compare_ids);
   for (i = 0; i < set->len; i++)
     if (out == 0 || !xs_hash128_equal (&set->ids[out - 1], &set->ids[i]))
