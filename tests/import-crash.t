@@ -5,7 +5,7 @@
 # between the rename into place and the catalog commit is simulated too.
 . "$(dirname "$0")/functions.sh"
 
-for tool in nbdkit nbdcopy jq; do
+for tool in nbdkit nbdcopy nbdinfo jq; do
   command -v "$tool" >/dev/null || skip_all "$tool is not installed"
 done
 
@@ -22,14 +22,17 @@ nbdkit -f -U "$src_sock" --threads=1 --filter=rate file "$tmp/src.img" \
   rate=256M 2>>"$tmp/src.log" &
 src_pid=$!
 started_pids+=("$src_pid")
-for _ in $(seq 100); do [ -S "$src_sock" ] && break; sleep 0.1; done
 src_uri=$(uri '' "$src_sock")
+for _ in $(seq 100); do
+  [ -S "$src_sock" ] && nbdinfo --can connect "$src_uri" 2>/dev/null && break
+  sleep 0.1
+done
 
 volume_count () { xs --json volume list | jq '.volumes | length'; }
 staged_bytes () {               # bytes allocated in staged data files
   local f total=0
   for f in "$staging"/*/data; do
-    [ -e "$f" ] && total=$(( total + $(stat -c '%b * %B' "$f") ))
+    [ -e "$f" ] && total=$(( total + $(stat -c '%b * %B' "$f" 2>/dev/null || echo 0) ))
   done
   echo "$total"
 }
@@ -45,10 +48,10 @@ import_and_kill () {
     [ "$(staged_bytes)" -ge $(( 8 << 20 )) ] && break
     sleep 0.05
   done
-  kill -STOP "$pid"
+  kill -STOP "$pid" || diag "the import ended early: $(cat "$tmp/err")"
   check "the import is stopped mid-copy" -- test "$(staged_bytes)" -ge $(( 8 << 20 ))
   is "$(volume_count)" 0 "while the import copies, no volume is listed"
-  kill -9 "$pid"
+  kill -9 "$pid" 2>/dev/null || true
   wait "$pid" 2>/dev/null || true
 }
 
