@@ -309,6 +309,11 @@ write_temp (struct file_backend *fb, int dir_fd, const char *key,
     unlinkat (dir_fd, temp, 0);
     return -1;
   }
+  /* Unsynced: start writing it back now (without waiting), so that the
+   * sync that must come before anything refers to it finds little left.
+   */
+  if (!durable)
+    sync_file_range (fd, 0, 0, SYNC_FILE_RANGE_WRITE);
   if (close (fd) == -1) {
     xs_error ("cannot write %s/%s: %m", fb->root_path, key);
     unlinkat (dir_fd, temp, 0);

@@ -15,6 +15,7 @@
 #include "recvstate.h"
 #include "repo.h"
 #include "snapshot.h"
+#include "volume.h"
 
 struct id_set {
   struct xs_hash128 *ids;
@@ -66,6 +67,8 @@ id_set_finish (struct id_set *set)
 {
   size_t i, out = 0;
 
+  if (set->len == 0)
+    return;                     /* ids may be NULL: qsort must not see it */
   qsort (set->ids, set->len, sizeof *set->ids, compare_ids);
   for (i = 0; i < set->len; i++)
     if (out == 0 || !xs_hash128_equal (&set->ids[out - 1], &set->ids[i]))
@@ -331,6 +334,8 @@ xs_gc_region (struct xs_store *store, const char *region,
   if (temps == -1)
     goto out;
   report->temps_removed = (uint64_t) temps;
+  if (xs_volume_clean_staging (store, region, &report->staged_removed) == -1)
+    goto out;
   r = 0;
  out:
   string_list_free (&accounts);

@@ -14,7 +14,9 @@
  *      manifest and recording it);
  *   4. removes every chunk that no remaining manifest references and no
  *      interrupted receive holds (it may yet be resumed);
- *   5. removes temporary files left by writers that died.
+ *   5. removes temporary files left by writers that died;
+ *   6. removes the staged heads of volume creations (imports) that died
+ *      before their commit (volume.h).
  */
 #ifndef XSNAP_GC_H
 #define XSNAP_GC_H
@@ -31,6 +33,7 @@ struct xs_gc_report {
   uint64_t chunks_kept;
   uint64_t chunks_deleted;
   uint64_t temps_removed;
+  uint64_t staged_removed;      /* staged volume heads removed */
 };
 
 extern int xs_gc_region (struct xs_store *store, const char *region,

@@ -742,15 +742,16 @@ import_segment (struct lane *lane, uint64_t start, uint64_t end)
   return 0;
 }
 
-/* Fill VOL from PROBE's export. */
+/* Fill the staged head of STAGE from PROBE's export, and make it
+ * durable.
+ */
 static int
-import_fill (struct xs_store *store, const struct xs_volume *vol,
-             struct xfer *x, struct nbd_handle *probe,
-             struct xs_transfer_report *report)
+import_fill (struct xs_volume_stage *stage, struct xfer *x,
+             struct nbd_handle *probe, struct xs_transfer_report *report)
 {
   int r;
 
-  x->head = xs_volume_open_head (store, vol);
+  x->head = xs_volume_stage_open_head (stage);
   if (x->head == NULL) {
     xfer_disconnect (x, probe, false);
     return -1;
@@ -763,7 +764,7 @@ import_fill (struct xs_store *store, const struct xs_volume *vol,
     r = -1;
   if (r == 0)
     return xs_head_close (x->head);
-  xs_head_abandon (x->head);    /* the volume is about to go */
+  xs_head_abandon (x->head);    /* the staged head is about to go */
   return -1;
 }
 
@@ -788,9 +789,13 @@ import_nbd (struct xs_store *store, const struct xs_scope *scope,
   const char *uri = x->uri;
   int64_t start_ns = xs_now_ns (), source_size;
   struct nbd_handle *probe;
-  struct xs_volume vol;
+  struct xs_volume_stage stage;
   uint64_t size;
+  int r;
 
+  /* A name that is taken is refused before anything is read. */
+  if (xs_volume_check_name_free (store, scope, name) == -1)
+    return -1;
   probe = xfer_connect (x);
   if (probe == NULL)
     return -1;
@@ -801,24 +806,29 @@ import_nbd (struct xs_store *store, const struct xs_scope *scope,
     xfer_disconnect (x, probe, false);
     return -1;
   }
-  /* The volume holds whole blocks; the tail past the export is zero. */
+  /* The volume holds whole blocks; the tail past the export is zero.
+   * It is built where no one sees it and becomes visible, complete, at
+   * the commit; anything else (a failure, an interrupt, a crash) leaves
+   * no volume.
+   */
   size = (uint64_t) source_size + block_size - 1;
   size -= size % block_size;
-  if (xs_volume_create (store, scope, name, size, block_size, &vol) == -1) {
+  if (xs_volume_stage_begin (store, scope, name, size, block_size,
+                             &stage) == -1) {
     xfer_disconnect (x, probe, false);
     return -1;
   }
   x->length = (uint64_t) source_size;
   xfer_fit_requests (x, probe);
-  if (import_fill (store, &vol, x, probe, report) == -1) {
-    xs_volume_delete (store, &vol);     /* nothing partial stays */
-    xs_volume_clear (&vol);
-    return -1;
+  r = import_fill (&stage, x, probe, report);
+  if (r == 0)
+    r = xs_volume_stage_commit (store, &stage);
+  if (r == 0) {
+    import_report (report, &stage.vol, (uint64_t) source_size);
+    report->seconds = (double) (xs_now_ns () - start_ns) / 1e9;
   }
-  import_report (report, &vol, (uint64_t) source_size);
-  report->seconds = (double) (xs_now_ns () - start_ns) / 1e9;
-  xs_volume_clear (&vol);
-  return 0;
+  xs_volume_stage_end (&stage);
+  return r;
 }
 
 int

@@ -52,10 +52,13 @@ typedef void (*xs_transfer_progress_fn) (uint64_t done, uint64_t total,
 /* Copy the NBD export at URI into a new volume NAME of SCOPE.  The
  * volume's size is the export's size rounded up to BLOCK_SIZE.  Ranges
  * the server reports as zero (base:allocation) are not read, and ranges
- * read as all zero are not written: both stay holes.  The volume is
- * created first and filled by this process as its owner; if anything
- * fails (or *STOP, if STOP is not NULL, becomes non-zero) it is deleted
- * again.  Returns 0 with *REPORT filled, or -1 with the reason reported.
+ * read as all zero are not written: both stay holes.  The volume's head
+ * is filled in staging (xs_volume_stage_begin) and becomes visible only
+ * when complete and durable; if anything fails (or *STOP, if STOP is not
+ * NULL, becomes non-zero) the staged head is removed, and one left by a
+ * crash is removed by gc or the next import.  A name that is taken is
+ * refused before connecting.  Returns 0 with *REPORT filled, or -1 with
+ * the reason reported.
  */
 extern int xs_import_nbd (struct xs_store *store,
                           const struct xs_scope *scope, const char *uri,

@@ -3,10 +3,11 @@
  * The receive reads straight into the stream parser, checks the header
  * against this store (the snapshot is new here; the base is here with
  * the same root), then applies each record to a copy of the base's
- * manifest, storing verified chunks without syncing.  Every few thousand
- * records, and when the input ends early, it makes the chunks durable and
- * appends the blocks received to the saved state, so an interrupted
- * receive can go on from there.
+ * manifest, storing verified chunks without syncing, in a thread of their
+ * own (lib/putqueue.h) while the next ones are read and verified.  Every
+ * few thousand records, and when the input ends early, it waits for the
+ * chunks queued, makes them durable and appends the blocks received to
+ * the saved state, so an interrupted receive can go on from there.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -19,9 +20,13 @@
 #include "error.h"
 #include "manifest.h"
 #include "names.h"
+#include "putqueue.h"
 #include "receive.h"
 #include "recvstate.h"
 #include "repo.h"
+
+/* Chunks verified and waiting to be stored (each up to a block). */
+#define PUT_QUEUE_DEPTH 8
 
 /* Save progress after this many records or stored bytes. */
 #define CHECKPOINT_RECORDS 4096
@@ -44,6 +49,8 @@ struct receive {
   bool saved_chunks_gone;       /* a resumed state lost chunks to gc */
   int gc_lock_fd;
   struct xs_repo *repo;
+  struct xs_putqueue *puts;     /* stores verified chunks in a thread */
+  bool put_failed;              /* and the batch was cut back for it */
   struct xs_chunk_codec *codec;
   uint8_t *plain;
   struct xs_manifest *base;     /* NULL for a full stream */
@@ -328,9 +335,28 @@ open_state (struct receive *rc)
   return xs_recvstate_start (rc->state, info);
 }
 
-/* Make the chunks received so far durable and record them. */
+/* Wait for the chunks queued so far.  After a failed store the batch is
+ * cut back, once, to the records before that chunk: they are stored, and
+ * the ones after it will be sent again.
+ */
 static int
-checkpoint (struct receive *rc)
+drain_puts (struct receive *rc)
+{
+  uint64_t failed;
+
+  if (xs_putqueue_drain (rc->puts, &rc->stored_bytes, &failed) == 0)
+    return 0;
+  if (!rc->put_failed) {
+    rc->put_failed = true;
+    rc->next_block = rc->batch[failed].block;
+    rc->batch_len = (size_t) failed;
+  }
+  return -1;
+}
+
+/* Make the stored chunks of the batch durable and record them. */
+static int
+save_batch (struct receive *rc)
 {
   if (xs_repo_sync (rc->repo) == -1
       || xs_recvstate_append (rc->state, rc->batch, rc->batch_len,
@@ -339,6 +365,17 @@ checkpoint (struct receive *rc)
   rc->batch_len = 0;
   rc->batch_bytes = 0;
   return 0;
+}
+
+/* Make the chunks received so far durable and record them. */
+static int
+checkpoint (struct receive *rc)
+{
+  int r = drain_puts (rc);
+
+  if (save_batch (rc) == -1)
+    return -1;
+  return r;
 }
 
 /* ----- Records ----- */
@@ -352,7 +389,6 @@ store_chunk (struct receive *rc, const struct xs_stream_record *rec)
   uint64_t want = rc->info->size - rec->block * rc->info->block_size;
   char hex[XS_HASH128_HEX_LEN + 1], reason[XS_CHUNK_REASON_MAX];
   ssize_t len;
-  int r;
 
   if (want > rc->info->block_size)
     want = rc->info->block_size;
@@ -368,12 +404,12 @@ store_chunk (struct receive *rc, const struct xs_stream_record *rec)
               "bad: %s", rc->done + 1, rec->block, hex, reason);
     return -2;
   }
-  r = xs_repo_put_chunk (rc->repo, &rec->id, rec->stored, rec->stored_len,
-                         false);
-  if (r == 1)
-    rc->stored_bytes += rec->stored_len;
+  /* Its entry goes into the batch at rc->batch_len, next. */
+  if (xs_putqueue_add (rc->puts, &rec->id, rec->stored, rec->stored_len,
+                       rc->batch_len) == -1)
+    return -1;
   rc->batch_bytes += rec->stored_len;
-  return r == -1 ? -1 : 0;
+  return 0;
 }
 
 /* A reference: 0, -1 if it cannot be checked, -2 if the chunk is not
@@ -383,8 +419,12 @@ static int
 check_reference (struct receive *rc, const struct xs_stream_record *rec)
 {
   char hex[XS_HASH128_HEX_LEN + 1];
-  int r = xs_repo_has_chunk (rc->repo, &rec->id);
+  int r;
 
+  /* It may be a chunk of this stream that is still queued. */
+  if (!xs_putqueue_idle (rc->puts) && drain_puts (rc) == -1)
+    return -1;
+  r = xs_repo_has_chunk (rc->repo, &rec->id);
   if (r == 0) {
     xs_hash128_to_hex (&rec->id, hex);
     xs_error ("stream record %" PRIu64 " (block %" PRIu64 ") refers to chunk "
@@ -483,7 +523,8 @@ commit (struct receive *rc, struct xs_snapshot *snap, enum outcome *outcome)
     return -1;
   }
   *outcome = KEEP;
-  if (describe_built (rc) == -1 || xs_repo_sync (rc->repo) == -1
+  if (drain_puts (rc) == -1 || describe_built (rc) == -1
+      || xs_repo_sync (rc->repo) == -1
       || xs_manifest_serialize (rc->built, &data, &len) == -1)
     return -1;
   r = xs_repo_put_manifest (rc->repo, rc->info->snapshot_id, data, len);
@@ -505,6 +546,7 @@ commit (struct receive *rc, struct xs_snapshot *snap, enum outcome *outcome)
 static void
 free_receive (struct receive *rc)
 {
+  xs_putqueue_free (rc->puts, true);
   xs_recvstate_close (rc->state);
   xs_manifest_free (rc->built);
   xs_manifest_free (rc->base);
@@ -543,7 +585,8 @@ begin (struct receive *rc, const char *name)
   if (rc->gc_lock_fd == -1
       || (rc->repo = xs_store_repo (rc->store, rc->scope->account,
                                     rc->scope->region)) == NULL
-      || check_new_here (rc) == -1 || load_base (rc) == -1)
+      || check_new_here (rc) == -1 || load_base (rc) == -1
+      || (rc->puts = xs_putqueue_new (rc->repo, PUT_QUEUE_DEPTH)) == NULL)
     return -1;
   /* A full stream starts from zeros: the entries stay untouched (and
    * unallocated, for a large volume) where no record lands.
@@ -596,7 +639,8 @@ keep_for_resume (struct receive *rc)
 {
   char token[XS_STREAM_TOKEN_MAX], command[512];
 
-  if (checkpoint (rc) == -1
+  drain_puts (rc);              /* keeps what was stored before a failure */
+  if (save_batch (rc) == -1
       || xs_recvstate_make_token (rc->store, rc->scope, rc->info->stream_id,
                                   rc->next_block, token) == -1)
     return;
@@ -623,8 +667,11 @@ xs_receive (struct xs_store *store, const struct xs_scope *scope, int fd,
       r = 0;
     else if (outcome == KEEP)
       keep_for_resume (&rc);
-    else
+    else {
+      xs_putqueue_free (rc.puts, true);   /* nothing more is stored */
+      rc.puts = NULL;
       xs_recvstate_remove (rc.state);
+    }
   }
   free_receive (&rc);
   return r;

@@ -1,9 +1,13 @@
 /* xsnap: live volumes (see volume.h). */
+#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "access.h"
@@ -211,20 +215,14 @@ insert_volume (struct xs_catalog *cat, const struct xs_volume *vol)
   return r;
 }
 
-/* Create a volume; with SOURCE_ID a clone of that snapshot. */
-static int
-create_volume (struct xs_store *store, const struct xs_scope *scope,
-               const char *name, uint64_t size, uint32_t block_size,
-               const char *source_id, struct xs_volume *vol)
+int
+xs_volume_check_name_free (struct xs_store *store,
+                           const struct xs_scope *scope, const char *name)
 {
   struct xs_volume existing;
-  char *dir = NULL;
   int r;
 
-  memset (vol, 0, sizeof *vol);
-  if (xs_name_check ("volume", name) == -1
-      || xs_volume_check_block_size (block_size) == -1
-      || check_size (name, size, block_size) == -1)
+  if (xs_name_check ("volume", name) == -1)
     return -1;
   r = xs_volume_find (store, scope, name, true, &existing);
   if (r == 0) {
@@ -233,9 +231,17 @@ create_volume (struct xs_store *store, const struct xs_scope *scope,
     xs_volume_clear (&existing);
     return -1;
   }
-  if (r == -1)
-    return -1;
+  return r == 1 ? 0 : -1;
+}
 
+/* Fill *VOL as the row of a new volume (a fresh id); with SOURCE_ID a
+ * clone of that snapshot.
+ */
+static int
+new_row (const struct xs_scope *scope, const char *name, uint64_t size,
+         uint32_t block_size, const char *source_id, struct xs_volume *vol)
+{
+  memset (vol, 0, sizeof *vol);
   if (xs_new_id ("vol", vol->id, sizeof vol->id) == -1)
     return -1;
   vol->account = strdup (scope->account);
@@ -251,8 +257,27 @@ create_volume (struct xs_store *store, const struct xs_scope *scope,
   if (vol->account == NULL || vol->region == NULL || vol->name == NULL
       || vol->base_snapshot_id == NULL || vol->source_snapshot_id == NULL) {
     xs_error ("cannot create volume '%s': %m", name);
-    goto fail;
+    xs_volume_clear (vol);
+    return -1;
   }
+  return 0;
+}
+
+/* Create a volume; with SOURCE_ID a clone of that snapshot. */
+static int
+create_volume (struct xs_store *store, const struct xs_scope *scope,
+               const char *name, uint64_t size, uint32_t block_size,
+               const char *source_id, struct xs_volume *vol)
+{
+  char *dir = NULL;
+  int r;
+
+  memset (vol, 0, sizeof *vol);
+  if (xs_volume_check_name_free (store, scope, name) == -1
+      || xs_volume_check_block_size (block_size) == -1
+      || check_size (name, size, block_size) == -1
+      || new_row (scope, name, size, block_size, source_id, vol) == -1)
+    return -1;
   dir = xs_volume_dir (store, vol);
   if (dir == NULL
       || xs_head_create (dir, size, block_size, 0, source_id) == -1)
@@ -635,4 +660,335 @@ xs_volume_reset (struct xs_store *store, struct xs_volume *vol,
   free (dir);
   xs_snapshot_clear (&snap);
   return r;
+}
+
+/* Staged creation (see volume.h).
+ *
+ * A staged head lives in volumes/.staging/ID and carries the file
+ * "staged" from its creation until after its row is committed.  The
+ * commit inserts the row, renames the directory to volumes/ID and commits,
+ * all in one catalog transaction, so a crash leaves either the row and
+ * the head in place or no row; a marked directory without a row (a crash
+ * between the rename and the commit) is as dead as one still in staging.
+ */
+
+#define STAGING_DIR ".staging"
+#define STAGED_MARK "staged"
+
+/* volumes/.staging of REGION, or the staged head ID in it. */
+static char *
+staging_path (const struct xs_store *store, const char *region,
+              const char *id)
+{
+  char *top = xs_store_head_dir (store, region, STAGING_DIR), *path = NULL;
+
+  if (top == NULL || id == NULL)
+    return top;
+  if (asprintf (&path, "%s/%s", top, id) == -1) {
+    xs_error ("cannot build the path of staged volume %s: %m", id);
+    path = NULL;
+  }
+  free (top);
+  return path;
+}
+
+/* Is there a row for volume ID (in any account)?  1, 0 or -1. */
+static int
+row_exists (struct xs_store *store, const char *id)
+{
+  struct xs_catalog *cat = xs_store_catalog (store);
+  sqlite3_stmt *stmt;
+  int r = -1;
+
+  xs_catalog_lock (cat);
+  stmt = xs_catalog_prepare (cat, "SELECT 1 FROM volumes WHERE id = ?",
+                             "look up a volume");
+  if (stmt) {
+    sqlite3_bind_text (stmt, 1, id, -1, SQLITE_STATIC);
+    switch (sqlite3_step (stmt)) {
+    case SQLITE_ROW: r = 1; break;
+    case SQLITE_DONE: r = 0; break;
+    default: xs_catalog_report (cat, "look up a volume");
+    }
+    sqlite3_finalize (stmt);
+  }
+  xs_catalog_unlock (cat);
+  return r;
+}
+
+/* Call FN for each entry of DIR whose name does not start with '.'; a
+ * missing DIR has none.
+ */
+static int
+for_each_entry (const char *dir,
+                int (*fn) (const char *dir, const char *name, void *opaque),
+                void *opaque)
+{
+  struct dirent *d;
+  DIR *dp = opendir (dir);
+  int r = 0;
+
+  if (dp == NULL) {
+    if (errno == ENOENT)
+      return 0;
+    xs_error ("cannot list %s: %m", dir);
+    return -1;
+  }
+  while (r == 0 && (errno = 0, d = readdir (dp)) != NULL)
+    if (d->d_name[0] != '.')
+      r = fn (dir, d->d_name, opaque);
+  if (r == 0 && errno != 0) {
+    xs_error ("cannot list %s: %m", dir);
+    r = -1;
+  }
+  closedir (dp);
+  return r;
+}
+
+struct clean_pass {
+  struct xs_store *store;
+  uint64_t *removed;
+};
+
+static int
+remove_staged (const char *dir, const char *name, void *opaque)
+{
+  struct clean_pass *pass = opaque;
+  char *path;
+  int r = -1;
+
+  if (asprintf (&path, "%s/%s", dir, name) == -1) {
+    xs_error ("cannot remove staged volume %s: %m", name);
+    return -1;
+  }
+  if (xs_remove_tree (path) == 0) {
+    (*pass->removed)++;
+    r = 0;
+  }
+  free (path);
+  return r;
+}
+
+/* A head in place that still has its mark: without a row its commit never
+ * happened; with one, only the unmarking did.
+ */
+static int
+check_marked (const char *dir, const char *name, void *opaque)
+{
+  struct clean_pass *pass = opaque;
+  char *mark;
+  int r = 0;
+
+  if (asprintf (&mark, "%s/%s/" STAGED_MARK, dir, name) == -1) {
+    xs_error ("cannot check volume directory %s: %m", name);
+    return -1;
+  }
+  if (access (mark, F_OK) == 0) {
+    r = row_exists (pass->store, name);
+    if (r == 0)
+      r = remove_staged (dir, name, opaque);
+    else if (r == 1) {
+      r = 0;
+      if (unlink (mark) == -1 && errno != ENOENT) {
+        xs_error ("cannot remove %s: %m", mark);
+        r = -1;
+      }
+    }
+  }
+  free (mark);
+  return r;
+}
+
+int
+xs_volume_clean_staging (struct xs_store *store, const char *region,
+                         uint64_t *removed)
+{
+  struct clean_pass pass = { .store = store, .removed = removed };
+  char *top = staging_path (store, region, NULL), *slash;
+  int r = -1;
+
+  *removed = 0;
+  if (top == NULL)
+    return -1;
+  if (for_each_entry (top, remove_staged, &pass) == 0) {
+    slash = strrchr (top, '/');
+    *slash = '\0';              /* the volumes directory */
+    r = for_each_entry (top, check_marked, &pass);
+  }
+  free (top);
+  return r;
+}
+
+/* The region's gc lock, shared, for a staged creation.  When no one else
+ * holds it (no creator, sealer or receiver is running), the staged heads
+ * left behind are dead: clean them up first.
+ */
+static int
+stage_lock (struct xs_store *store, const char *region)
+{
+  uint64_t removed;
+  int fd = xs_snapshot_gc_lock (store, region, false);
+
+  if (fd == -1)
+    return -1;
+  if (flock (fd, LOCK_EX | LOCK_NB) == 0
+      && xs_volume_clean_staging (store, region, &removed) == -1) {
+    close (fd);
+    return -1;
+  }
+  /* A failed conversion may have dropped the shared lock: take it again
+   * (waiting for gc, if it came in between).
+   */
+  if (flock (fd, LOCK_SH) == -1) {
+    xs_error ("cannot lock region '%s': %m", region);
+    close (fd);
+    return -1;
+  }
+  return fd;
+}
+
+/* Create an empty file NAME in DIR, durably. */
+static int
+create_mark (const char *dir, const char *name)
+{
+  char *path;
+  int fd = -1, r = -1;
+
+  if (asprintf (&path, "%s/%s", dir, name) == -1) {
+    xs_error ("cannot mark %s: %m", dir);
+    return -1;
+  }
+  fd = open (path, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+  if (fd == -1)
+    xs_error ("cannot create %s: %m", path);
+  else if (close (fd) == -1)
+    xs_error ("cannot create %s: %m", path);
+  else
+    r = xs_fsync_dir (dir);
+  free (path);
+  return r;
+}
+
+static int
+make_staging_dir (const struct xs_store *store, const char *region)
+{
+  char *top = staging_path (store, region, NULL);
+  int r = -1;
+
+  if (top == NULL)
+    return -1;
+  if (mkdir (top, 0700) == 0)
+    r = xs_fsync_parent (top);
+  else if (errno == EEXIST)
+    r = 0;
+  else
+    xs_error ("cannot create %s: %m", top);
+  free (top);
+  return r;
+}
+
+int
+xs_volume_stage_begin (struct xs_store *store, const struct xs_scope *scope,
+                       const char *name, uint64_t size, uint32_t block_size,
+                       struct xs_volume_stage *stage)
+{
+  memset (stage, 0, sizeof *stage);
+  stage->gc_lock_fd = -1;
+  if (xs_volume_check_name_free (store, scope, name) == -1
+      || xs_volume_check_block_size (block_size) == -1
+      || check_size (name, size, block_size) == -1
+      || new_row (scope, name, size, block_size, NULL, &stage->vol) == -1)
+    return -1;
+  stage->gc_lock_fd = stage_lock (store, scope->region);
+  if (stage->gc_lock_fd == -1
+      || make_staging_dir (store, scope->region) == -1)
+    goto fail;
+  stage->dir = staging_path (store, scope->region, stage->vol.id);
+  if (stage->dir == NULL
+      || xs_head_create (stage->dir, size, block_size, 0, NULL) == -1
+      || create_mark (stage->dir, STAGED_MARK) == -1)
+    goto fail;
+  return 0;
+
+ fail:
+  xs_volume_stage_end (stage);
+  return -1;
+}
+
+struct xs_head *
+xs_volume_stage_open_head (struct xs_volume_stage *stage)
+{
+  const struct xs_volume *vol = &stage->vol;
+
+  return xs_head_open (stage->dir, vol->name, vol->size, vol->block_size,
+                       vol->cbt_epoch, vol->source_snapshot_id, NULL, NULL);
+}
+
+/* Insert the row and move the head into place, holding the catalog lock.
+ * Returns 0, or -1 with *RENAMED telling where the head is.
+ */
+static int
+commit_locked (struct xs_catalog *cat, const struct xs_volume_stage *stage,
+               const char *dir, bool *renamed)
+{
+  *renamed = false;
+  if (xs_catalog_begin (cat) == -1)
+    return -1;
+  if (insert_volume (cat, &stage->vol) == 0) {
+    if (rename (stage->dir, dir) == -1)
+      xs_error ("cannot move volume '%s' into place: %s: %m",
+                stage->vol.name, dir);
+    else {
+      *renamed = true;
+      if (xs_fsync_parent (dir) == 0 && xs_fsync_parent (stage->dir) == 0
+          && xs_catalog_commit (cat) == 0)
+        return 0;
+    }
+  }
+  xs_catalog_rollback (cat);
+  return -1;
+}
+
+int
+xs_volume_stage_commit (struct xs_store *store,
+                        struct xs_volume_stage *stage)
+{
+  struct xs_catalog *cat = xs_store_catalog (store);
+  char *dir = xs_volume_dir (store, &stage->vol), *mark = NULL;
+  bool renamed;
+  int r;
+
+  if (dir == NULL)
+    return -1;
+  xs_catalog_lock (cat);
+  r = commit_locked (cat, stage, dir, &renamed);
+  xs_catalog_unlock (cat);
+  if (r == -1) {
+    /* No row: the head, wherever it is, is nobody's. */
+    if (renamed)
+      xs_remove_tree (dir);
+    free (dir);
+    return -1;
+  }
+  free (stage->dir);
+  stage->dir = NULL;            /* it is the volume's now */
+  /* A mark left by a crash here is removed by gc, which finds the row. */
+  if (asprintf (&mark, "%s/" STAGED_MARK, dir) != -1)
+    unlink (mark);
+  free (mark);
+  free (dir);
+  return 0;
+}
+
+void
+xs_volume_stage_end (struct xs_volume_stage *stage)
+{
+  if (stage->dir)
+    xs_remove_tree (stage->dir);
+  free (stage->dir);
+  if (stage->gc_lock_fd >= 0)
+    close (stage->gc_lock_fd);
+  xs_volume_clear (&stage->vol);
+  stage->dir = NULL;
+  stage->gc_lock_fd = -1;
 }

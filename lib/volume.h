@@ -4,7 +4,8 @@
  * there; on disk it is known only by its id ("vol-" and 16 hex digits), so
  * names never reach paths.  Creation makes the head first and the catalog
  * row last; deletion removes the row first: a crash in between leaves an
- * orphan directory (reclaimed by gc), never a row without its head.
+ * orphan directory, never a row without its head.  A volume that must be
+ * filled before it is seen (import) is staged: see xs_volume_stage_begin.
  */
 #ifndef XSNAP_VOLUME_H
 #define XSNAP_VOLUME_H
@@ -116,6 +117,61 @@ extern int xs_volume_mark_hydrated (struct xs_store *store,
  */
 extern int xs_volume_reset (struct xs_store *store, struct xs_volume *vol,
                             const char *snapshot_spec);
+
+/* Staged creation, for a volume that is filled before anyone may see it
+ * (import).  Its head is built in REGION/volumes/.staging/ID, which no
+ * catalog row names, and becomes the volume at commit: in one catalog
+ * transaction the row is inserted and the directory renamed into place.
+ * Until its commit or abort the creator holds the region's gc lock
+ * shared, so gc (which holds it exclusively) knows that every staged head
+ * it finds was left by a creator that died, and removes it.
+ */
+struct xs_volume_stage {
+  struct xs_volume vol;         /* the row to be */
+  char *dir;                    /* where the head is built */
+  int gc_lock_fd;
+};
+
+/* Fail with "volume 'NAME' already exists ..." if NAME is not a valid,
+ * free volume name in SCOPE.
+ */
+extern int xs_volume_check_name_free (struct xs_store *store,
+                                      const struct xs_scope *scope,
+                                      const char *name);
+
+/* Check NAME is free and build an empty head for it in staging.  Removes
+ * staged heads of dead creators when no other creator or sealer is
+ * running.
+ */
+extern int xs_volume_stage_begin (struct xs_store *store,
+                                  const struct xs_scope *scope,
+                                  const char *name, uint64_t size,
+                                  uint32_t block_size,
+                                  struct xs_volume_stage *stage);
+
+/* Open the staged head as its owner (to fill it). */
+extern struct xs_head *xs_volume_stage_open_head (struct xs_volume_stage
+                                                  *stage);
+
+/* Make the staged volume visible.  Its head must be closed (durable).
+ * The name is checked again.  On success STAGE->vol is the new volume;
+ * either way STAGE is finished (clear it with xs_volume_stage_end); on
+ * failure the staged head is removed.
+ */
+extern int xs_volume_stage_commit (struct xs_store *store,
+                                   struct xs_volume_stage *stage);
+
+/* Remove the staged head if it was not committed, release the lock and
+ * free STAGE's contents.
+ */
+extern void xs_volume_stage_end (struct xs_volume_stage *stage);
+
+/* Remove the staged heads of REGION, and heads renamed into place whose
+ * commit never happened.  The caller holds the region's gc lock
+ * exclusively.  *REMOVED counts them.
+ */
+extern int xs_volume_clean_staging (struct xs_store *store,
+                                    const char *region, uint64_t *removed);
 
 /* The head directory of VOL (malloc'd). */
 extern char *xs_volume_dir (const struct xs_store *store,

@@ -20,7 +20,7 @@ cmd_gc (struct cli *cli, int argc, char **argv)
     return 1;
   if (cli->json)
     return cli_print_json (json_pack ("{s:s, s:I, s:I, s:I, s:I, s:I, s:I,"
-                                      " s:I}",
+                                      " s:I, s:I}",
                                       "region", cli->scope.region,
                                       "stale_pending",
                                       (json_int_t) report.stale_pending,
@@ -35,15 +35,19 @@ cmd_gc (struct cli *cli, int argc, char **argv)
                                       "chunks_deleted",
                                       (json_int_t) report.chunks_deleted,
                                       "temps_removed",
-                                      (json_int_t) report.temps_removed))
+                                      (json_int_t) report.temps_removed,
+                                      "staged_removed",
+                                      (json_int_t) report.staged_removed))
       ? 1 : 0;
   if (!cli->quiet)
     printf ("gc of region '%s': %" PRIu64 " chunks deleted, %" PRIu64
             " kept (%" PRIu64 " manifests); %" PRIu64 " deleted snapshots "
             "purged, %" PRIu64 " stale pending and %" PRIu64 " orphan "
-            "manifests removed, %" PRIu64 " temporary files removed\n",
+            "manifests removed, %" PRIu64 " temporary files and %" PRIu64
+            " unfinished imports removed\n",
             cli->scope.region, report.chunks_deleted, report.chunks_kept,
             report.manifests, report.purged_snapshots, report.stale_pending,
-            report.orphan_manifests, report.temps_removed);
+            report.orphan_manifests, report.temps_removed,
+            report.staged_removed);
   return 0;
 }

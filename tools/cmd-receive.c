@@ -131,6 +131,7 @@ receive_stream (struct cli *cli, const struct receive_options *o)
 
   if (fd == -1)
     return 1;
+  transfer_grow_pipe (fd);
   stop = transfer_catch_interrupts ();
   progress_init_option (&progress, "receiving", cli->quiet || cli->json,
                         &o->progress);

@@ -19,6 +19,7 @@
 #include "progress.h"
 #include "send.h"
 #include "size.h"
+#include "transfer.h"
 
 struct send_options {
   const char *snapshot;
@@ -128,6 +129,7 @@ send_stream (struct cli *cli, const struct send_options *o,
     return -1;
   /* A reader that goes away is an error to report, not a silent death. */
   signal (SIGPIPE, SIG_IGN);
+  transfer_grow_pipe (fd);
   progress_init_option (&progress, "sending", cli->quiet || cli->json,
                         &o->progress);
   r = xs_send_to_fd (s, fd, progress_update, &progress, st);

@@ -1,7 +1,11 @@
-/* xsnap CLI: shared by import and export (see transfer.h). */
+/* xsnap CLI: shared by import, export, send and receive (see
+ * transfer.h).
+ */
+#include <fcntl.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <sys/stat.h>
 
 #include "size.h"
 #include "transfer.h"
@@ -27,6 +31,15 @@ transfer_catch_interrupts (void)
   for (i = 0; i < sizeof signals / sizeof signals[0]; i++)
     sigaction (signals[i], &sa, NULL);
   return &interrupted;
+}
+
+void
+transfer_grow_pipe (int fd)
+{
+  struct stat st;
+
+  if (fstat (fd, &st) == 0 && S_ISFIFO (st.st_mode))
+    fcntl (fd, F_SETPIPE_SZ, 1 << 20);
 }
 
 void
