@@ -114,8 +114,14 @@ port=$(( 20000 + RANDOM % 20000 ))
   --pidfile "$tmp/tls.pid" 2>>"$tmp/tls.log" &
 tls_pid=$!
 started_pids+=("$tls_pid")
-for _ in $(seq 100); do [ -s "$tmp/tls.pid" ] && break; sleep 0.1; done
 psk=$store/tls/bob.psk
+# Ready when it answers (slow to start under the sanitizers).
+for _ in $(seq 300); do
+  [ -s "$tmp/tls.pid" ] && [ -s "$psk" ] \
+    && quietly nbdinfo --size \
+         "nbds://bob@127.0.0.1:$port/bvol?tls-psk-file=$psk" && break
+  sleep 0.1
+done
 check "the key file is private" -- test "$(stat -c %a "$psk")" = 600
 like "$(cat "$psk")" "^bob:[0-9a-f]{64}$" "it holds bob's key only"
 tls_uri="nbds://bob@127.0.0.1:$port/bvol?tls-psk-file=$psk"
