@@ -186,8 +186,8 @@ xs_access_volume (struct xs_store *store, const char *caller,
   return r;
 }
 
-/* Another account's snapshot ID, if the caller may take ACTION on it
- * (quietly: one it may not see looks missing).  1 if not.
+/* Another account's snapshot ID, if the caller may take ACTION on it or
+ * see it (quietly: one it may not see looks missing).  1 if not.
  */
 static int
 find_foreign_snapshot (struct xs_store *store, const struct xs_scope *scope,
@@ -209,8 +209,13 @@ find_foreign_snapshot (struct xs_store *store, const struct xs_scope *scope,
   }
   target.owner = snap->account;
   target.region = snap->region;
-  r = xs_access_check (store, scope->account, action, &target, true);
-  if (r == 0)
+  /* Found if the caller may take ACTION, or at least see it (then the
+   * caller's check refuses ACTION with the reason); else it looks
+   * missing.
+   */
+  if (xs_access_check (store, scope->account, action, &target, true) == 0
+      || xs_access_check (store, scope->account, "xsnap:DescribeSnapshots",
+                          &target, true) == 0)
     return 0;
   xs_snapshot_clear (snap);
   return 1;
