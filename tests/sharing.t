@@ -96,6 +96,29 @@ check "bob cannot share it on" -- \
 check "bob cannot unshare it" -- \
   fails xs --account bob unshare "$s1" --with bob
 
+# A pending snapshot cannot be shared: a served volume with much to seal
+# stays pending for a while after its point in time.
+xs --account alice volume create busy --size 256M -q
+random_file "$tmp/busy.img" 256 9
+start_server busy account=alice
+quietly nbdcopy "$tmp/busy.img" "$(uri busy)"
+holder=$(hold_open "$(uri busy)")
+pending=$(json --account alice snapshot create busy --name p1)
+if [ "$(jq -r .status <<<"$pending")" = pending ]; then
+  check "a pending snapshot cannot be shared" -- \
+    fails xs --account alice share busy@p1 --with bob
+  like "$(err)" "only available snapshots can be shared" "... saying why"
+else
+  ok 0 "# SKIP the snapshot sealed before it could be shared"
+  ok 0 "# SKIP"
+fi
+XSNAP_ACCOUNT=alice wait_sealed
+kill "$holder"
+stop_server "$server_pid"
+check "once available it can" -- \
+  quietly xs --account alice share busy@p1 --with carol
+xs --account alice unshare busy@p1 --all -q
+
 # Sharees in alice's organisation accept at once.
 check "alice shares s1 with carol" -- \
   quietly xs --account alice share db@s1 --with carol
