@@ -51,8 +51,8 @@ make_dir (const char *path)
 }
 
 /* Create STORE/regions/REGION/{volumes,repo}. */
-static int
-make_region_dirs (const char *path, const char *region)
+int
+xs_store_make_region_dirs (const char *path, const char *region)
 {
   char *regions = NULL, *dir = NULL, *volumes = NULL, *repo = NULL;
   int r = -1;
@@ -145,7 +145,7 @@ xs_store_init (const char *path, const char *region, const char *backend_url)
     xs_error ("cannot initialise %s: it already holds an xsnap store", path);
     goto out;
   }
-  if (make_dir (path) == -1 || make_region_dirs (path, region) == -1)
+  if (make_dir (path) == -1 || xs_store_make_region_dirs (path, region) == -1)
     goto out;
   if (backend_url == NULL) {
     char *abs = realpath (path, NULL);

@@ -61,6 +61,9 @@ extern struct xs_repo *xs_store_repo (struct xs_store *store,
 extern struct xs_backend *xs_store_backend (struct xs_store *store,
                                             const char *region);
 
+/* Create the local directories of REGION in the store at PATH. */
+extern int xs_store_make_region_dirs (const char *path, const char *region);
+
 /* Directory of the head of volume ID in REGION (malloc'd). */
 extern char *xs_store_head_dir (const struct xs_store *store,
                                 const char *region, const char *volume_id);

@@ -15,6 +15,7 @@ static const char usage_text[] =
   "\n"
   "Commands:\n"
   "  init [--region NAME] [--backend URL]      create a store\n"
+  "  region add NAME [--backend URL] [--group G] | region list | region remove NAME\n"
   "  volume create NAME --size SIZE [--block-size SIZE]\n"
   "  volume create NAME --from-snapshot SNAP    instant disk from a snapshot\n"
   "  volume list | show VOL | delete VOL | resize VOL --size SIZE\n"
@@ -90,6 +91,7 @@ static const struct command commands[] = {
   { "policy", cmd_policy },
   { "daemon", cmd_daemon },
   { "config", cmd_config },
+  { "region", cmd_region },
   { NULL, NULL },
 };
 
