@@ -87,12 +87,19 @@ docs/%.1: docs/%.pod
 
 unit: $(UNIT_TESTS)
 
-# libFuzzer targets: clang, with the library rebuilt for coverage.
+# libFuzzer targets: clang, with the library rebuilt once for coverage
+# (fuzzer-no-link) into tests/fuzz/lib/, then linked into each target.
 FUZZ_CFLAGS := -std=gnu11 -g -O1 -D_GNU_SOURCE -DXS_NO_AVX2_DISPATCH -pthread -Ilib \
-               -fsanitize=fuzzer,address,undefined \
+               -fsanitize=address,undefined \
                $(shell pkg-config --cflags $(CFLAGS_PKGS) 2>/dev/null)
-tests/fuzz/fuzz-%: tests/fuzz/fuzz-%.c $(LIB_SRCS) $(wildcard lib/*.h)
-	clang $(FUZZ_CFLAGS) -o $@ $< $(filter-out lib/hash-avx2.c,$(LIB_SRCS)) \
+FUZZ_LIB_OBJS := $(patsubst lib/%.c,tests/fuzz/lib/%.o,\
+                   $(filter-out lib/hash-avx2.c,$(LIB_SRCS)))
+tests/fuzz/lib/%.o: lib/%.c $(wildcard lib/*.h)
+	@mkdir -p tests/fuzz/lib
+	clang $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -c -o $@ $<
+.SECONDARY: $(FUZZ_LIB_OBJS)
+tests/fuzz/fuzz-%: tests/fuzz/fuzz-%.c $(FUZZ_LIB_OBJS)
+	clang $(FUZZ_CFLAGS) -fsanitize=fuzzer -o $@ $< $(FUZZ_LIB_OBJS) \
 	  $(XS_LIBS)
 
 fuzz: $(FUZZ_BINS)
@@ -142,6 +149,6 @@ clean:
 	rm -f lib/*.o lib/*.d lib/libxsnap.a plugin/*.o plugin/*.d $(PLUGIN) \
 	  tools/*.o tools/*.d $(TOOL) $(UNIT_TESTS) $(FUZZ_BINS) $(MANPAGES) \
 	  .build-flags
-	rm -rf tests/fuzz/corpus-work
+	rm -rf tests/fuzz/corpus-work tests/fuzz/lib
 
 -include $(wildcard lib/*.d plugin/*.d tools/*.d)
