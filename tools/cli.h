@@ -81,5 +81,6 @@ extern int cmd_copy (struct cli *cli, int argc, char **argv);
 extern int cmd_job (struct cli *cli, int argc, char **argv);
 extern int cmd_policy (struct cli *cli, int argc, char **argv);
 extern int cmd_daemon (struct cli *cli, int argc, char **argv);
+extern int cmd_key (struct cli *cli, int argc, char **argv);
 
 #endif /* XSNAP_CLI_H */

@@ -16,6 +16,8 @@ static const char usage_text[] =
   "Commands:\n"
   "  init [--region NAME] [--backend URL]      create a store\n"
   "  volume create NAME --size SIZE [--block-size SIZE]\n"
+  "  volume create NAME --size SIZE --encrypt [--key KEY]\n"
+  "                                            snapshots encrypted under a key\n"
   "  volume create NAME --from-snapshot SNAP    instant disk from a snapshot\n"
   "  volume list | show VOL | delete VOL | resize VOL --size SIZE\n"
   "  volume hydrate VOL | reset VOL --to SNAP\n"
@@ -52,6 +54,8 @@ static const char usage_text[] =
   "  policy tasks [--incoming|--outgoing] | task-delete TASK\n"
   "  policy run-due                            one pass of what is due (cron)\n"
   "  daemon [--interval S]                     run policies as they fall due\n"
+  "  key create NAME | list | disable KEY | grant KEY --to ACCOUNT\n"
+  "                                            the account's encryption keys\n"
   "  serve [--unix PATH | --listen ADDR[:PORT]] [-f] [--pidfile F] [--rotate-key]\n"
   "                                            run nbdkit with the plugin (TCP: TLS,\n"
   "                                            one account, its pre-shared key)\n"
@@ -88,6 +92,7 @@ static const struct command commands[] = {
   { "job", cmd_job },
   { "policy", cmd_policy },
   { "daemon", cmd_daemon },
+  { "key", cmd_key },
   { NULL, NULL },
 };
 
