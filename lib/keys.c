@@ -393,6 +393,9 @@ xs_key_find (struct xs_store *store, const char *account, const char *spec,
                       " WHERE account = ?1 AND (name = ?2 OR id = ?2)",
                       account, spec, out);
 
+  /* The default key is there as soon as it is named. */
+  if (r == 1 && strcmp (spec, XS_DEFAULT_KEY_NAME) == 0)
+    r = xs_key_default (store, account, out);
   if (r == 1 && !quiet)
     xs_error ("no key '%s' in account '%s'", spec, account);
   return r;
