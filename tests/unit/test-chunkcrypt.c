@@ -14,6 +14,7 @@
 #include "chunk.h"
 #include "chunkcrypt.h"
 #include "hash.h"
+#include "manifest.h"
 #include "tap.h"
 
 static const char marker[] = "XSNAP-SECRET-MARKER-0123456789";
@@ -218,6 +219,60 @@ manifest_mac (void)
   xs_data_key_free (k2);
 }
 
+/* Parse and authenticate DATA: 0 if both pass. */
+static int
+load (const void *data, size_t len, const struct xs_data_key *dk)
+{
+  struct xs_manifest *m = xs_manifest_parse (data, len, "test");
+  struct xs_data_key *copy = xs_data_key_dup (dk);
+  int r = -1;
+
+  if (m && copy && xs_manifest_is_encrypted (m)) {
+    r = xs_manifest_authenticate (m, data, len, copy);
+    copy = NULL;
+  }
+  xs_data_key_free (copy);
+  xs_manifest_free (m);
+  return r;
+}
+
+static void
+encrypted_manifest (void)
+{
+  struct xs_data_key *k1 = make_key (1), *k2 = make_key (2);
+  struct xs_manifest *m = xs_manifest_new (1 << 20, 65536), *back;
+  void *data;
+  size_t len, caught = 0;
+
+  if (!k1 || !k2 || !m || xs_manifest_set (m, "snapshot_id", "snap-1") == -1)
+    abort ();
+  m->entries[3].bytes[0] = 7;
+  xs_manifest_seal (m);
+  is_int (xs_manifest_set_encryption (m, "key-1", "alice", "00ff", k1), 0,
+          "encrypt a manifest");
+  is_int (xs_manifest_serialize (m, &data, &len), 0, "serialize it");
+  is_int (((uint8_t *) data)[8], XS_MANIFEST_VERSION_ENCRYPTED, "version 2");
+  back = xs_manifest_parse (data, len, "test");
+  ok (back && xs_manifest_is_encrypted (back) && back->dk == NULL
+      && strcmp (back->key_id, "key-1") == 0
+      && strcmp (back->data_key, "00ff") == 0,
+      "it parses, names its key, and is not open until authenticated");
+  xs_manifest_free (back);
+  is_int (load (data, len, k1), 0, "it authenticates under its key");
+  is_int (load (data, len, k2), -1, "not under another");
+  for (size_t i = 0; i < len; i++) {
+    ((uint8_t *) data)[i] ^= 0x01;
+    if (load (data, len, k1) == -1)
+      caught++;
+    ((uint8_t *) data)[i] ^= 0x01;
+  }
+  is_int (caught, len, "a flipped bit in any of its %zu bytes is caught", len);
+  free (data);
+  xs_manifest_free (m);
+  xs_data_key_free (k1);
+  xs_data_key_free (k2);
+}
+
 int
 main (void)
 {
@@ -239,6 +294,7 @@ main (void)
   moved_chunk_fails (codec);
   two_keys ();
   manifest_mac ();
+  encrypted_manifest ();
   xs_chunk_codec_free (codec);
   xs_data_key_free (key);
   free (text);
