@@ -524,6 +524,9 @@ key_target_check (struct xs_store *store, const char *actor,
                   const char *action, const char *account, const char *id,
                   const char *name)
 {
+  struct xs_access_target target = {
+    .owner = account, .region = "", .type = "key", .id = id,
+  };
   char *label;
   int r;
 
@@ -531,10 +534,7 @@ key_target_check (struct xs_store *store, const char *actor,
     xs_error ("cannot check access to key '%s': %m", name);
     return -1;
   }
-  struct xs_access_target target = {
-    .owner = account, .region = "", .type = "key", .id = id,
-    .label = label,
-  };
+  target.label = label;
   r = xs_access_check (store, actor, action, &target, false);
   free (label);
   return r;
@@ -676,6 +676,9 @@ xs_key_list (struct xs_store *store, const char *account,
   struct xs_key key;
   int r = -1, step;
 
+  if (key_target_check (store, account, "xsnap:DescribeKeys", account, "*",
+                        "(all)") == -1)
+    return -1;
   xs_catalog_lock (cat);
   stmt = xs_catalog_prepare_bind (cat, "list keys",
                                   "SELECT * FROM (SELECT " KEY_COLUMNS ","
