@@ -66,7 +66,8 @@ id_set_finish (struct id_set *set)
 {
   size_t i, out = 0;
 
-  qsort (set->ids, set->len, sizeof *set->ids, compare_ids);
+  if (set->len > 1)              /* ids is NULL while the set is empty */
+    qsort (set->ids, set->len, sizeof *set->ids, compare_ids);
   for (i = 0; i < set->len; i++)
     if (out == 0 || !xs_hash128_equal (&set->ids[out - 1], &set->ids[i]))
       set->ids[out++] = set->ids[i];
