@@ -211,6 +211,32 @@ static const char *const migrations[] = {
   "  UNIQUE (policy_id, dest_account, dest_region));"
   "ALTER TABLE snapshots ADD COLUMN policy_id TEXT NOT NULL DEFAULT '';"
   "ALTER TABLE snapshots ADD COLUMN task_id TEXT NOT NULL DEFAULT '';",
+
+  /* 7: keys.  An account's keys, their material only wrapped by the
+   * store's master key (a file outside the catalog); at most one default
+   * key per account.  A grant lets another account use a key.  An
+   * encrypted volume records its key and its data key wrapped by that
+   * key (data_key); its snapshots record the key too.  '' is unencrypted.
+   */
+  "CREATE TABLE keys ("
+  "  id         TEXT PRIMARY KEY,"
+  "  account    TEXT NOT NULL REFERENCES accounts (id),"
+  "  name       TEXT NOT NULL,"
+  "  wrapped    TEXT NOT NULL,"
+  "  is_default INTEGER NOT NULL DEFAULT 0,"
+  "  status     TEXT NOT NULL CHECK (status IN ('enabled', 'disabled')),"
+  "  created_ns INTEGER NOT NULL,"
+  "  UNIQUE (account, name));"
+  "CREATE UNIQUE INDEX keys_default ON keys (account) WHERE is_default = 1;"
+  "CREATE TABLE key_grants ("
+  "  key_id     TEXT NOT NULL REFERENCES keys (id),"
+  "  grantee    TEXT NOT NULL REFERENCES accounts (id),"
+  "  granted_by TEXT NOT NULL,"
+  "  created_ns INTEGER NOT NULL,"
+  "  PRIMARY KEY (key_id, grantee));"
+  "ALTER TABLE volumes ADD COLUMN key_id TEXT NOT NULL DEFAULT '';"
+  "ALTER TABLE volumes ADD COLUMN data_key TEXT NOT NULL DEFAULT '';"
+  "ALTER TABLE snapshots ADD COLUMN key_id TEXT NOT NULL DEFAULT '';",
 };
 
 #define LATEST_VERSION ((int) (sizeof migrations / sizeof migrations[0]))

@@ -4,6 +4,12 @@
  * Stored chunks come from disks and networks we do not trust, so the
  * decoder checks every header field before using it, decompresses into a
  * buffer of exactly the announced size, and rehashes the result.
+ *
+ * Encrypted chunks (version 2) compress first and then seal the payload
+ * with AES-256-GCM under the data key, with the header's fields and the
+ * id as associated data: a flipped bit anywhere, a header edited, or a
+ * chunk renamed to another id fails authentication before anything is
+ * decompressed.
  */
 #include <inttypes.h>
 #include <stdbool.h>
@@ -16,7 +22,10 @@
 
 #include <zstd.h>
 
+#include <openssl/crypto.h>
+
 #include "chunk.h"
+#include "chunkcrypt.h"
 #include "byteorder.h"
 #include "error.h"
 #include "hash.h"
@@ -53,9 +62,24 @@ struct chunk_header {
   uint64_t payload_check;
 };
 
+/* Byte offsets in an encrypted (version 2) header; 0-31 as above except
+ * that there are no checksums: bytes 0-31 are the associated data.
+ */
+enum {
+  OFF2_NONCE = 32,
+  OFF2_TAG = OFF2_NONCE + XS_CRYPT_NONCE_LEN,
+  OFF2_RESERVED = OFF2_TAG + XS_CRYPT_TAG_LEN,
+  AAD2_LEN = 32,
+};
+
 struct xs_chunk_codec {
   ZSTD_CCtx *cctx;
   ZSTD_DCtx *dctx;
+  const struct xs_data_key *key; /* NULL: unencrypted chunks */
+  struct xs_crypt *crypt;       /* made with the first key */
+  uint8_t *tmp;                 /* compressed plaintext of an encrypted
+                                   chunk, tmp_cap bytes */
+  size_t tmp_cap;
 };
 
 struct xs_chunk_codec *
@@ -96,7 +120,53 @@ xs_chunk_codec_free (struct xs_chunk_codec *codec)
     return;
   ZSTD_freeCCtx (codec->cctx);
   ZSTD_freeDCtx (codec->dctx);
+  xs_crypt_free (codec->crypt);
+  if (codec->tmp)
+    OPENSSL_cleanse (codec->tmp, codec->tmp_cap);
+  free (codec->tmp);
   free (codec);
+}
+
+int
+xs_chunk_codec_set_key (struct xs_chunk_codec *codec,
+                        const struct xs_data_key *key)
+{
+  if (key && codec->crypt == NULL
+      && (codec->crypt = xs_crypt_new ()) == NULL)
+    return -1;
+  codec->key = key;
+  return 0;
+}
+
+int
+xs_chunk_id (struct xs_chunk_codec *codec, const void *plain,
+             size_t plain_len, struct xs_hash128 *id)
+{
+  if (codec->key)
+    return xs_crypt_chunk_id (codec->crypt, codec->key, plain, plain_len, id);
+  xs_hash128 (plain, plain_len, id);
+  return 0;
+}
+
+/* Make room for LEN bytes in the codec's buffer. */
+static int
+reserve_tmp (struct xs_chunk_codec *codec, size_t len)
+{
+  uint8_t *grown;
+
+  if (len <= codec->tmp_cap)
+    return 0;
+  grown = malloc (len);
+  if (grown == NULL) {
+    xs_error ("cannot allocate a chunk buffer: %m");
+    return -1;
+  }
+  if (codec->tmp)
+    OPENSSL_cleanse (codec->tmp, codec->tmp_cap);
+  free (codec->tmp);
+  codec->tmp = grown;
+  codec->tmp_cap = len;
+  return 0;
 }
 
 /* The one 16-bit field; byteorder.h has the 32- and 64-bit ones. */
@@ -150,20 +220,64 @@ compress_payload (struct xs_chunk_codec *codec, const void *plain,
   return r;
 }
 
-int
-xs_chunk_encode (struct xs_chunk_codec *codec,
-                 const void *plain, size_t plain_len,
-                 struct xs_hash128 *id, void **stored, size_t *stored_len)
-{
-  struct chunk_header header = { .version = XS_CHUNK_VERSION };
-  size_t payload_cap, compressed;
-  uint8_t *out, *shrunk;
+static int encode_encrypted (struct xs_chunk_codec *codec, const void *plain,
+                             size_t plain_len, const struct xs_hash128 *id,
+                             void **stored, size_t *stored_len);
+static int encode_plain (struct xs_chunk_codec *codec, const void *plain,
+                         size_t plain_len, struct xs_hash128 *id,
+                         void **stored, size_t *stored_len);
 
+static int
+check_plain_len (size_t plain_len)
+{
   if (plain_len > XS_CHUNK_MAX_PLAIN) {
     xs_error ("cannot encode a chunk of %zu bytes: the maximum is %u",
               plain_len, XS_CHUNK_MAX_PLAIN);
     return -1;
   }
+  return 0;
+}
+
+int
+xs_chunk_encode (struct xs_chunk_codec *codec,
+                 const void *plain, size_t plain_len,
+                 struct xs_hash128 *id, void **stored, size_t *stored_len)
+{
+  if (check_plain_len (plain_len) == -1)
+    return -1;
+  if (codec->key == NULL)
+    return encode_plain (codec, plain, plain_len, id, stored, stored_len);
+  if (xs_chunk_id (codec, plain, plain_len, id) == -1)
+    return -1;
+  return encode_encrypted (codec, plain, plain_len, id, stored, stored_len);
+}
+
+int
+xs_chunk_encode_as (struct xs_chunk_codec *codec,
+                    const void *plain, size_t plain_len,
+                    const struct xs_hash128 *id,
+                    void **stored, size_t *stored_len)
+{
+  struct xs_hash128 again;
+
+  if (check_plain_len (plain_len) == -1)
+    return -1;
+  if (codec->key)
+    return encode_encrypted (codec, plain, plain_len, id, stored,
+                             stored_len);
+  /* XXH3 is cheap next to compression: no shortcut needed. */
+  return encode_plain (codec, plain, plain_len, &again, stored, stored_len);
+}
+
+static int
+encode_plain (struct xs_chunk_codec *codec, const void *plain,
+              size_t plain_len, struct xs_hash128 *id, void **stored,
+              size_t *stored_len)
+{
+  struct chunk_header header = { .version = XS_CHUNK_VERSION };
+  size_t payload_cap, compressed;
+  uint8_t *out, *shrunk;
+
   payload_cap = ZSTD_compressBound (plain_len);
   if (payload_cap < plain_len)
     payload_cap = plain_len;
@@ -196,6 +310,65 @@ xs_chunk_encode (struct xs_chunk_codec *codec,
   shrunk = realloc (out, *stored_len);
   *stored = shrunk ? shrunk : out;
   *id = header.id;
+  return 0;
+}
+
+/* Bytes 0-31 of an encrypted header: the associated data. */
+static void
+write_header2_fields (uint8_t *out, uint8_t codec_id, uint32_t plain_len,
+                      uint32_t payload_len, const struct xs_hash128 *id)
+{
+  memcpy (out + OFF_MAGIC, CHUNK_MAGIC, CHUNK_MAGIC_LEN);
+  out[OFF_VERSION] = XS_CHUNK_VERSION_ENCRYPTED;
+  out[OFF_CODEC] = codec_id;
+  put_le16 (out + OFF_FLAGS, 0);
+  xs_put_le32 (out + OFF_PLAIN_LEN, plain_len);
+  xs_put_le32 (out + OFF_PAYLOAD_LEN, payload_len);
+  memcpy (out + OFF_ID, id->bytes, sizeof id->bytes);
+}
+
+/* Compress (when it helps) into the codec's buffer, then seal the payload
+ * into the stored chunk right after a version 2 header.
+ */
+static int
+encode_encrypted (struct xs_chunk_codec *codec, const void *plain,
+                  size_t plain_len, const struct xs_hash128 *id,
+                  void **stored, size_t *stored_len)
+{
+  size_t cap = ZSTD_compressBound (plain_len), compressed;
+  const void *payload = plain;
+  size_t payload_len = plain_len;
+  uint8_t codec_id = CHUNK_CODEC_RAW, *out, *shrunk;
+
+  if (cap < plain_len)
+    cap = plain_len;
+  if (reserve_tmp (codec, cap > 0 ? cap : 1) == -1)
+    return -1;
+  compressed = compress_payload (codec, plain, plain_len, codec->tmp, cap);
+  if (compressed > 0) {
+    codec_id = CHUNK_CODEC_ZSTD;
+    payload = codec->tmp;
+    payload_len = compressed;
+  }
+  out = malloc (XS_CHUNK_HEADER_SIZE_ENCRYPTED + payload_len);
+  if (out == NULL) {
+    xs_error ("cannot allocate chunk buffer: %m");
+    return -1;
+  }
+  memset (out, 0, XS_CHUNK_HEADER_SIZE_ENCRYPTED);
+  write_header2_fields (out, codec_id, (uint32_t) plain_len,
+                        (uint32_t) payload_len, id);
+  if (xs_crypt_random (out + OFF2_NONCE, XS_CRYPT_NONCE_LEN) == -1
+      || xs_crypt_seal (codec->crypt, codec->key->chunk_enc,
+                        out + OFF2_NONCE, out, AAD2_LEN, payload,
+                        payload_len, out + XS_CHUNK_HEADER_SIZE_ENCRYPTED,
+                        out + OFF2_TAG) == -1) {
+    free (out);
+    return -1;
+  }
+  *stored_len = XS_CHUNK_HEADER_SIZE_ENCRYPTED + payload_len;
+  shrunk = realloc (out, *stored_len);
+  *stored = shrunk ? shrunk : out;
   return 0;
 }
 
@@ -251,10 +424,15 @@ parse_header (const uint8_t *stored, size_t stored_len,
   if (memcmp (stored + OFF_MAGIC, CHUNK_MAGIC, CHUNK_MAGIC_LEN) != 0)
     return bad (reason, "not an xsnap chunk (bad magic)");
   h->version = stored[OFF_VERSION];
+  if (h->version == XS_CHUNK_VERSION_ENCRYPTED)
+    return bad (reason, "the chunk is encrypted and no key was given to "
+                "read it");
   if (h->version != XS_CHUNK_VERSION)
     return bad (reason, "unsupported chunk version %u (this xsnap reads "
-                "version %d%s)", h->version, XS_CHUNK_VERSION,
-                h->version > XS_CHUNK_VERSION ? "; upgrade xsnap" : "");
+                "versions %d and %d%s)", h->version, XS_CHUNK_VERSION,
+                XS_CHUNK_VERSION_ENCRYPTED,
+                h->version > XS_CHUNK_VERSION_ENCRYPTED
+                ? "; upgrade xsnap" : "");
   if (stored_len < XS_CHUNK_HEADER_SIZE)
     return bad (reason, "truncated (%zu bytes, the header alone is %d)",
                 stored_len, XS_CHUNK_HEADER_SIZE);
@@ -308,7 +486,49 @@ check_payload_sum (const uint8_t *payload, const struct chunk_header *h,
 bool
 xs_chunk_header_says_raw (const void *header)
 {
-  return ((const uint8_t *) header)[OFF_CODEC] == CHUNK_CODEC_RAW;
+  return ((const uint8_t *) header)[OFF_VERSION] == XS_CHUNK_VERSION
+    && ((const uint8_t *) header)[OFF_CODEC] == CHUNK_CODEC_RAW;
+}
+
+unsigned
+xs_chunk_header_version (const void *header)
+{
+  return ((const uint8_t *) header)[OFF_VERSION];
+}
+
+/* Check an encrypted header (bytes 0-63): everything but the tag, which
+ * only decryption checks.
+ */
+static int
+parse_header2 (const uint8_t *stored, size_t stored_len,
+               struct chunk_header *h, char *reason)
+{
+  if (stored_len < XS_CHUNK_HEADER_SIZE_ENCRYPTED)
+    return bad (reason, "truncated (%zu bytes, the header alone is %d)",
+                stored_len, XS_CHUNK_HEADER_SIZE_ENCRYPTED);
+  if (memcmp (stored + OFF_MAGIC, CHUNK_MAGIC, CHUNK_MAGIC_LEN) != 0)
+    return bad (reason, "not an xsnap chunk (bad magic)");
+  h->version = stored[OFF_VERSION];
+  h->codec = stored[OFF_CODEC];
+  h->flags = get_le16 (stored + OFF_FLAGS);
+  h->plain_len = xs_get_le32 (stored + OFF_PLAIN_LEN);
+  h->payload_len = xs_get_le32 (stored + OFF_PAYLOAD_LEN);
+  memcpy (h->id.bytes, stored + OFF_ID, sizeof h->id.bytes);
+  h->payload_check = 0;
+  if (h->version != XS_CHUNK_VERSION_ENCRYPTED)
+    return bad (reason, "an unencrypted chunk where an encrypted one "
+                "belongs");
+  if (h->codec != CHUNK_CODEC_RAW && h->codec != CHUNK_CODEC_ZSTD)
+    return bad (reason, "unknown codec %u", h->codec);
+  if (h->flags != 0 || xs_get_le32 (stored + OFF2_RESERVED) != 0)
+    return bad (reason, "unknown flags or reserved bytes set");
+  if (h->plain_len > XS_CHUNK_MAX_PLAIN)
+    return bad (reason, "plaintext length %" PRIu32 " exceeds the "
+                "maximum %u", h->plain_len, XS_CHUNK_MAX_PLAIN);
+  if (h->codec == CHUNK_CODEC_RAW && h->payload_len != h->plain_len)
+    return bad (reason, "raw payload of %" PRIu32 " bytes, plaintext "
+                "length %" PRIu32, h->payload_len, h->plain_len);
+  return 0;
 }
 
 int
@@ -318,7 +538,11 @@ xs_chunk_peek (const void *stored, size_t stored_len,
   char name[XS_HASH128_HEX_LEN + 1], reason[XS_CHUNK_REASON_MAX];
   struct chunk_header h;
 
-  if (parse_header (stored, stored_len, &h, reason) == -1) {
+  bool encrypted = stored_len > OFF_VERSION
+    && ((const uint8_t *) stored)[OFF_VERSION] == XS_CHUNK_VERSION_ENCRYPTED;
+
+  if ((encrypted ? parse_header2 (stored, stored_len, &h, reason)
+       : parse_header (stored, stored_len, &h, reason)) == -1) {
     chunk_name (stored, stored_len, NULL, name);
     xs_error ("chunk %s: %s", name, reason);
     return -1;
@@ -372,6 +596,10 @@ xs_chunk_decode_parts_quiet (struct xs_chunk_codec *codec,
   struct xs_hash128 actual;
   bool raw;
 
+  /* Only unencrypted chunks come in parts (xs_repo_fetch_chunk). */
+  if (codec->key)
+    return bad (reason, "an unencrypted chunk where an encrypted one "
+                "belongs");
   if (parse_header (header, XS_CHUNK_HEADER_SIZE, &h, reason) == -1
       || check_payload_length (payload_len, &h, reason) == -1)
     return -1;
@@ -396,6 +624,62 @@ xs_chunk_decode_parts_quiet (struct xs_chunk_codec *codec,
   return h.plain_len;
 }
 
+/* Authenticate and decrypt an encrypted chunk, then decompress and check
+ * the plaintext's MAC against the id.
+ */
+static ssize_t
+decode_encrypted (struct xs_chunk_codec *codec, const void *stored,
+                  size_t stored_len, const struct xs_hash128 *expected_id,
+                  void *plain, size_t plain_cap,
+                  char reason[XS_CHUNK_REASON_MAX])
+{
+  const uint8_t *in = stored;
+  const uint8_t *payload = in + XS_CHUNK_HEADER_SIZE_ENCRYPTED;
+  char other[XS_HASH128_HEX_LEN + 1];
+  struct chunk_header h;
+  struct xs_hash128 actual;
+  uint8_t *clear;
+  int r;
+
+  if (stored_len > OFF_VERSION && in[OFF_VERSION] == XS_CHUNK_VERSION)
+    return bad (reason, "an unencrypted chunk where an encrypted one "
+                "belongs");
+  if (parse_header2 (in, stored_len, &h, reason) == -1
+      || check_payload_length (stored_len - XS_CHUNK_HEADER_SIZE_ENCRYPTED,
+                               &h, reason) == -1)
+    return -1;
+  if (expected_id && !xs_hash128_equal (expected_id, &h.id)) {
+    xs_hash128_to_hex (&h.id, other);
+    return bad (reason, "the stored chunk is %s (wrong chunk)", other);
+  }
+  if (h.plain_len > plain_cap)
+    return bad (reason, "%" PRIu32 " bytes do not fit in a buffer of %zu",
+                h.plain_len, plain_cap);
+  /* A raw payload decrypts straight into place. */
+  if (h.codec == CHUNK_CODEC_RAW)
+    clear = plain;
+  else if (reserve_tmp (codec, h.payload_len > 0 ? h.payload_len : 1) == -1)
+    return bad (reason, "out of memory");
+  else
+    clear = codec->tmp;
+  r = xs_crypt_open (codec->crypt, codec->key->chunk_enc, in + OFF2_NONCE,
+                     in, AAD2_LEN, payload, h.payload_len, clear,
+                     in + OFF2_TAG);
+  if (r == -1)
+    return bad (reason, "cannot decrypt");
+  if (r == 1)
+    return bad (reason, "authentication failed (tampered with, or not "
+                "sealed under this key)");
+  if (decompress_payload (codec, clear, &h, plain, reason) == -1)
+    return -1;
+  if (xs_crypt_chunk_id (codec->crypt, codec->key, plain, h.plain_len,
+                         &actual) == -1)
+    return bad (reason, "cannot compute the chunk's MAC");
+  if (!xs_crypt_equal (actual.bytes, h.id.bytes, sizeof h.id.bytes))
+    return bad (reason, "MAC of the plaintext does not match the id");
+  return h.plain_len;
+}
+
 ssize_t
 xs_chunk_decode_quiet (struct xs_chunk_codec *codec,
                        const void *stored, size_t stored_len,
@@ -405,6 +689,9 @@ xs_chunk_decode_quiet (struct xs_chunk_codec *codec,
 {
   struct chunk_header h;
 
+  if (codec->key)
+    return decode_encrypted (codec, stored, stored_len, expected_id, plain,
+                             plain_cap, reason);
   /* parse_header gives the precise reason for a short header. */
   if (stored_len < XS_CHUNK_HEADER_SIZE
       && parse_header (stored, stored_len, &h, reason) == -1)

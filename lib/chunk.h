@@ -6,6 +6,12 @@
  * stored once; decoding always rehashes and compares, so a corrupt chunk is
  * never returned as data.  docs/FORMAT.md, "Chunk (version 1)", has the
  * byte layout.
+ *
+ * A codec given a data key (xs_chunk_codec_set_key) writes and reads
+ * encrypted chunks instead (version 2, "Encrypted chunk (version 2)"):
+ * the id is a keyed MAC of the plaintext, the payload is sealed with
+ * AES-256-GCM, and decoding refuses anything that is not authentic under
+ * that key, an unencrypted chunk included.
  */
 #ifndef XSNAP_CHUNK_H
 #define XSNAP_CHUNK_H
@@ -19,6 +25,10 @@
 
 #define XS_CHUNK_VERSION 1
 #define XS_CHUNK_HEADER_SIZE 48
+#define XS_CHUNK_VERSION_ENCRYPTED 2
+#define XS_CHUNK_HEADER_SIZE_ENCRYPTED 64
+/* The largest header of any version. */
+#define XS_CHUNK_HEADER_MAX XS_CHUNK_HEADER_SIZE_ENCRYPTED
 /* Largest plaintext: the largest block size. */
 #define XS_CHUNK_MAX_PLAIN (4u * 1024 * 1024)
 
@@ -31,6 +41,21 @@ struct xs_chunk_codec;
 extern struct xs_chunk_codec *xs_chunk_codec_new (int zstd_level);
 extern void xs_chunk_codec_free (struct xs_chunk_codec *codec);
 
+/* Make the codec encrypt and decrypt under data key KEY (NULL: back to
+ * unencrypted chunks).  KEY is not copied and must outlive its use.
+ * Returns 0, or -1 with an error.
+ */
+struct xs_data_key;
+extern int xs_chunk_codec_set_key (struct xs_chunk_codec *codec,
+                                   const struct xs_data_key *key);
+
+/* The id plain_len bytes of plain have as a chunk of this codec: the
+ * XXH3-128, or under a key the truncated HMAC-SHA256.  0, or -1 with an
+ * error.
+ */
+extern int xs_chunk_id (struct xs_chunk_codec *codec, const void *plain,
+                        size_t plain_len, struct xs_hash128 *id);
+
 /* Encode plain_len (at most XS_CHUNK_MAX_PLAIN) bytes: sets *id to the
  * content id and *stored to a malloc'd buffer of *stored_len bytes (header
  * and payload).  Returns 0, or -1 with an error.
@@ -39,6 +64,14 @@ extern int xs_chunk_encode (struct xs_chunk_codec *codec,
                             const void *plain, size_t plain_len,
                             struct xs_hash128 *id,
                             void **stored, size_t *stored_len);
+
+/* xs_chunk_encode for a caller that has just computed the id with
+ * xs_chunk_id (it is not computed again).
+ */
+extern int xs_chunk_encode_as (struct xs_chunk_codec *codec,
+                               const void *plain, size_t plain_len,
+                               const struct xs_hash128 *id,
+                               void **stored, size_t *stored_len);
 
 /* Decode and verify a stored chunk into plain (plain_cap bytes available):
  * checks the header, decompresses, rehashes the plaintext and compares it
@@ -81,6 +114,9 @@ extern ssize_t xs_chunk_decode_parts_quiet (struct xs_chunk_codec *codec,
  * payload before decoding it; decoding checks everything.
  */
 extern bool xs_chunk_header_says_raw (const void *header);
+
+/* The version byte of a header of at least 5 bytes (not checked). */
+extern unsigned xs_chunk_header_version (const void *header);
 
 /* Check and parse only the header (magic, version, its own checksum,
  * fields), for listing and size accounting: stored may be just the first

@@ -275,6 +275,15 @@ make_plan (struct xs_store *store, const struct xs_scope *scope,
                                &plan->source);
   if (r != 0)
     return -1;
+  /* Re-encryption under the destination's key is not built yet; copying
+   * the ciphertext as it is would leave it under a key the destination
+   * does not hold.
+   */
+  if (plan->source.key_id[0] != '\0') {
+    xs_error ("cannot copy snapshot %s@%s: encrypted snapshots cannot be "
+              "copied yet", plan->source.volume_name, plan->source.name);
+    return -1;
+  }
   plan->dest.region = (char *) (o->to_region ? o->to_region
                                              : plan->source.region);
   plan->cross_region = strcmp (plan->dest.region, plan->source.region) != 0;

@@ -6,6 +6,11 @@
  * every length against what is really there, and decompresses into a
  * buffer that grows only as real output arrives, so a small hostile input
  * cannot make it allocate much.
+ *
+ * An encrypted snapshot's manifest (version 2) carries the key that
+ * wraps its data key and ends with an HMAC-SHA256 under a key derived
+ * from the data key; the parser checks everything else, and the MAC is
+ * checked once the data key is unwrapped (xs_manifest_authenticate).
  */
 #include <inttypes.h>
 #include <stdbool.h>
@@ -18,7 +23,10 @@
 #include <jansson.h>
 #include <zstd.h>
 
+#include <openssl/crypto.h>
+
 #include "byteorder.h"
+#include "chunkcrypt.h"
 #include "error.h"
 #include "hash.h"
 #include "manifest.h"
@@ -70,6 +78,31 @@ static const char *
 string_field_value (const struct xs_manifest *m, size_t i)
 {
   return *(char *const *) ((const char *) m + string_fields[i].offset);
+}
+
+/* The encryption fields, all set or all "". */
+static const struct {
+  const char *name;
+  size_t offset;
+} key_fields[] = {
+  { "key_id", offsetof (struct xs_manifest, key_id) },
+  { "key_account", offsetof (struct xs_manifest, key_account) },
+  { "data_key", offsetof (struct xs_manifest, data_key) },
+};
+#define N_KEY_FIELDS (sizeof key_fields / sizeof key_fields[0])
+
+static char **
+key_field (struct xs_manifest *m, size_t i)
+{
+  return (char **) ((char *) m + key_fields[i].offset);
+}
+
+static const char *
+key_field_value (const struct xs_manifest *m, size_t i)
+{
+  const char *v = *(char *const *) ((const char *) m + key_fields[i].offset);
+
+  return v ? v : "";
 }
 
 /* ----- Building ----- */
@@ -233,7 +266,44 @@ xs_manifest_copy (const struct xs_manifest *m)
   }
   copy->created_ns = m->created_ns;
   copy->root = m->root;
+  if (xs_manifest_is_encrypted (m)
+      && xs_manifest_set_encryption (copy, m->key_id, m->key_account,
+                                     m->data_key, m->dk) == -1) {
+    xs_manifest_free (copy);
+    return NULL;
+  }
   return copy;
+}
+
+int
+xs_manifest_set_encryption (struct xs_manifest *m, const char *key_id,
+                            const char *key_account, const char *wrapped,
+                            const struct xs_data_key *dk)
+{
+  const char *values[N_KEY_FIELDS] = { key_id, key_account, wrapped };
+  struct xs_data_key *copy = NULL;
+  size_t i;
+
+  if (key_id[0] == '\0' || key_account[0] == '\0' || wrapped[0] == '\0') {
+    xs_error ("cannot encrypt manifest %s: no key", m->snapshot_id);
+    return -1;
+  }
+  if (dk && (copy = xs_data_key_dup (dk)) == NULL)
+    return -1;
+  for (i = 0; i < N_KEY_FIELDS; i++) {
+    char *value = strdup (values[i]);
+
+    if (value == NULL) {
+      xs_error ("cannot encrypt manifest %s: %m", m->snapshot_id);
+      xs_data_key_free (copy);
+      return -1;
+    }
+    free (*key_field (m, i));
+    *key_field (m, i) = value;
+  }
+  xs_data_key_free (m->dk);
+  m->dk = copy;
+  return 0;
 }
 
 void
@@ -245,6 +315,9 @@ xs_manifest_free (struct xs_manifest *m)
     return;
   for (i = 0; i < N_STRING_FIELDS; i++)
     free (*string_field (m, i));
+  for (i = 0; i < N_KEY_FIELDS; i++)
+    free (*key_field (m, i));
+  xs_data_key_free (m->dk);
   free (m->entries);
   free (m);
 }
@@ -291,6 +364,10 @@ metadata_json (const struct xs_manifest *m, size_t *len)
                               json_integer (m->block_size)) == -1
       || json_object_set_new (obj, "nblocks",
                               json_integer ((json_int_t) m->nblocks)) == -1;
+  for (i = 0; !failed && xs_manifest_is_encrypted (m) && i < N_KEY_FIELDS;
+       i++)
+    failed = json_object_set_new (obj, key_fields[i].name,
+                                  json_string (key_field_value (m, i))) == -1;
   if (!failed)
     text = json_dumps (obj, JSON_COMPACT);
   json_decref (obj);
@@ -333,6 +410,7 @@ xs_manifest_serialize (const struct xs_manifest *m, void **data, size_t *len)
   struct xs_hash128 root;
   char *metadata;
   uint8_t *out, *p, *shrunk;
+  bool encrypted = xs_manifest_is_encrypted (m);
 
   if (xs_manifest_geometry (m->size, m->block_size, &nblocks) == -1)
     return -1;
@@ -341,12 +419,17 @@ xs_manifest_serialize (const struct xs_manifest *m, void **data, size_t *len)
               "%" PRIu64 " blocks", m->snapshot_id, m->nblocks, nblocks);
     return -1;
   }
+  if (encrypted && m->dk == NULL) {
+    xs_error ("cannot serialize manifest %s: its data key is not open",
+              m->snapshot_id);
+    return -1;
+  }
   metadata = metadata_json (m, &metadata_len);
   if (metadata == NULL)
     return -1;
   raw = m->nblocks * sizeof (struct xs_hash128);
   cap = ZSTD_compressBound (raw);
-  out = malloc (MIN_MANIFEST_SIZE + metadata_len + cap);
+  out = malloc (MIN_MANIFEST_SIZE + metadata_len + cap + XS_MANIFEST_MAC_LEN);
   if (out == NULL) {
     xs_error ("cannot serialize manifest %s: %m", m->snapshot_id);
     free (metadata);
@@ -354,7 +437,8 @@ xs_manifest_serialize (const struct xs_manifest *m, void **data, size_t *len)
   }
 
   memcpy (out, MANIFEST_MAGIC, MANIFEST_MAGIC_LEN);
-  xs_put_le32 (out + 8, XS_MANIFEST_VERSION);
+  xs_put_le32 (out + 8, encrypted ? XS_MANIFEST_VERSION_ENCRYPTED
+               : XS_MANIFEST_VERSION);
   xs_put_le32 (out + 12, (uint32_t) metadata_len);
   memcpy (out + PREFIX_SIZE, metadata, metadata_len);
   free (metadata);
@@ -368,6 +452,13 @@ xs_manifest_serialize (const struct xs_manifest *m, void **data, size_t *len)
   p += sizeof root.bytes;
   xs_put_le64 (p, xs_hash64 (out, p - out));
   total = p + 8 - out;
+  if (encrypted) {
+    if (xs_data_key_manifest_mac (m->dk, out, total, out + total) == -1) {
+      free (out);
+      return -1;
+    }
+    total += XS_MANIFEST_MAC_LEN;
+  }
 
   shrunk = realloc (out, total);
   *data = shrunk ? shrunk : out;
@@ -383,6 +474,7 @@ struct parser {
   size_t len;
   const char *what;
   char context[160];            /* "manifest <what>: " */
+  bool encrypted;               /* version 2: the MAC is not in data..len */
 };
 
 static int
@@ -399,9 +491,10 @@ check_envelope (const struct parser *ps)
     return -1;
   }
   version = xs_get_le32 (ps->data + 8);
-  if (version > XS_MANIFEST_VERSION) {
+  if (version > XS_MANIFEST_VERSION_ENCRYPTED) {
     xs_error ("manifest %s: manifest version %" PRIu32 " is newer than this "
-              "xsnap supports (%d)", ps->what, version, XS_MANIFEST_VERSION);
+              "xsnap supports (%d)", ps->what, version,
+              XS_MANIFEST_VERSION_ENCRYPTED);
     return -1;
   }
   if (version == 0) {
@@ -516,6 +609,33 @@ load_metadata (const struct parser *ps, size_t metadata_len)
   return obj;
 }
 
+/* The key fields: required, non-empty strings in an encrypted manifest
+ * and ignored in an unencrypted one (set to "").
+ */
+static int
+parse_key_fields (const struct parser *ps, json_t *obj, bool encrypted,
+                  struct xs_manifest *m)
+{
+  size_t i;
+
+  for (i = 0; i < N_KEY_FIELDS; i++) {
+    if (!encrypted)
+      *key_field (m, i) = strdup ("");
+    else if (get_string (ps, obj, key_fields[i].name, key_field (m, i)) == -1)
+      return -1;
+    if (*key_field (m, i) == NULL) {
+      xs_error ("manifest %s: %m", ps->what);
+      return -1;
+    }
+    if (encrypted && (*key_field (m, i))[0] == '\0') {
+      xs_error ("manifest %s: metadata field '%s' is empty", ps->what,
+                key_fields[i].name);
+      return -1;
+    }
+  }
+  return 0;
+}
+
 /* Metadata into a new manifest (entries allocated, not filled). */
 static struct xs_manifest *
 parse_metadata (const struct parser *ps, size_t metadata_len)
@@ -544,6 +664,10 @@ parse_metadata (const struct parser *ps, size_t metadata_len)
       m = NULL;
       goto out;
     }
+  if (parse_key_fields (ps, obj, ps->encrypted, m) == -1) {
+    xs_manifest_free (m);
+    m = NULL;
+  }
  out:
   json_decref (obj);
   return m;
@@ -651,7 +775,7 @@ parse_entries (const struct parser *ps, struct xs_manifest *m,
 struct xs_manifest *
 xs_manifest_parse (const void *data, size_t len, const char *what)
 {
-  struct parser ps = { data, len, what ? what : "(unnamed)", "" };
+  struct parser ps = { data, len, what ? what : "(unnamed)", "", false };
   struct xs_manifest *m;
   struct xs_hash128 stored_root;
   size_t metadata_len, stored, rest;
@@ -659,6 +783,17 @@ xs_manifest_parse (const void *data, size_t len, const char *what)
   uint32_t encoding;
 
   snprintf (ps.context, sizeof ps.context, "manifest %s: ", ps.what);
+  /* Version 2 is version 1's bytes followed by the MAC. */
+  if (len >= MANIFEST_MAGIC_LEN + 4
+      && xs_get_le32 (ps.data + 8) == XS_MANIFEST_VERSION_ENCRYPTED) {
+    if (len < MIN_MANIFEST_SIZE + XS_MANIFEST_MAC_LEN) {
+      xs_error ("manifest %s: truncated (%zu bytes)", ps.what, len);
+      return NULL;
+    }
+    ps.encrypted = true;
+    len -= XS_MANIFEST_MAC_LEN;
+    ps.len = len;
+  }
   if (check_envelope (&ps) == -1)
     return NULL;
   metadata_len = xs_get_le32 (ps.data + 12);
@@ -697,6 +832,35 @@ xs_manifest_parse (const void *data, size_t len, const char *what)
  fail:
   xs_manifest_free (m);
   return NULL;
+}
+
+int
+xs_manifest_authenticate (struct xs_manifest *m, const void *data,
+                          size_t len, struct xs_data_key *dk)
+{
+  unsigned char mac[XS_MANIFEST_MAC_LEN];
+  size_t covered;
+
+  if (!xs_manifest_is_encrypted (m) || len < XS_MANIFEST_MAC_LEN) {
+    xs_error ("manifest %s: not an encrypted manifest", m->snapshot_id);
+    xs_data_key_free (dk);
+    return -1;
+  }
+  covered = len - XS_MANIFEST_MAC_LEN;
+  if (xs_data_key_manifest_mac (dk, data, covered, mac) == -1) {
+    xs_data_key_free (dk);
+    return -1;
+  }
+  if (!xs_crypt_equal (mac, (const uint8_t *) data + covered, sizeof mac)) {
+    xs_error ("manifest %s: authentication failed (the manifest was "
+              "tampered with)", m->snapshot_id);
+    OPENSSL_cleanse (mac, sizeof mac);
+    xs_data_key_free (dk);
+    return -1;
+  }
+  xs_data_key_free (m->dk);
+  m->dk = dk;
+  return 0;
 }
 
 /* ----- Comparing ----- */

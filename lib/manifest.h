@@ -18,6 +18,10 @@
 #include "hash.h"
 
 #define XS_MANIFEST_VERSION 1
+/* A manifest of an encrypted snapshot: version 1's layout, metadata that
+ * names the key, and an HMAC-SHA256 of everything before it at the end.
+ */
+#define XS_MANIFEST_VERSION_ENCRYPTED 2
 #define XS_MANIFEST_MIN_BLOCK_SIZE 4096u
 #define XS_MANIFEST_MAX_BLOCK_SIZE (4u * 1024 * 1024)
 #define XS_MANIFEST_MAX_BLOCKS (UINT64_C (1) << 32)
@@ -50,6 +54,18 @@ struct xs_manifest {
    * after xs_manifest_seal or xs_manifest_parse.
    */
   struct xs_hash128 root;
+
+  /* Encryption: all "" for an unencrypted snapshot.  key_id of
+   * key_account wraps data_key (hex), the snapshot's data key.
+   */
+  char *key_id;
+  char *key_account;
+  char *data_key;
+  /* The unwrapped data key, owned: set by xs_manifest_set_encryption or
+   * by xs_manifest_authenticate (the parser leaves it NULL, so nothing
+   * can read an encrypted manifest's chunks before its MAC is checked).
+   */
+  struct xs_data_key *dk;
 };
 
 /* Checks a geometry (block_size a power of two from 4 KiB to 4 MiB, at
@@ -72,6 +88,29 @@ extern struct xs_manifest *xs_manifest_new (uint64_t size,
 extern int xs_manifest_set (struct xs_manifest *m, const char *field,
                             const char *value);
 
+/* Make M encrypted under data key DK (copied), wrapped as WRAPPED by key
+ * KEY_ID of KEY_ACCOUNT.  Returns 0, or -1 with an error.
+ */
+struct xs_data_key;
+extern int xs_manifest_set_encryption (struct xs_manifest *m,
+                                       const char *key_id,
+                                       const char *key_account,
+                                       const char *wrapped,
+                                       const struct xs_data_key *dk);
+
+static inline int
+xs_manifest_is_encrypted (const struct xs_manifest *m)
+{
+  return m->key_id != NULL && m->key_id[0] != '\0';
+}
+
+/* Check the MAC of an encrypted manifest M parsed from DATA (LEN bytes)
+ * under DK; on success M takes DK over.  -1 with an error (DK freed) if
+ * the MAC does not match: the manifest was tampered with.
+ */
+extern int xs_manifest_authenticate (struct xs_manifest *m, const void *data,
+                                     size_t len, struct xs_data_key *dk);
+
 /* A deep copy (for a child snapshot: copy the parent, change some
  * entries and metadata, seal).  NULL with an error.
  */
@@ -81,13 +120,16 @@ extern struct xs_manifest *xs_manifest_copy (const struct xs_manifest *m);
 extern void xs_manifest_seal (struct xs_manifest *m);
 
 /* Serialize to a malloc'd buffer.  The root written is computed afresh
- * (m->root is not trusted).  Returns 0, or -1 with an error.
+ * (m->root is not trusted).  An encrypted manifest is written as version
+ * 2 and needs its data key (m->dk) for the MAC.  Returns 0, or -1 with an
+ * error.
  */
 extern int xs_manifest_serialize (const struct xs_manifest *m,
                                   void **data, size_t *len);
 
 /* Parse and verify a serialized manifest: checksum, version, metadata,
- * geometry, entries and root hash.  what names the manifest in messages
+ * geometry, entries and root hash.  An encrypted manifest's MAC is not
+ * checked here (see xs_manifest_authenticate).  what names the manifest in messages
  * (e.g. its key); may be NULL.  NULL with an error on any problem.
  */
 extern struct xs_manifest *xs_manifest_parse (const void *data, size_t len,

@@ -241,6 +241,18 @@ decode_placed (struct xs_chunk_codec *codec, struct chunk_placement *p,
   if (!p->in_place)
     return xs_chunk_decode_quiet (codec, p->scratch->data, p->size, id,
                                   p->plain, p->plain_len, reason);
+  if (xs_chunk_header_version (p->header) != XS_CHUNK_VERSION) {
+    /* Not laid out as a version 1 chunk (an encrypted one, whose header
+     * is longer): put it back together.
+     */
+    if (scratch_reserve (p->scratch, p->size) == -1)
+      return -2;
+    memcpy (p->scratch->data, p->header, XS_CHUNK_HEADER_SIZE);
+    memcpy ((char *) p->scratch->data + XS_CHUNK_HEADER_SIZE, p->plain,
+            p->plain_len);
+    return xs_chunk_decode_quiet (codec, p->scratch->data, p->size, id,
+                                  p->plain, p->plain_len, reason);
+  }
   if (xs_chunk_header_says_raw (p->header))
     return xs_chunk_decode_parts_quiet (codec, p->header, p->plain,
                                         p->plain_len, id, p->plain,
@@ -294,7 +306,7 @@ xs_repo_fetch_chunk (struct xs_repo *repo, struct xs_chunk_codec *codec,
     return -1;
   n = decode_placed (codec, &p, id, reason);
   /* Do not keep a buffer grown for an oversized (so bad) object. */
-  if (scratch->cap > XS_CHUNK_HEADER_SIZE + XS_CHUNK_MAX_PLAIN) {
+  if (scratch->cap > XS_CHUNK_HEADER_MAX + XS_CHUNK_MAX_PLAIN) {
     int saved_errno = errno;
 
     xs_repo_scratch_release (scratch);

@@ -37,6 +37,7 @@
 #include "bitmap.h"
 #include "chunk.h"
 #include "error.h"
+#include "chunkcrypt.h"
 #include "fileio.h"
 #include "hash.h"
 #include "head-internal.h"
@@ -77,6 +78,7 @@ struct xs_seal {
   pthread_mutex_t stripes[STRIPES];
   struct copied **copied;       /* per block, NULL: nothing copied */
   struct codec_pool codecs;
+  struct xs_data_key *dk;       /* encrypted volume: its data key */
   bool full_compare;
   int failed;                   /* set once; atomic */
   uint64_t cursor;              /* next block to claim; atomic */
@@ -105,7 +107,23 @@ borrow_codec (struct codec_pool *pool)
   if (pool->nfree > 0)
     codec = pool->free[--pool->nfree];
   pthread_mutex_unlock (&pool->lock);
-  return codec ? codec : xs_chunk_codec_new (1);
+  return codec;
+}
+
+/* A codec for SEAL: from its pool, else a new one under its key. */
+static struct xs_chunk_codec *
+seal_codec (struct xs_seal *seal)
+{
+  struct xs_chunk_codec *codec = borrow_codec (&seal->codecs);
+
+  if (codec)
+    return codec;
+  codec = xs_chunk_codec_new (1);
+  if (codec && xs_chunk_codec_set_key (codec, seal->dk) == -1) {
+    xs_chunk_codec_free (codec);
+    codec = NULL;
+  }
+  return codec;
 }
 
 static void
@@ -233,11 +251,12 @@ store_block (struct xs_seal *seal, struct xs_chunk_codec *codec,
   size_t stored_len;
   int r;
 
-  xs_hash128 (buf, len, id);
+  if (xs_chunk_id (codec, buf, len, id) == -1)
+    return -1;
   r = xs_repo_has_chunk (seal->repo, id);
   if (r != 0)
     return r == 1 ? 0 : -1;
-  if (xs_chunk_encode (codec, buf, len, id, &stored, &stored_len) == -1)
+  if (xs_chunk_encode_as (codec, buf, len, id, &stored, &stored_len) == -1)
     return -1;
   r = xs_repo_put_chunk (seal->repo, id, stored, stored_len, false);
   free (stored);
@@ -544,7 +563,7 @@ scratch_get (struct scratch *s)
 {
   if (s->buf)
     return 0;
-  s->codec = borrow_codec (&s->seal->codecs);
+  s->codec = seal_codec (s->seal);
   s->buf = malloc (s->seal->head->block_size);
   if (s->codec == NULL || s->buf == NULL) {
     xs_error ("volume '%s': cannot seal a block of the pending snapshot: %m",
@@ -654,6 +673,7 @@ free_seal (struct xs_seal *seal)
   for (i = 0; i < seal->codecs.nfree; i++)
     xs_chunk_codec_free (seal->codecs.free[i]);
   pthread_mutex_destroy (&seal->codecs.lock);
+  xs_data_key_free (seal->dk);
   xs_bitmap_free (&seal->taken);
   xs_bitmap_free (&seal->todo);
   xs_manifest_free (seal->manifest);
@@ -661,7 +681,8 @@ free_seal (struct xs_seal *seal)
 }
 
 static struct xs_seal *
-new_seal (struct xs_head *h, struct xs_repo *repo, struct xs_manifest *base)
+new_seal (struct xs_head *h, struct xs_repo *repo, struct xs_manifest *base,
+          const struct xs_data_key *dk)
 {
   struct xs_seal *seal = calloc (1, sizeof *seal);
   unsigned i;
@@ -680,6 +701,10 @@ new_seal (struct xs_head *h, struct xs_repo *repo, struct xs_manifest *base)
   pthread_cond_init (&seal->work, NULL);
   seal->spill_fd = -1;
   seal->manifest = base ? base : xs_manifest_new (h->size, h->block_size);
+  if (dk && (seal->dk = xs_data_key_dup (dk)) == NULL) {
+    free_seal (seal);
+    return NULL;
+  }
   if (seal->manifest == NULL
       || xs_bitmap_init (&seal->todo, xs_head_nblocks (h)) == -1) {
     free_seal (seal);
@@ -710,12 +735,13 @@ new_seal (struct xs_head *h, struct xs_repo *repo, struct xs_manifest *base)
 
 struct xs_seal *
 xs_seal_begin (struct xs_head *h, struct xs_repo *repo,
-               struct xs_manifest *base, bool map_matches_base)
+               struct xs_manifest *base, bool map_matches_base,
+               const struct xs_data_key *dk)
 {
   struct xs_seal *seal;
   bool trusted;
 
-  seal = new_seal (h, repo, base);
+  seal = new_seal (h, repo, base, dk);
   if (seal == NULL)
     return NULL;
   seal->full_compare |= !map_matches_base;

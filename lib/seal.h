@@ -43,12 +43,16 @@ struct xs_seal_stats {
 /* Take the point in time.  BASE is the manifest the head's dirty map is
  * relative to (this takes it over), or NULL when the head was never
  * snapshotted; MAP_MATCHES_BASE says whether the map really is relative to
- * BASE (false forces a full compare).  Fails if a snapshot of the head is
- * already pending.
+ * BASE (false forces a full compare).  DK, for an encrypted volume, is its
+ * data key (copied): chunks are then encrypted and named under it; NULL
+ * for unencrypted chunks.  Fails if a snapshot of the head is already
+ * pending.
  */
+struct xs_data_key;
 extern struct xs_seal *xs_seal_begin (struct xs_head *h, struct xs_repo *repo,
                                       struct xs_manifest *base,
-                                      bool map_matches_base);
+                                      bool map_matches_base,
+                                      const struct xs_data_key *dk);
 
 /* Seal every block not yet sealed, with THREADS threads (0 = default).
  * PROGRESS, if not NULL, is called now and then with blocks done and

@@ -115,6 +115,15 @@ find_available (struct xs_store *store, const struct xs_scope *scope,
     xs_snapshot_clear (snap);
     return -1;
   }
+  /* A stream carries stored chunks as they are; for an encrypted
+   * snapshot neither a raw nor a re-encrypting stream exists yet.
+   */
+  if (snap->key_id[0] != '\0') {
+    xs_error ("cannot send snapshot %s@%s: encrypted snapshots cannot be "
+              "sent yet", snap->volume_name, snap->name);
+    xs_snapshot_clear (snap);
+    return -1;
+  }
   return 0;
 }
 

@@ -370,6 +370,13 @@ xs_share_snapshot (struct xs_store *store, const struct xs_scope *scope,
                      "re-sharing a shared snapshot");
     goto out;
   }
+  if (snap->key_id && snap->key_id[0] != '\0') {
+    xs_error ("cannot share %s: encrypted snapshots cannot be shared yet",
+              name);
+    xs_audit_record (store, scope->account, res.action, res.arn,
+                     snap->account, XS_AUDIT_FAILED, "snapshot is encrypted");
+    goto out;
+  }
   if (strcmp (snap->status, "available") != 0) {
     xs_error ("cannot share %s: it is %s; only available snapshots can be"
               " shared", name, snap->status);
@@ -401,7 +408,10 @@ xs_share_chain (struct xs_store *store, const struct xs_scope *scope,
   res.name = name;
   res.arn = xs_policy_resource_name (vol->region, vol->account, "chain",
                                      vol->id);
-  if (res.arn)
+  if (res.arn && xs_volume_is_encrypted (vol))
+    xs_error ("cannot share %s: it is encrypted, and encrypted snapshots "
+              "cannot be shared yet", name);
+  else if (res.arn)
     r = share_resource (store, scope, &res, sharees, n, expires_ns);
   free (res.arn);
   free (name);

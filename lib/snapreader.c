@@ -17,6 +17,7 @@
 #include <string.h>
 
 #include "chunkcache.h"
+#include "chunkcrypt.h"
 #include "error.h"
 #include "hash.h"
 #include "manifest.h"
@@ -40,6 +41,7 @@ struct xs_snapreader {
   unsigned block_shift;
   uint64_t nblocks;
   struct xs_hash128 *entries;   /* a copy of the manifest's */
+  struct xs_data_key *dk;       /* an encrypted snapshot's data key */
   pthread_mutex_t pool_lock;
   struct decoder_slot *idle;    /* decoders not in use */
 };
@@ -54,9 +56,19 @@ struct xs_snapreader *
 xs_snapreader_open (struct xs_repo *repo, const struct xs_manifest *m,
                     struct xs_chunk_cache *cache, const char *label)
 {
-  struct xs_snapreader *reader = calloc (1, sizeof *reader);
+  struct xs_snapreader *reader;
   size_t entries_bytes = (size_t) m->nblocks * sizeof *m->entries;
 
+  /* An encrypted manifest read without its key was never authenticated:
+   * nothing it names may be read.
+   */
+  if (xs_manifest_is_encrypted (m) && m->dk == NULL) {
+    xs_error ("%s: cannot read an encrypted snapshot whose key is not open",
+              label);
+    errno = EACCES;
+    return NULL;
+  }
+  reader = calloc (1, sizeof *reader);
   if (reader == NULL
       || m->nblocks > SIZE_MAX / sizeof *m->entries
       || (reader->label = strdup (label)) == NULL
@@ -68,6 +80,12 @@ xs_snapreader_open (struct xs_repo *repo, const struct xs_manifest *m,
       free (reader->label);
       free (reader);
     }
+    return NULL;
+  }
+  if (m->dk && (reader->dk = xs_data_key_dup (m->dk)) == NULL) {
+    free (reader->entries);
+    free (reader->label);
+    free (reader);
     return NULL;
   }
   if (entries_bytes > 0)
@@ -104,6 +122,7 @@ xs_snapreader_close (struct xs_snapreader *reader)
     free_slot (slot);
   }
   pthread_mutex_destroy (&reader->pool_lock);
+  xs_data_key_free (reader->dk);
   free (reader->entries);
   free (reader->label);
   free (reader);
@@ -169,7 +188,9 @@ take_slot (struct xs_snapreader *reader)
     return NULL;
   }
   slot->codec = xs_chunk_codec_new (0);
-  if (slot->codec == NULL) {
+  if (slot->codec == NULL
+      || xs_chunk_codec_set_key (slot->codec, reader->dk) == -1) {
+    xs_chunk_codec_free (slot->codec);
     free (slot);
     return NULL;
   }

@@ -13,6 +13,7 @@
 
 #include "error.h"
 #include "fileio.h"
+#include "keys.h"
 #include "names.h"
 #include "repo.h"
 #include "seal.h"
@@ -21,7 +22,7 @@
 #define SNAPSHOT_COLUMNS                                                \
   "id, account, region, volume_id, volume_name, name, parent_id, status," \
   " root_hash, creation_method, size, block_size, created_ns,"          \
-  " changed_blocks, stored_bytes, origin, description"
+  " changed_blocks, stored_bytes, origin, description, key_id"
 
 void
 xs_snapshot_clear (struct xs_snapshot *snap)
@@ -38,6 +39,7 @@ xs_snapshot_clear (struct xs_snapshot *snap)
   free (snap->shared_from);
   free (snap->origin);
   free (snap->description);
+  free (snap->key_id);
   memset (snap, 0, sizeof *snap);
 }
 
@@ -48,7 +50,8 @@ xs_snapshot_to_json (const struct xs_snapshot *snap)
 
   xs_format_utc (snap->created_ns, created, sizeof created);
   return json_pack ("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:I, s:I,"
-                    " s:s, s:I, s:s, s:I, s:I, s:s, s:s, s:s, s:s}",
+                    " s:s, s:I, s:s, s:I, s:I, s:s, s:s, s:s, s:s, s:b,"
+                    " s:s}",
                     "id", snap->id, "name", snap->name,
                     "volume", snap->volume_name,
                     "volume_id", snap->volume_id,
@@ -66,7 +69,9 @@ xs_snapshot_to_json (const struct xs_snapshot *snap)
                     snap->shared_from ? snap->shared_from : "",
                     "origin", snap->origin ? snap->origin : "",
                     "description",
-                    snap->description ? snap->description : "");
+                    snap->description ? snap->description : "",
+                    "encrypted", snap->key_id && snap->key_id[0] != '\0',
+                    "key_id", snap->key_id ? snap->key_id : "");
 }
 
 static int
@@ -93,6 +98,7 @@ row_to_snapshot (sqlite3_stmt *stmt, struct xs_snapshot *snap)
   snap->stored_bytes = (uint64_t) sqlite3_column_int64 (stmt, 14);
   snap->origin = xs_catalog_column_dup (stmt, 15, &failed);
   snap->description = xs_catalog_column_dup (stmt, 16, &failed);
+  snap->key_id = xs_catalog_column_dup (stmt, 17, &failed);
   if (failed) {
     xs_error ("cannot read snapshot %s: %m", snap->id);
     xs_snapshot_clear (snap);
@@ -315,6 +321,76 @@ xs_snapshot_delete (struct xs_store *store, const struct xs_snapshot *snap)
   return r < 0 ? -1 : 0;
 }
 
+/* The key the catalog says snapshot ID is encrypted under: 0 and *KEY_ID
+ * (malloc'd, "" if unencrypted), 1 if there is no record, -1.
+ */
+static int
+recorded_key (struct xs_store *store, const char *id, char **key_id)
+{
+  struct xs_catalog *cat = xs_store_catalog (store);
+  sqlite3_stmt *stmt;
+  int r = -1;
+
+  xs_catalog_lock (cat);
+  stmt = xs_catalog_prepare_bind (cat, "look up a snapshot",
+                                  "SELECT key_id FROM snapshots WHERE id = ?",
+                                  "s", id);
+  if (stmt) {
+    switch (sqlite3_step (stmt)) {
+    case SQLITE_ROW:
+      *key_id = strdup ((const char *) sqlite3_column_text (stmt, 0));
+      r = *key_id ? 0 : -1;
+      if (r == -1)
+        xs_error ("cannot look up snapshot %s: %m", id);
+      break;
+    case SQLITE_DONE: r = 1; break;
+    default: xs_catalog_report (cat, "look up a snapshot");
+    }
+    sqlite3_finalize (stmt);
+  }
+  xs_catalog_unlock (cat);
+  return r;
+}
+
+/* Check manifest M of snapshot ID in ACCOUNT's repository (DATA, LEN: its
+ * bytes) against the catalog's record, and for an encrypted snapshot open
+ * its data key and check its MAC.  A manifest that says it is not
+ * encrypted when the record says it is, or that names another snapshot,
+ * is refused: either would let a replaced manifest pass.
+ */
+static int
+open_manifest (struct xs_store *store, const char *account, const char *id,
+               const void *data, size_t len, struct xs_manifest *m)
+{
+  struct xs_data_key *dk;
+  char *key_id = NULL;
+  int r;
+
+  r = recorded_key (store, id, &key_id);
+  if (r == -1)
+    return -1;
+  if (r == 0 && key_id[0] != '\0'
+      && (!xs_manifest_is_encrypted (m) || strcmp (m->key_id, key_id) != 0)) {
+    xs_error ("manifest %s: snapshot %s is encrypted under key %s, the "
+              "manifest says otherwise (tampered with)", id, id, key_id);
+    free (key_id);
+    return -1;
+  }
+  free (key_id);
+  if (!xs_manifest_is_encrypted (m))
+    return 0;
+  if (strcmp (m->snapshot_id, id) != 0
+      || strcmp (m->key_account, account) != 0) {
+    xs_error ("manifest %s: it describes snapshot %s of account '%s' "
+              "(tampered with)", id, m->snapshot_id, m->key_account);
+    return -1;
+  }
+  dk = xs_key_open_data_key (store, m->key_account, m->key_id, m->data_key);
+  if (dk == NULL)
+    return -1;
+  return xs_manifest_authenticate (m, data, len, dk);
+}
+
 struct xs_manifest *
 xs_snapshot_load_manifest (struct xs_store *store, const char *account,
                            const char *region, const char *id)
@@ -331,8 +407,13 @@ xs_snapshot_load_manifest (struct xs_store *store, const char *account,
   if (r == 1)
     xs_error ("the manifest of snapshot %s is missing from region '%s'", id,
               region);
-  else if (r == 0)
+  else if (r == 0) {
     m = xs_manifest_parse (data, len, id);
+    if (m && open_manifest (store, account, id, data, len, m) == -1) {
+      xs_manifest_free (m);
+      m = NULL;
+    }
+  }
   free (data);
   xs_repo_close (repo);
   return m;
@@ -385,6 +466,8 @@ struct xs_snapshot_op {
   struct xs_store *store;
   struct xs_repo *repo;
   struct xs_seal *seal;
+  struct xs_data_key *dk;       /* an encrypted volume's data key */
+  char *key_id, *key_account, *data_key;
   int gc_lock_fd;               /* shared: gc waits for us */
   char *volume_id;
   uint64_t new_epoch;
@@ -404,9 +487,9 @@ insert_row (struct xs_catalog *cat, const struct xs_snapshot *snap,
                              " status, size, block_size, created_ns,"
                              " root_hash, changed_blocks, stored_bytes,"
                              " creation_method, owner_pid, origin,"
-                             " description)"
+                             " description, key_id)"
                              " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?,"
-                             " ?, ?, ?, ?, ?)", "record the snapshot");
+                             " ?, ?, ?, ?, ?, ?)", "record the snapshot");
   if (stmt == NULL)
     return -1;
   sqlite3_bind_text (stmt, 1, snap->id, -1, SQLITE_STATIC);
@@ -429,6 +512,8 @@ insert_row (struct xs_catalog *cat, const struct xs_snapshot *snap,
                      SQLITE_STATIC);
   sqlite3_bind_text (stmt, 18, snap->description ? snap->description : "",
                      -1, SQLITE_STATIC);
+  sqlite3_bind_text (stmt, 19, snap->key_id ? snap->key_id : "", -1,
+                     SQLITE_STATIC);
   if (sqlite3_step (stmt) == SQLITE_DONE)
     r = 0;
   else {
@@ -462,12 +547,14 @@ describe_new (const struct xs_volume *vol, const char *name,
   snap->status = strdup ("pending");
   snap->root_hash = strdup ("");
   snap->creation_method = strdup ("manual");
+  snap->key_id = strdup (vol->key_id);
   snap->size = vol->size;
   snap->block_size = vol->block_size;
   snap->created_ns = xs_now_ns ();
   if (!snap->account || !snap->region || !snap->volume_id
       || !snap->volume_name || !snap->name || !snap->parent_id
-      || !snap->status || !snap->root_hash || !snap->creation_method) {
+      || !snap->status || !snap->root_hash || !snap->creation_method
+      || !snap->key_id) {
     xs_error ("cannot snapshot volume '%s': %m", vol->name);
     xs_snapshot_clear (snap);
     return -1;
@@ -522,8 +609,46 @@ free_op (struct xs_snapshot_op *op)
   if (op->gc_lock_fd >= 0)
     close (op->gc_lock_fd);
   xs_repo_close (op->repo);
+  xs_data_key_free (op->dk);
+  free (op->key_id);
+  free (op->key_account);
+  free (op->data_key);
   free (op->volume_id);
   free (op);
+}
+
+/* Open an encrypted volume's data key for sealing (a disabled key
+ * refuses), and keep what its manifests record.
+ */
+static int
+open_volume_key (struct xs_snapshot_op *op, const struct xs_volume *vol)
+{
+  if (!xs_volume_is_encrypted (vol))
+    return 0;
+  op->dk = xs_key_open_data_key (op->store, vol->account, vol->key_id,
+                                 vol->data_key);
+  if (op->dk == NULL)
+    return -1;
+  op->key_id = strdup (vol->key_id);
+  op->key_account = strdup (vol->account);
+  op->data_key = strdup (vol->data_key);
+  if (op->key_id == NULL || op->key_account == NULL || op->data_key == NULL) {
+    xs_error ("cannot snapshot volume '%s': %m", vol->name);
+    return -1;
+  }
+  return 0;
+}
+
+/* A base can be patched only if its chunks are named and sealed as the
+ * new snapshot's will be: the same data key, or both unencrypted.
+ */
+static bool
+base_fits (const struct xs_manifest *base, const struct xs_volume *vol)
+{
+  if (xs_manifest_is_encrypted (base) != xs_volume_is_encrypted (vol))
+    return false;
+  return !xs_volume_is_encrypted (vol)
+    || strcmp (base->data_key, vol->data_key) == 0;
 }
 
 static void
@@ -559,7 +684,17 @@ xs_snapshot_start (struct xs_store *store, struct xs_head *h,
   op->new_epoch = vol->cbt_epoch + 1;
   op->gc_lock_fd = xs_snapshot_gc_lock (store, vol->region, false);
   op->repo = xs_store_repo (store, vol->account, vol->region);
+  if (op->gc_lock_fd == -1 || op->repo == NULL
+      || open_volume_key (op, vol) == -1) {
+    free_op (op);
+    return NULL;
+  }
   base = load_base (store, vol, &matches, &is_parent);
+  if (base && !base_fits (base, vol)) {
+    xs_manifest_free (base);
+    base = NULL;
+    matches = is_parent = false;
+  }
   if (op->gc_lock_fd == -1 || op->repo == NULL
       || describe_new (vol, name, is_parent ? vol->base_snapshot_id : "",
                        snap) == -1) {
@@ -581,7 +716,7 @@ xs_snapshot_start (struct xs_store *store, struct xs_head *h,
   xs_catalog_unlock (xs_store_catalog (store));
   if (r == -1)
     goto fail;
-  op->seal = xs_seal_begin (h, op->repo, base, matches);
+  op->seal = xs_seal_begin (h, op->repo, base, matches, op->dk);
   base = NULL;                  /* taken over by xs_seal_begin */
   if (op->seal == NULL) {
     delete_pending (store, snap->id);
@@ -616,6 +751,9 @@ write_manifest (struct xs_snapshot_op *op, const struct xs_snapshot *snap)
       || xs_manifest_set (m, "status", "available") == -1)
     return -1;
   m->created_ns = snap->created_ns;
+  if (op->dk && xs_manifest_set_encryption (m, op->key_id, op->key_account,
+                                            op->data_key, op->dk) == -1)
+    return -1;
   xs_manifest_seal (m);
   if (xs_manifest_serialize (m, &data, &len) == -1)
     return -1;

@@ -38,6 +38,7 @@ struct xs_snapshot {
                                    through a share, else NULL */
   char *origin;                 /* "copiedFrom:ACCOUNT:REGION:ID", or "" */
   char *description;
+  char *key_id;                 /* encrypted: the account key, else "" */
   uint64_t size;
   uint32_t block_size;
   int64_t created_ns;
@@ -73,7 +74,10 @@ extern int xs_snapshot_delete (struct xs_store *store,
                                const struct xs_snapshot *snap);
 
 /* Load and verify a snapshot's manifest from its repository, by id (which
- * may be a deleted snapshot still retained).
+ * may be a deleted snapshot still retained).  An encrypted snapshot's
+ * manifest is authenticated under its data key, which is left open in
+ * m->dk for reading its chunks: this fails if the key is disabled, the
+ * master key is missing, or anything was tampered with.
  */
 extern struct xs_manifest *xs_snapshot_load_manifest (struct xs_store *store,
                                                       const char *account,

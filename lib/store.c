@@ -9,6 +9,7 @@
 
 #include "error.h"
 #include "fileio.h"
+#include "keys.h"
 #include "names.h"
 #include "backend.h"
 #include "repo.h"
@@ -127,6 +128,24 @@ insert_defaults (struct xs_catalog *cat, const char *region,
   return r;
 }
 
+/* The master key that wraps the store's keys (keys.h): made now, so that
+ * it exists before anything is encrypted and can be backed up with the
+ * store's secrets.  An existing file (XSNAP_MASTER_KEY_FILE shared by
+ * stores) is kept.
+ */
+static int
+make_master_key (const char *path)
+{
+  char *file = xs_master_key_path (path);
+  int r;
+
+  if (file == NULL)
+    return -1;
+  r = xs_master_key_create (file);
+  free (file);
+  return r;
+}
+
 int
 xs_store_init (const char *path, const char *region, const char *backend_url)
 {
@@ -165,6 +184,8 @@ xs_store_init (const char *path, const char *region, const char *backend_url)
   xs_catalog_lock (cat);
   r = insert_defaults (cat, region, backend_url);
   xs_catalog_unlock (cat);
+  if (r == 0)
+    r = make_master_key (path);
   if (r == 0)
     r = xs_fsync_dir (path);
  out:

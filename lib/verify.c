@@ -309,7 +309,8 @@ prepare_worker (struct verify_worker *w, struct verify_job *job)
 {
   w->job = job;
   w->decoder = xs_chunk_decoder_new ();
-  if (w->decoder == NULL)
+  if (w->decoder == NULL
+      || xs_chunk_codec_set_key (w->decoder->codec, job->m->dk) == -1)
     return -1;
   w->plain = malloc (job->m->block_size);
   if (w->plain == NULL) {
@@ -437,6 +438,11 @@ xs_verify_snapshot (struct xs_repo *repo, const struct xs_manifest *m,
 
   memset (report, 0, sizeof *report);
   report->blocks = m->nblocks;
+  if (xs_manifest_is_encrypted (m) && m->dk == NULL) {
+    xs_error ("cannot verify snapshot %s: it is encrypted and its key is "
+              "not open", m->snapshot_id);
+    return -1;
+  }
   atomic_init (&job.next, 0);
   atomic_init (&job.done, 0);
   atomic_init (&job.failed_errno, 0);

@@ -13,6 +13,7 @@
 #include "access.h"
 #include "error.h"
 #include "fileio.h"
+#include "keys.h"
 #include "names.h"
 #include "ownerlock.h"
 #include "repo.h"
@@ -23,7 +24,7 @@
 
 #define VOLUME_COLUMNS \
   "id, account, region, name, size, block_size, created_ns, cbt_epoch," \
-  " base_snapshot_id, source_snapshot_id"
+  " base_snapshot_id, source_snapshot_id, key_id, data_key"
 
 void
 xs_volume_clear (struct xs_volume *vol)
@@ -33,6 +34,8 @@ xs_volume_clear (struct xs_volume *vol)
   free (vol->name);
   free (vol->base_snapshot_id);
   free (vol->source_snapshot_id);
+  free (vol->key_id);
+  free (vol->data_key);
   memset (vol, 0, sizeof *vol);
 }
 
@@ -89,8 +92,11 @@ row_to_volume (sqlite3_stmt *stmt, struct xs_volume *vol)
   vol->base_snapshot_id = strdup ((const char *) sqlite3_column_text (stmt, 8));
   vol->source_snapshot_id =
     strdup ((const char *) sqlite3_column_text (stmt, 9));
+  vol->key_id = strdup ((const char *) sqlite3_column_text (stmt, 10));
+  vol->data_key = strdup ((const char *) sqlite3_column_text (stmt, 11));
   if (vol->account == NULL || vol->region == NULL || vol->name == NULL
-      || vol->base_snapshot_id == NULL || vol->source_snapshot_id == NULL) {
+      || vol->base_snapshot_id == NULL || vol->source_snapshot_id == NULL
+      || vol->key_id == NULL || vol->data_key == NULL) {
     xs_error ("cannot read volume %s: %m", vol->id);
     xs_volume_clear (vol);
     return -1;
@@ -188,7 +194,7 @@ insert_volume (struct xs_catalog *cat, const struct xs_volume *vol)
 
   stmt = xs_catalog_prepare (cat,
                              "INSERT INTO volumes (" VOLUME_COLUMNS ")"
-                             " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                             " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                              "record the new volume");
   if (stmt == NULL)
     return -1;
@@ -202,6 +208,8 @@ insert_volume (struct xs_catalog *cat, const struct xs_volume *vol)
   sqlite3_bind_int64 (stmt, 8, (int64_t) vol->cbt_epoch);
   sqlite3_bind_text (stmt, 9, vol->base_snapshot_id, -1, SQLITE_STATIC);
   sqlite3_bind_text (stmt, 10, vol->source_snapshot_id, -1, SQLITE_STATIC);
+  sqlite3_bind_text (stmt, 11, vol->key_id, -1, SQLITE_STATIC);
+  sqlite3_bind_text (stmt, 12, vol->data_key, -1, SQLITE_STATIC);
   if (sqlite3_step (stmt) != SQLITE_DONE) {
     if (sqlite3_extended_errcode (xs_catalog_db (cat))
         == SQLITE_CONSTRAINT_UNIQUE)
@@ -234,12 +242,19 @@ xs_volume_check_name_free (struct xs_store *store,
   return r == 1 ? 0 : -1;
 }
 
+/* How a new volume is encrypted: KEY_ID and DATA_KEY (wrapped), or "". */
+struct encryption {
+  const char *key_id;
+  const char *data_key;
+};
+
 /* Fill *VOL as the row of a new volume (a fresh id); with SOURCE_ID a
- * clone of that snapshot.
+ * clone of that snapshot; ENC (NULL: plain) its encryption.
  */
 static int
 new_row (const struct xs_scope *scope, const char *name, uint64_t size,
-         uint32_t block_size, const char *source_id, struct xs_volume *vol)
+         uint32_t block_size, const char *source_id,
+         const struct encryption *enc, struct xs_volume *vol)
 {
   memset (vol, 0, sizeof *vol);
   if (xs_new_id ("vol", vol->id, sizeof vol->id) == -1)
@@ -254,8 +269,11 @@ new_row (const struct xs_scope *scope, const char *name, uint64_t size,
   /* A clone's changed-block map is relative to its source. */
   vol->base_snapshot_id = strdup (source_id ? source_id : "");
   vol->source_snapshot_id = strdup (source_id ? source_id : "");
+  vol->key_id = strdup (enc ? enc->key_id : "");
+  vol->data_key = strdup (enc ? enc->data_key : "");
   if (vol->account == NULL || vol->region == NULL || vol->name == NULL
-      || vol->base_snapshot_id == NULL || vol->source_snapshot_id == NULL) {
+      || vol->base_snapshot_id == NULL || vol->source_snapshot_id == NULL
+      || vol->key_id == NULL || vol->data_key == NULL) {
     xs_error ("cannot create volume '%s': %m", name);
     xs_volume_clear (vol);
     return -1;
@@ -267,7 +285,8 @@ new_row (const struct xs_scope *scope, const char *name, uint64_t size,
 static int
 create_volume (struct xs_store *store, const struct xs_scope *scope,
                const char *name, uint64_t size, uint32_t block_size,
-               const char *source_id, struct xs_volume *vol)
+               const char *source_id, const struct encryption *enc,
+               struct xs_volume *vol)
 {
   char *dir = NULL;
   int r;
@@ -276,7 +295,7 @@ create_volume (struct xs_store *store, const struct xs_scope *scope,
   if (xs_volume_check_name_free (store, scope, name) == -1
       || xs_volume_check_block_size (block_size) == -1
       || check_size (name, size, block_size) == -1
-      || new_row (scope, name, size, block_size, source_id, vol) == -1)
+      || new_row (scope, name, size, block_size, source_id, enc, vol) == -1)
     return -1;
   dir = xs_volume_dir (store, vol);
   if (dir == NULL
@@ -305,7 +324,84 @@ xs_volume_create (struct xs_store *store, const struct xs_scope *scope,
                   const char *name, uint64_t size, uint32_t block_size,
                   struct xs_volume *vol)
 {
-  return create_volume (store, scope, name, size, block_size, NULL, vol);
+  return create_volume (store, scope, name, size, block_size, NULL, NULL,
+                        vol);
+}
+
+int
+xs_volume_create_encrypted (struct xs_store *store,
+                            const struct xs_scope *scope, const char *name,
+                            uint64_t size, uint32_t block_size,
+                            const char *key_spec, struct xs_volume *vol)
+{
+  struct xs_key key;
+  struct encryption enc;
+  char *wrapped = NULL;
+  int r = -1;
+
+  memset (vol, 0, sizeof *vol);
+  if (xs_name_check ("volume", name) == -1)
+    return -1;
+  if (key_spec ? xs_key_find (store, scope->account, key_spec, false,
+                              &key) != 0
+      : xs_key_default (store, scope->account, &key) != 0)
+    return -1;
+  if (xs_key_new_data_key (store, &key, &wrapped) == 0) {
+    enc.key_id = key.id;
+    enc.data_key = wrapped;
+    r = create_volume (store, scope, name, size, block_size, NULL, &enc,
+                       vol);
+  }
+  free (wrapped);
+  xs_key_clear (&key);
+  return r;
+}
+
+/* The encryption of a clone of SNAP: the snapshot's own (its manifest's
+ * key and data key), or none; asking for anything else is refused.
+ */
+static int
+clone_encryption (struct xs_store *store, const struct xs_scope *scope,
+                  const struct xs_snapshot *snap, bool encrypt,
+                  const char *key_spec, struct xs_manifest **m)
+{
+  struct xs_key key;
+  struct xs_repo *repo;
+  int r = 0;
+
+  *m = NULL;
+  if (snap->key_id[0] == '\0') {
+    if (encrypt || key_spec) {
+      xs_error ("cannot create an encrypted volume from snapshot %s@%s: it "
+                "is not encrypted, and encrypting a clone of it is not "
+                "supported yet", snap->volume_name, snap->name);
+      return -1;
+    }
+    return 0;
+  }
+  if (strcmp (snap->account, scope->account) != 0) {
+    xs_error ("cannot create a volume from snapshot %s: it is encrypted "
+              "under a key of account '%s', and encrypted snapshots of "
+              "other accounts cannot be used yet", snap->id, snap->account);
+    return -1;
+  }
+  if (key_spec) {
+    if (xs_key_find (store, scope->account, key_spec, false, &key) != 0)
+      return -1;
+    r = strcmp (key.id, snap->key_id) == 0 ? 0 : -1;
+    if (r == -1)
+      xs_error ("cannot create volume from snapshot %s@%s under key '%s': "
+                "the snapshot is encrypted under another key, and "
+                "re-encrypting a clone is not supported yet",
+                snap->volume_name, snap->name, key.name);
+    xs_key_clear (&key);
+    if (r == -1)
+      return -1;
+  }
+  /* Loading checks the key is enabled and the manifest authentic. */
+  *m = xs_snapshot_load_manifest_by_id (store, snap->id, &repo);
+  xs_repo_close (repo);
+  return *m ? 0 : -1;
 }
 
 int
@@ -314,7 +410,21 @@ xs_volume_create_from_snapshot (struct xs_store *store,
                                 const char *name, const char *snapshot_spec,
                                 struct xs_volume *vol)
 {
+  return xs_volume_create_from_snapshot_ex (store, scope, name,
+                                            snapshot_spec, false, NULL, vol);
+}
+
+int
+xs_volume_create_from_snapshot_ex (struct xs_store *store,
+                                   const struct xs_scope *scope,
+                                   const char *name,
+                                   const char *snapshot_spec, bool encrypt,
+                                   const char *key_spec,
+                                   struct xs_volume *vol)
+{
   struct xs_snapshot snap;
+  struct xs_manifest *m = NULL;
+  struct encryption enc;
   int r;
 
   memset (vol, 0, sizeof *vol);
@@ -328,9 +438,14 @@ xs_volume_create_from_snapshot (struct xs_store *store,
               snap.volume_name, snap.name, snap.status);
     r = -1;
   }
-  else
+  else if ((r = clone_encryption (store, scope, &snap, encrypt, key_spec,
+                                  &m)) == 0) {
+    enc.key_id = m ? m->key_id : "";
+    enc.data_key = m ? m->data_key : "";
     r = create_volume (store, scope, name, snap.size, snap.block_size,
-                       snap.id, vol);
+                       snap.id, &enc, vol);
+  }
+  xs_manifest_free (m);
   xs_snapshot_clear (&snap);
   return r;
 }
@@ -593,6 +708,36 @@ xs_volume_hydrate (struct xs_store *store, const struct xs_volume *vol,
   return 0;
 }
 
+/* A volume reads through to the snapshot it is reset to, and its next
+ * snapshot reuses that snapshot's chunk ids: both must be under the same
+ * data key (or both unencrypted).
+ */
+static int
+check_same_data_key (struct xs_store *store, const struct xs_volume *vol,
+                     const struct xs_snapshot *snap)
+{
+  struct xs_manifest *m;
+  struct xs_repo *repo;
+  bool same;
+
+  if (!xs_volume_is_encrypted (vol) && snap->key_id[0] == '\0')
+    return 0;
+  same = xs_volume_is_encrypted (vol) && snap->key_id[0] != '\0';
+  if (same) {
+    m = xs_snapshot_load_manifest_by_id (store, snap->id, &repo);
+    xs_repo_close (repo);
+    if (m == NULL)
+      return -1;
+    same = strcmp (m->data_key, vol->data_key) == 0;
+    xs_manifest_free (m);
+  }
+  if (!same)
+    xs_error ("cannot reset volume '%s' to snapshot %s@%s: they are not "
+              "encrypted under the same data key (re-encryption is not "
+              "supported yet)", vol->name, snap->volume_name, snap->name);
+  return same ? 0 : -1;
+}
+
 int
 xs_volume_reset (struct xs_store *store, struct xs_volume *vol,
                  const char *snapshot_spec)
@@ -613,6 +758,8 @@ xs_volume_reset (struct xs_store *store, struct xs_volume *vol,
               ? "its block size differs" : "it is not available");
     goto out;
   }
+  if (check_same_data_key (store, vol, &snap) == -1)
+    goto out;
   lock_fd = lock_volume (store, vol, &dir);
   if (lock_fd == -1)
     goto out;
@@ -897,7 +1044,8 @@ xs_volume_stage_begin (struct xs_store *store, const struct xs_scope *scope,
   if (xs_volume_check_name_free (store, scope, name) == -1
       || xs_volume_check_block_size (block_size) == -1
       || check_size (name, size, block_size) == -1
-      || new_row (scope, name, size, block_size, NULL, &stage->vol) == -1)
+      || new_row (scope, name, size, block_size, NULL, NULL,
+                  &stage->vol) == -1)
     return -1;
   stage->gc_lock_fd = stage_lock (store, scope->region);
   if (stage->gc_lock_fd == -1

@@ -32,6 +32,8 @@ struct xs_volume {
   uint64_t cbt_epoch;
   char *base_snapshot_id;       /* what the dirty map is relative to, or "" */
   char *source_snapshot_id;     /* a clone's source while unhydrated, or "" */
+  char *key_id;                 /* encrypted: the account key, else "" */
+  char *data_key;               /* encrypted: the data key wrapped by it */
 };
 
 extern void xs_volume_clear (struct xs_volume *vol);
@@ -46,6 +48,23 @@ extern int xs_volume_create (struct xs_store *store,
                              const struct xs_scope *scope, const char *name,
                              uint64_t size, uint32_t block_size,
                              struct xs_volume *vol);
+
+/* The same, encrypted: the snapshots of the volume are sealed under a new
+ * data key wrapped by key KEY_SPEC of the account (NULL: its default
+ * key, made on first use).
+ */
+extern int xs_volume_create_encrypted (struct xs_store *store,
+                                       const struct xs_scope *scope,
+                                       const char *name, uint64_t size,
+                                       uint32_t block_size,
+                                       const char *key_spec,
+                                       struct xs_volume *vol);
+
+static inline int
+xs_volume_is_encrypted (const struct xs_volume *vol)
+{
+  return vol->key_id != NULL && vol->key_id[0] != '\0';
+}
 
 /* Find a volume of SCOPE by name or id.  A missing volume is reported
  * ("no volume 'x' in account 'a', region 'r'") unless QUIET, and returns 1
@@ -95,6 +114,20 @@ extern int xs_volume_create_from_snapshot (struct xs_store *store,
                                            const char *name,
                                            const char *snapshot_spec,
                                            struct xs_volume *vol);
+
+/* The same, saying what the caller asked of encryption: ENCRYPT and
+ * KEY_SPEC (may be NULL).  A clone of an encrypted snapshot is encrypted
+ * under the snapshot's key and data key; asking for another key, or for
+ * encryption of an unencrypted snapshot's clone, is refused for now (the
+ * clone reads through to its source's chunks and ids).
+ */
+extern int xs_volume_create_from_snapshot_ex (struct xs_store *store,
+                                              const struct xs_scope *scope,
+                                              const char *name,
+                                              const char *snapshot_spec,
+                                              bool encrypt,
+                                              const char *key_spec,
+                                              struct xs_volume *vol);
 
 /* Copy every block of a clone into its head; afterwards the volume no
  * longer needs its source snapshot.  Refused while attached.

@@ -92,5 +92,6 @@ extern int cmd_policy (struct cli *cli, int argc, char **argv);
 extern int cmd_daemon (struct cli *cli, int argc, char **argv);
 extern int cmd_config (struct cli *cli, int argc, char **argv);
 extern int cmd_region (struct cli *cli, int argc, char **argv);
+extern int cmd_key (struct cli *cli, int argc, char **argv);
 
 #endif /* XSNAP_CLI_H */

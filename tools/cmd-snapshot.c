@@ -69,6 +69,8 @@ show_json_snapshot (struct cli *cli, json_t *snap)
     json_object_foreach (snap, key, value) {
       if (json_is_string (value))
         printf ("%-16s %s\n", key, json_string_value (value));
+      else if (json_is_boolean (value))
+        printf ("%-16s %s\n", key, json_is_true (value) ? "yes" : "no");
       else
         printf ("%-16s %" PRId64 "\n", key,
                 (int64_t) json_integer_value (value));

@@ -19,7 +19,8 @@ volume_to_json (struct cli *cli, const struct xs_volume *vol)
   int in_use = xs_volume_in_use (cli->store, vol);
 
   cli_format_time (vol->created_ns, created, sizeof created);
-  return json_pack ("{s:s, s:s, s:s, s:s, s:I, s:I, s:s, s:o, s:s, s:s}",
+  return json_pack ("{s:s, s:s, s:s, s:s, s:I, s:I, s:s, s:o, s:s, s:s,"
+                    " s:b, s:s}",
                     "id", vol->id, "name", vol->name,
                     "account", vol->account, "region", vol->region,
                     "size", (json_int_t) vol->size,
@@ -27,7 +28,9 @@ volume_to_json (struct cli *cli, const struct xs_volume *vol)
                     "created", created,
                     "attached", in_use == 1 ? json_true () : json_false (),
                     "last_snapshot", vol->base_snapshot_id,
-                    "source_snapshot", vol->source_snapshot_id);
+                    "source_snapshot", vol->source_snapshot_id,
+                    "encrypted", xs_volume_is_encrypted (vol),
+                    "key_id", vol->key_id);
 }
 
 static int
@@ -72,13 +75,16 @@ show_volume (struct cli *cli, const struct xs_volume *vol)
           "created:     %s\n"
           "attached:    %s\n"
           "last snapshot: %s\n"
-          "reads from:  %s\n",
+          "reads from:  %s\n"
+          "encrypted:   %s%s\n",
           vol->name, vol->id, vol->account, vol->region, size, vol->size,
           block, created,
           xs_volume_in_use (cli->store, vol) == 1 ? "yes" : "no",
           vol->base_snapshot_id[0] ? vol->base_snapshot_id : "(none)",
           vol->source_snapshot_id[0] ? vol->source_snapshot_id
-          : "(nothing: fully in its head)");
+          : "(nothing: fully in its head)",
+          xs_volume_is_encrypted (vol) ? "yes, key " : "no",
+          vol->key_id);
   return 0;
 }
 
@@ -89,9 +95,13 @@ volume_create (struct cli *cli, int argc, char **argv)
     { "size", required_argument, NULL, 's' },
     { "block-size", required_argument, NULL, 'b' },
     { "from-snapshot", required_argument, NULL, 'f' },
+    { "encrypt", no_argument, NULL, 'e' },
+    { "key", required_argument, NULL, 'k' },
     { NULL, 0, NULL, 0 },
   };
   const char *size_text = NULL, *block_text = NULL, *from = NULL;
+  const char *key = NULL;
+  bool encrypt = false;
   uint64_t size, block_size = XS_BLOCK_SIZE_DEFAULT;
   struct xs_volume vol;
   char *arg;
@@ -103,6 +113,8 @@ volume_create (struct cli *cli, int argc, char **argv)
     case 's': size_text = arg; break;
     case 'b': block_text = arg; break;
     case 'f': from = arg; break;
+    case 'e': encrypt = true; break;
+    case 'k': key = arg; break;
     default: return cli_usage ("volume create", "bad option");
     }
   }
@@ -113,8 +125,9 @@ volume_create (struct cli *cli, int argc, char **argv)
       return cli_usage ("volume create", "--from-snapshot takes the size and "
                         "block size of the snapshot");
     if (cli_open (cli) == -1
-        || xs_volume_create_from_snapshot (cli->store, &cli->scope,
-                                           argv[optind], from, &vol) == -1)
+        || xs_volume_create_from_snapshot_ex (cli->store, &cli->scope,
+                                              argv[optind], from, encrypt,
+                                              key, &vol) == -1)
       return 1;
     status = cli->json || !cli->quiet ? show_volume (cli, &vol) : 0;
     xs_volume_clear (&vol);
@@ -128,8 +141,14 @@ volume_create (struct cli *cli, int argc, char **argv)
       || xs_volume_check_block_size (block_size) == -1
       || cli_open (cli) == -1)
     return 1;
-  if (xs_volume_create (cli->store, &cli->scope, argv[optind], size,
-                        (uint32_t) block_size, &vol) == -1)
+  if (key && !encrypt)
+    return cli_usage ("volume create", "--key KEY goes with --encrypt");
+  if (encrypt
+      ? xs_volume_create_encrypted (cli->store, &cli->scope, argv[optind],
+                                    size, (uint32_t) block_size, key,
+                                    &vol) == -1
+      : xs_volume_create (cli->store, &cli->scope, argv[optind], size,
+                          (uint32_t) block_size, &vol) == -1)
     return 1;
   if (cli->json || !cli->quiet)
     status = show_volume (cli, &vol);

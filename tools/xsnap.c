@@ -17,6 +17,8 @@ static const char usage_text[] =
   "  init [--region NAME] [--backend URL]      create a store\n"
   "  region add NAME [--backend URL] [--group G] | region list | region remove NAME\n"
   "  volume create NAME --size SIZE [--block-size SIZE]\n"
+  "  volume create NAME --size SIZE --encrypt [--key KEY]\n"
+  "                                            snapshots encrypted under a key\n"
   "  volume create NAME --from-snapshot SNAP    instant disk from a snapshot\n"
   "  volume list | show VOL | delete VOL | resize VOL --size SIZE\n"
   "  volume hydrate VOL | reset VOL --to SNAP\n"
@@ -53,6 +55,8 @@ static const char usage_text[] =
   "  policy tasks [--incoming|--outgoing] | task-delete TASK\n"
   "  policy run-due                            one pass of what is due (cron)\n"
   "  daemon [--interval S]                     run policies as they fall due\n"
+  "  key create NAME | list | disable KEY | grant KEY --to ACCOUNT\n"
+  "                                            the account's encryption keys\n"
   "  serve [--unix PATH | --listen ADDR[:PORT]] [-f] [--pidfile F] [--rotate-key]\n"
   "                                            run nbdkit with the plugin (TCP: TLS,\n"
   "                                            one account, its pre-shared key)\n"
@@ -92,6 +96,7 @@ static const struct command commands[] = {
   { "daemon", cmd_daemon },
   { "config", cmd_config },
   { "region", cmd_region },
+  { "key", cmd_key },
   { NULL, NULL },
 };
 

@@ -5,7 +5,9 @@
  * return unverified data.  Each input is also decoded with its header and
  * payload checksums recomputed (offsets from docs/FORMAT.md), so the
  * fuzzer reaches the zstd decoder and the content hash check, and encoded
- * as a plaintext to check the round trip.
+ * as a plaintext to check the round trip.  A codec with a data key decodes
+ * every input too (it must refuse anything it did not seal) and round
+ * trips it as an encrypted chunk.
  */
 #include <endian.h>
 #include <stddef.h>
@@ -14,6 +16,7 @@
 #include <string.h>
 
 #include "chunk.h"
+#include "chunkcrypt.h"
 #include "hash.h"
 
 #define PAYLOAD_CHECK_OFFSET 32
@@ -23,6 +26,8 @@
  * only to keep each run fast.
  */
 static struct xs_chunk_codec *codec;
+static struct xs_chunk_codec *keyed;
+static struct xs_data_key *key;
 
 void
 xs_error_sink (const char *message)
@@ -33,8 +38,13 @@ xs_error_sink (const char *message)
 int
 LLVMFuzzerInitialize (int *argc, char ***argv)
 {
+  unsigned char raw[XS_DATA_KEY_LEN] = { 1, 2, 3 };
+
   codec = xs_chunk_codec_new (1);
-  if (codec == NULL)
+  keyed = xs_chunk_codec_new (1);
+  key = xs_data_key_derive (raw);
+  if (codec == NULL || keyed == NULL || key == NULL
+      || xs_chunk_codec_set_key (keyed, key) == -1)
     abort ();
   return 0;
 }
@@ -119,9 +129,37 @@ check_round_trip (const uint8_t *plain, size_t size)
   free (stored);
 }
 
+/* Whatever the input, a keyed codec refuses it (it was not sealed under
+ * the key), and sealing it as a plaintext round trips.
+ */
+static void
+check_keyed (const uint8_t *data, size_t size)
+{
+  struct xs_hash128 id;
+  void *stored;
+  size_t stored_len;
+  uint8_t small[64], *back;
+
+  if (xs_chunk_decode (keyed, data, size, NULL, small, sizeof small) != -1)
+    abort ();
+  if (size > XS_CHUNK_MAX_PLAIN)
+    return;
+  if (xs_chunk_encode (keyed, data, size, &id, &stored, &stored_len) == -1)
+    abort ();
+  back = malloc (size + 1);
+  if (back == NULL
+      || xs_chunk_decode (keyed, stored, stored_len, &id, back, size)
+         != (ssize_t) size
+      || memcmp (back, data, size) != 0)
+    abort ();
+  free (back);
+  free (stored);
+}
+
 int
 LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
 {
+  check_keyed (data, size);
   decode_one (data, size);
   decode_with_fixed_checksums (data, size);
   check_round_trip (data, size);

@@ -232,10 +232,10 @@ test_versions (void)
 
   serialize_or_die (m, &data, &len);
   bytes = data;
-  bytes[8] = 2;
+  bytes[8] = 3;
   reseal_checksum (bytes, len);
-  ok (xs_manifest_parse (bytes, len, "v2") == NULL, "version 2 refused");
-  error_contains ("manifest version 2 is newer than this xsnap supports (1)",
+  ok (xs_manifest_parse (bytes, len, "v3") == NULL, "version 3 refused");
+  error_contains ("manifest version 3 is newer than this xsnap supports (2)",
                   "message says newer version");
   bytes[8] = 0;
   reseal_checksum (bytes, len);

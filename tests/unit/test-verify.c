@@ -191,6 +191,12 @@ edit_magic (uint8_t *c, size_t n)
 static void
 edit_version (uint8_t *c, size_t n)
 {
+  c[4] = 3;
+}
+
+static void
+edit_version_encrypted (uint8_t *c, size_t n)
+{
   c[4] = 2;
 }
 
@@ -254,8 +260,11 @@ test_decode_checked (struct xs_chunk_codec *codec)
   expect_bad (d, &raw, 3, NULL, NULL, BS, "truncated (3 bytes)", "3 bytes");
   expect_bad (d, &raw, 0, edit_magic, NULL, BS, "bad magic", "bad magic");
   expect_bad (d, &raw, 0, edit_version, NULL, BS,
-              "unsupported chunk version 2 (this xsnap reads version 1; upgrade xsnap)",
-              "version 2");
+              "unsupported chunk version 3 (this xsnap reads versions 1 and 2;"
+              " upgrade xsnap)", "version 3");
+  expect_bad (d, &raw, 0, edit_version_encrypted, NULL, BS,
+              "the chunk is encrypted and no key was given to read it",
+              "version 2 without a key");
   expect_bad (d, &raw, 40, NULL, NULL, BS,
               "truncated (40 bytes, the header alone is 48)", "40 bytes");
   expect_bad (d, &raw, 0, edit_header_bit, NULL, BS,
