@@ -53,6 +53,11 @@ check "xsnap volume show says attached" -- \
   bash -c "[ \"\$($xsnap --json volume show vol | jq -r .attached)\" = true ]"
 echo go > "$tmp/go"
 wait "$writer"
+# The server closes the volume a moment after its last client left.
+for _ in $(seq 100); do
+  [ "$(xs --json volume show vol | jq -r .attached)" = false ] && break
+  sleep 0.1
+done
 
 # After the last connection closed.
 json=$(xs diff --live vol --json)
