@@ -309,6 +309,24 @@ like "$(err)" "other.json:2" "... at its line"
 check "unknown policy document names are refused on detach" -- \
   fails xs policy-doc detach bob nope
 
+# The owner deletes a shared snapshot (and its volume) and gc runs: the
+# sharee's unhydrated disk still reads the same.
+xs --account alice volume create gone --size 2M --block-size 64K -q
+start_server wg account=alice
+quietly nbdcopy "$tmp/db.img" "$(uri gone)"
+stop_server "$server_pid"
+xs --account alice snapshot create gone --name g -q
+g=$(json --account alice snapshot show gone@g | jq -r .id)
+xs --account alice share gone@g --with carol -q
+xs --account carol volume create from-gone --from-snapshot "$g" -q
+xs --account alice snapshot delete gone@g -q
+xs --account alice volume delete gone -q
+quietly xs gc
+start_server rg account=carol hydrate=false
+is "$(export_sum "$(uri from-gone)")" "$db_sum" \
+  "after the owner deleted the source and gc ran, the sharee's disk reads the same"
+stop_server "$server_pid"
+
 # Accounts that own things cannot go; the audit log has every case.
 check "alice cannot be deleted while she owns volumes" -- \
   fails xs account delete alice
