@@ -95,6 +95,17 @@ skip_all () {                   # the whole file cannot run here
   exit 0
 }
 
+# A tool scripts/install-deps installs: missing is a failure, not a skip.
+require_tool () {               # require_tool NAME...
+  local tool
+  for tool in "$@"; do
+    if ! command -v "$tool" >/dev/null; then
+      printf 'Bail out! %s is not installed (scripts/install-deps installs it)\n' "$tool"
+      exit 1
+    fi
+  done
+}
+
 # Run xsnap; in a test, status and output are checked by the caller.
 xs () { "$xsnap" "$@"; }
 

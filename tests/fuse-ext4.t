@@ -5,7 +5,7 @@
 . "$(dirname "$0")/functions.sh"
 
 [ -c /dev/fuse ] || skip_all "no /dev/fuse on this machine"
-command -v nbdfuse >/dev/null || skip_all "nbdfuse is not installed"
+require_tool nbdfuse
 
 xs init -q
 xs -q volume create fs --size 256M --block-size 64K

@@ -5,9 +5,7 @@
 # between the rename into place and the catalog commit is simulated too.
 . "$(dirname "$0")/functions.sh"
 
-for tool in nbdkit nbdcopy nbdinfo jq; do
-  command -v "$tool" >/dev/null || skip_all "$tool is not installed"
-done
+require_tool nbdkit nbdcopy nbdinfo jq
 
 xs init -q
 volumes=$store/regions/local/volumes

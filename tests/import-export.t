@@ -4,9 +4,7 @@
 # progress on a file descriptor, and refusals that leave nothing behind.
 . "$(dirname "$0")/functions.sh"
 
-for tool in qemu-img qemu-io qemu-nbd nbdkit nbdcopy nbdinfo jq; do
-  command -v "$tool" >/dev/null || skip_all "$tool is not installed"
-done
+require_tool qemu-img qemu-io qemu-nbd nbdkit nbdcopy nbdinfo jq
 
 # serve NAME COMMAND...: run an NBD server (qemu-nbd or plain nbdkit) in
 # the foreground on $tmp/NAME.sock; sets $peer_sock and $peer_pid.

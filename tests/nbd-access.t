@@ -9,8 +9,7 @@
 
 user=xsnap-nbd-test
 fails () { ! "$@" >/dev/null 2>&1; }
-command -v useradd >/dev/null && command -v runuser >/dev/null \
-  || skip_all "useradd and runuser are needed"
+require_tool useradd runuser
 [ "$(id -u)" = 0 ] || skip_all "must run as root (to add a local user)"
 
 xs init -q
