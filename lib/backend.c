@@ -20,10 +20,8 @@ struct xs_backend {
 
 static const struct xs_backend_ops *const backends[] = {
   &xs_backend_file_ops,
+  &xs_backend_s3_ops,
 };
-
-/* Schemes we know of but cannot serve yet, for a clearer message. */
-static const char *const planned_schemes[] = { "s3" };
 
 static bool
 key_char_is_valid (char c)
@@ -102,17 +100,8 @@ find_backend (const char *url, size_t scheme_len)
 static void
 report_unknown_scheme (const char *url, size_t scheme_len)
 {
-  size_t i;
-
-  for (i = 0; i < sizeof planned_schemes / sizeof planned_schemes[0]; i++)
-    if (strlen (planned_schemes[i]) == scheme_len
-        && strncmp (planned_schemes[i], url, scheme_len) == 0) {
-      xs_error ("unsupported backend URL '%s': the %s backend is not "
-                "available in this build", url, planned_schemes[i]);
-      return;
-    }
   xs_error ("unsupported backend URL '%s': unknown scheme '%.*s' "
-            "(supported: file:///absolute/path)",
+            "(supported: file:///absolute/path, s3://bucket[/prefix])",
             url, (int) scheme_len, url);
 }
 
@@ -141,7 +130,7 @@ xs_backend_open (const char *url)
 
   if (scheme_len == 0) {
     xs_error ("unsupported backend URL '%s': not a URL "
-              "(want file:///absolute/path)", url);
+              "(want file:///absolute/path or s3://bucket[/prefix])", url);
     return NULL;
   }
   ops = find_backend (url, scheme_len);
@@ -156,7 +145,8 @@ xs_backend_open (const char *url)
     return NULL;
   }
   backend->ops = ops;
-  if (ops->open (url, url + scheme_len + 1, &backend->impl) == -1) {
+  if (ops->open (backend->url, backend->url + scheme_len + 1,
+                 &backend->impl) == -1) {
     free (backend->url);
     free (backend);
     return NULL;

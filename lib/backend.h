@@ -1,8 +1,9 @@
 /* xsnap: object stores that hold repositories.
  *
  * Repositories keep immutable objects (chunks, manifests) under keys.  The
- * same small set of calls works on a local directory (file://) today and
- * on S3 later, so the repository code never knows where its bytes live.
+ * same small set of calls works on a local directory (file://) and on an
+ * S3 bucket (s3://, backend-s3.c), so the repository code never knows
+ * where its bytes live.
  *
  * Keys are relative slash-separated paths of the characters
  * [A-Za-z0-9._-/], at most XS_BACKEND_KEY_MAX bytes, with no empty
@@ -22,7 +23,9 @@
 
 struct xs_backend;
 
-/* "file:///abs/path" (the directory is created if missing).  Returns NULL
+/* "file:///abs/path" (the directory is created if missing) or
+ * "s3://bucket[/prefix][?options]" (see s3config.h; the bucket must
+ * exist and answer).  Returns NULL
  * with an error for a bad or unsupported URL.
  */
 extern struct xs_backend *xs_backend_open (const char *url);
@@ -146,5 +149,6 @@ extern int xs_backend_call_place (const char *key, size_t size,
                                   struct xs_backend_place *where);
 
 extern const struct xs_backend_ops xs_backend_file_ops;
+extern const struct xs_backend_ops xs_backend_s3_ops;
 
 #endif /* XSNAP_BACKEND_H */

@@ -1,0 +1,866 @@
+/* xsnap: the S3 backend (s3://bucket/prefix) for AWS S3, Ceph RGW, MinIO.
+ *
+ * Each object is an S3 object named PREFIX/KEY.  Requests go out over
+ * libcurl and are signed here (sigv4.c) with the real SHA-256 of the
+ * payload, so a server that checks it (RGW does) rejects a body damaged
+ * on the way.  An S3 PUT replaces the object atomically and is durable
+ * when answered, which gives put and sync their meaning for free;
+ * put-if-absent is a PUT with "If-None-Match: *" (412 when the key
+ * exists).  A server that ignores that header (s3rver, S3 before 2024)
+ * overwrites instead: harmless for xsnap, whose objects under one key
+ * always have the same content (chunks are named by their hash,
+ * manifests by their snapshot, written once by the one copy holding the
+ * catalog's claim).
+ *
+ * Failures that can pass (transport errors, 500, 502, 503 SlowDown, 504,
+ * RequestTimeout) are retried with exponential backoff and jitter, each
+ * attempt signed afresh; a refusal (403, 404, ...) is final.  The object
+ * may be used by many threads at once: each request borrows a curl
+ * handle from a small pool, so connections are kept alive and requests
+ * run in parallel.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/random.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <curl/curl.h>
+
+#include "backend.h"
+#include "error.h"
+#include "s3config.h"
+#include "s3xml.h"
+#include "sigv4.h"
+
+#define IDLE_HANDLES_MAX 16
+#define BACKOFF_FIRST_MS 100
+#define BACKOFF_MAX_MS 5000
+#define LIST_PAGE_KEYS "1000"
+#define EMPTY_SHA256 \
+  "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+
+/* A curl handle and the socket of its connection, when it has one. */
+struct s3_handle {
+  CURL *curl;
+  curl_socket_t fd;
+};
+
+struct s3_backend {
+  struct xs_s3_config config;
+  const char *url;              /* for messages (the front's copy) */
+  pthread_mutex_t lock;         /* protects idle */
+  struct s3_handle *idle[IDLE_HANDLES_MAX];
+  size_t nidle;
+};
+
+/* What to send. */
+struct s3_request {
+  const char *method;           /* GET PUT HEAD DELETE */
+  const char *key;              /* under the prefix; NULL: the bucket */
+  const struct xs_sigv4_param *params;
+  size_t nparams;
+  const void *body;
+  size_t body_len;
+  bool if_none_match;
+};
+
+/* What came back. */
+struct s3_response {
+  struct s3_handle *handle;     /* while the answer arrives */
+  long status;
+  char *body;
+  size_t len, cap;
+  char code[64];                /* the S3 error code, when status >= 300 */
+  char message[256];
+};
+
+struct upload {
+  const char *data;
+  size_t left;
+};
+
+static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
+static CURLcode curl_init_result;
+
+static void
+curl_init_once (void)
+{
+  curl_init_result = curl_global_init (CURL_GLOBAL_DEFAULT);
+}
+
+/* ----- handles ----- */
+
+static struct s3_handle *
+take_handle (struct s3_backend *b)
+{
+  struct s3_handle *h = NULL;
+
+  pthread_mutex_lock (&b->lock);
+  if (b->nidle > 0)
+    h = b->idle[--b->nidle];
+  pthread_mutex_unlock (&b->lock);
+  if (h) {
+    curl_easy_reset (h->curl);
+    return h;
+  }
+  h = calloc (1, sizeof *h);
+  if (h == NULL || (h->curl = curl_easy_init ()) == NULL) {
+    xs_error ("cannot reach %s: cannot create a curl handle", b->url);
+    free (h);
+    return NULL;
+  }
+  h->fd = CURL_SOCKET_BAD;
+  return h;
+}
+
+static void
+free_handle (struct s3_handle *h)
+{
+  curl_easy_cleanup (h->curl);
+  free (h);
+}
+
+static void
+give_back_handle (struct s3_backend *b, struct s3_handle *h)
+{
+  pthread_mutex_lock (&b->lock);
+  if (b->nidle < IDLE_HANDLES_MAX) {
+    b->idle[b->nidle++] = h;
+    h = NULL;
+  }
+  pthread_mutex_unlock (&b->lock);
+  if (h)
+    free_handle (h);
+}
+
+/* ----- one attempt ----- */
+
+static size_t
+on_upload (char *buffer, size_t size, size_t nitems, void *opaque)
+{
+  struct upload *u = opaque;
+  size_t n = size * nitems < u->left ? size * nitems : u->left;
+
+  memcpy (buffer, u->data, n);
+  u->data += n;
+  u->left -= n;
+  return n;
+}
+
+static size_t
+on_download (char *data, size_t size, size_t nitems, void *opaque)
+{
+  struct s3_response *resp = opaque;
+  size_t n = size * nitems;
+
+  if (resp->len + n + 1 > resp->cap) {
+    size_t cap = resp->cap ? resp->cap : 4096;
+    char *body;
+
+    while (cap < resp->len + n + 1)
+      cap *= 2;
+    body = realloc (resp->body, cap);
+    if (body == NULL)
+      return 0;                 /* curl fails the transfer: CURLE_WRITE_ERROR */
+    resp->body = body;
+    resp->cap = cap;
+  }
+  memcpy (resp->body + resp->len, data, n);
+  resp->len += n;
+  resp->body[resp->len] = '\0';
+  return n;
+}
+
+/* Acknowledge what has arrived now, and on new connections (sockopt
+ * callback) from the start.  RGW sends a 64 KiB chunk's answer as one
+ * full segment and a small tail that its Nagle timer holds until the
+ * first is acknowledged, which our delayed ACK puts off by 40 ms: 25 GETs
+ * a second on loopback instead of hundreds.  The header callback calls
+ * this as the status line arrives; Linux leaves quick-ack mode by itself.
+ */
+static void
+set_quick_ack (curl_socket_t fd)
+{
+  int one = 1;
+
+  setsockopt (fd, IPPROTO_TCP, TCP_QUICKACK, &one, sizeof one);
+}
+
+static int
+on_new_socket (void *opaque, curl_socket_t fd, curlsocktype purpose)
+{
+  struct s3_handle *h = opaque;
+
+  h->fd = fd;
+  set_quick_ack (fd);
+  return CURL_SOCKOPT_OK;
+}
+
+static int
+on_close_socket (void *opaque, curl_socket_t fd)
+{
+  struct s3_handle *h = opaque;
+
+  if (h->fd == fd)
+    h->fd = CURL_SOCKET_BAD;
+  return close (fd);
+}
+
+/* Reserve room for the body once its length is known. */
+static size_t
+on_header (char *line, size_t size, size_t nitems, void *opaque)
+{
+  struct s3_response *resp = opaque;
+  size_t n = size * nitems;
+  unsigned long long length;
+
+  if (n > 5 && strncmp (line, "HTTP/", 5) == 0
+      && resp->handle->fd != CURL_SOCKET_BAD)
+    set_quick_ack (resp->handle->fd);
+  if (n > 15 && strncasecmp (line, "content-length:", 15) == 0
+      && sscanf (line + 15, " %llu", &length) == 1 && resp->cap == 0
+      && length < (1ULL << 33)) {
+    resp->body = malloc (length + 1);
+    resp->cap = resp->body ? length + 1 : 0;
+  }
+  return n;
+}
+
+/* The object path: "/bucket/prefix/key" or, on a virtual host,
+ * "/prefix/key".  Malloc'd.
+ */
+static char *
+request_path (const struct s3_backend *b, const char *key)
+{
+  const struct xs_s3_config *c = &b->config;
+  char *path;
+  int r;
+
+  if (key == NULL)
+    r = asprintf (&path, "/%s", c->virtual_host ? "" : c->bucket);
+  else
+    r = asprintf (&path, "/%s%s%s%s%s", c->virtual_host ? "" : c->bucket,
+                  c->virtual_host ? "" : "/", c->prefix,
+                  c->prefix[0] ? "/" : "", key);
+  return r == -1 ? NULL : path;
+}
+
+/* scheme://host/encoded-path?encoded-query, and the Host header value. */
+static int
+request_url (const struct s3_backend *b, const struct s3_request *req,
+             char **url, char **host)
+{
+  const struct xs_sigv4_param *p;
+  char *path = request_path (b, req->key), *encoded = NULL, *query = NULL;
+  size_t i, qlen = 0;
+  int r = -1;
+
+  if (path == NULL || (encoded = xs_sigv4_uri_encode (path, 1)) == NULL)
+    goto out;
+  for (i = 0; i < req->nparams; i++)
+    qlen += 3 * (strlen (req->params[i].name)
+                 + strlen (req->params[i].value)) + 2;
+  query = calloc (1, qlen + 1);
+  if (query == NULL)
+    goto out;
+  for (i = 0; i < req->nparams; i++) {
+    char *name, *value;
+
+    p = &req->params[i];
+    name = xs_sigv4_uri_encode (p->name, 0);
+    value = name ? xs_sigv4_uri_encode (p->value, 0) : NULL;
+    if (value)
+      sprintf (query + strlen (query), "%s%s=%s", i ? "&" : "", name, value);
+    free (name);
+    free (value);
+    if (value == NULL)
+      goto out;
+  }
+  if (b->config.virtual_host)
+    r = asprintf (host, "%s.%s", b->config.bucket, b->config.host);
+  else
+    r = asprintf (host, "%s", b->config.host);
+  if (r != -1
+      && (r = asprintf (url, "%s://%s%s%s%s", b->config.scheme, *host,
+                        encoded, query[0] ? "?" : "", query)) == -1)
+    free (*host);
+ out:
+  if (r == -1 && (path == NULL || query == NULL))
+    xs_error ("cannot build a request to %s: out of memory", b->url);
+  free (path);
+  free (encoded);
+  free (query);
+  return r == -1 ? -1 : 0;
+}
+
+/* Appends "Name: value" to the curl list and the header to sign. */
+static int
+add_header (struct curl_slist **list, struct xs_sigv4_header *signed_headers,
+            size_t *n, const char *name, const char *value, char *storage,
+            size_t storage_size)
+{
+  struct curl_slist *grown;
+
+  snprintf (storage, storage_size, "%s: %s", name, value);
+  grown = curl_slist_append (*list, storage);
+  if (grown == NULL)
+    return -1;
+  *list = grown;
+  signed_headers[*n].name = name;
+  signed_headers[*n].value = value;
+  (*n)++;
+  return 0;
+}
+
+/* The signed headers of one attempt, and libcurl's list of them. */
+static struct curl_slist *
+signed_header_list (const struct s3_backend *b, const struct s3_request *req,
+                    const char *host, const char *payload_hash)
+{
+  const struct xs_s3_config *c = &b->config;
+  struct xs_sigv4_header h[5];
+  char amz_date[17], lines[5][4096], *auth = NULL, *auth_line = NULL;
+  struct curl_slist *list = NULL, *grown;
+  size_t n = 0;
+  time_t now = time (NULL);
+  struct xs_sigv4_request sig = {
+    .method = req->method, .params = req->params, .nparams = req->nparams,
+    .payload_sha256 = payload_hash, .region = c->region, .service = "s3",
+    .access_key = c->access_key, .secret_key = c->secret_key, .when = now,
+  };
+  char *path = request_path (b, req->key);
+
+  xs_sigv4_amz_date (now, amz_date);
+  if (c->session_token && strlen (c->session_token) > sizeof lines[3] - 32) {
+    xs_error ("cannot sign a request to %s: the session token is longer "
+              "than %zu bytes", b->url, sizeof lines[3] - 32);
+    goto fail_reported;
+  }
+  if (path == NULL
+      || add_header (&list, h, &n, "host", host, lines[0], sizeof lines[0])
+      || add_header (&list, h, &n, "x-amz-date", amz_date, lines[1],
+                     sizeof lines[1])
+      || add_header (&list, h, &n, "x-amz-content-sha256", payload_hash,
+                     lines[2], sizeof lines[2])
+      || (c->session_token
+          && add_header (&list, h, &n, "x-amz-security-token",
+                         c->session_token, lines[3], sizeof lines[3]))
+      || (req->if_none_match
+          && add_header (&list, h, &n, "if-none-match", "*", lines[4],
+                         sizeof lines[4])))
+    goto fail;
+  sig.path = path;
+  sig.headers = h;
+  sig.nheaders = n;
+  auth = xs_sigv4_authorization (&sig);
+  if (auth == NULL)
+    goto fail_reported;
+  if (asprintf (&auth_line, "Authorization: %s", auth) == -1
+      || (grown = curl_slist_append (list, auth_line)) == NULL)
+    goto fail;
+  list = grown;
+  /* No "100-continue" round trip before each upload. */
+  if ((grown = curl_slist_append (list, "Expect:")) == NULL)
+    goto fail;
+  list = grown;
+  free (auth_line);
+  free (auth);
+  free (path);
+  return list;
+ fail:
+  xs_error ("cannot build a request to %s: out of memory", b->url);
+ fail_reported:
+  free (auth_line);
+  free (auth);
+  free (path);
+  curl_slist_free_all (list);
+  return NULL;
+}
+
+static void
+set_method (CURL *curl, const struct s3_request *req, struct upload *up)
+{
+  if (strcmp (req->method, "PUT") == 0) {
+    curl_easy_setopt (curl, CURLOPT_UPLOAD, 1L);
+    curl_easy_setopt (curl, CURLOPT_READFUNCTION, on_upload);
+    curl_easy_setopt (curl, CURLOPT_READDATA, up);
+    curl_easy_setopt (curl, CURLOPT_INFILESIZE_LARGE,
+                      (curl_off_t) req->body_len);
+  }
+  else if (strcmp (req->method, "HEAD") == 0)
+    curl_easy_setopt (curl, CURLOPT_NOBODY, 1L);
+  else if (strcmp (req->method, "GET") != 0)
+    curl_easy_setopt (curl, CURLOPT_CUSTOMREQUEST, req->method);
+}
+
+/* One attempt.  Returns the curl result; resp->status is the HTTP status
+ * when the result is CURLE_OK.  -1 (as a CURLcode never used) when the
+ * request could not even be built (reported).
+ */
+static int
+attempt (struct s3_backend *b, struct s3_handle *h,
+         const struct s3_request *req,
+         const char *payload_hash, struct s3_response *resp,
+         char errbuf[CURL_ERROR_SIZE])
+{
+  struct upload up = { req->body, req->body_len };
+  CURL *curl = h->curl;
+  struct curl_slist *headers = NULL;
+  char *url = NULL, *host = NULL;
+  CURLcode rc;
+
+  if (request_url (b, req, &url, &host) == -1)
+    return -1;
+  headers = signed_header_list (b, req, host, payload_hash);
+  if (headers == NULL) {
+    free (url);
+    free (host);
+    return -1;
+  }
+  errbuf[0] = '\0';
+  curl_easy_setopt (curl, CURLOPT_URL, url);
+  curl_easy_setopt (curl, CURLOPT_HTTPHEADER, headers);
+  curl_easy_setopt (curl, CURLOPT_NOSIGNAL, 1L);
+  curl_easy_setopt (curl, CURLOPT_ERRORBUFFER, errbuf);
+  curl_easy_setopt (curl, CURLOPT_CONNECTTIMEOUT, 10L);
+  curl_easy_setopt (curl, CURLOPT_LOW_SPEED_LIMIT, 1L);
+  curl_easy_setopt (curl, CURLOPT_LOW_SPEED_TIME, 60L);
+  curl_easy_setopt (curl, CURLOPT_WRITEFUNCTION, on_download);
+  curl_easy_setopt (curl, CURLOPT_WRITEDATA, resp);
+  curl_easy_setopt (curl, CURLOPT_HEADERFUNCTION, on_header);
+  curl_easy_setopt (curl, CURLOPT_HEADERDATA, resp);
+  curl_easy_setopt (curl, CURLOPT_SOCKOPTFUNCTION, on_new_socket);
+  curl_easy_setopt (curl, CURLOPT_SOCKOPTDATA, h);
+  curl_easy_setopt (curl, CURLOPT_CLOSESOCKETFUNCTION, on_close_socket);
+  curl_easy_setopt (curl, CURLOPT_CLOSESOCKETDATA, h);
+  resp->handle = h;
+  if (b->config.ca_bundle)
+    curl_easy_setopt (curl, CURLOPT_CAINFO, b->config.ca_bundle);
+  set_method (curl, req, &up);
+  rc = curl_easy_perform (curl);
+  if (rc == CURLE_OK)
+    curl_easy_getinfo (curl, CURLINFO_RESPONSE_CODE, &resp->status);
+  curl_slist_free_all (headers);
+  free (url);
+  free (host);
+  return rc;
+}
+
+static bool
+status_may_pass (const struct s3_response *resp)
+{
+  switch (resp->status) {
+  case 500: case 502: case 503: case 504:
+    return true;
+  case 400:
+    return strcmp (resp->code, "RequestTimeout") == 0;
+  case 409:                     /* a concurrent conditional write */
+    return strcmp (resp->code, "ConditionalRequestConflict") == 0
+      || strcmp (resp->code, "OperationAborted") == 0;
+  default:
+    return false;
+  }
+}
+
+static void
+sleep_before_retry (unsigned retry)
+{
+  unsigned ms = BACKOFF_FIRST_MS << (retry < 6 ? retry : 6);
+  uint32_t jitter = 0;
+  struct timespec ts;
+
+  if (ms > BACKOFF_MAX_MS)
+    ms = BACKOFF_MAX_MS;
+  if (getrandom (&jitter, sizeof jitter, GRND_NONBLOCK) != sizeof jitter)
+    jitter = (uint32_t) time (NULL);
+  ms = ms / 2 + jitter % (ms / 2 + 1);  /* between half and all of it */
+  ts.tv_sec = ms / 1000;
+  ts.tv_nsec = (long) (ms % 1000) * 1000000;
+  nanosleep (&ts, NULL);
+}
+
+static void
+response_reset (struct s3_response *resp)
+{
+  free (resp->body);
+  memset (resp, 0, sizeof *resp);
+}
+
+/* Send req, retrying what may pass.  Returns 0 with resp holding the
+ * final answer (any status; for status >= 300 code and message are
+ * filled), or -1 with an error reported (WHAT names the operation) when
+ * no answer came.  The caller frees resp->body.
+ */
+static int
+perform (struct s3_backend *b, const struct s3_request *req,
+         struct s3_response *resp, const char *what)
+{
+  char payload_hash[XS_SHA256_HEX_LEN + 1], errbuf[CURL_ERROR_SIZE];
+  struct s3_handle *h = take_handle (b);
+  unsigned retry;
+  int rc = CURLE_OK;
+
+  memset (resp, 0, sizeof *resp);
+  if (h == NULL)
+    return -1;
+  if (req->body_len > 0)
+    xs_sha256_hex (req->body, req->body_len, payload_hash);
+  else
+    strcpy (payload_hash, EMPTY_SHA256);
+  for (retry = 0;; retry++) {
+    response_reset (resp);
+    rc = attempt (b, h, req, payload_hash, resp, errbuf);
+    if (rc == -1)
+      break;
+    if (rc == CURLE_OK && resp->status >= 300)
+      xs_s3xml_parse_error (resp->body, resp->len, resp->code,
+                            sizeof resp->code, resp->message,
+                            sizeof resp->message);
+    if (rc == CURLE_OK && !status_may_pass (resp))
+      break;
+    if (rc == CURLE_WRITE_ERROR || retry >= b->config.retries)
+      break;
+    xs_debug ("%s: %s, retrying", what,
+              rc != CURLE_OK ? curl_easy_strerror (rc) : resp->code);
+    sleep_before_retry (retry);
+  }
+  give_back_handle (b, h);
+  if (rc == CURLE_OK)
+    return 0;
+  if (rc != -1)
+    xs_error ("%s: %s%s%s (after %u attempts)", what,
+              curl_easy_strerror (rc), errbuf[0] ? ": " : "", errbuf,
+              retry + 1);
+  response_reset (resp);
+  return -1;
+}
+
+/* Report a final answer that is not what the caller wanted. */
+static void
+report_status (const struct s3_backend *b, const struct s3_response *resp,
+               const char *what)
+{
+  const char *meaning = "";
+
+  switch (resp->status) {
+  case 403: meaning = "access denied: "; break;
+  case 404: meaning = "not found: "; break;
+  case 412: meaning = "precondition failed: "; break;
+  }
+  if (strcmp (resp->code, "NoSuchBucket") == 0)
+    xs_error ("%s: bucket '%s' does not exist at %s://%s", what,
+              b->config.bucket, b->config.scheme, b->config.host);
+  else
+    xs_error ("%s: %sHTTP %ld%s%s%s%s", what, meaning, resp->status,
+              resp->code[0] ? " " : "", resp->code,
+              resp->message[0] ? ": " : "", resp->message);
+  errno = resp->status == 403 ? EACCES : EIO;
+}
+
+/* ----- operations ----- */
+
+static int
+s3_put (void *impl, const char *key, const void *data, size_t len,
+        bool durable, bool if_absent)
+{
+  struct s3_backend *b = impl;
+  struct s3_request req = { .method = "PUT", .key = key, .body = data,
+                            .body_len = len, .if_none_match = if_absent };
+  struct s3_response resp;
+  char what[XS_BACKEND_KEY_MAX + 64];
+  int r = -1;
+
+  snprintf (what, sizeof what, "cannot store %s in %s", key, b->url);
+  if (perform (b, &req, &resp, what) == -1)
+    return -1;
+  if (resp.status == 200)
+    r = 1;
+  else if (resp.status == 412 && if_absent)
+    r = 0;
+  else
+    report_status (b, &resp, what);
+  free (resp.body);
+  return r;
+}
+
+static int
+s3_get (void *impl, const char *key, void **data, size_t *len)
+{
+  struct s3_backend *b = impl;
+  struct s3_request req = { .method = "GET", .key = key };
+  struct s3_response resp;
+  char what[XS_BACKEND_KEY_MAX + 64];
+
+  snprintf (what, sizeof what, "cannot read %s from %s", key, b->url);
+  if (perform (b, &req, &resp, what) == -1)
+    return -1;
+  if (resp.status == 200) {
+    if (resp.body == NULL && (resp.body = malloc (1)) == NULL) {
+      xs_error ("%s: out of memory", what);
+      return -1;
+    }
+    *data = resp.body;
+    *len = resp.len;
+    return 0;
+  }
+  if (resp.status == 404 && strcmp (resp.code, "NoSuchBucket") != 0) {
+    free (resp.body);
+    return 1;
+  }
+  report_status (b, &resp, what);
+  free (resp.body);
+  return -1;
+}
+
+static int
+s3_exists (void *impl, const char *key)
+{
+  struct s3_backend *b = impl;
+  struct s3_request req = { .method = "HEAD", .key = key };
+  struct s3_response resp;
+  char what[XS_BACKEND_KEY_MAX + 64];
+  int r = -1;
+
+  snprintf (what, sizeof what, "cannot look for %s in %s", key, b->url);
+  if (perform (b, &req, &resp, what) == -1)
+    return -1;
+  if (resp.status == 200)
+    r = 1;
+  else if (resp.status == 404)
+    r = 0;
+  else
+    report_status (b, &resp, what);
+  free (resp.body);
+  return r;
+}
+
+static int
+s3_delete (void *impl, const char *key)
+{
+  struct s3_backend *b = impl;
+  struct s3_request req = { .method = "DELETE", .key = key };
+  struct s3_response resp;
+  char what[XS_BACKEND_KEY_MAX + 64];
+  int r = -1;
+
+  snprintf (what, sizeof what, "cannot delete %s from %s", key, b->url);
+  if (perform (b, &req, &resp, what) == -1)
+    return -1;
+  if (resp.status == 200 || resp.status == 204
+      || (resp.status == 404 && strcmp (resp.code, "NoSuchBucket") != 0))
+    r = 0;
+  else
+    report_status (b, &resp, what);
+  free (resp.body);
+  return r;
+}
+
+/* ----- listing ----- */
+
+struct list_walk {
+  const char *strip;            /* "prefix/" of the backend, or "" */
+  size_t strip_len;
+  xs_backend_list_fn fn;
+  void *opaque;
+};
+
+/* Pass on keys under the backend's prefix that are valid keys; others
+ * (written there by something else) are not ours to list.
+ */
+static int
+on_listed_key (const char *key, void *opaque)
+{
+  struct list_walk *w = opaque;
+
+  if (strncmp (key, w->strip, w->strip_len) != 0
+      || xs_backend_key_problem (key + w->strip_len) != NULL)
+    return 0;
+  return w->fn (key + w->strip_len, w->opaque);
+}
+
+/* One page of ListObjectsV2.  Returns 0, fn's non-zero, or -1. */
+static int
+list_page (struct s3_backend *b, const char *s3_prefix, const char *token,
+           const char *max_keys, struct list_walk *w,
+           struct xs_s3xml_listing *listing, const char *what)
+{
+  struct xs_sigv4_param params[4] = {
+    { "list-type", "2" }, { "max-keys", max_keys }, { "prefix", s3_prefix },
+    { "continuation-token", token },
+  };
+  struct s3_request req = { .method = "GET", .params = params,
+                            .nparams = token ? 4 : 3 };
+  struct s3_response resp;
+  int r = -1;
+
+  if (perform (b, &req, &resp, what) == -1)
+    return -1;
+  if (resp.status == 200) {
+    r = xs_s3xml_parse_listing (resp.body ? resp.body : "", resp.len,
+                                on_listed_key, w, listing);
+    if (r == -1)
+      xs_error ("%s: the answer is not a listing", what);
+  }
+  else
+    report_status (b, &resp, what);
+  free (resp.body);
+  return r;
+}
+
+static int
+list_pages (struct s3_backend *b, const char *folder, const char *max_keys,
+            xs_backend_list_fn fn, void *opaque, const char *what)
+{
+  const struct xs_s3_config *c = &b->config;
+  struct xs_s3xml_listing listing = { 0 };
+  struct list_walk w = { .fn = fn, .opaque = opaque };
+  char *strip = NULL, *s3_prefix = NULL, *token = NULL;
+  int r = -1;
+
+  if (asprintf (&strip, "%s%s", c->prefix, c->prefix[0] ? "/" : "") == -1
+      || asprintf (&s3_prefix, "%s%s%s", strip, folder,
+                   folder[0] ? "/" : "") == -1) {
+    xs_error ("%s: out of memory", what);
+    goto out;
+  }
+  w.strip = strip;
+  w.strip_len = strlen (strip);
+  do {
+    r = list_page (b, s3_prefix, token, max_keys, &w, &listing, what);
+    free (token);
+    token = listing.next_token;
+  } while (r == 0 && listing.truncated);
+ out:
+  free (token);
+  free (strip);
+  free (s3_prefix);
+  return r;
+}
+
+static int
+s3_list (void *impl, const char *prefix, xs_backend_list_fn fn, void *opaque)
+{
+  struct s3_backend *b = impl;
+  char what[XS_BACKEND_KEY_MAX + 64];
+
+  snprintf (what, sizeof what, "cannot list %s%s in %s", prefix,
+            prefix[0] ? "/" : "(everything)", b->url);
+  return list_pages (b, prefix, LIST_PAGE_KEYS, fn, opaque, what);
+}
+
+static int
+s3_sync (void *impl)
+{
+  return 0;                     /* every answered PUT is durable */
+}
+
+static long
+s3_remove_stale_temps (void *impl, unsigned older_than_seconds)
+{
+  return 0;                     /* S3 objects appear whole: no temps */
+}
+
+/* ----- open and close ----- */
+
+static int
+ignore_key (const char *key, void *opaque)
+{
+  return 0;
+}
+
+/* One page of at most one key: the endpoint answers, the bucket exists,
+ * the keys are right.
+ */
+static int
+probe (struct s3_backend *b, const char *what)
+{
+  struct xs_s3xml_listing listing;
+  struct list_walk w = { .strip = "", .fn = ignore_key };
+  char *s3_prefix = NULL;
+  int r;
+
+  if (asprintf (&s3_prefix, "%s%s", b->config.prefix,
+                b->config.prefix[0] ? "/" : "") == -1) {
+    xs_error ("%s: out of memory", what);
+    return -1;
+  }
+  r = list_page (b, s3_prefix, NULL, "1", &w, &listing, what);
+  if (r == 0)
+    free (listing.next_token);
+  free (s3_prefix);
+  return r;
+}
+
+static void
+s3_close (void *impl)
+{
+  struct s3_backend *b = impl;
+  size_t i;
+
+  if (b == NULL)
+    return;
+  for (i = 0; i < b->nidle; i++)
+    free_handle (b->idle[i]);
+  pthread_mutex_destroy (&b->lock);
+  xs_s3_config_free (&b->config);
+  free (b);
+}
+
+static int
+s3_open (const char *url, const char *location, void **impl)
+{
+  struct s3_backend *b;
+  char what[512];
+
+  pthread_once (&curl_once, curl_init_once);
+  if (curl_init_result != CURLE_OK) {
+    xs_error ("cannot open '%s': libcurl: %s", url,
+              curl_easy_strerror (curl_init_result));
+    return -1;
+  }
+  b = calloc (1, sizeof *b);
+  if (b == NULL) {
+    xs_error ("cannot open '%s': %m", url);
+    return -1;
+  }
+  pthread_mutex_init (&b->lock, NULL);
+  b->url = url;
+  if (xs_s3_config_parse (url, &b->config) == -1) {
+    pthread_mutex_destroy (&b->lock);
+    free (b);
+    return -1;
+  }
+  /* Ask once, so that a wrong endpoint, bucket or key is reported when
+   * the region is added rather than in the middle of a copy.
+   */
+  snprintf (what, sizeof what, "cannot open '%s' at %s://%s", url,
+            b->config.scheme, b->config.host);
+  if (probe (b, what) == -1) {
+    s3_close (b);
+    return -1;
+  }
+  *impl = b;
+  return 0;
+}
+
+const struct xs_backend_ops xs_backend_s3_ops = {
+  .scheme = "s3",
+  .open = s3_open,
+  .close = s3_close,
+  .put = s3_put,
+  .get = s3_get,
+  .exists = s3_exists,
+  .list = s3_list,
+  .delete = s3_delete,
+  .sync = s3_sync,
+  .remove_stale_temps = s3_remove_stale_temps,
+};
