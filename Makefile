@@ -113,9 +113,10 @@ check:
 	scripts/install-deps
 	$(MAKE) check-run
 
+# tests/with-s3 runs the suite beside a throwaway Ceph RGW (the S3 tests).
 check-run: all $(UNIT_TESTS) $(FUZZ_BINS)
 	XSNAP_SANITIZE=$(SANITIZE) XSNAP_FUZZ_SECONDS=$${XSNAP_FUZZ_SECONDS:-10} \
-	  prove -j2 --timer $(UNIT_TESTS) $(SHELL_TESTS)
+	  tests/with-s3 prove -j2 --timer $(UNIT_TESTS) $(SHELL_TESTS)
 
 check-long:
 	scripts/install-deps
@@ -123,7 +124,7 @@ check-long:
 
 check-long-run: all $(UNIT_TESTS) $(FUZZ_BINS)
 	XSNAP_SANITIZE=$(SANITIZE) XSNAP_LONG=1 XSNAP_FUZZ_SECONDS=$${XSNAP_FUZZ_SECONDS:-300} \
-	  prove -j2 --timer $(UNIT_TESTS) $(SHELL_TESTS)
+	  tests/with-s3 prove -j2 --timer $(UNIT_TESTS) $(SHELL_TESTS)
 
 demo:
 	scripts/install-deps

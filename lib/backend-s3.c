@@ -544,6 +544,27 @@ perform (struct s3_backend *b, const struct s3_request *req,
   return -1;
 }
 
+/* What a refusal usually means, for the codes people meet first. */
+static const char *
+hint_for (const char *code)
+{
+  static const struct {
+    const char *code;
+    const char *hint;
+  } hints[] = {
+    { "SignatureDoesNotMatch",
+      " (the secret key is not the one of this access key)" },
+    { "InvalidAccessKeyId", " (the server has no such access key)" },
+    { "RequestTimeTooSkewed", " (this machine's clock is off)" },
+    { "AccessDenied", " (the keys lack a permission on the bucket)" },
+  };
+
+  for (size_t i = 0; i < sizeof hints / sizeof hints[0]; i++)
+    if (strcmp (code, hints[i].code) == 0)
+      return hints[i].hint;
+  return "";
+}
+
 /* Report a final answer that is not what the caller wanted. */
 static void
 report_status (const struct s3_backend *b, const struct s3_response *resp,
@@ -557,11 +578,10 @@ report_status (const struct s3_backend *b, const struct s3_response *resp,
   case 412: meaning = "precondition failed: "; break;
   }
   if (strcmp (resp->code, "NoSuchBucket") == 0)
-    xs_error ("%s: bucket '%s' does not exist at %s://%s", what,
-              b->config.bucket, b->config.scheme, b->config.host);
+    xs_error ("%s: bucket '%s' does not exist", what, b->config.bucket);
   else
-    xs_error ("%s: %sHTTP %ld%s%s%s%s", what, meaning, resp->status,
-              resp->code[0] ? " " : "", resp->code,
+    xs_error ("%s: %sHTTP %ld%s%s%s%s%s", what, meaning, resp->status,
+              resp->code[0] ? " " : "", resp->code, hint_for (resp->code),
               resp->message[0] ? ": " : "", resp->message);
   errno = resp->status == 403 ? EACCES : EIO;
 }

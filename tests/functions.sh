@@ -106,6 +106,57 @@ require_tool () {               # require_tool NAME...
   done
 }
 
+# A real S3 server (Ceph RGW, checking signatures) for this test: under
+# `make check` the one tests/with-s3 started; run alone, one of its own
+# (slower).  Exports the AWS_* variables for it.  Never a skip: a server
+# that cannot start fails the test file.
+require_s3 () {
+  if [ -n "${XSNAP_TEST_S3_ERROR:-}" ]; then
+    printf 'Bail out! %s\n' "$XSNAP_TEST_S3_ERROR"
+    exit 1
+  fi
+  if [ -z "${XSNAP_TEST_S3:-}" ]; then
+    XSNAP_TEST_S3=$(mktemp -d /tmp/xsnap-s3.XXXXXX)/c
+    at_exit "$top/scripts/ceph-micro stop $XSNAP_TEST_S3; rm -rf ${XSNAP_TEST_S3%/c}"
+    if ! "$top/scripts/ceph-micro" start "$XSNAP_TEST_S3" >"$tmp/ceph.log" 2>&1; then
+      printf 'Bail out! the S3 test server (Ceph RGW) did not start: %s\n' \
+        "$(tail -n 2 "$tmp/ceph.log" | tr '\n' ' ')"
+      exit 1
+    fi
+  fi
+  # shellcheck disable=SC1091
+  . "$XSNAP_TEST_S3/s3.env"
+  s3_admin=$XSNAP_TEST_S3
+}
+
+# A new bucket for this test file: s3_bucket NAME prints the full name.
+s3_bucket () {
+  local name
+  name="$1-$(basename "$tmp" | tr 'A-Z' 'a-z' | tr -dc 'a-z0-9' | tail -c 8)"
+  "$top/scripts/ceph-micro" bucket "$s3_admin" "$name" >&2 || return 1
+  printf '%s\n' "$name"
+}
+
+# How many objects BUCKET holds under PREFIX, counted by another client
+# (curl's own SigV4 signer), one ListObjectsV2 page after another.  curl
+# 7.88 signs the query as given: parameters sorted, values encoded.
+s3_urlencode () { jq -rn --arg v "$1" '$v | @uri'; }
+s3_count () {                   # s3_count BUCKET PREFIX
+  local token="" count=0 page query
+  while :; do
+    query="list-type=2&prefix=$(s3_urlencode "$2")"
+    [ -z "$token" ] || query="continuation-token=$(s3_urlencode "$token")&$query"
+    page=$(curl -sf --aws-sigv4 "aws:amz:$AWS_REGION:s3" \
+             --user "$AWS_ACCESS_KEY_ID:$AWS_SECRET_ACCESS_KEY" \
+             -H "x-amz-content-sha256: e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855" \
+             "$AWS_ENDPOINT_URL_S3/$1?$query") || return 1
+    count=$((count + $(grep -o '<Key>' <<<"$page" | wc -l)))
+    grep -q '<IsTruncated>true</IsTruncated>' <<<"$page" || break
+    token=$(sed -n 's/.*<NextContinuationToken>\([^<]*\)<.*/\1/p' <<<"$page")
+  done
+  echo "$count"
+}
+
 # Run xsnap; in a test, status and output are checked by the caller.
 xs () { "$xsnap" "$@"; }
 
