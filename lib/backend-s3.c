@@ -874,6 +874,7 @@ s3_open (const char *url, const char *location, void **impl)
 
 const struct xs_backend_ops xs_backend_s3_ops = {
   .scheme = "s3",
+  .remote = true,
   .open = s3_open,
   .close = s3_close,
   .put = s3_put,

@@ -265,6 +265,12 @@ xs_backend_get_placed (struct xs_backend *backend, const char *key,
   return backend->ops->get_placed (backend->impl, key, place, opaque);
 }
 
+bool
+xs_backend_is_remote (const struct xs_backend *backend)
+{
+  return backend->ops->remote;
+}
+
 int
 xs_backend_exists (struct xs_backend *backend, const char *key)
 {

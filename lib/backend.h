@@ -84,6 +84,11 @@ extern int xs_backend_get_placed (struct xs_backend *backend,
                                   const char *key,
                                   xs_backend_place_fn place, void *opaque);
 
+/* True when each call is a round trip over the network (S3), so that one
+ * listing of a folder is cheaper than asking for its keys one by one.
+ */
+extern bool xs_backend_is_remote (const struct xs_backend *backend);
+
 /* Returns 1 if the key exists, 0 if not, -1 on error. */
 extern int xs_backend_exists (struct xs_backend *backend, const char *key);
 
@@ -123,6 +128,8 @@ extern const char *xs_backend_key_problem (const char *key);
  */
 struct xs_backend_ops {
   const char *scheme;
+  /* Every call is a network round trip: one listing beats many exists. */
+  bool remote;
   /* location is the URL after "scheme:"; sets *impl. */
   int (*open) (const char *url, const char *location, void **impl);
   void (*close) (void *impl);

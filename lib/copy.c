@@ -350,6 +350,8 @@ struct transfer {
   struct xs_repo *from, *to;
   const struct xs_hash128 *ids;
   size_t n;
+  uint8_t *present;             /* per id: seen in the destination's listing */
+  bool listed;                  /* the listing was whole: unseen is absent */
   uint32_t block_size;
   size_t next;                  /* atomic */
   uint64_t done, sent_chunks, sent_bytes;   /* atomic */
@@ -390,18 +392,68 @@ throttle (struct transfer *t, size_t len)
     usleep ((useconds_t) ((start - now) / 1000 + 1));
 }
 
-/* Copy one chunk if the destination lacks it, verified on the way. */
+/* Which chunks the destination has, from one listing of its chunk folder,
+ * where asking for each chunk would cost a round trip (S3: a thousand
+ * keys a request instead of one).  The listing stops when it has seen
+ * many more chunks than the copy needs; the chunks it did not see are
+ * then asked for one by one, as on a local backend.
+ */
+struct presence {
+  struct transfer *t;
+  size_t seen, limit;
+};
+
+static int
+mark_present (const struct xs_hash128 *id, void *opaque)
+{
+  struct presence *p = opaque;
+  const struct xs_hash128 *found = bsearch (id, p->t->ids, p->t->n,
+                                            sizeof *id, compare_ids);
+
+  if (found)
+    p->t->present[found - p->t->ids] = 1;
+  return ++p->seen > p->limit ? 1 : 0;
+}
+
+static int
+list_destination (struct transfer *t)
+{
+  struct presence p = { .t = t, .limit = 16 * t->n + 100000 };
+  int r;
+
+  if (!xs_repo_is_remote (t->to) || t->n == 0)
+    return 0;
+  t->present = calloc (t->n, 1);
+  if (t->present == NULL) {
+    xs_error ("cannot copy: %m");
+    return -1;
+  }
+  r = xs_repo_list_chunks (t->to, mark_present, &p);
+  if (r == -1)
+    return -1;
+  t->listed = r == 0;
+  xs_debug ("copy: the destination listing saw %zu chunks%s", p.seen,
+            t->listed ? "" : " and stopped");
+  return 0;
+}
+
+/* Copy chunk I if the destination lacks it, verified on the way. */
 static int
 copy_chunk (struct transfer *t, struct xs_chunk_codec *codec, void *plain,
-            const struct xs_hash128 *id)
+            size_t i)
 {
+  const struct xs_hash128 *id = &t->ids[i];
   void *stored = NULL;
   size_t len;
   int r;
 
-  r = xs_repo_has_chunk (t->to, id);
-  if (r != 0)
-    return r == 1 ? 0 : -1;
+  if (t->present && t->present[i])
+    return 0;
+  if (!t->listed) {
+    r = xs_repo_has_chunk (t->to, id);
+    if (r != 0)
+      return r == 1 ? 0 : -1;
+  }
   r = xs_repo_get_chunk_raw (t->from, id, &stored, &len);
   if (r == 1)
     xs_error ("cannot copy a chunk: it is missing from the source");
@@ -438,7 +490,7 @@ transfer_worker (void *opaque)
     i = __atomic_fetch_add (&t->next, 1, __ATOMIC_RELAXED);
     if (i >= t->n)
       break;
-    if (copy_chunk (t, codec, plain, &t->ids[i]) == -1)
+    if (copy_chunk (t, codec, plain, i) == -1)
       transfer_fail (t, why);
     __atomic_add_fetch (&t->done, 1, __ATOMIC_RELAXED);
   }
@@ -554,7 +606,8 @@ copy_data (struct xs_store *store, struct copy_plan *plan,
   t.ids = ids;
   t.block_size = m->block_size;
   report->chunks = t.n;
-  if (run_transfer (store, &t, threads, job_id, o) == -1
+  if (list_destination (&t) == -1
+      || run_transfer (store, &t, threads, job_id, o) == -1
       || xs_repo_sync (t.to) == -1)
     goto out;
   report->chunks_sent = t.sent_chunks;
@@ -568,6 +621,7 @@ copy_data (struct xs_store *store, struct copy_plan *plan,
                                   m->nblocks, t.sent_bytes, out);
  out:
   free (ids);
+  free (t.present);
   xs_manifest_free (m);
   xs_manifest_free (copy);
   xs_repo_close (t.from);

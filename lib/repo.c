@@ -126,6 +126,12 @@ xs_repo_put_chunk (struct xs_repo *repo, const struct xs_hash128 *id,
   return xs_backend_put_if_absent (repo->backend, key, stored, len, durable);
 }
 
+bool
+xs_repo_is_remote (const struct xs_repo *repo)
+{
+  return xs_backend_is_remote (repo->backend);
+}
+
 int
 xs_repo_has_chunk (struct xs_repo *repo, const struct xs_hash128 *id)
 {

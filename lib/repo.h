@@ -41,6 +41,10 @@ extern const char *xs_repo_account (const struct xs_repo *repo);
 extern int xs_repo_put_chunk (struct xs_repo *repo,
                               const struct xs_hash128 *id,
                               const void *stored, size_t len, bool durable);
+/* True when asking for chunks one by one costs a round trip each (see
+ * xs_backend_is_remote): then list them instead.
+ */
+extern bool xs_repo_is_remote (const struct xs_repo *repo);
 /* 1 present, 0 absent, -1 error. */
 extern int xs_repo_has_chunk (struct xs_repo *repo,
                               const struct xs_hash128 *id);
