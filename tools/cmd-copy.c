@@ -116,10 +116,11 @@ report_copy (struct cli *cli, struct xs_snapshot *copy,
   else if (!cli->quiet) {
     xs_size_format (report->bytes_sent, sent, sizeof sent);
     printf ("copied to %s/%s as %s@%s (%s): %" PRIu64 " of %" PRIu64
-            " chunks sent (%s), the rest were there (job %s)\n",
+            " chunks sent (%s)%s (job %s)\n",
             copy->account, copy->region, copy->volume_name, copy->name,
             copy->id, report->chunks_sent, report->chunks, sent,
-            report->job_id);
+            report->chunks_sent < report->chunks
+            ? ", the rest were there already" : "", report->job_id);
   }
   xs_snapshot_clear (copy);
   return status;
