@@ -357,6 +357,9 @@ choose_credentials (const char *url, const struct url_options *o,
               file);
     r = -1;
   }
+  else if (r == 1 && o->profile)
+    xs_error ("cannot open '%s': no profile '%s' in %s", url, profile,
+              file ? file : "~/.aws/credentials");
   else if (r == 1)
     xs_error ("cannot open '%s': no S3 credentials: set AWS_ACCESS_KEY_ID "
               "and AWS_SECRET_ACCESS_KEY, or give profile '%s' in %s",
