@@ -588,6 +588,39 @@ report_status (const struct s3_backend *b, const struct s3_response *resp,
 
 /* ----- operations ----- */
 
+#define WHAT_MAX (XS_BACKEND_KEY_MAX + 256)
+
+/* Sends REQ about its key; WHAT becomes "cannot VERB KEY PREP URL" for
+ * the messages.  0 with resp (caller frees its body), or -1 (reported).
+ */
+static int
+object_request (struct s3_backend *b, const struct s3_request *req,
+                const char *verb, const char *prep, struct s3_response *resp,
+                char what[WHAT_MAX])
+{
+  snprintf (what, WHAT_MAX, "cannot %s %s %s %s", verb, req->key, prep,
+            b->url);
+  return perform (b, req, resp, what);
+}
+
+/* The end of an operation: R, with a refusal reported when R is -1. */
+static int
+finish (const struct s3_backend *b, struct s3_response *resp,
+        const char *what, int r)
+{
+  if (r == -1)
+    report_status (b, resp, what);
+  free (resp->body);
+  return r;
+}
+
+/* A 404 about the key, not about the bucket. */
+static bool
+key_not_found (const struct s3_response *resp)
+{
+  return resp->status == 404 && strcmp (resp->code, "NoSuchBucket") != 0;
+}
+
 static int
 s3_put (void *impl, const char *key, const void *data, size_t len,
         bool durable, bool if_absent)
@@ -596,20 +629,13 @@ s3_put (void *impl, const char *key, const void *data, size_t len,
   struct s3_request req = { .method = "PUT", .key = key, .body = data,
                             .body_len = len, .if_none_match = if_absent };
   struct s3_response resp;
-  char what[XS_BACKEND_KEY_MAX + 64];
-  int r = -1;
+  char what[WHAT_MAX];
 
-  snprintf (what, sizeof what, "cannot store %s in %s", key, b->url);
-  if (perform (b, &req, &resp, what) == -1)
+  if (object_request (b, &req, "store", "in", &resp, what) == -1)
     return -1;
-  if (resp.status == 200)
-    r = 1;
-  else if (resp.status == 412 && if_absent)
-    r = 0;
-  else
-    report_status (b, &resp, what);
-  free (resp.body);
-  return r;
+  return finish (b, &resp, what,
+                 resp.status == 200 ? 1
+                 : resp.status == 412 && if_absent ? 0 : -1);
 }
 
 static int
@@ -618,27 +644,19 @@ s3_get (void *impl, const char *key, void **data, size_t *len)
   struct s3_backend *b = impl;
   struct s3_request req = { .method = "GET", .key = key };
   struct s3_response resp;
-  char what[XS_BACKEND_KEY_MAX + 64];
+  char what[WHAT_MAX];
 
-  snprintf (what, sizeof what, "cannot read %s from %s", key, b->url);
-  if (perform (b, &req, &resp, what) == -1)
+  if (object_request (b, &req, "read", "from", &resp, what) == -1)
     return -1;
-  if (resp.status == 200) {
-    if (resp.body == NULL && (resp.body = malloc (1)) == NULL) {
-      xs_error ("%s: out of memory", what);
-      return -1;
-    }
-    *data = resp.body;
-    *len = resp.len;
-    return 0;
+  if (resp.status != 200)
+    return finish (b, &resp, what, key_not_found (&resp) ? 1 : -1);
+  if (resp.body == NULL && (resp.body = malloc (1)) == NULL) {
+    xs_error ("%s: out of memory", what);
+    return -1;
   }
-  if (resp.status == 404 && strcmp (resp.code, "NoSuchBucket") != 0) {
-    free (resp.body);
-    return 1;
-  }
-  report_status (b, &resp, what);
-  free (resp.body);
-  return -1;
+  *data = resp.body;
+  *len = resp.len;
+  return 0;
 }
 
 static int
@@ -647,20 +665,12 @@ s3_exists (void *impl, const char *key)
   struct s3_backend *b = impl;
   struct s3_request req = { .method = "HEAD", .key = key };
   struct s3_response resp;
-  char what[XS_BACKEND_KEY_MAX + 64];
-  int r = -1;
+  char what[WHAT_MAX];
 
-  snprintf (what, sizeof what, "cannot look for %s in %s", key, b->url);
-  if (perform (b, &req, &resp, what) == -1)
+  if (object_request (b, &req, "look for", "in", &resp, what) == -1)
     return -1;
-  if (resp.status == 200)
-    r = 1;
-  else if (resp.status == 404)
-    r = 0;
-  else
-    report_status (b, &resp, what);
-  free (resp.body);
-  return r;
+  return finish (b, &resp, what,
+                 resp.status == 200 ? 1 : resp.status == 404 ? 0 : -1);
 }
 
 static int
@@ -669,19 +679,13 @@ s3_delete (void *impl, const char *key)
   struct s3_backend *b = impl;
   struct s3_request req = { .method = "DELETE", .key = key };
   struct s3_response resp;
-  char what[XS_BACKEND_KEY_MAX + 64];
-  int r = -1;
+  char what[WHAT_MAX];
 
-  snprintf (what, sizeof what, "cannot delete %s from %s", key, b->url);
-  if (perform (b, &req, &resp, what) == -1)
+  if (object_request (b, &req, "delete", "from", &resp, what) == -1)
     return -1;
-  if (resp.status == 200 || resp.status == 204
-      || (resp.status == 404 && strcmp (resp.code, "NoSuchBucket") != 0))
-    r = 0;
-  else
-    report_status (b, &resp, what);
-  free (resp.body);
-  return r;
+  return finish (b, &resp, what,
+                 resp.status == 200 || resp.status == 204
+                 || key_not_found (&resp) ? 0 : -1);
 }
 
 /* ----- listing ----- */
@@ -724,14 +728,12 @@ list_page (struct s3_backend *b, const char *s3_prefix, const char *token,
 
   if (perform (b, &req, &resp, what) == -1)
     return -1;
-  if (resp.status == 200) {
-    r = xs_s3xml_parse_listing (resp.body ? resp.body : "", resp.len,
-                                on_listed_key, w, listing);
-    if (r == -1)
-      xs_error ("%s: the answer is not a listing", what);
-  }
-  else
-    report_status (b, &resp, what);
+  if (resp.status != 200)
+    return finish (b, &resp, what, -1);
+  r = xs_s3xml_parse_listing (resp.body ? resp.body : "", resp.len,
+                              on_listed_key, w, listing);
+  if (r == -1)
+    xs_error ("%s: the answer is not a listing", what);
   free (resp.body);
   return r;
 }

@@ -10,13 +10,6 @@
 fails () { ! "$@" >/dev/null 2>"$tmp/err"; }
 err () { cat "$tmp/err"; }
 json () { xs --json "$@"; }
-read_in () {                    # read_in REGION ACCOUNT EXPORT: sha256
-  start_server "read-$1-$2" region="$1" account="$2" || return 1
-  local sum
-  sum=$(export_sum "$(uri "$3")")
-  stop_server "$server_pid"
-  echo "$sum"
-}
 
 xs init -q
 xs account create alice -q

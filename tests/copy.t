@@ -141,12 +141,7 @@ xs --account alice snapshot create big --name b1 -q
 "$xsnap" --account alice copy big@b1 --to-account carol --bandwidth 4M \
   -q >/dev/null 2>&1 &
 copier=$!
-for _ in $(seq 100); do
-  [ "$(xs --account alice --json job list --outgoing \
-         | jq -r '[.[] | select(.status == "running")
-                   | .done_bytes] | max // 0')" -gt $((2 << 20)) ] && break
-  sleep 0.1
-done
+wait_copy_progress alice $((2 << 20))
 kill -9 "$copier"
 wait "$copier" 2>/dev/null || true
 job=$(xs --account alice --json job list --outgoing | jq -r '.[0].id')

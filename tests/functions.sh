@@ -157,6 +157,27 @@ s3_count () {                   # s3_count BUCKET PREFIX
   echo "$count"
 }
 
+# The sha256 of an export as ACCOUNT sees it in REGION, through a server
+# of its own.
+read_in () {                    # read_in REGION ACCOUNT EXPORT
+  start_server "read-$1-$2" region="$1" account="$2" || return 1
+  local sum
+  sum=$(export_sum "$(uri "$3")")
+  stop_server "$server_pid"
+  echo "$sum"
+}
+
+# Wait (up to 10 s) until ACCOUNT's running outgoing copy has done more
+# than BYTES: the moment to kill it in the middle.
+wait_copy_progress () {         # wait_copy_progress ACCOUNT BYTES
+  for _ in $(seq 100); do
+    [ "$(xs --account "$1" --json job list --outgoing \
+           | jq -r '[.[] | select(.status == "running")
+                     | .done_bytes] | max // 0')" -gt "$2" ] && return 0
+    sleep 0.1
+  done
+}
+
 # Run xsnap; in a test, status and output are checked by the caller.
 xs () { "$xsnap" "$@"; }
 

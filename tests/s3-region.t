@@ -13,13 +13,6 @@ require_s3
 
 fails () { ! "$@" >/dev/null 2>"$tmp/err"; }
 err () { cat "$tmp/err"; }
-read_in () {                    # read_in REGION ACCOUNT EXPORT: sha256
-  start_server "read-$1-$2" region="$1" account="$2" || return 1
-  local sum
-  sum=$(export_sum "$(uri "$3")")
-  stop_server "$server_pid"
-  echo "$sum"
-}
 write_in () {                   # write_in REGION ACCOUNT EXPORT FILE
   start_server "write-$1-$2" region="$1" account="$2" || return 1
   nbdcopy "$4" "$(uri "$3")"
@@ -58,6 +51,17 @@ fails xs region add r3 --backend "s3://$bucket/r3?endpoint=http://127.0.0.1:1&re
 like "$(err)" "after 2 attempts" "an endpoint that does not answer: retried, then refused"
 is "$(xs --json region list | jq -r '[.[].name] | join(" ")')" "local r2" \
    "none of the refused regions was added"
+
+# Virtual-host addressing (bucket.localhost: libcurl resolves *.localhost
+# to the loopback address itself, and RGW's "rgw dns name" is localhost).
+vbucket=$(s3_bucket s3v)
+check "a region in virtual-host style" -- quietly xs region add rv \
+  --backend "s3://$vbucket/rv?endpoint=${AWS_ENDPOINT_URL_S3/127.0.0.1/localhost}&style=virtual"
+xs --region rv --account alice volume create vv --size 1M -q
+check "a snapshot there" -- \
+  quietly xs --region rv --account alice snapshot create vv --name v1 --wait
+is "$(s3_count "$vbucket" rv/alice/manifests/)" 1 \
+   "its manifest is in the bucket, seen with path-style requests"
 
 # Account alice in region local (file) copies to carol in r2 (S3).
 xs --account alice volume create db --size 8M --block-size 64K -q
@@ -126,12 +130,7 @@ xs --account alice snapshot create big --name b1 -q
 "$xsnap" --account alice copy big@b1 --to-region r2 --to-account carol \
   --bandwidth 4M -q >/dev/null 2>&1 &
 copier=$!
-for _ in $(seq 100); do
-  [ "$(xs --account alice --json job list --outgoing \
-         | jq -r '[.[] | select(.status == "running")
-                   | .done_bytes] | max // 0')" -gt $((2 << 20)) ] && break
-  sleep 0.1
-done
+wait_copy_progress alice $((2 << 20))
 kill -9 "$copier"
 wait "$copier" 2>/dev/null || true
 check "nothing of the killed copy is visible in r2" -- \
