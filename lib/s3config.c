@@ -153,6 +153,21 @@ parse_location (const char *url, const char *location, size_t len,
   return 0;
 }
 
+/* A host name or address with an optional port: letters, digits, '.',
+ * '-', ':' and IPv6 brackets, not starting with ':' (it goes into the
+ * Host header as it is).
+ */
+static bool
+host_is_valid (const char *host, size_t len)
+{
+  if (host[0] == ':')
+    return false;
+  for (size_t i = 0; i < len; i++)
+    if (!(isalnum ((unsigned char) host[i]) || strchr (".-:[]", host[i])))
+      return false;
+  return true;
+}
+
 /* "http[s]://host[:port][/]" into scheme and host. */
 static int
 parse_endpoint (const char *url, const char *endpoint, struct xs_s3_config *c)
@@ -166,7 +181,8 @@ parse_endpoint (const char *url, const char *endpoint, struct xs_s3_config *c)
     goto bad;
   host += 3;
   len = strcspn (host, "/?#@");
-  if (len == 0 || (host[len] != '\0' && strcmp (host + len, "/") != 0))
+  if (len == 0 || (host[len] != '\0' && strcmp (host + len, "/") != 0)
+      || !host_is_valid (host, len))
     goto bad;
   c->scheme = strndup (endpoint, strstr (endpoint, "://") - endpoint);
   c->host = strndup (host, len);
@@ -212,12 +228,15 @@ choose_style (const char *url, const struct url_options *o,
   const char *host_end;
 
   if (o->style == NULL) {
-    /* Virtual hosts for AWS itself, whose path style is deprecated;
-     * path style for everything else (RGW, MinIO, addresses).
+    /* Virtual hosts for AWS itself, whose path style is deprecated,
+     * unless the bucket has a '.' (AWS's wildcard certificate would not
+     * cover bucket.with.dots.s3...); path style for everything else
+     * (RGW, MinIO, addresses).
      */
     host_end = c->host + strcspn (c->host, ":");
     c->virtual_host = host_end - c->host >= 14
-      && strncmp (host_end - 14, ".amazonaws.com", 14) == 0;
+      && strncmp (host_end - 14, ".amazonaws.com", 14) == 0
+      && strchr (c->bucket, '.') == NULL;
     return 0;
   }
   if (strcmp (o->style, "path") == 0)
@@ -380,14 +399,26 @@ choose_retries (const char *url, const struct url_options *o,
     return 0;
   errno = 0;
   n = strtoul (o->retries, &end, 10);
-  if (errno || end == o->retries || *end || n > XS_S3_MAX_RETRIES
-      || o->retries[0] == '-') {
+  if (errno || !isdigit ((unsigned char) o->retries[0]) || *end
+      || n > XS_S3_MAX_RETRIES) {
     xs_error ("unsupported backend URL '%s': retries must be 0 to %d, "
               "not '%s'", url, XS_S3_MAX_RETRIES, o->retries);
     return -1;
   }
   c->retries = n;
   return 0;
+}
+
+/* A signing region: "us-east-1", "eu-central-1", "default"... */
+static bool
+region_is_valid (const char *region)
+{
+  if (region[0] == '\0' || strlen (region) > 64)
+    return false;
+  for (const char *p = region; *p; p++)
+    if (!(isalnum ((unsigned char) *p) || *p == '-' || *p == '_'))
+      return false;
+  return true;
 }
 
 int
@@ -411,6 +442,11 @@ xs_s3_config_parse (const char *url, struct xs_s3_config *c)
                       c) == -1
       || (query && parse_query (url, query + 1, &o) == -1))
     goto out;
+  if (o.region && !region_is_valid (o.region)) {
+    xs_error ("unsupported backend URL '%s': region must be 1 to 64 "
+              "letters, digits, '-' and '_', not '%s'", url, o.region);
+    goto out;
+  }
   region = o.region ? o.region : env ("AWS_REGION");
   if (region == NULL)
     region = env ("AWS_DEFAULT_REGION");

@@ -297,13 +297,12 @@ xs_s3xml_parse_error (const char *body, size_t len, char *code,
                       size_t code_size, char *message, size_t message_size)
 {
   struct span error;
-  const char *end = body + len;
 
   if (code_size)
     code[0] = '\0';
   if (message_size)
     message[0] = '\0';
-  if (body == NULL || find_element (body, end, "Error", &error) != 1)
+  if (body == NULL || find_element (body, body + len, "Error", &error) != 1)
     return;
   copy_element (error.start, error.end, "Code", code, code_size);
   copy_element (error.start, error.end, "Message", message, message_size);

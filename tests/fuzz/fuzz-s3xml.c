@@ -1,78 +1,141 @@
 /* xsnap: libFuzzer target for the S3 answers the S3 backend reads.
  *
- * Listings and error bodies come from the network.  The extractor must
- * read nothing past the body (the input is copied into a buffer of exactly
- * its size, with no terminating NUL, so ASan sees any over-read), and what
- * it accepts must be consistent: a truncated listing has a continuation
- * token and an untruncated one none, every key handed out is a string the
- * body's length can hold, and error fields fit their buffers.
+ * Listings and error bodies come from the network.  The input is copied
+ * into a buffer of exactly its size, with no terminating NUL, so ASan sees
+ * any read past the body.  Beyond surviving, what the extractor says must
+ * hold together:
+ *   - a listing parse returns 0 with no error reported, or -1 with exactly
+ *     one; a truncated listing has a non-empty token, an untruncated one
+ *     none; listing.keys is the number of keys the callback saw; a key is
+ *     never longer than the body;
+ *   - a callback that stops gets its value back, the token is NULL, and
+ *     the keys it saw are the first keys of a full parse;
+ *   - an error body never reports an error, leaves NUL-terminated strings
+ *     in buffers of any size, the short one a prefix of the long one, and
+ *     never writes a buffer of size 0.
  */
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "s3xml.h"
 
+/* The fuzzer runs one input at a time on one thread; refusals are
+ * expected, so they are counted rather than printed.
+ */
+static int errors;
+
 void
 xs_error_sink (const char *message)
 {
   (void) message;
+  errors++;
 }
 
+#define STOP 7
+
 struct seen {
-  size_t keys;
-  size_t limit;
   size_t body_len;
+  size_t keys;
+  size_t stop_after;            /* 0: never stop */
+  char *first;                  /* the first key, malloc'd */
 };
 
 static int
 on_key (const char *key, void *opaque)
 {
   struct seen *s = opaque;
+  size_t len = strlen (key);
 
-  if (strlen (key) > s->body_len)
+  if (len > s->body_len)
+    abort ();
+  if (s->keys == 0 && (s->first = strdup (key)) == NULL)
     abort ();
   s->keys++;
-  return s->limit && s->keys == s->limit ? 7 : 0;
+  return s->stop_after && s->keys == s->stop_after ? STOP : 0;
 }
 
 static void
-check_listing (const char *body, size_t size, size_t limit)
+check_listing (const char *body, size_t size)
 {
-  struct xs_s3xml_listing listing;
-  struct seen s = { .limit = limit, .body_len = size };
-  int r = xs_s3xml_parse_listing (body, size, on_key, &s, &listing);
+  struct xs_s3xml_listing full, part;
+  struct seen all = { .body_len = size };
+  struct seen one = { .body_len = size, .stop_after = 1 };
+  int r, r1;
 
+  errors = 0;
+  r = xs_s3xml_parse_listing (body, size, on_key, &all, &full);
   if (r == 0) {
-    if (listing.keys != s.keys || (listing.truncated != (listing.next_token
-                                                         != NULL)))
-      abort ();
-    if (listing.next_token && strlen (listing.next_token) > size)
-      abort ();
-    free (listing.next_token);
-  }
-  else if (r == 7) {
-    if (limit == 0 || s.keys != limit || listing.next_token != NULL)
+    if (errors != 0 || full.keys != all.keys
+        || full.truncated != (full.next_token != NULL)
+        || (full.next_token && (full.next_token[0] == '\0'
+                                || strlen (full.next_token) > size)))
       abort ();
   }
-  else if (r != -1)
+  else if (r != -1 || errors != 1 || full.next_token != NULL)
     abort ();
+
+  /* Stopping at the first key. */
+  errors = 0;
+  r1 = xs_s3xml_parse_listing (body, size, on_key, &one, &part);
+  if (r1 == STOP) {
+    if (errors != 0 || one.keys != 1 || part.keys != 1
+        || part.next_token != NULL || all.keys == 0
+        || strcmp (one.first, all.first) != 0)
+      abort ();
+  }
+  else if (r1 == 0) {
+    /* Only a listing without keys can finish without stopping. */
+    if (r != 0 || all.keys != 0 || one.keys != 0 || errors != 0
+        || part.truncated != full.truncated
+        || (part.next_token == NULL) != (full.next_token == NULL)
+        || (part.next_token && strcmp (part.next_token, full.next_token)))
+      abort ();
+    free (part.next_token);
+  }
+  else if (r1 != -1 || r == 0 || errors != 1 || part.next_token != NULL)
+    abort ();
+  if (r == 0)
+    free (full.next_token);
+  free (all.first);
+  free (one.first);
 }
 
+/* Every field is NUL-terminated within its buffer, and the text in a
+ * shorter buffer is the start of the text in a longer one.
+ */
 static void
-check_error (const char *body, size_t size, size_t room)
+check_error (const char *body, size_t size)
 {
-  char code[64], message[256];
-  size_t code_size = room < sizeof code ? room : sizeof code;
-  size_t message_size = room < sizeof message ? room : sizeof message;
+  static const size_t sizes[] = { 1, 2, 8, 64, 4096 };
+  char code[2][4096 + 1], message[2][4096 + 1];
+  size_t i, n;
 
-  memset (code, 'x', sizeof code);
-  memset (message, 'x', sizeof message);
-  xs_s3xml_parse_error (body, size, code, code_size, message, message_size);
-  if (code_size && strnlen (code, code_size) == code_size)
-    abort ();
-  if (message_size && strnlen (message, message_size) == message_size)
+  errors = 0;
+  for (i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+    n = sizes[i];
+    memset (code[i & 1], 'x', sizeof code[0]);
+    memset (message[i & 1], 'x', sizeof message[0]);
+    xs_s3xml_parse_error (body, size, code[i & 1], n, message[i & 1], n);
+    if (code[i & 1][n] != 'x' || message[i & 1][n] != 'x'
+        || strnlen (code[i & 1], n) == n
+        || strnlen (message[i & 1], n) == n
+        || strlen (code[i & 1]) > size || strlen (message[i & 1]) > size)
+      abort ();
+    if (i > 0
+        && (strncmp (code[i & 1], code[!(i & 1)],
+                     strlen (code[!(i & 1)])) != 0
+            || strncmp (message[i & 1], message[!(i & 1)],
+                        strlen (message[!(i & 1)])) != 0))
+      abort ();
+  }
+  /* Size 0: nothing written. */
+  memset (code[0], 'x', 2);
+  memset (message[0], 'x', 2);
+  xs_s3xml_parse_error (body, size, code[0], 0, message[0], 0);
+  if (code[0][0] != 'x' || message[0][0] != 'x' || errors != 0)
     abort ();
 }
 
@@ -84,11 +147,8 @@ LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
   if (body == NULL)
     return 0;
   memcpy (body, data, size);
-  check_listing (body, size, 0);
-  check_listing (body, size, 1);
-  check_error (body, size, 1);
-  check_error (body, size, 8);
-  check_error (body, size, 1000);
+  check_listing (body, size);
+  check_error (body, size);
   free (body);
   return 0;
 }

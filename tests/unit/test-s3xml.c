@@ -3,7 +3,8 @@
  * It must take the keys, the truncation flag and the continuation token
  * from a real answer, decode entities and character references, never
  * mistake <KeyCount> for <Key> or read past the body's length, and refuse
- * what it does not understand instead of guessing.
+ * what it does not understand instead of guessing.  Error bodies give
+ * their code and message, truncated to the caller's buffers, or "".
  */
 #include <stdlib.h>
 #include <string.h>
@@ -11,173 +12,456 @@
 #include "s3xml.h"
 #include "tap.h"
 
+/* What the callback saw: each key as "[key]", in order. */
 struct keys {
-  char text[1024];
-  int stop_at;
-  int seen;
+  char text[2048];
+  int calls;
+  int stop_at;                  /* return stop_value on this call (1-based) */
+  int stop_value;
 };
 
 static int
 collect (const char *key, void *opaque)
 {
   struct keys *k = opaque;
+  size_t used = strlen (k->text);
 
-  strcat (k->text, "[");
-  strcat (k->text, key);
-  strcat (k->text, "]");
-  return ++k->seen == k->stop_at ? 9 : 0;
+  snprintf (k->text + used, sizeof k->text - used, "[%s]", key);
+  k->calls++;
+  return k->calls == k->stop_at ? k->stop_value : 0;
 }
 
-/* Parse BODY (its strlen); returns the result, keys in k->text. */
+/* Parse the first LEN bytes of BODY; keys in k->text. */
+static int
+parse_len (const char *body, size_t len, struct keys *k,
+           struct xs_s3xml_listing *l)
+{
+  k->text[0] = '\0';
+  k->calls = 0;
+  /* Garbage in *l: the parser must set every field itself. */
+  memset (l, 0x5a, sizeof *l);
+  tap_take_error ();
+  return xs_s3xml_parse_listing (body, len, collect, k, l);
+}
+
 static int
 parse (const char *body, struct keys *k, struct xs_s3xml_listing *l)
 {
-  memset (k->text, 0, sizeof k->text);
-  k->seen = 0;
-  return xs_s3xml_parse_listing (body, strlen (body), collect, k, l);
+  return parse_len (body, strlen (body), k, l);
 }
 
+#define LIST(inner) "<ListBucketResult>" inner "</ListBucketResult>"
+
+/* As Ceph RGW answers ListObjectsV2 (the request's own token echoed in
+ * <ContinuationToken>, owners and storage classes in each <Contents>).
+ */
 static const char rgw_listing[] =
   "<?xml version=\"1.0\" encoding=\"UTF-8\"?>"
   "<ListBucketResult xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">"
-  "<Name>bkt</Name><Prefix>r2/</Prefix><MaxKeys>2</MaxKeys>"
-  "<IsTruncated>true</IsTruncated>"
-  "<Contents><Key>r2/a/chunks/00/0001</Key>"
+  "<Name>xsnap-test</Name><Prefix>r2/chunks/</Prefix>"
+  "<ContinuationToken>previous-token</ContinuationToken>"
+  "<MaxKeys>3</MaxKeys><IsTruncated>true</IsTruncated>"
+  "<Contents><Key>r2/chunks/00/00a1f3</Key>"
   "<LastModified>2026-11-22T12:26:36.427Z</LastModified>"
-  "<ETag>&quot;e02da8fc&quot;</ETag><Size>65584</Size>"
-  "<StorageClass>STANDARD</StorageClass></Contents>"
-  "<Contents><Key>r2/a&amp;b/&lt;&#65;&#x42;&#xE9;&gt;</Key></Contents>"
-  "<NextContinuationToken>r2/a+b=&amp;</NextContinuationToken>"
-  "<KeyCount>2</KeyCount></ListBucketResult>";
+  "<ETag>&quot;e02da8fc9c4b1b6f0e6f2a1d7c4b9a10&quot;</ETag>"
+  "<Size>65584</Size><StorageClass>STANDARD</StorageClass>"
+  "<Owner><ID>xsnap</ID><DisplayName>xsnap user</DisplayName></Owner>"
+  "<Type>Normal</Type></Contents>\n"
+  "<Contents><Key>r2/chunks/00/00b2&amp;c</Key>"
+  "<LastModified>2026-11-22T12:26:37.001Z</LastModified>"
+  "<ETag>&quot;0cc175b9c0f1b6a831c399e269772661&quot;</ETag>"
+  "<Size>4096</Size><StorageClass>STANDARD</StorageClass></Contents>\n"
+  "<Contents><Key>r2/chunks/01/0100ff</Key>"
+  "<ETag>&quot;92eb5ffee6ae2fec3ad71c777531578f&quot;</ETag>"
+  "<Size>1</Size></Contents>"
+  "<KeyCount>3</KeyCount>"
+  "<NextContinuationToken>1ueGcxLPRx1Tr/XYExHnhbYLgveDs2J/wm36Hy4vbOwM="
+  "</NextContinuationToken></ListBucketResult>";
 
 static void
-test_listing (void)
+test_rgw_listing (void)
 {
   struct xs_s3xml_listing l;
   struct keys k = { .stop_at = 0 };
 
-  is_int (parse (rgw_listing, &k, &l), 0, "an RGW listing parses");
-  is_str (k.text, "[r2/a/chunks/00/0001][r2/a&b/<AB\xc3\xa9>]",
-          "keys in order, entities and references decoded (UTF-8)");
-  is_int (l.keys, 2, "two keys counted");
-  ok (l.truncated, "IsTruncated true");
-  is_str (l.next_token, "r2/a+b=&", "the continuation token, decoded");
+  is_int (parse (rgw_listing, &k, &l), 0, "an RGW ListObjectsV2 answer parses");
+  is_str (k.text,
+          "[r2/chunks/00/00a1f3][r2/chunks/00/00b2&c][r2/chunks/01/0100ff]",
+          "its three keys, in order, &amp; decoded");
+  is_int (k.calls, 3, "the callback ran once per key");
+  is_int (l.keys, 3, "listing.keys counts them");
+  is_int (l.truncated, 1, "<IsTruncated>true</IsTruncated>");
+  is_str (l.next_token, "1ueGcxLPRx1Tr/XYExHnhbYLgveDs2J/wm36Hy4vbOwM=",
+          "the next continuation token (not the echoed <ContinuationToken>)");
+  is_str (tap_take_error (), "", "no error reported");
   free (l.next_token);
+}
 
-  is_int (parse ("<ListBucketResult><IsTruncated>false</IsTruncated>"
-                 "<KeyCount>1</KeyCount><Contents><Key/></Contents>"
-                 "</ListBucketResult>", &k, &l), 0,
-          "an untruncated listing with <Key/>");
-  is_str (k.text, "[]", "<Key/> is the empty key; <KeyCount> is no <Key>");
-  ok (!l.truncated && l.next_token == NULL, "not truncated, no token");
+static void
+test_entities (void)
+{
+  struct xs_s3xml_listing l;
+  struct keys k = { .stop_at = 0 };
 
-  is_int (parse ("<ListBucketResult></ListBucketResult>", &k, &l), 0,
-          "an empty listing");
-  is_int (l.keys, 0, "... has no keys");
+  is_int (parse (LIST ("<Contents><Key>a&amp;b&lt;c&gt;d&quot;e&apos;f</Key>"
+                       "</Contents>"), &k, &l), 0,
+          "the five predefined entities");
+  is_str (k.text, "[a&b<c>d\"e'f]", "... decoded");
+
+  is_int (parse (LIST ("<Contents><Key>&#65;&#x42;&#X43;&#x64;&#xE9;"
+                       "&#x20AC;&#x1F600;&#233;</Key></Contents>"), &k, &l),
+          0, "decimal and hex character references");
+  is_str (k.text, "[ABCd\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80\xc3\xa9]",
+          "... decoded as UTF-8 (1, 2, 3 and 4 bytes)");
+
+  is_int (parse (LIST ("<Contents><Key>  spaced key\t</Key></Contents>"),
+                 &k, &l), 0, "a key with spaces around it");
+  is_str (k.text, "[  spaced key\t]", "... is not trimmed");
+
+  is_int (parse (LIST ("<IsTruncated>true</IsTruncated>"
+                       "<NextContinuationToken>a&amp;b&#x2F;c"
+                       "</NextContinuationToken>"), &k, &l), 0,
+          "a token with references");
+  is_str (l.next_token, "a&b/c", "... decoded");
+  is_int (l.keys, 0, "... and no keys");
+  free (l.next_token);
+}
+
+static void
+test_shapes (void)
+{
+  struct xs_s3xml_listing l;
+  struct keys k = { .stop_at = 0 };
+
+  is_int (parse (LIST ("<IsTruncated>false</IsTruncated>"
+                       "<Contents><Key>one</Key></Contents>"
+                       "<KeyCount>1</KeyCount>"), &k, &l), 0,
+          "an untruncated listing");
+  is_int (l.truncated, 0, "... is not truncated");
+  ok (l.next_token == NULL, "... and has no token");
+  is_str (k.text, "[one]", "... its key");
+
+  is_int (parse (LIST ("<IsTruncated>false</IsTruncated>"
+                       "<NextContinuationToken>stale</NextContinuationToken>"
+                       ), &k, &l), 0,
+          "an untruncated listing that still names a token");
+  ok (l.next_token == NULL, "... gives no token to follow");
+
+  is_int (parse (LIST ("<Name>b</Name>"), &k, &l), 0,
+          "no <IsTruncated> and no <Contents>");
+  is_int (l.truncated, 0, "... is not truncated");
+  is_int (l.keys, 0, "... and has no keys");
+  is_str (k.text, "", "... the callback never ran");
+
+  is_int (parse ("<ListBucketResult/>", &k, &l), 0, "<ListBucketResult/>");
+  is_int (l.keys, 0, "... is an empty listing");
+
+  is_int (parse (LIST ("<KeyCount>2</KeyCount>"
+                       "<Contents><KeyCount>7</KeyCount><Key>real</Key>"
+                       "</Contents>"), &k, &l), 0,
+          "<KeyCount> before <Key>, inside and outside <Contents>");
+  is_str (k.text, "[real]", "... <KeyCount> is not taken for <Key>");
+
+  is_int (parse (LIST ("<Contents><Key/></Contents>"
+                       "<Contents><Key /></Contents>"
+                       "<Contents><Key></Key></Contents>"), &k, &l), 0,
+          "<Key/>, <Key /> and <Key></Key>");
+  is_str (k.text, "[][][]", "... are three empty keys");
+
+  is_int (parse (LIST ("<Contents><Key xml:space=\"preserve\">k1</Key>"
+                       "</Contents><Contents\n><Key>k2</Key></Contents>"),
+                 &k, &l), 0, "attributes and whitespace inside tags");
+  is_str (k.text, "[k1][k2]", "... are ignored");
+}
+
+static void
+test_callback_stops (void)
+{
+  struct xs_s3xml_listing l;
+  struct keys k = { .stop_at = 2, .stop_value = 42 };
+
+  is_int (parse (rgw_listing, &k, &l), 42,
+          "a callback's non-zero return stops the parse and is returned");
+  is_int (k.calls, 2, "... no key after it is passed");
+  is_str (k.text, "[r2/chunks/00/00a1f3][r2/chunks/00/00b2&c]",
+          "... the keys before it were");
+  is_int (l.keys, 2, "... listing.keys counts the keys passed");
+  ok (l.next_token == NULL, "... the token is freed and NULL");
+  is_str (tap_take_error (), "", "... and no error is reported");
 
   k.stop_at = 1;
-  is_int (parse (rgw_listing, &k, &l), 9,
-          "a callback's non-zero stops the parse and is returned");
-  is_str (k.text, "[r2/a/chunks/00/0001]", "... after the first key");
-  ok (l.next_token == NULL, "... and leaves no token to free");
-  k.stop_at = 0;
+  k.stop_value = -7;
+  is_int (parse (rgw_listing, &k, &l), -7,
+          "a negative return is passed back as it is");
+  is_int (k.calls, 1, "... after the first key");
+}
+
+static void
+refused_len (const char *body, size_t len, const char *why, const char *what)
+{
+  struct xs_s3xml_listing l;
+  struct keys k = { .stop_at = 0 };
+
+  is_int (parse_len (body, len, &k, &l), -1, "refused: %s", what);
+  error_contains (why, "... saying '%s'", why);
+  ok (l.next_token == NULL, "... with no token to free");
 }
 
 static void
 refused (const char *body, const char *why, const char *what)
 {
-  struct xs_s3xml_listing l;
-  struct keys k = { .stop_at = 0 };
-
-  tap_take_error ();
-  is_int (parse (body, &k, &l), -1, "refused: %s", what);
-  error_contains (why, "... saying '%s'", why);
+  refused_len (body, strlen (body), why, what);
 }
 
 static void
 test_refusals (void)
 {
-  refused ("<Error><Code>x</Code></Error>", "no whole <ListBucketResult>",
-           "an answer that is not a listing");
-  refused ("<ListBucketResult><IsTruncated>maybe</IsTruncated>"
-           "</ListBucketResult>", "neither true nor false",
-           "IsTruncated that is neither");
-  refused ("<ListBucketResult><IsTruncated>true</IsTruncated>"
-           "</ListBucketResult>", "no <NextContinuationToken>",
+  refused ("<Error><Code>AccessDenied</Code></Error>",
+           "no whole <ListBucketResult>", "an error, not a listing");
+  refused ("", "no whole <ListBucketResult>", "an empty body");
+  refused ("<ListBucketResultX></ListBucketResultX>",
+           "no whole <ListBucketResult>", "a root that only starts alike");
+  refused ("<ListBucketResult><Contents><Key>k</Key></Contents>",
+           "no whole <ListBucketResult>", "a root never closed");
+  refused ("<ListBucketResult", "no whole <ListBucketResult>",
+           "a root tag cut short");
+
+  refused (LIST ("<IsTruncated>maybe</IsTruncated>"),
+           "neither true nor false", "IsTruncated maybe");
+  refused (LIST ("<IsTruncated>TRUE</IsTruncated>"),
+           "neither true nor false", "IsTruncated TRUE");
+  refused (LIST ("<IsTruncated> true</IsTruncated>"),
+           "neither true nor false", "IsTruncated with a space");
+  refused (LIST ("<IsTruncated/>"), "neither true nor false",
+           "an empty IsTruncated");
+
+  refused (LIST ("<IsTruncated>true</IsTruncated>"
+                 "<Contents><Key>k</Key></Contents>"),
+           "truncated but has no <NextContinuationToken>",
            "truncated without a token");
-  refused ("<ListBucketResult><Contents><Size>1</Size></Contents>"
-           "</ListBucketResult>", "without a whole <Key>",
-           "Contents without a Key");
-  refused ("<ListBucketResult><Contents><Key>a<b>c</b></Key></Contents>"
-           "</ListBucketResult>", "markup inside",
-           "markup inside a Key");
-  refused ("<ListBucketResult><Contents><Key>a&#0;b</Key></Contents>"
-           "</ListBucketResult>", "bad character reference", "&#0;");
-  refused ("<ListBucketResult><Contents><Key>a&#xD800;</Key></Contents>"
-           "</ListBucketResult>", "bad character reference", "a surrogate");
-  refused ("<ListBucketResult><Contents><Key>a&nbsp;b</Key></Contents>"
-           "</ListBucketResult>", "unknown entity", "an unknown entity");
-  refused ("<ListBucketResult><Contents><Key>a&amp b</Key></Contents>"
-           "</ListBucketResult>", "unterminated", "an unterminated &");
-  refused ("<ListBucketResult><Contents><Key>abc</Contents>"
-           "</ListBucketResult>", "without a whole <Key>",
-           "an unterminated Key");
-  refused ("<ListBucketResult><Contents", "no whole <ListBucketResult>",
-           "a body cut short");
+  refused (LIST ("<IsTruncated>true</IsTruncated>"
+                 "<NextContinuationToken></NextContinuationToken>"),
+           "truncated but has no <NextContinuationToken>",
+           "truncated with an empty token");
+  refused (LIST ("<IsTruncated>true</IsTruncated>"
+                 "<NextContinuationToken>a&bogus;</NextContinuationToken>"),
+           "<NextContinuationToken> has an unknown entity",
+           "a token with an unknown entity");
+
+  refused (LIST ("<Contents><Size>1</Size></Contents>"),
+           "a <Contents> element without a whole <Key>",
+           "<Contents> without <Key>");
+  refused (LIST ("<Contents><KeyCount>1</KeyCount></Contents>"),
+           "a <Contents> element without a whole <Key>",
+           "<Contents> with only a <KeyCount>");
+  refused (LIST ("<Contents/>"), "a <Contents> element without a whole <Key>",
+           "<Contents/>");
+  refused (LIST ("<Contents><Key>abc</Contents>"),
+           "a <Contents> element without a whole <Key>",
+           "an unterminated <Key>");
+  refused (LIST ("<Contents><Key>abc</Key>"),
+           "a <Contents> element without a whole <Key>",
+           "an unterminated <Contents>");
+  refused (LIST ("<Contents><Key"), "a <Contents> element without a whole",
+           "a <Key> tag without its '>'");
+
+  refused (LIST ("<Contents><Key>a<b>c</b></Key></Contents>"),
+           "a <Key> has markup inside a text element", "markup inside <Key>");
+  refused (LIST ("<Contents><Key>a<!-- x --></Key></Contents>"),
+           "markup inside a text element", "a comment inside <Key>");
+  refused (LIST ("<Contents><Key>a&#0;b</Key></Contents>"),
+           "a bad character reference", "&#0;");
+  refused (LIST ("<Contents><Key>&#x0;</Key></Contents>"),
+           "a bad character reference", "&#x0;");
+  refused (LIST ("<Contents><Key>&#xD800;</Key></Contents>"),
+           "a bad character reference", "a surrogate");
+  refused (LIST ("<Contents><Key>&#x110000;</Key></Contents>"),
+           "a bad character reference", "a code point above U+10FFFF");
+  refused (LIST ("<Contents><Key>&#x;</Key></Contents>"),
+           "a bad character reference", "&#x; without digits");
+  refused (LIST ("<Contents><Key>&#12a;</Key></Contents>"),
+           "a bad character reference", "a hex digit in a decimal reference");
+  refused (LIST ("<Contents><Key>&#x0000000041;</Key></Contents>"),
+           "a bad character reference", "a reference of too many digits");
+  refused (LIST ("<Contents><Key>a&nbsp;b</Key></Contents>"),
+           "an unknown entity", "&nbsp;");
+  refused (LIST ("<Contents><Key>a&AMP;b</Key></Contents>"),
+           "an unknown entity", "&AMP; (entities are case-sensitive)");
+  refused (LIST ("<Contents><Key>a&amp b</Key></Contents>"),
+           "an unterminated '&' reference", "&amp without ';'");
+  refused_len (LIST ("<Contents><Key>a\0b</Key></Contents>"),
+               sizeof LIST ("<Contents><Key>a\0b</Key></Contents>") - 1,
+               "a <Key> has a NUL byte", "a NUL byte inside <Key>");
 }
 
-/* The end of the body is its length, not a NUL. */
+/* Some refusals come after keys were already handed out: they still fail
+ * the whole parse.
+ */
+static void
+test_refusal_after_keys (void)
+{
+  struct xs_s3xml_listing l;
+  struct keys k = { .stop_at = 0 };
+
+  is_int (parse (LIST ("<Contents><Key>good</Key></Contents>"
+                       "<Contents><Key>bad&x;</Key></Contents>"), &k, &l), -1,
+          "a bad second key fails the listing");
+  is_str (k.text, "[good]", "... the first key was passed before");
+  ok (l.next_token == NULL, "... and no token is left");
+  tap_take_error ();
+
+  is_int (parse (LIST ("<IsTruncated>true</IsTruncated>"
+                       "<NextContinuationToken>t</NextContinuationToken>"
+                       "<Contents><Size>1</Size></Contents>"), &k, &l), -1,
+          "a truncated listing with a bad <Contents>");
+  ok (l.next_token == NULL, "... frees its token and leaves NULL");
+  tap_take_error ();
+}
+
+/* The body ends at its length, not at a NUL. */
 static void
 test_length_bound (void)
 {
-  static const char body[] =
-    "<ListBucketResult><Contents><Key>k</Key></Contents></ListBucketResult>";
+  static const char whole[] =
+    "<ListBucketResult><Contents><Key>key</Key></Contents>"
+    "</ListBucketResult>";
   struct xs_s3xml_listing l;
   struct keys k = { .stop_at = 0 };
-  char *copy = malloc (sizeof body - 1);
+  size_t n = sizeof whole - 1;
+  char *exact = malloc (n);
+  const char *cut;
 
-  memcpy (copy, body, sizeof body - 1);
-  is_int (xs_s3xml_parse_listing (copy, sizeof body - 1, collect, &k, &l), 0,
+  /* An exact-size copy with no NUL after it (ASan sees over-reads). */
+  memcpy (exact, whole, n);
+  is_int (parse_len (exact, n, &k, &l), 0,
           "a body without a terminating NUL parses");
-  is_int (xs_s3xml_parse_listing (copy, sizeof body - 3, collect, &k, &l), -1,
-          "the same cut two bytes short is refused: nothing past the length "
-          "is read");
-  free (copy);
+  is_str (k.text, "[key]", "... its key");
+  is_int (parse_len (exact, n - 1, &k, &l), -1,
+          "the same less its last '>' is refused: the byte after the "
+          "length is not read");
+  error_contains ("no whole <ListBucketResult>", "... no whole root");
+  free (exact);
+
+  /* The closing tags are in the buffer, but after the length. */
+  cut = "<ListBucketResult><Contents><Key>key</Key></Contents>";
+  is_int (parse_len (whole, strlen (cut), &k, &l), -1,
+          "a length that stops before </ListBucketResult> is refused");
+  is_str (k.text, "", "... and passes no key");
+  tap_take_error ();
+
+  cut = "<ListBucketResult><Contents><Key>ke";
+  is_int (parse_len (whole, strlen (cut), &k, &l), -1,
+          "a length that stops inside a <Key> is refused");
+  tap_take_error ();
+
+  is_int (parse_len ("<ListBucketResult></ListBucketResult><Contents>"
+                     "<Key>outside</Key></Contents>", 37, &k, &l), 0,
+          "a length that stops after the root");
+  is_str (k.text, "", "... sees no <Contents> after it");
+
+  is_int (parse_len ("<ListBucketResult><Contents><Key>a</Key></Contents>"
+                     "</ListBucketResult>", 0, &k, &l), -1,
+          "a length of 0 is an empty body");
+  tap_take_error ();
+}
+
+/* Fill with non-NUL garbage so that "" can only come from the parser. */
+static void
+garbage (char *buf, size_t size)
+{
+  memset (buf, '#', size);
+  buf[size - 1] = '\0';
 }
 
 static void
 test_errors (void)
 {
   static const char body[] =
-    "<?xml version=\"1.0\"?><Error><Code>SignatureDoesNotMatch</Code>"
-    "<Message>The request &lt;signature&gt; we calculated</Message>"
-    "<RequestId>tx1</RequestId></Error>";
-  char code[64], message[256], small[8];
+    "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
+    "<Error><Code>SignatureDoesNotMatch</Code>"
+    "<Message>The request signature we calculated does not match &quot;"
+    "the signature&quot; you provided &amp; &#x2014; check &lt;key&gt;"
+    "</Message><RequestId>tx00000a1b2c3d4e5f</RequestId>"
+    "<HostId>4c7d-default</HostId></Error>";
+  char code[64], message[256], small_code[8], small_message[12];
 
+  garbage (code, sizeof code);
+  garbage (message, sizeof message);
   xs_s3xml_parse_error (body, strlen (body), code, sizeof code, message,
                         sizeof message);
-  is_str (code, "SignatureDoesNotMatch", "the error code");
-  is_str (message, "The request <signature> we calculated",
-          "the message, decoded");
-  xs_s3xml_parse_error (body, strlen (body), small, sizeof small, message,
+  is_str (code, "SignatureDoesNotMatch", "an error's code");
+  is_str (message, "The request signature we calculated does not match "
+          "\"the signature\" you provided & \xe2\x80\x94 check <key>",
+          "its message, decoded");
+
+  xs_s3xml_parse_error (body, strlen (body), small_code, sizeof small_code,
+                        small_message, sizeof small_message);
+  is_str (small_code, "Signatu", "a code truncated to its buffer (8)");
+  is_str (small_message, "The request", "a message truncated to its (12)");
+
+  memset (code, '#', sizeof code);
+  xs_s3xml_parse_error (body, strlen (body), code, 0, message,
                         sizeof message);
-  is_str (small, "Signatu", "a code truncated to its buffer");
+  is_int (code[0], '#', "a buffer of size 0 is not written");
+
+  garbage (code, sizeof code);
+  garbage (message, sizeof message);
   xs_s3xml_parse_error ("<Error><Code>NoSuchKey</Code></Error>", 37, code,
                         sizeof code, message, sizeof message);
   is_str (code, "NoSuchKey", "a code without a message");
-  is_str (message, "", "... and an empty message");
-  xs_s3xml_parse_error ("not xml", 7, code, sizeof code, message,
+  is_str (message, "", "... and the absent message is \"\"");
+
+  garbage (code, sizeof code);
+  garbage (message, sizeof message);
+  xs_s3xml_parse_error ("<Error><Message>slow down</Message></Error>", 43,
+                        code, sizeof code, message, sizeof message);
+  is_str (code, "", "an absent code is \"\"");
+  is_str (message, "slow down", "... the message is still read");
+
+  garbage (code, sizeof code);
+  garbage (message, sizeof message);
+  xs_s3xml_parse_error ("<Error><Code>Bad&nbsp;</Code><Message>m</Message>"
+                        "</Error>", 57, code, sizeof code, message,
                         sizeof message);
-  is_str (code, "", "no <Error>: empty code");
+  is_str (code, "", "an unreadable code is \"\"");
+  is_str (message, "m", "... the message is still read");
+
+  garbage (code, sizeof code);
+  garbage (message, sizeof message);
+  xs_s3xml_parse_error ("<html><body>502 Bad Gateway</body></html>", 41,
+                        code, sizeof code, message, sizeof message);
+  is_str (code, "", "no <Error>: code \"\"");
+  is_str (message, "", "... message \"\"");
+
+  garbage (code, sizeof code);
+  garbage (message, sizeof message);
+  xs_s3xml_parse_error ("<Code>Outside</Code><Error></Error>", 35, code,
+                        sizeof code, message, sizeof message);
+  is_str (code, "", "a <Code> outside <Error> is not taken");
+
+  garbage (code, sizeof code);
+  garbage (message, sizeof message);
+  xs_s3xml_parse_error ("<Error><Code>NoSuchBucket</Code></Error>", 30, code,
+                        sizeof code, message, sizeof message);
+  is_str (code, "", "a length that stops inside </Code>: code \"\"");
+
+  garbage (code, sizeof code);
+  garbage (message, sizeof message);
   xs_s3xml_parse_error (NULL, 0, code, sizeof code, message, sizeof message);
-  is_str (code, "", "no body at all: empty code");
+  is_str (code, "", "a NULL body: code \"\"");
+  is_str (message, "", "... message \"\"");
+  is_str (tap_take_error (), "", "reading errors never reports one");
 }
 
 int
 main (void)
 {
-  test_listing ();
+  test_rgw_listing ();
+  test_entities ();
+  test_shapes ();
+  test_callback_stops ();
   test_refusals ();
+  test_refusal_after_keys ();
   test_length_bound ();
   test_errors ();
   return done_testing ();
