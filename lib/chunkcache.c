@@ -17,6 +17,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "chunkcache.h"
 #include "error.h"
@@ -57,6 +58,19 @@ struct xs_chunk_cache {
   struct cache_entry lru;
   uint64_t hits, misses, loads, evictions, offers_kept;
 };
+
+size_t
+xs_chunk_cache_default_capacity (void)
+{
+  long pages = sysconf (_SC_PHYS_PAGES), page_size = sysconf (_SC_PAGESIZE);
+  size_t quarter;
+
+  if (pages <= 0 || page_size <= 0)
+    return XS_CHUNK_CACHE_MIN_DEFAULT;
+  quarter = (size_t) pages / 4 * (size_t) page_size;
+  return quarter > XS_CHUNK_CACHE_MIN_DEFAULT
+    ? quarter : XS_CHUNK_CACHE_MIN_DEFAULT;
+}
 
 struct xs_chunk_cache *
 xs_chunk_cache_new (size_t capacity_bytes)

@@ -32,6 +32,14 @@ struct xs_chunk_cache;
  */
 extern struct xs_chunk_cache *xs_chunk_cache_new (size_t capacity_bytes);
 
+/* The capacity a server uses unless told otherwise: a quarter of the
+ * machine's memory, at least 256 MiB.  It plays the page cache's part for
+ * snapshot reads (a raw image file would be cached by the kernel), and
+ * it holds only what has been read.
+ */
+#define XS_CHUNK_CACHE_MIN_DEFAULT ((size_t) 256 << 20)
+extern size_t xs_chunk_cache_default_capacity (void);
+
 /* No read may be in progress. */
 extern void xs_chunk_cache_free (struct xs_chunk_cache *cache);
 

@@ -12,6 +12,7 @@
 #define NBDKIT_API_VERSION 2
 #include <nbdkit-plugin.h>
 
+#include "chunkcache.h"
 #include "error.h"
 #include "head.h"
 #include "server.h"
@@ -22,7 +23,7 @@
 static char *store_path;
 static char *account;
 static char *region;
-static int64_t cache_bytes = 256 << 20;
+static int64_t cache_bytes = -1;       /* -1: the library's default */
 static int hydrate = 1;
 static int64_t seal_buffer = XS_HEAD_SEAL_BUFFER;
 
@@ -103,18 +104,26 @@ xsnap_config_complete (void)
   "region=NAME     Serve this region's volumes (default: the store's\n" \
   "                default region).\n" \
   "cache=SIZE      Cache of decompressed chunks for snapshot exports\n" \
-  "                and clones (default 256M; 0 disables it).\n" \
+  "                and clones (default: a quarter of the RAM, at least\n" \
+  "                256M; 0 disables it).\n" \
   "hydrate=BOOL    Hydrate disks made from snapshots in the background\n" \
   "                while they are served (default true).\n" \
   "seal-buffer=SIZE  Room for what writes overwrite while a snapshot\n" \
   "                is pending (default 256M; 0: writes seal first)."
+
+static size_t
+cache_capacity (void)
+{
+  return cache_bytes == -1 ? xs_chunk_cache_default_capacity ()
+    : (size_t) cache_bytes;
+}
 
 /* Check the store while errors still reach the terminal. */
 static int
 xsnap_get_ready (void)
 {
   struct xs_server *probe = xs_server_new (store_path, account, region,
-                                           (size_t) cache_bytes);
+                                           cache_capacity ());
 
   if (probe == NULL)
     return -1;
@@ -125,8 +134,7 @@ xsnap_get_ready (void)
 static int
 xsnap_after_fork (void)
 {
-  server = xs_server_new (store_path, account, region,
-                          (size_t) cache_bytes);
+  server = xs_server_new (store_path, account, region, cache_capacity ());
   if (server == NULL)
     return -1;
   xs_server_set_hydration (server, hydrate);
