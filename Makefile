@@ -16,12 +16,14 @@ DESTDIR    ?=
 
 CC         ?= gcc
 SANITIZE   ?= 0
-PKGS       := sqlite3 libzstd jansson libcrypto libcurl
-# Only for <libnbd.h>: libnbd is loaded with dlopen when an import or an
-# export needs it (lib/nbdapi.c), because linking it (and gnutls, libxml2,
-# ICU, libstdc++ with it) costs every xsnap command ~4 ms of start-up.
+PKGS       := sqlite3 libzstd jansson libcrypto
+# Only for <libnbd.h> and <curl/curl.h>: libnbd is loaded with dlopen when
+# an import or an export needs it (lib/nbdapi.c), libcurl when an S3
+# backend is opened (lib/curlapi.c), because linking them (gnutls,
+# libxml2, ICU, libstdc++; nghttp2, ssh2, ldap, kerberos, ...) costs every
+# xsnap command milliseconds of start-up (~4 and ~3 ms).
 # dlopen is in libc from glibc 2.34; older ones need -ldl in XS_LIBS.
-CFLAGS_PKGS := $(PKGS) libnbd
+CFLAGS_PKGS := $(PKGS) libnbd libcurl
 
 WARNINGS   := -Wall -Wextra -Werror -Wshadow -Wvla -Wno-unused-parameter
 CFLAGS     ?= -O2 -g

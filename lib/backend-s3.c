@@ -33,9 +33,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <curl/curl.h>
-
 #include "backend.h"
+#include "curlapi.h"
 #include "error.h"
 #include "s3config.h"
 #include "s3xml.h"
@@ -55,6 +54,7 @@ struct s3_handle {
 };
 
 struct s3_backend {
+  struct xs_curl_api curl;      /* libcurl, loaded by s3_open */
   struct xs_s3_config config;
   const char *url;              /* for messages (the front's copy) */
   pthread_mutex_t lock;         /* protects idle */
@@ -88,15 +88,6 @@ struct upload {
   size_t left;
 };
 
-static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
-static CURLcode curl_init_result;
-
-static void
-curl_init_once (void)
-{
-  curl_init_result = curl_global_init (CURL_GLOBAL_DEFAULT);
-}
-
 /* ----- handles ----- */
 
 static struct s3_handle *
@@ -109,11 +100,11 @@ take_handle (struct s3_backend *b)
     h = b->idle[--b->nidle];
   pthread_mutex_unlock (&b->lock);
   if (h) {
-    curl_easy_reset (h->curl);
+    b->curl.easy_reset (h->curl);
     return h;
   }
   h = calloc (1, sizeof *h);
-  if (h == NULL || (h->curl = curl_easy_init ()) == NULL) {
+  if (h == NULL || (h->curl = b->curl.easy_init ()) == NULL) {
     xs_error ("cannot reach %s: cannot create a curl handle", b->url);
     free (h);
     return NULL;
@@ -123,9 +114,9 @@ take_handle (struct s3_backend *b)
 }
 
 static void
-free_handle (struct s3_handle *h)
+free_handle (const struct s3_backend *b, struct s3_handle *h)
 {
-  curl_easy_cleanup (h->curl);
+  b->curl.easy_cleanup (h->curl);
   free (h);
 }
 
@@ -139,7 +130,7 @@ give_back_handle (struct s3_backend *b, struct s3_handle *h)
   }
   pthread_mutex_unlock (&b->lock);
   if (h)
-    free_handle (h);
+    free_handle (b, h);
 }
 
 /* ----- one attempt ----- */
@@ -304,14 +295,15 @@ request_url (const struct s3_backend *b, const struct s3_request *req,
 
 /* Appends "Name: value" to the curl list and the header to sign. */
 static int
-add_header (struct curl_slist **list, struct xs_sigv4_header *signed_headers,
+add_header (const struct xs_curl_api *api, struct curl_slist **list,
+            struct xs_sigv4_header *signed_headers,
             size_t *n, const char *name, const char *value, char *storage,
             size_t storage_size)
 {
   struct curl_slist *grown;
 
   snprintf (storage, storage_size, "%s: %s", name, value);
-  grown = curl_slist_append (*list, storage);
+  grown = api->slist_append (*list, storage);
   if (grown == NULL)
     return -1;
   *list = grown;
@@ -327,6 +319,7 @@ signed_header_list (const struct s3_backend *b, const struct s3_request *req,
                     const char *host, const char *payload_hash)
 {
   const struct xs_s3_config *c = &b->config;
+  const struct xs_curl_api *api = &b->curl;
   struct xs_sigv4_header h[5];
   char amz_date[17], lines[5][4096], *auth = NULL, *auth_line = NULL;
   struct curl_slist *list = NULL, *grown;
@@ -346,16 +339,16 @@ signed_header_list (const struct s3_backend *b, const struct s3_request *req,
     goto fail_reported;
   }
   if (path == NULL
-      || add_header (&list, h, &n, "host", host, lines[0], sizeof lines[0])
-      || add_header (&list, h, &n, "x-amz-date", amz_date, lines[1],
+      || add_header (api, &list, h, &n, "host", host, lines[0], sizeof lines[0])
+      || add_header (api, &list, h, &n, "x-amz-date", amz_date, lines[1],
                      sizeof lines[1])
-      || add_header (&list, h, &n, "x-amz-content-sha256", payload_hash,
+      || add_header (api, &list, h, &n, "x-amz-content-sha256", payload_hash,
                      lines[2], sizeof lines[2])
       || (c->session_token
-          && add_header (&list, h, &n, "x-amz-security-token",
+          && add_header (api, &list, h, &n, "x-amz-security-token",
                          c->session_token, lines[3], sizeof lines[3]))
       || (req->if_none_match
-          && add_header (&list, h, &n, "if-none-match", "*", lines[4],
+          && add_header (api, &list, h, &n, "if-none-match", "*", lines[4],
                          sizeof lines[4])))
     goto fail;
   sig.path = path;
@@ -365,11 +358,11 @@ signed_header_list (const struct s3_backend *b, const struct s3_request *req,
   if (auth == NULL)
     goto fail_reported;
   if (asprintf (&auth_line, "Authorization: %s", auth) == -1
-      || (grown = curl_slist_append (list, auth_line)) == NULL)
+      || (grown = api->slist_append (list, auth_line)) == NULL)
     goto fail;
   list = grown;
   /* No "100-continue" round trip before each upload. */
-  if ((grown = curl_slist_append (list, "Expect:")) == NULL)
+  if ((grown = api->slist_append (list, "Expect:")) == NULL)
     goto fail;
   list = grown;
   free (auth_line);
@@ -382,24 +375,25 @@ signed_header_list (const struct s3_backend *b, const struct s3_request *req,
   free (auth_line);
   free (auth);
   free (path);
-  curl_slist_free_all (list);
+  api->slist_free_all (list);
   return NULL;
 }
 
 static void
-set_method (CURL *curl, const struct s3_request *req, struct upload *up)
+set_method (const struct xs_curl_api *api, CURL *curl,
+            const struct s3_request *req, struct upload *up)
 {
   if (strcmp (req->method, "PUT") == 0) {
-    curl_easy_setopt (curl, CURLOPT_UPLOAD, 1L);
-    curl_easy_setopt (curl, CURLOPT_READFUNCTION, on_upload);
-    curl_easy_setopt (curl, CURLOPT_READDATA, up);
-    curl_easy_setopt (curl, CURLOPT_INFILESIZE_LARGE,
+    api->easy_setopt (curl, CURLOPT_UPLOAD, 1L);
+    api->easy_setopt (curl, CURLOPT_READFUNCTION, on_upload);
+    api->easy_setopt (curl, CURLOPT_READDATA, up);
+    api->easy_setopt (curl, CURLOPT_INFILESIZE_LARGE,
                       (curl_off_t) req->body_len);
   }
   else if (strcmp (req->method, "HEAD") == 0)
-    curl_easy_setopt (curl, CURLOPT_NOBODY, 1L);
+    api->easy_setopt (curl, CURLOPT_NOBODY, 1L);
   else if (strcmp (req->method, "GET") != 0)
-    curl_easy_setopt (curl, CURLOPT_CUSTOMREQUEST, req->method);
+    api->easy_setopt (curl, CURLOPT_CUSTOMREQUEST, req->method);
 }
 
 /* One attempt.  Returns the curl result; resp->status is the HTTP status
@@ -412,6 +406,7 @@ attempt (struct s3_backend *b, struct s3_handle *h,
          const char *payload_hash, struct s3_response *resp,
          char errbuf[CURL_ERROR_SIZE])
 {
+  const struct xs_curl_api *api = &b->curl;
   struct upload up = { req->body, req->body_len };
   CURL *curl = h->curl;
   struct curl_slist *headers = NULL;
@@ -427,29 +422,29 @@ attempt (struct s3_backend *b, struct s3_handle *h,
     return -1;
   }
   errbuf[0] = '\0';
-  curl_easy_setopt (curl, CURLOPT_URL, url);
-  curl_easy_setopt (curl, CURLOPT_HTTPHEADER, headers);
-  curl_easy_setopt (curl, CURLOPT_NOSIGNAL, 1L);
-  curl_easy_setopt (curl, CURLOPT_ERRORBUFFER, errbuf);
-  curl_easy_setopt (curl, CURLOPT_CONNECTTIMEOUT, 10L);
-  curl_easy_setopt (curl, CURLOPT_LOW_SPEED_LIMIT, 1L);
-  curl_easy_setopt (curl, CURLOPT_LOW_SPEED_TIME, 60L);
-  curl_easy_setopt (curl, CURLOPT_WRITEFUNCTION, on_download);
-  curl_easy_setopt (curl, CURLOPT_WRITEDATA, resp);
-  curl_easy_setopt (curl, CURLOPT_HEADERFUNCTION, on_header);
-  curl_easy_setopt (curl, CURLOPT_HEADERDATA, resp);
-  curl_easy_setopt (curl, CURLOPT_SOCKOPTFUNCTION, on_new_socket);
-  curl_easy_setopt (curl, CURLOPT_SOCKOPTDATA, h);
-  curl_easy_setopt (curl, CURLOPT_CLOSESOCKETFUNCTION, on_close_socket);
-  curl_easy_setopt (curl, CURLOPT_CLOSESOCKETDATA, h);
+  api->easy_setopt (curl, CURLOPT_URL, url);
+  api->easy_setopt (curl, CURLOPT_HTTPHEADER, headers);
+  api->easy_setopt (curl, CURLOPT_NOSIGNAL, 1L);
+  api->easy_setopt (curl, CURLOPT_ERRORBUFFER, errbuf);
+  api->easy_setopt (curl, CURLOPT_CONNECTTIMEOUT, 10L);
+  api->easy_setopt (curl, CURLOPT_LOW_SPEED_LIMIT, 1L);
+  api->easy_setopt (curl, CURLOPT_LOW_SPEED_TIME, 60L);
+  api->easy_setopt (curl, CURLOPT_WRITEFUNCTION, on_download);
+  api->easy_setopt (curl, CURLOPT_WRITEDATA, resp);
+  api->easy_setopt (curl, CURLOPT_HEADERFUNCTION, on_header);
+  api->easy_setopt (curl, CURLOPT_HEADERDATA, resp);
+  api->easy_setopt (curl, CURLOPT_SOCKOPTFUNCTION, on_new_socket);
+  api->easy_setopt (curl, CURLOPT_SOCKOPTDATA, h);
+  api->easy_setopt (curl, CURLOPT_CLOSESOCKETFUNCTION, on_close_socket);
+  api->easy_setopt (curl, CURLOPT_CLOSESOCKETDATA, h);
   resp->handle = h;
   if (b->config.ca_bundle)
-    curl_easy_setopt (curl, CURLOPT_CAINFO, b->config.ca_bundle);
-  set_method (curl, req, &up);
-  rc = curl_easy_perform (curl);
+    api->easy_setopt (curl, CURLOPT_CAINFO, b->config.ca_bundle);
+  set_method (api, curl, req, &up);
+  rc = api->easy_perform (curl);
   if (rc == CURLE_OK)
-    curl_easy_getinfo (curl, CURLINFO_RESPONSE_CODE, &resp->status);
-  curl_slist_free_all (headers);
+    api->easy_getinfo (curl, CURLINFO_RESPONSE_CODE, &resp->status);
+  api->slist_free_all (headers);
   free (url);
   free (host);
   return rc;
@@ -530,7 +525,7 @@ perform (struct s3_backend *b, const struct s3_request *req,
     if (rc == CURLE_WRITE_ERROR || retry >= b->config.retries)
       break;
     xs_debug ("%s: %s, retrying", what,
-              rc != CURLE_OK ? curl_easy_strerror (rc) : resp->code);
+              rc != CURLE_OK ? b->curl.easy_strerror (rc) : resp->code);
     sleep_before_retry (retry);
   }
   give_back_handle (b, h);
@@ -538,7 +533,7 @@ perform (struct s3_backend *b, const struct s3_request *req,
     return 0;
   if (rc != -1)
     xs_error ("%s: %s%s%s (after %u attempts)", what,
-              curl_easy_strerror (rc), errbuf[0] ? ": " : "", errbuf,
+              b->curl.easy_strerror (rc), errbuf[0] ? ": " : "", errbuf,
               retry + 1);
   response_reset (resp);
   return -1;
@@ -831,34 +826,28 @@ s3_close (void *impl)
   if (b == NULL)
     return;
   for (i = 0; i < b->nidle; i++)
-    free_handle (b->idle[i]);
+    free_handle (b, b->idle[i]);
   pthread_mutex_destroy (&b->lock);
   xs_s3_config_free (&b->config);
+  xs_curl_api_unload (&b->curl);
   free (b);
 }
 
 static int
 s3_open (const char *url, const char *location, void **impl)
 {
-  struct s3_backend *b;
+  struct s3_backend *b = calloc (1, sizeof *b);
   char what[512];
 
-  pthread_once (&curl_once, curl_init_once);
-  if (curl_init_result != CURLE_OK) {
-    xs_error ("cannot open '%s': libcurl: %s", url,
-              curl_easy_strerror (curl_init_result));
-    return -1;
-  }
-  b = calloc (1, sizeof *b);
   if (b == NULL) {
     xs_error ("cannot open '%s': %m", url);
     return -1;
   }
   pthread_mutex_init (&b->lock, NULL);
   b->url = url;
-  if (xs_s3_config_parse (url, &b->config) == -1) {
-    pthread_mutex_destroy (&b->lock);
-    free (b);
+  if (xs_s3_config_parse (url, &b->config) == -1
+      || xs_curl_api_load (&b->curl) == -1) {
+    s3_close (b);
     return -1;
   }
   /* Ask once, so that a wrong endpoint, bucket or key is reported when
