@@ -23,7 +23,6 @@
 
 #include "backend.h"
 #include "error.h"
-#include "hash.h"
 
 #define TEMP_PREFIX ".tmp."
 #define TEMP_PREFIX_LEN 5
@@ -39,36 +38,20 @@ struct file_backend {
 static char *
 decode_url_path (const char *url, const char *path)
 {
-  char *out = malloc (strlen (path) + 1), *p = out;
+  size_t len = strcspn (path, "?#");
+  char *out;
 
-  if (out == NULL) {
-    xs_error ("cannot allocate path: %m");
+  if (path[len] != '\0') {
+    xs_error ("unsupported backend URL '%s': file URLs take no query "
+              "or fragment", url);
     return NULL;
   }
-  while (*path) {
-    if (*path == '%') {
-      int high = xs_hex_digit_value (path[1]);
-      int low = high < 0 ? -1 : xs_hex_digit_value (path[2]);
-
-      if (high < 0 || low < 0 || (high == 0 && low == 0)) {
-        xs_error ("unsupported backend URL '%s': bad %%-escape in the path",
-                  url);
-        free (out);
-        return NULL;
-      }
-      *p++ = (char) (high << 4 | low);
-      path += 3;
-    }
-    else if (*path == '?' || *path == '#') {
-      xs_error ("unsupported backend URL '%s': file URLs take no query "
-                "or fragment", url);
-      free (out);
-      return NULL;
-    }
-    else
-      *p++ = *path++;
-  }
-  *p = '\0';
+  out = xs_backend_url_decode (path, len);
+  if (out == NULL && errno == EINVAL)
+    xs_error ("unsupported backend URL '%s': bad %%-escape in the path",
+              url);
+  else if (out == NULL)
+    xs_error ("cannot allocate path: %m");
   return out;
 }
 

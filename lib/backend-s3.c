@@ -248,49 +248,47 @@ request_path (const struct s3_backend *b, const char *key)
 /* scheme://host/encoded-path?encoded-query, and the Host header value. */
 static int
 request_url (const struct s3_backend *b, const struct s3_request *req,
-             char **url, char **host)
+             const char *path, char **url, char **host)
 {
-  const struct xs_sigv4_param *p;
-  char *path = request_path (b, req->key), *encoded = NULL, *query = NULL;
+  char *encoded = xs_sigv4_uri_encode (path, 1), *query = NULL;
   size_t i, qlen = 0;
-  int r = -1;
 
-  if (path == NULL || (encoded = xs_sigv4_uri_encode (path, 1)) == NULL)
-    goto out;
+  if (encoded == NULL)
+    return -1;
   for (i = 0; i < req->nparams; i++)
     qlen += 3 * (strlen (req->params[i].name)
                  + strlen (req->params[i].value)) + 2;
   query = calloc (1, qlen + 1);
   if (query == NULL)
-    goto out;
+    goto oom;
   for (i = 0; i < req->nparams; i++) {
-    char *name, *value;
+    char *name = xs_sigv4_uri_encode (req->params[i].name, 0);
+    char *value = name ? xs_sigv4_uri_encode (req->params[i].value, 0) : NULL;
 
-    p = &req->params[i];
-    name = xs_sigv4_uri_encode (p->name, 0);
-    value = name ? xs_sigv4_uri_encode (p->value, 0) : NULL;
     if (value)
       sprintf (query + strlen (query), "%s%s=%s", i ? "&" : "", name, value);
     free (name);
     free (value);
     if (value == NULL)
-      goto out;
+      goto reported;
   }
-  if (b->config.virtual_host)
-    r = asprintf (host, "%s.%s", b->config.bucket, b->config.host);
-  else
-    r = asprintf (host, "%s", b->config.host);
-  if (r != -1
-      && (r = asprintf (url, "%s://%s%s%s%s", b->config.scheme, *host,
-                        encoded, query[0] ? "?" : "", query)) == -1)
+  if (asprintf (host, "%s%s%s", b->config.virtual_host ? b->config.bucket : "",
+                b->config.virtual_host ? "." : "", b->config.host) == -1)
+    goto oom;
+  if (asprintf (url, "%s://%s%s%s%s", b->config.scheme, *host, encoded,
+                query[0] ? "?" : "", query) == -1) {
     free (*host);
- out:
-  if (r == -1 && (path == NULL || query == NULL))
-    xs_error ("cannot build a request to %s: out of memory", b->url);
-  free (path);
+    goto oom;
+  }
   free (encoded);
   free (query);
-  return r == -1 ? -1 : 0;
+  return 0;
+ oom:
+  xs_error ("cannot build a request to %s: out of memory", b->url);
+ reported:
+  free (encoded);
+  free (query);
+  return -1;
 }
 
 /* Appends "Name: value" to the curl list and the header to sign. */
@@ -316,7 +314,8 @@ add_header (const struct xs_curl_api *api, struct curl_slist **list,
 /* The signed headers of one attempt, and libcurl's list of them. */
 static struct curl_slist *
 signed_header_list (const struct s3_backend *b, const struct s3_request *req,
-                    const char *host, const char *payload_hash)
+                    const char *path, const char *host,
+                    const char *payload_hash)
 {
   const struct xs_s3_config *c = &b->config;
   const struct xs_curl_api *api = &b->curl;
@@ -329,8 +328,8 @@ signed_header_list (const struct s3_backend *b, const struct s3_request *req,
     .method = req->method, .params = req->params, .nparams = req->nparams,
     .payload_sha256 = payload_hash, .region = c->region, .service = "s3",
     .access_key = c->access_key, .secret_key = c->secret_key, .when = now,
+    .path = path,
   };
-  char *path = request_path (b, req->key);
 
   xs_sigv4_amz_date (now, amz_date);
   if (c->session_token && strlen (c->session_token) > sizeof lines[3] - 32) {
@@ -338,8 +337,7 @@ signed_header_list (const struct s3_backend *b, const struct s3_request *req,
               "than %zu bytes", b->url, sizeof lines[3] - 32);
     goto fail_reported;
   }
-  if (path == NULL
-      || add_header (api, &list, h, &n, "host", host, lines[0], sizeof lines[0])
+  if (add_header (api, &list, h, &n, "host", host, lines[0], sizeof lines[0])
       || add_header (api, &list, h, &n, "x-amz-date", amz_date, lines[1],
                      sizeof lines[1])
       || add_header (api, &list, h, &n, "x-amz-content-sha256", payload_hash,
@@ -351,7 +349,6 @@ signed_header_list (const struct s3_backend *b, const struct s3_request *req,
           && add_header (api, &list, h, &n, "if-none-match", "*", lines[4],
                          sizeof lines[4])))
     goto fail;
-  sig.path = path;
   sig.headers = h;
   sig.nheaders = n;
   auth = xs_sigv4_authorization (&sig);
@@ -367,14 +364,12 @@ signed_header_list (const struct s3_backend *b, const struct s3_request *req,
   list = grown;
   free (auth_line);
   free (auth);
-  free (path);
   return list;
  fail:
   xs_error ("cannot build a request to %s: out of memory", b->url);
  fail_reported:
   free (auth_line);
   free (auth);
-  free (path);
   api->slist_free_all (list);
   return NULL;
 }
@@ -402,7 +397,7 @@ set_method (const struct xs_curl_api *api, CURL *curl,
  */
 static int
 attempt (struct s3_backend *b, struct s3_handle *h,
-         const struct s3_request *req,
+         const struct s3_request *req, const char *path,
          const char *payload_hash, struct s3_response *resp,
          char errbuf[CURL_ERROR_SIZE])
 {
@@ -413,9 +408,9 @@ attempt (struct s3_backend *b, struct s3_handle *h,
   char *url = NULL, *host = NULL;
   CURLcode rc;
 
-  if (request_url (b, req, &url, &host) == -1)
+  if (request_url (b, req, path, &url, &host) == -1)
     return -1;
-  headers = signed_header_list (b, req, host, payload_hash);
+  headers = signed_header_list (b, req, path, host, payload_hash);
   if (headers == NULL) {
     free (url);
     free (host);
@@ -500,20 +495,28 @@ perform (struct s3_backend *b, const struct s3_request *req,
          struct s3_response *resp, const char *what)
 {
   char payload_hash[XS_SHA256_HEX_LEN + 1], errbuf[CURL_ERROR_SIZE];
-  struct s3_handle *h = take_handle (b);
+  struct s3_handle *h;
+  char *path = request_path (b, req->key);
   unsigned retry;
   int rc = CURLE_OK;
 
   memset (resp, 0, sizeof *resp);
-  if (h == NULL)
+  if (path == NULL) {
+    xs_error ("%s: out of memory", what);
     return -1;
+  }
+  h = take_handle (b);
+  if (h == NULL) {
+    free (path);
+    return -1;
+  }
   if (req->body_len > 0)
     xs_sha256_hex (req->body, req->body_len, payload_hash);
   else
     strcpy (payload_hash, EMPTY_SHA256);
   for (retry = 0;; retry++) {
     response_reset (resp);
-    rc = attempt (b, h, req, payload_hash, resp, errbuf);
+    rc = attempt (b, h, req, path, payload_hash, resp, errbuf);
     if (rc == -1)
       break;
     if (rc == CURLE_OK && resp->status >= 300)
@@ -529,6 +532,7 @@ perform (struct s3_backend *b, const struct s3_request *req,
     sleep_before_retry (retry);
   }
   give_back_handle (b, h);
+  free (path);
   if (rc == CURLE_OK)
     return 0;
   if (rc != -1)

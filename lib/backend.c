@@ -11,6 +11,7 @@
 
 #include "backend.h"
 #include "error.h"
+#include "hash.h"
 
 struct xs_backend {
   const struct xs_backend_ops *ops;
@@ -103,6 +104,34 @@ report_unknown_scheme (const char *url, size_t scheme_len)
   xs_error ("unsupported backend URL '%s': unknown scheme '%.*s' "
             "(supported: file:///absolute/path, s3://bucket[/prefix])",
             url, (int) scheme_len, url);
+}
+
+char *
+xs_backend_url_decode (const char *text, size_t len)
+{
+  char *out = malloc (len + 1), *o = out;
+
+  if (out == NULL)
+    return NULL;
+  for (size_t i = 0; i < len; i++) {
+    int high, low;
+
+    if (text[i] != '%') {
+      *o++ = text[i];
+      continue;
+    }
+    high = i + 2 < len ? xs_hex_digit_value (text[i + 1]) : -1;
+    low = high < 0 ? -1 : xs_hex_digit_value (text[i + 2]);
+    if (high < 0 || low < 0 || (high | low) == 0) {
+      free (out);
+      errno = EINVAL;
+      return NULL;
+    }
+    *o++ = (char) (high << 4 | low);
+    i += 2;
+  }
+  *o = '\0';
+  return out;
 }
 
 static size_t

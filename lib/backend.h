@@ -155,6 +155,12 @@ extern int xs_backend_call_place (const char *key, size_t size,
                                   xs_backend_place_fn place, void *opaque,
                                   struct xs_backend_place *where);
 
+/* For implementations parsing their URLs: decode the %XX escapes (and
+ * nothing else) of the LEN bytes at TEXT into a malloc'd string.  NULL
+ * with errno EINVAL (a bad escape, or %00) or ENOMEM; nothing reported.
+ */
+extern char *xs_backend_url_decode (const char *text, size_t len);
+
 extern const struct xs_backend_ops xs_backend_file_ops;
 extern const struct xs_backend_ops xs_backend_s3_ops;
 

@@ -1,29 +1,24 @@
 /* xsnap: libcurl, loaded when needed (see curlapi.h). */
-#include <dlfcn.h>
 #include <string.h>
 
 #include "curlapi.h"
+#include "dlsym.h"
 #include "error.h"
-
-/* As in nbdapi.c: each name is looked up by the expression that types it. */
-#define XS_CURL_SYM(api, field, name)                                   \
-  ((api)->field = (__typeof__ (&name)) dlsym ((api)->dl, #name),         \
-   (api)->field != NULL)
 
 static int
 resolve (struct xs_curl_api *api)
 {
-  return XS_CURL_SYM (api, global_init, curl_global_init)
-    && XS_CURL_SYM (api, global_cleanup, curl_global_cleanup)
-    && XS_CURL_SYM (api, easy_init, curl_easy_init)
-    && XS_CURL_SYM (api, easy_cleanup, curl_easy_cleanup)
-    && XS_CURL_SYM (api, easy_reset, curl_easy_reset)
-    && XS_CURL_SYM (api, easy_setopt, curl_easy_setopt)
-    && XS_CURL_SYM (api, easy_perform, curl_easy_perform)
-    && XS_CURL_SYM (api, easy_getinfo, curl_easy_getinfo)
-    && XS_CURL_SYM (api, easy_strerror, curl_easy_strerror)
-    && XS_CURL_SYM (api, slist_append, curl_slist_append)
-    && XS_CURL_SYM (api, slist_free_all, curl_slist_free_all);
+  return XS_DLSYM (api, global_init, curl_global_init)
+    && XS_DLSYM (api, global_cleanup, curl_global_cleanup)
+    && XS_DLSYM (api, easy_init, curl_easy_init)
+    && XS_DLSYM (api, easy_cleanup, curl_easy_cleanup)
+    && XS_DLSYM (api, easy_reset, curl_easy_reset)
+    && XS_DLSYM (api, easy_setopt, curl_easy_setopt)
+    && XS_DLSYM (api, easy_perform, curl_easy_perform)
+    && XS_DLSYM (api, easy_getinfo, curl_easy_getinfo)
+    && XS_DLSYM (api, easy_strerror, curl_easy_strerror)
+    && XS_DLSYM (api, slist_append, curl_slist_append)
+    && XS_DLSYM (api, slist_free_all, curl_slist_free_all);
 }
 
 int

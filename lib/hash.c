@@ -143,17 +143,23 @@ xs_hash128_concat (const void *first, size_t first_len,
 }
 
 void
+xs_hex_encode (const void *bytes, size_t len, char *hex)
+{
+  static const char digits[] = "0123456789abcdef";
+  const unsigned char *b = bytes;
+
+  for (size_t i = 0; i < len; i++) {
+    hex[2 * i] = digits[b[i] >> 4];
+    hex[2 * i + 1] = digits[b[i] & 0xf];
+  }
+  hex[2 * len] = '\0';
+}
+
+void
 xs_hash128_to_hex (const struct xs_hash128 *h,
                    char hex[XS_HASH128_HEX_LEN + 1])
 {
-  static const char digits[] = "0123456789abcdef";
-  size_t i;
-
-  for (i = 0; i < sizeof h->bytes; i++) {
-    hex[2 * i] = digits[h->bytes[i] >> 4];
-    hex[2 * i + 1] = digits[h->bytes[i] & 0xf];
-  }
-  hex[XS_HASH128_HEX_LEN] = '\0';
+  xs_hex_encode (h->bytes, sizeof h->bytes, hex);
 }
 
 int

@@ -45,6 +45,9 @@ xs_hex_digit_value (char c)
   return -1;
 }
 
+/* LEN bytes as 2 * LEN lower-case hex digits and a NUL. */
+extern void xs_hex_encode (const void *bytes, size_t len, char *hex);
+
 /* Lower-case hex, NUL-terminated. */
 extern void xs_hash128_to_hex (const struct xs_hash128 *h,
                                char hex[XS_HASH128_HEX_LEN + 1]);

@@ -21,6 +21,7 @@
 #include "audit.h"
 #include "chunkcrypt.h"
 #include "error.h"
+#include "hash.h"
 #include "fileio.h"
 #include "keys.h"
 #include "names.h"
@@ -84,18 +85,6 @@ associated_data (const char *label, const char *account, const char *key_id,
   return aad;
 }
 
-static void
-to_hex (const unsigned char *bytes, size_t len, char *hex)
-{
-  static const char digits[] = "0123456789abcdef";
-
-  for (size_t i = 0; i < len; i++) {
-    hex[2 * i] = digits[bytes[i] >> 4];
-    hex[2 * i + 1] = digits[bytes[i] & 15];
-  }
-  hex[2 * len] = '\0';
-}
-
 static int
 hex_digit (char c)
 {
@@ -147,7 +136,7 @@ xs_key_wrap (const unsigned char *kek, const char *label,
     xs_error ("cannot wrap a key: out of memory");
     goto out;
   }
-  to_hex (blob, WRAPPED_LEN, *wrapped);
+  xs_hex_encode (blob, WRAPPED_LEN, *wrapped);
   r = 0;
  out:
   OPENSSL_cleanse (blob, sizeof blob);
@@ -224,7 +213,7 @@ xs_master_key_create (const char *path)
   }
   if (xs_crypt_random (key, sizeof key) == -1)
     goto out;
-  to_hex (key, sizeof key, hex);
+  xs_hex_encode (key, sizeof key, hex);
   strcat (hex, "\n");
   fd = open (tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
   if (fd == -1 || xs_full_pwrite (fd, hex, strlen (hex), 0) == -1

@@ -5,19 +5,11 @@
  * middle of a copy; RTLD_LOCAL keeps libnbd's symbols (and those of
  * gnutls and the rest it brings) out of the process's global namespace.
  */
-#include <dlfcn.h>
 #include <string.h>
 
+#include "dlsym.h"
 #include "error.h"
 #include "nbdapi.h"
-
-/* dlsym returns void *; the cast to a function pointer is what POSIX
- * promises works.  Every name is looked up by the same expression that
- * types it, so a table entry cannot get another function's type.
- */
-#define XS_NBD_SYM(api, field, name)                                    \
-  ((api)->field = (__typeof__ (&name)) dlsym ((api)->dl, #name),         \
-   (api)->field != NULL)
 
 int
 xs_nbd_api_load (struct xs_nbd_api *api)
@@ -33,25 +25,25 @@ xs_nbd_api_load (struct xs_nbd_api *api)
               why ? why : "unknown error");
     return -1;
   }
-  if (XS_NBD_SYM (api, create, nbd_create)
-      && XS_NBD_SYM (api, close, nbd_close)
-      && XS_NBD_SYM (api, connect_uri, nbd_connect_uri)
-      && XS_NBD_SYM (api, shutdown, nbd_shutdown)
-      && XS_NBD_SYM (api, poll, nbd_poll)
-      && XS_NBD_SYM (api, get_error, nbd_get_error)
-      && XS_NBD_SYM (api, get_size, nbd_get_size)
-      && XS_NBD_SYM (api, get_block_size, nbd_get_block_size)
-      && XS_NBD_SYM (api, is_read_only, nbd_is_read_only)
-      && XS_NBD_SYM (api, can_zero, nbd_can_zero)
-      && XS_NBD_SYM (api, can_flush, nbd_can_flush)
-      && XS_NBD_SYM (api, can_multi_conn, nbd_can_multi_conn)
-      && XS_NBD_SYM (api, can_meta_context, nbd_can_meta_context)
-      && XS_NBD_SYM (api, add_meta_context, nbd_add_meta_context)
-      && XS_NBD_SYM (api, block_status, nbd_block_status)
-      && XS_NBD_SYM (api, flush, nbd_flush)
-      && XS_NBD_SYM (api, aio_pread, nbd_aio_pread)
-      && XS_NBD_SYM (api, aio_pwrite, nbd_aio_pwrite)
-      && XS_NBD_SYM (api, aio_zero, nbd_aio_zero))
+  if (XS_DLSYM (api, create, nbd_create)
+      && XS_DLSYM (api, close, nbd_close)
+      && XS_DLSYM (api, connect_uri, nbd_connect_uri)
+      && XS_DLSYM (api, shutdown, nbd_shutdown)
+      && XS_DLSYM (api, poll, nbd_poll)
+      && XS_DLSYM (api, get_error, nbd_get_error)
+      && XS_DLSYM (api, get_size, nbd_get_size)
+      && XS_DLSYM (api, get_block_size, nbd_get_block_size)
+      && XS_DLSYM (api, is_read_only, nbd_is_read_only)
+      && XS_DLSYM (api, can_zero, nbd_can_zero)
+      && XS_DLSYM (api, can_flush, nbd_can_flush)
+      && XS_DLSYM (api, can_multi_conn, nbd_can_multi_conn)
+      && XS_DLSYM (api, can_meta_context, nbd_can_meta_context)
+      && XS_DLSYM (api, add_meta_context, nbd_add_meta_context)
+      && XS_DLSYM (api, block_status, nbd_block_status)
+      && XS_DLSYM (api, flush, nbd_flush)
+      && XS_DLSYM (api, aio_pread, nbd_aio_pread)
+      && XS_DLSYM (api, aio_pwrite, nbd_aio_pwrite)
+      && XS_DLSYM (api, aio_zero, nbd_aio_zero))
     return 0;
   why = dlerror ();
   xs_error ("cannot load libnbd (%s): %s", XS_NBD_LIBRARY,

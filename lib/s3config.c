@@ -9,7 +9,6 @@
 
 #include "backend.h"
 #include "error.h"
-#include "hash.h"
 #include "s3config.h"
 
 /* The query parameters a URL may carry, decoded (NULL when absent). */
@@ -27,36 +26,6 @@ env (const char *name)
   const char *value = getenv (name);
 
   return value && *value ? value : NULL;
-}
-
-/* Decode %XX escapes (and nothing else) of [text, text+len). */
-static char *
-percent_decode (const char *text, size_t len)
-{
-  char *out = malloc (len + 1), *o = out;
-  size_t i;
-
-  if (out == NULL)
-    return NULL;
-  for (i = 0; i < len; i++) {
-    int high, low;
-
-    if (text[i] != '%') {
-      *o++ = text[i];
-      continue;
-    }
-    high = i + 2 < len ? xs_hex_digit_value (text[i + 1]) : -1;
-    low = high < 0 ? -1 : xs_hex_digit_value (text[i + 2]);
-    if (high < 0 || low < 0 || (high | low) == 0) {
-      free (out);
-      errno = EINVAL;
-      return NULL;
-    }
-    *o++ = (char) (high << 4 | low);
-    i += 2;
-  }
-  *o = '\0';
-  return out;
 }
 
 static void
@@ -94,7 +63,7 @@ parse_query (const char *url, const char *query, struct url_options *o)
       return -1;
     }
     free (*slots[i]);
-    *slots[i] = percent_decode (eq + 1, amp - eq - 1);
+    *slots[i] = xs_backend_url_decode (eq + 1, amp - eq - 1);
     if (*slots[i] == NULL) {
       xs_error ("unsupported backend URL '%s': bad %%-escape in option "
                 "'%s'", url, names[i]);

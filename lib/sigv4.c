@@ -8,19 +8,8 @@
 #include <openssl/hmac.h>
 
 #include "error.h"
+#include "hash.h"
 #include "sigv4.h"
-
-static void
-to_hex (const unsigned char *bytes, size_t len, char *hex)
-{
-  static const char digits[] = "0123456789abcdef";
-
-  for (size_t i = 0; i < len; i++) {
-    hex[2 * i] = digits[bytes[i] >> 4];
-    hex[2 * i + 1] = digits[bytes[i] & 15];
-  }
-  hex[2 * len] = '\0';
-}
 
 void
 xs_sha256_hex (const void *data, size_t len, char hex[XS_SHA256_HEX_LEN + 1])
@@ -29,7 +18,7 @@ xs_sha256_hex (const void *data, size_t len, char hex[XS_SHA256_HEX_LEN + 1])
   unsigned int n = 0;
 
   EVP_Digest (data, len, digest, &n, EVP_sha256 (), NULL);
-  to_hex (digest, 32, hex);
+  xs_hex_encode (digest, 32, hex);
 }
 
 void
@@ -312,7 +301,7 @@ xs_sigv4_authorization (const struct xs_sigv4_request *req)
                         key);
   hmac (key, sizeof key, sts, mac);
   OPENSSL_cleanse (key, sizeof key);
-  to_hex (mac, 32, signature);
+  xs_hex_encode (mac, 32, signature);
   if (signed_headers.failed
       || asprintf (&out, "AWS4-HMAC-SHA256 Credential=%s/%s/%s/%s/"
                    "aws4_request, SignedHeaders=%s, Signature=%s",
