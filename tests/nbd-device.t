@@ -5,7 +5,7 @@
 
 modprobe nbd 2>/dev/null || true
 [ -b /dev/nbd0 ] || skip_all "no /dev/nbd0: the nbd kernel module is not available here"
-command -v nbd-client >/dev/null || skip_all "nbd-client is not installed"
+require_tool nbd-client
 [ "$(id -u)" = 0 ] || skip_all "attaching /dev/nbd needs root"
 dev=
 for d in /dev/nbd*; do
