@@ -10,6 +10,7 @@
 #include "audit.h"
 #include "error.h"
 #include "fileio.h"
+#include "keys.h"
 #include "names.h"
 #include "policy.h"
 
@@ -221,6 +222,39 @@ find_foreign_snapshot (struct xs_store *store, const struct xs_scope *scope,
   return 1;
 }
 
+/* Whether ACTION reads a snapshot's data (so an encrypted snapshot's key
+ * must be usable by the caller too).
+ */
+static bool
+reads_data (const char *action)
+{
+  static const char *const actions[] = {
+    "xsnap:ReadSnapshot", "xsnap:ExportSnapshot",
+    "xsnap:CreateVolumeFromSnapshot", "xsnap:ResetVolume",
+    "xsnap:CopySnapshot", "xsnap:CopySnapshotCrossAccount",
+    "xsnap:CopySnapshotCrossRegion",
+  };
+  size_t i;
+
+  for (i = 0; i < sizeof actions / sizeof actions[0]; i++)
+    if (strcmp (action, actions[i]) == 0)
+      return true;
+  return false;
+}
+
+static int
+check_key_use (struct xs_store *store, const char *caller,
+               const struct xs_snapshot *snap)
+{
+  char what[256];
+
+  if (snap->key_id == NULL || snap->key_id[0] == '\0')
+    return 0;
+  snprintf (what, sizeof what, "snapshot %s@%s (%s)", snap->volume_name,
+            snap->name, snap->id);
+  return xs_key_check_use (store, caller, snap->key_id, what, NULL);
+}
+
 int
 xs_access_find_snapshot (struct xs_store *store, const struct xs_scope *scope,
                          const char *spec, const char *action, bool quiet,
@@ -239,7 +273,9 @@ xs_access_find_snapshot (struct xs_store *store, const struct xs_scope *scope,
   }
   if (r == -1)
     return -1;
-  if (xs_access_snapshot (store, scope->account, action, snap) == -1) {
+  if (xs_access_snapshot (store, scope->account, action, snap) == -1
+      || (reads_data (action)
+          && check_key_use (store, scope->account, snap) == -1)) {
     xs_snapshot_clear (snap);
     return -1;
   }

@@ -237,6 +237,13 @@ static const char *const migrations[] = {
   "ALTER TABLE volumes ADD COLUMN key_id TEXT NOT NULL DEFAULT '';"
   "ALTER TABLE volumes ADD COLUMN data_key TEXT NOT NULL DEFAULT '';"
   "ALTER TABLE snapshots ADD COLUMN key_id TEXT NOT NULL DEFAULT '';",
+
+  /* 8: the key a copy encrypts under at its destination (a name or id
+   * of the destination account's key, as asked; '' for the default), so
+   * that a queued or resumed copy uses the key it was asked for.
+   */
+  "ALTER TABLE jobs ADD COLUMN dest_key TEXT NOT NULL DEFAULT '';"
+  "ALTER TABLE jobs ADD COLUMN encrypt INTEGER NOT NULL DEFAULT 0;",
 };
 
 #define LATEST_VERSION ((int) (sizeof migrations / sizeof migrations[0]))

@@ -15,6 +15,7 @@
 #include "error.h"
 #include "fileio.h"
 #include "job.h"
+#include "keys.h"
 #include "names.h"
 #include "policy.h"
 #include "repo.h"
@@ -32,12 +33,17 @@ struct copy_plan {
   char *name;
   char *origin;
   char *arn;                    /* the source, for the audit log */
+  /* Encryption at the destination. */
+  bool encrypted;               /* the copy is encrypted under DEST_KEY */
+  bool transcode;               /* ... under a data key of its own */
+  struct xs_key dest_key;
 };
 
 static void
 plan_clear (struct copy_plan *plan)
 {
   xs_snapshot_clear (&plan->source);
+  xs_key_clear (&plan->dest_key);
   free (plan->name);
   free (plan->origin);
   free (plan->arn);
@@ -258,6 +264,50 @@ check_name_free (struct xs_store *store, const struct copy_plan *plan)
   return r == 1 ? 0 : -1;
 }
 
+/* The key of the copy (see copy.h): sets PLAN->encrypted, ->transcode
+ * and ->dest_key.
+ */
+static int
+choose_key (struct xs_store *store, const struct xs_scope *scope,
+            const struct xs_copy_options *o, struct copy_plan *plan)
+{
+  const struct xs_snapshot *src = &plan->source;
+  bool encrypted_source = src->key_id[0] != '\0';
+  const char *dest = plan->dest.account;
+  char what[256];
+  int r;
+
+  if (!encrypted_source && o->key == NULL && !o->encrypt)
+    return 0;
+  if (o->key)
+    r = xs_key_find (store, dest, o->key, false, &plan->dest_key);
+  else {
+    r = encrypted_source
+      ? xs_key_lookup_id (store, src->key_id, &plan->dest_key) : 1;
+    if (r == 0 && strcmp (plan->dest_key.account, dest) != 0) {
+      xs_key_clear (&plan->dest_key);
+      r = 1;
+    }
+    if (r == 1)
+      r = xs_key_default (store, dest, &plan->dest_key);
+  }
+  if (r != 0)
+    return -1;
+  /* Encrypting under a custom key of an account is using that key. */
+  snprintf (what, sizeof what, "snapshot %s@%s", src->volume_name,
+            src->name);
+  if (!plan->dest_key.is_default && strcmp (dest, scope->account) != 0
+      && xs_key_check_use (store, scope->account, plan->dest_key.id, what,
+                           NULL) == -1)
+    return -1;
+  if (xs_key_check_enabled (&plan->dest_key) == -1)
+    return -1;
+  plan->encrypted = true;
+  plan->transcode = !encrypted_source || plan->cross_account
+    || plan->cross_region || strcmp (plan->dest_key.id, src->key_id) != 0;
+  return 0;
+}
+
 static int
 make_plan (struct xs_store *store, const struct xs_scope *scope,
            const char *spec, const struct xs_copy_options *o,
@@ -275,15 +325,6 @@ make_plan (struct xs_store *store, const struct xs_scope *scope,
                                &plan->source);
   if (r != 0)
     return -1;
-  /* Re-encryption under the destination's key is not built yet; copying
-   * the ciphertext as it is would leave it under a key the destination
-   * does not hold.
-   */
-  if (plan->source.key_id[0] != '\0') {
-    xs_error ("cannot copy snapshot %s@%s: encrypted snapshots cannot be "
-              "copied yet", plan->source.volume_name, plan->source.name);
-    return -1;
-  }
   plan->dest.region = (char *) (o->to_region ? o->to_region
                                              : plan->source.region);
   plan->cross_region = strcmp (plan->dest.region, plan->source.region) != 0;
@@ -310,7 +351,8 @@ make_plan (struct xs_store *store, const struct xs_scope *scope,
   }
   if (check_destination_account (store, scope, plan) == -1
       || check_regions (store, plan) == -1 || check_size (store, plan) == -1
-      || choose_name (o, plan) == -1 || check_name_free (store, plan) == -1)
+      || choose_name (o, plan) == -1 || check_name_free (store, plan) == -1
+      || choose_key (store, scope, o, plan) == -1)
     return -1;
   return 0;
 }
@@ -345,13 +387,34 @@ distinct_chunks (const struct xs_manifest *m, size_t *n)
   return ids;
 }
 
+/* What an earlier copy tells about chunk names: the source chunk SOURCE
+ * is chunk DEST at the destination (under the same data keys).
+ */
+struct id_pair {
+  struct xs_hash128 source, dest;
+};
+
 /* The transfer: workers take chunks by index. */
 struct transfer {
   struct xs_repo *from, *to;
   const struct xs_hash128 *ids;
   size_t n;
-  uint8_t *present;             /* per id: seen in the destination's listing */
+  /* The chunks whose presence at the destination matters, sorted: IDS
+   * themselves, or for a transcoding copy the destination names KNOWN
+   * gives.
+   */
+  const struct xs_hash128 *wanted;
+  size_t nwanted;
+  uint8_t *present;             /* per wanted: seen in the listing */
   bool listed;                  /* the listing was whole: unseen is absent */
+  /* Transcoding: decode under SOURCE_KEY (NULL: unencrypted), encode
+   * under DEST_KEY; DEST_IDS[i] receives the name of IDS[i] there.
+   */
+  bool transcode;
+  const struct xs_data_key *source_key, *dest_key;
+  struct xs_hash128 *dest_ids;
+  const struct id_pair *known;  /* sorted by source */
+  size_t nknown;
   uint32_t block_size;
   size_t next;                  /* atomic */
   uint64_t done, sent_chunks, sent_bytes;   /* atomic */
@@ -407,11 +470,11 @@ static int
 mark_present (const struct xs_hash128 *id, void *opaque)
 {
   struct presence *p = opaque;
-  const struct xs_hash128 *found = bsearch (id, p->t->ids, p->t->n,
+  const struct xs_hash128 *found = bsearch (id, p->t->wanted, p->t->nwanted,
                                             sizeof *id, compare_ids);
 
   if (found)
-    p->t->present[found - p->t->ids] = 1;
+    p->t->present[found - p->t->wanted] = 1;
   return ++p->seen > p->limit ? 1 : 0;
 }
 
@@ -421,9 +484,9 @@ list_destination (struct transfer *t)
   struct presence p = { .t = t, .limit = 16 * t->n + 100000 };
   int r;
 
-  if (!xs_repo_is_remote (t->to) || t->n == 0)
+  if (!xs_repo_is_remote (t->to) || t->nwanted == 0)
     return 0;
-  t->present = calloc (t->n, 1);
+  t->present = calloc (t->nwanted, 1);
   if (t->present == NULL) {
     xs_error ("cannot copy: %m");
     return -1;
@@ -437,6 +500,72 @@ list_destination (struct transfer *t)
   return 0;
 }
 
+/* Whether the destination has chunk ID, one of the wanted: 1, 0, -1. */
+static int
+destination_has (struct transfer *t, const struct xs_hash128 *id)
+{
+  const struct xs_hash128 *found;
+
+  if (t->present) {
+    found = bsearch (id, t->wanted, t->nwanted, sizeof *id, compare_ids);
+    if (found && t->present[found - t->wanted])
+      return 1;
+  }
+  return t->listed ? 0 : xs_repo_has_chunk (t->to, id);
+}
+
+static void
+count_sent (struct transfer *t, size_t len)
+{
+  __atomic_add_fetch (&t->sent_chunks, 1, __ATOMIC_RELAXED);
+  __atomic_add_fetch (&t->sent_bytes, len, __ATOMIC_RELAXED);
+}
+
+/* Re-encrypt chunk I for the destination, unless an earlier copy names
+ * it there and it is there.  SOURCE and DEST are codecs under the two
+ * keys.
+ */
+static int
+transcode_chunk (struct transfer *t, struct xs_chunk_codec *source,
+                 struct xs_chunk_codec *dest, void *plain, size_t i)
+{
+  const struct id_pair *known = bsearch (&t->ids[i], t->known, t->nknown,
+                                         sizeof *known, compare_ids);
+  void *stored = NULL, *sealed = NULL;
+  size_t len, sealed_len;
+  ssize_t plain_len;
+  int r;
+
+  if (known) {
+    r = destination_has (t, &known->dest);
+    if (r == -1)
+      return -1;
+    t->dest_ids[i] = known->dest;
+    if (r == 1)
+      return 0;
+  }
+  r = xs_repo_get_chunk_raw (t->from, &t->ids[i], &stored, &len);
+  if (r == 1)
+    xs_error ("cannot copy a chunk: it is missing from the source");
+  if (r != 0)
+    return -1;
+  plain_len = xs_chunk_decode (source, stored, len, &t->ids[i], plain,
+                               t->block_size);
+  free (stored);
+  if (plain_len < 0
+      || xs_chunk_encode (dest, plain, (size_t) plain_len, &t->dest_ids[i],
+                          &sealed, &sealed_len) == -1)
+    return -1;
+  throttle (t, sealed_len);
+  r = xs_repo_put_chunk (t->to, &t->dest_ids[i], sealed, sealed_len, false);
+  free (sealed);
+  if (r == -1)
+    return -1;
+  if (r == 1)
+    count_sent (t, sealed_len);
+  return 0;
+}
+
 /* Copy chunk I if the destination lacks it, verified on the way. */
 static int
 copy_chunk (struct transfer *t, struct xs_chunk_codec *codec, void *plain,
@@ -447,13 +576,9 @@ copy_chunk (struct transfer *t, struct xs_chunk_codec *codec, void *plain,
   size_t len;
   int r;
 
-  if (t->present && t->present[i])
-    return 0;
-  if (!t->listed) {
-    r = xs_repo_has_chunk (t->to, id);
-    if (r != 0)
-      return r == 1 ? 0 : -1;
-  }
+  r = destination_has (t, id);
+  if (r != 0)
+    return r == 1 ? 0 : -1;
   r = xs_repo_get_chunk_raw (t->from, id, &stored, &len);
   if (r == 1)
     xs_error ("cannot copy a chunk: it is missing from the source");
@@ -465,8 +590,7 @@ copy_chunk (struct transfer *t, struct xs_chunk_codec *codec, void *plain,
     free (stored);
     return -1;
   }
-  __atomic_add_fetch (&t->sent_chunks, 1, __ATOMIC_RELAXED);
-  __atomic_add_fetch (&t->sent_bytes, len, __ATOMIC_RELAXED);
+  count_sent (t, len);
   free (stored);
   return 0;
 }
@@ -476,12 +600,16 @@ transfer_worker (void *opaque)
 {
   struct transfer *t = opaque;
   struct xs_chunk_codec *codec = xs_chunk_codec_new (1);
+  struct xs_chunk_codec *dest = xs_chunk_codec_new (1);
   void *plain = malloc (t->block_size);
   char why[512] = "";
   size_t i;
+  int r;
 
   xs_error_capture_begin (why, sizeof why);
-  if (codec == NULL || plain == NULL) {
+  if (codec == NULL || dest == NULL || plain == NULL
+      || xs_chunk_codec_set_key (codec, t->source_key) == -1
+      || xs_chunk_codec_set_key (dest, t->dest_key) == -1) {
     if (plain == NULL)
       xs_error ("cannot copy chunks: %m");
     transfer_fail (t, why);
@@ -490,13 +618,16 @@ transfer_worker (void *opaque)
     i = __atomic_fetch_add (&t->next, 1, __ATOMIC_RELAXED);
     if (i >= t->n)
       break;
-    if (copy_chunk (t, codec, plain, i) == -1)
+    r = t->transcode ? transcode_chunk (t, codec, dest, plain, i)
+      : copy_chunk (t, codec, plain, i);
+    if (r == -1)
       transfer_fail (t, why);
     __atomic_add_fetch (&t->done, 1, __ATOMIC_RELAXED);
   }
   xs_error_capture_end ();
   free (plain);
   xs_chunk_codec_free (codec);
+  xs_chunk_codec_free (dest);
   return NULL;
 }
 
@@ -580,6 +711,186 @@ write_manifest (struct xs_repo *repo, const struct xs_manifest *m)
   return r == -1 ? -1 : 0;
 }
 
+/* How a transcoding copy names and seals chunks at the destination. */
+struct dest_crypt {
+  char *wrapped;                /* its data key, wrapped by the plan's key */
+  struct xs_data_key *dk;
+  struct id_pair *known;        /* from the last copy, sorted by source */
+  size_t nknown;
+  struct xs_hash128 *known_dests;   /* their destination names, sorted */
+  size_t ndests;
+};
+
+static void
+dest_crypt_clear (struct dest_crypt *dc)
+{
+  free (dc->wrapped);
+  xs_data_key_free (dc->dk);
+  free (dc->known);
+  free (dc->known_dests);
+}
+
+/* The last copy of the source's volume to the destination under the
+ * plan's key whose source still exists: 0 with the two ids, 1 none, -1.
+ */
+static int
+find_previous_copy (struct xs_store *store, const struct copy_plan *plan,
+                    char *source_id, char *dest_id)
+{
+  struct xs_catalog *cat = xs_store_catalog (store);
+  sqlite3_stmt *stmt;
+  int r = -1;
+
+  xs_catalog_lock (cat);
+  stmt = xs_catalog_prepare_bind
+    (cat, "look up earlier copies",
+     "SELECT d.id, s.id FROM snapshots d JOIN snapshots s"
+     "  ON d.origin = 'copiedFrom:' || s.account || ':' || s.region || ':'"
+     "                || s.id"
+     " WHERE d.account = ? AND d.region = ? AND d.key_id = ?"
+     "   AND d.status = 'available' AND s.volume_id = ?"
+     "   AND s.status = 'available' AND s.block_size = ?"
+     " ORDER BY d.created_ns DESC LIMIT 1", "ssssi",
+     plan->dest.account, plan->dest.region, plan->dest_key.id,
+     plan->source.volume_id, (int64_t) plan->source.block_size);
+  if (stmt) {
+    switch (sqlite3_step (stmt)) {
+    case SQLITE_ROW:
+      snprintf (dest_id, XS_ID_MAX, "%s", sqlite3_column_text (stmt, 0));
+      snprintf (source_id, XS_ID_MAX, "%s", sqlite3_column_text (stmt, 1));
+      r = 0;
+      break;
+    case SQLITE_DONE: r = 1; break;
+    default: xs_catalog_report (cat, "look up earlier copies");
+    }
+    sqlite3_finalize (stmt);
+  }
+  xs_catalog_unlock (cat);
+  return r;
+}
+
+static int
+compare_pairs (const void *a, const void *b)
+{
+  return memcmp (a, b, sizeof (struct xs_hash128));
+}
+
+/* What the pair (SOURCE, DEST) of an earlier copy says: for every block,
+ * the source's chunk is the destination's.
+ */
+static int
+learn_names (const struct xs_manifest *source, const struct xs_manifest *dest,
+             struct dest_crypt *dc)
+{
+  static const struct xs_hash128 zero;
+  uint64_t n = source->nblocks < dest->nblocks ? source->nblocks
+    : dest->nblocks, b;
+  size_t count = 0, i, out;
+
+  dc->known = malloc ((n ? n : 1) * sizeof *dc->known);
+  dc->known_dests = malloc ((n ? n : 1) * sizeof *dc->known_dests);
+  if (dc->known == NULL || dc->known_dests == NULL) {
+    xs_error ("cannot copy: %m");
+    return -1;
+  }
+  for (b = 0; b < n; b++)
+    if (memcmp (&source->entries[b], &zero, sizeof zero) != 0) {
+      dc->known[count].source = source->entries[b];
+      dc->known[count++].dest = dest->entries[b];
+    }
+  qsort (dc->known, count, sizeof *dc->known, compare_pairs);
+  for (i = out = 0; i < count; i++)
+    if (out == 0 || memcmp (&dc->known[i].source, &dc->known[out - 1].source,
+                            sizeof (struct xs_hash128)) != 0)
+      dc->known[out++] = dc->known[i];
+  dc->nknown = out;
+  for (i = 0; i < out; i++)
+    dc->known_dests[i] = dc->known[i].dest;
+  qsort (dc->known_dests, out, sizeof *dc->known_dests, compare_ids);
+  for (i = count = 0; i < out; i++)
+    if (count == 0 || memcmp (&dc->known_dests[i],
+                              &dc->known_dests[count - 1],
+                              sizeof (struct xs_hash128)) != 0)
+      dc->known_dests[count++] = dc->known_dests[i];
+  dc->ndests = count;
+  return 0;
+}
+
+/* The data key of a transcoding copy of SOURCE: the last copy's, if
+ * there is one of the same source lineage (its chunks are then named as
+ * this copy's will be), else a new one.
+ */
+static int
+prepare_transcode (struct xs_store *store, const struct copy_plan *plan,
+                   const struct xs_manifest *source, struct dest_crypt *dc)
+{
+  char source_id[XS_ID_MAX], dest_id[XS_ID_MAX];
+  struct xs_manifest *before = NULL, *after = NULL;
+  int r;
+
+  r = find_previous_copy (store, plan, source_id, dest_id);
+  if (r == 0) {
+    before = xs_snapshot_load_manifest (store, plan->source.account,
+                                        plan->source.region, source_id);
+    after = before ? xs_snapshot_load_manifest (store, plan->dest.account,
+                                                plan->dest.region, dest_id)
+      : NULL;
+    if (after == NULL)
+      r = -1;
+    /* Names carry over only between chunks under the same keys. */
+    else if (strcmp (before->data_key, source->data_key) != 0
+             || !xs_manifest_is_encrypted (after))
+      r = 1;
+  }
+  if (r == 0) {
+    xs_debug ("copy: %s was copied to %s before: reusing its data key",
+              source_id, dest_id);
+    dc->wrapped = strdup (after->data_key);
+    dc->dk = dc->wrapped ? xs_data_key_dup (after->dk) : NULL;
+    if (dc->wrapped == NULL)
+      xs_error ("cannot copy: %m");
+    r = dc->dk && learn_names (before, after, dc) == 0 ? 0 : -1;
+  }
+  else if (r == 1) {
+    r = xs_key_new_data_key (store, &plan->dest_key, &dc->wrapped);
+    if (r == 0) {
+      dc->dk = xs_key_open_data_key (store, plan->dest_key.account,
+                                     plan->dest_key.id, dc->wrapped);
+      r = dc->dk ? 0 : -1;
+    }
+  }
+  xs_manifest_free (before);
+  xs_manifest_free (after);
+  return r;
+}
+
+/* Name the copy's blocks as the transfer stored them, under its key. */
+static int
+rename_entries (struct xs_manifest *copy, const struct transfer *t,
+                const struct copy_plan *plan, const struct dest_crypt *dc)
+{
+  static const struct xs_hash128 zero;
+  const struct xs_hash128 *found;
+  uint64_t b;
+
+  for (b = 0; b < copy->nblocks; b++) {
+    if (memcmp (&copy->entries[b], &zero, sizeof zero) == 0)
+      continue;
+    found = bsearch (&copy->entries[b], t->ids, t->n, sizeof *found,
+                     compare_ids);
+    if (found == NULL) {
+      xs_error ("cannot copy snapshot %s: block %" PRIu64 " lost its chunk",
+                copy->snapshot_id, b);
+      return -1;
+    }
+    copy->entries[b] = t->dest_ids[found - t->ids];
+  }
+  xs_manifest_seal (copy);
+  return xs_manifest_set_encryption (copy, plan->dest_key.id,
+                                     plan->dest_key.account, dc->wrapped,
+                                     dc->dk);
+}
+
 /* Chunks, then the manifest, then the row (invariant 3). */
 static int
 copy_data (struct xs_store *store, struct copy_plan *plan,
@@ -588,6 +899,7 @@ copy_data (struct xs_store *store, struct copy_plan *plan,
 {
   struct transfer t = { .bandwidth = o->bandwidth,
                         .rate_lock = PTHREAD_MUTEX_INITIALIZER };
+  struct dest_crypt dc = { NULL, NULL, NULL, 0, NULL, 0 };
   struct xs_manifest *m, *copy = NULL;
   struct xs_hash128 *ids = NULL;
   char id[XS_ID_MAX];
@@ -603,8 +915,27 @@ copy_data (struct xs_store *store, struct copy_plan *plan,
   if (m == NULL || t.from == NULL || t.to == NULL
       || (ids = distinct_chunks (m, &t.n)) == NULL)
     goto out;
-  t.ids = ids;
+  t.ids = t.wanted = ids;
+  t.nwanted = t.n;
   t.block_size = m->block_size;
+  t.source_key = m->dk;
+  if (plan->transcode) {
+    if (prepare_transcode (store, plan, m, &dc) == -1)
+      goto out;
+    t.transcode = true;
+    t.dest_key = dc.dk;
+    t.known = dc.known;
+    t.nknown = dc.nknown;
+    t.wanted = dc.known_dests;
+    t.nwanted = dc.ndests;
+    t.dest_ids = calloc (t.n ? t.n : 1, sizeof *t.dest_ids);
+    if (t.dest_ids == NULL) {
+      xs_error ("cannot copy snapshot %s: %m", plan->source.id);
+      goto out;
+    }
+  }
+  else
+    t.dest_key = m->dk;
   report->chunks = t.n;
   if (list_destination (&t) == -1
       || run_transfer (store, &t, threads, job_id, o) == -1
@@ -613,7 +944,9 @@ copy_data (struct xs_store *store, struct copy_plan *plan,
   report->chunks_sent = t.sent_chunks;
   report->bytes_sent = t.sent_bytes;
   copy = destination_manifest (m, plan, id, sizeof id);
-  if (copy == NULL || write_manifest (t.to, copy) == -1)
+  if (copy == NULL
+      || (plan->transcode && rename_entries (copy, &t, plan, &dc) == -1)
+      || write_manifest (t.to, copy) == -1)
     goto out;
   r = xs_snapshot_record_arrived (store, &plan->dest, copy, "copy",
                                   plan->origin,
@@ -622,6 +955,8 @@ copy_data (struct xs_store *store, struct copy_plan *plan,
  out:
   free (ids);
   free (t.present);
+  free (t.dest_ids);
+  dest_crypt_clear (&dc);
   xs_manifest_free (m);
   xs_manifest_free (copy);
   xs_repo_close (t.from);
@@ -642,7 +977,8 @@ start_job (struct xs_store *store, const struct xs_scope *scope,
     .dest_account = plan->dest.account, .dest_region = plan->dest.region,
     .dest_snapshot = (char *) "", .total_bytes = plan->source.size,
     .name = plan->name, .description = (char *) o->description,
-    .bandwidth = o->bandwidth,
+    .bandwidth = o->bandwidth, .dest_key = (char *) o->key,
+    .encrypt = o->encrypt,
   };
   int64_t limit;
   int r;
@@ -737,6 +1073,8 @@ xs_copy_resume (struct xs_store *store, const struct xs_scope *scope,
   o.name = job.name[0] ? job.name : NULL;
   o.description = job.description;
   o.bandwidth = job.bandwidth;
+  o.key = job.dest_key[0] ? job.dest_key : NULL;
+  o.encrypt = job.encrypt;
   snprintf (report->job_id, sizeof report->job_id, "%s", job.id);
   if (make_plan (store, &actor, job.source_snapshot, &o, &plan) == -1
       || setting_int (store, "copy.max_cross_region_jobs",

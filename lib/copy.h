@@ -18,6 +18,19 @@
  *  - names are at most 60 characters; a cross-region copy is called
  *    copy_<source-region>_<source-name> unless named.
  *
+ * Encryption (the seeds' rules, and beyond them): a copy of an encrypted
+ * snapshot is always encrypted, under KEY of the destination account, by
+ * default the source's own key when the destination account owns it and
+ * else the destination account's default key.  A custom key of another
+ * account than the caller's must be granted to the caller.  The copy is
+ * re-encrypted under a data key of its own (chunks decrypted, renamed and
+ * sealed again) unless it stays in the same account and region under the
+ * same key, where it shares the source's chunks.  A copy of an
+ * unencrypted snapshot is encrypted when KEY or ENCRYPT asks.  Later
+ * copies of the same volume to the same place under the same key reuse
+ * the data key of the last copy and only re-encrypt the chunks that
+ * copy did not have: incremental copies stay incremental.
+ *
  * The destination gets a complete snapshot of its own (invariant 2): the
  * chunks its namespace lacks are copied first, verified, in parallel;
  * then the manifest (new id, logically full); then the catalog row, with
@@ -42,6 +55,9 @@ struct xs_copy_options {
   const char *to_region;        /* NULL: the source's */
   const char *name;             /* NULL: the default */
   const char *description;      /* NULL: none */
+  const char *key;              /* the destination account's key to encrypt
+                                   under (name or id); NULL: see below */
+  bool encrypt;                 /* encrypt an unencrypted source's copy */
   unsigned threads;             /* parallel transfers; 0: 4 */
   uint64_t bandwidth;           /* bytes per second; 0: no limit */
   bool queue;                   /* wait for a cross-region slot */

@@ -16,7 +16,7 @@
   "id, kind, actor, source_account, source_region, source_snapshot,"   \
   " dest_account, dest_region, dest_snapshot, status, error,"          \
   " total_bytes, done_bytes, sent_bytes, created_ns, updated_ns, name,"  \
-  " description, bandwidth"
+  " description, bandwidth, dest_key, encrypt"
 
 void
 xs_job_clear (struct xs_job *job)
@@ -28,6 +28,7 @@ xs_job_clear (struct xs_job *job)
   free (job->source_snapshot);
   free (job->dest_account);
   free (job->dest_region);
+  free (job->dest_key);
   free (job->dest_snapshot);
   free (job->status);
   free (job->error);
@@ -148,9 +149,10 @@ xs_job_start (struct xs_store *store, struct xs_job *job, bool cross_region,
                       " source_region, source_snapshot, dest_account,"
                       " dest_region, dest_snapshot, name, description,"
                       " bandwidth, status, total_bytes, created_ns,"
-                      " updated_ns, owner_pid)"
+                      " updated_ns, owner_pid, dest_key, encrypt)"
                       " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?,"
-                      " ?, ?)", "sssssssssssisiiii", job->id, job->kind,
+                      " ?, ?, ?, ?)", "sssssssssssisiiiisi", job->id,
+                      job->kind,
                       job->actor, job->source_account, job->source_region,
                       job->source_snapshot, job->dest_account,
                       job->dest_region, job->dest_snapshot,
@@ -159,7 +161,9 @@ xs_job_start (struct xs_store *store, struct xs_job *job, bool cross_region,
                       (int64_t) job->bandwidth,
                       busy ? "queued" : "running",
                       (int64_t) job->total_bytes, now, now,
-                      (int64_t) (busy ? 0 : getpid ())) == -1)
+                      (int64_t) (busy ? 0 : getpid ()),
+                      job->dest_key ? job->dest_key : "",
+                      (int64_t) job->encrypt) == -1)
     goto rollback;
   r = xs_catalog_commit (cat);
   if (r == 0) {
@@ -282,6 +286,8 @@ row_to_job (sqlite3_stmt *stmt, struct xs_job *job)
   job->name = xs_catalog_column_dup (stmt, 16, &failed);
   job->description = xs_catalog_column_dup (stmt, 17, &failed);
   job->bandwidth = (uint64_t) sqlite3_column_int64 (stmt, 18);
+  job->dest_key = xs_catalog_column_dup (stmt, 19, &failed);
+  job->encrypt = sqlite3_column_int (stmt, 20) != 0;
   if (failed) {
     xs_error ("cannot read job %s: %m", job->id);
     xs_job_clear (job);

@@ -25,6 +25,8 @@ struct xs_job {
   char *dest_account, *dest_region, *dest_snapshot;
   char *name, *description;     /* of the copy */
   uint64_t bandwidth;           /* bytes per second, 0: no limit */
+  char *dest_key;               /* the copy's key at the destination, or "" */
+  bool encrypt;                 /* encrypt an unencrypted source */
   char *status;                 /* queued, running, done, failed */
   char *error;                  /* why it failed, or "" */
   uint64_t total_bytes;         /* stored bytes the source references */

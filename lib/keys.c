@@ -399,6 +399,57 @@ xs_key_check_enabled (const struct xs_key *key)
   return -1;
 }
 
+/* 1 if KEY is granted to ACCOUNT, 0 if not, -1. */
+static int
+is_granted (struct xs_store *store, const struct xs_key *key,
+            const char *account)
+{
+  struct xs_catalog *cat = xs_store_catalog (store);
+  int64_t count;
+  int r;
+
+  xs_catalog_lock (cat);
+  r = xs_catalog_query_int (cat, "look up a key grant", &count,
+                            "SELECT count(*) FROM key_grants"
+                            " WHERE key_id = ? AND grantee = ?", "ss",
+                            key->id, account);
+  xs_catalog_unlock (cat);
+  return r == -1 ? -1 : count > 0;
+}
+
+int
+xs_key_check_use (struct xs_store *store, const char *account,
+                  const char *key_id, const char *what, struct xs_key *out)
+{
+  struct xs_key key;
+  int r;
+
+  r = xs_key_lookup_id (store, key_id, &key);
+  if (r == 1)
+    xs_error ("cannot read %s: it is encrypted under key %s, which this "
+              "store does not hold (import it with 'xsnap key import')",
+              what, key_id);
+  if (r != 0)
+    return -1;
+  r = strcmp (key.account, account) == 0 ? 1
+    : is_granted (store, &key, account);
+  if (r == 0)
+    xs_error ("cannot read %s: it is encrypted under key '%s' of account "
+              "'%s', which is not granted to account '%s' (the owner can "
+              "run: xsnap key grant %s --to %s)", what, key.name,
+              key.account, account, key.name, account);
+  if (r == 1 && !key.enabled) {
+    xs_error ("cannot read %s: key '%s' of account '%s' is disabled", what,
+              key.name, key.account);
+    r = 0;
+  }
+  if (r == 1 && out)
+    *out = key;
+  else
+    xs_key_clear (&key);
+  return r == 1 ? 0 : -1;
+}
+
 /* The wrapped material of key ID (malloc'd), or NULL with an error. */
 static char *
 wrapped_of (struct xs_store *store, const char *id)

@@ -105,6 +105,16 @@ extern int xs_key_list (struct xs_store *store, const char *account,
 /* "key 'NAME' of account 'ACCOUNT' is disabled" if KEY is, else 0. */
 extern int xs_key_check_enabled (const struct xs_key *key);
 
+/* May ACCOUNT use key KEY_ID to read WHAT ("snapshot db@s1")?  Yes if
+ * the key is enabled and ACCOUNT owns it or was granted it (the seeds'
+ * rule: a snapshot shared under a custom key is of use to the sharee only
+ * once the key is shared too).  0, or -1 with a message saying which key
+ * and what to do.  If OUT is not NULL it receives the key.
+ */
+extern int xs_key_check_use (struct xs_store *store, const char *account,
+                             const char *key_id, const char *what,
+                             struct xs_key *out);
+
 /* A fresh data key wrapped by KEY (which must be enabled): *WRAPPED is
  * a malloc'd hex string.
  */

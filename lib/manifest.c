@@ -11,6 +11,10 @@
  * wraps its data key and ends with an HMAC-SHA256 under a key derived
  * from the data key; the parser checks everything else, and the MAC is
  * checked once the data key is unwrapped (xs_manifest_authenticate).
+ * The MAC covers what the snapshot is (id, root hash, key fields), not
+ * its descriptive metadata (names, account, region), so a raw stream's
+ * receiver, which renames what it receives and has no key, can keep the
+ * sender's MAC.
  */
 #include <inttypes.h>
 #include <stdbool.h>
@@ -419,7 +423,7 @@ xs_manifest_serialize (const struct xs_manifest *m, void **data, size_t *len)
               "%" PRIu64 " blocks", m->snapshot_id, m->nblocks, nblocks);
     return -1;
   }
-  if (encrypted && m->dk == NULL) {
+  if (encrypted && m->dk == NULL && !m->has_mac) {
     xs_error ("cannot serialize manifest %s: its data key is not open",
               m->snapshot_id);
     return -1;
@@ -453,7 +457,12 @@ xs_manifest_serialize (const struct xs_manifest *m, void **data, size_t *len)
   xs_put_le64 (p, xs_hash64 (out, p - out));
   total = p + 8 - out;
   if (encrypted) {
-    if (xs_data_key_manifest_mac (m->dk, out, total, out + total) == -1) {
+    struct xs_manifest sealed = *m;
+
+    sealed.root = root;
+    if (m->dk == NULL)
+      memcpy (out + total, m->mac, XS_MANIFEST_MAC_LEN);
+    else if (xs_manifest_compute_mac (&sealed, m->dk, out + total) == -1) {
       free (out);
       return -1;
     }
@@ -827,6 +836,8 @@ xs_manifest_parse (const void *data, size_t len, const char *what)
     xs_error ("manifest %s: root hash mismatch", ps.what);
     goto fail;
   }
+  if (ps.encrypted)
+    xs_manifest_set_mac (m, ps.data + len);
   return m;
 
  fail:
@@ -834,24 +845,76 @@ xs_manifest_parse (const void *data, size_t len, const char *what)
   return NULL;
 }
 
+/* The bytes a MAC covers: a label, then the id, root and key fields. */
+static char *
+mac_input (const struct xs_manifest *m, size_t *len)
+{
+  static const char label[] = "xsnap manifest 2";
+  const char *fields[] = { m->snapshot_id, m->key_id, m->key_account,
+                           m->data_key };
+  size_t total = sizeof label + sizeof m->root.bytes, i;
+  char *buf, *p;
+
+  for (i = 0; i < sizeof fields / sizeof fields[0]; i++)
+    total += strlen (fields[i]) + 1;
+  buf = malloc (total);
+  if (buf == NULL) {
+    xs_error ("cannot authenticate manifest %s: %m", m->snapshot_id);
+    return NULL;
+  }
+  memcpy (buf, label, sizeof label);
+  p = buf + sizeof label;
+  memcpy (p, m->root.bytes, sizeof m->root.bytes);
+  p += sizeof m->root.bytes;
+  for (i = 0; i < sizeof fields / sizeof fields[0]; i++) {
+    size_t n = strlen (fields[i]) + 1;
+
+    memcpy (p, fields[i], n);
+    p += n;
+  }
+  *len = total;
+  return buf;
+}
+
 int
-xs_manifest_authenticate (struct xs_manifest *m, const void *data,
-                          size_t len, struct xs_data_key *dk)
+xs_manifest_compute_mac (const struct xs_manifest *m,
+                         const struct xs_data_key *dk,
+                         unsigned char mac[XS_MANIFEST_MAC_LEN])
+{
+  size_t len;
+  char *input = mac_input (m, &len);
+  int r;
+
+  if (input == NULL)
+    return -1;
+  r = xs_data_key_manifest_mac (dk, input, len, mac);
+  free (input);
+  return r;
+}
+
+void
+xs_manifest_set_mac (struct xs_manifest *m,
+                     const unsigned char mac[XS_MANIFEST_MAC_LEN])
+{
+  memcpy (m->mac, mac, XS_MANIFEST_MAC_LEN);
+  m->has_mac = true;
+}
+
+int
+xs_manifest_authenticate (struct xs_manifest *m, struct xs_data_key *dk)
 {
   unsigned char mac[XS_MANIFEST_MAC_LEN];
-  size_t covered;
 
-  if (!xs_manifest_is_encrypted (m) || len < XS_MANIFEST_MAC_LEN) {
+  if (!xs_manifest_is_encrypted (m) || !m->has_mac) {
     xs_error ("manifest %s: not an encrypted manifest", m->snapshot_id);
     xs_data_key_free (dk);
     return -1;
   }
-  covered = len - XS_MANIFEST_MAC_LEN;
-  if (xs_data_key_manifest_mac (dk, data, covered, mac) == -1) {
+  if (xs_manifest_compute_mac (m, dk, mac) == -1) {
     xs_data_key_free (dk);
     return -1;
   }
-  if (!xs_crypt_equal (mac, (const uint8_t *) data + covered, sizeof mac)) {
+  if (!xs_crypt_equal (mac, m->mac, sizeof mac)) {
     xs_error ("manifest %s: authentication failed (the manifest was "
               "tampered with)", m->snapshot_id);
     OPENSSL_cleanse (mac, sizeof mac);

@@ -15,11 +15,15 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <stdbool.h>
+
+#include "chunkcrypt.h"
 #include "hash.h"
 
 #define XS_MANIFEST_VERSION 1
 /* A manifest of an encrypted snapshot: version 1's layout, metadata that
- * names the key, and an HMAC-SHA256 of everything before it at the end.
+ * names the key, and at the end an HMAC-SHA256 of what the snapshot is:
+ * its id, its root hash (geometry and entries) and its key fields.
  */
 #define XS_MANIFEST_VERSION_ENCRYPTED 2
 #define XS_MANIFEST_MIN_BLOCK_SIZE 4096u
@@ -66,6 +70,11 @@ struct xs_manifest {
    * can read an encrypted manifest's chunks before its MAC is checked).
    */
   struct xs_data_key *dk;
+  /* The MAC an encrypted manifest carries, when known without its key:
+   * read by the parser, or given with xs_manifest_set_mac.
+   */
+  unsigned char mac[XS_MANIFEST_MAC_LEN];
+  bool has_mac;
 };
 
 /* Checks a geometry (block_size a power of two from 4 KiB to 4 MiB, at
@@ -104,12 +113,25 @@ xs_manifest_is_encrypted (const struct xs_manifest *m)
   return m->key_id != NULL && m->key_id[0] != '\0';
 }
 
-/* Check the MAC of an encrypted manifest M parsed from DATA (LEN bytes)
- * under DK; on success M takes DK over.  -1 with an error (DK freed) if
- * the MAC does not match: the manifest was tampered with.
+/* Check the MAC of an encrypted manifest M (parsed, so its root is
+ * verified) under DK; on success M takes DK over.  -1 with an error (DK
+ * freed) if the MAC does not match: the manifest was tampered with.
  */
-extern int xs_manifest_authenticate (struct xs_manifest *m, const void *data,
-                                     size_t len, struct xs_data_key *dk);
+extern int xs_manifest_authenticate (struct xs_manifest *m,
+                                     struct xs_data_key *dk);
+
+/* The MAC of encrypted manifest M (sealed) under DK.  0 or -1. */
+extern int xs_manifest_compute_mac (const struct xs_manifest *m,
+                                    const struct xs_data_key *dk,
+                                    unsigned char mac[XS_MANIFEST_MAC_LEN]);
+
+/* Give encrypted manifest M, whose data key is not open, the MAC MAC that
+ * its sender computed (a raw stream): it is written as it is, and checked
+ * when the manifest is loaded with its key.  The MAC covers the id, the
+ * root and the key fields, so it stays valid as long as those do.
+ */
+extern void xs_manifest_set_mac (struct xs_manifest *m,
+                                 const unsigned char mac[XS_MANIFEST_MAC_LEN]);
 
 /* A deep copy (for a child snapshot: copy the parent, change some
  * entries and metadata, seal).  NULL with an error.
@@ -121,7 +143,8 @@ extern void xs_manifest_seal (struct xs_manifest *m);
 
 /* Serialize to a malloc'd buffer.  The root written is computed afresh
  * (m->root is not trusted).  An encrypted manifest is written as version
- * 2 and needs its data key (m->dk) for the MAC.  Returns 0, or -1 with an
+ * 2 and needs its data key (m->dk) for the MAC, or a MAC given with
+ * xs_manifest_set_mac.  Returns 0, or -1 with an
  * error.
  */
 extern int xs_manifest_serialize (const struct xs_manifest *m,

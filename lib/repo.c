@@ -88,6 +88,12 @@ xs_repo_close (struct xs_repo *repo)
   free (repo);
 }
 
+bool
+xs_repo_same_namespace (const struct xs_repo *a, const struct xs_repo *b)
+{
+  return a->backend == b->backend && strcmp (a->account, b->account) == 0;
+}
+
 const char *
 xs_repo_account (const struct xs_repo *repo)
 {

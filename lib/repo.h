@@ -33,6 +33,11 @@ extern struct xs_repo *xs_repo_open (struct xs_backend *backend,
                                      const char *account);
 extern void xs_repo_close (struct xs_repo *repo);
 extern const char *xs_repo_account (const struct xs_repo *repo);
+/* Whether A and B are one namespace: the same account on the same
+ * backend (backends are opened once per region and store).
+ */
+extern bool xs_repo_same_namespace (const struct xs_repo *a,
+                                    const struct xs_repo *b);
 
 /* Store an encoded chunk (from xs_chunk_encode) under id.  Returns 1 if
  * stored, 0 if present already, -1 on error.  With durable = false, call

@@ -79,6 +79,11 @@ struct xs_seal {
   struct copied **copied;       /* per block, NULL: nothing copied */
   struct codec_pool codecs;
   struct xs_data_key *dk;       /* encrypted volume: its data key */
+  /* A clone's blocks still in its source may keep the source's chunk
+   * ids: the source is in the same namespace, under the same data key.
+   * Otherwise they are read through and stored again.
+   */
+  bool source_ids_fit;
   bool full_compare;
   int failed;                   /* set once; atomic */
   uint64_t cursor;              /* next block to claim; atomic */
@@ -296,6 +301,8 @@ id_without_reading (struct xs_seal *seal, uint64_t block,
   if (seal->copied[block])
     return false;
   if (!xs_head_block_present (h, block)) {
+    if (!seal->source_ids_fit)
+      return false;
     *id = *xs_snapreader_entry (h->source, block);  /* still the source's */
     return true;
   }
@@ -408,6 +415,19 @@ read_block (struct xs_seal *seal, uint64_t block, void *buf)
   }
   add_stat (&seal->stats.bytes_read, len);
   return overlay_copied (seal, block, buf);
+}
+
+/* Copy BLOCK, not yet present in a clone, from its source into BUF (it
+ * cannot change before it is present, and it is made present only after
+ * this snapshot takes it).
+ */
+static int
+read_source_block (struct xs_seal *seal, uint64_t block, void *buf)
+{
+  if (xs_snapreader_read_block (seal->head->source, block, buf) == -1)
+    return -1;
+  add_stat (&seal->stats.bytes_read, block_len (seal, block));
+  return 0;
 }
 
 /* The spill file, opened on first use; -1 if there is none.  It has no
@@ -599,14 +619,17 @@ take_block (struct xs_seal *seal, uint64_t block, bool writer,
 
   pthread_mutex_lock (stripe);
   if (is_untaken (seal, block)) {
+    bool in_source = !xs_head_block_present (seal->head, block);
+
     if (id_without_reading (seal, block, &id))
       then = FINISH;
-    else if (!writer
+    else if (!writer || in_source
              || !copy_units (seal, block, (unsigned) ((offset - start) / UNIT),
                              (unsigned) ((end - 1 - start) / UNIT))) {
       r = scratch_get (s);
       if (r == 0)
-        r = read_block (seal, block, s->buf);
+        r = in_source ? read_source_block (seal, block, s->buf)
+          : read_block (seal, block, s->buf);
       then = SEAL;
     }
     if (r == 0 && then != NOTHING) {
@@ -680,6 +703,16 @@ free_seal (struct xs_seal *seal)
   free (seal);
 }
 
+/* Whether chunks named under A are named the same under B. */
+static bool
+same_data_key (const struct xs_data_key *a, const struct xs_data_key *b)
+{
+  if (a == NULL || b == NULL)
+    return a == b;
+  return xs_crypt_equal (a->chunk_id, b->chunk_id, sizeof a->chunk_id)
+    && xs_crypt_equal (a->chunk_enc, b->chunk_enc, sizeof a->chunk_enc);
+}
+
 static struct xs_seal *
 new_seal (struct xs_head *h, struct xs_repo *repo, struct xs_manifest *base,
           const struct xs_data_key *dk)
@@ -744,6 +777,9 @@ xs_seal_begin (struct xs_head *h, struct xs_repo *repo,
   seal = new_seal (h, repo, base, dk);
   if (seal == NULL)
     return NULL;
+  seal->source_ids_fit = h->source != NULL
+    && xs_repo_same_namespace (h->source_repo, repo)
+    && same_data_key (xs_snapreader_data_key (h->source), dk);
   seal->full_compare |= !map_matches_base;
 
   pthread_rwlock_wrlock (&h->gate);

@@ -10,6 +10,7 @@
 #include "account.h"
 #include "audit.h"
 #include "error.h"
+#include "keys.h"
 #include "fileio.h"
 #include "policy.h"
 #include "share.h"
@@ -340,6 +341,40 @@ share_resource (struct xs_store *store, const struct xs_scope *scope,
   return r;
 }
 
+/* The seeds' rule: what is encrypted under an account's default key is
+ * not shared; a copy under a custom key is.  The sharee also needs the
+ * custom key granted (xs_key_check_use) before it can use what is shared.
+ */
+static int
+check_shareable_key (struct xs_store *store, const struct xs_scope *scope,
+                     const struct shared_resource *res, const char *owner,
+                     const char *key_id)
+{
+  struct xs_key key;
+  int r;
+
+  if (key_id == NULL || key_id[0] == '\0')
+    return 0;
+  r = xs_key_lookup_id (store, key_id, &key);
+  if (r == 1)
+    xs_error ("cannot share %s: its key %s is not in this store", res->name,
+              key_id);
+  if (r != 0)
+    return -1;
+  r = 0;
+  if (key.is_default) {
+    xs_error ("cannot share %s: it is encrypted under the default key of "
+              "account '%s', and what a default key protects cannot be "
+              "shared (copy it under a custom key with 'xsnap snapshot copy "
+              "... --key KEY' and share the copy)", res->name, key.account);
+    xs_audit_record (store, scope->account, res->action, res->arn, owner,
+                     XS_AUDIT_DENIED, "encrypted under the default key");
+    r = -1;
+  }
+  xs_key_clear (&key);
+  return r;
+}
+
 int
 xs_share_snapshot (struct xs_store *store, const struct xs_scope *scope,
                    const struct xs_snapshot *snap,
@@ -370,13 +405,9 @@ xs_share_snapshot (struct xs_store *store, const struct xs_scope *scope,
                      "re-sharing a shared snapshot");
     goto out;
   }
-  if (snap->key_id && snap->key_id[0] != '\0') {
-    xs_error ("cannot share %s: encrypted snapshots cannot be shared yet",
-              name);
-    xs_audit_record (store, scope->account, res.action, res.arn,
-                     snap->account, XS_AUDIT_FAILED, "snapshot is encrypted");
+  if (check_shareable_key (store, scope, &res, snap->account,
+                           snap->key_id) == -1)
     goto out;
-  }
   if (strcmp (snap->status, "available") != 0) {
     xs_error ("cannot share %s: it is %s; only available snapshots can be"
               " shared", name, snap->status);
@@ -408,10 +439,9 @@ xs_share_chain (struct xs_store *store, const struct xs_scope *scope,
   res.name = name;
   res.arn = xs_policy_resource_name (vol->region, vol->account, "chain",
                                      vol->id);
-  if (res.arn && xs_volume_is_encrypted (vol))
-    xs_error ("cannot share %s: it is encrypted, and encrypted snapshots "
-              "cannot be shared yet", name);
-  else if (res.arn)
+  if (res.arn
+      && check_shareable_key (store, scope, &res, vol->account,
+                              vol->key_id) == 0)
     r = share_resource (store, scope, &res, sharees, n, expires_ns);
   free (res.arn);
   free (name);

@@ -146,6 +146,12 @@ xs_snapreader_nblocks (const struct xs_snapreader *reader)
   return reader->nblocks;
 }
 
+const struct xs_data_key *
+xs_snapreader_data_key (const struct xs_snapreader *reader)
+{
+  return reader->dk;
+}
+
 const char *
 xs_snapreader_label (const struct xs_snapreader *reader)
 {

@@ -41,6 +41,10 @@ extern uint64_t xs_snapreader_size (const struct xs_snapreader *reader);
 extern uint32_t xs_snapreader_block_size (const struct xs_snapreader *reader);
 extern uint64_t xs_snapreader_nblocks (const struct xs_snapreader *reader);
 extern const char *xs_snapreader_label (const struct xs_snapreader *reader);
+/* The data key the snapshot's chunks are under, or NULL (unencrypted). */
+struct xs_data_key;
+extern const struct xs_data_key *
+xs_snapreader_data_key (const struct xs_snapreader *reader);
 
 /* Read count bytes at offset (offset + count <= size; otherwise EINVAL
  * with an error).  Zero blocks read as zeros without I/O.  Returns 0, or

@@ -388,7 +388,7 @@ open_manifest (struct xs_store *store, const char *account, const char *id,
   dk = xs_key_open_data_key (store, m->key_account, m->key_id, m->data_key);
   if (dk == NULL)
     return -1;
-  return xs_manifest_authenticate (m, data, len, dk);
+  return xs_manifest_authenticate (m, dk);
 }
 
 struct xs_manifest *
@@ -995,7 +995,7 @@ xs_snapshot_record_arrived (struct xs_store *store,
     .origin = (char *) origin, .description = (char *) description,
     .size = m->size, .block_size = m->block_size,
     .created_ns = m->created_ns, .changed_blocks = changed_blocks,
-    .stored_bytes = stored_bytes,
+    .stored_bytes = stored_bytes, .key_id = m->key_id,
   };
   int r;
 

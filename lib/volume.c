@@ -357,51 +357,98 @@ xs_volume_create_encrypted (struct xs_store *store,
   return r;
 }
 
-/* The encryption of a clone of SNAP: the snapshot's own (its manifest's
- * key and data key), or none; asking for anything else is refused.
+/* A new data key under key KEY_SPEC of SCOPE's account (NULL: its
+ * default key): *KEY_ID and *DATA_KEY, malloc'd.
+ */
+static int
+new_encryption (struct xs_store *store, const struct xs_scope *scope,
+                const char *key_spec, char **key_id, char **data_key)
+{
+  struct xs_key key;
+  int r = -1;
+
+  if (key_spec ? xs_key_find (store, scope->account, key_spec, false,
+                              &key) != 0
+      : xs_key_default (store, scope->account, &key) != 0)
+    return -1;
+  if (xs_key_new_data_key (store, &key, data_key) == 0) {
+    *key_id = strdup (key.id);
+    if (*key_id == NULL) {
+      xs_error ("cannot encrypt a volume: %m");
+      free (*data_key);
+      *data_key = NULL;
+    }
+    else
+      r = 0;
+  }
+  xs_key_clear (&key);
+  return r;
+}
+
+/* The encryption of a clone of SNAP (*KEY_ID and *DATA_KEY, malloc'd;
+ * "" for none), following the seeds' rules:
+ *
+ *  - an unencrypted snapshot makes an unencrypted clone, or one under a
+ *    new data key with ENCRYPT or KEY_SPEC;
+ *  - an encrypted snapshot makes an encrypted clone.  Under the caller's
+ *    own key that protects the snapshot, the clone keeps its data key (it
+ *    reads through to the source's chunks, and its first snapshot reuses
+ *    their ids).  Under any other key — always so for a sharee, whose
+ *    disk must use a key of its own, by default its default key — the
+ *    clone gets a new data key, and its first snapshot re-encrypts every
+ *    block.
+ *
+ * The source's key was checked usable by the caller (access.c), and its
+ * manifest is authenticated here before anything is made.
  */
 static int
 clone_encryption (struct xs_store *store, const struct xs_scope *scope,
                   const struct xs_snapshot *snap, bool encrypt,
-                  const char *key_spec, struct xs_manifest **m)
+                  const char *key_spec, char **key_id, char **data_key)
 {
+  struct xs_manifest *m;
+  struct xs_repo *repo = NULL;
   struct xs_key key;
-  struct xs_repo *repo;
-  int r = 0;
+  bool keep;
+  int r;
 
-  *m = NULL;
-  if (snap->key_id[0] == '\0') {
-    if (encrypt || key_spec) {
-      xs_error ("cannot create an encrypted volume from snapshot %s@%s: it "
-                "is not encrypted, and encrypting a clone of it is not "
-                "supported yet", snap->volume_name, snap->name);
-      return -1;
-    }
-    return 0;
-  }
-  if (strcmp (snap->account, scope->account) != 0) {
-    xs_error ("cannot create a volume from snapshot %s: it is encrypted "
-              "under a key of account '%s', and encrypted snapshots of "
-              "other accounts cannot be used yet", snap->id, snap->account);
+  *key_id = *data_key = NULL;
+  if (snap->key_id[0] == '\0' && !encrypt && key_spec == NULL) {
+    *key_id = strdup ("");
+    *data_key = strdup ("");
+    if (*key_id && *data_key)
+      return 0;
+    xs_error ("cannot create a volume: %m");
     return -1;
   }
-  if (key_spec) {
-    if (xs_key_find (store, scope->account, key_spec, false, &key) != 0)
-      return -1;
-    r = strcmp (key.id, snap->key_id) == 0 ? 0 : -1;
-    if (r == -1)
-      xs_error ("cannot create volume from snapshot %s@%s under key '%s': "
-                "the snapshot is encrypted under another key, and "
-                "re-encrypting a clone is not supported yet",
-                snap->volume_name, snap->name, key.name);
-    xs_key_clear (&key);
-    if (r == -1)
-      return -1;
-  }
+  if (snap->key_id[0] == '\0')
+    return new_encryption (store, scope, key_spec, key_id, data_key);
   /* Loading checks the key is enabled and the manifest authentic. */
-  *m = xs_snapshot_load_manifest_by_id (store, snap->id, &repo);
+  m = xs_snapshot_load_manifest_by_id (store, snap->id, &repo);
   xs_repo_close (repo);
-  return *m ? 0 : -1;
+  if (m == NULL)
+    return -1;
+  keep = strcmp (m->key_account, scope->account) == 0 && key_spec == NULL;
+  if (key_spec && strcmp (m->key_account, scope->account) == 0) {
+    r = xs_key_find (store, scope->account, key_spec, false, &key);
+    if (r != 0) {
+      xs_manifest_free (m);
+      return -1;
+    }
+    keep = strcmp (key.id, m->key_id) == 0;
+    xs_key_clear (&key);
+  }
+  if (keep) {
+    *key_id = strdup (m->key_id);
+    *data_key = strdup (m->data_key);
+    r = *key_id && *data_key ? 0 : -1;
+    if (r == -1)
+      xs_error ("cannot create a volume: %m");
+  }
+  else
+    r = new_encryption (store, scope, key_spec, key_id, data_key);
+  xs_manifest_free (m);
+  return r;
 }
 
 int
@@ -423,8 +470,8 @@ xs_volume_create_from_snapshot_ex (struct xs_store *store,
                                    struct xs_volume *vol)
 {
   struct xs_snapshot snap;
-  struct xs_manifest *m = NULL;
   struct encryption enc;
+  char *key_id = NULL, *data_key = NULL;
   int r;
 
   memset (vol, 0, sizeof *vol);
@@ -439,13 +486,14 @@ xs_volume_create_from_snapshot_ex (struct xs_store *store,
     r = -1;
   }
   else if ((r = clone_encryption (store, scope, &snap, encrypt, key_spec,
-                                  &m)) == 0) {
-    enc.key_id = m ? m->key_id : "";
-    enc.data_key = m ? m->data_key : "";
+                                  &key_id, &data_key)) == 0) {
+    enc.key_id = key_id;
+    enc.data_key = data_key;
     r = create_volume (store, scope, name, snap.size, snap.block_size,
                        snap.id, &enc, vol);
   }
-  xs_manifest_free (m);
+  free (key_id);
+  free (data_key);
   xs_snapshot_clear (&snap);
   return r;
 }

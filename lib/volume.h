@@ -116,10 +116,12 @@ extern int xs_volume_create_from_snapshot (struct xs_store *store,
                                            struct xs_volume *vol);
 
 /* The same, saying what the caller asked of encryption: ENCRYPT and
- * KEY_SPEC (may be NULL).  A clone of an encrypted snapshot is encrypted
- * under the snapshot's key and data key; asking for another key, or for
- * encryption of an unencrypted snapshot's clone, is refused for now (the
- * clone reads through to its source's chunks and ids).
+ * KEY_SPEC (may be NULL).  A clone of an encrypted snapshot is always
+ * encrypted: under the snapshot's own data key when the caller owns its
+ * key and names no other, else under a new data key of the caller's key
+ * KEY_SPEC (default: its default key), as a sharee must.  A clone of an
+ * unencrypted snapshot is encrypted if asked.  A clone under a new data
+ * key is re-encrypted by its first snapshot.
  */
 extern int xs_volume_create_from_snapshot_ex (struct xs_store *store,
                                               const struct xs_scope *scope,

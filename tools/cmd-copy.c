@@ -28,6 +28,8 @@ cmd_copy (struct cli *cli, int argc, char **argv)
     { "threads", required_argument, NULL, 't' },
     { "bandwidth", required_argument, NULL, 'b' },
     { "queue", no_argument, NULL, 'Q' },
+    { "key", required_argument, NULL, 'k' },
+    { "encrypt", no_argument, NULL, 'E' },
     PROGRESS_OPTION (OPT_PROGRESS),
     { NULL, 0, NULL, 0 },
   };
@@ -55,6 +57,8 @@ cmd_copy (struct cli *cli, int argc, char **argv)
         return EXIT_USAGE;
       break;
     case 'Q': o.queue = true; break;
+    case 'k': o.key = arg; break;
+    case 'E': o.encrypt = true; break;
     case OPT_PROGRESS:
       if (progress_parse_option (arg, &progress_opt) == -1)
         return EXIT_USAGE;
@@ -64,9 +68,10 @@ cmd_copy (struct cli *cli, int argc, char **argv)
   }
   if (optind + 1 != argc)
     return cli_usage ("copy", "expected one snapshot");
-  if (o.to_account == NULL && o.to_region == NULL)
-    return cli_usage ("copy", "expected --to-account ID and/or "
-                      "--to-region REGION");
+  if (o.to_account == NULL && o.to_region == NULL && o.key == NULL
+      && !o.encrypt)
+    return cli_usage ("copy", "expected --to-account ID, --to-region "
+                      "REGION, --key KEY and/or --encrypt");
   if (o.description && strlen (o.description) > 1024)
     return cli_usage ("copy", "--description is at most 1024 bytes");
   if (cli_open (cli) == -1)

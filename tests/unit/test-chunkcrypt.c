@@ -228,7 +228,7 @@ load (const void *data, size_t len, const struct xs_data_key *dk)
   int r = -1;
 
   if (m && copy && xs_manifest_is_encrypted (m)) {
-    r = xs_manifest_authenticate (m, data, len, copy);
+    r = xs_manifest_authenticate (m, copy);
     copy = NULL;
   }
   xs_data_key_free (copy);
