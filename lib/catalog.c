@@ -244,6 +244,13 @@ static const char *const migrations[] = {
    */
   "ALTER TABLE jobs ADD COLUMN dest_key TEXT NOT NULL DEFAULT '';"
   "ALTER TABLE jobs ADD COLUMN encrypt INTEGER NOT NULL DEFAULT 0;",
+
+  /* 9: a snapshot received encrypted under the receiver's own key has
+   * chunks named under that key, so its root differs from its sender's:
+   * the sender's is kept, for the next incremental stream to find its
+   * base by.  '' otherwise.
+   */
+  "ALTER TABLE snapshots ADD COLUMN source_root TEXT NOT NULL DEFAULT '';",
 };
 
 #define LATEST_VERSION ((int) (sizeof migrations / sizeof migrations[0]))

@@ -855,6 +855,7 @@ prepare_transcode (struct xs_store *store, const struct copy_plan *plan,
     r = xs_key_new_data_key (store, &plan->dest_key, &dc->wrapped);
     if (r == 0) {
       dc->dk = xs_key_open_data_key (store, plan->dest_key.account,
+                                     plan->dest_key.account,
                                      plan->dest_key.id, dc->wrapped);
       r = dc->dk ? 0 : -1;
     }

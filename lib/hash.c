@@ -163,6 +163,24 @@ xs_hash128_to_hex (const struct xs_hash128 *h,
 }
 
 int
+xs_hex_decode (const char *hex, void *bytes, size_t len)
+{
+  unsigned char *out = bytes;
+
+  if (strlen (hex) != 2 * len)
+    return -1;
+  for (size_t i = 0; i < len; i++) {
+    int high = xs_hex_digit_value (hex[2 * i]);
+    int low = xs_hex_digit_value (hex[2 * i + 1]);
+
+    if (high < 0 || low < 0)
+      return -1;
+    out[i] = (unsigned char) (high << 4 | low);
+  }
+  return 0;
+}
+
+int
 xs_hash128_from_hex (const char *hex, struct xs_hash128 *h)
 {
   size_t i;

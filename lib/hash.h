@@ -48,6 +48,11 @@ xs_hex_digit_value (char c)
 /* LEN bytes as 2 * LEN lower-case hex digits and a NUL. */
 extern void xs_hex_encode (const void *bytes, size_t len, char *hex);
 
+/* Exactly 2 * LEN hex digits (and nothing after them) into BYTES.  0, or
+ * -1 (nothing reported: callers say what was malformed).
+ */
+extern int xs_hex_decode (const char *hex, void *bytes, size_t len);
+
 /* Lower-case hex, NUL-terminated. */
 extern void xs_hash128_to_hex (const struct xs_hash128 *h,
                                char hex[XS_HASH128_HEX_LEN + 1]);

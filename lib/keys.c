@@ -85,31 +85,6 @@ associated_data (const char *label, const char *account, const char *key_id,
   return aad;
 }
 
-static int
-hex_digit (char c)
-{
-  if (c >= '0' && c <= '9')
-    return c - '0';
-  if (c >= 'a' && c <= 'f')
-    return c - 'a' + 10;
-  return -1;
-}
-
-/* Exactly 2 * LEN lower-case hex digits into BYTES.  0 or -1. */
-static int
-from_hex (const char *hex, unsigned char *bytes, size_t len)
-{
-  if (strlen (hex) != 2 * len)
-    return -1;
-  for (size_t i = 0; i < len; i++) {
-    int hi = hex_digit (hex[2 * i]), lo = hex_digit (hex[2 * i + 1]);
-    if (hi < 0 || lo < 0)
-      return -1;
-    bytes[i] = (unsigned char) (hi << 4 | lo);
-  }
-  return 0;
-}
-
 int
 xs_key_wrap (const unsigned char *kek, const char *label,
              const char *account, const char *key_id,
@@ -156,7 +131,7 @@ xs_key_unwrap (const unsigned char *kek, const char *label,
   char *aad = NULL;
   int r = -1, opened;
 
-  if (from_hex (wrapped, blob, sizeof blob) == -1 || blob[0] != WRAP_VERSION) {
+  if (xs_hex_decode (wrapped, blob, sizeof blob) == -1 || blob[0] != WRAP_VERSION) {
     xs_error ("cannot unwrap %s: the wrapped key is malformed", what);
     return -1;
   }
@@ -278,7 +253,7 @@ read_key_file (const char *path, unsigned char *key)
   if (n >= 2 * XS_DATA_KEY_LEN && (n == 2 * XS_DATA_KEY_LEN
                                     || text[2 * XS_DATA_KEY_LEN] == '\n')) {
     text[2 * XS_DATA_KEY_LEN] = '\0';
-    if (from_hex (text, key, XS_DATA_KEY_LEN) == 0)
+    if (xs_hex_decode (text, key, XS_DATA_KEY_LEN) == 0)
       r = 0;
   }
   if (r == -1) {
@@ -450,6 +425,25 @@ xs_key_check_use (struct xs_store *store, const char *account,
   return r == 1 ? 0 : -1;
 }
 
+int
+xs_key_usable (struct xs_store *store, const char *account,
+               const char *key_id)
+{
+  struct xs_catalog *cat = xs_store_catalog (store);
+  int64_t count;
+  int r;
+
+  xs_catalog_lock (cat);
+  r = xs_catalog_query_int (cat, "look up a key", &count,
+                            "SELECT count(*) FROM keys WHERE id = ?1"
+                            " AND status = 'enabled' AND (account = ?2"
+                            "  OR EXISTS (SELECT 1 FROM key_grants"
+                            "             WHERE key_id = ?1 AND grantee = ?2))",
+                            "ss", key_id, account);
+  xs_catalog_unlock (cat);
+  return r == -1 ? -1 : count > 0;
+}
+
 /* The wrapped material of key ID (malloc'd), or NULL with an error. */
 static char *
 wrapped_of (struct xs_store *store, const char *id)
@@ -502,25 +496,29 @@ unwrap_account_key (struct xs_store *store, const struct xs_key *key,
   return r;
 }
 
-/* Insert a new key of ACCOUNT and audit it, in one transaction.  Returns
- * 0, 1 if the name is taken (reported unless IS_DEFAULT), or -1.
- */
-static int
-insert_key (struct xs_store *store, const char *actor, const char *account,
-            const char *name, bool is_default, struct xs_key *out)
+int
+xs_key_material (struct xs_store *store, const struct xs_key *key,
+                 unsigned char *material)
+{
+  return unwrap_account_key (store, key, material);
+}
+
+int
+xs_key_insert (struct xs_store *store, const char *actor,
+               const char *account, const char *id, const char *name,
+               bool is_default, const unsigned char *material,
+               const char *action, const char *detail, struct xs_key *out)
 {
   struct xs_catalog *cat = xs_store_catalog (store);
-  unsigned char master[XS_DATA_KEY_LEN], material[XS_DATA_KEY_LEN];
-  char id[XS_ID_MAX], *wrapped = NULL, *arn = NULL;
+  unsigned char master[XS_DATA_KEY_LEN];
+  char *wrapped = NULL, *arn = NULL;
   int64_t now = xs_wall_clock_ns ();
   int r = -1, changed;
 
-  if (xs_new_id ("key", id, sizeof id) == -1
-      || xs_master_key_read (store, master) == -1)
+  if (xs_master_key_read (store, master) == -1)
     return -1;
-  if (xs_crypt_random (material, sizeof material) == -1
-      || xs_key_wrap (master, ACCOUNT_KEY_LABEL, account, id, material,
-                      &wrapped) == -1
+  if (xs_key_wrap (master, ACCOUNT_KEY_LABEL, account, id, material,
+                   &wrapped) == -1
       || (arn = xs_policy_resource_name ("", account, "key", id)) == NULL)
     goto out;
   xs_catalog_lock (cat);
@@ -533,10 +531,8 @@ insert_key (struct xs_store *store, const char *actor, const char *account,
                                     id, account, name, wrapped,
                                     (int64_t) is_default, now);
     if (changed == 1
-        && xs_audit_record_locked (store, actor, "xsnap:CreateKey", arn,
-                                   account, XS_AUDIT_ALLOWED,
-                                   is_default ? "default key, made on first "
-                                   "use" : name) == 0
+        && xs_audit_record_locked (store, actor, action, arn, account,
+                                   XS_AUDIT_ALLOWED, detail) == 0
         && xs_catalog_commit (cat) == 0)
       r = 0;
     else {
@@ -546,21 +542,42 @@ insert_key (struct xs_store *store, const char *actor, const char *account,
     }
   }
   xs_catalog_unlock (cat);
-  if (r == 1 && !is_default)
-    xs_error ("cannot create key '%s': account '%s' has a key of that name",
-              name, account);
   if (r == 0)
     r = xs_key_lookup_id (store, id, out) == 0 ? 0 : -1;
  out:
   OPENSSL_cleanse (master, sizeof master);
-  OPENSSL_cleanse (material, sizeof material);
   free (wrapped);
   free (arn);
   return r;
 }
 
+/* Insert a new key of ACCOUNT and audit it, in one transaction.  Returns
+ * 0, 1 if the name is taken (reported unless IS_DEFAULT), or -1.
+ */
 static int
-key_target_check (struct xs_store *store, const char *actor,
+insert_key (struct xs_store *store, const char *actor, const char *account,
+            const char *name, bool is_default, struct xs_key *out)
+{
+  unsigned char material[XS_DATA_KEY_LEN];
+  char id[XS_ID_MAX];
+  int r;
+
+  if (xs_new_id ("key", id, sizeof id) == -1
+      || xs_crypt_random (material, sizeof material) == -1)
+    return -1;
+  r = xs_key_insert (store, actor, account, id, name, is_default, material,
+                     "xsnap:CreateKey",
+                     is_default ? "default key, made on first use" : name,
+                     out);
+  OPENSSL_cleanse (material, sizeof material);
+  if (r == 1 && !is_default)
+    xs_error ("cannot create key '%s': account '%s' has a key of that name",
+              name, account);
+  return r;
+}
+
+int
+xs_key_check_access (struct xs_store *store, const char *actor,
                   const char *action, const char *account, const char *id,
                   const char *name)
 {
@@ -592,7 +609,7 @@ xs_key_create (struct xs_store *store, const char *actor,
               "account's default key, made on first use", name);
     return -1;
   }
-  if (key_target_check (store, actor, "xsnap:CreateKey", account, name,
+  if (xs_key_check_access (store, actor, "xsnap:CreateKey", account, name,
                         name) == -1)
     return -1;
   return insert_key (store, actor, account, name, false, out) == 0 ? 0 : -1;
@@ -630,7 +647,7 @@ xs_key_disable (struct xs_store *store, const char *actor,
 
   if (xs_key_find (store, account, spec, false, &key) != 0)
     return -1;
-  if (key_target_check (store, actor, "xsnap:DisableKey", account, key.id,
+  if (xs_key_check_access (store, actor, "xsnap:DisableKey", account, key.id,
                         key.name) == -1
       || (arn = xs_policy_resource_name ("", account, "key", key.id)) == NULL)
     goto out;
@@ -665,7 +682,7 @@ xs_key_grant (struct xs_store *store, const char *actor, const char *account,
 
   if (xs_key_find (store, account, spec, false, &key) != 0)
     return -1;
-  if (key_target_check (store, actor, "xsnap:GrantKey", account, key.id,
+  if (xs_key_check_access (store, actor, "xsnap:GrantKey", account, key.id,
                         key.name) == -1)
     goto out;
   if (strcmp (grantee, account) == 0) {
@@ -716,7 +733,7 @@ xs_key_list (struct xs_store *store, const char *account,
   struct xs_key key;
   int r = -1, step;
 
-  if (key_target_check (store, account, "xsnap:DescribeKeys", account, "*",
+  if (xs_key_check_access (store, account, "xsnap:DescribeKeys", account, "*",
                         "(all)") == -1)
     return -1;
   xs_catalog_lock (cat);
@@ -778,8 +795,9 @@ xs_key_new_data_key (struct xs_store *store, const struct xs_key *key,
 }
 
 struct xs_data_key *
-xs_key_open_data_key (struct xs_store *store, const char *key_account,
-                      const char *key_id, const char *wrapped)
+xs_key_open_data_key (struct xs_store *store, const char *holder,
+                      const char *key_account, const char *key_id,
+                      const char *wrapped)
 {
   unsigned char kek[XS_DATA_KEY_LEN], material[XS_DATA_KEY_LEN];
   struct xs_data_key *dk = NULL;
@@ -790,12 +808,17 @@ xs_key_open_data_key (struct xs_store *store, const char *key_account,
   r = xs_key_lookup_id (store, key_id, &key);
   if (r == 1)
     xs_error ("cannot read data encrypted under key %s of account '%s': "
-              "no such key", key_id, key_account);
+              "this store does not hold the key (import it with 'xsnap key "
+              "import')", key_id, key_account);
   if (r != 0)
     return NULL;
-  if (strcmp (key.account, key_account) != 0) {
-    xs_error ("cannot read data encrypted under key %s: it belongs to "
-              "account '%s', not '%s'", key_id, key.account, key_account);
+  r = strcmp (key.account, holder) == 0 ? 1 : is_granted (store, &key,
+                                                          holder);
+  if (r != 1) {
+    if (r == 0)
+      xs_error ("cannot read data encrypted under key '%s' of account "
+                "'%s': it is not granted to account '%s'", key.name,
+                key.account, holder);
     goto out;
   }
   if (xs_key_check_enabled (&key) == -1
@@ -806,7 +829,7 @@ xs_key_open_data_key (struct xs_store *store, const char *key_account,
     what = NULL;
     xs_error ("cannot unwrap a data key: %m");
   }
-  else if (xs_key_unwrap (kek, DATA_KEY_LABEL, key.account, key.id, wrapped,
+  else if (xs_key_unwrap (kek, DATA_KEY_LABEL, key_account, key.id, wrapped,
                           material, what) == 0) {
     dk = xs_data_key_derive (material);
     OPENSSL_cleanse (material, sizeof material);

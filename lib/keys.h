@@ -120,14 +120,46 @@ extern int xs_key_check_use (struct xs_store *store, const char *account,
  */
 extern int xs_key_new_data_key (struct xs_store *store,
                                 const struct xs_key *key, char **wrapped);
-/* Unwrap WRAPPED, a data key wrapped by key KEY_ID of KEY_ACCOUNT, and
- * derive its working keys.  Refused if the key is unknown, of another
- * account, disabled, or the wrapping is not authentic.  NULL with an
- * error.
+/* Unwrap WRAPPED, a data key wrapped by key KEY_ID of KEY_ACCOUNT (the
+ * account that wrapped it, bound to it as associated data), for HOLDER,
+ * and derive its working keys.  Refused if the key is not in this store,
+ * is neither HOLDER's own nor granted to it (an imported key belongs to
+ * the account that imported it), is disabled, or the wrapping is not
+ * authentic.  NULL with an error.
  */
 extern struct xs_data_key *xs_key_open_data_key (struct xs_store *store,
+                                                 const char *holder,
                                                  const char *key_account,
                                                  const char *key_id,
                                                  const char *wrapped);
+
+/* Whether ACCOUNT could open data keys under KEY_ID now (it is here,
+ * enabled, ACCOUNT's or granted to it): 1 or 0, nothing reported; -1 on
+ * error.
+ */
+extern int xs_key_usable (struct xs_store *store, const char *account,
+                          const char *key_id);
+
+/* For keyfile.c (export and import). */
+
+/* May ACTOR take ACTION on key ID (NAME, for messages) of ACCOUNT?  0, or
+ * -1 refused (reported, audited) or error.
+ */
+extern int xs_key_check_access (struct xs_store *store, const char *actor,
+                                const char *action, const char *account,
+                                const char *id, const char *name);
+/* KEY's material (XS_DATA_KEY_LEN bytes), unwrapped: the caller wipes it. */
+extern int xs_key_material (struct xs_store *store, const struct xs_key *key,
+                            unsigned char *material);
+/* Record key ID of ACCOUNT named NAME with MATERIAL, wrapped under the
+ * master key, audited as ACTION by ACTOR with DETAIL, in one transaction.
+ * 0 (*OUT is the key), 1 if the id or the name is taken (nothing
+ * reported), -1.
+ */
+extern int xs_key_insert (struct xs_store *store, const char *actor,
+                          const char *account, const char *id,
+                          const char *name, bool is_default,
+                          const unsigned char *material, const char *action,
+                          const char *detail, struct xs_key *out);
 
 #endif /* XSNAP_KEYS_H */

@@ -18,6 +18,7 @@
 
 #include "chunk.h"
 #include "error.h"
+#include "keys.h"
 #include "manifest.h"
 #include "names.h"
 #include "putqueue.h"
@@ -37,6 +38,78 @@ enum outcome {
   KEEP,                         /* resumable: save what arrived */
   DISCARD,                      /* the stream is wrong: forget it */
 };
+
+/* ----- Chunk names under this receive's key ----- */
+
+/* An encrypting receive names chunks under its own key: a reference in
+ * the stream to a chunk carried earlier by it is found here (open
+ * addressing, grown at half full; the zero id marks a free slot).
+ */
+struct renamed {
+  struct xs_hash128 from, to;
+};
+
+struct rename_map {
+  struct renamed *slots;
+  uint64_t mask;                /* slots - 1, a power of two less one */
+  uint64_t count;
+};
+
+static struct renamed *
+rename_slot (const struct rename_map *map, const struct xs_hash128 *from)
+{
+  uint64_t i;
+
+  memcpy (&i, from->bytes, sizeof i);
+  for (i &= map->mask; ; i = (i + 1) & map->mask)
+    if (xs_hash128_is_zero (&map->slots[i].from)
+        || xs_hash128_equal (&map->slots[i].from, from))
+      return &map->slots[i];
+}
+
+static int
+rename_add (struct rename_map *map, const struct xs_hash128 *from,
+            const struct xs_hash128 *to)
+{
+  struct rename_map bigger;
+  struct renamed *slot;
+  uint64_t i;
+
+  if (map->slots == NULL || 2 * (map->count + 1) > map->mask + 1) {
+    bigger.mask = map->slots ? 2 * map->mask + 1 : 1023;
+    bigger.count = 0;
+    bigger.slots = calloc (bigger.mask + 1, sizeof *bigger.slots);
+    if (bigger.slots == NULL) {
+      xs_error ("cannot receive: %m");
+      return -1;
+    }
+    for (i = 0; map->slots && i <= map->mask; i++)
+      if (!xs_hash128_is_zero (&map->slots[i].from)) {
+        *rename_slot (&bigger, &map->slots[i].from) = map->slots[i];
+        bigger.count++;
+      }
+    free (map->slots);
+    *map = bigger;
+  }
+  slot = rename_slot (map, from);
+  if (xs_hash128_is_zero (&slot->from))
+    map->count++;
+  slot->from = *from;
+  slot->to = *to;
+  return 0;
+}
+
+/* The local name of FROM, or NULL. */
+static const struct xs_hash128 *
+rename_find (const struct rename_map *map, const struct xs_hash128 *from)
+{
+  const struct renamed *slot;
+
+  if (map->slots == NULL)
+    return NULL;
+  slot = rename_slot (map, from);
+  return xs_hash128_is_zero (&slot->from) ? NULL : &slot->to;
+}
 
 struct receive {
   struct xs_store *store;
@@ -66,6 +139,20 @@ struct receive {
   char *snapshot_name;
   void (*progress) (uint64_t done, uint64_t total, void *opaque);
   void *progress_opaque;
+  /* Encryption.  RAW: a raw stream's chunks are kept as they come,
+   * verified whole if this account holds their key (DK), else by their
+   * headers.  ENCRYPTING: every chunk is sealed again here under DK with
+   * SEAL_CODEC.  KEY_ID, KEY_ACCOUNT and DATA_KEY: the received
+   * snapshot's key fields (NULL if unencrypted).
+   */
+  const char *key_spec;         /* asked for: --key, --encrypt */
+  bool encrypt;
+  bool raw, encrypting;
+  struct xs_data_key *dk;
+  struct xs_chunk_codec *seal_codec;
+  char *key_id, *key_account, *data_key;
+  char *saved_key_id, *saved_data_key;  /* a resumed receive's key */
+  struct rename_map renamed;    /* encrypting: stream id -> local id */
 };
 
 /* ----- Reading ----- */
@@ -216,6 +303,7 @@ load_base (struct receive *rc)
   const struct xs_stream_info *info = rc->info;
   char want[XS_HASH128_HEX_LEN + 1];
   struct xs_snapshot base;
+  bool encrypted_here;
   int r;
 
   if (info->base_snapshot_id[0] == '\0')
@@ -233,17 +321,22 @@ load_base (struct receive *rc)
   if (strcmp (base.status, "available") != 0)
     xs_error ("the stream's base snapshot %s is still %s here", base.id,
               base.status);
-  else if (strcmp (base.root_hash, want) != 0
+  else if (strcmp (base.source_root[0] ? base.source_root : base.root_hash,
+                   want) != 0
            || base.size != info->size || base.block_size != info->block_size)
     xs_error ("snapshot %s here is not the stream's base: its content "
               "differs (root hash %s, the stream's base has %s)", base.id,
               base.root_hash, want);
-  else if ((rc->base = xs_snapshot_load_manifest (rc->store, base.account,
-                                                  base.region,
-                                                  base.id)) != NULL)
+  else if ((rc->base = strcmp (xs_stream_encryption (info), "raw") == 0
+            ? xs_snapshot_load_manifest_unopened (rc->store, base.account,
+                                                  base.region, base.id)
+            : xs_snapshot_load_manifest (rc->store, base.account,
+                                         base.region, base.id)) != NULL)
     r = 0;
+  encrypted_here = base.source_root[0] != '\0';
   xs_snapshot_clear (&base);
-  if (r == 0 && !xs_hash128_equal (&rc->base->root, &info->base_root)) {
+  if (r == 0 && !encrypted_here
+      && !xs_hash128_equal (&rc->base->root, &info->base_root)) {
     xs_error ("the manifest of snapshot %s does not match its catalog "
               "record", info->base_snapshot_id);
     r = -1;
@@ -309,6 +402,11 @@ resume_state (struct receive *rc)
               info->stream_id);
   else if (r == 0) {
     rc->next_block = next_block;
+    if (saved.receiver_key_id && saved.receiver_key_id[0]) {
+      rc->saved_key_id = saved.receiver_key_id;
+      rc->saved_data_key = saved.receiver_data_key;
+      saved.receiver_key_id = saved.receiver_data_key = NULL;
+    }
     xs_stream_info_clear (&saved);
     return 0;
   }
@@ -321,6 +419,183 @@ resume_state (struct receive *rc)
   return -1;
 }
 
+/* ----- Encryption ----- */
+
+static int
+dup_key_fields (struct receive *rc, const char *key_id,
+                const char *key_account, const char *data_key)
+{
+  rc->key_id = strdup (key_id);
+  rc->key_account = strdup (key_account);
+  rc->data_key = strdup (data_key);
+  if (rc->key_id == NULL || rc->key_account == NULL || rc->data_key == NULL) {
+    xs_error ("cannot receive: %m");
+    return -1;
+  }
+  return 0;
+}
+
+/* A raw stream: the snapshot stays under the sender's key.  Its chunks
+ * are verified whole if this account holds the key.
+ */
+static int
+plan_raw (struct receive *rc)
+{
+  const struct xs_stream_info *info = rc->info;
+  int usable;
+
+  if (rc->key_spec || rc->encrypt) {
+    xs_error ("cannot receive a raw stream under a key of this account: "
+              "it keeps the sender's encryption (have it sent --reencrypt)");
+    return -1;
+  }
+  if (rc->base && strcmp (rc->base->data_key, info->data_key) != 0) {
+    xs_error ("the stream's base snapshot %s here is not under the stream's "
+              "data key", rc->base->snapshot_id);
+    return -1;
+  }
+  rc->raw = true;
+  if (dup_key_fields (rc, info->key_id, info->key_account,
+                      info->data_key) == -1)
+    return -1;
+  usable = xs_key_usable (rc->store, rc->scope->account, info->key_id);
+  if (usable == -1)
+    return -1;
+  if (usable == 1) {
+    rc->dk = xs_key_open_data_key (rc->store, rc->scope->account,
+                                   info->key_account, info->key_id,
+                                   info->data_key);
+    if (rc->dk == NULL || xs_chunk_codec_set_key (rc->codec, rc->dk) == -1)
+      return -1;
+  }
+  xs_debug ("receive: a raw stream under key %s, %s", info->key_id,
+            rc->dk ? "verified with it" : "which this account does not hold");
+  return 0;
+}
+
+/* Decide how what arrives is encrypted: as the stream has it (raw), under
+ * a key of this account (a re-encrypting stream, --key or --encrypt, or
+ * an encrypted base), or not at all.
+ */
+static int
+plan_encryption (struct receive *rc)
+{
+  const char *mode = xs_stream_encryption (rc->info);
+  bool encrypted_base = rc->base && xs_manifest_is_encrypted (rc->base);
+  struct xs_key key;
+  int r;
+
+  if (strcmp (mode, "raw") == 0)
+    return plan_raw (rc);
+  rc->encrypting = strcmp (mode, "reencrypt") == 0 || rc->encrypt
+    || rc->key_spec || encrypted_base;
+  if (!rc->encrypting)
+    return 0;
+  if (rc->base && !encrypted_base) {
+    xs_error ("cannot encrypt what arrives: the stream's base snapshot %s "
+              "here is not encrypted (receive a full stream)",
+              rc->base->snapshot_id);
+    return -1;
+  }
+  rc->seal_codec = xs_chunk_codec_new (0);
+  if (rc->seal_codec == NULL)
+    return -1;
+  if (!encrypted_base)
+    return 0;                   /* a new data key, with the state */
+  /* An incremental receive stays under its base's data key. */
+  if (rc->key_spec) {
+    r = xs_key_find (rc->store, rc->scope->account, rc->key_spec, false,
+                     &key);
+    if (r != 0)
+      return -1;
+    r = strcmp (key.id, rc->base->key_id) == 0 ? 0 : -1;
+    if (r == -1)
+      xs_error ("cannot receive under key '%s': the stream's base snapshot "
+                "%s is under another key, and an incremental receive stays "
+                "under its base's", key.name, rc->base->snapshot_id);
+    xs_key_clear (&key);
+    if (r == -1)
+      return -1;
+  }
+  rc->dk = xs_data_key_dup (rc->base->dk);
+  if (rc->dk == NULL
+      || dup_key_fields (rc, rc->base->key_id, rc->base->key_account,
+                         rc->base->data_key) == -1)
+    return -1;
+  return xs_chunk_codec_set_key (rc->seal_codec, rc->dk);
+}
+
+/* The data key of a full encrypting receive: the saved one when it
+ * resumes, else a new one under the key asked for (default: the
+ * account's default key).
+ */
+static int
+choose_data_key (struct receive *rc)
+{
+  const char *account = rc->scope->account;
+  struct xs_key key;
+  char *wrapped = NULL;
+  int r;
+
+  if (!rc->encrypting || rc->dk)
+    return 0;
+  if (rc->info->resume_token[0]) {
+    if (rc->saved_key_id == NULL) {
+      xs_error ("cannot resume: the interrupted receive of stream %s did "
+                "not encrypt; send the whole stream again",
+                rc->info->stream_id);
+      return -1;
+    }
+    r = dup_key_fields (rc, rc->saved_key_id, account, rc->saved_data_key);
+  }
+  else {
+    r = rc->key_spec ? xs_key_find (rc->store, account, rc->key_spec, false,
+                                    &key)
+      : xs_key_default (rc->store, account, &key);
+    if (r != 0)
+      return -1;
+    r = xs_key_new_data_key (rc->store, &key, &wrapped);
+    if (r == 0)
+      r = dup_key_fields (rc, key.id, account, wrapped);
+    xs_key_clear (&key);
+    free (wrapped);
+  }
+  if (r == -1)
+    return -1;
+  rc->dk = xs_key_open_data_key (rc->store, account, account, rc->key_id,
+                                 rc->data_key);
+  if (rc->dk == NULL)
+    return -1;
+  return xs_chunk_codec_set_key (rc->seal_codec, rc->dk);
+}
+
+/* Start the saved state; an encrypting receive records its key in it. */
+static int
+start_state (struct receive *rc)
+{
+  struct xs_stream_info copy;
+  json_t *obj;
+  int r = -1;
+
+  if (!rc->encrypting)
+    return xs_recvstate_start (rc->state, rc->info);
+  obj = xs_stream_info_to_json (rc->info);
+  if (obj == NULL
+      || json_object_set_new (obj, "receiver",
+                              json_pack ("{s:s, s:s}", "key_id", rc->key_id,
+                                         "data_key", rc->data_key)) == -1) {
+    xs_error ("cannot receive: out of memory");
+    json_decref (obj);
+    return -1;
+  }
+  if (xs_stream_info_from_json (obj, "receive state", &copy) == 0) {
+    r = xs_recvstate_start (rc->state, &copy);
+    xs_stream_info_clear (&copy);
+  }
+  json_decref (obj);
+  return r;
+}
+
 static int
 open_state (struct receive *rc)
 {
@@ -330,9 +605,11 @@ open_state (struct receive *rc)
   if (rc->state == NULL)
     return -1;
   if (info->resume_token[0])
-    return resume_state (rc);
+    return resume_state (rc) == 0 ? choose_data_key (rc) : -1;
   rc->next_block = 0;
-  return xs_recvstate_start (rc->state, info);
+  if (choose_data_key (rc) == -1)
+    return -1;
+  return start_state (rc);
 }
 
 /* Wait for the chunks queued so far.  After a failed store the batch is
@@ -380,21 +657,59 @@ checkpoint (struct receive *rc)
 
 /* ----- Records ----- */
 
-/* Verify and store a record's chunk: 0, -1 if it cannot be stored, -2
- * if it is bad.
+/* Check a raw stream's chunk that this account cannot decrypt: its header
+ * (checksummed) must be an encrypted chunk's, of the record's id and the
+ * block's length.  Its payload is authenticated when it is read with the
+ * key.  0, or -1 with REASON set.
  */
 static int
-store_chunk (struct receive *rc, const struct xs_stream_record *rec)
+check_sealed_chunk (const struct xs_stream_record *rec, uint64_t want,
+                    char *reason, size_t reason_len)
+{
+  struct xs_hash128 id;
+  uint32_t plain_len;
+
+  if (rec->stored_len < XS_CHUNK_HEADER_SIZE_ENCRYPTED
+      || xs_chunk_header_version (rec->stored) != XS_CHUNK_VERSION_ENCRYPTED) {
+    snprintf (reason, reason_len, "not an encrypted chunk");
+    return -1;
+  }
+  if (xs_chunk_peek (rec->stored, rec->stored_len, &id, &plain_len) == -1) {
+    snprintf (reason, reason_len, "its header is damaged");
+    return -1;
+  }
+  if (!xs_hash128_equal (&id, &rec->id) || plain_len != want) {
+    snprintf (reason, reason_len, "its header names another chunk or length");
+    return -1;
+  }
+  return 0;
+}
+
+/* Verify and store a record's chunk, as *ID (the record's, or when
+ * encrypting here the id of the chunk sealed under this receive's key): 0,
+ * -1 if it cannot be stored, -2 if it is bad.
+ */
+static int
+store_chunk (struct receive *rc, const struct xs_stream_record *rec,
+             struct xs_hash128 *id)
 {
   uint64_t want = rc->info->size - rec->block * rc->info->block_size;
   char hex[XS_HASH128_HEX_LEN + 1], reason[XS_CHUNK_REASON_MAX];
+  void *sealed = NULL;
+  const void *stored = rec->stored;
+  size_t stored_len = rec->stored_len;
   ssize_t len;
+  int r;
 
   if (want > rc->info->block_size)
     want = rc->info->block_size;
-  len = xs_chunk_decode_quiet (rc->codec, rec->stored, rec->stored_len,
-                               &rec->id, rc->plain, rc->info->block_size,
-                               reason);
+  if (rc->raw && rc->dk == NULL)
+    len = check_sealed_chunk (rec, want, reason, sizeof reason) == 0
+      ? (ssize_t) want : -1;
+  else
+    len = xs_chunk_decode_quiet (rc->codec, rec->stored, rec->stored_len,
+                                 &rec->id, rc->plain, rc->info->block_size,
+                                 reason);
   if (len != (ssize_t) want) {
     xs_hash128_to_hex (&rec->id, hex);
     if (len >= 0)
@@ -404,11 +719,22 @@ store_chunk (struct receive *rc, const struct xs_stream_record *rec)
               "bad: %s", rc->done + 1, rec->block, hex, reason);
     return -2;
   }
+  *id = rec->id;
+  if (rc->encrypting) {
+    if (xs_chunk_encode (rc->seal_codec, rc->plain, (size_t) len, id,
+                         &sealed, &stored_len) == -1
+        || rename_add (&rc->renamed, &rec->id, id) == -1) {
+      free (sealed);
+      return -1;
+    }
+    stored = sealed;
+  }
   /* Its entry goes into the batch at rc->batch_len, next. */
-  if (xs_putqueue_add (rc->puts, &rec->id, rec->stored, rec->stored_len,
-                       rc->batch_len) == -1)
+  r = xs_putqueue_add (rc->puts, id, stored, stored_len, rc->batch_len);
+  free (sealed);
+  if (r == -1)
     return -1;
-  rc->batch_bytes += rec->stored_len;
+  rc->batch_bytes += stored_len;
   return 0;
 }
 
@@ -416,11 +742,28 @@ store_chunk (struct receive *rc, const struct xs_stream_record *rec)
  * here.
  */
 static int
-check_reference (struct receive *rc, const struct xs_stream_record *rec)
+check_reference (struct receive *rc, const struct xs_stream_record *rec,
+                 struct xs_hash128 *id)
 {
+  const struct xs_hash128 *local;
   char hex[XS_HASH128_HEX_LEN + 1];
   int r;
 
+  *id = rec->id;
+  if (rc->encrypting) {
+    local = rename_find (&rc->renamed, &rec->id);
+    if (local) {
+      *id = *local;
+      return 0;
+    }
+    xs_hash128_to_hex (&rec->id, hex);
+    xs_error ("stream record %" PRIu64 " (block %" PRIu64 ") refers to chunk "
+              "%s of its base (or of before it was resumed), which has "
+              "another name under this receive's key: an encrypting receive "
+              "needs a stream sent with --reencrypt", rc->done + 1,
+              rec->block, hex);
+    return -2;
+  }
   /* It may be a chunk of this stream that is still queued. */
   if (!xs_putqueue_idle (rc->puts) && drain_puts (rc) == -1)
     return -1;
@@ -440,6 +783,7 @@ static int
 apply_record (struct receive *rc, const struct xs_stream_record *rec,
               enum outcome *outcome)
 {
+  struct xs_hash128 id = rec->id;
   int r = 0;
 
   /* A chunk that cannot be stored or checked is a local failure, worth
@@ -448,16 +792,16 @@ apply_record (struct receive *rc, const struct xs_stream_record *rec,
    */
   *outcome = DISCARD;
   if (rec->kind == XS_STREAM_CHUNK)
-    r = store_chunk (rc, rec);
+    r = store_chunk (rc, rec, &id);
   else if (rec->kind == XS_STREAM_REF)
-    r = check_reference (rc, rec);
+    r = check_reference (rc, rec, &id);
   if (r < 0) {
     *outcome = r == -1 ? KEEP : DISCARD;
     return -1;
   }
-  rc->built->entries[rec->block] = rec->id;
+  rc->built->entries[rec->block] = id;
   rc->batch[rc->batch_len++] = (struct xs_recvstate_entry) { rec->block,
-                                                             rec->id };
+                                                             id };
   rc->next_block = rec->block + 1;
   rc->done++;
   if (rc->progress)
@@ -501,6 +845,36 @@ describe_built (struct receive *rc)
     || xs_manifest_set (m, "status", "available") == -1 ? -1 : 0;
 }
 
+/* The built manifest's encryption: a raw stream's key fields and its
+ * sender's MAC (checked now if this account holds the key), or this
+ * receive's key.  -1 (the stream's fault) if the MAC does not match.
+ */
+static int
+encrypt_built (struct receive *rc)
+{
+  unsigned char mac[XS_MANIFEST_MAC_LEN];
+  int r;
+
+  if (rc->key_id == NULL)
+    return 0;
+  if (describe_built (rc) == -1
+      || xs_manifest_set_encryption (rc->built, rc->key_id, rc->key_account,
+                                     rc->data_key, rc->dk) == -1)
+    return -1;
+  if (!rc->raw)
+    return 0;
+  xs_manifest_set_mac (rc->built, rc->info->manifest_mac);
+  if (rc->dk == NULL)
+    return 0;
+  if (xs_manifest_compute_mac (rc->built, rc->dk, mac) == -1)
+    return -1;
+  r = xs_crypt_equal (mac, rc->info->manifest_mac, sizeof mac) ? 0 : -1;
+  if (r == -1)
+    xs_error ("the stream's manifest MAC does not match the snapshot that "
+              "arrived: refused (tampered with)");
+  return r;
+}
+
 /* Chunks durable, manifest, catalog row; then the state goes.  A root
  * that differs is the stream's fault; any other failure here is ours,
  * and the receive can be resumed (with nothing more to send).
@@ -509,19 +883,28 @@ static int
 commit (struct receive *rc, struct xs_snapshot *snap, enum outcome *outcome)
 {
   char got[XS_HASH128_HEX_LEN + 1], want[XS_HASH128_HEX_LEN + 1];
+  char sender_root[XS_HASH128_HEX_LEN + 1];
   void *data;
   size_t len;
   int r;
 
+  xs_hash128_to_hex (&rc->info->root, sender_root);
   *outcome = DISCARD;
   xs_manifest_seal (rc->built);
-  if (!xs_hash128_equal (&rc->built->root, &rc->info->root)) {
+  /* Encrypted here, the chunks have other names than the sender's: the
+   * stream's integrity (every chunk checked, the trailer over all of it)
+   * and its base's identity (load_base) stand for the root.
+   */
+  if (!rc->encrypting
+      && !xs_hash128_equal (&rc->built->root, &rc->info->root)) {
     xs_hash128_to_hex (&rc->built->root, got);
     xs_hash128_to_hex (&rc->info->root, want);
     xs_error ("the received snapshot's root hash %s differs from the "
               "stream's %s: refused", got, want);
     return -1;
   }
+  if (encrypt_built (rc) == -1)
+    return -1;
   *outcome = KEEP;
   if (drain_puts (rc) == -1 || describe_built (rc) == -1
       || xs_repo_sync (rc->repo) == -1
@@ -532,6 +915,7 @@ commit (struct receive *rc, struct xs_snapshot *snap, enum outcome *outcome)
   if (r == -1
       || xs_snapshot_record_received (rc->store, rc->scope, rc->built,
                                       count_changed (rc), rc->stored_bytes,
+                                      rc->encrypting ? sender_root : NULL,
                                       snap) == -1)
     return -1;
   /* Committed.  A state left behind by a failure here is refused as
@@ -551,6 +935,14 @@ free_receive (struct receive *rc)
   xs_manifest_free (rc->built);
   xs_manifest_free (rc->base);
   xs_chunk_codec_free (rc->codec);
+  xs_chunk_codec_free (rc->seal_codec);
+  xs_data_key_free (rc->dk);
+  free (rc->key_id);
+  free (rc->key_account);
+  free (rc->data_key);
+  free (rc->saved_key_id);
+  free (rc->saved_data_key);
+  free (rc->renamed.slots);
   free (rc->plain);
   free (rc->batch);
   xs_repo_close (rc->repo);
@@ -602,7 +994,7 @@ begin (struct receive *rc, const char *name)
     xs_error ("cannot receive: out of memory");
     return -1;
   }
-  return 0;
+  return plan_encryption (rc);
 }
 
 /* Every record, then the trailer.  On failure *OUTCOME is set. */
@@ -628,9 +1020,11 @@ static void
 command_line (const struct xs_stream_info *info, const char *token,
               char *out, size_t len)
 {
-  snprintf (out, len, "xsnap send %s%s%s --resume %s", info->snapshot_id,
+  const char *mode = xs_stream_encryption (info);
+
+  snprintf (out, len, "xsnap send %s%s%s%s%s --resume %s", info->snapshot_id,
             info->base_snapshot_id[0] ? " --from " : "",
-            info->base_snapshot_id, token);
+            info->base_snapshot_id, mode[0] ? " --" : "", mode, token);
 }
 
 /* The receive stopped short: save what arrived and say how to go on. */
@@ -650,14 +1044,16 @@ keep_for_resume (struct receive *rc)
 
 int
 xs_receive (struct xs_store *store, const struct xs_scope *scope, int fd,
-            const char *name, const int *stop,
+            const char *name, const char *key_spec, bool encrypt,
+            const int *stop,
             void (*progress) (uint64_t done, uint64_t total, void *opaque),
             void *progress_opaque, struct xs_snapshot *snap)
 {
   struct receive rc = { .store = store, .scope = scope, .fd = fd,
                         .stop = stop, .gc_lock_fd = -1,
                         .progress = progress,
-                        .progress_opaque = progress_opaque };
+                        .progress_opaque = progress_opaque,
+                        .key_spec = key_spec, .encrypt = encrypt };
   enum outcome outcome = DISCARD;
   int r = -1;
 

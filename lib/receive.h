@@ -31,7 +31,19 @@
 #include "stream.h"
 
 /* Receive the stream read from FD into SCOPE, naming the snapshot NAME
- * ("NAME" or "VOLUME@NAME"; NULL keeps the sender's names).  STOP, if not
+ * ("NAME" or "VOLUME@NAME"; NULL keeps the sender's names).
+ *
+ * Encryption: a raw stream's snapshot stays under the sender's key (and is
+ * read here only by an account that holds the key, imported with `xsnap
+ * key import` or granted); its chunks are verified whole if SCOPE's
+ * account holds it, else by their headers (their payloads are
+ * authenticated when read).  A re-encrypting stream — or any stream with
+ * KEY_SPEC or ENCRYPT, or onto an encrypted base — is encrypted here:
+ * under a new data key of key KEY_SPEC of the account (default: its
+ * default key), or for an incremental stream under its base's.  Such a
+ * stream must not refer to chunks by id (send --reencrypt never does).
+ *
+ * STOP, if not
  * NULL, is a flag a signal handler sets (read atomically): a read
  * interrupted while it is set ends the receive as if the input had
  * ended.  PROGRESS (may be NULL)
@@ -40,8 +52,8 @@
  * second line with the command that resumes it).
  */
 extern int xs_receive (struct xs_store *store, const struct xs_scope *scope,
-                       int fd, const char *name,
-                       const int *stop,
+                       int fd, const char *name, const char *key_spec,
+                       bool encrypt, const int *stop,
                        void (*progress) (uint64_t done, uint64_t total,
                                          void *opaque),
                        void *progress_opaque, struct xs_snapshot *snap);

@@ -13,6 +13,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <openssl/crypto.h>
+
 #include "chunk.h"
 #include "access.h"
 #include "error.h"
@@ -78,6 +80,10 @@ struct xs_send {
   uint64_t base_chunks;         /* non-zero entries of base */
   uint64_t plan_records;        /* records of the whole stream */
   char base_id[XS_ID_MAX];       /* "" for a full stream */
+  const char *mode;             /* "", "raw" or "reencrypt" */
+  bool reencrypt;
+  struct xs_chunk_codec *source_codec, *plain_codec;  /* reencrypt */
+  void *plain;                  /* reencrypt: one block */
   struct xs_stream_info info;
 };
 
@@ -88,6 +94,9 @@ xs_send_free (struct xs_send *s)
     return;
   xs_manifest_free (s->target);
   xs_manifest_free (s->base);
+  xs_chunk_codec_free (s->source_codec);
+  xs_chunk_codec_free (s->plain_codec);
+  free (s->plain);
   xs_repo_close (s->repo);
   if (s->gc_lock_fd >= 0)
     close (s->gc_lock_fd);
@@ -101,10 +110,10 @@ xs_send_info (const struct xs_send *s)
   return &s->info;
 }
 
-/* Find an available snapshot by SPEC. */
+/* Find an available snapshot by SPEC, that MODE can send. */
 static int
 find_available (struct xs_store *store, const struct xs_scope *scope,
-                const char *spec, struct xs_snapshot *snap)
+                const char *spec, const char *mode, struct xs_snapshot *snap)
 {
   if (xs_access_find_snapshot (store, scope, spec, "xsnap:ReadSnapshot",
                                false, snap) != 0)
@@ -115,12 +124,20 @@ find_available (struct xs_store *store, const struct xs_scope *scope,
     xs_snapshot_clear (snap);
     return -1;
   }
-  /* A stream carries stored chunks as they are; for an encrypted
-   * snapshot neither a raw nor a re-encrypting stream exists yet.
+  /* An encrypted snapshot leaves only as ciphertext, or decrypted for a
+   * receiver that encrypts it again: never silently as plaintext.
    */
-  if (snap->key_id[0] != '\0') {
-    xs_error ("cannot send snapshot %s@%s: encrypted snapshots cannot be "
-              "sent yet", snap->volume_name, snap->name);
+  if (snap->key_id[0] != '\0' && mode[0] == '\0') {
+    xs_error ("cannot send snapshot %s@%s: it is encrypted; send it --raw "
+              "(its ciphertext: the receiver needs its key to read it) or "
+              "--reencrypt (the receiver encrypts it under a key of its "
+              "own)", snap->volume_name, snap->name);
+    xs_snapshot_clear (snap);
+    return -1;
+  }
+  if (snap->key_id[0] == '\0' && strcmp (mode, "raw") == 0) {
+    xs_error ("cannot send snapshot %s@%s --raw: it is not encrypted",
+              snap->volume_name, snap->name);
     xs_snapshot_clear (snap);
     return -1;
   }
@@ -134,7 +151,7 @@ load_base (struct xs_send *s, const struct xs_scope *scope,
   struct xs_snapshot base;
   int r = -1;
 
-  if (find_available (s->store, scope, spec, &base) == -1)
+  if (find_available (s->store, scope, spec, s->mode, &base) == -1)
     return -1;
   if (strcmp (base.id, snap->id) == 0)
     xs_error ("cannot send %s@%s incrementally from itself",
@@ -149,7 +166,12 @@ load_base (struct xs_send *s, const struct xs_scope *scope,
     s->base = xs_snapshot_load_manifest (s->store, base.account, base.region,
                                          base.id);
     snprintf (s->base_id, sizeof s->base_id, "%s", base.id);
-    if (s->base)
+    if (s->base && strcmp (s->mode, "raw") == 0
+        && strcmp (s->base->data_key, s->target->data_key) != 0)
+      xs_error ("cannot send %s@%s --raw from %s@%s: they are under "
+                "different data keys", snap->volume_name, snap->name,
+                base.volume_name, base.name);
+    else if (s->base)
       r = 0;
   }
   xs_snapshot_clear (&base);
@@ -216,6 +238,39 @@ resume_point (const struct xs_send *s, const char *token,
   return 0;
 }
 
+/* The encryption of the stream (before its id is made). */
+static int
+describe_encryption (struct xs_send *s)
+{
+  unsigned char mac[XS_MANIFEST_MAC_LEN];
+  const struct xs_manifest *m = s->target;
+  int r;
+
+  if (s->mode[0] == '\0')
+    return 0;
+  if (strcmp (s->mode, "reencrypt") == 0) {
+    s->reencrypt = true;
+    s->source_codec = xs_chunk_codec_new (0);
+    s->plain_codec = xs_chunk_codec_new (0);
+    s->plain = malloc (m->block_size);
+    if (s->source_codec == NULL || s->plain_codec == NULL
+        || s->plain == NULL
+        || xs_chunk_codec_set_key (s->source_codec, m->dk) == -1) {
+      if (s->plain == NULL)
+        xs_error ("cannot plan the stream: %m");
+      return -1;
+    }
+    return xs_stream_info_set_encryption (&s->info, "reencrypt", NULL, NULL,
+                                          NULL, NULL);
+  }
+  if (xs_manifest_compute_mac (m, m->dk, mac) == -1)
+    return -1;
+  r = xs_stream_info_set_encryption (&s->info, "raw", m->key_id,
+                                     m->key_account, m->data_key, mac);
+  OPENSSL_cleanse (mac, sizeof mac);
+  return r;
+}
+
 static int
 describe (struct xs_send *s, const struct xs_scope *scope,
           const struct xs_snapshot *snap, const char *base_id,
@@ -230,6 +285,8 @@ describe (struct xs_send *s, const struct xs_scope *scope,
   s->info.root = s->target->root;
   if (base_id[0])
     s->info.base_root = s->base->root;
+  if (describe_encryption (s) == -1)
+    return -1;
   if (xs_stream_info_set_strings (&s->info, scope->account, scope->region,
                                   snap->volume_id, snap->volume_name,
                                   snap->id, snap->name, base_id,
@@ -262,7 +319,7 @@ plan (struct xs_send *s, const struct xs_scope *scope,
 struct xs_send *
 xs_send_prepare (struct xs_store *store, const struct xs_scope *scope,
                  const char *snapshot, const char *base,
-                 const char *resume_token)
+                 const char *resume_token, const char *mode)
 {
   struct xs_send *s = calloc (1, sizeof *s);
   struct xs_snapshot snap;
@@ -272,11 +329,18 @@ xs_send_prepare (struct xs_store *store, const struct xs_scope *scope,
     return NULL;
   }
   s->store = store;
+  s->mode = mode ? mode : "";
+  if (s->mode[0] && strcmp (s->mode, "raw") != 0
+      && strcmp (s->mode, "reencrypt") != 0) {
+    xs_error ("cannot send: unknown encryption mode '%s'", s->mode);
+    free (s);
+    return NULL;
+  }
   s->gc_lock_fd = xs_snapshot_gc_lock (store, scope->region, false);
   if (s->gc_lock_fd == -1
       || (s->repo = xs_store_repo (store, scope->account,
                                    scope->region)) == NULL
-      || find_available (store, scope, snapshot, &snap) == -1) {
+      || find_available (store, scope, snapshot, s->mode, &snap) == -1) {
     xs_send_free (s);
     return NULL;
   }
@@ -334,6 +398,30 @@ read_chunk (struct xs_send *s, uint64_t block, const struct xs_hash128 *id,
   return r;
 }
 
+/* Replace the stored chunk of REC (*STORED) by its plaintext form, an
+ * unencrypted chunk, and its id by that chunk's.
+ */
+static int
+decrypt_chunk (struct xs_send *s, struct xs_stream_record *rec,
+               void **stored)
+{
+  void *plain_chunk = NULL;
+  size_t plain_chunk_len;
+  ssize_t len;
+
+  len = xs_chunk_decode (s->source_codec, *stored, rec->stored_len, &rec->id,
+                         s->plain, s->target->block_size);
+  free (*stored);
+  *stored = NULL;
+  if (len < 0
+      || xs_chunk_encode (s->plain_codec, s->plain, (size_t) len, &rec->id,
+                          &plain_chunk, &plain_chunk_len) == -1)
+    return -1;
+  *stored = plain_chunk;
+  rec->stored_len = plain_chunk_len;
+  return 0;
+}
+
 static int
 send_block (struct send_pass *pass, uint64_t block)
 {
@@ -344,7 +432,7 @@ send_block (struct send_pass *pass, uint64_t block)
   bool known;
   int r;
 
-  known = !xs_hash128_is_zero (&rec.id)
+  known = !xs_hash128_is_zero (&rec.id) && !s->reencrypt
     && id_set_add (&pass->carried, &rec.id);
   if (block < s->info.first_block)
     return 0;                   /* carried before the resume point */
@@ -357,7 +445,8 @@ send_block (struct send_pass *pass, uint64_t block)
     pass->stats.refs++;
   }
   else {
-    if (read_chunk (s, block, &rec.id, &stored, &rec.stored_len) == -1)
+    if (read_chunk (s, block, &rec.id, &stored, &rec.stored_len) == -1
+        || (s->reencrypt && decrypt_chunk (s, &rec, &stored) == -1))
       return -1;
     rec.kind = XS_STREAM_CHUNK;
     rec.stored = stored;

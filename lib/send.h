@@ -4,9 +4,11 @@
  * incremental one (from a base snapshot of the same geometry) only the
  * blocks whose manifest entries differ, found by comparing the two
  * manifests without reading any data.  Chunks travel exactly as they are
- * stored (already compressed and self-checking).  A chunk that the
- * receiver already has — one the base uses, or one carried earlier in the
- * same stream — is sent as a reference instead of again.
+ * stored (already compressed and self-checking; encrypted ones in a raw
+ * stream).  A chunk that the receiver already has — one the base uses, or
+ * one carried earlier in the same stream — is sent as a reference instead
+ * of again.  A re-encrypting stream carries every chunk decrypted and in
+ * full, without references: its receiver names chunks under its own key.
  *
  * The snapshot's region stays locked against gc (shared) from prepare to
  * free, so nothing the stream needs disappears while it is sent.
@@ -33,13 +35,18 @@ struct xs_send_stats {
 /* Plan the stream of SNAPSHOT (VOLUME@NAME or id) of SCOPE, incremental
  * from BASE unless NULL, resuming an interrupted receive from
  * RESUME_TOKEN unless NULL (only the blocks from the token's on are
- * sent).  NULL with an error.
+ * sent).  MODE (NULL: "") is the stream's encryption (stream.h): an
+ * encrypted snapshot is sent "raw" (its ciphertext; the base, if any,
+ * under the same data key) or "reencrypt" (decrypted here, for a
+ * receiver that encrypts under its own key); "" is refused for it.  NULL
+ * with an error.
  */
 extern struct xs_send *xs_send_prepare (struct xs_store *store,
                                         const struct xs_scope *scope,
                                         const char *snapshot,
                                         const char *base,
-                                        const char *resume_token);
+                                        const char *resume_token,
+                                        const char *mode);
 extern void xs_send_free (struct xs_send *s);
 
 /* The stream's header, as it will be sent. */

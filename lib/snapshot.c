@@ -22,7 +22,7 @@
 #define SNAPSHOT_COLUMNS                                                \
   "id, account, region, volume_id, volume_name, name, parent_id, status," \
   " root_hash, creation_method, size, block_size, created_ns,"          \
-  " changed_blocks, stored_bytes, origin, description, key_id"
+  " changed_blocks, stored_bytes, origin, description, key_id, source_root"
 
 void
 xs_snapshot_clear (struct xs_snapshot *snap)
@@ -40,6 +40,7 @@ xs_snapshot_clear (struct xs_snapshot *snap)
   free (snap->origin);
   free (snap->description);
   free (snap->key_id);
+  free (snap->source_root);
   memset (snap, 0, sizeof *snap);
 }
 
@@ -99,6 +100,7 @@ row_to_snapshot (sqlite3_stmt *stmt, struct xs_snapshot *snap)
   snap->origin = xs_catalog_column_dup (stmt, 15, &failed);
   snap->description = xs_catalog_column_dup (stmt, 16, &failed);
   snap->key_id = xs_catalog_column_dup (stmt, 17, &failed);
+  snap->source_root = xs_catalog_column_dup (stmt, 18, &failed);
   if (failed) {
     xs_error ("cannot read snapshot %s: %m", snap->id);
     xs_snapshot_clear (snap);
@@ -352,17 +354,14 @@ recorded_key (struct xs_store *store, const char *id, char **key_id)
   return r;
 }
 
-/* Check manifest M of snapshot ID in ACCOUNT's repository (DATA, LEN: its
- * bytes) against the catalog's record, and for an encrypted snapshot open
- * its data key and check its MAC.  A manifest that says it is not
- * encrypted when the record says it is, or that names another snapshot,
- * is refused: either would let a replaced manifest pass.
+/* A manifest that says it is not encrypted when the catalog's record of
+ * snapshot ID says it is, or names another key, is refused: it would let
+ * a replaced manifest pass.
  */
 static int
-open_manifest (struct xs_store *store, const char *account, const char *id,
-               const void *data, size_t len, struct xs_manifest *m)
+check_recorded_key (struct xs_store *store, const char *id,
+                    const struct xs_manifest *m)
 {
-  struct xs_data_key *dk;
   char *key_id = NULL;
   int r;
 
@@ -377,23 +376,41 @@ open_manifest (struct xs_store *store, const char *account, const char *id,
     return -1;
   }
   free (key_id);
+  return 0;
+}
+
+/* Check manifest M of snapshot ID in ACCOUNT's repository against the
+ * catalog's record, and for an encrypted snapshot open its data key (as
+ * ACCOUNT) and check its MAC, which also covers the id.
+ */
+static int
+open_manifest (struct xs_store *store, const char *account, const char *id,
+               struct xs_manifest *m)
+{
+  struct xs_data_key *dk;
+
+  if (check_recorded_key (store, id, m) == -1)
+    return -1;
   if (!xs_manifest_is_encrypted (m))
     return 0;
-  if (strcmp (m->snapshot_id, id) != 0
-      || strcmp (m->key_account, account) != 0) {
-    xs_error ("manifest %s: it describes snapshot %s of account '%s' "
-              "(tampered with)", id, m->snapshot_id, m->key_account);
+  /* The MAC covers the id; the key's account may be another than the
+   * snapshot's (a raw stream's snapshot stays under its sender's key).
+   */
+  if (strcmp (m->snapshot_id, id) != 0) {
+    xs_error ("manifest %s: it describes snapshot %s (tampered with)", id,
+              m->snapshot_id);
     return -1;
   }
-  dk = xs_key_open_data_key (store, m->key_account, m->key_id, m->data_key);
+  dk = xs_key_open_data_key (store, account, m->key_account, m->key_id,
+                             m->data_key);
   if (dk == NULL)
     return -1;
   return xs_manifest_authenticate (m, dk);
 }
 
-struct xs_manifest *
-xs_snapshot_load_manifest (struct xs_store *store, const char *account,
-                           const char *region, const char *id)
+static struct xs_manifest *
+load_manifest (struct xs_store *store, const char *account,
+               const char *region, const char *id, bool open_key)
 {
   struct xs_repo *repo = xs_store_repo (store, account, region);
   struct xs_manifest *m = NULL;
@@ -409,7 +426,8 @@ xs_snapshot_load_manifest (struct xs_store *store, const char *account,
               region);
   else if (r == 0) {
     m = xs_manifest_parse (data, len, id);
-    if (m && open_manifest (store, account, id, data, len, m) == -1) {
+    if (m && (open_key ? open_manifest (store, account, id, m)
+              : check_recorded_key (store, id, m)) == -1) {
       xs_manifest_free (m);
       m = NULL;
     }
@@ -417,6 +435,21 @@ xs_snapshot_load_manifest (struct xs_store *store, const char *account,
   free (data);
   xs_repo_close (repo);
   return m;
+}
+
+struct xs_manifest *
+xs_snapshot_load_manifest (struct xs_store *store, const char *account,
+                           const char *region, const char *id)
+{
+  return load_manifest (store, account, region, id, true);
+}
+
+struct xs_manifest *
+xs_snapshot_load_manifest_unopened (struct xs_store *store,
+                                    const char *account, const char *region,
+                                    const char *id)
+{
+  return load_manifest (store, account, region, id, false);
 }
 
 int
@@ -487,9 +520,9 @@ insert_row (struct xs_catalog *cat, const struct xs_snapshot *snap,
                              " status, size, block_size, created_ns,"
                              " root_hash, changed_blocks, stored_bytes,"
                              " creation_method, owner_pid, origin,"
-                             " description, key_id)"
+                             " description, key_id, source_root)"
                              " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?,"
-                             " ?, ?, ?, ?, ?, ?)", "record the snapshot");
+                             " ?, ?, ?, ?, ?, ?, ?)", "record the snapshot");
   if (stmt == NULL)
     return -1;
   sqlite3_bind_text (stmt, 1, snap->id, -1, SQLITE_STATIC);
@@ -511,6 +544,8 @@ insert_row (struct xs_catalog *cat, const struct xs_snapshot *snap,
   sqlite3_bind_text (stmt, 17, snap->origin ? snap->origin : "", -1,
                      SQLITE_STATIC);
   sqlite3_bind_text (stmt, 18, snap->description ? snap->description : "",
+                     -1, SQLITE_STATIC);
+  sqlite3_bind_text (stmt, 20, snap->source_root ? snap->source_root : "",
                      -1, SQLITE_STATIC);
   sqlite3_bind_text (stmt, 19, snap->key_id ? snap->key_id : "", -1,
                      SQLITE_STATIC);
@@ -625,8 +660,8 @@ open_volume_key (struct xs_snapshot_op *op, const struct xs_volume *vol)
 {
   if (!xs_volume_is_encrypted (vol))
     return 0;
-  op->dk = xs_key_open_data_key (op->store, vol->account, vol->key_id,
-                                 vol->data_key);
+  op->dk = xs_key_open_data_key (op->store, vol->account, vol->account,
+                                 vol->key_id, vol->data_key);
   if (op->dk == NULL)
     return -1;
   op->key_id = strdup (vol->key_id);
@@ -965,24 +1000,12 @@ xs_snapshot_lookup_id (struct xs_store *store, const char *id,
   return r;
 }
 
-int
-xs_snapshot_record_received (struct xs_store *store,
-                             const struct xs_scope *scope,
-                             const struct xs_manifest *m,
-                             uint64_t changed_blocks, uint64_t stored_bytes,
-                             struct xs_snapshot *out)
-{
-  return xs_snapshot_record_arrived (store, scope, m, "received", "", "",
-                                     changed_blocks, stored_bytes, out);
-}
-
-int
-xs_snapshot_record_arrived (struct xs_store *store,
-                            const struct xs_scope *scope,
-                            const struct xs_manifest *m, const char *method,
-                            const char *origin, const char *description,
-                            uint64_t changed_blocks, uint64_t stored_bytes,
-                            struct xs_snapshot *out)
+static int
+record_row (struct xs_store *store, const struct xs_scope *scope,
+            const struct xs_manifest *m, const char *method,
+            const char *origin, const char *description,
+            uint64_t changed_blocks, uint64_t stored_bytes,
+            const char *source_root, struct xs_snapshot *out)
 {
   struct xs_catalog *cat = xs_store_catalog (store);
   char root[XS_HASH128_HEX_LEN + 1];
@@ -996,6 +1019,7 @@ xs_snapshot_record_arrived (struct xs_store *store,
     .size = m->size, .block_size = m->block_size,
     .created_ns = m->created_ns, .changed_blocks = changed_blocks,
     .stored_bytes = stored_bytes, .key_id = m->key_id,
+    .source_root = (char *) source_root,
   };
   int r;
 
@@ -1013,4 +1037,28 @@ xs_snapshot_record_arrived (struct xs_store *store,
     return -1;
   return xs_snapshot_find (store, scope, m->snapshot_id, false, out) == 0
     ? 0 : -1;
+}
+
+int
+xs_snapshot_record_arrived (struct xs_store *store,
+                            const struct xs_scope *scope,
+                            const struct xs_manifest *m, const char *method,
+                            const char *origin, const char *description,
+                            uint64_t changed_blocks, uint64_t stored_bytes,
+                            struct xs_snapshot *out)
+{
+  return record_row (store, scope, m, method, origin, description,
+                     changed_blocks, stored_bytes, "", out);
+}
+
+int
+xs_snapshot_record_received (struct xs_store *store,
+                             const struct xs_scope *scope,
+                             const struct xs_manifest *m,
+                             uint64_t changed_blocks, uint64_t stored_bytes,
+                             const char *source_root,
+                             struct xs_snapshot *out)
+{
+  return record_row (store, scope, m, "received", "", "", changed_blocks,
+                     stored_bytes, source_root ? source_root : "", out);
 }

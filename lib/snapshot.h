@@ -39,6 +39,8 @@ struct xs_snapshot {
   char *origin;                 /* "copiedFrom:ACCOUNT:REGION:ID", or "" */
   char *description;
   char *key_id;                 /* encrypted: the account key, else "" */
+  char *source_root;            /* received re-encrypted: the sender's root
+                                   hash, else "" */
   uint64_t size;
   uint32_t block_size;
   int64_t created_ns;
@@ -83,6 +85,14 @@ extern struct xs_manifest *xs_snapshot_load_manifest (struct xs_store *store,
                                                       const char *account,
                                                       const char *region,
                                                       const char *id);
+/* The same without opening an encrypted manifest's key: its entries and
+ * fields, not authenticated (for a raw stream's receiver, which may not
+ * hold the key and checks what it builds against the stream's root).
+ */
+extern struct xs_manifest *
+xs_snapshot_load_manifest_unopened (struct xs_store *store,
+                                    const char *account, const char *region,
+                                    const char *id);
 
 /* Load the manifest of snapshot ID wherever it lives (any account,
  * region or status; a clone of a shared snapshot reads its source from
@@ -145,13 +155,16 @@ extern int xs_snapshot_lookup_id (struct xs_store *store, const char *id,
 
 /* Record the snapshot of manifest M (durable already), received into
  * SCOPE, as available: creation method 'received', parent M->parent_id.
- * *OUT describes it.  Refused if the id or the name is taken.
+ * SOURCE_ROOT (hex, or NULL) is its sender's root when it differs from
+ * its own (it was encrypted on arrival).  *OUT describes it.  Refused if
+ * the id or the name is taken.
  */
 extern int xs_snapshot_record_received (struct xs_store *store,
                                         const struct xs_scope *scope,
                                         const struct xs_manifest *m,
                                         uint64_t changed_blocks,
                                         uint64_t stored_bytes,
+                                        const char *source_root,
                                         struct xs_snapshot *out);
 
 /* The same for a snapshot that arrived another way: METHOD is its

@@ -63,6 +63,12 @@ xs_stream_info_clear (struct xs_stream_info *info)
   free (info->snapshot_name);
   free (info->base_snapshot_id);
   free (info->resume_token);
+  free (info->encryption);
+  free (info->key_id);
+  free (info->key_account);
+  free (info->data_key);
+  free (info->receiver_key_id);
+  free (info->receiver_data_key);
   memset (info, 0, sizeof *info);
 }
 
@@ -82,10 +88,10 @@ append_string (uint8_t **p, const uint8_t *end, const char *s)
 void
 xs_stream_make_id (const char *snapshot_id, const struct xs_hash128 *root,
                    const char *base_id, const struct xs_hash128 *base_root,
-                   char id[XS_STREAM_ID_LEN + 1])
+                   const char *mode, char id[XS_STREAM_ID_LEN + 1])
 {
   static const char domain[] = "xsnap-stream-1";
-  uint8_t buf[sizeof domain + 2 * (MAX_STRING + 1 + 16)];
+  uint8_t buf[sizeof domain + 3 * (MAX_STRING + 1 + 16)];
   const uint8_t *end = buf + sizeof buf;
   uint8_t *p = buf;
   struct xs_hash128 zero = { { 0 } }, h;
@@ -98,6 +104,9 @@ xs_stream_make_id (const char *snapshot_id, const struct xs_hash128 *root,
   append_string (&p, end, base_id);
   memcpy (p, (base_root ? base_root : &zero)->bytes, 16);
   p += 16;
+  /* Version 1 streams' ids stay what they were. */
+  if (mode[0])
+    append_string (&p, end, mode);
   xs_hash128 (buf, (size_t) (p - buf), &h);
   xs_hash128_to_hex (&h, id);
 }
@@ -131,21 +140,55 @@ xs_stream_info_set_strings (struct xs_stream_info *info, const char *account,
   }
   xs_stream_make_id (info->snapshot_id, &info->root, info->base_snapshot_id,
                      info->base_snapshot_id[0] ? &info->base_root : NULL,
-                     info->stream_id);
+                     xs_stream_encryption (info), info->stream_id);
   return 0;
+}
+
+int
+xs_stream_info_set_encryption (struct xs_stream_info *info, const char *mode,
+                               const char *key_id, const char *key_account,
+                               const char *data_key, const unsigned char *mac)
+{
+  bool raw = strcmp (mode, "raw") == 0;
+
+  if (dup_field (&info->encryption, mode) == -1
+      || dup_field (&info->key_id, raw ? key_id : "") == -1
+      || dup_field (&info->key_account, raw ? key_account : "") == -1
+      || dup_field (&info->data_key, raw ? data_key : "") == -1) {
+    xs_error ("cannot describe the stream: %m");
+    return -1;
+  }
+  if (raw)
+    memcpy (info->manifest_mac, mac, XS_STREAM_MAC_LEN);
+  return 0;
+}
+
+/* The "encryption" object of a version 2 stream. */
+static json_t *
+encryption_to_json (const struct xs_stream_info *info)
+{
+  char mac[2 * XS_STREAM_MAC_LEN + 1];
+
+  if (strcmp (info->encryption, "raw") != 0)
+    return json_pack ("{s:s}", "mode", info->encryption);
+  xs_hex_encode (info->manifest_mac, XS_STREAM_MAC_LEN, mac);
+  return json_pack ("{s:s, s:s, s:s, s:s, s:s}", "mode", "raw",
+                    "key_id", info->key_id, "key_account", info->key_account,
+                    "data_key", info->data_key, "manifest_mac", mac);
 }
 
 json_t *
 xs_stream_info_to_json (const struct xs_stream_info *info)
 {
   char root[XS_HASH128_HEX_LEN + 1], base_root[XS_HASH128_HEX_LEN + 1];
+  json_t *obj;
 
   xs_hash128_to_hex (&info->root, root);
   if (info->base_snapshot_id[0])
     xs_hash128_to_hex (&info->base_root, base_root);
   else
     base_root[0] = '\0';
-  return json_pack ("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:I, s:I, s:I,"
+  obj = json_pack ("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:I, s:I, s:I,"
                     " s:I, s:s, s:s, s:s, s:s, s:I, s:I}",
                     "stream_id", info->stream_id,
                     "account", info->account, "region", info->region,
@@ -163,6 +206,22 @@ xs_stream_info_to_json (const struct xs_stream_info *info)
                     "resume_token", info->resume_token,
                     "first_block", (json_int_t) info->first_block,
                     "records", (json_int_t) info->records);
+  if (obj && xs_stream_encryption (info)[0]
+      && json_object_set_new (obj, "encryption",
+                              encryption_to_json (info)) == -1) {
+    json_decref (obj);
+    obj = NULL;
+  }
+  if (obj && info->receiver_key_id && info->receiver_key_id[0]
+      && json_object_set_new (obj, "receiver",
+                              json_pack ("{s:s, s:s}",
+                                         "key_id", info->receiver_key_id,
+                                         "data_key",
+                                         info->receiver_data_key)) == -1) {
+    json_decref (obj);
+    obj = NULL;
+  }
+  return obj;
 }
 
 static int
@@ -343,6 +402,69 @@ check_info (const char *what, struct xs_stream_info *info,
   return 0;
 }
 
+/* The optional "encryption" object: a mode, and for "raw" the key
+ * fields and the manifest MAC.
+ */
+static int
+encryption_from_json (json_t *obj, const char *what,
+                      struct xs_stream_info *info)
+{
+  json_t *enc = json_object_get (obj, "encryption");
+  char *mac = NULL;
+  int r = -1;
+
+  if (enc == NULL)
+    return 0;
+  if (!json_is_object (enc)) {
+    xs_error ("%s: field 'encryption' is not an object", what);
+    return -1;
+  }
+  if (json_string_field (enc, what, "mode", &info->encryption) == -1)
+    return -1;
+  if (strcmp (info->encryption, "reencrypt") == 0)
+    return 0;
+  if (strcmp (info->encryption, "raw") != 0) {
+    xs_error ("%s: unknown encryption mode '%s'", what, info->encryption);
+    return -1;
+  }
+  if (json_string_field (enc, what, "key_id", &info->key_id) == -1
+      || json_string_field (enc, what, "key_account",
+                            &info->key_account) == -1
+      || json_string_field (enc, what, "data_key", &info->data_key) == -1
+      || json_string_field (enc, what, "manifest_mac", &mac) == -1)
+    goto out;
+  if (info->key_id[0] == '\0' || info->key_account[0] == '\0'
+      || info->data_key[0] == '\0'
+      || strlen (mac) != 2 * XS_STREAM_MAC_LEN
+      || xs_hex_decode (mac, info->manifest_mac, XS_STREAM_MAC_LEN) == -1) {
+    xs_error ("%s: the encryption fields are incomplete or malformed", what);
+    goto out;
+  }
+  r = 0;
+ out:
+  free (mac);
+  return r;
+}
+
+/* The optional "receiver" object of a saved receive. */
+static int
+receiver_from_json (json_t *obj, const char *what,
+                    struct xs_stream_info *info)
+{
+  json_t *receiver = json_object_get (obj, "receiver");
+
+  if (receiver == NULL)
+    return 0;
+  if (!json_is_object (receiver)) {
+    xs_error ("%s: field 'receiver' is not an object", what);
+    return -1;
+  }
+  return json_string_field (receiver, what, "key_id",
+                            &info->receiver_key_id) == -1
+    || json_string_field (receiver, what, "data_key",
+                          &info->receiver_data_key) == -1 ? -1 : 0;
+}
+
 int
 xs_stream_info_from_json (json_t *obj, const char *what,
                           struct xs_stream_info *info)
@@ -358,7 +480,9 @@ xs_stream_info_from_json (json_t *obj, const char *what,
   }
   if (info_strings_from_json (obj, what, info, &stream_id, &root,
                               &base_root) == -1
-      || info_numbers_from_json (obj, what, info) == -1)
+      || info_numbers_from_json (obj, what, info) == -1
+      || encryption_from_json (obj, what, info) == -1
+      || receiver_from_json (obj, what, info) == -1)
     goto out;
   if (strlen (stream_id) != XS_STREAM_ID_LEN) {
     xs_error ("%s: field 'stream_id' is not a stream id", what);
@@ -369,7 +493,7 @@ xs_stream_info_from_json (json_t *obj, const char *what,
     goto out;
   xs_stream_make_id (info->snapshot_id, &info->root, info->base_snapshot_id,
                      info->base_snapshot_id[0] ? &info->base_root : NULL,
-                     want);
+                     xs_stream_encryption (info), want);
   if (strcmp (want, info->stream_id) != 0) {
     xs_error ("%s: the stream id does not match its snapshot and base",
               what);
@@ -388,7 +512,7 @@ xs_stream_info_from_json (json_t *obj, const char *what,
 size_t
 xs_stream_max_stored (uint32_t block_size)
 {
-  return XS_CHUNK_HEADER_SIZE + ZSTD_COMPRESSBOUND ((size_t) block_size);
+  return XS_CHUNK_HEADER_MAX + ZSTD_COMPRESSBOUND ((size_t) block_size);
 }
 
 /* ----- Frame heads, shared by the writer and the parser ----- */
@@ -565,7 +689,8 @@ xs_stream_write_header (struct xs_stream_writer *w,
   }
   memset (prefix, 0, sizeof prefix);
   memcpy (prefix, STREAM_MAGIC, STREAM_MAGIC_LEN);
-  xs_put_le32 (prefix + 8, XS_STREAM_VERSION);
+  xs_put_le32 (prefix + 8, xs_stream_encryption (info)[0]
+               ? XS_STREAM_VERSION_ENCRYPTED : XS_STREAM_VERSION);
   xs_put_le32 (prefix + 16, (uint32_t) len);
   xs_put_le64 (prefix + PREFIX_CHECKED, xs_hash64 (prefix, PREFIX_CHECKED));
   if (emit (w, prefix, sizeof prefix) == -1 || emit (w, text, len) == -1)
@@ -669,6 +794,7 @@ struct xs_stream_parser {
   bool have_info;
   bool resumable;
   struct xs_stream_info info;
+  uint32_t version;             /* of the header */
   struct xs_stream_record record;
   struct head head;             /* of the frame being read */
   uint64_t records;
@@ -772,9 +898,9 @@ parse_prefix (struct xs_stream_parser *p)
     return fail (p, false);
   }
   version = xs_get_le32 (p->buf + 8);
-  if (version > XS_STREAM_VERSION) {
+  if (version > XS_STREAM_VERSION_ENCRYPTED) {
     xs_error ("stream format version %" PRIu32 " is newer than this xsnap "
-              "supports (%d)", version, XS_STREAM_VERSION);
+              "supports (%d)", version, XS_STREAM_VERSION_ENCRYPTED);
     return fail (p, false);
   }
   if (version == 0) {
@@ -786,6 +912,7 @@ parse_prefix (struct xs_stream_parser *p)
     xs_error ("stream header is damaged (checksum mismatch)");
     return fail (p, false);
   }
+  p->version = version;
   metadata_len = xs_get_le32 (p->buf + 16);
   if (xs_get_le32 (p->buf + 12) != 0 || xs_get_le32 (p->buf + 20) != 0
       || metadata_len < 2 || metadata_len > XS_STREAM_MAX_METADATA) {
@@ -821,6 +948,13 @@ parse_metadata (struct xs_stream_parser *p)
   json_decref (obj);
   if (r == -1)
     return fail (p, false);
+  if ((p->version == XS_STREAM_VERSION_ENCRYPTED)
+      != (xs_stream_encryption (&p->info)[0] != '\0')) {
+    xs_error ("stream header: a version %" PRIu32 " stream %s an "
+              "encryption mode", p->version,
+              p->version == XS_STREAM_VERSION ? "with" : "without");
+    return fail (p, false);
+  }
   p->have_info = true;
   xs_hash_stream_update (p->whole, p->buf, p->need);
   if (expect (p, P_HEAD, HEAD_SIZE) == -1)

@@ -25,6 +25,11 @@
 #include "hash.h"
 
 #define XS_STREAM_VERSION 1
+/* A stream of an encrypted snapshot, or one made for a receiver that
+ * encrypts (see encryption below): version 1 with an "encryption" object.
+ */
+#define XS_STREAM_VERSION_ENCRYPTED 2
+#define XS_STREAM_MAC_LEN 32
 #define XS_STREAM_ID_LEN 32             /* hex digits */
 #define XS_STREAM_MAX_METADATA (64 * 1024)
 /* Longest resume token ("xsr1-" ...; see xs_stream_token_parse). */
@@ -49,7 +54,42 @@ struct xs_stream_info {
   char *resume_token;           /* "" unless the stream resumes another */
   uint64_t first_block;         /* no record before it; 0 unless resumed */
   uint64_t records;             /* records this stream carries */
+  /* Encryption (a version 2 stream); NULL or "" in a version 1 stream.
+   *   "raw"        the chunks as stored, encrypted under the data key
+   *                DATA_KEY (wrapped by key KEY_ID of KEY_ACCOUNT);
+   *                MANIFEST_MAC is the snapshot's manifest MAC, which the
+   *                receiver keeps (it cannot compute it without the key)
+   *   "reencrypt"  the chunks in plaintext form and no references, for
+   *                a receiver that encrypts them under a key of its own
+   * Set these before xs_stream_info_set_strings: the stream id covers the
+   * mode.
+   */
+  char *encryption;
+  char *key_id, *key_account, *data_key;
+  unsigned char manifest_mac[XS_STREAM_MAC_LEN];
+  /* Never in a stream: the saved state of an interrupted receive that
+   * encrypts records the key it encrypts under (key RECEIVER_KEY_ID of the
+   * receiving account wraps RECEIVER_DATA_KEY), so that its resumption
+   * names chunks the same way.  NULL or "" otherwise.
+   */
+  char *receiver_key_id, *receiver_data_key;
 };
+
+/* Set the encryption fields (copies); KEY_ID, KEY_ACCOUNT, DATA_KEY and
+ * MAC only for "raw" (else NULL).  0, or -1 with an error.
+ */
+extern int xs_stream_info_set_encryption (struct xs_stream_info *info,
+                                          const char *mode,
+                                          const char *key_id,
+                                          const char *key_account,
+                                          const char *data_key,
+                                          const unsigned char *mac);
+
+static inline const char *
+xs_stream_encryption (const struct xs_stream_info *info)
+{
+  return info->encryption ? info->encryption : "";
+}
 
 /* Free the strings and zero INFO. */
 extern void xs_stream_info_clear (struct xs_stream_info *info);
@@ -68,14 +108,16 @@ extern int xs_stream_info_set_strings (struct xs_stream_info *info,
                                        const char *base_snapshot_id,
                                        const char *resume_token);
 
-/* The stream id of (snapshot, base): the same for every send of that
- * pair, so a resumed send continues the same stream.  BASE_ID is "" and
- * BASE_ROOT NULL for a full stream.
+/* The stream id of (snapshot, base, encryption mode): the same for every
+ * send of that pair in that mode, so a resumed send continues the same
+ * stream.  BASE_ID is "" and BASE_ROOT NULL for a full stream; MODE is
+ * "" for a version 1 stream.
  */
 extern void xs_stream_make_id (const char *snapshot_id,
                                const struct xs_hash128 *root,
                                const char *base_id,
                                const struct xs_hash128 *base_root,
+                               const char *mode,
                                char id[XS_STREAM_ID_LEN + 1]);
 
 /* The metadata as JSON, and back (checked as the parser checks it: all

@@ -179,3 +179,32 @@ cli_parse_size (const char *text, const char *what, uint64_t *size)
   *size = (uint64_t) value;
   return 0;
 }
+
+char *
+cli_read_file (const char *file, size_t limit, const char *what, size_t *len)
+{
+  FILE *fp = strcmp (file, "-") == 0 ? stdin : fopen (file, "re");
+  char *text;
+
+  if (fp == NULL) {
+    xs_error ("cannot open %s '%s': %m", what, file);
+    return NULL;
+  }
+  text = malloc (limit + 2);
+  if (text == NULL) {
+    xs_error ("cannot read %s '%s': %m", what, file);
+    goto out;
+  }
+  *len = fread (text, 1, limit + 1, fp);
+  if (ferror (fp)) {
+    xs_error ("cannot read %s '%s': %m", what, file);
+    free (text);
+    text = NULL;
+    goto out;
+  }
+  text[*len] = '\0';
+ out:
+  if (fp != stdin)
+    fclose (fp);
+  return text;
+}

@@ -52,6 +52,13 @@ extern int cli_usage (const char *command, const char *fmt, ...)
 /* Print JSON to stdout, indented, with a newline; consumes ROOT. */
 extern int cli_print_json (json_t *root);
 
+/* Read FILE ("-" for standard input), at most one byte past LIMIT so that
+ * a parser can say it is too large; NUL-terminated, *LEN bytes.  WHAT
+ * names it in messages.  NULL with an error.
+ */
+extern char *cli_read_file (const char *file, size_t limit, const char *what,
+                            size_t *len);
+
 /* Listing: LIST_BEGIN prints the header line (a printf format) unless
  * --json or -q, and starts cli->json_list for the items' JSON;
  * LIST_END prints the collected JSON array (with --json) and turns R

@@ -1,15 +1,24 @@
-/* xsnap key: an account's encryption keys — create, list, disable, grant.
+/* xsnap key: an account's encryption keys — create, list, disable, grant,
+ * and export and import between stores.
  *
  * Keys act in the caller's own account (--account); lib/keys.c checks the
- * permissions and audits every change.  Key material is never printed.
+ * permissions and audits every change.  Key material is never printed:
+ * an exported key is sealed under a passphrase read from a file (or
+ * $XSNAP_KEY_PASSPHRASE), never from the command line.
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include <openssl/crypto.h>
+
 #include "cli.h"
 #include "error.h"
+#include "keyfile.h"
 #include "keys.h"
+
+#define PASSPHRASE_ENV "XSNAP_KEY_PASSPHRASE"
+#define PASSPHRASE_MAX 1024
 
 static void
 print_key_line (const struct xs_key *key)
@@ -152,6 +161,128 @@ key_grant (struct cli *cli, int argc, char **argv)
   return 0;
 }
 
+/* The passphrase: the first line of FILE, else $XSNAP_KEY_PASSPHRASE.
+ * Malloc'd (the caller wipes and frees it), or NULL with an error.
+ */
+static char *
+read_passphrase (const char *file, size_t *len)
+{
+  const char *env = getenv (PASSPHRASE_ENV);
+  char *text;
+
+  if (file == NULL && env == NULL) {
+    xs_error ("a key file is sealed under a passphrase: give "
+              "--passphrase-file FILE or set " PASSPHRASE_ENV);
+    return NULL;
+  }
+  if (file == NULL) {
+    text = strdup (env);
+    if (text == NULL)
+      xs_error ("cannot read the passphrase: %m");
+  }
+  else
+    text = cli_read_file (file, PASSPHRASE_MAX, "passphrase file", len);
+  if (text == NULL)
+    return NULL;
+  text[strcspn (text, "\r\n")] = '\0';
+  *len = strlen (text);
+  return text;
+}
+
+static void
+free_passphrase (char *passphrase, size_t len)
+{
+  if (passphrase)
+    OPENSSL_cleanse (passphrase, len);
+  free (passphrase);
+}
+
+/* key export KEY [-o FILE] [--passphrase-file F] */
+static int
+key_export (struct cli *cli, int argc, char **argv)
+{
+  static const struct option options[] = {
+    { "output", required_argument, NULL, 'o' },
+    { "passphrase-file", required_argument, NULL, 'P' },
+    { NULL, 0, NULL, 0 },
+  };
+  const char *output = NULL, *pass_file = NULL;
+  char *arg, *passphrase = NULL, *text = NULL;
+  size_t pass_len = 0;
+  FILE *fp;
+  int c, status = 1;
+
+  while ((c = cli_next_option (cli, argc, argv, "o:", options, &arg)) != -1) {
+    switch (c) {
+    case 'o': output = arg; break;
+    case 'P': pass_file = arg; break;
+    default: return cli_usage ("key export", "bad option");
+    }
+  }
+  if (optind + 1 != argc)
+    return cli_usage ("key export", "expected one KEY");
+  if (cli_open (cli) == -1
+      || (passphrase = read_passphrase (pass_file, &pass_len)) == NULL
+      || xs_keyfile_export (cli->store, cli->scope.account,
+                            cli->scope.account, argv[optind], passphrase,
+                            pass_len, &text) == -1)
+    goto out;
+  fp = output ? fopen (output, "wxe") : stdout;
+  if (fp == NULL) {
+    xs_error ("cannot create %s: %m", output);
+    goto out;
+  }
+  if (fprintf (fp, "%s\n", text) < 0 || (output && fclose (fp) != 0)
+      || (!output && fflush (fp) != 0))
+    xs_error ("cannot write the key file: %m");
+  else
+    status = 0;
+ out:
+  free_passphrase (passphrase, pass_len);
+  free (text);
+  return status;
+}
+
+/* key import FILE [--name NAME] [--passphrase-file F] */
+static int
+key_import (struct cli *cli, int argc, char **argv)
+{
+  static const struct option options[] = {
+    { "name", required_argument, NULL, 'n' },
+    { "passphrase-file", required_argument, NULL, 'P' },
+    { NULL, 0, NULL, 0 },
+  };
+  const char *name = NULL, *pass_file = NULL;
+  char *arg, *passphrase = NULL, *text = NULL;
+  size_t pass_len = 0, len;
+  struct xs_key key;
+  int c, status = 1;
+
+  while ((c = cli_next_option (cli, argc, argv, "n:", options, &arg)) != -1) {
+    switch (c) {
+    case 'n': name = arg; break;
+    case 'P': pass_file = arg; break;
+    default: return cli_usage ("key import", "bad option");
+    }
+  }
+  if (optind + 1 != argc)
+    return cli_usage ("key import", "expected one FILE");
+  if (cli_open (cli) == -1
+      || (text = cli_read_file (argv[optind], XS_KEYFILE_MAX, "key file",
+                                &len)) == NULL
+      || (passphrase = read_passphrase (pass_file, &pass_len)) == NULL
+      || xs_keyfile_import (cli->store, cli->scope.account,
+                            cli->scope.account, text, len, passphrase,
+                            pass_len, name, &key) == -1)
+    goto out;
+  status = show_key (cli, &key);
+  xs_key_clear (&key);
+ out:
+  free_passphrase (passphrase, pass_len);
+  free (text);
+  return status;
+}
+
 int
 cmd_key (struct cli *cli, int argc, char **argv)
 {
@@ -163,11 +294,14 @@ cmd_key (struct cli *cli, int argc, char **argv)
     { "list", key_list },
     { "disable", key_disable },
     { "grant", key_grant },
+    { "export", key_export },
+    { "import", key_import },
   };
   size_t i;
 
   if (argc < 2)
-    return cli_usage ("key", "expected create, list, disable or grant");
+    return cli_usage ("key", "expected create, list, disable, grant, "
+                      "export or import");
   for (i = 0; i < sizeof actions / sizeof actions[0]; i++)
     if (strcmp (argv[1], actions[i].name) == 0) {
       optind = 0;

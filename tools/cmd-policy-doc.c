@@ -11,39 +11,6 @@
 #include "error.h"
 #include "policy.h"
 
-/* Read FILE ("-" for standard input), at most one byte past the largest
- * document so that the parser can say it is too large.
- */
-static char *
-read_document (const char *file, size_t *len)
-{
-  FILE *fp = strcmp (file, "-") == 0 ? stdin : fopen (file, "re");
-  size_t limit = XS_POLICY_MAX_SIZE + 1;
-  char *text;
-
-  if (fp == NULL) {
-    xs_error ("cannot open policy document '%s': %m", file);
-    return NULL;
-  }
-  text = malloc (limit + 1);
-  if (text == NULL) {
-    xs_error ("cannot read policy document '%s': %m", file);
-    goto out;
-  }
-  *len = fread (text, 1, limit, fp);
-  if (ferror (fp)) {
-    xs_error ("cannot read policy document '%s': %m", file);
-    free (text);
-    text = NULL;
-    goto out;
-  }
-  text[*len] = '\0';
- out:
-  if (fp != stdin)
-    fclose (fp);
-  return text;
-}
-
 /* The default name of a document: its file name without directory and
  * extension.
  */
@@ -89,7 +56,9 @@ policy_doc_attach (struct cli *cli, int argc, char **argv)
       return 1;
     }
   }
-  if (cli_open (cli) == -1 || (text = read_document (file, &len)) == NULL)
+  if (cli_open (cli) == -1
+      || (text = cli_read_file (file, XS_POLICY_MAX_SIZE, "policy document",
+                                &len)) == NULL)
     goto out;
   if (xs_access_attach_policy (cli->store, cli->scope.account, account, name,
                                text, len, file) == -1)

@@ -19,6 +19,8 @@ struct receive_options {
   const char *name;
   const char *input;            /* -i, NULL for stdin */
   bool list_tokens;             /* --token */
+  const char *key;              /* --key */
+  bool encrypt;                 /* --encrypt */
   struct progress_option progress;
 };
 
@@ -135,7 +137,8 @@ receive_stream (struct cli *cli, const struct receive_options *o)
   stop = transfer_catch_interrupts ();
   progress_init_option (&progress, "receiving", cli->quiet || cli->json,
                         &o->progress);
-  r = xs_receive (cli->store, &cli->scope, fd, o->name, stop,
+  r = xs_receive (cli->store, &cli->scope, fd, o->name, o->key, o->encrypt,
+                  stop,
                   progress_update, &progress, &snap);
   progress_end (&progress);
   if (o->input)
@@ -155,6 +158,8 @@ parse_receive_options (struct cli *cli, int argc, char **argv,
     { "name", required_argument, NULL, 'n' },
     { "input", required_argument, NULL, 'i' },
     { "token", no_argument, NULL, 't' },
+    { "key", required_argument, NULL, 'k' },
+    { "encrypt", no_argument, NULL, 'E' },
     PROGRESS_OPTION ('p'),
     { NULL, 0, NULL, 0 },
   };
@@ -166,6 +171,8 @@ parse_receive_options (struct cli *cli, int argc, char **argv,
     switch (c) {
     case 'n': o->name = arg; break;
     case 'i': o->input = strcmp (arg, "-") == 0 ? NULL : arg; break;
+    case 'k': o->key = arg; break;
+    case 'E': o->encrypt = true; break;
     case 't': o->list_tokens = true; break;
     case 'p':
       if (progress_parse_option (arg, &o->progress) == -1)

@@ -27,6 +27,7 @@ struct send_options {
   const char *output;           /* -o, NULL for stdout */
   const char *resume_token;     /* --resume */
   bool dry_run;
+  const char *mode;             /* --raw, --reencrypt */
   struct progress_option progress;
 };
 
@@ -154,6 +155,8 @@ parse_send_options (struct cli *cli, int argc, char **argv,
     { "output", required_argument, NULL, 'o' },
     { "resume", required_argument, NULL, 'r' },
     { "dry-run", no_argument, NULL, 'n' },
+    { "raw", no_argument, NULL, 'R' },
+    { "reencrypt", no_argument, NULL, 'E' },
     PROGRESS_OPTION ('p'),
     { NULL, 0, NULL, 0 },
   };
@@ -167,6 +170,8 @@ parse_send_options (struct cli *cli, int argc, char **argv,
     case 'o': o->output = strcmp (arg, "-") == 0 ? NULL : arg; break;
     case 'r': o->resume_token = arg; break;
     case 'n': o->dry_run = true; break;
+    case 'R': o->mode = "raw"; break;
+    case 'E': o->mode = "reencrypt"; break;
     case 'p':
       if (progress_parse_option (arg, &o->progress) == -1)
         return EXIT_USAGE;
@@ -195,7 +200,7 @@ cmd_send (struct cli *cli, int argc, char **argv)
   if (cli_open (cli) == -1)
     return 1;
   s = xs_send_prepare (cli->store, &cli->scope, o.snapshot, o.base,
-                       o.resume_token);
+                       o.resume_token, o.mode);
   if (s == NULL)
     return 1;
   if (o.dry_run)

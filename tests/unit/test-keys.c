@@ -110,20 +110,26 @@ test_store_keys (struct xs_store *store, const char *path)
 
   /* Data keys. */
   is_int (xs_key_new_data_key (store, &k1, &wrapped), 0, "a data key");
-  dk = xs_key_open_data_key (store, "alice", k1.id, wrapped);
+  dk = xs_key_open_data_key (store, "alice", "alice", k1.id, wrapped);
   ok (dk != NULL, "opens under k1");
   xs_data_key_free (dk);
-  ok (xs_key_open_data_key (store, "alice", k2.id, wrapped) == NULL,
+  ok (xs_key_open_data_key (store, "alice", "alice", k2.id, wrapped) == NULL,
       "not under k2");
-  ok (xs_key_open_data_key (store, "bob", k1.id, wrapped) == NULL,
-      "not as bob's");
+  ok (xs_key_open_data_key (store, "bob", "bob", k1.id, wrapped) == NULL,
+      "not by bob, who does not hold k1");
+  ok (strstr (tap_take_error (), "not granted to account 'bob'") != NULL,
+      "... 'not granted to account bob'");
+  ok (xs_key_open_data_key (store, "alice", "bob", k1.id, wrapped) == NULL,
+      "not as wrapped by bob (the associated data differs)");
+  is_int (xs_key_usable (store, "alice", k1.id), 1, "alice can use k1");
+  is_int (xs_key_usable (store, "bob", k1.id), 0, "bob cannot");
 
   /* A wrapped account key moved to another row. */
   ok (xs_catalog_run (cat, "swap", "UPDATE keys SET wrapped ="
                       " (SELECT wrapped FROM keys WHERE id = ?)"
                       " WHERE id = ?", "ss", k2.id, k1.id) == 1,
       "copy k2's wrapped material into k1's row");
-  ok (xs_key_open_data_key (store, "alice", k1.id, wrapped) == NULL,
+  ok (xs_key_open_data_key (store, "alice", "alice", k1.id, wrapped) == NULL,
       "k1 no longer unwraps");
   ok (strstr (tap_take_error (), "not authentic") != NULL,
       "... the moved key is not authentic");

@@ -324,14 +324,22 @@ test_version_and_rules (void)
   write_stream (&info, 0, 4, &b);
   header = header_length (b.data);
 
+  b.data[8] = 3;
+  put_check (b.data + 24, b.data, 24);
+  put_check (b.data + header - 8, b.data, header - 8);
+  put_check (b.data + b.len - 8, b.data, b.len - 8);
+  parse (b.data, b.len, 0, &p);
+  ok (!p.ok, "version 3 is refused");
+  error_contains ("stream format version 3 is newer than this xsnap "
+                  "supports (2)", "  with the version message");
   b.data[8] = 2;
   put_check (b.data + 24, b.data, 24);
   put_check (b.data + header - 8, b.data, header - 8);
   put_check (b.data + b.len - 8, b.data, b.len - 8);
   parse (b.data, b.len, 0, &p);
-  ok (!p.ok, "version 2 is refused");
-  error_contains ("stream format version 2 is newer than this xsnap "
-                  "supports (1)", "  with the version message");
+  ok (!p.ok, "version 2 without an encryption mode is refused");
+  error_contains ("a version 2 stream without an encryption mode",
+                  "  with a message saying so");
   b.data[8] = 1;
   put_check (b.data + 24, b.data, 24);
   put_check (b.data + header - 8, b.data, header - 8);
