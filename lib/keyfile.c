@@ -221,8 +221,8 @@ derive (const struct xs_keyfile *kf, const char *passphrase, size_t pass_len,
   return 0;
 }
 
-static char *
-keyfile_text (const struct xs_keyfile *kf)
+char *
+xs_keyfile_format (const struct xs_keyfile *kf)
 {
   char salt[2 * XS_KEYFILE_SALT_LEN + 1];
   json_t *obj;
@@ -274,7 +274,7 @@ xs_keyfile_export (struct xs_store *store, const char *actor,
   if (xs_key_material (store, &key, material) == 0
       && xs_key_wrap (seal, KEYFILE_LABEL, key.account, key.id, material,
                       &kf.wrapped) == 0
-      && (*text = keyfile_text (&kf)) != NULL
+      && (*text = xs_keyfile_format (&kf)) != NULL
       && (arn = xs_policy_resource_name ("", account, "key", key.id)) != NULL)
     r = xs_audit_record (store, actor, "xsnap:ExportKey", arn, account,
                          XS_AUDIT_ALLOWED, key.name) == 0 ? 0 : -1;

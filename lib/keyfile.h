@@ -52,6 +52,9 @@ extern void xs_keyfile_clear (struct xs_keyfile *kf);
 extern int xs_keyfile_parse (const char *text, size_t len,
                              struct xs_keyfile *out);
 
+/* KF as a key file's JSON text (malloc'd), or NULL with an error. */
+extern char *xs_keyfile_format (const struct xs_keyfile *kf);
+
 /* Export key SPEC of ACCOUNT (as ACTOR: xsnap:ExportKey, audited) sealed
  * under PASSPHRASE (PASS_LEN bytes, at least 8): *TEXT is the file's
  * malloc'd JSON text.  0, or -1 with an error.
