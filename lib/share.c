@@ -365,7 +365,7 @@ check_shareable_key (struct xs_store *store, const struct xs_scope *scope,
   if (key.is_default) {
     xs_error ("cannot share %s: it is encrypted under the default key of "
               "account '%s', and what a default key protects cannot be "
-              "shared (copy it under a custom key with 'xsnap snapshot copy "
+              "shared (copy it under a custom key with 'xsnap copy SNAPSHOT "
               "... --key KEY' and share the copy)", res->name, key.account);
     xs_audit_record (store, scope->account, res->action, res->arn, owner,
                      XS_AUDIT_DENIED, "encrypted under the default key");
