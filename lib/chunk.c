@@ -680,6 +680,51 @@ decode_encrypted (struct xs_chunk_codec *codec, const void *stored,
   return h.plain_len;
 }
 
+int
+xs_chunk_unseal (struct xs_chunk_codec *codec, const void *stored,
+                 size_t stored_len, const struct xs_hash128 *expected_id,
+                 void *plain, size_t plain_cap, struct xs_hash128 *id,
+                 void **out, size_t *out_len)
+{
+  char name[XS_HASH128_HEX_LEN + 1], reason[XS_CHUNK_REASON_MAX];
+  struct chunk_header h = { .version = XS_CHUNK_VERSION };
+  const uint8_t *in = stored, *payload;
+  ssize_t len;
+  uint8_t *chunk;
+
+  if (codec->key == NULL) {
+    xs_error ("cannot unseal a chunk: the codec has no key");
+    return -1;
+  }
+  len = decode_encrypted (codec, stored, stored_len, expected_id, plain,
+                          plain_cap, reason);
+  if (len < 0) {
+    chunk_name (stored, stored_len, expected_id, name);
+    xs_error ("chunk %s: %s", name, reason);
+    return -1;
+  }
+  /* The compressed plaintext is in the codec's buffer (or, stored raw,
+   * the plaintext itself): it becomes the payload as it is.
+   */
+  h.codec = in[OFF_CODEC];
+  h.plain_len = (uint32_t) len;
+  h.payload_len = xs_get_le32 (in + OFF_PAYLOAD_LEN);
+  payload = h.codec == CHUNK_CODEC_ZSTD ? codec->tmp : plain;
+  chunk = malloc (XS_CHUNK_HEADER_SIZE + h.payload_len);
+  if (chunk == NULL) {
+    xs_error ("cannot allocate chunk buffer: %m");
+    return -1;
+  }
+  memcpy (chunk + XS_CHUNK_HEADER_SIZE, payload, h.payload_len);
+  xs_hash128 (plain, h.plain_len, &h.id);
+  h.payload_check = xs_hash64 (chunk + XS_CHUNK_HEADER_SIZE, h.payload_len);
+  write_header (chunk, &h);
+  *id = h.id;
+  *out = chunk;
+  *out_len = XS_CHUNK_HEADER_SIZE + h.payload_len;
+  return 0;
+}
+
 ssize_t
 xs_chunk_decode_quiet (struct xs_chunk_codec *codec,
                        const void *stored, size_t stored_len,

@@ -83,6 +83,18 @@ extern ssize_t xs_chunk_decode (struct xs_chunk_codec *codec,
                                 const struct xs_hash128 *expected_id,
                                 void *plain, size_t plain_cap);
 
+/* Decode and verify an encrypted chunk as xs_chunk_decode does (the
+ * codec has its key), then give it back unencrypted: *OUT (malloc'd,
+ * *OUT_LEN bytes) is the version 1 chunk of the same plaintext, its
+ * compressed payload reused as it is, and *ID its id.  PLAIN receives the
+ * plaintext.  For a re-encrypting stream.  0, or -1 with an error.
+ */
+extern int xs_chunk_unseal (struct xs_chunk_codec *codec, const void *stored,
+                            size_t stored_len,
+                            const struct xs_hash128 *expected_id, void *plain,
+                            size_t plain_cap, struct xs_hash128 *id,
+                            void **out, size_t *out_len);
+
 /* Room for the reason a chunk is bad, NUL included. */
 #define XS_CHUNK_REASON_MAX 160
 

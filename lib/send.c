@@ -82,7 +82,7 @@ struct xs_send {
   char base_id[XS_ID_MAX];       /* "" for a full stream */
   const char *mode;             /* "", "raw" or "reencrypt" */
   bool reencrypt;
-  struct xs_chunk_codec *source_codec, *plain_codec;  /* reencrypt */
+  struct xs_chunk_codec *source_codec;   /* reencrypt: under the key */
   void *plain;                  /* reencrypt: one block */
   struct xs_stream_info info;
 };
@@ -95,7 +95,6 @@ xs_send_free (struct xs_send *s)
   xs_manifest_free (s->target);
   xs_manifest_free (s->base);
   xs_chunk_codec_free (s->source_codec);
-  xs_chunk_codec_free (s->plain_codec);
   free (s->plain);
   xs_repo_close (s->repo);
   if (s->gc_lock_fd >= 0)
@@ -251,10 +250,8 @@ describe_encryption (struct xs_send *s)
   if (strcmp (s->mode, "reencrypt") == 0) {
     s->reencrypt = true;
     s->source_codec = xs_chunk_codec_new (0);
-    s->plain_codec = xs_chunk_codec_new (0);
     s->plain = malloc (m->block_size);
-    if (s->source_codec == NULL || s->plain_codec == NULL
-        || s->plain == NULL
+    if (s->source_codec == NULL || s->plain == NULL
         || xs_chunk_codec_set_key (s->source_codec, m->dk) == -1) {
       if (s->plain == NULL)
         xs_error ("cannot plan the stream: %m");
@@ -399,7 +396,8 @@ read_chunk (struct xs_send *s, uint64_t block, const struct xs_hash128 *id,
 }
 
 /* Replace the stored chunk of REC (*STORED) by its plaintext form, an
- * unencrypted chunk, and its id by that chunk's.
+ * unencrypted chunk, and its id by that chunk's.  An unencrypted
+ * snapshot's chunks are that already.
  */
 static int
 decrypt_chunk (struct xs_send *s, struct xs_stream_record *rec,
@@ -407,15 +405,16 @@ decrypt_chunk (struct xs_send *s, struct xs_stream_record *rec,
 {
   void *plain_chunk = NULL;
   size_t plain_chunk_len;
-  ssize_t len;
+  int r;
 
-  len = xs_chunk_decode (s->source_codec, *stored, rec->stored_len, &rec->id,
-                         s->plain, s->target->block_size);
+  if (s->target->dk == NULL)
+    return 0;
+  r = xs_chunk_unseal (s->source_codec, *stored, rec->stored_len, &rec->id,
+                       s->plain, s->target->block_size, &rec->id,
+                       &plain_chunk, &plain_chunk_len);
   free (*stored);
   *stored = NULL;
-  if (len < 0
-      || xs_chunk_encode (s->plain_codec, s->plain, (size_t) len, &rec->id,
-                          &plain_chunk, &plain_chunk_len) == -1)
+  if (r == -1)
     return -1;
   *stored = plain_chunk;
   rec->stored_len = plain_chunk_len;

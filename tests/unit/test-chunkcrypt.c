@@ -55,6 +55,49 @@ contains (const void *hay, size_t len, const void *needle, size_t n)
   return memmem (hay, len, needle, n) != NULL;
 }
 
+/* xs_chunk_unseal of STORED: an unencrypted chunk of the same plaintext,
+ * with its XXH3 id, that a codec without a key decodes; a flipped bit in
+ * STORED is refused.
+ */
+static void
+unsealed (struct xs_chunk_codec *codec, const char *what,
+          const uint8_t *plain, size_t len, void *stored, size_t stored_len,
+          const struct xs_hash128 *id)
+{
+  struct xs_chunk_codec *clear = xs_chunk_codec_new (0);
+  struct xs_hash128 plain_id, want;
+  uint8_t *buf = malloc (len + 1), *back = malloc (len + 1);
+  void *chunk = NULL;
+  size_t chunk_len = 0;
+
+  if (clear == NULL || buf == NULL || back == NULL)
+    abort ();
+  is_int (xs_chunk_unseal (codec, stored, stored_len, id, buf, len,
+                           &plain_id, &chunk, &chunk_len), 0,
+          "%s: unseal", what);
+  xs_hash128 (plain, len, &want);
+  ok (xs_hash128_equal (&plain_id, &want), "%s: unsealed id is the XXH3",
+      what);
+  is_int (xs_chunk_header_version (chunk), XS_CHUNK_VERSION,
+          "%s: unsealed is version 1", what);
+  is_int (xs_chunk_decode (clear, chunk, chunk_len, &plain_id, back, len),
+          len, "%s: a codec without a key decodes it", what);
+  ok (memcmp (back, plain, len) == 0, "%s: to the same bytes", what);
+  free (chunk);
+  chunk = NULL;
+  ((uint8_t *) stored)[44] ^= 0x20;       /* in the GCM tag */
+  is_int (xs_chunk_unseal (codec, stored, stored_len, id, buf, len,
+                           &plain_id, &chunk, &chunk_len), -1,
+          "%s: a flipped bit is refused", what);
+  ok (strstr (tap_take_error (), "authentication failed") != NULL,
+      "%s: ... as not authentic", what);
+  ((uint8_t *) stored)[44] ^= 0x20;
+  free (chunk);
+  free (buf);
+  free (back);
+  xs_chunk_codec_free (clear);
+}
+
 static void
 round_trip (struct xs_chunk_codec *codec, const char *what,
             const uint8_t *plain, size_t len)
@@ -82,6 +125,7 @@ round_trip (struct xs_chunk_codec *codec, const char *what,
   is_int (xs_chunk_decode (codec, stored, stored_len, &id, back, len), len,
           "%s: decode", what);
   ok (memcmp (back, plain, len) == 0, "%s: same bytes back", what);
+  unsealed (codec, what, plain, len, stored, stored_len, &id);
   free (stored);
   free (back);
 }
