@@ -374,15 +374,16 @@ xs_key_check_enabled (const struct xs_key *key)
   return -1;
 }
 
-/* 1 if KEY is granted to ACCOUNT, 0 if not, -1. */
+/* 1 if ACCOUNT holds KEY (its own, or granted to it), 0 if not, -1. */
 static int
-is_granted (struct xs_store *store, const struct xs_key *key,
-            const char *account)
+holds (struct xs_store *store, const struct xs_key *key, const char *account)
 {
   struct xs_catalog *cat = xs_store_catalog (store);
   int64_t count;
   int r;
 
+  if (strcmp (key->account, account) == 0)
+    return 1;
   xs_catalog_lock (cat);
   r = xs_catalog_query_int (cat, "look up a key grant", &count,
                             "SELECT count(*) FROM key_grants"
@@ -406,8 +407,7 @@ xs_key_check_use (struct xs_store *store, const char *account,
               what, key_id);
   if (r != 0)
     return -1;
-  r = strcmp (key.account, account) == 0 ? 1
-    : is_granted (store, &key, account);
+  r = holds (store, &key, account);
   if (r == 0)
     xs_error ("cannot read %s: it is encrypted under key '%s' of account "
               "'%s', which is not granted to account '%s' (the owner can "
@@ -429,19 +429,15 @@ int
 xs_key_usable (struct xs_store *store, const char *account,
                const char *key_id)
 {
-  struct xs_catalog *cat = xs_store_catalog (store);
-  int64_t count;
+  struct xs_key key;
   int r;
 
-  xs_catalog_lock (cat);
-  r = xs_catalog_query_int (cat, "look up a key", &count,
-                            "SELECT count(*) FROM keys WHERE id = ?1"
-                            " AND status = 'enabled' AND (account = ?2"
-                            "  OR EXISTS (SELECT 1 FROM key_grants"
-                            "             WHERE key_id = ?1 AND grantee = ?2))",
-                            "ss", key_id, account);
-  xs_catalog_unlock (cat);
-  return r == -1 ? -1 : count > 0;
+  r = xs_key_lookup_id (store, key_id, &key);
+  if (r != 0)
+    return r == 1 ? 0 : -1;
+  r = key.enabled ? holds (store, &key, account) : 0;
+  xs_key_clear (&key);
+  return r;
 }
 
 /* The wrapped material of key ID (malloc'd), or NULL with an error. */
@@ -812,8 +808,7 @@ xs_key_open_data_key (struct xs_store *store, const char *holder,
               "import')", key_id, key_account);
   if (r != 0)
     return NULL;
-  r = strcmp (key.account, holder) == 0 ? 1 : is_granted (store, &key,
-                                                          holder);
+  r = holds (store, &key, holder);
   if (r != 1) {
     if (r == 0)
       xs_error ("cannot read data encrypted under key '%s' of account "

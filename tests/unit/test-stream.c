@@ -311,6 +311,18 @@ put_check (uint8_t *at, const uint8_t *from, size_t len)
   memcpy (at, &check, 8);
 }
 
+/* Give stream B (its header HEADER bytes) format version VERSION, with
+ * every checksum that covers it made right again.
+ */
+static void
+set_version (struct buffer *b, size_t header, uint8_t version)
+{
+  b->data[8] = version;
+  put_check (b->data + 24, b->data, 24);
+  put_check (b->data + header - 8, b->data, header - 8);
+  put_check (b->data + b->len - 8, b->data, b->len - 8);
+}
+
 static void
 test_version_and_rules (void)
 {
@@ -324,26 +336,17 @@ test_version_and_rules (void)
   write_stream (&info, 0, 4, &b);
   header = header_length (b.data);
 
-  b.data[8] = 3;
-  put_check (b.data + 24, b.data, 24);
-  put_check (b.data + header - 8, b.data, header - 8);
-  put_check (b.data + b.len - 8, b.data, b.len - 8);
+  set_version (&b, header, 3);
   parse (b.data, b.len, 0, &p);
   ok (!p.ok, "version 3 is refused");
   error_contains ("stream format version 3 is newer than this xsnap "
                   "supports (2)", "  with the version message");
-  b.data[8] = 2;
-  put_check (b.data + 24, b.data, 24);
-  put_check (b.data + header - 8, b.data, header - 8);
-  put_check (b.data + b.len - 8, b.data, b.len - 8);
+  set_version (&b, header, 2);
   parse (b.data, b.len, 0, &p);
   ok (!p.ok, "version 2 without an encryption mode is refused");
   error_contains ("a version 2 stream without an encryption mode",
                   "  with a message saying so");
-  b.data[8] = 1;
-  put_check (b.data + 24, b.data, 24);
-  put_check (b.data + header - 8, b.data, header - 8);
-  put_check (b.data + b.len - 8, b.data, b.len - 8);
+  set_version (&b, header, 1);
   parse (b.data, b.len, 0, &p);
   ok (p.ok, "  and parses again once the version is back");
 
