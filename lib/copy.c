@@ -529,8 +529,8 @@ static int
 transcode_chunk (struct transfer *t, struct xs_chunk_codec *source,
                  struct xs_chunk_codec *dest, void *plain, size_t i)
 {
-  const struct id_pair *known = bsearch (&t->ids[i], t->known, t->nknown,
-                                         sizeof *known, compare_ids);
+  const struct id_pair *known = t->nknown == 0 ? NULL
+    : bsearch (&t->ids[i], t->known, t->nknown, sizeof *known, compare_ids);
   void *stored = NULL, *sealed = NULL;
   size_t len, sealed_len;
   ssize_t plain_len;
