@@ -251,6 +251,13 @@ static const char *const migrations[] = {
    * base by.  '' otherwise.
    */
   "ALTER TABLE snapshots ADD COLUMN source_root TEXT NOT NULL DEFAULT '';",
+
+  /* 10: how a volume's head (its live data file) is kept at rest:
+   * 'aes-xts-4k' encrypted per 4 KiB sector under a key derived from the
+   * volume's data key, '' in plaintext (every volume before, and every
+   * unencrypted one).
+   */
+  "ALTER TABLE volumes ADD COLUMN head_cipher TEXT NOT NULL DEFAULT '';",
 };
 
 #define LATEST_VERSION ((int) (sizeof migrations / sizeof migrations[0]))

@@ -26,9 +26,8 @@ struct xs_crypt {
   EVP_MAC_CTX *mac_ctx;
 };
 
-/* Report the failure of WHAT with OpenSSL's reason, once. */
-static void
-report_openssl (const char *what)
+void
+xs_crypt_report (const char *what)
 {
   unsigned long e = ERR_get_error ();
   char text[256];
@@ -42,9 +41,10 @@ report_openssl (const char *what)
   ERR_clear_error ();
 }
 
-/* HKDF-SHA256 of RAW with the label INFO into OUT (XS_DATA_KEY_LEN). */
+/* HKDF-SHA256 of RAW with the label INFO into OUT (LEN bytes). */
 static int
-derive_one (const unsigned char *raw, const char *info, unsigned char *out)
+derive_one (const unsigned char *raw, const char *info, unsigned char *out,
+            size_t len)
 {
   EVP_KDF *kdf = EVP_KDF_fetch (NULL, "HKDF", NULL);
   EVP_KDF_CTX *ctx = kdf ? EVP_KDF_CTX_new (kdf) : NULL;
@@ -66,11 +66,11 @@ derive_one (const unsigned char *raw, const char *info, unsigned char *out)
                                                  (void *) info,
                                                  strlen (info));
   params[4] = OSSL_PARAM_construct_end ();
-  if (EVP_KDF_derive (ctx, out, XS_DATA_KEY_LEN, params) == 1)
+  if (EVP_KDF_derive (ctx, out, len, params) == 1)
     r = 0;
  out:
   if (r == -1)
-    report_openssl ("derive a key");
+    xs_crypt_report ("derive a key");
   EVP_KDF_CTX_free (ctx);
   EVP_KDF_free (kdf);
   return r;
@@ -85,9 +85,14 @@ xs_data_key_derive (const unsigned char *raw)
     xs_error ("cannot derive a data key: out of memory");
     return NULL;
   }
-  if (derive_one (raw, "xsnap chunk encryption", dk->chunk_enc) == -1
-      || derive_one (raw, "xsnap chunk id", dk->chunk_id) == -1
-      || derive_one (raw, "xsnap manifest mac", dk->manifest_mac) == -1) {
+  if (derive_one (raw, "xsnap chunk encryption", dk->chunk_enc,
+                  sizeof dk->chunk_enc) == -1
+      || derive_one (raw, "xsnap chunk id", dk->chunk_id,
+                     sizeof dk->chunk_id) == -1
+      || derive_one (raw, "xsnap manifest mac", dk->manifest_mac,
+                     sizeof dk->manifest_mac) == -1
+      || derive_one (raw, "xsnap head sectors", dk->head,
+                     sizeof dk->head) == -1) {
     xs_data_key_free (dk);
     return NULL;
   }
@@ -131,7 +136,7 @@ xs_crypt_new (void)
   crypt->mac_ctx = crypt->mac ? EVP_MAC_CTX_new (crypt->mac) : NULL;
   if (crypt->cipher == NULL || crypt->cipher_ctx == NULL
       || crypt->mac_ctx == NULL) {
-    report_openssl ("set up AES-256-GCM and HMAC-SHA256");
+    xs_crypt_report ("set up AES-256-GCM and HMAC-SHA256");
     xs_crypt_free (crypt);
     return NULL;
   }
@@ -165,7 +170,7 @@ hmac_sha256 (EVP_MAC_CTX *ctx, const unsigned char *key, const void *data,
       || EVP_MAC_update (ctx, data, len) != 1
       || EVP_MAC_final (ctx, mac, &out_len, XS_MANIFEST_MAC_LEN) != 1
       || out_len != XS_MANIFEST_MAC_LEN) {
-    report_openssl ("compute an HMAC-SHA256");
+    xs_crypt_report ("compute an HMAC-SHA256");
     return -1;
   }
   return 0;
@@ -229,7 +234,7 @@ xs_crypt_seal (struct xs_crypt *crypt, const unsigned char *key,
                               &fin) != 1
       || EVP_CIPHER_CTX_ctrl (ctx, EVP_CTRL_GCM_GET_TAG, XS_CRYPT_TAG_LEN,
                               tag) != 1) {
-    report_openssl ("encrypt with AES-256-GCM");
+    xs_crypt_report ("encrypt with AES-256-GCM");
     return -1;
   }
   return 0;
@@ -254,7 +259,7 @@ xs_crypt_open (struct xs_crypt *crypt, const unsigned char *key,
           && EVP_DecryptUpdate (ctx, out, &n, in, (int) len) != 1)
       || EVP_CIPHER_CTX_ctrl (ctx, EVP_CTRL_GCM_SET_TAG, XS_CRYPT_TAG_LEN,
                               (void *) tag) != 1) {
-    report_openssl ("decrypt with AES-256-GCM");
+    xs_crypt_report ("decrypt with AES-256-GCM");
     return -1;
   }
   /* The only failure left is a tag that does not match. */
@@ -272,7 +277,7 @@ xs_crypt_random (void *buf, size_t len)
   if (check_length (len, "generate random") == -1)
     return -1;
   if (RAND_bytes (buf, (int) len) != 1) {
-    report_openssl ("generate random bytes");
+    xs_crypt_report ("generate random bytes");
     return -1;
   }
   return 0;

@@ -3,7 +3,8 @@
  * An encrypted volume has one random data key (docs/ARCHITECTURE.md, "Keys
  * and encryption"), stored only wrapped by an account key.  Three keys are
  * derived from it with HKDF-SHA256, so that no key serves two purposes:
- * the AES-256-GCM key of chunk payloads, the HMAC-SHA256 key that names
+ * the AES-256-GCM key of chunk payloads, the AES-256-XTS key of the live
+ * volume's data at rest, the HMAC-SHA256 key that names
  * chunks (a chunk id is the MAC of the plaintext truncated to 128 bits:
  * equal blocks under one key share a chunk, and ids say nothing about
  * the content to anyone without the key) and the HMAC-SHA256 key that
@@ -25,12 +26,17 @@
 #define XS_CRYPT_NONCE_LEN 12   /* AES-GCM nonce (random, 96 bits) */
 #define XS_CRYPT_TAG_LEN 16     /* AES-GCM tag */
 #define XS_MANIFEST_MAC_LEN 32  /* HMAC-SHA256 */
+#define XS_HEAD_KEY_LEN 64      /* AES-256-XTS: two 256-bit keys */
 
 /* The keys derived from one data key. */
 struct xs_data_key {
   unsigned char chunk_enc[XS_DATA_KEY_LEN];
   unsigned char chunk_id[XS_DATA_KEY_LEN];
   unsigned char manifest_mac[XS_DATA_KEY_LEN];
+  /* The AES-256-XTS key of the volume's head at rest (its live data
+   * file), for a volume whose head is encrypted (head.h).
+   */
+  unsigned char head[XS_HEAD_KEY_LEN];
 };
 
 /* Derive the keys of RAW (XS_DATA_KEY_LEN bytes).  NULL with an error. */
@@ -74,6 +80,11 @@ extern int xs_crypt_open (struct xs_crypt *crypt, const unsigned char *key,
                           const void *aad, size_t aad_len,
                           const void *in, size_t len, void *out,
                           const unsigned char tag[XS_CRYPT_TAG_LEN]);
+
+/* Report the failure of WHAT ("derive a key") with OpenSSL's reason,
+ * once, and clear OpenSSL's error queue.
+ */
+extern void xs_crypt_report (const char *what);
 
 /* Random bytes from OpenSSL's generator (thread-safe).  0 or -1. */
 extern int xs_crypt_random (void *buf, size_t len);

@@ -8,10 +8,13 @@
 
 #include "dirtymap.h"
 #include "head.h"
+#include "headcrypt.h"
 #include "presentmap.h"
 #include "snapreader.h"
 
 #define XS_HEAD_COPYUP_STRIPES 64
+#define XS_HEAD_SECTOR_STRIPES 64
+#define XS_HEAD_BOUNCE_POOL 8
 
 struct xs_seal;
 
@@ -43,6 +46,20 @@ struct xs_head {
   struct xs_repo *source_repo;  /* where SOURCE reads from */
   struct xs_presentmap *present;
   pthread_mutex_t copyup[XS_HEAD_COPYUP_STRIPES];
+
+  /* An encrypted head (headcrypt.h): the data file holds ciphertext, in
+   * whole 4 KiB sectors.  A change of part of a sector reads, changes and
+   * writes back the whole sector under its stripe lock.  Requests are
+   * encrypted into bounce buffers (the client's buffer is the client's),
+   * kept in a small pool so that large ones are not mapped afresh each
+   * time.  NULL: a plaintext head.
+   */
+  struct xs_head_cipher *cipher;
+  pthread_mutex_t sector[XS_HEAD_SECTOR_STRIPES];
+  pthread_mutex_t bounce_lock;
+  void *bounce[XS_HEAD_BOUNCE_POOL];
+  size_t bounce_cap[XS_HEAD_BOUNCE_POOL];
+  unsigned nbounce;
 };
 
 /* Whether block B's content is in the data file (always, for a head that

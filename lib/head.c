@@ -4,6 +4,7 @@
  * pwrite on a shared fd, plus setting a bit in the dirty map, which is a
  * lock-free atomic on a byte that is usually already set.  FUA writes use
  * pwritev2 (RWF_DSYNC) so that only the request itself is made durable.
+ * An encrypted head adds a cipher pass over the request (headcrypt.h).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -147,6 +148,12 @@ free_head (struct xs_head *h)
   xs_repo_close (h->source_repo);
   for (unsigned i = 0; i < XS_HEAD_COPYUP_STRIPES; i++)
     pthread_mutex_destroy (&h->copyup[i]);
+  for (unsigned i = 0; i < XS_HEAD_SECTOR_STRIPES; i++)
+    pthread_mutex_destroy (&h->sector[i]);
+  for (unsigned i = 0; i < h->nbounce; i++)
+    free (h->bounce[i]);
+  pthread_mutex_destroy (&h->bounce_lock);
+  xs_head_cipher_free (h->cipher);
   if (h->data_fd >= 0)
     close (h->data_fd);
   xs_owner_lock_release (h->lock_fd);
@@ -161,7 +168,8 @@ free_head (struct xs_head *h)
 struct xs_head *
 xs_head_open (const char *dir, const char *name, uint64_t size,
               uint32_t block_size, uint64_t epoch, const char *source_id,
-              struct xs_snapreader *source, struct xs_repo *source_repo)
+              struct xs_snapreader *source, struct xs_repo *source_repo,
+              const unsigned char *key)
 {
   struct xs_head *h;
   char *lock = NULL, *data = NULL, *map = NULL, *what = NULL;
@@ -178,6 +186,9 @@ xs_head_open (const char *dir, const char *name, uint64_t size,
   h->source_repo = source_repo;
   for (unsigned i = 0; i < XS_HEAD_COPYUP_STRIPES; i++)
     pthread_mutex_init (&h->copyup[i], NULL);
+  for (unsigned i = 0; i < XS_HEAD_SECTOR_STRIPES; i++)
+    pthread_mutex_init (&h->sector[i], NULL);
+  pthread_mutex_init (&h->bounce_lock, NULL);
   h->data_fd = h->lock_fd = -1;
   pthread_rwlock_init (&h->gate, NULL);
   pthread_mutex_init (&h->seal_lock, NULL);
@@ -197,6 +208,8 @@ xs_head_open (const char *dir, const char *name, uint64_t size,
     goto fail;
   }
 
+  if (key && (h->cipher = xs_head_cipher_new (key)) == NULL)
+    goto fail;
   h->lock_fd = xs_owner_lock_take (lock, what);
   if (h->lock_fd == -1)
     goto fail;
@@ -366,10 +379,255 @@ same_presence_end (const struct xs_head *h, uint64_t offset, uint64_t end,
 }
 
 static int
-pread_data (struct xs_head *h, void *buf, size_t count, uint64_t offset)
+read_raw (struct xs_head *h, void *buf, size_t count, uint64_t offset)
 {
   if (xs_full_pread (h->data_fd, buf, count, offset) == -1) {
     xs_error ("volume '%s': read of %zu bytes at %lu: %m", h->name, count,
+              (unsigned long) offset);
+    return -1;
+  }
+  return 0;
+}
+
+/* ----- Encrypted heads ----- */
+
+static uint64_t
+sector_down (uint64_t offset)
+{
+  return offset & ~(uint64_t) (XS_HEAD_SECTOR - 1);
+}
+
+static uint64_t
+sector_up (uint64_t offset)
+{
+  return sector_down (offset + XS_HEAD_SECTOR - 1);
+}
+
+/* A buffer of at least LEN bytes from the pool (*CAP: its size). */
+static void *
+bounce_get (struct xs_head *h, size_t len, size_t *cap)
+{
+  void *buf = NULL;
+  unsigned i;
+
+  pthread_mutex_lock (&h->bounce_lock);
+  for (i = 0; i < h->nbounce; i++)
+    if (h->bounce_cap[i] >= len) {
+      buf = h->bounce[i];
+      *cap = h->bounce_cap[i];
+      h->bounce[i] = h->bounce[--h->nbounce];
+      h->bounce_cap[i] = h->bounce_cap[h->nbounce];
+      break;
+    }
+  pthread_mutex_unlock (&h->bounce_lock);
+  if (buf == NULL) {
+    buf = malloc (len);
+    *cap = len;
+    if (buf == NULL)
+      xs_error ("volume '%s': no memory for a request of %zu bytes: %m",
+                h->name, len);
+  }
+  return buf;
+}
+
+/* Give BUF back (kept if there is room, else the smallest goes). */
+static void
+bounce_put (struct xs_head *h, void *buf, size_t cap)
+{
+  unsigned i, smallest = 0;
+
+  pthread_mutex_lock (&h->bounce_lock);
+  if (h->nbounce < XS_HEAD_BOUNCE_POOL) {
+    h->bounce[h->nbounce] = buf;
+    h->bounce_cap[h->nbounce++] = cap;
+    buf = NULL;
+  }
+  else {
+    for (i = 1; i < h->nbounce; i++)
+      if (h->bounce_cap[i] < h->bounce_cap[smallest])
+        smallest = i;
+    if (h->bounce_cap[smallest] < cap) {
+      void *old = h->bounce[smallest];
+
+      h->bounce[smallest] = buf;
+      h->bounce_cap[smallest] = cap;
+      buf = old;
+    }
+  }
+  pthread_mutex_unlock (&h->bounce_lock);
+  free (buf);
+}
+
+static int
+cipher_failed (void)
+{
+  errno = EIO;
+  return -1;
+}
+
+/* Read [OFFSET, OFFSET + COUNT) of an encrypted head: the sectors that
+ * hold it, decrypted (in place when the request is whole sectors).
+ */
+static int
+read_encrypted (struct xs_head *h, void *buf, size_t count, uint64_t offset)
+{
+  uint64_t start = sector_down (offset), end = sector_up (offset + count);
+  size_t cap;
+  void *bounce;
+  int r;
+
+  if (start == offset && end == offset + count) {
+    if (read_raw (h, buf, count, offset) == -1)
+      return -1;
+    return xs_head_decrypt (h->cipher, buf, buf, count, offset) == 0
+      ? 0 : cipher_failed ();
+  }
+  bounce = bounce_get (h, end - start, &cap);
+  if (bounce == NULL)
+    return -1;
+  r = read_raw (h, bounce, end - start, start);
+  if (r == 0
+      && xs_head_decrypt (h->cipher, bounce, bounce, end - start,
+                          start) == -1)
+    r = cipher_failed ();
+  if (r == 0)
+    memcpy (buf, (char *) bounce + (offset - start), count);
+  bounce_put (h, bounce, cap);
+  return r;
+}
+
+/* Lock the stripes of the partial sectors at the edges of [START, END)
+ * (whole sectors; HEAD and TAIL say which edge is partial), in order.
+ */
+static void
+lock_edges (struct xs_head *h, uint64_t start, uint64_t end, bool head,
+            bool tail, pthread_mutex_t *locked[2])
+{
+  pthread_mutex_t *a = head ? &h->sector[(start / XS_HEAD_SECTOR)
+                                         % XS_HEAD_SECTOR_STRIPES] : NULL;
+  pthread_mutex_t *b = tail ? &h->sector[((end - XS_HEAD_SECTOR)
+                                          / XS_HEAD_SECTOR)
+                                         % XS_HEAD_SECTOR_STRIPES] : NULL;
+
+  if (a == b)
+    b = NULL;
+  else if (a && b && a > b) {
+    pthread_mutex_t *t = a;
+    a = b;
+    b = t;
+  }
+  locked[0] = a ? a : b;
+  locked[1] = a ? b : NULL;
+  if (locked[0])
+    pthread_mutex_lock (locked[0]);
+  if (locked[1])
+    pthread_mutex_lock (locked[1]);
+}
+
+static void
+unlock_edges (pthread_mutex_t *locked[2])
+{
+  if (locked[1])
+    pthread_mutex_unlock (locked[1]);
+  if (locked[0])
+    pthread_mutex_unlock (locked[0]);
+}
+
+/* Read and decrypt the sector at OFFSET into BUF. */
+static int
+read_sector (struct xs_head *h, void *buf, uint64_t offset)
+{
+  if (read_raw (h, buf, XS_HEAD_SECTOR, offset) == -1)
+    return -1;
+  return xs_head_decrypt (h->cipher, buf, buf, XS_HEAD_SECTOR, offset) == 0
+    ? 0 : cipher_failed ();
+}
+
+/* Write BUF (COUNT bytes) at OFFSET of an encrypted head, with FLAGS for
+ * pwritev2: encrypted into a bounce buffer; partial sectors at the edges
+ * read, changed and written back whole under their stripe locks.
+ */
+static int
+write_encrypted (struct xs_head *h, const void *buf, size_t count,
+                 uint64_t offset, int flags)
+{
+  uint64_t start = sector_down (offset), end = sector_up (offset + count);
+  bool head = start != offset, tail = end != offset + count;
+  size_t len = end - start, cap;
+  pthread_mutex_t *locked[2];
+  char *bounce = bounce_get (h, len, &cap);
+  int r = 0;
+
+  if (bounce == NULL)
+    return -1;
+  lock_edges (h, start, end, head, tail, locked);
+  if (head)
+    r = read_sector (h, bounce, start);
+  if (r == 0 && tail && (end - XS_HEAD_SECTOR != start || !head))
+    r = read_sector (h, bounce + len - XS_HEAD_SECTOR, end - XS_HEAD_SECTOR);
+  if (r == 0) {
+    memcpy (bounce + (offset - start), buf, count);
+    if (xs_head_encrypt (h->cipher, bounce, bounce, len, start) == -1)
+      r = cipher_failed ();
+  }
+  if (r == 0 && xs_full_pwritev2 (h->data_fd, bounce, len, start,
+                                  flags) == -1) {
+    xs_error ("volume '%s': write of %zu bytes at %lu: %m", h->name, count,
+              (unsigned long) offset);
+    r = -1;
+  }
+  unlock_edges (locked);
+  bounce_put (h, bounce, cap);
+  return r;
+}
+
+/* Zero what of [*OFFSET, *OFFSET + *COUNT) lies in partial sectors, by
+ * writing zeros (a hole in part of a sector would not decrypt); leave the
+ * whole sectors in between for the caller to punch or zero.
+ */
+static int
+zero_partial_sectors (struct xs_head *h, uint32_t *count, uint64_t *offset)
+{
+  static const char zeros[XS_HEAD_SECTOR];
+  uint64_t end = *offset + *count, piece;
+
+  if (*offset % XS_HEAD_SECTOR) {
+    piece = sector_up (*offset) - *offset;
+    if (piece > *count)
+      piece = *count;
+    if (write_encrypted (h, zeros, piece, *offset, 0) == -1)
+      return -1;
+    *offset += piece;
+    *count -= (uint32_t) piece;
+  }
+  if (*count > 0 && end % XS_HEAD_SECTOR) {
+    piece = end - sector_down (end);
+    if (write_encrypted (h, zeros, piece, end - piece, 0) == -1)
+      return -1;
+    *count -= (uint32_t) piece;
+  }
+  return 0;
+}
+
+/* ----- The data path ----- */
+
+static int
+pread_data (struct xs_head *h, void *buf, size_t count, uint64_t offset)
+{
+  if (h->cipher)
+    return read_encrypted (h, buf, count, offset);
+  return read_raw (h, buf, count, offset);
+}
+
+/* Write to the data file; reports its errors. */
+static int
+pwrite_data (struct xs_head *h, const void *buf, size_t count,
+             uint64_t offset, int flags)
+{
+  if (h->cipher)
+    return write_encrypted (h, buf, count, offset, flags);
+  if (xs_full_pwritev2 (h->data_fd, buf, count, offset, flags) == -1) {
+    xs_error ("volume '%s': write of %zu bytes at %lu: %m", h->name, count,
               (unsigned long) offset);
     return -1;
   }
@@ -423,6 +681,11 @@ copy_up (struct xs_head *h, uint64_t b, void *buf)
   }
   else if (xs_snapreader_read_block (h->source, b, buf) == -1)
     return -1;
+  if (h->cipher
+      && xs_head_encrypt (h->cipher, buf, buf, len, offset) == -1) {
+    errno = EIO;
+    return -1;
+  }
   if (xs_full_pwrite (h->data_fd, buf, len, offset) == -1) {
     xs_error ("volume '%s': cannot copy block %lu up from its snapshot: %m",
               h->name, (unsigned long) b);
@@ -497,15 +760,9 @@ xs_head_pwrite (struct xs_head *h, const void *buf, uint32_t count,
     errno = EIO;
     return -1;
   }
-  r = xs_full_pwritev2 (h->data_fd, buf, count, offset,
-                        fua ? RWF_DSYNC : 0);
+  r = pwrite_data (h, buf, count, offset, fua ? RWF_DSYNC : 0);
   end_change (h);
-  if (r == -1) {
-    xs_error ("volume '%s': write of %u bytes at %lu: %m", h->name, count,
-              (unsigned long) offset);
-    return -1;
-  }
-  return 0;
+  return r;
 }
 
 static int
@@ -539,10 +796,16 @@ xs_head_zero (struct xs_head *h, uint32_t count, uint64_t offset,
     errno = EIO;
     return -1;
   }
+  if (h->cipher && zero_partial_sectors (h, &count, &offset) == -1) {
+    end_change (h);
+    return -1;
+  }
   /* Deallocating is the cheapest zero and makes the range a hole again.
    * Without MAY_TRIM the range should stay allocated: ZERO_RANGE.
    */
-  if (flags & XS_HEAD_MAY_TRIM)
+  if (count == 0)
+    r = 0;
+  else if (flags & XS_HEAD_MAY_TRIM)
     r = fallocate (h->data_fd, punch, (off_t) offset, count);
   else
     r = fallocate (h->data_fd, FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE,
@@ -573,7 +836,13 @@ xs_head_trim (struct xs_head *h, uint32_t count, uint64_t offset, bool fua)
   if (check_range (h, "trim", count, offset) == -1)
     return -1;
   begin_change (h, count, offset);
-  r = fallocate (h->data_fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+  /* What is trimmed reads as zeros: partial sectors are written so. */
+  if (h->cipher && zero_partial_sectors (h, &count, &offset) == -1) {
+    end_change (h);
+    return -1;
+  }
+  r = count == 0 ? 0
+    : fallocate (h->data_fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
                  (off_t) offset, count);
   end_change (h);
   /* Trim is advisory: where holes cannot be punched the data stays. */

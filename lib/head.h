@@ -44,14 +44,18 @@ struct xs_snapreader;
 /* Open the head in DIR as its owner.  NAME is used in messages.  SIZE,
  * BLOCK_SIZE and EPOCH come from the catalog.  SOURCE, for a clone that
  * is not fully hydrated, reads its snapshot SOURCE_ID from SOURCE_REPO
- * (both taken over, even on failure; NULL otherwise).
+ * (both taken over, even on failure; NULL otherwise).  KEY, for an
+ * encrypted head, is its AES-256-XTS key (XS_HEAD_KEY_LEN bytes,
+ * headcrypt.h): everything in the data file is ciphertext.  NULL for a
+ * plaintext head.
  */
 struct xs_repo;
 extern struct xs_head *xs_head_open (const char *dir, const char *name,
                                      uint64_t size, uint32_t block_size,
                                      uint64_t epoch, const char *source_id,
                                      struct xs_snapreader *source,
-                                     struct xs_repo *source_repo);
+                                     struct xs_repo *source_repo,
+                                     const unsigned char *key);
 
 /* Copy every block not yet present from the clone's source into the
  * head, without counting it as a change.  Returns the number of blocks

@@ -414,7 +414,16 @@ read_block (struct xs_seal *seal, uint64_t block, void *buf)
     return -1;
   }
   add_stat (&seal->stats.bytes_read, len);
-  return overlay_copied (seal, block, buf);
+  if (overlay_copied (seal, block, buf) == -1)
+    return -1;
+  /* The data file and the units copied aside hold an encrypted head's
+   * ciphertext, sector for sector.
+   */
+  if (seal->head->cipher
+      && xs_head_decrypt (seal->head->cipher, buf, buf, len,
+                          block_offset (seal, block)) == -1)
+    return -1;
+  return 0;
 }
 
 /* Copy BLOCK, not yet present in a clone, from its source into BUF (it

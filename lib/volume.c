@@ -10,6 +10,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <openssl/crypto.h>
+
 #include "access.h"
 #include "error.h"
 #include "fileio.h"
@@ -24,7 +26,7 @@
 
 #define VOLUME_COLUMNS \
   "id, account, region, name, size, block_size, created_ns, cbt_epoch," \
-  " base_snapshot_id, source_snapshot_id, key_id, data_key"
+  " base_snapshot_id, source_snapshot_id, key_id, data_key, head_cipher"
 
 void
 xs_volume_clear (struct xs_volume *vol)
@@ -36,6 +38,7 @@ xs_volume_clear (struct xs_volume *vol)
   free (vol->source_snapshot_id);
   free (vol->key_id);
   free (vol->data_key);
+  free (vol->head_cipher);
   memset (vol, 0, sizeof *vol);
 }
 
@@ -94,9 +97,11 @@ row_to_volume (sqlite3_stmt *stmt, struct xs_volume *vol)
     strdup ((const char *) sqlite3_column_text (stmt, 9));
   vol->key_id = strdup ((const char *) sqlite3_column_text (stmt, 10));
   vol->data_key = strdup ((const char *) sqlite3_column_text (stmt, 11));
+  vol->head_cipher = strdup ((const char *) sqlite3_column_text (stmt, 12));
   if (vol->account == NULL || vol->region == NULL || vol->name == NULL
       || vol->base_snapshot_id == NULL || vol->source_snapshot_id == NULL
-      || vol->key_id == NULL || vol->data_key == NULL) {
+      || vol->key_id == NULL || vol->data_key == NULL
+      || vol->head_cipher == NULL) {
     xs_error ("cannot read volume %s: %m", vol->id);
     xs_volume_clear (vol);
     return -1;
@@ -194,7 +199,7 @@ insert_volume (struct xs_catalog *cat, const struct xs_volume *vol)
 
   stmt = xs_catalog_prepare (cat,
                              "INSERT INTO volumes (" VOLUME_COLUMNS ")"
-                             " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                             " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                              "record the new volume");
   if (stmt == NULL)
     return -1;
@@ -210,6 +215,7 @@ insert_volume (struct xs_catalog *cat, const struct xs_volume *vol)
   sqlite3_bind_text (stmt, 10, vol->source_snapshot_id, -1, SQLITE_STATIC);
   sqlite3_bind_text (stmt, 11, vol->key_id, -1, SQLITE_STATIC);
   sqlite3_bind_text (stmt, 12, vol->data_key, -1, SQLITE_STATIC);
+  sqlite3_bind_text (stmt, 13, vol->head_cipher, -1, SQLITE_STATIC);
   if (sqlite3_step (stmt) != SQLITE_DONE) {
     if (sqlite3_extended_errcode (xs_catalog_db (cat))
         == SQLITE_CONSTRAINT_UNIQUE)
@@ -271,9 +277,11 @@ new_row (const struct xs_scope *scope, const char *name, uint64_t size,
   vol->source_snapshot_id = strdup (source_id ? source_id : "");
   vol->key_id = strdup (enc ? enc->key_id : "");
   vol->data_key = strdup (enc ? enc->data_key : "");
+  vol->head_cipher = strdup (enc && enc->key_id[0] ? XS_HEAD_CIPHER : "");
   if (vol->account == NULL || vol->region == NULL || vol->name == NULL
       || vol->base_snapshot_id == NULL || vol->source_snapshot_id == NULL
-      || vol->key_id == NULL || vol->data_key == NULL) {
+      || vol->key_id == NULL || vol->data_key == NULL
+      || vol->head_cipher == NULL) {
     xs_error ("cannot create volume '%s': %m", name);
     xs_volume_clear (vol);
     return -1;
@@ -643,26 +651,58 @@ open_source (struct xs_store *store, const struct xs_volume *vol,
   return reader;
 }
 
+/* The key of VOL's head at rest: 0 and KEY, 1 if the head is kept in
+ * plaintext, -1 (the volume's key is disabled, ...).
+ */
+static int
+head_key (struct xs_store *store, const struct xs_volume *vol,
+          unsigned char key[XS_HEAD_KEY_LEN])
+{
+  struct xs_data_key *dk;
+
+  if (vol->head_cipher[0] == '\0')
+    return 1;
+  if (strcmp (vol->head_cipher, XS_HEAD_CIPHER) != 0) {
+    xs_error ("cannot open volume '%s': its data is kept as '%s', which "
+              "this xsnap does not know", vol->name, vol->head_cipher);
+    return -1;
+  }
+  dk = xs_key_open_data_key (store, vol->account, vol->account, vol->key_id,
+                             vol->data_key);
+  if (dk == NULL)
+    return -1;
+  memcpy (key, dk->head, XS_HEAD_KEY_LEN);
+  xs_data_key_free (dk);
+  return 0;
+}
+
 struct xs_head *
 xs_volume_open_head_cached (struct xs_store *store,
                             const struct xs_volume *vol,
                             struct xs_chunk_cache *cache)
 {
+  unsigned char key[XS_HEAD_KEY_LEN];
   struct xs_head *head;
   struct xs_snapreader *source;
   struct xs_repo *repo;
-  char *dir = xs_volume_dir (store, vol);
+  char *dir;
   bool failed;
+  int keyed;
 
-  if (dir == NULL)
+  keyed = head_key (store, vol, key);
+  if (keyed == -1)
     return NULL;
-  source = open_source (store, vol, cache, &repo, &failed);
-  if (failed) {
+  dir = xs_volume_dir (store, vol);
+  source = dir ? open_source (store, vol, cache, &repo, &failed) : NULL;
+  if (dir == NULL || failed) {
+    OPENSSL_cleanse (key, sizeof key);
     free (dir);
     return NULL;
   }
   head = xs_head_open (dir, vol->name, vol->size, vol->block_size,
-                       vol->cbt_epoch, vol->source_snapshot_id, source, repo);
+                       vol->cbt_epoch, vol->source_snapshot_id, source, repo,
+                       keyed == 0 ? key : NULL);
+  OPENSSL_cleanse (key, sizeof key);
   free (dir);
   /* A new owner: snapshots left pending by the last one will never end. */
   if (head && xs_snapshot_discard_stale (store, vol) == -1) {
@@ -1117,7 +1157,8 @@ xs_volume_stage_open_head (struct xs_volume_stage *stage)
   const struct xs_volume *vol = &stage->vol;
 
   return xs_head_open (stage->dir, vol->name, vol->size, vol->block_size,
-                       vol->cbt_epoch, vol->source_snapshot_id, NULL, NULL);
+                       vol->cbt_epoch, vol->source_snapshot_id, NULL, NULL,
+                       NULL);
 }
 
 /* Insert the row and move the head into place, holding the catalog lock.

@@ -34,7 +34,12 @@ struct xs_volume {
   char *source_snapshot_id;     /* a clone's source while unhydrated, or "" */
   char *key_id;                 /* encrypted: the account key, else "" */
   char *data_key;               /* encrypted: the data key wrapped by it */
+  char *head_cipher;            /* XS_HEAD_CIPHER: the head's data is
+                                   encrypted at rest; "": plaintext */
 };
+
+/* The head cipher of encrypted volumes: AES-256-XTS per 4 KiB sector. */
+#define XS_HEAD_CIPHER "aes-xts-4k"
 
 extern void xs_volume_clear (struct xs_volume *vol);
 

@@ -2,7 +2,8 @@
 # Encrypted volumes and snapshots: keys and their refusals, a pattern
 # written through NBD that reads back byte-identical from a snapshot and
 # a clone but appears nowhere in the repository, tampering with a chunk or
-# a manifest caught, a disabled key and a missing master key refused with
+# a manifest caught, the live volume's data encrypted at rest too, a
+# disabled key and a missing master key refused with
 # clear messages.  Sharing and copying: encrypt-share.t.
 . "$(dirname "$0")/functions.sh"
 
@@ -65,6 +66,15 @@ is "$(jq -r '.encrypted, .key_id' <<<"$snap" | tr '\n' ' ')" "true $k1 " \
   "the snapshot records its key"
 sid=$(jq -r .id <<<"$snap")
 stop_server "$server_pid"
+
+ev_id=$(xs "${a[@]}" --json volume show ev | jq -r .id)
+ev_data=$(find "$store" -path "*/volumes/$ev_id/data")
+check "the volume's head holds its data at rest encrypted: no pattern in $(basename "$(dirname "$ev_data")")/data" -- \
+  test -n "$ev_data" -a -z "$(grep -l -- "$marker" "$ev_data")"
+check "  though it is allocated there (the check means something)" -- \
+  test "$(du -k "$ev_data" | cut -f1)" -ge 2048
+is "$(sqlite3 "$store/xsnap.db" "SELECT head_cipher FROM volumes WHERE id = '$ev_id'")" \
+  aes-xts-4k "  the catalog says how (aes-xts-4k)"
 
 repo=$store/regions/local/repo
 check "the pattern is nowhere in the repository" -- \
@@ -206,6 +216,9 @@ out=$(xs "${a[@]}" volume create ec3 --from-snapshot ev@s1 2>&1) && st=0 || st=$
 like "$out" "key 'k1' of account 'alice' is disabled" "a new clone is refused"
 out=$(xs "${a[@]}" diff ev@s1 ev@s2 2>&1) && st=0 || st=$?
 like "$out" "key 'k1' of account 'alice' is disabled" "diff is refused"
+start_server dv account=alice
+is "$(read_errno "$(uri ev)")" ENOENT "the volume itself cannot be attached (its head is under the key)"
+stop_server "$server_pid"
 check "the default key still works" -- quietly xs "${a[@]}" verify dv@s1
 
 # The master key file.

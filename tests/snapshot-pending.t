@@ -6,11 +6,14 @@
 # round fills the volume with fresh data, takes a snapshot without waiting,
 # and at once overwrites, zeroes and trims at random (4K-aligned and not,
 # from two connections) until the snapshot is available; the snapshot must
-# equal the volume at its point in time, and the volume every write.
+# equal the volume at its point in time, and the volume every write.  A
+# last round does the same on an encrypted volume, whose head and spill
+# hold ciphertext.
 . "$(dirname "$0")/functions.sh"
 
 xs init -q
 xs -q volume create vol --size 96M --block-size 64K
+xs -q volume create evol --size 96M --block-size 64K --encrypt
 
 # The server, with debug messages (the seal's counts are among them).
 start_verbose () {              # start_verbose NAME PLUGIN-ARGS...
@@ -28,12 +31,13 @@ start_verbose () {              # start_verbose NAME PLUGIN-ARGS...
   return 1
 }
 
-# round NAME SEED: prints "WRITES-WHILE-PENDING" on success.
+# round NAME SEED [VOLUME]: prints "WRITES-WHILE-PENDING" on success.
 round () {
-  python3 - "$xsnap" "$(uri vol)" "$1" "$2" "$tmp" <<'PY'
+  python3 - "$xsnap" "$(uri "${3:-vol}")" "$1" "$2" "$tmp" "${3:-vol}" <<'PY'
 import hashlib, json, nbd, random, subprocess, sys, threading
 
 xsnap, uri, name, seed, tmp = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), sys.argv[5]
+vol = sys.argv[6]
 SIZE = 96 << 20
 rng = random.Random(seed)
 
@@ -51,9 +55,9 @@ for off in range(0, SIZE, 4 << 20):
     h.pwrite(bytes(before[off:off + (4 << 20)]), off)
 h.flush()
 model = bytearray(before)
-out = subprocess.run([xsnap, "--json", "snapshot", "create", "vol", "--name", name],
+out = subprocess.run([xsnap, "--json", "snapshot", "create", vol, "--name", name],
                      check=True, capture_output=True, text=True).stdout
-snap = "vol@" + name
+snap = vol + "@" + name
 pending = json.loads(out)["status"] == "pending"
 counts = [0, 0]
 
@@ -95,7 +99,7 @@ for t in threads: t.join()
 
 if status(snap) != "available":
     sys.exit("%s is %s" % (snap, status(snap)))
-s = nbd.NBD(); s.connect_uri(uri.replace("///vol", "///" + snap))
+s = nbd.NBD(); s.connect_uri(uri.replace("///" + vol, "///" + snap))
 got = bytearray()
 for off in range(0, SIZE, 4 << 20):
     got += s.pread(4 << 20, off)
@@ -142,4 +146,16 @@ for buffer in default 0 8K; do
   stop_server "$server_pid"
 done
 check "the snapshots verify" -- quietly xs verify vol@p1
+
+start_verbose enc
+keeper=$(hold_open "$(uri evol)")
+got=$(round e1 "9$RANDOM" evol 2>"$tmp/round.err")
+ok $? "an encrypted volume: no write made while the snapshot was pending leaked into it" \
+  || sed 's/^/#   /' "$tmp/round.err"
+check "  writes really raced with the sealers" -- test "${got:-0}" -gt 0
+read -r copied sealed <<<"$(counts "$log")"
+check "  they copied what they overwrote (ciphertext) aside" -- test "${copied:-0}" -gt 0
+kill "$keeper"
+stop_server "$server_pid"
+check "  the snapshot verifies" -- quietly xs verify evol@e1
 done_testing

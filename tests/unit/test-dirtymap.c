@@ -195,9 +195,9 @@ test_head (const char *dir)
 
   snprintf (path, sizeof path, "%s/head", dir);
   ok (xs_head_create (path, 1 << 20, 4096, 0, NULL) == 0, "create a head");
-  h = xs_head_open (path, "h", 1 << 20, 4096, 0, NULL, NULL, NULL);
+  h = xs_head_open (path, "h", 1 << 20, 4096, 0, NULL, NULL, NULL, NULL);
   ok (h != NULL, "open it");
-  h2 = xs_head_open (path, "h", 1 << 20, 4096, 0, NULL, NULL, NULL);
+  h2 = xs_head_open (path, "h", 1 << 20, 4096, 0, NULL, NULL, NULL, NULL);
   ok (h2 == NULL, "a second owner is refused");
   error_contains ("volume 'h' is in use by another process",
                   "  with a clear message");
