@@ -565,7 +565,11 @@ write_encrypted (struct xs_head *h, const void *buf, size_t count,
     r = read_sector (h, bounce, start);
   if (r == 0 && tail && (end - XS_HEAD_SECTOR != start || !head))
     r = read_sector (h, bounce + len - XS_HEAD_SECTOR, end - XS_HEAD_SECTOR);
-  if (r == 0) {
+  /* Whole sectors encrypt straight from the caller's buffer. */
+  if (r == 0 && !head && !tail
+      && xs_head_encrypt (h->cipher, buf, bounce, len, start) == -1)
+    r = cipher_failed ();
+  else if (r == 0 && (head || tail)) {
     memcpy (bounce + (offset - start), buf, count);
     if (xs_head_encrypt (h->cipher, bounce, bounce, len, start) == -1)
       r = cipher_failed ();

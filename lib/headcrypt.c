@@ -1,4 +1,5 @@
 /* xsnap: the cipher of an encrypted volume's head (see headcrypt.h). */
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,10 +10,64 @@
 #include "error.h"
 #include "headcrypt.h"
 
-struct xs_head_cipher {
-  EVP_CIPHER_CTX *encrypt;      /* keyed templates, never used directly */
-  EVP_CIPHER_CTX *decrypt;
+/* Contexts kept for reuse, per direction: copying a keyed template costs
+ * allocations on every request, which showed in 4K writes.
+ */
+#define POOL 16
+
+struct ctx_pool {
+  const EVP_CIPHER_CTX *template;   /* keyed, never used directly */
+  pthread_mutex_t lock;
+  EVP_CIPHER_CTX *free[POOL];
+  unsigned nfree;
 };
+
+struct xs_head_cipher {
+  EVP_CIPHER_CTX *encrypt;      /* the keyed templates */
+  EVP_CIPHER_CTX *decrypt;
+  struct ctx_pool pools[2];     /* 0: encrypt, 1: decrypt */
+};
+
+/* A context copied from POOL's template, or a kept one.  NULL reported. */
+static EVP_CIPHER_CTX *
+ctx_get (struct ctx_pool *pool)
+{
+  EVP_CIPHER_CTX *ctx = NULL;
+
+  pthread_mutex_lock (&pool->lock);
+  if (pool->nfree > 0)
+    ctx = pool->free[--pool->nfree];
+  pthread_mutex_unlock (&pool->lock);
+  if (ctx)
+    return ctx;
+  ctx = EVP_CIPHER_CTX_new ();
+  if (ctx == NULL || EVP_CIPHER_CTX_copy (ctx, pool->template) != 1) {
+    xs_crypt_report ("set up the head cipher");
+    EVP_CIPHER_CTX_free (ctx);
+    return NULL;
+  }
+  return ctx;
+}
+
+static void
+ctx_put (struct ctx_pool *pool, EVP_CIPHER_CTX *ctx)
+{
+  pthread_mutex_lock (&pool->lock);
+  if (pool->nfree < POOL) {
+    pool->free[pool->nfree++] = ctx;
+    ctx = NULL;
+  }
+  pthread_mutex_unlock (&pool->lock);
+  EVP_CIPHER_CTX_free (ctx);
+}
+
+static void
+pool_clear (struct ctx_pool *pool)
+{
+  while (pool->nfree > 0)
+    EVP_CIPHER_CTX_free (pool->free[--pool->nfree]);
+  pthread_mutex_destroy (&pool->lock);
+}
 
 static EVP_CIPHER_CTX *
 keyed (const unsigned char *key, int enc)
@@ -46,6 +101,10 @@ xs_head_cipher_new (const unsigned char *key)
   }
   c->encrypt = keyed (key, 1);
   c->decrypt = keyed (key, 0);
+  c->pools[0].template = c->encrypt;
+  c->pools[1].template = c->decrypt;
+  pthread_mutex_init (&c->pools[0].lock, NULL);
+  pthread_mutex_init (&c->pools[1].lock, NULL);
   if (c->encrypt == NULL || c->decrypt == NULL) {
     xs_crypt_report ("key the head cipher (AES-256-XTS)");
     xs_head_cipher_free (c);
@@ -59,6 +118,8 @@ xs_head_cipher_free (struct xs_head_cipher *c)
 {
   if (c == NULL)
     return;
+  pool_clear (&c->pools[0]);
+  pool_clear (&c->pools[1]);
   EVP_CIPHER_CTX_free (c->encrypt);       /* cleanses the key schedule */
   EVP_CIPHER_CTX_free (c->decrypt);
   free (c);
@@ -77,7 +138,7 @@ sector_is_zero (const unsigned char *p)
 }
 
 static int
-run (const EVP_CIPHER_CTX *template, const void *in, void *out, size_t len,
+run (struct ctx_pool *pool, const void *in, void *out, size_t len,
      uint64_t offset, bool decrypting)
 {
   const unsigned char *from = in;
@@ -92,12 +153,9 @@ run (const EVP_CIPHER_CTX *template, const void *in, void *out, size_t len,
               (unsigned long) offset);
     return -1;
   }
-  ctx = EVP_CIPHER_CTX_new ();
-  if (ctx == NULL || EVP_CIPHER_CTX_copy (ctx, template) != 1) {
-    xs_crypt_report ("set up the head cipher");
-    EVP_CIPHER_CTX_free (ctx);
+  ctx = ctx_get (pool);
+  if (ctx == NULL)
     return -1;
-  }
   memset (tweak, 0, sizeof tweak);
   for (done = 0; done < len; done += XS_HEAD_SECTOR, sector++) {
     if (decrypting && sector_is_zero (from + done)) {
@@ -117,7 +175,10 @@ run (const EVP_CIPHER_CTX *template, const void *in, void *out, size_t len,
       break;
     }
   }
-  EVP_CIPHER_CTX_free (ctx);
+  if (r == 0)
+    ctx_put (pool, ctx);
+  else
+    EVP_CIPHER_CTX_free (ctx);
   return r;
 }
 
@@ -125,12 +186,12 @@ int
 xs_head_encrypt (struct xs_head_cipher *c, const void *in, void *out,
                  size_t len, uint64_t offset)
 {
-  return run (c->encrypt, in, out, len, offset, false);
+  return run (&c->pools[0], in, out, len, offset, false);
 }
 
 int
 xs_head_decrypt (struct xs_head_cipher *c, const void *in, void *out,
                  size_t len, uint64_t offset)
 {
-  return run (c->decrypt, in, out, len, offset, true);
+  return run (&c->pools[1], in, out, len, offset, true);
 }

@@ -22,7 +22,8 @@
  * dm-crypt.
  *
  * One cipher serves many threads: each call works on a context of its
- * own, copied from keyed templates (the key schedule is computed once).
+ * own, copied from keyed templates (the key schedule is computed once)
+ * and kept for the next call.
  */
 #ifndef XSNAP_HEADCRYPT_H
 #define XSNAP_HEADCRYPT_H
