@@ -179,6 +179,26 @@ is "$(read_errno "$(uri ev@s1)")" ENOENT "  and the snapshot cannot be opened th
 stop_server "$server_pid"
 cp "$tmp/man.saved" "$man"
 
+# Tampering with a wrapped key: the account key in the catalog, or the
+# volume's wrapped data key.
+flip_hex () { python3 -c '
+import sys
+s = sys.argv[1]; i = int(sys.argv[2])
+print(s[:i] + ("0" if s[i] != "0" else "1") + s[i + 1:])' "$1" "$2"; }
+saved=$(sqlite3 "$store/xsnap.db" "SELECT wrapped FROM keys WHERE id = '$k1'")
+sqlite3 "$store/xsnap.db" "UPDATE keys SET wrapped = '$(flip_hex "$saved" 60)' WHERE id = '$k1'"
+out=$(xs "${a[@]}" verify ev@s1 2>&1) && st=0 || st=$?
+like "$out" "cannot unwrap key 'k1' of account 'alice': it is not authentic" \
+  "a flipped bit in the wrapped account key is detected"
+sqlite3 "$store/xsnap.db" "UPDATE keys SET wrapped = '$saved' WHERE id = '$k1'"
+saved=$(sqlite3 "$store/xsnap.db" "SELECT data_key FROM volumes WHERE id = '$ev_id'")
+sqlite3 "$store/xsnap.db" "UPDATE volumes SET data_key = '$(flip_hex "$saved" 30)' WHERE id = '$ev_id'"
+out=$(xs "${a[@]}" snapshot create ev --name tampered 2>&1) && st=0 || st=$?
+like "$out" "cannot unwrap a data key under key 'k1' of account 'alice': it is not authentic" \
+  "a flipped bit in the volume's wrapped data key is detected"
+sqlite3 "$store/xsnap.db" "UPDATE volumes SET data_key = '$saved' WHERE id = '$ev_id'"
+check "  restored, both work again" -- quietly xs "${a[@]}" verify ev@s1
+
 # Clones under other keys than their source's.
 check "a clone under another key (the default)" -- \
   quietly xs "${a[@]}" volume create ec2 --from-snapshot ev@s1 --key default
