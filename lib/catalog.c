@@ -253,7 +253,7 @@ static const char *const migrations[] = {
   "ALTER TABLE snapshots ADD COLUMN source_root TEXT NOT NULL DEFAULT '';",
 
   /* 10: how a volume's head (its live data file) is kept at rest:
-   * 'aes-xts-4k' encrypted per 4 KiB sector under a key derived from the
+   * 'aes128-xts-4k' encrypted per 4 KiB sector under a key derived from the
    * volume's data key, '' in plaintext (every volume before, and every
    * unencrypted one).
    */

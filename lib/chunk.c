@@ -65,6 +65,10 @@ struct chunk_header {
 /* Byte offsets in an encrypted (version 2) header; 0-31 as above except
  * that there are no checksums: bytes 0-31 are the associated data.
  */
+/* Flags of an encrypted header: the id is the MAC of the plaintext's
+ * XXH3-128 (xs_crypt_chunk_id_of_digest), not of the plaintext.
+ */
+#define FLAG2_DIGEST_ID 1u
 enum {
   OFF2_NONCE = 32,
   OFF2_TAG = OFF2_NONCE + XS_CRYPT_NONCE_LEN,
@@ -142,9 +146,12 @@ int
 xs_chunk_id (struct xs_chunk_codec *codec, const void *plain,
              size_t plain_len, struct xs_hash128 *id)
 {
+  struct xs_hash128 digest;
+
+  xs_hash128 (plain, plain_len, codec->key ? &digest : id);
   if (codec->key)
-    return xs_crypt_chunk_id (codec->crypt, codec->key, plain, plain_len, id);
-  xs_hash128 (plain, plain_len, id);
+    return xs_crypt_chunk_id_of_digest (codec->crypt, codec->key, &digest,
+                                        id);
   return 0;
 }
 
@@ -321,7 +328,7 @@ write_header2_fields (uint8_t *out, uint8_t codec_id, uint32_t plain_len,
   memcpy (out + OFF_MAGIC, CHUNK_MAGIC, CHUNK_MAGIC_LEN);
   out[OFF_VERSION] = XS_CHUNK_VERSION_ENCRYPTED;
   out[OFF_CODEC] = codec_id;
-  put_le16 (out + OFF_FLAGS, 0);
+  put_le16 (out + OFF_FLAGS, FLAG2_DIGEST_ID);
   xs_put_le32 (out + OFF_PLAIN_LEN, plain_len);
   xs_put_le32 (out + OFF_PAYLOAD_LEN, payload_len);
   memcpy (out + OFF_ID, id->bytes, sizeof id->bytes);
@@ -520,7 +527,8 @@ parse_header2 (const uint8_t *stored, size_t stored_len,
                 "belongs");
   if (h->codec != CHUNK_CODEC_RAW && h->codec != CHUNK_CODEC_ZSTD)
     return bad (reason, "unknown codec %u", h->codec);
-  if (h->flags != 0 || xs_get_le32 (stored + OFF2_RESERVED) != 0)
+  if ((h->flags & ~FLAG2_DIGEST_ID) != 0
+      || xs_get_le32 (stored + OFF2_RESERVED) != 0)
     return bad (reason, "unknown flags or reserved bytes set");
   if (h->plain_len > XS_CHUNK_MAX_PLAIN)
     return bad (reason, "plaintext length %" PRIu32 " exceeds the "
@@ -672,8 +680,17 @@ decode_encrypted (struct xs_chunk_codec *codec, const void *stored,
                 "sealed under this key)");
   if (decompress_payload (codec, clear, &h, plain, reason) == -1)
     return -1;
-  if (xs_crypt_chunk_id (codec->crypt, codec->key, plain, h.plain_len,
-                         &actual) == -1)
+  if (h.flags & FLAG2_DIGEST_ID) {
+    struct xs_hash128 digest;
+
+    xs_hash128 (plain, h.plain_len, &digest);
+    r = xs_crypt_chunk_id_of_digest (codec->crypt, codec->key, &digest,
+                                     &actual);
+  }
+  else
+    r = xs_crypt_chunk_id (codec->crypt, codec->key, plain, h.plain_len,
+                           &actual);
+  if (r == -1)
     return bad (reason, "cannot compute the chunk's MAC");
   if (!xs_crypt_equal (actual.bytes, h.id.bytes, sizeof h.id.bytes))
     return bad (reason, "MAC of the plaintext does not match the id");

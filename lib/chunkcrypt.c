@@ -202,6 +202,25 @@ xs_crypt_chunk_id (struct xs_crypt *crypt, const struct xs_data_key *dk,
   return 0;
 }
 
+int
+xs_crypt_chunk_id_of_digest (struct xs_crypt *crypt,
+                             const struct xs_data_key *dk,
+                             const struct xs_hash128 *digest,
+                             struct xs_hash128 *id)
+{
+  static const char label[] = "xsnap chunk id 2";
+  unsigned char input[sizeof label + sizeof digest->bytes];
+  unsigned char mac[XS_MANIFEST_MAC_LEN];
+
+  memcpy (input, label, sizeof label);
+  memcpy (input + sizeof label, digest->bytes, sizeof digest->bytes);
+  if (hmac_sha256 (crypt->mac_ctx, dk->chunk_id, input, sizeof input,
+                   mac) == -1)
+    return -1;
+  memcpy (id->bytes, mac, sizeof id->bytes);
+  return 0;
+}
+
 /* GCM lengths are ints in EVP. */
 static int
 check_length (size_t len, const char *what)

@@ -3,7 +3,7 @@
  * An encrypted volume has one random data key (docs/ARCHITECTURE.md, "Keys
  * and encryption"), stored only wrapped by an account key.  Three keys are
  * derived from it with HKDF-SHA256, so that no key serves two purposes:
- * the AES-256-GCM key of chunk payloads, the AES-256-XTS key of the live
+ * the AES-256-GCM key of chunk payloads, the AES-128-XTS key of the live
  * volume's data at rest, the HMAC-SHA256 key that names
  * chunks (a chunk id is the MAC of the plaintext truncated to 128 bits:
  * equal blocks under one key share a chunk, and ids say nothing about
@@ -26,14 +26,14 @@
 #define XS_CRYPT_NONCE_LEN 12   /* AES-GCM nonce (random, 96 bits) */
 #define XS_CRYPT_TAG_LEN 16     /* AES-GCM tag */
 #define XS_MANIFEST_MAC_LEN 32  /* HMAC-SHA256 */
-#define XS_HEAD_KEY_LEN 64      /* AES-256-XTS: two 256-bit keys */
+#define XS_HEAD_KEY_LEN 32      /* AES-128-XTS: two 128-bit keys */
 
 /* The keys derived from one data key. */
 struct xs_data_key {
   unsigned char chunk_enc[XS_DATA_KEY_LEN];
   unsigned char chunk_id[XS_DATA_KEY_LEN];
   unsigned char manifest_mac[XS_DATA_KEY_LEN];
-  /* The AES-256-XTS key of the volume's head at rest (its live data
+  /* The AES-128-XTS key of the volume's head at rest (its live data
    * file), for a volume whose head is encrypted (head.h).
    */
   unsigned char head[XS_HEAD_KEY_LEN];
@@ -55,13 +55,27 @@ struct xs_crypt;
 extern struct xs_crypt *xs_crypt_new (void);
 extern void xs_crypt_free (struct xs_crypt *crypt);
 
-/* The id of a chunk of PLAIN under DK: HMAC-SHA256 truncated to 128
- * bits.  0, or -1 with an error.
+/* The id of a chunk of PLAIN under DK as the first encrypted chunks had
+ * it: HMAC-SHA256 of the plaintext truncated to 128 bits.  Still checked
+ * for chunks without the digest-id flag (chunk.c).  0, or -1 with an
+ * error.
  */
 extern int xs_crypt_chunk_id (struct xs_crypt *crypt,
                               const struct xs_data_key *dk,
                               const void *plain, size_t len,
                               struct xs_hash128 *id);
+
+/* The id of a chunk whose plaintext has XXH3-128 DIGEST, under DK:
+ * HMAC-SHA256 of "xsnap chunk id 2", NUL and the digest, truncated to
+ * 128 bits.  The MAC of the digest rather than of the plaintext: SHA-256
+ * over every sealed byte cost sealing half its speed, and identity is the
+ * XXH3-128 that unencrypted chunks are named by anyway; the key still
+ * hides every id's content and keeps keys apart.  0, or -1.
+ */
+extern int xs_crypt_chunk_id_of_digest (struct xs_crypt *crypt,
+                                        const struct xs_data_key *dk,
+                                        const struct xs_hash128 *digest,
+                                        struct xs_hash128 *id);
 
 /* AES-256-GCM of LEN bytes of IN into OUT (may be IN) under KEY with
  * NONCE, authenticating AAD too.  0, or -1 with an error.

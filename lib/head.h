@@ -45,7 +45,7 @@ struct xs_snapreader;
  * BLOCK_SIZE and EPOCH come from the catalog.  SOURCE, for a clone that
  * is not fully hydrated, reads its snapshot SOURCE_ID from SOURCE_REPO
  * (both taken over, even on failure; NULL otherwise).  KEY, for an
- * encrypted head, is its AES-256-XTS key (XS_HEAD_KEY_LEN bytes,
+ * encrypted head, is its AES-128-XTS key (XS_HEAD_KEY_LEN bytes,
  * headcrypt.h): everything in the data file is ciphertext.  NULL for a
  * plaintext head.
  */

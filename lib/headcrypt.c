@@ -75,7 +75,7 @@ keyed (const unsigned char *key, int enc)
   EVP_CIPHER_CTX *ctx = EVP_CIPHER_CTX_new ();
 
   if (ctx == NULL
-      || EVP_CipherInit_ex (ctx, EVP_aes_256_xts (), NULL, key, NULL,
+      || EVP_CipherInit_ex (ctx, EVP_aes_128_xts (), NULL, key, NULL,
                             enc) != 1) {
     EVP_CIPHER_CTX_free (ctx);
     return NULL;
@@ -106,7 +106,7 @@ xs_head_cipher_new (const unsigned char *key)
   pthread_mutex_init (&c->pools[0].lock, NULL);
   pthread_mutex_init (&c->pools[1].lock, NULL);
   if (c->encrypt == NULL || c->decrypt == NULL) {
-    xs_crypt_report ("key the head cipher (AES-256-XTS)");
+    xs_crypt_report ("key the head cipher (AES-128-XTS)");
     xs_head_cipher_free (c);
     return NULL;
   }

@@ -1,10 +1,12 @@
 /* xsnap: the cipher of an encrypted volume's head at rest.
  *
  * An encrypted volume's live data file is encrypted per 4 KiB sector
- * with AES-256-XTS, the tweak being the sector's number (its byte offset
+ * with AES-128-XTS, the tweak being the sector's number (its byte offset
  * / 4096) as a 128-bit little-endian integer: dm-crypt's and the nbdkit
- * `luks` filter's "aes-xts-plain64", with 4 KiB sectors and no on-disk
- * header (the key is derived from the volume's data key, chunkcrypt.h).
+ * `luks` filter's "aes-xts-plain64" with a 256-bit key, but with 4 KiB
+ * sectors and no on-disk header (the key is derived from the volume's
+ * data key, chunkcrypt.h).  Why AES-128 here and AES-256 for chunks:
+ * docs/ARCHITECTURE.md, "The head at rest".
  * XTS keeps every sector the size it is, so the write path stays one
  * pwrite of the request plus a cipher pass; sectors are independent, so
  * any aligned range encrypts on its own.
@@ -37,7 +39,7 @@
 
 struct xs_head_cipher;
 
-/* A cipher under KEY (XS_HEAD_KEY_LEN bytes: two AES-256 keys, which must
+/* A cipher under KEY (XS_HEAD_KEY_LEN bytes: two AES-128 keys, which must
  * differ).  NULL with an error.
  */
 extern struct xs_head_cipher *xs_head_cipher_new (const unsigned char *key);

@@ -38,8 +38,8 @@ struct xs_volume {
                                    encrypted at rest; "": plaintext */
 };
 
-/* The head cipher of encrypted volumes: AES-256-XTS per 4 KiB sector. */
-#define XS_HEAD_CIPHER "aes-xts-4k"
+/* The head cipher of encrypted volumes: AES-128-XTS per 4 KiB sector. */
+#define XS_HEAD_CIPHER "aes128-xts-4k"
 
 extern void xs_volume_clear (struct xs_volume *vol);
 

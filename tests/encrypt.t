@@ -74,7 +74,7 @@ check "the volume's head holds its data at rest encrypted: no pattern in $(basen
 check "  though it is allocated there (the check means something)" -- \
   test "$(du -k "$ev_data" | cut -f1)" -ge 2048
 is "$(sqlite3 "$store/xsnap.db" "SELECT head_cipher FROM volumes WHERE id = '$ev_id'")" \
-  aes-xts-4k "  the catalog says how (aes-xts-4k)"
+  aes128-xts-4k "  the catalog says how (aes128-xts-4k)"
 
 repo=$store/regions/local/repo
 check "the pattern is nowhere in the repository" -- \

@@ -317,6 +317,57 @@ encrypted_manifest (void)
   xs_data_key_free (k2);
 }
 
+/* A chunk as the first encrypted chunks were written (flags 0: the id
+ * is the MAC of the plaintext itself) still decodes; claiming the newer
+ * id scheme with the older id does not.  Made from a current chunk by
+ * rewriting its header (bytes 0-31, the associated data) and sealing its
+ * payload again.
+ */
+static void
+first_format_chunks (struct xs_chunk_codec *codec,
+                     const struct xs_data_key *key, const uint8_t *plain,
+                     size_t len)
+{
+  struct xs_crypt *crypt = xs_crypt_new ();
+  struct xs_hash128 id, old_id;
+  uint8_t *stored = NULL, *payload, *back = malloc (len);
+  size_t stored_len, payload_len;
+
+  if (crypt == NULL || back == NULL
+      || xs_chunk_encode (codec, plain, len, &id, (void **) &stored,
+                          &stored_len) == -1)
+    abort ();
+  payload_len = stored_len - XS_CHUNK_HEADER_SIZE_ENCRYPTED;
+  payload = stored + XS_CHUNK_HEADER_SIZE_ENCRYPTED;
+  is_int (stored[6], 1, "a current chunk has the digest-id flag");
+  if (xs_crypt_open (crypt, key->chunk_enc, stored + 32, stored, 32, payload,
+                     payload_len, payload, stored + 44) != 0
+      || xs_crypt_chunk_id (crypt, key, plain, len, &old_id) == -1)
+    abort ();
+  stored[6] = 0;
+  memcpy (stored + 16, old_id.bytes, sizeof old_id.bytes);
+  if (xs_crypt_seal (crypt, key->chunk_enc, stored + 32, stored, 32, payload,
+                     payload_len, payload, stored + 44) == -1)
+    abort ();
+  is_int (xs_chunk_decode (codec, stored, stored_len, &old_id, back, len),
+          len, "a first-format chunk (id over the plaintext) decodes");
+  ok (memcmp (back, plain, len) == 0, "  to its bytes");
+  if (xs_crypt_open (crypt, key->chunk_enc, stored + 32, stored, 32, payload,
+                     payload_len, payload, stored + 44) != 0)
+    abort ();
+  stored[6] = 1;
+  if (xs_crypt_seal (crypt, key->chunk_enc, stored + 32, stored, 32, payload,
+                     payload_len, payload, stored + 44) == -1)
+    abort ();
+  is_int (xs_chunk_decode (codec, stored, stored_len, &old_id, back, len),
+          -1, "the digest-id flag with a plaintext-MAC id is refused");
+  ok (strstr (tap_take_error (), "does not match the id") != NULL,
+      "  (the MAC does not match the id)");
+  free (stored);
+  free (back);
+  xs_crypt_free (crypt);
+}
+
 int
 main (void)
 {
@@ -336,6 +387,7 @@ main (void)
   every_flip_fails (codec, text, 4096);
   every_flip_fails (codec, noise, 4096);
   moved_chunk_fails (codec);
+  first_format_chunks (codec, key, text, 4096);
   two_keys ();
   manifest_mac ();
   encrypted_manifest ();

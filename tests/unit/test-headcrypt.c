@@ -1,5 +1,5 @@
 /* Unit tests for lib/headcrypt.c and an encrypted head (lib/head.c): the
- * cipher against OpenSSL's AES-256-XTS used directly, the zero-sector
+ * cipher against OpenSSL's AES-128-XTS used directly, the zero-sector
  * rule, and a head whose data file holds only ciphertext while reads,
  * writes of any alignment, zeroes and trims behave as on a plaintext head
  * (checked against a model), from several threads at once too.
@@ -43,7 +43,7 @@ reference_encrypt (const unsigned char *key, const unsigned char *in,
   for (unsigned i = 0; i < 8; i++)
     tweak[i] = (unsigned char) (sector >> (8 * i));
   if (ctx == NULL
-      || EVP_EncryptInit_ex (ctx, EVP_aes_256_xts (), NULL, key, tweak) != 1
+      || EVP_EncryptInit_ex (ctx, EVP_aes_128_xts (), NULL, key, tweak) != 1
       || EVP_EncryptUpdate (ctx, out, &len, in, XS_HEAD_SECTOR) != 1)
     abort ();
   EVP_CIPHER_CTX_free (ctx);
@@ -59,14 +59,14 @@ test_cipher (void)
 
   make_key (key, 1);
   c = xs_head_cipher_new (key);
-  ok (c != NULL, "a cipher under a 64-byte key");
+  ok (c != NULL, "a cipher under a 32-byte key");
   for (unsigned i = 0; i < sizeof plain; i++)
     plain[i] = (unsigned char) (i * 13 + 5);
   is_int (xs_head_encrypt (c, plain, out, sizeof plain, 5 * XS_HEAD_SECTOR),
           0, "encrypt three sectors at sector 5");
   reference_encrypt (key, plain + XS_HEAD_SECTOR, ref, 6);
   ok (memcmp (out + XS_HEAD_SECTOR, ref, XS_HEAD_SECTOR) == 0,
-      "the middle one is AES-256-XTS with tweak 6 (plain64)");
+      "the middle one is AES-128-XTS with tweak 6 (plain64)");
   ok (memcmp (out, out + XS_HEAD_SECTOR, 16) != 0,
       "equal-looking sectors at other offsets differ");
   is_int (xs_head_decrypt (c, out, back, sizeof out, 5 * XS_HEAD_SECTOR), 0,
