@@ -8,6 +8,8 @@
  */
 #include <errno.h>
 #include <inttypes.h>
+#include <pthread.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -82,8 +84,6 @@ struct xs_send {
   char base_id[XS_ID_MAX];       /* "" for a full stream */
   const char *mode;             /* "", "raw" or "reencrypt" */
   bool reencrypt;
-  struct xs_chunk_codec *source_codec;   /* reencrypt: under the key */
-  void *plain;                  /* reencrypt: one block */
   struct xs_stream_info info;
 };
 
@@ -94,8 +94,6 @@ xs_send_free (struct xs_send *s)
     return;
   xs_manifest_free (s->target);
   xs_manifest_free (s->base);
-  xs_chunk_codec_free (s->source_codec);
-  free (s->plain);
   xs_repo_close (s->repo);
   if (s->gc_lock_fd >= 0)
     close (s->gc_lock_fd);
@@ -249,14 +247,6 @@ describe_encryption (struct xs_send *s)
     return 0;
   if (strcmp (s->mode, "reencrypt") == 0) {
     s->reencrypt = true;
-    s->source_codec = xs_chunk_codec_new (0);
-    s->plain = malloc (m->block_size);
-    if (s->source_codec == NULL || s->plain == NULL
-        || xs_chunk_codec_set_key (s->source_codec, m->dk) == -1) {
-      if (s->plain == NULL)
-        xs_error ("cannot plan the stream: %m");
-      return -1;
-    }
     return xs_stream_info_set_encryption (&s->info, "reencrypt", NULL, NULL,
                                           NULL, NULL);
   }
@@ -396,12 +386,13 @@ read_chunk (struct xs_send *s, uint64_t block, const struct xs_hash128 *id,
 }
 
 /* Replace the stored chunk of REC (*STORED) by its plaintext form, an
- * unencrypted chunk, and its id by that chunk's.  An unencrypted
- * snapshot's chunks are that already.
+ * unencrypted chunk, and its id by that chunk's, with CODEC (under the
+ * snapshot's key) and PLAIN (a block).  An unencrypted snapshot's chunks
+ * are that already.
  */
 static int
-decrypt_chunk (struct xs_send *s, struct xs_stream_record *rec,
-               void **stored)
+decrypt_chunk (struct xs_send *s, struct xs_chunk_codec *codec, void *plain,
+               struct xs_stream_record *rec, void **stored)
 {
   void *plain_chunk = NULL;
   size_t plain_chunk_len;
@@ -409,9 +400,9 @@ decrypt_chunk (struct xs_send *s, struct xs_stream_record *rec,
 
   if (s->target->dk == NULL)
     return 0;
-  r = xs_chunk_unseal (s->source_codec, *stored, rec->stored_len, &rec->id,
-                       s->plain, s->target->block_size, &rec->id,
-                       &plain_chunk, &plain_chunk_len);
+  r = xs_chunk_unseal (codec, *stored, rec->stored_len, &rec->id, plain,
+                       s->target->block_size, &rec->id, &plain_chunk,
+                       &plain_chunk_len);
   free (*stored);
   *stored = NULL;
   if (r == -1)
@@ -421,46 +412,61 @@ decrypt_chunk (struct xs_send *s, struct xs_stream_record *rec,
   return 0;
 }
 
+/* A record ready to be written; STORED (malloc'd) is its chunk, if any. */
+struct prepared {
+  struct xs_stream_record rec;
+  void *stored;
+};
+
+/* Write P's record (and free its chunk), counting it. */
 static int
-send_block (struct send_pass *pass, uint64_t block)
+emit_record (struct send_pass *pass, struct prepared *p)
 {
-  struct xs_send *s = pass->s;
-  struct xs_stream_record rec = { .block = block,
-                                  .id = s->target->entries[block] };
-  void *stored = NULL;
-  bool known;
   int r;
 
-  known = !xs_hash128_is_zero (&rec.id) && !s->reencrypt
-    && id_set_add (&pass->carried, &rec.id);
-  if (block < s->info.first_block)
-    return 0;                   /* carried before the resume point */
-  if (xs_hash128_is_zero (&rec.id)) {
-    rec.kind = XS_STREAM_ZERO;
-    pass->stats.zeros++;
-  }
-  else if (known) {
-    rec.kind = XS_STREAM_REF;
-    pass->stats.refs++;
-  }
-  else {
-    if (read_chunk (s, block, &rec.id, &stored, &rec.stored_len) == -1
-        || (s->reencrypt && decrypt_chunk (s, &rec, &stored) == -1))
-      return -1;
-    rec.kind = XS_STREAM_CHUNK;
-    rec.stored = stored;
+  switch (p->rec.kind) {
+  case XS_STREAM_ZERO: pass->stats.zeros++; break;
+  case XS_STREAM_REF: pass->stats.refs++; break;
+  case XS_STREAM_CHUNK:
     pass->stats.chunks++;
-    pass->stats.chunk_bytes += rec.stored_len;
+    pass->stats.chunk_bytes += p->rec.stored_len;
+    break;
   }
-  r = xs_stream_write_record (pass->w, &rec);
-  free (stored);
+  r = xs_stream_write_record (pass->w, &p->rec);
+  free (p->stored);
+  p->stored = NULL;
   if (r == -1)
     return -1;
   pass->stats.records++;
   if (pass->progress)
-    pass->progress (pass->stats.records, s->info.records,
+    pass->progress (pass->stats.records, pass->s->info.records,
                     pass->progress_opaque);
   return 0;
+}
+
+static int
+send_block (struct send_pass *pass, uint64_t block)
+{
+  struct xs_send *s = pass->s;
+  struct prepared p = { .rec = { .block = block,
+                                 .id = s->target->entries[block] } };
+  bool known;
+
+  known = !xs_hash128_is_zero (&p.rec.id)
+    && id_set_add (&pass->carried, &p.rec.id);
+  if (block < s->info.first_block)
+    return 0;                   /* carried before the resume point */
+  if (xs_hash128_is_zero (&p.rec.id))
+    p.rec.kind = XS_STREAM_ZERO;
+  else if (known)
+    p.rec.kind = XS_STREAM_REF;
+  else {
+    if (read_chunk (s, block, &p.rec.id, &p.stored, &p.rec.stored_len) == -1)
+      return -1;
+    p.rec.kind = XS_STREAM_CHUNK;
+    p.rec.stored = p.stored;
+  }
+  return emit_record (pass, &p);
 }
 
 static int
@@ -470,6 +476,184 @@ send_run (uint64_t first, uint64_t count, void *opaque)
     if (send_block (opaque, block) == -1)
       return -1;
   return 0;
+}
+
+/* ----- Re-encrypting streams: decoding ahead ----- */
+
+/* A re-encrypting stream decrypts every chunk it carries, which costs
+ * more than reading it: decoders on their own threads prepare the
+ * records up to AHEAD ahead of the writer, which writes them in order.
+ * The blocks to carry are listed first (8 bytes each).
+ */
+#define AHEAD 16
+#define DECODERS 2
+
+struct pipeline {
+  struct xs_send *s;
+  uint64_t *blocks;
+  size_t n, cap;
+  pthread_mutex_t lock;
+  pthread_cond_t changed;
+  size_t next;                  /* the next record a decoder takes */
+  size_t written;               /* records the writer has taken */
+  struct prepared slot[AHEAD];
+  bool ready[AHEAD];
+  bool failed;
+};
+
+static int
+collect_run (uint64_t first, uint64_t count, void *opaque)
+{
+  struct pipeline *pl = opaque;
+  uint64_t *more;
+
+  for (uint64_t block = first; block < first + count; block++) {
+    if (block < pl->s->info.first_block)
+      continue;
+    if (pl->n == pl->cap) {
+      pl->cap = pl->cap ? 2 * pl->cap : 1024;
+      more = realloc (pl->blocks, pl->cap * sizeof *more);
+      if (more == NULL) {
+        xs_error ("cannot plan the stream: %m");
+        return -1;
+      }
+      pl->blocks = more;
+    }
+    pl->blocks[pl->n++] = block;
+  }
+  return 0;
+}
+
+static void
+pipeline_fail (struct pipeline *pl)
+{
+  pthread_mutex_lock (&pl->lock);
+  pl->failed = true;
+  pthread_cond_broadcast (&pl->changed);
+  pthread_mutex_unlock (&pl->lock);
+}
+
+/* Prepare the record of BLOCK: zero, or its chunk decrypted. */
+static int
+prepare_decrypted (struct xs_send *s, struct xs_chunk_codec *codec,
+                   void *plain, uint64_t block, struct prepared *p)
+{
+  memset (p, 0, sizeof *p);
+  p->rec.block = block;
+  p->rec.id = s->target->entries[block];
+  if (xs_hash128_is_zero (&p->rec.id)) {
+    p->rec.kind = XS_STREAM_ZERO;
+    return 0;
+  }
+  if (read_chunk (s, block, &p->rec.id, &p->stored,
+                  &p->rec.stored_len) == -1
+      || decrypt_chunk (s, codec, plain, &p->rec, &p->stored) == -1)
+    return -1;
+  p->rec.kind = XS_STREAM_CHUNK;
+  p->rec.stored = p->stored;
+  return 0;
+}
+
+static void *
+decoder (void *opaque)
+{
+  struct pipeline *pl = opaque;
+  struct xs_chunk_codec *codec = xs_chunk_codec_new (0);
+  void *plain = malloc (pl->s->target->block_size);
+  struct prepared p;
+  size_t i;
+
+  if (codec == NULL || plain == NULL
+      || xs_chunk_codec_set_key (codec, pl->s->target->dk) == -1) {
+    if (plain == NULL)
+      xs_error ("cannot send: %m");
+    pipeline_fail (pl);
+  }
+  for (;;) {
+    pthread_mutex_lock (&pl->lock);
+    while (!pl->failed && pl->next < pl->n
+           && pl->next >= pl->written + AHEAD)
+      pthread_cond_wait (&pl->changed, &pl->lock);
+    if (pl->failed || pl->next >= pl->n) {
+      pthread_mutex_unlock (&pl->lock);
+      break;
+    }
+    i = pl->next++;
+    pthread_mutex_unlock (&pl->lock);
+    if (prepare_decrypted (pl->s, codec, plain, pl->blocks[i], &p) == -1) {
+      pipeline_fail (pl);
+      break;
+    }
+    pthread_mutex_lock (&pl->lock);
+    pl->slot[i % AHEAD] = p;
+    pl->ready[i % AHEAD] = true;
+    pthread_cond_broadcast (&pl->changed);
+    pthread_mutex_unlock (&pl->lock);
+  }
+  xs_chunk_codec_free (codec);
+  free (plain);
+  return NULL;
+}
+
+/* Write the records in order as the decoders prepare them. */
+static int
+write_in_order (struct send_pass *pass, struct pipeline *pl)
+{
+  struct prepared p;
+  size_t i;
+
+  for (i = 0; i < pl->n; i++) {
+    pthread_mutex_lock (&pl->lock);
+    while (!pl->ready[i % AHEAD] && !pl->failed)
+      pthread_cond_wait (&pl->changed, &pl->lock);
+    if (!pl->ready[i % AHEAD]) {
+      pthread_mutex_unlock (&pl->lock);
+      return -1;
+    }
+    p = pl->slot[i % AHEAD];
+    pl->ready[i % AHEAD] = false;
+    pl->written++;
+    pthread_cond_broadcast (&pl->changed);
+    pthread_mutex_unlock (&pl->lock);
+    if (emit_record (pass, &p) == -1) {
+      pipeline_fail (pl);
+      return -1;
+    }
+  }
+  return 0;
+}
+
+static int
+send_decrypted (struct send_pass *pass)
+{
+  struct pipeline pl = { .s = pass->s };
+  pthread_t threads[DECODERS];
+  unsigned started = 0, i;
+  int r = -1;
+
+  pthread_mutex_init (&pl.lock, NULL);
+  pthread_cond_init (&pl.changed, NULL);
+  if (xs_manifest_diff (pass->s->base, pass->s->target, collect_run,
+                        &pl) == 0) {
+    for (i = 0; i < DECODERS; i++)
+      if (pthread_create (&threads[i], NULL, decoder, &pl) == 0)
+        started++;
+    if (started == 0)
+      xs_error ("cannot send: no thread to decode chunks");
+    else
+      r = write_in_order (pass, &pl);
+  }
+  if (r == -1)
+    pipeline_fail (&pl);
+  for (i = 0; i < started; i++)
+    pthread_join (threads[i], NULL);
+  for (i = 0; i < AHEAD; i++)
+    if (pl.ready[i])
+      free (pl.slot[i].stored);
+  free (pl.blocks);
+  pthread_cond_destroy (&pl.changed);
+  pthread_mutex_destroy (&pl.lock);
+  return r;
 }
 
 /* Every chunk of the base is at the receiver already. */
@@ -501,7 +685,8 @@ xs_send_run (struct xs_send *s, xs_stream_write_fn write, void *opaque,
     return -1;
   if (seed_with_base (&pass) == 0
       && xs_stream_write_header (pass.w, &s->info) == 0
-      && xs_manifest_diff (s->base, s->target, send_run, &pass) == 0
+      && (s->reencrypt ? send_decrypted (&pass)
+          : xs_manifest_diff (s->base, s->target, send_run, &pass)) == 0
       && xs_stream_write_trailer (pass.w) == 0)
     r = 0;
   pass.stats.bytes = xs_stream_writer_bytes (pass.w);
