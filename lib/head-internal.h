@@ -49,13 +49,16 @@ struct xs_head {
 
   /* An encrypted head (headcrypt.h): the data file holds ciphertext, in
    * whole 4 KiB sectors.  A change of part of a sector reads, changes and
-   * writes back the whole sector under its stripe lock.  Requests are
+   * writes back the whole sector holding its stripe for writing; reads
+   * hold the stripes of the sectors they read for reading while they
+   * read, so that they never see a sector half rewritten (which would
+   * decrypt to garbage, bytes the write did not touch included).  Requests are
    * encrypted into bounce buffers (the client's buffer is the client's),
    * kept in a small pool so that large ones are not mapped afresh each
    * time.  NULL: a plaintext head.
    */
   struct xs_head_cipher *cipher;
-  pthread_mutex_t sector[XS_HEAD_SECTOR_STRIPES];
+  pthread_rwlock_t sector[XS_HEAD_SECTOR_STRIPES];
   pthread_mutex_t bounce_lock;
   void *bounce[XS_HEAD_BOUNCE_POOL];
   size_t bounce_cap[XS_HEAD_BOUNCE_POOL];

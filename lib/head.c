@@ -149,7 +149,7 @@ free_head (struct xs_head *h)
   for (unsigned i = 0; i < XS_HEAD_COPYUP_STRIPES; i++)
     pthread_mutex_destroy (&h->copyup[i]);
   for (unsigned i = 0; i < XS_HEAD_SECTOR_STRIPES; i++)
-    pthread_mutex_destroy (&h->sector[i]);
+    pthread_rwlock_destroy (&h->sector[i]);
   for (unsigned i = 0; i < h->nbounce; i++)
     free (h->bounce[i]);
   pthread_mutex_destroy (&h->bounce_lock);
@@ -187,7 +187,7 @@ xs_head_open (const char *dir, const char *name, uint64_t size,
   for (unsigned i = 0; i < XS_HEAD_COPYUP_STRIPES; i++)
     pthread_mutex_init (&h->copyup[i], NULL);
   for (unsigned i = 0; i < XS_HEAD_SECTOR_STRIPES; i++)
-    pthread_mutex_init (&h->sector[i], NULL);
+    pthread_rwlock_init (&h->sector[i], NULL);
   pthread_mutex_init (&h->bounce_lock, NULL);
   h->data_fd = h->lock_fd = -1;
   pthread_rwlock_init (&h->gate, NULL);
@@ -465,6 +465,44 @@ cipher_failed (void)
   return -1;
 }
 
+/* The stripes of the sectors of [START, END) (whole sectors), in order:
+ * the first and the number of them (all, for a long range).
+ */
+static void
+stripes_of (uint64_t start, uint64_t end, unsigned *first, unsigned *n)
+{
+  uint64_t sectors = (end - start) / XS_HEAD_SECTOR;
+
+  *first = (unsigned) ((start / XS_HEAD_SECTOR) % XS_HEAD_SECTOR_STRIPES);
+  *n = sectors >= XS_HEAD_SECTOR_STRIPES ? XS_HEAD_SECTOR_STRIPES
+    : (unsigned) sectors;
+  if (*n == XS_HEAD_SECTOR_STRIPES)
+    *first = 0;
+}
+
+/* Read the sectors of [START, END) raw, holding their stripes for reading
+ * (taken in index order, as writers take theirs).
+ */
+static int
+read_sectors (struct xs_head *h, void *buf, uint64_t start, uint64_t end)
+{
+  unsigned first, n, i, k;
+  int r;
+
+  stripes_of (start, end, &first, &n);
+  /* Index order: a range that wraps takes 0.. first, then first.. */
+  for (i = 0; i < n; i++)
+    if ((k = (first + i) % XS_HEAD_SECTOR_STRIPES) < first)
+      pthread_rwlock_rdlock (&h->sector[k]);
+  for (i = 0; i < n; i++)
+    if ((k = (first + i) % XS_HEAD_SECTOR_STRIPES) >= first)
+      pthread_rwlock_rdlock (&h->sector[k]);
+  r = read_raw (h, buf, end - start, start);
+  for (i = 0; i < n; i++)
+    pthread_rwlock_unlock (&h->sector[(first + i) % XS_HEAD_SECTOR_STRIPES]);
+  return r;
+}
+
 /* Read [OFFSET, OFFSET + COUNT) of an encrypted head: the sectors that
  * hold it, decrypted (in place when the request is whole sectors).
  */
@@ -477,7 +515,7 @@ read_encrypted (struct xs_head *h, void *buf, size_t count, uint64_t offset)
   int r;
 
   if (start == offset && end == offset + count) {
-    if (read_raw (h, buf, count, offset) == -1)
+    if (read_sectors (h, buf, start, end) == -1)
       return -1;
     return xs_head_decrypt (h->cipher, buf, buf, count, offset) == 0
       ? 0 : cipher_failed ();
@@ -485,7 +523,7 @@ read_encrypted (struct xs_head *h, void *buf, size_t count, uint64_t offset)
   bounce = bounce_get (h, end - start, &cap);
   if (bounce == NULL)
     return -1;
-  r = read_raw (h, bounce, end - start, start);
+  r = read_sectors (h, bounce, start, end);
   if (r == 0
       && xs_head_decrypt (h->cipher, bounce, bounce, end - start,
                           start) == -1)
@@ -501,36 +539,36 @@ read_encrypted (struct xs_head *h, void *buf, size_t count, uint64_t offset)
  */
 static void
 lock_edges (struct xs_head *h, uint64_t start, uint64_t end, bool head,
-            bool tail, pthread_mutex_t *locked[2])
+            bool tail, pthread_rwlock_t *locked[2])
 {
-  pthread_mutex_t *a = head ? &h->sector[(start / XS_HEAD_SECTOR)
-                                         % XS_HEAD_SECTOR_STRIPES] : NULL;
-  pthread_mutex_t *b = tail ? &h->sector[((end - XS_HEAD_SECTOR)
-                                          / XS_HEAD_SECTOR)
-                                         % XS_HEAD_SECTOR_STRIPES] : NULL;
+  pthread_rwlock_t *a = head ? &h->sector[(start / XS_HEAD_SECTOR)
+                                          % XS_HEAD_SECTOR_STRIPES] : NULL;
+  pthread_rwlock_t *b = tail ? &h->sector[((end - XS_HEAD_SECTOR)
+                                           / XS_HEAD_SECTOR)
+                                          % XS_HEAD_SECTOR_STRIPES] : NULL;
 
   if (a == b)
     b = NULL;
   else if (a && b && a > b) {
-    pthread_mutex_t *t = a;
+    pthread_rwlock_t *t = a;
     a = b;
     b = t;
   }
   locked[0] = a ? a : b;
   locked[1] = a ? b : NULL;
   if (locked[0])
-    pthread_mutex_lock (locked[0]);
+    pthread_rwlock_wrlock (locked[0]);
   if (locked[1])
-    pthread_mutex_lock (locked[1]);
+    pthread_rwlock_wrlock (locked[1]);
 }
 
 static void
-unlock_edges (pthread_mutex_t *locked[2])
+unlock_edges (pthread_rwlock_t *locked[2])
 {
   if (locked[1])
-    pthread_mutex_unlock (locked[1]);
+    pthread_rwlock_unlock (locked[1]);
   if (locked[0])
-    pthread_mutex_unlock (locked[0]);
+    pthread_rwlock_unlock (locked[0]);
 }
 
 /* Read and decrypt the sector at OFFSET into BUF. */
@@ -554,7 +592,7 @@ write_encrypted (struct xs_head *h, const void *buf, size_t count,
   uint64_t start = sector_down (offset), end = sector_up (offset + count);
   bool head = start != offset, tail = end != offset + count;
   size_t len = end - start, cap;
-  pthread_mutex_t *locked[2];
+  pthread_rwlock_t *locked[2];
   char *bounce = bounce_get (h, len, &cap);
   int r = 0;
 

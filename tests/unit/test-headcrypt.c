@@ -243,6 +243,59 @@ test_concurrent_partial_writes (struct fixture *f)
   ok (matches_model (f, f->h), "  no thread's bytes were lost");
 }
 
+/* A writer rewrites bytes [0, 100) of a sector over and over while reads
+ * of bytes [2048, 2148) of it must always see what was written there
+ * once: never a sector caught half rewritten, which would decrypt to
+ * garbage.
+ */
+struct rewriter {
+  struct xs_head *h;
+  int stop;
+  int failed;
+};
+
+static void *
+rewrite_front (void *opaque)
+{
+  struct rewriter *rw = opaque;
+  char buf[100];
+
+  for (unsigned n = 0; !__atomic_load_n (&rw->stop, __ATOMIC_RELAXED); n++) {
+    memset (buf, 'a' + n % 26, sizeof buf);
+    if (xs_head_pwrite (rw->h, buf, sizeof buf, 200 * XS_HEAD_SECTOR,
+                        false) != 0)
+      rw->failed = 1;
+  }
+  return NULL;
+}
+
+static void
+test_reads_during_partial_writes (struct fixture *f)
+{
+  struct rewriter rw = { .h = f->h };
+  unsigned char want[100], got[100];
+  pthread_t thread;
+  int bad = 0;
+
+  memset (want, 'Q', sizeof want);
+  if (xs_head_pwrite (f->h, want, sizeof want, 200 * XS_HEAD_SECTOR + 2048,
+                      false) != 0)
+    abort ();
+  pthread_create (&thread, NULL, rewrite_front, &rw);
+  for (int i = 0; i < 100000 && !bad; i++)
+    if (xs_head_pread (f->h, got, sizeof got, 200 * XS_HEAD_SECTOR + 2048)
+        != 0 || memcmp (got, want, sizeof want) != 0)
+      bad = 1;
+  __atomic_store_n (&rw.stop, 1, __ATOMIC_RELAXED);
+  pthread_join (thread, NULL);
+  ok (!bad && !rw.failed, "reads of a sector's other bytes never see it "
+      "half rewritten by a partial write");
+  memcpy (f->model + 200 * XS_HEAD_SECTOR + 2048, want, sizeof want);
+  if (xs_head_pread (f->h, f->model + 200 * XS_HEAD_SECTOR, 100,
+                     200 * XS_HEAD_SECTOR) != 0)
+    abort ();
+}
+
 static void
 test_head (void)
 {
@@ -264,6 +317,7 @@ test_head (void)
   ok (matches_model (&f, f.h), "a new encrypted head reads as zeros");
   test_head_data_path (&f);
   test_concurrent_partial_writes (&f);
+  test_reads_during_partial_writes (&f);
   ok (xs_head_close (f.h) == 0, "close");
   f.h = open_head (&f, f.key);
   ok (f.h != NULL && matches_model (&f, f.h),
