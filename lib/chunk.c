@@ -633,19 +633,21 @@ xs_chunk_decode_parts_quiet (struct xs_chunk_codec *codec,
 }
 
 /* Authenticate and decrypt an encrypted chunk, then decompress and check
- * the plaintext's MAC against the id.
+ * the plaintext's MAC against the id.  DIGEST, if not NULL, receives the
+ * plaintext's XXH3-128.
  */
 static ssize_t
 decode_encrypted (struct xs_chunk_codec *codec, const void *stored,
                   size_t stored_len, const struct xs_hash128 *expected_id,
                   void *plain, size_t plain_cap,
-                  char reason[XS_CHUNK_REASON_MAX])
+                  char reason[XS_CHUNK_REASON_MAX],
+                  struct xs_hash128 *digest)
 {
   const uint8_t *in = stored;
   const uint8_t *payload = in + XS_CHUNK_HEADER_SIZE_ENCRYPTED;
   char other[XS_HASH128_HEX_LEN + 1];
   struct chunk_header h;
-  struct xs_hash128 actual;
+  struct xs_hash128 actual, plain_digest;
   uint8_t *clear;
   int r;
 
@@ -680,13 +682,12 @@ decode_encrypted (struct xs_chunk_codec *codec, const void *stored,
                 "sealed under this key)");
   if (decompress_payload (codec, clear, &h, plain, reason) == -1)
     return -1;
-  if (h.flags & FLAG2_DIGEST_ID) {
-    struct xs_hash128 digest;
-
-    xs_hash128 (plain, h.plain_len, &digest);
-    r = xs_crypt_chunk_id_of_digest (codec->crypt, codec->key, &digest,
+  if (digest || (h.flags & FLAG2_DIGEST_ID))
+    xs_hash128 (plain, h.plain_len, digest ? digest : &plain_digest);
+  if (h.flags & FLAG2_DIGEST_ID)
+    r = xs_crypt_chunk_id_of_digest (codec->crypt, codec->key,
+                                     digest ? digest : &plain_digest,
                                      &actual);
-  }
   else
     r = xs_crypt_chunk_id (codec->crypt, codec->key, plain, h.plain_len,
                            &actual);
@@ -697,13 +698,25 @@ decode_encrypted (struct xs_chunk_codec *codec, const void *stored,
   return h.plain_len;
 }
 
+/* Report a bad chunk once ("chunk ID: REASON"); returns -1. */
+static int
+report_bad (const void *stored, size_t stored_len,
+            const struct xs_hash128 *expected_id, const char *reason)
+{
+  char name[XS_HASH128_HEX_LEN + 1];
+
+  chunk_name (stored, stored_len, expected_id, name);
+  xs_error ("chunk %s: %s", name, reason);
+  return -1;
+}
+
 int
 xs_chunk_unseal (struct xs_chunk_codec *codec, const void *stored,
                  size_t stored_len, const struct xs_hash128 *expected_id,
                  void *plain, size_t plain_cap, struct xs_hash128 *id,
                  void **out, size_t *out_len)
 {
-  char name[XS_HASH128_HEX_LEN + 1], reason[XS_CHUNK_REASON_MAX];
+  char reason[XS_CHUNK_REASON_MAX];
   struct chunk_header h = { .version = XS_CHUNK_VERSION };
   const uint8_t *in = stored, *payload;
   ssize_t len;
@@ -714,12 +727,9 @@ xs_chunk_unseal (struct xs_chunk_codec *codec, const void *stored,
     return -1;
   }
   len = decode_encrypted (codec, stored, stored_len, expected_id, plain,
-                          plain_cap, reason);
-  if (len < 0) {
-    chunk_name (stored, stored_len, expected_id, name);
-    xs_error ("chunk %s: %s", name, reason);
-    return -1;
-  }
+                          plain_cap, reason, &h.id);
+  if (len < 0)
+    return report_bad (stored, stored_len, expected_id, reason);
   /* The compressed plaintext is in the codec's buffer (or, stored raw,
    * the plaintext itself): it becomes the payload as it is.
    */
@@ -733,7 +743,6 @@ xs_chunk_unseal (struct xs_chunk_codec *codec, const void *stored,
     return -1;
   }
   memcpy (chunk + XS_CHUNK_HEADER_SIZE, payload, h.payload_len);
-  xs_hash128 (plain, h.plain_len, &h.id);
   h.payload_check = xs_hash64 (chunk + XS_CHUNK_HEADER_SIZE, h.payload_len);
   write_header (chunk, &h);
   *id = h.id;
@@ -753,7 +762,7 @@ xs_chunk_decode_quiet (struct xs_chunk_codec *codec,
 
   if (codec->key)
     return decode_encrypted (codec, stored, stored_len, expected_id, plain,
-                             plain_cap, reason);
+                             plain_cap, reason, NULL);
   /* parse_header gives the precise reason for a short header. */
   if (stored_len < XS_CHUNK_HEADER_SIZE
       && parse_header (stored, stored_len, &h, reason) == -1)
@@ -771,14 +780,10 @@ xs_chunk_decode (struct xs_chunk_codec *codec,
                  const struct xs_hash128 *expected_id,
                  void *plain, size_t plain_cap)
 {
-  char name[XS_HASH128_HEX_LEN + 1], reason[XS_CHUNK_REASON_MAX];
+  char reason[XS_CHUNK_REASON_MAX];
   ssize_t r;
 
   r = xs_chunk_decode_quiet (codec, stored, stored_len, expected_id, plain,
                              plain_cap, reason);
-  if (r == -1) {
-    chunk_name (stored, stored_len, expected_id, name);
-    xs_error ("chunk %s: %s", name, reason);
-  }
-  return r;
+  return r == -1 ? report_bad (stored, stored_len, expected_id, reason) : r;
 }

@@ -364,13 +364,34 @@ compare_ids (const void *a, const void *b)
   return memcmp (a, b, sizeof (struct xs_hash128));
 }
 
+/* Sort N items of SIZE bytes by the chunk id each starts with and keep
+ * one item per id.  Returns how many remain.
+ */
+static size_t
+sort_unique (void *items, size_t n, size_t size)
+{
+  char *base = items;
+  size_t i, out;
+
+  if (n == 0)
+    return 0;
+  qsort (base, n, size, compare_ids);
+  for (i = out = 1; i < n; i++)
+    if (compare_ids (base + i * size, base + (out - 1) * size) != 0) {
+      if (out != i)
+        memcpy (base + out * size, base + i * size, size);
+      out++;
+    }
+  return out;
+}
+
 static struct xs_hash128 *
 distinct_chunks (const struct xs_manifest *m, size_t *n)
 {
   static const struct xs_hash128 zero;
   struct xs_hash128 *ids = malloc ((m->nblocks ? m->nblocks : 1)
                                    * sizeof *ids);
-  size_t count = 0, i, out;
+  size_t count = 0, i;
 
   if (ids == NULL) {
     xs_error ("cannot list the chunks of snapshot %s: %m", m->snapshot_id);
@@ -379,16 +400,13 @@ distinct_chunks (const struct xs_manifest *m, size_t *n)
   for (i = 0; i < m->nblocks; i++)
     if (memcmp (&m->entries[i], &zero, sizeof zero) != 0)
       ids[count++] = m->entries[i];
-  qsort (ids, count, sizeof *ids, compare_ids);
-  for (i = out = 0; i < count; i++)
-    if (out == 0 || memcmp (&ids[i], &ids[out - 1], sizeof *ids) != 0)
-      ids[out++] = ids[i];
-  *n = out;
+  *n = sort_unique (ids, count, sizeof *ids);
   return ids;
 }
 
 /* What an earlier copy tells about chunk names: the source chunk SOURCE
- * is chunk DEST at the destination (under the same data keys).
+ * is chunk DEST at the destination (under the same data keys).  SOURCE
+ * comes first: pairs sort and are searched by it (compare_ids).
  */
 struct id_pair {
   struct xs_hash128 source, dest;
@@ -769,12 +787,6 @@ find_previous_copy (struct xs_store *store, const struct copy_plan *plan,
   return r;
 }
 
-static int
-compare_pairs (const void *a, const void *b)
-{
-  return memcmp (a, b, sizeof (struct xs_hash128));
-}
-
 /* What the pair (SOURCE, DEST) of an earlier copy says: for every block,
  * the source's chunk is the destination's.
  */
@@ -785,7 +797,7 @@ learn_names (const struct xs_manifest *source, const struct xs_manifest *dest,
   static const struct xs_hash128 zero;
   uint64_t n = source->nblocks < dest->nblocks ? source->nblocks
     : dest->nblocks, b;
-  size_t count = 0, i, out;
+  size_t count = 0, i;
 
   dc->known = malloc ((n ? n : 1) * sizeof *dc->known);
   dc->known_dests = malloc ((n ? n : 1) * sizeof *dc->known_dests);
@@ -798,21 +810,11 @@ learn_names (const struct xs_manifest *source, const struct xs_manifest *dest,
       dc->known[count].source = source->entries[b];
       dc->known[count++].dest = dest->entries[b];
     }
-  qsort (dc->known, count, sizeof *dc->known, compare_pairs);
-  for (i = out = 0; i < count; i++)
-    if (out == 0 || memcmp (&dc->known[i].source, &dc->known[out - 1].source,
-                            sizeof (struct xs_hash128)) != 0)
-      dc->known[out++] = dc->known[i];
-  dc->nknown = out;
-  for (i = 0; i < out; i++)
+  dc->nknown = sort_unique (dc->known, count, sizeof *dc->known);
+  for (i = 0; i < dc->nknown; i++)
     dc->known_dests[i] = dc->known[i].dest;
-  qsort (dc->known_dests, out, sizeof *dc->known_dests, compare_ids);
-  for (i = count = 0; i < out; i++)
-    if (count == 0 || memcmp (&dc->known_dests[i],
-                              &dc->known_dests[count - 1],
-                              sizeof (struct xs_hash128)) != 0)
-      dc->known_dests[count++] = dc->known_dests[i];
-  dc->ndests = count;
+  dc->ndests = sort_unique (dc->known_dests, dc->nknown,
+                            sizeof *dc->known_dests);
   return 0;
 }
 

@@ -13,7 +13,7 @@
 #include "snapreader.h"
 
 #define XS_HEAD_COPYUP_STRIPES 64
-#define XS_HEAD_SECTOR_STRIPES 64
+#define XS_HEAD_SECTOR_STRIPES 64      /* a 64-bit mask of them: head.c */
 #define XS_HEAD_BOUNCE_POOL 8
 
 struct xs_seal;

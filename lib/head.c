@@ -465,19 +465,20 @@ cipher_failed (void)
   return -1;
 }
 
-/* The stripes of the sectors of [START, END) (whole sectors), in order:
- * the first and the number of them (all, for a long range).
+/* The stripes of the sectors of [START, END) (whole sectors), as a mask
+ * (XS_HEAD_SECTOR_STRIPES is 64).
  */
-static void
-stripes_of (uint64_t start, uint64_t end, unsigned *first, unsigned *n)
+static uint64_t
+stripes_of (uint64_t start, uint64_t end)
 {
-  uint64_t sectors = (end - start) / XS_HEAD_SECTOR;
+  uint64_t first = start / XS_HEAD_SECTOR, n = (end - start) / XS_HEAD_SECTOR;
+  uint64_t mask = 0;
 
-  *first = (unsigned) ((start / XS_HEAD_SECTOR) % XS_HEAD_SECTOR_STRIPES);
-  *n = sectors >= XS_HEAD_SECTOR_STRIPES ? XS_HEAD_SECTOR_STRIPES
-    : (unsigned) sectors;
-  if (*n == XS_HEAD_SECTOR_STRIPES)
-    *first = 0;
+  if (n >= XS_HEAD_SECTOR_STRIPES)
+    return UINT64_MAX;
+  for (uint64_t i = 0; i < n; i++)
+    mask |= UINT64_C (1) << ((first + i) % XS_HEAD_SECTOR_STRIPES);
+  return mask;
 }
 
 /* Read the sectors of [START, END) raw, holding their stripes for reading
@@ -486,20 +487,17 @@ stripes_of (uint64_t start, uint64_t end, unsigned *first, unsigned *n)
 static int
 read_sectors (struct xs_head *h, void *buf, uint64_t start, uint64_t end)
 {
-  unsigned first, n, i, k;
+  uint64_t mask = stripes_of (start, end);
+  unsigned k;
   int r;
 
-  stripes_of (start, end, &first, &n);
-  /* Index order: a range that wraps takes 0.. first, then first.. */
-  for (i = 0; i < n; i++)
-    if ((k = (first + i) % XS_HEAD_SECTOR_STRIPES) < first)
-      pthread_rwlock_rdlock (&h->sector[k]);
-  for (i = 0; i < n; i++)
-    if ((k = (first + i) % XS_HEAD_SECTOR_STRIPES) >= first)
+  for (k = 0; k < XS_HEAD_SECTOR_STRIPES; k++)
+    if (mask & (UINT64_C (1) << k))
       pthread_rwlock_rdlock (&h->sector[k]);
   r = read_raw (h, buf, end - start, start);
-  for (i = 0; i < n; i++)
-    pthread_rwlock_unlock (&h->sector[(first + i) % XS_HEAD_SECTOR_STRIPES]);
+  for (k = 0; k < XS_HEAD_SECTOR_STRIPES; k++)
+    if (mask & (UINT64_C (1) << k))
+      pthread_rwlock_unlock (&h->sector[k]);
   return r;
 }
 

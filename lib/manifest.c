@@ -405,6 +405,11 @@ store_entries (const struct xs_manifest *m, uint8_t *out, size_t cap,
   return raw;
 }
 
+static int compute_mac (const struct xs_manifest *m,
+                        const struct xs_hash128 *root,
+                        const struct xs_data_key *dk,
+                        unsigned char mac[XS_MANIFEST_MAC_LEN]);
+
 int
 xs_manifest_serialize (const struct xs_manifest *m, void **data, size_t *len)
 {
@@ -457,12 +462,9 @@ xs_manifest_serialize (const struct xs_manifest *m, void **data, size_t *len)
   xs_put_le64 (p, xs_hash64 (out, p - out));
   total = p + 8 - out;
   if (encrypted) {
-    struct xs_manifest sealed = *m;
-
-    sealed.root = root;
     if (m->dk == NULL)
       memcpy (out + total, m->mac, XS_MANIFEST_MAC_LEN);
-    else if (xs_manifest_compute_mac (&sealed, m->dk, out + total) == -1) {
+    else if (compute_mac (m, &root, m->dk, out + total) == -1) {
       free (out);
       return -1;
     }
@@ -845,14 +847,15 @@ xs_manifest_parse (const void *data, size_t len, const char *what)
   return NULL;
 }
 
-/* The bytes a MAC covers: a label, then the id, root and key fields. */
+/* The bytes a MAC covers: a label, then the id, ROOT and key fields. */
 static char *
-mac_input (const struct xs_manifest *m, size_t *len)
+mac_input (const struct xs_manifest *m, const struct xs_hash128 *root,
+           size_t *len)
 {
   static const char label[] = "xsnap manifest 2";
   const char *fields[] = { m->snapshot_id, m->key_id, m->key_account,
                            m->data_key };
-  size_t total = sizeof label + sizeof m->root.bytes, i;
+  size_t total = sizeof label + sizeof root->bytes, i;
   char *buf, *p;
 
   for (i = 0; i < sizeof fields / sizeof fields[0]; i++)
@@ -864,8 +867,8 @@ mac_input (const struct xs_manifest *m, size_t *len)
   }
   memcpy (buf, label, sizeof label);
   p = buf + sizeof label;
-  memcpy (p, m->root.bytes, sizeof m->root.bytes);
-  p += sizeof m->root.bytes;
+  memcpy (p, root->bytes, sizeof root->bytes);
+  p += sizeof root->bytes;
   for (i = 0; i < sizeof fields / sizeof fields[0]; i++) {
     size_t n = strlen (fields[i]) + 1;
 
@@ -876,13 +879,13 @@ mac_input (const struct xs_manifest *m, size_t *len)
   return buf;
 }
 
-int
-xs_manifest_compute_mac (const struct xs_manifest *m,
-                         const struct xs_data_key *dk,
-                         unsigned char mac[XS_MANIFEST_MAC_LEN])
+static int
+compute_mac (const struct xs_manifest *m, const struct xs_hash128 *root,
+             const struct xs_data_key *dk,
+             unsigned char mac[XS_MANIFEST_MAC_LEN])
 {
   size_t len;
-  char *input = mac_input (m, &len);
+  char *input = mac_input (m, root, &len);
   int r;
 
   if (input == NULL)
@@ -890,6 +893,14 @@ xs_manifest_compute_mac (const struct xs_manifest *m,
   r = xs_data_key_manifest_mac (dk, input, len, mac);
   free (input);
   return r;
+}
+
+int
+xs_manifest_compute_mac (const struct xs_manifest *m,
+                         const struct xs_data_key *dk,
+                         unsigned char mac[XS_MANIFEST_MAC_LEN])
+{
+  return compute_mac (m, &m->root, dk, mac);
 }
 
 void

@@ -18,6 +18,7 @@
 
 #include "chunk.h"
 #include "error.h"
+#include "idmap.h"
 #include "keys.h"
 #include "manifest.h"
 #include "names.h"
@@ -38,78 +39,6 @@ enum outcome {
   KEEP,                         /* resumable: save what arrived */
   DISCARD,                      /* the stream is wrong: forget it */
 };
-
-/* ----- Chunk names under this receive's key ----- */
-
-/* An encrypting receive names chunks under its own key: a reference in
- * the stream to a chunk carried earlier by it is found here (open
- * addressing, grown at half full; the zero id marks a free slot).
- */
-struct renamed {
-  struct xs_hash128 from, to;
-};
-
-struct rename_map {
-  struct renamed *slots;
-  uint64_t mask;                /* slots - 1, a power of two less one */
-  uint64_t count;
-};
-
-static struct renamed *
-rename_slot (const struct rename_map *map, const struct xs_hash128 *from)
-{
-  uint64_t i;
-
-  memcpy (&i, from->bytes, sizeof i);
-  for (i &= map->mask; ; i = (i + 1) & map->mask)
-    if (xs_hash128_is_zero (&map->slots[i].from)
-        || xs_hash128_equal (&map->slots[i].from, from))
-      return &map->slots[i];
-}
-
-static int
-rename_add (struct rename_map *map, const struct xs_hash128 *from,
-            const struct xs_hash128 *to)
-{
-  struct rename_map bigger;
-  struct renamed *slot;
-  uint64_t i;
-
-  if (map->slots == NULL || 2 * (map->count + 1) > map->mask + 1) {
-    bigger.mask = map->slots ? 2 * map->mask + 1 : 1023;
-    bigger.count = 0;
-    bigger.slots = calloc (bigger.mask + 1, sizeof *bigger.slots);
-    if (bigger.slots == NULL) {
-      xs_error ("cannot receive: %m");
-      return -1;
-    }
-    for (i = 0; map->slots && i <= map->mask; i++)
-      if (!xs_hash128_is_zero (&map->slots[i].from)) {
-        *rename_slot (&bigger, &map->slots[i].from) = map->slots[i];
-        bigger.count++;
-      }
-    free (map->slots);
-    *map = bigger;
-  }
-  slot = rename_slot (map, from);
-  if (xs_hash128_is_zero (&slot->from))
-    map->count++;
-  slot->from = *from;
-  slot->to = *to;
-  return 0;
-}
-
-/* The local name of FROM, or NULL. */
-static const struct xs_hash128 *
-rename_find (const struct rename_map *map, const struct xs_hash128 *from)
-{
-  const struct renamed *slot;
-
-  if (map->slots == NULL)
-    return NULL;
-  slot = rename_slot (map, from);
-  return xs_hash128_is_zero (&slot->from) ? NULL : &slot->to;
-}
 
 struct receive {
   struct xs_store *store;
@@ -152,7 +81,10 @@ struct receive {
   struct xs_chunk_codec *seal_codec;
   char *key_id, *key_account, *data_key;
   char *saved_key_id, *saved_data_key;  /* a resumed receive's key */
-  struct rename_map renamed;    /* encrypting: stream id -> local id */
+  /* Encrypting: each chunk id of the stream -> the id it was stored
+   * under here, for references to chunks carried earlier.
+   */
+  struct xs_idmap renamed;
 };
 
 /* ----- Reading ----- */
@@ -723,7 +655,7 @@ store_chunk (struct receive *rc, const struct xs_stream_record *rec,
   if (rc->encrypting) {
     if (xs_chunk_encode (rc->seal_codec, rc->plain, (size_t) len, id,
                          &sealed, &stored_len) == -1
-        || rename_add (&rc->renamed, &rec->id, id) == -1) {
+        || xs_idmap_put (&rc->renamed, &rec->id, id, NULL) == -1) {
       free (sealed);
       return -1;
     }
@@ -751,7 +683,7 @@ check_reference (struct receive *rc, const struct xs_stream_record *rec,
 
   *id = rec->id;
   if (rc->encrypting) {
-    local = rename_find (&rc->renamed, &rec->id);
+    local = xs_idmap_get (&rc->renamed, &rec->id);
     if (local) {
       *id = *local;
       return 0;
@@ -942,7 +874,7 @@ free_receive (struct receive *rc)
   free (rc->data_key);
   free (rc->saved_key_id);
   free (rc->saved_data_key);
-  free (rc->renamed.slots);
+  xs_idmap_clear (&rc->renamed);
   free (rc->plain);
   free (rc->batch);
   xs_repo_close (rc->repo);

@@ -20,56 +20,13 @@
 #include "chunk.h"
 #include "access.h"
 #include "error.h"
+#include "idmap.h"
 #include "manifest.h"
 #include "repo.h"
 #include "send.h"
 #include "snapshot.h"
 
 #define OUTPUT_BUFFER (1024 * 1024)
-
-/* ----- A set of chunk ids (open addressing; the zero id marks free) ----- */
-
-struct id_set {
-  struct xs_hash128 *slots;
-  uint64_t mask;
-};
-
-static int
-id_set_init (struct id_set *set, uint64_t expected)
-{
-  uint64_t cap = 16;
-
-  while (cap < 2 * expected)
-    cap *= 2;
-  set->mask = cap - 1;
-  set->slots = cap <= SIZE_MAX / sizeof *set->slots
-    ? calloc (cap, sizeof *set->slots) : NULL;
-  if (set->slots == NULL) {
-    xs_error ("cannot plan the stream: out of memory for %" PRIu64
-              " chunk ids", expected);
-    return -1;
-  }
-  return 0;
-}
-
-/* Add ID; returns true if it was there already.  Ids are hashes, so
- * their first bytes are as good an index as any.
- */
-static bool
-id_set_add (struct id_set *set, const struct xs_hash128 *id)
-{
-  uint64_t i;
-
-  memcpy (&i, id->bytes, sizeof i);
-  for (i &= set->mask; ; i = (i + 1) & set->mask) {
-    if (xs_hash128_equal (&set->slots[i], id))
-      return true;
-    if (xs_hash128_is_zero (&set->slots[i])) {
-      set->slots[i] = *id;
-      return false;
-    }
-  }
-}
 
 /* ----- Planning ----- */
 
@@ -345,7 +302,7 @@ xs_send_prepare (struct xs_store *store, const struct xs_scope *scope,
 struct send_pass {
   struct xs_send *s;
   struct xs_stream_writer *w;
-  struct id_set carried;        /* ids the receiver has by now */
+  struct xs_idmap carried;      /* ids the receiver has by now (a set) */
   struct xs_send_stats stats;
   void (*progress) (uint64_t done, uint64_t total, void *opaque);
   void *progress_opaque;
@@ -450,10 +407,11 @@ send_block (struct send_pass *pass, uint64_t block)
   struct xs_send *s = pass->s;
   struct prepared p = { .rec = { .block = block,
                                  .id = s->target->entries[block] } };
-  bool known;
+  bool known = false;
 
-  known = !xs_hash128_is_zero (&p.rec.id)
-    && id_set_add (&pass->carried, &p.rec.id);
+  if (!xs_hash128_is_zero (&p.rec.id)
+      && xs_idmap_put (&pass->carried, &p.rec.id, NULL, &known) == -1)
+    return -1;
   if (block < s->info.first_block)
     return 0;                   /* carried before the resume point */
   if (xs_hash128_is_zero (&p.rec.id))
@@ -662,12 +620,14 @@ seed_with_base (struct send_pass *pass)
 {
   const struct xs_manifest *base = pass->s->base;
 
-  if (id_set_init (&pass->carried,
-                   pass->s->base_chunks + pass->s->plan_records) == -1)
+  if (xs_idmap_reserve (&pass->carried,
+                        pass->s->base_chunks + pass->s->plan_records) == -1)
     return -1;
   for (uint64_t i = 0; i < base->nblocks; i++)
-    if (!xs_hash128_is_zero (&base->entries[i]))
-      id_set_add (&pass->carried, &base->entries[i]);
+    if (!xs_hash128_is_zero (&base->entries[i])
+        && xs_idmap_put (&pass->carried, &base->entries[i], NULL,
+                         NULL) == -1)
+      return -1;
   return 0;
 }
 
@@ -694,7 +654,7 @@ xs_send_run (struct xs_send *s, xs_stream_write_fn write, void *opaque,
     progress (0, 0, progress_opaque);
   if (stats)
     *stats = pass.stats;
-  free (pass.carried.slots);
+  xs_idmap_clear (&pass.carried);
   xs_stream_writer_free (pass.w);
   return r;
 }
