@@ -798,26 +798,13 @@ xs_key_open_data_key (struct xs_store *store, const char *holder,
   unsigned char kek[XS_DATA_KEY_LEN], material[XS_DATA_KEY_LEN];
   struct xs_data_key *dk = NULL;
   struct xs_key key;
-  char *what = NULL;
-  int r;
+  char *what = NULL, data[160];
 
-  r = xs_key_lookup_id (store, key_id, &key);
-  if (r == 1)
-    xs_error ("cannot read data encrypted under key %s of account '%s': "
-              "this store does not hold the key (import it with 'xsnap key "
-              "import')", key_id, key_account);
-  if (r != 0)
+  snprintf (data, sizeof data, "data under key %s of account '%s'", key_id,
+            key_account);
+  if (xs_key_check_use (store, holder, key_id, data, &key) == -1)
     return NULL;
-  r = holds (store, &key, holder);
-  if (r != 1) {
-    if (r == 0)
-      xs_error ("cannot read data encrypted under key '%s' of account "
-                "'%s': it is not granted to account '%s'", key.name,
-                key.account, holder);
-    goto out;
-  }
-  if (xs_key_check_enabled (&key) == -1
-      || unwrap_account_key (store, &key, kek) == -1)
+  if (unwrap_account_key (store, &key, kek) == -1)
     goto out;
   if (asprintf (&what, "a data key under key '%s' of account '%s'",
                 key.name, key.account) == -1) {
