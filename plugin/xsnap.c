@@ -5,7 +5,9 @@
  * the configuration and the one server object, created after nbdkit has
  * forked (SQLite connections must not cross a fork).
  */
+#include <dlfcn.h>
 #include <errno.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -17,6 +19,7 @@
 #include "head.h"
 #include "server.h"
 
+/* The most the plugin allows; xsnap_thread_model may lower it (below). */
 #define THREAD_MODEL NBDKIT_THREAD_MODEL_PARALLEL
 
 /* Configuration, set before the server starts and read-only after. */
@@ -26,6 +29,7 @@ static char *region;
 static int64_t cache_bytes = -1;       /* -1: the library's default */
 static int hydrate = 1;
 static int64_t seal_buffer = XS_HEAD_SEAL_BUFFER;
+static enum { PARALLEL_AUTO, PARALLEL_ON, PARALLEL_OFF } parallel;
 
 /* The server, created in after_fork; read-only pointer afterwards. */
 static struct xs_server *server;
@@ -68,6 +72,17 @@ xsnap_config (const char *key, const char *value)
     cache_bytes = nbdkit_parse_size (value);
     return cache_bytes == -1 ? -1 : 0;
   }
+  if (strcmp (key, "parallel") == 0) {
+    if (strcmp (value, "auto") == 0)
+      parallel = PARALLEL_AUTO;
+    else {
+      int r = nbdkit_parse_bool (value);
+      if (r == -1)
+        return -1;
+      parallel = r ? PARALLEL_ON : PARALLEL_OFF;
+    }
+    return 0;
+  }
   if (strcmp (key, "hydrate") == 0) {
     hydrate = nbdkit_parse_bool (value);
     return hydrate == -1 ? -1 : 0;
@@ -109,7 +124,10 @@ xsnap_config_complete (void)
   "hydrate=BOOL    Hydrate disks made from snapshots in the background\n" \
   "                while they are served (default true).\n" \
   "seal-buffer=SIZE  Room for what writes overwrite while a snapshot\n" \
-  "                is pending (default 256M; 0: writes seal first)."
+  "                is pending (default 256M; 0: writes seal first).\n" \
+  "parallel=auto|BOOL  Several requests of one connection at once\n" \
+  "                (default auto: only on nbdkit servers that survive\n" \
+  "                clients which hang up with replies in flight)."
 
 static size_t
 cache_capacity (void)
@@ -302,6 +320,44 @@ xsnap_extents (void *handle, uint32_t count, uint64_t offset, uint32_t flags,
   return xs_export_extents (handle, offset, count, add_extent, extents);
 }
 
+/* nbdkit before 1.33.10 aborts the whole server (an assertion in its
+ * reply path) when a connection with several worker threads fails while
+ * more than one reply is queued: a client that hangs up with reads in
+ * flight, or sends a malformed request behind them, kills every other
+ * client's connection and leaves every attached volume with an unclean
+ * stop.  A connection gets several worker threads only under the
+ * PARALLEL model, so on those servers the plugin asks for
+ * SERIALIZE_REQUESTS: each connection handles one request at a time, on
+ * one thread, while connections still run in parallel (multi-conn
+ * clients such as nbdcopy and nbd-client -C keep their parallelism).
+ * nbdkit_disconnect arrived in the same release as the fix, so its
+ * presence in the server is what "fixed" means here.
+ */
+static bool
+server_survives_hangups (void)
+{
+  return dlsym (RTLD_DEFAULT, "nbdkit_disconnect") != NULL;
+}
+
+static int
+xsnap_thread_model (void)
+{
+  switch (parallel) {
+  case PARALLEL_ON:
+    return NBDKIT_THREAD_MODEL_PARALLEL;
+  case PARALLEL_OFF:
+    return NBDKIT_THREAD_MODEL_SERIALIZE_REQUESTS;
+  case PARALLEL_AUTO:
+  default:
+    break;
+  }
+  if (server_survives_hangups ())
+    return NBDKIT_THREAD_MODEL_PARALLEL;
+  nbdkit_debug ("this nbdkit aborts when a client hangs up with replies in "
+                "flight: one request at a time per connection");
+  return NBDKIT_THREAD_MODEL_SERIALIZE_REQUESTS;
+}
+
 static struct nbdkit_plugin plugin = {
   .name               = "xsnap",
   .longname           = "xsnap volumes and snapshots",
@@ -313,6 +369,7 @@ static struct nbdkit_plugin plugin = {
   .config             = xsnap_config,
   .config_complete    = xsnap_config_complete,
   .config_help        = xsnap_config_help,
+  .thread_model       = xsnap_thread_model,
   .get_ready          = xsnap_get_ready,
   .after_fork         = xsnap_after_fork,
   .list_exports       = xsnap_list_exports,
