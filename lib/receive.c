@@ -285,7 +285,7 @@ load_base (struct receive *rc)
   r = -1;
   if (strcmp (base.account, rc->scope->account) != 0
       && open_foreign_base (rc, &base) == -1)
-    ;
+    r = -1;                     /* reported */
   else if (strcmp (base.status, "available") != 0)
     xs_error ("the stream's base snapshot %s is still %s here", base.id,
               base.status);
