@@ -590,6 +590,7 @@ copy_chunk (struct transfer *t, struct xs_chunk_codec *codec, void *plain,
             size_t i)
 {
   const struct xs_hash128 *id = &t->ids[i];
+  char hex[XS_HASH128_HEX_LEN + 1];
   void *stored = NULL;
   size_t len;
   int r;
@@ -597,9 +598,18 @@ copy_chunk (struct transfer *t, struct xs_chunk_codec *codec, void *plain,
   r = destination_has (t, id);
   if (r != 0)
     return r == 1 ? 0 : -1;
+  if (t->from == NULL) {
+    xs_hash128_to_hex (id, hex);
+    xs_error ("chunk %s is missing from account '%s'", hex,
+              xs_repo_account (t->to));
+    return -1;
+  }
   r = xs_repo_get_chunk_raw (t->from, id, &stored, &len);
-  if (r == 1)
-    xs_error ("cannot copy a chunk: it is missing from the source");
+  if (r == 1) {
+    xs_hash128_to_hex (id, hex);
+    xs_error ("cannot copy chunk %s: it is missing from account '%s'", hex,
+              xs_repo_account (t->from));
+  }
   if (r != 0)
     return -1;
   throttle (t, len);
@@ -673,7 +683,7 @@ run_transfer (struct xs_store *store, struct transfer *t, unsigned threads,
     if (o->progress)
       o->progress (done * bytes, t->n * bytes, o->opaque);
     now = xs_now_ns ();
-    if (now - last_update > 500000000) {
+    if (job_id && now - last_update > 500000000) {
       xs_job_progress (store, job_id, done * bytes,
                        __atomic_load_n (&t->sent_bytes, __ATOMIC_RELAXED));
       last_update = now;
@@ -689,6 +699,28 @@ run_transfer (struct xs_store *store, struct transfer *t, unsigned threads,
   /* The worker reported it; this thread's capture (the job's) keeps it. */
   xs_error_capture_note (t->error);
   return -1;
+}
+
+int
+xs_copy_make_present (struct xs_store *store, struct xs_repo *from,
+                      struct xs_repo *to, struct xs_hash128 *ids, size_t n,
+                      uint32_t block_size, uint64_t *copied_bytes)
+{
+  struct xs_copy_options o = { .threads = DEFAULT_THREADS };
+  struct transfer t = { .from = from, .to = to, .ids = ids,
+                        .n = sort_unique (ids, n, sizeof *ids),
+                        .wanted = ids, .block_size = block_size,
+                        .rate_lock = PTHREAD_MUTEX_INITIALIZER };
+  int r;
+
+  t.nwanted = t.n;
+  r = list_destination (&t) == 0
+    && run_transfer (store, &t, DEFAULT_THREADS, NULL, &o) == 0
+    && xs_repo_sync (to) == 0 ? 0 : -1;
+  if (copied_bytes)
+    *copied_bytes = t.sent_bytes;
+  free (t.present);
+  return r;
 }
 
 /* The destination's manifest: the source's entries, its own identity. */

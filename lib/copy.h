@@ -104,4 +104,17 @@ extern int xs_copy_run_queued (struct xs_store *store,
                                void (*note) (const char *line, void *opaque),
                                void *opaque);
 
+/* Make every chunk of IDS (N, unencrypted; sorted and deduplicated in
+ * place) present in repository TO, durably: those TO lacks are read from
+ * FROM, verified and stored there, or with FROM NULL are reported
+ * missing.  The same transfer as a copy's (a listing of TO where asking
+ * costs a round trip, several threads).  *COPIED_BYTES (may be NULL):
+ * what was stored.  0, or -1 with an error naming the chunk.
+ */
+struct xs_repo;
+extern int xs_copy_make_present (struct xs_store *store, struct xs_repo *from,
+                                 struct xs_repo *to, struct xs_hash128 *ids,
+                                 size_t n, uint32_t block_size,
+                                 uint64_t *copied_bytes);
+
 #endif /* XSNAP_COPY_H */

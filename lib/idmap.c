@@ -107,6 +107,13 @@ xs_idmap_get (const struct xs_idmap *map, const struct xs_hash128 *key)
   return xs_hash128_is_zero (&map->keys[i]) ? NULL : &map->values[i];
 }
 
+bool
+xs_idmap_has (const struct xs_idmap *map, const struct xs_hash128 *key)
+{
+  return map->keys
+    && !xs_hash128_is_zero (&map->keys[slot_of (map->keys, map->mask, key)]);
+}
+
 void
 xs_idmap_clear (struct xs_idmap *map)
 {

@@ -37,6 +37,10 @@ extern int xs_idmap_put (struct xs_idmap *map, const struct xs_hash128 *key,
 extern const struct xs_hash128 *xs_idmap_get (const struct xs_idmap *map,
                                               const struct xs_hash128 *key);
 
+/* Whether KEY is there (a set's membership). */
+extern bool xs_idmap_has (const struct xs_idmap *map,
+                          const struct xs_hash128 *key);
+
 extern void xs_idmap_clear (struct xs_idmap *map);
 
 #endif /* XSNAP_IDMAP_H */

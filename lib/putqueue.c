@@ -32,6 +32,7 @@ struct xs_putqueue {
   bool quit, abandon;
   bool failed;                  /* sticky: no job after it is tried */
   uint64_t failed_tag;
+  char why[512];                /* what the failed job reported */
   uint64_t stored_bytes;        /* new to the repository, since drained */
 };
 
@@ -41,13 +42,18 @@ run_job (struct xs_putqueue *q)
 {
   struct slot *s = &q->slots[q->head];
   bool skip = q->failed || q->abandon;
+  char why[sizeof q->why] = "";
   int r = 0;
 
   pthread_mutex_unlock (&q->lock);
-  if (!skip)
+  if (!skip) {
+    xs_error_capture_begin (why, sizeof why);
     r = xs_repo_put_chunk (q->repo, &s->id, s->buf, s->len, false);
+    xs_error_capture_end ();
+  }
   pthread_mutex_lock (&q->lock);
   if (r == -1 && !q->failed) {
+    memcpy (q->why, why, sizeof why);
     q->failed = true;
     q->failed_tag = s->tag;
   }
@@ -181,6 +187,7 @@ xs_putqueue_drain (struct xs_putqueue *q, uint64_t *stored_bytes,
   q->stored_bytes = 0;
   if (q->failed) {
     *failed_tag = q->failed_tag;
+    xs_error_capture_note (q->why);
     r = -1;
   }
   pthread_mutex_unlock (&q->lock);

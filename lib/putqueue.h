@@ -38,7 +38,9 @@ extern bool xs_putqueue_idle (struct xs_putqueue *q);
 
 /* Wait until every queued job is done.  Adds the bytes of chunks that
  * were new to the repository to *STORED_BYTES.  Returns 0, or -1 if a job
- * failed, with *FAILED_TAG its tag (the jobs before it are stored).
+ * failed, with *FAILED_TAG its tag (the jobs before it are stored); what
+ * it reported on the queue's thread goes into the caller's error capture
+ * (xs_error_capture_begin), as if reported there.
  */
 extern int xs_putqueue_drain (struct xs_putqueue *q, uint64_t *stored_bytes,
                               uint64_t *failed_tag);

@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "chunk.h"
+#include "copy.h"
 #include "error.h"
 #include "idmap.h"
 #include "keys.h"
@@ -56,6 +57,17 @@ struct receive {
   struct xs_chunk_codec *codec;
   uint8_t *plain;
   struct xs_manifest *base;     /* NULL for a full stream */
+  /* A base in another namespace (a snapshot shared with this account):
+   * its repository, from which the chunks the new snapshot keeps are
+   * copied at commit.
+   */
+  struct xs_repo *base_repo;
+  struct xs_idmap base_ids;     /* the base's chunks (a set), once needed */
+  /* The chunks this receive stored, as named here (a set), before a
+   * resume too: the stream's own, which its references may name, and
+   * what the commit checks.
+   */
+  struct xs_idmap stored;
   struct xs_manifest *built;
   struct xs_recvstate *state;
   struct xs_recvstate_entry *batch;
@@ -226,6 +238,27 @@ check_new_here (struct receive *rc)
   return r == 1 ? 0 : -1;
 }
 
+/* A base of another account, shared with this one: the new snapshot
+ * must not name chunks of another namespace, so the chunks it keeps from
+ * the base are copied into this one at commit (as a copy would; the gc
+ * lock, held shared, keeps them in the base's namespace until then).  An
+ * encrypted base is refused: a snapshot here under the owner's key is
+ * what sharing never gives (a sharee's disk or copy is always under a
+ * key of its own).
+ */
+static int
+open_foreign_base (struct receive *rc, const struct xs_snapshot *base)
+{
+  if (base->key_id[0]) {
+    xs_error ("cannot receive onto snapshot %s: it is account '%s''s, "
+              "shared with this account, and encrypted under its key; "
+              "receive a full stream instead", base->id, base->account);
+    return -1;
+  }
+  rc->base_repo = xs_store_repo (rc->store, base->account, base->region);
+  return rc->base_repo ? 0 : -1;
+}
+
 /* The base of an incremental stream: here, available, the same.  A full
  * stream has none.
  */
@@ -250,7 +283,10 @@ load_base (struct receive *rc)
     return -1;
   xs_hash128_to_hex (&info->base_root, want);
   r = -1;
-  if (strcmp (base.status, "available") != 0)
+  if (strcmp (base.account, rc->scope->account) != 0
+      && open_foreign_base (rc, &base) == -1)
+    r = -1;                     /* reported */
+  else if (strcmp (base.status, "available") != 0)
     xs_error ("the stream's base snapshot %s is still %s here", base.id,
               base.status);
   else if (strcmp (base.source_root[0] ? base.source_root : base.root_hash,
@@ -306,6 +342,9 @@ apply_saved (const struct xs_recvstate_entry *e, void *opaque)
     return -1;
   }
   rc->built->entries[e->block] = e->id;
+  if (!xs_hash128_is_zero (&e->id)
+      && xs_idmap_put (&rc->stored, &e->id, NULL, NULL) == -1)
+    return -1;
   return 0;
 }
 
@@ -664,14 +703,35 @@ store_chunk (struct receive *rc, const struct xs_stream_record *rec,
   /* Its entry goes into the batch at rc->batch_len, next. */
   r = xs_putqueue_add (rc->puts, id, stored, stored_len, rc->batch_len);
   free (sealed);
-  if (r == -1)
+  if (r == -1 || xs_idmap_put (&rc->stored, id, NULL, NULL) == -1)
     return -1;
   rc->batch_bytes += stored_len;
   return 0;
 }
 
-/* A reference: 0, -1 if it cannot be checked, -2 if the chunk is not
- * here.
+/* Whether ID is a chunk of the base: 1, 0, or -1 (the set of the base's
+ * chunks is made on first use).
+ */
+static int
+base_has (struct receive *rc, const struct xs_hash128 *id)
+{
+  const struct xs_manifest *base = rc->base;
+
+  if (base == NULL)
+    return 0;
+  if (rc->base_ids.keys == NULL)
+    for (uint64_t i = 0; i < base->nblocks; i++)
+      if (!xs_hash128_is_zero (&base->entries[i])
+          && xs_idmap_put (&rc->base_ids, &base->entries[i], NULL,
+                           NULL) == -1)
+        return -1;
+  return xs_idmap_has (&rc->base_ids, id);
+}
+
+/* A reference: 0, -1 if it cannot be checked, -2 if it names a chunk
+ * that is neither the base's nor carried earlier by this stream (before
+ * a resume too).  Whatever else this account holds is not asked about,
+ * so a stream cannot probe what the receiver has.
  */
 static int
 check_reference (struct receive *rc, const struct xs_stream_record *rec,
@@ -696,18 +756,14 @@ check_reference (struct receive *rc, const struct xs_stream_record *rec,
               rec->block, hex);
     return -2;
   }
-  /* It may be a chunk of this stream that is still queued. */
-  if (!xs_putqueue_idle (rc->puts) && drain_puts (rc) == -1)
-    return -1;
-  r = xs_repo_has_chunk (rc->repo, &rec->id);
-  if (r == 0) {
-    xs_hash128_to_hex (&rec->id, hex);
-    xs_error ("stream record %" PRIu64 " (block %" PRIu64 ") refers to chunk "
-              "%s, which is not in account '%s', region '%s'", rc->done + 1,
-              rec->block, hex, rc->scope->account, rc->scope->region);
-    return -2;
-  }
-  return r == 1 ? 0 : -1;
+  r = xs_idmap_has (&rc->stored, &rec->id) ? 1 : base_has (rc, &rec->id);
+  if (r != 0)
+    return r == 1 ? 0 : -1;
+  xs_hash128_to_hex (&rec->id, hex);
+  xs_error ("stream record %" PRIu64 " (block %" PRIu64 ") refers to chunk "
+            "%s, which is neither the base's nor carried earlier by the "
+            "stream: refused", rc->done + 1, rec->block, hex);
+  return -2;
 }
 
 /* Apply one record; on failure *OUTCOME says what becomes of the state. */
@@ -807,6 +863,64 @@ encrypt_built (struct receive *rc)
   return r;
 }
 
+/* The chunks the commit must make sure of: every chunk of a snapshot
+ * whose base is in another namespace (those the base gives are copied
+ * here), else the ones this receive stored (the base's are this
+ * namespace's already).  NULL on failure.
+ */
+static struct xs_hash128 *
+chunks_to_check (const struct receive *rc, size_t *n)
+{
+  const struct xs_idmap *set = &rc->stored;
+  uint64_t count = rc->base_repo ? rc->built->nblocks : set->count, i;
+  struct xs_hash128 *ids = malloc ((count ? count : 1) * sizeof *ids);
+
+  *n = 0;
+  if (ids == NULL) {
+    xs_error ("cannot receive: out of memory");
+    return NULL;
+  }
+  if (rc->base_repo) {
+    for (i = 0; i < rc->built->nblocks; i++)
+      if (!xs_hash128_is_zero (&rc->built->entries[i]))
+        ids[(*n)++] = rc->built->entries[i];
+  }
+  else
+    for (i = 0; set->keys && i <= set->mask; i++)
+      if (!xs_hash128_is_zero (&set->keys[i]))
+        ids[(*n)++] = set->keys[i];
+  return ids;
+}
+
+/* Nothing is committed that readers would not find: every chunk the new
+ * manifest names must be in this namespace, durable.  What the stream
+ * brought is checked (a listing, or a look each); with a base of another
+ * namespace every chunk is, and those missing here are copied from the
+ * base's namespace, verified (lib/copy.c: as a copy makes its destination
+ * complete).  The cost follows the change, but for a shared base.
+ */
+static int
+ensure_chunks (struct receive *rc)
+{
+  struct xs_hash128 *ids;
+  uint64_t copied = 0;
+  size_t n;
+  int r;
+
+  ids = chunks_to_check (rc, &n);
+  if (ids == NULL)
+    return -1;
+  r = xs_copy_make_present (rc->store, rc->base_repo, rc->repo, ids, n,
+                            rc->info->block_size, &copied);
+  free (ids);
+  rc->stored_bytes += copied;
+  if (r == -1)
+    xs_error ("cannot commit snapshot %s: not every chunk it names is in "
+              "account '%s', region '%s'", rc->info->snapshot_id,
+              rc->scope->account, rc->scope->region);
+  return r;
+}
+
 /* Chunks durable, manifest, catalog row; then the state goes.  A root
  * that differs is the stream's fault; any other failure here is ours,
  * and the receive can be resumed (with nothing more to send).
@@ -839,7 +953,7 @@ commit (struct receive *rc, struct xs_snapshot *snap, enum outcome *outcome)
     return -1;
   *outcome = KEEP;
   if (drain_puts (rc) == -1 || describe_built (rc) == -1
-      || xs_repo_sync (rc->repo) == -1
+      || xs_repo_sync (rc->repo) == -1 || ensure_chunks (rc) == -1
       || xs_manifest_serialize (rc->built, &data, &len) == -1)
     return -1;
   r = xs_repo_put_manifest (rc->repo, rc->info->snapshot_id, data, len);
@@ -866,6 +980,9 @@ free_receive (struct receive *rc)
   xs_recvstate_close (rc->state);
   xs_manifest_free (rc->built);
   xs_manifest_free (rc->base);
+  xs_repo_close (rc->base_repo);
+  xs_idmap_clear (&rc->base_ids);
+  xs_idmap_clear (&rc->stored);
   xs_chunk_codec_free (rc->codec);
   xs_chunk_codec_free (rc->seal_codec);
   xs_data_key_free (rc->dk);
@@ -959,19 +1076,25 @@ command_line (const struct xs_stream_info *info, const char *token,
             info->base_snapshot_id, mode[0] ? " --" : "", mode, token);
 }
 
-/* The receive stopped short: save what arrived and say how to go on. */
+/* The receive stopped short: save what arrived and say how to go on.
+ * WHY is the first failure reported: the last line repeats it when this
+ * store is to blame (no space left, ...), which the stream cannot fix.
+ */
 static void
-keep_for_resume (struct receive *rc)
+keep_for_resume (struct receive *rc, const char *why)
 {
   char token[XS_STREAM_TOKEN_MAX], command[512];
 
-  drain_puts (rc);              /* keeps what was stored before a failure */
   if (save_batch (rc) == -1
       || xs_recvstate_make_token (rc->store, rc->scope, rc->info->stream_id,
                                   rc->next_block, token) == -1)
     return;
   command_line (rc->info, token, command, sizeof command);
-  xs_error ("receive interrupted; resume with: %s", command);
+  if (rc->input_failed || why[0] == '\0')
+    xs_error ("receive interrupted; resume with: %s", command);
+  else
+    xs_error ("receive of snapshot %s stopped: %s; once that is fixed, "
+              "resume with: %s", rc->info->snapshot_id, why, command);
 }
 
 int
@@ -987,20 +1110,28 @@ xs_receive (struct xs_store *store, const struct xs_scope *scope, int fd,
                         .progress_opaque = progress_opaque,
                         .key_spec = key_spec, .encrypt = encrypt };
   enum outcome outcome = DISCARD;
+  char why[512];
   int r = -1;
 
+  xs_error_capture_begin (why, sizeof why);
   if (begin (&rc, name) == 0 && open_state (&rc) == 0) {
     if (receive_records (&rc, &outcome) == 0
         && commit (&rc, snap, &outcome) == 0)
       r = 0;
-    else if (outcome == KEEP)
-      keep_for_resume (&rc);
+    else if (outcome == KEEP) {
+      /* What was stored before a failure is kept; a failure of the
+       * queue's thread may be the first.
+       */
+      drain_puts (&rc);
+      keep_for_resume (&rc, why);
+    }
     else {
       xs_putqueue_free (rc.puts, true);   /* nothing more is stored */
       rc.puts = NULL;
       xs_recvstate_remove (rc.state);
     }
   }
+  xs_error_capture_end ();
   free_receive (&rc);
   return r;
 }

@@ -3,8 +3,9 @@
  * The plan is the list of blocks whose entries differ between the base
  * (an all-zero manifest for a full stream) and the snapshot, walked with
  * xs_manifest_diff; it is walked twice, once to count the records for
- * the header and once to send them, so nothing proportional to the
- * changes is kept but the set of chunk ids the receiver already has.
+ * the header and once to list them for the threads that read and verify
+ * their chunks, so what is kept in proportion to the changes is that
+ * list and the set of chunk ids the receiver already has.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -299,6 +300,21 @@ xs_send_prepare (struct xs_store *store, const struct xs_scope *scope,
 
 /* ----- Sending ----- */
 
+/* Every chunk a stream carries is verified as it is read, as `xsnap
+ * verify` does (decoded against its id, and under the snapshot's key
+ * authenticated), so that a damaged chunk fails the send, naming it,
+ * instead of making a stream every receiver refuses (a backup file that
+ * is silently useless).  Decoding costs more than reading, so decoders
+ * on threads of their own prepare the records up to AHEAD ahead of the
+ * writer, which writes them in order.  What each record is (a chunk, a
+ * reference to a chunk the receiver has by then, zero) is decided first,
+ * in order, while the plan is walked; the list takes 16 bytes a record.
+ * A re-encrypting stream's records are its chunks decrypted, and no
+ * references.
+ */
+#define AHEAD 16
+#define DECODERS 2
+
 struct send_pass {
   struct xs_send *s;
   struct xs_stream_writer *w;
@@ -308,72 +324,178 @@ struct send_pass {
   void *progress_opaque;
 };
 
-/* The stored chunk of BLOCK, checked as far as its header goes (the
- * receiver verifies it whole).
- */
-static int
-read_chunk (struct xs_send *s, uint64_t block, const struct xs_hash128 *id,
-            void **stored, size_t *len)
-{
-  char hex[XS_HASH128_HEX_LEN + 1];
-  uint64_t want = s->target->size - block * s->target->block_size;
-  struct xs_hash128 header_id;
-  uint32_t plain_len;
-  int r;
-
-  if (want > s->target->block_size)
-    want = s->target->block_size;
-  xs_hash128_to_hex (id, hex);
-  r = xs_repo_get_chunk_raw (s->repo, id, stored, len);
-  if (r == 1)
-    xs_error ("cannot send block %" PRIu64 " of snapshot %s: chunk %s is "
-              "missing", block, s->info.snapshot_id, hex);
-  if (r != 0)
-    return -1;
-  if (xs_chunk_peek (*stored, *len, &header_id, &plain_len) == -1)
-    r = -1;
-  else if (!xs_hash128_equal (&header_id, id) || plain_len != want) {
-    xs_error ("cannot send block %" PRIu64 " of snapshot %s: chunk %s is "
-              "corrupt (wrong id or length)", block, s->info.snapshot_id, hex);
-    r = -1;
-  }
-  if (r == -1)
-    free (*stored);
-  return r;
-}
-
-/* Replace the stored chunk of REC (*STORED) by its plaintext form, an
- * unencrypted chunk, and its id by that chunk's, with CODEC (under the
- * snapshot's key) and PLAIN (a block).  An unencrypted snapshot's chunks
- * are that already.
- */
-static int
-decrypt_chunk (struct xs_send *s, struct xs_chunk_codec *codec, void *plain,
-               struct xs_stream_record *rec, void **stored)
-{
-  void *plain_chunk = NULL;
-  size_t plain_chunk_len;
-  int r;
-
-  if (s->target->dk == NULL)
-    return 0;
-  r = xs_chunk_unseal (codec, *stored, rec->stored_len, &rec->id, plain,
-                       s->target->block_size, &rec->id, &plain_chunk,
-                       &plain_chunk_len);
-  free (*stored);
-  *stored = NULL;
-  if (r == -1)
-    return -1;
-  *stored = plain_chunk;
-  rec->stored_len = plain_chunk_len;
-  return 0;
-}
+/* A record to send: its block and kind. */
+struct planned {
+  uint64_t block;
+  enum xs_stream_kind kind;
+};
 
 /* A record ready to be written; STORED (malloc'd) is its chunk, if any. */
 struct prepared {
   struct xs_stream_record rec;
   void *stored;
 };
+
+struct pipeline {
+  struct send_pass *pass;
+  struct planned *records;
+  size_t n, cap;
+  pthread_mutex_t lock;
+  pthread_cond_t changed;
+  size_t next;                  /* the next record a decoder takes */
+  size_t written;               /* records the writer has taken */
+  struct prepared slot[AHEAD];
+  bool ready[AHEAD];
+  bool failed;
+};
+
+/* Plan the record of BLOCK: what the receiver has by then decides
+ * between a chunk and a reference (blocks before a resume point count,
+ * though they are not sent again).
+ */
+static int
+plan_block (struct pipeline *pl, uint64_t block)
+{
+  struct xs_send *s = pl->pass->s;
+  const struct xs_hash128 *id = &s->target->entries[block];
+  enum xs_stream_kind kind = XS_STREAM_CHUNK;
+  struct planned *more;
+  bool known = false;
+
+  if (xs_hash128_is_zero (id))
+    kind = XS_STREAM_ZERO;
+  else if (!s->reencrypt) {
+    if (xs_idmap_put (&pl->pass->carried, id, NULL, &known) == -1)
+      return -1;
+    if (known)
+      kind = XS_STREAM_REF;
+  }
+  if (block < s->info.first_block)
+    return 0;
+  if (pl->n == pl->cap) {
+    pl->cap = pl->cap ? 2 * pl->cap : 1024;
+    more = realloc (pl->records, pl->cap * sizeof *more);
+    if (more == NULL) {
+      xs_error ("cannot plan the stream: %m");
+      return -1;
+    }
+    pl->records = more;
+  }
+  pl->records[pl->n++] = (struct planned) { block, kind };
+  return 0;
+}
+
+static int
+plan_run (uint64_t first, uint64_t count, void *opaque)
+{
+  for (uint64_t block = first; block < first + count; block++)
+    if (plan_block (opaque, block) == -1)
+      return -1;
+  return 0;
+}
+
+/* The stored chunk of BLOCK, unverified. */
+static int
+read_chunk (struct xs_send *s, uint64_t block, const struct xs_hash128 *id,
+            void **stored, size_t *len)
+{
+  char hex[XS_HASH128_HEX_LEN + 1];
+  int r = xs_repo_get_chunk_raw (s->repo, id, stored, len);
+
+  if (r == 1) {
+    xs_hash128_to_hex (id, hex);
+    xs_error ("cannot send block %" PRIu64 " of snapshot %s: chunk %s is "
+              "missing", block, s->info.snapshot_id, hex);
+  }
+  return r == 0 ? 0 : -1;
+}
+
+/* Decode a stored chunk as xs_chunk_decode_quiet does; an unencrypted
+ * chunk stored raw is hashed where it is (its payload is its plaintext),
+ * not copied into PLAIN first.
+ */
+static ssize_t
+decode (struct xs_chunk_codec *codec, void *stored, size_t len,
+        const struct xs_hash128 *id, void *plain, size_t plain_cap,
+        char reason[XS_CHUNK_REASON_MAX])
+{
+  uint8_t *payload = (uint8_t *) stored + XS_CHUNK_HEADER_SIZE;
+
+  if (len >= XS_CHUNK_HEADER_SIZE
+      && xs_chunk_header_version (stored) == XS_CHUNK_VERSION
+      && xs_chunk_header_says_raw (stored))
+    return xs_chunk_decode_parts_quiet (codec, stored, payload,
+                                        len - XS_CHUNK_HEADER_SIZE, id,
+                                        payload, len - XS_CHUNK_HEADER_SIZE,
+                                        reason);
+  return xs_chunk_decode_quiet (codec, stored, len, id, plain, plain_cap,
+                                reason);
+}
+
+/* Verify REC's stored chunk (*STORED) with CODEC (under the snapshot's
+ * key, if any) and PLAIN (a block): decoded against its id, of the
+ * block's length.  A re-encrypting stream's chunk of an encrypted
+ * snapshot is replaced by its plaintext form, an unencrypted chunk, and
+ * its id by that chunk's (the unsealing verifies it).
+ */
+static int
+verify_chunk (struct xs_send *s, struct xs_chunk_codec *codec, void *plain,
+              struct xs_stream_record *rec, void **stored)
+{
+  uint64_t want = s->target->size - rec->block * s->target->block_size;
+  char hex[XS_HASH128_HEX_LEN + 1], reason[XS_CHUNK_REASON_MAX];
+  void *plain_chunk = NULL;
+  size_t plain_chunk_len;
+  ssize_t len;
+
+  if (want > s->target->block_size)
+    want = s->target->block_size;
+  xs_hash128_to_hex (&rec->id, hex);
+  if (s->reencrypt && s->target->dk) {
+    if (xs_chunk_unseal (codec, *stored, rec->stored_len, &rec->id, plain,
+                         s->target->block_size, &rec->id, &plain_chunk,
+                         &plain_chunk_len) == -1)
+      return -1;
+    free (*stored);
+    *stored = plain_chunk;
+    rec->stored_len = plain_chunk_len;
+    return 0;
+  }
+  len = decode (codec, *stored, rec->stored_len, &rec->id, plain,
+                s->target->block_size, reason);
+  if (len >= 0 && (uint64_t) len != want)
+    snprintf (reason, sizeof reason, "%zd bytes, the block has %" PRIu64,
+              len, want);
+  if (len >= 0 && (uint64_t) len == want)
+    return 0;
+  xs_error ("cannot send block %" PRIu64 " of snapshot %s: chunk %s is "
+            "bad: %s", rec->block, s->info.snapshot_id, hex, reason);
+  return -1;
+}
+
+/* Prepare the record of R: a chunk read and verified. */
+static int
+prepare (struct xs_send *s, struct xs_chunk_codec *codec, void *plain,
+         const struct planned *r, struct prepared *p)
+{
+  memset (p, 0, sizeof *p);
+  p->rec.block = r->block;
+  p->rec.kind = r->kind;
+  if (r->kind != XS_STREAM_ZERO)
+    p->rec.id = s->target->entries[r->block];
+  if (r->kind != XS_STREAM_CHUNK)
+    return 0;
+  if (read_chunk (s, r->block, &p->rec.id, &p->stored,
+                  &p->rec.stored_len) == -1)
+    return -1;
+  if (verify_chunk (s, codec, plain, &p->rec, &p->stored) == -1) {
+    free (p->stored);
+    p->stored = NULL;
+    return -1;
+  }
+  p->rec.stored = p->stored;
+  return 0;
+}
 
 /* Write P's record (and free its chunk), counting it. */
 static int
@@ -401,87 +523,6 @@ emit_record (struct send_pass *pass, struct prepared *p)
   return 0;
 }
 
-static int
-send_block (struct send_pass *pass, uint64_t block)
-{
-  struct xs_send *s = pass->s;
-  struct prepared p = { .rec = { .block = block,
-                                 .id = s->target->entries[block] } };
-  bool known = false;
-
-  if (!xs_hash128_is_zero (&p.rec.id)
-      && xs_idmap_put (&pass->carried, &p.rec.id, NULL, &known) == -1)
-    return -1;
-  if (block < s->info.first_block)
-    return 0;                   /* carried before the resume point */
-  if (xs_hash128_is_zero (&p.rec.id))
-    p.rec.kind = XS_STREAM_ZERO;
-  else if (known)
-    p.rec.kind = XS_STREAM_REF;
-  else {
-    if (read_chunk (s, block, &p.rec.id, &p.stored, &p.rec.stored_len) == -1)
-      return -1;
-    p.rec.kind = XS_STREAM_CHUNK;
-    p.rec.stored = p.stored;
-  }
-  return emit_record (pass, &p);
-}
-
-static int
-send_run (uint64_t first, uint64_t count, void *opaque)
-{
-  for (uint64_t block = first; block < first + count; block++)
-    if (send_block (opaque, block) == -1)
-      return -1;
-  return 0;
-}
-
-/* ----- Re-encrypting streams: decoding ahead ----- */
-
-/* A re-encrypting stream decrypts every chunk it carries, which costs
- * more than reading it: decoders on their own threads prepare the
- * records up to AHEAD ahead of the writer, which writes them in order.
- * The blocks to carry are listed first (8 bytes each).
- */
-#define AHEAD 16
-#define DECODERS 2
-
-struct pipeline {
-  struct xs_send *s;
-  uint64_t *blocks;
-  size_t n, cap;
-  pthread_mutex_t lock;
-  pthread_cond_t changed;
-  size_t next;                  /* the next record a decoder takes */
-  size_t written;               /* records the writer has taken */
-  struct prepared slot[AHEAD];
-  bool ready[AHEAD];
-  bool failed;
-};
-
-static int
-collect_run (uint64_t first, uint64_t count, void *opaque)
-{
-  struct pipeline *pl = opaque;
-  uint64_t *more;
-
-  for (uint64_t block = first; block < first + count; block++) {
-    if (block < pl->s->info.first_block)
-      continue;
-    if (pl->n == pl->cap) {
-      pl->cap = pl->cap ? 2 * pl->cap : 1024;
-      more = realloc (pl->blocks, pl->cap * sizeof *more);
-      if (more == NULL) {
-        xs_error ("cannot plan the stream: %m");
-        return -1;
-      }
-      pl->blocks = more;
-    }
-    pl->blocks[pl->n++] = block;
-  }
-  return 0;
-}
-
 static void
 pipeline_fail (struct pipeline *pl)
 {
@@ -491,38 +532,18 @@ pipeline_fail (struct pipeline *pl)
   pthread_mutex_unlock (&pl->lock);
 }
 
-/* Prepare the record of BLOCK: zero, or its chunk decrypted. */
-static int
-prepare_decrypted (struct xs_send *s, struct xs_chunk_codec *codec,
-                   void *plain, uint64_t block, struct prepared *p)
-{
-  memset (p, 0, sizeof *p);
-  p->rec.block = block;
-  p->rec.id = s->target->entries[block];
-  if (xs_hash128_is_zero (&p->rec.id)) {
-    p->rec.kind = XS_STREAM_ZERO;
-    return 0;
-  }
-  if (read_chunk (s, block, &p->rec.id, &p->stored,
-                  &p->rec.stored_len) == -1
-      || decrypt_chunk (s, codec, plain, &p->rec, &p->stored) == -1)
-    return -1;
-  p->rec.kind = XS_STREAM_CHUNK;
-  p->rec.stored = p->stored;
-  return 0;
-}
-
 static void *
 decoder (void *opaque)
 {
   struct pipeline *pl = opaque;
+  struct xs_send *s = pl->pass->s;
   struct xs_chunk_codec *codec = xs_chunk_codec_new (0);
-  void *plain = malloc (pl->s->target->block_size);
+  void *plain = malloc (s->target->block_size);
   struct prepared p;
   size_t i;
 
   if (codec == NULL || plain == NULL
-      || xs_chunk_codec_set_key (codec, pl->s->target->dk) == -1) {
+      || xs_chunk_codec_set_key (codec, s->target->dk) == -1) {
     if (plain == NULL)
       xs_error ("cannot send: %m");
     pipeline_fail (pl);
@@ -538,7 +559,7 @@ decoder (void *opaque)
     }
     i = pl->next++;
     pthread_mutex_unlock (&pl->lock);
-    if (prepare_decrypted (pl->s, codec, plain, pl->blocks[i], &p) == -1) {
+    if (prepare (s, codec, plain, &pl->records[i], &p) == -1) {
       pipeline_fail (pl);
       break;
     }
@@ -555,7 +576,7 @@ decoder (void *opaque)
 
 /* Write the records in order as the decoders prepare them. */
 static int
-write_in_order (struct send_pass *pass, struct pipeline *pl)
+write_in_order (struct pipeline *pl)
 {
   struct prepared p;
   size_t i;
@@ -573,7 +594,7 @@ write_in_order (struct send_pass *pass, struct pipeline *pl)
     pl->written++;
     pthread_cond_broadcast (&pl->changed);
     pthread_mutex_unlock (&pl->lock);
-    if (emit_record (pass, &p) == -1) {
+    if (emit_record (pl->pass, &p) == -1) {
       pipeline_fail (pl);
       return -1;
     }
@@ -582,24 +603,24 @@ write_in_order (struct send_pass *pass, struct pipeline *pl)
 }
 
 static int
-send_decrypted (struct send_pass *pass)
+send_records (struct send_pass *pass)
 {
-  struct pipeline pl = { .s = pass->s };
+  struct pipeline pl = { .pass = pass };
   pthread_t threads[DECODERS];
   unsigned started = 0, i;
   int r = -1;
 
   pthread_mutex_init (&pl.lock, NULL);
   pthread_cond_init (&pl.changed, NULL);
-  if (xs_manifest_diff (pass->s->base, pass->s->target, collect_run,
+  if (xs_manifest_diff (pass->s->base, pass->s->target, plan_run,
                         &pl) == 0) {
     for (i = 0; i < DECODERS; i++)
       if (pthread_create (&threads[i], NULL, decoder, &pl) == 0)
         started++;
     if (started == 0)
-      xs_error ("cannot send: no thread to decode chunks");
+      xs_error ("cannot send: no thread to verify chunks");
     else
-      r = write_in_order (pass, &pl);
+      r = write_in_order (&pl);
   }
   if (r == -1)
     pipeline_fail (&pl);
@@ -608,7 +629,7 @@ send_decrypted (struct send_pass *pass)
   for (i = 0; i < AHEAD; i++)
     if (pl.ready[i])
       free (pl.slot[i].stored);
-  free (pl.blocks);
+  free (pl.records);
   pthread_cond_destroy (&pl.changed);
   pthread_mutex_destroy (&pl.lock);
   return r;
@@ -620,6 +641,8 @@ seed_with_base (struct send_pass *pass)
 {
   const struct xs_manifest *base = pass->s->base;
 
+  if (pass->s->reencrypt)
+    return 0;                   /* no references */
   if (xs_idmap_reserve (&pass->carried,
                         pass->s->base_chunks + pass->s->plan_records) == -1)
     return -1;
@@ -645,8 +668,7 @@ xs_send_run (struct xs_send *s, xs_stream_write_fn write, void *opaque,
     return -1;
   if (seed_with_base (&pass) == 0
       && xs_stream_write_header (pass.w, &s->info) == 0
-      && (s->reencrypt ? send_decrypted (&pass)
-          : xs_manifest_diff (s->base, s->target, send_run, &pass)) == 0
+      && send_records (&pass) == 0
       && xs_stream_write_trailer (pass.w) == 0)
     r = 0;
   pass.stats.bytes = xs_stream_writer_bytes (pass.w);

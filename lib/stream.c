@@ -20,7 +20,6 @@
 #include "error.h"
 #include "manifest.h"
 #include "names.h"
-#include "repo.h"
 #include "stream.h"
 
 #define STREAM_MAGIC "XSNPSTRM"
@@ -44,9 +43,9 @@
 #define HEAD_OFF_ID 16
 #define TRAILER_KIND 'T'
 
-/* Longest string in the metadata, and longest snapshot id. */
+/* Longest string in the metadata; hex digits of an id after its prefix. */
 #define MAX_STRING 256
-#define MAX_SNAPSHOT_ID 31
+#define ID_DIGITS 16
 
 #define TOKEN_PREFIX "xsr1-"
 
@@ -267,16 +266,23 @@ json_integer_field (json_t *obj, const char *what, const char *key,
   return 0;
 }
 
+/* ID must be PREFIX "-" and 16 lower-case hex digits, as xs_new_id makes
+ * them: a received snapshot keeps its id, which becomes a key of this
+ * store's catalog and repository, so a crafted stream must not choose
+ * one of another kind (a volume's id) or of another form.
+ */
 static int
-check_snapshot_id (const char *what, const char *kind, const char *id)
+check_id (const char *what, const char *kind, const char *prefix,
+          const char *id)
 {
-  char label[64];
+  size_t len = strlen (prefix);
 
-  snprintf (label, sizeof label, "%s in the %s", kind, what);
-  if (!xs_repo_name_is_valid (label, id))
-    return -1;
-  if (strlen (id) > MAX_SNAPSHOT_ID) {
-    xs_error ("%s: %s '%s' is too long", what, kind, id);
+  if (strncmp (id, prefix, len) != 0 || id[len] != '-'
+      || strlen (id + len + 1) != ID_DIGITS
+      || strspn (id + len + 1, "0123456789abcdef") != ID_DIGITS) {
+    xs_error ("%s: %s '%.64s' is not a %s id (%s- and %d hex digits)", what,
+              kind, id, prefix[0] == 's' ? "snapshot" : "volume", prefix,
+              ID_DIGITS);
     return -1;
   }
   return 0;
@@ -326,7 +332,8 @@ info_numbers_from_json (json_t *obj, const char *what,
   json_int_t created_ns, size, block_size, nblocks, first_block, records;
   uint64_t want;
 
-  if (json_integer_field (obj, what, "created_ns", INT64_MIN, INT64_MAX,
+  /* A creation time is after 1970, as xs_now_ns gives it. */
+  if (json_integer_field (obj, what, "created_ns", 1, INT64_MAX,
                           &created_ns) == -1
       || json_integer_field (obj, what, "size", 0, INT64_MAX, &size) == -1
       || json_integer_field (obj, what, "block_size", 0, UINT32_MAX,
@@ -369,14 +376,15 @@ check_info (const char *what, struct xs_stream_info *info,
   char stream_id[XS_STREAM_ID_LEN + 1], token_mac[33];
   uint64_t token_block;
 
-  if (check_snapshot_id (what, "snapshot id", info->snapshot_id) == -1
+  if (check_id (what, "snapshot id", "snap", info->snapshot_id) == -1
+      || check_id (what, "volume id", "vol", info->volume_id) == -1
       || xs_name_check ("volume", info->volume_name) == -1
       || xs_name_check ("snapshot", info->snapshot_name) == -1
       || parse_hash_field (what, "root_hash", root, &info->root) == -1)
     return -1;
   if (info->base_snapshot_id[0]) {
-    if (check_snapshot_id (what, "base snapshot id",
-                           info->base_snapshot_id) == -1
+    if (check_id (what, "base snapshot id", "snap",
+                  info->base_snapshot_id) == -1
         || parse_hash_field (what, "base_root_hash", base_root,
                              &info->base_root) == -1)
       return -1;

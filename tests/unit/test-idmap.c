@@ -32,6 +32,9 @@ main (void)
   ok (present, "  put again, it was");
   ok (set.values == NULL, "a set keeps no values");
   ok (xs_idmap_get (&set, &a) == NULL, "  and gives none");
+  ok (xs_idmap_has (&set, &a) && !xs_idmap_has (&set, &b),
+      "  it has what was put, not what was not");
+  ok (!xs_idmap_has (&map, &a), "an empty map has nothing");
   for (uint64_t n = 10; n < 5010 && all; n++) {
     struct xs_hash128 k = id_of (n);
 

@@ -25,8 +25,10 @@ make_info (struct xs_stream_info *info)
   info->block_size = 4096;
   info->nblocks = 64;
   info->records = 10;
+  info->created_ns = 1700000000123456789LL;
   memset (info->root.bytes, 0x42, 16);
-  if (xs_stream_info_set_strings (info, "alice", "east", "vol-1", "data",
+  if (xs_stream_info_set_strings (info, "alice", "east",
+                                  "vol-00000000000000a1", "data",
                                   "snap-00000000000000aa", "nightly", "",
                                   "") == -1)
     abort ();

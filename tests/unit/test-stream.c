@@ -84,7 +84,7 @@ make_info (struct xs_stream_info *info, bool incremental,
     memset (info->base_root.bytes, 0x17, 16);
   info->first_block = first_block;
   info->records = records;
-  if (xs_stream_info_set_strings (info, "alice", "mainland-1", "vol-1",
+  if (xs_stream_info_set_strings (info, "alice", "mainland-1", "vol-00000000000000a1",
                                   "data", "snap-00000000000000aa", "nightly",
                                   incremental ? "snap-00000000000000bb" : "",
                                   token) == -1)
