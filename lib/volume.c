@@ -26,7 +26,8 @@
 
 #define VOLUME_COLUMNS \
   "id, account, region, name, size, block_size, created_ns, cbt_epoch," \
-  " base_snapshot_id, source_snapshot_id, key_id, data_key, head_cipher"
+  " base_snapshot_id, source_snapshot_id, key_id, data_key, head_cipher," \
+  " dirtymap_session"
 
 void
 xs_volume_clear (struct xs_volume *vol)
@@ -98,6 +99,7 @@ row_to_volume (sqlite3_stmt *stmt, struct xs_volume *vol)
   vol->key_id = strdup ((const char *) sqlite3_column_text (stmt, 10));
   vol->data_key = strdup ((const char *) sqlite3_column_text (stmt, 11));
   vol->head_cipher = strdup ((const char *) sqlite3_column_text (stmt, 12));
+  vol->dirtymap_session = (uint64_t) sqlite3_column_int64 (stmt, 13);
   if (vol->account == NULL || vol->region == NULL || vol->name == NULL
       || vol->base_snapshot_id == NULL || vol->source_snapshot_id == NULL
       || vol->key_id == NULL || vol->data_key == NULL
@@ -199,7 +201,8 @@ insert_volume (struct xs_catalog *cat, const struct xs_volume *vol)
 
   stmt = xs_catalog_prepare (cat,
                              "INSERT INTO volumes (" VOLUME_COLUMNS ")"
-                             " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                             " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?,"
+                             " ?)",
                              "record the new volume");
   if (stmt == NULL)
     return -1;
@@ -216,6 +219,7 @@ insert_volume (struct xs_catalog *cat, const struct xs_volume *vol)
   sqlite3_bind_text (stmt, 11, vol->key_id, -1, SQLITE_STATIC);
   sqlite3_bind_text (stmt, 12, vol->data_key, -1, SQLITE_STATIC);
   sqlite3_bind_text (stmt, 13, vol->head_cipher, -1, SQLITE_STATIC);
+  sqlite3_bind_int64 (stmt, 14, (int64_t) vol->dirtymap_session);
   if (sqlite3_step (stmt) != SQLITE_DONE) {
     if (sqlite3_extended_errcode (xs_catalog_db (cat))
         == SQLITE_CONSTRAINT_UNIQUE)
@@ -676,6 +680,31 @@ head_key (struct xs_store *store, const struct xs_volume *vol,
   return 0;
 }
 
+/* The catalog's side of a dirty map's session (dirtymap.h): the owner
+ * opening VOL's head records the new session before any write.
+ */
+struct map_session {
+  struct xs_store *store;
+  const struct xs_volume *vol;
+};
+
+static int
+record_map_session (uint64_t session, void *opaque)
+{
+  const struct map_session *ms = opaque;
+  struct xs_catalog *cat = xs_store_catalog (ms->store);
+  int64_t r;
+
+  xs_catalog_lock (cat);
+  r = xs_catalog_run (cat, "record the dirty map's session",
+                      "UPDATE volumes SET dirtymap_session = ?2"
+                      " WHERE id = ?1", "si", ms->vol->id, (int64_t) session);
+  xs_catalog_unlock (cat);
+  if (r == 0)
+    xs_error ("cannot open volume '%s': it no longer exists", ms->vol->name);
+  return r == 1 ? 0 : -1;
+}
+
 struct xs_head *
 xs_volume_open_head_cached (struct xs_store *store,
                             const struct xs_volume *vol,
@@ -700,7 +729,12 @@ xs_volume_open_head_cached (struct xs_store *store,
     return NULL;
   }
   head = xs_head_open (dir, vol->name, vol->size, vol->block_size,
-                       vol->cbt_epoch, vol->source_snapshot_id, source, repo,
+                       &(struct xs_dirtymap_binding) {
+                         .epoch = vol->cbt_epoch,
+                         .session = vol->dirtymap_session,
+                         .record_session = record_map_session,
+                         .opaque = &(struct map_session) { store, vol } },
+                       vol->source_snapshot_id, source, repo,
                        keyed == 0 ? key : NULL);
   OPENSSL_cleanse (key, sizeof key);
   free (dir);
@@ -871,7 +905,8 @@ xs_volume_reset (struct xs_store *store, struct xs_volume *vol,
       unlink (map);
       r = xs_dirtymap_create (map, vol->block_size,
                               (snap.size + vol->block_size - 1)
-                              / vol->block_size, vol->cbt_epoch + 1);
+                              / vol->block_size, vol->cbt_epoch + 1,
+                              vol->dirtymap_session);
       free (map);
     }
   }
@@ -1156,9 +1191,12 @@ xs_volume_stage_open_head (struct xs_volume_stage *stage)
 {
   const struct xs_volume *vol = &stage->vol;
 
+  /* No row yet: the map keeps the session a new row starts with. */
   return xs_head_open (stage->dir, vol->name, vol->size, vol->block_size,
-                       vol->cbt_epoch, vol->source_snapshot_id, NULL, NULL,
-                       NULL);
+                       &(struct xs_dirtymap_binding) {
+                         .epoch = vol->cbt_epoch,
+                         .session = vol->dirtymap_session },
+                       vol->source_snapshot_id, NULL, NULL, NULL);
 }
 
 /* Insert the row and move the head into place, holding the catalog lock.
