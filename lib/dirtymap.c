@@ -15,10 +15,10 @@
  *
  * A clean map says nothing about when it was written: one put back from
  * an earlier moment looks as clean as the latest.  So each owner's open
- * is a new *session*, numbered by the catalog: the owner records the new
- * number in the catalog (binding->record_session) before the file says
- * "open" and before the first write is accepted, and the file carries it
- * from then on.  A map is trusted only if it carries the session the
+ * is a new *session*, numbered by the catalog: the owner counts it up in
+ * the catalog (binding->start_session) before the file says "open" and
+ * before the first write is accepted, and the file carries it from then
+ * on.  A map is trusted only if it carries the session the
  * catalog last recorded; one from an earlier session (rolled back, or the
  * clean map of before a crash) does not.  A missing file is recreated,
  * untrusted.
@@ -245,8 +245,8 @@ same_session (const struct header *h, uint64_t session)
 /* Decide how far an opened map can be trusted. */
 static enum xs_dirtymap_doubt
 judge (const struct header *h, int damaged, const struct xs_bitmap *bits,
-       uint32_t block_size, uint64_t nblocks,
-       const struct xs_dirtymap_binding *binding)
+       uint32_t block_size, uint64_t nblocks, uint64_t epoch,
+       uint64_t session)
 {
   if (damaged)
     return XS_DIRTYMAP_DAMAGED;
@@ -259,9 +259,9 @@ judge (const struct header *h, int damaged, const struct xs_bitmap *bits,
    */
   if (h->block_size != block_size || h->nblocks > nblocks)
     return XS_DIRTYMAP_WRONG_GEOMETRY;
-  if (h->epoch != binding->epoch)
+  if (h->epoch != epoch)
     return XS_DIRTYMAP_WRONG_EPOCH;
-  if (!same_session (h, binding->session))
+  if (!same_session (h, session))
     return XS_DIRTYMAP_ROLLED_BACK;
   if (xs_hash64 (bits->bytes, xs_bitmap_bytes_for (h->nblocks))
       != h->bitmap_checksum)
@@ -309,18 +309,22 @@ open_map_file (const char *path, bool *missing)
   return fd;
 }
 
-/* The session this open starts: recorded in the catalog before the file
- * or anything else says so (see the top of this file).  Without a way to
- * record one (a head that has no catalog row yet) the session stays.
+/* The catalog's session (*PREVIOUS) and the one this open starts,
+ * recorded in the catalog before the file or anything else says so (see
+ * the top of this file).  Without a catalog row (a staged head) the
+ * session stays.
  */
 static int
-start_session (const struct xs_dirtymap_binding *binding, uint64_t *session)
+start_session (const struct xs_dirtymap_binding *binding, uint64_t *previous,
+               uint64_t *session)
 {
-  *session = binding->session;
-  if (binding->record_session == NULL)
+  *previous = *session = binding->session;
+  if (binding->start_session == NULL)
     return 0;
-  *session = binding->session + 1;
-  return binding->record_session (*session, binding->opaque);
+  if (binding->start_session (previous, binding->opaque) == -1)
+    return -1;
+  *session = *previous + 1;
+  return 0;
 }
 
 struct xs_dirtymap *
@@ -331,7 +335,7 @@ xs_dirtymap_open (const char *path, uint32_t block_size, uint64_t nblocks,
   unsigned char page[HEADER_SIZE];
   struct header old = { 0 };
   enum xs_dirtymap_doubt doubt;
-  uint64_t session;
+  uint64_t previous, session;
   bool missing;
   int damaged;
 
@@ -360,10 +364,11 @@ xs_dirtymap_open (const char *path, uint32_t block_size, uint64_t nblocks,
     damaged = decode_header (page, path, &old);
   if (damaged == -1 || load_bits (dm->fd, path, &dm->bits) == -1)
     goto fail;
-  doubt = missing ? XS_DIRTYMAP_MISSING
-    : judge (&old, damaged, &dm->bits, block_size, nblocks, binding);
-  if (start_session (binding, &session) == -1)
+  if (start_session (binding, &previous, &session) == -1)
     goto fail;
+  doubt = missing ? XS_DIRTYMAP_MISSING
+    : judge (&old, damaged, &dm->bits, block_size, nblocks, binding->epoch,
+             previous);
 
   /* From here on the file says "open": only a clean close undoes that. */
   dm->header = (struct header) {

@@ -48,16 +48,17 @@ extern int xs_dirtymap_create (const char *path, uint32_t block_size,
                                uint64_t nblocks, uint64_t epoch,
                                uint64_t session);
 
-/* What the catalog knows of a volume's map, and how to tell it of a new
- * session.  RECORD_SESSION must make SESSION the catalog's durably; it is
- * called once per open, after the map is judged and before the file is
- * marked open (so before any write is accepted).  NULL for a head the
- * catalog does not know yet (a staged import): the session stays.
+/* What the catalog knows of a volume's map.  START_SESSION must, in one
+ * durable catalog transaction, read the volume's session into *PREVIOUS
+ * and record *PREVIOUS + 1; it is called once per open, by the owner
+ * (holding the volume's lock), before the file is marked open and so
+ * before any write is accepted.  NULL for a head the catalog does not
+ * know yet (a staged import): the map keeps SESSION.
  */
 struct xs_dirtymap_binding {
   uint64_t epoch;               /* volumes.cbt_epoch */
-  uint64_t session;             /* volumes.dirtymap_session */
-  int (*record_session) (uint64_t session, void *opaque);
+  uint64_t session;             /* without START_SESSION only */
+  int (*start_session) (uint64_t *previous, void *opaque);
   void *opaque;
 };
 

@@ -680,29 +680,53 @@ head_key (struct xs_store *store, const struct xs_volume *vol,
   return 0;
 }
 
-/* The catalog's side of a dirty map's session (dirtymap.h): the owner
- * opening VOL's head records the new session before any write.
+/* The catalog's session of VOL's dirty map (dirtymap.h), read afresh:
+ * another owner may have opened the volume since VOL was read.  0 and
+ * *SESSION, or -1.  Holding the catalog lock.
  */
-struct map_session {
+static int
+map_session (struct xs_catalog *cat, const struct xs_volume *vol,
+             uint64_t *session)
+{
+  int64_t value;
+  int r = xs_catalog_query_int (cat, "read the dirty map's session", &value,
+                                "SELECT dirtymap_session FROM volumes"
+                                " WHERE id = ?", "s", vol->id);
+
+  if (r == 1)
+    xs_error ("cannot open volume '%s': it no longer exists", vol->name);
+  *session = (uint64_t) value;
+  return r == 0 ? 0 : -1;
+}
+
+/* The owner opening VOL's head starts a new session of its dirty map:
+ * the catalog's (*PREVIOUS) counted up, committed before any write.
+ */
+struct map_owner {
   struct xs_store *store;
   const struct xs_volume *vol;
 };
 
 static int
-record_map_session (uint64_t session, void *opaque)
+start_map_session (uint64_t *previous, void *opaque)
 {
-  const struct map_session *ms = opaque;
-  struct xs_catalog *cat = xs_store_catalog (ms->store);
-  int64_t r;
+  const struct map_owner *owner = opaque;
+  struct xs_catalog *cat = xs_store_catalog (owner->store);
+  int r = -1;
 
   xs_catalog_lock (cat);
-  r = xs_catalog_run (cat, "record the dirty map's session",
-                      "UPDATE volumes SET dirtymap_session = ?2"
-                      " WHERE id = ?1", "si", ms->vol->id, (int64_t) session);
+  if (xs_catalog_begin (cat) == 0
+      && map_session (cat, owner->vol, previous) == 0
+      && xs_catalog_run (cat, "record the dirty map's session",
+                         "UPDATE volumes SET dirtymap_session = ?2"
+                         " WHERE id = ?1", "si", owner->vol->id,
+                         (int64_t) (*previous + 1)) == 1
+      && xs_catalog_commit (cat) == 0)
+    r = 0;
+  else
+    xs_catalog_rollback (cat);
   xs_catalog_unlock (cat);
-  if (r == 0)
-    xs_error ("cannot open volume '%s': it no longer exists", ms->vol->name);
-  return r == 1 ? 0 : -1;
+  return r;
 }
 
 struct xs_head *
@@ -731,9 +755,8 @@ xs_volume_open_head_cached (struct xs_store *store,
   head = xs_head_open (dir, vol->name, vol->size, vol->block_size,
                        &(struct xs_dirtymap_binding) {
                          .epoch = vol->cbt_epoch,
-                         .session = vol->dirtymap_session,
-                         .record_session = record_map_session,
-                         .opaque = &(struct map_session) { store, vol } },
+                         .start_session = start_map_session,
+                         .opaque = &(struct map_owner) { store, vol } },
                        vol->source_snapshot_id, source, repo,
                        keyed == 0 ? key : NULL);
   OPENSSL_cleanse (key, sizeof key);
@@ -899,14 +922,20 @@ xs_volume_reset (struct xs_store *store, struct xs_volume *vol,
     r = 0;
   if (r == 0) {
     /* The dirty map of the old epoch is now meaningless: start afresh. */
+    struct xs_catalog *cat = xs_store_catalog (store);
+    uint64_t session;
     char *map;
-    r = -1;
-    if (asprintf (&map, "%s/dirtymap", dir) != -1) {
+    xs_catalog_lock (cat);
+    r = map_session (cat, vol, &session);
+    xs_catalog_unlock (cat);
+    if (r == 0 && asprintf (&map, "%s/dirtymap", dir) == -1)
+      r = -1;
+    if (r == 0) {
       unlink (map);
       r = xs_dirtymap_create (map, vol->block_size,
                               (snap.size + vol->block_size - 1)
                               / vol->block_size, vol->cbt_epoch + 1,
-                              vol->dirtymap_session);
+                              session);
       free (map);
     }
   }

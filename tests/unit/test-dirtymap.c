@@ -29,13 +29,13 @@ static int sessions_recorded;
 static bool catalog_refuses;
 
 static int
-record_session (uint64_t session, void *opaque)
+start_session (uint64_t *previous, void *opaque)
 {
   if (catalog_refuses) {
     xs_error ("cannot record the dirty map's session: database is locked");
     return -1;
   }
-  catalog_session = session;
+  *previous = catalog_session++;
   sessions_recorded++;
   return 0;
 }
@@ -44,8 +44,7 @@ static struct xs_dirtymap *
 open_map (const char *path, uint64_t nblocks, uint64_t epoch)
 {
   struct xs_dirtymap_binding binding = {
-    .epoch = epoch, .session = catalog_session,
-    .record_session = record_session,
+    .epoch = epoch, .start_session = start_session,
   };
 
   return xs_dirtymap_open (path, BS, nblocks, &binding);
