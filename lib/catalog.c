@@ -258,6 +258,14 @@ static const char *const migrations[] = {
    * unencrypted one).
    */
   "ALTER TABLE volumes ADD COLUMN head_cipher TEXT NOT NULL DEFAULT '';",
+
+  /* 11: the session of a volume's dirty map: each owner's open counts one,
+   * recorded here before the map file says "open", so a clean map put back
+   * from an earlier session is never trusted.  0: none yet (a map of
+   * before this version is accepted once).
+   */
+  "ALTER TABLE volumes ADD COLUMN dirtymap_session INTEGER NOT NULL"
+  " DEFAULT 0;",
 };
 
 #define LATEST_VERSION ((int) (sizeof migrations / sizeof migrations[0]))

@@ -63,7 +63,7 @@ read_live (struct xs_store *store, const struct xs_volume *vol,
     xs_error ("cannot read the map of volume '%s': %m", vol->name);
     goto out;
   }
-  if (xs_dirtymap_read (path, &view) == -1)
+  if (xs_dirtymap_read (path, vol->dirtymap_session, &view) == -1)
     goto out;
   map->doubt = view.doubt;
   map->live = true;

@@ -13,6 +13,16 @@
  * A process killed at any point leaves flags without CLEAN, so the next
  * owner knows.  A torn header fails its checksum and counts as damaged.
  *
+ * A clean map says nothing about when it was written: one put back from
+ * an earlier moment looks as clean as the latest.  So each owner's open
+ * is a new *session*, numbered by the catalog: the owner counts it up in
+ * the catalog (binding->start_session) before the file says "open" and
+ * before the first write is accepted, and the file carries it from then
+ * on.  A map is trusted only if it carries the session the
+ * catalog last recorded; one from an earlier session (rolled back, or the
+ * clean map of before a crash) does not.  A missing file is recreated,
+ * untrusted.
+ *
  * To keep flushes cheap on large volumes, a second bitmap records which
  * 4 KiB pages of the map changed since they were last written.
  */
@@ -32,7 +42,9 @@
 #define HEADER_SIZE 4096
 #define PAGE_SIZE 4096
 #define BITS_PER_PAGE ((uint64_t) PAGE_SIZE * 8)
-#define FORMAT_VERSION 1
+#define FORMAT_VERSION 2
+/* Version 1 had no session; its header checksum is at 56, not 64. */
+#define FORMAT_VERSION_NO_SESSION 1
 #define FLAG_CLEAN 1u
 #define FLAG_UNTRUSTED 2u
 #define KNOWN_FLAGS (FLAG_CLEAN | FLAG_UNTRUSTED)
@@ -48,6 +60,8 @@ struct header {
   uint64_t epoch;
   uint64_t generation;
   uint64_t bitmap_checksum;
+  uint64_t session;             /* the catalog's number of the open */
+  bool has_session;             /* false for a version 1 header */
 };
 
 struct xs_dirtymap {
@@ -74,6 +88,11 @@ xs_dirtymap_doubt_text (enum xs_dirtymap_doubt doubt)
     return "the map belongs to another snapshot epoch";
   case XS_DIRTYMAP_WRONG_GEOMETRY:
     return "the map does not match the volume's size or block size";
+  case XS_DIRTYMAP_MISSING:
+    return "the map file was missing (recreated)";
+  case XS_DIRTYMAP_ROLLED_BACK:
+    return "the map is not the one the catalog last recorded (put back "
+      "from an earlier moment)";
   }
   return "unknown";
 }
@@ -91,7 +110,8 @@ encode_header (const struct header *h, unsigned char page[HEADER_SIZE])
   xs_put_le64 (page + 32, h->epoch);
   xs_put_le64 (page + 40, h->generation);
   xs_put_le64 (page + 48, h->bitmap_checksum);
-  xs_put_le64 (page + 56, xs_hash64 (page, 56));
+  xs_put_le64 (page + 56, h->session);
+  xs_put_le64 (page + 64, xs_hash64 (page, 64));
 }
 
 /* Returns 0, 1 if the header is damaged (not reported: a damaged map is a
@@ -101,10 +121,16 @@ static int
 decode_header (const unsigned char page[HEADER_SIZE], const char *path,
                struct header *h)
 {
+  /* From version 2 on the checksum covers bytes 0-63 and is at 64. */
+  size_t covered = xs_get_le32 (page + 8) == FORMAT_VERSION_NO_SESSION
+    ? 56 : 64;
+
   if (memcmp (page, magic, 8) != 0
-      || xs_get_le64 (page + 56) != xs_hash64 (page, 56))
+      || xs_get_le64 (page + covered) != xs_hash64 (page, covered))
     return 1;
   h->version = xs_get_le32 (page + 8);
+  h->has_session = h->version != FORMAT_VERSION_NO_SESSION;
+  h->session = h->has_session ? xs_get_le64 (page + 56) : 0;
   h->flags = xs_get_le32 (page + 12);
   h->block_size = xs_get_le32 (page + 16);
   h->doubt = xs_get_le32 (page + 20);
@@ -118,7 +144,7 @@ decode_header (const unsigned char page[HEADER_SIZE], const char *path,
     return -1;
   }
   if (h->version == 0 || (h->flags & ~KNOWN_FLAGS) != 0
-      || h->doubt > XS_DIRTYMAP_WRONG_GEOMETRY)
+      || h->doubt > XS_DIRTYMAP_ROLLED_BACK)
     return 1;
   return 0;
 }
@@ -148,11 +174,12 @@ sync_file (int fd, const char *path)
 
 int
 xs_dirtymap_create (const char *path, uint32_t block_size, uint64_t nblocks,
-                    uint64_t epoch)
+                    uint64_t epoch, uint64_t session)
 {
   struct header h = {
     .version = FORMAT_VERSION, .flags = FLAG_CLEAN, .block_size = block_size,
     .doubt = XS_DIRTYMAP_TRUSTED, .nblocks = nblocks, .epoch = epoch,
+    .session = session, .has_session = true,
   };
   size_t nbytes = xs_bitmap_bytes_for (nblocks);
   int fd;
@@ -204,10 +231,22 @@ load_bits (int fd, const char *path, struct xs_bitmap *bits)
   return 0;
 }
 
+/* Is H of the session the catalog last recorded?  A version 1 map has no
+ * session: it is accepted while the catalog has recorded none (the first
+ * open after the upgrade, which then binds it), so that upgrading does
+ * not make every volume's next snapshot read every block.
+ */
+static bool
+same_session (const struct header *h, uint64_t session)
+{
+  return h->has_session ? h->session == session : session == 0;
+}
+
 /* Decide how far an opened map can be trusted. */
 static enum xs_dirtymap_doubt
 judge (const struct header *h, int damaged, const struct xs_bitmap *bits,
-       uint32_t block_size, uint64_t nblocks, uint64_t epoch)
+       uint32_t block_size, uint64_t nblocks, uint64_t epoch,
+       uint64_t session)
 {
   if (damaged)
     return XS_DIRTYMAP_DAMAGED;
@@ -222,6 +261,8 @@ judge (const struct header *h, int damaged, const struct xs_bitmap *bits,
     return XS_DIRTYMAP_WRONG_GEOMETRY;
   if (h->epoch != epoch)
     return XS_DIRTYMAP_WRONG_EPOCH;
+  if (!same_session (h, session))
+    return XS_DIRTYMAP_ROLLED_BACK;
   if (xs_hash64 (bits->bytes, xs_bitmap_bytes_for (h->nblocks))
       != h->bitmap_checksum)
     return XS_DIRTYMAP_DAMAGED;
@@ -246,14 +287,56 @@ pages_for (uint64_t nblocks)
   return (nblocks + BITS_PER_PAGE - 1) / BITS_PER_PAGE;
 }
 
+/* Open PATH for reading and writing; a missing file is created empty
+ * (*MISSING set), which reads as no header at all.
+ */
+static int
+open_map_file (const char *path, bool *missing)
+{
+  int fd = open (path, O_RDWR | O_CLOEXEC);
+
+  *missing = false;
+  if (fd == -1 && errno == ENOENT) {
+    *missing = true;
+    fd = open (path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (fd >= 0 && xs_fsync_parent (path) == -1) {
+      close (fd);
+      return -1;
+    }
+  }
+  if (fd == -1)
+    xs_error ("cannot open dirty map %s: %m", path);
+  return fd;
+}
+
+/* The catalog's session (*PREVIOUS) and the one this open starts,
+ * recorded in the catalog before the file or anything else says so (see
+ * the top of this file).  Without a catalog row (a staged head) the
+ * session stays.
+ */
+static int
+start_session (const struct xs_dirtymap_binding *binding, uint64_t *previous,
+               uint64_t *session)
+{
+  *previous = *session = binding->session;
+  if (binding->start_session == NULL)
+    return 0;
+  if (binding->start_session (previous, binding->opaque) == -1)
+    return -1;
+  *session = *previous + 1;
+  return 0;
+}
+
 struct xs_dirtymap *
 xs_dirtymap_open (const char *path, uint32_t block_size, uint64_t nblocks,
-                  uint64_t epoch)
+                  const struct xs_dirtymap_binding *binding)
 {
   struct xs_dirtymap *dm;
   unsigned char page[HEADER_SIZE];
   struct header old = { 0 };
   enum xs_dirtymap_doubt doubt;
+  uint64_t previous, session;
+  bool missing;
   int damaged;
 
   dm = calloc (1, sizeof *dm);
@@ -268,11 +351,9 @@ xs_dirtymap_open (const char *path, uint32_t block_size, uint64_t nblocks,
     xs_error ("cannot open dirty map %s: %m", path);
     goto fail;
   }
-  dm->fd = open (path, O_RDWR | O_CLOEXEC);
-  if (dm->fd == -1) {
-    xs_error ("cannot open dirty map %s: %m", path);
+  dm->fd = open_map_file (path, &missing);
+  if (dm->fd == -1)
     goto fail;
-  }
   if (xs_bitmap_init (&dm->bits, nblocks) == -1
       || xs_bitmap_init (&dm->unsaved, pages_for (nblocks)) == -1)
     goto fail;
@@ -283,14 +364,19 @@ xs_dirtymap_open (const char *path, uint32_t block_size, uint64_t nblocks,
     damaged = decode_header (page, path, &old);
   if (damaged == -1 || load_bits (dm->fd, path, &dm->bits) == -1)
     goto fail;
-  doubt = judge (&old, damaged, &dm->bits, block_size, nblocks, epoch);
+  if (start_session (binding, &previous, &session) == -1)
+    goto fail;
+  doubt = missing ? XS_DIRTYMAP_MISSING
+    : judge (&old, damaged, &dm->bits, block_size, nblocks, binding->epoch,
+             previous);
 
   /* From here on the file says "open": only a clean close undoes that. */
   dm->header = (struct header) {
     .version = FORMAT_VERSION,
     .flags = doubt != XS_DIRTYMAP_TRUSTED ? FLAG_UNTRUSTED : 0,
     .block_size = block_size, .doubt = doubt, .nblocks = nblocks,
-    .epoch = epoch, .generation = damaged ? 0 : old.generation + 1,
+    .epoch = binding->epoch, .generation = damaged ? 0 : old.generation + 1,
+    .session = session, .has_session = true,
   };
   if (ftruncate (dm->fd, (off_t) (HEADER_SIZE + dm->bits.nbytes)) == -1) {
     xs_error ("cannot size dirty map %s: %m", path);
@@ -502,7 +588,8 @@ xs_dirtymap_abandon (struct xs_dirtymap *dm)
 }
 
 int
-xs_dirtymap_read (const char *path, struct xs_dirtymap_view *view)
+xs_dirtymap_read (const char *path, uint64_t session,
+                  struct xs_dirtymap_view *view)
 {
   unsigned char page[HEADER_SIZE];
   struct header h = { 0 };
@@ -510,6 +597,10 @@ xs_dirtymap_read (const char *path, struct xs_dirtymap_view *view)
 
   memset (view, 0, sizeof *view);
   fd = open (path, O_RDONLY | O_CLOEXEC);
+  if (fd == -1 && errno == ENOENT) {
+    view->doubt = XS_DIRTYMAP_MISSING;
+    return xs_bitmap_init (&view->bits, 0);
+  }
   if (fd == -1) {
     xs_error ("cannot open dirty map %s: %m", path);
     return -1;
@@ -530,6 +621,8 @@ xs_dirtymap_read (const char *path, struct xs_dirtymap_view *view)
   view->nblocks = h.nblocks;
   view->epoch = h.epoch;
   view->generation = h.generation;
+  view->session = h.session;
+  view->has_session = h.has_session;
   view->clean = (h.flags & FLAG_CLEAN) != 0;
   view->doubt = (h.flags & FLAG_UNTRUSTED)
     ? (h.doubt ? (enum xs_dirtymap_doubt) h.doubt : XS_DIRTYMAP_DAMAGED)
@@ -540,6 +633,8 @@ xs_dirtymap_read (const char *path, struct xs_dirtymap_view *view)
   if (view->clean && view->doubt == XS_DIRTYMAP_TRUSTED
       && xs_hash64 (view->bits.bytes, view->bits.nbytes) != h.bitmap_checksum)
     view->doubt = XS_DIRTYMAP_DAMAGED;
+  if (view->doubt == XS_DIRTYMAP_TRUSTED && !same_session (&h, session))
+    view->doubt = XS_DIRTYMAP_ROLLED_BACK;
   r = 0;
  out:
   close (fd);

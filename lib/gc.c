@@ -251,6 +251,15 @@ mark_manifest (const char *id, void *opaque)
     xs_error ("gc: manifest %s is damaged; nothing deleted", id);
     return -1;
   }
+  /* A manifest that is not its snapshot's (another's copied over it)
+   * would let gc take the real one's chunks.
+   */
+  if (xs_snapshot_check_manifest (pass->store, id, m) == -1) {
+    xs_error ("gc: manifest %s does not match its snapshot; nothing deleted",
+              id);
+    xs_manifest_free (m);
+    return -1;
+  }
   r = id_set_add_manifest (&pass->referenced, m);
   xs_manifest_free (m);
   pass->report->manifests++;

@@ -89,7 +89,7 @@ xs_head_create (const char *dir, uint64_t size, uint32_t block_size,
   if (data == NULL || map == NULL
       || create_data_file (data, size) == -1
       || xs_dirtymap_create (map, block_size, nblocks_for (size, block_size),
-                             epoch) == -1
+                             epoch, 0) == -1
       || (source_id
           && create_present_map (dir, size, block_size, source_id) == -1)
       || xs_fsync_dir (dir) == -1
@@ -167,7 +167,8 @@ free_head (struct xs_head *h)
 
 struct xs_head *
 xs_head_open (const char *dir, const char *name, uint64_t size,
-              uint32_t block_size, uint64_t epoch, const char *source_id,
+              uint32_t block_size, const struct xs_dirtymap_binding *binding,
+              const char *source_id,
               struct xs_snapreader *source, struct xs_repo *source_repo,
               const unsigned char *key)
 {
@@ -231,7 +232,7 @@ xs_head_open (const char *dir, const char *name, uint64_t size,
     goto fail;
   }
   h->dirtymap = xs_dirtymap_open (map, block_size,
-                                  nblocks_for (size, block_size), epoch);
+                                  nblocks_for (size, block_size), binding);
   if (h->dirtymap == NULL)
     goto fail;
   if (source) {

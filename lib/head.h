@@ -42,7 +42,8 @@ struct xs_head;
 struct xs_snapreader;
 
 /* Open the head in DIR as its owner.  NAME is used in messages.  SIZE,
- * BLOCK_SIZE and EPOCH come from the catalog.  SOURCE, for a clone that
+ * BLOCK_SIZE and MAP (the dirty map's epoch and session, and how to
+ * record a new session) come from the catalog.  SOURCE, for a clone that
  * is not fully hydrated, reads its snapshot SOURCE_ID from SOURCE_REPO
  * (both taken over, even on failure; NULL otherwise).  KEY, for an
  * encrypted head, is its AES-128-XTS key (XS_HEAD_KEY_LEN bytes,
@@ -52,7 +53,8 @@ struct xs_snapreader;
 struct xs_repo;
 extern struct xs_head *xs_head_open (const char *dir, const char *name,
                                      uint64_t size, uint32_t block_size,
-                                     uint64_t epoch, const char *source_id,
+                                     const struct xs_dirtymap_binding *map,
+                                     const char *source_id,
                                      struct xs_snapreader *source,
                                      struct xs_repo *source_repo,
                                      const unsigned char *key);

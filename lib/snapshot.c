@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -323,29 +324,68 @@ xs_snapshot_delete (struct xs_store *store, const struct xs_snapshot *snap)
   return r < 0 ? -1 : 0;
 }
 
-/* The key the catalog says snapshot ID is encrypted under: 0 and *KEY_ID
- * (malloc'd, "" if unencrypted), 1 if there is no record, -1.
+/* What the catalog records of a snapshot, which its manifest must agree
+ * with before anything is read through it.
+ */
+struct record {
+  char *volume_name, *name, *status, *root_hash, *key_id;
+  uint64_t size;
+  uint32_t block_size;
+  int64_t owner_pid;
+};
+
+static void
+record_clear (struct record *rec)
+{
+  free (rec->volume_name);
+  free (rec->name);
+  free (rec->status);
+  free (rec->root_hash);
+  free (rec->key_id);
+  memset (rec, 0, sizeof *rec);
+}
+
+/* The record of snapshot ID (any status): 0, 1 if there is none
+ * (reported), -1.
  */
 static int
-recorded_key (struct xs_store *store, const char *id, char **key_id)
+lookup_record (struct xs_store *store, const char *id, struct record *rec)
 {
   struct xs_catalog *cat = xs_store_catalog (store);
   sqlite3_stmt *stmt;
+  bool failed = false;
   int r = -1;
 
+  memset (rec, 0, sizeof *rec);
   xs_catalog_lock (cat);
   stmt = xs_catalog_prepare_bind (cat, "look up a snapshot",
-                                  "SELECT key_id FROM snapshots WHERE id = ?",
+                                  "SELECT volume_name, name, status,"
+                                  " root_hash, key_id, size, block_size,"
+                                  " owner_pid FROM snapshots WHERE id = ?",
                                   "s", id);
   if (stmt) {
     switch (sqlite3_step (stmt)) {
     case SQLITE_ROW:
-      *key_id = strdup ((const char *) sqlite3_column_text (stmt, 0));
-      r = *key_id ? 0 : -1;
-      if (r == -1)
+      rec->volume_name = xs_catalog_column_dup (stmt, 0, &failed);
+      rec->name = xs_catalog_column_dup (stmt, 1, &failed);
+      rec->status = xs_catalog_column_dup (stmt, 2, &failed);
+      rec->root_hash = xs_catalog_column_dup (stmt, 3, &failed);
+      rec->key_id = xs_catalog_column_dup (stmt, 4, &failed);
+      rec->size = (uint64_t) sqlite3_column_int64 (stmt, 5);
+      rec->block_size = (uint32_t) sqlite3_column_int64 (stmt, 6);
+      rec->owner_pid = sqlite3_column_int64 (stmt, 7);
+      r = 0;
+      if (failed) {
         xs_error ("cannot look up snapshot %s: %m", id);
+        record_clear (rec);
+        r = -1;
+      }
       break;
-    case SQLITE_DONE: r = 1; break;
+    case SQLITE_DONE:
+      xs_error ("snapshot %s has no record in the catalog: its manifest "
+                "cannot be checked, so it is not read", id);
+      r = 1;
+      break;
     default: xs_catalog_report (cat, "look up a snapshot");
     }
     sqlite3_finalize (stmt);
@@ -354,53 +394,103 @@ recorded_key (struct xs_store *store, const char *id, char **key_id)
   return r;
 }
 
-/* A manifest that says it is not encrypted when the catalog's record of
- * snapshot ID says it is, or names another key, is refused: it would let
- * a replaced manifest pass.
+/* A pending snapshot has no manifest to read yet: say who is sealing it
+ * and what to do, rather than that its manifest is missing.
+ */
+static void
+report_pending (const char *id, const struct record *rec)
+{
+  pid_t pid = (pid_t) rec->owner_pid;
+
+  if (pid > 0 && kill (pid, 0) == -1 && errno == ESRCH)
+    xs_error ("snapshot %s@%s (%s) is still pending, but the process that "
+              "was sealing it (process %d) no longer runs: it will never be "
+              "available; the volume's next owner or gc removes it",
+              rec->volume_name, rec->name, id, (int) pid);
+  else if (pid > 0)
+    xs_error ("snapshot %s@%s (%s) is still being sealed (pending) by "
+              "process %d; retry when it is available (snapshot create "
+              "--wait waits for sealing), or later",
+              rec->volume_name, rec->name, id, (int) pid);
+  else
+    xs_error ("snapshot %s@%s (%s) is still being sealed (pending); retry "
+              "when it is available (snapshot create --wait waits for "
+              "sealing), or later", rec->volume_name, rec->name, id);
+}
+
+/* Manifest M, read as snapshot ID's, must be what the catalog records of
+ * ID: the same id (a manifest copied over another's is refused), the
+ * same geometry and the same root (which covers every entry), and, if
+ * the snapshot is encrypted, under the recorded key (an encrypted
+ * manifest cannot be swapped for an unencrypted one).
  */
 static int
-check_recorded_key (struct xs_store *store, const char *id,
-                    const struct xs_manifest *m)
+check_record (const char *id, const struct record *rec,
+              const struct xs_manifest *m)
 {
-  char *key_id = NULL;
-  int r;
+  char root[XS_HASH128_HEX_LEN + 1];
 
-  r = recorded_key (store, id, &key_id);
-  if (r == -1)
-    return -1;
-  if (r == 0 && key_id[0] != '\0'
-      && (!xs_manifest_is_encrypted (m) || strcmp (m->key_id, key_id) != 0)) {
-    xs_error ("manifest %s: snapshot %s is encrypted under key %s, the "
-              "manifest says otherwise (tampered with)", id, id, key_id);
-    free (key_id);
+  if (strcmp (rec->status, "pending") == 0) {
+    report_pending (id, rec);
     return -1;
   }
-  free (key_id);
+  if (strcmp (m->snapshot_id, id) != 0) {
+    xs_error ("the manifest of snapshot %s describes snapshot %s (replaced "
+              "or misplaced): refusing to read it", id, m->snapshot_id);
+    return -1;
+  }
+  if (m->size != rec->size || m->block_size != rec->block_size) {
+    xs_error ("the manifest of snapshot %s is of %" PRIu64 " bytes in "
+              "%" PRIu32 "-byte blocks, the catalog records %" PRIu64
+              " bytes in %" PRIu32 "-byte blocks (tampered with): refusing "
+              "to read it", id, m->size, m->block_size, rec->size,
+              rec->block_size);
+    return -1;
+  }
+  xs_hash128_to_hex (&m->root, root);
+  if (strcmp (root, rec->root_hash) != 0) {
+    xs_error ("the manifest of snapshot %s has root %s, the catalog records "
+              "root %s (tampered with): refusing to read it", id, root,
+              rec->root_hash);
+    return -1;
+  }
+  if (rec->key_id[0] != '\0'
+      && (!xs_manifest_is_encrypted (m)
+          || strcmp (m->key_id, rec->key_id) != 0)) {
+    xs_error ("manifest %s: snapshot %s is encrypted under key %s, the "
+              "manifest says otherwise (tampered with)", id, id,
+              rec->key_id);
+    return -1;
+  }
   return 0;
 }
 
-/* Check manifest M of snapshot ID in ACCOUNT's repository against the
- * catalog's record, and for an encrypted snapshot open its data key (as
- * ACCOUNT) and check its MAC, which also covers the id.
+int
+xs_snapshot_check_manifest (struct xs_store *store, const char *id,
+                            const struct xs_manifest *m)
+{
+  struct record rec;
+  int r;
+
+  if (lookup_record (store, id, &rec) != 0)
+    return -1;
+  r = check_record (id, &rec, m);
+  record_clear (&rec);
+  return r;
+}
+
+/* Open the data key of encrypted manifest M (checked against its record)
+ * as ACCOUNT and check its MAC, which covers the id, the root and the
+ * key fields.  The key's account may be another than the snapshot's (a
+ * raw stream's snapshot stays under its sender's key).
  */
 static int
-open_manifest (struct xs_store *store, const char *account, const char *id,
-               struct xs_manifest *m)
+open_key (struct xs_store *store, const char *account, struct xs_manifest *m)
 {
   struct xs_data_key *dk;
 
-  if (check_recorded_key (store, id, m) == -1)
-    return -1;
   if (!xs_manifest_is_encrypted (m))
     return 0;
-  /* The MAC covers the id; the key's account may be another than the
-   * snapshot's (a raw stream's snapshot stays under its sender's key).
-   */
-  if (strcmp (m->snapshot_id, id) != 0) {
-    xs_error ("manifest %s: it describes snapshot %s (tampered with)", id,
-              m->snapshot_id);
-    return -1;
-  }
   dk = xs_key_open_data_key (store, account, m->key_account, m->key_id,
                              m->data_key);
   if (dk == NULL)
@@ -408,32 +498,46 @@ open_manifest (struct xs_store *store, const char *account, const char *id,
   return xs_manifest_authenticate (m, dk);
 }
 
+/* Every manifest is loaded here: the catalog's record first (a pending
+ * snapshot has none to read yet), then the manifest, checked against it
+ * before anyone reads through it.
+ */
 static struct xs_manifest *
 load_manifest (struct xs_store *store, const char *account,
-               const char *region, const char *id, bool open_key)
+               const char *region, const char *id, bool with_key)
 {
-  struct xs_repo *repo = xs_store_repo (store, account, region);
+  struct xs_repo *repo = NULL;
   struct xs_manifest *m = NULL;
+  struct record rec;
   void *data = NULL;
   size_t len;
   int r;
 
-  if (repo == NULL)
+  if (lookup_record (store, id, &rec) != 0)
     return NULL;
+  if (strcmp (rec.status, "pending") == 0) {
+    report_pending (id, &rec);
+    goto out;
+  }
+  repo = xs_store_repo (store, account, region);
+  if (repo == NULL)
+    goto out;
   r = xs_repo_get_manifest (repo, id, &data, &len);
   if (r == 1)
     xs_error ("the manifest of snapshot %s is missing from region '%s'", id,
               region);
   else if (r == 0) {
     m = xs_manifest_parse (data, len, id);
-    if (m && (open_key ? open_manifest (store, account, id, m)
-              : check_recorded_key (store, id, m)) == -1) {
+    if (m && (check_record (id, &rec, m) == -1
+              || (with_key && open_key (store, account, m) == -1))) {
       xs_manifest_free (m);
       m = NULL;
     }
   }
+ out:
   free (data);
   xs_repo_close (repo);
+  record_clear (&rec);
   return m;
 }
 

@@ -76,7 +76,11 @@ extern int xs_snapshot_delete (struct xs_store *store,
                                const struct xs_snapshot *snap);
 
 /* Load and verify a snapshot's manifest from its repository, by id (which
- * may be a deleted snapshot still retained).  An encrypted snapshot's
+ * may be a deleted snapshot still retained).  The manifest must be what
+ * the catalog records of ID: its id, size, block size and root hash (so
+ * a manifest copied over another's, or a record edited, is refused with
+ * an error and nothing is read through it); a pending snapshot is
+ * refused with who is sealing it.  An encrypted snapshot's
  * manifest is authenticated under its data key, which is left open in
  * m->dk for reading its chunks: this fails if the key is disabled, the
  * master key is missing, or anything was tampered with.
@@ -93,6 +97,13 @@ extern struct xs_manifest *
 xs_snapshot_load_manifest_unopened (struct xs_store *store,
                                     const char *account, const char *region,
                                     const char *id);
+
+/* Check manifest M, read from outside this module (gc lists manifests and
+ * parses them itself), against the catalog's record of snapshot ID as the
+ * loads above do.  0, or -1 with an error.
+ */
+extern int xs_snapshot_check_manifest (struct xs_store *store, const char *id,
+                                       const struct xs_manifest *m);
 
 /* Load the manifest of snapshot ID wherever it lives (any account,
  * region or status; a clone of a shared snapshot reads its source from

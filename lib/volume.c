@@ -26,7 +26,8 @@
 
 #define VOLUME_COLUMNS \
   "id, account, region, name, size, block_size, created_ns, cbt_epoch," \
-  " base_snapshot_id, source_snapshot_id, key_id, data_key, head_cipher"
+  " base_snapshot_id, source_snapshot_id, key_id, data_key, head_cipher," \
+  " dirtymap_session"
 
 void
 xs_volume_clear (struct xs_volume *vol)
@@ -98,6 +99,7 @@ row_to_volume (sqlite3_stmt *stmt, struct xs_volume *vol)
   vol->key_id = strdup ((const char *) sqlite3_column_text (stmt, 10));
   vol->data_key = strdup ((const char *) sqlite3_column_text (stmt, 11));
   vol->head_cipher = strdup ((const char *) sqlite3_column_text (stmt, 12));
+  vol->dirtymap_session = (uint64_t) sqlite3_column_int64 (stmt, 13);
   if (vol->account == NULL || vol->region == NULL || vol->name == NULL
       || vol->base_snapshot_id == NULL || vol->source_snapshot_id == NULL
       || vol->key_id == NULL || vol->data_key == NULL
@@ -199,7 +201,8 @@ insert_volume (struct xs_catalog *cat, const struct xs_volume *vol)
 
   stmt = xs_catalog_prepare (cat,
                              "INSERT INTO volumes (" VOLUME_COLUMNS ")"
-                             " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                             " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?,"
+                             " ?)",
                              "record the new volume");
   if (stmt == NULL)
     return -1;
@@ -216,6 +219,7 @@ insert_volume (struct xs_catalog *cat, const struct xs_volume *vol)
   sqlite3_bind_text (stmt, 11, vol->key_id, -1, SQLITE_STATIC);
   sqlite3_bind_text (stmt, 12, vol->data_key, -1, SQLITE_STATIC);
   sqlite3_bind_text (stmt, 13, vol->head_cipher, -1, SQLITE_STATIC);
+  sqlite3_bind_int64 (stmt, 14, (int64_t) vol->dirtymap_session);
   if (sqlite3_step (stmt) != SQLITE_DONE) {
     if (sqlite3_extended_errcode (xs_catalog_db (cat))
         == SQLITE_CONSTRAINT_UNIQUE)
@@ -676,6 +680,55 @@ head_key (struct xs_store *store, const struct xs_volume *vol,
   return 0;
 }
 
+/* The catalog's session of VOL's dirty map (dirtymap.h), read afresh:
+ * another owner may have opened the volume since VOL was read.  0 and
+ * *SESSION, or -1.  Holding the catalog lock.
+ */
+static int
+map_session (struct xs_catalog *cat, const struct xs_volume *vol,
+             uint64_t *session)
+{
+  int64_t value;
+  int r = xs_catalog_query_int (cat, "read the dirty map's session", &value,
+                                "SELECT dirtymap_session FROM volumes"
+                                " WHERE id = ?", "s", vol->id);
+
+  if (r == 1)
+    xs_error ("cannot open volume '%s': it no longer exists", vol->name);
+  *session = (uint64_t) value;
+  return r == 0 ? 0 : -1;
+}
+
+/* The owner opening VOL's head starts a new session of its dirty map:
+ * the catalog's (*PREVIOUS) counted up, committed before any write.
+ */
+struct map_owner {
+  struct xs_store *store;
+  const struct xs_volume *vol;
+};
+
+static int
+start_map_session (uint64_t *previous, void *opaque)
+{
+  const struct map_owner *owner = opaque;
+  struct xs_catalog *cat = xs_store_catalog (owner->store);
+  int r = -1;
+
+  xs_catalog_lock (cat);
+  if (xs_catalog_begin (cat) == 0
+      && map_session (cat, owner->vol, previous) == 0
+      && xs_catalog_run (cat, "record the dirty map's session",
+                         "UPDATE volumes SET dirtymap_session = ?2"
+                         " WHERE id = ?1", "si", owner->vol->id,
+                         (int64_t) (*previous + 1)) == 1
+      && xs_catalog_commit (cat) == 0)
+    r = 0;
+  else
+    xs_catalog_rollback (cat);
+  xs_catalog_unlock (cat);
+  return r;
+}
+
 struct xs_head *
 xs_volume_open_head_cached (struct xs_store *store,
                             const struct xs_volume *vol,
@@ -700,7 +753,11 @@ xs_volume_open_head_cached (struct xs_store *store,
     return NULL;
   }
   head = xs_head_open (dir, vol->name, vol->size, vol->block_size,
-                       vol->cbt_epoch, vol->source_snapshot_id, source, repo,
+                       &(struct xs_dirtymap_binding) {
+                         .epoch = vol->cbt_epoch,
+                         .start_session = start_map_session,
+                         .opaque = &(struct map_owner) { store, vol } },
+                       vol->source_snapshot_id, source, repo,
                        keyed == 0 ? key : NULL);
   OPENSSL_cleanse (key, sizeof key);
   free (dir);
@@ -865,13 +922,20 @@ xs_volume_reset (struct xs_store *store, struct xs_volume *vol,
     r = 0;
   if (r == 0) {
     /* The dirty map of the old epoch is now meaningless: start afresh. */
+    struct xs_catalog *cat = xs_store_catalog (store);
+    uint64_t session;
     char *map;
-    r = -1;
-    if (asprintf (&map, "%s/dirtymap", dir) != -1) {
+    xs_catalog_lock (cat);
+    r = map_session (cat, vol, &session);
+    xs_catalog_unlock (cat);
+    if (r == 0 && asprintf (&map, "%s/dirtymap", dir) == -1)
+      r = -1;
+    if (r == 0) {
       unlink (map);
       r = xs_dirtymap_create (map, vol->block_size,
                               (snap.size + vol->block_size - 1)
-                              / vol->block_size, vol->cbt_epoch + 1);
+                              / vol->block_size, vol->cbt_epoch + 1,
+                              session);
       free (map);
     }
   }
@@ -1156,9 +1220,12 @@ xs_volume_stage_open_head (struct xs_volume_stage *stage)
 {
   const struct xs_volume *vol = &stage->vol;
 
+  /* No row yet: the map keeps the session a new row starts with. */
   return xs_head_open (stage->dir, vol->name, vol->size, vol->block_size,
-                       vol->cbt_epoch, vol->source_snapshot_id, NULL, NULL,
-                       NULL);
+                       &(struct xs_dirtymap_binding) {
+                         .epoch = vol->cbt_epoch,
+                         .session = vol->dirtymap_session },
+                       vol->source_snapshot_id, NULL, NULL, NULL);
 }
 
 /* Insert the row and move the head into place, holding the catalog lock.

@@ -30,6 +30,7 @@ struct xs_volume {
   uint32_t block_size;
   int64_t created_ns;
   uint64_t cbt_epoch;
+  uint64_t dirtymap_session;    /* the owner's open its dirty map is of */
   char *base_snapshot_id;       /* what the dirty map is relative to, or "" */
   char *source_snapshot_id;     /* a clone's source while unhydrated, or "" */
   char *key_id;                 /* encrypted: the account key, else "" */

@@ -106,7 +106,9 @@ struct fixture {
 static struct xs_head *
 open_head (struct fixture *f, const unsigned char *key)
 {
-  return xs_head_open (f->dir, "enc", SIZE, BLOCK, 0, NULL, NULL, NULL, key);
+  return xs_head_open (f->dir, "enc", SIZE, BLOCK,
+                       &(struct xs_dirtymap_binding) { 0 }, NULL, NULL, NULL,
+                       key);
 }
 
 static void
