@@ -99,11 +99,15 @@ xs_region_add (struct xs_store *store, const char *actor, const char *name,
       || require_admin (store, actor, "xsnap:CreateRegion", name) == -1
       || region_exists (cat, name) == -1)
     return -1;
-  if (backend_url == NULL
-      && asprintf (&url, "file://%s/regions/%s/repo", xs_store_path (store),
-                   name) == -1) {
-    xs_error ("cannot add region '%s': %m", name);
-    return -1;
+  /* The default repository is inside the region's directory. */
+  if (backend_url == NULL) {
+    if (xs_store_make_region_dirs (xs_store_path (store), name) == -1)
+      return -1;
+    if (asprintf (&url, "file://%s/regions/%s/repo", xs_store_path (store),
+                  name) == -1) {
+      xs_error ("cannot add region '%s': %m", name);
+      return -1;
+    }
   }
   /* It must open (and for remote stores, answer) and be free for this
    * region before it is usable.
