@@ -42,6 +42,7 @@ xsB init -q
 check "store B: region add on the same bucket and prefix is refused" -- \
   fails xsB region add r2 --backend "$url"
 like "$(err)" "owned by another xsnap store \\($idA" "  naming the store that owns it"
+mkdir -p "$storeB/regions/r2/volumes"
 sqlite3 "$storeB/xsnap.db" \
   "INSERT OR REPLACE INTO regions (name, backend, created_ns) VALUES ('r2', '$url', 0)"
 check "store B: gc there is refused" -- fails xsB --region r2 gc
