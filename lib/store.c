@@ -237,7 +237,7 @@ check_no_store_data (const char *path)
 }
 
 /* The owner mark this store writes for REGION. */
-static int
+static void
 owner_of (const char *store_id, const char *store_path, const char *region,
           struct xs_repo_owner *owner)
 {
@@ -248,7 +248,6 @@ owner_of (const char *store_id, const char *store_path, const char *region,
   snprintf (owner->region, sizeof owner->region, "%s", region);
   snprintf (owner->path, sizeof owner->path, "%s", abs ? abs : store_path);
   free (abs);
-  return 0;
 }
 
 static void
@@ -263,7 +262,7 @@ report_owned_by_other (const char *region, struct xs_backend *backend,
 }
 
 /* Claim or check the repository at BACKEND for REGION of the store
- * STORE_ID at STORE_PATH (see xs_store_claim).  SAME_REGION_URL, if not
+ * STORE_ID at STORE_PATH (see xs_store_claim).  REGION_URL, if not
  * NULL, gives the backend URL of a region of this store by name (to
  * tell a stale mark of a removed region from a region in use).
  */
@@ -431,7 +430,7 @@ ensure_store_id (struct xs_store *store)
     if (r == 1
         && (xs_catalog_set_setting (cat, "store_id", id) == -1
             || xs_catalog_run (cat, "record the store's unmarked regions",
-                               "INSERT INTO settings (key, value)"
+                               "INSERT OR REPLACE INTO settings (key, value)"
                                " SELECT 'unmarked_regions',"
                                " coalesce (group_concat (name, ' '), '')"
                                " FROM regions", "") == -1
