@@ -135,6 +135,37 @@ file_open (const char *url, const char *location, void **impl)
   return 0;
 }
 
+/* A new repository's directory may be made, but not its parents: a
+ * mistyped or unmounted path must not grow a tree from the root down.
+ */
+static int
+file_check_new (const char *url, const char *location)
+{
+  char *path = file_url_to_path (url, location), *slash;
+  struct stat st;
+  int r = 0;
+
+  if (path == NULL)
+    return -1;
+  while ((slash = strrchr (path, '/')) != NULL && slash[1] == '\0'
+         && slash != path)
+    *slash = '\0';             /* trailing slashes */
+  if (stat (path, &st) == 0 && S_ISDIR (st.st_mode))
+    goto out;                   /* exists: nothing to make */
+  slash = strrchr (path, '/');
+  if (slash == path)
+    slash++;                    /* "/dir": the parent is "/" */
+  *slash = '\0';
+  if (stat (path, &st) == -1 || !S_ISDIR (st.st_mode)) {
+    xs_error ("cannot use %s for a new repository: its parent directory "
+              "%s does not exist (create it first)", url, path);
+    r = -1;
+  }
+ out:
+  free (path);
+  return r;
+}
+
 static void
 file_close (void *impl)
 {
@@ -791,6 +822,7 @@ file_remove_stale_temps (void *impl, unsigned older_than_seconds)
 const struct xs_backend_ops xs_backend_file_ops = {
   .scheme = "file",
   .open = file_open,
+  .check_new = file_check_new,
   .close = file_close,
   .put = file_put,
   .get = file_get,

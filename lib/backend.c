@@ -150,23 +150,33 @@ url_scheme_length (const char *url)
   return 0;
 }
 
-struct xs_backend *
-xs_backend_open (const char *url)
+/* The implementation for URL's scheme, or NULL with an error. */
+static const struct xs_backend_ops *
+ops_of_url (const char *url, size_t *scheme_len)
 {
-  size_t scheme_len = url_scheme_length (url);
   const struct xs_backend_ops *ops;
-  struct xs_backend *backend;
 
-  if (scheme_len == 0) {
+  *scheme_len = url_scheme_length (url);
+  if (*scheme_len == 0) {
     xs_error ("unsupported backend URL '%s': not a URL "
               "(want file:///absolute/path or s3://bucket[/prefix])", url);
     return NULL;
   }
-  ops = find_backend (url, scheme_len);
-  if (ops == NULL) {
-    report_unknown_scheme (url, scheme_len);
+  ops = find_backend (url, *scheme_len);
+  if (ops == NULL)
+    report_unknown_scheme (url, *scheme_len);
+  return ops;
+}
+
+struct xs_backend *
+xs_backend_open (const char *url)
+{
+  size_t scheme_len;
+  const struct xs_backend_ops *ops = ops_of_url (url, &scheme_len);
+  struct xs_backend *backend;
+
+  if (ops == NULL)
     return NULL;
-  }
   backend = calloc (1, sizeof *backend);
   if (backend == NULL || (backend->url = strdup (url)) == NULL) {
     xs_error ("cannot allocate backend: %m");
@@ -181,6 +191,18 @@ xs_backend_open (const char *url)
     return NULL;
   }
   return backend;
+}
+
+struct xs_backend *
+xs_backend_open_new (const char *url)
+{
+  size_t scheme_len;
+  const struct xs_backend_ops *ops = ops_of_url (url, &scheme_len);
+
+  if (ops == NULL
+      || (ops->check_new && ops->check_new (url, url + scheme_len + 1) == -1))
+    return NULL;
+  return xs_backend_open (url);
 }
 
 void
@@ -308,12 +330,41 @@ xs_backend_exists (struct xs_backend *backend, const char *key)
   return backend->ops->exists (backend->impl, key);
 }
 
+/* What xs_backend_list passes on: only valid keys under the folder.  An
+ * implementation's keys may come from a server, which may answer with
+ * anything.
+ */
+struct list_filter {
+  const char *folder;
+  size_t folder_len;
+  xs_backend_list_fn fn;
+  void *opaque;
+};
+
+static int
+list_filtered (const char *key, void *opaque)
+{
+  struct list_filter *filter = opaque;
+
+  if ((filter->folder_len > 0
+       && (strncmp (key, filter->folder, filter->folder_len) != 0
+           || key[filter->folder_len] != '/'))
+      || xs_backend_key_problem (key) != NULL) {
+    xs_debug ("ignoring listed key '%.200s': not a key under '%s'", key,
+              filter->folder);
+    return 0;
+  }
+  return filter->fn (key, filter->opaque);
+}
+
 int
 xs_backend_list (struct xs_backend *backend, const char *prefix,
                  xs_backend_list_fn fn, void *opaque)
 {
   char folder[XS_BACKEND_KEY_MAX + 2];
   size_t len = strlen (prefix);
+  struct list_filter filter = { .folder = folder, .fn = fn,
+                                .opaque = opaque };
 
   if (len > XS_BACKEND_KEY_MAX) {
     xs_error ("invalid object prefix '%.100s': too long", prefix);
@@ -324,7 +375,8 @@ xs_backend_list (struct xs_backend *backend, const char *prefix,
     folder[len - 1] = '\0';
   if (folder[0] != '\0' && !xs_backend_key_is_valid (folder))
     return -1;
-  return backend->ops->list (backend->impl, folder, fn, opaque);
+  filter.folder_len = strlen (folder);
+  return backend->ops->list (backend->impl, folder, list_filtered, &filter);
 }
 
 int

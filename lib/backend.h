@@ -29,6 +29,11 @@ struct xs_backend;
  * with an error for a bad or unsupported URL.
  */
 extern struct xs_backend *xs_backend_open (const char *url);
+/* The same for a repository about to be made: a file:// directory is made
+ * only if its parent exists (a mistyped path is refused, not made from
+ * the root down).
+ */
+extern struct xs_backend *xs_backend_open_new (const char *url);
 extern void xs_backend_close (struct xs_backend *backend);
 extern const char *xs_backend_url (const struct xs_backend *backend);
 
@@ -94,7 +99,8 @@ extern int xs_backend_exists (struct xs_backend *backend, const char *key);
 
 /* Call fn for each key under the folder prefix ("a/b" or "a/b/" lists
  * "a/b/c" and "a/b/c/d", not "a/bc"; "" lists everything), in no
- * particular order.  Temporary files are never listed.  A non-zero return
+ * particular order.  Only valid keys under the folder reach fn, whatever
+ * the implementation (or its server) lists.  Temporary files are never listed.  A non-zero return
  * from fn stops the listing and is returned; otherwise returns 0, or -1 on
  * error.  Keys put or deleted during the listing may or may not be seen.
  */
@@ -132,6 +138,10 @@ struct xs_backend_ops {
   bool remote;
   /* location is the URL after "scheme:"; sets *impl. */
   int (*open) (const char *url, const char *location, void **impl);
+  /* Optional: may a new repository be made at location?  0, or -1 with
+   * an error (for xs_backend_open_new).
+   */
+  int (*check_new) (const char *url, const char *location);
   void (*close) (void *impl);
   /* Returns 1 stored, 0 present (only when if_absent), -1 error. */
   int (*put) (void *impl, const char *key, const void *data, size_t len,

@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "catalog.h"
@@ -437,8 +438,19 @@ open_catalog (const char *path, bool create, int target)
 {
   struct xs_catalog *cat;
   pthread_mutexattr_t attr;
+  struct stat st;
   int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_FULLMUTEX;
 
+  if (stat (path, &st) == 0 && S_ISREG (st.st_mode) && st.st_size == 0) {
+    /* SQLite would take it for a new database and give it a fresh,
+     * empty schema: a truncated or lost catalog would silently become a
+     * store that knows nothing of its data.
+     */
+    xs_error ("cannot open catalog %s: the file is empty (0 bytes), so it "
+              "is not a catalog (truncated or lost?): restore it from a "
+              "backup", path);
+    return NULL;
+  }
   if (!create && access (path, F_OK) == -1) {
     xs_error ("cannot open catalog %s: %m", path);
     return NULL;

@@ -136,10 +136,12 @@ string_list_add (struct string_list *list, const char *text)
   return 0;
 }
 
-/* Collect the first column of SQL's rows (one text parameter). */
+/* Collect the first column of SQL's rows (text parameters ?1 and ?2;
+ * P2 may be NULL when SQL has no ?2).
+ */
 static int
-query_strings (struct xs_catalog *cat, const char *sql, const char *param,
-               struct string_list *out)
+query_strings (struct xs_catalog *cat, const char *sql, const char *p1,
+               const char *p2, struct string_list *out)
 {
   sqlite3_stmt *stmt;
   int r = -1, step;
@@ -147,7 +149,9 @@ query_strings (struct xs_catalog *cat, const char *sql, const char *param,
   xs_catalog_lock (cat);
   stmt = xs_catalog_prepare (cat, sql, "read the catalog for gc");
   if (stmt) {
-    sqlite3_bind_text (stmt, 1, param, -1, SQLITE_STATIC);
+    sqlite3_bind_text (stmt, 1, p1, -1, SQLITE_STATIC);
+    if (p2)
+      sqlite3_bind_text (stmt, 2, p2, -1, SQLITE_STATIC);
     while ((step = sqlite3_step (stmt)) == SQLITE_ROW)
       if (string_list_add (out, (const char *) sqlite3_column_text (stmt, 0))
           == -1)
@@ -162,50 +166,28 @@ query_strings (struct xs_catalog *cat, const char *sql, const char *param,
   return r;
 }
 
-/* Deleted snapshots of REGION that no volume needs any more. */
-static int
-purge_deleted (struct xs_store *store, const char *region,
-               struct xs_gc_report *report)
-{
-  struct xs_catalog *cat = xs_store_catalog (store);
-  struct string_list rows = { 0 };
-  int r = -1;
-
-  if (query_strings (cat,
-                     "SELECT id || ' ' || account FROM snapshots"
-                     " WHERE region = ?1 AND status = 'deleted'"
-                     " AND id NOT IN (SELECT base_snapshot_id FROM volumes"
-                     "                UNION SELECT source_snapshot_id"
-                     "                FROM volumes)", region, &rows) == -1)
-    goto out;
-  for (size_t i = 0; i < rows.len; i++) {
-    char *space = strchr (rows.items[i], ' ');
-    struct xs_repo *repo;
-    *space = '\0';
-    repo = xs_store_repo (store, space + 1, region);
-    if (repo == NULL || xs_repo_delete_manifest (repo, rows.items[i]) == -1) {
-      xs_repo_close (repo);
-      goto out;
-    }
-    xs_repo_close (repo);
-    if (run_sql (cat, "DELETE FROM snapshots WHERE id = ?", rows.items[i],
-                 "purge a deleted snapshot") == -1)
-      goto out;
-    report->purged_snapshots++;
-  }
-  r = 0;
- out:
-  string_list_free (&rows);
-  return r;
-}
+/* The snapshots some volume needs: as the base of its changed-block map
+ * or the source of an unhydrated clone.  A deleted snapshot that none
+ * needs is purged; every other non-pending one is kept.  (NULLs are left
+ * out: "x NOT IN" a set with a NULL is never true.)
+ */
+#define NEEDED "(SELECT base_snapshot_id FROM volumes" \
+  " WHERE base_snapshot_id IS NOT NULL" \
+  " UNION SELECT source_snapshot_id FROM volumes" \
+  " WHERE source_snapshot_id IS NOT NULL)"
+#define PURGEABLE "status = 'deleted' AND id NOT IN " NEEDED
+#define KEPT "(status = 'available' OR (status = 'deleted' AND id IN " \
+  NEEDED "))"
 
 struct account_pass {
   struct xs_store *store;
   struct xs_repo *repo;
+  const char *account;
   const char *region;
   struct id_set referenced;
+  struct string_list purgeable;         /* deleted snapshots to purge */
+  struct string_list orphans;           /* manifests without a row */
   struct xs_gc_report *report;
-  int error;
 };
 
 /* Is there a catalog row for manifest ID (any status)? */
@@ -216,54 +198,90 @@ has_row (struct xs_store *store, const char *id)
   int r;
 
   r = query_strings (xs_store_catalog (store),
-                     "SELECT id FROM snapshots WHERE id = ?", id, &found);
+                     "SELECT id FROM snapshots WHERE id = ?", id, NULL,
+                     &found);
   if (r == 0)
     r = found.len > 0;
   string_list_free (&found);
   return r;
 }
 
+/* Mark what every snapshot the catalog keeps in the account and region
+ * references, from its manifest, whether or not a listing shows it: a
+ * manifest that cannot be read protects chunks we cannot name, so it
+ * stops gc before anything is deleted.
+ */
 static int
-mark_manifest (const char *id, void *opaque)
+mark_kept_snapshots (struct account_pass *pass)
+{
+  struct string_list kept = { 0 };
+  int r = -1;
+
+  if (query_strings (xs_store_catalog (pass->store),
+                     "SELECT id FROM snapshots WHERE account = ?1"
+                     " AND region = ?2 AND " KEPT " ORDER BY id",
+                     pass->account, pass->region, &kept) == -1)
+    goto out;
+  for (size_t i = 0; i < kept.len; i++) {
+    struct xs_manifest *m;
+
+    m = xs_snapshot_load_manifest_unopened (pass->store, pass->account,
+                                            pass->region, kept.items[i]);
+    if (m == NULL) {
+      xs_error ("gc of region '%s': snapshot %s of account '%s' is in the "
+                "catalog but its manifest cannot be read; nothing deleted",
+                pass->region, kept.items[i], pass->account);
+      goto out;
+    }
+    if (id_set_add_manifest (&pass->referenced, m) == -1) {
+      xs_manifest_free (m);
+      goto out;
+    }
+    xs_manifest_free (m);
+    pass->report->manifests++;
+  }
+  r = 0;
+ out:
+  string_list_free (&kept);
+  return r;
+}
+
+/* For the listing of manifests: those without a row are orphans. */
+static int
+find_orphan (const char *id, void *opaque)
 {
   struct account_pass *pass = opaque;
-  struct xs_manifest *m;
-  void *data;
-  size_t len;
   int r = has_row (pass->store, id);
 
-  if (r == -1)
-    return -1;
-  if (r == 0) {
+  if (r == 0)
+    return string_list_add (&pass->orphans, id);
+  return r == 1 ? 0 : -1;
+}
+
+static int
+purge_snapshots (struct account_pass *pass)
+{
+  for (size_t i = 0; i < pass->purgeable.len; i++) {
+    if (xs_repo_delete_manifest (pass->repo, pass->purgeable.items[i]) == -1
+        || run_sql (xs_store_catalog (pass->store),
+                    "DELETE FROM snapshots WHERE id = ?",
+                    pass->purgeable.items[i],
+                    "purge a deleted snapshot") == -1)
+      return -1;
+    pass->report->purged_snapshots++;
+  }
+  return 0;
+}
+
+static int
+remove_orphans (struct account_pass *pass)
+{
+  for (size_t i = 0; i < pass->orphans.len; i++) {
+    if (xs_repo_delete_manifest (pass->repo, pass->orphans.items[i]) == -1)
+      return -1;
     pass->report->orphan_manifests++;
-    return xs_repo_delete_manifest (pass->repo, id) == -1 ? -1 : 0;
   }
-  /* A manifest that cannot be read protects nothing we can name: stop,
-   * rather than delete chunks it may need.
-   */
-  if (xs_repo_get_manifest (pass->repo, id, &data, &len) != 0) {
-    xs_error ("gc: cannot read manifest %s; nothing deleted", id);
-    return -1;
-  }
-  m = xs_manifest_parse (data, len, id);
-  free (data);
-  if (m == NULL) {
-    xs_error ("gc: manifest %s is damaged; nothing deleted", id);
-    return -1;
-  }
-  /* A manifest that is not its snapshot's (another's copied over it)
-   * would let gc take the real one's chunks.
-   */
-  if (xs_snapshot_check_manifest (pass->store, id, m) == -1) {
-    xs_error ("gc: manifest %s does not match its snapshot; nothing deleted",
-              id);
-    xs_manifest_free (m);
-    return -1;
-  }
-  r = id_set_add_manifest (&pass->referenced, m);
-  xs_manifest_free (m);
-  pass->report->manifests++;
-  return r;
+  return 0;
 }
 
 static int
@@ -279,28 +297,40 @@ sweep_chunk (const struct xs_hash128 *id, void *opaque)
   return xs_repo_delete_chunk (pass->repo, id) == -1 ? -1 : 0;
 }
 
+/* One account's repository in the region: everything is decided (what is
+ * live, what to purge, which manifests are orphans) before anything is
+ * deleted.
+ */
 static int
 collect_account (struct xs_store *store, const char *account,
                  const char *region, struct xs_gc_report *report)
 {
   struct account_pass pass = {
-    .store = store, .region = region, .report = report,
+    .store = store, .account = account, .region = region, .report = report,
   };
   int r = -1;
 
   pass.repo = xs_store_repo (store, account, region);
   if (pass.repo == NULL)
     return -1;
-  if (xs_repo_list_manifests (pass.repo, mark_manifest, &pass) != 0
+  if (query_strings (xs_store_catalog (store),
+                     "SELECT id FROM snapshots WHERE account = ?1"
+                     " AND region = ?2 AND " PURGEABLE,
+                     account, region, &pass.purgeable) == -1
+      || mark_kept_snapshots (&pass) == -1
       || xs_recvstate_chunks (store, region, keep_received_chunk,
-                              &pass.referenced) != 0)
+                              &pass.referenced) != 0
+      || xs_repo_list_manifests (pass.repo, find_orphan, &pass) != 0)
     goto out;
   id_set_finish (&pass.referenced);
-  if (xs_repo_list_chunks (pass.repo, sweep_chunk, &pass) != 0)
+  if (purge_snapshots (&pass) == -1 || remove_orphans (&pass) == -1
+      || xs_repo_list_chunks (pass.repo, sweep_chunk, &pass) != 0)
     goto out;
   r = 0;
  out:
   free (pass.referenced.ids);
+  string_list_free (&pass.purgeable);
+  string_list_free (&pass.orphans);
   xs_repo_close (pass.repo);
   return r;
 }
@@ -318,6 +348,11 @@ xs_gc_region (struct xs_store *store, const char *region,
   lock_fd = xs_snapshot_gc_lock (store, region, true);
   if (lock_fd == -1)
     return -1;
+  /* Only what this store owns is collected: the owner mark is read again
+   * from the backend, under the lock, before anything changes.
+   */
+  if (xs_store_check_owner (store, region) == -1)
+    goto out;
   stale = run_sql (xs_store_catalog (store),
                    "DELETE FROM snapshots WHERE region = ?"
                    " AND status = 'pending'",
@@ -325,10 +360,9 @@ xs_gc_region (struct xs_store *store, const char *region,
   if (stale == -1)
     goto out;
   report->stale_pending = (uint64_t) stale;
-  if (purge_deleted (store, region, report) == -1
-      || query_strings (xs_store_catalog (store),
-                        "SELECT id FROM accounts WHERE ?1 IS NOT NULL",
-                        region, &accounts) == -1)
+  if (query_strings (xs_store_catalog (store),
+                     "SELECT id FROM accounts WHERE ?1 IS NOT NULL",
+                     region, NULL, &accounts) == -1)
     goto out;
   for (size_t i = 0; i < accounts.len; i++)
     if (collect_account (store, accounts.items[i], region, report) == -1)

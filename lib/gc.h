@@ -6,16 +6,21 @@
  * records a pending snapshot until that snapshot is committed or gone, so
  * gc waits for them and they wait for gc), it:
  *
+ *   0. checks, from the backend, that the region's repository is this
+ *      store's (the owner mark, store.h); another store's is refused;
  *   1. removes pending records (under the lock, their takers are dead);
- *   2. purges deleted snapshots that no volume still needs (as the base
+ *   2. for each account, loads the manifest of every snapshot the catalog
+ *      keeps in the region (not from a listing): one that is missing or
+ *      unreadable stops gc before anything of the account is deleted;
+ *   3. purges deleted snapshots that no volume still needs (as the base
  *      of its changed-block map or the source of an unhydrated clone):
  *      manifest, then row;
- *   3. removes manifests that have no row (a crash between writing a
+ *   4. removes manifests that have no row (a crash between writing a
  *      manifest and recording it);
- *   4. removes every chunk that no remaining manifest references and no
+ *   5. removes every chunk that no kept manifest references and no
  *      interrupted receive holds (it may yet be resumed);
- *   5. removes temporary files left by writers that died;
- *   6. removes the staged heads of volume creations (imports) that died
+ *   6. removes temporary files left by writers that died;
+ *   7. removes the staged heads of volume creations (imports) that died
  *      before their commit (volume.h).
  */
 #ifndef XSNAP_GC_H

@@ -11,6 +11,7 @@
 #include "fileio.h"
 #include "names.h"
 #include "region.h"
+#include "repo.h"
 
 json_t *
 xs_region_to_json (const struct xs_region *region)
@@ -43,41 +44,90 @@ check_group (const char *group)
   return xs_name_check ("region group", group);
 }
 
+/* Open the backend of a region about to be added and claim it for the
+ * region (store.h, xs_store_claim): a repository another store owns, or
+ * one that holds data without an owner mark, is refused.  Sets *claimed
+ * when the mark was written now.
+ */
+static struct xs_backend *
+open_new_backend (struct xs_store *store, const char *name, const char *url,
+                  bool *claimed)
+{
+  struct xs_backend *backend = xs_backend_open_new (url);
+  int r;
+
+  if (backend == NULL)
+    return NULL;
+  r = xs_store_claim (store, name, backend, false);
+  if (r == -1) {
+    xs_backend_close (backend);
+    return NULL;
+  }
+  *claimed = r == 1;
+  return backend;
+}
+
+static int
+region_exists (struct xs_catalog *cat, const char *name)
+{
+  int64_t found;
+  int r;
+
+  xs_catalog_lock (cat);
+  r = xs_catalog_query_int (cat, "look up a region", &found,
+                            "SELECT 1 FROM regions WHERE name = ?", "s",
+                            name);
+  xs_catalog_unlock (cat);
+  if (r == 0)
+    xs_error ("cannot add region '%s': it exists already", name);
+  return r == 1 ? 0 : -1;
+}
+
 int
 xs_region_add (struct xs_store *store, const char *actor, const char *name,
                const char *backend_url, const char *group)
 {
   struct xs_catalog *cat = xs_store_catalog (store);
-  struct xs_backend *probe;
+  struct xs_backend *backend;
   char *url = NULL, detail[256];
+  bool claimed = false;
   int64_t r;
 
   if (group == NULL)
     group = "default";
   if (xs_name_check ("region", name) == -1 || check_group (group) == -1
       || require_admin (store, actor, "xsnap:CreateRegion", name) == -1
-      || xs_store_make_region_dirs (xs_store_path (store), name) == -1)
+      || region_exists (cat, name) == -1)
     return -1;
-  if (backend_url == NULL
-      && asprintf (&url, "file://%s/regions/%s/repo", xs_store_path (store),
-                   name) == -1) {
-    xs_error ("cannot add region '%s': %m", name);
-    return -1;
+  /* The default repository is inside the region's directory. */
+  if (backend_url == NULL) {
+    if (xs_store_make_region_dirs (xs_store_path (store), name) == -1)
+      return -1;
+    if (asprintf (&url, "file://%s/regions/%s/repo", xs_store_path (store),
+                  name) == -1) {
+      xs_error ("cannot add region '%s': %m", name);
+      return -1;
+    }
   }
-  /* It must open (and for remote stores, answer) before it is usable. */
-  probe = xs_backend_open (backend_url ? backend_url : url);
-  if (probe == NULL) {
+  /* It must open (and for remote stores, answer) and be free for this
+   * region before it is usable.
+   */
+  backend = open_new_backend (store, name, backend_url ? backend_url : url,
+                              &claimed);
+  if (backend == NULL) {
     free (url);
     return -1;
   }
-  xs_backend_close (probe);
-  xs_catalog_lock (cat);
-  r = xs_catalog_run (cat, "add a region",
-                      "INSERT OR IGNORE INTO regions (name, backend, grp,"
-                      " created_ns) VALUES (?, ?, ?, ?)", "sssi", name,
-                      backend_url ? backend_url : url, group,
-                      xs_wall_clock_ns ());
-  xs_catalog_unlock (cat);
+  r = xs_store_make_region_dirs (xs_store_path (store), name);
+  if (r == 0) {
+    xs_catalog_lock (cat);
+    r = xs_catalog_run (cat, "add a region",
+                        "INSERT OR IGNORE INTO regions (name, backend, grp,"
+                        " created_ns) VALUES (?, ?, ?, ?)", "sssi", name,
+                        backend_url ? backend_url : url, group,
+                        xs_wall_clock_ns ());
+    xs_catalog_unlock (cat);
+  }
   if (r == 0)
     xs_error ("cannot add region '%s': it exists already", name);
   if (r == 1) {
@@ -86,6 +136,9 @@ xs_region_add (struct xs_store *store, const char *actor, const char *name,
     xs_audit_record (store, actor, "xsnap:CreateRegion", name, "",
                      XS_AUDIT_ALLOWED, detail);
   }
+  else if (claimed)
+    xs_repo_remove_owner (backend);     /* the region was not added */
+  xs_backend_close (backend);
   free (url);
   return r == 1 ? 0 : -1;
 }

@@ -12,6 +12,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <jansson.h>
+
 #include "backend.h"
 #include "chunk.h"
 #include "error.h"
@@ -20,6 +22,10 @@
 
 #define CHUNKS_FOLDER "chunks"
 #define MANIFESTS_FOLDER "manifests"
+#define OWNER_KEY "xsnap/owner"
+#define OWNER_FORMAT "xsnap-repository-owner"
+#define OWNER_VERSION 1
+#define OWNER_SIZE_MAX 4096
 
 /* <account>/chunks/xx/<32 hex> */
 #define CHUNK_KEY_MAX (XS_REPO_NAME_MAX + sizeof CHUNKS_FOLDER + 4 \
@@ -343,12 +349,6 @@ xs_repo_delete_chunk (struct xs_repo *repo, const struct xs_hash128 *id)
   return xs_backend_delete (repo->backend, key);
 }
 
-struct chunk_listing {
-  size_t prefix_len;            /* of "<account>/chunks/" */
-  int (*fn) (const struct xs_hash128 *id, void *opaque);
-  void *opaque;
-};
-
 static bool
 is_lower_hex (const char *s, size_t len)
 {
@@ -373,14 +373,69 @@ parse_chunk_path (const char *path, struct xs_hash128 *id)
   return xs_hash128_from_hex (hex, id) == 0;
 }
 
+/* The part of key after "<account>/<folder>/", or NULL if key is not
+ * under that folder.
+ */
+static const char *
+after_folder (const char *account, const char *folder, const char *key)
+{
+  size_t account_len = strlen (account), folder_len = strlen (folder);
+
+  if (strncmp (key, account, account_len) != 0 || key[account_len] != '/')
+    return NULL;
+  key += account_len + 1;
+  if (strncmp (key, folder, folder_len) != 0 || key[folder_len] != '/')
+    return NULL;
+  return key + folder_len + 1;
+}
+
+/* A snapshot id: one component, as xs_repo_name_is_valid says. */
+static bool
+is_snapshot_id (const char *name)
+{
+  size_t len = strnlen (name, XS_REPO_NAME_MAX + 1), i;
+
+  if (len == 0 || len > XS_REPO_NAME_MAX || name[0] == '.')
+    return false;
+  for (i = 0; i < len; i++)
+    if (!name_char_is_valid (name[i]))
+      return false;
+  return true;
+}
+
+enum xs_repo_key_kind
+xs_repo_parse_key (const char *account, const char *key,
+                   struct xs_hash128 *chunk_id, const char **snapshot_id)
+{
+  const char *rest;
+
+  if ((rest = after_folder (account, CHUNKS_FOLDER, key)) != NULL)
+    return parse_chunk_path (rest, chunk_id) ? XS_REPO_KEY_CHUNK
+      : XS_REPO_KEY_OTHER;
+  if ((rest = after_folder (account, MANIFESTS_FOLDER, key)) != NULL
+      && is_snapshot_id (rest)) {
+    *snapshot_id = rest;
+    return XS_REPO_KEY_MANIFEST;
+  }
+  return XS_REPO_KEY_OTHER;
+}
+
+struct chunk_listing {
+  const char *account;
+  int (*fn) (const struct xs_hash128 *id, void *opaque);
+  void *opaque;
+};
+
 static int
 list_one_chunk (const char *key, void *opaque)
 {
   struct chunk_listing *listing = opaque;
   struct xs_hash128 id;
+  const char *ignored;
 
-  if (!parse_chunk_path (key + listing->prefix_len, &id)) {
-    xs_debug ("ignoring %s: not a chunk", key);
+  if (xs_repo_parse_key (listing->account, key, &id, &ignored)
+      != XS_REPO_KEY_CHUNK) {
+    xs_debug ("ignoring %.200s: not a chunk", key);
     return 0;
   }
   return listing->fn (&id, listing->opaque);
@@ -392,10 +447,11 @@ xs_repo_list_chunks (struct xs_repo *repo,
                      void *opaque)
 {
   char prefix[XS_REPO_NAME_MAX + sizeof CHUNKS_FOLDER + 2];
-  struct chunk_listing listing = { .fn = fn, .opaque = opaque };
+  struct chunk_listing listing = {
+    .account = repo->account, .fn = fn, .opaque = opaque,
+  };
 
   snprintf (prefix, sizeof prefix, "%s/" CHUNKS_FOLDER "/", repo->account);
-  listing.prefix_len = strlen (prefix);
   return xs_backend_list (repo->backend, prefix, list_one_chunk, &listing);
 }
 
@@ -465,7 +521,7 @@ xs_repo_delete_manifest (struct xs_repo *repo, const char *snapshot_id)
 }
 
 struct manifest_listing {
-  size_t prefix_len;            /* of "<account>/manifests/" */
+  const char *account;
   int (*fn) (const char *snapshot_id, void *opaque);
   void *opaque;
 };
@@ -474,11 +530,12 @@ static int
 list_one_manifest (const char *key, void *opaque)
 {
   struct manifest_listing *listing = opaque;
-  const char *snapshot_id = key + listing->prefix_len;
+  struct xs_hash128 ignored;
+  const char *snapshot_id;
 
-  if (strchr (snapshot_id, '/') != NULL
-      || strlen (snapshot_id) > XS_REPO_NAME_MAX) {
-    xs_debug ("ignoring %s: not a manifest", key);
+  if (xs_repo_parse_key (listing->account, key, &ignored, &snapshot_id)
+      != XS_REPO_KEY_MANIFEST) {
+    xs_debug ("ignoring %.200s: not a manifest", key);
     return 0;
   }
   return listing->fn (snapshot_id, listing->opaque);
@@ -490,13 +547,168 @@ xs_repo_list_manifests (struct xs_repo *repo,
                         void *opaque)
 {
   char prefix[XS_REPO_NAME_MAX + sizeof MANIFESTS_FOLDER + 2];
-  struct manifest_listing listing = { .fn = fn, .opaque = opaque };
+  struct manifest_listing listing = {
+    .account = repo->account, .fn = fn, .opaque = opaque,
+  };
 
   snprintf (prefix, sizeof prefix, "%s/" MANIFESTS_FOLDER "/",
             repo->account);
-  listing.prefix_len = strlen (prefix);
   return xs_backend_list (repo->backend, prefix, list_one_manifest,
                           &listing);
+}
+
+/* ----- The owner mark ----- */
+
+/* Copy string member NAME of OBJ into out (size out_size).  0, or -1 with
+ * an error.
+ */
+static int
+owner_string (json_t *obj, const char *name, char *out, size_t out_size)
+{
+  json_t *value = json_object_get (obj, name);
+  const char *text;
+  size_t len;
+
+  if (!json_is_string (value)) {
+    xs_error ("repository owner mark: no string \"%s\"", name);
+    return -1;
+  }
+  text = json_string_value (value);
+  len = json_string_length (value);
+  if (len >= out_size || strlen (text) != len) {
+    xs_error ("repository owner mark: \"%s\" is too long or holds a NUL",
+              name);
+    return -1;
+  }
+  memcpy (out, text, len + 1);
+  return 0;
+}
+
+static int
+check_owner_fields (json_t *root, struct xs_repo_owner *owner)
+{
+  json_t *version = json_object_get (root, OWNER_FORMAT);
+
+  if (!json_is_integer (version)) {
+    xs_error ("repository owner mark: not an xsnap owner mark");
+    return -1;
+  }
+  if (json_integer_value (version) != OWNER_VERSION) {
+    xs_error ("repository owner mark: version %" JSON_INTEGER_FORMAT
+              " (this xsnap knows version %d)",
+              json_integer_value (version), OWNER_VERSION);
+    return -1;
+  }
+  if (owner_string (root, "store", owner->store_id,
+                    sizeof owner->store_id) == -1
+      || owner_string (root, "region", owner->region,
+                       sizeof owner->region) == -1
+      || owner_string (root, "path", owner->path, sizeof owner->path) == -1)
+    return -1;
+  if (strlen (owner->store_id) != XS_STORE_ID_LEN
+      || !is_lower_hex (owner->store_id, XS_STORE_ID_LEN)) {
+    xs_error ("repository owner mark: the store id is not %d lower-case "
+              "hex digits", XS_STORE_ID_LEN);
+    return -1;
+  }
+  if (!is_snapshot_id (owner->region)) {
+    xs_error ("repository owner mark: invalid region name");
+    return -1;
+  }
+  return 0;
+}
+
+int
+xs_repo_owner_parse (const void *data, size_t len,
+                     struct xs_repo_owner *owner)
+{
+  json_error_t err;
+  json_t *root;
+  int r;
+
+  memset (owner, 0, sizeof *owner);
+  if (len > OWNER_SIZE_MAX) {
+    xs_error ("repository owner mark: %zu bytes, more than %d", len,
+              OWNER_SIZE_MAX);
+    return -1;
+  }
+  root = json_loadb (data, len, JSON_REJECT_DUPLICATES, &err);
+  if (root == NULL) {
+    xs_error ("repository owner mark: not JSON: %s", err.text);
+    return -1;
+  }
+  if (!json_is_object (root)) {
+    xs_error ("repository owner mark: not a JSON object");
+    json_decref (root);
+    return -1;
+  }
+  r = check_owner_fields (root, owner);
+  json_decref (root);
+  return r;
+}
+
+int
+xs_repo_read_owner (struct xs_backend *backend, struct xs_repo_owner *owner)
+{
+  void *data;
+  size_t len;
+  int r = xs_backend_get (backend, OWNER_KEY, &data, &len);
+
+  if (r != 0)
+    return r;
+  r = xs_repo_owner_parse (data, len, owner);
+  free (data);
+  if (r == -1)
+    xs_error ("the owner mark of %s (" OWNER_KEY ") is damaged: nothing "
+              "there is written or collected until it is repaired",
+              xs_backend_url (backend));
+  return r;
+}
+
+int
+xs_repo_write_owner (struct xs_backend *backend,
+                     const struct xs_repo_owner *owner, bool replace)
+{
+  json_t *root;
+  char *text;
+  int r = -1;
+
+  root = json_pack ("{s:i, s:s, s:s, s:s}", OWNER_FORMAT, OWNER_VERSION,
+                    "store", owner->store_id, "region", owner->region,
+                    "path", owner->path);
+  text = root ? json_dumps (root, JSON_SORT_KEYS) : NULL;
+  json_decref (root);
+  if (text == NULL) {
+    xs_error ("cannot write the owner mark of %s: out of memory",
+              xs_backend_url (backend));
+    return -1;
+  }
+  if (replace)
+    r = xs_backend_put (backend, OWNER_KEY, text, strlen (text), true) == 0
+      ? 1 : -1;
+  else
+    r = xs_backend_put_if_absent (backend, OWNER_KEY, text, strlen (text),
+                                  true);
+  free (text);
+  return r;
+}
+
+int
+xs_repo_remove_owner (struct xs_backend *backend)
+{
+  return xs_backend_delete (backend, OWNER_KEY);
+}
+
+static int
+stop_at_data (const char *key, void *opaque)
+{
+  return strcmp (key, OWNER_KEY) != 0;
+}
+
+int
+xs_repo_holds_data (struct xs_backend *backend)
+{
+  return xs_backend_list (backend, "", stop_at_data, NULL);
 }
 
 int

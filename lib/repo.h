@@ -6,6 +6,11 @@
  *
  *   <account>/chunks/<first 2 hex digits of id>/<32 hex digits of id>
  *   <account>/manifests/<snapshot id>
+ *   xsnap/owner        the owner mark: which store (and which of its
+ *                      regions) owns every repository on the backend
+ *
+ * (xsnap/owner never collides with an account named "xsnap": an
+ * account's keys are only under its chunks/ and manifests/ folders.)
  *
  * A repository object may be used by many threads at once (each with its
  * own chunk codec).
@@ -119,6 +124,55 @@ extern int xs_repo_list_manifests (struct xs_repo *repo,
                                    int (*fn) (const char *snapshot_id,
                                               void *opaque),
                                    void *opaque);
+
+/* What a listed key is in ACCOUNT's repository.  Keys come from the
+ * backend (for S3, from the server), so this trusts nothing: a key not
+ * under "ACCOUNT/chunks/" or "ACCOUNT/manifests/", or not exactly a chunk
+ * or manifest name there, is XS_REPO_KEY_OTHER.  For a chunk *chunk_id is
+ * set, for a manifest *snapshot_id points into key.
+ */
+enum xs_repo_key_kind {
+  XS_REPO_KEY_OTHER,
+  XS_REPO_KEY_CHUNK,
+  XS_REPO_KEY_MANIFEST,
+};
+extern enum xs_repo_key_kind xs_repo_parse_key (const char *account,
+                                                const char *key,
+                                                struct xs_hash128 *chunk_id,
+                                                const char **snapshot_id);
+
+/* The owner mark of a backend (docs/FORMAT.md, "Repository owner mark"):
+ * the store, and the region of that store, whose repositories the
+ * backend holds.  A store writes to and collects only what it owns
+ * (store.c decides).
+ */
+#define XS_STORE_ID_LEN 32      /* lower-case hex digits */
+#define XS_REPO_OWNER_PATH_MAX 1024
+struct xs_repo_owner {
+  char store_id[XS_STORE_ID_LEN + 1];
+  char region[XS_REPO_NAME_MAX + 1];
+  char path[XS_REPO_OWNER_PATH_MAX + 1];  /* where the store was made,
+                                           * for messages only */
+};
+
+/* Parse a mark (outside input).  0, or -1 with an error saying why. */
+extern int xs_repo_owner_parse (const void *data, size_t len,
+                                struct xs_repo_owner *owner);
+/* Read the mark of BACKEND: 0, 1 if there is none (no error), or -1 (a
+ * damaged mark is an error, never "no owner").
+ */
+extern int xs_repo_read_owner (struct xs_backend *backend,
+                               struct xs_repo_owner *owner);
+/* Write the mark, durably: unless REPLACE only where there is none.
+ * Returns 1 written, 0 a mark was there already (not REPLACE), or -1.
+ */
+extern int xs_repo_write_owner (struct xs_backend *backend,
+                                const struct xs_repo_owner *owner,
+                                bool replace);
+/* Remove the mark (undoing a claim that was just written).  0 or -1. */
+extern int xs_repo_remove_owner (struct xs_backend *backend);
+/* Whether BACKEND holds any object besides the mark: 1, 0, or -1. */
+extern int xs_repo_holds_data (struct xs_backend *backend);
 
 /* Make every chunk put with durable = false so far durable. */
 extern int xs_repo_sync (struct xs_repo *repo);

@@ -465,20 +465,6 @@ check_record (const char *id, const struct record *rec,
   return 0;
 }
 
-int
-xs_snapshot_check_manifest (struct xs_store *store, const char *id,
-                            const struct xs_manifest *m)
-{
-  struct record rec;
-  int r;
-
-  if (lookup_record (store, id, &rec) != 0)
-    return -1;
-  r = check_record (id, &rec, m);
-  record_clear (&rec);
-  return r;
-}
-
 /* Open the data key of encrypted manifest M (checked against its record)
  * as ACCOUNT and check its MAC, which covers the id, the root and the
  * key fields.  The key's account may be another than the snapshot's (a

@@ -98,13 +98,6 @@ xs_snapshot_load_manifest_unopened (struct xs_store *store,
                                     const char *account, const char *region,
                                     const char *id);
 
-/* Check manifest M, read from outside this module (gc lists manifests and
- * parses them itself), against the catalog's record of snapshot ID as the
- * loads above do.  0, or -1 with an error.
- */
-extern int xs_snapshot_check_manifest (struct xs_store *store, const char *id,
-                                       const struct xs_manifest *m);
-
 /* Load the manifest of snapshot ID wherever it lives (any account,
  * region or status; a clone of a shared snapshot reads its source from
  * the owner's namespace) and open that namespace's repository (*REPO).

@@ -1,4 +1,5 @@
 /* xsnap: creating and opening stores (see store.h). */
+#include <dirent.h>
 #include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -12,6 +13,7 @@
 #include "keys.h"
 #include "names.h"
 #include "backend.h"
+#include "hash.h"
 #include "repo.h"
 #include "store.h"
 
@@ -24,6 +26,7 @@ struct open_backend {
 
 struct xs_store {
   char *path;
+  char id[XS_STORE_ID_LEN + 1];         /* setting store_id */
   struct xs_catalog *catalog;
   pthread_mutex_t backends_lock;        /* protects backends */
   struct open_backend *backends;
@@ -78,7 +81,7 @@ xs_store_make_region_dirs (const char *path, const char *region)
 
 static int
 insert_defaults (struct xs_catalog *cat, const char *region,
-                 const char *backend_url)
+                 const char *backend_url, const char *store_id)
 {
   sqlite3_stmt *stmt;
   int64_t now = xs_now_ns ();
@@ -119,7 +122,8 @@ insert_defaults (struct xs_catalog *cat, const char *region,
   if (xs_catalog_set_setting (cat, "store_format", XS_STORE_FORMAT) == -1
       || xs_catalog_set_setting (cat, "default_account",
                                  XS_DEFAULT_ACCOUNT) == -1
-      || xs_catalog_set_setting (cat, "default_region", region) == -1)
+      || xs_catalog_set_setting (cat, "default_region", region) == -1
+      || xs_catalog_set_setting (cat, "store_id", store_id) == -1)
     goto out;
   r = xs_catalog_commit (cat);
  out:
@@ -146,11 +150,216 @@ make_master_key (const char *path)
   return r;
 }
 
+/* A fresh store id: 32 lower-case hex digits. */
+static int
+new_store_id (char id[XS_STORE_ID_LEN + 1])
+{
+  struct xs_hash128 bits;
+  char hex[XS_HASH128_HEX_LEN + 1];
+
+  if (xs_random_bytes (&bits, sizeof bits) == -1)
+    return -1;
+  xs_hash128_to_hex (&bits, hex);
+  snprintf (id, XS_STORE_ID_LEN + 1, "%s", hex);
+  return 0;
+}
+
+/* 1 if the tree at PATH holds a file (of any kind but a directory), 0 if
+ * it holds only directories, -1 with an error.
+ */
+static int
+tree_holds_files (const char *path)
+{
+  DIR *dir = opendir (path);
+  struct dirent *d;
+  int r = 0;
+
+  if (dir == NULL) {
+    if (errno == ENOENT)
+      return 0;
+    xs_error ("cannot read %s: %m", path);
+    return -1;
+  }
+  while (r == 0 && (d = readdir (dir)) != NULL) {
+    char *sub;
+    struct stat st;
+
+    if (strcmp (d->d_name, ".") == 0 || strcmp (d->d_name, "..") == 0)
+      continue;
+    if (asprintf (&sub, "%s/%s", path, d->d_name) == -1) {
+      xs_error ("cannot read %s: %m", path);
+      r = -1;
+      break;
+    }
+    if (lstat (sub, &st) == -1) {
+      xs_error ("cannot read %s: %m", sub);
+      r = -1;
+    }
+    else
+      r = S_ISDIR (st.st_mode) ? tree_holds_files (sub) : 1;
+    free (sub);
+  }
+  closedir (dir);
+  return r;
+}
+
+/* init starts a store afresh: refuse a directory that holds one's data
+ * (the master key, volumes or repositories) but no catalog, which
+ * is what a lost catalog leaves, so that a new catalog never sits beside
+ * data it does not describe.  A failed init leaves only empty
+ * directories, which do not count.
+ */
+static int
+check_no_store_data (const char *path)
+{
+  static const char *const files[] = {
+    "xsnap.db-wal", "master.key", "regions",
+  };
+  char *file;
+  int r = 0;
+
+  for (size_t i = 0; r == 0 && i < sizeof files / sizeof files[0]; i++) {
+    if (asprintf (&file, "%s/%s", path, files[i]) == -1) {
+      xs_error ("cannot initialise %s: %m", path);
+      return -1;
+    }
+    if (strcmp (files[i], "regions") == 0)
+      r = tree_holds_files (file);
+    else
+      r = access (file, F_OK) == 0;
+    if (r == 1)
+      xs_error ("cannot initialise %s: it holds the data of an xsnap store "
+                "(%s) but no catalog: restore xsnap.db from a backup (a new "
+                "catalog would know nothing of that data)", path, file);
+    free (file);
+  }
+  return r == 0 ? 0 : -1;
+}
+
+/* The owner mark this store writes for REGION. */
+static void
+owner_of (const char *store_id, const char *store_path, const char *region,
+          struct xs_repo_owner *owner)
+{
+  char *abs = realpath (store_path, NULL);
+
+  memset (owner, 0, sizeof *owner);
+  snprintf (owner->store_id, sizeof owner->store_id, "%s", store_id);
+  snprintf (owner->region, sizeof owner->region, "%s", region);
+  snprintf (owner->path, sizeof owner->path, "%s", abs ? abs : store_path);
+  free (abs);
+}
+
+static void
+report_owned_by_other (const char *region, struct xs_backend *backend,
+                       const struct xs_repo_owner *owner)
+{
+  xs_error ("region '%s': the repository at %s is owned by another xsnap "
+            "store (%s, made at %s, its region '%s'): a store never writes "
+            "to or collects another store's repository",
+            region, xs_backend_url (backend), owner->store_id, owner->path,
+            owner->region);
+}
+
+/* Claim or check the repository at BACKEND for REGION of the store
+ * STORE_ID at STORE_PATH (see xs_store_claim).  REGION_URL, if not
+ * NULL, gives the backend URL of a region of this store by name (to
+ * tell a stale mark of a removed region from a region in use).
+ */
+static int
+claim_or_check (const char *store_id, const char *store_path,
+                const char *region, struct xs_backend *backend,
+                bool may_claim_data,
+                char *(*region_url) (void *opaque, const char *name),
+                void *opaque)
+{
+  struct xs_repo_owner owner, mine;
+  int attempt, r;
+
+  owner_of (store_id, store_path, region, &mine);
+  for (attempt = 0; attempt < 2; attempt++) {
+    r = xs_repo_read_owner (backend, &owner);
+    if (r == -1)
+      return -1;
+    if (r == 0) {
+      char *url;
+      bool in_use;
+
+      if (strcmp (owner.store_id, store_id) != 0) {
+        report_owned_by_other (region, backend, &owner);
+        return -1;
+      }
+      if (strcmp (owner.region, region) == 0)
+        return 0;
+      url = region_url ? region_url (opaque, owner.region) : NULL;
+      in_use = url && strcmp (url, xs_backend_url (backend)) == 0;
+      free (url);
+      if (in_use) {
+        xs_error ("region '%s': the repository at %s is used by region "
+                  "'%s' of this store: two regions never share a "
+                  "repository (gc of one would take the other's chunks)",
+                  region, xs_backend_url (backend), owner.region);
+        return -1;
+      }
+      /* The mark of a region of ours that is gone: take it over. */
+      return xs_repo_write_owner (backend, &mine, true);
+    }
+    if (!may_claim_data) {
+      r = xs_repo_holds_data (backend);
+      if (r == -1)
+        return -1;
+      if (r == 1) {
+        xs_error ("region '%s': the repository at %s holds data but no "
+                  "owner mark: it is not this store's (a store made by an "
+                  "earlier xsnap claims its own repositories on first "
+                  "use); nothing there is written or collected",
+                  region, xs_backend_url (backend));
+        return -1;
+      }
+    }
+    r = xs_repo_write_owner (backend, &mine, false);
+    if (r != 0)
+      return r;
+    /* Another process wrote a mark meanwhile: read it. */
+  }
+  xs_error ("region '%s': the owner mark of %s keeps changing", region,
+            xs_backend_url (backend));
+  return -1;
+}
+
+/* Open the backend of a new store's first region and claim it. */
+static int
+claim_first_backend (const char *path, const char *store_id,
+                     const char *region, const char *url, bool *claimed)
+{
+  struct xs_backend *backend = xs_backend_open_new (url);
+  int r;
+
+  if (backend == NULL)
+    return -1;
+  r = claim_or_check (store_id, path, region, backend, false, NULL, NULL);
+  *claimed = r == 1;
+  xs_backend_close (backend);
+  return r == -1 ? -1 : 0;
+}
+
+/* Undo the claim of a store that was not made after all. */
+static void
+unclaim_first_backend (const char *url)
+{
+  struct xs_backend *backend = xs_backend_open (url);
+
+  if (backend)
+    xs_repo_remove_owner (backend);
+  xs_backend_close (backend);
+}
+
 int
 xs_store_init (const char *path, const char *region, const char *backend_url)
 {
-  char *db = NULL, *default_url = NULL;
+  char *db = NULL, *default_url = NULL, id[XS_STORE_ID_LEN + 1];
   struct xs_catalog *cat = NULL;
+  bool claimed = false;
   int r = -1;
 
   if (region == NULL)
@@ -164,6 +373,8 @@ xs_store_init (const char *path, const char *region, const char *backend_url)
     xs_error ("cannot initialise %s: it already holds an xsnap store", path);
     goto out;
   }
+  if (check_no_store_data (path) == -1 || new_store_id (id) == -1)
+    goto out;
   if (make_dir (path) == -1 || xs_store_make_region_dirs (path, region) == -1)
     goto out;
   if (backend_url == NULL) {
@@ -178,11 +389,13 @@ xs_store_init (const char *path, const char *region, const char *backend_url)
     free (abs);
     backend_url = default_url;
   }
+  if (claim_first_backend (path, id, region, backend_url, &claimed) == -1)
+    goto out;
   cat = xs_catalog_open (db, true);
   if (cat == NULL)
     goto out;
   xs_catalog_lock (cat);
-  r = insert_defaults (cat, region, backend_url);
+  r = insert_defaults (cat, region, backend_url, id);
   xs_catalog_unlock (cat);
   if (r == 0)
     r = make_master_key (path);
@@ -192,9 +405,58 @@ xs_store_init (const char *path, const char *region, const char *backend_url)
   xs_catalog_close (cat);
   if (r == -1 && db && cat)
     unlink (db);                /* leave no half-made store behind */
+  if (r == -1 && claimed)
+    unclaim_first_backend (backend_url);
   free (db);
   free (default_url);
   return r;
+}
+
+/* A store made before stores had ids gets one on first open, and
+ * records its regions then: their repositories have no owner mark, and
+ * this store, whose catalog lists them, claims them on first use.
+ */
+static int
+ensure_store_id (struct xs_store *store)
+{
+  struct xs_catalog *cat = store->catalog;
+  char *value = NULL, id[XS_STORE_ID_LEN + 1];
+  int r;
+
+  xs_catalog_lock (cat);
+  r = xs_catalog_get_setting (cat, "store_id", &value);
+  if (r == 1 && new_store_id (id) == 0 && xs_catalog_begin (cat) == 0) {
+    r = xs_catalog_get_setting (cat, "store_id", &value);
+    if (r == 1
+        && (xs_catalog_set_setting (cat, "store_id", id) == -1
+            || xs_catalog_run (cat, "record the store's unmarked regions",
+                               "INSERT OR REPLACE INTO settings (key, value)"
+                               " SELECT 'unmarked_regions',"
+                               " coalesce (group_concat (name, ' '), '')"
+                               " FROM regions", "") == -1
+            || (value = strdup (id)) == NULL))
+      r = -1;
+    if (r == -1)
+      xs_catalog_rollback (cat);
+    else if (xs_catalog_commit (cat) == -1)
+      r = -1;
+  }
+  xs_catalog_unlock (cat);
+  if (r == -1 || value == NULL) {
+    if (r != -1)
+      xs_error ("cannot open store %s: no store id", store->path);
+    free (value);
+    return -1;
+  }
+  if (strlen (value) != XS_STORE_ID_LEN) {
+    xs_error ("cannot open store %s: its store id '%.40s' is not %d hex "
+              "digits", store->path, value, XS_STORE_ID_LEN);
+    free (value);
+    return -1;
+  }
+  memcpy (store->id, value, XS_STORE_ID_LEN + 1);
+  free (value);
+  return 0;
 }
 
 struct xs_store *
@@ -226,7 +488,7 @@ xs_store_open (const char *path)
   pthread_mutex_init (&store->backends_lock, NULL);
   store->catalog = xs_catalog_open (db, false);
   free (db);
-  if (store->catalog == NULL) {
+  if (store->catalog == NULL || ensure_store_id (store) == -1) {
     xs_store_close (store);
     return NULL;
   }
@@ -249,6 +511,12 @@ xs_store_close (struct xs_store *store)
   xs_catalog_close (store->catalog);
   free (store->path);
   free (store);
+}
+
+const char *
+xs_store_id (const struct xs_store *store)
+{
+  return store->id;
 }
 
 const char *
@@ -359,9 +627,11 @@ xs_store_head_dir (const struct xs_store *store, const char *region,
   return dir;
 }
 
-/* The backend URL of REGION from the catalog (malloc'd). */
+/* The backend URL of REGION from the catalog (malloc'd); NULL, with an
+ * error unless QUIET, if there is no such region.
+ */
 static char *
-region_backend_url (struct xs_store *store, const char *region)
+region_backend_url (struct xs_store *store, const char *region, bool quiet)
 {
   struct xs_catalog *cat = store->catalog;
   sqlite3_stmt *stmt;
@@ -377,12 +647,69 @@ region_backend_url (struct xs_store *store, const char *region)
       if (url == NULL)
         xs_error ("cannot look up region '%s': %m", region);
     }
-    else
+    else if (!quiet)
       xs_error ("no region '%s' in this store", region);
     sqlite3_finalize (stmt);
   }
   xs_catalog_unlock (cat);
   return url;
+}
+
+static char *
+other_region_url (void *opaque, const char *name)
+{
+  return region_backend_url (opaque, name, true);
+}
+
+/* Whether REGION was a region of this store when it was opened by a
+ * version that marks repositories for the first time (ensure_store_id).
+ */
+static int
+region_is_unmarked (struct xs_store *store, const char *region)
+{
+  int64_t found;
+  int r;
+
+  xs_catalog_lock (store->catalog);
+  r = xs_catalog_query_int (store->catalog, "look up unmarked regions",
+                            &found, "SELECT 1 FROM settings"
+                            " WHERE key = 'unmarked_regions'"
+                            " AND instr (' ' || value || ' ',"
+                            "            ' ' || ? || ' ') > 0", "s", region);
+  xs_catalog_unlock (store->catalog);
+  return r == -1 ? -1 : r == 0;
+}
+
+int
+xs_store_claim (struct xs_store *store, const char *region,
+                struct xs_backend *backend, bool may_claim_data)
+{
+  return claim_or_check (store->id, store->path, region, backend,
+                         may_claim_data, other_region_url, store);
+}
+
+int
+xs_store_check_owner (struct xs_store *store, const char *region)
+{
+  struct xs_backend *backend = xs_store_backend (store, region);
+
+  if (backend == NULL)
+    return -1;
+  return xs_store_claim (store, region, backend, false) == -1 ? -1 : 0;
+}
+
+/* Check that the backend just opened for REGION is ours, claiming it
+ * when it may be.
+ */
+static int
+check_opened_backend (struct xs_store *store, const char *region,
+                      struct xs_backend *backend)
+{
+  int unmarked = region_is_unmarked (store, region);
+
+  if (unmarked == -1)
+    return -1;
+  return xs_store_claim (store, region, backend, unmarked) == -1 ? -1 : 0;
 }
 
 struct xs_backend *
@@ -398,7 +725,7 @@ xs_store_backend (struct xs_store *store, const char *region)
       backend = ob->backend;
       goto out;
     }
-  url = region_backend_url (store, region);
+  url = region_backend_url (store, region, false);
   if (url == NULL)
     goto out;
   ob = calloc (1, sizeof *ob);
@@ -410,6 +737,11 @@ xs_store_backend (struct xs_store *store, const char *region)
   }
   ob->backend = xs_backend_open (url);
   free (url);
+  if (ob->backend
+      && check_opened_backend (store, region, ob->backend) == -1) {
+    xs_backend_close (ob->backend);
+    ob->backend = NULL;
+  }
   if (ob->backend == NULL) {
     free (ob->region);
     free (ob);

@@ -13,6 +13,8 @@
 #ifndef XSNAP_STORE_H
 #define XSNAP_STORE_H
 
+#include <stdbool.h>
+
 #include "catalog.h"
 
 #define XS_DEFAULT_ACCOUNT "admin"
@@ -33,6 +35,10 @@ extern struct xs_store *xs_store_open (const char *path);
 extern void xs_store_close (struct xs_store *store);
 
 extern const char *xs_store_path (const struct xs_store *store);
+/* The store's id (setting store_id): 32 hex digits, made by init, or on
+ * the first open of a store made before stores had ids.
+ */
+extern const char *xs_store_id (const struct xs_store *store);
 extern struct xs_catalog *xs_store_catalog (struct xs_store *store);
 
 /* The account and region a command acts in. */
@@ -60,6 +66,22 @@ extern struct xs_repo *xs_store_repo (struct xs_store *store,
 /* The backend of REGION (owned by the store). */
 extern struct xs_backend *xs_store_backend (struct xs_store *store,
                                             const char *region);
+
+/* Repositories are owned by one store and one of its regions (the owner
+ * mark, repo.h; docs/ARCHITECTURE.md, "Repositories owned by one
+ * store").  Check that BACKEND is REGION's of this store, claiming it if
+ * it has no mark and holds nothing (or anything, with MAY_CLAIM_DATA: a
+ * region of a store made before marks), or if its mark names a region of
+ * this store that no longer uses it.  Returns 1 claimed (mark written), 0
+ * ours already, -1 refused (saying which store or region owns it) or
+ * failed.  xs_store_backend does this on opening a region's backend.
+ */
+extern int xs_store_claim (struct xs_store *store, const char *region,
+                           struct xs_backend *backend, bool may_claim_data);
+/* Check again, from the backend, that REGION's repository is this
+ * store's (for gc, before it deletes anything).  0 or -1.
+ */
+extern int xs_store_check_owner (struct xs_store *store, const char *region);
 
 /* Create the local directories of REGION in the store at PATH. */
 extern int xs_store_make_region_dirs (const char *path, const char *region);

@@ -8,8 +8,10 @@
 
 require_tool python3
 
-# The server: each line of $tmp/script is the answer to one request, in
+# The server: each line of $tmp/script is the answer to one GET, in
 # order ("503", "500", "drop", "403", "ok"); it logs "METHOD PATH DATE".
+# An "ok" listing is empty, an "ok" object GET is 404 and every PUT
+# succeeds, so that a region's owner mark is read and written.
 cat >"$tmp/server.py" <<'PY'
 import http.server, socketserver, sys, os
 script_path, log_path, port_path = sys.argv[1:4]
@@ -36,7 +38,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self.wfile.flush()
             self.connection.shutdown(2)
             return
-        if answer == "ok":
+        if answer == "ok" and "list-type=" not in self.path:
+            code, body = 404, b"<Error><Code>NoSuchKey</Code></Error>"
+        elif answer == "ok":
             code, body = 200, listing
         else:
             code, name, message = errors[answer]
@@ -46,6 +50,12 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
+    def do_PUT(self):
+        # The owner mark a new region writes.
+        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        self.send_response(200)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
 class Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
     daemon_threads = True
 server = Server(("127.0.0.1", 0), Handler)
@@ -65,13 +75,16 @@ unset AWS_ENDPOINT_URL_S3 AWS_ENDPOINT_URL AWS_SESSION_TOKEN
 xs init -q
 fails () { ! "$@" >/dev/null 2>"$tmp/err"; }
 answers () { printf '%s\n' "$@" >"$tmp/script"; : >"$tmp/log"; }
-requests () { wc -l <"$tmp/log"; }
+# The requests of region add's probe (a listing of one key), which the
+# scripted answers are for.
+probes () { grep 'max-keys=1&' "$tmp/log" || true; }
+requests () { probes | wc -l; }
 
 answers 503 500 drop ok
 check "503, 500 and a dropped connection are retried until the answer" -- \
   quietly xs region add r1 --backend "s3://bucket/r1?endpoint=$endpoint"
 is "$(requests)" 4 "... four requests in all"
-is "$(awk '{ print $1, $2 }' "$tmp/log" | sort -u | wc -l)" 1 \
+is "$(probes | awk '{ print $1, $2 }' | sort -u | wc -l)" 1 \
    "... all the same request"
 
 answers 503 503 503

@@ -3,7 +3,9 @@
  * Chunks and manifests round trip, accounts are separate namespaces, a
  * chunk corrupted on disk is refused with a message naming it, and
  * fetching into a reused buffer (raw chunks straight into place) gives
- * the same data and the same reasons.
+ * the same data and the same reasons.  Listed keys, which a server may
+ * make up, are parsed without trusting their prefix or length, and the
+ * owner mark round trips and refuses what is not one.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -344,6 +346,85 @@ test_names (struct xs_backend *backend)
   error_contains ("must not start with '.'", "message says why");
 }
 
+/* Keys as a hostile or broken server might list them. */
+static void
+test_listed_keys (void)
+{
+  static const char *const not_ours[] = {
+    "", "x", "pfx/x", "alice", "alice/", "alice/chunks", "alice/chunks/",
+    "alicex/chunks/00/00000000000000000000000000000000",
+    "alice/chunksx/00/00000000000000000000000000000000",
+    "bob/chunks/00/00000000000000000000000000000000",
+    "alice/chunks/01/00000000000000000000000000000000",
+    "alice/chunks/00/0000000000000000000000000000000",
+    "alice/chunks/00/000000000000000000000000000000000",
+    "alice/chunks/00/0000000000000000000000000000000A",
+    "alice/chunks/00x00000000000000000000000000000000",
+    "alice/manifests", "alice/manifests/", "alice/manifests/a/b",
+    "alice/manifests/.hidden", "alice/manifests/a b",
+  };
+  struct xs_hash128 id;
+  const char *snapshot_id = NULL;
+  char long_key[400];
+  size_t i;
+
+  for (i = 0; i < sizeof not_ours / sizeof not_ours[0]; i++)
+    ok (xs_repo_parse_key ("alice", not_ours[i], &id, &snapshot_id)
+        == XS_REPO_KEY_OTHER, "listed key '%s' is not a chunk or manifest",
+        not_ours[i]);
+  ok (xs_repo_parse_key ("alice",
+                         "alice/chunks/ab/ab0000000000000000000000000000ff",
+                         &id, &snapshot_id) == XS_REPO_KEY_CHUNK,
+      "a chunk key is a chunk");
+  ok (id.bytes[0] == 0xab && id.bytes[15] == 0xff, "  with its id");
+  ok (xs_repo_parse_key ("alice", "alice/manifests/snap-0123", &id,
+                         &snapshot_id) == XS_REPO_KEY_MANIFEST
+      && strcmp (snapshot_id, "snap-0123") == 0,
+      "a manifest key is a manifest, with its snapshot id");
+  snprintf (long_key, sizeof long_key, "alice/manifests/%0*d", 129, 0);
+  ok (xs_repo_parse_key ("alice", long_key, &id, &snapshot_id)
+      == XS_REPO_KEY_OTHER, "a snapshot id of 129 characters is not one");
+}
+
+static void
+test_owner_mark (struct xs_backend *backend)
+{
+  struct xs_repo_owner mine = {
+    .store_id = "0123456789abcdef0123456789abcdef", .region = "local",
+    .path = "/srv/store \"quoted\"",
+  }, got;
+  static const char *const bad[] = {
+    "", "{", "[]", "{}", "{\"xsnap-repository-owner\": 2, \"store\": "
+    "\"0123456789abcdef0123456789abcdef\", \"region\": \"r\", \"path\": \"/\"}",
+    "{\"xsnap-repository-owner\": 1, \"store\": \"0123\", \"region\": "
+    "\"r\", \"path\": \"/\"}",
+    "{\"xsnap-repository-owner\": 1, \"store\": "
+    "\"0123456789abcdef0123456789abcdef\", \"region\": \"a/b\", "
+    "\"path\": \"/\"}",
+    "{\"xsnap-repository-owner\": 1, \"store\": "
+    "\"0123456789abcdef0123456789abcdef\", \"region\": \"r\", "
+    "\"path\": 7}",
+  };
+  size_t i;
+
+  is_int (xs_repo_read_owner (backend, &got), 1, "no owner mark at first");
+  is_int (xs_repo_holds_data (backend), 1, "the backend holds data");
+  is_int (xs_repo_write_owner (backend, &mine, false), 1, "mark written");
+  is_int (xs_repo_write_owner (backend, &mine, false), 0,
+          "a second claim finds the mark");
+  is_int (xs_repo_read_owner (backend, &got), 0, "mark read back");
+  is_str (got.store_id, mine.store_id, "  store id");
+  is_str (got.region, mine.region, "  region");
+  is_str (got.path, mine.path, "  path");
+  for (i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    ok (xs_repo_owner_parse (bad[i], strlen (bad[i]), &got) == -1,
+        "not an owner mark: %s", bad[i]);
+    error_contains ("repository owner mark", "  refused with a reason");
+  }
+  is_int (xs_repo_remove_owner (backend), 0, "mark removed");
+  is_int (xs_repo_read_owner (backend, &got), 1, "  and gone");
+}
+
 int
 main (void)
 {
@@ -367,6 +448,8 @@ main (void)
   test_fetch (a, codec, dir);
   test_manifests (a, b);
   test_names (backend);
+  test_listed_keys ();
+  test_owner_mark (backend);
   xs_repo_close (a);
   xs_repo_close (b);
   xs_backend_close (backend);
