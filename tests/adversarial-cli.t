@@ -122,6 +122,12 @@ if [ "$(stat -f -c %T "$tmp")" = ext2/ext3 ]; then
 else
   ok 0 "# SKIP the test directory is not on ext4"
 fi
+xs -q volume create clone --from-snapshot v@s1
+check "a clone still reading through its snapshot cannot grow" -- \
+  fails xs volume resize clone --size 4M
+like "$(err)" "hydrate it first" "  saying why"
+is "$(size_of clone)" 1048576 "  and the catalog keeps the old size"
+check "  the clone still opens" -- quietly xs snapshot create clone
 
 # A snapshot just after the last client left: the owner, closing the
 # volume, holds its lock for as long as its final flush takes.  A process
