@@ -30,16 +30,25 @@ static int64_t seal_buffer = XS_HEAD_SEAL_BUFFER;
 /* The server, created in after_fork; read-only pointer afterwards. */
 static struct xs_server *server;
 
+/* Messages may quote what clients sent (export names): one line each,
+ * whatever they hold.
+ */
 void
 xs_error_sink (const char *message)
 {
-  nbdkit_error ("%s", message);
+  char line[4 * 2048 + 1];
+
+  xs_server_log_line (message, line, sizeof line);
+  nbdkit_error ("%s", line);
 }
 
 void
 xs_debug_sink (const char *message)
 {
-  nbdkit_debug ("%s", message);
+  char line[4 * 2048 + 1];
+
+  xs_server_log_line (message, line, sizeof line);
+  nbdkit_debug ("%s", line);
 }
 
 static void
