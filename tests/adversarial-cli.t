@@ -225,8 +225,14 @@ if mount -t tmpfs -o size=6M tmpfs "$tmp/small" 2>/dev/null; then
     fails xs snapshot create full --name owned --wait
   like "$(err)" "cannot write .*/chunks/.*: No space left on device" \
     "  saying which file and why"
-  kill "$client"
-  stop_server "$server_pid"
+  kill "$client" 2>/dev/null || true
+  # Under ASan, nbdkit may hang in its exit handlers after a failed seal
+  # (in glibc's freelocale, from libp11-kit's destructor): not this test's
+  # subject, so it is stopped the hard way then.
+  if ! stop_server "$server_pid"; then
+    diag "nbdkit did not exit after SIGTERM; killed"
+    kill -9 "$server_pid" 2>/dev/null || true
+  fi
   check "an offline snapshot on a full disk fails" -- \
     fails xs snapshot create full --name offline
   like "$(err)" "cannot write .*/chunks/.*: No space left on device" \
