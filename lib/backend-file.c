@@ -23,6 +23,7 @@
 
 #include "backend.h"
 #include "error.h"
+#include "fileio.h"
 
 #define TEMP_PREFIX ".tmp."
 #define TEMP_PREFIX_LEN 5
@@ -255,25 +256,6 @@ open_key_directory (struct file_backend *fb, const char *key, bool durable,
   return dir_fd;
 }
 
-static int
-write_all (int fd, const void *data, size_t len)
-{
-  const char *p = data;
-
-  while (len > 0) {
-    ssize_t r = write (fd, p, len);
-
-    if (r == -1) {
-      if (errno == EINTR)
-        continue;
-      return -1;
-    }
-    p += r;
-    len -= r;
-  }
-  return 0;
-}
-
 /* Create a new temporary file in dir_fd, named ".tmp.<random>". */
 static int
 create_temp (struct file_backend *fb, int dir_fd, const char *key,
@@ -316,7 +298,7 @@ write_temp (struct file_backend *fb, int dir_fd, const char *key,
 
   if (fd == -1)
     return -1;
-  if (write_all (fd, data, len) == -1
+  if (xs_full_write (fd, data, len) == -1
       || (durable && fsync (fd) == -1)) {
     xs_error ("cannot write %s/%s: %m", fb->root_path, key);
     close (fd);

@@ -6,6 +6,7 @@
  * upgrade leaves the file at the previous version, never in between.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -433,6 +434,32 @@ configure (struct xs_catalog *cat)
                           "configure the catalog");
 }
 
+/* Whether this process may write the catalog at PATH and create files
+ * next to it (SQLite's WAL and shared-memory files): xsnap writes to its
+ * catalog even to list it, and SQLite alone would say only "unable to
+ * open database file" or "attempt to write a readonly database".
+ */
+static int
+check_writable (const char *path)
+{
+  const char *slash = strrchr (path, '/');
+  char *dir = slash ? strndup (path, (size_t) (slash - path)) : strdup (".");
+  int r = 0;
+
+  if (dir == NULL) {
+    xs_error ("cannot open catalog %s: %m", path);
+    return -1;
+  }
+  if ((faccessat (AT_FDCWD, path, W_OK, AT_EACCESS) == -1 && errno != ENOENT)
+      || faccessat (AT_FDCWD, *dir ? dir : "/", W_OK, AT_EACCESS) == -1) {
+    xs_error ("cannot open catalog %s: the store is not writable (%m): "
+              "xsnap writes to its catalog even to read it", path);
+    r = -1;
+  }
+  free (dir);
+  return r;
+}
+
 static struct xs_catalog *
 open_catalog (const char *path, bool create, int target)
 {
@@ -457,6 +484,8 @@ open_catalog (const char *path, bool create, int target)
   }
   if (create)
     flags |= SQLITE_OPEN_CREATE;
+  if (check_writable (path) == -1)
+    return NULL;
 
   cat = calloc (1, sizeof *cat);
   if (cat == NULL || (cat->path = strdup (path)) == NULL) {

@@ -39,6 +39,12 @@ xs_debug_sink (const char *message)
   (void) message;
 }
 
+__attribute__ ((weak)) void
+xs_notice_sink (const char *message)
+{
+  (void) message;
+}
+
 void
 xs_verror (const char *fmt, va_list args)
 {
@@ -69,16 +75,34 @@ xs_error (const char *fmt, ...)
   va_end (args);
 }
 
-void
-xs_debug (const char *fmt, ...)
+/* Format a message for SINK, leaving errno as it was. */
+static void
+to_sink (void (*sink) (const char *message), const char *fmt, va_list args)
 {
   int saved_errno = errno;
   char message[2048];
+
+  vsnprintf (message, sizeof message, fmt, args);
+  sink (message);
+  errno = saved_errno;
+}
+
+void
+xs_debug (const char *fmt, ...)
+{
   va_list args;
 
   va_start (args, fmt);
-  vsnprintf (message, sizeof message, fmt, args);
+  to_sink (xs_debug_sink, fmt, args);
   va_end (args);
-  xs_debug_sink (message);
-  errno = saved_errno;
+}
+
+void
+xs_notice (const char *fmt, ...)
+{
+  va_list args;
+
+  va_start (args, fmt);
+  to_sink (xs_notice_sink, fmt, args);
+  va_end (args);
 }

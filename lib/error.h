@@ -23,6 +23,12 @@ extern void xs_error_sink (const char *message);
  */
 extern void xs_debug_sink (const char *message);
 
+/* Optional sink for notices: what a person waiting on a command should
+ * know although nothing failed ("waiting for ...").  The CLI prints them
+ * on stderr; a weak default discards them.
+ */
+extern void xs_notice_sink (const char *message);
+
 /* Format a message and hand it to xs_error_sink.  "%m" expands to
  * strerror (errno) as in glibc's printf; errno is preserved across the call
  * so callers can still return it on the wire.
@@ -32,6 +38,8 @@ extern void xs_error (const char *fmt, ...)
 extern void xs_verror (const char *fmt, va_list args)
   __attribute__ ((format (printf, 1, 0)));
 extern void xs_debug (const char *fmt, ...)
+  __attribute__ ((format (printf, 1, 2)));
+extern void xs_notice (const char *fmt, ...)
   __attribute__ ((format (printf, 1, 2)));
 
 /* Also keep the first error reported by this thread between begin and

@@ -8,10 +8,12 @@
 #include <fcntl.h>
 #include <ftw.h>
 #include <libgen.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <sys/stat.h>
 #include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
@@ -70,6 +72,24 @@ xs_full_pwrite (int fd, const void *buf, size_t count, uint64_t offset)
 }
 
 int
+xs_full_write (int fd, const void *buf, size_t count)
+{
+  const char *p = buf;
+
+  while (count > 0) {
+    ssize_t r = write (fd, p, count);
+    if (r == -1) {
+      if (errno == EINTR)
+        continue;
+      return -1;
+    }
+    p += r;
+    count -= (size_t) r;
+  }
+  return 0;
+}
+
+int
 xs_fsync_dir (const char *dir)
 {
   int fd, r = 0;
@@ -97,6 +117,154 @@ xs_fsync_parent (const char *path)
   r = xs_fsync_dir (dirname (copy));
   free (copy);
   return r;
+}
+
+/* PATH exists and is not a regular file: write into it. */
+static int
+open_in_place (struct xs_output *out, const char *path, const struct stat *st)
+{
+  if (S_ISDIR (st->st_mode)) {
+    errno = EISDIR;
+    xs_error ("cannot write %s: %m", path);
+    return -1;
+  }
+  out->fd = open (path, O_WRONLY | O_NOCTTY | O_CLOEXEC);
+  if (out->fd == -1) {
+    xs_error ("cannot write %s: %m", path);
+    return -1;
+  }
+  return 0;
+}
+
+/* The regular file to write for PATH (following links), and the mode it
+ * gets: its own if it exists, else MODE.  NULL, reported.
+ */
+static char *
+regular_target (const char *path, const struct stat *st, bool exists,
+                enum xs_output_rule rule, mode_t *mode)
+{
+  struct stat link;
+  char *target;
+
+  if (exists) {
+    if (rule == XS_OUTPUT_NEW) {
+      errno = EEXIST;
+      xs_error ("cannot write %s: it exists already (%m)", path);
+      return NULL;
+    }
+    *mode = st->st_mode & 07777;
+    target = realpath (path, NULL);
+  }
+  else if (lstat (path, &link) == 0) {
+    xs_error ("cannot write %s: it is a symbolic link to a missing file",
+              path);
+    return NULL;
+  }
+  else
+    target = strdup (path);
+  if (target == NULL)
+    xs_error ("cannot write %s: %m", path);
+  return target;
+}
+
+int
+xs_output_open (struct xs_output *out, const char *path, mode_t mode,
+                enum xs_output_rule rule)
+{
+  struct stat st;
+  bool exists = stat (path, &st) == 0;
+
+  *out = (struct xs_output) { .fd = -1, .rule = rule };
+  if (!exists && errno != ENOENT) {
+    xs_error ("cannot write %s: %m", path);
+    return -1;
+  }
+  if (exists && !S_ISREG (st.st_mode)) {
+    if ((out->path = strdup (path)) == NULL) {
+      xs_error ("cannot write %s: %m", path);
+      return -1;
+    }
+    if (open_in_place (out, path, &st) == -1) {
+      xs_output_abandon (out);
+      return -1;
+    }
+    return 0;
+  }
+  out->path = regular_target (path, &st, exists, rule, &mode);
+  if (out->path == NULL)
+    return -1;
+  if (asprintf (&out->temp, "%s.XXXXXX", out->path) == -1) {
+    out->temp = NULL;
+    xs_error ("cannot write %s: %m", path);
+    xs_output_abandon (out);
+    return -1;
+  }
+  out->fd = mkostemp (out->temp, O_CLOEXEC);
+  if (out->fd == -1 || fchmod (out->fd, mode) == -1) {
+    xs_error ("cannot create %s: %m", out->temp);
+    if (out->fd == -1) {
+      free (out->temp);
+      out->temp = NULL;
+    }
+    xs_output_abandon (out);
+    return -1;
+  }
+  /* A replaced file keeps its owner where we may give it (as root). */
+  if (exists && fchown (out->fd, st.st_uid, st.st_gid) == -1)
+    xs_debug ("%s: not ours to give away, it becomes ours: %m", path);
+  return 0;
+}
+
+/* The temporary file becomes the output. */
+static int
+publish_output (struct xs_output *out)
+{
+  if (out->rule == XS_OUTPUT_REPLACE)
+    return rename (out->temp, out->path);
+  /* link: never replace a file that appeared meanwhile. */
+  if (link (out->temp, out->path) == -1)
+    return -1;
+  unlink (out->temp);
+  return 0;
+}
+
+int
+xs_output_commit (struct xs_output *out)
+{
+  int fd = out->fd, r = 0;
+
+  out->fd = -1;
+  if (out->temp == NULL) {
+    /* A device is synced; a FIFO or terminal cannot be (EINVAL). */
+    if ((fsync (fd) == -1 && errno != EINVAL && errno != EROFS)
+        || close (fd) == -1) {
+      xs_error ("cannot write %s: %m", out->path);
+      r = -1;
+    }
+  }
+  else if (fsync (fd) == -1 || close (fd) == -1 || publish_output (out) == -1) {
+    xs_error ("cannot write %s: %m", out->path);
+    r = -1;
+  }
+  else {
+    free (out->temp);
+    out->temp = NULL;
+    r = xs_fsync_parent (out->path);
+  }
+  xs_output_abandon (out);
+  return r;
+}
+
+void
+xs_output_abandon (struct xs_output *out)
+{
+  if (out->fd >= 0)
+    close (out->fd);
+  if (out->temp)
+    unlink (out->temp);
+  free (out->temp);
+  free (out->path);
+  *out = (struct xs_output) { .fd = -1 };
 }
 
 static int

@@ -18,6 +18,12 @@ extern int xs_full_pwrite (int fd, const void *buf, size_t count,
 extern int xs_full_pwritev2 (int fd, const void *buf, size_t count,
                              uint64_t offset, int flags);
 
+/* write the whole buffer to FD (a pipe, a socket or a file at its offset),
+ * retrying short writes and EINTR.  0, or -1 with errno set (not
+ * reported).
+ */
+extern int xs_full_write (int fd, const void *buf, size_t count);
+
 /* fsync directory DIR, so that a create, rename or unlink in it is
  * durable.  Reports errors.
  */
@@ -25,6 +31,46 @@ extern int xs_fsync_dir (const char *dir);
 
 /* fsync the directory that holds PATH. */
 extern int xs_fsync_parent (const char *path);
+
+/* A file the user named to receive output (send -o, key export -o).
+ *
+ * A path that names something other than a regular file (a device such as
+ * /dev/null, a FIFO, a terminal, /dev/stdout) is written into as it is:
+ * it is never replaced, so its readers get the data.  A regular file, or
+ * one about to be made, is written to a temporary file next to it that
+ * becomes PATH only on commit (synced, then renamed; with
+ * XS_OUTPUT_NEW linked, so that it never replaces a file that is there),
+ * so that an output that fails leaves no half-written file.  Symbolic
+ * links are followed: the file the link names is written or replaced, the
+ * link stays; a link to nothing is refused.
+ */
+enum xs_output_rule {
+  XS_OUTPUT_REPLACE,            /* a regular file at PATH is replaced */
+  XS_OUTPUT_NEW,                /* a regular file at PATH is refused */
+};
+
+struct xs_output {
+  int fd;                       /* where to write */
+  char *path;                   /* the file written (a link's target) */
+  char *temp;                   /* the temporary file; NULL: in place */
+  enum xs_output_rule rule;
+};
+
+/* Open PATH for output; MODE is a new file's permissions (a replaced
+ * file keeps its own).  0, or -1 reported.
+ */
+extern int xs_output_open (struct xs_output *out, const char *path,
+                           mode_t mode, enum xs_output_rule rule);
+
+/* Make what was written the output, durably, and close it.  0 or -1
+ * (reported; nothing is left at PATH that was not there).
+ */
+extern int xs_output_commit (struct xs_output *out);
+
+/* Close an output after a failure: the temporary file is removed; data
+ * written into a device or FIFO stays written.
+ */
+extern void xs_output_abandon (struct xs_output *out);
 
 /* Remove a directory tree (like rm -rf), reporting the first failure. */
 extern int xs_remove_tree (const char *path);

@@ -66,12 +66,7 @@ xs_owner_lock_take (const char *path, const char *what)
     usleep (10000);
 
   if (fd == -2) {
-    long pid = 0;
-    int peek = open (path, O_RDONLY | O_CLOEXEC);
-    if (peek >= 0) {
-      pid = holder_pid (peek);
-      close (peek);
-    }
+    long pid = xs_owner_lock_holder (path);
     if (pid > 0)
       xs_error ("%s is in use by another process (pid %ld)", what, pid);
     else
@@ -80,6 +75,19 @@ xs_owner_lock_take (const char *path, const char *what)
     return -1;
   }
   return fd;
+}
+
+long
+xs_owner_lock_holder (const char *path)
+{
+  int fd = open (path, O_RDONLY | O_CLOEXEC);
+  long pid;
+
+  if (fd == -1)
+    return 0;
+  pid = holder_pid (fd);
+  close (fd);
+  return pid;
 }
 
 void

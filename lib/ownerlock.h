@@ -24,6 +24,11 @@ extern int xs_owner_lock_try (const char *path, const char *what);
  */
 extern int xs_owner_lock_probe (const char *path);
 
+/* The pid the holder of the lock at PATH recorded, or 0 if none can be
+ * read.  Reports nothing.
+ */
+extern long xs_owner_lock_holder (const char *path);
+
 /* Release a lock taken above. */
 extern void xs_owner_lock_release (int fd);
 

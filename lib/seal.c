@@ -822,6 +822,7 @@ xs_seal_begin (struct xs_head *h, struct xs_repo *repo,
 struct sealer_thread {
   struct xs_seal *seal;
   pthread_t thread;
+  char why[512];                /* the first error it reported */
 };
 
 /* Wait until there may be something to do.  False when the seal is
@@ -868,6 +869,7 @@ sealer_main (void *opaque)
   uint64_t first;
   int r;
 
+  xs_error_capture_begin (t->why, sizeof t->why);
   if (scratch_get (&s) == -1)
     mark_failed (seal);
   while (!has_failed (seal)) {
@@ -888,6 +890,7 @@ sealer_main (void *opaque)
       mark_failed (seal);
   }
   scratch_put (&s);
+  xs_error_capture_end ();
   return NULL;
 }
 
@@ -923,8 +926,14 @@ xs_seal_run (struct xs_seal *seal, unsigned threads,
       usleep (10000);
     }
   }
-  for (i = 0; i < started; i++)
+  for (i = 0; i < started; i++) {
     pthread_join (workers[i].thread, NULL);
+    /* A sealer reported why; this thread's capture (a control request's
+     * reply) keeps it rather than the summary below.
+     */
+    if (workers[i].why[0])
+      xs_error_capture_note (workers[i].why);
+  }
   if (!has_failed (seal) && !all_done (seal)) {
     xs_error ("cannot seal the snapshot of volume '%s': %lu of %lu "
               "blocks sealed",

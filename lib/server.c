@@ -130,6 +130,28 @@ close_export (struct xs_export *exp)
 }
 
 void
+xs_server_log_line (const char *text, char *buf, size_t len)
+{
+  size_t n = 0;
+
+  for (const unsigned char *p = (const unsigned char *) text;
+       *p && n + 5 <= len; p++) {
+    if (*p == '\n')
+      n += (size_t) snprintf (buf + n, len - n, "\\n");
+    else if (*p == '\r')
+      n += (size_t) snprintf (buf + n, len - n, "\\r");
+    else if (*p == '\t')
+      n += (size_t) snprintf (buf + n, len - n, "\\t");
+    else if (*p < 0x20 || *p == 0x7f)
+      n += (size_t) snprintf (buf + n, len - n, "\\x%02x", *p);
+    else
+      buf[n++] = (char) *p;
+  }
+  if (len > 0)
+    buf[n < len ? n : len - 1] = '\0';
+}
+
+void
 xs_server_free (struct xs_server *srv)
 {
   if (srv == NULL)

@@ -40,6 +40,13 @@ extern void xs_server_set_hydration (struct xs_server *srv, bool on);
 extern void xs_server_set_seal_buffer (struct xs_server *srv,
                                        uint64_t bytes);
 
+/* TEXT for the server's log as one line: control characters (a newline
+ * in an export name a client sent) become C escapes (\n, \x1b), so that
+ * nothing a client sends can forge a line of the log.  Truncated to fit
+ * LEN bytes; 4 times TEXT's length, plus one, always fits.
+ */
+extern void xs_server_log_line (const char *text, char *buf, size_t len);
+
 /* Who a client is.  The plugin asks for every connection: with a fixed
  * account= it is that account; a client on a Unix socket is the account
  * its uid maps to (root and uids mapped to the administrator: the

@@ -739,20 +739,41 @@ xs_share_list_chains (struct xs_store *store, const struct xs_scope *scope,
   return xs_share_list (store, scope, false, "chain", describe_chain, &ctx);
 }
 
+/* Refuse an expiry TEXT past the last second of int64 nanoseconds
+ * (2262-04-11T23:47:16Z), naming the last whole day a share can have.
+ */
+static int64_t
+refuse_past_timestamps (const char *text)
+{
+  time_t last_day = (time_t) (INT64_MAX / 1000000000 - 86399);
+  struct tm tm;
+  char day[16] = "";
+
+  gmtime_r (&last_day, &tm);
+  strftime (day, sizeof day, "%Y-%m-%d", &tm);
+  xs_error ("invalid expiry '%s': a share can last until %s at most (the"
+            " end of what a timestamp holds)", text, day);
+  return -1;
+}
+
 int64_t
 xs_share_parse_expiry (const char *text, int64_t now_ns)
 {
   struct tm tm = { 0 };
   char *end;
   long long count;
-  int64_t unit;
+  int64_t unit, span, expiry;
+  time_t seconds;
 
   end = strptime (text, "%Y-%m-%d", &tm);
   if (end && *end == '\0') {
     tm.tm_hour = 23;
     tm.tm_min = 59;
     tm.tm_sec = 59;
-    return (int64_t) timegm (&tm) * 1000000000;
+    seconds = timegm (&tm);
+    if (seconds > INT64_MAX / 1000000000)
+      return refuse_past_timestamps (text);
+    return (int64_t) seconds * 1000000000;
   }
   errno = 0;
   count = strtoll (text, &end, 10);
@@ -764,8 +785,12 @@ xs_share_parse_expiry (const char *text, int64_t now_ns)
     case 'y': unit = 365 * NS_PER_DAY; break;
     default: unit = 0;
     }
-    if (unit)
-      return now_ns + count * unit;
+    if (unit) {
+      if (__builtin_mul_overflow ((int64_t) count, unit, &span)
+          || __builtin_add_overflow (now_ns, span, &expiry))
+        return refuse_past_timestamps (text);
+      return expiry;
+    }
   }
   xs_error ("invalid expiry '%s': expected a date (YYYY-MM-DD) or a"
             " duration (90d, 12w, 2y)", text);

@@ -134,7 +134,9 @@ extern int xs_share_list_chains (struct xs_store *store,
                                  void *opaque);
 
 /* Parse --expires: a date (YYYY-MM-DD, end of that day UTC) or a
- * duration from now (90d, 12w, 2y).  Returns the time in ns, or -1.
+ * duration from now (90d, 12w, 2y).  Returns the time in ns, or -1
+ * (reported) for text that is neither or a time past what int64
+ * nanoseconds hold (2262-04-11).
  */
 extern int64_t xs_share_parse_expiry (const char *text, int64_t now_ns);
 

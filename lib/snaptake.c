@@ -6,17 +6,25 @@
 
 #include "control.h"
 #include "error.h"
+#include "fileio.h"
+#include "ownerlock.h"
 #include "snaptake.h"
 
-/* Tries at asking an owner that does not answer, 20 ms apart. */
-#define OWNER_TRIES 250
+/* How long to wait for an owner that holds the volume without answering
+ * (closing it after its last client left: the final flush of a large
+ * write may take many seconds), and when to tell the user so.
+ */
+#define OWNER_WAIT_NS (300 * INT64_C (1000000000))
+#define OWNER_NOTICE_NS INT64_C (1000000000)
+#define POLL_US 20000
 
 static char *
-control_path (struct xs_store *store, const struct xs_volume *vol)
+volume_file (struct xs_store *store, const struct xs_volume *vol,
+             const char *name)
 {
   char *dir = xs_volume_dir (store, vol), *path = NULL;
 
-  if (dir == NULL || asprintf (&path, "%s/control.sock", dir) == -1) {
+  if (dir == NULL || asprintf (&path, "%s/%s", dir, name) == -1) {
     xs_error ("cannot reach the owner of volume '%s': %m", vol->name);
     path = NULL;
   }
@@ -24,22 +32,43 @@ control_path (struct xs_store *store, const struct xs_volume *vol)
   return path;
 }
 
-/* Whether VOL has an owner to ask.  An owner closing the volume (its last
- * client just left) has stopped listening but holds the lock for a
- * moment: wait for it to finish.
- */
-static bool
-owner_is_reachable (struct xs_store *store, const struct xs_volume *vol,
-                    const char *path)
+enum owner {
+  OWNER_NONE,                   /* nobody holds the volume (or cannot tell) */
+  OWNER_SERVING,                /* held, with a control socket to ask */
+  OWNER_SILENT,                 /* held, nobody listening: closing */
+};
+
+static enum owner
+find_owner (struct xs_store *store, const struct xs_volume *vol,
+            const char *control)
 {
-  for (int tries = 0; tries < 100; tries++) {
-    if (xs_volume_in_use (store, vol) != 1)
-      return false;
-    if (access (path, F_OK) == 0)
-      return true;
-    usleep (20000);
+  if (xs_volume_in_use (store, vol) != 1)
+    return OWNER_NONE;
+  return access (control, F_OK) == 0 ? OWNER_SERVING : OWNER_SILENT;
+}
+
+/* One more wait for an owner that does not answer: 0 to look again, -1
+ * (reported) once it has taken too long.  Says once that it waits.
+ */
+static int
+wait_for_owner (const struct xs_volume *vol, const char *lock,
+                int64_t started, bool *told)
+{
+  int64_t waited = xs_now_ns () - started;
+
+  if (waited > OWNER_WAIT_NS) {
+    xs_error ("volume '%s' is still held by another process (pid %ld) "
+              "after %d seconds", vol->name, xs_owner_lock_holder (lock),
+              (int) (OWNER_WAIT_NS / 1000000000));
+    return -1;
   }
-  return false;
+  if (!*told && waited > OWNER_NOTICE_NS) {
+    xs_notice ("waiting for volume '%s': its owner (pid %ld) is closing it "
+               "or working on it", vol->name, xs_owner_lock_holder (lock));
+    *told = true;
+  }
+  usleep (POLL_US);
+  return 0;
 }
 
 /* Through the owner: 0, -1, or -2 if no owner answered. */
@@ -82,25 +111,33 @@ xs_snapshot_take (struct xs_store *store, const struct xs_volume *vol,
                                     void *opaque),
                   void *opaque, struct xs_snapshot *snap)
 {
-  char *path = control_path (store, vol);
+  char *control = volume_file (store, vol, "control.sock");
+  char *lock = volume_file (store, vol, "lock");
+  int64_t started = xs_now_ns ();
+  bool told = false;
   int r = -1;
 
-  if (path == NULL)
-    return -1;
-  for (int tries = 0; ; tries++) {
-    r = owner_is_reachable (store, vol, path)
-      ? take_through_owner (store, path, name, wait, snap)
-      : xs_snapshot_create_offline (store, vol, name, progress, opaque,
-                                    snap);
-    if (r != -2)
+  /* An owner that serves the volume takes the snapshot; one that holds
+   * it without answering is waited for (it is closing the volume); with
+   * no owner, it is taken here.
+   */
+  while (control && lock) {
+    switch (find_owner (store, vol, control)) {
+    case OWNER_NONE:
+      r = xs_snapshot_create_offline (store, vol, name, progress, opaque,
+                                      snap);
       break;
-    if (tries == OWNER_TRIES) {
-      xs_error ("the owner of volume '%s' does not answer", vol->name);
-      r = -1;
+    case OWNER_SERVING:
+      r = take_through_owner (store, control, name, wait, snap);
+      break;
+    case OWNER_SILENT:
+      r = -2;
       break;
     }
-    usleep (20000);
+    if (r != -2 || (r = wait_for_owner (vol, lock, started, &told)) == -1)
+      break;
   }
-  free (path);
+  free (control);
+  free (lock);
   return r;
 }

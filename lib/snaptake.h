@@ -3,9 +3,11 @@
  * An attached volume is snapshotted by its owner (the nbdkit plugin) over
  * the owner's control socket, which takes the point in time between two
  * writes; a volume nobody owns is snapshotted in this process.  An owner
- * that is closing the volume may stop answering for a moment: then the
- * request is made again, here once the owner is gone.  The CLI and the
- * scheduler both snapshot through this.
+ * that is closing the volume has stopped answering but holds it until its
+ * final sync is done, which may take seconds after a large write: it is
+ * waited for (up to five minutes, with an xs_notice after a second), then
+ * the snapshot is taken here.  The CLI and the scheduler both snapshot
+ * through this.
  */
 #ifndef XSNAP_SNAPTAKE_H
 #define XSNAP_SNAPTAKE_H

@@ -459,22 +459,37 @@ ensure_store_id (struct xs_store *store)
   return 0;
 }
 
+/* PATH is not an openable store: missing, or not ours to read. */
+static void
+report_no_store (const char *path)
+{
+  if (errno == ENOENT || errno == ENOTDIR)
+    xs_error ("no xsnap store at %s (create one with 'xsnap init')", path);
+  else
+    xs_error ("cannot open the xsnap store at %s: %m", path);
+}
+
 struct xs_store *
 xs_store_open (const char *path)
 {
   struct xs_store *store;
   char *db;
   struct stat st;
+  int found = stat (path, &st);
 
-  if (stat (path, &st) == -1 || !S_ISDIR (st.st_mode)) {
-    xs_error ("no xsnap store at %s (create one with 'xsnap init')", path);
+  if (found == 0 && !S_ISDIR (st.st_mode)) {
+    errno = ENOTDIR;
+    found = -1;
+  }
+  if (found == -1) {
+    report_no_store (path);
     return NULL;
   }
   db = catalog_path (path);
   if (db == NULL)
     return NULL;
   if (access (db, F_OK) == -1) {
-    xs_error ("no xsnap store at %s (create one with 'xsnap init')", path);
+    report_no_store (path);
     free (db);
     return NULL;
   }

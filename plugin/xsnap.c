@@ -34,16 +34,25 @@ static enum { PARALLEL_AUTO, PARALLEL_ON, PARALLEL_OFF } parallel;
 /* The server, created in after_fork; read-only pointer afterwards. */
 static struct xs_server *server;
 
+/* Messages may quote what clients sent (export names): one line each,
+ * whatever they hold.
+ */
 void
 xs_error_sink (const char *message)
 {
-  nbdkit_error ("%s", message);
+  char line[4 * 2048 + 1];
+
+  xs_server_log_line (message, line, sizeof line);
+  nbdkit_error ("%s", line);
 }
 
 void
 xs_debug_sink (const char *message)
 {
-  nbdkit_debug ("%s", message);
+  char line[4 * 2048 + 1];
+
+  xs_server_log_line (message, line, sizeof line);
+  nbdkit_debug ("%s", line);
 }
 
 static void

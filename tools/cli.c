@@ -18,6 +18,12 @@ xs_error_sink (const char *message)
   fprintf (stderr, "xsnap: %s\n", message);
 }
 
+void
+xs_notice_sink (const char *message)
+{
+  fprintf (stderr, "xsnap: %s\n", message);
+}
+
 enum {
   OPT_STORE = 1000, OPT_ACCOUNT, OPT_REGION, OPT_JSON,
 };

@@ -9,11 +9,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <openssl/crypto.h>
 
 #include "cli.h"
 #include "error.h"
+#include "fileio.h"
 #include "keyfile.h"
 #include "keys.h"
 
@@ -197,6 +199,31 @@ free_passphrase (char *passphrase, size_t len)
   free (passphrase);
 }
 
+/* TEXT and a newline to standard output, or to OUTPUT: a new file (mode
+ * 0600, never one that exists) or a device or FIFO.
+ */
+static int
+write_key_file (const char *output, const char *text)
+{
+  struct xs_output out = { .fd = STDOUT_FILENO };
+  size_t len = strlen (text);
+  int r;
+
+  if (output && xs_output_open (&out, output, 0600, XS_OUTPUT_NEW) == -1)
+    return -1;
+  r = xs_full_write (out.fd, text, len) == -1
+    || xs_full_write (out.fd, "\n", 1) == -1 ? -1 : 0;
+  if (r == -1)
+    xs_error ("cannot write the key file %s: %m",
+              output ? output : "to standard output");
+  if (!output)
+    return r;
+  if (r == 0)
+    return xs_output_commit (&out);
+  xs_output_abandon (&out);
+  return -1;
+}
+
 /* key export KEY [-o FILE] [--passphrase-file F] */
 static int
 key_export (struct cli *cli, int argc, char **argv)
@@ -209,7 +236,6 @@ key_export (struct cli *cli, int argc, char **argv)
   const char *output = NULL, *pass_file = NULL;
   char *arg, *passphrase = NULL, *text = NULL;
   size_t pass_len = 0;
-  FILE *fp;
   int c, status = 1;
 
   while ((c = cli_next_option (cli, argc, argv, "o:", options, &arg)) != -1) {
@@ -227,16 +253,7 @@ key_export (struct cli *cli, int argc, char **argv)
                             cli->scope.account, argv[optind], passphrase,
                             pass_len, &text) == -1)
     goto out;
-  fp = output ? fopen (output, "wxe") : stdout;
-  if (fp == NULL) {
-    xs_error ("cannot create %s: %m", output);
-    goto out;
-  }
-  if (fprintf (fp, "%s\n", text) < 0 || (output && fclose (fp) != 0)
-      || (!output && fflush (fp) != 0))
-    xs_error ("cannot write the key file: %m");
-  else
-    status = 0;
+  status = write_key_file (output, text) == 0 ? 0 : 1;
  out:
   free_passphrase (passphrase, pass_len);
   free (text);

@@ -1,7 +1,8 @@
 /* xsnap send: write a snapshot as a replication stream, to be piped to
  * `xsnap receive` (here, or on another machine through ssh).  The stream
- * goes to standard output, never to a terminal, or to a file (-o), which
- * appears only once it is complete.
+ * goes to standard output, never to a terminal, or to -o PATH: a file
+ * appears only once the stream is complete, a device or FIFO is written
+ * into (lib/fileio.c).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -81,67 +82,34 @@ print_summary (struct cli *cli, const struct send_options *o,
   return 0;
 }
 
-/* A temporary file next to PATH (its name in *TEMP), opened for writing. */
-static int
-open_output (const char *path, char **temp)
-{
-  int fd;
-
-  if (asprintf (temp, "%s.XXXXXX", path) == -1) {
-    *temp = NULL;
-    xs_error ("cannot create %s: %m", path);
-    return -1;
-  }
-  fd = mkostemp (*temp, O_CLOEXEC);
-  if (fd == -1) {
-    xs_error ("cannot create %s: %m", *temp);
-    free (*temp);
-    *temp = NULL;
-  }
-  return fd;
-}
-
-/* Make the finished temporary file the output, durably. */
-static int
-publish_output (int fd, const char *temp, const char *path)
-{
-  if (fchmod (fd, 0644) == -1 || fsync (fd) == -1
-      || rename (temp, path) == -1) {
-    xs_error ("cannot write %s: %m", path);
-    return -1;
-  }
-  return xs_fsync_parent (path);
-}
-
 static int
 send_stream (struct cli *cli, const struct send_options *o,
              struct xs_send *s, struct xs_send_stats *st)
 {
+  struct xs_output out = { .fd = STDOUT_FILENO };
   struct progress progress;
-  char *temp = NULL;
-  int fd = STDOUT_FILENO, r;
+  int r;
 
   if (o->output == NULL && isatty (STDOUT_FILENO)) {
     xs_error ("refusing to write a stream to a terminal: redirect standard "
               "output or use -o FILE");
     return -1;
   }
-  if (o->output && (fd = open_output (o->output, &temp)) == -1)
+  if (o->output
+      && xs_output_open (&out, o->output, 0644, XS_OUTPUT_REPLACE) == -1)
     return -1;
   /* A reader that goes away is an error to report, not a silent death. */
   signal (SIGPIPE, SIG_IGN);
-  transfer_grow_pipe (fd);
+  transfer_grow_pipe (out.fd);
   progress_init_option (&progress, "sending", cli->quiet || cli->json,
                         &o->progress);
-  r = xs_send_to_fd (s, fd, progress_update, &progress, st);
+  r = xs_send_to_fd (s, out.fd, progress_update, &progress, st);
   progress_end (&progress);
   if (o->output) {
     if (r == 0)
-      r = publish_output (fd, temp, o->output);
-    if (r == -1)
-      unlink (temp);
-    close (fd);
-    free (temp);
+      r = xs_output_commit (&out);
+    else
+      xs_output_abandon (&out);
   }
   return r;
 }
