@@ -773,7 +773,7 @@ check_resource_tail (const struct parser *ps, const char *resource,
     type[n] = '\0';
     refuse (ps, "resource '%s': unknown resource type '%s' (expected "
             "account, audit, chain, job, key, policy, policydoc, region, "
-            "share, snapshot or volume)",
+            "setting, share, snapshot or volume)",
             quote (resource, q, sizeof q), quote (type, qt, sizeof qt));
     return -1;
   }
