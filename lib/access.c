@@ -105,6 +105,21 @@ refuse (struct xs_store *store, const char *caller, const char *action,
                    XS_AUDIT_DENIED, why);
 }
 
+/* Why TARGET is refused to CALLER when nothing allowed it. */
+static const char *
+refusal_reason (const struct xs_access_target *target)
+{
+  if (target->shared_with_caller)
+    return "it is shared with this account, which may read it, diff it,"
+      " copy it and make disks from it, but not change, delete or share it";
+  if (target->administrative)
+    return "only the administrator may (for an account, also the accounts"
+      " above it in its organisation), or an account a policy document"
+      " attached by the administrator allows";
+  return "it belongs to another account and no policy document"
+    " attached by its owner allows it";
+}
+
 int
 xs_access_check (struct xs_store *store, const char *caller,
                  const char *action, const struct xs_access_target *target,
@@ -113,36 +128,91 @@ xs_access_check (struct xs_store *store, const char *caller,
   enum xs_policy_effect verdict;
   const char *why;
   char *arn;
-  bool owner = strcmp (caller, target->owner) == 0;
+  bool owner = !target->administrative
+    && strcmp (caller, target->owner) == 0;
   int r = -1;
 
   arn = xs_policy_resource_name (target->region, target->owner, target->type,
                                  target->id);
   if (arn == NULL)
     return -1;
-  if (policy_verdict (store, caller, action, arn, target->owner,
+  /* On an administrative resource only the administrator's allows
+   * count: no owner may give it away.
+   */
+  if (policy_verdict (store, caller, action, arn,
+                      target->administrative ? "" : target->owner,
                       &verdict) == -1)
     goto out;
   if (verdict == XS_POLICY_DENY)
     why = "a policy document denies it";
   else if (owner || xs_account_is_admin (store, caller)
+           || target->caller_manages
            || (target->shared_with_caller && sharee_may (action))
            || verdict == XS_POLICY_ALLOW) {
     r = 0;
     goto out;
   }
-  else if (target->shared_with_caller)
-    why = "it is shared with this account, which may read it, diff it,"
-      " copy it and make disks from it, but not change, delete or share it";
   else
-    why = "it belongs to another account and no policy document"
-      " attached by its owner allows it";
+    why = refusal_reason (target);
   if (!quiet)
     refuse (store, caller, action, target, arn, why);
  out:
   free (arn);
   return r;
 }
+
+/* Is CALLER above ACCOUNT in ACCOUNT's organisation (or ACCOUNT's
+ * parent-to-be PARENT itself)?  1, 0 or -1.
+ */
+static int
+manages (struct xs_store *store, const char *caller, const char *account)
+{
+  if (account == NULL || *account == '\0')
+    return 0;
+  return xs_account_is_collaborator (store, account, caller);
+}
+
+int
+xs_access_account (struct xs_store *store, const char *caller,
+                   const char *action, const char *account,
+                   const char *parent)
+{
+  struct xs_access_target target = {
+    .owner = account, .type = "account", .id = account,
+    .administrative = true,
+  };
+  char label[128];
+  int above;
+
+  /* A new account's place is below PARENT: PARENT and those above it
+   * manage it.  An existing one's, below its own chain.
+   */
+  if (parent && *parent)
+    above = strcmp (parent, caller) == 0 ? 1 : manages (store, caller, parent);
+  else
+    above = parent ? 0 : manages (store, caller, account);
+  if (above == -1)
+    return -1;
+  target.caller_manages = above == 1;
+  snprintf (label, sizeof label, "account '%s'", account);
+  target.label = label;
+  return xs_access_check (store, caller, action, &target, false);
+}
+
+int
+xs_access_store (struct xs_store *store, const char *caller,
+                 const char *action, const char *type, const char *id)
+{
+  struct xs_access_target target = {
+    .owner = "", .type = type, .id = id, .administrative = true,
+  };
+  char label[128];
+
+  snprintf (label, sizeof label, "%s '%s'", type, id);
+  target.label = label;
+  return xs_access_check (store, caller, action, &target, false);
+}
+
 
 int
 xs_access_snapshot (struct xs_store *store, const char *caller,
@@ -186,6 +256,41 @@ xs_access_volume (struct xs_store *store, const char *caller,
   free (label);
   return r;
 }
+
+/* CALLER takes ACTION on TYPE/ID (a listing: "*") of its own, in REGION
+ * (NULL: outside any region).
+ */
+static int
+check_own (struct xs_store *store, const char *caller, const char *region,
+           const char *action, const char *type, const char *id)
+{
+  struct xs_access_target target = {
+    .owner = caller, .region = region, .type = type, .id = id,
+  };
+  char label[160];
+
+  if (strcmp (id, "*") == 0)
+    snprintf (label, sizeof label, "the %ss of account '%s'", type, caller);
+  else
+    snprintf (label, sizeof label, "%s '%s'", type, id);
+  target.label = label;
+  return xs_access_check (store, caller, action, &target, false);
+}
+
+int
+xs_access_describe (struct xs_store *store, const char *caller,
+                    const char *action, const char *type)
+{
+  return check_own (store, caller, NULL, action, type, "*");
+}
+
+int
+xs_access_scope (struct xs_store *store, const struct xs_scope *scope,
+                 const char *action, const char *type, const char *id)
+{
+  return check_own (store, scope->account, scope->region, action, type, id);
+}
+
 
 /* Another account's snapshot ID, if the caller may take ACTION on it or
  * see it (quietly: one it may not see looks missing).  1 if not.
@@ -282,31 +387,27 @@ xs_access_find_snapshot (struct xs_store *store, const struct xs_scope *scope,
   return 0;
 }
 
-/* May ACTOR attach documents to ACCOUNT? */
+/* May ACTOR take ACTION on the policy document NAME (or "*") of
+ * ACCOUNT?  Its owner is ACCOUNT; the accounts above it in its
+ * organisation manage it.
+ */
 static int
-may_manage_policies (struct xs_store *store, const char *actor,
-                     const char *account)
+check_policy_doc (struct xs_store *store, const char *actor,
+                  const char *action, const char *account, const char *name)
 {
-  int r;
+  struct xs_access_target target = {
+    .owner = account, .type = "policydoc", .id = name,
+  };
+  char label[160];
+  int above = manages (store, actor, account);
 
-  if (strcmp (actor, account) == 0 || xs_account_is_admin (store, actor))
-    return 1;
-  r = xs_account_is_collaborator (store, account, actor);
-  return r == -1 ? -1 : r == 1;
-}
-
-static int
-refuse_policy_change (struct xs_store *store, const char *actor,
-                      const char *action, const char *account,
-                      const char *name)
-{
-  xs_error ("permission denied: account '%s' may not change the policy"
-            " documents of account '%s' (only the administrator, the"
-            " account itself, or the account it is a collaborator of may)",
-            actor, account);
-  xs_audit_record (store, actor, action, name, account, XS_AUDIT_DENIED,
-                   "not the account, its organisation or the administrator");
-  return -1;
+  if (above == -1)
+    return -1;
+  target.caller_manages = above == 1;
+  snprintf (label, sizeof label, "the policy documents of account '%s'",
+            account);
+  target.label = label;
+  return xs_access_check (store, actor, action, &target, false);
 }
 
 int
@@ -318,16 +419,12 @@ xs_access_attach_policy (struct xs_store *store, const char *actor,
   struct xs_policy *policy;
   char *canonical = NULL, id[XS_ID_MAX], detail[128];
   int64_t one;
-  int r, allowed;
+  int r;
 
-  if (xs_name_check ("policy document", name) == -1)
+  if (xs_name_check ("policy document", name) == -1
+      || check_policy_doc (store, actor, "xsnap:AttachPolicyDoc", account,
+                           name) == -1)
     return -1;
-  allowed = may_manage_policies (store, actor, account);
-  if (allowed == -1)
-    return -1;
-  if (!allowed)
-    return refuse_policy_change (store, actor, "xsnap:AttachPolicyDoc",
-                                 account, name);
   policy = xs_policy_parse (text, len, origin);
   if (policy == NULL)
     return -1;
@@ -378,14 +475,11 @@ xs_access_detach_policy (struct xs_store *store, const char *actor,
 {
   struct xs_catalog *cat = xs_store_catalog (store);
   int64_t removed;
-  int r = -1, allowed;
+  int r = -1;
 
-  allowed = may_manage_policies (store, actor, account);
-  if (allowed == -1)
+  if (check_policy_doc (store, actor, "xsnap:DetachPolicyDoc", account,
+                        name) == -1)
     return -1;
-  if (!allowed)
-    return refuse_policy_change (store, actor, "xsnap:DetachPolicyDoc",
-                                 account, name);
   xs_catalog_lock (cat);
   if (xs_catalog_begin (cat) == -1)
     goto out;
@@ -423,7 +517,8 @@ xs_policy_doc_to_json (const struct xs_policy_doc *doc)
 }
 
 int
-xs_access_list_policies (struct xs_store *store, const char *account,
+xs_access_list_policies (struct xs_store *store, const char *actor,
+                         const char *account,
                          int (*fn) (const struct xs_policy_doc *doc,
                                     void *opaque),
                          void *opaque)
@@ -433,6 +528,11 @@ xs_access_list_policies (struct xs_store *store, const char *account,
   sqlite3_stmt *stmt;
   int r = -1, step;
 
+  if (account ? check_policy_doc (store, actor, "xsnap:DescribePolicyDocs",
+                                  account, "*") == -1
+      : xs_access_store (store, actor, "xsnap:DescribePolicyDocs",
+                         "policydoc", "*") == -1)
+    return -1;
   xs_catalog_lock (cat);
   stmt = xs_catalog_prepare_bind (cat, "list policy documents",
                                   "SELECT id, account, name, attached_by,"

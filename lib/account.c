@@ -6,11 +6,13 @@
 #include <string.h>
 #include <time.h>
 
+#include "access.h"
 #include "account.h"
 #include "audit.h"
 #include "error.h"
 #include "fileio.h"
 #include "names.h"
+#include "policy.h"
 
 /* Deepest collaborator_of chain followed; a longer one is a loop. */
 #define MAX_ORGANISATION_DEPTH 64
@@ -110,15 +112,21 @@ check_display_name (const char *name)
   return 0;
 }
 
-int
-xs_account_create (struct xs_store *store, const char *id, const char *name,
-                   const char *email, const char *collaborator_of)
+/* Create account ID; with ACTOR, audit it in the same transaction. */
+static int
+create_account (struct xs_store *store, const char *actor, const char *id,
+                const char *name, const char *email,
+                const char *collaborator_of)
 {
   struct xs_catalog *cat = xs_store_catalog (store);
+  char *arn = NULL;
   int r = -1, exists;
 
   if (xs_name_check ("account", id) == -1 || check_email (email) == -1
       || check_display_name (name) == -1)
+    return -1;
+  if (actor
+      && (arn = xs_policy_resource_name (NULL, id, "account", id)) == NULL)
     return -1;
   xs_catalog_lock (cat);
   if (xs_catalog_begin (cat) == -1)
@@ -145,7 +153,12 @@ xs_account_create (struct xs_store *store, const char *id, const char *name,
                       " collaborator_of, created_ns) VALUES (?, ?, ?, ?, ?)",
                       "ssssi", id, name ? name : "", email ? email : "",
                       collaborator_of ? collaborator_of : "",
-                      xs_wall_clock_ns ()) == -1)
+                      xs_wall_clock_ns ()) == -1
+      || (actor
+          && xs_audit_record_locked (store, actor, "xsnap:CreateAccount",
+                                     arn, id, XS_AUDIT_ALLOWED,
+                                     collaborator_of ? collaborator_of
+                                                     : "") == -1))
     goto rollback;
   r = xs_catalog_commit (cat);
   if (r == 0)
@@ -154,7 +167,27 @@ xs_account_create (struct xs_store *store, const char *id, const char *name,
   xs_catalog_rollback (cat);
  out:
   xs_catalog_unlock (cat);
+  free (arn);
   return r;
+}
+
+int
+xs_account_create (struct xs_store *store, const char *id, const char *name,
+                   const char *email, const char *collaborator_of)
+{
+  return create_account (store, NULL, id, name, email, collaborator_of);
+}
+
+int
+xs_account_create_as (struct xs_store *store, const char *actor,
+                      const char *id, const char *name, const char *email,
+                      const char *collaborator_of)
+{
+  if (xs_name_check ("account", id) == -1
+      || xs_access_account (store, actor, "xsnap:CreateAccount", id,
+                            collaborator_of ? collaborator_of : "") == -1)
+    return -1;
+  return create_account (store, actor, id, name, email, collaborator_of);
 }
 
 int
@@ -229,7 +262,10 @@ xs_account_list (struct xs_store *store,
   return r;
 }
 
-/* What an account may still own, and how to say it. */
+/* What an account may still have, and how to say it: everything that
+ * names it in the catalog, so that a refusal is this message and never a
+ * bare foreign-key error.
+ */
 static const struct {
   const char *sql;
   const char *what;
@@ -237,7 +273,21 @@ static const struct {
   { "SELECT count(*) FROM volumes WHERE account = ?", "volume(s)" },
   { "SELECT count(*) FROM snapshots WHERE account = ?"
     " AND status != 'deleted'", "snapshot(s)" },
+  { "SELECT count(*) FROM snapshots WHERE account = ?"
+    " AND status = 'deleted'",
+    "deleted snapshot(s) whose data gc has not reclaimed yet (run"
+    " 'xsnap gc' in their region)" },
   { "SELECT count(*) FROM shares WHERE owner = ?", "share(s)" },
+  { "SELECT count(*) FROM auto_policies WHERE account = ?",
+    "automatic snapshot policy(ies)" },
+  { "SELECT count(*) FROM copy_tasks WHERE dest_account = ?",
+    "incoming policy copy task(s)" },
+  { "SELECT count(*) FROM jobs WHERE status IN ('queued', 'running')"
+    " AND (source_account = ?1 OR dest_account = ?1)",
+    "queued or running copy job(s)" },
+  { "SELECT count(*) FROM keys WHERE account = ?", "key(s)" },
+  { "SELECT count(*) FROM key_grants WHERE grantee = ?",
+    "key(s) granted to it" },
   { "SELECT count(*) FROM policy_docs WHERE account = ?",
     "attached policy document(s)" },
   { "SELECT count(*) FROM accounts WHERE collaborator_of = ?",
@@ -245,14 +295,48 @@ static const struct {
   { "SELECT count(*) FROM uid_map WHERE account = ?", "mapped uid(s)" },
 };
 
-int
-xs_account_delete (struct xs_store *store, const char *id)
+/* Why account ID cannot go, reported; 0 if nothing holds it.  (Holding
+ * the lock, in a transaction.)
+ */
+static int
+check_nothing_left_locked (struct xs_catalog *cat, const char *id)
 {
-  struct xs_catalog *cat = xs_store_catalog (store);
   int64_t count;
   size_t i;
+
+  if (xs_catalog_query_int (cat, "look up an account", &count,
+                            "SELECT is_admin FROM accounts WHERE id = ?",
+                            "s", id) != 0)
+    return -1;
+  if (count) {
+    xs_error ("cannot delete account '%s': it is the administrator", id);
+    return -1;
+  }
+  for (i = 0; i < sizeof ownership_checks / sizeof ownership_checks[0];
+       i++) {
+    if (xs_catalog_query_int (cat, "check what an account has", &count,
+                              ownership_checks[i].sql, "s", id) != 0)
+      return -1;
+    if (count > 0) {
+      xs_error ("cannot delete account '%s': it still has %" PRId64 " %s",
+                id, count, ownership_checks[i].what);
+      return -1;
+    }
+  }
+  return 0;
+}
+
+int
+xs_account_delete (struct xs_store *store, const char *actor, const char *id)
+{
+  struct xs_catalog *cat = xs_store_catalog (store);
+  char *arn;
   int r = -1, exists;
 
+  if (xs_access_account (store, actor, "xsnap:DeleteAccount", id,
+                         NULL) == -1
+      || (arn = xs_policy_resource_name (NULL, id, "account", id)) == NULL)
+    return -1;
   xs_catalog_lock (cat);
   if (xs_catalog_begin (cat) == -1)
     goto out;
@@ -262,30 +346,15 @@ xs_account_delete (struct xs_store *store, const char *id)
       xs_error ("cannot delete account '%s': no such account", id);
     goto rollback;
   }
-  if (xs_catalog_query_int (cat, "look up an account", &count,
-                            "SELECT is_admin FROM accounts WHERE id = ?",
-                            "s", id) != 0)
+  if (check_nothing_left_locked (cat, id) == -1)
     goto rollback;
-  if (count) {
-    xs_error ("cannot delete account '%s': it is the administrator", id);
-    goto rollback;
-  }
-  for (i = 0; i < sizeof ownership_checks / sizeof ownership_checks[0];
-       i++) {
-    if (xs_catalog_query_int (cat, "check what an account owns", &count,
-                              ownership_checks[i].sql, "s", id) != 0)
-      goto rollback;
-    if (count > 0) {
-      xs_error ("cannot delete account '%s': it still has %" PRId64 " %s",
-                id, count, ownership_checks[i].what);
-      goto rollback;
-    }
-  }
   /* Shares with it go: there is no one left to see them. */
   if (xs_catalog_run (cat, "delete an account",
                       "DELETE FROM shares WHERE sharee = ?", "s", id) == -1
       || xs_catalog_run (cat, "delete an account",
-                         "DELETE FROM accounts WHERE id = ?", "s", id) == -1)
+                         "DELETE FROM accounts WHERE id = ?", "s", id) == -1
+      || xs_audit_record_locked (store, actor, "xsnap:DeleteAccount", arn,
+                                 id, XS_AUDIT_ALLOWED, "") == -1)
     goto rollback;
   r = xs_catalog_commit (cat);
   if (r == 0)
@@ -294,6 +363,7 @@ xs_account_delete (struct xs_store *store, const char *id)
   xs_catalog_rollback (cat);
  out:
   xs_catalog_unlock (cat);
+  free (arn);
   return r;
 }
 
@@ -419,42 +489,92 @@ xs_account_is_collaborator (struct xs_store *store, const char *a,
   return compare_chains (store, a, b, first_below_second);
 }
 
-int
-xs_account_map_uid (struct xs_store *store, uid_t uid, const char *account)
+/* Who uid UID is mapped to now: 0 and *ACCOUNT (malloc'd), 1 none, -1. */
+static int
+mapped_account (struct xs_store *store, uid_t uid, char **account)
+{
+  if (uid == 0) {
+    *account = NULL;
+    return 1;
+  }
+  return xs_account_lookup_uid (store, uid, account);
+}
+
+/* Map UID to ACCOUNT (NULL: unmap) and audit it in one transaction. */
+static int
+change_uid_map_locked (struct xs_store *store, const char *actor, uid_t uid,
+                       const char *account, const char *arn)
 {
   struct xs_catalog *cat = xs_store_catalog (store);
-  int r = -1, exists;
+  char detail[64];
+  int64_t changed;
+  int exists;
+
+  snprintf (detail, sizeof detail, "uid %u %s", (unsigned) uid,
+            account ? "mapped" : "unmapped");
+  if (account) {
+    exists = account_exists_locked (cat, account);
+    if (exists == 0)
+      xs_error ("cannot map uid %u: no account '%s'", (unsigned) uid,
+                account);
+    if (exists != 1)
+      return -1;
+    changed = xs_catalog_run (cat, "map a uid",
+                              "INSERT OR REPLACE INTO uid_map (uid, account)"
+                              " VALUES (?, ?)", "is", (int64_t) uid,
+                              account);
+  }
+  else {
+    changed = xs_catalog_run (cat, "unmap a uid",
+                              "DELETE FROM uid_map WHERE uid = ?", "i",
+                              (int64_t) uid);
+    if (changed == 0)
+      xs_error ("uid %u is not mapped", (unsigned) uid);
+  }
+  if (changed <= 0)
+    return -1;
+  return xs_audit_record_locked (store, actor, "xsnap:MapUid", arn,
+                                 account ? account : "", XS_AUDIT_ALLOWED,
+                                 detail);
+}
+
+int
+xs_account_map_uid (struct xs_store *store, const char *actor, uid_t uid,
+                    const char *account)
+{
+  struct xs_catalog *cat = xs_store_catalog (store);
+  char *previous = NULL, *arn;
+  const char *target;
+  int r = -1;
 
   if (uid == 0) {
     xs_error ("cannot map uid 0: root is always the administrator");
     return -1;
   }
+  /* The uid map says who a local user is: only the administrator's
+   * (PARENT "": nobody below it manages it), checked on the account it
+   * will name, or for an unmap the one it names now.
+   */
+  if (account == NULL && mapped_account (store, uid, &previous) == -1)
+    return -1;
+  target = account ? account : previous ? previous : "*";
+  if (xs_access_account (store, actor, "xsnap:MapUid", target, "") == -1
+      || (arn = xs_policy_resource_name (NULL, target, "account",
+                                         target)) == NULL) {
+    free (previous);
+    return -1;
+  }
   xs_catalog_lock (cat);
-  exists = account_exists_locked (cat, account);
-  if (exists == 0)
-    xs_error ("cannot map uid %u: no account '%s'", (unsigned) uid, account);
-  if (exists == 1
-      && xs_catalog_run (cat, "map a uid",
-                         "INSERT OR REPLACE INTO uid_map (uid, account)"
-                         " VALUES (?, ?)", "is", (int64_t) uid,
-                         account) >= 0)
-    r = 0;
+  if (xs_catalog_begin (cat) == 0) {
+    if (change_uid_map_locked (store, actor, uid, account, arn) == 0)
+      r = xs_catalog_commit (cat);
+    if (r == -1)
+      xs_catalog_rollback (cat);
+  }
   xs_catalog_unlock (cat);
+  free (arn);
+  free (previous);
   return r;
-}
-
-int
-xs_account_unmap_uid (struct xs_store *store, uid_t uid)
-{
-  struct xs_catalog *cat = xs_store_catalog (store);
-  int64_t changed;
-
-  xs_catalog_lock (cat);
-  changed = xs_catalog_run (cat, "unmap a uid",
-                            "DELETE FROM uid_map WHERE uid = ?", "i",
-                            (int64_t) uid);
-  xs_catalog_unlock (cat);
-  return changed == -1 ? -1 : changed == 0;
 }
 
 int

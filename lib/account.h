@@ -34,11 +34,18 @@ extern void xs_account_clear (struct xs_account *account);
 extern json_t *xs_account_to_json (const struct xs_account *account);
 
 /* Create account ID.  NAME, EMAIL and COLLABORATOR_OF may be NULL; the
- * account COLLABORATOR_OF must exist.
+ * account COLLABORATOR_OF must exist.  The _as form is a request of
+ * ACTOR: allowed xsnap:CreateAccount (by default the administrator, and
+ * COLLABORATOR_OF and the accounts above it) and audited in the
+ * transaction that creates it.
  */
 extern int xs_account_create (struct xs_store *store, const char *id,
                               const char *name, const char *email,
                               const char *collaborator_of);
+extern int xs_account_create_as (struct xs_store *store, const char *actor,
+                                 const char *id, const char *name,
+                                 const char *email,
+                                 const char *collaborator_of);
 
 /* 0 found, 1 none (reported unless QUIET), -1 error. */
 extern int xs_account_find (struct xs_store *store, const char *id,
@@ -49,11 +56,17 @@ extern int xs_account_list (struct xs_store *store,
                                        void *opaque),
                             void *opaque);
 
-/* Delete account ID: refused for the administrator and while the account
- * owns anything (volumes, snapshots, shares, policy documents,
- * collaborators, mapped uids), each named in the message.
+/* ACTOR deletes account ID: it must be allowed xsnap:DeleteAccount (by
+ * default the administrator and the accounts above ID in its
+ * organisation).  Refused for the administrator and while anything in
+ * the catalog names the account (volumes, snapshots, deleted snapshots
+ * gc has not reclaimed, shares, automatic policies, incoming copy tasks,
+ * active jobs, keys and grants, policy documents, collaborators, mapped
+ * uids), with a message naming what remains.  Audited in the deleting
+ * transaction.
  */
-extern int xs_account_delete (struct xs_store *store, const char *id);
+extern int xs_account_delete (struct xs_store *store, const char *actor,
+                              const char *id);
 
 /* Is ID the administrator?  false also when it does not exist. */
 extern bool xs_account_is_admin (struct xs_store *store, const char *id);
@@ -70,13 +83,14 @@ extern int xs_account_same_organisation (struct xs_store *store,
 extern int xs_account_is_collaborator (struct xs_store *store,
                                        const char *a, const char *b);
 
-/* The uid map.  MAP replaces any earlier mapping of UID; UNMAP removes it
- * (1 if there was none).  LOOKUP: 0 and *ACCOUNT (malloc'd), 1 if UID is
- * not mapped (root, uid 0, is always the administrator), or -1.
+/* The uid map.  MAP (ACTOR must be allowed xsnap:MapUid on the account
+ * named, by default only the administrator) replaces any earlier mapping
+ * of UID, or with ACCOUNT NULL removes it (refused if there was none);
+ * audited in the same transaction.  LOOKUP: 0 and *ACCOUNT (malloc'd), 1
+ * if UID is not mapped (root, uid 0, is always the administrator), or -1.
  */
-extern int xs_account_map_uid (struct xs_store *store, uid_t uid,
-                               const char *account);
-extern int xs_account_unmap_uid (struct xs_store *store, uid_t uid);
+extern int xs_account_map_uid (struct xs_store *store, const char *actor,
+                               uid_t uid, const char *account);
 extern int xs_account_lookup_uid (struct xs_store *store, uid_t uid,
                                   char **account);
 extern int xs_account_list_uids (struct xs_store *store, const char *account,

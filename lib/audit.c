@@ -67,13 +67,14 @@ audit_resource (struct xs_store *store, const char *actor, const char *action,
 
 int
 xs_audit_snapshot (struct xs_store *store, const char *actor,
-                   const char *action, const struct xs_snapshot *snap)
+                   const char *action, const struct xs_snapshot *snap,
+                   const char *detail)
 {
-  char detail[160];
+  char name[160];
 
-  snprintf (detail, sizeof detail, "%s@%s", snap->volume_name, snap->name);
+  snprintf (name, sizeof name, "%s@%s", snap->volume_name, snap->name);
   return audit_resource (store, actor, action, snap->region, snap->account,
-                         "snapshot", snap->id, detail);
+                         "snapshot", snap->id, detail ? detail : name);
 }
 
 int

@@ -46,12 +46,17 @@ extern int xs_audit_record_locked (struct xs_store *store, const char *actor,
                                    enum xs_audit_outcome outcome,
                                    const char *detail);
 
-/* Record that ACTOR did ACTION (allowed) to a snapshot or a volume. */
+/* Record that ACTOR did ACTION (allowed) to a snapshot or a volume.
+ * Called by the change itself, inside its transaction (the catalog lock
+ * is recursive, so the row joins the transaction of the caller holding
+ * it).  DETAIL NULL: the snapshot's VOL@NAME.
+ */
 struct xs_snapshot;
 struct xs_volume;
 extern int xs_audit_snapshot (struct xs_store *store, const char *actor,
                               const char *action,
-                              const struct xs_snapshot *snap);
+                              const struct xs_snapshot *snap,
+                              const char *detail);
 extern int xs_audit_volume (struct xs_store *store, const char *actor,
                             const char *action, const struct xs_volume *vol);
 

@@ -581,7 +581,7 @@ apply_retention (struct xs_store *store, bool by_task, const char *id,
   struct xs_catalog *cat = xs_store_catalog (store);
   struct xs_snapshot snap;
   sqlite3_stmt *stmt;
-  char **old = NULL, **more;
+  char **old = NULL, **more, why[160];
   size_t n = 0, i;
   int r = 0;
 
@@ -614,9 +614,14 @@ apply_retention (struct xs_store *store, bool by_task, const char *id,
   xs_catalog_unlock (cat);
   if (stmt == NULL)
     r = -1;
+  snprintf (why, sizeof why, "retention of %s %s (keeps %" PRId64 ")",
+            by_task ? "copy task" : "policy", id, retain);
   for (i = 0; i < n; i++) {
     if (xs_snapshot_lookup_id (store, old[i], &snap) == 0) {
-      if (xs_snapshot_delete (store, &snap) == 0)
+      /* Retention deletes for ACCOUNT: its documents' denies hold. */
+      if (xs_access_snapshot (store, account, "xsnap:DeleteSnapshot",
+                              &snap) == 0
+          && xs_snapshot_delete (store, account, why, &snap) == 0)
         say (note, opaque, "retention: deleted %s@%s (%s) of account %s",
              snap.volume_name, snap.name, snap.id, account);
       else

@@ -5,10 +5,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "account.h"
+#include "access.h"
 #include "audit.h"
 #include "config.h"
 #include "error.h"
+#include "policy.h"
 
 enum kind { NUMBER, GROUP_LIST };
 
@@ -78,31 +79,34 @@ xs_config_set (struct xs_store *store, const char *actor, const char *key,
                const char *value)
 {
   struct xs_catalog *cat = xs_store_catalog (store);
-  char detail[256];
+  char detail[256], *arn = NULL;
   int i = find_key (key);
   int64_t r;
 
-  if (i == -1 || (value && check_value (i, value) == -1))
-    return -1;
-  if (!xs_account_is_admin (store, actor)) {
-    xs_error ("permission denied: only the administrator may change the "
-              "store's settings");
-    xs_audit_record (store, actor, "xsnap:SetConfig", key, "",
-                     XS_AUDIT_DENIED, "not the administrator");
-    return -1;
-  }
-  xs_catalog_lock (cat);
-  if (value)
-    r = xs_catalog_set_setting (cat, key, value);
-  else
-    r = xs_catalog_run (cat, "reset a setting",
-                        "DELETE FROM settings WHERE key = ?", "s", key);
-  xs_catalog_unlock (cat);
-  if (r == -1)
+  if (i == -1 || (value && check_value (i, value) == -1)
+      || xs_access_store (store, actor, "xsnap:SetConfig", "setting",
+                          key) == -1
+      || (arn = xs_policy_resource_name (NULL, NULL, "setting",
+                                         key)) == NULL)
     return -1;
   snprintf (detail, sizeof detail, "%s", value ? value : "(default)");
-  return xs_audit_record (store, actor, "xsnap:SetConfig", key, "",
-                          XS_AUDIT_ALLOWED, detail);
+  xs_catalog_lock (cat);
+  r = xs_catalog_begin (cat);
+  if (r == 0 && value)
+    r = xs_catalog_set_setting (cat, key, value);
+  else if (r == 0)
+    r = xs_catalog_run (cat, "reset a setting",
+                        "DELETE FROM settings WHERE key = ?", "s", key);
+  if (r == -1
+      || xs_audit_record_locked (store, actor, "xsnap:SetConfig", arn, "",
+                                 XS_AUDIT_ALLOWED, detail) == -1
+      || xs_catalog_commit (cat) == -1) {
+    xs_catalog_rollback (cat);
+    r = -1;
+  }
+  xs_catalog_unlock (cat);
+  free (arn);
+  return r == -1 ? -1 : 0;
 }
 
 int

@@ -84,19 +84,23 @@ static const char *const known_actions[] = {
   "xsnap:DisableKey",
   "xsnap:GrantKey",
   "xsnap:DescribeKeys",
+  "xsnap:ExportKey",
+  "xsnap:ImportKey",
   "xsnap:CreateRegion",
   "xsnap:DeleteRegion",
   "xsnap:DescribeRegions",
   "xsnap:RunGc",
+  "xsnap:SetConfig",
   NULL
 };
 
 /* TYPE in xsnap:REGION:ACCOUNT:TYPE/ID.  "policy" is an automatic snapshot
- * policy, "policydoc" a permission policy document.
+ * policy, "policydoc" a permission policy document, "setting" one of the
+ * store's settings (lib/config.c).
  */
 static const char *const resource_types[] = {
   "account", "audit", "chain", "job", "key", "policy", "policydoc",
-  "region", "share", "snapshot", "volume",
+  "region", "setting", "share", "snapshot", "volume",
   NULL
 };
 
@@ -769,7 +773,7 @@ check_resource_tail (const struct parser *ps, const char *resource,
     type[n] = '\0';
     refuse (ps, "resource '%s': unknown resource type '%s' (expected "
             "account, audit, chain, job, key, policy, policydoc, region, "
-            "share, snapshot or volume)",
+            "setting, share, snapshot or volume)",
             quote (resource, q, sizeof q), quote (type, qt, sizeof qt));
     return -1;
   }

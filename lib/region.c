@@ -4,12 +4,13 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "account.h"
+#include "access.h"
 #include "audit.h"
 #include "backend.h"
 #include "error.h"
 #include "fileio.h"
 #include "names.h"
+#include "policy.h"
 #include "region.h"
 #include "repo.h"
 
@@ -24,17 +25,23 @@ xs_region_to_json (const struct xs_region *region)
                     "created", created);
 }
 
+/* Record that ACTOR did ACTION to region NAME, inside the caller's
+ * transaction.
+ */
 static int
-require_admin (struct xs_store *store, const char *actor, const char *action,
-               const char *name)
+audit_region_locked (struct xs_store *store, const char *actor,
+                     const char *action, const char *name,
+                     const char *detail)
 {
-  if (xs_account_is_admin (store, actor))
-    return 0;
-  xs_error ("permission denied: only the administrator may add or remove "
-            "regions");
-  xs_audit_record (store, actor, action, name, "", XS_AUDIT_DENIED,
-                   "not the administrator");
-  return -1;
+  char *arn = xs_policy_resource_name (NULL, NULL, "region", name);
+  int r;
+
+  if (arn == NULL)
+    return -1;
+  r = xs_audit_record_locked (store, actor, action, arn, "",
+                              XS_AUDIT_ALLOWED, detail);
+  free (arn);
+  return r;
 }
 
 /* Group names follow the rules of other names. */
@@ -96,7 +103,8 @@ xs_region_add (struct xs_store *store, const char *actor, const char *name,
   if (group == NULL)
     group = "default";
   if (xs_name_check ("region", name) == -1 || check_group (group) == -1
-      || require_admin (store, actor, "xsnap:CreateRegion", name) == -1
+      || xs_access_store (store, actor, "xsnap:CreateRegion", "region",
+                          name) == -1
       || region_exists (cat, name) == -1)
     return -1;
   /* The default repository is inside the region's directory. */
@@ -118,25 +126,29 @@ xs_region_add (struct xs_store *store, const char *actor, const char *name,
     free (url);
     return -1;
   }
+  snprintf (detail, sizeof detail, "%s, group %s",
+            backend_url ? backend_url : url, group);
   r = xs_store_make_region_dirs (xs_store_path (store), name);
   if (r == 0) {
     xs_catalog_lock (cat);
-    r = xs_catalog_run (cat, "add a region",
+    r = xs_catalog_begin (cat) == -1 ? -1
+      : xs_catalog_run (cat, "add a region",
                         "INSERT OR IGNORE INTO regions (name, backend, grp,"
                         " created_ns) VALUES (?, ?, ?, ?)", "sssi", name,
                         backend_url ? backend_url : url, group,
                         xs_wall_clock_ns ());
+    if (r == 0)
+      xs_error ("cannot add region '%s': it exists already", name);
+    if (r != 1
+        || audit_region_locked (store, actor, "xsnap:CreateRegion", name,
+                                detail) == -1
+        || xs_catalog_commit (cat) == -1) {
+      xs_catalog_rollback (cat);
+      r = -1;
+    }
     xs_catalog_unlock (cat);
   }
-  if (r == 0)
-    xs_error ("cannot add region '%s': it exists already", name);
-  if (r == 1) {
-    snprintf (detail, sizeof detail, "%s, group %s",
-              backend_url ? backend_url : url, group);
-    xs_audit_record (store, actor, "xsnap:CreateRegion", name, "",
-                     XS_AUDIT_ALLOWED, detail);
-  }
-  else if (claimed)
+  if (r != 1 && claimed)
     xs_repo_remove_owner (backend);     /* the region was not added */
   xs_backend_close (backend);
   free (url);
@@ -164,7 +176,8 @@ xs_region_remove (struct xs_store *store, const char *actor, const char *name)
   int64_t count, r = -1;
   size_t i;
 
-  if (require_admin (store, actor, "xsnap:DeleteRegion", name) == -1)
+  if (xs_access_store (store, actor, "xsnap:DeleteRegion", "region",
+                       name) == -1)
     return -1;
   xs_catalog_lock (cat);
   if (xs_catalog_begin (cat) == -1)
@@ -183,7 +196,10 @@ xs_region_remove (struct xs_store *store, const char *actor, const char *name)
                       "DELETE FROM regions WHERE name = ?", "s", name);
   if (r == 0)
     xs_error ("cannot remove region '%s': no such region", name);
-  if (r != 1 || xs_catalog_commit (cat) == -1) {
+  if (r != 1
+      || audit_region_locked (store, actor, "xsnap:DeleteRegion", name,
+                              "") == -1
+      || xs_catalog_commit (cat) == -1) {
     r = -1;
     goto rollback;
   }
@@ -192,9 +208,6 @@ xs_region_remove (struct xs_store *store, const char *actor, const char *name)
   xs_catalog_rollback (cat);
  out:
   xs_catalog_unlock (cat);
-  if (r == 1)
-    xs_audit_record (store, actor, "xsnap:DeleteRegion", name, "",
-                     XS_AUDIT_ALLOWED, "");
   return r == 1 ? 0 : -1;
 }
 

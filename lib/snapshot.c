@@ -12,6 +12,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "audit.h"
 #include "error.h"
 #include "fileio.h"
 #include "keys.h"
@@ -289,7 +290,8 @@ run_change (struct xs_catalog *cat, const char *sql, const char *what,
 }
 
 int
-xs_snapshot_delete (struct xs_store *store, const struct xs_snapshot *snap)
+xs_snapshot_delete (struct xs_store *store, const char *actor,
+                    const char *detail, const struct xs_snapshot *snap)
 {
   struct xs_catalog *cat = xs_store_catalog (store);
   int r;
@@ -307,9 +309,11 @@ xs_snapshot_delete (struct xs_store *store, const struct xs_snapshot *snap)
                     " WHERE id = ? AND status = 'available'",
                     "delete the snapshot", snap->id, NULL);
   if (r > 0
-      && run_change (cat, "DELETE FROM shares WHERE kind = 'snapshot'"
-                     " AND resource_id = ?", "remove the snapshot's shares",
-                     snap->id, NULL) == -1)
+      && (run_change (cat, "DELETE FROM shares WHERE kind = 'snapshot'"
+                      " AND resource_id = ?", "remove the snapshot's shares",
+                      snap->id, NULL) == -1
+          || xs_audit_snapshot (store, actor, "xsnap:DeleteSnapshot", snap,
+                                detail) == -1))
     r = -1;
   if (r > 0 && xs_catalog_commit (cat) == -1)
     r = -1;

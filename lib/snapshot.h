@@ -71,8 +71,13 @@ extern int xs_snapshot_list (struct xs_store *store,
                                         void *opaque),
                              void *opaque);
 
-/* Hide SNAP (see above).  Pending snapshots cannot be deleted. */
-extern int xs_snapshot_delete (struct xs_store *store,
+/* ACTOR hides SNAP (see above), audited as xsnap:DeleteSnapshot in the
+ * same transaction (DETAIL: why, NULL for a request of ACTOR's own), so
+ * no snapshot is deleted without its audit row.  The caller has checked
+ * the permission.  Pending snapshots cannot be deleted.
+ */
+extern int xs_snapshot_delete (struct xs_store *store, const char *actor,
+                               const char *detail,
                                const struct xs_snapshot *snap);
 
 /* Load and verify a snapshot's manifest from its repository, by id (which

@@ -13,6 +13,7 @@
 #include <openssl/crypto.h>
 
 #include "access.h"
+#include "audit.h"
 #include "error.h"
 #include "fileio.h"
 #include "keys.h"
@@ -534,7 +535,8 @@ lock_volume (struct xs_store *store, const struct xs_volume *vol, char **dir)
 }
 
 int
-xs_volume_delete (struct xs_store *store, const struct xs_volume *vol)
+xs_volume_delete (struct xs_store *store, const char *actor,
+                  const struct xs_volume *vol)
 {
   struct xs_catalog *cat = xs_store_catalog (store);
   sqlite3_stmt *stmt;
@@ -545,8 +547,9 @@ xs_volume_delete (struct xs_store *store, const struct xs_volume *vol)
   if (lock_fd == -1)
     return -1;
   xs_catalog_lock (cat);
-  stmt = xs_catalog_prepare (cat, "DELETE FROM volumes WHERE id = ?",
-                             "delete the volume");
+  stmt = xs_catalog_begin (cat) == -1 ? NULL
+    : xs_catalog_prepare (cat, "DELETE FROM volumes WHERE id = ?",
+                          "delete the volume");
   if (stmt != NULL) {
     sqlite3_bind_text (stmt, 1, vol->id, -1, SQLITE_STATIC);
     if (sqlite3_step (stmt) == SQLITE_DONE)
@@ -555,6 +558,13 @@ xs_volume_delete (struct xs_store *store, const struct xs_volume *vol)
       xs_catalog_report (cat, "delete the volume");
     sqlite3_finalize (stmt);
   }
+  /* The audit row is part of the delete: without it, nothing happened. */
+  if (r == 0
+      && (xs_audit_volume (store, actor, "xsnap:DeleteVolume", vol) == -1
+          || xs_catalog_commit (cat) == -1))
+    r = -1;
+  if (r == -1)
+    xs_catalog_rollback (cat);
   xs_catalog_unlock (cat);
   /* Once the row is gone the volume is deleted; a failure to remove its
    * files only leaves an orphan for gc.

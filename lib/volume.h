@@ -87,8 +87,11 @@ extern int xs_volume_list (struct xs_store *store,
                                       void *opaque),
                            void *opaque);
 
-/* Delete VOL.  Refused while another process owns it. */
-extern int xs_volume_delete (struct xs_store *store,
+/* ACTOR deletes VOL, audited as xsnap:DeleteVolume in the same
+ * transaction, so no volume is deleted without its audit row.  The caller
+ * has checked the permission.  Refused while another process owns it.
+ */
+extern int xs_volume_delete (struct xs_store *store, const char *actor,
                              const struct xs_volume *vol);
 
 /* Grow VOL to NEW_SIZE (a multiple of its block size).  Refused while

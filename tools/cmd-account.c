@@ -7,43 +7,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "access.h"
 #include "account.h"
-#include "audit.h"
 #include "cli.h"
 #include "error.h"
-#include "policy.h"
-
-/* Creating and deleting accounts, and the uid map, are for the
- * administrator and for an account over its own collaborators.
- */
-static int
-may_administer (struct cli *cli, const char *action, const char *target,
-                const char *parent)
-{
-  const char *caller = cli->scope.account;
-  char *arn;
-  int below;
-
-  if (xs_account_is_admin (cli->store, caller)
-      || (parent && strcmp (parent, caller) == 0))
-    return 0;
-  if (target && parent == NULL) {
-    below = xs_account_is_collaborator (cli->store, target, caller);
-    if (below == -1)
-      return -1;
-    if (below)
-      return 0;
-  }
-  xs_error ("permission denied: account '%s' may not %s%s%s: only the"
-            " administrator%s may", caller, action, target ? " " : "",
-            target ? target : "",
-            target ? ", or the account it is a collaborator of," : "");
-  arn = xs_policy_resource_name (NULL, target, "account", target);
-  xs_audit_record (cli->store, caller, action, arn ? arn : target, target,
-                   XS_AUDIT_DENIED, "not the administrator");
-  free (arn);
-  return -1;
-}
 
 static int
 show_account (struct cli *cli, const struct xs_account *account)
@@ -88,13 +55,8 @@ account_create (struct cli *cli, int argc, char **argv)
   if (optind + 1 != argc)
     return cli_usage ("account create", "expected one account ID");
   if (cli_open (cli) == -1
-      || may_administer (cli, "xsnap:CreateAccount", argv[optind],
-                         parent ? parent : "") == -1
-      || xs_account_create (cli->store, argv[optind], name, email,
-                            parent) == -1
-      || xs_audit_record (cli->store, cli->scope.account,
-                          "xsnap:CreateAccount", argv[optind], argv[optind],
-                          XS_AUDIT_ALLOWED, parent ? parent : "") == -1
+      || xs_account_create_as (cli->store, cli->scope.account, argv[optind],
+                               name, email, parent) == -1
       || xs_account_find (cli->store, argv[optind], false, &account) != 0)
     return 1;
   status = cli->quiet && !cli->json ? 0 : show_account (cli, &account);
@@ -128,7 +90,9 @@ account_list (struct cli *cli, int argc, char **argv)
     return cli_usage ("account list", "bad option");
   if (optind != argc)
     return cli_usage ("account list", "takes no arguments");
-  if (cli_open (cli) == -1)
+  if (cli_open (cli) == -1
+      || xs_access_describe (cli->store, cli->scope.account,
+                             "xsnap:DescribeAccounts", "account") == -1)
     return 1;
   if (cli->json) {
     cli->json_list = json_array ();
@@ -158,6 +122,8 @@ account_show (struct cli *cli, int argc, char **argv)
   if (optind + 1 < argc)
     return cli_usage ("account show", "expected at most one account ID");
   if (cli_open (cli) == -1
+      || xs_access_describe (cli->store, cli->scope.account,
+                             "xsnap:DescribeAccounts", "account") == -1
       || xs_account_find (cli->store,
                           optind < argc ? argv[optind] : cli->scope.account,
                           false, &account) != 0)
@@ -177,12 +143,8 @@ account_delete (struct cli *cli, int argc, char **argv)
   if (optind + 1 != argc)
     return cli_usage ("account delete", "expected one account ID");
   if (cli_open (cli) == -1
-      || may_administer (cli, "xsnap:DeleteAccount", argv[optind],
-                         NULL) == -1
-      || xs_account_delete (cli->store, argv[optind]) == -1
-      || xs_audit_record (cli->store, cli->scope.account,
-                          "xsnap:DeleteAccount", argv[optind], argv[optind],
-                          XS_AUDIT_ALLOWED, "") == -1)
+      || xs_account_delete (cli->store, cli->scope.account,
+                            argv[optind]) == -1)
     return 1;
   if (cli->json)
     return cli_print_json (json_pack ("{s:s}", "deleted",
@@ -214,9 +176,8 @@ static int
 account_map_uid (struct cli *cli, int argc, char **argv)
 {
   bool unmap = strcmp (argv[0], "unmap-uid") == 0;
-  char detail[64], *arg;
+  char *arg;
   uid_t uid;
-  int r;
 
   if (cli_next_option (cli, argc, argv, "", NULL, &arg) != -1)
     return cli_usage (argv[0], "bad option");
@@ -224,21 +185,8 @@ account_map_uid (struct cli *cli, int argc, char **argv)
     return cli_usage (unmap ? "account unmap-uid" : "account map-uid",
                       unmap ? "expected UID" : "expected UID ACCOUNT");
   if (parse_uid (argv[optind], &uid) == -1 || cli_open (cli) == -1
-      || may_administer (cli, "xsnap:MapUid", NULL, NULL) == -1)
-    return 1;
-  if (unmap) {
-    r = xs_account_unmap_uid (cli->store, uid);
-    if (r == 1)
-      xs_error ("uid %u is not mapped", (unsigned) uid);
-    if (r != 0)
-      return 1;
-  }
-  else if (xs_account_map_uid (cli->store, uid, argv[optind + 1]) == -1)
-    return 1;
-  snprintf (detail, sizeof detail, "uid %u", (unsigned) uid);
-  if (xs_audit_record (cli->store, cli->scope.account, "xsnap:MapUid",
-                       detail, unmap ? "" : argv[optind + 1],
-                       XS_AUDIT_ALLOWED, unmap ? "unmapped" : "mapped") == -1)
+      || xs_account_map_uid (cli->store, cli->scope.account, uid,
+                             unmap ? NULL : argv[optind + 1]) == -1)
     return 1;
   if (!cli->quiet)
     printf (unmap ? "uid %u unmapped\n" : "uid %u maps to account '%s'\n",
@@ -269,7 +217,9 @@ account_uids (struct cli *cli, int argc, char **argv)
     return cli_usage ("account uids", "bad option");
   if (optind != argc)
     return cli_usage ("account uids", "takes no arguments");
-  if (cli_open (cli) == -1)
+  if (cli_open (cli) == -1
+      || xs_access_describe (cli->store, cli->scope.account,
+                             "xsnap:DescribeAccounts", "account") == -1)
     return 1;
   cli_list_begin (cli, "%-10s %s\n", "UID", "ACCOUNT");
   return cli_list_end (cli, xs_account_list_uids (cli->store, NULL,

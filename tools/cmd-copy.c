@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "access.h"
 #include "cli.h"
 #include "copy.h"
 #include "error.h"
@@ -174,7 +175,9 @@ job_list (struct cli *cli, int argc, char **argv)
   }
   if (optind != argc)
     return cli_usage ("job list", "takes no arguments");
-  if (cli_open (cli) == -1)
+  if (cli_open (cli) == -1
+      || xs_access_scope (cli->store, &cli->scope, "xsnap:DescribeJobs",
+                          "job", "*") == -1)
     return 1;
   cli_list_begin (cli, "%-20s %-7s %-10s %-22s %-22s %-22s %4s %s\n", "JOB",
                   "STATUS",

@@ -2,6 +2,7 @@
 #include <inttypes.h>
 #include <stdio.h>
 
+#include "access.h"
 #include "cli.h"
 #include "gc.h"
 
@@ -16,6 +17,8 @@ cmd_gc (struct cli *cli, int argc, char **argv)
   if (optind != argc)
     return cli_usage ("gc", "unexpected argument '%s'", argv[optind]);
   if (cli_open (cli) == -1
+      || xs_access_scope (cli->store, &cli->scope, "xsnap:RunGc", "region",
+                          cli->scope.region) == -1
       || xs_gc_region (cli->store, cli->scope.region, &report) == -1)
     return 1;
   if (cli->json)

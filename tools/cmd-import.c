@@ -4,6 +4,7 @@
 #include <inttypes.h>
 #include <stdio.h>
 
+#include "access.h"
 #include "cli.h"
 #include "error.h"
 #include "nbdxfer.h"
@@ -96,7 +97,9 @@ cmd_import (struct cli *cli, int argc, char **argv)
   if ((block_text && cli_parse_size (block_text, "block size",
                                      &block_size) == -1)
       || xs_volume_check_block_size (block_size) == -1
-      || cli_open (cli) == -1)
+      || cli_open (cli) == -1
+      || xs_access_scope (cli->store, &cli->scope, "xsnap:ImportVolume",
+                          "volume", name) == -1)
     return 1;
   stop = transfer_catch_interrupts ();
   progress_init_option (&progress, "importing", cli->quiet || cli->json,

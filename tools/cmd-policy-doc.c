@@ -126,8 +126,10 @@ policy_doc_list (struct cli *cli, int argc, char **argv)
   cli_list_begin (cli, "%-16s %-20s %-16s %s\n", "ACCOUNT", "NAME",
                   "ATTACHED-BY",
             "CREATED");
-  return cli_list_end (cli, xs_access_list_policies (cli->store, account,
-                                                     print_doc, cli));
+  return cli_list_end (cli, xs_access_list_policies (cli->store,
+                                                     cli->scope.account,
+                                                     account, print_doc,
+                                                     cli));
 }
 
 int

@@ -10,6 +10,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "access.h"
 #include "autopolicy.h"
 #include "cli.h"
 #include "error.h"
@@ -54,6 +55,9 @@ policy_create (struct cli *cli, int argc, char **argv)
   if (retain == 0)
     return cli_usage ("policy create", "--retain N is required");
   if (cli_open (cli) == -1
+      || xs_access_scope (cli->store, &cli->scope,
+                          "xsnap:CreateAutoSnapshotPolicy", "policy",
+                          argv[optind]) == -1
       || xs_autopolicy_create (cli->store, &cli->scope, argv[optind], every,
                                daily, retain) == -1)
     return 1;
@@ -77,6 +81,10 @@ policy_attach (struct cli *cli, int argc, char **argv)
     return cli_usage (detach ? "policy detach" : "policy attach",
                       "expected NAME VOLUME");
   if (cli_open (cli) == -1
+      || xs_access_scope (cli->store, &cli->scope,
+                          detach ? "xsnap:DetachAutoSnapshotPolicy"
+                                 : "xsnap:AttachAutoSnapshotPolicy",
+                          "policy", argv[optind]) == -1
       || xs_volume_find (cli->store, &cli->scope, argv[optind + 1], false,
                          &vol) != 0)
     return 1;
@@ -120,7 +128,10 @@ policy_list (struct cli *cli, int argc, char **argv)
     return cli_usage ("policy list", "bad option");
   if (optind != argc)
     return cli_usage ("policy list", "takes no arguments");
-  if (cli_open (cli) == -1)
+  if (cli_open (cli) == -1
+      || xs_access_scope (cli->store, &cli->scope,
+                          "xsnap:DescribeAutoSnapshotPolicies", "policy",
+                          "*") == -1)
     return 1;
   cli_list_begin (cli, "%-24s %-20s %-16s %6s %7s %5s\n", "POLICY", "ID",
                   "SCHEDULE",
@@ -139,6 +150,9 @@ policy_delete (struct cli *cli, int argc, char **argv)
   if (optind + 1 != argc)
     return cli_usage ("policy delete", "expected one policy NAME");
   if (cli_open (cli) == -1
+      || xs_access_scope (cli->store, &cli->scope,
+                          "xsnap:DeleteAutoSnapshotPolicy", "policy",
+                          argv[optind]) == -1
       || xs_autopolicy_delete (cli->store, &cli->scope, argv[optind]) == -1)
     return 1;
   if (!cli->quiet)

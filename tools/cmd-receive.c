@@ -9,6 +9,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "access.h"
 #include "cli.h"
 #include "error.h"
 #include "progress.h"
@@ -197,7 +198,11 @@ cmd_receive (struct cli *cli, int argc, char **argv)
 
   if (status != 0)
     return status;
-  if (cli_open (cli) == -1)
+  if (cli_open (cli) == -1
+      || (!o.list_tokens
+          && xs_access_scope (cli->store, &cli->scope,
+                              "xsnap:ReceiveSnapshot", "snapshot",
+                              o.name ? o.name : "*") == -1))
     return 1;
   return o.list_tokens ? list_tokens (cli) : receive_stream (cli, &o);
 }

@@ -2,6 +2,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "access.h"
 #include "cli.h"
 #include "region.h"
 
@@ -77,7 +78,9 @@ region_list (struct cli *cli, int argc, char **argv)
     return cli_usage ("region list", "bad option");
   if (optind != argc)
     return cli_usage ("region list", "takes no arguments");
-  if (cli_open (cli) == -1)
+  if (cli_open (cli) == -1
+      || xs_access_describe (cli->store, cli->scope.account,
+                             "xsnap:DescribeRegions", "region") == -1)
     return 1;
   cli_list_begin (cli, "%-16s %-12s %-48s %s\n", "REGION", "GROUP", "BACKEND",
                   "CREATED");

@@ -249,7 +249,9 @@ share_list (struct cli *cli, int argc, char **argv)
   if (!by_me && !with_me)
     return cli_usage ("share list", "--by-me and --with-me exclude each"
                       " other");
-  if (cli_open (cli) == -1)
+  if (cli_open (cli) == -1
+      || xs_access_scope (cli->store, &cli->scope, "xsnap:DescribeShares",
+                          "share", "*") == -1)
     return 1;
   if (!cli->json && !cli->quiet)
     printf ("%-22s %-8s %-28s %-12s %-12s %-9s %s\n", "SHARE", "KIND",
@@ -285,6 +287,8 @@ share_accept (struct cli *cli, int argc, char **argv)
   if (optind + 1 != argc)
     return cli_usage ("share accept", "expected one SHARE id");
   if (cli_open (cli) == -1
+      || xs_access_scope (cli->store, &cli->scope, "xsnap:AcceptShare",
+                          "share", argv[optind]) == -1
       || xs_share_accept (cli->store, &cli->scope, argv[optind]) == -1)
     return 1;
   if (cli->json)
@@ -420,7 +424,9 @@ cmd_audit (struct cli *cli, int argc, char **argv)
   }
   if (optind != argc)
     return cli_usage ("audit", "takes no arguments");
-  if (cli_open (cli) == -1)
+  if (cli_open (cli) == -1
+      || xs_access_scope (cli->store, &cli->scope, "xsnap:DescribeAudit",
+                          "audit", "*") == -1)
     return 1;
   cli_list_begin (cli, "%-20s %-12s %-8s %-28s %s\n", "TIME", "ACTOR",
                   "OUTCOME", "ACTION", "RESOURCE");

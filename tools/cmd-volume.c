@@ -125,6 +125,8 @@ volume_create (struct cli *cli, int argc, char **argv)
       return cli_usage ("volume create", "--from-snapshot takes the size and "
                         "block size of the snapshot");
     if (cli_open (cli) == -1
+        || xs_access_scope (cli->store, &cli->scope, "xsnap:CreateVolume",
+                            "volume", argv[optind]) == -1
         || xs_volume_create_from_snapshot_ex (cli->store, &cli->scope,
                                               argv[optind], from, encrypt,
                                               key, &vol) == -1)
@@ -139,7 +141,9 @@ volume_create (struct cli *cli, int argc, char **argv)
       || (block_text && cli_parse_size (block_text, "block size",
                                         &block_size) == -1)
       || xs_volume_check_block_size (block_size) == -1
-      || cli_open (cli) == -1)
+      || cli_open (cli) == -1
+      || xs_access_scope (cli->store, &cli->scope, "xsnap:CreateVolume",
+                          "volume", argv[optind]) == -1)
     return 1;
   if (key && !encrypt)
     return cli_usage ("volume create", "--key KEY goes with --encrypt");
@@ -265,9 +269,8 @@ volume_delete (struct cli *cli, int argc, char **argv)
                        NULL, &vol);
   if (status != 0)
     return status;
-  status = xs_volume_delete (cli->store, &vol) == 0
-    && xs_audit_volume (cli->store, cli->scope.account, "xsnap:DeleteVolume",
-                        &vol) == 0 ? 0 : 1;
+  status = xs_volume_delete (cli->store, cli->scope.account, &vol) == 0
+    ? 0 : 1;
   if (status == 0 && cli->json)
     status = cli_print_json (json_pack ("{s:s, s:s}", "deleted", vol.name,
                                         "id", vol.id)) ? 1 : 0;

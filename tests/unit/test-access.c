@@ -8,6 +8,9 @@
  * attached it.  Sharing: acceptance, organisations, limits from the
  * settings, expiry on the injected clock, no re-sharing, unsharing.
  * Accounts: organisations, the uid map, deletion refused while owning.
+ * Administration (accounts, regions, settings, the uid map) decided by
+ * the same evaluator, a deny holding against the administrator too; and
+ * every delete's audit row written in the delete's transaction.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,7 +19,9 @@
 #include "access.h"
 #include "account.h"
 #include "audit.h"
+#include "config.h"
 #include "fileio.h"
+#include "region.h"
 #include "share.h"
 #include "snapshot.h"
 #include "store.h"
@@ -29,6 +34,15 @@ static const char allow_snapshots[] =
 static const char deny_delete[] =
   "{\"version\": \"2.0\", \"statement\": [{\"effect\": \"deny\","
   " \"action\": [\"xsnap:DeleteSnapshot\"], \"resource\": \"*\"}]}";
+
+static const char deny_admin[] =
+  "{\"version\": \"2.0\", \"statement\": [{\"effect\": \"deny\","
+  " \"action\": [\"xsnap:DeleteAccount\", \"xsnap:CreateAccount\","
+  " \"xsnap:CreateRegion\", \"xsnap:DeleteRegion\","
+  " \"xsnap:SetConfig\", \"xsnap:MapUid\"], \"resource\": \"*\"}]}";
+static const char allow_regions[] =
+  "{\"version\": \"2.0\", \"statement\": [{\"effect\": \"allow\","
+  " \"action\": \"xsnap:CreateRegion\", \"resource\": \"*\"}]}";
 
 static struct xs_scope
 scope_of (const char *account)
@@ -109,7 +123,7 @@ test_accounts (struct xs_store *store)
                                                                    "bob"),
       "admin is the administrator, bob is not");
 
-  ok (xs_account_map_uid (store, 1234, "bob") == 0, "map uid 1234 to bob");
+  ok (xs_account_map_uid (store, "admin", 1234, "bob") == 0, "map uid 1234 to bob");
   ok (xs_account_lookup_uid (store, 1234, &account) == 0
       && strcmp (account, "bob") == 0, "uid 1234 is bob");
   free (account);
@@ -118,17 +132,17 @@ test_accounts (struct xs_store *store)
   free (account);
   is_int (xs_account_lookup_uid (store, 4321, &account), 1,
           "an unmapped uid is nobody");
-  ok (xs_account_map_uid (store, 0, "bob") == -1, "root cannot be mapped");
+  ok (xs_account_map_uid (store, "admin", 0, "bob") == -1, "root cannot be mapped");
   ok (xs_account_resolve_actor (store, 1234, "alice", &account) == -1,
       "bob may not act as alice");
   error_contains ("may not act as", "... saying so");
   ok (xs_account_resolve_actor (store, 0, "alice", &account) == 0
       && strcmp (account, "alice") == 0, "root may act as alice");
   free (account);
-  ok (xs_account_delete (store, "bob") == -1,
+  ok (xs_account_delete (store, "admin", "bob") == -1,
       "bob cannot be deleted while a uid maps to him");
   error_contains ("mapped uid", "... naming what it still has");
-  ok (xs_account_delete (store, "admin") == -1,
+  ok (xs_account_delete (store, "admin", "admin") == -1,
       "the administrator cannot be deleted");
 }
 
@@ -284,8 +298,148 @@ test_sharing (struct xs_store *store, const struct xs_snapshot *snap)
           "bob no longer sees it");
   ok (xs_unshare (store, &alice, "snapshot", snap->id, "snapshot s1",
                   with_bob, 1) == -1, "unsharing twice is refused");
-  ok (xs_snapshot_delete (store, &other) == 0, "delete the second snapshot");
+  ok (xs_snapshot_delete (store, "alice", NULL, &other) == 0, "delete the second snapshot");
   xs_snapshot_clear (&other);
+}
+
+/* Store administration goes through the evaluator: a deny attached to
+ * the administrator holds; ownership gives nothing over accounts,
+ * regions and settings; only an allow the administrator attached
+ * delegates.
+ */
+static void
+test_administration (struct xs_store *store)
+{
+  struct xs_account found;
+
+  ok (xs_account_create (store, "ivy", NULL, NULL, "carol") == 0
+      && xs_account_create (store, "jay", NULL, NULL, NULL) == 0,
+      "create ivy (below carol, below alice) and jay");
+  ok (xs_access_attach_policy (store, "admin", "admin", "deny", deny_admin,
+                               strlen (deny_admin), "deny.json") == 0,
+      "a deny of administration attached to the administrator");
+  ok (xs_account_delete (store, "admin", "jay") == -1,
+      "the administrator may not delete an account under it");
+  error_contains ("denies", "... because a policy denies it");
+  is_int (xs_account_find (store, "jay", true, &found), 0,
+          "jay is still there");
+  xs_account_clear (&found);
+  ok (xs_account_create_as (store, "admin", "kim", NULL, NULL, NULL) == -1,
+      "nor create one");
+  ok (xs_region_add (store, "admin", "r9", NULL, NULL) == -1,
+      "nor add a region");
+  error_contains ("denies", "... because a policy denies it");
+  ok (xs_region_remove (store, "admin", "local") == -1,
+      "nor remove one");
+  ok (xs_config_set (store, "admin", "share.max_days", "5") == -1,
+      "nor change a setting");
+  ok (xs_account_map_uid (store, "admin", 777, "jay") == -1,
+      "nor map a uid");
+  is_int (audited (store, "denied", "xsnap:DeleteAccount"), 1,
+          "the refused delete is audited");
+  is_int (audited (store, "denied", "xsnap:SetConfig"), 1,
+          "the refused setting is audited");
+  ok (xs_access_detach_policy (store, "admin", "admin", "deny") == 0,
+      "detach the deny");
+  ok (xs_account_delete (store, "admin", "jay") == 0,
+      "now the administrator deletes jay");
+  is_int (audited (store, "allowed", "xsnap:DeleteAccount"), 1,
+          "... audited");
+
+  ok (xs_account_delete (store, "bob", "bob") == -1,
+      "an account may not delete itself");
+  ok (xs_account_delete (store, "bob", "ivy") == -1,
+      "nor one outside its organisation");
+  ok (xs_account_create_as (store, "alice", "lee", NULL, NULL, "carol") == 0,
+      "alice may create an account below carol, below her");
+  ok (xs_account_delete (store, "alice", "lee") == 0,
+      "and delete it");
+  ok (xs_account_map_uid (store, "alice", 778, "carol") == -1,
+      "but the uid map is the administrator's alone");
+  ok (xs_config_set (store, "alice", "share.max_days", "5") == -1,
+      "as are the settings");
+  error_contains ("only the administrator", "... saying so");
+
+  ok (xs_access_store (store, "bob", "xsnap:CreateRegion", "region",
+                       "r9") == -1, "bob may not add regions");
+  ok (xs_access_attach_policy (store, "bob", "bob", "self", allow_regions,
+                               strlen (allow_regions), "self.json") == 0
+      && xs_access_store (store, "bob", "xsnap:CreateRegion", "region",
+                          "r9") == -1,
+      "an allow he attached himself does not delegate it");
+  ok (xs_access_detach_policy (store, "bob", "bob", "self") == 0
+      && xs_access_attach_policy (store, "admin", "bob", "granted",
+                                  allow_regions, strlen (allow_regions),
+                                  "granted.json") == 0
+      && xs_access_store (store, "bob", "xsnap:CreateRegion", "region",
+                          "r9") == 0,
+      "one the administrator attached does");
+  ok (xs_access_store (store, "bob", "xsnap:DeleteRegion", "region",
+                       "r9") == -1, "... for the actions it names only");
+  ok (xs_access_detach_policy (store, "admin", "bob", "granted") == 0,
+      "detach it");
+  ok (xs_access_list_policies (store, "bob", "alice", NULL, NULL) == -1,
+      "bob may not read alice's policy documents");
+}
+
+static int
+refuse_audit_rows (struct xs_store *store, bool on)
+{
+  return sqlite3_exec (xs_catalog_db (xs_store_catalog (store)),
+                       on ? "CREATE TEMP TRIGGER refuse_audit BEFORE INSERT"
+                            " ON main.audit BEGIN SELECT RAISE(ABORT,"
+                            " 'the audit log is unavailable'); END"
+                          : "DROP TRIGGER temp.refuse_audit",
+                       NULL, NULL, NULL) == SQLITE_OK ? 0 : -1;
+}
+
+/* A change and its audit row commit together: when the row cannot be
+ * written, the change does not happen.
+ */
+static void
+test_audit_in_transaction (struct xs_store *store)
+{
+  struct xs_scope alice = scope_of ("alice");
+  struct xs_snapshot snap, seen;
+  struct xs_volume vol, again;
+  struct xs_account found;
+  char *value;
+
+  make_snapshot (store, "alice", "tx", &snap);
+  if (xs_volume_find (store, &alice, "tx", false, &vol) != 0
+      || xs_account_create (store, "mia", NULL, NULL, NULL) == -1)
+    abort ();
+  ok (refuse_audit_rows (store, true) == 0,
+      "the catalog refuses audit rows");
+  ok (xs_snapshot_delete (store, "alice", NULL, &snap) == -1,
+      "a snapshot delete then fails");
+  ok (xs_snapshot_lookup_id (store, snap.id, &seen) == 0
+      && strcmp (seen.status, "available") == 0,
+      "... and the snapshot is still available");
+  xs_snapshot_clear (&seen);
+  ok (xs_volume_delete (store, "alice", &vol) == -1,
+      "a volume delete fails");
+  is_int (xs_volume_find (store, &alice, "tx", true, &again), 0,
+          "... and the volume is still there");
+  xs_volume_clear (&again);
+  ok (xs_account_delete (store, "admin", "mia") == -1,
+      "an account delete fails");
+  is_int (xs_account_find (store, "mia", true, &found), 0,
+          "... and the account is still there");
+  xs_account_clear (&found);
+  ok (xs_config_set (store, "admin", "share.max_days", "7") == -1,
+      "a setting fails");
+  ok (xs_catalog_get_setting (xs_store_catalog (store), "share.max_days",
+                              &value) != 0, "... and is not set");
+  ok (refuse_audit_rows (store, false) == 0, "audit rows are back");
+  ok (xs_snapshot_delete (store, "alice", NULL, &snap) == 0
+      && xs_volume_delete (store, "alice", &vol) == 0
+      && xs_account_delete (store, "admin", "mia") == 0,
+      "now the deletes work");
+  is_int (audited (store, "allowed", "xsnap:DeleteVolume"), 1,
+          "... each audited once");
+  xs_snapshot_clear (&snap);
+  xs_volume_clear (&vol);
 }
 
 int
@@ -305,7 +459,9 @@ main (void)
   make_snapshot (store, "alice", "data", &snap);
   test_decisions (store, &snap);
   test_sharing (store, &snap);
-  ok (xs_account_delete (store, "alice") == -1,
+  test_administration (store);
+  test_audit_in_transaction (store);
+  ok (xs_account_delete (store, "admin", "alice") == -1,
       "alice cannot be deleted while she has volumes");
   xs_snapshot_clear (&snap);
   xs_store_close (store);

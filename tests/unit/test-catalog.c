@@ -143,7 +143,7 @@ test_store (const char *dir)
       "grow v1");
   ok (xs_volume_resize (store, &vol, 1 << 20) == -1, "shrink refused");
   error_contains ("cannot shrink", "  with a message");
-  ok (xs_volume_delete (store, &vol) == 0, "delete v1");
+  ok (xs_volume_delete (store, "admin", &vol) == 0, "delete v1");
   xs_volume_clear (&vol);
   ok (xs_volume_find (store, &scope, "v1", true, &vol) == 1, "v1 is gone");
   xs_scope_clear (&scope);

@@ -505,12 +505,13 @@ test_bad_resources (void)
            "policy.json:7: statement 1: resource "
            "'xsnap:r1:acct-1:snapshots/x': unknown resource type 'snapshots' "
            "(expected account, audit, chain, job, key, policy, policydoc, "
-           "region, share, snapshot or volume)", "an unknown type");
+           "region, setting, share, snapshot or volume)", "an unknown type");
   refused (ONE (EFFECT ACTION
                 "      \"resource\": \"xsnap:r1:acct-1:disk*/x\""),
            "policy.json:7: statement 1: resource 'xsnap:r1:acct-1:disk*/x': "
            "unknown resource type 'disk*' (expected account, audit, chain, "
-           "job, key, policy, policydoc, region, share, snapshot or volume)",
+           "job, key, policy, policydoc, region, setting, share, snapshot "
+           "or volume)",
            "a type pattern that matches no type");
   refused (ONE (EFFECT ACTION "      \"resource\": \"xsnap:r1:acct-1:snap\""),
            "policy.json:7: statement 1: resource 'xsnap:r1:acct-1:snap': "
