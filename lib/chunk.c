@@ -490,6 +490,27 @@ check_payload_sum (const uint8_t *payload, const struct chunk_header *h,
   return 0;
 }
 
+ssize_t
+xs_chunk_check_stored (const void *stored, size_t stored_len,
+                       const struct xs_hash128 *expected_id,
+                       char reason[XS_CHUNK_REASON_MAX])
+{
+  const uint8_t *in = stored;
+  char other[XS_HASH128_HEX_LEN + 1];
+  struct chunk_header h;
+
+  if (parse_header (in, stored_len, &h, reason) == -1
+      || check_payload_length (stored_len - XS_CHUNK_HEADER_SIZE, &h,
+                               reason) == -1
+      || check_payload_sum (in + XS_CHUNK_HEADER_SIZE, &h, reason) == -1)
+    return -1;
+  if (!xs_hash128_equal (expected_id, &h.id)) {
+    xs_hash128_to_hex (&h.id, other);
+    return bad (reason, "the stored chunk is %s (wrong chunk)", other);
+  }
+  return h.plain_len;
+}
+
 bool
 xs_chunk_header_says_raw (const void *header)
 {

@@ -121,6 +121,20 @@ extern ssize_t xs_chunk_decode_parts_quiet (struct xs_chunk_codec *codec,
                                             void *plain, size_t plain_cap,
                                             char reason[XS_CHUNK_REASON_MAX]);
 
+/* Check an unencrypted stored chunk as it is, without decoding it: the
+ * header (magic, version, checksum, fields), that it is EXPECTED_ID, that
+ * it is exactly header and payload long, and the payload's checksum.
+ * That catches every change to the stored bytes (a flipped bit, a cut or
+ * extended file, another chunk's file in its place) at the speed of one
+ * XXH3-64 pass; what it leaves to a full decode is a payload that matches
+ * its checksum but not its id, which only the writer could have made.
+ * Returns the plaintext length, or -1 with errno unchanged and REASON
+ * saying what is wrong.
+ */
+extern ssize_t xs_chunk_check_stored (const void *stored, size_t stored_len,
+                                      const struct xs_hash128 *expected_id,
+                                      char reason[XS_CHUNK_REASON_MAX]);
+
 /* Whether the header at header (XS_CHUNK_HEADER_SIZE bytes, not checked)
  * says that the payload is the plaintext itself.  For readers that place a
  * payload before decoding it; decoding checks everything.

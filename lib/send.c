@@ -410,24 +410,18 @@ read_chunk (struct xs_send *s, uint64_t block, const struct xs_hash128 *id,
   return r == 0 ? 0 : -1;
 }
 
-/* Decode a stored chunk as xs_chunk_decode_quiet does; an unencrypted
- * chunk stored raw is hashed where it is (its payload is its plaintext),
- * not copied into PLAIN first.
+/* Check a stored chunk: an unencrypted one as it is stored (header, id,
+ * length, payload checksum: xs_chunk_check_stored), an encrypted one
+ * authenticated and decoded under the snapshot's key.
  */
 static ssize_t
-decode (struct xs_chunk_codec *codec, void *stored, size_t len,
-        const struct xs_hash128 *id, void *plain, size_t plain_cap,
-        char reason[XS_CHUNK_REASON_MAX])
+check_chunk (struct xs_chunk_codec *codec, void *stored, size_t len,
+             const struct xs_hash128 *id, void *plain, size_t plain_cap,
+             char reason[XS_CHUNK_REASON_MAX])
 {
-  uint8_t *payload = (uint8_t *) stored + XS_CHUNK_HEADER_SIZE;
-
-  if (len >= XS_CHUNK_HEADER_SIZE
-      && xs_chunk_header_version (stored) == XS_CHUNK_VERSION
-      && xs_chunk_header_says_raw (stored))
-    return xs_chunk_decode_parts_quiet (codec, stored, payload,
-                                        len - XS_CHUNK_HEADER_SIZE, id,
-                                        payload, len - XS_CHUNK_HEADER_SIZE,
-                                        reason);
+  if (len > XS_CHUNK_HEADER_SIZE
+      && xs_chunk_header_version (stored) == XS_CHUNK_VERSION)
+    return xs_chunk_check_stored (stored, len, id, reason);
   return xs_chunk_decode_quiet (codec, stored, len, id, plain, plain_cap,
                                 reason);
 }
@@ -461,8 +455,8 @@ verify_chunk (struct xs_send *s, struct xs_chunk_codec *codec, void *plain,
     rec->stored_len = plain_chunk_len;
     return 0;
   }
-  len = decode (codec, *stored, rec->stored_len, &rec->id, plain,
-                s->target->block_size, reason);
+  len = check_chunk (codec, *stored, rec->stored_len, &rec->id, plain,
+                     s->target->block_size, reason);
   if (len >= 0 && (uint64_t) len != want)
     snprintf (reason, sizeof reason, "%zd bytes, the block has %" PRIu64,
               len, want);

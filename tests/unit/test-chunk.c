@@ -224,6 +224,61 @@ test_truncation (struct xs_chunk_codec *codec)
   free (stored);
 }
 
+/* xs_chunk_check_stored, what send checks: every flipped bit, every
+ * cut and an extension of a stored chunk, and another chunk in its place,
+ * without decoding.
+ */
+static void
+test_check_stored (struct xs_chunk_codec *codec, int raw)
+{
+  const char *what = raw ? "raw" : "compressed";
+  char reason[XS_CHUNK_REASON_MAX];
+  struct xs_hash128 id, other_id;
+  uint8_t *stored, *other, *longer;
+  size_t stored_len, other_len, bit, len, undetected = 0;
+
+  encode_small (codec, raw, &id, &stored, &stored_len);
+  encode_small (codec, !raw, &other_id, &other, &other_len);
+  is_int (xs_chunk_check_stored (stored, stored_len, &id, reason), 300,
+          "check_stored: a sound %s chunk passes with its length", what);
+  for (bit = 0; bit < stored_len * 8; bit++) {
+    stored[bit / 8] ^= (uint8_t) (1u << (bit % 8));
+    if (xs_chunk_check_stored (stored, stored_len, &id, reason) != -1)
+      undetected++;
+    stored[bit / 8] ^= (uint8_t) (1u << (bit % 8));
+  }
+  is_int (undetected, 0, "check_stored: all %zu bit flips of a %s chunk "
+          "detected", stored_len * 8, what);
+  undetected = 0;
+  for (len = 0; len < stored_len; len++) {
+    uint8_t *copy = malloc (len ? len : 1);
+    if (copy == NULL)
+      abort ();
+    memcpy (copy, stored, len);
+    if (xs_chunk_check_stored (copy, len, &id, reason) != -1)
+      undetected++;
+    free (copy);
+  }
+  is_int (undetected, 0, "check_stored: every cut of a %s chunk detected",
+          what);
+  longer = malloc (stored_len + 1);
+  if (longer == NULL)
+    abort ();
+  memcpy (longer, stored, stored_len);
+  longer[stored_len] = 0;
+  is_int (xs_chunk_check_stored (longer, stored_len + 1, &id, reason), -1,
+          "check_stored: an extended %s chunk is refused", what);
+  ok (strstr (reason, "unexpected bytes") != NULL, "... saying so (%s)",
+      reason);
+  is_int (xs_chunk_check_stored (other, other_len, &id, reason), -1,
+          "check_stored: another chunk in a %s chunk's place is refused",
+          what);
+  ok (strstr (reason, "wrong chunk") != NULL, "... saying so (%s)", reason);
+  free (longer);
+  free (other);
+  free (stored);
+}
+
 static void
 test_versions_and_ids (struct xs_chunk_codec *codec)
 {
@@ -352,6 +407,8 @@ main (void)
   test_bit_flips (codec, 0);
   test_bit_flips (codec, 1);
   test_truncation (codec);
+  test_check_stored (codec, 0);
+  test_check_stored (codec, 1);
   test_versions_and_ids (codec);
   test_throughput (codec);
   xs_chunk_codec_free (codec);
