@@ -11,6 +11,7 @@
 #include "audit.h"
 #include "error.h"
 #include "fileio.h"
+#include "job.h"
 #include "names.h"
 #include "policy.h"
 
@@ -282,9 +283,6 @@ static const struct {
     "automatic snapshot policy(ies)" },
   { "SELECT count(*) FROM copy_tasks WHERE dest_account = ?",
     "incoming policy copy task(s)" },
-  { "SELECT count(*) FROM jobs WHERE status IN ('queued', 'running')"
-    " AND (source_account = ?1 OR dest_account = ?1)",
-    "queued or running copy job(s)" },
   { "SELECT count(*) FROM keys WHERE account = ?", "key(s)" },
   { "SELECT count(*) FROM key_grants WHERE grantee = ?",
     "key(s) granted to it" },
@@ -301,6 +299,7 @@ static const struct {
 static int
 check_nothing_left_locked (struct xs_catalog *cat, const char *id)
 {
+  char refusal[128];
   int64_t count;
   size_t i;
 
@@ -312,6 +311,11 @@ check_nothing_left_locked (struct xs_catalog *cat, const char *id)
     xs_error ("cannot delete account '%s': it is the administrator", id);
     return -1;
   }
+  /* Copies from, to or by it: named, with how to end them. */
+  snprintf (refusal, sizeof refusal, "cannot delete account '%s'", id);
+  if (xs_job_refuse_users_locked (cat, XS_JOB_USES_ACCOUNT, id,
+                                  refusal) == -1)
+    return -1;
   for (i = 0; i < sizeof ownership_checks / sizeof ownership_checks[0];
        i++) {
     if (xs_catalog_query_int (cat, "check what an account has", &count,

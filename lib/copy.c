@@ -37,6 +37,11 @@ struct copy_plan {
   bool encrypted;               /* the copy is encrypted under DEST_KEY */
   bool transcode;               /* ... under a data key of its own */
   struct xs_key dest_key;
+  /* The destination region as the copy found it: its commit checks that
+   * the region is still this one.
+   */
+  int64_t dest_region_created_ns;
+  char *dest_backend;
 };
 
 static void
@@ -47,6 +52,7 @@ plan_clear (struct copy_plan *plan)
   free (plan->name);
   free (plan->origin);
   free (plan->arn);
+  free (plan->dest_backend);
 }
 
 static int
@@ -98,6 +104,41 @@ region_group (struct xs_store *store, const char *region)
   return group;
 }
 
+/* The identity of REGION: when it was added and on which backend (URL
+ * malloc'd).  0, 1 if there is no such region, -1.
+ */
+static int
+region_identity (struct xs_store *store, const char *region,
+                 int64_t *created_ns, char **backend)
+{
+  struct xs_catalog *cat = xs_store_catalog (store);
+  sqlite3_stmt *stmt;
+  int r = -1;
+
+  *backend = NULL;
+  xs_catalog_lock (cat);
+  stmt = xs_catalog_prepare_bind (cat, "look up a region",
+                                  "SELECT created_ns, backend FROM regions"
+                                  " WHERE name = ?", "s", region);
+  if (stmt) {
+    switch (sqlite3_step (stmt)) {
+    case SQLITE_ROW:
+      *created_ns = sqlite3_column_int64 (stmt, 0);
+      *backend = strdup ((const char *) sqlite3_column_text (stmt, 1));
+      if (*backend == NULL)
+        xs_error ("cannot look up region '%s': %m", region);
+      else
+        r = 0;
+      break;
+    case SQLITE_DONE: r = 1; break;
+    default: xs_catalog_report (cat, "look up a region");
+    }
+    sqlite3_finalize (stmt);
+  }
+  xs_catalog_unlock (cat);
+  return r;
+}
+
 /* Is GROUP one of the comma-separated ISOLATED? */
 static bool
 group_is_isolated (const char *group, const char *isolated)
@@ -119,7 +160,7 @@ group_is_isolated (const char *group, const char *isolated)
  * isolated group.
  */
 static int
-check_regions (struct xs_store *store, const struct copy_plan *plan)
+check_regions (struct xs_store *store, struct copy_plan *plan)
 {
   struct xs_catalog *cat = xs_store_catalog (store);
   char *from = region_group (store, plan->source.region);
@@ -129,6 +170,15 @@ check_regions (struct xs_store *store, const struct copy_plan *plan)
 
   if (from == NULL || to == NULL)
     goto out;
+  found = region_identity (store, plan->dest.region,
+                           &plan->dest_region_created_ns,
+                           &plan->dest_backend);
+  if (found != 0) {
+    if (found == 1)
+      xs_error ("cannot copy to region '%s': no such region",
+                plan->dest.region);
+    goto out;
+  }
   if (!plan->cross_region) {
     r = 0;
     goto out;
@@ -434,8 +484,12 @@ struct transfer {
   const struct id_pair *known;  /* sorted by source */
   size_t nknown;
   uint32_t block_size;
+  /* Read back what the destination has, and replace what is damaged,
+   * rather than count on it unseen.
+   */
+  bool verify_dest;
   size_t next;                  /* atomic */
-  uint64_t done, sent_chunks, sent_bytes;   /* atomic */
+  uint64_t done, sent_chunks, sent_bytes, replaced;   /* atomic */
   uint64_t bandwidth;           /* bytes per second, 0: unlimited */
   pthread_mutex_t rate_lock;    /* protects next_send_ns */
   int64_t next_send_ns;         /* when the rate allows the next send */
@@ -532,6 +586,55 @@ destination_has (struct transfer *t, const struct xs_hash128 *id)
   return t->listed ? 0 : xs_repo_has_chunk (t->to, id);
 }
 
+/* With T->verify_dest, whether the destination's object of chunk ID,
+ * which it has, decodes as chunk ID under CODEC: 1 intact (or not
+ * asked to look), 0 damaged or gone (said as a notice: it is sent again),
+ * -1 error.
+ */
+static int
+destination_intact (struct transfer *t, struct xs_chunk_codec *codec,
+                    void *plain, const struct xs_hash128 *id)
+{
+  char hex[XS_HASH128_HEX_LEN + 1], reason[XS_CHUNK_REASON_MAX];
+  void *stored;
+  size_t len;
+  int r;
+
+  if (!t->verify_dest)
+    return 1;
+  r = xs_repo_get_chunk_raw (t->to, id, &stored, &len);
+  if (r == -1)
+    return -1;
+  if (r == 1)
+    snprintf (reason, sizeof reason, "missing");
+  else {
+    r = xs_chunk_decode_quiet (codec, stored, len, id, plain, t->block_size,
+                               reason) < 0;
+    free (stored);
+  }
+  if (r == 0)
+    return 1;
+  xs_hash128_to_hex (id, hex);
+  xs_notice ("chunk %s in account '%s' at the destination is damaged (%s): "
+             "sending it again", hex, xs_repo_account (t->to), reason);
+  return 0;
+}
+
+/* Store chunk ID at the destination: a new object, or over a damaged
+ * one (REPLACE) once STORED has been verified as chunk ID.
+ */
+static int
+store_chunk (struct transfer *t, const struct xs_hash128 *id,
+             const void *stored, size_t len, bool replace)
+{
+  if (!replace)
+    return xs_repo_put_chunk (t->to, id, stored, len, false);
+  if (xs_repo_replace_chunk (t->to, id, stored, len) == -1)
+    return -1;
+  __atomic_add_fetch (&t->replaced, 1, __ATOMIC_RELAXED);
+  return 1;
+}
+
 static void
 count_sent (struct transfer *t, size_t len)
 {
@@ -552,15 +655,19 @@ transcode_chunk (struct transfer *t, struct xs_chunk_codec *source,
   void *stored = NULL, *sealed = NULL;
   size_t len, sealed_len;
   ssize_t plain_len;
+  bool replace = false;
   int r;
 
   if (known) {
     r = destination_has (t, &known->dest);
+    if (r == 1)
+      r = destination_intact (t, dest, plain, &known->dest);
     if (r == -1)
       return -1;
     t->dest_ids[i] = known->dest;
     if (r == 1)
       return 0;
+    replace = t->verify_dest;
   }
   r = xs_repo_get_chunk_raw (t->from, &t->ids[i], &stored, &len);
   if (r == 1)
@@ -574,8 +681,11 @@ transcode_chunk (struct transfer *t, struct xs_chunk_codec *source,
       || xs_chunk_encode (dest, plain, (size_t) plain_len, &t->dest_ids[i],
                           &sealed, &sealed_len) == -1)
     return -1;
+  /* The new name is the old one only under the same data key. */
+  if (replace && !xs_hash128_equal (&t->dest_ids[i], &known->dest))
+    replace = false;
   throttle (t, sealed_len);
-  r = xs_repo_put_chunk (t->to, &t->dest_ids[i], sealed, sealed_len, false);
+  r = store_chunk (t, &t->dest_ids[i], sealed, sealed_len, replace);
   free (sealed);
   if (r == -1)
     return -1;
@@ -593,9 +703,14 @@ copy_chunk (struct transfer *t, struct xs_chunk_codec *codec, void *plain,
   char hex[XS_HASH128_HEX_LEN + 1];
   void *stored = NULL;
   size_t len;
+  bool replace = false;
   int r;
 
   r = destination_has (t, id);
+  if (r == 1) {
+    r = destination_intact (t, codec, plain, id);
+    replace = r == 0;
+  }
   if (r != 0)
     return r == 1 ? 0 : -1;
   if (t->from == NULL) {
@@ -614,7 +729,7 @@ copy_chunk (struct transfer *t, struct xs_chunk_codec *codec, void *plain,
     return -1;
   throttle (t, len);
   if (xs_chunk_decode (codec, stored, len, id, plain, t->block_size) < 0
-      || xs_repo_put_chunk (t->to, id, stored, len, false) == -1) {
+      || store_chunk (t, id, stored, len, replace) == -1) {
     free (stored);
     return -1;
   }
@@ -634,7 +749,10 @@ transfer_worker (void *opaque)
   size_t i;
   int r;
 
-  xs_error_capture_begin (why, sizeof why);
+  /* Several workers may fail for one cause: the transfer reports the
+   * first failure once (run_transfer).
+   */
+  xs_error_hold_begin (why, sizeof why);
   if (codec == NULL || dest == NULL || plain == NULL
       || xs_chunk_codec_set_key (codec, t->source_key) == -1
       || xs_chunk_codec_set_key (dest, t->dest_key) == -1) {
@@ -668,6 +786,7 @@ run_transfer (struct xs_store *store, struct transfer *t, unsigned threads,
   unsigned started = 0, i;
   uint64_t done, bytes = t->block_size;
   int64_t last_update = 0, now;
+  bool cancelled = false;
 
   for (i = 0; i < threads; i++) {
     if (pthread_create (&workers[i], NULL, transfer_worker, t) != 0)
@@ -684,10 +803,15 @@ run_transfer (struct xs_store *store, struct transfer *t, unsigned threads,
       o->progress (done * bytes, t->n * bytes, o->opaque);
     now = xs_now_ns ();
     if (job_id && now - last_update > 500000000) {
-      xs_job_progress (store, job_id, done * bytes,
-                       __atomic_load_n (&t->sent_bytes, __ATOMIC_RELAXED));
+      /* A cancelled job stops the copy: nothing is recorded. */
+      if (xs_job_progress (store, job_id, done * bytes,
+                           __atomic_load_n (&t->sent_bytes,
+                                            __ATOMIC_RELAXED)) == -1)
+        cancelled = true;
       last_update = now;
     }
+    if (cancelled)
+      __atomic_store_n (&t->failed, 1, __ATOMIC_RELEASE);
     if (done >= t->n || __atomic_load_n (&t->failed, __ATOMIC_RELAXED))
       break;
     usleep (20000);
@@ -696,8 +820,12 @@ run_transfer (struct xs_store *store, struct transfer *t, unsigned threads,
     pthread_join (workers[i], NULL);
   if (!t->failed)
     return 0;
-  /* The worker reported it; this thread's capture (the job's) keeps it. */
-  xs_error_capture_note (t->error);
+  /* Reported here, once, whichever worker failed first (the workers
+   * held their errors); a cancel was reported by xs_job_progress.
+   */
+  if (!cancelled)
+    xs_error ("%s", t->error[0] ? t->error
+              : "cannot copy chunks: a transfer thread failed");
   return -1;
 }
 
@@ -926,6 +1054,101 @@ rename_entries (struct xs_manifest *copy, const struct transfer *t,
                                      dc->dk);
 }
 
+/* The setting that marks ACCOUNT's repository in REGION as found
+ * damaged by a verify (malloc'd), or NULL.
+ */
+static char *
+damage_key (const char *account, const char *region)
+{
+  char *key;
+
+  if (asprintf (&key, "damaged:%s:%s", account, region) == -1) {
+    xs_error ("cannot record damage: %m");
+    return NULL;
+  }
+  return key;
+}
+
+int
+xs_copy_mark_damaged (struct xs_store *store, const char *account,
+                      const char *region, const char *snapshot_id)
+{
+  struct xs_catalog *cat = xs_store_catalog (store);
+  char *key = damage_key (account, region);
+  int64_t r = -1;
+
+  if (key == NULL)
+    return -1;
+  xs_catalog_lock (cat);
+  if (snapshot_id)
+    r = xs_catalog_set_setting (cat, key, snapshot_id);
+  else
+    r = xs_catalog_run (cat, "forget damage",
+                        "DELETE FROM settings WHERE key = ?", "s", key);
+  xs_catalog_unlock (cat);
+  free (key);
+  return r == -1 ? -1 : 0;
+}
+
+/* Whether a verify found damage in the destination's repository since
+ * the last repair: 1, 0, -1.
+ */
+static int
+destination_doubted (struct xs_store *store, const struct copy_plan *plan)
+{
+  struct xs_catalog *cat = xs_store_catalog (store);
+  char *key = damage_key (plan->dest.account, plan->dest.region);
+  char *value = NULL;
+  int r;
+
+  if (key == NULL)
+    return -1;
+  xs_catalog_lock (cat);
+  r = xs_catalog_get_setting (cat, key, &value);
+  xs_catalog_unlock (cat);
+  free (key);
+  if (r == 0)
+    xs_debug ("copy: a verify found snapshot %s damaged in %s/%s: reading "
+              "back every chunk the copy counts on", value,
+              plan->dest.account, plan->dest.region);
+  free (value);
+  return r == -1 ? -1 : r == 0;
+}
+
+/* Before the row: the destination region is still the one the copy
+ * wrote to (not removed, nor removed and added again, perhaps on
+ * another backend, while it ran), and the manifest is there.
+ */
+static int
+check_before_recording (struct xs_store *store, const struct copy_plan *plan,
+                        struct xs_repo *to, const char *id)
+{
+  int64_t created_ns = 0;
+  char *backend = NULL;
+  void *data = NULL;
+  size_t len;
+  int r;
+
+  r = region_identity (store, plan->dest.region, &created_ns, &backend);
+  if (r == -1)
+    return -1;
+  if (r == 1 || created_ns != plan->dest_region_created_ns
+      || strcmp (backend, plan->dest_backend) != 0) {
+    xs_error ("cannot record the copy in region '%s': the region was %s "
+              "while the copy ran; nothing was recorded", plan->dest.region,
+              r == 1 ? "removed" : "removed and added again (changed)");
+    free (backend);
+    return -1;
+  }
+  free (backend);
+  r = xs_repo_get_manifest (to, id, &data, &len);
+  free (data);
+  if (r == 1)
+    xs_error ("cannot record the copy in region '%s': its manifest %s is "
+              "not there", plan->dest.region, id);
+  return r == 0 ? 0 : -1;
+}
+
 /* Chunks, then the manifest, then the row (invariant 3). */
 static int
 copy_data (struct xs_store *store, struct copy_plan *plan,
@@ -972,16 +1195,28 @@ copy_data (struct xs_store *store, struct copy_plan *plan,
   else
     t.dest_key = m->dk;
   report->chunks = t.n;
+  t.verify_dest = o->verify_destination;
+  if (!t.verify_dest) {
+    r = destination_doubted (store, plan);
+    if (r == -1)
+      goto out;
+    t.verify_dest = r == 1;
+    r = -1;
+  }
   if (list_destination (&t) == -1
       || run_transfer (store, &t, threads, job_id, o) == -1
       || xs_repo_sync (t.to) == -1)
     goto out;
   report->chunks_sent = t.sent_chunks;
   report->bytes_sent = t.sent_bytes;
+  report->chunks_replaced = t.replaced;
   copy = destination_manifest (m, plan, id, sizeof id);
   if (copy == NULL
       || (plan->transcode && rename_entries (copy, &t, plan, &dc) == -1)
-      || write_manifest (t.to, copy) == -1)
+      || write_manifest (t.to, copy) == -1
+      || check_before_recording (store, plan, t.to, id) == -1
+      || (job_id && xs_job_progress (store, job_id, plan->source.size,
+                                     t.sent_bytes) == -1))
     goto out;
   r = xs_snapshot_record_arrived (store, &plan->dest, copy, "copy",
                                   plan->origin,
@@ -1100,6 +1335,8 @@ xs_copy_resume (struct xs_store *store, const struct xs_scope *scope,
               job.actor);
     goto out;
   }
+  if (xs_job_check_resumable (store, job_id) == -1)
+    goto out;
   /* The checks again, as the job's actor, with the job's parameters. */
   actor.account = job.actor;
   actor.region = job.source_region;

@@ -61,6 +61,8 @@ struct xs_copy_options {
   unsigned threads;             /* parallel transfers; 0: 4 */
   uint64_t bandwidth;           /* bytes per second; 0: no limit */
   bool queue;                   /* wait for a cross-region slot */
+  bool verify_destination;      /* read back the chunks the destination
+                                   has, replace the damaged ones */
   void (*progress) (uint64_t done, uint64_t total, void *opaque);
   void *opaque;
 };
@@ -71,6 +73,7 @@ struct xs_copy_report {
   uint64_t chunks;              /* distinct chunks the snapshot uses */
   uint64_t chunks_sent;         /* of those, copied (the rest were there) */
   uint64_t bytes_sent;          /* stored bytes copied */
+  uint64_t chunks_replaced;     /* of the sent, over damaged objects */
 };
 
 /* Copy snapshot SPEC, as SCOPE->account sees it, following the rules
@@ -103,6 +106,14 @@ extern int xs_copy_resume (struct xs_store *store,
 extern int xs_copy_run_queued (struct xs_store *store,
                                void (*note) (const char *line, void *opaque),
                                void *opaque);
+
+/* A verify found snapshot SNAPSHOT_ID of ACCOUNT in REGION damaged
+ * (SNAPSHOT_ID NULL: a repair made it whole): until that repair, copies
+ * to that repository read back every chunk they would count on there and
+ * replace what is damaged, as with verify_destination.  0 or -1.
+ */
+extern int xs_copy_mark_damaged (struct xs_store *store, const char *account,
+                                 const char *region, const char *snapshot_id);
 
 /* Make every chunk of IDS (N, unencrypted; sorted and deduplicated in
  * place) present in repository TO, durably: those TO lacks are read from

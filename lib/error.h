@@ -44,10 +44,21 @@ extern void xs_notice (const char *fmt, ...)
 
 /* Also keep the first error reported by this thread between begin and
  * end in BUF (for a server that must send the reason to its client as
- * well as log it).  The capture is per thread, like errno.
+ * well as log it).  The capture is per thread, like errno.  Captures
+ * nest: each one active when an error is reported keeps its own first
+ * error, so an operation that captures its reason may run inside another
+ * that does.  Every begin is paired with one end.
  */
 extern void xs_error_capture_begin (char *buf, size_t len);
 extern void xs_error_capture_end (void);
+
+/* Like xs_error_capture_begin, but the errors of this thread between
+ * begin and end are only kept in BUF: neither the sink nor the outer
+ * captures see them.  For the workers of one operation, several of
+ * which may fail for one cause: the operation reports the first once.
+ * Ended by xs_error_capture_end.
+ */
+extern void xs_error_hold_begin (char *buf, size_t len);
 
 /* Keep MESSAGE in this thread's capture as if it had been reported here
  * (it was reported on another thread: a worker's failure becomes the

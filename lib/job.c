@@ -8,6 +8,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "account.h"
 #include "error.h"
 #include "fileio.h"
 #include "job.h"
@@ -16,7 +17,7 @@
   "id, kind, actor, source_account, source_region, source_snapshot,"   \
   " dest_account, dest_region, dest_snapshot, status, error,"          \
   " total_bytes, done_bytes, sent_bytes, created_ns, updated_ns, name,"  \
-  " description, bandwidth, dest_key, encrypt"
+  " description, bandwidth, dest_key, encrypt, owner_pid"
 
 void
 xs_job_clear (struct xs_job *job)
@@ -177,6 +178,53 @@ xs_job_start (struct xs_store *store, struct xs_job *job, bool cross_region,
   return r;
 }
 
+/* Why job ID cannot be resumed, reported (-1), or 0 (holding the lock,
+ * in a transaction).
+ */
+static int
+refuse_unless_resumable_locked (struct xs_catalog *cat, const char *id)
+{
+  sqlite3_stmt *stmt;
+  int r = -1;
+
+  stmt = xs_catalog_prepare_bind (cat, "look up a job",
+                                  "SELECT status, owner_pid FROM jobs"
+                                  " WHERE id = ?", "s", id);
+  if (stmt == NULL)
+    return -1;
+  if (sqlite3_step (stmt) == SQLITE_ROW) {
+    const char *status = (const char *) sqlite3_column_text (stmt, 0);
+
+    if (strcmp (status, "running") == 0)
+      xs_error ("cannot resume job %s: it is running (pid %" PRId64 "); "
+                "wait for it to end ('xsnap job list') or cancel it "
+                "('xsnap job cancel %s')", id,
+                (int64_t) sqlite3_column_int64 (stmt, 1),
+                id);
+    else if (strcmp (status, "queued") != 0 && strcmp (status, "failed") != 0)
+      xs_error ("cannot resume job %s: it is %s", id, status);
+    else
+      r = 0;
+  }
+  else
+    xs_error ("no job '%s'", id);
+  sqlite3_finalize (stmt);
+  return r;
+}
+
+int
+xs_job_check_resumable (struct xs_store *store, const char *id)
+{
+  struct xs_catalog *cat = xs_store_catalog (store);
+  int r;
+
+  xs_catalog_lock (cat);
+  r = reap_orphans_locked (cat) == -1 ? -1
+    : refuse_unless_resumable_locked (cat, id);
+  xs_catalog_unlock (cat);
+  return r;
+}
+
 int
 xs_job_restart (struct xs_store *store, const char *id, bool cross_region,
                 int64_t max_cross_region)
@@ -201,13 +249,18 @@ xs_job_restart (struct xs_store *store, const char *id, bool cross_region,
     r = 1;
     goto rollback;
   }
+  /* Its state now, in this transaction: another process may have
+   * resumed it since it was read.
+   */
+  if (refuse_unless_resumable_locked (cat, id) == -1)
+    goto rollback;
   changed = xs_catalog_run (cat, "restart a job",
                             "UPDATE jobs SET status = 'running', error = '',"
                             " owner_pid = ?, updated_ns = ? WHERE id = ?"
                             " AND status IN ('queued', 'failed')", "iis",
                             (int64_t) getpid (), xs_wall_clock_ns (), id);
   if (changed == 0)
-    xs_error ("cannot resume job %s: it is %s", id, job.status);
+    xs_error ("cannot resume job %s: it changed while it was resumed", id);
   if (changed != 1)
     goto rollback;
   r = xs_catalog_commit (cat);
@@ -231,11 +284,106 @@ xs_job_progress (struct xs_store *store, const char *id, uint64_t done_bytes,
   xs_catalog_lock (cat);
   r = xs_catalog_run (cat, "record a job's progress",
                       "UPDATE jobs SET done_bytes = ?, sent_bytes = ?,"
-                      " updated_ns = ? WHERE id = ?", "iiis",
-                      (int64_t) done_bytes, (int64_t) sent_bytes,
+                      " updated_ns = ? WHERE id = ? AND status = 'running'",
+                      "iiis", (int64_t) done_bytes, (int64_t) sent_bytes,
                       xs_wall_clock_ns (), id);
   xs_catalog_unlock (cat);
-  return r == -1 ? -1 : 0;
+  if (r == 0)
+    xs_error ("job %s was cancelled", id);
+  return r == 1 ? 0 : -1;
+}
+
+int
+xs_job_cancel (struct xs_store *store, const char *actor, const char *id)
+{
+  struct xs_catalog *cat = xs_store_catalog (store);
+  char why[128];
+  struct xs_job job;
+  int64_t r;
+
+  if (xs_job_find (store, id, &job) == -1)
+    return -1;
+  if (strcmp (job.actor, actor) != 0 && !xs_account_is_admin (store, actor)) {
+    xs_error ("cannot cancel job %s: it belongs to account '%s'", id,
+              job.actor);
+    xs_job_clear (&job);
+    return -1;
+  }
+  xs_job_clear (&job);
+  snprintf (why, sizeof why, "cancelled by account '%s'", actor);
+  xs_catalog_lock (cat);
+  r = xs_catalog_run (cat, "cancel a job",
+                      "UPDATE jobs SET status = 'failed', error = ?,"
+                      " updated_ns = ? WHERE id = ?"
+                      " AND status IN ('queued', 'running')", "sis", why,
+                      xs_wall_clock_ns (), id);
+  xs_catalog_unlock (cat);
+  if (r == 0)
+    xs_error ("cannot cancel job %s: it is not queued or running", id);
+  return r == 1 ? 0 : -1;
+}
+
+/* Job ids are 20 characters: five of them and their states fit. */
+#define MAX_NAMED_JOBS 5
+
+/* The jobs that keep a region or an account from going: those queued
+ * or running that copy from or to it.
+ */
+static const char *const users_sql[] = {
+  [XS_JOB_USES_REGION] =
+    "SELECT id, status, owner_pid FROM jobs"
+    " WHERE status IN ('queued', 'running')"
+    " AND (source_region = ?1 OR dest_region = ?1) ORDER BY created_ns",
+  [XS_JOB_USES_ACCOUNT] =
+    "SELECT id, status, owner_pid FROM jobs"
+    " WHERE status IN ('queued', 'running')"
+    " AND (source_account = ?1 OR dest_account = ?1 OR actor = ?1)"
+    " ORDER BY created_ns",
+};
+
+int
+xs_job_refuse_users_locked (struct xs_catalog *cat, enum xs_job_use use,
+                            const char *name, const char *refusal)
+{
+  char list[512] = "";
+  size_t n = 0, len = 0;
+  sqlite3_stmt *stmt;
+  int step;
+
+  if (reap_orphans_locked (cat) == -1)
+    return -1;
+  stmt = xs_catalog_prepare_bind (cat, "look at jobs", users_sql[use], "s",
+                                  name);
+  if (stmt == NULL)
+    return -1;
+  /* The first few by name; the count says how many. */
+  while ((step = sqlite3_step (stmt)) == SQLITE_ROW) {
+    const char *id = (const char *) sqlite3_column_text (stmt, 0);
+    const char *status = (const char *) sqlite3_column_text (stmt, 1);
+
+    if (n < MAX_NAMED_JOBS && strcmp (status, "running") == 0)
+      len += (size_t) snprintf (list + len, sizeof list - len,
+                                "%s%s (running, pid %" PRId64 ")",
+                                n ? ", " : "", id,
+                                (int64_t) sqlite3_column_int64 (stmt, 2));
+    else if (n < MAX_NAMED_JOBS)
+      len += (size_t) snprintf (list + len, sizeof list - len, "%s%s (%s)",
+                                n ? ", " : "", id, status);
+    else if (n == MAX_NAMED_JOBS)
+      len += (size_t) snprintf (list + len, sizeof list - len, ", ...");
+    n++;
+  }
+  if (step != SQLITE_DONE)
+    xs_catalog_report (cat, "look at jobs");
+  sqlite3_finalize (stmt);
+  if (step != SQLITE_DONE)
+    return -1;
+  if (n == 0)
+    return 0;
+  xs_error ("%s: %zu copy job(s) use it: %s; wait for them to end "
+            "('xsnap job list') or cancel them ('xsnap job cancel JOB')",
+            refusal, n, list);
+  return -1;
 }
 
 int
@@ -288,6 +436,7 @@ row_to_job (sqlite3_stmt *stmt, struct xs_job *job)
   job->bandwidth = (uint64_t) sqlite3_column_int64 (stmt, 18);
   job->dest_key = xs_catalog_column_dup (stmt, 19, &failed);
   job->encrypt = sqlite3_column_int (stmt, 20) != 0;
+  job->owner_pid = sqlite3_column_int64 (stmt, 21);
   if (failed) {
     xs_error ("cannot read job %s: %m", job->id);
     xs_job_clear (job);

@@ -33,6 +33,7 @@ struct xs_job {
   uint64_t done_bytes;          /* of those, present at the destination */
   uint64_t sent_bytes;          /* of those, transferred by this job */
   int64_t created_ns, updated_ns;
+  int64_t owner_pid;            /* the process running it, 0 if none */
 };
 
 extern void xs_job_clear (struct xs_job *job);
@@ -53,10 +54,42 @@ extern int xs_job_start (struct xs_store *store, struct xs_job *job,
 extern int xs_job_restart (struct xs_store *store, const char *id,
                            bool cross_region, int64_t max_cross_region);
 
+/* 0 if job ID may be resumed now (queued or failed), else -1 with why:
+ * "it is running (pid N)", "it is done", no such job.
+ */
+extern int xs_job_check_resumable (struct xs_store *store, const char *id);
+
+/* Cancel job ID as ACTOR (its actor or the administrator): a queued job
+ * never runs; a running copy stops at its next progress update and
+ * records nothing.  The job is then failed ("cancelled by ...") and may
+ * be resumed.  0 or -1.
+ */
+extern int xs_job_cancel (struct xs_store *store, const char *actor,
+                          const char *id);
+
+/* What a refusal of the jobs that use something is about. */
+enum xs_job_use {
+  XS_JOB_USES_REGION,           /* copy from or to the region */
+  XS_JOB_USES_ACCOUNT,          /* copy from or to the account, or by it */
+};
+
+/* Holding the lock, in the caller's transaction: -1 with an error
+ * "REFUSAL: N copy job(s) use it: job-... (running, pid P), ...; wait
+ * ... or cancel ..." when queued or running jobs use NAME as USE says
+ * (jobs whose process is gone are failed first), else 0.
+ */
+struct xs_catalog;
+extern int xs_job_refuse_users_locked (struct xs_catalog *cat,
+                                       enum xs_job_use use, const char *name,
+                                       const char *refusal);
+
 /* 0 and *JOB, or -1 (reported: no such job). */
 extern int xs_job_find (struct xs_store *store, const char *id,
                         struct xs_job *job);
 
+/* Record job ID's progress: 0, or -1 with an error (the job was
+ * cancelled: it is no longer running, and its copy must stop).
+ */
 extern int xs_job_progress (struct xs_store *store, const char *id,
                             uint64_t done_bytes, uint64_t sent_bytes);
 

@@ -9,6 +9,7 @@
 #include "backend.h"
 #include "error.h"
 #include "fileio.h"
+#include "job.h"
 #include "names.h"
 #include "policy.h"
 #include "region.h"
@@ -173,6 +174,7 @@ int
 xs_region_remove (struct xs_store *store, const char *actor, const char *name)
 {
   struct xs_catalog *cat = xs_store_catalog (store);
+  char refusal[128];
   int64_t count, r = -1;
   size_t i;
 
@@ -182,6 +184,13 @@ xs_region_remove (struct xs_store *store, const char *actor, const char *name)
   xs_catalog_lock (cat);
   if (xs_catalog_begin (cat) == -1)
     goto out;
+  /* A copy from or to it would upload everything and then fail, or
+   * record a snapshot in whatever region has its name by then.
+   */
+  snprintf (refusal, sizeof refusal, "cannot remove region '%s'", name);
+  if (xs_job_refuse_users_locked (cat, XS_JOB_USES_REGION, name,
+                                  refusal) == -1)
+    goto rollback;
   for (i = 0; i < sizeof region_uses / sizeof region_uses[0]; i++) {
     if (xs_catalog_query_int (cat, "check a region", &count,
                               region_uses[i].sql, "s", name) != 0)

@@ -138,6 +138,16 @@ xs_repo_put_chunk (struct xs_repo *repo, const struct xs_hash128 *id,
   return xs_backend_put_if_absent (repo->backend, key, stored, len, durable);
 }
 
+int
+xs_repo_replace_chunk (struct xs_repo *repo, const struct xs_hash128 *id,
+                       const void *stored, size_t len)
+{
+  char key[CHUNK_KEY_MAX];
+
+  chunk_key (repo, id, key);
+  return xs_backend_put (repo->backend, key, stored, len, true);
+}
+
 bool
 xs_repo_is_remote (const struct xs_repo *repo)
 {

@@ -51,6 +51,16 @@ extern bool xs_repo_same_namespace (const struct xs_repo *a,
 extern int xs_repo_put_chunk (struct xs_repo *repo,
                               const struct xs_hash128 *id,
                               const void *stored, size_t len, bool durable);
+/* Chunks are written once, so a damaged object would stay damaged: this
+ * is the one way to overwrite one.  STORED must be chunk ID, verified by
+ * the caller against the id (decoded and hashed) just before; it replaces
+ * whatever object is there, atomically and durably.  0 or -1.  Used only
+ * to repair damage (xs_verify_repair, a copy that found the destination's
+ * object damaged).
+ */
+extern int xs_repo_replace_chunk (struct xs_repo *repo,
+                                  const struct xs_hash128 *id,
+                                  const void *stored, size_t len);
 /* True when asking for chunks one by one costs a round trip each (see
  * xs_backend_is_remote): then list them instead.
  */

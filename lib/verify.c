@@ -467,3 +467,101 @@ xs_verify_snapshot (struct xs_repo *repo, const struct xs_manifest *m,
   errno = saved_errno;
   return r;
 }
+
+/* Repair. */
+
+/* Put back chunk ID (a block of LEN bytes) in REPO from FROM: 0
+ * repaired, 1 not (REASON set), -1 error.
+ */
+static int
+repair_chunk (struct xs_repo *repo, struct xs_repo *from,
+              struct xs_chunk_decoder *decoder, const struct xs_hash128 *id,
+              void *plain, size_t len, char reason[XS_CHUNK_REASON_MAX])
+{
+  char why[XS_CHUNK_REASON_MAX];
+  void *stored;
+  size_t stored_len;
+  int r;
+
+  r = xs_repo_get_chunk_raw (from, id, &stored, &stored_len);
+  if (r == 1)
+    return chunk_is_bad (reason, "missing there too");
+  if (r == -1)
+    return -1;
+  r = xs_chunk_decode_checked (decoder, stored, stored_len, id, plain, len,
+                               why);
+  if (r == 0)
+    r = xs_repo_replace_chunk (repo, id, stored, stored_len);
+  else
+    chunk_is_bad (reason, "damaged there too: %s", why);
+  free (stored);
+  if (r != 0)
+    return r;
+  /* What is there now is what was verified. */
+  r = xs_chunk_fetch_checked (repo, decoder, id, plain, len, why);
+  if (r == 1)
+    chunk_is_bad (reason, "still bad after it was replaced: %s", why);
+  return r;
+}
+
+static int
+compare_ids (const void *a, const void *b)
+{
+  return xs_hash128_compare (&((const struct chunk_ref *) a)->id,
+                             &((const struct chunk_ref *) b)->id);
+}
+
+int
+xs_verify_repair (struct xs_repo *repo, struct xs_repo *from,
+                  const struct xs_manifest *m, const uint64_t *bad_blocks,
+                  size_t n, struct xs_repair_report *report,
+                  void (*not_repaired) (const struct xs_hash128 *id,
+                                        const char *reason, void *opaque),
+                  void *opaque)
+{
+  struct xs_chunk_decoder *decoder = NULL;
+  char reason[XS_CHUNK_REASON_MAX];
+  struct chunk_ref *refs;
+  void *plain = NULL;
+  size_t i;
+  int r = -1, one;
+
+  memset (report, 0, sizeof *report);
+  refs = malloc ((n ? n : 1) * sizeof *refs);
+  plain = malloc (m->block_size);
+  if (refs == NULL || plain == NULL) {
+    xs_error ("cannot repair snapshot %s: %m", m->snapshot_id);
+    goto out;
+  }
+  decoder = xs_chunk_decoder_new ();
+  if (decoder == NULL
+      || xs_chunk_codec_set_key (decoder->codec, m->dk) == -1)
+    goto out;
+  for (i = 0; i < n; i++)
+    refs[i] = (struct chunk_ref) { m->entries[bad_blocks[i]], bad_blocks[i] };
+  qsort (refs, n, sizeof *refs, compare_ids);
+  r = 0;
+  for (i = 0; i < n; i++) {
+    if (i > 0 && xs_hash128_equal (&refs[i].id, &refs[i - 1].id))
+      continue;
+    report->chunks++;
+    one = repair_chunk (repo, from, decoder, &refs[i].id, plain,
+                        block_length (m, refs[i].block), reason);
+    if (one == -1) {
+      r = -1;
+      break;
+    }
+    if (one == 0)
+      report->repaired++;
+    else {
+      r = 1;
+      if (not_repaired)
+        not_repaired (&refs[i].id, reason, opaque);
+    }
+  }
+ out:
+  xs_chunk_decoder_free (decoder);
+  free (plain);
+  free (refs);
+  return r;
+}

@@ -82,4 +82,33 @@ extern int xs_verify_snapshot (struct xs_repo *repo,
                                                  void *opaque),
                                void *opaque);
 
+/* Repairing a damaged snapshot.  Chunks are named by their content, so
+ * another repository holding the same chunk ids (the same account in
+ * another region, under the same data key) holds the good bytes: each
+ * bad chunk is read from there, verified against its id as a block of M,
+ * and only then written over the damaged object (xs_repo_replace_chunk),
+ * and read back and verified again.
+ */
+struct xs_repair_report {
+  uint64_t chunks;              /* distinct bad chunks asked for */
+  uint64_t repaired;            /* of those, replaced and verified */
+};
+
+/* Repair the chunks of BAD_BLOCKS (N blocks of M, as xs_verify_snapshot
+ * named them; blocks sharing a chunk are repaired once) in REPO from
+ * FROM.  For each chunk that could not be repaired NOT_REPAIRED (id,
+ * reason) is called: "missing there too", "damaged there too: ..." —
+ * its object in REPO is then left as it was.  Returns 0 when every chunk
+ * was repaired, 1 when some were not, -1 on an error of a backend
+ * (reported).
+ */
+extern int xs_verify_repair (struct xs_repo *repo, struct xs_repo *from,
+                             const struct xs_manifest *m,
+                             const uint64_t *bad_blocks, size_t n,
+                             struct xs_repair_report *report,
+                             void (*not_repaired) (const struct xs_hash128 *id,
+                                                   const char *reason,
+                                                   void *opaque),
+                             void *opaque);
+
 #endif /* XSNAP_VERIFY_H */

@@ -31,6 +31,7 @@ cmd_copy (struct cli *cli, int argc, char **argv)
     { "queue", no_argument, NULL, 'Q' },
     { "key", required_argument, NULL, 'k' },
     { "encrypt", no_argument, NULL, 'E' },
+    { "verify-destination", no_argument, NULL, 'V' },
     PROGRESS_OPTION (OPT_PROGRESS),
     { NULL, 0, NULL, 0 },
   };
@@ -60,6 +61,7 @@ cmd_copy (struct cli *cli, int argc, char **argv)
     case 'Q': o.queue = true; break;
     case 'k': o.key = arg; break;
     case 'E': o.encrypt = true; break;
+    case 'V': o.verify_destination = true; break;
     case OPT_PROGRESS:
       if (progress_parse_option (arg, &progress_opt) == -1)
         return EXIT_USAGE;
@@ -108,7 +110,7 @@ report_copy (struct cli *cli, struct xs_snapshot *copy,
     return 0;
   }
   if (cli->json)
-    status = cli_print_json (json_pack ("{s:o, s:s, s:I, s:I, s:I}",
+    status = cli_print_json (json_pack ("{s:o, s:s, s:I, s:I, s:I, s:I}",
                                         "snapshot",
                                         xs_snapshot_to_json (copy),
                                         "job", report->job_id,
@@ -117,7 +119,9 @@ report_copy (struct cli *cli, struct xs_snapshot *copy,
                                         "chunks_sent",
                                         (json_int_t) report->chunks_sent,
                                         "bytes_sent",
-                                        (json_int_t) report->bytes_sent))
+                                        (json_int_t) report->bytes_sent,
+                                        "chunks_replaced",
+                                        (json_int_t) report->chunks_replaced))
       ? 1 : 0;
   else if (!cli->quiet) {
     xs_size_format (report->bytes_sent, sent, sizeof sent);
@@ -127,6 +131,9 @@ report_copy (struct cli *cli, struct xs_snapshot *copy,
             copy->id, report->chunks_sent, report->chunks, sent,
             report->chunks_sent < report->chunks
             ? ", the rest were there already" : "", report->job_id);
+    if (report->chunks_replaced)
+      printf ("%" PRIu64 " damaged chunk(s) at the destination were "
+              "replaced\n", report->chunks_replaced);
   }
   xs_snapshot_clear (copy);
   return status;
@@ -235,6 +242,24 @@ job_resume (struct cli *cli, int argc, char **argv)
   return report_copy (cli, &copy, &report);
 }
 
+/* job cancel JOB: a queued copy never runs, a running one stops. */
+static int
+job_cancel (struct cli *cli, int argc, char **argv)
+{
+  char *arg;
+
+  if (cli_next_option (cli, argc, argv, "", NULL, &arg) != -1)
+    return cli_usage ("job cancel", "bad option");
+  if (optind + 1 != argc)
+    return cli_usage ("job cancel", "expected one JOB id");
+  if (cli_open (cli) == -1
+      || xs_job_cancel (cli->store, cli->scope.account, argv[optind]) == -1)
+    return 1;
+  if (!cli->quiet && !cli->json)
+    printf ("job %s cancelled\n", argv[optind]);
+  return 0;
+}
+
 int
 cmd_job (struct cli *cli, int argc, char **argv)
 {
@@ -246,5 +271,9 @@ cmd_job (struct cli *cli, int argc, char **argv)
     optind = 0;
     return job_resume (cli, argc - 1, argv + 1);
   }
-  return cli_usage ("job", "expected list or resume");
+  if (argc >= 2 && strcmp (argv[1], "cancel") == 0) {
+    optind = 0;
+    return job_cancel (cli, argc - 1, argv + 1);
+  }
+  return cli_usage ("job", "expected list, resume or cancel");
 }

@@ -1,11 +1,14 @@
 /* xsnap verify: read and check every chunk of a snapshot, and name the
- * blocks whose chunk is missing or corrupt.
+ * blocks whose chunk is missing or corrupt; with --repair, put those
+ * chunks back from another region.
  */
 #include <inttypes.h>
 #include <stdio.h>
+#include <stdlib.h>
 
 #include "cli.h"
 #include "access.h"
+#include "copy.h"
 #include "error.h"
 #include "progress.h"
 #include "repo.h"
@@ -16,6 +19,9 @@ struct verify_output {
   struct cli *cli;
   struct progress progress;
   json_t *bad;                  /* with --json */
+  uint64_t *blocks;             /* the bad blocks, for a repair */
+  size_t nblocks;
+  bool lost;                    /* out of memory collecting them */
 };
 
 static void
@@ -25,6 +31,15 @@ report_bad (uint64_t block, const struct xs_hash128 *id, const char *reason,
   struct verify_output *out = opaque;
   char hex[XS_HASH128_HEX_LEN + 1];
 
+  uint64_t *more = realloc (out->blocks,
+                            (out->nblocks + 1) * sizeof *out->blocks);
+
+  if (more) {
+    out->blocks = more;
+    out->blocks[out->nblocks++] = block;
+  }
+  else
+    out->lost = true;
   xs_hash128_to_hex (id, hex);
   if (out->bad)
     json_array_append_new (out->bad,
@@ -33,6 +48,48 @@ report_bad (uint64_t block, const struct xs_hash128 *id, const char *reason,
                                       "reason", reason));
   else
     printf ("bad block %" PRIu64 ": chunk %s: %s\n", block, hex, reason);
+}
+
+static void
+report_not_repaired (const struct xs_hash128 *id, const char *reason,
+                     void *opaque)
+{
+  char hex[XS_HASH128_HEX_LEN + 1];
+
+  (void) opaque;
+  xs_hash128_to_hex (id, hex);
+  xs_error ("chunk %s was not repaired: %s", hex, reason);
+}
+
+/* Put the bad chunks of SNAP back from FROM_REGION: 0 all repaired, 1
+ * not, -1.
+ */
+static int
+repair (struct cli *cli, const struct xs_snapshot *snap,
+        const struct xs_manifest *m, struct xs_repo *repo,
+        const char *from_region, struct verify_output *out)
+{
+  struct xs_repair_report report;
+  struct xs_repo *from;
+  int r;
+
+  if (out->lost) {
+    xs_error ("cannot repair snapshot %s@%s: out of memory",
+              snap->volume_name, snap->name);
+    return -1;
+  }
+  from = xs_store_repo (cli->store, snap->account, from_region);
+  if (from == NULL)
+    return -1;
+  r = xs_verify_repair (repo, from, m, out->blocks, out->nblocks, &report,
+                        report_not_repaired, out);
+  xs_repo_close (from);
+  if (r == -1)
+    return -1;
+  if (!cli->quiet && !cli->json)
+    printf ("repaired %" PRIu64 " chunk(s) of %" PRIu64 " from region "
+            "'%s'\n", report.repaired, report.chunks, from_region);
+  return r;
 }
 
 static void
@@ -46,22 +103,43 @@ report_progress (uint64_t done, uint64_t total, void *opaque)
 int
 cmd_verify (struct cli *cli, int argc, char **argv)
 {
+  static const struct option options[] = {
+    { "repair", no_argument, NULL, 'R' },
+    { "from-region", required_argument, NULL, 'f' },
+    { NULL, 0, NULL, 0 },
+  };
   struct verify_output out = { .cli = cli };
   struct xs_verify_report report;
   struct xs_snapshot snap;
   struct xs_manifest *m = NULL;
   struct xs_repo *repo = NULL;
+  const char *from_region = NULL;
+  bool repairing = false;
   char *arg;
-  int r, status = 1;
+  int c, r, status = 1;
 
-  if (cli_next_option (cli, argc, argv, "", NULL, &arg) != -1)
-    return cli_usage ("verify", "bad option");
+  while ((c = cli_next_option (cli, argc, argv, "", options, &arg)) != -1) {
+    switch (c) {
+    case 'R': repairing = true; break;
+    case 'f': from_region = arg; break;
+    default: return cli_usage ("verify", "bad option");
+    }
+  }
   if (optind + 1 != argc)
     return cli_usage ("verify", "expected one snapshot");
+  if (repairing != (from_region != NULL))
+    return cli_usage ("verify", "--repair takes --from-region REGION");
   if (cli_open (cli) == -1
       || xs_access_find_snapshot (cli->store, &cli->scope, argv[optind],
                                   "xsnap:ReadSnapshot", false, &snap) != 0)
     return 1;
+  /* A repair writes into the snapshot's repository: as a copy would. */
+  if (repairing
+      && xs_access_snapshot (cli->store, cli->scope.account,
+                             "xsnap:CopySnapshot", &snap) == -1) {
+    xs_snapshot_clear (&snap);
+    return 1;
+  }
   m = xs_snapshot_load_manifest (cli->store, snap.account, snap.region,
                                  snap.id);
   repo = xs_store_repo (cli->store, snap.account, snap.region);
@@ -95,10 +173,25 @@ cmd_verify (struct cli *cli, int argc, char **argv)
             PRIu64 " chunks checked, %" PRIu64 " bad\n", snap.volume_name,
             snap.name, snap.id, report.blocks, report.zero_blocks,
             report.chunks_checked, report.bad_blocks);
+  if (r != 0 && repairing) {
+    r = repair (cli, &snap, m, repo, from_region, &out);
+    if (r == -1)
+      goto out;
+    status = r == 0 ? 0 : EXIT_CORRUPT;
+  }
+  /* Copies to this repository doubt what it holds until a repair. */
+  if (r != 0
+      ? xs_copy_mark_damaged (cli->store, snap.account, snap.region,
+                              snap.id) == -1
+      : repairing && xs_copy_mark_damaged (cli->store, snap.account,
+                                           snap.region, NULL) == -1)
+    status = 1;
   if (r != 0)
-    xs_error ("snapshot %s@%s is damaged: %" PRIu64 " bad blocks",
-              snap.volume_name, snap.name, report.bad_blocks);
+    xs_error ("snapshot %s@%s is damaged: %" PRIu64 " bad blocks%s",
+              snap.volume_name, snap.name, report.bad_blocks,
+              repairing ? ", not all repaired" : "");
  out:
+  free (out.blocks);
   json_decref (out.bad);
   xs_manifest_free (m);
   xs_repo_close (repo);

@@ -3,7 +3,9 @@
  * The quiet decoder finds every kind of damage the chunk format can show
  * and says which, without reporting anything; verifying a snapshot reads
  * each distinct chunk once and reports exactly the bad blocks, every block
- * of a shared bad chunk, in block order, with the reason.
+ * of a shared bad chunk, in block order, with the reason.  A repair
+ * replaces exactly the bad chunks the other repository holds intact and
+ * leaves the others as they were.
  */
 #include <endian.h>
 #include <errno.h>
@@ -510,6 +512,112 @@ test_many (struct fixture *f)
   xs_manifest_free (m);
 }
 
+struct not_repaired {
+  int n;
+  struct xs_hash128 ids[8];
+  char reasons[8][XS_CHUNK_REASON_MAX];
+};
+
+static void
+record_not_repaired (const struct xs_hash128 *id, const char *reason,
+                     void *opaque)
+{
+  struct not_repaired *nr = opaque;
+
+  if (nr->n < 8) {
+    nr->ids[nr->n] = *id;
+    snprintf (nr->reasons[nr->n], XS_CHUNK_REASON_MAX, "%s", reason);
+  }
+  nr->n++;
+}
+
+/* The whole file at PATH (malloc'd), *LEN its size. */
+static char *
+slurp (const char *path, size_t *len)
+{
+  char *data = malloc (1 << 20);
+  int fd = open (path, O_RDONLY | O_CLOEXEC);
+  ssize_t r;
+
+  if (data == NULL || fd == -1 || (r = read (fd, data, 1 << 20)) < 0)
+    abort ();
+  close (fd);
+  *len = (size_t) r;
+  return data;
+}
+
+/* After test_bad: blocks 3 and 7 (one chunk) damaged, 9 missing, the
+ * last truncated.  Another repository holds the same snapshot, with
+ * block 3's chunk damaged and block 9's missing there too at first.
+ */
+static void
+test_repair (struct fixture *f, const struct xs_manifest *m)
+{
+  static const uint64_t bad[] = { 3, 7, 9, NBLOCKS - 1 };
+  struct xs_repair_report report;
+  struct xs_verify_report vr;
+  struct not_repaired nr = { 0 };
+  struct fixture good;
+  struct xs_manifest *again;
+  char *damaged = chunk_path (f, &m->entries[3]);
+  char *source3, *source9, *before, *after;
+  size_t before_len, after_len;
+  uint8_t block[BS];
+  uint64_t distinct;
+  struct calls c;
+
+  fixture_open (&good);
+  again = make_snapshot (&good, &distinct);
+  ok (memcmp (again->entries, m->entries, NBLOCKS * sizeof *m->entries) == 0,
+      "the other repository holds the same chunk ids");
+  source3 = chunk_path (&good, &m->entries[3]);
+  source9 = chunk_path (&good, &m->entries[9]);
+  flip_bit (source3, 60);
+  unlink (source9);
+  before = slurp (damaged, &before_len);
+
+  is_int (xs_verify_repair (f->repo, good.repo, m, bad, 4, &report,
+                            record_not_repaired, &nr), 1,
+          "a repair that cannot fix everything returns 1");
+  ok (report.chunks == 3 && report.repaired == 1,
+      "3 distinct bad chunks, 1 repaired (%" PRIu64 ", %" PRIu64 ")",
+      report.chunks, report.repaired);
+  is_int (nr.n, 2, "the two others are named");
+  ok (nr.n == 2 && strstr (nr.reasons[0] , "there too") != NULL
+      && strstr (nr.reasons[1], "there too") != NULL,
+      "... as bad there too: '%s', '%s'", nr.reasons[0], nr.reasons[1]);
+  after = slurp (damaged, &after_len);
+  ok (before_len == after_len && memcmp (before, after, before_len) == 0,
+      "a chunk damaged at the source too is left as it was");
+  reset_calls (&c);
+  is_int (xs_verify_snapshot (f->repo, m, &vr, record_bad, NULL, &c), 1,
+          "the snapshot is still damaged");
+  ok (c.nbad == 3 && c.blocks[0] == 3 && c.blocks[1] == 7
+      && c.blocks[2] == 9, "but the truncated last block is repaired");
+
+  /* The source made whole: everything is repaired. */
+  unlink (source3);
+  fill_text (block, BS, 3);
+  store_block (&good, block, BS, &again->entries[3]);
+  fill_text (block, BS, 9);
+  store_block (&good, block, BS, &again->entries[9]);
+  nr.n = 0;
+  is_int (xs_verify_repair (f->repo, good.repo, m, bad, 3, &report,
+                            record_not_repaired, &nr), 0,
+          "from a whole source the repair returns 0");
+  ok (report.chunks == 2 && report.repaired == 2 && nr.n == 0,
+      "both remaining chunks repaired");
+  is_int (xs_verify_snapshot (f->repo, m, &vr, NULL, NULL, NULL), 0,
+          "the repaired snapshot verifies");
+  free (before);
+  free (after);
+  free (source3);
+  free (source9);
+  free (damaged);
+  xs_manifest_free (again);
+  fixture_close (&good);
+}
+
 int
 main (void)
 {
@@ -522,6 +630,7 @@ main (void)
   m = make_snapshot (&f, &distinct);
   test_good (&f, m, distinct);
   test_bad (&f, m, distinct);
+  test_repair (&f, m);
   test_empty (&f);
   test_many (&f);
   xs_manifest_free (m);
