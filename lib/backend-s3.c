@@ -12,9 +12,14 @@
  * manifests by their snapshot, written once by the one copy holding the
  * catalog's claim).
  *
- * Failures that can pass (transport errors, 500, 502, 503 SlowDown, 504,
- * RequestTimeout) are retried with exponential backoff and jitter, each
- * attempt signed afresh; a refusal (403, 404, ...) is final.  The object
+ * Failures that can pass (transport errors, timeouts, 500, 502, 503
+ * SlowDown, 504, RequestTimeout) are retried with exponential backoff and
+ * jitter, each attempt signed afresh, all within the request's deadline
+ * (timeout=); an attempt also fails when it moves less than 1 KiB/s for
+ * low-speed-time= or cannot connect within connect-timeout=.  A refusal
+ * (403, 404, ...) is final.  The server is outside input: its error text
+ * is cleaned before any message, and a listing whose continuation tokens
+ * repeat or never end is stopped (list_goes_on).  The object
  * may be used by many threads at once: each request borrows a curl
  * handle from a small pool, so connections are kept alive and requests
  * run in parallel.
