@@ -12,9 +12,14 @@
  * manifests by their snapshot, written once by the one copy holding the
  * catalog's claim).
  *
- * Failures that can pass (transport errors, 500, 502, 503 SlowDown, 504,
- * RequestTimeout) are retried with exponential backoff and jitter, each
- * attempt signed afresh; a refusal (403, 404, ...) is final.  The object
+ * Failures that can pass (transport errors, timeouts, 500, 502, 503
+ * SlowDown, 504, RequestTimeout) are retried with exponential backoff and
+ * jitter, each attempt signed afresh, all within the request's deadline
+ * (timeout=); an attempt also fails when it moves less than 1 KiB/s for
+ * low-speed-time= or cannot connect within connect-timeout=.  A refusal
+ * (403, 404, ...) is final.  The server is outside input: its error text
+ * is cleaned before any message, and a listing whose continuation tokens
+ * repeat or never end is stopped (list_goes_on).  The object
  * may be used by many threads at once: each request borrows a curl
  * handle from a small pool, so connections are kept alive and requests
  * run in parallel.
@@ -44,6 +49,13 @@
 #define BACKOFF_FIRST_MS 100
 #define BACKOFF_MAX_MS 5000
 #define LIST_PAGE_KEYS "1000"
+/* A listing ends: 2^20 pages are a billion keys (64 TiB of 64 KiB
+ * chunks), and a server that answers page after page with no key while
+ * saying there is more is not getting anywhere.
+ */
+#define LIST_PAGES_MAX (1u << 20)
+#define LIST_EMPTY_PAGES_MAX 1000
+#define TOKEN_SHOWN_MAX 64
 #define EMPTY_SHA256 \
   "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
 
@@ -398,8 +410,8 @@ set_method (const struct xs_curl_api *api, CURL *curl,
 static int
 attempt (struct s3_backend *b, struct s3_handle *h,
          const struct s3_request *req, const char *path,
-         const char *payload_hash, struct s3_response *resp,
-         char errbuf[CURL_ERROR_SIZE])
+         const char *payload_hash, long allowed_ms,
+         struct s3_response *resp, char errbuf[CURL_ERROR_SIZE])
 {
   const struct xs_curl_api *api = &b->curl;
   struct upload up = { req->body, req->body_len };
@@ -421,9 +433,13 @@ attempt (struct s3_backend *b, struct s3_handle *h,
   api->easy_setopt (curl, CURLOPT_HTTPHEADER, headers);
   api->easy_setopt (curl, CURLOPT_NOSIGNAL, 1L);
   api->easy_setopt (curl, CURLOPT_ERRORBUFFER, errbuf);
-  api->easy_setopt (curl, CURLOPT_CONNECTTIMEOUT, 10L);
-  api->easy_setopt (curl, CURLOPT_LOW_SPEED_LIMIT, 1L);
-  api->easy_setopt (curl, CURLOPT_LOW_SPEED_TIME, 60L);
+  api->easy_setopt (curl, CURLOPT_CONNECTTIMEOUT,
+                    (long) b->config.connect_timeout);
+  api->easy_setopt (curl, CURLOPT_LOW_SPEED_LIMIT,
+                    (long) XS_S3_LOW_SPEED_LIMIT);
+  api->easy_setopt (curl, CURLOPT_LOW_SPEED_TIME,
+                    (long) b->config.low_speed_time);
+  api->easy_setopt (curl, CURLOPT_TIMEOUT_MS, allowed_ms > 0 ? allowed_ms : 1);
   api->easy_setopt (curl, CURLOPT_WRITEFUNCTION, on_download);
   api->easy_setopt (curl, CURLOPT_WRITEDATA, resp);
   api->easy_setopt (curl, CURLOPT_HEADERFUNCTION, on_header);
@@ -461,21 +477,36 @@ status_may_pass (const struct s3_response *resp)
   }
 }
 
-static void
-sleep_before_retry (unsigned retry)
+/* The pause before retry number RETRY (from 0), in milliseconds. */
+static long
+backoff_ms (unsigned retry)
 {
   unsigned ms = BACKOFF_FIRST_MS << (retry < 6 ? retry : 6);
   uint32_t jitter = 0;
-  struct timespec ts;
 
   if (ms > BACKOFF_MAX_MS)
     ms = BACKOFF_MAX_MS;
   if (getrandom (&jitter, sizeof jitter, GRND_NONBLOCK) != sizeof jitter)
     jitter = (uint32_t) time (NULL);
-  ms = ms / 2 + jitter % (ms / 2 + 1);  /* between half and all of it */
-  ts.tv_sec = ms / 1000;
-  ts.tv_nsec = (long) (ms % 1000) * 1000000;
+  return ms / 2 + jitter % (ms / 2 + 1);  /* between half and all of it */
+}
+
+static void
+sleep_ms (long ms)
+{
+  struct timespec ts = { .tv_sec = ms / 1000,
+                         .tv_nsec = (ms % 1000) * 1000000 };
+
   nanosleep (&ts, NULL);
+}
+
+static long
+now_ms (void)
+{
+  struct timespec ts;
+
+  clock_gettime (CLOCK_MONOTONIC, &ts);
+  return ts.tv_sec * 1000L + ts.tv_nsec / 1000000;
 }
 
 static void
@@ -485,10 +516,35 @@ response_reset (struct s3_response *resp)
   memset (resp, 0, sizeof *resp);
 }
 
-/* Send req, retrying what may pass.  Returns 0 with resp holding the
- * final answer (any status; for status >= 300 code and message are
- * filled), or -1 with an error reported (WHAT names the operation) when
- * no answer came.  The caller frees resp->body.
+/* Report that no answer came (curl's RC), once, and set errno to EIO:
+ * to the caller, and to an NBD client, a transport failure is an I/O
+ * error.
+ */
+static void
+report_no_answer (const struct s3_backend *b, const char *what, int rc,
+                  char errbuf[CURL_ERROR_SIZE], unsigned attempts,
+                  bool out_of_time)
+{
+  const struct xs_s3_config *c = &b->config;
+  char waits[160] = "";
+
+  xs_s3xml_clean_text (errbuf);
+  if (rc == CURLE_OPERATION_TIMEDOUT || out_of_time)
+    snprintf (waits, sizeof waits, "; timed out (timeout=%u s for the "
+              "request, low-speed-time=%u s below %u bytes/s, "
+              "connect-timeout=%u s)", c->timeout, c->low_speed_time,
+              XS_S3_LOW_SPEED_LIMIT, c->connect_timeout);
+  xs_error ("%s: %s%s%s (after %u attempt%s)%s", what,
+            b->curl.easy_strerror (rc), errbuf[0] ? ": " : "", errbuf,
+            attempts, attempts == 1 ? "" : "s", waits);
+  errno = EIO;
+}
+
+/* Send req, retrying what may pass, within the request's timeout (all
+ * attempts and pauses).  Returns 0 with resp holding the final answer
+ * (any status; for status >= 300 code and message are filled), or -1
+ * with an error reported (WHAT names the operation) when no answer came.
+ * The caller frees resp->body.
  */
 static int
 perform (struct s3_backend *b, const struct s3_request *req,
@@ -497,7 +553,9 @@ perform (struct s3_backend *b, const struct s3_request *req,
   char payload_hash[XS_SHA256_HEX_LEN + 1], errbuf[CURL_ERROR_SIZE];
   struct s3_handle *h;
   char *path = request_path (b, req->key);
+  long deadline = now_ms () + b->config.timeout * 1000L, pause;
   unsigned retry;
+  bool out_of_time = false;
   int rc = CURLE_OK;
 
   memset (resp, 0, sizeof *resp);
@@ -516,7 +574,8 @@ perform (struct s3_backend *b, const struct s3_request *req,
     strcpy (payload_hash, EMPTY_SHA256);
   for (retry = 0;; retry++) {
     response_reset (resp);
-    rc = attempt (b, h, req, path, payload_hash, resp, errbuf);
+    rc = attempt (b, h, req, path, payload_hash, deadline - now_ms (), resp,
+                  errbuf);
     if (rc == -1)
       break;
     if (rc == CURLE_OK && resp->status >= 300)
@@ -527,18 +586,21 @@ perform (struct s3_backend *b, const struct s3_request *req,
       break;
     if (rc == CURLE_WRITE_ERROR || retry >= b->config.retries)
       break;
+    pause = backoff_ms (retry);
+    if (now_ms () + pause >= deadline) {
+      out_of_time = true;
+      break;
+    }
     xs_debug ("%s: %s, retrying", what,
               rc != CURLE_OK ? b->curl.easy_strerror (rc) : resp->code);
-    sleep_before_retry (retry);
+    sleep_ms (pause);
   }
   give_back_handle (b, h);
   free (path);
   if (rc == CURLE_OK)
     return 0;
   if (rc != -1)
-    xs_error ("%s: %s%s%s (after %u attempts)", what,
-              b->curl.easy_strerror (rc), errbuf[0] ? ": " : "", errbuf,
-              retry + 1);
+    report_no_answer (b, what, rc, errbuf, retry + 1, out_of_time);
   response_reset (resp);
   return -1;
 }
@@ -729,12 +791,63 @@ list_page (struct s3_backend *b, const char *s3_prefix, const char *token,
     return -1;
   if (resp.status != 200)
     return finish (b, &resp, what, -1);
-  r = xs_s3xml_parse_listing (resp.body ? resp.body : "", resp.len,
+  r = xs_s3xml_parse_listing (what, resp.body ? resp.body : "", resp.len,
                               on_listed_key, w, listing);
   if (r == -1)
-    xs_error ("%s: the answer is not a listing", what);
+    errno = EIO;
   free (resp.body);
   return r;
+}
+
+/* Where a listing is, to see that it goes somewhere: a token seen again
+ * means the server leads in a circle (Brent's cycle detection: the token
+ * of page 2^k is kept and compared with those after it, which finds any
+ * cycle within twice its length and start, in constant memory), and
+ * pages are bounded in number and in how many may in a row be empty.
+ */
+struct list_progress {
+  char *kept;                   /* the token kept, or NULL */
+  unsigned since_kept;          /* pages since it was kept */
+  unsigned horizon;             /* when to keep the next one */
+  unsigned pages;
+  unsigned empty_pages;         /* truncated pages without a key, in a row */
+};
+
+/* After a truncated page: 0 when the listing may go on, -1 (reported)
+ * when it would not end.
+ */
+static int
+list_goes_on (struct list_progress *p, const struct xs_s3xml_listing *l,
+              const char *what)
+{
+  p->pages++;
+  p->empty_pages = l->keys ? 0 : p->empty_pages + 1;
+  if (p->kept && strcmp (p->kept, l->next_token) == 0) {
+    xs_error ("%s: the server sent continuation token '%.*s%s' again "
+              "after %u pages: the listing would never end", what,
+              TOKEN_SHOWN_MAX, l->next_token,
+              strlen (l->next_token) > TOKEN_SHOWN_MAX ? "..." : "",
+              p->pages);
+    goto never_ends;
+  }
+  if (p->pages >= LIST_PAGES_MAX || p->empty_pages >= LIST_EMPTY_PAGES_MAX) {
+    xs_error ("%s: the listing did not end after %u pages (%u of them "
+              "empty in a row)", what, p->pages, p->empty_pages);
+    goto never_ends;
+  }
+  if (++p->since_kept >= p->horizon) {
+    free (p->kept);
+    if ((p->kept = strdup (l->next_token)) == NULL) {
+      xs_error ("%s: out of memory", what);
+      return -1;
+    }
+    p->since_kept = 0;
+    p->horizon *= 2;
+  }
+  return 0;
+ never_ends:
+  errno = EIO;
+  return -1;
 }
 
 static int
@@ -744,6 +857,7 @@ list_pages (struct s3_backend *b, const char *folder, const char *max_keys,
   const struct xs_s3_config *c = &b->config;
   struct xs_s3xml_listing listing = { 0 };
   struct list_walk w = { .fn = fn, .opaque = opaque };
+  struct list_progress progress = { .horizon = 1 };
   char *strip = NULL, *s3_prefix = NULL, *token = NULL;
   int r = -1;
 
@@ -759,8 +873,11 @@ list_pages (struct s3_backend *b, const char *folder, const char *max_keys,
     r = list_page (b, s3_prefix, token, max_keys, &w, &listing, what);
     free (token);
     token = listing.next_token;
+    if (r == 0 && listing.truncated)
+      r = list_goes_on (&progress, &listing, what);
   } while (r == 0 && listing.truncated);
  out:
+  free (progress.kept);
   free (token);
   free (strip);
   free (s3_prefix);

@@ -12,6 +12,7 @@
 #include "backend.h"
 #include "error.h"
 #include "hash.h"
+#include "s3config.h"
 
 struct xs_backend {
   const struct xs_backend_ops *ops;
@@ -98,14 +99,6 @@ find_backend (const char *url, size_t scheme_len)
   return NULL;
 }
 
-static void
-report_unknown_scheme (const char *url, size_t scheme_len)
-{
-  xs_error ("unsupported backend URL '%s': unknown scheme '%.*s' "
-            "(supported: file:///absolute/path, s3://bucket[/prefix])",
-            url, (int) scheme_len, url);
-}
-
 char *
 xs_backend_url_decode (const char *text, size_t len)
 {
@@ -150,22 +143,29 @@ url_scheme_length (const char *url)
   return 0;
 }
 
-/* The implementation for URL's scheme, or NULL with an error. */
+/* The implementation for URL's scheme, or NULL with an error that shows
+ * the URL redacted (what was typed into a refused URL may be a secret).
+ */
 static const struct xs_backend_ops *
 ops_of_url (const char *url, size_t *scheme_len)
 {
-  const struct xs_backend_ops *ops;
+  const struct xs_backend_ops *ops = NULL;
+  char *shown;
 
   *scheme_len = url_scheme_length (url);
-  if (*scheme_len == 0) {
+  if (*scheme_len > 0 && (ops = find_backend (url, *scheme_len)) != NULL)
+    return ops;
+  shown = xs_s3_url_redact (url);
+  if (*scheme_len == 0)
     xs_error ("unsupported backend URL '%s': not a URL "
-              "(want file:///absolute/path or s3://bucket[/prefix])", url);
-    return NULL;
-  }
-  ops = find_backend (url, *scheme_len);
-  if (ops == NULL)
-    report_unknown_scheme (url, *scheme_len);
-  return ops;
+              "(want file:///absolute/path or s3://bucket[/prefix])",
+              shown ? shown : "(redacted)");
+  else
+    xs_error ("unsupported backend URL '%s': unknown scheme '%.*s' "
+              "(supported: file:///absolute/path, s3://bucket[/prefix])",
+              shown ? shown : "(redacted)", (int) *scheme_len, url);
+  free (shown);
+  return NULL;
 }
 
 struct xs_backend *

@@ -2,6 +2,7 @@
  * (see s3config.h).
  */
 #include <ctype.h>
+#include <stdbool.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,7 +19,19 @@ struct url_options {
   char *style;
   char *profile;
   char *retries;
+  char *timeout;
+  char *low_speed_time;
+  char *connect_timeout;
 };
+
+/* The options a URL may carry; none of them holds a secret. */
+static const char *const option_names[] = {
+  "endpoint", "region", "style", "profile", "retries", "timeout",
+  "low-speed-time", "connect-timeout",
+};
+#define NOPTIONS (sizeof option_names / sizeof option_names[0])
+#define OPTIONS_KNOWN "endpoint, region, style, profile, retries, timeout, " \
+  "low-speed-time, connect-timeout"
 
 static const char *
 env (const char *name)
@@ -36,37 +49,46 @@ free_options (struct url_options *o)
   free (o->style);
   free (o->profile);
   free (o->retries);
+  free (o->timeout);
+  free (o->low_speed_time);
+  free (o->connect_timeout);
 }
 
-/* Parse "name=value&..." into *o.  -1 with an error naming the URL. */
+/* Parse "name=value&..." into *o.  -1 with an error naming the URL
+ * (SHOWN, redacted) and the option, without its value.
+ */
 static int
-parse_query (const char *url, const char *query, struct url_options *o)
+parse_query (const char *shown, const char *query, struct url_options *o)
 {
-  static const char *const names[] = {
-    "endpoint", "region", "style", "profile", "retries",
-  };
-  char **slots[] = { &o->endpoint, &o->region, &o->style, &o->profile,
-                     &o->retries };
+  char **slots[NOPTIONS] = { &o->endpoint, &o->region, &o->style,
+                             &o->profile, &o->retries, &o->timeout,
+                             &o->low_speed_time, &o->connect_timeout };
   const char *p = query;
 
   while (*p) {
     const char *amp = strchrnul (p, '&'), *eq = memchr (p, '=', amp - p);
     size_t i, name_len = eq ? (size_t) (eq - p) : 0;
 
-    for (i = 0; eq && i < sizeof names / sizeof names[0]; i++)
-      if (strlen (names[i]) == name_len && memcmp (names[i], p, name_len) == 0)
+    if (eq == NULL) {
+      xs_error ("unsupported backend URL '%s': an option without '=' "
+                "(known: " OPTIONS_KNOWN ")", shown);
+      return -1;
+    }
+    for (i = 0; i < NOPTIONS; i++)
+      if (strlen (option_names[i]) == name_len
+          && memcmp (option_names[i], p, name_len) == 0)
         break;
-    if (eq == NULL || i == sizeof names / sizeof names[0]) {
+    if (i == NOPTIONS) {
       xs_error ("unsupported backend URL '%s': unknown option '%.*s' "
-                "(known: endpoint, region, style, profile, retries)",
-                url, (int) (eq ? name_len : (size_t) (amp - p)), p);
+                "(known: " OPTIONS_KNOWN ")", shown,
+                (int) (name_len > 64 ? 64 : name_len), p);
       return -1;
     }
     free (*slots[i]);
     *slots[i] = xs_backend_url_decode (eq + 1, amp - eq - 1);
     if (*slots[i] == NULL) {
       xs_error ("unsupported backend URL '%s': bad %%-escape in option "
-                "'%s'", url, names[i]);
+                "'%s'", shown, option_names[i]);
       return -1;
     }
     p = *amp ? amp + 1 : amp;
@@ -99,6 +121,13 @@ parse_location (const char *url, const char *location, size_t len,
 {
   const char *slash = memchr (location, '/', len), *problem;
   size_t prefix_len;
+
+  if (memchr (location, '@', len)) {
+    xs_error ("unsupported backend URL '%s': user information ('...@') "
+              "is not allowed: the keys come from the environment or a "
+              "profile", url);
+    return -1;
+  }
 
   c->bucket = strndup (location, slash ? (size_t) (slash - location) : len);
   prefix_len = slash ? len - (slash + 1 - location) : 0;
@@ -149,6 +178,12 @@ parse_endpoint (const char *url, const char *endpoint, struct xs_s3_config *c)
            || (host - endpoint == 5 && strncmp (endpoint, "https", 5) == 0)))
     goto bad;
   host += 3;
+  if (strchr (host, '@')) {
+    xs_error ("cannot open '%s': the endpoint must not carry user "
+              "information ('...@'): the keys come from the environment or "
+              "a profile", url);
+    return -1;
+  }
   len = strcspn (host, "/?#@");
   if (len == 0 || (host[len] != '\0' && strcmp (host + len, "/") != 0)
       || !host_is_valid (host, len))
@@ -356,26 +391,47 @@ choose_credentials (const char *url, const struct url_options *o,
   return r == 0 ? 0 : -1;
 }
 
+/* Option NAME's TEXT as a number from MIN to MAX into *out; DEFAULT
+ * when absent.
+ */
 static int
-choose_retries (const char *url, const struct url_options *o,
-                struct xs_s3_config *c)
+choose_number (const char *url, const char *name, const char *text,
+               unsigned min, unsigned max, unsigned default_value,
+               unsigned *out)
 {
   char *end;
   unsigned long n;
 
-  c->retries = XS_S3_DEFAULT_RETRIES;
-  if (o->retries == NULL)
+  *out = default_value;
+  if (text == NULL)
     return 0;
   errno = 0;
-  n = strtoul (o->retries, &end, 10);
-  if (errno || !isdigit ((unsigned char) o->retries[0]) || *end
-      || n > XS_S3_MAX_RETRIES) {
-    xs_error ("unsupported backend URL '%s': retries must be 0 to %d, "
-              "not '%s'", url, XS_S3_MAX_RETRIES, o->retries);
+  n = strtoul (text, &end, 10);
+  if (errno || !isdigit ((unsigned char) text[0]) || *end || n < min
+      || n > max) {
+    xs_error ("unsupported backend URL '%s': %s must be %u to %u, "
+              "not '%s'", url, name, min, max, text);
     return -1;
   }
-  c->retries = n;
+  *out = n;
   return 0;
+}
+
+/* How many times and how long a request may wait. */
+static int
+choose_waits (const char *url, const struct url_options *o,
+              struct xs_s3_config *c)
+{
+  return choose_number (url, "retries", o->retries, 0, XS_S3_MAX_RETRIES,
+                        XS_S3_DEFAULT_RETRIES, &c->retries)
+    || choose_number (url, "timeout", o->timeout, 1, XS_S3_MAX_WAIT,
+                      XS_S3_DEFAULT_TIMEOUT, &c->timeout)
+    || choose_number (url, "low-speed-time", o->low_speed_time, 1,
+                      XS_S3_MAX_WAIT, XS_S3_DEFAULT_LOW_SPEED_TIME,
+                      &c->low_speed_time)
+    || choose_number (url, "connect-timeout", o->connect_timeout, 1,
+                      XS_S3_MAX_WAIT, XS_S3_DEFAULT_CONNECT_TIMEOUT,
+                      &c->connect_timeout) ? -1 : 0;
 }
 
 /* A signing region: "us-east-1", "eu-central-1", "default"... */
@@ -390,30 +446,30 @@ region_is_valid (const char *region)
   return true;
 }
 
-int
-xs_s3_config_parse (const char *url, struct xs_s3_config *c)
+/* xs_s3_config_parse with SHOWN, URL redacted, for messages. */
+static int
+parse_config (const char *url, const char *shown, struct xs_s3_config *c)
 {
   struct url_options o = { 0 };
   const char *location, *query;
   const char *region;
   int r = -1;
 
-  memset (c, 0, sizeof *c);
   if (strncmp (url, "s3://", 5) != 0) {
     xs_error ("unsupported backend URL '%s': want s3://BUCKET[/PREFIX]",
-              url);
+              shown);
     return -1;
   }
   location = url + 5;
   query = strchr (location, '?');
-  if (parse_location (url, location,
+  if (parse_location (shown, location,
                       query ? (size_t) (query - location) : strlen (location),
                       c) == -1
-      || (query && parse_query (url, query + 1, &o) == -1))
+      || (query && parse_query (shown, query + 1, &o) == -1))
     goto out;
   if (o.region && !region_is_valid (o.region)) {
     xs_error ("unsupported backend URL '%s': region must be 1 to 64 "
-              "letters, digits, '-' and '_', not '%s'", url, o.region);
+              "letters, digits, '-' and '_', not '%s'", shown, o.region);
     goto out;
   }
   region = o.region ? o.region : env ("AWS_REGION");
@@ -423,19 +479,113 @@ xs_s3_config_parse (const char *url, struct xs_s3_config *c)
   if (c->region == NULL
       || (env ("AWS_CA_BUNDLE")
           && (c->ca_bundle = strdup (env ("AWS_CA_BUNDLE"))) == NULL)) {
-    xs_error ("cannot open '%s': %m", url);
+    xs_error ("cannot open '%s': %m", shown);
     goto out;
   }
-  if (choose_endpoint (url, &o, c) == -1 || choose_style (url, &o, c) == -1
-      || choose_retries (url, &o, c) == -1
-      || choose_credentials (url, &o, c) == -1)
+  if (choose_endpoint (shown, &o, c) == -1
+      || choose_style (shown, &o, c) == -1
+      || choose_waits (shown, &o, c) == -1
+      || choose_credentials (shown, &o, c) == -1)
     goto out;
   r = 0;
  out:
   free_options (&o);
+  return r;
+}
+
+int
+xs_s3_config_parse (const char *url, struct xs_s3_config *c)
+{
+  char *shown = xs_s3_url_redact (url);
+  int r;
+
+  memset (c, 0, sizeof *c);
+  if (shown == NULL) {
+    xs_error ("cannot open an S3 backend: out of memory");
+    return -1;
+  }
+  r = parse_config (url, shown, c);
   if (r == -1)
     xs_s3_config_free (c);
+  free (shown);
   return r;
+}
+
+/* ----- redaction ----- */
+
+static bool
+is_known_option (const char *name, size_t len)
+{
+  for (size_t i = 0; i < NOPTIONS; i++)
+    if (strlen (option_names[i]) == len
+        && memcmp (option_names[i], name, len) == 0)
+      return true;
+  return false;
+}
+
+/* Whether [p, p+len) holds an '@', plain or %-escaped. */
+static bool
+has_at_sign (const char *p, size_t len)
+{
+  for (size_t i = 0; i < len; i++)
+    if (p[i] == '@'
+        || (p[i] == '%' && i + 2 < len && p[i + 1] == '4'
+            && p[i + 2] == '0'))
+      return true;
+  return false;
+}
+
+/* Write one "name=value" option of a query, redacted, to fp. */
+static void
+redact_option (FILE *fp, const char *p, size_t len)
+{
+  const char *eq = memchr (p, '=', len);
+  size_t name_len = eq ? (size_t) (eq - p) : 0;
+
+  if (eq == NULL)
+    fputs ("REDACTED", fp);
+  else if (!is_known_option (p, name_len)
+           || has_at_sign (eq + 1, len - name_len - 1))
+    fprintf (fp, "%.*s=REDACTED", (int) (name_len > 64 ? 64 : name_len), p);
+  else
+    fwrite (p, 1, len, fp);
+}
+
+char *
+xs_s3_url_redact (const char *url)
+{
+  const char *rest = strstr (url, "://"), *query = strchr (url, '?'), *at;
+  char *out = NULL;
+  size_t size = 0, path_len;
+  FILE *fp = open_memstream (&out, &size);
+
+  if (fp == NULL)
+    return NULL;
+  if (rest == NULL || (query && query < rest))
+    rest = url;
+  else
+    rest += 3;
+  fwrite (url, 1, rest - url, fp);
+  path_len = query ? (size_t) (query - rest) : strlen (rest);
+  at = memrchr (rest, '@', path_len);
+  if (at) {
+    fputs ("REDACTED", fp);
+    path_len -= at - rest;
+    rest = at;
+  }
+  fwrite (rest, 1, path_len, fp);
+  for (const char *p = query; p && *p; ) {
+    const char *amp = strchrnul (p + 1, '&');
+
+    fputc (*p, fp);             /* '?' or '&' */
+    redact_option (fp, p + 1, amp - p - 1);
+    p = *amp ? amp : NULL;
+  }
+  if (fclose (fp) != 0) {
+    free (out);
+    return NULL;
+  }
+  return out;
 }
 
 static void

@@ -1,4 +1,5 @@
 /* xsnap: the two S3 response bodies the S3 backend reads (see s3xml.h). */
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -115,6 +116,70 @@ decode_reference (const char *p, const char *semi, char *out)
   return put_utf8 (cp, out);
 }
 
+/* The length of the UTF-8 sequence at p (at most n bytes), its code
+ * point in *cp; 0 when the bytes are not UTF-8.
+ */
+static size_t
+utf8_sequence (const unsigned char *p, size_t n, uint32_t *cp)
+{
+  size_t len = p[0] < 0x80 ? 1 : p[0] >= 0xc2 && p[0] <= 0xdf ? 2
+    : p[0] >= 0xe0 && p[0] <= 0xef ? 3 : p[0] >= 0xf0 && p[0] <= 0xf4 ? 4
+    : 0;
+  static const uint32_t least[] = { 0, 0, 0x80, 0x800, 0x10000 };
+
+  if (len == 0 || len > n)
+    return 0;
+  *cp = len == 1 ? p[0] : p[0] & (0x7f >> len);
+  for (size_t i = 1; i < len; i++) {
+    if ((p[i] & 0xc0) != 0x80)
+      return 0;
+    *cp = *cp << 6 | (p[i] & 0x3f);
+  }
+  if (*cp < least[len] || *cp > 0x10ffff || (*cp >= 0xd800 && *cp <= 0xdfff))
+    return 0;
+  return len;
+}
+
+/* A character a terminal would act on: C0, DEL, C1. */
+static bool
+is_control (uint32_t cp)
+{
+  return cp < 0x20 || (cp >= 0x7f && cp < 0xa0);
+}
+
+static bool
+is_clean (const char *text)
+{
+  const unsigned char *p = (const unsigned char *) text;
+  size_t n = strlen (text), len;
+  uint32_t cp;
+
+  for (size_t i = 0; i < n; i += len)
+    if ((len = utf8_sequence (p + i, n - i, &cp)) == 0 || is_control (cp))
+      return false;
+  return true;
+}
+
+void
+xs_s3xml_clean_text (char *text)
+{
+  unsigned char *p = (unsigned char *) text, *o = p;
+  size_t n = strlen (text), len;
+  uint32_t cp;
+
+  for (size_t i = 0; i < n; i += len) {
+    len = utf8_sequence (p + i, n - i, &cp);
+    if (len == 0 || is_control (cp)) {
+      *o++ = '?';
+      len = len ? len : 1;
+      continue;
+    }
+    memmove (o, p + i, len);
+    o += len;
+  }
+  *o = '\0';
+}
+
 static const struct {
   const char *name;
   char c;
@@ -180,18 +245,20 @@ decode_text (struct span text, const char **why)
 }
 
 static void
-report_bad_body (const char *what, const char *why)
+report_bad_body (const char *what, const char *element, const char *why)
 {
   if (why)
-    xs_error ("cannot read the S3 listing: %s has %s", what, why);
+    xs_error ("%s: the answer is not a listing: %s has %s", what, element,
+              why);
   else
-    xs_error ("cannot read the S3 listing: out of memory");
+    xs_error ("%s: out of memory", what);
 }
 
 /* Call fn for the Key of each Contents element in [p, end). */
 static int
-each_listed_key (const char *p, const char *end, xs_s3xml_key_fn fn,
-                 void *opaque, struct xs_s3xml_listing *listing)
+each_listed_key (const char *what, const char *p, const char *end,
+                 xs_s3xml_key_fn fn, void *opaque,
+                 struct xs_s3xml_listing *listing)
 {
   struct span contents, key;
   const char *why;
@@ -204,13 +271,13 @@ each_listed_key (const char *p, const char *end, xs_s3xml_key_fn fn,
       return 0;
     if (r == -1 || find_element (contents.start, contents.end, "Key",
                                  &key) != 1) {
-      xs_error ("cannot read the S3 listing: a <Contents> element without "
-                "a whole <Key>");
+      xs_error ("%s: the answer is not a listing: a <Contents> element "
+                "without a whole <Key>", what);
       return -1;
     }
     text = decode_text (key, &why);
     if (text == NULL) {
-      report_bad_body ("a <Key>", why);
+      report_bad_body (what, "a <Key>", why);
       return -1;
     }
     r = fn (text, opaque);
@@ -222,20 +289,58 @@ each_listed_key (const char *p, const char *end, xs_s3xml_key_fn fn,
   }
 }
 
-int
-xs_s3xml_parse_listing (const char *body, size_t len, xs_s3xml_key_fn fn,
-                        void *opaque, struct xs_s3xml_listing *listing)
+/* The continuation token of a truncated listing: there, not empty, not
+ * longer than XS_S3XML_TOKEN_MAX, without a control character (it goes
+ * back to the server and, when it repeats, into a message).
+ */
+static int
+read_token (const char *what, struct span root,
+            struct xs_s3xml_listing *listing)
 {
-  const char *end = body + len, *why;
-  struct span root, flag, token;
+  struct span token;
+  const char *why;
+  char *text;
+
+  if (find_element (root.start, root.end, "NextContinuationToken",
+                    &token) != 1
+      || token.start == token.end) {
+    xs_error ("%s: the answer is not a listing: it is truncated but has no "
+              "<NextContinuationToken> (or an empty one)", what);
+    return -1;
+  }
+  text = decode_text (token, &why);
+  if (text == NULL) {
+    report_bad_body (what, "<NextContinuationToken>", why);
+    return -1;
+  }
+  why = strlen (text) > XS_S3XML_TOKEN_MAX ? "more than "
+    XS_S3XML_STRINGIFY (XS_S3XML_TOKEN_MAX) " bytes"
+    : !is_clean (text) ? "a control character or a byte that is not UTF-8"
+    : NULL;
+  if (why) {
+    report_bad_body (what, "<NextContinuationToken>", why);
+    free (text);
+    return -1;
+  }
+  listing->next_token = text;
+  return 0;
+}
+
+int
+xs_s3xml_parse_listing (const char *what, const char *body, size_t len,
+                        xs_s3xml_key_fn fn, void *opaque,
+                        struct xs_s3xml_listing *listing)
+{
+  const char *end = body + len;
+  struct span root, flag;
   int r;
 
   listing->truncated = false;
   listing->next_token = NULL;
   listing->keys = 0;
   if (find_element (body, end, "ListBucketResult", &root) != 1) {
-    xs_error ("cannot read the S3 listing: no whole <ListBucketResult> "
-              "in the answer");
+    xs_error ("%s: the answer is not a listing: no whole "
+              "<ListBucketResult>", what);
     return -1;
   }
   r = find_element (root.start, root.end, "IsTruncated", &flag);
@@ -244,26 +349,14 @@ xs_s3xml_parse_listing (const char *body, size_t len, xs_s3xml_key_fn fn,
       listing->truncated = true;
     else if (!(flag.end - flag.start == 5
                && memcmp (flag.start, "false", 5) == 0)) {
-      xs_error ("cannot read the S3 listing: <IsTruncated> is neither "
-                "true nor false");
+      xs_error ("%s: the answer is not a listing: <IsTruncated> is neither "
+                "true nor false", what);
       return -1;
     }
   }
-  if (listing->truncated) {
-    if (find_element (root.start, root.end, "NextContinuationToken",
-                      &token) != 1
-        || token.start == token.end) {
-      xs_error ("cannot read the S3 listing: it is truncated but has no "
-                "<NextContinuationToken>");
-      return -1;
-    }
-    listing->next_token = decode_text (token, &why);
-    if (listing->next_token == NULL) {
-      report_bad_body ("<NextContinuationToken>", why);
-      return -1;
-    }
-  }
-  r = each_listed_key (root.start, root.end, fn, opaque, listing);
+  if (listing->truncated && read_token (what, root, listing) == -1)
+    return -1;
+  r = each_listed_key (what, root.start, root.end, fn, opaque, listing);
   if (r != 0) {
     free (listing->next_token);
     listing->next_token = NULL;
@@ -271,7 +364,9 @@ xs_s3xml_parse_listing (const char *body, size_t len, xs_s3xml_key_fn fn,
   return r;
 }
 
-/* Copy the decoded text of element NAME into out ("" if absent/bad). */
+/* Copy the decoded and cleaned text of element NAME into out ("" if
+ * absent or bad), cut at a character's start to fit.
+ */
 static void
 copy_element (const char *body, const char *end, const char *name,
               char *out, size_t size)
@@ -279,6 +374,7 @@ copy_element (const char *body, const char *end, const char *name,
   struct span text;
   const char *why;
   char *decoded;
+  size_t n;
 
   if (size == 0)
     return;
@@ -288,7 +384,13 @@ copy_element (const char *body, const char *end, const char *name,
   decoded = decode_text (text, &why);
   if (decoded == NULL)
     return;
-  snprintf (out, size, "%s", decoded);
+  xs_s3xml_clean_text (decoded);
+  n = strlen (decoded);
+  if (n > size - 1)
+    for (n = size - 1; n > 0 && (decoded[n] & 0xc0) == 0x80; n--)
+      ;
+  memcpy (out, decoded, n);
+  out[n] = '\0';
   free (decoded);
 }
 

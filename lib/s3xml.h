@@ -27,19 +27,35 @@ struct xs_s3xml_listing {
   size_t keys;                  /* how many keys were passed to fn */
 };
 
+/* The longest continuation token taken (AWS's are some 100 bytes). */
+#define XS_S3XML_TOKEN_MAX 1024
+#define XS_S3XML_STRINGIFY(x) XS_S3XML_STRINGIFY_ (x)
+#define XS_S3XML_STRINGIFY_(x) #x
+
 /* Parse a ListObjectsV2 result.  Returns 0, fn's non-zero return, or -1
- * with an error reported (what is wrong with the body).  On success the
- * caller frees listing->next_token.
+ * with an error reported ("WHAT: the answer is not a listing: " and what
+ * is wrong with the body).  A truncated listing must carry a token that
+ * is not empty, not longer than XS_S3XML_TOKEN_MAX and clean (see
+ * xs_s3xml_clean_text).  On success the caller frees
+ * listing->next_token.
  */
-extern int xs_s3xml_parse_listing (const char *body, size_t len,
-                                   xs_s3xml_key_fn fn, void *opaque,
+extern int xs_s3xml_parse_listing (const char *what, const char *body,
+                                   size_t len, xs_s3xml_key_fn fn,
+                                   void *opaque,
                                    struct xs_s3xml_listing *listing);
 
 /* From an <Error> body, copy <Code> and <Message> (decoded, truncated to
- * fit, "" when absent or unreadable).  Never fails.
+ * fit, cleaned by xs_s3xml_clean_text, "" when absent or unreadable).
+ * Never fails.
  */
 extern void xs_s3xml_parse_error (const char *body, size_t len,
                                   char *code, size_t code_size,
                                   char *message, size_t message_size);
+
+/* Make server text safe to print, in place: each control character
+ * (C0, DEL, C1: what a terminal acts on) and each byte that is not part
+ * of a UTF-8 character becomes '?'.  Never longer than it was.
+ */
+extern void xs_s3xml_clean_text (char *text);
 
 #endif /* XSNAP_S3XML_H */

@@ -5,8 +5,8 @@
  * any read past the body.  Beyond surviving, what the extractor says must
  * hold together:
  *   - a listing parse returns 0 with no error reported, or -1 with exactly
- *     one; a truncated listing has a non-empty token, an untruncated one
- *     none; listing.keys is the number of keys the callback saw; a key is
+ *     one; a truncated listing has a non-empty, clean token of at most
+ *     XS_S3XML_TOKEN_MAX bytes, an untruncated one none; listing.keys is the number of keys the callback saw; a key is
  *     never longer than the body;
  *   - a callback that stops gets its value back, the token is NULL, and
  *     the keys it saw are the first keys of a full parse;
@@ -35,6 +35,19 @@ xs_error_sink (const char *message)
 }
 
 #define STOP 7
+#define WHAT "cannot list x/ in s3://b"
+
+/* No C0 control or DEL (C1 and invalid UTF-8 are checked by the unit
+ * tests; a byte test here keeps the fuzzer's oracle simple).
+ */
+static int
+has_control (const char *text)
+{
+  for (const unsigned char *p = (const unsigned char *) text; *p; p++)
+    if (*p < 0x20 || *p == 0x7f)
+      return 1;
+  return 0;
+}
 
 struct seen {
   size_t body_len;
@@ -66,12 +79,15 @@ check_listing (const char *body, size_t size)
   int r, r1;
 
   errors = 0;
-  r = xs_s3xml_parse_listing (body, size, on_key, &all, &full);
+  r = xs_s3xml_parse_listing (WHAT, body, size, on_key, &all, &full);
   if (r == 0) {
     if (errors != 0 || full.keys != all.keys
         || full.truncated != (full.next_token != NULL)
         || (full.next_token && (full.next_token[0] == '\0'
-                                || strlen (full.next_token) > size)))
+                                || strlen (full.next_token) > size
+                                || strlen (full.next_token)
+                                   > XS_S3XML_TOKEN_MAX
+                                || has_control (full.next_token))))
       abort ();
   }
   else if (r != -1 || errors != 1 || full.next_token != NULL)
@@ -79,7 +95,7 @@ check_listing (const char *body, size_t size)
 
   /* Stopping at the first key. */
   errors = 0;
-  r1 = xs_s3xml_parse_listing (body, size, on_key, &one, &part);
+  r1 = xs_s3xml_parse_listing (WHAT, body, size, on_key, &one, &part);
   if (r1 == STOP) {
     if (errors != 0 || one.keys != 1 || part.keys != 1
         || part.next_token != NULL || all.keys == 0
@@ -122,7 +138,8 @@ check_error (const char *body, size_t size)
     if (code[i & 1][n] != 'x' || message[i & 1][n] != 'x'
         || strnlen (code[i & 1], n) == n
         || strnlen (message[i & 1], n) == n
-        || strlen (code[i & 1]) > size || strlen (message[i & 1]) > size)
+        || strlen (code[i & 1]) > size || strlen (message[i & 1]) > size
+        || has_control (code[i & 1]) || has_control (message[i & 1]))
       abort ();
     if (i > 0
         && (strncmp (code[i & 1], code[!(i & 1)],
@@ -139,6 +156,21 @@ check_error (const char *body, size_t size)
     abort ();
 }
 
+static void
+check_clean (const char *body, size_t size)
+{
+  char *text = strndup (body, size);
+  size_t before;
+
+  if (text == NULL)
+    return;
+  before = strlen (text);
+  xs_s3xml_clean_text (text);
+  if (strlen (text) > before || has_control (text))
+    abort ();
+  free (text);
+}
+
 int
 LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
 {
@@ -149,6 +181,7 @@ LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
   memcpy (body, data, size);
   check_listing (body, size);
   check_error (body, size);
+  check_clean (body, size);
   free (body);
   return 0;
 }

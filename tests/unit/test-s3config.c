@@ -212,7 +212,7 @@ test_endpoint (void)
            "http[s]://HOST[:PORT]");
   refused ("s3://bkt?endpoint=https://", "is not http[s]://HOST[:PORT]");
   refused ("s3://bkt?endpoint=rgw.example", "is not http[s]://HOST[:PORT]");
-  refused ("s3://bkt?endpoint=http://u:p@h", "is not http[s]://HOST[:PORT]");
+  refused ("s3://bkt?endpoint=http://u:p@h", "must not carry user information");
   refused ("s3://bkt?endpoint=http%3A%2F%2Fh%2Fp",
            "endpoint 'http://h/p' is not");
   refused ("s3://bkt?endpoint=%zz", "bad %-escape in option 'endpoint'");
@@ -275,7 +275,7 @@ test_options (void)
   fresh_environment_with_keys ();
   refused ("s3://bkt/x?colour=blue", "unknown option 'colour'");
   refused ("s3://bkt/x?region=r1&Region=r2", "unknown option 'Region'");
-  refused ("s3://bkt/x?verbose", "unknown option 'verbose'");
+  refused ("s3://bkt/x?verbose", "an option without '='");
 
   is_int (parse ("s3://bkt/x?retries=0", &c), 0, "retries=0");
   is_int (c.retries, 0, "... no retries");
@@ -302,6 +302,94 @@ test_options (void)
   refused ("s3://bkt/x?endpoint=http://:80", "is not http[s]://HOST[:PORT]");
   refused ("s3://bkt/x?retries=99999999999999999999999",
            "retries must be 0 to 10");
+}
+
+static void
+test_waits (void)
+{
+  struct xs_s3_config c;
+
+  fresh_environment_with_keys ();
+  is_int (parse ("s3://bkt/x", &c), 0, "no wait options");
+  is_int (c.timeout, 120, "... a request may take 120 s, retries included");
+  is_int (c.low_speed_time, 30, "... 30 s below 1 KiB/s");
+  is_int (c.connect_timeout, 10, "... 10 s to connect");
+  xs_s3_config_free (&c);
+  is_int (parse ("s3://bkt/x?timeout=2&low-speed-time=1&connect-timeout=3",
+                 &c), 0, "timeout, low-speed-time and connect-timeout");
+  is_int (c.timeout, 2, "... timeout");
+  is_int (c.low_speed_time, 1, "... low-speed-time");
+  is_int (c.connect_timeout, 3, "... connect-timeout");
+  xs_s3_config_free (&c);
+  refused ("s3://bkt/x?timeout=0", "timeout must be 1 to 86400, not '0'");
+  refused ("s3://bkt/x?timeout=86401", "timeout must be 1 to 86400");
+  refused ("s3://bkt/x?low-speed-time=", "low-speed-time must be 1 to");
+  refused ("s3://bkt/x?connect-timeout=1.5",
+           "connect-timeout must be 1 to 86400, not '1.5'");
+}
+
+/* URL, holding the secret "hunter2", is refused saying WHY, without
+ * the secret.
+ */
+static void
+refused_quietly (const char *url, const char *why)
+{
+  struct xs_s3_config c;
+  const char *error;
+
+  is_int (parse (url, &c), -1, "refused: %s", why);
+  error = tap_take_error ();
+  ok (strstr (error, why) != NULL, "... saying '%s'", why);
+  if (!ok (strstr (error, "hunter2") == NULL, "... without the secret"))
+    printf ("#   error was '%s'\n", error);
+}
+
+/* A refused URL is shown without what may be a secret. */
+static void
+is_redacted (const char *url, const char *want)
+{
+  char *shown = xs_s3_url_redact (url);
+
+  is_str (shown, want, "redacted: %s", want);
+  free (shown);
+}
+
+static void
+test_redaction (void)
+{
+  fresh_environment_with_keys ();
+  is_redacted ("s3://bkt/p?endpoint=http://h:1&region=r&style=path"
+               "&profile=x&retries=2&timeout=3&low-speed-time=4"
+               "&connect-timeout=5",
+               "s3://bkt/p?endpoint=http://h:1&region=r&style=path"
+               "&profile=x&retries=2&timeout=3&low-speed-time=4"
+               "&connect-timeout=5");
+  is_redacted ("s3://bkt/p?secret=hunter2&region=r",
+               "s3://bkt/p?secret=REDACTED&region=r");
+  is_redacted ("s3://AK:hunter2@bkt/p", "s3://REDACTED@bkt/p");
+  is_redacted ("s3://AK:hun/ter@2@bkt/p?region=r",
+               "s3://REDACTED@bkt/p?region=r");
+  is_redacted ("s3://bkt/p?hunter2", "s3://bkt/p?REDACTED");
+  is_redacted ("s3://bkt/p?endpoint=http://u:hunter2@h",
+               "s3://bkt/p?endpoint=REDACTED");
+  is_redacted ("s3://bkt/p?endpoint=http://u:hunter2%40h",
+               "s3://bkt/p?endpoint=REDACTED");
+  is_redacted ("https://u:hunter2@host/x?a=b",
+               "https://REDACTED@host/x?a=REDACTED");
+  is_redacted ("not a url", "not a url");
+  is_redacted ("s3://bkt?&&", "s3://bkt?REDACTED&REDACTED&REDACTED");
+
+  refused_quietly ("s3://AK:hunter2@bkt/p",
+                   "user information ('...@') is not allowed");
+  refused_quietly ("s3://bkt/p?access_key=hunter2",
+                   "unknown option 'access_key'");
+  refused_quietly ("s3://bkt/p?hunter2", "an option without '='");
+  refused_quietly ("s3://bkt/p?endpoint=http://u:hunter2@h:1",
+                   "the endpoint must not carry user information");
+  setenv ("AWS_ENDPOINT_URL", "http://u:hunter2@h:1", 1);
+  refused_quietly ("s3://bkt/p",
+                   "the endpoint must not carry user information");
+  unsetenv ("AWS_ENDPOINT_URL");
 }
 
 static void
@@ -458,6 +546,8 @@ main (void)
   test_endpoint ();
   test_style ();
   test_options ();
+  test_waits ();
+  test_redaction ();
   test_ca_bundle ();
   test_environment_keys ();
   test_credentials_file ();

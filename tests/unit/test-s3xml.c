@@ -41,7 +41,8 @@ parse_len (const char *body, size_t len, struct keys *k,
   /* Garbage in *l: the parser must set every field itself. */
   memset (l, 0x5a, sizeof *l);
   tap_take_error ();
-  return xs_s3xml_parse_listing (body, len, collect, k, l);
+  return xs_s3xml_parse_listing ("cannot list x/ in s3://b/p", body, len,
+                                 collect, k, l);
 }
 
 static int
@@ -247,6 +248,22 @@ test_refusals (void)
                  "<NextContinuationToken>a&bogus;</NextContinuationToken>"),
            "<NextContinuationToken> has an unknown entity",
            "a token with an unknown entity");
+  refused (LIST ("<IsTruncated>true</IsTruncated>"
+                 "<NextContinuationToken/>"),
+           "truncated but has no <NextContinuationToken>",
+           "truncated with <NextContinuationToken/>");
+  refused (LIST ("<IsTruncated>true</IsTruncated>"
+                 "<NextContinuationToken>a&#27;[2J</NextContinuationToken>"),
+           "<NextContinuationToken> has a control character",
+           "a token with an escape sequence");
+  refused (LIST ("<IsTruncated>true</IsTruncated>"
+                 "<NextContinuationToken>a\x9b</NextContinuationToken>"),
+           "<NextContinuationToken> has a control character or a byte "
+           "that is not UTF-8", "a token with a byte that is not UTF-8");
+  refused (LIST ("<IsTruncated>true</IsTruncated>"
+                 "<NextContinuationToken>a&#x9b;</NextContinuationToken>"),
+           "<NextContinuationToken> has a control character",
+           "a token with a C1 control (CSI)");
 
   refused (LIST ("<Contents><Size>1</Size></Contents>"),
            "a <Contents> element without a whole <Key>",
@@ -292,6 +309,59 @@ test_refusals (void)
   refused_len (LIST ("<Contents><Key>a\0b</Key></Contents>"),
                sizeof LIST ("<Contents><Key>a\0b</Key></Contents>") - 1,
                "a <Key> has a NUL byte", "a NUL byte inside <Key>");
+}
+
+/* A token as long as allowed is taken; one byte more is refused. */
+static void
+test_token_length (void)
+{
+  size_t n = XS_S3XML_TOKEN_MAX + 1;
+  const char head[] = "<ListBucketResult><IsTruncated>true</IsTruncated>"
+    "<NextContinuationToken>";
+  const char tail[] = "</NextContinuationToken></ListBucketResult>";
+  char *body = malloc (sizeof head + n + sizeof tail);
+  struct xs_s3xml_listing l;
+  struct keys k = { .stop_at = 0 };
+
+  for (size_t len = n - 1; len <= n; len++) {
+    memcpy (body, head, sizeof head - 1);
+    memset (body + sizeof head - 1, 'T', len);
+    strcpy (body + sizeof head - 1 + len, tail);
+    if (len < n) {
+      is_int (parse (body, &k, &l), 0, "a token of %zu bytes is taken", len);
+      is_int ((int) strlen (l.next_token), (int) len, "... whole");
+      free (l.next_token);
+    }
+    else {
+      is_int (parse (body, &k, &l), -1, "a token of %zu bytes is refused",
+              len);
+      error_contains ("more than " XS_S3XML_STRINGIFY (XS_S3XML_TOKEN_MAX)
+                      " bytes", "... saying it is too long");
+    }
+  }
+  free (body);
+}
+
+/* What reaches a terminal from the server. */
+static void
+test_clean_text (void)
+{
+  char text[64];
+
+  strcpy (text, "plain text, caf\xc3\xa9 \xe2\x80\x94 \xf0\x9f\x98\x80");
+  xs_s3xml_clean_text (text);
+  is_str (text, "plain text, caf\xc3\xa9 \xe2\x80\x94 \xf0\x9f\x98\x80",
+          "printable UTF-8 is kept");
+  strcpy (text, "\x1b[2J\x1b]0;t\x07\r\n\t\x7f|");
+  xs_s3xml_clean_text (text);
+  is_str (text, "?[2J?]0;t?????|", "C0 controls and DEL become '?'");
+  strcpy (text, "a\xc2\x9b" "2J\xc2\x85" "b");
+  xs_s3xml_clean_text (text);
+  is_str (text, "a?2J?b", "a C1 control (CSI, NEL) becomes one '?'");
+  strcpy (text, "\x9b\xff\xc0\xaf\xed\xa0\x80\xe2\x80");
+  xs_s3xml_clean_text (text);
+  is_str (text, "?????????", "bytes that are not UTF-8 (stray, overlong, "
+          "surrogate, cut short) become '?' each");
 }
 
 /* Some refusals come after keys were already handed out: they still fail
@@ -376,6 +446,9 @@ garbage (char *buf, size_t size)
 static void
 test_errors (void)
 {
+  static const char evil[] =
+    "<Error><Code>Evil&#27;[2J</Code><Message>\x1b]0;x\x07 &#x9b;1m\r"
+    "</Message></Error>";
   static const char body[] =
     "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
     "<Error><Code>SignatureDoesNotMatch</Code>"
@@ -451,6 +524,12 @@ test_errors (void)
   is_str (code, "", "a NULL body: code \"\"");
   is_str (message, "", "... message \"\"");
   is_str (tap_take_error (), "", "reading errors never reports one");
+
+  xs_s3xml_parse_error (evil, strlen (evil), code, sizeof code, message,
+                        sizeof message);
+  is_str (code, "Evil?[2J", "an escape in the code is cleaned");
+  is_str (message, "?]0;x? ?1m?", "... and control characters in the "
+          "message");
 }
 
 int
@@ -462,6 +541,8 @@ main (void)
   test_callback_stops ();
   test_refusals ();
   test_refusal_after_keys ();
+  test_token_length ();
+  test_clean_text ();
   test_length_bound ();
   test_errors ();
   return done_testing ();
