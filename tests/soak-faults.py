@@ -406,6 +406,9 @@ def concurrent_snapshot(kill_cli):
     k_hi = w.started.value
     time.sleep(0.05)
     ok(w.stop(), "step %d: the concurrent writer ran without error" % step_no)
+    if kill_cli:
+        # The owner may take a request whose tool was killed later on.
+        k_hi = w.started.value
     if not kill_cli:
         ok(p.returncode == 0, "step %d: snapshot %s created while writing %s"
            % (step_no, name, p.stderr.read().decode().strip()))
@@ -615,8 +618,10 @@ STEPS_BY_KIND = {
     "snapshot --wait": lambda: (take_snapshot("wait", False), settle()),
     "snapshot of a detached volume": lambda: (take_snapshot("detached", False),
                                               driver.connect(), settle()),
+    # A request the tool sent before it was killed may still be taken
+    # later, so nothing is written until it has settled.
     "snapshot, tool killed": lambda: (take_snapshot(rng.choice(["attached", "wait"]), True),
-                                      driver.burst(10), settle()),
+                                      settle()),
     "snapshot of a detached volume, tool killed":
         lambda: (take_snapshot("detached", True), driver.connect(), settle()),
     "snapshot, nbdkit killed while sealing": kill_server_while_sealing,
