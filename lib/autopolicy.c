@@ -1,12 +1,15 @@
 /* xsnap: automatic snapshot policies and copy tasks (see autopolicy.h). */
 #include <ctype.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "access.h"
 #include "account.h"
@@ -570,8 +573,64 @@ say (void (*note) (const char *, void *), void *opaque, const char *fmt, ...)
   note (line, opaque);
 }
 
-/* Delete all but the newest RETAIN available snapshots of VOLUME_ID that
- * COLUMN (policy_id or task_id) says ID made in ACCOUNT.
+/* The snapshots of a policy's volume that retention must keep beyond
+ * its newest RETAIN (?1 the policy, ?3 the volume): those a queued or
+ * running copy is copying, and each copy task's incremental base, the
+ * source of the task's newest copy (an encrypted copy names its chunks
+ * as its base's copy did: without the base the next copy is full).
+ */
+#define HELD_BY_COPIES                                                  \
+  " SELECT source_snapshot FROM jobs"                                   \
+  "  WHERE kind = 'copy' AND status IN ('queued', 'running')"           \
+  " UNION SELECT s.id FROM copy_tasks AS t"                             \
+  "  JOIN snapshots AS d ON d.task_id = t.id AND d.volume_id = ?3"      \
+  "   AND d.status = 'available'"                                       \
+  "   AND d.created_ns = (SELECT max (created_ns) FROM snapshots"       \
+  "                        WHERE task_id = t.id AND volume_id = ?3"     \
+  "                          AND status = 'available')"                 \
+  "  JOIN snapshots AS s ON d.origin = 'copiedFrom:' || s.account"      \
+  "   || ':' || s.region || ':' || s.id"                                \
+  "  WHERE t.policy_id = ?1"
+
+/* Beyond the newest RETAIN (?4) available snapshots of volume ?3 that
+ * policy ?1 took in account ?2, those not held by copies.
+ */
+#define POLICY_EXPIRED                                                  \
+  "SELECT id FROM (SELECT id FROM snapshots"                            \
+  "  WHERE policy_id = ?1 AND account = ?2 AND volume_id = ?3"          \
+  "    AND status = 'available'"                                        \
+  "  ORDER BY created_ns DESC, id DESC LIMIT -1 OFFSET ?4)"             \
+  " WHERE id NOT IN (" HELD_BY_COPIES ")"
+
+/* Beyond the newest RETAIN (?4) copies of volume ?3 that task ?1 made in
+ * account ?2, while the task exists: a destination that deleted its task
+ * during a pass keeps its copies.
+ */
+#define TASK_EXPIRED                                                    \
+  "SELECT id FROM snapshots"                                            \
+  " WHERE task_id = ?1 AND account = ?2 AND volume_id = ?3"             \
+  "   AND status = 'available'"                                         \
+  "   AND EXISTS (SELECT 1 FROM copy_tasks WHERE id = ?1)"              \
+  " ORDER BY created_ns DESC, id DESC LIMIT -1 OFFSET ?4"
+
+/* Whether ID is still a copy task: 1, 0, -1. */
+static int
+task_exists (struct xs_store *store, const char *id)
+{
+  struct xs_catalog *cat = xs_store_catalog (store);
+  int64_t n = 0;
+  int r;
+
+  xs_catalog_lock (cat);
+  r = xs_catalog_query_int (cat, "look up a copy task", &n,
+                            "SELECT count(*) FROM copy_tasks WHERE id = ?",
+                            "s", id);
+  xs_catalog_unlock (cat);
+  return r == -1 ? -1 : n > 0;
+}
+
+/* Delete the expired snapshots of VOLUME_ID that ID (a policy, or with
+ * BY_TASK a copy task) made in ACCOUNT.
  */
 static int
 apply_retention (struct xs_store *store, bool by_task, const char *id,
@@ -587,19 +646,7 @@ apply_retention (struct xs_store *store, bool by_task, const char *id,
 
   xs_catalog_lock (cat);
   stmt = xs_catalog_prepare_bind (cat, "apply retention",
-                                  by_task
-                                  ? "SELECT id FROM snapshots WHERE"
-                                    " task_id = ? AND account = ?"
-                                    " AND volume_id = ?"
-                                    " AND status = 'available'"
-                                    " ORDER BY created_ns DESC, id DESC"
-                                    " LIMIT -1 OFFSET ?"
-                                  : "SELECT id FROM snapshots WHERE"
-                                    " policy_id = ? AND account = ?"
-                                    " AND volume_id = ?"
-                                    " AND status = 'available'"
-                                    " ORDER BY created_ns DESC, id DESC"
-                                    " LIMIT -1 OFFSET ?",
+                                  by_task ? TASK_EXPIRED : POLICY_EXPIRED,
                                   "sssi", id, account, volume_id, retain);
   while (stmt && sqlite3_step (stmt) == SQLITE_ROW) {
     more = realloc (old, (n + 1) * sizeof *old);
@@ -617,7 +664,11 @@ apply_retention (struct xs_store *store, bool by_task, const char *id,
   snprintf (why, sizeof why, "retention of %s %s (keeps %" PRId64 ")",
             by_task ? "copy task" : "policy", id, retain);
   for (i = 0; i < n; i++) {
-    if (xs_snapshot_lookup_id (store, old[i], &snap) == 0) {
+    /* The destination may delete its task at any time: asked again
+     * before each deletion.
+     */
+    if ((!by_task || task_exists (store, id) == 1)
+        && xs_snapshot_lookup_id (store, old[i], &snap) == 0) {
       /* Retention deletes for ACCOUNT: its documents' denies hold. */
       if (xs_access_snapshot (store, account, "xsnap:DeleteSnapshot",
                               &snap) == 0
@@ -719,34 +770,75 @@ free_tasks (struct task_row *rows, size_t n)
   free (rows);
 }
 
+/* The copies of TASK that a pass did not see finish (resumed with `xsnap
+ * job resume` after its pass died, or queued) become the task's, so that
+ * its retention counts them.  A job records the task it runs for in what
+ * it copies: the source is a snapshot of the task's policy (and of the
+ * policy's account), the destination is the task's (a policy has one
+ * task per destination), and the copy is named as its source, without a
+ * description, as run_task asks.
+ */
+static int
+adopt_resumed_copies (struct xs_store *store, const char *task_id)
+{
+  struct xs_catalog *cat = xs_store_catalog (store);
+  int64_t r;
+
+  xs_catalog_lock (cat);
+  r = xs_catalog_run (cat, "count resumed copies by their task",
+                      "UPDATE snapshots SET task_id = ?1"
+                      " WHERE task_id = '' AND creation_method = 'copy'"
+                      "   AND id IN (SELECT j.dest_snapshot FROM jobs AS j"
+                      "     JOIN copy_tasks AS t ON t.id = ?1"
+                      "     JOIN snapshots AS s ON s.id = j.source_snapshot"
+                      "    WHERE j.kind = 'copy' AND j.status = 'done'"
+                      "      AND j.dest_account = t.dest_account"
+                      "      AND j.dest_region = t.dest_region"
+                      "      AND s.policy_id = t.policy_id"
+                      "      AND j.actor = s.account AND j.name = s.name"
+                      "      AND j.description = '')", "s", task_id);
+  xs_catalog_unlock (cat);
+  return r == -1 ? -1 : 0;
+}
+
 /* Run one copy task on SNAP.  0 or -1 (reported and recorded). */
 static int
 run_task (struct xs_store *store, const struct due *d,
           const struct task_row *task, const struct xs_snapshot *snap,
+          const volatile sig_atomic_t *stop,
           void (*note) (const char *, void *), void *opaque)
 {
   struct xs_scope owner = { .account = d->account, .region = d->region };
   struct xs_copy_options o = { .to_account = task->dest_account,
                                .to_region = task->dest_region,
-                               .name = snap->name };
+                               .name = snap->name, .stop = stop };
   struct xs_copy_report report;
   struct xs_snapshot copy;
   char why[512] = "";
   int r;
 
+  if (adopt_resumed_copies (store, task->id) == -1)
+    return -1;
   xs_error_capture_begin (why, sizeof why);
   r = xs_copy_snapshot (store, &owner, snap->id, &o, &copy, &report);
   xs_error_capture_end ();
   record_error (store, "UPDATE copy_tasks SET last_error = ? WHERE id = ?",
                 r == 0 ? "" : why, task->id, NULL);
-  if (r == -1)
+  if (r == -1) {
+    if (stop && *stop)
+      say (note, opaque, "copy of %s@%s to %s/%s stopped (job %s): %s",
+           snap->volume_name, snap->name, task->dest_account,
+           task->dest_region, report.job_id, why);
     return -1;
+  }
   say (note, opaque, "copied %s@%s to %s/%s as %s: %" PRIu64 " of %" PRIu64
        " chunks sent (task %s)", snap->volume_name, snap->name,
        task->dest_account, task->dest_region, copy.id, report.chunks_sent,
        report.chunks, task->id);
+  /* Counted by its task only while the task exists. */
   r = mark_snapshot (store, copy.id,
-                     "UPDATE snapshots SET task_id = ? WHERE id = ?",
+                     "UPDATE snapshots SET task_id = ?1 WHERE id = ?2"
+                     " AND EXISTS (SELECT 1 FROM copy_tasks WHERE id = ?1)",
                      task->id);
   if (r == 0)
     r = apply_retention (store, true, task->id, task->dest_account,
@@ -776,6 +868,7 @@ forget_volume (struct xs_store *store, const struct due *d)
  */
 static int
 run_one (struct xs_store *store, const struct due *d, int64_t now_ns,
+         const volatile sig_atomic_t *stop,
          void (*note) (const char *, void *), void *opaque)
 {
   struct xs_scope owner = { .account = d->account, .region = d->region };
@@ -810,17 +903,20 @@ run_one (struct xs_store *store, const struct due *d, int64_t now_ns,
        vol.name, snap.name, snap.id);
   if (mark_snapshot (store, snap.id, "UPDATE snapshots SET policy_id = ?,"
                      " creation_method = 'auto' WHERE id = ?",
-                     d->policy_id) == -1
-      || apply_retention (store, false, d->policy_id, d->account, vol.id,
-                          d->retain, note, opaque) == -1)
+                     d->policy_id) == -1)
     failures++;
+  /* The copies first: retention then knows which base each needs. */
   if (collect_tasks (store, d->policy_id, &tasks, &ntasks) == -1)
     failures++;
   else {
-    for (i = 0; i < ntasks; i++)
-      failures += run_task (store, d, &tasks[i], &snap, note, opaque) != 0;
+    for (i = 0; i < ntasks && !(stop && *stop); i++)
+      failures += run_task (store, d, &tasks[i], &snap, stop, note,
+                            opaque) != 0;
     free_tasks (tasks, ntasks);
   }
+  if (apply_retention (store, false, d->policy_id, d->account, vol.id,
+                       d->retain, note, opaque) == -1)
+    failures++;
   xs_snapshot_clear (&snap);
   xs_volume_clear (&vol);
   return failures;
@@ -841,35 +937,148 @@ record_run (struct xs_store *store, const struct due *d, int64_t now_ns)
   return r == -1 ? -1 : 0;
 }
 
+/* The store's pass lock (see autopolicy.h): 0 held (*FD), 1 another
+ * pass holds it (*OTHER its pid, or -1 before it wrote it), -1.
+ */
+static int
+pass_lock (struct xs_store *store, int *fd, pid_t *other)
+{
+  char *path = NULL, text[32];
+  ssize_t len;
+  long pid;
+  int r = -1;
+
+  *fd = -1;
+  if (asprintf (&path, "%s/policy-pass.lock", xs_store_path (store)) == -1) {
+    xs_error ("cannot run policies: %m");
+    return -1;
+  }
+  *fd = open (path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  if (*fd == -1)
+    xs_error ("cannot open %s: %m", path);
+  else if (flock (*fd, LOCK_EX | LOCK_NB) == 0) {
+    /* Its pid, for the pass that finds it taken. */
+    snprintf (text, sizeof text, "%ld\n", (long) getpid ());
+    if (ftruncate (*fd, 0) == -1
+        || pwrite (*fd, text, strlen (text), 0) != (ssize_t) strlen (text))
+      xs_debug ("cannot write the pid into %s: %m", path);
+    r = 0;
+  }
+  else if (errno == EWOULDBLOCK) {
+    len = pread (*fd, text, sizeof text - 1, 0);
+    text[len > 0 ? len : 0] = '\0';
+    pid = strtol (text, NULL, 10);
+    *other = pid > 0 ? (pid_t) pid : -1;
+    r = 1;
+  }
+  else
+    xs_error ("cannot lock %s: %m", path);
+  if (r != 0 && *fd >= 0) {
+    close (*fd);
+    *fd = -1;
+  }
+  free (path);
+  return r;
+}
+
 int
 xs_autopolicy_run_due (struct xs_store *store, int64_t now_ns,
+                       const volatile sig_atomic_t *stop, pid_t *other,
                        void (*note) (const char *line, void *opaque),
                        void *opaque)
 {
   struct due_list list = { NULL, 0 };
   int64_t next;
-  int failures = 0;
+  int failures = 0, lock_fd, locked;
   size_t i;
 
+  *other = 0;
+  locked = pass_lock (store, &lock_fd, other);
+  if (locked != 0)
+    return locked == 1 ? 0 : -1;
   if (collect_due (store, now_ns, &list, &next) == -1) {
-    for (i = 0; i < list.n; i++)
-      due_clear (&list.items[i]);
-    free (list.items);
-    return -1;
+    failures = -1;
+    goto out;
   }
-  for (i = 0; i < list.n; i++) {
+  for (i = 0; i < list.n && !(stop && *stop); i++) {
     /* Recorded first: a failing volume is tried again next period, not
      * in a tight loop.
      */
     if (record_run (store, &list.items[i], now_ns) == -1)
       failures++;
     else
-      failures += run_one (store, &list.items[i], now_ns, note, opaque);
-    due_clear (&list.items[i]);
+      failures += run_one (store, &list.items[i], now_ns, stop, note,
+                           opaque);
   }
-  free (list.items);
   /* Then the copies waiting for a cross-region slot. */
-  return failures + xs_copy_run_queued (store, note, opaque);
+  if (!(stop && *stop))
+    failures += xs_copy_run_queued (store, stop, note, opaque);
+ out:
+  for (i = 0; i < list.n; i++)
+    due_clear (&list.items[i]);
+  free (list.items);
+  close (lock_fd);
+  return failures;
+}
+
+json_t *
+xs_policy_attachment_to_json (const struct xs_policy_attachment *a)
+{
+  char attached[32], last_run[32] = "", next_run[32];
+
+  xs_format_utc (a->attached_ns, attached, sizeof attached);
+  if (a->last_run_ns)
+    xs_format_utc (a->last_run_ns, last_run, sizeof last_run);
+  xs_format_utc (a->next_run_ns, next_run, sizeof next_run);
+  return json_pack ("{s:s, s:s, s:s, s:s, s:s, s:s}",
+                    "volume_id", a->volume_id, "volume", a->volume_name,
+                    "attached", attached, "last_run", last_run,
+                    "next_run", next_run, "last_error", a->last_error);
+}
+
+int
+xs_autopolicy_attachments
+  (struct xs_store *store, const struct xs_autopolicy *policy,
+   int (*fn) (const struct xs_policy_attachment *attachment, void *opaque),
+   void *opaque)
+{
+  struct xs_catalog *cat = xs_store_catalog (store);
+  struct xs_policy_attachment a;
+  sqlite3_stmt *stmt;
+  int r = -1, step;
+
+  xs_catalog_lock (cat);
+  stmt = xs_catalog_prepare_bind (cat, "list a policy's volumes",
+                                  "SELECT a.volume_id,"
+                                  " coalesce (v.name, ''), a.attached_ns,"
+                                  " a.last_run_ns, a.last_error"
+                                  " FROM auto_policy_volumes AS a"
+                                  " LEFT JOIN volumes AS v"
+                                  "  ON v.id = a.volume_id"
+                                  " WHERE a.policy_id = ?"
+                                  " ORDER BY v.name, a.volume_id", "s",
+                                  policy->id);
+  if (stmt == NULL)
+    goto out;
+  while ((step = sqlite3_step (stmt)) == SQLITE_ROW) {
+    a.volume_id = (const char *) sqlite3_column_text (stmt, 0);
+    a.volume_name = (const char *) sqlite3_column_text (stmt, 1);
+    a.attached_ns = sqlite3_column_int64 (stmt, 2);
+    a.last_run_ns = sqlite3_column_int64 (stmt, 3);
+    a.last_error = (const char *) sqlite3_column_text (stmt, 4);
+    a.next_run_ns = next_run_ns (policy->every_s, policy->daily_minute,
+                                 a.attached_ns, a.last_run_ns);
+    if (fn (&a, opaque) == -1)
+      break;
+  }
+  if (step == SQLITE_DONE)
+    r = 0;
+  else if (step != SQLITE_ROW)
+    xs_catalog_report (cat, "list a policy's volumes");
+  sqlite3_finalize (stmt);
+ out:
+  xs_catalog_unlock (cat);
+  return r;
 }
 
 int64_t

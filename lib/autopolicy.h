@@ -19,8 +19,10 @@
 #ifndef XSNAP_AUTOPOLICY_H
 #define XSNAP_AUTOPOLICY_H
 
+#include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include <jansson.h>
 
@@ -102,14 +104,49 @@ extern int xs_copy_task_delete (struct xs_store *store,
                                 const struct xs_scope *scope, const char *id);
 
 /* One pass: for every attached volume whose policy is due at NOW_NS,
- * snapshot it, apply retention, and run the policy's copy tasks.  NOTE
- * (may be NULL) hears of each thing done, as one line.  Returns the
- * number of failures (each reported), or -1 if the pass itself failed.
+ * snapshot it, run the policy's copy tasks, and apply retention (a
+ * snapshot a copy task still needs as its incremental base, or that a
+ * queued or running copy is copying, is kept).  NOTE (may be NULL) hears
+ * of each thing done, as one line.
+ *
+ * One pass at a time per store: the pass holds an exclusive lock on the
+ * store's file policy-pass.lock (which holds its pid) from start to end.
+ * If another pass holds it, nothing is done and *OTHER is its pid (-1 if
+ * it has not written it yet); else *OTHER is 0.
+ *
+ * STOP (may be NULL), set by a signal handler, ends the pass at the next
+ * safe point: between volumes, and a copy between chunks (its job is
+ * then failed, and `xsnap job resume` continues it).
+ *
+ * Returns the number of failures (each reported), or -1 if the pass
+ * itself failed.
  */
 extern int xs_autopolicy_run_due (struct xs_store *store, int64_t now_ns,
+                                  const volatile sig_atomic_t *stop,
+                                  pid_t *other,
                                   void (*note) (const char *line,
                                                 void *opaque),
                                   void *opaque);
+
+/* A volume attached to a policy, and how its last run went. */
+struct xs_policy_attachment {
+  const char *volume_id;
+  const char *volume_name;      /* "" if the volume is gone */
+  int64_t attached_ns;
+  int64_t last_run_ns;          /* 0: never */
+  int64_t next_run_ns;
+  const char *last_error;       /* "" if the last run succeeded */
+};
+extern json_t *xs_policy_attachment_to_json
+  (const struct xs_policy_attachment *attachment);
+
+/* Call FN for each volume attached to POLICY (under the catalog lock,
+ * which is recursive).
+ */
+extern int xs_autopolicy_attachments
+  (struct xs_store *store, const struct xs_autopolicy *policy,
+   int (*fn) (const struct xs_policy_attachment *attachment, void *opaque),
+   void *opaque);
 
 /* When the next policy falls due after NOW_NS (0 if none is attached). */
 extern int64_t xs_autopolicy_next_due (struct xs_store *store,

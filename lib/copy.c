@@ -491,6 +491,7 @@ struct transfer {
   size_t next;                  /* atomic */
   uint64_t done, sent_chunks, sent_bytes, replaced;   /* atomic */
   uint64_t bandwidth;           /* bytes per second, 0: unlimited */
+  const volatile sig_atomic_t *stop;    /* set: stop between chunks */
   pthread_mutex_t rate_lock;    /* protects next_send_ns */
   int64_t next_send_ns;         /* when the rate allows the next send */
   int failed;                   /* atomic: stop, a chunk failed */
@@ -761,6 +762,12 @@ transfer_worker (void *opaque)
     transfer_fail (t, why);
   }
   while (!__atomic_load_n (&t->failed, __ATOMIC_RELAXED)) {
+    if (t->stop && *t->stop) {
+      transfer_fail (t, "the copy was stopped before it finished (its "
+                     "process was asked to stop): `xsnap job resume` "
+                     "continues it");
+      break;
+    }
     i = __atomic_fetch_add (&t->next, 1, __ATOMIC_RELAXED);
     if (i >= t->n)
       break;
@@ -1155,7 +1162,7 @@ copy_data (struct xs_store *store, struct copy_plan *plan,
            const struct xs_copy_options *o, const char *job_id,
            struct xs_snapshot *out, struct xs_copy_report *report)
 {
-  struct transfer t = { .bandwidth = o->bandwidth,
+  struct transfer t = { .bandwidth = o->bandwidth, .stop = o->stop,
                         .rate_lock = PTHREAD_MUTEX_INITIALIZER };
   struct dest_crypt dc = { NULL, NULL, NULL, 0, NULL, 0 };
   struct xs_manifest *m, *copy = NULL;
@@ -1395,11 +1402,12 @@ collect_queued (const struct xs_job *job, void *opaque)
 
 int
 xs_copy_run_queued (struct xs_store *store,
+                    const volatile sig_atomic_t *stop,
                     void (*note) (const char *line, void *opaque),
                     void *opaque)
 {
   struct queued_list q = { NULL, NULL, 0 };
-  struct xs_copy_options o = { .threads = 0 };
+  struct xs_copy_options o = { .threads = 0, .stop = stop };
   struct xs_copy_report report;
   struct xs_snapshot copy;
   char line[256];
@@ -1412,7 +1420,7 @@ xs_copy_run_queued (struct xs_store *store,
     return 1;
   }
   /* Oldest first: the list is newest first. */
-  for (size_t i = q.n; i-- > 0; ) {
+  for (size_t i = q.n; i-- > 0 && !(stop && *stop); ) {
     struct xs_scope actor = { .account = q.actors[i], .region = NULL };
 
     if (xs_copy_resume (store, &actor, q.ids[i], &o, &copy, &report) == -1)

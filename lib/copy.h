@@ -41,6 +41,7 @@
 #ifndef XSNAP_COPY_H
 #define XSNAP_COPY_H
 
+#include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -65,6 +66,10 @@ struct xs_copy_options {
                                    has, replace the damaged ones */
   void (*progress) (uint64_t done, uint64_t total, void *opaque);
   void *opaque;
+  /* Set (by a signal handler): stop between chunks.  The copy then
+   * fails, its job failed and resumable.  NULL: never.
+   */
+  const volatile sig_atomic_t *stop;
 };
 
 struct xs_copy_report {
@@ -101,9 +106,11 @@ extern int xs_copy_resume (struct xs_store *store,
                            struct xs_copy_report *report);
 
 /* Run the queued copies that have a slot now (for run-due and the
- * daemon).  NOTE hears of each.  Returns the number of failures.
+ * daemon).  NOTE hears of each; STOP (may be NULL) as in the options.
+ * Returns the number of failures.
  */
 extern int xs_copy_run_queued (struct xs_store *store,
+                               const volatile sig_atomic_t *stop,
                                void (*note) (const char *line, void *opaque),
                                void *opaque);
 

@@ -99,6 +99,30 @@ policy_attach (struct cli *cli, int argc, char **argv)
 }
 
 static int
+add_attachment (const struct xs_policy_attachment *attachment, void *opaque)
+{
+  return json_array_append_new (opaque,
+                                xs_policy_attachment_to_json (attachment));
+}
+
+/* A policy as JSON, with its volumes and how their last runs went. */
+static json_t *
+policy_json (struct cli *cli, const struct xs_autopolicy *policy)
+{
+  json_t *root = xs_autopolicy_to_json (policy);
+  json_t *attachments = json_array ();
+
+  if (root == NULL || attachments == NULL
+      || json_object_set_new (root, "attachments", attachments) == -1
+      || xs_autopolicy_attachments (cli->store, policy, add_attachment,
+                                    attachments) == -1) {
+    json_decref (root);
+    return NULL;
+  }
+  return root;
+}
+
+static int
 print_policy (const struct xs_autopolicy *policy, void *opaque)
 {
   struct cli *cli = opaque;
@@ -106,7 +130,7 @@ print_policy (const struct xs_autopolicy *policy, void *opaque)
 
   if (cli->json)
     return json_array_append_new (cli->json_list,
-                                  xs_autopolicy_to_json (policy));
+                                  policy_json (cli, policy));
   if (policy->every_s)
     snprintf (schedule, sizeof schedule, "every %" PRId64 "m",
               policy->every_s / 60);
@@ -138,6 +162,53 @@ policy_list (struct cli *cli, int argc, char **argv)
             "RETAIN", "VOLUMES", "TASKS");
   return cli_list_end (cli, xs_autopolicy_list (cli->store, &cli->scope,
                                                 print_policy, cli));
+}
+
+static int
+print_attachment (const struct xs_policy_attachment *a, void *opaque)
+{
+  char last[32] = "never", next[32];
+
+  if (a->last_run_ns)
+    cli_format_time (a->last_run_ns, last, sizeof last);
+  cli_format_time (a->next_run_ns, next, sizeof next);
+  printf ("%-20s %-22s %-22s %s\n",
+          a->volume_name[0] ? a->volume_name : a->volume_id, last, next,
+          a->last_error[0] ? a->last_error : "-");
+  return 0;
+}
+
+/* policy show NAME: the policy, its volumes, their last run and error. */
+static int
+policy_show (struct cli *cli, int argc, char **argv)
+{
+  struct xs_autopolicy policy;
+  char *arg;
+  int r;
+
+  if (cli_next_option (cli, argc, argv, "", NULL, &arg) != -1)
+    return cli_usage ("policy show", "bad option");
+  if (optind + 1 != argc)
+    return cli_usage ("policy show", "expected one policy NAME");
+  if (cli_open (cli) == -1
+      || xs_access_scope (cli->store, &cli->scope,
+                          "xsnap:DescribeAutoSnapshotPolicies", "policy",
+                          argv[optind]) == -1
+      || xs_autopolicy_find (cli->store, &cli->scope, argv[optind],
+                             &policy) == -1)
+    return 1;
+  if (cli->json)
+    r = cli_print_json (policy_json (cli, &policy));
+  else {
+    printf ("policy %s (%s): keeps %" PRId64 ", %" PRId64 " copy task(s)\n",
+            policy.name, policy.id, policy.retain, policy.tasks);
+    printf ("%-20s %-22s %-22s %s\n", "VOLUME", "LAST-RUN", "NEXT-RUN",
+            "LAST-ERROR");
+    r = xs_autopolicy_attachments (cli->store, &policy, print_attachment,
+                                   NULL);
+  }
+  xs_autopolicy_clear (&policy);
+  return r == 0 ? 0 : 1;
 }
 
 static int
@@ -305,11 +376,53 @@ print_note (const char *line, void *opaque)
   fflush (stdout);
 }
 
+static volatile sig_atomic_t stopping;
+
+static void
+stop_pass (int sig)
+{
+  stopping = 1;
+}
+
+/* SIGTERM and SIGINT end a pass at its next safe point (a copy between
+ * chunks, its job left to `xsnap job resume`), not in the middle.
+ */
+static void
+catch_stop_signals (void)
+{
+  struct sigaction sa = { .sa_handler = stop_pass };
+
+  sigemptyset (&sa.sa_mask);
+  sigaction (SIGTERM, &sa, NULL);
+  sigaction (SIGINT, &sa, NULL);
+}
+
+/* One pass, saying so if another one holds the store. */
+static int
+run_pass (struct cli *cli)
+{
+  char line[96];
+  pid_t other;
+  int failures;
+
+  failures = xs_autopolicy_run_due (cli->store, xs_wall_clock_ns (),
+                                    &stopping, &other, print_note, cli);
+  if (other != 0) {
+    if (other > 0)
+      snprintf (line, sizeof line, "another policy pass is running "
+                "(pid %ld): nothing done", (long) other);
+    else
+      snprintf (line, sizeof line, "another policy pass is running: "
+                "nothing done");
+    print_note (line, cli);
+  }
+  return failures;
+}
+
 static int
 policy_run_due (struct cli *cli, int argc, char **argv)
 {
   char *arg;
-  int failures;
 
   if (cli_next_option (cli, argc, argv, "", NULL, &arg) != -1)
     return cli_usage ("policy run-due", "bad option");
@@ -317,9 +430,8 @@ policy_run_due (struct cli *cli, int argc, char **argv)
     return cli_usage ("policy run-due", "takes no arguments");
   if (cli_open (cli) == -1)
     return 1;
-  failures = xs_autopolicy_run_due (cli->store, xs_wall_clock_ns (),
-                                    print_note, cli);
-  return failures == 0 ? 0 : 1;
+  catch_stop_signals ();
+  return run_pass (cli) == 0 && !stopping ? 0 : 1;
 }
 
 int
@@ -333,6 +445,7 @@ cmd_policy (struct cli *cli, int argc, char **argv)
     { "attach", policy_attach },
     { "detach", policy_attach },
     { "list", policy_list },
+    { "show", policy_show },
     { "delete", policy_delete },
     { "copy-to", policy_copy_to },
     { "tasks", policy_tasks },
@@ -343,21 +456,14 @@ cmd_policy (struct cli *cli, int argc, char **argv)
 
   if (argc < 2)
     return cli_usage ("policy", "expected create, attach, detach, list, "
-                      "delete, copy-to, tasks, task-delete or run-due");
+                      "show, delete, copy-to, tasks, task-delete or "
+                      "run-due");
   for (i = 0; i < sizeof actions / sizeof actions[0]; i++)
     if (strcmp (argv[1], actions[i].name) == 0) {
       optind = 0;
       return actions[i].run (cli, argc - 1, argv + 1);
     }
   return cli_usage ("policy", "unknown action '%s'", argv[1]);
-}
-
-static volatile sig_atomic_t stopping;
-
-static void
-stop_daemon (int sig)
-{
-  stopping = 1;
 }
 
 /* xsnap daemon [--interval SECONDS]: run what is due, sleep until the
@@ -370,7 +476,6 @@ cmd_daemon (struct cli *cli, int argc, char **argv)
     { "interval", required_argument, NULL, 'i' },
     { NULL, 0, NULL, 0 },
   };
-  struct sigaction sa = { .sa_handler = stop_daemon };
   long interval = 60;
   int64_t now, next, wait_s;
   char *arg, *end;
@@ -387,12 +492,10 @@ cmd_daemon (struct cli *cli, int argc, char **argv)
     return cli_usage ("daemon", "takes no arguments");
   if (cli_open (cli) == -1)
     return 1;
-  sigaction (SIGTERM, &sa, NULL);
-  sigaction (SIGINT, &sa, NULL);
+  catch_stop_signals ();
   print_note ("daemon started", cli);
   while (!stopping) {
-    now = xs_wall_clock_ns ();
-    if (xs_autopolicy_run_due (cli->store, now, print_note, cli) == -1)
+    if (run_pass (cli) == -1)
       print_note ("the pass failed; trying again later", cli);
     next = xs_autopolicy_next_due (cli->store, xs_wall_clock_ns ());
     wait_s = interval;

@@ -55,7 +55,7 @@ static const char usage_text[] =
   "  job list [--incoming|--outgoing] [--snapshot SNAP] | job resume JOB\n"
   "  job cancel JOB                            a queued copy never runs, a running one stops\n"
   "  policy create NAME --every 6h|--daily HH:MM --retain N\n"
-  "  policy attach|detach NAME VOL | list | delete NAME\n"
+  "  policy attach|detach NAME VOL | list | show NAME | delete NAME\n"
   "  policy copy-to NAME --account ID [--region R] [--retain N]\n"
   "  policy tasks [--incoming|--outgoing] | task-delete TASK\n"
   "  policy run-due                            one pass of what is due (cron)\n"
