@@ -1,5 +1,6 @@
 /* xsnap: who may do what — the one place where permissions are decided
- * (invariant 7), used by the CLI and the NBD server alike.
+ * (no other code refuses an action), used by the CLI and the NBD
+ * server alike.
  *
  * A request is an account (the caller) taking an action
  * ("xsnap:DeleteSnapshot") on a resource ("xsnap:REGION:OWNER:TYPE/ID").

@@ -1,5 +1,5 @@
-/* xsnap: automatic snapshot policies and their copy tasks (seeds 000/001,
- * automatic copy).
+/* xsnap: automatic snapshot policies and their copy tasks (scheduled
+ * snapshots and automatic copies to other accounts and regions).
  *
  * A policy belongs to an account and a region.  It snapshots each volume
  * attached to it every N seconds or daily at HH:MM (UTC), and keeps the

@@ -156,7 +156,7 @@ group_is_isolated (const char *group, const char *isolated)
   return false;
 }
 
-/* The seeds' region rules: no copies between groups, nor inside an
+/* The region rules: no copies between groups, nor inside an
  * isolated group.
  */
 static int
@@ -1156,7 +1156,8 @@ check_before_recording (struct xs_store *store, const struct copy_plan *plan,
   return r == 0 ? 0 : -1;
 }
 
-/* Chunks, then the manifest, then the row (invariant 3). */
+/* Chunks, then the manifest, then the row: the commit order, so that a
+ * crash leaves either no snapshot or a complete one. */
 static int
 copy_data (struct xs_store *store, struct copy_plan *plan,
            const struct xs_copy_options *o, const char *job_id,

@@ -1,7 +1,7 @@
 /* xsnap: copying a snapshot to another account, another region, or both.
  *
- * The rules come from the clouds xsnap is modelled on (seeds 000/001:
- * cross-account copy; 002: cross-region copy):
+ * The rules are those public clouds apply to cross-account and
+ * cross-region snapshot copies:
  *
  *  - the source must be available;
  *  - to another account: the destination is in the source owner's
@@ -14,11 +14,12 @@
  *    copy.max_cross_region_jobs; one more is refused, not queued), and the
  *    regions' groups allow it: never between two groups (mainland and
  *    intl), nor between regions of a group listed in the setting
- *    copy.isolated_groups (default "intl", as in the seeds);
+ *    copy.isolated_groups (default "intl", whose regions do not copy
+ *    among themselves);
  *  - names are at most 60 characters; a cross-region copy is called
  *    copy_<source-region>_<source-name> unless named.
  *
- * Encryption (the seeds' rules, and beyond them): a copy of an encrypted
+ * Encryption (the clouds' rules, and beyond them): a copy of an encrypted
  * snapshot is always encrypted, under KEY of the destination account, by
  * default the source's own key when the destination account owns it and
  * else the destination account's default key.  A custom key of another
@@ -31,7 +32,9 @@
  * the data key of the last copy and only re-encrypt the chunks that
  * copy did not have: incremental copies stay incremental.
  *
- * The destination gets a complete snapshot of its own (invariant 2): the
+ * The destination gets a complete snapshot of its own (a manifest names
+ * only chunks of its own namespace, so nothing done to the source can
+ * break it): the
  * chunks its namespace lacks are copied first, verified, in parallel;
  * then the manifest (new id, logically full); then the catalog row, with
  * creation method "copy" and origin copiedFrom:ACCOUNT:REGION:ID.  A job

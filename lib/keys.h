@@ -106,7 +106,7 @@ extern int xs_key_list (struct xs_store *store, const char *account,
 extern int xs_key_check_enabled (const struct xs_key *key);
 
 /* May ACCOUNT use key KEY_ID to read WHAT ("snapshot db@s1")?  Yes if
- * the key is enabled and ACCOUNT owns it or was granted it (the seeds'
+ * the key is enabled and ACCOUNT owns it or was granted it (the
  * rule: a snapshot shared under a custom key is of use to the sharee only
  * once the key is shared too).  0, or -1 with a message saying which key
  * and what to do.  If OUT is not NULL it receives the key.

@@ -341,7 +341,7 @@ share_resource (struct xs_store *store, const struct xs_scope *scope,
   return r;
 }
 
-/* The seeds' rule: what is encrypted under an account's default key is
+/* The rule: what is encrypted under an account's default key is
  * not shared; a copy under a custom key is.  The sharee also needs the
  * custom key granted (xs_key_check_use) before it can use what is shared.
  */

@@ -1,7 +1,7 @@
 /* xsnap: sharing snapshots and backup chains with other accounts.
  *
- * The rules are those of the clouds xsnap is modelled on (docs/seeds:
- * sharing snapshots, sharing backup chains):
+ * The rules are those public clouds apply to sharing snapshots and
+ * backup chains:
  *
  *  - an owner shares an available snapshot (kind "snapshot") or every
  *    snapshot of a volume, present and future (kind "chain"), with other

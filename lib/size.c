@@ -1,7 +1,7 @@
 /* xsnap: parsing and printing sizes.
  *
- * The CLI accepts sizes with K M G T suffixes in powers of 1024, as the
- * design brief and nbdkit do.  Parsing is strict: anything that is not a
+ * The CLI accepts sizes with K M G T suffixes in powers of 1024, as
+ * nbdkit does.  Parsing is strict: anything that is not a
  * whole number with one known suffix is refused with a message saying
  * what was wrong, and overflow is detected rather than wrapped.
  */

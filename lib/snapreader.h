@@ -3,8 +3,8 @@
  * A snapshot is a manifest (block index -> chunk id, or zero) plus the
  * chunks of its repository.  The NBD plugin serves snapshots read-only
  * through a reader, and clones read their not-yet-copied blocks through
- * one.  Every chunk is verified on every read that decodes it (invariant
- * 4); a missing or corrupt chunk fails the read with EIO and one error
+ * one.  Every chunk is verified on every read that decodes it (data is
+ * never returned unverified); a missing or corrupt chunk fails the read with EIO and one error
  * line naming the snapshot, the block, the chunk and the reason.
  *
  * A reader may be used by many threads at once: it keeps a pool of

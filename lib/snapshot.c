@@ -695,7 +695,8 @@ describe_new (const struct xs_volume *vol, const char *name,
  * *MATCHES says whether the map may be used against it.  The base of a
  * clone of a snapshot in another namespace (shared with the volume's
  * account) cannot be a parent: a manifest references chunks of its own
- * namespace only (invariant 2), so the first snapshot of such a clone
+ * namespace only (so that nothing done in another namespace can break
+ * it), so the first snapshot of such a clone
  * stores every block it has, found by a full compare.
  */
 static struct xs_manifest *

@@ -3,7 +3,7 @@
  * A snapshot is named VOLUME@NAME (names are unique per volume name among
  * snapshots not deleted) or by its id ("snap-" and 16 hex digits).  It is
  * 'pending' from its point in time until its manifest is durable, then
- * 'available'.  Commit order (invariant 3): chunks durable, then the
+ * 'available'.  Commit order: chunks durable, then the
  * manifest (atomic, durable), then the catalog row says 'available'.  A
  * crash anywhere leaves either no snapshot or a complete one; a pending
  * row whose owner died is removed by the next owner or by gc.

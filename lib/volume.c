@@ -399,7 +399,7 @@ new_encryption (struct xs_store *store, const struct xs_scope *scope,
 }
 
 /* The encryption of a clone of SNAP (*KEY_ID and *DATA_KEY, malloc'd;
- * "" for none), following the seeds' rules:
+ * "" for none), by these rules:
  *
  *  - an unencrypted snapshot makes an unencrypted clone, or one under a
  *    new data key with ENCRYPT or KEY_SPEC;

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Regions and cross-region copies (seed 002): regions are added with a
+# Regions and cross-region copies: regions are added with a
 # group; a cross-region copy is complete and byte-identical, named
 # copy_<region>_<name> by default, incremental in what it sends; every
 # precondition is refused and accepted at its boundary: the size limit,

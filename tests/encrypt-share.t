@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Encrypted snapshots under the seeds' sharing and copying rules: what a
+# Encrypted snapshots under the clouds' sharing and copying rules: what a
 # default key protects is not shared (copied under a custom key, it is);
 # a sharee needs the key granted, and its disks and copies are
 # re-encrypted under a key of its own; copies to other accounts and

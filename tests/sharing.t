@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Accounts, sharing of snapshots and chains, and permission policies
-# through the CLI (seeds 000/001/003/004): every rule's allowed case and
+# through the CLI: every rule's allowed case and
 # refused case, the limits at their boundaries (64/65 sharees, 1,024/1,025
 # shared snapshots, three years), expiry on an injected clock, the effects
 # of unsharing, chains, policy wildcards and denies, malformed documents,

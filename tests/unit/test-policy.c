@@ -38,7 +38,7 @@ effect (const struct xs_policy *p, const char *action, const char *resource)
 
 #define SNAP_R1_A1 "xsnap:r1:acct-1:snapshot/snap-1"
 
-/* The seed's example (Tencent Cloud CAM), with the cvm actions translated
+/* A cloud's example policy (Tencent Cloud CAM), with the cvm actions translated
  * to xsnap's.
  */
 static const char seed_example[] =
@@ -61,7 +61,7 @@ test_seed_example (void)
 {
   struct xs_policy *p = parse (seed_example);
 
-  if (!ok (p != NULL, "the seed's example parses"))
+  if (!ok (p != NULL, "a cloud's example policy parses"))
     return;
   is_int (xs_policy_statement_count (p), 1, "  one statement");
   is_str (effect (p, "xsnap:CopySnapshotCrossAccount", SNAP_R1_A1), "allow",
@@ -98,7 +98,7 @@ test_seed_example (void)
            "}\n",
            "policy.json:6: statement 1: action 'cvm:*Cbs*' belongs to service "
            "'cvm', not xsnap (xsnap actions are written xsnap:ACTION)",
-           "the seed's example with cvm: actions");
+           "a cloud's example policy with cvm: actions");
 }
 
 static void
