@@ -117,3 +117,13 @@ xs_lock_check_held (void)
 {
   return nheld;
 }
+
+bool
+xs_lock_check_built_in (void)
+{
+#ifdef XS_LOCK_CHECK
+  return true;
+#else
+  return false;
+#endif
+}

@@ -55,6 +55,7 @@
 
 #include <assert.h>
 #include <pthread.h>
+#include <stdbool.h>
 
 enum xs_lock_rank {
   XS_LOCK_SERVER = 1,
@@ -86,6 +87,9 @@ extern void xs_lock_check_drop (const void *lock);
 
 /* How many locks the calling thread holds (checked builds; else 0). */
 extern unsigned xs_lock_check_held (void);
+
+/* Whether the library itself was built with the checker. */
+extern bool xs_lock_check_built_in (void);
 
 #ifdef XS_LOCK_CHECK
 #define XS_LOCK_TAKING(rank, index, lock) \

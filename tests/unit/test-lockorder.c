@@ -5,7 +5,9 @@
  * while an outer one is taken, two stripes of a one-at-a-time kind, sector
  * stripes out of index order, a lock taken twice and a lock released
  * without being held all abort, with a message naming both locks.  The
- * record is per thread.
+ * record is per thread.  When the library is built with the checker
+ * (SANITIZE=1, LOCK_CHECK=1), its data path is checked too: a write to a
+ * head by a thread holding an inner lock aborts.
  */
 #include <pthread.h>
 #include <signal.h>
@@ -15,8 +17,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "headfixture.h"
 #include "lockorder.h"
-#include "tap.h"
 
 static pthread_rwlock_t gate = PTHREAD_RWLOCK_INITIALIZER;
 static pthread_mutex_t seal_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -169,6 +171,38 @@ expect_abort (void (*fn) (void), const char *what, const char *held,
     printf ("#   stderr: %s\n", o.messages);
 }
 
+static struct xs_head *head;
+
+static void
+write_holding_a_leaf (void)
+{
+  char byte = 'x';
+
+  xs_lock_take (&pool, XS_LOCK_HEAD_BOUNCE, 0);
+  xs_head_pwrite (head, &byte, 1, 0, false);
+}
+
+static void
+test_library_checked (void)
+{
+  struct fixture f;
+
+  if (!xs_lock_check_built_in ()) {
+    ok (1, "# skip the library is built without the checker");
+    return;
+  }
+  fixture_init (&f, 1 << 20, 65536, false);
+  head = fixture_open (&f);
+  if (head == NULL)
+    abort ();
+  expect_abort (write_holding_a_leaf,
+                "the library: a write while holding a pool lock",
+                "holding head bounce pool lock", "taking head gate",
+                "an inner lock is held");
+  xs_head_close (head);
+  fixture_free (&f);
+}
+
 int
 main (void)
 {
@@ -203,5 +237,6 @@ main (void)
   o = run_child (per_thread);
   ok (!o.aborted && o.status == 0,
       "each thread is checked against its own locks");
+  test_library_checked ();
   return done_testing ();
 }
