@@ -26,6 +26,11 @@
  * DONE counts blocks whose entry is final; the seal is complete when it
  * reaches |S|.  Codecs are not thread-safe, so a small pool lends one to
  * each sealing thread.
+ *
+ * Locks follow lockorder.h: a writer holds the head's gate (read side),
+ * then at most one block stripe, under which it may take the queue lock
+ * and the codec pool's; the head's gate (write side), then its seal lock,
+ * to begin and end.
  */
 #include <errno.h>
 #include <fcntl.h>
