@@ -2,7 +2,8 @@
 #
 #   make                 build plugin/nbdkit-xsnap-plugin.so and tools/xsnap
 #   make check           install missing packages, build, run the TAP suite
-#   make check SANITIZE=1  the same under ASan and UBSan
+#   make check SANITIZE=1  the same under ASan and UBSan (and the lock-order
+#                          checker, lib/lockorder.h)
 #   make check-long      soak and fuzz runs that take longer
 #   make demo            install missing packages, build, run the demo
 #   make bench           benchmarks against the named peers (docs/BENCHMARKS.md)
@@ -36,6 +37,13 @@ ifeq ($(SANITIZE),1)
 XS_CFLAGS  += -fsanitize=address,undefined -fno-omit-frame-pointer \
               -fno-sanitize-recover=undefined
 XS_LDFLAGS += -fsanitize=address,undefined
+endif
+
+# The lock-order checker (lib/lockorder.h): on in sanitized builds, or
+# alone with LOCK_CHECK=1.  Unit tests always check their own locks.
+LOCK_CHECK ?= $(SANITIZE)
+ifeq ($(LOCK_CHECK),1)
+XS_CFLAGS  += -DXS_LOCK_CHECK
 endif
 
 LIB_SRCS    := $(sort $(wildcard lib/*.c))
@@ -81,7 +89,7 @@ $(TOOL): $(TOOL_OBJS) lib/libxsnap.a
 	$(CC) $(CFLAGS) $(XS_LDFLAGS) -o $@ $(TOOL_OBJS) lib/libxsnap.a $(XS_LIBS)
 
 tests/unit/test-%: tests/unit/test-%.c tests/unit/tap.h lib/libxsnap.a .build-flags
-	$(CC) $(CFLAGS) $(XS_CFLAGS) -Itests/unit $(XS_LDFLAGS) -o $@ $< lib/libxsnap.a $(XS_LIBS)
+	$(CC) $(CFLAGS) $(XS_CFLAGS) -DXS_LOCK_CHECK -Itests/unit $(XS_LDFLAGS) -o $@ $< lib/libxsnap.a $(XS_LIBS)
 
 docs/%.1: docs/%.pod
 	pod2man --section=1 --center=xsnap --release=xsnap --name=$(notdir $*) $< > $@.tmp

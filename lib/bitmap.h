@@ -5,12 +5,20 @@
  * i % 8 of byte i / 8), which is also the on-disk and wire layout, so a
  * bitmap can be written out without conversion on any host.
  *
- * xs_bitmap_set_atomic may be called concurrently with itself and with
- * xs_bitmap_get; everything else needs the caller's exclusion.
+ * xs_bitmap_set_atomic and xs_bitmap_mark_atomic may be called
+ * concurrently with themselves and with xs_bitmap_get; everything else
+ * needs the caller's exclusion.
+ *
+ * The bytes are plain uint8_t so that a map can be written to a file and
+ * copied as it is; concurrent access goes through xs_bitmap_atomic_byte,
+ * a C11 atomic view of the same byte (same size and representation, and
+ * lock-free: checked below).
  */
 #ifndef XSNAP_BITMAP_H
 #define XSNAP_BITMAP_H
 
+#include <assert.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -34,28 +42,74 @@ xs_bitmap_bytes_for (uint64_t nbits)
   return (size_t) ((nbits + 7) / 8);
 }
 
+_Static_assert (sizeof (_Atomic uint8_t) == sizeof (uint8_t),
+                "an atomic byte is a byte");
+#if ATOMIC_CHAR_LOCK_FREE != 2
+#error "bitmaps need lock-free atomic bytes"
+#endif
+
+/* The byte holding BIT, for atomic access. */
+static inline _Atomic uint8_t *
+xs_bitmap_atomic_byte (const struct xs_bitmap *bm, uint64_t bit)
+{
+  assert (bit < bm->nbits);
+  return (_Atomic uint8_t *) &bm->bytes[bit / 8];
+}
+
+static inline uint8_t
+xs_bitmap_bit_mask (uint64_t bit)
+{
+  return (uint8_t) (1u << (bit % 8));
+}
+
 static inline bool
 xs_bitmap_get (const struct xs_bitmap *bm, uint64_t bit)
 {
-  uint8_t byte = __atomic_load_n (&bm->bytes[bit / 8], __ATOMIC_RELAXED);
-  return (byte >> (bit % 8)) & 1;
+  return atomic_load_explicit (xs_bitmap_atomic_byte (bm, bit),
+                               memory_order_relaxed)
+    & xs_bitmap_bit_mask (bit);
 }
 
 /* Set one bit.  Safe against concurrent setters.  Returns true if the bit
  * was clear before (the caller may then have more bookkeeping to do).
+ * Setting is sequentially consistent, so that a caller that then marks
+ * its page (xs_bitmap_mark_atomic) pairs with a persister that clears the
+ * page's mark and then reads the bits: either it sees the bit or the page
+ * stays marked.
  */
 static inline bool
 xs_bitmap_set_atomic (struct xs_bitmap *bm, uint64_t bit)
 {
-  uint8_t mask = (uint8_t) (1u << (bit % 8));
-  uint8_t *byte = &bm->bytes[bit / 8];
+  uint8_t mask = xs_bitmap_bit_mask (bit);
+  _Atomic uint8_t *byte = xs_bitmap_atomic_byte (bm, bit);
 
   /* Most writes land in blocks already dirty: read first so that the
    * common case does not bounce the cache line between cores.
    */
-  if (__atomic_load_n (byte, __ATOMIC_RELAXED) & mask)
+  if (atomic_load_explicit (byte, memory_order_relaxed) & mask)
     return false;
-  return (__atomic_fetch_or (byte, mask, __ATOMIC_RELAXED) & mask) == 0;
+  return (atomic_fetch_or (byte, mask) & mask) == 0;
+}
+
+/* Set one bit, unconditionally and sequentially consistent: the marks of
+ * unsaved pages, which a persister clears concurrently (a mark read as
+ * set could be stale, so there is no read first).
+ */
+static inline void
+xs_bitmap_mark_atomic (struct xs_bitmap *bm, uint64_t bit)
+{
+  atomic_fetch_or (xs_bitmap_atomic_byte (bm, bit), xs_bitmap_bit_mask (bit));
+}
+
+/* Clear one bit atomically, with ORDER; returns whether it was set. */
+static inline bool
+xs_bitmap_clear_atomic (struct xs_bitmap *bm, uint64_t bit,
+                        memory_order order)
+{
+  uint8_t mask = xs_bitmap_bit_mask (bit);
+
+  return atomic_fetch_and_explicit (xs_bitmap_atomic_byte (bm, bit),
+                                    (uint8_t) ~mask, order) & mask;
 }
 
 extern void xs_bitmap_set (struct xs_bitmap *bm, uint64_t bit);

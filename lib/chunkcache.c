@@ -22,6 +22,7 @@
 #include "chunkcache.h"
 #include "error.h"
 #include "hash.h"
+#include "lockorder.h"
 
 #define INITIAL_BUCKETS 256
 
@@ -291,14 +292,14 @@ copy_out (struct xs_chunk_cache *cache, struct cache_entry *e, void *dst,
 {
   struct cache_entry *victims = NULL;
 
-  pthread_mutex_unlock (&cache->lock);
+  xs_lock_drop (&cache->lock);
   memcpy (dst, (const char *) e->data + offset, count);
-  pthread_mutex_lock (&cache->lock);
+  xs_lock_take (&cache->lock, XS_LOCK_CHUNKCACHE, 0);
   unpin (cache, e, &victims);
   if (victims != NULL) {
-    pthread_mutex_unlock (&cache->lock);
+    xs_lock_drop (&cache->lock);
     free_victims (victims);
-    pthread_mutex_lock (&cache->lock);
+    xs_lock_take (&cache->lock, XS_LOCK_CHUNKCACHE, 0);
   }
 }
 
@@ -310,7 +311,7 @@ xs_chunk_cache_lookup (struct xs_chunk_cache *cache,
   struct cache_entry *e;
   int found = 0;
 
-  pthread_mutex_lock (&cache->lock);
+  xs_lock_take (&cache->lock, XS_LOCK_CHUNKCACHE, 0);
   e = find_entry (cache, id, len);
   if (e != NULL && e->state == ENTRY_READY) {
     cache->hits++;
@@ -320,7 +321,7 @@ xs_chunk_cache_lookup (struct xs_chunk_cache *cache,
   }
   else
     cache->misses++;
-  pthread_mutex_unlock (&cache->lock);
+  xs_lock_drop (&cache->lock);
   return found;
 }
 
@@ -343,9 +344,9 @@ xs_chunk_cache_offer (struct xs_chunk_cache *cache,
   struct cache_entry *e;
   bool room;
 
-  pthread_mutex_lock (&cache->lock);
+  xs_lock_take (&cache->lock, XS_LOCK_CHUNKCACHE, 0);
   room = can_take_offer (cache, id, len);
-  pthread_mutex_unlock (&cache->lock);
+  xs_lock_drop (&cache->lock);
   if (!room)
     return;
 
@@ -363,14 +364,14 @@ xs_chunk_cache_offer (struct xs_chunk_cache *cache,
   e->state = ENTRY_READY;
   pthread_cond_init (&e->loaded, NULL);
 
-  pthread_mutex_lock (&cache->lock);
+  xs_lock_take (&cache->lock, XS_LOCK_CHUNKCACHE, 0);
   room = can_take_offer (cache, id, len);
   if (room) {
     table_insert (cache, e);
     lru_push_most_recent (cache, e);
     cache->offers_kept++;
   }
-  pthread_mutex_unlock (&cache->lock);
+  xs_lock_drop (&cache->lock);
   if (!room)
     free_entry (e);
 }
@@ -425,7 +426,7 @@ load_entry (struct xs_chunk_cache *cache, struct cache_entry *e,
   struct cache_entry *victims = NULL;
   int r = 0, saved_errno;
 
-  pthread_mutex_unlock (&cache->lock);
+  xs_lock_drop (&cache->lock);
   if (e->data == NULL)
     e->data = malloc (e->len > 0 ? e->len : 1);
   if (e->data == NULL) {
@@ -438,7 +439,7 @@ load_entry (struct xs_chunk_cache *cache, struct cache_entry *e,
     memcpy (dst, (const char *) e->data + offset, count);
   saved_errno = errno;
 
-  pthread_mutex_lock (&cache->lock);
+  xs_lock_take (&cache->lock, XS_LOCK_CHUNKCACHE, 0);
   if (r == 0) {
     e->state = ENTRY_READY;
     pthread_cond_broadcast (&e->loaded);
@@ -447,9 +448,9 @@ load_entry (struct xs_chunk_cache *cache, struct cache_entry *e,
   else
     fail_load (cache, e, &victims);
   if (victims != NULL) {
-    pthread_mutex_unlock (&cache->lock);
+    xs_lock_drop (&cache->lock);
     free_victims (victims);
-    pthread_mutex_lock (&cache->lock);
+    xs_lock_take (&cache->lock, XS_LOCK_CHUNKCACHE, 0);
   }
   errno = saved_errno;
   return r;
@@ -480,7 +481,7 @@ xs_chunk_cache_read (struct xs_chunk_cache *cache,
   struct cache_entry *e, *victims = NULL;
   int r = 0;
 
-  pthread_mutex_lock (&cache->lock);
+  xs_lock_take (&cache->lock, XS_LOCK_CHUNKCACHE, 0);
   for (;;) {
     e = find_entry (cache, id, len);
     if (e == NULL)
@@ -503,7 +504,7 @@ xs_chunk_cache_read (struct xs_chunk_cache *cache,
     r = load_entry (cache, e, dst, offset, count, load, opaque);
 
  out:
-  pthread_mutex_unlock (&cache->lock);
+  xs_lock_drop (&cache->lock);
   if (victims != NULL) {
     int saved_errno = errno;
 
@@ -517,7 +518,7 @@ void
 xs_chunk_cache_stats (struct xs_chunk_cache *cache,
                       struct xs_chunk_cache_stats *stats)
 {
-  pthread_mutex_lock (&cache->lock);
+  xs_lock_take (&cache->lock, XS_LOCK_CHUNKCACHE, 0);
   stats->hits = cache->hits;
   stats->misses = cache->misses;
   stats->loads = cache->loads;
@@ -525,5 +526,5 @@ xs_chunk_cache_stats (struct xs_chunk_cache *cache,
   stats->offers_kept = cache->offers_kept;
   stats->bytes = cache->bytes;
   stats->entries = cache->count;
-  pthread_mutex_unlock (&cache->lock);
+  xs_lock_drop (&cache->lock);
 }

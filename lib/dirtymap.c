@@ -38,6 +38,7 @@
 #include "error.h"
 #include "fileio.h"
 #include "hash.h"
+#include "lockorder.h"
 
 #define HEADER_SIZE 4096
 #define PAGE_SIZE 4096
@@ -404,7 +405,7 @@ xs_dirtymap_mark (struct xs_dirtymap *dm, uint64_t first, uint64_t count)
     end = dm->bits.nbits;
   for (block = first; block < end; block++)
     if (xs_bitmap_set_atomic (&dm->bits, block))
-      xs_bitmap_set_atomic (&dm->unsaved, block / BITS_PER_PAGE);
+      xs_bitmap_mark_atomic (&dm->unsaved, block / BITS_PER_PAGE);
 }
 
 /* Write every page whose unsaved bit is set.  A page's bit is cleared
@@ -420,13 +421,11 @@ write_unsaved_pages (struct xs_dirtymap *dm)
     size_t offset = (size_t) (page * PAGE_SIZE);
     size_t len = dm->bits.nbytes - offset < PAGE_SIZE
       ? dm->bits.nbytes - offset : PAGE_SIZE;
-    uint8_t mask = (uint8_t) (1u << (page % 8));
 
-    __atomic_fetch_and (&dm->unsaved.bytes[page / 8], (uint8_t) ~mask,
-                        __ATOMIC_ACQ_REL);
+    xs_bitmap_clear_atomic (&dm->unsaved, page, memory_order_seq_cst);
     if (xs_full_pwrite (dm->fd, dm->bits.bytes + offset, len,
                         HEADER_SIZE + offset) == -1) {
-      xs_bitmap_set_atomic (&dm->unsaved, page);
+      xs_bitmap_mark_atomic (&dm->unsaved, page);
       xs_error ("cannot write dirty map %s: %m", dm->path);
       return -1;
     }
@@ -440,7 +439,7 @@ xs_dirtymap_persist (struct xs_dirtymap *dm)
 {
   int r = -1;
 
-  pthread_mutex_lock (&dm->persist_lock);
+  xs_lock_take (&dm->persist_lock, XS_LOCK_DIRTYMAP, 0);
   if (xs_bitmap_next_set (&dm->unsaved, 0) == dm->unsaved.nbits) {
     r = 0;                      /* nothing new since the last persist */
     goto out;
@@ -451,7 +450,7 @@ xs_dirtymap_persist (struct xs_dirtymap *dm)
       && sync_file (dm->fd, dm->path) == 0)
     r = 0;
  out:
-  pthread_mutex_unlock (&dm->persist_lock);
+  xs_lock_drop (&dm->persist_lock);
   return r;
 }
 
@@ -460,7 +459,7 @@ xs_dirtymap_grow (struct xs_dirtymap *dm, uint64_t nblocks)
 {
   int r = -1;
 
-  pthread_mutex_lock (&dm->persist_lock);
+  xs_lock_take (&dm->persist_lock, XS_LOCK_DIRTYMAP, 0);
   if (xs_bitmap_resize (&dm->bits, nblocks) == -1
       || xs_bitmap_resize (&dm->unsaved, pages_for (nblocks)) == -1)
     goto out;
@@ -474,7 +473,7 @@ xs_dirtymap_grow (struct xs_dirtymap *dm, uint64_t nblocks)
       && sync_file (dm->fd, dm->path) == 0)
     r = 0;
  out:
-  pthread_mutex_unlock (&dm->persist_lock);
+  xs_lock_drop (&dm->persist_lock);
   return r;
 }
 
@@ -483,7 +482,7 @@ xs_dirtymap_reset (struct xs_dirtymap *dm, uint64_t epoch)
 {
   int r = -1;
 
-  pthread_mutex_lock (&dm->persist_lock);
+  xs_lock_take (&dm->persist_lock, XS_LOCK_DIRTYMAP, 0);
   xs_bitmap_clear_all (&dm->bits);
   xs_bitmap_clear_all (&dm->unsaved);
   dm->header.epoch = epoch;
@@ -504,7 +503,7 @@ xs_dirtymap_reset (struct xs_dirtymap *dm, uint64_t epoch)
       && sync_file (dm->fd, dm->path) == 0)
     r = 0;
  out:
-  pthread_mutex_unlock (&dm->persist_lock);
+  xs_lock_drop (&dm->persist_lock);
   return r;
 }
 
@@ -515,12 +514,12 @@ xs_dirtymap_take (struct xs_dirtymap *dm, struct xs_bitmap *taken)
 
   if (xs_bitmap_init (&fresh, dm->bits.nbits) == -1)
     return -1;
-  pthread_mutex_lock (&dm->persist_lock);
+  xs_lock_take (&dm->persist_lock, XS_LOCK_DIRTYMAP, 0);
   *taken = dm->bits;
   dm->bits = fresh;
   /* The file still has the old bits: every page must be rewritten. */
   xs_bitmap_set_range (&dm->unsaved, 0, dm->unsaved.nbits);
-  pthread_mutex_unlock (&dm->persist_lock);
+  xs_lock_drop (&dm->persist_lock);
   return 0;
 }
 
@@ -539,12 +538,12 @@ xs_dirtymap_merge (struct xs_dirtymap *dm, const struct xs_bitmap *bits)
 int
 xs_dirtymap_commit_epoch (struct xs_dirtymap *dm, uint64_t epoch)
 {
-  pthread_mutex_lock (&dm->persist_lock);
+  xs_lock_take (&dm->persist_lock, XS_LOCK_DIRTYMAP, 0);
   dm->header.epoch = epoch;
   dm->header.doubt = XS_DIRTYMAP_TRUSTED;
   dm->header.flags &= ~FLAG_UNTRUSTED;
   xs_bitmap_set_range (&dm->unsaved, 0, dm->unsaved.nbits);
-  pthread_mutex_unlock (&dm->persist_lock);
+  xs_lock_drop (&dm->persist_lock);
   return xs_dirtymap_persist (dm);
 }
 
@@ -565,7 +564,7 @@ xs_dirtymap_close (struct xs_dirtymap *dm)
 {
   int r = -1;
 
-  pthread_mutex_lock (&dm->persist_lock);
+  xs_lock_take (&dm->persist_lock, XS_LOCK_DIRTYMAP, 0);
   xs_bitmap_set_range (&dm->unsaved, 0, dm->unsaved.nbits);
   if (write_unsaved_pages (dm) == -1 || sync_file (dm->fd, dm->path) == -1)
     goto out;
@@ -576,7 +575,7 @@ xs_dirtymap_close (struct xs_dirtymap *dm)
       && sync_file (dm->fd, dm->path) == 0)
     r = 0;
  out:
-  pthread_mutex_unlock (&dm->persist_lock);
+  xs_lock_drop (&dm->persist_lock);
   free_map (dm);
   return r;
 }

@@ -5,6 +5,7 @@
 #define XSNAP_HEAD_INTERNAL_H
 
 #include <pthread.h>
+#include <stdatomic.h>
 
 #include "dirtymap.h"
 #include "head.h"
@@ -28,13 +29,17 @@ struct xs_head {
   unsigned block_shift;
   struct xs_dirtymap *dirtymap;
 
-  /* Every change (write, zero, trim) holds the gate for reading while it
+  /* The locks below are taken in the order of lib/lockorder.h (gate,
+   * seal_lock, copyup, sector, bounce_lock), through its helpers.
+   *
+   * Every change (write, zero, trim) holds the gate for reading while it
    * marks the dirty map and touches the data; taking a snapshot's point in
    * time holds it for writing, for microseconds.  SEAL is set and cleared
-   * only under the write side, so a change sees one consistent value.
+   * only under the write side, so a change sees one consistent value;
+   * xs_head_close reads it without the gate (acquire, under seal_lock).
    */
   pthread_rwlock_t gate;
-  struct xs_seal *seal;         /* the pending snapshot, or NULL */
+  _Atomic (struct xs_seal *) seal;      /* the pending snapshot, or NULL */
   pthread_mutex_t seal_lock;    /* with seal_done: waiting for SEAL to end */
   pthread_cond_t seal_done;
   uint64_t seal_buffer;         /* see xs_head_set_seal_buffer */

@@ -6,6 +6,7 @@
  * pwritev2 (RWF_DSYNC) so that only the request itself is made durable.
  * An encrypted head adds a cipher pass over the request (headcrypt.h).
  */
+#include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -19,6 +20,7 @@
 #include "fileio.h"
 #include "head.h"
 #include "head-internal.h"
+#include "lockorder.h"
 #include "ownerlock.h"
 #include "repo.h"
 
@@ -267,10 +269,10 @@ xs_head_open (const char *dir, const char *name, uint64_t size,
 static void
 wait_for_seal (struct xs_head *h)
 {
-  pthread_mutex_lock (&h->seal_lock);
-  while (__atomic_load_n (&h->seal, __ATOMIC_ACQUIRE) != NULL)
+  xs_lock_take (&h->seal_lock, XS_LOCK_HEAD_SEAL, 0);
+  while (atomic_load_explicit (&h->seal, memory_order_acquire) != NULL)
     pthread_cond_wait (&h->seal_done, &h->seal_lock);
-  pthread_mutex_unlock (&h->seal_lock);
+  xs_lock_drop (&h->seal_lock);
 }
 
 int
@@ -341,22 +343,26 @@ check_range (struct xs_head *h, const char *op, uint32_t count,
 static void
 begin_change (struct xs_head *h, uint32_t count, uint64_t offset)
 {
+  struct xs_seal *seal;
   uint64_t first, last;
 
-  pthread_rwlock_rdlock (&h->gate);
+  xs_lock_take_read (&h->gate, XS_LOCK_HEAD_GATE, 0);
   if (count == 0)
     return;
   first = offset >> h->block_shift;
   last = (offset + count - 1) >> h->block_shift;
-  if (h->seal)
-    xs_seal_protect (h->seal, offset, count);
+  assert (last < xs_head_nblocks (h));
+  /* Relaxed: SEAL changes only under the write side of the gate. */
+  seal = atomic_load_explicit (&h->seal, memory_order_relaxed);
+  if (seal)
+    xs_seal_protect (seal, offset, count);
   xs_dirtymap_mark (h->dirtymap, first, last - first + 1);
 }
 
 static void
 end_change (struct xs_head *h)
 {
-  pthread_rwlock_unlock (&h->gate);
+  xs_lock_drop_rw (&h->gate);
 }
 
 /* The end of the run of blocks from OFFSET with the same presence as the
@@ -411,7 +417,7 @@ bounce_get (struct xs_head *h, size_t len, size_t *cap)
   void *buf = NULL;
   unsigned i;
 
-  pthread_mutex_lock (&h->bounce_lock);
+  xs_lock_take (&h->bounce_lock, XS_LOCK_HEAD_BOUNCE, 0);
   for (i = 0; i < h->nbounce; i++)
     if (h->bounce_cap[i] >= len) {
       buf = h->bounce[i];
@@ -420,7 +426,7 @@ bounce_get (struct xs_head *h, size_t len, size_t *cap)
       h->bounce_cap[i] = h->bounce_cap[h->nbounce];
       break;
     }
-  pthread_mutex_unlock (&h->bounce_lock);
+  xs_lock_drop (&h->bounce_lock);
   if (buf == NULL) {
     buf = malloc (len);
     *cap = len;
@@ -437,7 +443,7 @@ bounce_put (struct xs_head *h, void *buf, size_t cap)
 {
   unsigned i, smallest = 0;
 
-  pthread_mutex_lock (&h->bounce_lock);
+  xs_lock_take (&h->bounce_lock, XS_LOCK_HEAD_BOUNCE, 0);
   if (h->nbounce < XS_HEAD_BOUNCE_POOL) {
     h->bounce[h->nbounce] = buf;
     h->bounce_cap[h->nbounce++] = cap;
@@ -455,7 +461,7 @@ bounce_put (struct xs_head *h, void *buf, size_t cap)
       buf = old;
     }
   }
-  pthread_mutex_unlock (&h->bounce_lock);
+  xs_lock_drop (&h->bounce_lock);
   free (buf);
 }
 
@@ -494,11 +500,11 @@ read_sectors (struct xs_head *h, void *buf, uint64_t start, uint64_t end)
 
   for (k = 0; k < XS_HEAD_SECTOR_STRIPES; k++)
     if (mask & (UINT64_C (1) << k))
-      pthread_rwlock_rdlock (&h->sector[k]);
+      xs_lock_take_read (&h->sector[k], XS_LOCK_HEAD_SECTOR, k);
   r = read_raw (h, buf, end - start, start);
   for (k = 0; k < XS_HEAD_SECTOR_STRIPES; k++)
     if (mask & (UINT64_C (1) << k))
-      pthread_rwlock_unlock (&h->sector[k]);
+      xs_lock_drop_rw (&h->sector[k]);
   return r;
 }
 
@@ -534,40 +540,40 @@ read_encrypted (struct xs_head *h, void *buf, size_t count, uint64_t offset)
 }
 
 /* Lock the stripes of the partial sectors at the edges of [START, END)
- * (whole sectors; HEAD and TAIL say which edge is partial), in order.
+ * (whole sectors; HEAD and TAIL say which edge is partial), in index
+ * order; LOCKED[] gets their indices, -1 for none.
  */
 static void
 lock_edges (struct xs_head *h, uint64_t start, uint64_t end, bool head,
-            bool tail, pthread_rwlock_t *locked[2])
+            bool tail, int locked[2])
 {
-  pthread_rwlock_t *a = head ? &h->sector[(start / XS_HEAD_SECTOR)
-                                          % XS_HEAD_SECTOR_STRIPES] : NULL;
-  pthread_rwlock_t *b = tail ? &h->sector[((end - XS_HEAD_SECTOR)
-                                           / XS_HEAD_SECTOR)
-                                          % XS_HEAD_SECTOR_STRIPES] : NULL;
+  int a = head ? (int) ((start / XS_HEAD_SECTOR) % XS_HEAD_SECTOR_STRIPES)
+    : -1;
+  int b = tail ? (int) (((end - XS_HEAD_SECTOR) / XS_HEAD_SECTOR)
+                        % XS_HEAD_SECTOR_STRIPES) : -1;
 
   if (a == b)
-    b = NULL;
-  else if (a && b && a > b) {
-    pthread_rwlock_t *t = a;
+    b = -1;
+  else if (a > b) {
+    int t = a;
     a = b;
     b = t;
   }
-  locked[0] = a ? a : b;
-  locked[1] = a ? b : NULL;
-  if (locked[0])
-    pthread_rwlock_wrlock (locked[0]);
-  if (locked[1])
-    pthread_rwlock_wrlock (locked[1]);
+  locked[0] = a >= 0 ? a : b;
+  locked[1] = a >= 0 ? b : -1;
+  assert (locked[1] == -1 || locked[0] < locked[1]);
+  for (int i = 0; i < 2; i++)
+    if (locked[i] >= 0)
+      xs_lock_take_write (&h->sector[locked[i]], XS_LOCK_HEAD_SECTOR,
+                          (unsigned) locked[i]);
 }
 
 static void
-unlock_edges (pthread_rwlock_t *locked[2])
+unlock_edges (struct xs_head *h, const int locked[2])
 {
-  if (locked[1])
-    pthread_rwlock_unlock (locked[1]);
-  if (locked[0])
-    pthread_rwlock_unlock (locked[0]);
+  for (int i = 2; i-- > 0;)
+    if (locked[i] >= 0)
+      xs_lock_drop_rw (&h->sector[locked[i]]);
 }
 
 /* Read and decrypt the sector at OFFSET into BUF. */
@@ -591,7 +597,7 @@ write_encrypted (struct xs_head *h, const void *buf, size_t count,
   uint64_t start = sector_down (offset), end = sector_up (offset + count);
   bool head = start != offset, tail = end != offset + count;
   size_t len = end - start, cap;
-  pthread_rwlock_t *locked[2];
+  int locked[2];
   char *bounce = bounce_get (h, len, &cap);
   int r = 0;
 
@@ -617,7 +623,7 @@ write_encrypted (struct xs_head *h, const void *buf, size_t count,
               (unsigned long) offset);
     r = -1;
   }
-  unlock_edges (locked);
+  unlock_edges (h, locked);
   bounce_put (h, bounce, cap);
   return r;
 }
@@ -741,7 +747,7 @@ copy_up (struct xs_head *h, uint64_t b, void *buf)
 static int
 make_present (struct xs_head *h, uint64_t b, bool whole, void **buf)
 {
-  pthread_mutex_t *stripe = &h->copyup[b % XS_HEAD_COPYUP_STRIPES];
+  unsigned k = (unsigned) (b % XS_HEAD_COPYUP_STRIPES);
   int r = 0;
 
   if (xs_presentmap_has (h->present, b))
@@ -750,7 +756,7 @@ make_present (struct xs_head *h, uint64_t b, bool whole, void **buf)
     xs_error ("volume '%s': cannot copy a block up: %m", h->name);
     return -1;
   }
-  pthread_mutex_lock (stripe);
+  xs_lock_take (&h->copyup[k], XS_LOCK_HEAD_COPYUP, k);
   if (!xs_presentmap_has (h->present, b)) {
     if (whole)
       r = fallocate (h->data_fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
@@ -761,7 +767,7 @@ make_present (struct xs_head *h, uint64_t b, bool whole, void **buf)
     if (r == 0)
       xs_presentmap_set (h->present, b);
   }
-  pthread_mutex_unlock (stripe);
+  xs_lock_drop (&h->copyup[k]);
   return r;
 }
 
@@ -1007,9 +1013,9 @@ xs_head_extents (struct xs_head *h, uint64_t offset, uint64_t count,
 void
 xs_head_set_seal_buffer (struct xs_head *h, uint64_t bytes)
 {
-  pthread_rwlock_wrlock (&h->gate);    /* seals begin under the gate */
-  h->seal_buffer = bytes;
-  pthread_rwlock_unlock (&h->gate);
+  xs_lock_take_write (&h->gate, XS_LOCK_HEAD_GATE, 0);
+  h->seal_buffer = bytes;       /* seals begin under the gate */
+  xs_lock_drop_rw (&h->gate);
 }
 
 bool
@@ -1022,7 +1028,8 @@ int64_t
 xs_head_hydrate (struct xs_head *h,
                  void (*progress) (uint64_t done, uint64_t total,
                                    void *opaque),
-                 void *opaque, const int *stop, unsigned pause_us)
+                 void *opaque, const atomic_int *stop,
+                 unsigned pause_us)
 {
   uint64_t nblocks = xs_head_nblocks (h), b, missing, done = 0;
   void *buf = NULL;
@@ -1033,7 +1040,7 @@ xs_head_hydrate (struct xs_head *h,
   for (b = 0; b < nblocks; b++) {
     if (xs_presentmap_has (h->present, b))
       continue;
-    if (stop && __atomic_load_n (stop, __ATOMIC_RELAXED)) {
+    if (stop && atomic_load_explicit (stop, memory_order_relaxed)) {
       free (buf);
       return -2;
     }

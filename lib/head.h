@@ -14,6 +14,7 @@
 #ifndef XSNAP_HEAD_H
 #define XSNAP_HEAD_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -70,7 +71,7 @@ extern int64_t xs_head_hydrate (struct xs_head *h,
                                 void (*progress) (uint64_t done,
                                                   uint64_t total,
                                                   void *opaque),
-                                void *opaque, const int *stop,
+                                void *opaque, const atomic_int *stop,
                                 unsigned pause_us);
 
 /* Whether the head still reads through to a source snapshot. */

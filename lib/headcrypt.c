@@ -9,6 +9,7 @@
 
 #include "error.h"
 #include "headcrypt.h"
+#include "lockorder.h"
 
 /* Contexts kept for reuse, per direction: copying a keyed template costs
  * allocations on every request, which showed in 4K writes.
@@ -34,10 +35,10 @@ ctx_get (struct ctx_pool *pool)
 {
   EVP_CIPHER_CTX *ctx = NULL;
 
-  pthread_mutex_lock (&pool->lock);
+  xs_lock_take (&pool->lock, XS_LOCK_HEADCRYPT_POOL, 0);
   if (pool->nfree > 0)
     ctx = pool->free[--pool->nfree];
-  pthread_mutex_unlock (&pool->lock);
+  xs_lock_drop (&pool->lock);
   if (ctx)
     return ctx;
   ctx = EVP_CIPHER_CTX_new ();
@@ -52,12 +53,12 @@ ctx_get (struct ctx_pool *pool)
 static void
 ctx_put (struct ctx_pool *pool, EVP_CIPHER_CTX *ctx)
 {
-  pthread_mutex_lock (&pool->lock);
+  xs_lock_take (&pool->lock, XS_LOCK_HEADCRYPT_POOL, 0);
   if (pool->nfree < POOL) {
     pool->free[pool->nfree++] = ctx;
     ctx = NULL;
   }
-  pthread_mutex_unlock (&pool->lock);
+  xs_lock_drop (&pool->lock);
   EVP_CIPHER_CTX_free (ctx);
 }
 

@@ -98,7 +98,7 @@ struct lane {
 struct xfer {
   const char *what;             /* "import from", "export to" */
   const char *uri;
-  const int *stop;
+  const atomic_int *stop;
   struct xs_nbd_api api;        /* libnbd, loaded for this transfer */
   uint64_t length;              /* copy [0, length) */
   bool want_map;                /* import: ask for base:allocation */
@@ -155,7 +155,7 @@ xfer_should_stop (struct xfer *x)
 {
   if (atomic_load (&x->failed))
     return true;
-  if (x->stop && __atomic_load_n (x->stop, __ATOMIC_RELAXED)) {
+  if (x->stop && atomic_load_explicit (x->stop, memory_order_relaxed)) {
     xfer_fail (x, "cannot %s %s: interrupted", x->what, x->uri);
     return true;
   }
@@ -834,7 +834,7 @@ import_nbd (struct xs_store *store, const struct xs_scope *scope,
 int
 xs_import_nbd (struct xs_store *store, const struct xs_scope *scope,
                const char *uri, const char *name, uint32_t block_size,
-               const int *stop, xs_transfer_progress_fn progress,
+               const atomic_int *stop, xs_transfer_progress_fn progress,
                void *opaque, struct xs_transfer_report *report)
 {
   struct xfer x = { .what = "import from", .uri = uri, .stop = stop,
@@ -1105,7 +1105,7 @@ export_check (const struct xs_snapshot *snap, const char *uri)
 int
 xs_export_nbd (struct xs_store *store, const struct xs_scope *scope,
                const char *snapshot_spec, const char *uri, unsigned flags,
-               const int *stop, xs_transfer_progress_fn progress,
+               const atomic_int *stop, xs_transfer_progress_fn progress,
                void *opaque, struct xs_transfer_report *report)
 {
   struct xfer x = { .what = "export to", .uri = uri, .stop = stop,

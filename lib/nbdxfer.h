@@ -12,6 +12,7 @@
 #ifndef XSNAP_NBDXFER_H
 #define XSNAP_NBDXFER_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -63,7 +64,7 @@ typedef void (*xs_transfer_progress_fn) (uint64_t done, uint64_t total,
 extern int xs_import_nbd (struct xs_store *store,
                           const struct xs_scope *scope, const char *uri,
                           const char *name, uint32_t block_size,
-                          const int *stop, xs_transfer_progress_fn progress,
+                          const atomic_int *stop, xs_transfer_progress_fn progress,
                           void *opaque, struct xs_transfer_report *report);
 
 /* Write snapshot SNAPSHOT_SPEC (of SCOPE) to the NBD export at URI,
@@ -77,7 +78,7 @@ extern int xs_import_nbd (struct xs_store *store,
 extern int xs_export_nbd (struct xs_store *store,
                           const struct xs_scope *scope,
                           const char *snapshot_spec, const char *uri,
-                          unsigned flags, const int *stop,
+                          unsigned flags, const atomic_int *stop,
                           xs_transfer_progress_fn progress, void *opaque,
                           struct xs_transfer_report *report);
 

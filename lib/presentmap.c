@@ -16,6 +16,7 @@
 #include "error.h"
 #include "fileio.h"
 #include "hash.h"
+#include "lockorder.h"
 #include "presentmap.h"
 
 #define HEADER_SIZE 4096
@@ -166,7 +167,7 @@ void
 xs_presentmap_set (struct xs_presentmap *pm, uint64_t block)
 {
   if (xs_bitmap_set_atomic (&pm->bits, block))
-    xs_bitmap_set_atomic (&pm->unsaved, block / BITS_PER_PAGE);
+    xs_bitmap_mark_atomic (&pm->unsaved, block / BITS_PER_PAGE);
 }
 
 uint64_t
@@ -186,20 +187,21 @@ xs_presentmap_persist_begin (struct xs_presentmap *pm)
 {
   uint64_t page;
 
-  pthread_mutex_lock (&pm->persist_lock);
+  xs_lock_take (&pm->persist_lock, XS_LOCK_PRESENTMAP, 0);
   /* Claim the unsaved pages, then copy the bits: a bit set after its
-   * page was claimed marks the page again for the next persist.
+   * page was claimed marks the page again for the next persist.  Both
+   * sides are sequentially consistent (see xs_bitmap_set_atomic): a
+   * setter that marked a page before it was claimed has its bit seen.
    */
   xs_bitmap_clear_all (&pm->copy_pages);
   for (page = xs_bitmap_next_set (&pm->unsaved, 0); page < pm->unsaved.nbits;
        page = xs_bitmap_next_set (&pm->unsaved, page + 1)) {
-    __atomic_fetch_and (&pm->unsaved.bytes[page / 8],
-                        (uint8_t) ~(1u << (page % 8)), __ATOMIC_ACQ_REL);
+    xs_bitmap_clear_atomic (&pm->unsaved, page, memory_order_seq_cst);
     xs_bitmap_set (&pm->copy_pages, page);
   }
   for (size_t i = 0; i < pm->bits.nbytes; i++)
-    pm->copy.bytes[i] = __atomic_load_n (&pm->bits.bytes[i],
-                                         __ATOMIC_ACQUIRE);
+    pm->copy.bytes[i] = atomic_load (xs_bitmap_atomic_byte (&pm->bits,
+                                                            (uint64_t) i * 8));
   return 0;
 }
 
@@ -227,9 +229,9 @@ xs_presentmap_persist_end (struct xs_presentmap *pm)
     for (page = xs_bitmap_next_set (&pm->copy_pages, 0);
          page < pm->copy_pages.nbits;
          page = xs_bitmap_next_set (&pm->copy_pages, page + 1))
-      xs_bitmap_set_atomic (&pm->unsaved, page);
+      xs_bitmap_mark_atomic (&pm->unsaved, page);
     xs_error ("cannot write present map %s: %m", pm->path);
   }
-  pthread_mutex_unlock (&pm->persist_lock);
+  xs_lock_drop (&pm->persist_lock);
   return r;
 }

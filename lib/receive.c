@@ -45,7 +45,7 @@ struct receive {
   struct xs_store *store;
   const struct xs_scope *scope;
   int fd;
-  const int *stop;
+  const atomic_int *stop;
   struct xs_stream_parser *parser;
   const struct xs_stream_info *info;
   bool input_failed;            /* ended early, unreadable or stopped */
@@ -105,7 +105,7 @@ struct receive {
 static bool
 stopped (const struct receive *rc)
 {
-  return rc->stop && __atomic_load_n (rc->stop, __ATOMIC_RELAXED);
+  return rc->stop && atomic_load_explicit (rc->stop, memory_order_relaxed);
 }
 
 /* Read until the parser has something to say.  XS_STREAM_ERROR has been
@@ -1100,7 +1100,7 @@ keep_for_resume (struct receive *rc, const char *why)
 int
 xs_receive (struct xs_store *store, const struct xs_scope *scope, int fd,
             const char *name, const char *key_spec, bool encrypt,
-            const int *stop,
+            const atomic_int *stop,
             void (*progress) (uint64_t done, uint64_t total, void *opaque),
             void *progress_opaque, struct xs_snapshot *snap)
 {

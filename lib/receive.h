@@ -23,6 +23,7 @@
 #ifndef XSNAP_RECEIVE_H
 #define XSNAP_RECEIVE_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -53,7 +54,7 @@
  */
 extern int xs_receive (struct xs_store *store, const struct xs_scope *scope,
                        int fd, const char *name, const char *key_spec,
-                       bool encrypt, const int *stop,
+                       bool encrypt, const atomic_int *stop,
                        void (*progress) (uint64_t done, uint64_t total,
                                          void *opaque),
                        void *progress_opaque, struct xs_snapshot *snap);

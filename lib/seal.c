@@ -26,10 +26,16 @@
  * DONE counts blocks whose entry is final; the seal is complete when it
  * reaches |S|.  Codecs are not thread-safe, so a small pool lends one to
  * each sealing thread.
+ *
+ * Locks follow lockorder.h: a writer holds the head's gate (read side),
+ * then at most one block stripe, under which it may take the queue lock
+ * and the codec pool's; the head's gate (write side), then its seal lock,
+ * to begin and end.
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -41,6 +47,7 @@
 #include "fileio.h"
 #include "hash.h"
 #include "head-internal.h"
+#include "lockorder.h"
 #include "seal.h"
 #include "volume.h"
 
@@ -85,9 +92,9 @@ struct xs_seal {
    */
   bool source_ids_fit;
   bool full_compare;
-  int failed;                   /* set once; atomic */
-  uint64_t cursor;              /* next block to claim; atomic */
-  uint64_t done;                /* blocks sealed; atomic */
+  atomic_bool failed;           /* set once */
+  _Atomic uint64_t cursor;      /* next block to claim */
+  _Atomic uint64_t done;        /* blocks sealed */
 
   /* QUEUE_LOCK protects the queue and the opening of SPILL_FD, and with
    * WORK wakes idle sealers (a block queued, the last one done, a
@@ -97,10 +104,18 @@ struct xs_seal {
   pthread_cond_t work;
   struct queued *first, *last;
   int spill_fd;                 /* -1: not open (yet) */
-  bool spill_broken;            /* atomic: do not try the spill file */
+  atomic_bool spill_broken;     /* do not try the spill file */
   uint64_t spill_limit;         /* bytes copied aside at once, at most */
-  uint64_t spill_used;          /* atomic */
-  struct xs_seal_stats stats;   /* counters updated atomically */
+  _Atomic uint64_t spill_used;
+
+  /* STATS holds what is set when the seal begins; the counters below
+   * are added to concurrently and copied into it at the end.
+   */
+  struct xs_seal_stats stats;
+  struct {
+    _Atomic uint64_t changed_blocks, new_chunks, stored_bytes, bytes_read,
+      copied_bytes, sealed_by_writes;
+  } count;
 };
 
 static struct xs_chunk_codec *
@@ -108,10 +123,10 @@ borrow_codec (struct codec_pool *pool)
 {
   struct xs_chunk_codec *codec = NULL;
 
-  pthread_mutex_lock (&pool->lock);
+  xs_lock_take (&pool->lock, XS_LOCK_SEAL_CODECS, 0);
   if (pool->nfree > 0)
     codec = pool->free[--pool->nfree];
-  pthread_mutex_unlock (&pool->lock);
+  xs_lock_drop (&pool->lock);
   return codec;
 }
 
@@ -134,19 +149,31 @@ seal_codec (struct xs_seal *seal)
 static void
 return_codec (struct codec_pool *pool, struct xs_chunk_codec *codec)
 {
-  pthread_mutex_lock (&pool->lock);
+  xs_lock_take (&pool->lock, XS_LOCK_SEAL_CODECS, 0);
   if (pool->nfree < sizeof pool->free / sizeof pool->free[0]) {
     pool->free[pool->nfree++] = codec;
     codec = NULL;
   }
-  pthread_mutex_unlock (&pool->lock);
+  xs_lock_drop (&pool->lock);
   xs_chunk_codec_free (codec);
 }
 
 static void
-add_stat (uint64_t *counter, uint64_t n)
+add_stat (_Atomic uint64_t *counter, uint64_t n)
 {
-  __atomic_fetch_add (counter, n, __ATOMIC_RELAXED);
+  atomic_fetch_add_explicit (counter, n, memory_order_relaxed);
+}
+
+/* Bring the counters into STATS. */
+static void
+copy_counts (struct xs_seal *seal)
+{
+  seal->stats.changed_blocks = atomic_load (&seal->count.changed_blocks);
+  seal->stats.new_chunks = atomic_load (&seal->count.new_chunks);
+  seal->stats.stored_bytes = atomic_load (&seal->count.stored_bytes);
+  seal->stats.bytes_read = atomic_load (&seal->count.bytes_read);
+  seal->stats.copied_bytes = atomic_load (&seal->count.copied_bytes);
+  seal->stats.sealed_by_writes = atomic_load (&seal->count.sealed_by_writes);
 }
 
 static bool
@@ -188,28 +215,28 @@ block_len (const struct xs_seal *seal, uint64_t block)
 static void
 wake_sealers (struct xs_seal *seal)
 {
-  pthread_mutex_lock (&seal->queue_lock);
+  xs_lock_take (&seal->queue_lock, XS_LOCK_SEAL_QUEUE, 0);
   pthread_cond_broadcast (&seal->work);
-  pthread_mutex_unlock (&seal->queue_lock);
+  xs_lock_drop (&seal->queue_lock);
 }
 
 static void
 mark_failed (struct xs_seal *seal)
 {
-  __atomic_store_n (&seal->failed, 1, __ATOMIC_RELEASE);
+  atomic_store_explicit (&seal->failed, true, memory_order_release);
   wake_sealers (seal);
 }
 
 static bool
 has_failed (struct xs_seal *seal)
 {
-  return __atomic_load_n (&seal->failed, __ATOMIC_ACQUIRE) != 0;
+  return atomic_load_explicit (&seal->failed, memory_order_acquire);
 }
 
 static bool
 all_done (struct xs_seal *seal)
 {
-  return __atomic_load_n (&seal->done, __ATOMIC_ACQUIRE)
+  return atomic_load_explicit (&seal->done, memory_order_acquire)
     >= seal->stats.blocks_to_seal;
 }
 
@@ -219,18 +246,16 @@ all_done (struct xs_seal *seal)
 static bool
 is_untaken (struct xs_seal *seal, uint64_t block)
 {
-  uint8_t byte = __atomic_load_n (&seal->todo.bytes[block / 8],
-                                  __ATOMIC_ACQUIRE);
-
-  return (byte >> (block % 8)) & 1;
+  return atomic_load_explicit (xs_bitmap_atomic_byte (&seal->todo, block),
+                               memory_order_acquire)
+    & xs_bitmap_bit_mask (block);
 }
 
 /* BLOCK's content is copied (or needs no copy).  Holding its stripe. */
 static void
 mark_taken (struct xs_seal *seal, uint64_t block)
 {
-  __atomic_fetch_and (&seal->todo.bytes[block / 8],
-                      (uint8_t) ~(1u << (block % 8)), __ATOMIC_RELEASE);
+  xs_bitmap_clear_atomic (&seal->todo, block, memory_order_release);
 }
 
 /* BLOCK's entry in the new manifest is ID. */
@@ -240,9 +265,9 @@ finish_block (struct xs_seal *seal, uint64_t block,
 {
   if (!xs_hash128_equal (id, &seal->manifest->entries[block])) {
     seal->manifest->entries[block] = *id;
-    add_stat (&seal->stats.changed_blocks, 1);
+    add_stat (&seal->count.changed_blocks, 1);
   }
-  if (__atomic_add_fetch (&seal->done, 1, __ATOMIC_ACQ_REL)
+  if (atomic_fetch_add_explicit (&seal->done, 1, memory_order_acq_rel) + 1
       == seal->stats.blocks_to_seal)
     wake_sealers (seal);
 }
@@ -266,8 +291,8 @@ store_block (struct xs_seal *seal, struct xs_chunk_codec *codec,
   r = xs_repo_put_chunk (seal->repo, id, stored, stored_len, false);
   free (stored);
   if (r == 1) {
-    add_stat (&seal->stats.new_chunks, 1);
-    add_stat (&seal->stats.stored_bytes, stored_len);
+    add_stat (&seal->count.new_chunks, 1);
+    add_stat (&seal->count.stored_bytes, stored_len);
   }
   return r == -1 ? -1 : 0;
 }
@@ -319,21 +344,23 @@ static bool
 reserve (struct xs_seal *seal, uint64_t n)
 {
   uint64_t limit = seal->spill_limit;
-  uint64_t old = __atomic_load_n (&seal->spill_used, __ATOMIC_RELAXED);
+  uint64_t old = atomic_load_explicit (&seal->spill_used,
+                                      memory_order_relaxed);
 
   do {
     if (n > limit || old > limit - n)
       return false;
-  } while (!__atomic_compare_exchange_n (&seal->spill_used, &old, old + n,
-                                         true, __ATOMIC_RELAXED,
-                                         __ATOMIC_RELAXED));
+  } while (!atomic_compare_exchange_weak_explicit (&seal->spill_used, &old,
+                                                   old + n,
+                                                   memory_order_relaxed,
+                                                   memory_order_relaxed));
   return true;
 }
 
 static void
 unreserve (struct xs_seal *seal, uint64_t n)
 {
-  __atomic_fetch_sub (&seal->spill_used, n, __ATOMIC_RELAXED);
+  atomic_fetch_sub_explicit (&seal->spill_used, n, memory_order_relaxed);
 }
 
 /* Units [U, U + N) of BLOCK as a byte range of the volume. */
@@ -413,7 +440,7 @@ read_block (struct xs_seal *seal, uint64_t block, void *buf)
               seal->head->name, (unsigned long) block);
     return -1;
   }
-  add_stat (&seal->stats.bytes_read, len);
+  add_stat (&seal->count.bytes_read, len);
   if (overlay_copied (seal, block, buf) == -1)
     return -1;
   /* The data file and the units copied aside hold an encrypted head's
@@ -435,7 +462,7 @@ read_source_block (struct xs_seal *seal, uint64_t block, void *buf)
 {
   if (xs_snapreader_read_block (seal->head->source, block, buf) == -1)
     return -1;
-  add_stat (&seal->stats.bytes_read, block_len (seal, block));
+  add_stat (&seal->count.bytes_read, block_len (seal, block));
   return 0;
 }
 
@@ -447,19 +474,19 @@ spill_fd (struct xs_seal *seal)
 {
   int fd;
 
-  pthread_mutex_lock (&seal->queue_lock);
+  xs_lock_take (&seal->queue_lock, XS_LOCK_SEAL_QUEUE, 0);
   if (seal->spill_fd == -1
-      && !__atomic_load_n (&seal->spill_broken, __ATOMIC_RELAXED)) {
+      && !atomic_load_explicit (&seal->spill_broken, memory_order_relaxed)) {
     seal->spill_fd = open (seal->head->dir, O_TMPFILE | O_RDWR | O_CLOEXEC,
                            0600);
     if (seal->spill_fd == -1) {
       xs_debug ("volume '%s': no spill file for the pending snapshot "
                 "(%m): writes seal their blocks first", seal->head->name);
-      __atomic_store_n (&seal->spill_broken, true, __ATOMIC_RELAXED);
+      atomic_store_explicit (&seal->spill_broken, true, memory_order_relaxed);
     }
   }
   fd = seal->spill_fd;
-  pthread_mutex_unlock (&seal->queue_lock);
+  xs_lock_drop (&seal->queue_lock);
   return fd;
 }
 
@@ -486,14 +513,14 @@ static void
 push (struct xs_seal *seal, struct queued *q)
 {
   q->next = NULL;
-  pthread_mutex_lock (&seal->queue_lock);
+  xs_lock_take (&seal->queue_lock, XS_LOCK_SEAL_QUEUE, 0);
   if (seal->last)
     seal->last->next = q;
   else
     seal->first = q;
   seal->last = q;
   pthread_cond_signal (&seal->work);
-  pthread_mutex_unlock (&seal->queue_lock);
+  xs_lock_drop (&seal->queue_lock);
 }
 
 static struct queued *
@@ -501,14 +528,14 @@ pop (struct xs_seal *seal)
 {
   struct queued *q;
 
-  pthread_mutex_lock (&seal->queue_lock);
+  xs_lock_take (&seal->queue_lock, XS_LOCK_SEAL_QUEUE, 0);
   q = seal->first;
   if (q) {
     seal->first = q->next;
     if (seal->first == NULL)
       seal->last = NULL;
   }
-  pthread_mutex_unlock (&seal->queue_lock);
+  xs_lock_drop (&seal->queue_lock);
   return q;
 }
 
@@ -555,7 +582,7 @@ copy_units (struct xs_seal *seal, uint64_t block, unsigned u0, unsigned u1)
       continue;
     while (u + n <= u1 && !unit_copied (seal->copied[block], u + n))
       n++;
-    if (__atomic_load_n (&seal->spill_broken, __ATOMIC_RELAXED)
+    if (atomic_load_explicit (&seal->spill_broken, memory_order_relaxed)
         || !reserve (seal, (uint64_t) n * UNIT))
       return false;
     fd = spill_fd (seal);
@@ -567,7 +594,8 @@ copy_units (struct xs_seal *seal, uint64_t block, unsigned u0, unsigned u1)
         xs_debug ("volume '%s': cannot copy part of block %lu to the "
                   "spill file (%m): writes seal their blocks first",
                   seal->head->name, (unsigned long) block);
-        __atomic_store_n (&seal->spill_broken, true, __ATOMIC_RELAXED);
+        atomic_store_explicit (&seal->spill_broken, true,
+                               memory_order_relaxed);
       }
       unreserve (seal, (uint64_t) n * UNIT);
       return false;
@@ -575,7 +603,7 @@ copy_units (struct xs_seal *seal, uint64_t block, unsigned u0, unsigned u1)
     for (i = u; i < u + n; i++)
       c->bits[i / 64] |= UINT64_C (1) << (i % 64);
     c->count += n;
-    add_stat (&seal->stats.copied_bytes, len);
+    add_stat (&seal->count.copied_bytes, len);
   }
   return true;
 }
@@ -620,13 +648,13 @@ static int
 take_block (struct xs_seal *seal, uint64_t block, bool writer,
             uint64_t offset, uint64_t end, struct scratch *s)
 {
-  pthread_mutex_t *stripe = &seal->stripes[block % STRIPES];
+  unsigned k = (unsigned) (block % STRIPES);
   uint64_t start = block_offset (seal, block);
   struct xs_hash128 id;
   enum { NOTHING, FINISH, SEAL } then = NOTHING;
   int r = 0;
 
-  pthread_mutex_lock (stripe);
+  xs_lock_take (&seal->stripes[k], XS_LOCK_SEAL_STRIPE, k);
   if (is_untaken (seal, block)) {
     bool in_source = !xs_head_block_present (seal->head, block);
 
@@ -646,14 +674,14 @@ take_block (struct xs_seal *seal, uint64_t block, bool writer,
       drop_copied (seal, block);
     }
   }
-  pthread_mutex_unlock (stripe);
+  xs_lock_drop (&seal->stripes[k]);
   if (r == -1)
     return -1;
   if (then == FINISH)
     finish_block (seal, block, &id);
   else if (then == SEAL) {
     if (writer)
-      add_stat (&seal->stats.sealed_by_writes, 1);
+      add_stat (&seal->count.sealed_by_writes, 1);
     return seal_copy (seal, s->codec, block, s->buf);
   }
   return 0;
@@ -791,9 +819,9 @@ xs_seal_begin (struct xs_head *h, struct xs_repo *repo,
     && same_data_key (xs_snapreader_data_key (h->source), dk);
   seal->full_compare |= !map_matches_base;
 
-  pthread_rwlock_wrlock (&h->gate);
-  if (h->seal != NULL) {
-    pthread_rwlock_unlock (&h->gate);
+  xs_lock_take_write (&h->gate, XS_LOCK_HEAD_GATE, 0);
+  if (atomic_load_explicit (&h->seal, memory_order_relaxed) != NULL) {
+    xs_lock_drop_rw (&h->gate);
     xs_error ("cannot snapshot volume '%s': a snapshot of it is already "
               "pending", h->name);
     free_seal (seal);
@@ -803,7 +831,7 @@ xs_seal_begin (struct xs_head *h, struct xs_repo *repo,
   seal->spill_limit = h->seal_buffer;
   trusted = xs_dirtymap_doubt (h->dirtymap) == XS_DIRTYMAP_TRUSTED;
   if (xs_dirtymap_take (h->dirtymap, &seal->taken) == -1) {
-    pthread_rwlock_unlock (&h->gate);
+    xs_lock_drop_rw (&h->gate);
     free_seal (seal);
     return NULL;
   }
@@ -814,8 +842,8 @@ xs_seal_begin (struct xs_head *h, struct xs_repo *repo,
     memcpy (seal->todo.bytes, seal->taken.bytes, seal->todo.nbytes);
   seal->stats.blocks_to_seal = xs_bitmap_count (&seal->todo);
   seal->stats.full_compare = seal->full_compare;
-  __atomic_store_n (&h->seal, seal, __ATOMIC_RELEASE);
-  pthread_rwlock_unlock (&h->gate);
+  atomic_store_explicit (&h->seal, seal, memory_order_release);
+  xs_lock_drop_rw (&h->gate);
   return seal;
 }
 
@@ -833,11 +861,11 @@ wait_for_work (struct xs_seal *seal)
 {
   bool more;
 
-  pthread_mutex_lock (&seal->queue_lock);
+  xs_lock_take (&seal->queue_lock, XS_LOCK_SEAL_QUEUE, 0);
   while (seal->first == NULL && !all_done (seal) && !has_failed (seal))
     pthread_cond_wait (&seal->work, &seal->queue_lock);
   more = seal->first != NULL && !has_failed (seal);
-  pthread_mutex_unlock (&seal->queue_lock);
+  xs_lock_drop (&seal->queue_lock);
   return more;
 }
 
@@ -878,8 +906,8 @@ sealer_main (void *opaque)
       r = take_block (seal, q->block, false, 0, 0, &s);
       free (q);
     }
-    else if ((first = __atomic_fetch_add (&seal->cursor, CLAIM_BLOCKS,
-                                          __ATOMIC_RELAXED))
+    else if ((first = atomic_fetch_add_explicit (&seal->cursor, CLAIM_BLOCKS,
+                                                 memory_order_relaxed))
              < seal->todo.nbits)
       r = sweep_run (seal, &s, first);
     else if (!wait_for_work (seal))
@@ -921,7 +949,7 @@ xs_seal_run (struct xs_seal *seal, unsigned threads,
      * little to seal must not wait for a long tick).
      */
     while (!all_done (seal) && !has_failed (seal)) {
-      progress (__atomic_load_n (&seal->done, __ATOMIC_RELAXED),
+      progress (atomic_load_explicit (&seal->done, memory_order_relaxed),
                 seal->stats.blocks_to_seal, opaque);
       usleep (10000);
     }
@@ -937,7 +965,7 @@ xs_seal_run (struct xs_seal *seal, unsigned threads,
   if (!has_failed (seal) && !all_done (seal)) {
     xs_error ("cannot seal the snapshot of volume '%s': %lu of %lu "
               "blocks sealed",
-              seal->head->name, (unsigned long) seal->done,
+              seal->head->name, (unsigned long) atomic_load (&seal->done),
               (unsigned long) seal->stats.blocks_to_seal);
     mark_failed (seal);
   }
@@ -945,6 +973,7 @@ xs_seal_run (struct xs_seal *seal, unsigned threads,
     xs_error ("snapshot of volume '%s' failed", seal->head->name);
     return -1;
   }
+  copy_counts (seal);
   if (seal->stats.copied_bytes + seal->stats.sealed_by_writes > 0)
     xs_debug ("snapshot of volume '%s': writes while pending copied %lu "
               "bytes aside and sealed %lu blocks first", seal->head->name,
@@ -967,7 +996,8 @@ xs_seal_manifest (struct xs_seal *seal)
 void
 xs_seal_get_stats (struct xs_seal *seal, struct xs_seal_stats *stats)
 {
-  *stats = seal->stats;        /* the sealer threads have been joined */
+  copy_counts (seal);           /* the sealer threads have been joined */
+  *stats = seal->stats;
 }
 
 int
@@ -976,16 +1006,16 @@ xs_seal_end (struct xs_seal *seal, bool committed, uint64_t new_epoch)
   struct xs_head *h = seal->head;
   int r = 0;
 
-  pthread_rwlock_wrlock (&h->gate);
+  xs_lock_take_write (&h->gate, XS_LOCK_HEAD_GATE, 0);
   if (committed)
     r = xs_dirtymap_commit_epoch (h->dirtymap, new_epoch);
   else
     xs_dirtymap_merge (h->dirtymap, &seal->taken);
-  pthread_mutex_lock (&h->seal_lock);
-  __atomic_store_n (&h->seal, NULL, __ATOMIC_RELEASE);
+  xs_lock_take (&h->seal_lock, XS_LOCK_HEAD_SEAL, 0);
+  atomic_store_explicit (&h->seal, NULL, memory_order_release);
   pthread_cond_broadcast (&h->seal_done);
-  pthread_mutex_unlock (&h->seal_lock);
-  pthread_rwlock_unlock (&h->gate);
+  xs_lock_drop (&h->seal_lock);
+  xs_lock_drop_rw (&h->gate);
   free_seal (seal);
   return r;
 }

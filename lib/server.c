@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,6 +23,7 @@
 #include "control.h"
 #include "snapshot.h"
 #include "chunkcache.h"
+#include "lockorder.h"
 #include "snapreader.h"
 #include "repo.h"
 
@@ -48,7 +50,7 @@ struct xs_export {
 
   /* A clone being hydrated in the background. */
   bool hydrator_started;
-  int stop_hydrating;           /* atomic: set to stop the hydrator */
+  atomic_int stop_hydrating;    /* set to stop the hydrator */
   pthread_t hydrator;
   char *source_snapshot_id;
 };
@@ -91,10 +93,10 @@ join_sealer (struct xs_export *exp)
 {
   bool started;
 
-  pthread_mutex_lock (&exp->sealer_lock);
+  xs_lock_take (&exp->sealer_lock, XS_LOCK_EXPORT_SEALER, 0);
   started = exp->sealer_started;
   exp->sealer_started = false;
-  pthread_mutex_unlock (&exp->sealer_lock);
+  xs_lock_drop (&exp->sealer_lock);
   if (started)
     pthread_join (exp->sealer, NULL);
 }
@@ -107,7 +109,7 @@ stop_hydrator (struct xs_export *exp)
 {
   if (!exp->hydrator_started)
     return;
-  __atomic_store_n (&exp->stop_hydrating, 1, __ATOMIC_RELAXED);
+  atomic_store_explicit (&exp->stop_hydrating, 1, memory_order_relaxed);
   pthread_join (exp->hydrator, NULL);
   exp->hydrator_started = false;
 }
@@ -395,12 +397,12 @@ sealer_main (void *opaque)
   struct xs_snapshot_op *op;
   struct xs_snapshot snap;
 
-  pthread_mutex_lock (&exp->sealer_lock);
+  xs_lock_take (&exp->sealer_lock, XS_LOCK_EXPORT_SEALER, 0);
   op = exp->op;
   snap = exp->pending;
   exp->op = NULL;
   memset (&exp->pending, 0, sizeof exp->pending);
-  pthread_mutex_unlock (&exp->sealer_lock);
+  xs_lock_drop (&exp->sealer_lock);
 
   /* Failures are reported (to the server log) and leave no snapshot. */
   if (xs_snapshot_finish (op, NULL, NULL, &snap) == 0)
@@ -408,9 +410,9 @@ sealer_main (void *opaque)
               snap.name, snap.id);
   xs_snapshot_clear (&snap);
 
-  pthread_mutex_lock (&exp->sealer_lock);
+  xs_lock_take (&exp->sealer_lock, XS_LOCK_EXPORT_SEALER, 0);
   exp->sealer_done = true;
-  pthread_mutex_unlock (&exp->sealer_lock);
+  xs_lock_drop (&exp->sealer_lock);
   return NULL;
 }
 
@@ -463,13 +465,13 @@ control_snapshot (struct xs_export *exp, json_t *request)
     return reply;
   }
   reply = snapshot_reply (&snap);
-  pthread_mutex_lock (&exp->sealer_lock);
+  xs_lock_take (&exp->sealer_lock, XS_LOCK_EXPORT_SEALER, 0);
   exp->op = op;
   exp->pending = snap;
   exp->sealer_done = false;
   exp->sealer_started = pthread_create (&exp->sealer, NULL, sealer_main,
                                         exp) == 0;
-  pthread_mutex_unlock (&exp->sealer_lock);
+  xs_lock_drop (&exp->sealer_lock);
   if (!exp->sealer_started) {
     /* Seal here rather than leave the snapshot pending forever. */
     xs_snapshot_finish (op, NULL, NULL, &snap);
@@ -598,7 +600,7 @@ xs_server_open (struct xs_server *srv, const char *account, const char *name,
   struct xs_export *exp = NULL;
   int r;
 
-  pthread_mutex_lock (&srv->lock);
+  xs_lock_take (&srv->lock, XS_LOCK_SERVER, 0);
   if (strchr (name, '@') || strncmp (name, "snap-", 5) == 0) {
     exp = open_snapshot_export (srv, &scope, name, readonly);
     if (exp)
@@ -624,7 +626,7 @@ xs_server_open (struct xs_server *srv, const char *account, const char *name,
     exp->refs++;
   xs_volume_clear (&vol);
  out:
-  pthread_mutex_unlock (&srv->lock);
+  xs_lock_drop (&srv->lock);
   return exp;
 }
 
@@ -633,14 +635,14 @@ xs_server_close (struct xs_server *srv, struct xs_export *exp)
 {
   struct xs_export **link;
 
-  pthread_mutex_lock (&srv->lock);
+  xs_lock_take (&srv->lock, XS_LOCK_SERVER, 0);
   if (--exp->refs == 0) {
     for (link = &srv->exports; *link != exp; link = &(*link)->next)
       ;
     *link = exp->next;
     close_export (exp);
   }
-  pthread_mutex_unlock (&srv->lock);
+  xs_lock_drop (&srv->lock);
 }
 
 uint64_t

@@ -20,6 +20,7 @@
 #include "chunkcrypt.h"
 #include "error.h"
 #include "hash.h"
+#include "lockorder.h"
 #include "manifest.h"
 #include "repo.h"
 #include "snapreader.h"
@@ -180,11 +181,11 @@ take_slot (struct xs_snapreader *reader)
 {
   struct decoder_slot *slot;
 
-  pthread_mutex_lock (&reader->pool_lock);
+  xs_lock_take (&reader->pool_lock, XS_LOCK_SNAPREADER_POOL, 0);
   slot = reader->idle;
   if (slot != NULL)
     reader->idle = slot->next;
-  pthread_mutex_unlock (&reader->pool_lock);
+  xs_lock_drop (&reader->pool_lock);
   if (slot != NULL)
     return slot;
 
@@ -206,10 +207,10 @@ take_slot (struct xs_snapreader *reader)
 static void
 give_slot (struct xs_snapreader *reader, struct decoder_slot *slot)
 {
-  pthread_mutex_lock (&reader->pool_lock);
+  xs_lock_take (&reader->pool_lock, XS_LOCK_SNAPREADER_POOL, 0);
   slot->next = reader->idle;
   reader->idle = slot;
-  pthread_mutex_unlock (&reader->pool_lock);
+  xs_lock_drop (&reader->pool_lock);
 }
 
 /* Fetch and verify block's chunk id into buf (len bytes) with the

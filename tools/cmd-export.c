@@ -61,7 +61,7 @@ cmd_export (struct cli *cli, int argc, char **argv)
   struct xs_transfer_report report;
   struct progress progress;
   unsigned flags = 0;
-  const int *stop;
+  const atomic_int *stop;
   char *arg;
   int c, r;
 

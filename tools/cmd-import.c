@@ -74,7 +74,7 @@ cmd_import (struct cli *cli, int argc, char **argv)
   uint64_t block_size = XS_BLOCK_SIZE_DEFAULT;
   struct xs_transfer_report report;
   struct progress progress;
-  const int *stop;
+  const atomic_int *stop;
   char *arg;
   int c, r;
 

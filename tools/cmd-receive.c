@@ -129,7 +129,7 @@ receive_stream (struct cli *cli, const struct receive_options *o)
 {
   struct xs_snapshot snap;
   struct progress progress;
-  const int *stop;
+  const atomic_int *stop;
   int fd = open_input (o->input), r;
 
   if (fd == -1)

@@ -3,6 +3,7 @@
  */
 #include <fcntl.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <sys/stat.h>
@@ -11,15 +12,15 @@
 #include "transfer.h"
 
 /* Set from a signal handler: a lock-free atomic int. */
-static int interrupted;
+static atomic_int interrupted;
 
 static void
 note_interrupt (int sig)
 {
-  __atomic_store_n (&interrupted, 1, __ATOMIC_RELAXED);
+  atomic_store_explicit (&interrupted, 1, memory_order_relaxed);
 }
 
-const int *
+const atomic_int *
 transfer_catch_interrupts (void)
 {
   static const int signals[] = { SIGINT, SIGTERM, SIGHUP };

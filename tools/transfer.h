@@ -13,7 +13,7 @@
  * "stop" argument of xs_import_nbd and xs_export_nbd); a second signal
  * has its usual effect.
  */
-extern const int *transfer_catch_interrupts (void);
+extern const atomic_int *transfer_catch_interrupts (void);
 
 /* If FD is a pipe, make its buffer 1 MiB (the default 64 KiB makes a
  * stream of 512 KiB chunks cross in many small steps, each a wake-up of
