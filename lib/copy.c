@@ -2,6 +2,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -488,14 +489,14 @@ struct transfer {
    * rather than count on it unseen.
    */
   bool verify_dest;
-  size_t next;                  /* atomic */
-  uint64_t done, sent_chunks, sent_bytes, replaced;   /* atomic */
+  atomic_size_t next;           /* the next chunk a worker takes */
+  atomic_uint_least64_t done, sent_chunks, sent_bytes, replaced;
   uint64_t bandwidth;           /* bytes per second, 0: unlimited */
   const volatile sig_atomic_t *stop;    /* set: stop between chunks */
   pthread_mutex_t rate_lock;    /* protects next_send_ns */
   int64_t next_send_ns;         /* when the rate allows the next send */
-  int failed;                   /* atomic: stop, a chunk failed */
-  int error_taken;              /* atomic: ERROR is being written */
+  atomic_bool failed;           /* stop: a chunk failed, or cancelled */
+  atomic_bool error_taken;      /* ERROR is being (or was) written */
   char error[512];              /* the first worker's error */
 };
 
@@ -503,9 +504,10 @@ struct transfer {
 static void
 transfer_fail (struct transfer *t, const char *why)
 {
-  if (__atomic_exchange_n (&t->error_taken, 1, __ATOMIC_ACQ_REL) == 0)
+  if (!atomic_exchange_explicit (&t->error_taken, true,
+                                 memory_order_acq_rel))
     snprintf (t->error, sizeof t->error, "%s", why);
-  __atomic_store_n (&t->failed, 1, __ATOMIC_RELEASE);
+  atomic_store_explicit (&t->failed, true, memory_order_release);
 }
 
 /* Wait until the bandwidth limit allows LEN more bytes: each send books
@@ -632,15 +634,15 @@ store_chunk (struct transfer *t, const struct xs_hash128 *id,
     return xs_repo_put_chunk (t->to, id, stored, len, false);
   if (xs_repo_replace_chunk (t->to, id, stored, len) == -1)
     return -1;
-  __atomic_add_fetch (&t->replaced, 1, __ATOMIC_RELAXED);
+  atomic_fetch_add_explicit (&t->replaced, 1, memory_order_relaxed);
   return 1;
 }
 
 static void
 count_sent (struct transfer *t, size_t len)
 {
-  __atomic_add_fetch (&t->sent_chunks, 1, __ATOMIC_RELAXED);
-  __atomic_add_fetch (&t->sent_bytes, len, __ATOMIC_RELAXED);
+  atomic_fetch_add_explicit (&t->sent_chunks, 1, memory_order_relaxed);
+  atomic_fetch_add_explicit (&t->sent_bytes, len, memory_order_relaxed);
 }
 
 /* Re-encrypt chunk I for the destination, unless an earlier copy names
@@ -761,21 +763,21 @@ transfer_worker (void *opaque)
       xs_error ("cannot copy chunks: %m");
     transfer_fail (t, why);
   }
-  while (!__atomic_load_n (&t->failed, __ATOMIC_RELAXED)) {
+  while (!atomic_load_explicit (&t->failed, memory_order_relaxed)) {
     if (t->stop && *t->stop) {
       transfer_fail (t, "the copy was stopped before it finished (its "
                      "process was asked to stop): `xsnap job resume` "
                      "continues it");
       break;
     }
-    i = __atomic_fetch_add (&t->next, 1, __ATOMIC_RELAXED);
+    i = atomic_fetch_add_explicit (&t->next, 1, memory_order_relaxed);
     if (i >= t->n)
       break;
     r = t->transcode ? transcode_chunk (t, codec, dest, plain, i)
       : copy_chunk (t, codec, plain, i);
     if (r == -1)
       transfer_fail (t, why);
-    __atomic_add_fetch (&t->done, 1, __ATOMIC_RELAXED);
+    atomic_fetch_add_explicit (&t->done, 1, memory_order_relaxed);
   }
   xs_error_capture_end ();
   free (plain);
@@ -805,21 +807,23 @@ run_transfer (struct xs_store *store, struct transfer *t, unsigned threads,
     return -1;
   }
   for (;;) {
-    done = __atomic_load_n (&t->done, __ATOMIC_RELAXED);
+    done = atomic_load_explicit (&t->done, memory_order_relaxed);
     if (o->progress)
       o->progress (done * bytes, t->n * bytes, o->opaque);
     now = xs_now_ns ();
     if (job_id && now - last_update > 500000000) {
       /* A cancelled job stops the copy: nothing is recorded. */
       if (xs_job_progress (store, job_id, done * bytes,
-                           __atomic_load_n (&t->sent_bytes,
-                                            __ATOMIC_RELAXED)) == -1)
+                           atomic_load_explicit (&t->sent_bytes,
+                                                 memory_order_relaxed))
+          == -1)
         cancelled = true;
       last_update = now;
     }
     if (cancelled)
-      __atomic_store_n (&t->failed, 1, __ATOMIC_RELEASE);
-    if (done >= t->n || __atomic_load_n (&t->failed, __ATOMIC_RELAXED))
+      atomic_store_explicit (&t->failed, true, memory_order_release);
+    if (done >= t->n
+        || atomic_load_explicit (&t->failed, memory_order_relaxed))
       break;
     usleep (20000);
   }
