@@ -298,6 +298,88 @@ test_reads_during_partial_writes (struct fixture *f)
     abort ();
 }
 
+/* A large request is every sector under its own tweak, also with
+ * several requests at once on one cipher (its pooled contexts).
+ */
+#define LARGE (1024 * 1024 + 3 * XS_HEAD_SECTOR)
+
+struct large_job {
+  struct xs_head_cipher *c;
+  const unsigned char *key;
+  uint64_t first_sector;
+  int bad;
+};
+
+static int
+check_large (struct xs_head_cipher *c, const unsigned char *key,
+             uint64_t first_sector)
+{
+  unsigned char *plain = malloc (LARGE), *out = malloc (LARGE);
+  unsigned char ref[XS_HEAD_SECTOR];
+  int bad = 0;
+
+  if (plain == NULL || out == NULL)
+    abort ();
+  for (size_t i = 0; i < LARGE; i++)
+    plain[i] = (unsigned char) (i * 7 + first_sector);
+  if (xs_head_encrypt (c, plain, out, LARGE,
+                       first_sector * XS_HEAD_SECTOR) != 0)
+    bad++;
+  for (size_t s = 0; s < LARGE / XS_HEAD_SECTOR; s++) {
+    reference_encrypt (key, plain + s * XS_HEAD_SECTOR, ref,
+                       first_sector + s);
+    if (memcmp (out + s * XS_HEAD_SECTOR, ref, XS_HEAD_SECTOR) != 0)
+      bad++;
+  }
+  if (xs_head_decrypt (c, out, out, LARGE,
+                       first_sector * XS_HEAD_SECTOR) != 0
+      || memcmp (out, plain, LARGE) != 0)
+    bad++;
+  free (plain);
+  free (out);
+  return bad;
+}
+
+static void *
+large_thread (void *opaque)
+{
+  struct large_job *j = opaque;
+
+  for (int i = 0; i < 20; i++)
+    j->bad += check_large (j->c, j->key, j->first_sector + (uint64_t) i);
+  return NULL;
+}
+
+static void
+test_large_requests (void)
+{
+  unsigned char key[XS_HEAD_KEY_LEN];
+  struct xs_head_cipher *c;
+  struct large_job jobs[4];
+  pthread_t threads[4];
+  int bad = 0;
+
+  make_key (key, 3);
+  c = xs_head_cipher_new (key);
+  if (c == NULL)
+    abort ();
+  is_int (check_large (c, key, 77), 0,
+          "a large request is every sector under its own tweak, and "
+          "decrypts back");
+  for (int i = 0; i < 4; i++) {
+    jobs[i] = (struct large_job) { .c = c, .key = key,
+                                   .first_sector = 1000u * (unsigned) i };
+    if (pthread_create (&threads[i], NULL, large_thread, &jobs[i]) != 0)
+      abort ();
+  }
+  for (int i = 0; i < 4; i++) {
+    pthread_join (threads[i], NULL);
+    bad += jobs[i].bad;
+  }
+  is_int (bad, 0, "80 large requests from 4 threads at once are all right");
+  xs_head_cipher_free (c);
+}
+
 static void
 test_head (void)
 {
@@ -340,6 +422,7 @@ int
 main (void)
 {
   test_cipher ();
+  test_large_requests ();
   test_head ();
   return done_testing ();
 }
