@@ -224,6 +224,41 @@ scratch_reserve (struct xs_repo_scratch *scratch, size_t len)
   return 0;
 }
 
+/* For xs_repo_get_chunk_into: the whole object into scratch. */
+struct whole_placement {
+  struct xs_repo_scratch *scratch;
+  size_t size;
+};
+
+static int
+place_whole (size_t size, struct xs_backend_place *where, void *opaque)
+{
+  struct whole_placement *p = opaque;
+
+  if (scratch_reserve (p->scratch, size > 0 ? size : 1) == -1)
+    return -1;
+  where->iov[0].iov_base = p->scratch->data;
+  where->iov[0].iov_len = size;
+  where->count = 1;
+  p->size = size;
+  return 0;
+}
+
+int
+xs_repo_get_chunk_into (struct xs_repo *repo, const struct xs_hash128 *id,
+                        struct xs_repo_scratch *scratch, size_t *len)
+{
+  struct whole_placement p = { .scratch = scratch };
+  char key[CHUNK_KEY_MAX];
+  int r;
+
+  chunk_key (repo, id, key);
+  r = xs_backend_get_placed (repo->backend, key, place_whole, &p);
+  if (r == 0)
+    *len = p.size;
+  return r;
+}
+
 /* Where a chunk read by xs_repo_fetch_chunk goes. */
 struct chunk_placement {
   uint8_t header[XS_CHUNK_HEADER_SIZE];

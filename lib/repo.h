@@ -99,6 +99,16 @@ extern int xs_repo_fetch_chunk (struct xs_repo *repo,
                                 struct xs_repo_scratch *scratch,
                                 char reason[XS_CHUNK_REASON_MAX]);
 
+/* The stored form of chunk ID, unverified, into SCRATCH (grown as
+ * needed and kept for the next read, so that a reader that reads many
+ * chunks allocates once); *LEN receives its size.  0, 1 if absent (no
+ * error), -1 on error.
+ */
+extern int xs_repo_get_chunk_into (struct xs_repo *repo,
+                                   const struct xs_hash128 *id,
+                                   struct xs_repo_scratch *scratch,
+                                   size_t *len);
+
 /* The stored form, unverified (for copying to another repository).
  * Returns 0 with a malloc'd buffer, 1 if absent (no error), -1 on error.
  */

@@ -330,10 +330,13 @@ struct planned {
   enum xs_stream_kind kind;
 };
 
-/* A record ready to be written; STORED (malloc'd) is its chunk, if any. */
+/* A record ready to be written; STORED is its chunk, if any: in the
+ * scratch of its slot, or malloc'd if OWNED.
+ */
 struct prepared {
   struct xs_stream_record rec;
   void *stored;
+  bool owned;
 };
 
 struct pipeline {
@@ -343,8 +346,13 @@ struct pipeline {
   pthread_mutex_t lock;
   pthread_cond_t changed;
   size_t next;                  /* the next record a decoder takes */
-  size_t written;               /* records the writer has taken */
+  size_t written;               /* records the writer has written */
   struct prepared slot[AHEAD];
+  /* Record i's stored chunk is read into scratch[i % AHEAD], which the
+   * record written AHEAD before it no longer uses: a send allocates its
+   * buffers once, not a block-sized buffer per chunk.
+   */
+  struct xs_repo_scratch scratch[AHEAD];
   bool ready[AHEAD];
   bool failed;
 };
@@ -394,13 +402,13 @@ plan_run (uint64_t first, uint64_t count, void *opaque)
   return 0;
 }
 
-/* The stored chunk of BLOCK, unverified. */
+/* The stored chunk of BLOCK, unverified, into SCRATCH. */
 static int
 read_chunk (struct xs_send *s, uint64_t block, const struct xs_hash128 *id,
-            void **stored, size_t *len)
+            struct xs_repo_scratch *scratch, size_t *len)
 {
   char hex[XS_HASH128_HEX_LEN + 1];
-  int r = xs_repo_get_chunk_raw (s->repo, id, stored, len);
+  int r = xs_repo_get_chunk_into (s->repo, id, scratch, len);
 
   if (r == 1) {
     xs_hash128_to_hex (id, hex);
@@ -426,15 +434,16 @@ check_chunk (struct xs_chunk_codec *codec, void *stored, size_t len,
                                 reason);
 }
 
-/* Verify REC's stored chunk (*STORED) with CODEC (under the snapshot's
- * key, if any) and PLAIN (a block): decoded against its id, of the
- * block's length.  A re-encrypting stream's chunk of an encrypted
- * snapshot is replaced by its plaintext form, an unencrypted chunk, and
- * its id by that chunk's (the unsealing verifies it).
+/* Verify REC's stored chunk (*STORED, in a decoder's scratch) with CODEC
+ * (under the snapshot's key, if any) and PLAIN (a block): checked against
+ * its id, of the block's length.  A re-encrypting stream's chunk of an
+ * encrypted snapshot is replaced by its plaintext form, an unencrypted
+ * chunk (malloc'd: *OWNED), and its id by that chunk's (the unsealing
+ * verifies it).
  */
 static int
 verify_chunk (struct xs_send *s, struct xs_chunk_codec *codec, void *plain,
-              struct xs_stream_record *rec, void **stored)
+              struct xs_stream_record *rec, void **stored, bool *owned)
 {
   uint64_t want = s->target->size - rec->block * s->target->block_size;
   char hex[XS_HASH128_HEX_LEN + 1], reason[XS_CHUNK_REASON_MAX];
@@ -450,8 +459,8 @@ verify_chunk (struct xs_send *s, struct xs_chunk_codec *codec, void *plain,
                          s->target->block_size, &rec->id, &plain_chunk,
                          &plain_chunk_len) == -1)
       return -1;
-    free (*stored);
     *stored = plain_chunk;
+    *owned = true;
     rec->stored_len = plain_chunk_len;
     return 0;
   }
@@ -467,10 +476,11 @@ verify_chunk (struct xs_send *s, struct xs_chunk_codec *codec, void *plain,
   return -1;
 }
 
-/* Prepare the record of R: a chunk read and verified. */
+/* Prepare the record of R: a chunk read into SCRATCH and verified. */
 static int
 prepare (struct xs_send *s, struct xs_chunk_codec *codec, void *plain,
-         const struct planned *r, struct prepared *p)
+         const struct planned *r, struct xs_repo_scratch *scratch,
+         struct prepared *p)
 {
   memset (p, 0, sizeof *p);
   p->rec.block = r->block;
@@ -479,11 +489,14 @@ prepare (struct xs_send *s, struct xs_chunk_codec *codec, void *plain,
     p->rec.id = s->target->entries[r->block];
   if (r->kind != XS_STREAM_CHUNK)
     return 0;
-  if (read_chunk (s, r->block, &p->rec.id, &p->stored,
+  if (read_chunk (s, r->block, &p->rec.id, scratch,
                   &p->rec.stored_len) == -1)
     return -1;
-  if (verify_chunk (s, codec, plain, &p->rec, &p->stored) == -1) {
-    free (p->stored);
+  p->stored = scratch->data;
+  if (verify_chunk (s, codec, plain, &p->rec, &p->stored,
+                    &p->owned) == -1) {
+    if (p->owned)
+      free (p->stored);
     p->stored = NULL;
     return -1;
   }
@@ -506,7 +519,8 @@ emit_record (struct send_pass *pass, struct prepared *p)
     break;
   }
   r = xs_stream_write_record (pass->w, &p->rec);
-  free (p->stored);
+  if (p->owned)
+    free (p->stored);
   p->stored = NULL;
   if (r == -1)
     return -1;
@@ -553,7 +567,8 @@ decoder (void *opaque)
     }
     i = pl->next++;
     pthread_mutex_unlock (&pl->lock);
-    if (prepare (s, codec, plain, &pl->records[i], &p) == -1) {
+    if (prepare (s, codec, plain, &pl->records[i], &pl->scratch[i % AHEAD],
+                 &p) == -1) {
       pipeline_fail (pl);
       break;
     }
@@ -585,13 +600,16 @@ write_in_order (struct pipeline *pl)
     }
     p = pl->slot[i % AHEAD];
     pl->ready[i % AHEAD] = false;
-    pl->written++;
-    pthread_cond_broadcast (&pl->changed);
     pthread_mutex_unlock (&pl->lock);
     if (emit_record (pl->pass, &p) == -1) {
       pipeline_fail (pl);
       return -1;
     }
+    /* Only now may a decoder reuse this record's scratch. */
+    pthread_mutex_lock (&pl->lock);
+    pl->written++;
+    pthread_cond_broadcast (&pl->changed);
+    pthread_mutex_unlock (&pl->lock);
   }
   return 0;
 }
@@ -620,9 +638,11 @@ send_records (struct send_pass *pass)
     pipeline_fail (&pl);
   for (i = 0; i < started; i++)
     pthread_join (threads[i], NULL);
-  for (i = 0; i < AHEAD; i++)
-    if (pl.ready[i])
+  for (i = 0; i < AHEAD; i++) {
+    if (pl.ready[i] && pl.slot[i].owned)
       free (pl.slot[i].stored);
+    xs_repo_scratch_release (&pl.scratch[i]);
+  }
   free (pl.records);
   pthread_cond_destroy (&pl.changed);
   pthread_mutex_destroy (&pl.lock);
