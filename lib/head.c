@@ -1024,29 +1024,31 @@ xs_head_is_clone (const struct xs_head *h)
   return h->source != NULL;
 }
 
-int64_t
+enum xs_hydrate_result
 xs_head_hydrate (struct xs_head *h,
                  void (*progress) (uint64_t done, uint64_t total,
                                    void *opaque),
-                 void *opaque, const atomic_int *stop,
-                 unsigned pause_us)
+                 void *opaque, const atomic_int *stop, unsigned pause_us,
+                 uint64_t *copied)
 {
   uint64_t nblocks = xs_head_nblocks (h), b, missing, done = 0;
   void *buf = NULL;
 
+  *copied = 0;
   if (h->source == NULL)
-    return 0;
+    return XS_HYDRATE_DONE;
   missing = nblocks - xs_presentmap_count (h->present);
   for (b = 0; b < nblocks; b++) {
     if (xs_presentmap_has (h->present, b))
       continue;
     if (stop && atomic_load_explicit (stop, memory_order_relaxed)) {
       free (buf);
-      return -2;
+      *copied = done;
+      return XS_HYDRATE_STOPPED;
     }
     if (make_present (h, b, false, &buf) == -1) {
       free (buf);
-      return -1;
+      return XS_HYDRATE_FAILED;
     }
     if (++done % 64 == 0) {
       if (progress)
@@ -1059,8 +1061,9 @@ xs_head_hydrate (struct xs_head *h,
   if (progress)
     progress (missing, missing, opaque);
   if (xs_head_flush (h) == -1)
-    return -1;
-  return (int64_t) missing;
+    return XS_HYDRATE_FAILED;
+  *copied = missing;
+  return XS_HYDRATE_DONE;
 }
 
 void

@@ -60,19 +60,26 @@ extern struct xs_head *xs_head_open (const char *dir, const char *name,
                                      struct xs_repo *source_repo,
                                      const unsigned char *key);
 
+/* What xs_head_hydrate did. */
+enum xs_hydrate_result {
+  XS_HYDRATE_DONE,              /* every block present: *COPIED were copied */
+  XS_HYDRATE_STOPPED,           /* STOP was set; what was copied stays */
+  XS_HYDRATE_FAILED,            /* reported */
+};
+
 /* Copy every block not yet present from the clone's source into the
- * head, without counting it as a change.  Returns the number of blocks
- * that were still missing, or -1.  When it succeeds the clone no longer
- * needs its source.  If STOP is not NULL and becomes non-zero, returns -2
- * at the next block (for a background hydrator); PAUSE_US, if not zero,
- * is slept every 64 blocks so that hydration yields to clients.
+ * head, without counting it as a change; *COPIED receives how many were
+ * still missing.  When it is done the clone no longer needs its source.
+ * If STOP is not NULL and becomes non-zero, it stops at the next block
+ * (for a background hydrator); PAUSE_US, if not zero, is slept every 64
+ * blocks so that hydration yields to clients.
  */
-extern int64_t xs_head_hydrate (struct xs_head *h,
-                                void (*progress) (uint64_t done,
-                                                  uint64_t total,
-                                                  void *opaque),
-                                void *opaque, const atomic_int *stop,
-                                unsigned pause_us);
+extern enum xs_hydrate_result
+xs_head_hydrate (struct xs_head *h,
+                 void (*progress) (uint64_t done, uint64_t total,
+                                   void *opaque),
+                 void *opaque, const atomic_int *stop, unsigned pause_us,
+                 uint64_t *copied);
 
 /* Whether the head still reads through to a source snapshot. */
 extern bool xs_head_is_clone (const struct xs_head *h);

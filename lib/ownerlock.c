@@ -22,8 +22,8 @@ holder_pid (int fd)
   return strtol (text, NULL, 10);
 }
 
-int
-xs_owner_lock_try (const char *path, const char *what)
+enum xs_owner_lock_result
+xs_owner_lock_try (const char *path, const char *what, int *fdp)
 {
   char text[32];
   int fd, len;
@@ -31,41 +31,47 @@ xs_owner_lock_try (const char *path, const char *what)
   fd = open (path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
   if (fd == -1) {
     xs_error ("cannot lock %s: %s: %m", what, path);
-    return -1;
+    return XS_OWNER_LOCK_FAILED;
   }
   if (flock (fd, LOCK_EX | LOCK_NB) == -1) {
     int saved_errno = errno;
     if (saved_errno == EWOULDBLOCK) {
       close (fd);
-      return -2;
+      return XS_OWNER_LOCK_BUSY;
     }
     errno = saved_errno;
     xs_error ("cannot lock %s: %s: %m", what, path);
     close (fd);
-    return -1;
+    return XS_OWNER_LOCK_FAILED;
   }
   len = snprintf (text, sizeof text, "%ld\n", (long) getpid ());
   if (ftruncate (fd, 0) == -1 || xs_full_pwrite (fd, text, (size_t) len, 0) == -1) {
     xs_error ("cannot lock %s: %s: %m", what, path);
     close (fd);
-    return -1;
+    return XS_OWNER_LOCK_FAILED;
   }
-  return fd;
+  *fdp = fd;
+  return XS_OWNER_LOCK_TAKEN;
 }
 
 int
 xs_owner_lock_take (const char *path, const char *what)
 {
-  int fd, tries;
+  enum xs_owner_lock_result r;
+  int fd = -1, tries;
 
   /* Someone may be holding the lock for an instant (xs_owner_lock_probe
    * from a listing): wait a little before calling the volume busy.
    */
-  for (tries = 0; (fd = xs_owner_lock_try (path, what)) == -2 && tries < 25;
+  for (tries = 0;
+       (r = xs_owner_lock_try (path, what, &fd)) == XS_OWNER_LOCK_BUSY
+         && tries < 25;
        tries++)
     usleep (10000);
 
-  if (fd == -2) {
+  if (r == XS_OWNER_LOCK_FAILED)
+    return -1;
+  if (r == XS_OWNER_LOCK_BUSY) {
     long pid = xs_owner_lock_holder (path);
     if (pid > 0)
       xs_error ("%s is in use by another process (pid %ld)", what, pid);

@@ -15,8 +15,17 @@
  */
 extern int xs_owner_lock_take (const char *path, const char *what);
 
-/* Same, but returns -2 without reporting when another process holds it. */
-extern int xs_owner_lock_try (const char *path, const char *what);
+/* What xs_owner_lock_try found. */
+enum xs_owner_lock_result {
+  XS_OWNER_LOCK_TAKEN,          /* *FD holds the lock */
+  XS_OWNER_LOCK_BUSY,           /* another process holds it; not reported */
+  XS_OWNER_LOCK_FAILED,         /* an I/O error, reported */
+};
+
+/* Take the lock at PATH once, without waiting or reporting "in use". */
+extern enum xs_owner_lock_result xs_owner_lock_try (const char *path,
+                                                    const char *what,
+                                                    int *fd);
 
 /* Whether another process holds the lock at PATH: 1 yes, 0 no, -1 if it
  * cannot tell.  Takes the lock for an instant when it is free, which

@@ -41,6 +41,13 @@ enum outcome {
   DISCARD,                      /* the stream is wrong: forget it */
 };
 
+/* What became of one record. */
+enum record_result {
+  RECORD_APPLIED,
+  RECORD_LOCAL_FAILURE,         /* could not be stored or checked here */
+  RECORD_BAD,                   /* the stream's fault: a bad chunk or ref */
+};
+
 struct receive {
   struct xs_store *store;
   const struct xs_scope *scope;
@@ -657,10 +664,9 @@ check_sealed_chunk (const struct xs_stream_record *rec, uint64_t want,
 }
 
 /* Verify and store a record's chunk, as *ID (the record's, or when
- * encrypting here the id of the chunk sealed under this receive's key): 0,
- * -1 if it cannot be stored, -2 if it is bad.
+ * encrypting here the id of the chunk sealed under this receive's key).
  */
-static int
+static enum record_result
 store_chunk (struct receive *rc, const struct xs_stream_record *rec,
              struct xs_hash128 *id)
 {
@@ -688,7 +694,7 @@ store_chunk (struct receive *rc, const struct xs_stream_record *rec,
                 len, want);
     xs_error ("stream record %" PRIu64 " (block %" PRIu64 "): chunk %s is "
               "bad: %s", rc->done + 1, rec->block, hex, reason);
-    return -2;
+    return RECORD_BAD;
   }
   *id = rec->id;
   if (rc->encrypting) {
@@ -696,7 +702,7 @@ store_chunk (struct receive *rc, const struct xs_stream_record *rec,
                          &sealed, &stored_len) == -1
         || xs_idmap_put (&rc->renamed, &rec->id, id, NULL) == -1) {
       free (sealed);
-      return -1;
+      return RECORD_LOCAL_FAILURE;
     }
     stored = sealed;
   }
@@ -704,9 +710,9 @@ store_chunk (struct receive *rc, const struct xs_stream_record *rec,
   r = xs_putqueue_add (rc->puts, id, stored, stored_len, rc->batch_len);
   free (sealed);
   if (r == -1 || xs_idmap_put (&rc->stored, id, NULL, NULL) == -1)
-    return -1;
+    return RECORD_LOCAL_FAILURE;
   rc->batch_bytes += stored_len;
-  return 0;
+  return RECORD_APPLIED;
 }
 
 /* Whether ID is a chunk of the base: 1, 0, or -1 (the set of the base's
@@ -728,12 +734,12 @@ base_has (struct receive *rc, const struct xs_hash128 *id)
   return xs_idmap_has (&rc->base_ids, id);
 }
 
-/* A reference: 0, -1 if it cannot be checked, -2 if it names a chunk
- * that is neither the base's nor carried earlier by this stream (before
- * a resume too).  Whatever else this account holds is not asked about,
- * so a stream cannot probe what the receiver has.
+/* A reference: RECORD_BAD if it names a chunk that is neither the base's
+ * nor carried earlier by this stream (before a resume too).  Whatever
+ * else this account holds is not asked about, so a stream cannot probe
+ * what the receiver has.
  */
-static int
+static enum record_result
 check_reference (struct receive *rc, const struct xs_stream_record *rec,
                  struct xs_hash128 *id)
 {
@@ -746,7 +752,7 @@ check_reference (struct receive *rc, const struct xs_stream_record *rec,
     local = xs_idmap_get (&rc->renamed, &rec->id);
     if (local) {
       *id = *local;
-      return 0;
+      return RECORD_APPLIED;
     }
     xs_hash128_to_hex (&rec->id, hex);
     xs_error ("stream record %" PRIu64 " (block %" PRIu64 ") refers to chunk "
@@ -754,16 +760,16 @@ check_reference (struct receive *rc, const struct xs_stream_record *rec,
               "another name under this receive's key: an encrypting receive "
               "needs a stream sent with --reencrypt", rc->done + 1,
               rec->block, hex);
-    return -2;
+    return RECORD_BAD;
   }
   r = xs_idmap_has (&rc->stored, &rec->id) ? 1 : base_has (rc, &rec->id);
   if (r != 0)
-    return r == 1 ? 0 : -1;
+    return r == 1 ? RECORD_APPLIED : RECORD_LOCAL_FAILURE;
   xs_hash128_to_hex (&rec->id, hex);
   xs_error ("stream record %" PRIu64 " (block %" PRIu64 ") refers to chunk "
             "%s, which is neither the base's nor carried earlier by the "
             "stream: refused", rc->done + 1, rec->block, hex);
-  return -2;
+  return RECORD_BAD;
 }
 
 /* Apply one record; on failure *OUTCOME says what becomes of the state. */
@@ -772,7 +778,7 @@ apply_record (struct receive *rc, const struct xs_stream_record *rec,
               enum outcome *outcome)
 {
   struct xs_hash128 id = rec->id;
-  int r = 0;
+  enum record_result r = RECORD_APPLIED;
 
   /* A chunk that cannot be stored or checked is a local failure, worth
    * resuming; a chunk that fails verification or a reference to a chunk
@@ -783,8 +789,8 @@ apply_record (struct receive *rc, const struct xs_stream_record *rec,
     r = store_chunk (rc, rec, &id);
   else if (rec->kind == XS_STREAM_REF)
     r = check_reference (rc, rec, &id);
-  if (r < 0) {
-    *outcome = r == -1 ? KEEP : DISCARD;
+  if (r != RECORD_APPLIED) {
+    *outcome = r == RECORD_LOCAL_FAILURE ? KEEP : DISCARD;
     return -1;
   }
   rc->built->entries[rec->block] = id;

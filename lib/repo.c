@@ -295,40 +295,47 @@ place_chunk (size_t size, struct xs_backend_place *where, void *opaque)
   return 0;
 }
 
-/* Decode a chunk placed by place_chunk. */
-static ssize_t
+/* Decode a chunk placed by place_chunk into *LEN bytes of plaintext:
+ * 0; 1 if the chunk is bad (REASON set, errno = EIO, nothing reported);
+ * -1 if there was no memory to decode it (reported).
+ */
+static int
 decode_placed (struct xs_chunk_codec *codec, struct chunk_placement *p,
                const struct xs_hash128 *id,
-               char reason[XS_CHUNK_REASON_MAX])
+               char reason[XS_CHUNK_REASON_MAX], ssize_t *len)
 {
+  const void *payload = p->plain;
+
   if (!p->in_place)
-    return xs_chunk_decode_quiet (codec, p->scratch->data, p->size, id,
+    *len = xs_chunk_decode_quiet (codec, p->scratch->data, p->size, id,
                                   p->plain, p->plain_len, reason);
-  if (xs_chunk_header_version (p->header) != XS_CHUNK_VERSION) {
+  else if (xs_chunk_header_version (p->header) != XS_CHUNK_VERSION) {
     /* Not laid out as a version 1 chunk (an encrypted one, whose header
      * is longer): put it back together.
      */
     if (scratch_reserve (p->scratch, p->size) == -1)
-      return -2;
+      return -1;
     memcpy (p->scratch->data, p->header, XS_CHUNK_HEADER_SIZE);
     memcpy ((char *) p->scratch->data + XS_CHUNK_HEADER_SIZE, p->plain,
             p->plain_len);
-    return xs_chunk_decode_quiet (codec, p->scratch->data, p->size, id,
+    *len = xs_chunk_decode_quiet (codec, p->scratch->data, p->size, id,
                                   p->plain, p->plain_len, reason);
   }
-  if (xs_chunk_header_says_raw (p->header))
-    return xs_chunk_decode_parts_quiet (codec, p->header, p->plain,
+  else {
+    if (!xs_chunk_header_says_raw (p->header)) {
+      /* A compressed payload as long as the plaintext (no encoder writes
+       * one): move it out of the way of its output.
+       */
+      if (scratch_reserve (p->scratch, p->plain_len) == -1)
+        return -1;
+      memcpy (p->scratch->data, p->plain, p->plain_len);
+      payload = p->scratch->data;
+    }
+    *len = xs_chunk_decode_parts_quiet (codec, p->header, payload,
                                         p->plain_len, id, p->plain,
                                         p->plain_len, reason);
-  /* A compressed payload as long as the plaintext (no encoder writes
-   * one): move it out of the way of its output.
-   */
-  if (scratch_reserve (p->scratch, p->plain_len) == -1)
-    return -2;
-  memcpy (p->scratch->data, p->plain, p->plain_len);
-  return xs_chunk_decode_parts_quiet (codec, p->header, p->scratch->data,
-                                      p->plain_len, id, p->plain,
-                                      p->plain_len, reason);
+  }
+  return *len == -1 ? 1 : 0;
 }
 
 /* Record why a chunk is bad; returns 1 with errno = EIO. */
@@ -367,7 +374,7 @@ xs_repo_fetch_chunk (struct xs_repo *repo, struct xs_chunk_codec *codec,
     return chunk_is_bad (reason, "missing");
   if (r == -1)
     return -1;
-  n = decode_placed (codec, &p, id, reason);
+  r = decode_placed (codec, &p, id, reason, &n);
   /* Do not keep a buffer grown for an oversized (so bad) object. */
   if (scratch->cap > XS_CHUNK_HEADER_MAX + XS_CHUNK_MAX_PLAIN) {
     int saved_errno = errno;
@@ -375,10 +382,8 @@ xs_repo_fetch_chunk (struct xs_repo *repo, struct xs_chunk_codec *codec,
     xs_repo_scratch_release (scratch);
     errno = saved_errno;
   }
-  if (n == -2)
-    return -1;
-  if (n == -1)
-    return 1;                   /* reason set, errno = EIO */
+  if (r != 0)
+    return r;                   /* 1: reason set, errno = EIO */
   if ((size_t) n != plain_len)
     return chunk_is_bad (reason, "plaintext of %zd bytes, the block has %zu",
                          n, plain_len);

@@ -516,13 +516,14 @@ hydrator_main (void *opaque)
   struct xs_volume vol = {
     .name = exp->description, .source_snapshot_id = exp->source_snapshot_id,
   };
-  int64_t r;
+  uint64_t copied;
 
   snprintf (vol.id, sizeof vol.id, "%s", exp->volume_id);
-  r = xs_head_hydrate (exp->head, NULL, NULL, &exp->stop_hydrating, 2000);
-  if (r >= 0 && xs_volume_mark_hydrated (exp->srv->store, &vol) == 0)
-    xs_debug ("volume %s: hydrated in the background (%ld blocks)",
-              exp->volume_id, (long) r);
+  if (xs_head_hydrate (exp->head, NULL, NULL, &exp->stop_hydrating, 2000,
+                       &copied) == XS_HYDRATE_DONE
+      && xs_volume_mark_hydrated (exp->srv->store, &vol) == 0)
+    xs_debug ("volume %s: hydrated in the background (%" PRIu64 " blocks)",
+              exp->volume_id, copied);
   return NULL;
 }
 

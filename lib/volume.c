@@ -907,7 +907,7 @@ xs_volume_hydrate (struct xs_store *store, const struct xs_volume *vol,
                    void *opaque, uint64_t *copied)
 {
   struct xs_head *head;
-  int64_t missing;
+  int r;
 
   *copied = 0;
   if (vol->source_snapshot_id[0] == '\0')
@@ -915,15 +915,13 @@ xs_volume_hydrate (struct xs_store *store, const struct xs_volume *vol,
   head = xs_volume_open_head (store, vol);
   if (head == NULL)
     return -1;
-  missing = xs_head_hydrate (head, progress, opaque, NULL, 0);
-  if (missing >= 0 && xs_volume_mark_hydrated (store, vol) == -1)
-    missing = -1;
+  r = xs_head_hydrate (head, progress, opaque, NULL, 0, copied)
+    == XS_HYDRATE_DONE ? 0 : -1;
+  if (r == 0 && xs_volume_mark_hydrated (store, vol) == -1)
+    r = -1;
   if (xs_head_close (head) == -1)
-    missing = -1;
-  if (missing < 0)
-    return -1;
-  *copied = (uint64_t) missing;
-  return 0;
+    r = -1;
+  return r;
 }
 
 /* A volume reads through to the snapshot it is reset to, and its next
