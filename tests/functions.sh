@@ -106,6 +106,15 @@ require_tool () {               # require_tool NAME...
   done
 }
 
+# `make check` runs as root (CI does): a test that needs root fails
+# without it, rather than skipping what it exists to check.
+require_root () {               # require_root WHY
+  if [ "$(id -u)" != 0 ]; then
+    printf 'Bail out! must run as root: %s\n' "$1"
+    exit 1
+  fi
+}
+
 # A real S3 server (Ceph RGW, checking signatures) for this test: under
 # `make check` the one tests/with-s3 started; run alone, one of its own
 # (slower).  Exports the AWS_* variables for it.  Never a skip: a server

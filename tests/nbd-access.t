@@ -10,7 +10,7 @@
 user=xsnap-nbd-test
 fails () { ! "$@" >/dev/null 2>&1; }
 require_tool useradd runuser
-[ "$(id -u)" = 0 ] || skip_all "must run as root (to add a local user)"
+require_root "it adds a local user"
 
 xs init -q
 xs account create alice -q

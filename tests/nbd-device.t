@@ -3,10 +3,11 @@
 # machine has it: mkfs, mount, write, unmount, e2fsck, read back.
 . "$(dirname "$0")/functions.sh"
 
+require_root "it loads the nbd module and attaches /dev/nbd"
+require_tool nbd-client
+# Only a kernel without the nbd driver is a reason to skip.
 modprobe nbd 2>/dev/null || true
 [ -b /dev/nbd0 ] || skip_all "no /dev/nbd0: the nbd kernel module is not available here"
-require_tool nbd-client
-[ "$(id -u)" = 0 ] || skip_all "attaching /dev/nbd needs root"
 dev=
 for d in /dev/nbd*; do
   [ -b "$d" ] || continue
