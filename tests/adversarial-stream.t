@@ -17,59 +17,6 @@ xs2 () { "$xsnap" --store "$store2" "$@"; }
 store3=$tmp/store3
 xs3 () { "$xsnap" --store "$store3" "$@"; }
 
-# Rewrite a stream: parse it into META (the header's JSON) and RECORDS
-# (dicts: kind, block, id, chunk), run PYTHON-EDIT on them, and write it
-# again with every length and checksum made right, so that the check
-# under test is the one that refuses it.  meta['_restream'] recomputes
-# the stream id (a version 1 stream's).
-restream () {                   # restream IN OUT PYTHON-EDIT
-  python3 - "$@" <<'PY'
-import json, struct, subprocess, sys
-def xxh(data, algo):
-    out = subprocess.run(['xxhsum', '-H' + algo, '--tag', '-'], input=data,
-                         capture_output=True, check=True).stdout
-    return out.decode().split(' = ')[1].strip()
-def xxh64(data):
-    return struct.pack('<Q', int(xxh(data, '3'), 16))
-d = open(sys.argv[1], 'rb').read()
-version = struct.unpack_from('<I', d, 8)[0]
-m = struct.unpack_from('<I', d, 16)[0]
-meta = json.loads(d[32:32 + m])
-pos, records = 32 + m + 8, []
-while d[pos:pos + 1] != b'T':
-    kind, n = d[pos:pos + 1], struct.unpack_from('<I', d, pos + 4)[0]
-    block = struct.unpack_from('<Q', d, pos + 8)[0]
-    rid = d[pos + 16:pos + 32]
-    chunk = d[pos + 40:pos + 40 + n] if kind == b'C' else b''
-    records.append(dict(kind=kind, block=block, id=rid, chunk=chunk))
-    pos += 40 + (n + 8 if kind == b'C' else 0)
-root = d[pos + 16:pos + 32]
-exec(sys.argv[3])
-if meta.pop('_restream', False):
-    z = bytes(16)
-    raw = (b'xsnap-stream-1\0' + meta['snapshot_id'].encode() + b'\0'
-           + bytes.fromhex(meta['root_hash']) + meta['base_snapshot_id'].encode()
-           + b'\0' + (bytes.fromhex(meta['base_root_hash'])
-                      if meta['base_root_hash'] else z))
-    meta['stream_id'] = xxh(raw, '2')
-meta['records'] = len(records)
-text = json.dumps(meta, separators=(',', ':')).encode()
-out = bytearray(b'XSNPSTRM' + struct.pack('<IIII', version, 0, len(text), 0))
-out += xxh64(bytes(out)) + text
-out += xxh64(bytes(out))
-for r in records:
-    head = (r['kind'] + bytes(3) + struct.pack('<IQ', len(r['chunk']), r['block'])
-            + r['id'])
-    head += xxh64(head)
-    out += head
-    if r['kind'] == b'C':
-        out += r['chunk'] + xxh64(head + r['chunk'])
-head = b'T' + bytes(3) + struct.pack('<IQ', 0, len(records)) + root
-out += head + xxh64(head)
-out += xxh64(bytes(out))
-open(sys.argv[2], 'wb').write(out)
-PY
-}
 
 # The chunk files of ACCOUNT in STORE's local region.
 chunk_files () { find "$1/regions/local/repo/$2/chunks" -type f | sort; }
