@@ -40,7 +40,7 @@ resume () {                     # resume JOB: job resume, its error kept
 }
 running_job () { [ -n "$(jobs_of running)" ]; }
 
-python3 "$top/tests/slow-s3.py" "$tmp/port" "$tmp/delay" &
+python3 "$top/tests/fake-s3.py" "$tmp" &
 started_pids+=("$!")
 wait_for 5 test -s "$tmp/port"
 export AWS_ACCESS_KEY_ID=AKTEST AWS_SECRET_ACCESS_KEY=secret AWS_REGION=us-east-1

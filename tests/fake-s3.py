@@ -24,6 +24,10 @@
 #
 # The listing modes spare the one-key listing (max-keys=1) with which a
 # client probes the bucket when it opens it.
+#
+# Independently of the mode, each PUT of a key containing "/chunks/"
+# first sleeps for the seconds DIR/delay holds (absent or 0: no delay),
+# read at each PUT, so that a test can hold a copy in flight.
 import http.server
 import os
 import socketserver
@@ -44,6 +48,14 @@ def mode():
             return f.read().strip() or "ok"
     except FileNotFoundError:
         return "ok"
+
+
+def delay():
+    try:
+        with open(os.path.join(directory, "delay")) as f:
+            return float(f.read().strip() or 0)
+    except (FileNotFoundError, ValueError):
+        return 0
 
 
 def listing(keys, truncated, token):
@@ -125,6 +137,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
         key = self.key()
         if key is None:
             return self.list()
+        if self.command == "PUT" and "/chunks/" in key:
+            time.sleep(delay())
         with lock:
             if self.command == "PUT":
                 if self.headers.get("If-None-Match") == "*" and key in objects:
