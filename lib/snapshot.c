@@ -328,98 +328,37 @@ xs_snapshot_delete (struct xs_store *store, const char *actor,
   return r < 0 ? -1 : 0;
 }
 
-/* What the catalog records of a snapshot, which its manifest must agree
- * with before anything is read through it.
- */
-struct record {
-  char *volume_name, *name, *status, *root_hash, *key_id;
-  uint64_t size;
-  uint32_t block_size;
-  int64_t owner_pid;
-};
-
-static void
-record_clear (struct record *rec)
-{
-  free (rec->volume_name);
-  free (rec->name);
-  free (rec->status);
-  free (rec->root_hash);
-  free (rec->key_id);
-  memset (rec, 0, sizeof *rec);
-}
-
-/* The record of snapshot ID (any status): 0, 1 if there is none
- * (reported), -1.
- */
-static int
-lookup_record (struct xs_store *store, const char *id, struct record *rec)
-{
-  struct xs_catalog *cat = xs_store_catalog (store);
-  sqlite3_stmt *stmt;
-  bool failed = false;
-  int r = -1;
-
-  memset (rec, 0, sizeof *rec);
-  xs_catalog_lock (cat);
-  stmt = xs_catalog_prepare_bind (cat, "look up a snapshot",
-                                  "SELECT volume_name, name, status,"
-                                  " root_hash, key_id, size, block_size,"
-                                  " owner_pid FROM snapshots WHERE id = ?",
-                                  "s", id);
-  if (stmt) {
-    switch (sqlite3_step (stmt)) {
-    case SQLITE_ROW:
-      rec->volume_name = xs_catalog_column_dup (stmt, 0, &failed);
-      rec->name = xs_catalog_column_dup (stmt, 1, &failed);
-      rec->status = xs_catalog_column_dup (stmt, 2, &failed);
-      rec->root_hash = xs_catalog_column_dup (stmt, 3, &failed);
-      rec->key_id = xs_catalog_column_dup (stmt, 4, &failed);
-      rec->size = (uint64_t) sqlite3_column_int64 (stmt, 5);
-      rec->block_size = (uint32_t) sqlite3_column_int64 (stmt, 6);
-      rec->owner_pid = sqlite3_column_int64 (stmt, 7);
-      r = 0;
-      if (failed) {
-        xs_error ("cannot look up snapshot %s: %m", id);
-        record_clear (rec);
-        r = -1;
-      }
-      break;
-    case SQLITE_DONE:
-      xs_error ("snapshot %s has no record in the catalog: its manifest "
-                "cannot be checked, so it is not read", id);
-      r = 1;
-      break;
-    default: xs_catalog_report (cat, "look up a snapshot");
-    }
-    sqlite3_finalize (stmt);
-  }
-  xs_catalog_unlock (cat);
-  return r;
-}
-
 /* A pending snapshot has no manifest to read yet: say who is sealing it
  * and what to do, rather than that its manifest is missing.
  */
 static void
-report_pending (const char *id, const struct record *rec)
+report_pending (struct xs_store *store, const struct xs_snapshot *snap)
 {
-  pid_t pid = (pid_t) rec->owner_pid;
+  struct xs_catalog *cat = xs_store_catalog (store);
+  int64_t owner = 0;
+  pid_t pid;
 
+  xs_catalog_lock (cat);
+  if (xs_catalog_query_int (cat, "look up a snapshot's owner", &owner,
+                            "SELECT owner_pid FROM snapshots WHERE id = ?",
+                            "s", snap->id) != 0)
+    owner = 0;
+  xs_catalog_unlock (cat);
+  pid = (pid_t) owner;
   if (pid > 0 && kill (pid, 0) == -1 && errno == ESRCH)
     xs_error ("snapshot %s@%s (%s) is still pending, but the process that "
               "was sealing it (process %d) no longer runs: it will never be "
               "available; the volume's next owner or gc removes it",
-              rec->volume_name, rec->name, id, (int) pid);
+              snap->volume_name, snap->name, snap->id, (int) pid);
   else if (pid > 0)
     xs_error ("snapshot %s@%s (%s) is still being sealed (pending) by "
               "process %d; retry when it is available (snapshot create "
               "--wait waits for sealing), or later",
-              rec->volume_name, rec->name, id, (int) pid);
+              snap->volume_name, snap->name, snap->id, (int) pid);
   else
     xs_error ("snapshot %s@%s (%s) is still being sealed (pending); retry "
               "when it is available (snapshot create --wait waits for "
-              "sealing), or later", rec->volume_name, rec->name, id);
+              "sealing), or later", snap->volume_name, snap->name, snap->id);
 }
 
 /* Manifest M, read as snapshot ID's, must be what the catalog records of
@@ -429,15 +368,11 @@ report_pending (const char *id, const struct record *rec)
  * manifest cannot be swapped for an unencrypted one).
  */
 static int
-check_record (const char *id, const struct record *rec,
-              const struct xs_manifest *m)
+check_record (const struct xs_snapshot *rec, const struct xs_manifest *m)
 {
+  const char *id = rec->id;
   char root[XS_HASH128_HEX_LEN + 1];
 
-  if (strcmp (rec->status, "pending") == 0) {
-    report_pending (id, rec);
-    return -1;
-  }
   if (strcmp (m->snapshot_id, id) != 0) {
     xs_error ("the manifest of snapshot %s describes snapshot %s (replaced "
               "or misplaced): refusing to read it", id, m->snapshot_id);
@@ -498,15 +433,19 @@ load_manifest (struct xs_store *store, const char *account,
 {
   struct xs_repo *repo = NULL;
   struct xs_manifest *m = NULL;
-  struct record rec;
+  struct xs_snapshot rec;
   void *data = NULL;
   size_t len;
   int r;
 
-  if (lookup_record (store, id, &rec) != 0)
+  r = xs_snapshot_lookup_id (store, id, &rec);
+  if (r == 1)
+    xs_error ("snapshot %s has no record in the catalog: its manifest "
+              "cannot be checked, so it is not read", id);
+  if (r != 0)
     return NULL;
   if (strcmp (rec.status, "pending") == 0) {
-    report_pending (id, &rec);
+    report_pending (store, &rec);
     goto out;
   }
   repo = xs_store_repo (store, account, region);
@@ -518,7 +457,7 @@ load_manifest (struct xs_store *store, const char *account,
               region);
   else if (r == 0) {
     m = xs_manifest_parse (data, len, id);
-    if (m && (check_record (id, &rec, m) == -1
+    if (m && (check_record (&rec, m) == -1
               || (with_key && open_key (store, account, m) == -1))) {
       xs_manifest_free (m);
       m = NULL;
@@ -527,7 +466,7 @@ load_manifest (struct xs_store *store, const char *account,
  out:
   free (data);
   xs_repo_close (repo);
-  record_clear (&rec);
+  xs_snapshot_clear (&rec);
   return m;
 }
 
