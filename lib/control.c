@@ -264,18 +264,19 @@ xs_control_stop (struct xs_control_server *srv)
   free_server (srv);
 }
 
-int
+enum xs_control_result
 xs_control_call (const char *path, json_t *request, json_t **reply_out)
 {
   struct sockaddr_un addr;
   json_t *message = NULL, *reply = NULL;
   char *line = NULL;
   size_t len;
-  int fd, r = -2;
+  enum xs_control_result r = XS_CONTROL_NO_OWNER;
+  int fd;
 
   *reply_out = NULL;
   if (socket_address (path, &addr) == -1)
-    return -1;
+    return XS_CONTROL_FAILED;
   fd = socket (AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (fd == -1 || connect (fd, (struct sockaddr *) &addr, sizeof addr) == -1)
     goto out;                   /* nobody listening */
@@ -284,7 +285,7 @@ xs_control_call (const char *path, json_t *request, json_t **reply_out)
       || json_object_set_new (message, "version",
                               json_integer (XS_CONTROL_VERSION)) == -1) {
     xs_error ("cannot build a request to the volume's owner: out of memory");
-    r = -1;
+    r = XS_CONTROL_FAILED;
     goto out;
   }
   if (write_json_line (fd, message) == -1)
@@ -296,17 +297,17 @@ xs_control_call (const char *path, json_t *request, json_t **reply_out)
   if (reply == NULL || !json_is_object (reply)) {
     xs_error ("the volume's owner at %s sent a reply that is not a JSON "
               "object", path);
-    r = -1;
+    r = XS_CONTROL_FAILED;
   }
   else if (!json_is_true (json_object_get (reply, "ok"))) {
     const char *error = json_string_value (json_object_get (reply, "error"));
     xs_error ("%s", error ? error : "the volume's owner refused");
-    r = -1;
+    r = XS_CONTROL_FAILED;
   }
   else {
     *reply_out = reply;
     reply = NULL;
-    r = 0;
+    r = XS_CONTROL_ANSWERED;
   }
  out:
   if (fd >= 0)

@@ -32,14 +32,20 @@ extern struct xs_control_server *xs_control_listen (const char *path,
 /* Stop listening, wait for the thread, remove the socket. */
 extern void xs_control_stop (struct xs_control_server *srv);
 
-/* Send REQUEST (borrowed; "version" is added) to the owner at PATH.
- * Returns 0 with its reply in *REPLY; -1 if the owner refused (its
- * message is reported); or -2, reporting nothing, if no owner answered
- * (none listening, or it went away before replying: it may be closing the
- * volume, so the caller may look again).
- */
-extern int xs_control_call (const char *path, json_t *request,
-                            json_t **reply);
+/* What became of a call to a volume's owner. */
+enum xs_control_result {
+  XS_CONTROL_ANSWERED,          /* its reply is in *REPLY */
+  XS_CONTROL_FAILED,            /* refused, or a bad reply: reported */
+  XS_CONTROL_NO_OWNER,          /* none listening, or it went away before
+                                   replying (it may be closing the volume,
+                                   so the caller may look again): not
+                                   reported */
+};
+
+/* Send REQUEST (borrowed; "version" is added) to the owner at PATH. */
+extern enum xs_control_result xs_control_call (const char *path,
+                                               json_t *request,
+                                               json_t **reply);
 
 /* Parse and check a request line (for the server and the fuzzer).
  * Returns the object, or NULL and sets *ERROR to a static reason.

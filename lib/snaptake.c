@@ -71,33 +71,41 @@ wait_for_owner (const struct xs_volume *vol, const char *lock,
   return 0;
 }
 
-/* Through the owner: 0, -1, or -2 if no owner answered. */
-static int
+/* What an attempt to take the snapshot did. */
+enum take_result {
+  TAKEN,
+  FAILED,                       /* reported */
+  OWNER_BUSY,                   /* an owner holds the volume and did not
+                                   answer: it is closing it; look again */
+};
+
+/* Through the owner. */
+static enum take_result
 take_through_owner (struct xs_store *store, const char *path,
                     const char *name, bool wait, struct xs_snapshot *snap)
 {
   json_t *request, *reply = NULL;
+  enum xs_control_result called;
+  enum take_result r = FAILED;
   const char *id;
-  int r;
 
   request = json_pack ("{s:s, s:s?, s:b}", "op", "snapshot", "name", name,
                        "wait", wait);
   if (request == NULL) {
     xs_error ("cannot ask for a snapshot: out of memory");
-    return -1;
+    return FAILED;
   }
-  r = xs_control_call (path, request, &reply);
+  called = xs_control_call (path, request, &reply);
   json_decref (request);
-  if (r != 0)
-    return r;
+  if (called != XS_CONTROL_ANSWERED)
+    return called == XS_CONTROL_NO_OWNER ? OWNER_BUSY : FAILED;
   id = json_string_value (json_object_get (json_object_get (reply,
                                                             "snapshot"),
                                            "id"));
-  r = -1;
   if (id == NULL)
     xs_error ("the owner's reply names no snapshot");
   else if (xs_snapshot_lookup_id (store, id, snap) == 0)
-    r = 0;
+    r = TAKEN;
   else
     xs_error ("snapshot %s, taken by the owner, cannot be found", id);
   json_decref (reply);
@@ -114,8 +122,8 @@ xs_snapshot_take (struct xs_store *store, const struct xs_volume *vol,
   char *control = volume_file (store, vol, "control.sock");
   char *lock = volume_file (store, vol, "lock");
   int64_t started = xs_now_ns ();
+  enum take_result r = FAILED;
   bool told = false;
-  int r = -1;
 
   /* An owner that serves the volume takes the snapshot; one that holds
    * it without answering is waited for (it is closing the volume); with
@@ -125,19 +133,23 @@ xs_snapshot_take (struct xs_store *store, const struct xs_volume *vol,
     switch (find_owner (store, vol, control)) {
     case OWNER_NONE:
       r = xs_snapshot_create_offline (store, vol, name, progress, opaque,
-                                      snap);
+                                      snap) == 0 ? TAKEN : FAILED;
       break;
     case OWNER_SERVING:
       r = take_through_owner (store, control, name, wait, snap);
       break;
     case OWNER_SILENT:
-      r = -2;
+      r = OWNER_BUSY;
       break;
     }
-    if (r != -2 || (r = wait_for_owner (vol, lock, started, &told)) == -1)
+    if (r != OWNER_BUSY)
       break;
+    if (wait_for_owner (vol, lock, started, &told) == -1) {
+      r = FAILED;
+      break;
+    }
   }
   free (control);
   free (lock);
-  return r;
+  return r == TAKEN ? 0 : -1;
 }
