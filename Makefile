@@ -3,7 +3,7 @@
 #   make                 build plugin/nbdkit-xsnap-plugin.so and tools/xsnap
 #   make check           install missing packages, build, run the TAP suite
 #   make check SANITIZE=1  the same under ASan and UBSan (and the lock-order
-#                          checker, lib/lockorder.h)
+#                          checker, lib/base/lockorder.h)
 #   make check-long      soak and fuzz runs that take longer
 #   make demo            install missing packages, build, run the demo
 #   make bench           benchmarks against the named peers (docs/BENCHMARKS.md)
@@ -19,8 +19,8 @@ CC         ?= gcc
 SANITIZE   ?= 0
 PKGS       := sqlite3 libzstd jansson libcrypto
 # Only for <libnbd.h> and <curl/curl.h>: libnbd is loaded with dlopen when
-# an import or an export needs it (lib/nbdapi.c), libcurl when an S3
-# backend is opened (lib/curlapi.c), because linking them (gnutls,
+# an import or an export needs it (lib/ops/nbdapi.c), libcurl when an S3
+# backend is opened (lib/repo/curlapi.c), because linking them (gnutls,
 # libxml2, ICU, libstdc++; nghttp2, ssh2, ldap, kerberos, ...) costs every
 # xsnap command milliseconds of start-up (~4 and ~3 ms).
 # dlopen is in libc from glibc 2.34; older ones need -ldl in XS_LIBS.
@@ -39,20 +39,30 @@ XS_CFLAGS  += -fsanitize=address,undefined -fno-omit-frame-pointer \
 XS_LDFLAGS += -fsanitize=address,undefined
 endif
 
-# The lock-order checker (lib/lockorder.h): on in sanitized builds, or
+# The lock-order checker (lib/base/lockorder.h): on in sanitized builds, or
 # alone with LOCK_CHECK=1.  Unit tests always check their own locks.
 LOCK_CHECK ?= $(SANITIZE)
 ifeq ($(LOCK_CHECK),1)
 XS_CFLAGS  += -DXS_LOCK_CHECK
 endif
 
-LIB_SRCS    := $(sort $(wildcard lib/*.c))
+# lib/ is one folder per layer, each using only the ones before it
+# (docs/ARCHITECTURE.md, "The layers"):
+LAYERS := base crypto repo head catalog access ops
+# Each layer is an archive, linked highest first.
+reverse = $(if $(1),$(call reverse,$(wordlist 2,$(words $(1)),$(1))) $(firstword $(1)))
+layer_archive = lib/$(1)/libxsnap-$(1).a
+LIB_ARCHIVES := $(foreach l,$(call reverse,$(LAYERS)),$(call layer_archive,$(l)))
+TRANSITION_ARCHIVES := $(LIB_ARCHIVES)
+LIB_SRCS    := $(sort $(foreach l,$(LAYERS),$(wildcard lib/$(l)/*.c)))
 LIB_OBJS    := $(LIB_SRCS:.c=.o)
 PLUGIN_SRCS := $(sort $(wildcard plugin/*.c))
 PLUGIN_OBJS := $(PLUGIN_SRCS:.c=.o)
 TOOL_SRCS   := $(sort $(wildcard tools/*.c))
 TOOL_OBJS   := $(TOOL_SRCS:.c=.o)
-UNIT_SRCS   := $(sort $(wildcard tests/unit/test-*.c))
+# Unit tests live in the folder of the layer they test, and link only it
+# and the layers below (tests/unit/LAYER/test-*.c).
+UNIT_SRCS   := $(sort $(foreach l,$(LAYERS),$(wildcard tests/unit/$(l)/test-*.c)))
 UNIT_TESTS  := $(UNIT_SRCS:.c=)
 FUZZ_SRCS   := $(sort $(wildcard tests/fuzz/fuzz-*.c))
 FUZZ_BINS   := $(FUZZ_SRCS:.c=)
@@ -76,20 +86,36 @@ all: $(PLUGIN) $(TOOL) $(MANPAGES)
 	$(CC) $(CFLAGS) $(XS_CFLAGS) $(EXTRA_CFLAGS) -MMD -MP -c $< -o $@
 
 # The AVX2 build of the block hash; chosen at run time when the CPU has it.
-lib/hash-avx2.o: EXTRA_CFLAGS = -mavx2
+lib/base/hash-avx2.o: EXTRA_CFLAGS = -mavx2
 
-lib/libxsnap.a: $(LIB_OBJS)
-	rm -f $@
-	ar rcs $@ $^
+# The archives of LAYER and the layers below it, highest first.
+upto = $(if $(filter $(1),$(firstword $(2))),$(firstword $(2)),$(firstword $(2)) $(call upto,$(1),$(wordlist 2,$(words $(2)),$(2))))
+archives_upto = $(foreach l,$(call reverse,$(call upto,$(1),$(LAYERS))),$(call layer_archive,$(l)))
 
-$(PLUGIN): $(PLUGIN_OBJS) lib/libxsnap.a
-	$(CC) $(CFLAGS) $(XS_LDFLAGS) -shared -o $@ $(PLUGIN_OBJS) lib/libxsnap.a $(XS_LIBS)
+# One archive per layer.  Building one first checks that no file of the
+# layer includes or calls anything of a layer above it
+# (scripts/check-layers), so an upward dependency fails the build.
+define LAYER_RULES
+$(call layer_archive,$(1)): $(filter lib/$(1)/%,$(LIB_OBJS)) \
+    $(filter-out $(call layer_archive,$(1)),$(call archives_upto,$(1))) scripts/check-layers
+	scripts/check-layers $(LAYERS) -- $(1)
+	rm -f $$@
+	ar rcs $$@ $(filter lib/$(1)/%,$(LIB_OBJS))
+endef
+$(foreach l,$(LAYERS),$(eval $(call LAYER_RULES,$(l))))
 
-$(TOOL): $(TOOL_OBJS) lib/libxsnap.a
-	$(CC) $(CFLAGS) $(XS_LDFLAGS) -o $@ $(TOOL_OBJS) lib/libxsnap.a $(XS_LIBS)
+$(PLUGIN): $(PLUGIN_OBJS) $(LIB_ARCHIVES)
+	$(CC) $(CFLAGS) $(XS_LDFLAGS) -shared -o $@ $(PLUGIN_OBJS) $(LIB_ARCHIVES) $(XS_LIBS)
 
-tests/unit/test-%: tests/unit/test-%.c tests/unit/tap.h lib/libxsnap.a .build-flags
-	$(CC) $(CFLAGS) $(XS_CFLAGS) -DXS_LOCK_CHECK -Itests/unit $(XS_LDFLAGS) -o $@ $< lib/libxsnap.a $(XS_LIBS)
+$(TOOL): $(TOOL_OBJS) $(LIB_ARCHIVES)
+	$(CC) $(CFLAGS) $(XS_LDFLAGS) -o $@ $(TOOL_OBJS) $(LIB_ARCHIVES) $(XS_LIBS)
+
+define UNIT_RULES
+tests/unit/$(1)/test-%: tests/unit/$(1)/test-%.c tests/unit/tap.h $(call archives_upto,$(1)) .build-flags
+	scripts/check-layers $(LAYERS) -- $(1) $$<
+	$$(CC) $$(CFLAGS) $$(XS_CFLAGS) -DXS_LOCK_CHECK -Itests/unit $$(XS_LDFLAGS) -o $$@ $$< $(call archives_upto,$(1)) $$(TRANSITION_ARCHIVES) $$(XS_LIBS)
+endef
+$(foreach l,$(LAYERS),$(eval $(call UNIT_RULES,$(l))))
 
 docs/%.1: docs/%.pod
 	pod2man --section=1 --center=xsnap --release=xsnap --name=$(notdir $*) $< > $@.tmp
@@ -103,9 +129,9 @@ FUZZ_CFLAGS := -std=gnu11 -g -O1 -D_GNU_SOURCE -DXS_NO_AVX2_DISPATCH -pthread -I
                -fsanitize=address,undefined \
                $(shell pkg-config --cflags $(CFLAGS_PKGS) 2>/dev/null)
 FUZZ_LIB_OBJS := $(patsubst lib/%.c,tests/fuzz/lib/%.o,\
-                   $(filter-out lib/hash-avx2.c,$(LIB_SRCS)))
-tests/fuzz/lib/%.o: lib/%.c $(wildcard lib/*.h)
-	@mkdir -p tests/fuzz/lib
+                   $(filter-out lib/base/hash-avx2.c,$(LIB_SRCS)))
+tests/fuzz/lib/%.o: lib/%.c $(wildcard lib/*/*.h)
+	@mkdir -p $(dir $@)
 	clang $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -c -o $@ $<
 .SECONDARY: $(FUZZ_LIB_OBJS)
 tests/fuzz/fuzz-%: tests/fuzz/fuzz-%.c $(FUZZ_LIB_OBJS)
@@ -157,9 +183,9 @@ uninstall:
 	rm -f $(addprefix $(DESTDIR)$(MANDIR)/man1/,$(notdir $(MANPAGES)))
 
 clean:
-	rm -f lib/*.o lib/*.d lib/libxsnap.a plugin/*.o plugin/*.d $(PLUGIN) \
+	rm -f lib/*/*.o lib/*/*.d lib/*/*.a plugin/*.o plugin/*.d $(PLUGIN) \
 	  tools/*.o tools/*.d $(TOOL) $(UNIT_TESTS) $(FUZZ_BINS) $(MANPAGES) \
 	  .build-flags
 	rm -rf tests/fuzz/corpus-work tests/fuzz/lib
 
--include $(wildcard lib/*.d plugin/*.d tools/*.d)
+-include $(wildcard lib/*/*.d plugin/*.d tools/*.d)

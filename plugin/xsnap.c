@@ -1,7 +1,7 @@
 /* nbdkit-xsnap-plugin: serve the volumes of an xsnap store over NBD.
  *
  * A thin adapter: every callback turns into one call of libxsnap's server
- * (lib/server.h), which owns all storage logic.  The only state here is
+ * (lib/ops/server.h), which owns all storage logic.  The only state here is
  * the configuration and the one server object, created after nbdkit has
  * forked (SQLite connections must not cross a fork).
  */
@@ -14,10 +14,10 @@
 #define NBDKIT_API_VERSION 2
 #include <nbdkit-plugin.h>
 
-#include "chunkcache.h"
-#include "error.h"
-#include "head.h"
-#include "server.h"
+#include "repo/chunkcache.h"
+#include "base/error.h"
+#include "head/head.h"
+#include "ops/server.h"
 
 /* The most the plugin allows; xsnap_thread_model may lower it (below). */
 #define THREAD_MODEL NBDKIT_THREAD_MODEL_PARALLEL

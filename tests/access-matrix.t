@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Every action the permission policy language names (lib/policy.c,
+# Every action the permission policy language names (lib/access/permdoc.c,
 # docs/FORMAT.md), taken once under a policy document that denies it and
 # once allowed: the denied attempt is refused as a permission, changes
 # nothing and leaves a "denied" audit row; the allowed one succeeds and,
@@ -169,7 +169,7 @@ do_SetConfig () { xs config set share.max_days 100; }
 # an allowed run is recorded in the audit log (changes of sharing, copies,
 # deletes, accounts, permissions, keys, regions and settings are; reads,
 # lists and the creation of one's own volumes and snapshots are not).
-# The rows are in the order of the actions in lib/policy.c, except where
+# The rows are in the order of the actions in lib/access/permdoc.c, except where
 # one row needs what an earlier one made (a region to remove, a key file
 # to import, a share to accept, a key to grant before it is disabled).
 matrix='
@@ -228,10 +228,10 @@ SetConfig admin yes
 
 # The matrix covers exactly the actions the language knows.
 known=$(sed -n '/^static const char \*const known_actions/,/^};/p' \
-          "$top/lib/policy.c" | grep -o '"xsnap:[A-Za-z]*"' | tr -d '"' \
+          "$top/lib/access/permdoc.c" | grep -o '"xsnap:[A-Za-z]*"' | tr -d '"' \
           | sed 's/^xsnap://' | sort | tr '\n' ' ')
 is "$(awk 'NF { print $1 }' <<<"$matrix" | sort | tr '\n' ' ')" "$known" \
-   "the matrix has one row for each action of lib/policy.c"
+   "the matrix has one row for each action of lib/access/permdoc.c"
 
 # A stream to receive.
 xs --account alice send v1@s1 -o "$tmp/stream" 2>/dev/null

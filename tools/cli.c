@@ -6,11 +6,11 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "account.h"
+#include "access/account.h"
 #include "cli.h"
-#include "error.h"
-#include "fileio.h"
-#include "size.h"
+#include "base/error.h"
+#include "base/fileio.h"
+#include "base/size.h"
 
 void
 xs_error_sink (const char *message)

@@ -13,7 +13,7 @@
 
 #include <jansson.h>
 
-#include "store.h"
+#include "catalog/store.h"
 
 #define EXIT_USAGE 2
 #define EXIT_UNTRUSTED 3

@@ -7,10 +7,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "access.h"
-#include "account.h"
+#include "access/access.h"
+#include "access/account.h"
 #include "cli.h"
-#include "error.h"
+#include "base/error.h"
 
 static int
 show_account (struct cli *cli, const struct xs_account *account)

@@ -3,7 +3,7 @@
 #include <string.h>
 
 #include "cli.h"
-#include "config.h"
+#include "catalog/config.h"
 
 static int
 print_item (const struct xs_config_item *item, void *opaque)

@@ -6,13 +6,13 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "access.h"
+#include "access/access.h"
 #include "cli.h"
-#include "copy.h"
-#include "error.h"
-#include "job.h"
+#include "ops/copy.h"
+#include "base/error.h"
+#include "catalog/job.h"
 #include "progress.h"
-#include "size.h"
+#include "base/size.h"
 
 static int report_copy (struct cli *cli, struct xs_snapshot *copy,
                         const struct xs_copy_report *report);

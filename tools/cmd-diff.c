@@ -11,12 +11,12 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "changemap.h"
+#include "ops/changemap.h"
 #include "cli.h"
-#include "error.h"
+#include "base/error.h"
 #include "progress.h"
-#include "size.h"
-#include "volume.h"
+#include "base/size.h"
+#include "catalog/volume.h"
 
 enum format { FORMAT_TABLE, FORMAT_JSON, FORMAT_BITMAP, FORMAT_BLOCKS };
 

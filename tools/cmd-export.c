@@ -4,10 +4,10 @@
 #include <stdio.h>
 
 #include "cli.h"
-#include "error.h"
-#include "nbdxfer.h"
+#include "base/error.h"
+#include "ops/nbdxfer.h"
 #include "progress.h"
-#include "size.h"
+#include "base/size.h"
 #include "transfer.h"
 
 static int

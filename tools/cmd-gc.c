@@ -1,10 +1,10 @@
-/* xsnap gc: reclaim what no snapshot needs any more (see lib/gc.h). */
+/* xsnap gc: reclaim what no snapshot needs any more (see lib/ops/gc.h). */
 #include <inttypes.h>
 #include <stdio.h>
 
-#include "access.h"
+#include "access/access.h"
 #include "cli.h"
-#include "gc.h"
+#include "ops/gc.h"
 
 int
 cmd_gc (struct cli *cli, int argc, char **argv)

@@ -4,12 +4,12 @@
 #include <inttypes.h>
 #include <stdio.h>
 
-#include "access.h"
+#include "access/access.h"
 #include "cli.h"
-#include "error.h"
-#include "nbdxfer.h"
+#include "base/error.h"
+#include "ops/nbdxfer.h"
 #include "progress.h"
-#include "size.h"
+#include "base/size.h"
 #include "transfer.h"
 
 static int

@@ -2,8 +2,8 @@
 #include <stdio.h>
 
 #include "cli.h"
-#include "error.h"
-#include "store.h"
+#include "base/error.h"
+#include "catalog/store.h"
 
 int
 cmd_init (struct cli *cli, int argc, char **argv)

@@ -1,7 +1,7 @@
 /* xsnap key: an account's encryption keys — create, list, disable, grant,
  * and export and import between stores.
  *
- * Keys act in the caller's own account (--account); lib/keys.c checks the
+ * Keys act in the caller's own account (--account); lib/catalog/keys.c checks the
  * permissions and audits every change.  Key material is never printed:
  * an exported key is sealed under a passphrase read from a file (or
  * $XSNAP_KEY_PASSPHRASE), never from the command line.
@@ -14,10 +14,10 @@
 #include <openssl/crypto.h>
 
 #include "cli.h"
-#include "error.h"
-#include "fileio.h"
-#include "keyfile.h"
-#include "keys.h"
+#include "base/error.h"
+#include "base/fileio.h"
+#include "access/keyfile.h"
+#include "catalog/keys.h"
 
 #define PASSPHRASE_ENV "XSNAP_KEY_PASSPHRASE"
 #define PASSPHRASE_MAX 1024

@@ -6,10 +6,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "access.h"
+#include "access/access.h"
 #include "cli.h"
-#include "error.h"
-#include "policy.h"
+#include "base/error.h"
+#include "access/permdoc.h"
 
 /* The default name of a document: its file name without directory and
  * extension.
@@ -57,7 +57,7 @@ policy_doc_attach (struct cli *cli, int argc, char **argv)
     }
   }
   if (cli_open (cli) == -1
-      || (text = cli_read_file (file, XS_POLICY_MAX_SIZE, "policy document",
+      || (text = cli_read_file (file, XS_PERMDOC_MAX_SIZE, "policy document",
                                 &len)) == NULL)
     goto out;
   if (xs_access_attach_policy (cli->store, cli->scope.account, account, name,
@@ -96,14 +96,14 @@ policy_doc_detach (struct cli *cli, int argc, char **argv)
 }
 
 static int
-print_doc (const struct xs_policy_doc *doc, void *opaque)
+print_doc (const struct xs_permdoc_record *doc, void *opaque)
 {
   struct cli *cli = opaque;
   char created[32];
 
   if (cli->json)
     return json_array_append_new (cli->json_list,
-                                  xs_policy_doc_to_json (doc));
+                                  xs_permdoc_record_to_json (doc));
   cli_format_time (doc->created_ns, created, sizeof created);
   printf ("%-16s %-20s %-16s %s\n  %s\n", doc->account, doc->name,
           doc->attached_by, created, doc->document);

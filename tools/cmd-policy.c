@@ -10,11 +10,11 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "access.h"
-#include "autopolicy.h"
+#include "access/access.h"
+#include "ops/schedule.h"
 #include "cli.h"
-#include "error.h"
-#include "fileio.h"
+#include "base/error.h"
+#include "base/fileio.h"
 
 static int
 policy_create (struct cli *cli, int argc, char **argv)
@@ -32,11 +32,11 @@ policy_create (struct cli *cli, int argc, char **argv)
   while ((c = cli_next_option (cli, argc, argv, "", options, &arg)) != -1) {
     switch (c) {
     case 'e':
-      if ((every = xs_autopolicy_parse_every (arg)) == -1)
+      if ((every = xs_schedule_parse_every (arg)) == -1)
         return EXIT_USAGE;
       break;
     case 'd':
-      if ((daily = xs_autopolicy_parse_daily (arg)) == -1)
+      if ((daily = xs_schedule_parse_daily (arg)) == -1)
         return EXIT_USAGE;
       break;
     case 'r':
@@ -58,7 +58,7 @@ policy_create (struct cli *cli, int argc, char **argv)
       || xs_access_scope (cli->store, &cli->scope,
                           "xsnap:CreateAutoSnapshotPolicy", "policy",
                           argv[optind]) == -1
-      || xs_autopolicy_create (cli->store, &cli->scope, argv[optind], every,
+      || xs_schedule_create (cli->store, &cli->scope, argv[optind], every,
                                daily, retain) == -1)
     return 1;
   if (!cli->quiet && !cli->json)
@@ -88,7 +88,7 @@ policy_attach (struct cli *cli, int argc, char **argv)
       || xs_volume_find (cli->store, &cli->scope, argv[optind + 1], false,
                          &vol) != 0)
     return 1;
-  r = xs_autopolicy_attach (cli->store, &cli->scope, argv[optind], &vol,
+  r = xs_schedule_attach (cli->store, &cli->scope, argv[optind], &vol,
                             detach);
   if (r == 0 && !cli->quiet)
     printf (detach ? "detached volume '%s' from policy '%s'\n"
@@ -99,22 +99,22 @@ policy_attach (struct cli *cli, int argc, char **argv)
 }
 
 static int
-add_attachment (const struct xs_policy_attachment *attachment, void *opaque)
+add_attachment (const struct xs_schedule_attachment *attachment, void *opaque)
 {
   return json_array_append_new (opaque,
-                                xs_policy_attachment_to_json (attachment));
+                                xs_schedule_attachment_to_json (attachment));
 }
 
 /* A policy as JSON, with its volumes and how their last runs went. */
 static json_t *
-policy_json (struct cli *cli, const struct xs_autopolicy *policy)
+policy_json (struct cli *cli, const struct xs_schedule *policy)
 {
-  json_t *root = xs_autopolicy_to_json (policy);
+  json_t *root = xs_schedule_to_json (policy);
   json_t *attachments = json_array ();
 
   if (root == NULL || attachments == NULL
       || json_object_set_new (root, "attachments", attachments) == -1
-      || xs_autopolicy_attachments (cli->store, policy, add_attachment,
+      || xs_schedule_attachments (cli->store, policy, add_attachment,
                                     attachments) == -1) {
     json_decref (root);
     return NULL;
@@ -123,7 +123,7 @@ policy_json (struct cli *cli, const struct xs_autopolicy *policy)
 }
 
 static int
-print_policy (const struct xs_autopolicy *policy, void *opaque)
+print_policy (const struct xs_schedule *policy, void *opaque)
 {
   struct cli *cli = opaque;
   char schedule[32];
@@ -160,12 +160,12 @@ policy_list (struct cli *cli, int argc, char **argv)
   cli_list_begin (cli, "%-24s %-20s %-16s %6s %7s %5s\n", "POLICY", "ID",
                   "SCHEDULE",
             "RETAIN", "VOLUMES", "TASKS");
-  return cli_list_end (cli, xs_autopolicy_list (cli->store, &cli->scope,
+  return cli_list_end (cli, xs_schedule_list (cli->store, &cli->scope,
                                                 print_policy, cli));
 }
 
 static int
-print_attachment (const struct xs_policy_attachment *a, void *opaque)
+print_attachment (const struct xs_schedule_attachment *a, void *opaque)
 {
   char last[32] = "never", next[32];
 
@@ -182,7 +182,7 @@ print_attachment (const struct xs_policy_attachment *a, void *opaque)
 static int
 policy_show (struct cli *cli, int argc, char **argv)
 {
-  struct xs_autopolicy policy;
+  struct xs_schedule policy;
   char *arg;
   int r;
 
@@ -194,7 +194,7 @@ policy_show (struct cli *cli, int argc, char **argv)
       || xs_access_scope (cli->store, &cli->scope,
                           "xsnap:DescribeAutoSnapshotPolicies", "policy",
                           argv[optind]) == -1
-      || xs_autopolicy_find (cli->store, &cli->scope, argv[optind],
+      || xs_schedule_find (cli->store, &cli->scope, argv[optind],
                              &policy) == -1)
     return 1;
   if (cli->json)
@@ -204,10 +204,10 @@ policy_show (struct cli *cli, int argc, char **argv)
             policy.name, policy.id, policy.retain, policy.tasks);
     printf ("%-20s %-22s %-22s %s\n", "VOLUME", "LAST-RUN", "NEXT-RUN",
             "LAST-ERROR");
-    r = xs_autopolicy_attachments (cli->store, &policy, print_attachment,
+    r = xs_schedule_attachments (cli->store, &policy, print_attachment,
                                    NULL);
   }
-  xs_autopolicy_clear (&policy);
+  xs_schedule_clear (&policy);
   return r == 0 ? 0 : 1;
 }
 
@@ -224,7 +224,7 @@ policy_delete (struct cli *cli, int argc, char **argv)
       || xs_access_scope (cli->store, &cli->scope,
                           "xsnap:DeleteAutoSnapshotPolicy", "policy",
                           argv[optind]) == -1
-      || xs_autopolicy_delete (cli->store, &cli->scope, argv[optind]) == -1)
+      || xs_schedule_delete (cli->store, &cli->scope, argv[optind]) == -1)
     return 1;
   if (!cli->quiet)
     printf ("deleted policy '%s' (its copy tasks stop with it)\n",
@@ -271,7 +271,7 @@ policy_copy_to (struct cli *cli, int argc, char **argv)
     return cli_usage ("policy copy-to", "expected --account ID and/or "
                       "--region R");
   if (cli_open (cli) == -1
-      || xs_autopolicy_copy_to (cli->store, &cli->scope, argv[optind],
+      || xs_schedule_copy_to (cli->store, &cli->scope, argv[optind],
                                 account ? account : cli->scope.account,
                                 region, retain) == -1)
     return 1;
@@ -405,7 +405,7 @@ run_pass (struct cli *cli)
   pid_t other;
   int failures;
 
-  failures = xs_autopolicy_run_due (cli->store, xs_wall_clock_ns (),
+  failures = xs_schedule_run_due (cli->store, xs_wall_clock_ns (),
                                     &stopping, &other, print_note, cli);
   if (other != 0) {
     if (other > 0)
@@ -497,7 +497,7 @@ cmd_daemon (struct cli *cli, int argc, char **argv)
   while (!stopping) {
     if (run_pass (cli) == -1)
       print_note ("the pass failed; trying again later", cli);
-    next = xs_autopolicy_next_due (cli->store, xs_wall_clock_ns ());
+    next = xs_schedule_next_due (cli->store, xs_wall_clock_ns ());
     wait_s = interval;
     if (next > 0) {
       now = xs_wall_clock_ns ();

@@ -9,11 +9,11 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "access.h"
+#include "access/access.h"
 #include "cli.h"
-#include "error.h"
+#include "base/error.h"
 #include "progress.h"
-#include "receive.h"
+#include "ops/receive.h"
 #include "transfer.h"
 
 struct receive_options {

@@ -2,9 +2,9 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "access.h"
+#include "access/access.h"
 #include "cli.h"
-#include "region.h"
+#include "catalog/region.h"
 
 static int
 region_add (struct cli *cli, int argc, char **argv)

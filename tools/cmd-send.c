@@ -2,7 +2,7 @@
  * `xsnap receive` (here, or on another machine through ssh).  The stream
  * goes to standard output, never to a terminal, or to -o PATH: a file
  * appears only once the stream is complete, a device or FIFO is written
- * into (lib/fileio.c).
+ * into (lib/base/fileio.c).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -15,11 +15,11 @@
 #include <unistd.h>
 
 #include "cli.h"
-#include "error.h"
-#include "fileio.h"
+#include "base/error.h"
+#include "base/fileio.h"
 #include "progress.h"
-#include "send.h"
-#include "size.h"
+#include "ops/send.h"
+#include "base/size.h"
 #include "transfer.h"
 
 struct send_options {

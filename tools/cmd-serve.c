@@ -18,8 +18,8 @@
 #include <unistd.h>
 
 #include "cli.h"
-#include "error.h"
-#include "psk.h"
+#include "base/error.h"
+#include "access/psk.h"
 
 #define MAX_ARGS 32
 

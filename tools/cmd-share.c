@@ -6,14 +6,14 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "access.h"
-#include "account.h"
-#include "audit.h"
+#include "access/access.h"
+#include "access/account.h"
+#include "catalog/audit.h"
 #include "cli.h"
-#include "error.h"
-#include "fileio.h"
-#include "share.h"
-#include "size.h"
+#include "base/error.h"
+#include "base/fileio.h"
+#include "access/share.h"
+#include "base/size.h"
 
 #define MAX_SHAREES 1024
 

@@ -8,16 +8,16 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "audit.h"
+#include "catalog/audit.h"
 #include "cli.h"
-#include "access.h"
-#include "error.h"
-#include "job.h"
+#include "access/access.h"
+#include "base/error.h"
+#include "catalog/job.h"
 #include "progress.h"
-#include "size.h"
-#include "snapshot.h"
-#include "snaptake.h"
-#include "volume.h"
+#include "base/size.h"
+#include "catalog/snapshot.h"
+#include "ops/snaptake.h"
+#include "catalog/volume.h"
 
 static void
 print_snapshot_line (json_t *snap)

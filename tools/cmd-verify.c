@@ -7,13 +7,13 @@
 #include <stdlib.h>
 
 #include "cli.h"
-#include "access.h"
-#include "copy.h"
-#include "error.h"
+#include "access/access.h"
+#include "ops/copy.h"
+#include "base/error.h"
 #include "progress.h"
-#include "repo.h"
-#include "snapshot.h"
-#include "verify.h"
+#include "repo/repo.h"
+#include "catalog/snapshot.h"
+#include "repo/verify.h"
 
 struct verify_output {
   struct cli *cli;

@@ -4,13 +4,13 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "access.h"
-#include "audit.h"
+#include "access/access.h"
+#include "catalog/audit.h"
 #include "cli.h"
-#include "error.h"
+#include "base/error.h"
 #include "progress.h"
-#include "size.h"
-#include "volume.h"
+#include "base/size.h"
+#include "catalog/volume.h"
 
 static json_t *
 volume_to_json (struct cli *cli, const struct xs_volume *vol)

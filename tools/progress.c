@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <unistd.h>
 
-#include "error.h"
+#include "base/error.h"
 #include "progress.h"
 
 void

@@ -8,7 +8,7 @@
 #include <stdio.h>
 #include <sys/stat.h>
 
-#include "size.h"
+#include "base/size.h"
 #include "transfer.h"
 
 /* Set from a signal handler: a lock-free atomic int. */

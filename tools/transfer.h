@@ -7,7 +7,7 @@
 
 #include <stddef.h>
 
-#include "nbdxfer.h"
+#include "ops/nbdxfer.h"
 
 /* From now on SIGINT, SIGTERM and SIGHUP set the returned flag (the
  * "stop" argument of xs_import_nbd and xs_export_nbd); a second signal

@@ -6,7 +6,7 @@
 
 #include <stdlib.h>
 
-#include "changemap.h"
+#include "ops/changemap.h"
 
 void
 xs_error_sink (const char *message)

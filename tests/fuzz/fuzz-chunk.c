@@ -15,9 +15,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "chunk.h"
-#include "chunkcrypt.h"
-#include "hash.h"
+#include "repo/chunk.h"
+#include "crypto/chunkcrypt.h"
+#include "base/hash.h"
 
 #define PAYLOAD_CHECK_OFFSET 32
 #define HEADER_CHECK_OFFSET 40

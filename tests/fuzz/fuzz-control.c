@@ -4,7 +4,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "control.h"
+#include "head/control.h"
 
 void
 xs_error_sink (const char *message)

@@ -12,7 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "keyfile.h"
+#include "access/keyfile.h"
 
 /* The fuzzer runs one input at a time on one thread. */
 static int errors;

@@ -18,8 +18,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "hash.h"
-#include "repo.h"
+#include "base/hash.h"
+#include "repo/repo.h"
 
 static int errors;
 

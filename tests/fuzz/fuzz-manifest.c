@@ -13,8 +13,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "hash.h"
-#include "manifest.h"
+#include "base/hash.h"
+#include "repo/manifest.h"
 
 void
 xs_error_sink (const char *message)

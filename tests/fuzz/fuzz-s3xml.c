@@ -20,7 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "s3xml.h"
+#include "repo/s3xml.h"
 
 /* The fuzzer runs one input at a time on one thread; refusals are
  * expected, so they are counted rather than printed.

@@ -13,10 +13,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "byteorder.h"
-#include "chunk.h"
-#include "hash.h"
-#include "stream.h"
+#include "base/byteorder.h"
+#include "repo/chunk.h"
+#include "base/hash.h"
+#include "repo/stream.h"
 
 void
 xs_error_sink (const char *message)

@@ -10,13 +10,13 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "backend.h"
-#include "chunkcrypt.h"
-#include "head.h"
-#include "manifest.h"
-#include "repo.h"
-#include "seal.h"
-#include "snapreader.h"
+#include "repo/backend.h"
+#include "crypto/chunkcrypt.h"
+#include "head/head.h"
+#include "repo/manifest.h"
+#include "repo/repo.h"
+#include "head/seal.h"
+#include "repo/snapreader.h"
 #include "tap.h"
 
 struct fixture {

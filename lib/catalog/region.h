@@ -1,0 +1,42 @@
+/* xsnap: regions — named places where data lives.
+ *
+ * A region is a repository on a backend (a local directory, file://, by
+ * default inside the store) plus the live volumes hosted in it on this
+ * machine, and a group (mainland, intl, ...) that the copy rules use.
+ * `xsnap init` makes the first region; the administrator adds and removes
+ * others.  A region that still holds volumes, snapshots, policies or copy
+ * tasks cannot be removed.
+ */
+#ifndef XSNAP_REGION_H
+#define XSNAP_REGION_H
+
+#include <stdint.h>
+
+#include <jansson.h>
+
+#include "catalog/store.h"
+
+struct xs_region {
+  const char *name;
+  const char *backend;          /* URL */
+  const char *group;
+  int64_t created_ns;
+};
+
+extern json_t *xs_region_to_json (const struct xs_region *region);
+
+/* Add region NAME on BACKEND_URL (NULL: a file repository inside the
+ * store) in GROUP (NULL: "default").  The backend must open.  ACTOR must
+ * be the administrator; audited.
+ */
+extern int xs_region_add (struct xs_store *store, const char *actor,
+                          const char *name, const char *backend_url,
+                          const char *group);
+extern int xs_region_remove (struct xs_store *store, const char *actor,
+                             const char *name);
+extern int xs_region_list (struct xs_store *store,
+                           int (*fn) (const struct xs_region *region,
+                                      void *opaque),
+                           void *opaque);
+
+#endif /* XSNAP_REGION_H */

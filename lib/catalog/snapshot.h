@@ -1,0 +1,193 @@
+/* xsnap: snapshots — catalog records, and taking them.
+ *
+ * A snapshot is named VOLUME@NAME (names are unique per volume name among
+ * snapshots not deleted) or by its id ("snap-" and 16 hex digits).  It is
+ * 'pending' from its point in time until its manifest is durable, then
+ * 'available'.  Commit order: chunks durable, then the
+ * manifest (atomic, durable), then the catalog row says 'available'.  A
+ * crash anywhere leaves either no snapshot or a complete one; a pending
+ * row whose owner died is removed by the next owner or by gc.
+ *
+ * Deleting a snapshot hides it at once; its manifest stays as long as a
+ * volume needs it (as the base of its changed-block map or the source of
+ * an unhydrated clone), and gc reclaims it and any chunk no manifest uses.
+ */
+#ifndef XSNAP_SNAPSHOT_H
+#define XSNAP_SNAPSHOT_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "head/head.h"
+#include "repo/manifest.h"
+#include "catalog/store.h"
+#include "catalog/volume.h"
+
+struct xs_snapshot {
+  char id[XS_ID_MAX];
+  char *account;
+  char *region;
+  char *volume_id;
+  char *volume_name;
+  char *name;
+  char *parent_id;              /* "" if none */
+  char *status;                 /* pending, available (deleted: hidden) */
+  char *root_hash;              /* hex, "" while pending */
+  char *creation_method;        /* manual, received, shared, ... */
+  char *shared_from;            /* "sharedFrom:OWNER:REGION:ID" when seen
+                                   through a share, else NULL */
+  char *origin;                 /* "copiedFrom:ACCOUNT:REGION:ID", or "" */
+  char *description;
+  char *key_id;                 /* encrypted: the account key, else "" */
+  char *source_root;            /* received re-encrypted: the sender's root
+                                   hash, else "" */
+  uint64_t size;
+  uint32_t block_size;
+  int64_t created_ns;
+  uint64_t changed_blocks;      /* blocks that differ from the parent */
+  uint64_t stored_bytes;        /* new chunk bytes it added */
+};
+
+extern void xs_snapshot_clear (struct xs_snapshot *snap);
+
+/* The JSON form of a snapshot (xsnap --json, control replies). */
+#include <jansson.h>
+extern json_t *xs_snapshot_to_json (const struct xs_snapshot *snap);
+
+/* Find a visible snapshot of SCOPE by "VOLUME@NAME" or id.  Returns 0, 1
+ * if there is none (reported unless QUIET), or -1.
+ */
+extern int xs_snapshot_find (struct xs_store *store,
+                             const struct xs_scope *scope, const char *spec,
+                             bool quiet, struct xs_snapshot *snap);
+
+/* Call FN for each visible snapshot of SCOPE (of VOLUME_NAME only, unless
+ * NULL), oldest first.
+ */
+extern int xs_snapshot_list (struct xs_store *store,
+                             const struct xs_scope *scope,
+                             const char *volume_name,
+                             int (*fn) (const struct xs_snapshot *snap,
+                                        void *opaque),
+                             void *opaque);
+
+/* ACTOR hides SNAP (see above), audited as xsnap:DeleteSnapshot in the
+ * same transaction (DETAIL: why, NULL for a request of ACTOR's own), so
+ * no snapshot is deleted without its audit row.  The caller has checked
+ * the permission.  Pending snapshots cannot be deleted.
+ */
+extern int xs_snapshot_delete (struct xs_store *store, const char *actor,
+                               const char *detail,
+                               const struct xs_snapshot *snap);
+
+/* Load and verify a snapshot's manifest from its repository, by id (which
+ * may be a deleted snapshot still retained).  The manifest must be what
+ * the catalog records of ID: its id, size, block size and root hash (so
+ * a manifest copied over another's, or a record edited, is refused with
+ * an error and nothing is read through it); a pending snapshot is
+ * refused with who is sealing it.  An encrypted snapshot's
+ * manifest is authenticated under its data key, which is left open in
+ * m->dk for reading its chunks: this fails if the key is disabled, the
+ * master key is missing, or anything was tampered with.
+ */
+extern struct xs_manifest *xs_snapshot_load_manifest (struct xs_store *store,
+                                                      const char *account,
+                                                      const char *region,
+                                                      const char *id);
+/* The same without opening an encrypted manifest's key: its entries and
+ * fields, not authenticated (for a raw stream's receiver, which may not
+ * hold the key and checks what it builds against the stream's root).
+ */
+extern struct xs_manifest *
+xs_snapshot_load_manifest_unopened (struct xs_store *store,
+                                    const char *account, const char *region,
+                                    const char *id);
+
+/* Load the manifest of snapshot ID wherever it lives (any account,
+ * region or status; a clone of a shared snapshot reads its source from
+ * the owner's namespace) and open that namespace's repository (*REPO).
+ */
+struct xs_repo;
+extern struct xs_manifest *xs_snapshot_load_manifest_by_id
+  (struct xs_store *store, const char *id, struct xs_repo **repo);
+
+/* Taking a snapshot of VOL, whose head H the caller owns.  START takes the
+ * point in time and records the snapshot as pending (instant; *SNAP
+ * describes it).  FINISH seals, writes the manifest, records it available
+ * (*SNAP updated) and frees OP; on failure the pending record is removed
+ * and the volume's changed-block map is as if nothing happened.
+ * PROGRESS may be NULL.
+ */
+struct xs_snapshot_op;
+
+extern struct xs_snapshot_op *xs_snapshot_start (struct xs_store *store,
+                                                 struct xs_head *h,
+                                                 const struct xs_volume *vol,
+                                                 const char *name,
+                                                 struct xs_snapshot *snap);
+extern int xs_snapshot_finish (struct xs_snapshot_op *op,
+                               void (*progress) (uint64_t done,
+                                                 uint64_t total,
+                                                 void *opaque),
+                               void *opaque, struct xs_snapshot *snap);
+
+/* Take a snapshot of VOL in this process, which must be able to become
+ * its owner (the volume is not attached): START and FINISH in one.
+ */
+extern int xs_snapshot_create_offline (struct xs_store *store,
+                                       const struct xs_volume *vol,
+                                       const char *name,
+                                       void (*progress) (uint64_t done,
+                                                         uint64_t total,
+                                                         void *opaque),
+                                       void *opaque,
+                                       struct xs_snapshot *snap);
+
+/* Remove pending records of VOL (called by a new owner: whoever took them
+ * is gone).
+ */
+extern int xs_snapshot_discard_stale (struct xs_store *store,
+                                      const struct xs_volume *vol);
+
+/* The region-wide lock between sealing (shared) and gc (exclusive). */
+extern int xs_snapshot_gc_lock (struct xs_store *store, const char *region,
+                                bool exclusive);
+
+/* Receiving snapshots (lib/ops/receive.c).  A received snapshot keeps the
+ * sender's id, so later incremental streams find their base by id.
+ *
+ * LOOKUP_ID finds snapshot ID in any account, region and status (ids are
+ * unique in a store): 0 found, 1 none, -1 on error.
+ */
+extern int xs_snapshot_lookup_id (struct xs_store *store, const char *id,
+                                  struct xs_snapshot *snap);
+
+/* Record the snapshot of manifest M (durable already), received into
+ * SCOPE, as available: creation method 'received', parent M->parent_id.
+ * SOURCE_ROOT (hex, or NULL) is its sender's root when it differs from
+ * its own (it was encrypted on arrival).  *OUT describes it.  Refused if
+ * the id or the name is taken.
+ */
+extern int xs_snapshot_record_received (struct xs_store *store,
+                                        const struct xs_scope *scope,
+                                        const struct xs_manifest *m,
+                                        uint64_t changed_blocks,
+                                        uint64_t stored_bytes,
+                                        const char *source_root,
+                                        struct xs_snapshot *out);
+
+/* The same for a snapshot that arrived another way: METHOD is its
+ * creation method ("copy"), ORIGIN where it came from, DESCRIPTION the
+ * user's text.
+ */
+extern int xs_snapshot_record_arrived (struct xs_store *store,
+                                       const struct xs_scope *scope,
+                                       const struct xs_manifest *m,
+                                       const char *method,
+                                       const char *origin,
+                                       const char *description,
+                                       uint64_t changed_blocks,
+                                       uint64_t stored_bytes,
+                                       struct xs_snapshot *out);
+
+#endif /* XSNAP_SNAPSHOT_H */

@@ -1,0 +1,387 @@
+/* xsnap: garbage collection (see gc.h).
+ *
+ * The set of referenced chunk ids is built as one sorted array of every
+ * manifest entry (duplicates removed), searched with bsearch for each
+ * listed chunk: 16 bytes per distinct block, no hash table to tune.
+ */
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "base/error.h"
+#include "ops/gc.h"
+#include "repo/backend.h"
+#include "repo/manifest.h"
+#include "ops/recvstate.h"
+#include "repo/repo.h"
+#include "catalog/snapshot.h"
+#include "catalog/volume.h"
+
+struct id_set {
+  struct xs_hash128 *ids;
+  size_t len, cap;
+};
+
+static int
+id_set_add (struct id_set *set, const struct xs_hash128 *id)
+{
+  if (set->len == set->cap) {
+    size_t cap = set->cap ? set->cap * 2 : 4096;
+    struct xs_hash128 *ids = realloc (set->ids, cap * sizeof *ids);
+    if (ids == NULL) {
+      xs_error ("gc: cannot hold the set of referenced chunks: %m");
+      return -1;
+    }
+    set->ids = ids;
+    set->cap = cap;
+  }
+  set->ids[set->len++] = *id;
+  return 0;
+}
+
+static int
+id_set_add_manifest (struct id_set *set, const struct xs_manifest *m)
+{
+  for (uint64_t i = 0; i < m->nblocks; i++)
+    if (!xs_hash128_is_zero (&m->entries[i])
+        && id_set_add (set, &m->entries[i]) == -1)
+      return -1;
+  return 0;
+}
+
+/* For xs_recvstate_chunks: keep what an interrupted receive holds. */
+static int
+keep_received_chunk (const struct xs_hash128 *id, void *opaque)
+{
+  return id_set_add (opaque, id);
+}
+
+static int
+compare_ids (const void *a, const void *b)
+{
+  return xs_hash128_compare (a, b);
+}
+
+static void
+id_set_finish (struct id_set *set)
+{
+  size_t i, out = 0;
+
+  if (set->len == 0)
+    return;                     /* ids may be NULL: qsort must not see it */
+  qsort (set->ids, set->len, sizeof *set->ids, compare_ids);
+  for (i = 0; i < set->len; i++)
+    if (out == 0 || !xs_hash128_equal (&set->ids[out - 1], &set->ids[i]))
+      set->ids[out++] = set->ids[i];
+  set->len = out;
+}
+
+static bool
+id_set_has (const struct id_set *set, const struct xs_hash128 *id)
+{
+  return set->len > 0
+    && bsearch (id, set->ids, set->len, sizeof *id, compare_ids) != NULL;
+}
+
+/* Run a statement with one text parameter; returns rows changed or -1. */
+static int
+run_sql (struct xs_catalog *cat, const char *sql, const char *param,
+         const char *what)
+{
+  sqlite3_stmt *stmt;
+  int r = -1;
+
+  xs_catalog_lock (cat);
+  stmt = xs_catalog_prepare (cat, sql, what);
+  if (stmt) {
+    sqlite3_bind_text (stmt, 1, param, -1, SQLITE_STATIC);
+    if (sqlite3_step (stmt) == SQLITE_DONE)
+      r = sqlite3_changes (xs_catalog_db (cat));
+    else
+      xs_catalog_report (cat, what);
+    sqlite3_finalize (stmt);
+  }
+  xs_catalog_unlock (cat);
+  return r;
+}
+
+struct string_list {
+  char **items;
+  size_t len;
+};
+
+static void
+string_list_free (struct string_list *list)
+{
+  for (size_t i = 0; i < list->len; i++)
+    free (list->items[i]);
+  free (list->items);
+  list->items = NULL;
+  list->len = 0;
+}
+
+static int
+string_list_add (struct string_list *list, const char *text)
+{
+  char **items = realloc (list->items, (list->len + 1) * sizeof *items);
+
+  if (items == NULL || (items[list->len] = strdup (text)) == NULL) {
+    xs_error ("gc: out of memory");
+    if (items)
+      list->items = items;
+    return -1;
+  }
+  list->items = items;
+  list->len++;
+  return 0;
+}
+
+/* Collect the first column of SQL's rows (text parameters ?1 and ?2;
+ * P2 may be NULL when SQL has no ?2).
+ */
+static int
+query_strings (struct xs_catalog *cat, const char *sql, const char *p1,
+               const char *p2, struct string_list *out)
+{
+  sqlite3_stmt *stmt;
+  int r = -1, step;
+
+  xs_catalog_lock (cat);
+  stmt = xs_catalog_prepare (cat, sql, "read the catalog for gc");
+  if (stmt) {
+    sqlite3_bind_text (stmt, 1, p1, -1, SQLITE_STATIC);
+    if (p2)
+      sqlite3_bind_text (stmt, 2, p2, -1, SQLITE_STATIC);
+    while ((step = sqlite3_step (stmt)) == SQLITE_ROW)
+      if (string_list_add (out, (const char *) sqlite3_column_text (stmt, 0))
+          == -1)
+        break;
+    if (step == SQLITE_DONE)
+      r = 0;
+    else if (step != SQLITE_ROW)
+      xs_catalog_report (cat, "read the catalog for gc");
+    sqlite3_finalize (stmt);
+  }
+  xs_catalog_unlock (cat);
+  return r;
+}
+
+/* The snapshots some volume needs: as the base of its changed-block map
+ * or the source of an unhydrated clone.  A deleted snapshot that none
+ * needs is purged; every other non-pending one is kept.  (NULLs are left
+ * out: "x NOT IN" a set with a NULL is never true.)
+ */
+#define NEEDED "(SELECT base_snapshot_id FROM volumes" \
+  " WHERE base_snapshot_id IS NOT NULL" \
+  " UNION SELECT source_snapshot_id FROM volumes" \
+  " WHERE source_snapshot_id IS NOT NULL)"
+#define PURGEABLE "status = 'deleted' AND id NOT IN " NEEDED
+#define KEPT "(status = 'available' OR (status = 'deleted' AND id IN " \
+  NEEDED "))"
+
+struct account_pass {
+  struct xs_store *store;
+  struct xs_repo *repo;
+  const char *account;
+  const char *region;
+  struct id_set referenced;
+  struct string_list purgeable;         /* deleted snapshots to purge */
+  struct string_list orphans;           /* manifests without a row */
+  struct xs_gc_report *report;
+};
+
+/* Is there a catalog row for manifest ID (any status)? */
+static int
+has_row (struct xs_store *store, const char *id)
+{
+  struct string_list found = { 0 };
+  int r;
+
+  r = query_strings (xs_store_catalog (store),
+                     "SELECT id FROM snapshots WHERE id = ?", id, NULL,
+                     &found);
+  if (r == 0)
+    r = found.len > 0;
+  string_list_free (&found);
+  return r;
+}
+
+/* Mark what every snapshot the catalog keeps in the account and region
+ * references, from its manifest, whether or not a listing shows it: a
+ * manifest that cannot be read protects chunks we cannot name, so it
+ * stops gc before anything is deleted.
+ */
+static int
+mark_kept_snapshots (struct account_pass *pass)
+{
+  struct string_list kept = { 0 };
+  int r = -1;
+
+  if (query_strings (xs_store_catalog (pass->store),
+                     "SELECT id FROM snapshots WHERE account = ?1"
+                     " AND region = ?2 AND " KEPT " ORDER BY id",
+                     pass->account, pass->region, &kept) == -1)
+    goto out;
+  for (size_t i = 0; i < kept.len; i++) {
+    struct xs_manifest *m;
+
+    m = xs_snapshot_load_manifest_unopened (pass->store, pass->account,
+                                            pass->region, kept.items[i]);
+    if (m == NULL) {
+      xs_error ("gc of region '%s': snapshot %s of account '%s' is in the "
+                "catalog but its manifest cannot be read; nothing deleted",
+                pass->region, kept.items[i], pass->account);
+      goto out;
+    }
+    if (id_set_add_manifest (&pass->referenced, m) == -1) {
+      xs_manifest_free (m);
+      goto out;
+    }
+    xs_manifest_free (m);
+    pass->report->manifests++;
+  }
+  r = 0;
+ out:
+  string_list_free (&kept);
+  return r;
+}
+
+/* For the listing of manifests: those without a row are orphans. */
+static int
+find_orphan (const char *id, void *opaque)
+{
+  struct account_pass *pass = opaque;
+  int r = has_row (pass->store, id);
+
+  if (r == 0)
+    return string_list_add (&pass->orphans, id);
+  return r == 1 ? 0 : -1;
+}
+
+static int
+purge_snapshots (struct account_pass *pass)
+{
+  for (size_t i = 0; i < pass->purgeable.len; i++) {
+    if (xs_repo_delete_manifest (pass->repo, pass->purgeable.items[i]) == -1
+        || run_sql (xs_store_catalog (pass->store),
+                    "DELETE FROM snapshots WHERE id = ?",
+                    pass->purgeable.items[i],
+                    "purge a deleted snapshot") == -1)
+      return -1;
+    pass->report->purged_snapshots++;
+  }
+  return 0;
+}
+
+static int
+remove_orphans (struct account_pass *pass)
+{
+  for (size_t i = 0; i < pass->orphans.len; i++) {
+    if (xs_repo_delete_manifest (pass->repo, pass->orphans.items[i]) == -1)
+      return -1;
+    pass->report->orphan_manifests++;
+  }
+  return 0;
+}
+
+static int
+sweep_chunk (const struct xs_hash128 *id, void *opaque)
+{
+  struct account_pass *pass = opaque;
+
+  if (id_set_has (&pass->referenced, id)) {
+    pass->report->chunks_kept++;
+    return 0;
+  }
+  pass->report->chunks_deleted++;
+  return xs_repo_delete_chunk (pass->repo, id) == -1 ? -1 : 0;
+}
+
+/* One account's repository in the region: everything is decided (what is
+ * live, what to purge, which manifests are orphans) before anything is
+ * deleted.
+ */
+static int
+collect_account (struct xs_store *store, const char *account,
+                 const char *region, struct xs_gc_report *report)
+{
+  struct account_pass pass = {
+    .store = store, .account = account, .region = region, .report = report,
+  };
+  int r = -1;
+
+  pass.repo = xs_store_repo (store, account, region);
+  if (pass.repo == NULL)
+    return -1;
+  if (query_strings (xs_store_catalog (store),
+                     "SELECT id FROM snapshots WHERE account = ?1"
+                     " AND region = ?2 AND " PURGEABLE,
+                     account, region, &pass.purgeable) == -1
+      || mark_kept_snapshots (&pass) == -1
+      || xs_recvstate_chunks (store, region, keep_received_chunk,
+                              &pass.referenced) != 0
+      || xs_repo_list_manifests (pass.repo, find_orphan, &pass) != 0)
+    goto out;
+  id_set_finish (&pass.referenced);
+  if (purge_snapshots (&pass) == -1 || remove_orphans (&pass) == -1
+      || xs_repo_list_chunks (pass.repo, sweep_chunk, &pass) != 0)
+    goto out;
+  r = 0;
+ out:
+  free (pass.referenced.ids);
+  string_list_free (&pass.purgeable);
+  string_list_free (&pass.orphans);
+  xs_repo_close (pass.repo);
+  return r;
+}
+
+int
+xs_gc_region (struct xs_store *store, const char *region,
+              struct xs_gc_report *report)
+{
+  struct string_list accounts = { 0 };
+  struct xs_backend *backend;
+  long temps;
+  int lock_fd, stale, r = -1;
+
+  memset (report, 0, sizeof *report);
+  lock_fd = xs_snapshot_gc_lock (store, region, true);
+  if (lock_fd == -1)
+    return -1;
+  /* Only what this store owns is collected: the owner mark is read again
+   * from the backend, under the lock, before anything changes.
+   */
+  if (xs_store_check_owner (store, region) == -1)
+    goto out;
+  stale = run_sql (xs_store_catalog (store),
+                   "DELETE FROM snapshots WHERE region = ?"
+                   " AND status = 'pending'",
+                   region, "remove stale pending snapshots");
+  if (stale == -1)
+    goto out;
+  report->stale_pending = (uint64_t) stale;
+  if (query_strings (xs_store_catalog (store),
+                     "SELECT id FROM accounts WHERE ?1 IS NOT NULL",
+                     region, NULL, &accounts) == -1)
+    goto out;
+  for (size_t i = 0; i < accounts.len; i++)
+    if (collect_account (store, accounts.items[i], region, report) == -1)
+      goto out;
+  /* Writers that died left temporary files; a minute is far longer than
+   * any writer keeps one.
+   */
+  backend = xs_store_backend (store, region);
+  if (backend == NULL)
+    goto out;
+  temps = xs_backend_remove_stale_temps (backend, 60);
+  if (temps == -1)
+    goto out;
+  report->temps_removed = (uint64_t) temps;
+  if (xs_volume_clean_staging (store, region, &report->staged_removed) == -1)
+    goto out;
+  r = 0;
+ out:
+  string_list_free (&accounts);
+  close (lock_fd);
+  return r;
+}

@@ -1,0 +1,1145 @@
+/* xsnap: import and export through NBD (see nbdxfer.h).
+ *
+ * Data moves over lanes: a lane is one NBD connection driven by one
+ * thread, with up to a few dozen asynchronous requests in flight.  Like
+ * nbdcopy, several lanes are opened only when the server advertises
+ * multi-conn; otherwise a second connection might not even be accepted
+ * (qemu-nbd serves one client by default), and one lane kept busy is
+ * enough.  Lanes take segments of the range from a shared counter, so a
+ * fast lane does more.  Completion callbacks run in their lane's own
+ * thread (inside nbd_poll), so a lane's state needs no lock; only the
+ * progress count is shared.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <libnbd.h>
+
+#include "access/access.h"
+#include "base/error.h"
+#include "base/fileio.h"
+#include "head/head.h"
+#include "ops/nbdapi.h"
+#include "ops/nbdxfer.h"
+#include "repo/repo.h"
+#include "base/size.h"
+#include "repo/snapreader.h"
+#include "catalog/snapshot.h"
+#include "catalog/volume.h"
+
+#define XFER_REQUEST_SIZE (1u << 18)          /* largest read or write */
+#define XFER_LANE_BUFFERS (32u << 20)         /* buffer bytes per lane */
+#define XFER_MIN_SLOTS 4u
+#define XFER_MAX_SLOTS 32u
+#define XFER_MAX_LANES 4u
+#define XFER_SEGMENT (UINT64_C (64) << 20)    /* handed to a lane at once */
+#define XFER_SPARSE 4096u                     /* unit of zero detection */
+#define XFER_ZERO_MAX (UINT64_C (1) << 30)    /* longest zero request */
+#define XFER_POLL_MS 500                      /* to notice *stop */
+#define XFER_BEHIND 32u                       /* write-behind window */
+
+struct lane;
+
+/* A buffer and the requests in flight on it. */
+struct slot {
+  struct lane *lane;
+  char *buf;
+  uint64_t offset;
+  uint64_t count;
+  unsigned pending;             /* commands not yet completed */
+};
+
+/* A range written to the volume's data file and being written back. */
+struct written {
+  uint64_t offset;
+  uint64_t length;
+};
+
+/* One run of the source's map: data, or zero (not to be read). */
+struct extent {
+  uint64_t offset;
+  uint64_t length;
+  bool zero;
+};
+
+struct xfer;
+
+struct lane {
+  struct xfer *x;
+  struct nbd_handle *nbd;
+  pthread_t thread;
+  bool started;
+  struct slot *slots;
+  unsigned nslots;
+  unsigned in_flight;
+  /* Import: the map of the range being copied. */
+  struct extent *extents;
+  size_t nextents, extents_cap;
+  uint64_t map_end;
+  /* Import: the last ranges written, oldest first from behind_next. */
+  struct written behind[XFER_BEHIND];
+  unsigned nbehind, behind_next;
+  /* Summed into the report at the end. */
+  uint64_t bytes_read, bytes_written, bytes_zeroed;
+  uint64_t holes_skipped, zeros_skipped;
+};
+
+struct xfer {
+  const char *what;             /* "import from", "export to" */
+  const char *uri;
+  const atomic_int *stop;
+  struct xs_nbd_api api;        /* libnbd, loaded for this transfer */
+  uint64_t length;              /* copy [0, length) */
+  bool want_map;                /* import: ask for base:allocation */
+  bool flush;                   /* export: flush the target at the end */
+  uint32_t request_size;        /* largest read or write request */
+  uint64_t slot_size;           /* bytes per slot buffer */
+  int (*run_segment) (struct lane *lane, uint64_t start, uint64_t end);
+  _Atomic uint64_t next_segment;
+  atomic_bool failed;           /* the first failure stops every lane */
+  unsigned nlanes;
+  struct lane *lanes;
+  pthread_mutex_t progress_lock;
+  uint64_t done;
+  xs_transfer_progress_fn progress;
+  void *opaque;
+  /* Import. */
+  struct xs_head *head;
+  bool use_map;                 /* the source reports base:allocation */
+  /* Export. */
+  struct xs_snapreader *reader;
+  bool target_is_zero;
+  bool can_zero;
+  char *zeroes;                 /* request_size zero bytes, or NULL */
+};
+
+/* Failures and progress, shared by every lane. */
+
+/* Report the first failure of a transfer; later ones are its echoes. */
+static void
+xfer_fail (struct xfer *x, const char *fmt, ...)
+  __attribute__ ((format (printf, 2, 3)));
+
+static void
+xfer_fail (struct xfer *x, const char *fmt, ...)
+{
+  va_list args;
+
+  if (atomic_exchange (&x->failed, true))
+    return;
+  va_start (args, fmt);
+  xs_verror (fmt, args);
+  va_end (args);
+}
+
+/* A failure already reported where it happened. */
+static void
+xfer_fail_reported (struct xfer *x)
+{
+  atomic_store (&x->failed, true);
+}
+
+static bool
+xfer_should_stop (struct xfer *x)
+{
+  if (atomic_load (&x->failed))
+    return true;
+  if (x->stop && atomic_load_explicit (x->stop, memory_order_relaxed)) {
+    xfer_fail (x, "cannot %s %s: interrupted", x->what, x->uri);
+    return true;
+  }
+  return false;
+}
+
+static void
+xfer_advance (struct xfer *x, uint64_t bytes)
+{
+  if (x->progress == NULL)
+    return;
+  pthread_mutex_lock (&x->progress_lock);
+  x->done += bytes;
+  x->progress (x->done, x->length, x->opaque);
+  pthread_mutex_unlock (&x->progress_lock);
+}
+
+/* Connections. */
+
+static struct nbd_handle *
+xfer_connect (struct xfer *x)
+{
+  struct nbd_handle *nbd = x->api.create ();
+
+  if (nbd == NULL) {
+    xs_error ("cannot create an NBD handle: %s", x->api.get_error ());
+    return NULL;
+  }
+  if ((x->want_map
+       && x->api.add_meta_context (nbd,
+                                   LIBNBD_CONTEXT_BASE_ALLOCATION) == -1)
+      || x->api.connect_uri (nbd, x->uri) == -1) {
+    xs_error ("cannot connect to %s: %s", x->uri, x->api.get_error ());
+    x->api.close (nbd);
+    return NULL;
+  }
+  return nbd;
+}
+
+static void
+xfer_disconnect (struct xfer *x, struct nbd_handle *nbd, bool clean)
+{
+  if (nbd == NULL)
+    return;
+  if (clean)
+    x->api.shutdown (nbd, 0);
+  x->api.close (nbd);
+}
+
+/* The export's size, or -1 with an error. */
+static int64_t
+xfer_size (struct xfer *x, struct nbd_handle *nbd)
+{
+  int64_t size = x->api.get_size (nbd);
+
+  if (size == -1)
+    xs_error ("cannot get the size of %s: %s", x->uri,
+              x->api.get_error ());
+  return size;
+}
+
+/* Requests no larger than the server's maximum block size (a power of
+ * two is kept so that requests stay aligned).
+ */
+static void
+xfer_fit_requests (struct xfer *x, struct nbd_handle *nbd)
+{
+  int64_t max = x->api.get_block_size (nbd, LIBNBD_SIZE_MAXIMUM);
+
+  x->request_size = XFER_REQUEST_SIZE;
+  while (max > 0 && x->request_size > XFER_SPARSE
+         && x->request_size > (uint64_t) max)
+    x->request_size /= 2;
+  if (x->slot_size < x->request_size)
+    x->slot_size = x->request_size;
+}
+
+static unsigned
+xfer_lane_count (struct xfer *x, struct nbd_handle *nbd)
+{
+  long cpus = sysconf (_SC_NPROCESSORS_ONLN);
+  uint64_t segments = (x->length + XFER_SEGMENT - 1) / XFER_SEGMENT;
+  unsigned n = 1;
+
+  if (x->api.can_multi_conn (nbd) == 1) {
+    n = cpus < 1 ? 1 : cpus > XFER_MAX_LANES ? XFER_MAX_LANES
+      : (unsigned) cpus;
+    if (n > segments)
+      n = (unsigned) segments;
+  }
+  return n;
+}
+
+/* Lanes: setting up and tearing down. */
+
+static int
+lane_init (struct xfer *x, struct lane *lane, struct nbd_handle *nbd)
+{
+  unsigned i, n = (unsigned) (XFER_LANE_BUFFERS / x->slot_size);
+
+  lane->x = x;
+  lane->nbd = nbd ? nbd : xfer_connect (x);
+  if (lane->nbd == NULL)
+    return -1;
+  lane->nslots = n < XFER_MIN_SLOTS ? XFER_MIN_SLOTS
+    : n > XFER_MAX_SLOTS ? XFER_MAX_SLOTS : n;
+  lane->slots = calloc (lane->nslots, sizeof *lane->slots);
+  if (lane->slots == NULL) {
+    xs_error ("cannot allocate NBD requests: %m");
+    return -1;
+  }
+  for (i = 0; i < lane->nslots; i++) {
+    lane->slots[i].lane = lane;
+    lane->slots[i].buf = malloc (x->slot_size);
+    if (lane->slots[i].buf == NULL) {
+      xs_error ("cannot allocate NBD request buffers: %m");
+      return -1;
+    }
+  }
+  return 0;
+}
+
+/* Closing the connection first retires anything still in flight, so the
+ * buffers are no longer in use when they are freed.
+ */
+static void
+lane_free (struct lane *lane, bool clean)
+{
+  unsigned i;
+
+  xfer_disconnect (lane->x, lane->nbd, clean);
+  for (i = 0; lane->slots && i < lane->nslots; i++)
+    free (lane->slots[i].buf);
+  free (lane->slots);
+  free (lane->extents);
+}
+
+/* Run the connection for a while; completions happen in here. */
+static int
+lane_poll (struct lane *lane)
+{
+  struct xfer *x = lane->x;
+
+  if (x->api.poll (lane->nbd, XFER_POLL_MS) == -1) {
+    xfer_fail (x, "cannot talk to %s: %s", x->uri, x->api.get_error ());
+    return -1;
+  }
+  return 0;
+}
+
+/* A slot with nothing in flight, waiting for one if need be; NULL when
+ * the transfer stops.
+ */
+static struct slot *
+lane_free_slot (struct lane *lane)
+{
+  unsigned i;
+
+  for (;;) {
+    if (xfer_should_stop (lane->x))
+      return NULL;
+    for (i = 0; i < lane->nslots; i++)
+      if (lane->slots[i].pending == 0)
+        return &lane->slots[i];
+    if (lane_poll (lane) == -1)
+      return NULL;
+  }
+}
+
+static int
+lane_drain (struct lane *lane)
+{
+  while (lane->in_flight > 0)
+    if (xfer_should_stop (lane->x) || lane_poll (lane) == -1)
+      return -1;
+  return 0;
+}
+
+/* Each lane flushes its own connection once its writes are done (each
+ * may have its own cache without multi-conn).
+ */
+static void
+lane_flush (struct lane *lane)
+{
+  struct xfer *x = lane->x;
+
+  if (x->api.can_flush (lane->nbd) == 1 && x->api.flush (lane->nbd, 0) == -1)
+    xfer_fail (x, "cannot flush %s: %s", x->uri, x->api.get_error ());
+}
+
+static void *
+lane_run (void *opaque)
+{
+  struct lane *lane = opaque;
+  struct xfer *x = lane->x;
+  uint64_t start, end;
+
+  while (!xfer_should_stop (x)) {
+    start = atomic_fetch_add (&x->next_segment, 1) * XFER_SEGMENT;
+    if (start >= x->length)
+      break;
+    end = x->length - start < XFER_SEGMENT ? x->length
+      : start + XFER_SEGMENT;
+    if (x->run_segment (lane, start, end) == -1)
+      break;
+  }
+  if (lane_drain (lane) == 0 && x->flush && !xfer_should_stop (x))
+    lane_flush (lane);
+  return NULL;
+}
+
+/* Start a command on SLOT: its bookkeeping comes first, because the
+ * completion may run before the call returns.
+ */
+static void
+slot_begin (struct slot *slot)
+{
+  slot->pending++;
+  slot->lane->in_flight++;
+}
+
+/* Check the result of the call that started a command (ISSUED); undo
+ * the bookkeeping if it was not started.
+ */
+static int
+slot_issued (struct slot *slot, int64_t issued, const char *what)
+{
+  struct lane *lane = slot->lane;
+
+  if (issued != -1)
+    return 0;
+  slot->pending--;
+  lane->in_flight--;
+  xfer_fail (lane->x, "cannot %s %s: %s", what, lane->x->uri,
+             lane->x->api.get_error ());
+  return -1;
+}
+
+/* A command of SLOT completed; true if it was the slot's last and all
+ * is well.
+ */
+static bool
+slot_end (struct slot *slot, int error, const char *what)
+{
+  struct lane *lane = slot->lane;
+
+  slot->pending--;
+  lane->in_flight--;
+  if (error) {
+    xfer_fail (lane->x, "cannot %s %" PRIu64 " bytes at offset %" PRIu64
+               " of %s: %s", what, slot->count, slot->offset, lane->x->uri,
+               strerror (error));
+    return false;
+  }
+  return slot->pending == 0 && !atomic_load (&lane->x->failed);
+}
+
+/* Open the lanes: PROBE, the first connection, becomes the first
+ * lane's; the others connect as many more times as the server allows.
+ */
+static int
+xfer_lanes_init (struct xfer *x, struct nbd_handle *probe)
+{
+  unsigned i;
+
+  x->nlanes = xfer_lane_count (x, probe);
+  x->lanes = calloc (x->nlanes, sizeof *x->lanes);
+  if (x->lanes == NULL) {
+    xs_error ("cannot allocate NBD connections: %m");
+    xfer_disconnect (x, probe, false);
+    return -1;
+  }
+  for (i = 0; i < x->nlanes; i++)
+    if (lane_init (x, &x->lanes[i], i == 0 ? probe : NULL) == -1)
+      return -1;
+  return 0;
+}
+
+/* Run every lane to the end.  Signals are left to the caller's thread:
+ * the lanes block them, so that no libnbd call of theirs fails with
+ * EINTR.
+ */
+static int
+xfer_lanes_run (struct xfer *x)
+{
+  sigset_t blocked, saved;
+  unsigned i;
+  int err;
+
+  sigemptyset (&blocked);
+  sigaddset (&blocked, SIGINT);
+  sigaddset (&blocked, SIGTERM);
+  sigaddset (&blocked, SIGHUP);
+  sigaddset (&blocked, SIGQUIT);
+  sigaddset (&blocked, SIGPIPE);
+  pthread_sigmask (SIG_BLOCK, &blocked, &saved);
+  for (i = 0; i < x->nlanes; i++) {
+    err = pthread_create (&x->lanes[i].thread, NULL, lane_run,
+                          &x->lanes[i]);
+    if (err != 0) {
+      errno = err;
+      xfer_fail (x, "cannot start a transfer thread: %m");
+      break;
+    }
+    x->lanes[i].started = true;
+  }
+  pthread_sigmask (SIG_SETMASK, &saved, NULL);
+  for (i = 0; i < x->nlanes; i++)
+    if (x->lanes[i].started)
+      pthread_join (x->lanes[i].thread, NULL);
+  return atomic_load (&x->failed) ? -1 : 0;
+}
+
+static void
+xfer_lanes_free (struct xfer *x, struct xs_transfer_report *report,
+                 bool clean)
+{
+  unsigned i;
+
+  for (i = 0; x->lanes && i < x->nlanes; i++) {
+    struct lane *lane = &x->lanes[i];
+
+    report->bytes_read += lane->bytes_read;
+    report->bytes_written += lane->bytes_written;
+    report->bytes_zeroed += lane->bytes_zeroed;
+    report->holes_skipped += lane->holes_skipped;
+    report->zeros_skipped += lane->zeros_skipped;
+    lane_free (lane, clean);
+  }
+  report->connections = x->nlanes;
+  free (x->lanes);
+  x->lanes = NULL;
+}
+
+/* The whole copy over the lanes: set up, run and tear down, adding the
+ * lanes' counts to REPORT.  Takes over PROBE.
+ */
+static int
+xfer_run (struct xfer *x, struct nbd_handle *probe,
+          struct xs_transfer_report *report)
+{
+  int r;
+
+  atomic_init (&x->next_segment, 0);
+  atomic_init (&x->failed, false);
+  pthread_mutex_init (&x->progress_lock, NULL);
+  r = xfer_lanes_init (x, probe);
+  if (r == 0)
+    r = xfer_lanes_run (x);
+  if (r == 0 && x->progress)
+    x->progress (x->length, x->length, x->opaque);
+  xfer_lanes_free (x, report, r == 0);
+  pthread_mutex_destroy (&x->progress_lock);
+  return r;
+}
+
+/* Import: from an NBD export into a new volume. */
+
+static bool
+is_zero (const char *buf, size_t len)
+{
+  return len == 0 || (buf[0] == 0 && memcmp (buf, buf + 1, len - 1) == 0);
+}
+
+/* Write-behind, as nbdcopy does: start writing back each range as soon
+ * as it is written, and a few ranges later wait for it and drop it from
+ * the page cache.  Without this a large import fills the page cache with
+ * dirty pages and the kernel throttles every write (three times slower
+ * on a 1 GiB copy), and it evicts what others had cached.  Only hints:
+ * the final fdatasync of the head reports any write error.
+ */
+static void
+import_write_behind (struct lane *lane, uint64_t offset, uint64_t length)
+{
+  struct xs_head *h = lane->x->head;
+  struct written *oldest;
+
+  xs_head_writeback (h, offset, length, false);
+  if (lane->nbehind == XFER_BEHIND) {
+    oldest = &lane->behind[lane->behind_next];
+    xs_head_writeback (h, oldest->offset, oldest->length, true);
+    lane->behind_next = (lane->behind_next + 1) % XFER_BEHIND;
+    lane->nbehind--;
+  }
+  lane->behind[(lane->behind_next + lane->nbehind) % XFER_BEHIND]
+    = (struct written) { offset, length };
+  lane->nbehind++;
+}
+
+/* Write BUF[from, to) of SLOT to the head. */
+static int
+import_write_run (struct lane *lane, const struct slot *slot, uint64_t from,
+                  uint64_t to)
+{
+  if (from == to)
+    return 0;
+  if (xs_head_pwrite (lane->x->head, slot->buf + from,
+                      (uint32_t) (to - from), slot->offset + from,
+                      false) == -1) {
+    xfer_fail_reported (lane->x);
+    return -1;
+  }
+  lane->bytes_written += to - from;
+  import_write_behind (lane, slot->offset + from, to - from);
+  return 0;
+}
+
+/* Store what SLOT read, skipping all-zero pieces (aligned on the volume,
+ * so that they stay holes).
+ */
+static void
+import_store (struct lane *lane, const struct slot *slot)
+{
+  uint64_t pos = 0, run = 0, n;
+
+  lane->bytes_read += slot->count;
+  while (pos < slot->count) {
+    n = XFER_SPARSE - (slot->offset + pos) % XFER_SPARSE;
+    if (n > slot->count - pos)
+      n = slot->count - pos;
+    if (is_zero (slot->buf + pos, n)) {
+      if (import_write_run (lane, slot, run, pos) == -1)
+        return;
+      lane->zeros_skipped += n;
+      run = pos + n;
+    }
+    pos += n;
+  }
+  if (import_write_run (lane, slot, run, pos) == 0)
+    xfer_advance (lane->x, slot->count);
+}
+
+static int
+import_read_done (void *opaque, int *error)
+{
+  struct slot *slot = opaque;
+
+  if (slot_end (slot, *error, "read"))
+    import_store (slot->lane, slot);
+  return 1;
+}
+
+/* Read [OFFSET, OFFSET + LENGTH) in requests aligned on the request
+ * size.
+ */
+static int
+import_read (struct lane *lane, uint64_t offset, uint64_t length)
+{
+  struct xfer *x = lane->x;
+  struct slot *slot;
+  uint64_t n;
+  int64_t issued;
+
+  while (length > 0) {
+    n = x->request_size - offset % x->request_size;
+    if (n > length)
+      n = length;
+    slot = lane_free_slot (lane);
+    if (slot == NULL)
+      return -1;
+    slot->offset = offset;
+    slot->count = n;
+    slot_begin (slot);
+    issued = x->api.aio_pread (lane->nbd, slot->buf, n, offset,
+                               (nbd_completion_callback) {
+                                 .callback = import_read_done,
+                                 .user_data = slot },
+                               0);
+    if (slot_issued (slot, issued, "read from") == -1)
+      return -1;
+    offset += n;
+    length -= n;
+  }
+  return 0;
+}
+
+static int
+map_append (struct lane *lane, uint64_t offset, uint64_t length, bool zero)
+{
+  struct extent *last = lane->nextents
+    ? &lane->extents[lane->nextents - 1] : NULL;
+  struct extent *bigger;
+  size_t cap;
+
+  if (last && last->zero == zero && last->offset + last->length == offset) {
+    last->length += length;
+    return 0;
+  }
+  if (lane->nextents == lane->extents_cap) {
+    cap = lane->extents_cap ? lane->extents_cap * 2 : 64;
+    bigger = realloc (lane->extents, cap * sizeof *bigger);
+    if (bigger == NULL)
+      return -1;
+    lane->extents = bigger;
+    lane->extents_cap = cap;
+  }
+  lane->extents[lane->nextents++] = (struct extent) { offset, length, zero };
+  return 0;
+}
+
+/* base:allocation entries for the range asked: only the ZERO bit lets a
+ * range go unread (HOLE alone does not promise zeroes).
+ */
+static int
+map_collect (void *opaque, const char *context, uint64_t offset,
+             uint32_t *entries, size_t nr_entries, int *error)
+{
+  struct lane *lane = opaque;
+  uint64_t length;
+  size_t i;
+
+  if (strcmp (context, LIBNBD_CONTEXT_BASE_ALLOCATION) != 0)
+    return 0;
+  for (i = 0; i + 1 < nr_entries && offset < lane->map_end; i += 2) {
+    length = entries[i];
+    if (length == 0)
+      break;
+    if (length > lane->map_end - offset)
+      length = lane->map_end - offset;
+    if (map_append (lane, offset, length,
+                    (entries[i + 1] & LIBNBD_STATE_ZERO) != 0) == -1) {
+      *error = ENOMEM;
+      return -1;
+    }
+    offset += length;
+  }
+  return 0;
+}
+
+/* The map of [OFFSET, END), or of its beginning (servers may answer
+ * for less than was asked).
+ */
+static int
+import_map (struct lane *lane, uint64_t offset, uint64_t end)
+{
+  struct xfer *x = lane->x;
+
+  lane->nextents = 0;
+  lane->map_end = end;
+  if (!x->use_map) {             /* no map: everything is data */
+    if (map_append (lane, offset, end - offset, false) == 0)
+      return 0;
+    xfer_fail (x, "cannot %s %s: out of memory", x->what, x->uri);
+    return -1;
+  }
+  if (x->api.block_status (lane->nbd, end - offset, offset,
+                           (nbd_extent_callback) {
+                             .callback = map_collect, .user_data = lane },
+                           0) == -1) {
+    xfer_fail (x, "cannot get the map of %s at offset %" PRIu64 ": %s",
+               x->uri, offset, x->api.get_error ());
+    return -1;
+  }
+  if (lane->nextents == 0 || lane->extents[0].offset != offset) {
+    xfer_fail (x, "cannot get the map of %s at offset %" PRIu64
+               ": the server described nothing there", x->uri, offset);
+    return -1;
+  }
+  return 0;
+}
+
+static int
+import_segment (struct lane *lane, uint64_t start, uint64_t end)
+{
+  struct xfer *x = lane->x;
+  const struct extent *e;
+  uint64_t offset = start;
+  size_t i;
+
+  while (offset < end) {
+    if (import_map (lane, offset, end) == -1)
+      return -1;
+    for (i = 0; i < lane->nextents; i++) {
+      e = &lane->extents[i];
+      if (e->zero) {
+        lane->holes_skipped += e->length;
+        xfer_advance (x, e->length);
+      }
+      else if (import_read (lane, e->offset, e->length) == -1)
+        return -1;
+      offset = e->offset + e->length;
+    }
+  }
+  return 0;
+}
+
+/* Fill the staged head of STAGE from PROBE's export, and make it
+ * durable.
+ */
+static int
+import_fill (struct xs_volume_stage *stage, struct xfer *x,
+             struct nbd_handle *probe, struct xs_transfer_report *report)
+{
+  int r;
+
+  x->head = xs_volume_stage_open_head (stage);
+  if (x->head == NULL) {
+    xfer_disconnect (x, probe, false);
+    return -1;
+  }
+  x->use_map = x->api.can_meta_context (probe,
+                                        LIBNBD_CONTEXT_BASE_ALLOCATION) == 1;
+  x->run_segment = import_segment;
+  r = xfer_run (x, probe, report);
+  if (r == 0 && xs_head_flush (x->head) == -1)
+    r = -1;
+  if (r == 0)
+    return xs_head_close (x->head);
+  xs_head_abandon (x->head);    /* the staged head is about to go */
+  return -1;
+}
+
+static void
+import_report (struct xs_transfer_report *report,
+               const struct xs_volume *vol, uint64_t source_size)
+{
+  snprintf (report->id, sizeof report->id, "%s", vol->id);
+  snprintf (report->name, sizeof report->name, "%s", vol->name);
+  report->size = vol->size;
+  report->source_size = source_size;
+  report->block_size = vol->block_size;
+  report->rounded = vol->size != source_size;
+}
+
+/* The import through X, with libnbd loaded. */
+static int
+import_nbd (struct xs_store *store, const struct xs_scope *scope,
+            struct xfer *x, const char *name, uint32_t block_size,
+            struct xs_transfer_report *report)
+{
+  const char *uri = x->uri;
+  int64_t start_ns = xs_now_ns (), source_size;
+  struct nbd_handle *probe;
+  struct xs_volume_stage stage;
+  uint64_t size;
+  int r;
+
+  /* A name that is taken is refused before anything is read. */
+  if (xs_volume_check_name_free (store, scope, name) == -1)
+    return -1;
+  probe = xfer_connect (x);
+  if (probe == NULL)
+    return -1;
+  source_size = xfer_size (x, probe);
+  if (source_size == 0)
+    xs_error ("cannot import %s: the export is empty", uri);
+  if (source_size <= 0) {
+    xfer_disconnect (x, probe, false);
+    return -1;
+  }
+  /* The volume holds whole blocks; the tail past the export is zero.
+   * It is built where no one sees it and becomes visible, complete, at
+   * the commit; anything else (a failure, an interrupt, a crash) leaves
+   * no volume.
+   */
+  size = (uint64_t) source_size + block_size - 1;
+  size -= size % block_size;
+  if (xs_volume_stage_begin (store, scope, name, size, block_size,
+                             &stage) == -1) {
+    xfer_disconnect (x, probe, false);
+    return -1;
+  }
+  x->length = (uint64_t) source_size;
+  xfer_fit_requests (x, probe);
+  r = import_fill (&stage, x, probe, report);
+  if (r == 0)
+    r = xs_volume_stage_commit (store, &stage);
+  if (r == 0) {
+    import_report (report, &stage.vol, (uint64_t) source_size);
+    report->seconds = (double) (xs_now_ns () - start_ns) / 1e9;
+  }
+  xs_volume_stage_end (&stage);
+  return r;
+}
+
+int
+xs_import_nbd (struct xs_store *store, const struct xs_scope *scope,
+               const char *uri, const char *name, uint32_t block_size,
+               const atomic_int *stop, xs_transfer_progress_fn progress,
+               void *opaque, struct xs_transfer_report *report)
+{
+  struct xfer x = { .what = "import from", .uri = uri, .stop = stop,
+                    .want_map = true, .progress = progress,
+                    .opaque = opaque };
+  int r;
+
+  memset (report, 0, sizeof *report);
+  if (xs_volume_check_block_size (block_size) == -1
+      || xs_nbd_api_load (&x.api) == -1)
+    return -1;
+  r = import_nbd (store, scope, &x, name, block_size, report);
+  xs_nbd_api_unload (&x.api);   /* every connection is closed by now */
+  return r;
+}
+
+/* Export: from a snapshot to a writable NBD export. */
+
+static int
+export_write_done (void *opaque, int *error)
+{
+  struct slot *slot = opaque;
+
+  if (slot_end (slot, *error, "write"))
+    xfer_advance (slot->lane->x, slot->count);
+  return 1;
+}
+
+static nbd_completion_callback
+export_completion (struct slot *slot)
+{
+  return (nbd_completion_callback) { .callback = export_write_done,
+                                     .user_data = slot };
+}
+
+/* Write SLOT's bytes in requests the target accepts: its own buffer, or
+ * with ZEROES (a request's worth of them) zeroes.
+ */
+static int
+export_write (struct slot *slot, const char *zeroes)
+{
+  struct lane *lane = slot->lane;
+  uint64_t pos, n;
+  int64_t issued;
+
+  for (pos = 0; pos < slot->count; pos += n) {
+    n = slot->count - pos;
+    if (n > lane->x->request_size)
+      n = lane->x->request_size;
+    slot_begin (slot);
+    issued = lane->x->api.aio_pwrite (lane->nbd,
+                                      zeroes ? zeroes : slot->buf + pos, n,
+                                      slot->offset + pos,
+                                      export_completion (slot), 0);
+    if (slot_issued (slot, issued, "write to") == -1)
+      return -1;
+  }
+  return 0;
+}
+
+static struct slot *
+export_slot (struct lane *lane, uint64_t offset, uint64_t count)
+{
+  struct slot *slot = lane_free_slot (lane);
+
+  if (slot) {
+    slot->offset = offset;
+    slot->count = count;
+  }
+  return slot;
+}
+
+static int
+export_data (struct lane *lane, uint64_t offset, uint64_t count)
+{
+  struct slot *slot = export_slot (lane, offset, count);
+
+  if (slot == NULL)
+    return -1;
+  if (xs_snapreader_pread (lane->x->reader, slot->buf, (uint32_t) count,
+                           offset) == -1) {
+    xfer_fail_reported (lane->x);
+    return -1;
+  }
+  lane->bytes_read += count;
+  lane->bytes_written += count;
+  return export_write (slot, NULL);
+}
+
+/* Zero [OFFSET, OFFSET + COUNT) of the target: with zero requests (no
+ * fast-zero flag: a slow zero is still better than writing), or by
+ * writing zeroes where the target has no zero command.
+ */
+static int
+export_zero (struct lane *lane, uint64_t offset, uint64_t count)
+{
+  struct xfer *x = lane->x;
+  uint64_t piece = x->can_zero ? XFER_ZERO_MAX : x->request_size, n;
+  struct slot *slot;
+  int64_t issued;
+
+  for (; count > 0; offset += n, count -= n) {
+    n = count < piece ? count : piece;
+    slot = export_slot (lane, offset, n);
+    if (slot == NULL)
+      return -1;
+    lane->bytes_zeroed += n;
+    if (!x->can_zero) {
+      if (export_write (slot, x->zeroes) == -1)
+        return -1;
+      continue;
+    }
+    slot_begin (slot);
+    issued = x->api.aio_zero (lane->nbd, n, offset, export_completion (slot),
+                              0);
+    if (slot_issued (slot, issued, "zero") == -1)
+      return -1;
+  }
+  return 0;
+}
+
+static bool
+export_block_is_zero (struct xfer *x, uint64_t block)
+{
+  return xs_hash128_is_zero (xs_snapreader_entry (x->reader, block));
+}
+
+/* The number of blocks from FIRST (< END) alike in being zero or not, at
+ * most MAX.
+ */
+static uint64_t
+export_run (struct xfer *x, uint64_t first, uint64_t end, uint64_t max)
+{
+  bool zero = export_block_is_zero (x, first);
+  uint64_t b = first + 1;
+
+  while (b < end && b - first < max && export_block_is_zero (x, b) == zero)
+    b++;
+  return b - first;
+}
+
+static int
+export_segment (struct lane *lane, uint64_t start, uint64_t end)
+{
+  struct xfer *x = lane->x;
+  uint64_t bs = xs_snapreader_block_size (x->reader);
+  uint64_t b = start / bs, last = (end + bs - 1) / bs, run, offset, count;
+  uint64_t data_max = x->slot_size / bs, zero_max = XFER_ZERO_MAX / bs;
+  bool zero;
+  int r;
+
+  while (b < last) {
+    zero = export_block_is_zero (x, b);
+    run = export_run (x, b, last, zero ? zero_max : data_max);
+    offset = b * bs;
+    count = run * bs < x->length - offset ? run * bs : x->length - offset;
+    if (!zero)
+      r = export_data (lane, offset, count);
+    else if (x->target_is_zero) {
+      lane->holes_skipped += count;
+      xfer_advance (x, count);
+      r = 0;
+    }
+    else
+      r = export_zero (lane, offset, count);
+    if (r == -1)
+      return -1;
+    b += run;
+  }
+  return 0;
+}
+
+/* Check that the target at URI can take the snapshot; NULL if not. */
+static struct nbd_handle *
+export_connect (struct xfer *x, const struct xs_snapshot *snap)
+{
+  struct nbd_handle *nbd = xfer_connect (x);
+  int64_t size;
+  char want[32], have[32];
+
+  if (nbd == NULL)
+    return NULL;
+  size = xfer_size (x, nbd);
+  if (size != -1 && x->api.is_read_only (nbd) == 1) {
+    xs_error ("cannot export snapshot %s@%s to %s: the target is "
+              "read-only", snap->volume_name, snap->name, x->uri);
+    size = -1;
+  }
+  else if (size != -1 && (uint64_t) size < snap->size) {
+    xs_size_format ((uint64_t) size, have, sizeof have);
+    xs_size_format (snap->size, want, sizeof want);
+    xs_error ("cannot export snapshot %s@%s to %s: the target is too "
+              "small (%s, %" PRId64 " bytes; the snapshot is %s, %" PRIu64
+              " bytes)", snap->volume_name, snap->name, x->uri, have, size,
+              want, snap->size);
+    size = -1;
+  }
+  if (size == -1) {
+    xfer_disconnect (x, nbd, false);
+    return NULL;
+  }
+  x->can_zero = x->api.can_zero (nbd) == 1;
+  return nbd;
+}
+
+static struct xs_snapreader *
+export_open_reader (struct xs_store *store, const struct xs_snapshot *snap,
+                    struct xs_repo **repo)
+{
+  struct xs_manifest *m;
+  struct xs_snapreader *reader = NULL;
+  char *label = NULL;
+
+  m = xs_snapshot_load_manifest (store, snap->account, snap->region,
+                                 snap->id);
+  *repo = xs_store_repo (store, snap->account, snap->region);
+  if (m && *repo && asprintf (&label, "snapshot %s@%s (%s)",
+                              snap->volume_name, snap->name, snap->id) == -1)
+    xs_error ("cannot read snapshot %s@%s: %m", snap->volume_name,
+              snap->name);
+  else if (m && *repo)
+    reader = xs_snapreader_open (*repo, m, NULL, label);
+  xs_manifest_free (m);
+  free (label);
+  if (reader == NULL) {
+    xs_repo_close (*repo);
+    *repo = NULL;
+  }
+  return reader;
+}
+
+/* Copy the snapshot through X, set up but for its connection. */
+static int
+export_copy (struct xfer *x, const struct xs_snapshot *snap,
+             struct xs_transfer_report *report)
+{
+  struct nbd_handle *probe = export_connect (x, snap);
+  int r;
+
+  if (probe == NULL)
+    return -1;
+  x->slot_size = xs_snapreader_block_size (x->reader);
+  xfer_fit_requests (x, probe);
+  if (!x->target_is_zero && !x->can_zero) {
+    x->zeroes = calloc (1, x->request_size);
+    if (x->zeroes == NULL) {
+      xs_error ("cannot allocate a buffer of zeroes: %m");
+      xfer_disconnect (x, probe, false);
+      return -1;
+    }
+  }
+  x->run_segment = export_segment;
+  r = xfer_run (x, probe, report);
+  free (x->zeroes);
+  return r;
+}
+
+static int
+export_check (const struct xs_snapshot *snap, const char *uri)
+{
+  if (strcmp (snap->status, "available") == 0)
+    return 0;
+  xs_error ("cannot export snapshot %s@%s to %s: it is %s",
+            snap->volume_name, snap->name, uri, snap->status);
+  return -1;
+}
+
+int
+xs_export_nbd (struct xs_store *store, const struct xs_scope *scope,
+               const char *snapshot_spec, const char *uri, unsigned flags,
+               const atomic_int *stop, xs_transfer_progress_fn progress,
+               void *opaque, struct xs_transfer_report *report)
+{
+  struct xfer x = { .what = "export to", .uri = uri, .stop = stop,
+                    .progress = progress, .opaque = opaque,
+                    .flush = true,
+                    .target_is_zero = flags & XS_EXPORT_TARGET_IS_ZERO };
+  int64_t start_ns = xs_now_ns ();
+  struct xs_snapshot snap;
+  struct xs_repo *repo = NULL;
+  int r = -1;
+
+  memset (report, 0, sizeof *report);
+  if (xs_access_find_snapshot (store, scope, snapshot_spec,
+                               "xsnap:ExportSnapshot", false, &snap) != 0)
+    return -1;
+  if (export_check (&snap, uri) == 0)
+    x.reader = export_open_reader (store, &snap, &repo);
+  if (x.reader) {
+    x.length = snap.size;
+    if (xs_nbd_api_load (&x.api) == 0) {
+      r = export_copy (&x, &snap, report);
+      xs_nbd_api_unload (&x.api); /* every connection is closed by now */
+    }
+    xs_snapreader_close (x.reader);
+  }
+  xs_repo_close (repo);
+  if (r == 0) {
+    snprintf (report->id, sizeof report->id, "%s", snap.id);
+    snprintf (report->name, sizeof report->name, "%s@%s", snap.volume_name,
+              snap.name);
+    report->size = snap.size;
+    report->block_size = snap.block_size;
+    report->seconds = (double) (xs_now_ns () - start_ns) / 1e9;
+  }
+  xs_snapshot_clear (&snap);
+  return r;
+}

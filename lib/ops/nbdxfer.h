@@ -1,0 +1,85 @@
+/* xsnap: import and export through NBD.
+ *
+ * People bring disks from elsewhere (a qcow2 behind qemu-nbd, another
+ * nbdkit, a block device behind nbd-server) and take snapshots out to
+ * anything that speaks NBD.  Import copies any NBD export, given as a
+ * URI that libnbd's nbd_connect_uri accepts, into a new volume, reading
+ * only what the server does not report as zero; export writes a snapshot
+ * to any writable NBD export.  Both keep several requests in flight, on
+ * several connections when the server advertises multi-conn (as nbdcopy
+ * does).
+ */
+#ifndef XSNAP_NBDXFER_H
+#define XSNAP_NBDXFER_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "catalog/store.h"
+#include "catalog/volume.h"
+
+/* Flags for xs_export_nbd. */
+#define XS_EXPORT_TARGET_IS_ZERO 1u  /* the target reads as zeroes already */
+
+struct xs_transfer_report {
+  char id[XS_ID_MAX];           /* the new volume's id, or the snapshot's */
+  char name[128];               /* the volume's name, or "VOLUME@SNAPSHOT" */
+  uint64_t size;                /* the volume's or the snapshot's size */
+  uint64_t source_size;         /* import: the export's size */
+  uint32_t block_size;
+  bool rounded;                 /* import: size > source_size */
+  uint64_t bytes_read;          /* read from the source (import), or
+                                   decoded from chunks (export) */
+  uint64_t bytes_written;       /* data written to the destination */
+  uint64_t bytes_zeroed;        /* export: zero blocks sent to the target
+                                   as zero requests or written zeroes */
+  uint64_t holes_skipped;       /* import: bytes the source reported as
+                                   zero, not read; export: zero blocks
+                                   left alone (target is zero) */
+  uint64_t zeros_skipped;       /* import: bytes read as all zero, not
+                                   written (they stay holes) */
+  unsigned connections;         /* NBD connections used */
+  double seconds;               /* from connecting to the end */
+};
+
+/* PROGRESS, if not NULL, is called with (bytes done, bytes in all) as
+ * work completes, from any thread but never from two at once; the last
+ * call has done == total.
+ */
+typedef void (*xs_transfer_progress_fn) (uint64_t done, uint64_t total,
+                                         void *opaque);
+
+/* Copy the NBD export at URI into a new volume NAME of SCOPE.  The
+ * volume's size is the export's size rounded up to BLOCK_SIZE.  Ranges
+ * the server reports as zero (base:allocation) are not read, and ranges
+ * read as all zero are not written: both stay holes.  The volume's head
+ * is filled in staging (xs_volume_stage_begin) and becomes visible only
+ * when complete and durable; if anything fails (or *STOP, if STOP is not
+ * NULL, becomes non-zero) the staged head is removed, and one left by a
+ * crash is removed by gc or the next import.  A name that is taken is
+ * refused before connecting.  Returns 0 with *REPORT filled, or -1 with
+ * the reason reported.
+ */
+extern int xs_import_nbd (struct xs_store *store,
+                          const struct xs_scope *scope, const char *uri,
+                          const char *name, uint32_t block_size,
+                          const atomic_int *stop, xs_transfer_progress_fn progress,
+                          void *opaque, struct xs_transfer_report *report);
+
+/* Write snapshot SNAPSHOT_SPEC (of SCOPE) to the NBD export at URI,
+ * which must be writable and at least as large as the snapshot; bytes
+ * past the snapshot's size are left alone.  Zero blocks are skipped with
+ * XS_EXPORT_TARGET_IS_ZERO, else sent as zero requests where the target
+ * supports them, else written.  The target is flushed at the end.
+ * Returns 0 with *REPORT filled, or -1 with the reason reported (the
+ * target may then hold part of the snapshot).
+ */
+extern int xs_export_nbd (struct xs_store *store,
+                          const struct xs_scope *scope,
+                          const char *snapshot_spec, const char *uri,
+                          unsigned flags, const atomic_int *stop,
+                          xs_transfer_progress_fn progress, void *opaque,
+                          struct xs_transfer_report *report);
+
+#endif /* XSNAP_NBDXFER_H */

@@ -1,0 +1,422 @@
+/* xsnap: reading one snapshot's bytes (see snapreader.h).
+ *
+ * A read is cut at block boundaries; each piece is zeros (a zero entry),
+ * a whole block decoded straight into the caller's buffer (and offered to
+ * the cache), or part of a block copied out of the shared chunk cache (or,
+ * without a cache, out of a scratch block that belongs to the decoder
+ * doing the work).  Each decoder keeps its zstd context and the buffer
+ * its stored chunks are read into, so a read allocates nothing.  The only
+ * lock here is the one around the decoder pool, held for a pop or a push.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "repo/chunkcache.h"
+#include "crypto/chunkcrypt.h"
+#include "base/error.h"
+#include "base/hash.h"
+#include "base/lockorder.h"
+#include "repo/manifest.h"
+#include "repo/repo.h"
+#include "repo/snapreader.h"
+
+/* A decoder and its buffers, used by one thread at a time. */
+struct decoder_slot {
+  struct xs_chunk_codec *codec;
+  struct xs_repo_scratch stored; /* the stored chunk being decoded */
+  void *scratch;                /* block_size bytes, allocated on demand */
+  struct decoder_slot *next;    /* in the idle list */
+};
+
+struct xs_snapreader {
+  struct xs_repo *repo;
+  struct xs_chunk_cache *cache; /* NULL: no caching */
+  char *label;
+  uint64_t size;
+  uint32_t block_size;
+  unsigned block_shift;
+  uint64_t nblocks;
+  struct xs_hash128 *entries;   /* a copy of the manifest's */
+  struct xs_data_key *dk;       /* an encrypted snapshot's data key */
+  pthread_mutex_t pool_lock;
+  struct decoder_slot *idle;    /* decoders not in use */
+};
+
+/* What the cache's load function needs to know about the read. */
+struct load_request {
+  struct xs_snapreader *reader;
+  uint64_t block;
+};
+
+struct xs_snapreader *
+xs_snapreader_open (struct xs_repo *repo, const struct xs_manifest *m,
+                    struct xs_chunk_cache *cache, const char *label)
+{
+  struct xs_snapreader *reader;
+  size_t entries_bytes = (size_t) m->nblocks * sizeof *m->entries;
+
+  /* An encrypted manifest read without its key was never authenticated:
+   * nothing it names may be read.
+   */
+  if (xs_manifest_is_encrypted (m) && m->dk == NULL) {
+    xs_error ("%s: cannot read an encrypted snapshot whose key is not open",
+              label);
+    errno = EACCES;
+    return NULL;
+  }
+  reader = calloc (1, sizeof *reader);
+  if (reader == NULL
+      || m->nblocks > SIZE_MAX / sizeof *m->entries
+      || (reader->label = strdup (label)) == NULL
+      || (reader->entries = malloc (entries_bytes > 0
+                                    ? entries_bytes : 1)) == NULL) {
+    errno = ENOMEM;
+    xs_error ("%s: cannot allocate a reader: %m", label);
+    if (reader != NULL) {
+      free (reader->label);
+      free (reader);
+    }
+    return NULL;
+  }
+  if (m->dk && (reader->dk = xs_data_key_dup (m->dk)) == NULL) {
+    free (reader->entries);
+    free (reader->label);
+    free (reader);
+    return NULL;
+  }
+  if (entries_bytes > 0)
+    memcpy (reader->entries, m->entries, entries_bytes);
+  reader->repo = repo;
+  reader->cache = cache != NULL && xs_chunk_cache_capacity (cache) > 0
+    ? cache : NULL;
+  reader->size = m->size;
+  reader->block_size = m->block_size;
+  reader->block_shift = (unsigned) __builtin_ctz (m->block_size);
+  reader->nblocks = m->nblocks;
+  pthread_mutex_init (&reader->pool_lock, NULL);
+  return reader;
+}
+
+static void
+free_slot (struct decoder_slot *slot)
+{
+  xs_chunk_codec_free (slot->codec);
+  xs_repo_scratch_release (&slot->stored);
+  free (slot->scratch);
+  free (slot);
+}
+
+void
+xs_snapreader_close (struct xs_snapreader *reader)
+{
+  struct decoder_slot *slot, *next;
+
+  if (reader == NULL)
+    return;
+  for (slot = reader->idle; slot != NULL; slot = next) {
+    next = slot->next;
+    free_slot (slot);
+  }
+  pthread_mutex_destroy (&reader->pool_lock);
+  xs_data_key_free (reader->dk);
+  free (reader->entries);
+  free (reader->label);
+  free (reader);
+}
+
+uint64_t
+xs_snapreader_size (const struct xs_snapreader *reader)
+{
+  return reader->size;
+}
+
+uint32_t
+xs_snapreader_block_size (const struct xs_snapreader *reader)
+{
+  return reader->block_size;
+}
+
+uint64_t
+xs_snapreader_nblocks (const struct xs_snapreader *reader)
+{
+  return reader->nblocks;
+}
+
+const struct xs_data_key *
+xs_snapreader_data_key (const struct xs_snapreader *reader)
+{
+  return reader->dk;
+}
+
+const char *
+xs_snapreader_label (const struct xs_snapreader *reader)
+{
+  return reader->label;
+}
+
+const struct xs_hash128 *
+xs_snapreader_entry (const struct xs_snapreader *reader, uint64_t block)
+{
+  return block < reader->nblocks ? &reader->entries[block] : NULL;
+}
+
+/* Bytes in block: block_size, or what is left for a partial last one. */
+static size_t
+block_length (const struct xs_snapreader *reader, uint64_t block)
+{
+  uint64_t start = block << reader->block_shift;
+
+  return reader->size - start < reader->block_size
+    ? (size_t) (reader->size - start) : reader->block_size;
+}
+
+/* An idle decoder, or a new one.  NULL with an error. */
+static struct decoder_slot *
+take_slot (struct xs_snapreader *reader)
+{
+  struct decoder_slot *slot;
+
+  xs_lock_take (&reader->pool_lock, XS_LOCK_SNAPREADER_POOL, 0);
+  slot = reader->idle;
+  if (slot != NULL)
+    reader->idle = slot->next;
+  xs_lock_drop (&reader->pool_lock);
+  if (slot != NULL)
+    return slot;
+
+  slot = calloc (1, sizeof *slot);
+  if (slot == NULL) {
+    xs_error ("%s: cannot allocate a decoder: %m", reader->label);
+    return NULL;
+  }
+  slot->codec = xs_chunk_codec_new (0);
+  if (slot->codec == NULL
+      || xs_chunk_codec_set_key (slot->codec, reader->dk) == -1) {
+    xs_chunk_codec_free (slot->codec);
+    free (slot);
+    return NULL;
+  }
+  return slot;
+}
+
+static void
+give_slot (struct xs_snapreader *reader, struct decoder_slot *slot)
+{
+  xs_lock_take (&reader->pool_lock, XS_LOCK_SNAPREADER_POOL, 0);
+  slot->next = reader->idle;
+  reader->idle = slot;
+  xs_lock_drop (&reader->pool_lock);
+}
+
+/* Fetch and verify block's chunk id into buf (len bytes) with the
+ * decoder of slot.  A bad chunk is reported here, once, with the
+ * snapshot, the block and the reason; errno is EIO.
+ */
+static int
+fetch_block (struct xs_snapreader *reader, struct decoder_slot *slot,
+             uint64_t block, const struct xs_hash128 *id,
+             void *buf, size_t len)
+{
+  char reason[XS_CHUNK_REASON_MAX], hex[XS_HASH128_HEX_LEN + 1];
+  int r = xs_repo_fetch_chunk (reader->repo, slot->codec, id, buf, len,
+                               &slot->stored, reason);
+
+  if (r == 1) {
+    xs_hash128_to_hex (id, hex);
+    xs_error ("%s: block %" PRIu64 ": chunk %s: %s",
+              reader->label, block, hex, reason);
+    errno = EIO;
+    return -1;
+  }
+  return r;
+}
+
+/* Decode block whole into buf, with a decoder from the pool. */
+static int
+decode_block (struct xs_snapreader *reader, uint64_t block,
+              const struct xs_hash128 *id, void *buf, size_t len)
+{
+  struct decoder_slot *slot = take_slot (reader);
+  int r, saved_errno;
+
+  if (slot == NULL)
+    return -1;
+  r = fetch_block (reader, slot, block, id, buf, len);
+  saved_errno = errno;
+  give_slot (reader, slot);
+  errno = saved_errno;
+  return r;
+}
+
+/* The chunk cache's load function. */
+static int
+load_for_cache (void *opaque, const struct xs_hash128 *id, void *buf,
+                size_t len)
+{
+  struct load_request *request = opaque;
+
+  return decode_block (request->reader, request->block, id, buf, len);
+}
+
+/* Part of a block, without a cache: decode into the decoder's scratch
+ * block and copy the part out.
+ */
+static int
+read_part_uncached (struct xs_snapreader *reader, uint64_t block,
+                    const struct xs_hash128 *id, size_t len,
+                    void *dst, size_t offset, size_t count)
+{
+  struct decoder_slot *slot = take_slot (reader);
+  int r = -1, saved_errno;
+
+  if (slot == NULL)
+    return -1;
+  if (slot->scratch == NULL
+      && (slot->scratch = malloc (reader->block_size)) == NULL)
+    xs_error ("%s: cannot allocate a block buffer: %m", reader->label);
+  else if ((r = fetch_block (reader, slot, block, id, slot->scratch,
+                             len)) == 0)
+    memcpy (dst, (const char *) slot->scratch + offset, count);
+  saved_errno = errno;
+  give_slot (reader, slot);
+  errno = saved_errno;
+  return r;
+}
+
+/* A whole block straight into dst: from the cache if it has the chunk,
+ * else decoded into dst and offered to the cache (kept only while the
+ * cache has room, so a scan never flushes it).
+ */
+static int
+read_whole_block (struct xs_snapreader *reader, uint64_t block,
+                  const struct xs_hash128 *id, size_t len, void *dst)
+{
+  if (reader->cache == NULL)
+    return decode_block (reader, block, id, dst, len);
+  if (xs_chunk_cache_lookup (reader->cache, id, len, dst, 0, len))
+    return 0;
+  if (decode_block (reader, block, id, dst, len) == -1)
+    return -1;
+  xs_chunk_cache_offer (reader->cache, id, len, dst);
+  return 0;
+}
+
+/* count bytes at offset within block into dst. */
+static int
+read_piece (struct xs_snapreader *reader, uint64_t block, size_t offset,
+            size_t count, void *dst)
+{
+  const struct xs_hash128 *id = &reader->entries[block];
+  size_t len = block_length (reader, block);
+  struct load_request request = { .reader = reader, .block = block };
+
+  if (xs_hash128_is_zero (id)) {
+    memset (dst, 0, count);
+    return 0;
+  }
+  if (offset == 0 && count == len)
+    return read_whole_block (reader, block, id, len, dst);
+  if (reader->cache != NULL)
+    return xs_chunk_cache_read (reader->cache, id, len, dst, offset, count,
+                                load_for_cache, &request);
+  return read_part_uncached (reader, block, id, len, dst, offset, count);
+}
+
+static int
+check_range (const struct xs_snapreader *reader, uint64_t offset,
+             uint64_t count)
+{
+  if (offset > reader->size || count > reader->size - offset) {
+    xs_error ("%s: read of %" PRIu64 " bytes at offset %" PRIu64
+              " is beyond the end (%" PRIu64 " bytes)",
+              reader->label, count, offset, reader->size);
+    errno = EINVAL;
+    return -1;
+  }
+  return 0;
+}
+
+int
+xs_snapreader_pread (struct xs_snapreader *reader, void *buf,
+                     uint32_t count, uint64_t offset)
+{
+  char *dst = buf;
+
+  if (check_range (reader, offset, count) == -1)
+    return -1;
+  while (count > 0) {
+    uint64_t block = offset >> reader->block_shift;
+    size_t within = (size_t) (offset & (reader->block_size - 1));
+    size_t len = block_length (reader, block);
+    size_t n = len - within < count ? len - within : count;
+
+    if (read_piece (reader, block, within, n, dst) == -1)
+      return -1;
+    dst += n;
+    offset += n;
+    count -= (uint32_t) n;
+  }
+  return 0;
+}
+
+int
+xs_snapreader_read_block (struct xs_snapreader *reader, uint64_t block,
+                          void *buf)
+{
+  if (block >= reader->nblocks) {
+    xs_error ("%s: block %" PRIu64 " is beyond the last (%" PRIu64 ")",
+              reader->label, block, reader->nblocks);
+    errno = EINVAL;
+    return -1;
+  }
+  return read_piece (reader, block, 0, block_length (reader, block), buf);
+}
+
+/* The first block after block, not past end_block, whose zero-ness
+ * differs from block's.
+ */
+static uint64_t
+end_of_run (const struct xs_snapreader *reader, uint64_t block,
+            uint64_t end_block)
+{
+  bool hole = xs_hash128_is_zero (&reader->entries[block]);
+
+  for (block++; block < end_block; block++)
+    if (xs_hash128_is_zero (&reader->entries[block]) != hole)
+      break;
+  return block;
+}
+
+int
+xs_snapreader_extents (struct xs_snapreader *reader, uint64_t offset,
+                       uint64_t count,
+                       int (*fn) (uint64_t offset, uint64_t length,
+                                  bool hole, void *opaque),
+                       void *opaque)
+{
+  uint64_t end = offset + count, end_block;
+
+  if (check_range (reader, offset, count) == -1)
+    return -1;
+  end_block = (end + reader->block_size - 1) >> reader->block_shift;
+  while (offset < end) {
+    uint64_t block = offset >> reader->block_shift;
+    uint64_t next = end_of_run (reader, block, end_block);
+    uint64_t run_end = next << reader->block_shift;
+    int r;
+
+    if (run_end > reader->size)
+      run_end = reader->size;
+    r = fn (offset, run_end - offset,
+            xs_hash128_is_zero (&reader->entries[block]), opaque);
+    if (r != 0)
+      return r;
+    offset = run_end;
+  }
+  return 0;
+}

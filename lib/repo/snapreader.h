@@ -1,0 +1,89 @@
+/* xsnap: reading one snapshot's bytes.
+ *
+ * A snapshot is a manifest (block index -> chunk id, or zero) plus the
+ * chunks of its repository.  The NBD plugin serves snapshots read-only
+ * through a reader, and clones read their not-yet-copied blocks through
+ * one.  Every chunk is verified on every read that decodes it (data is
+ * never returned unverified); a missing or corrupt chunk fails the read with EIO and one error
+ * line naming the snapshot, the block, the chunk and the reason.
+ *
+ * A reader may be used by many threads at once: it keeps a pool of
+ * decoders (grown on demand, one per concurrent reader) so that threads
+ * decode in parallel, and holds no lock while reading or decompressing.
+ */
+#ifndef XSNAP_SNAPREADER_H
+#define XSNAP_SNAPREADER_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "repo/chunkcache.h"
+#include "base/hash.h"
+#include "repo/manifest.h"
+#include "repo/repo.h"
+
+struct xs_snapreader;
+
+/* label names the snapshot in messages ("snapshot db1@s1 (snap-...)").
+ * The reader copies the geometry and the entries of m (16 bytes per
+ * block), so m may be freed right after.  cache may be NULL (no caching;
+ * a cache of capacity 0 is treated the same); repo and cache must outlive
+ * the reader.  NULL with an error if out of memory.
+ */
+extern struct xs_snapreader *xs_snapreader_open (struct xs_repo *repo,
+                                                 const struct xs_manifest *m,
+                                                 struct xs_chunk_cache *cache,
+                                                 const char *label);
+/* No read may be in progress. */
+extern void xs_snapreader_close (struct xs_snapreader *reader);
+
+extern uint64_t xs_snapreader_size (const struct xs_snapreader *reader);
+extern uint32_t xs_snapreader_block_size (const struct xs_snapreader *reader);
+extern uint64_t xs_snapreader_nblocks (const struct xs_snapreader *reader);
+extern const char *xs_snapreader_label (const struct xs_snapreader *reader);
+/* The data key the snapshot's chunks are under, or NULL (unencrypted). */
+struct xs_data_key;
+extern const struct xs_data_key *
+xs_snapreader_data_key (const struct xs_snapreader *reader);
+
+/* Read count bytes at offset (offset + count <= size; otherwise EINVAL
+ * with an error).  Zero blocks read as zeros without I/O.  Returns 0, or
+ * -1 with errno set: EIO with one error line for a missing or bad chunk
+ * ("snapshot db1@s1 (snap-...): block 17: chunk 9f...: payload checksum
+ * mismatch"); for a backend failure, the backend's own error and errno.
+ *
+ * Reads that cover whole blocks decode straight into buf (a raw chunk is
+ * read straight into it) and use the cache, but fill it only while it has
+ * room: a sequential scan pays for no copy once the cache is full and
+ * never flushes it.  Partial reads go through the cache.
+ */
+extern int xs_snapreader_pread (struct xs_snapreader *reader, void *buf,
+                                uint32_t count, uint64_t offset);
+
+/* Read block (< nblocks) whole into buf: block_size bytes, or fewer for
+ * a partial last block.  The same errors as pread.
+ */
+extern int xs_snapreader_read_block (struct xs_snapreader *reader,
+                                     uint64_t block, void *buf);
+
+/* Like nbdkit's extents: call fn (offset, length, hole, opaque) for
+ * ascending, contiguous ranges starting at offset and covering [offset,
+ * offset + count), the last one possibly extending to the end of its
+ * block.  hole is true for runs of zero blocks.  A non-zero return from
+ * fn stops the walk and is returned (-1 with errno from fn).  Bad ranges
+ * are EINVAL with an error.
+ */
+extern int xs_snapreader_extents (struct xs_snapreader *reader,
+                                  uint64_t offset, uint64_t count,
+                                  int (*fn) (uint64_t offset,
+                                             uint64_t length, bool hole,
+                                             void *opaque),
+                                  void *opaque);
+
+/* The chunk id of block (all zero: zero block), or NULL if block is out
+ * of range.
+ */
+extern const struct xs_hash128 *
+xs_snapreader_entry (const struct xs_snapreader *reader, uint64_t block);
+
+#endif /* XSNAP_SNAPREADER_H */

@@ -1,0 +1,157 @@
+/* Unit tests: the bitmap, checked against a plain bool-array model. */
+#include <stdbool.h>
+#include <pthread.h>
+
+#include "tap.h"
+
+#include "base/bitmap.h"
+
+struct runs {
+  uint64_t firsts[64], counts[64];
+  int n;
+};
+
+static int
+collect_run (uint64_t first, uint64_t count, void *opaque)
+{
+  struct runs *runs = opaque;
+
+  if (runs->n < 64) {
+    runs->firsts[runs->n] = first;
+    runs->counts[runs->n] = count;
+  }
+  runs->n++;
+  return 0;
+}
+
+static void
+test_basics (void)
+{
+  struct xs_bitmap bm;
+  struct runs runs = { .n = 0 };
+
+  ok (xs_bitmap_init (&bm, 100) == 0, "init 100 bits");
+  is_int (bm.nbytes, 13, "13 bytes for 100 bits");
+  is_int (xs_bitmap_count (&bm), 0, "starts empty");
+  is_int (xs_bitmap_next_set (&bm, 0), 100, "next_set on empty is nbits");
+  ok (xs_bitmap_set_atomic (&bm, 5), "set_atomic reports newly set");
+  ok (!xs_bitmap_set_atomic (&bm, 5), "second set_atomic reports already set");
+  xs_bitmap_set_range (&bm, 10, 30);
+  xs_bitmap_set (&bm, 99);
+  is_int (xs_bitmap_count (&bm), 32, "count after sets");
+  ok (bm.bytes[0] == 0x20, "bit 5 is bit 5 of byte 0 (LSB first)");
+  xs_bitmap_for_each_run (&bm, collect_run, &runs);
+  is_int (runs.n, 3, "three runs");
+  ok (runs.firsts[0] == 5 && runs.counts[0] == 1, "run 1: 5+1");
+  ok (runs.firsts[1] == 10 && runs.counts[1] == 30, "run 2: 10+30");
+  ok (runs.firsts[2] == 99 && runs.counts[2] == 1, "run 3: 99+1 (last bit)");
+  is_int (xs_bitmap_next_clear (&bm, 10), 40, "next_clear inside a run");
+  xs_bitmap_clear (&bm, 99);
+  is_int (xs_bitmap_next_set (&bm, 40), 100, "cleared last bit");
+  ok (xs_bitmap_resize (&bm, 1000) == 0, "grow to 1000 bits");
+  is_int (xs_bitmap_count (&bm), 31, "grow keeps bits, adds clear ones");
+  ok (xs_bitmap_resize (&bm, 10) == -1, "shrink refused");
+  error_contains ("cannot shrink", "  with a message");
+  xs_bitmap_free (&bm);
+}
+
+/* Random operations against a bool array; then every query agrees. */
+static void
+test_against_model (void)
+{
+  const uint64_t nbits = 5000;
+  struct xs_bitmap bm;
+  bool model[5000] = { false };
+  unsigned seed = 12345;
+  bool agree = true;
+
+  xs_bitmap_init (&bm, nbits);
+  for (int i = 0; i < 2000; i++) {
+    uint64_t a = rand_r (&seed) % nbits;
+    uint64_t len = rand_r (&seed) % 200;
+    if (a + len > nbits)
+      len = nbits - a;
+    switch (rand_r (&seed) % 3) {
+    case 0:
+      xs_bitmap_set_range (&bm, a, len);
+      for (uint64_t b = a; b < a + len; b++)
+        model[b] = true;
+      break;
+    case 1:
+      xs_bitmap_clear (&bm, a);
+      model[a] = false;
+      break;
+    default:
+      xs_bitmap_set_atomic (&bm, a);
+      model[a] = true;
+    }
+  }
+  uint64_t count = 0;
+  for (uint64_t b = 0; b < nbits; b++) {
+    count += model[b];
+    if (xs_bitmap_get (&bm, b) != model[b])
+      agree = false;
+  }
+  ok (agree, "every bit agrees with the model");
+  is_int (xs_bitmap_count (&bm), count, "count agrees with the model");
+  for (uint64_t from = 0; from < nbits && agree; from += 37) {
+    uint64_t want = from;
+    while (want < nbits && !model[want])
+      want++;
+    if (xs_bitmap_next_set (&bm, from) != want)
+      agree = false;
+    want = from;
+    while (want < nbits && model[want])
+      want++;
+    if (xs_bitmap_next_clear (&bm, from) != want)
+      agree = false;
+  }
+  ok (agree, "next_set and next_clear agree with the model");
+  xs_bitmap_free (&bm);
+}
+
+struct setter {
+  struct xs_bitmap *bm;
+  uint64_t start;
+  uint64_t newly;
+};
+
+static void *
+set_every_other (void *opaque)
+{
+  struct setter *s = opaque;
+
+  for (uint64_t b = s->start; b < s->bm->nbits; b += 2)
+    if (xs_bitmap_set_atomic (s->bm, b))
+      s->newly++;
+  return NULL;
+}
+
+/* Two threads set interleaved bits of the same bytes: none is lost. */
+static void
+test_concurrent_sets (void)
+{
+  struct xs_bitmap bm;
+  struct setter a, b;
+  pthread_t ta, tb;
+
+  xs_bitmap_init (&bm, 1 << 20);
+  a = (struct setter) { &bm, 0, 0 };
+  b = (struct setter) { &bm, 1, 0 };
+  pthread_create (&ta, NULL, set_every_other, &a);
+  pthread_create (&tb, NULL, set_every_other, &b);
+  pthread_join (ta, NULL);
+  pthread_join (tb, NULL);
+  is_int (xs_bitmap_count (&bm), 1 << 20, "no bit lost to a race");
+  is_int (a.newly + b.newly, 1 << 20, "each bit reported newly set once");
+  xs_bitmap_free (&bm);
+}
+
+int
+main (void)
+{
+  test_basics ();
+  test_against_model ();
+  test_concurrent_sets ();
+  return done_testing ();
+}

@@ -1,0 +1,304 @@
+/* xsnap: tests for lib/head/head.c, the data path of a live volume, without
+ * NBD.
+ *
+ * A head made and opened through lib calls in a temporary directory,
+ * plaintext and encrypted: writes (aligned, unaligned, across blocks and
+ * sectors), zeroes (trimming or not), trims and flushes read back as a
+ * model of the volume says, and mark exactly the blocks they touch in the
+ * dirty map; ranges past the end are refused; threads writing at once
+ * leave each its own bytes; an encrypted head's data file holds no
+ * plaintext; a clean close and reopen keeps the map trusted with its
+ * bits.  Then an unclean stop (a child that writes, flushes and _exits
+ * without closing): the map is untrusted on reopen, and the next
+ * snapshot compares every block and still reads as the head.
+ */
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "headfixture.h"
+
+#define BS 65536u
+#define NBLOCKS 16u
+/* Volumes are whole blocks (volume.c). */
+#define SIZE ((uint64_t) NBLOCKS * BS)
+#define WRITERS 4
+
+static const char *
+kind (const struct fixture *f)
+{
+  return f->encrypted ? "encrypted" : "plaintext";
+}
+
+/* Whether the dirty map has exactly the blocks of WANT (NBLOCKS flags). */
+static bool
+map_is (struct xs_head *h, const bool want[NBLOCKS])
+{
+  const struct xs_bitmap *bits = xs_dirtymap_bits (xs_head_dirtymap (h));
+
+  for (uint64_t b = 0; b < NBLOCKS; b++)
+    if (xs_bitmap_get (bits, b) != want[b]) {
+      printf ("#   block %lu: dirty %d, want %d\n", (unsigned long) b,
+              xs_bitmap_get (bits, b), want[b]);
+      return false;
+    }
+  return true;
+}
+
+static void
+mark (bool want[NBLOCKS], uint64_t offset, uint64_t len)
+{
+  for (uint64_t b = offset / BS; b <= (offset + len - 1) / BS; b++)
+    want[b] = true;
+}
+
+static void
+test_io (struct fixture *f, struct xs_head *h)
+{
+  bool want[NBLOCKS] = { false };
+  uint8_t buf[100] = { 0 };
+
+  ok (map_is (h, want), "%s: a new head has a clean dirty map", kind (f));
+  ok (write_model (f, h, 0, BS, 1) == 0
+      && write_model (f, h, 3 * BS + 100, 2 * BS + 7, 2) == 0
+      && write_model (f, h, 9 * BS - 1, 2, 3) == 0
+      && write_model (f, h, SIZE - 300, 300, 4) == 0,
+      "%s: writes (whole block, unaligned, across blocks, to the end)",
+      kind (f));
+  mark (want, 0, BS);
+  mark (want, 3 * BS + 100, 2 * BS + 7);
+  mark (want, 9 * BS - 1, 2);
+  mark (want, SIZE - 300, 300);
+  ok (head_matches_model (f, h), "  read back as written");
+  ok (map_is (h, want), "  the dirty map has exactly the blocks written");
+
+  ok (xs_head_zero (h, 5000, 3 * BS + 50, XS_HEAD_MAY_TRIM) == 0,
+      "%s: zero part of a block, trimming allowed", kind (f));
+  memset (f->model + 3 * BS + 50, 0, 5000);
+  ok (xs_head_zero (h, BS + 10, 6 * BS - 5, 0) == 0,
+      "%s: zero across blocks, kept allocated", kind (f));
+  memset (f->model + 6 * BS - 5, 0, BS + 10);
+  mark (want, 6 * BS - 5, BS + 10);
+  ok (xs_head_trim (h, 777, 4 * BS + 123, false) == 0,
+      "%s: trim part of a block", kind (f));
+  /* Trim is advisory: where a hole is punched the bytes read as zero,
+   * which for an encrypted head is always (partial sectors are written
+   * as zeros and whole ones punched).
+   */
+  if (f->encrypted)
+    memset (f->model + 4 * BS + 123, 0, 777);
+  else {
+    uint8_t *check = malloc (777);
+    if (check && xs_head_pread (h, check, 777, 4 * BS + 123) == 0)
+      memcpy (f->model + 4 * BS + 123, check, 777);
+    free (check);
+  }
+  ok (head_matches_model (f, h), "  zeroed and trimmed ranges read as zero");
+  ok (map_is (h, want), "  zero and trim mark their blocks");
+
+  ok (xs_head_pwrite (h, buf, 10, SIZE - 5, false) == -1,
+      "%s: a write past the end is refused", kind (f));
+  error_contains ("beyond the end", "  with a clear message");
+  ok (xs_head_pread (h, buf, 1, SIZE) == -1, "  and a read past the end");
+  tap_take_error ();
+  ok (map_is (h, want), "  and marks nothing");
+
+  ok (write_model (f, h, 12 * BS, 512, 5) == 0
+      && xs_head_pwrite (h, f->model + 12 * BS, 512, 12 * BS, true) == 0,
+      "%s: a write with FUA", kind (f));
+  mark (want, 12 * BS, 512);
+  ok (xs_head_flush (h) == 0, "%s: flush", kind (f));
+  ok (head_matches_model (f, h) && map_is (h, want),
+      "  content and map unchanged by flush");
+}
+
+struct writer {
+  struct fixture *f;
+  struct xs_head *h;
+  unsigned id;
+  int failures;
+};
+
+/* Each writer owns every WRITERS-th block from its id and writes it in
+ * odd-sized pieces, reading each piece back at once.
+ */
+static void *
+writer_main (void *opaque)
+{
+  struct writer *w = opaque;
+  uint8_t buf[3001], back[3001];
+
+  for (unsigned round = 0; round < 20; round++)
+    for (uint64_t b = w->id; b < NBLOCKS; b += WRITERS) {
+      uint64_t offset = b * BS + (round * 1237) % (BS - sizeof buf);
+
+      fill_pattern (buf, sizeof buf, b * 1000 + round);
+      if (xs_head_pwrite (w->h, buf, sizeof buf, offset, false) == -1
+          || xs_head_pread (w->h, back, sizeof back, offset) == -1
+          || memcmp (buf, back, sizeof buf) != 0)
+        w->failures++;
+      else
+        memcpy (w->f->model + offset, buf, sizeof buf);
+    }
+  return NULL;
+}
+
+static void
+test_parallel_writers (struct fixture *f, struct xs_head *h)
+{
+  struct writer w[WRITERS];
+  pthread_t t[WRITERS];
+  int failures = 0;
+
+  for (unsigned i = 0; i < WRITERS; i++) {
+    w[i] = (struct writer) { .f = f, .h = h, .id = i };
+    if (pthread_create (&t[i], NULL, writer_main, &w[i]) != 0)
+      abort ();
+  }
+  for (unsigned i = 0; i < WRITERS; i++) {
+    pthread_join (t[i], NULL);
+    failures += w[i].failures;
+  }
+  is_int (failures, 0, "%s: %d threads writing at once each read back "
+          "their own bytes", kind (f), WRITERS);
+  ok (head_matches_model (f, h), "  and the head holds all of them");
+}
+
+/* Whether the data file holds NEEDLE (LEN bytes) anywhere. */
+static bool
+data_file_holds (const struct fixture *f, const uint8_t *needle, size_t len)
+{
+  char path[4200];
+  uint8_t *data = malloc (SIZE);
+  bool found = false;
+  int fd;
+
+  snprintf (path, sizeof path, "%s/data", f->head_dir);
+  fd = open (path, O_RDONLY);
+  if (data == NULL || fd == -1 || pread (fd, data, SIZE, 0) != (ssize_t) SIZE)
+    abort ();
+  close (fd);
+  found = memmem (data, SIZE, needle, len) != NULL;
+  free (data);
+  return found;
+}
+
+static void
+test_reopen (struct fixture *f, struct xs_head *h)
+{
+  const struct xs_bitmap *bits;
+  uint64_t count;
+
+  count = xs_bitmap_count (xs_dirtymap_bits (xs_head_dirtymap (h)));
+  ok (xs_head_close (h) == 0, "%s: close", kind (f));
+  if (f->encrypted)
+    ok (!data_file_holds (f, f->model, 4096)
+        && !data_file_holds (f, f->model + 12 * BS, 512),
+        "  the data file holds no plaintext");
+  h = fixture_open (f);
+  ok (h != NULL, "%s: reopen", kind (f));
+  if (h == NULL)
+    return;
+  is_int (xs_dirtymap_doubt (xs_head_dirtymap (h)), XS_DIRTYMAP_TRUSTED,
+          "  after a clean close the map is trusted");
+  bits = xs_dirtymap_bits (xs_head_dirtymap (h));
+  is_int (xs_bitmap_count (bits), count, "  with the same blocks marked");
+  ok (head_matches_model (f, h), "  and the content as written");
+  xs_head_close (h);
+}
+
+static void
+test_data_path (bool encrypted)
+{
+  struct fixture f;
+  struct xs_head *h;
+
+  fixture_init (&f, SIZE, BS, encrypted);
+  h = fixture_open (&f);
+  ok (h != NULL, "%s: open a new head", kind (&f));
+  if (h == NULL)
+    return;
+  test_io (&f, h);
+  test_parallel_writers (&f, h);
+  test_reopen (&f, h);
+  fixture_free (&f);
+}
+
+static void
+test_unclean_stop (void)
+{
+  struct fixture f;
+  struct xs_seal_stats stats;
+  struct xs_manifest *m0, *m1, *m2;
+  struct xs_head *h;
+  uint8_t block[BS];
+  pid_t pid;
+  int status;
+
+  fixture_init (&f, SIZE, BS, false);
+  h = fixture_open (&f);
+  if (h == NULL)
+    abort ();
+  write_model (&f, h, 0, (uint32_t) SIZE, 10);
+  m0 = snapshot_take (&f, h, NULL, &stats);
+  ok (m0 != NULL && snapshot_matches (&f, m0, f.model),
+      "a first snapshot reads as the head");
+  xs_head_close (h);
+
+  /* The owner writes, flushes and dies without closing. */
+  fill_pattern (block, BS, 11);
+  fflush (stdout);
+  pid = fork ();
+  if (pid == 0) {
+    h = fixture_open (&f);
+    if (h == NULL || xs_head_pwrite (h, block, BS, 5 * BS, false) == -1
+        || xs_head_flush (h) == -1)
+      _exit (1);
+    _exit (0);
+  }
+  waitpid (pid, &status, 0);
+  ok (WIFEXITED (status) && WEXITSTATUS (status) == 0,
+      "an owner wrote, flushed and ended without closing");
+  memcpy (f.model + 5 * BS, block, BS);
+
+  h = fixture_open (&f);
+  ok (h != NULL, "the next owner opens the head");
+  if (h == NULL)
+    return;
+  is_int (xs_dirtymap_doubt (xs_head_dirtymap (h)), XS_DIRTYMAP_UNCLEAN_STOP,
+          "  its dirty map is untrusted: an unclean stop");
+  ok (head_matches_model (&f, h),
+      "  the flushed write is there");
+
+  m1 = snapshot_take (&f, h, m0, &stats);
+  ok (m1 != NULL, "the next snapshot succeeds");
+  ok (stats.full_compare && stats.blocks_to_seal == NBLOCKS,
+      "  comparing every block (%lu of %u)",
+      (unsigned long) stats.blocks_to_seal, NBLOCKS);
+  is_int (stats.changed_blocks, 1, "  and finds the one block changed");
+  ok (m1 && snapshot_matches (&f, m1, f.model), "  it reads as the head");
+
+  ok (write_model (&f, h, 7 * BS + 9, 10, 12) == 0, "one more write");
+  m2 = snapshot_take (&f, h, m1, &stats);
+  ok (m2 != NULL && !stats.full_compare && stats.blocks_to_seal == 1,
+      "  the snapshot after that trusts the map again (1 block to seal)");
+  ok (m2 && snapshot_matches (&f, m2, f.model), "  and reads as the head");
+  ok (xs_head_close (h) == 0, "close");
+  xs_manifest_free (m0);
+  xs_manifest_free (m1);
+  xs_manifest_free (m2);
+  fixture_free (&f);
+}
+
+int
+main (void)
+{
+  test_data_path (false);
+  test_data_path (true);
+  test_unclean_stop ();
+  return done_testing ();
+}
