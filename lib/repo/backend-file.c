@@ -21,7 +21,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "repo/backend.h"
+#include "repo/backend-impl.h"
 #include "base/error.h"
 #include "base/fileio.h"
 

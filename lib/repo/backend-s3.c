@@ -38,7 +38,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "repo/backend.h"
+#include "repo/backend-impl.h"
 #include "repo/curlapi.h"
 #include "base/error.h"
 #include "repo/s3config.h"

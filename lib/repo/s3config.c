@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "repo/backend.h"
+#include "repo/backend-impl.h"
 #include "base/error.h"
 #include "repo/s3config.h"
 

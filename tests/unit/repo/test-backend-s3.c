@@ -14,7 +14,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "repo/backend.h"
+#include "repo/backend-impl.h"
 #include "tap.h"
 
 #define RACE_ROUNDS 20
