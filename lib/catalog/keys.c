@@ -20,6 +20,7 @@
 #include "access/account.h"
 #include "catalog/audit.h"
 #include "crypto/chunkcrypt.h"
+#include "crypto/masterkey.h"
 #include "base/error.h"
 #include "base/hash.h"
 #include "base/fileio.h"
@@ -32,7 +33,6 @@
                      + XS_CRYPT_TAG_LEN)
 #define ACCOUNT_KEY_LABEL "xsnap-account-key-1"
 #define DATA_KEY_LABEL "xsnap-data-key-1"
-#define MASTER_KEY_FILE "master.key"
 
 #define KEY_COLUMNS "id, account, name, is_default, status, created_ns"
 
@@ -159,59 +159,6 @@ xs_key_unwrap (const unsigned char *kek, const char *label,
 
 /* The master key. */
 
-char *
-xs_master_key_path (const char *store_path)
-{
-  const char *env = getenv (XS_MASTER_KEY_ENV);
-  char *path;
-
-  if (env && env[0] != '\0')
-    path = strdup (env);
-  else if (asprintf (&path, "%s/" MASTER_KEY_FILE, store_path) == -1)
-    path = NULL;
-  if (path == NULL)
-    xs_error ("cannot locate the master key: %m");
-  return path;
-}
-
-int
-xs_master_key_create (const char *path)
-{
-  unsigned char key[XS_DATA_KEY_LEN];
-  char hex[2 * XS_DATA_KEY_LEN + 2], *tmp = NULL;
-  int fd = -1, r = -1;
-
-  if (asprintf (&tmp, "%s.tmp.%d", path, (int) getpid ()) == -1) {
-    xs_error ("cannot create the master key %s: %m", path);
-    return -1;
-  }
-  if (xs_crypt_random (key, sizeof key) == -1)
-    goto out;
-  xs_hex_encode (key, sizeof key, hex);
-  strcat (hex, "\n");
-  fd = open (tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-  if (fd == -1 || xs_full_pwrite (fd, hex, strlen (hex), 0) == -1
-      || fsync (fd) == -1) {
-    xs_error ("cannot create the master key %s: %m", path);
-    goto out;
-  }
-  /* link: never replace a master key that is there already. */
-  if (link (tmp, path) == -1 && errno != EEXIST) {
-    xs_error ("cannot create the master key %s: %m", path);
-    goto out;
-  }
-  r = 0;
- out:
-  if (fd >= 0) {
-    close (fd);
-    unlink (tmp);
-  }
-  OPENSSL_cleanse (key, sizeof key);
-  OPENSSL_cleanse (hex, sizeof hex);
-  free (tmp);
-  return r;
-}
-
 /* Whether the catalog holds no key at all: then nothing is wrapped under
  * a master key yet, and one may be made on first use (a store made
  * before keys existed).
@@ -228,62 +175,30 @@ no_keys_yet (struct xs_store *store)
   return n == 0;
 }
 
-static int
-read_key_file (const char *path, unsigned char *key)
-{
-  char text[2 * XS_DATA_KEY_LEN + 2];
-  struct stat st;
-  ssize_t n;
-  int fd, r = -1;
-
-  fd = open (path, O_RDONLY | O_CLOEXEC);
-  if (fd == -1)
-    return -1;
-  if (fstat (fd, &st) == -1)
-    goto out;
-  if ((st.st_mode & 077) != 0) {
-    xs_error ("cannot use the master key %s: it is readable or writable by "
-              "others (chmod 600 it)", path);
-    errno = EPERM;
-    r = -2;
-    goto out;
-  }
-  n = read (fd, text, sizeof text);
-  if (n >= 2 * XS_DATA_KEY_LEN && (n == 2 * XS_DATA_KEY_LEN
-                                    || text[2 * XS_DATA_KEY_LEN] == '\n')) {
-    text[2 * XS_DATA_KEY_LEN] = '\0';
-    if (xs_hex_decode (text, key, XS_DATA_KEY_LEN) == 0)
-      r = 0;
-  }
-  if (r == -1) {
-    xs_error ("cannot use the master key %s: it is not 64 hex digits", path);
-    errno = EINVAL;
-    r = -2;
-  }
- out:
-  OPENSSL_cleanse (text, sizeof text);
-  close (fd);
-  return r;
-}
-
 int
 xs_master_key_read (struct xs_store *store, unsigned char *key)
 {
   char *path = xs_master_key_path (xs_store_path (store));
-  int r;
+  enum xs_master_key_read_result r;
 
   if (path == NULL)
     return -1;
-  r = read_key_file (path, key);
-  if (r == -1 && errno == ENOENT && getenv (XS_MASTER_KEY_ENV) == NULL
-      && no_keys_yet (store) && xs_master_key_create (path) == 0)
-    r = read_key_file (path, key);
-  if (r == -1)
-    xs_error ("cannot read the master key %s: %m (the store's keys are "
-              "wrapped under it: restore the file made by 'xsnap init', or "
-              "point " XS_MASTER_KEY_ENV " at it)", path);
+  r = xs_master_key_read_file (path, key);
+  /* A store made before keys existed has none: make it on first use. */
+  if (r == XS_MASTER_KEY_MISSING && getenv (XS_MASTER_KEY_ENV) == NULL
+      && no_keys_yet (store)) {
+    if (xs_master_key_create (path) == -1)
+      r = XS_MASTER_KEY_UNUSABLE;
+    else
+      r = xs_master_key_read_file (path, key);
+  }
+  if (r == XS_MASTER_KEY_MISSING) {
+    errno = ENOENT;
+    xs_error ("cannot read the master key %s: %m (" XS_MASTER_KEY_HINT ")",
+              path);
+  }
   free (path);
-  return r == 0 ? 0 : -1;
+  return r == XS_MASTER_KEY_READ ? 0 : -1;
 }
 
 /* Account keys in the catalog. */

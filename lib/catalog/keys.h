@@ -32,7 +32,6 @@
 #include "catalog/volume.h"
 
 #define XS_DEFAULT_KEY_NAME "default"
-#define XS_MASTER_KEY_ENV "XSNAP_MASTER_KEY_FILE"
 
 struct xs_key {
   char id[XS_ID_MAX];           /* "key-" and 16 hex digits */
@@ -62,14 +61,6 @@ extern int xs_key_unwrap (const unsigned char *kek, const char *label,
                           const char *wrapped, unsigned char *key,
                           const char *what);
 
-/* The master key file of STORE (malloc'd): $XSNAP_MASTER_KEY_FILE, else
- * STORE/master.key.
- */
-extern char *xs_master_key_path (const char *store_path);
-/* Make a new master key at PATH unless a file is there (mode 0600,
- * written whole before it appears).  0 or -1.
- */
-extern int xs_master_key_create (const char *path);
 /* Read the master key (XS_DATA_KEY_LEN bytes) of STORE.  A missing or
  * unreadable file is an error saying which file and what to do.
  */

@@ -958,29 +958,6 @@ xs_snapshot_finish (struct xs_snapshot_op *op,
   return r;
 }
 
-int
-xs_snapshot_create_offline (struct xs_store *store,
-                            const struct xs_volume *vol, const char *name,
-                            void (*progress) (uint64_t done, uint64_t total,
-                                              void *opaque),
-                            void *opaque, struct xs_snapshot *snap)
-{
-  struct xs_head *h = xs_volume_open_head (store, vol);
-  struct xs_snapshot_op *op;
-  int r = -1;
-
-  if (h == NULL)
-    return -1;
-  op = xs_snapshot_start (store, h, vol, name, snap);
-  if (op) {
-    r = xs_snapshot_finish (op, progress, opaque, snap);
-    if (r == -1)
-      xs_snapshot_clear (snap);
-  }
-  xs_head_close (h);            /* reports its own failure */
-  return r;
-}
-
 /* Receiving snapshots (see snapshot.h). */
 
 struct xs_manifest *

@@ -131,17 +131,6 @@ extern int xs_snapshot_finish (struct xs_snapshot_op *op,
                                                  void *opaque),
                                void *opaque, struct xs_snapshot *snap);
 
-/* Take a snapshot of VOL in this process, which must be able to become
- * its owner (the volume is not attached): START and FINISH in one.
- */
-extern int xs_snapshot_create_offline (struct xs_store *store,
-                                       const struct xs_volume *vol,
-                                       const char *name,
-                                       void (*progress) (uint64_t done,
-                                                         uint64_t total,
-                                                         void *opaque),
-                                       void *opaque,
-                                       struct xs_snapshot *snap);
 
 /* Remove pending records of VOL (called by a new owner: whoever took them
  * is gone).

@@ -10,7 +10,7 @@
 
 #include "base/error.h"
 #include "base/fileio.h"
-#include "catalog/keys.h"
+#include "crypto/masterkey.h"
 #include "base/names.h"
 #include "repo/backend.h"
 #include "base/hash.h"

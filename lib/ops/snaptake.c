@@ -7,6 +7,7 @@
 #include "head/control.h"
 #include "base/error.h"
 #include "base/fileio.h"
+#include "head/head.h"
 #include "head/ownerlock.h"
 #include "ops/snaptake.h"
 
@@ -112,6 +113,31 @@ take_through_owner (struct xs_store *store, const char *path,
   return r;
 }
 
+/* Take the snapshot in this process, which must be able to become the
+ * volume's owner (nothing holds it).
+ */
+static int
+take_here (struct xs_store *store, const struct xs_volume *vol,
+           const char *name,
+           void (*progress) (uint64_t done, uint64_t total, void *opaque),
+           void *opaque, struct xs_snapshot *snap)
+{
+  struct xs_head *h = xs_volume_open_head (store, vol);
+  struct xs_snapshot_op *op;
+  int r = -1;
+
+  if (h == NULL)
+    return -1;
+  op = xs_snapshot_start (store, h, vol, name, snap);
+  if (op) {
+    r = xs_snapshot_finish (op, progress, opaque, snap);
+    if (r == -1)
+      xs_snapshot_clear (snap);
+  }
+  xs_head_close (h);            /* reports its own failure */
+  return r;
+}
+
 int
 xs_snapshot_take (struct xs_store *store, const struct xs_volume *vol,
                   const char *name, bool wait,
@@ -132,8 +158,7 @@ xs_snapshot_take (struct xs_store *store, const struct xs_volume *vol,
   while (control && lock) {
     switch (find_owner (store, vol, control)) {
     case OWNER_NONE:
-      r = xs_snapshot_create_offline (store, vol, name, progress, opaque,
-                                      snap) == 0 ? TAKEN : FAILED;
+      r = take_here (store, vol, name, progress, opaque, snap) == 0 ? TAKEN : FAILED;
       break;
     case OWNER_SERVING:
       r = take_through_owner (store, control, name, wait, snap);

@@ -21,6 +21,7 @@
 #include "catalog/audit.h"
 #include "catalog/config.h"
 #include "base/fileio.h"
+#include "head/head.h"
 #include "catalog/region.h"
 #include "access/share.h"
 #include "catalog/snapshot.h"
@@ -59,9 +60,14 @@ make_snapshot (struct xs_store *store, const char *account, const char *name,
   struct xs_scope scope = scope_of (account);
   struct xs_volume vol;
 
+  struct xs_snapshot_op *op;
+  struct xs_head *h;
+
   if (xs_volume_create (store, &scope, name, 1 << 20, 65536, &vol) == -1
-      || xs_snapshot_create_offline (store, &vol, "s1", NULL, NULL,
-                                     snap) == -1)
+      || (h = xs_volume_open_head (store, &vol)) == NULL
+      || (op = xs_snapshot_start (store, h, &vol, "s1", snap)) == NULL
+      || xs_snapshot_finish (op, NULL, NULL, snap) == -1
+      || xs_head_close (h) == -1)
     abort ();
   xs_volume_clear (&vol);
 }
