@@ -7,8 +7,6 @@
 #include "base/error.h"
 #include "base/names.h"
 #include "base/fileio.h"
-#include "catalog/snapshot.h"
-#include "catalog/volume.h"
 
 static const char *const outcome_names[] = {
   [XS_AUDIT_ALLOWED] = "allowed",
@@ -49,10 +47,10 @@ xs_audit_record (struct xs_store *store, const char *actor,
   return r;
 }
 
-static int
-audit_resource (struct xs_store *store, const char *actor, const char *action,
-                const char *region, const char *owner, const char *type,
-                const char *id, const char *detail)
+int
+xs_audit_resource (struct xs_store *store, const char *actor,
+                   const char *action, const char *region, const char *owner,
+                   const char *type, const char *id, const char *detail)
 {
   char *arn = xs_resource_name (region, owner, type, id);
   int r;
@@ -63,26 +61,6 @@ audit_resource (struct xs_store *store, const char *actor, const char *action,
                        detail);
   free (arn);
   return r;
-}
-
-int
-xs_audit_snapshot (struct xs_store *store, const char *actor,
-                   const char *action, const struct xs_snapshot *snap,
-                   const char *detail)
-{
-  char name[160];
-
-  snprintf (name, sizeof name, "%s@%s", snap->volume_name, snap->name);
-  return audit_resource (store, actor, action, snap->region, snap->account,
-                         "snapshot", snap->id, detail ? detail : name);
-}
-
-int
-xs_audit_volume (struct xs_store *store, const char *actor,
-                 const char *action, const struct xs_volume *vol)
-{
-  return audit_resource (store, actor, action, vol->region, vol->account,
-                         "volume", vol->id, vol->name);
 }
 
 static const char *

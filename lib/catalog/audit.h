@@ -46,19 +46,16 @@ extern int xs_audit_record_locked (struct xs_store *store, const char *actor,
                                    enum xs_audit_outcome outcome,
                                    const char *detail);
 
-/* Record that ACTOR did ACTION (allowed) to a snapshot or a volume.
- * Called by the change itself, inside its transaction (the catalog lock
- * is recursive, so the row joins the transaction of the caller holding
- * it).  DETAIL NULL: the snapshot's VOL@NAME.
+/* Record that ACTOR did ACTION (allowed) to the resource of TYPE and ID
+ * owned by OWNER in REGION ("" for none), DETAIL naming it for people
+ * (a volume's name, a snapshot's VOLUME@NAME).  Called by the change
+ * itself, inside its transaction (the catalog lock is recursive, so the
+ * row joins the transaction of the caller holding it).
  */
-struct xs_snapshot;
-struct xs_volume;
-extern int xs_audit_snapshot (struct xs_store *store, const char *actor,
-                              const char *action,
-                              const struct xs_snapshot *snap,
-                              const char *detail);
-extern int xs_audit_volume (struct xs_store *store, const char *actor,
-                            const char *action, const struct xs_volume *vol);
+extern int xs_audit_resource (struct xs_store *store, const char *actor,
+                              const char *action, const char *region,
+                              const char *owner, const char *type,
+                              const char *id, const char *detail);
 
 /* Call FN for each entry, oldest first (under the catalog lock, which is
  * recursive: FN may use the catalog).  With VISIBLE_TO, only entries where that account

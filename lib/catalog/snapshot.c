@@ -289,6 +289,19 @@ run_change (struct xs_catalog *cat, const char *sql, const char *what,
   return r;
 }
 
+/* The audit row of a change to SNAP; DETAIL NULL names it VOLUME@NAME. */
+static int
+audit_snapshot (struct xs_store *store, const char *actor, const char *action,
+                const struct xs_snapshot *snap, const char *detail)
+{
+  char name[160];
+
+  snprintf (name, sizeof name, "%s@%s", snap->volume_name, snap->name);
+  return xs_audit_resource (store, actor, action, snap->region,
+                            snap->account, "snapshot", snap->id,
+                            detail ? detail : name);
+}
+
 int
 xs_snapshot_delete (struct xs_store *store, const char *actor,
                     const char *detail, const struct xs_snapshot *snap)
@@ -312,8 +325,8 @@ xs_snapshot_delete (struct xs_store *store, const char *actor,
       && (run_change (cat, "DELETE FROM shares WHERE kind = 'snapshot'"
                       " AND resource_id = ?", "remove the snapshot's shares",
                       snap->id, NULL) == -1
-          || xs_audit_snapshot (store, actor, "xsnap:DeleteSnapshot", snap,
-                                detail) == -1))
+          || audit_snapshot (store, actor, "xsnap:DeleteSnapshot", snap,
+                             detail) == -1))
     r = -1;
   if (r > 0 && xs_catalog_commit (cat) == -1)
     r = -1;

@@ -560,7 +560,9 @@ xs_volume_delete (struct xs_store *store, const char *actor,
   }
   /* The audit row is part of the delete: without it, nothing happened. */
   if (r == 0
-      && (xs_audit_volume (store, actor, "xsnap:DeleteVolume", vol) == -1
+      && (xs_audit_resource (store, actor, "xsnap:DeleteVolume", vol->region,
+                             vol->account, "volume", vol->id,
+                             vol->name) == -1
           || xs_catalog_commit (cat) == -1))
     r = -1;
   if (r == -1)
