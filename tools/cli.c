@@ -6,7 +6,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "access/account.h"
+#include "catalog/account.h"
 #include "cli.h"
 #include "base/error.h"
 #include "base/fileio.h"

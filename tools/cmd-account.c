@@ -7,8 +7,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "access/admin.h"
 #include "access/access.h"
-#include "access/account.h"
+#include "catalog/account.h"
 #include "cli.h"
 #include "base/error.h"
 
@@ -55,7 +56,7 @@ account_create (struct cli *cli, int argc, char **argv)
   if (optind + 1 != argc)
     return cli_usage ("account create", "expected one account ID");
   if (cli_open (cli) == -1
-      || xs_account_create_as (cli->store, cli->scope.account, argv[optind],
+      || xs_admin_create_account (cli->store, cli->scope.account, argv[optind],
                                name, email, parent) == -1
       || xs_account_find (cli->store, argv[optind], false, &account) != 0)
     return 1;
@@ -143,7 +144,7 @@ account_delete (struct cli *cli, int argc, char **argv)
   if (optind + 1 != argc)
     return cli_usage ("account delete", "expected one account ID");
   if (cli_open (cli) == -1
-      || xs_account_delete (cli->store, cli->scope.account,
+      || xs_admin_delete_account (cli->store, cli->scope.account,
                             argv[optind]) == -1)
     return 1;
   if (cli->json)
@@ -185,7 +186,7 @@ account_map_uid (struct cli *cli, int argc, char **argv)
     return cli_usage (unmap ? "account unmap-uid" : "account map-uid",
                       unmap ? "expected UID" : "expected UID ACCOUNT");
   if (parse_uid (argv[optind], &uid) == -1 || cli_open (cli) == -1
-      || xs_account_map_uid (cli->store, cli->scope.account, uid,
+      || xs_admin_map_uid (cli->store, cli->scope.account, uid,
                              unmap ? NULL : argv[optind + 1]) == -1)
     return 1;
   if (!cli->quiet)

@@ -2,6 +2,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "access/admin.h"
 #include "cli.h"
 #include "catalog/config.h"
 
@@ -43,11 +44,11 @@ cmd_config (struct cli *cli, int argc, char **argv)
   }
   if (strcmp (action, "set") == 0 && optind + 2 == argc)
     return cli_open (cli) == 0
-      && xs_config_set (cli->store, cli->scope.account, argv[optind],
+      && xs_admin_set_config (cli->store, cli->scope.account, argv[optind],
                         argv[optind + 1]) == 0 ? 0 : 1;
   if (strcmp (action, "reset") == 0 && optind + 1 == argc)
     return cli_open (cli) == 0
-      && xs_config_set (cli->store, cli->scope.account, argv[optind],
+      && xs_admin_set_config (cli->store, cli->scope.account, argv[optind],
                         NULL) == 0 ? 0 : 1;
   return cli_usage ("config", "expected list, set KEY VALUE or reset KEY");
 }

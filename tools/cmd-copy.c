@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "access/admin.h"
 #include "access/access.h"
 #include "cli.h"
 #include "ops/copy.h"
@@ -253,7 +254,7 @@ job_cancel (struct cli *cli, int argc, char **argv)
   if (optind + 1 != argc)
     return cli_usage ("job cancel", "expected one JOB id");
   if (cli_open (cli) == -1
-      || xs_job_cancel (cli->store, cli->scope.account, argv[optind]) == -1)
+      || xs_admin_cancel_job (cli->store, cli->scope.account, argv[optind]) == -1)
     return 1;
   if (!cli->quiet && !cli->json)
     printf ("job %s cancelled\n", argv[optind]);

@@ -2,6 +2,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "access/admin.h"
 #include "access/access.h"
 #include "cli.h"
 #include "catalog/region.h"
@@ -28,7 +29,7 @@ region_add (struct cli *cli, int argc, char **argv)
   if (optind + 1 != argc)
     return cli_usage ("region add", "expected one region NAME");
   if (cli_open (cli) == -1
-      || xs_region_add (cli->store, cli->scope.account, argv[optind], backend,
+      || xs_admin_add_region (cli->store, cli->scope.account, argv[optind], backend,
                         group) == -1)
     return 1;
   if (!cli->quiet)
@@ -46,7 +47,7 @@ region_remove (struct cli *cli, int argc, char **argv)
   if (optind + 1 != argc)
     return cli_usage ("region remove", "expected one region NAME");
   if (cli_open (cli) == -1
-      || xs_region_remove (cli->store, cli->scope.account,
+      || xs_admin_remove_region (cli->store, cli->scope.account,
                            argv[optind]) == -1)
     return 1;
   if (!cli->quiet)

@@ -7,7 +7,7 @@
 #include <string.h>
 
 #include "access/access.h"
-#include "access/account.h"
+#include "catalog/account.h"
 #include "catalog/audit.h"
 #include "cli.h"
 #include "base/error.h"

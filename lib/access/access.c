@@ -6,7 +6,7 @@
 #include <time.h>
 
 #include "access/access.h"
-#include "access/account.h"
+#include "catalog/account.h"
 #include "catalog/audit.h"
 #include "base/error.h"
 #include "base/fileio.h"

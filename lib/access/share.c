@@ -7,7 +7,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "access/account.h"
+#include "catalog/account.h"
 #include "catalog/audit.h"
 #include "base/error.h"
 #include "base/names.h"

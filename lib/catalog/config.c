@@ -5,7 +5,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "access/access.h"
 #include "catalog/audit.h"
 #include "catalog/config.h"
 #include "base/error.h"
@@ -75,6 +74,14 @@ check_value (int i, const char *value)
 }
 
 int
+xs_config_check (const char *key, const char *value)
+{
+  int i = find_key (key);
+
+  return i == -1 || (value && check_value (i, value) == -1) ? -1 : 0;
+}
+
+int
 xs_config_set (struct xs_store *store, const char *actor, const char *key,
                const char *value)
 {
@@ -84,8 +91,6 @@ xs_config_set (struct xs_store *store, const char *actor, const char *key,
   int64_t r;
 
   if (i == -1 || (value && check_value (i, value) == -1)
-      || xs_access_store (store, actor, "xsnap:SetConfig", "setting",
-                          key) == -1
       || (arn = xs_resource_name (NULL, NULL, "setting",
                                          key)) == NULL)
     return -1;

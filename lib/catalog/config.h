@@ -20,10 +20,15 @@ struct xs_config_item {
 };
 
 /* Set KEY to VALUE (checked), or back to its default with VALUE NULL.
- * ACTOR must be the administrator; the change is audited.
+ * Audited as done by ACTOR; who may is decided above (access/admin.h).
  */
 extern int xs_config_set (struct xs_store *store, const char *actor,
                           const char *key, const char *value);
+
+/* Is KEY a known setting and VALUE (NULL: the default) valid for it?
+ * 0, or -1 with the reason reported.
+ */
+extern int xs_config_check (const char *key, const char *value);
 
 /* Call FN for each known key (a NULL-terminated table in key order). */
 extern int xs_config_list (struct xs_store *store,

@@ -59,7 +59,7 @@ extern int xs_job_restart (struct xs_store *store, const char *id,
  */
 extern int xs_job_check_resumable (struct xs_store *store, const char *id);
 
-/* Cancel job ID as ACTOR (its actor or the administrator): a queued job
+/* Cancel job ID for ACTOR (who may: access/admin.h): a queued job
  * never runs; a running copy stops at its next progress update and
  * records nothing.  The job is then failed ("cancelled by ...") and may
  * be resumed.  0 or -1.

@@ -17,7 +17,7 @@
 #include <openssl/crypto.h>
 
 #include "access/access.h"
-#include "access/account.h"
+#include "catalog/account.h"
 #include "catalog/audit.h"
 #include "crypto/chunkcrypt.h"
 #include "crypto/masterkey.h"

@@ -4,7 +4,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "access/access.h"
 #include "catalog/audit.h"
 #include "repo/backend.h"
 #include "base/error.h"
@@ -103,8 +102,6 @@ xs_region_add (struct xs_store *store, const char *actor, const char *name,
   if (group == NULL)
     group = "default";
   if (xs_name_check ("region", name) == -1 || check_group (group) == -1
-      || xs_access_store (store, actor, "xsnap:CreateRegion", "region",
-                          name) == -1
       || region_exists (cat, name) == -1)
     return -1;
   /* The default repository is inside the region's directory. */
@@ -177,9 +174,6 @@ xs_region_remove (struct xs_store *store, const char *actor, const char *name)
   int64_t count, r = -1;
   size_t i;
 
-  if (xs_access_store (store, actor, "xsnap:DeleteRegion", "region",
-                       name) == -1)
-    return -1;
   xs_catalog_lock (cat);
   if (xs_catalog_begin (cat) == -1)
     goto out;

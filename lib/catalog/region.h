@@ -26,8 +26,8 @@ struct xs_region {
 extern json_t *xs_region_to_json (const struct xs_region *region);
 
 /* Add region NAME on BACKEND_URL (NULL: a file repository inside the
- * store) in GROUP (NULL: "default").  The backend must open.  ACTOR must
- * be the administrator; audited.
+ * store) in GROUP (NULL: "default").  The backend must open.  Audited as
+ * done by ACTOR; who may is decided above (access/admin.h).
  */
 extern int xs_region_add (struct xs_store *store, const char *actor,
                           const char *name, const char *backend_url,

@@ -9,7 +9,7 @@
 #include <unistd.h>
 
 #include "access/access.h"
-#include "access/account.h"
+#include "catalog/account.h"
 #include "catalog/audit.h"
 #include "repo/chunk.h"
 #include "ops/copy.h"

@@ -12,7 +12,7 @@
 #include <unistd.h>
 
 #include "access/access.h"
-#include "access/account.h"
+#include "catalog/account.h"
 #include "catalog/audit.h"
 #include "ops/schedule.h"
 #include "ops/copy.h"

@@ -15,7 +15,7 @@
 
 #include "base/error.h"
 #include "access/access.h"
-#include "access/account.h"
+#include "catalog/account.h"
 #include "ops/server.h"
 #include "base/size.h"
 #include "catalog/store.h"

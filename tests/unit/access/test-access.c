@@ -17,7 +17,8 @@
 #include <string.h>
 
 #include "access/access.h"
-#include "access/account.h"
+#include "access/admin.h"
+#include "catalog/account.h"
 #include "catalog/audit.h"
 #include "catalog/config.h"
 #include "base/fileio.h"
@@ -103,19 +104,19 @@ test_accounts (struct xs_store *store)
 {
   char *account;
 
-  ok (xs_account_create (store, "alice", "Alice", "alice@example.com",
+  ok (xs_account_create (store, NULL, "alice", "Alice", "alice@example.com",
                          NULL) == 0, "create alice");
-  ok (xs_account_create (store, "bob", NULL, NULL, NULL) == 0, "create bob");
-  ok (xs_account_create (store, "carol", NULL, NULL, "alice") == 0,
+  ok (xs_account_create (store, NULL, "bob", NULL, NULL, NULL) == 0, "create bob");
+  ok (xs_account_create (store, NULL, "carol", NULL, NULL, "alice") == 0,
       "create carol, a collaborator of alice");
-  ok (xs_account_create (store, "dave", NULL, NULL, "carol") == 0,
+  ok (xs_account_create (store, NULL, "dave", NULL, NULL, "carol") == 0,
       "create dave, a collaborator of carol");
-  ok (xs_account_create (store, "alice", NULL, NULL, NULL) == -1,
+  ok (xs_account_create (store, NULL, "alice", NULL, NULL, NULL) == -1,
       "a second alice is refused");
   error_contains ("already exists", "... saying it exists");
-  ok (xs_account_create (store, "eve", NULL, "not-an-email", NULL) == -1,
+  ok (xs_account_create (store, NULL, "eve", NULL, "not-an-email", NULL) == -1,
       "a bad email is refused");
-  ok (xs_account_create (store, "eve", NULL, NULL, "nobody") == -1,
+  ok (xs_account_create (store, NULL, "eve", NULL, NULL, "nobody") == -1,
       "a collaborator of nobody is refused");
   is_int (xs_account_same_organisation (store, "dave", "alice"), 1,
           "dave is in alice's organisation");
@@ -129,7 +130,7 @@ test_accounts (struct xs_store *store)
                                                                    "bob"),
       "admin is the administrator, bob is not");
 
-  ok (xs_account_map_uid (store, "admin", 1234, "bob") == 0, "map uid 1234 to bob");
+  ok (xs_admin_map_uid (store, "admin", 1234, "bob") == 0, "map uid 1234 to bob");
   ok (xs_account_lookup_uid (store, 1234, &account) == 0
       && strcmp (account, "bob") == 0, "uid 1234 is bob");
   free (account);
@@ -138,17 +139,17 @@ test_accounts (struct xs_store *store)
   free (account);
   is_int (xs_account_lookup_uid (store, 4321, &account), 1,
           "an unmapped uid is nobody");
-  ok (xs_account_map_uid (store, "admin", 0, "bob") == -1, "root cannot be mapped");
+  ok (xs_admin_map_uid (store, "admin", 0, "bob") == -1, "root cannot be mapped");
   ok (xs_account_resolve_actor (store, 1234, "alice", &account) == -1,
       "bob may not act as alice");
   error_contains ("may not act as", "... saying so");
   ok (xs_account_resolve_actor (store, 0, "alice", &account) == 0
       && strcmp (account, "alice") == 0, "root may act as alice");
   free (account);
-  ok (xs_account_delete (store, "admin", "bob") == -1,
+  ok (xs_admin_delete_account (store, "admin", "bob") == -1,
       "bob cannot be deleted while a uid maps to him");
   error_contains ("mapped uid", "... naming what it still has");
-  ok (xs_account_delete (store, "admin", "admin") == -1,
+  ok (xs_admin_delete_account (store, "admin", "admin") == -1,
       "the administrator cannot be deleted");
 }
 
@@ -318,28 +319,28 @@ test_administration (struct xs_store *store)
 {
   struct xs_account found;
 
-  ok (xs_account_create (store, "ivy", NULL, NULL, "carol") == 0
-      && xs_account_create (store, "jay", NULL, NULL, NULL) == 0,
+  ok (xs_account_create (store, NULL, "ivy", NULL, NULL, "carol") == 0
+      && xs_account_create (store, NULL, "jay", NULL, NULL, NULL) == 0,
       "create ivy (below carol, below alice) and jay");
   ok (xs_access_attach_policy (store, "admin", "admin", "deny", deny_admin,
                                strlen (deny_admin), "deny.json") == 0,
       "a deny of administration attached to the administrator");
-  ok (xs_account_delete (store, "admin", "jay") == -1,
+  ok (xs_admin_delete_account (store, "admin", "jay") == -1,
       "the administrator may not delete an account under it");
   error_contains ("denies", "... because a policy denies it");
   is_int (xs_account_find (store, "jay", true, &found), 0,
           "jay is still there");
   xs_account_clear (&found);
-  ok (xs_account_create_as (store, "admin", "kim", NULL, NULL, NULL) == -1,
+  ok (xs_admin_create_account (store, "admin", "kim", NULL, NULL, NULL) == -1,
       "nor create one");
-  ok (xs_region_add (store, "admin", "r9", NULL, NULL) == -1,
+  ok (xs_admin_add_region (store, "admin", "r9", NULL, NULL) == -1,
       "nor add a region");
   error_contains ("denies", "... because a policy denies it");
-  ok (xs_region_remove (store, "admin", "local") == -1,
+  ok (xs_admin_remove_region (store, "admin", "local") == -1,
       "nor remove one");
-  ok (xs_config_set (store, "admin", "share.max_days", "5") == -1,
+  ok (xs_admin_set_config (store, "admin", "share.max_days", "5") == -1,
       "nor change a setting");
-  ok (xs_account_map_uid (store, "admin", 777, "jay") == -1,
+  ok (xs_admin_map_uid (store, "admin", 777, "jay") == -1,
       "nor map a uid");
   is_int (audited (store, "denied", "xsnap:DeleteAccount"), 1,
           "the refused delete is audited");
@@ -347,22 +348,22 @@ test_administration (struct xs_store *store)
           "the refused setting is audited");
   ok (xs_access_detach_policy (store, "admin", "admin", "deny") == 0,
       "detach the deny");
-  ok (xs_account_delete (store, "admin", "jay") == 0,
+  ok (xs_admin_delete_account (store, "admin", "jay") == 0,
       "now the administrator deletes jay");
   is_int (audited (store, "allowed", "xsnap:DeleteAccount"), 1,
           "... audited");
 
-  ok (xs_account_delete (store, "bob", "bob") == -1,
+  ok (xs_admin_delete_account (store, "bob", "bob") == -1,
       "an account may not delete itself");
-  ok (xs_account_delete (store, "bob", "ivy") == -1,
+  ok (xs_admin_delete_account (store, "bob", "ivy") == -1,
       "nor one outside its organisation");
-  ok (xs_account_create_as (store, "alice", "lee", NULL, NULL, "carol") == 0,
+  ok (xs_admin_create_account (store, "alice", "lee", NULL, NULL, "carol") == 0,
       "alice may create an account below carol, below her");
-  ok (xs_account_delete (store, "alice", "lee") == 0,
+  ok (xs_admin_delete_account (store, "alice", "lee") == 0,
       "and delete it");
-  ok (xs_account_map_uid (store, "alice", 778, "carol") == -1,
+  ok (xs_admin_map_uid (store, "alice", 778, "carol") == -1,
       "but the uid map is the administrator's alone");
-  ok (xs_config_set (store, "alice", "share.max_days", "5") == -1,
+  ok (xs_admin_set_config (store, "alice", "share.max_days", "5") == -1,
       "as are the settings");
   error_contains ("only the administrator", "... saying so");
 
@@ -413,7 +414,7 @@ test_audit_in_transaction (struct xs_store *store)
 
   make_snapshot (store, "alice", "tx", &snap);
   if (xs_volume_find (store, &alice, "tx", false, &vol) != 0
-      || xs_account_create (store, "mia", NULL, NULL, NULL) == -1)
+      || xs_account_create (store, NULL, "mia", NULL, NULL, NULL) == -1)
     abort ();
   ok (refuse_audit_rows (store, true) == 0,
       "the catalog refuses audit rows");
@@ -428,19 +429,19 @@ test_audit_in_transaction (struct xs_store *store)
   is_int (xs_volume_find (store, &alice, "tx", true, &again), 0,
           "... and the volume is still there");
   xs_volume_clear (&again);
-  ok (xs_account_delete (store, "admin", "mia") == -1,
+  ok (xs_admin_delete_account (store, "admin", "mia") == -1,
       "an account delete fails");
   is_int (xs_account_find (store, "mia", true, &found), 0,
           "... and the account is still there");
   xs_account_clear (&found);
-  ok (xs_config_set (store, "admin", "share.max_days", "7") == -1,
+  ok (xs_admin_set_config (store, "admin", "share.max_days", "7") == -1,
       "a setting fails");
   ok (xs_catalog_get_setting (xs_store_catalog (store), "share.max_days",
                               &value) != 0, "... and is not set");
   ok (refuse_audit_rows (store, false) == 0, "audit rows are back");
   ok (xs_snapshot_delete (store, "alice", NULL, &snap) == 0
       && xs_volume_delete (store, "alice", &vol) == 0
-      && xs_account_delete (store, "admin", "mia") == 0,
+      && xs_admin_delete_account (store, "admin", "mia") == 0,
       "now the deletes work");
   is_int (audited (store, "allowed", "xsnap:DeleteVolume"), 1,
           "... each audited once");
@@ -467,7 +468,7 @@ main (void)
   test_sharing (store, &snap);
   test_administration (store);
   test_audit_in_transaction (store);
-  ok (xs_account_delete (store, "admin", "alice") == -1,
+  ok (xs_admin_delete_account (store, "admin", "alice") == -1,
       "alice cannot be deleted while she has volumes");
   xs_snapshot_clear (&snap);
   xs_store_close (store);

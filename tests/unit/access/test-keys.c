@@ -11,7 +11,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "access/account.h"
+#include "catalog/account.h"
 #include "catalog/catalog.h"
 #include "catalog/keys.h"
 #include "catalog/store.h"
@@ -80,8 +80,8 @@ test_store_keys (struct xs_store *store, const char *path)
   master = xs_master_key_path (path);
   ok (stat (master, &st) == 0 && (st.st_mode & 0777) == 0600,
       "init made the master key, mode 0600");
-  ok (xs_account_create (store, "alice", NULL, NULL, NULL) == 0
-      && xs_account_create (store, "bob", NULL, NULL, NULL) == 0,
+  ok (xs_account_create (store, NULL, "alice", NULL, NULL, NULL) == 0
+      && xs_account_create (store, NULL, "bob", NULL, NULL, NULL) == 0,
       "accounts");
 
   is_int (xs_key_default (store, "alice", &def), 0,

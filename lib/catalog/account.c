@@ -6,8 +6,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "access/access.h"
-#include "access/account.h"
+#include "catalog/account.h"
 #include "catalog/audit.h"
 #include "base/error.h"
 #include "base/fileio.h"
@@ -112,11 +111,10 @@ check_display_name (const char *name)
   return 0;
 }
 
-/* Create account ID; with ACTOR, audit it in the same transaction. */
-static int
-create_account (struct xs_store *store, const char *actor, const char *id,
-                const char *name, const char *email,
-                const char *collaborator_of)
+int
+xs_account_create (struct xs_store *store, const char *actor,
+                   const char *id, const char *name, const char *email,
+                   const char *collaborator_of)
 {
   struct xs_catalog *cat = xs_store_catalog (store);
   char *arn = NULL;
@@ -169,25 +167,6 @@ create_account (struct xs_store *store, const char *actor, const char *id,
   xs_catalog_unlock (cat);
   free (arn);
   return r;
-}
-
-int
-xs_account_create (struct xs_store *store, const char *id, const char *name,
-                   const char *email, const char *collaborator_of)
-{
-  return create_account (store, NULL, id, name, email, collaborator_of);
-}
-
-int
-xs_account_create_as (struct xs_store *store, const char *actor,
-                      const char *id, const char *name, const char *email,
-                      const char *collaborator_of)
-{
-  if (xs_name_check ("account", id) == -1
-      || xs_access_account (store, actor, "xsnap:CreateAccount", id,
-                            collaborator_of ? collaborator_of : "") == -1)
-    return -1;
-  return create_account (store, actor, id, name, email, collaborator_of);
 }
 
 int
@@ -336,9 +315,8 @@ xs_account_delete (struct xs_store *store, const char *actor, const char *id)
   char *arn;
   int r = -1, exists;
 
-  if (xs_access_account (store, actor, "xsnap:DeleteAccount", id,
-                         NULL) == -1
-      || (arn = xs_resource_name (NULL, id, "account", id)) == NULL)
+  arn = xs_resource_name (NULL, id, "account", id);
+  if (arn == NULL)
     return -1;
   xs_catalog_lock (cat);
   if (xs_catalog_begin (cat) == -1)
@@ -492,21 +470,13 @@ xs_account_is_collaborator (struct xs_store *store, const char *a,
   return compare_chains (store, a, b, first_below_second);
 }
 
-/* Who uid UID is mapped to now: 0 and *ACCOUNT (malloc'd), 1 none, -1. */
-static int
-mapped_account (struct xs_store *store, uid_t uid, char **account)
-{
-  if (uid == 0) {
-    *account = NULL;
-    return 1;
-  }
-  return xs_account_lookup_uid (store, uid, account);
-}
-
-/* Map UID to ACCOUNT (NULL: unmap) and audit it in one transaction. */
+/* Map UID to ACCOUNT, or with ACCOUNT NULL remove its mapping to
+ * PREVIOUS, and audit it in one transaction.
+ */
 static int
 change_uid_map_locked (struct xs_store *store, const char *actor, uid_t uid,
-                       const char *account, const char *arn)
+                       const char *account, const char *previous,
+                       const char *arn)
 {
   struct xs_catalog *cat = xs_store_catalog (store);
   char detail[64];
@@ -529,55 +499,62 @@ change_uid_map_locked (struct xs_store *store, const char *actor, uid_t uid,
   }
   else {
     changed = xs_catalog_run (cat, "unmap a uid",
-                              "DELETE FROM uid_map WHERE uid = ?", "i",
-                              (int64_t) uid);
+                              "DELETE FROM uid_map WHERE uid = ?"
+                              " AND account = ?", "is", (int64_t) uid,
+                              previous ? previous : "");
     if (changed == 0)
-      xs_error ("uid %u is not mapped", (unsigned) uid);
+      xs_error ("uid %u is not mapped%s%s%s", (unsigned) uid,
+                previous ? " to '" : "", previous ? previous : "",
+                previous ? "'" : "");
   }
   if (changed <= 0)
     return -1;
   return xs_audit_record_locked (store, actor, "xsnap:MapUid", arn,
-                                 account ? account : "", XS_AUDIT_ALLOWED,
-                                 detail);
+                                 account ? account : "",
+                                 XS_AUDIT_ALLOWED, detail);
 }
 
-int
-xs_account_map_uid (struct xs_store *store, const char *actor, uid_t uid,
-                    const char *account)
+static int
+change_uid_map (struct xs_store *store, const char *actor, uid_t uid,
+                const char *account, const char *previous)
 {
   struct xs_catalog *cat = xs_store_catalog (store);
-  char *previous = NULL, *arn;
-  const char *target;
+  const char *target = account ? account : previous ? previous : "*";
+  char *arn;
   int r = -1;
 
   if (uid == 0) {
     xs_error ("cannot map uid 0: root is always the administrator");
     return -1;
   }
-  /* The uid map says who a local user is: only the administrator's
-   * (PARENT "": nobody below it manages it), checked on the account it
-   * will name, or for an unmap the one it names now.
-   */
-  if (account == NULL && mapped_account (store, uid, &previous) == -1)
+  arn = xs_resource_name (NULL, target, "account", target);
+  if (arn == NULL)
     return -1;
-  target = account ? account : previous ? previous : "*";
-  if (xs_access_account (store, actor, "xsnap:MapUid", target, "") == -1
-      || (arn = xs_resource_name (NULL, target, "account",
-                                         target)) == NULL) {
-    free (previous);
-    return -1;
-  }
   xs_catalog_lock (cat);
   if (xs_catalog_begin (cat) == 0) {
-    if (change_uid_map_locked (store, actor, uid, account, arn) == 0)
+    if (change_uid_map_locked (store, actor, uid, account, previous,
+                               arn) == 0)
       r = xs_catalog_commit (cat);
     if (r == -1)
       xs_catalog_rollback (cat);
   }
   xs_catalog_unlock (cat);
   free (arn);
-  free (previous);
   return r;
+}
+
+int
+xs_account_map_uid (struct xs_store *store, const char *actor, uid_t uid,
+                    const char *account)
+{
+  return change_uid_map (store, actor, uid, account, NULL);
+}
+
+int
+xs_account_unmap_uid (struct xs_store *store, const char *actor, uid_t uid,
+                      const char *previous)
+{
+  return change_uid_map (store, actor, uid, NULL, previous);
 }
 
 int
