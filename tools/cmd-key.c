@@ -17,6 +17,7 @@
 #include "base/error.h"
 #include "base/fileio.h"
 #include "access/keyfile.h"
+#include "access/keyuse.h"
 #include "catalog/keys.h"
 
 #define PASSPHRASE_ENV "XSNAP_KEY_PASSPHRASE"
@@ -74,7 +75,7 @@ key_create (struct cli *cli, int argc, char **argv)
 
   if (status != -1)
     return status;
-  if (xs_key_create (cli->store, cli->scope.account, cli->scope.account,
+  if (xs_keyuse_create (cli->store, cli->scope.account, cli->scope.account,
                      argv[optind], &key) == -1)
     return 1;
   status = show_key (cli, &key);
@@ -110,7 +111,7 @@ key_list (struct cli *cli, int argc, char **argv)
   if (cli->json) {
     array = json_array ();
     if (array == NULL
-        || xs_key_list (cli->store, cli->scope.account, append_key_json,
+        || xs_keyuse_list (cli->store, cli->scope.account, append_key_json,
                         array) != 0) {
       json_decref (array);
       return 1;
@@ -120,7 +121,7 @@ key_list (struct cli *cli, int argc, char **argv)
   if (!cli->quiet)
     printf ("%-20s %-21s %-12s %-8s %-9s %s\n", "NAME", "ID", "ACCOUNT",
             "DEFAULT", "STATUS", "CREATED");
-  return xs_key_list (cli->store, cli->scope.account, print_key, NULL) == 0
+  return xs_keyuse_list (cli->store, cli->scope.account, print_key, NULL) == 0
     ? 0 : 1;
 }
 
@@ -131,7 +132,7 @@ key_disable (struct cli *cli, int argc, char **argv)
 
   if (status != -1)
     return status;
-  if (xs_key_disable (cli->store, cli->scope.account, cli->scope.account,
+  if (xs_keyuse_disable (cli->store, cli->scope.account, cli->scope.account,
                       argv[optind]) == -1)
     return 1;
   if (!cli->quiet && !cli->json)
@@ -154,7 +155,7 @@ key_grant (struct cli *cli, int argc, char **argv)
     return status;
   if (to == NULL)
     return cli_usage ("key grant", "--to ACCOUNT is required");
-  if (xs_key_grant (cli->store, cli->scope.account, cli->scope.account,
+  if (xs_keyuse_grant (cli->store, cli->scope.account, cli->scope.account,
                     argv[optind], to) == -1)
     return 1;
   if (!cli->quiet && !cli->json)

@@ -14,6 +14,7 @@
 #include "base/error.h"
 #include "base/hash.h"
 #include "access/keyfile.h"
+#include "access/keyuse.h"
 #include "base/names.h"
 
 #define KEYFILE_FORMAT "xsnap-key"
@@ -260,7 +261,7 @@ xs_keyfile_export (struct xs_store *store, const char *actor,
   *text = NULL;
   if (xs_key_find (store, account, spec, false, &key) != 0)
     return -1;
-  if (xs_key_check_access (store, actor, "xsnap:ExportKey", account, key.id,
+  if (xs_keyuse_check (store, actor, "xsnap:ExportKey", account, key.id,
                            key.name) == -1
       || xs_key_check_enabled (&key) == -1)
     goto out;
@@ -315,7 +316,7 @@ xs_keyfile_import (struct xs_store *store, const char *actor,
     xs_key_clear (&existing);
     goto out;
   }
-  if (xs_key_check_access (store, actor, "xsnap:ImportKey", account,
+  if (xs_keyuse_check (store, actor, "xsnap:ImportKey", account,
                            kf.key_id, name) == -1
       || derive (&kf, passphrase, pass_len, seal) == -1)
     goto out;

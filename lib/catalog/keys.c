@@ -16,7 +16,6 @@
 
 #include <openssl/crypto.h>
 
-#include "access/access.h"
 #include "catalog/account.h"
 #include "catalog/audit.h"
 #include "crypto/chunkcrypt.h"
@@ -487,31 +486,8 @@ insert_key (struct xs_store *store, const char *actor, const char *account,
 }
 
 int
-xs_key_check_access (struct xs_store *store, const char *actor,
-                  const char *action, const char *account, const char *id,
-                  const char *name)
+xs_key_check_name (const char *name)
 {
-  struct xs_access_target target = {
-    .owner = account, .region = "", .type = "key", .id = id,
-  };
-  char *label;
-  int r;
-
-  if (asprintf (&label, "key '%s' of account '%s'", name, account) == -1) {
-    xs_error ("cannot check access to key '%s': %m", name);
-    return -1;
-  }
-  target.label = label;
-  r = xs_access_check (store, actor, action, &target, false);
-  free (label);
-  return r;
-}
-
-int
-xs_key_create (struct xs_store *store, const char *actor,
-               const char *account, const char *name, struct xs_key *out)
-{
-  memset (out, 0, sizeof *out);
   if (xs_name_check ("key", name) == -1)
     return -1;
   if (strcmp (name, XS_DEFAULT_KEY_NAME) == 0) {
@@ -519,8 +495,15 @@ xs_key_create (struct xs_store *store, const char *actor,
               "account's default key, made on first use", name);
     return -1;
   }
-  if (xs_key_check_access (store, actor, "xsnap:CreateKey", account, name,
-                        name) == -1)
+  return 0;
+}
+
+int
+xs_key_create (struct xs_store *store, const char *actor,
+               const char *account, const char *name, struct xs_key *out)
+{
+  memset (out, 0, sizeof *out);
+  if (xs_key_check_name (name) == -1)
     return -1;
   return insert_key (store, actor, account, name, false, out) == 0 ? 0 : -1;
 }
@@ -548,67 +531,55 @@ xs_key_default (struct xs_store *store, const char *account,
 
 int
 xs_key_disable (struct xs_store *store, const char *actor,
-                const char *account, const char *spec)
+                const struct xs_key *key)
 {
   struct xs_catalog *cat = xs_store_catalog (store);
-  struct xs_key key;
-  char *arn = NULL;
+  char *arn = xs_resource_name ("", key->account, "key", key->id);
   int r = -1;
 
-  if (xs_key_find (store, account, spec, false, &key) != 0)
+  if (arn == NULL)
     return -1;
-  if (xs_key_check_access (store, actor, "xsnap:DisableKey", account, key.id,
-                        key.name) == -1
-      || (arn = xs_resource_name ("", account, "key", key.id)) == NULL)
-    goto out;
   xs_catalog_lock (cat);
   if (xs_catalog_begin (cat) == 0) {
     if (xs_catalog_run (cat, "disable the key",
                         "UPDATE keys SET status = 'disabled' WHERE id = ?",
-                        "s", key.id) == 1
+                        "s", key->id) == 1
         && xs_audit_record_locked (store, actor, "xsnap:DisableKey", arn,
-                                   account, XS_AUDIT_ALLOWED, key.name) == 0
+                                   key->account, XS_AUDIT_ALLOWED,
+                                   key->name) == 0
         && xs_catalog_commit (cat) == 0)
       r = 0;
     else
       xs_catalog_rollback (cat);
   }
   xs_catalog_unlock (cat);
- out:
   free (arn);
-  xs_key_clear (&key);
   return r;
 }
 
 int
-xs_key_grant (struct xs_store *store, const char *actor, const char *account,
-              const char *spec, const char *grantee)
+xs_key_grant (struct xs_store *store, const char *actor,
+              const struct xs_key *key, const char *grantee)
 {
   struct xs_catalog *cat = xs_store_catalog (store);
   struct xs_account other;
-  struct xs_key key;
   char *arn = NULL, *detail = NULL;
   int r = -1;
 
-  if (xs_key_find (store, account, spec, false, &key) != 0)
-    return -1;
-  if (xs_key_check_access (store, actor, "xsnap:GrantKey", account, key.id,
-                        key.name) == -1)
-    goto out;
-  if (strcmp (grantee, account) == 0) {
+  if (strcmp (grantee, key->account) == 0) {
     xs_error ("cannot grant key '%s' to account '%s': it is that account's "
-              "own key", key.name, grantee);
-    goto out;
+              "own key", key->name, grantee);
+    return -1;
   }
   if (xs_account_find (store, grantee, true, &other) != 0) {
-    xs_error ("cannot grant key '%s': no account '%s'", key.name, grantee);
-    goto out;
+    xs_error ("cannot grant key '%s': no account '%s'", key->name, grantee);
+    return -1;
   }
   xs_account_clear (&other);
-  if ((arn = xs_resource_name ("", account, "key", key.id)) == NULL
-      || asprintf (&detail, "%s to %s", key.name, grantee) == -1) {
+  if ((arn = xs_resource_name ("", key->account, "key", key->id)) == NULL
+      || asprintf (&detail, "%s to %s", key->name, grantee) == -1) {
     detail = NULL;
-    xs_error ("cannot grant key '%s': %m", key.name);
+    xs_error ("cannot grant key '%s': %m", key->name);
     goto out;
   }
   xs_catalog_lock (cat);
@@ -617,9 +588,10 @@ xs_key_grant (struct xs_store *store, const char *actor, const char *account,
                         "INSERT INTO key_grants (key_id, grantee, granted_by,"
                         " created_ns) VALUES (?, ?, ?, ?)"
                         " ON CONFLICT DO NOTHING", "sssi",
-                        key.id, grantee, actor, xs_wall_clock_ns ()) >= 0
+                        key->id, grantee, actor, xs_wall_clock_ns ()) >= 0
         && xs_audit_record_locked (store, actor, "xsnap:GrantKey", arn,
-                                   account, XS_AUDIT_ALLOWED, detail) == 0
+                                   key->account, XS_AUDIT_ALLOWED,
+                                   detail) == 0
         && xs_catalog_commit (cat) == 0)
       r = 0;
     else
@@ -629,7 +601,6 @@ xs_key_grant (struct xs_store *store, const char *actor, const char *account,
  out:
   free (arn);
   free (detail);
-  xs_key_clear (&key);
   return r;
 }
 
@@ -643,9 +614,6 @@ xs_key_list (struct xs_store *store, const char *account,
   struct xs_key key;
   int r = -1, step;
 
-  if (xs_key_check_access (store, account, "xsnap:DescribeKeys", account, "*",
-                        "(all)") == -1)
-    return -1;
   xs_catalog_lock (cat);
   stmt = xs_catalog_prepare_bind (cat, "list keys",
                                   "SELECT * FROM (SELECT " KEY_COLUMNS ","

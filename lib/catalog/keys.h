@@ -66,13 +66,17 @@ extern int xs_key_unwrap (const unsigned char *kek, const char *label,
  */
 extern int xs_master_key_read (struct xs_store *store, unsigned char *key);
 
-/* Account keys.  ACTOR is the account acting (permissions, audit);
- * ACCOUNT owns the key.  A KEY spec is a key's name or id among the
- * account's own keys; anything else is "no key 'X' in account 'A'".
+/* Account keys.  ACTOR is the account acting, named in the audit row;
+ * who may create, disable or grant a key is decided above
+ * (access/keyuse.h): these trust their caller.  ACCOUNT owns the key.  A
+ * KEY spec is a key's name or id among the account's own keys; anything
+ * else is "no key 'X' in account 'A'".
  */
 extern int xs_key_create (struct xs_store *store, const char *actor,
                           const char *account, const char *name,
                           struct xs_key *out);
+/* Is NAME valid for a new key (and not the default key's)?  0 or -1. */
+extern int xs_key_check_name (const char *name);
 /* ACCOUNT's default key, made now if it has none. */
 extern int xs_key_default (struct xs_store *store, const char *account,
                            struct xs_key *out);
@@ -81,11 +85,11 @@ extern int xs_key_find (struct xs_store *store, const char *account,
                         const char *spec, bool quiet, struct xs_key *out);
 extern int xs_key_lookup_id (struct xs_store *store, const char *id,
                              struct xs_key *out);
+/* Disable KEY; grant it to GRANTEE, an existing account not its owner. */
 extern int xs_key_disable (struct xs_store *store, const char *actor,
-                           const char *account, const char *spec);
+                           const struct xs_key *key);
 extern int xs_key_grant (struct xs_store *store, const char *actor,
-                         const char *account, const char *spec,
-                         const char *grantee);
+                         const struct xs_key *key, const char *grantee);
 /* ACCOUNT's keys, then the keys granted to it (granted_to set), by
  * creation.  FN runs under the catalog lock and must not use it.
  */
@@ -131,14 +135,8 @@ extern struct xs_data_key *xs_key_open_data_key (struct xs_store *store,
 extern int xs_key_usable (struct xs_store *store, const char *account,
                           const char *key_id);
 
-/* For keyfile.c (export and import). */
+/* For access/keyfile.c (export and import). */
 
-/* May ACTOR take ACTION on key ID (NAME, for messages) of ACCOUNT?  0, or
- * -1 refused (reported, audited) or error.
- */
-extern int xs_key_check_access (struct xs_store *store, const char *actor,
-                                const char *action, const char *account,
-                                const char *id, const char *name);
 /* KEY's material (XS_DATA_KEY_LEN bytes), unwrapped: the caller wipes it. */
 extern int xs_key_material (struct xs_store *store, const struct xs_key *key,
                             unsigned char *material);

@@ -11,6 +11,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "access/keyuse.h"
 #include "catalog/account.h"
 #include "catalog/catalog.h"
 #include "catalog/keys.h"
@@ -92,13 +93,13 @@ test_store_keys (struct xs_store *store, const char *path)
   ok (strcmp (found.id, def.id) == 0, "the same key");
   xs_key_clear (&found);
 
-  is_int (xs_key_create (store, "alice", "alice", "k1", &k1), 0,
+  is_int (xs_keyuse_create (store, "alice", "alice", "k1", &k1), 0,
           "create k1");
-  is_int (xs_key_create (store, "alice", "alice", "k1", &k2), -1,
+  is_int (xs_keyuse_create (store, "alice", "alice", "k1", &k2), -1,
           "a second k1 is refused");
-  is_int (xs_key_create (store, "alice", "alice", "default", &k2), -1,
+  is_int (xs_keyuse_create (store, "alice", "alice", "default", &k2), -1,
           "'default' is reserved");
-  is_int (xs_key_create (store, "alice", "alice", "k2", &k2), 0,
+  is_int (xs_keyuse_create (store, "alice", "alice", "k2", &k2), 0,
           "create k2");
   is_int (xs_key_find (store, "bob", "k1", false, &found), 1,
           "bob does not see alice's k1");
@@ -135,18 +136,18 @@ test_store_keys (struct xs_store *store, const char *path)
       "... the moved key is not authentic");
 
   /* A disabled key. */
-  is_int (xs_key_grant (store, "alice", "alice", "k2", "bob"), 0,
+  is_int (xs_keyuse_grant (store, "alice", "alice", "k2", "bob"), 0,
           "grant k2 to bob");
-  is_int (xs_key_grant (store, "alice", "alice", "k2", "nobody"), -1,
+  is_int (xs_keyuse_grant (store, "alice", "alice", "k2", "nobody"), -1,
           "grant to an unknown account: refused");
-  is_int (xs_key_grant (store, "alice", "alice", "k2", "alice"), -1,
+  is_int (xs_keyuse_grant (store, "alice", "alice", "k2", "alice"), -1,
           "grant to oneself: refused");
   n = 0;
-  xs_key_list (store, "bob", count_key, &n);
+  xs_keyuse_list (store, "bob", count_key, &n);
   is_int (n, 1, "bob lists the key granted to him");
-  is_int (xs_key_disable (store, "bob", "bob", k2.id), -1,
+  is_int (xs_keyuse_disable (store, "bob", "bob", k2.id), -1,
           "bob cannot disable it (it is not his)");
-  is_int (xs_key_disable (store, "alice", "alice", "k2"), 0, "disable k2");
+  is_int (xs_keyuse_disable (store, "alice", "alice", "k2"), 0, "disable k2");
   xs_key_clear (&k2);
   xs_key_find (store, "alice", "k2", false, &k2);
   ok (!k2.enabled, "k2 is disabled");
@@ -158,7 +159,7 @@ test_store_keys (struct xs_store *store, const char *path)
               "key 'k2' of account 'alice' is disabled") != NULL,
       "... key 'k2' of account 'alice' is disabled");
   n = 0;
-  xs_key_list (store, "alice", count_key, &n);
+  xs_keyuse_list (store, "alice", count_key, &n);
   is_int (n, 3, "alice lists her three keys");
 
   /* The master key file. */
