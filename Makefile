@@ -53,7 +53,6 @@ LAYERS := base crypto repo head catalog access ops
 reverse = $(if $(1),$(call reverse,$(wordlist 2,$(words $(1)),$(1))) $(firstword $(1)))
 layer_archive = lib/$(1)/libxsnap-$(1).a
 LIB_ARCHIVES := $(foreach l,$(call reverse,$(LAYERS)),$(call layer_archive,$(l)))
-TRANSITION_ARCHIVES := $(LIB_ARCHIVES)
 LIB_SRCS    := $(sort $(foreach l,$(LAYERS),$(wildcard lib/$(l)/*.c)))
 LIB_OBJS    := $(LIB_SRCS:.c=.o)
 PLUGIN_SRCS := $(sort $(wildcard plugin/*.c))
@@ -113,7 +112,7 @@ $(TOOL): $(TOOL_OBJS) $(LIB_ARCHIVES)
 define UNIT_RULES
 tests/unit/$(1)/test-%: tests/unit/$(1)/test-%.c tests/unit/tap.h $(call archives_upto,$(1)) .build-flags
 	scripts/check-layers $(LAYERS) -- $(1) $$<
-	$$(CC) $$(CFLAGS) $$(XS_CFLAGS) -DXS_LOCK_CHECK -Itests/unit $$(XS_LDFLAGS) -o $$@ $$< $(call archives_upto,$(1)) $$(TRANSITION_ARCHIVES) $$(XS_LIBS)
+	$$(CC) $$(CFLAGS) $$(XS_CFLAGS) -DXS_LOCK_CHECK -Itests/unit $$(XS_LDFLAGS) -o $$@ $$< $(call archives_upto,$(1)) $$(XS_LIBS)
 endef
 $(foreach l,$(LAYERS),$(eval $(call UNIT_RULES,$(l))))
 

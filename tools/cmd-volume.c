@@ -7,6 +7,7 @@
 #include "access/access.h"
 #include "catalog/audit.h"
 #include "cli.h"
+#include "ops/clone.h"
 #include "base/error.h"
 #include "progress.h"
 #include "base/size.h"
@@ -127,9 +128,8 @@ volume_create (struct cli *cli, int argc, char **argv)
     if (cli_open (cli) == -1
         || xs_access_scope (cli->store, &cli->scope, "xsnap:CreateVolume",
                             "volume", argv[optind]) == -1
-        || xs_volume_create_from_snapshot_ex (cli->store, &cli->scope,
-                                              argv[optind], from, encrypt,
-                                              key, &vol) == -1)
+        || xs_clone_create (cli->store, &cli->scope, argv[optind], from,
+                            encrypt, key, &vol) == -1)
       return 1;
     status = cli->json || !cli->quiet ? show_volume (cli, &vol) : 0;
     xs_volume_clear (&vol);
@@ -369,7 +369,7 @@ volume_reset (struct cli *cli, int argc, char **argv)
     return status;
   if (to == NULL)
     status = cli_usage ("volume reset", "--to SNAPSHOT is required");
-  else if (xs_volume_reset (cli->store, &vol, to) == -1)
+  else if (xs_clone_reset (cli->store, &vol, to) == -1)
     status = 1;
   else
     status = cli->quiet && !cli->json ? 0 : show_volume (cli, &vol);

@@ -12,7 +12,6 @@
 
 #include <openssl/crypto.h>
 
-#include "access/access.h"
 #include "catalog/audit.h"
 #include "base/error.h"
 #include "base/fileio.h"
@@ -467,47 +466,30 @@ clone_encryption (struct xs_store *store, const struct xs_scope *scope,
 int
 xs_volume_create_from_snapshot (struct xs_store *store,
                                 const struct xs_scope *scope,
-                                const char *name, const char *snapshot_spec,
-                                struct xs_volume *vol)
+                                const char *name,
+                                const struct xs_snapshot *snap, bool encrypt,
+                                const char *key_spec, struct xs_volume *vol)
 {
-  return xs_volume_create_from_snapshot_ex (store, scope, name,
-                                            snapshot_spec, false, NULL, vol);
-}
-
-int
-xs_volume_create_from_snapshot_ex (struct xs_store *store,
-                                   const struct xs_scope *scope,
-                                   const char *name,
-                                   const char *snapshot_spec, bool encrypt,
-                                   const char *key_spec,
-                                   struct xs_volume *vol)
-{
-  struct xs_snapshot snap;
   struct encryption enc;
   char *key_id = NULL, *data_key = NULL;
   int r;
 
   memset (vol, 0, sizeof *vol);
-  r = xs_access_find_snapshot (store, scope, snapshot_spec,
-                               "xsnap:CreateVolumeFromSnapshot", false,
-                               &snap);
-  if (r != 0)
-    return -1;
-  if (strcmp (snap.status, "available") != 0) {
+  if (strcmp (snap->status, "available") != 0) {
     xs_error ("cannot create a volume from snapshot %s@%s: it is %s",
-              snap.volume_name, snap.name, snap.status);
-    r = -1;
+              snap->volume_name, snap->name, snap->status);
+    return -1;
   }
-  else if ((r = clone_encryption (store, scope, &snap, encrypt, key_spec,
-                                  &key_id, &data_key)) == 0) {
+  r = clone_encryption (store, scope, snap, encrypt, key_spec, &key_id,
+                        &data_key);
+  if (r == 0) {
     enc.key_id = key_id;
     enc.data_key = data_key;
-    r = create_volume (store, scope, name, snap.size, snap.block_size,
-                       snap.id, &enc, vol);
+    r = create_volume (store, scope, name, snap->size, snap->block_size,
+                       snap->id, &enc, vol);
   }
   free (key_id);
   free (data_key);
-  xs_snapshot_clear (&snap);
   return r;
 }
 
@@ -958,25 +940,20 @@ check_same_data_key (struct xs_store *store, const struct xs_volume *vol,
 
 int
 xs_volume_reset (struct xs_store *store, struct xs_volume *vol,
-                 const char *snapshot_spec)
+                 const struct xs_snapshot *snap)
 {
-  struct xs_scope scope = { .account = vol->account, .region = vol->region };
-  struct xs_snapshot snap;
   char *dir = NULL, *base = NULL, *source = NULL;
   int lock_fd, r = -1;
 
-  if (xs_access_find_snapshot (store, &scope, snapshot_spec,
-                               "xsnap:ResetVolume", false, &snap) != 0)
-    return -1;
-  if (strcmp (snap.status, "available") != 0
-      || snap.block_size != vol->block_size) {
+  if (strcmp (snap->status, "available") != 0
+      || snap->block_size != vol->block_size) {
     xs_error ("cannot reset volume '%s' to snapshot %s@%s: %s", vol->name,
-              snap.volume_name, snap.name,
-              snap.block_size != vol->block_size
+              snap->volume_name, snap->name,
+              snap->block_size != vol->block_size
               ? "its block size differs" : "it is not available");
     goto out;
   }
-  if (check_same_data_key (store, vol, &snap) == -1)
+  if (check_same_data_key (store, vol, snap) == -1)
     goto out;
   lock_fd = lock_volume (store, vol, &dir);
   if (lock_fd == -1)
@@ -988,10 +965,10 @@ xs_volume_reset (struct xs_store *store, struct xs_volume *vol,
   if (update_volume_row (store, "UPDATE volumes SET source_snapshot_id = ?2,"
                          " base_snapshot_id = ?2, size = ?3,"
                          " cbt_epoch = cbt_epoch + 1 WHERE id = ?1",
-                         vol->id, snap.id, (int64_t) snap.size,
+                         vol->id, snap->id, (int64_t) snap->size,
                          "record the reset") == 0
-      && xs_head_recreate_as_clone (dir, snap.size, snap.block_size,
-                                    snap.id) == 0)
+      && xs_head_recreate_as_clone (dir, snap->size, snap->block_size,
+                                    snap->id) == 0)
     r = 0;
   if (r == 0) {
     /* The dirty map of the old epoch is now meaningless: start afresh. */
@@ -1006,7 +983,7 @@ xs_volume_reset (struct xs_store *store, struct xs_volume *vol,
     if (r == 0) {
       unlink (map);
       r = xs_dirtymap_create (map, vol->block_size,
-                              (snap.size + vol->block_size - 1)
+                              (snap->size + vol->block_size - 1)
                               / vol->block_size, vol->cbt_epoch + 1,
                               session);
       free (map);
@@ -1014,8 +991,8 @@ xs_volume_reset (struct xs_store *store, struct xs_volume *vol,
   }
   xs_owner_lock_release (lock_fd);
   if (r == 0) {
-    base = strdup (snap.id);
-    source = strdup (snap.id);
+    base = strdup (snap->id);
+    source = strdup (snap->id);
     if (base && source) {
       free (vol->base_snapshot_id);
       free (vol->source_snapshot_id);
@@ -1023,14 +1000,13 @@ xs_volume_reset (struct xs_store *store, struct xs_volume *vol,
       vol->source_snapshot_id = source;
       base = source = NULL;
     }
-    vol->size = snap.size;
+    vol->size = snap->size;
     vol->cbt_epoch++;
   }
  out:
   free (base);
   free (source);
   free (dir);
-  xs_snapshot_clear (&snap);
   return r;
 }
 

@@ -115,31 +115,25 @@ extern struct xs_head *xs_volume_open_head_cached (struct xs_store *store,
                                                    const struct xs_volume *vol,
                                                    struct xs_chunk_cache *cache);
 
-/* Create volume NAME in SCOPE from snapshot SNAPSHOT_ID (of SCOPE): an
- * instant clone whose blocks read through to the snapshot until written
- * or hydrated.
+/* Create volume NAME in SCOPE from SNAP, which the caller has found as
+ * SCOPE's account may see it (ops/clone.h): an instant clone whose blocks
+ * read through to the snapshot until written or hydrated.  ENCRYPT and
+ * KEY_SPEC (may be NULL) say what the caller asked of encryption.  A
+ * clone of an encrypted snapshot is always encrypted: under the
+ * snapshot's own data key when the caller owns its key and names no
+ * other, else under a new data key of the caller's key KEY_SPEC (default:
+ * its default key), as a sharee must.  A clone of an unencrypted
+ * snapshot is encrypted if asked.  A clone under a new data key is
+ * re-encrypted by its first snapshot.
  */
+struct xs_snapshot;
 extern int xs_volume_create_from_snapshot (struct xs_store *store,
                                            const struct xs_scope *scope,
                                            const char *name,
-                                           const char *snapshot_spec,
+                                           const struct xs_snapshot *snap,
+                                           bool encrypt,
+                                           const char *key_spec,
                                            struct xs_volume *vol);
-
-/* The same, saying what the caller asked of encryption: ENCRYPT and
- * KEY_SPEC (may be NULL).  A clone of an encrypted snapshot is always
- * encrypted: under the snapshot's own data key when the caller owns its
- * key and names no other, else under a new data key of the caller's key
- * KEY_SPEC (default: its default key), as a sharee must.  A clone of an
- * unencrypted snapshot is encrypted if asked.  A clone under a new data
- * key is re-encrypted by its first snapshot.
- */
-extern int xs_volume_create_from_snapshot_ex (struct xs_store *store,
-                                              const struct xs_scope *scope,
-                                              const char *name,
-                                              const char *snapshot_spec,
-                                              bool encrypt,
-                                              const char *key_spec,
-                                              struct xs_volume *vol);
 
 /* Copy every block of a clone into its head; afterwards the volume no
  * longer needs its source snapshot.  Refused while attached.
@@ -157,11 +151,12 @@ extern int xs_volume_hydrate (struct xs_store *store,
 extern int xs_volume_mark_hydrated (struct xs_store *store,
                                     const struct xs_volume *vol);
 
-/* Roll VOL back to snapshot SNAPSHOT_SPEC (of the same block size): VOL
- * becomes a clone of it.  Refused while attached.
+/* Roll VOL back to SNAP (of the same block size), found by the caller
+ * as VOL's account may see it (ops/clone.h): VOL becomes a clone of it.
+ * Refused while attached.
  */
 extern int xs_volume_reset (struct xs_store *store, struct xs_volume *vol,
-                            const char *snapshot_spec);
+                            const struct xs_snapshot *snap);
 
 /* Staged creation, for a volume that is filled before anyone may see it
  * (import).  Its head is built in REGION/volumes/.staging/ID, which no

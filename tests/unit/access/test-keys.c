@@ -16,6 +16,7 @@
 #include "catalog/catalog.h"
 #include "catalog/keys.h"
 #include "catalog/store.h"
+#include "crypto/masterkey.h"
 #include "tap.h"
 
 static void
