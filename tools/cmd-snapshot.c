@@ -11,6 +11,7 @@
 #include "catalog/audit.h"
 #include "cli.h"
 #include "access/access.h"
+#include "access/share.h"
 #include "base/error.h"
 #include "catalog/job.h"
 #include "progress.h"
@@ -284,8 +285,8 @@ snapshot_delete (struct cli *cli, int argc, char **argv)
 
   if (status != 0)
     return status;
-  status = xs_snapshot_delete (cli->store, cli->scope.account, NULL,
-                               &snap) == 0 ? 0 : 1;
+  status = xs_share_delete_snapshot (cli->store, cli->scope.account, NULL,
+                                     &snap) == 0 ? 0 : 1;
   if (status == 0 && cli->json)
     status = cli_print_json (json_pack ("{s:s, s:s}", "deleted", snap.id,
                                         "name", snap.name)) ? 1 : 0;

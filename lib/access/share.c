@@ -796,3 +796,25 @@ xs_share_parse_expiry (const char *text, int64_t now_ns)
             " duration (90d, 12w, 2y)", text);
   return -1;
 }
+
+int
+xs_share_delete_snapshot (struct xs_store *store, const char *actor,
+                          const char *detail, const struct xs_snapshot *snap)
+{
+  struct xs_catalog *cat = xs_store_catalog (store);
+  int r = -1;
+
+  xs_catalog_lock (cat);
+  if (xs_catalog_begin (cat) == 0) {
+    if (xs_snapshot_delete_locked (store, actor, detail, snap) == 0
+        && xs_catalog_run (cat, "remove the snapshot's shares",
+                           "DELETE FROM shares WHERE kind = 'snapshot'"
+                           " AND resource_id = ?", "s", snap->id) != -1
+        && xs_catalog_commit (cat) == 0)
+      r = 0;
+    else
+      xs_catalog_rollback (cat);
+  }
+  xs_catalog_unlock (cat);
+  return r;
+}

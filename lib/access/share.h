@@ -140,4 +140,12 @@ extern int xs_share_list_chains (struct xs_store *store,
  */
 extern int64_t xs_share_parse_expiry (const char *text, int64_t now_ns);
 
+/* Delete SNAP for ACTOR (catalog/snapshot.h: xs_snapshot_delete_locked,
+ * DETAIL as there) and, in the same transaction, every share of it:
+ * nobody sees a deleted snapshot.  The caller has checked the permission.
+ */
+extern int xs_share_delete_snapshot (struct xs_store *store,
+                                     const char *actor, const char *detail,
+                                     const struct xs_snapshot *snap);
+
 #endif /* XSNAP_SHARE_H */

@@ -266,29 +266,6 @@ xs_snapshot_list (struct xs_store *store, const struct xs_scope *scope,
   return r;
 }
 
-/* Run one UPDATE or DELETE with text parameters; returns rows changed or
- * -1.  Holding the catalog lock.
- */
-static int
-run_change (struct xs_catalog *cat, const char *sql, const char *what,
-            const char *p1, const char *p2)
-{
-  sqlite3_stmt *stmt = xs_catalog_prepare (cat, sql, what);
-  int r = -1;
-
-  if (stmt == NULL)
-    return -1;
-  sqlite3_bind_text (stmt, 1, p1, -1, SQLITE_STATIC);
-  if (p2)
-    sqlite3_bind_text (stmt, 2, p2, -1, SQLITE_STATIC);
-  if (sqlite3_step (stmt) == SQLITE_DONE)
-    r = sqlite3_changes (xs_catalog_db (cat));
-  else
-    xs_catalog_report (cat, what);
-  sqlite3_finalize (stmt);
-  return r;
-}
-
 /* The audit row of a change to SNAP; DETAIL NULL names it VOLUME@NAME. */
 static int
 audit_snapshot (struct xs_store *store, const char *actor, const char *action,
@@ -303,42 +280,30 @@ audit_snapshot (struct xs_store *store, const char *actor, const char *action,
 }
 
 int
-xs_snapshot_delete (struct xs_store *store, const char *actor,
-                    const char *detail, const struct xs_snapshot *snap)
+xs_snapshot_delete_locked (struct xs_store *store, const char *actor,
+                           const char *detail,
+                           const struct xs_snapshot *snap)
 {
   struct xs_catalog *cat = xs_store_catalog (store);
-  int r;
+  int64_t r;
 
   if (strcmp (snap->status, "pending") == 0) {
     xs_error ("cannot delete snapshot %s@%s: it is still pending",
               snap->volume_name, snap->name);
     return -1;
   }
-  /* Its shares go with it: nobody sees a deleted snapshot. */
-  xs_catalog_lock (cat);
-  r = xs_catalog_begin (cat);
+  r = xs_catalog_run (cat, "delete the snapshot",
+                      "UPDATE snapshots SET status = 'deleted'"
+                      " WHERE id = ? AND status = 'available'", "s",
+                      snap->id);
   if (r == 0)
-    r = run_change (cat, "UPDATE snapshots SET status = 'deleted'"
-                    " WHERE id = ? AND status = 'available'",
-                    "delete the snapshot", snap->id, NULL);
-  if (r > 0
-      && (run_change (cat, "DELETE FROM shares WHERE kind = 'snapshot'"
-                      " AND resource_id = ?", "remove the snapshot's shares",
-                      snap->id, NULL) == -1
-          || audit_snapshot (store, actor, "xsnap:DeleteSnapshot", snap,
-                             detail) == -1))
-    r = -1;
-  if (r > 0 && xs_catalog_commit (cat) == -1)
-    r = -1;
-  if (r <= 0)
-    xs_catalog_rollback (cat);
-  xs_catalog_unlock (cat);
-  if (r == 0) {
     xs_error ("cannot delete snapshot %s: it is no longer available",
               snap->id);
+  if (r != 1
+      || audit_snapshot (store, actor, "xsnap:DeleteSnapshot", snap,
+                         detail) == -1)
     return -1;
-  }
-  return r < 0 ? -1 : 0;
+  return 0;
 }
 
 /* A pending snapshot has no manifest to read yet: say who is sealing it
@@ -529,9 +494,10 @@ xs_snapshot_discard_stale (struct xs_store *store,
   int r;
 
   xs_catalog_lock (cat);
-  r = run_change (cat, "DELETE FROM snapshots"
-                  " WHERE volume_id = ? AND status = 'pending'",
-                  "discard stale pending snapshots", vol->id, NULL);
+  r = xs_catalog_run (cat, "discard stale pending snapshots",
+                      "DELETE FROM snapshots"
+                      " WHERE volume_id = ? AND status = 'pending'", "s",
+                      vol->id);
   xs_catalog_unlock (cat);
   if (r > 0)
     xs_debug ("volume '%s': discarded %d pending snapshot(s) of a previous "
@@ -539,23 +505,11 @@ xs_snapshot_discard_stale (struct xs_store *store,
   return r < 0 ? -1 : 0;
 }
 
-/* Taking a snapshot. */
+/* The rows of a snapshot being taken (snapnew.c). */
 
-struct xs_snapshot_op {
-  struct xs_store *store;
-  struct xs_repo *repo;
-  struct xs_seal *seal;
-  struct xs_data_key *dk;       /* an encrypted volume's data key */
-  char *key_id, *key_account, *data_key;
-  int gc_lock_fd;               /* shared: gc waits for us */
-  char *volume_id;
-  uint64_t new_epoch;
-};
-
-/* Insert the row of SNAP (any status), holding the catalog lock. */
-static int
-insert_row (struct xs_catalog *cat, const struct xs_snapshot *snap,
-            pid_t owner)
+int
+xs_snapshot_insert_locked (struct xs_catalog *cat,
+                           const struct xs_snapshot *snap, pid_t owner)
 {
   sqlite3_stmt *stmt;
   int r = -1, code;
@@ -611,364 +565,53 @@ insert_row (struct xs_catalog *cat, const struct xs_snapshot *snap,
   return r;
 }
 
-/* Fill the record of a new pending snapshot of VOL. */
-static int
-describe_new (const struct xs_volume *vol, const char *name,
-              const char *parent_id, struct xs_snapshot *snap)
-{
-  memset (snap, 0, sizeof *snap);
-  if (xs_new_id ("snap", snap->id, sizeof snap->id) == -1)
-    return -1;
-  snap->account = strdup (vol->account);
-  snap->region = strdup (vol->region);
-  snap->volume_id = strdup (vol->id);
-  snap->volume_name = strdup (vol->name);
-  snap->name = strdup (name ? name : snap->id);
-  snap->parent_id = strdup (parent_id);
-  snap->status = strdup ("pending");
-  snap->root_hash = strdup ("");
-  snap->creation_method = strdup ("manual");
-  snap->key_id = strdup (vol->key_id);
-  snap->size = vol->size;
-  snap->block_size = vol->block_size;
-  snap->created_ns = xs_now_ns ();
-  if (!snap->account || !snap->region || !snap->volume_id
-      || !snap->volume_name || !snap->name || !snap->parent_id
-      || !snap->status || !snap->root_hash || !snap->creation_method
-      || !snap->key_id) {
-    xs_error ("cannot snapshot volume '%s': %m", vol->name);
-    xs_snapshot_clear (snap);
-    return -1;
-  }
-  return 0;
-}
-
-/* The manifest the volume's dirty map is relative to, if it can be had.
- * *MATCHES says whether the map may be used against it.  The base of a
- * clone of a snapshot in another namespace (shared with the volume's
- * account) cannot be a parent: a manifest references chunks of its own
- * namespace only (so that nothing done in another namespace can break
- * it), so the first snapshot of such a clone
- * stores every block it has, found by a full compare.
- */
-static struct xs_manifest *
-load_base (struct xs_store *store, const struct xs_volume *vol,
-           bool *matches, bool *is_parent)
-{
-  struct xs_manifest *base;
-  struct xs_snapshot row;
-  bool foreign;
-
-  *matches = true;
-  *is_parent = false;
-  if (vol->base_snapshot_id[0] == '\0')
-    return NULL;                /* relative to the empty volume */
-  if (xs_snapshot_lookup_id (store, vol->base_snapshot_id, &row) == 0) {
-    foreign = strcmp (row.account, vol->account) != 0
-      || strcmp (row.region, vol->region) != 0;
-    xs_snapshot_clear (&row);
-    if (foreign) {
-      *matches = false;
-      return NULL;
-    }
-  }
-  base = xs_snapshot_load_manifest (store, vol->account, vol->region,
-                                    vol->base_snapshot_id);
-  if (base == NULL) {
-    xs_error ("volume '%s': its base snapshot %s cannot be read; this "
-              "snapshot compares every block", vol->name,
-              vol->base_snapshot_id);
-    *matches = false;
-  }
-  else
-    *is_parent = true;
-  return base;
-}
-
-static void
-free_op (struct xs_snapshot_op *op)
-{
-  if (op->gc_lock_fd >= 0)
-    close (op->gc_lock_fd);
-  xs_repo_close (op->repo);
-  xs_data_key_free (op->dk);
-  free (op->key_id);
-  free (op->key_account);
-  free (op->data_key);
-  free (op->volume_id);
-  free (op);
-}
-
-/* Open an encrypted volume's data key for sealing (a disabled key
- * refuses), and keep what its manifests record.
- */
-static int
-open_volume_key (struct xs_snapshot_op *op, const struct xs_volume *vol)
-{
-  if (!xs_volume_is_encrypted (vol))
-    return 0;
-  op->dk = xs_key_open_data_key (op->store, vol->account, vol->account,
-                                 vol->key_id, vol->data_key);
-  if (op->dk == NULL)
-    return -1;
-  op->key_id = strdup (vol->key_id);
-  op->key_account = strdup (vol->account);
-  op->data_key = strdup (vol->data_key);
-  if (op->key_id == NULL || op->key_account == NULL || op->data_key == NULL) {
-    xs_error ("cannot snapshot volume '%s': %m", vol->name);
-    return -1;
-  }
-  return 0;
-}
-
-/* A base can be patched only if its chunks are named and sealed as the
- * new snapshot's will be: the same data key, or both unencrypted.
- */
-static bool
-base_fits (const struct xs_manifest *base, const struct xs_volume *vol)
-{
-  if (xs_manifest_is_encrypted (base) != xs_volume_is_encrypted (vol))
-    return false;
-  return !xs_volume_is_encrypted (vol)
-    || strcmp (base->data_key, vol->data_key) == 0;
-}
-
-static void
-delete_pending (struct xs_store *store, const char *id)
+int
+xs_snapshot_record_pending (struct xs_store *store,
+                            const struct xs_snapshot *snap)
 {
   struct xs_catalog *cat = xs_store_catalog (store);
-
-  xs_catalog_lock (cat);
-  run_change (cat, "DELETE FROM snapshots WHERE id = ? AND status = 'pending'",
-              "remove the failed snapshot", id, NULL);
-  xs_catalog_unlock (cat);
-}
-
-struct xs_snapshot_op *
-xs_snapshot_start (struct xs_store *store, struct xs_head *h,
-                   const struct xs_volume *vol, const char *name,
-                   struct xs_snapshot *snap)
-{
-  struct xs_snapshot_op *op;
-  struct xs_manifest *base;
-  bool matches, is_parent;
   int r;
-
-  if (name && xs_name_check ("snapshot", name) == -1)
-    return NULL;
-  op = calloc (1, sizeof *op);
-  if (op == NULL || (op->volume_id = strdup (vol->id)) == NULL) {
-    xs_error ("cannot snapshot volume '%s': %m", vol->name);
-    free (op);
-    return NULL;
-  }
-  op->store = store;
-  op->new_epoch = vol->cbt_epoch + 1;
-  op->gc_lock_fd = xs_snapshot_gc_lock (store, vol->region, false);
-  op->repo = xs_store_repo (store, vol->account, vol->region);
-  if (op->gc_lock_fd == -1 || op->repo == NULL
-      || open_volume_key (op, vol) == -1) {
-    free_op (op);
-    return NULL;
-  }
-  base = load_base (store, vol, &matches, &is_parent);
-  if (base && !base_fits (base, vol)) {
-    xs_manifest_free (base);
-    base = NULL;
-    matches = is_parent = false;
-  }
-  if (op->gc_lock_fd == -1 || op->repo == NULL
-      || describe_new (vol, name, is_parent ? vol->base_snapshot_id : "",
-                       snap) == -1) {
-    xs_manifest_free (base);
-    free_op (op);
-    return NULL;
-  }
 
   /* A pending record need not survive a crash (the next owner removes
    * it anyway), so it is committed without waiting for the disk: taking
    * the point in time stays instant.
    */
-  xs_catalog_lock (xs_store_catalog (store));
-  xs_catalog_exec (xs_store_catalog (store), "PRAGMA synchronous = NORMAL",
-                   "relax syncing");
-  r = insert_row (xs_store_catalog (store), snap, getpid ());
-  xs_catalog_exec (xs_store_catalog (store), "PRAGMA synchronous = FULL",
-                   "restore syncing");
-  xs_catalog_unlock (xs_store_catalog (store));
-  if (r == -1)
-    goto fail;
-  op->seal = xs_seal_begin (h, op->repo, base, matches, op->dk);
-  base = NULL;                  /* taken over by xs_seal_begin */
-  if (op->seal == NULL) {
-    delete_pending (store, snap->id);
-    goto fail;
-  }
-  return op;
-
- fail:
-  xs_manifest_free (base);
-  xs_snapshot_clear (snap);
-  free_op (op);
-  return NULL;
-}
-
-static int
-write_manifest (struct xs_snapshot_op *op, const struct xs_snapshot *snap)
-{
-  struct xs_manifest *m = xs_seal_manifest (op->seal);
-  char created[32];
-  void *data;
-  size_t len;
-  int r;
-
-  snprintf (created, sizeof created, "%" PRId64, snap->created_ns);
-  if (xs_manifest_set (m, "snapshot_id", snap->id) == -1
-      || xs_manifest_set (m, "volume_id", snap->volume_id) == -1
-      || xs_manifest_set (m, "volume_name", snap->volume_name) == -1
-      || xs_manifest_set (m, "account", snap->account) == -1
-      || xs_manifest_set (m, "region", snap->region) == -1
-      || xs_manifest_set (m, "parent_id", snap->parent_id) == -1
-      || xs_manifest_set (m, "name", snap->name) == -1
-      || xs_manifest_set (m, "status", "available") == -1)
-    return -1;
-  m->created_ns = snap->created_ns;
-  if (op->dk && xs_manifest_set_encryption (m, op->key_id, op->key_account,
-                                            op->data_key, op->dk) == -1)
-    return -1;
-  xs_manifest_seal (m);
-  if (xs_manifest_serialize (m, &data, &len) == -1)
-    return -1;
-  r = xs_repo_put_manifest (op->repo, snap->id, data, len);
-  free (data);
-  return r == -1 ? -1 : 0;
-}
-
-/* The catalog half of the commit: the snapshot is available and the
- * volume's changed-block map is now relative to it.
- */
-/* Run STMT (already bound) expecting it to change exactly WANT rows
- * (any number if WANT < 0); finalizes it.
- */
-static int
-step_once (struct xs_catalog *cat, sqlite3_stmt *stmt, int want,
-           const char *what)
-{
-  int r = 0;
-
-  if (stmt == NULL)
-    return -1;
-  if (sqlite3_step (stmt) != SQLITE_DONE
-      || (want >= 0 && sqlite3_changes (xs_catalog_db (cat)) != want)) {
-    xs_catalog_report (cat, what);
-    r = -1;
-  }
-  sqlite3_finalize (stmt);
+  xs_catalog_lock (cat);
+  xs_catalog_exec (cat, "PRAGMA synchronous = NORMAL", "relax syncing");
+  r = xs_snapshot_insert_locked (cat, snap, getpid ());
+  xs_catalog_exec (cat, "PRAGMA synchronous = FULL", "restore syncing");
+  xs_catalog_unlock (cat);
   return r;
 }
 
-/* The catalog half of the commit, in one transaction: the snapshot is
- * available and the volume's changed-block map is now relative to it.
- * Holding the catalog lock.
- */
-static int
-commit_rows (struct xs_snapshot_op *op, const struct xs_snapshot *snap,
-             const char *root, const struct xs_seal_stats *stats)
+void
+xs_snapshot_delete_pending (struct xs_store *store, const char *id)
 {
-  struct xs_catalog *cat = xs_store_catalog (op->store);
-  sqlite3_stmt *stmt;
+  struct xs_catalog *cat = xs_store_catalog (store);
 
-  if (xs_catalog_begin (cat) == -1)
-    return -1;
-  stmt = xs_catalog_prepare (cat,
-                             "UPDATE snapshots SET status = 'available',"
-                             " root_hash = ?, changed_blocks = ?,"
-                             " stored_bytes = ? WHERE id = ?",
-                             "record the snapshot");
-  if (stmt) {
-    sqlite3_bind_text (stmt, 1, root, -1, SQLITE_STATIC);
-    sqlite3_bind_int64 (stmt, 2, (int64_t) stats->changed_blocks);
-    sqlite3_bind_int64 (stmt, 3, (int64_t) stats->stored_bytes);
-    sqlite3_bind_text (stmt, 4, snap->id, -1, SQLITE_STATIC);
-  }
-  if (step_once (cat, stmt, 1, "record the snapshot") == -1)
-    goto rollback;
-  stmt = xs_catalog_prepare (cat,
-                             "UPDATE volumes SET base_snapshot_id = ?,"
-                             " cbt_epoch = ? WHERE id = ?",
-                             "record the volume's new base");
-  if (stmt) {
-    sqlite3_bind_text (stmt, 1, snap->id, -1, SQLITE_STATIC);
-    sqlite3_bind_int64 (stmt, 2, (int64_t) op->new_epoch);
-    sqlite3_bind_text (stmt, 3, op->volume_id, -1, SQLITE_STATIC);
-  }
-  if (step_once (cat, stmt, -1, "record the volume's new base") == -1
-      || xs_catalog_commit (cat) == -1)
-    goto rollback;
-  return 0;
-
- rollback:
-  xs_catalog_rollback (cat);
-  return -1;
-}
-
-static int
-record_available (struct xs_snapshot_op *op, struct xs_snapshot *snap,
-                  const struct xs_seal_stats *stats)
-{
-  struct xs_catalog *cat = xs_store_catalog (op->store);
-  char root[XS_HASH128_HEX_LEN + 1];
-  char *status, *root_copy;
-  int r;
-
-  xs_hash128_to_hex (&xs_seal_manifest (op->seal)->root, root);
   xs_catalog_lock (cat);
-  r = commit_rows (op, snap, root, stats);
+  xs_catalog_run (cat, "remove the failed snapshot",
+                  "DELETE FROM snapshots WHERE id = ? AND status = 'pending'",
+                  "s", id);
   xs_catalog_unlock (cat);
-  if (r == -1)
-    return -1;
-  status = strdup ("available");
-  root_copy = strdup (root);
-  if (status && root_copy) {
-    free (snap->status);
-    free (snap->root_hash);
-    snap->status = status;
-    snap->root_hash = root_copy;
-  }
-  else {
-    free (status);
-    free (root_copy);
-  }
-  snap->changed_blocks = stats->changed_blocks;
-  snap->stored_bytes = stats->stored_bytes;
-  return 0;
 }
 
 int
-xs_snapshot_finish (struct xs_snapshot_op *op,
-                    void (*progress) (uint64_t done, uint64_t total,
-                                      void *opaque),
-                    void *opaque, struct xs_snapshot *snap)
+xs_snapshot_mark_available_locked (struct xs_catalog *cat, const char *id,
+                                   const char *root_hash,
+                                   uint64_t changed_blocks,
+                                   uint64_t stored_bytes)
 {
-  struct xs_seal_stats stats;
-  int r;
+  int64_t r;
 
-  r = xs_seal_run (op->seal, 0, progress, opaque);
-  xs_seal_get_stats (op->seal, &stats);
+  r = xs_catalog_run (cat, "record the snapshot",
+                      "UPDATE snapshots SET status = 'available',"
+                      " root_hash = ?, changed_blocks = ?,"
+                      " stored_bytes = ? WHERE id = ?", "siis", root_hash,
+                      (int64_t) changed_blocks, (int64_t) stored_bytes, id);
   if (r == 0)
-    r = write_manifest (op, snap);
-  if (r == 0)
-    r = record_available (op, snap, &stats);
-  if (r == -1)
-    delete_pending (op->store, snap->id);
-  /* A manifest written without its row is an orphan that gc removes.  If
-   * the dirty map cannot take the new epoch (reported), the snapshot
-   * still stands: the next open finds the map of the wrong epoch and the
-   * next snapshot compares every block.
-   */
-  xs_seal_end (op->seal, r == 0, op->new_epoch);
-  free_op (op);
-  return r;
+    xs_error ("cannot record snapshot %s: its pending record is gone", id);
+  return r == 1 ? 0 : -1;
 }
 
 /* Receiving snapshots (see snapshot.h). */
@@ -1055,7 +698,7 @@ record_row (struct xs_store *store, const struct xs_scope *scope,
   memcpy (row.id, m->snapshot_id, strlen (m->snapshot_id) + 1);
   xs_hash128_to_hex (&m->root, root);
   xs_catalog_lock (cat);
-  r = insert_row (cat, &row, 0);
+  r = xs_snapshot_insert_locked (cat, &row, 0);
   xs_catalog_unlock (cat);
   if (r == -1)
     return -1;

@@ -17,6 +17,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "head/head.h"
 #include "repo/manifest.h"
@@ -71,14 +72,17 @@ extern int xs_snapshot_list (struct xs_store *store,
                                         void *opaque),
                              void *opaque);
 
-/* ACTOR hides SNAP (see above), audited as xsnap:DeleteSnapshot in the
- * same transaction (DETAIL: why, NULL for a request of ACTOR's own), so
- * no snapshot is deleted without its audit row.  The caller has checked
- * the permission.  Pending snapshots cannot be deleted.
+/* ACTOR hides SNAP (see above), audited as xsnap:DeleteSnapshot (DETAIL:
+ * why, NULL for a request of ACTOR's own): holding the catalog lock, in
+ * the caller's transaction, so that no snapshot is deleted without its
+ * audit row, nor without its shares going in the same transaction
+ * (access/share.h: xs_share_delete_snapshot, which callers use).  The
+ * caller has checked the permission.  Pending snapshots, and those no
+ * longer available, cannot be deleted.
  */
-extern int xs_snapshot_delete (struct xs_store *store, const char *actor,
-                               const char *detail,
-                               const struct xs_snapshot *snap);
+extern int xs_snapshot_delete_locked (struct xs_store *store,
+                                      const char *actor, const char *detail,
+                                      const struct xs_snapshot *snap);
 
 /* Load and verify a snapshot's manifest from its repository, by id (which
  * may be a deleted snapshot still retained).  The manifest must be what
@@ -111,25 +115,6 @@ struct xs_repo;
 extern struct xs_manifest *xs_snapshot_load_manifest_by_id
   (struct xs_store *store, const char *id, struct xs_repo **repo);
 
-/* Taking a snapshot of VOL, whose head H the caller owns.  START takes the
- * point in time and records the snapshot as pending (instant; *SNAP
- * describes it).  FINISH seals, writes the manifest, records it available
- * (*SNAP updated) and frees OP; on failure the pending record is removed
- * and the volume's changed-block map is as if nothing happened.
- * PROGRESS may be NULL.
- */
-struct xs_snapshot_op;
-
-extern struct xs_snapshot_op *xs_snapshot_start (struct xs_store *store,
-                                                 struct xs_head *h,
-                                                 const struct xs_volume *vol,
-                                                 const char *name,
-                                                 struct xs_snapshot *snap);
-extern int xs_snapshot_finish (struct xs_snapshot_op *op,
-                               void (*progress) (uint64_t done,
-                                                 uint64_t total,
-                                                 void *opaque),
-                               void *opaque, struct xs_snapshot *snap);
 
 
 /* Remove pending records of VOL (called by a new owner: whoever took them
@@ -178,5 +163,27 @@ extern int xs_snapshot_record_arrived (struct xs_store *store,
                                        uint64_t changed_blocks,
                                        uint64_t stored_bytes,
                                        struct xs_snapshot *out);
+
+/* The rows of a snapshot being taken (catalog/snapnew.c).  INSERT_LOCKED
+ * records SNAP as it is (holding the catalog lock), naming OWNER as the
+ * process sealing it; RECORD_PENDING records a new pending snapshot of
+ * this process without waiting for the disk (a crash loses only a record
+ * the next owner would remove).  DELETE_PENDING removes a pending record
+ * that failed (nothing reported).  MARK_AVAILABLE_LOCKED makes a pending
+ * snapshot available with its root, holding the catalog lock in the
+ * caller's transaction.  0 or -1.
+ */
+extern int xs_snapshot_insert_locked (struct xs_catalog *cat,
+                                      const struct xs_snapshot *snap,
+                                      pid_t owner);
+extern int xs_snapshot_record_pending (struct xs_store *store,
+                                       const struct xs_snapshot *snap);
+extern void xs_snapshot_delete_pending (struct xs_store *store,
+                                        const char *id);
+extern int xs_snapshot_mark_available_locked (struct xs_catalog *cat,
+                                              const char *id,
+                                              const char *root_hash,
+                                              uint64_t changed_blocks,
+                                              uint64_t stored_bytes);
 
 #endif /* XSNAP_SNAPSHOT_H */

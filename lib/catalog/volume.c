@@ -873,6 +873,16 @@ update_volume_row (struct xs_store *store, const char *sql, const char *p1,
 }
 
 int
+xs_volume_set_base_locked (struct xs_catalog *cat, const char *volume_id,
+                           const char *snapshot_id, uint64_t cbt_epoch)
+{
+  return xs_catalog_run (cat, "record the volume's new base",
+                         "UPDATE volumes SET base_snapshot_id = ?,"
+                         " cbt_epoch = ? WHERE id = ?", "sis", snapshot_id,
+                         (int64_t) cbt_epoch, volume_id) == -1 ? -1 : 0;
+}
+
+int
 xs_volume_mark_hydrated (struct xs_store *store, const struct xs_volume *vol)
 {
   /* Every block is durable in the head: the source is no longer needed

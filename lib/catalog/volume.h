@@ -145,6 +145,16 @@ extern int xs_volume_hydrate (struct xs_store *store,
                                                 void *opaque),
                               void *opaque, uint64_t *copied);
 
+/* Make SNAPSHOT_ID the base of volume VOLUME_ID, whose dirty map is now
+ * of epoch CBT_EPOCH: holding the catalog lock, in the transaction that
+ * makes the snapshot available (catalog/snapnew.c).  0 or -1.
+ */
+struct xs_catalog;
+extern int xs_volume_set_base_locked (struct xs_catalog *cat,
+                                      const char *volume_id,
+                                      const char *snapshot_id,
+                                      uint64_t cbt_epoch);
+
 /* Record that VOL, a clone whose head was fully hydrated by its owner, no
  * longer needs its source.
  */

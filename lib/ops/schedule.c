@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "access/access.h"
+#include "access/share.h"
 #include "catalog/account.h"
 #include "catalog/audit.h"
 #include "ops/schedule.h"
@@ -672,7 +673,7 @@ apply_retention (struct xs_store *store, bool by_task, const char *id,
       /* Retention deletes for ACCOUNT: its documents' denies hold. */
       if (xs_access_snapshot (store, account, "xsnap:DeleteSnapshot",
                               &snap) == 0
-          && xs_snapshot_delete (store, account, why, &snap) == 0)
+          && xs_share_delete_snapshot (store, account, why, &snap) == 0)
         say (note, opaque, "retention: deleted %s@%s (%s) of account %s",
              snap.volume_name, snap.name, snap.id, account);
       else

@@ -21,6 +21,7 @@
 #include "catalog/store.h"
 #include "catalog/volume.h"
 #include "head/control.h"
+#include "catalog/snapnew.h"
 #include "catalog/snapshot.h"
 #include "repo/chunkcache.h"
 #include "base/lockorder.h"

@@ -9,6 +9,7 @@
 #include "base/fileio.h"
 #include "head/head.h"
 #include "head/ownerlock.h"
+#include "catalog/snapnew.h"
 #include "ops/snaptake.h"
 
 /* How long to wait for an owner that holds the volume without answering

@@ -25,6 +25,7 @@
 #include "head/head.h"
 #include "catalog/region.h"
 #include "access/share.h"
+#include "catalog/snapnew.h"
 #include "catalog/snapshot.h"
 #include "catalog/store.h"
 #include "tap.h"
@@ -305,7 +306,7 @@ test_sharing (struct xs_store *store, const struct xs_snapshot *snap)
           "bob no longer sees it");
   ok (xs_unshare (store, &alice, "snapshot", snap->id, "snapshot s1",
                   with_bob, 1) == -1, "unsharing twice is refused");
-  ok (xs_snapshot_delete (store, "alice", NULL, &other) == 0, "delete the second snapshot");
+  ok (xs_share_delete_snapshot (store, "alice", NULL, &other) == 0, "delete the second snapshot");
   xs_snapshot_clear (&other);
 }
 
@@ -418,7 +419,7 @@ test_audit_in_transaction (struct xs_store *store)
     abort ();
   ok (refuse_audit_rows (store, true) == 0,
       "the catalog refuses audit rows");
-  ok (xs_snapshot_delete (store, "alice", NULL, &snap) == -1,
+  ok (xs_share_delete_snapshot (store, "alice", NULL, &snap) == -1,
       "a snapshot delete then fails");
   ok (xs_snapshot_lookup_id (store, snap.id, &seen) == 0
       && strcmp (seen.status, "available") == 0,
@@ -439,7 +440,7 @@ test_audit_in_transaction (struct xs_store *store)
   ok (xs_catalog_get_setting (xs_store_catalog (store), "share.max_days",
                               &value) != 0, "... and is not set");
   ok (refuse_audit_rows (store, false) == 0, "audit rows are back");
-  ok (xs_snapshot_delete (store, "alice", NULL, &snap) == 0
+  ok (xs_share_delete_snapshot (store, "alice", NULL, &snap) == 0
       && xs_volume_delete (store, "alice", &vol) == 0
       && xs_admin_delete_account (store, "admin", "mia") == 0,
       "now the deletes work");
