@@ -772,9 +772,44 @@ same_data_key (const struct xs_data_key *a, const struct xs_data_key *b)
     && xs_crypt_equal (a->chunk_enc, b->chunk_enc, sizeof a->chunk_enc);
 }
 
-static int protect (void *opaque, uint64_t offset, uint64_t count);
-static int point_in_time (void *opaque);
-static int give_back_map (void *opaque);
+/* The guard's on_install, with no change in flight: the point in time.
+ * The dirty map's bits become S and the map starts afresh.
+ */
+static int
+point_in_time (void *opaque)
+{
+  struct xs_seal *seal = opaque;
+  struct xs_dirtymap *map = xs_head_dirtymap (seal->head);
+  bool trusted;
+
+  seal->spill_limit = xs_head_seal_buffer (seal->head);
+  trusted = xs_dirtymap_doubt (map) == XS_DIRTYMAP_TRUSTED;
+  if (xs_dirtymap_take (map, &seal->taken) == -1)
+    return -1;
+  seal->full_compare |= !trusted;
+  if (seal->full_compare)
+    xs_bitmap_set_range (&seal->todo, 0, seal->todo.nbits);
+  else
+    memcpy (seal->todo.bytes, seal->taken.bytes, seal->todo.nbytes);
+  seal->stats.blocks_to_seal = xs_bitmap_count (&seal->todo);
+  seal->stats.full_compare = seal->full_compare;
+  return 0;
+}
+
+/* The guard's on_remove, with no change in flight: a committed snapshot
+ * moves the dirty map to its new epoch; otherwise S goes back into it.
+ */
+static int
+give_back_map (void *opaque)
+{
+  struct xs_seal *seal = opaque;
+  struct xs_dirtymap *map = xs_head_dirtymap (seal->head);
+
+  if (seal->committed)
+    return xs_dirtymap_commit_epoch (map, seal->new_epoch);
+  xs_dirtymap_merge (map, &seal->taken);
+  return 0;
+}
 
 static struct xs_seal *
 new_seal (struct xs_head *h, struct xs_repo *repo, struct xs_manifest *base,
@@ -838,45 +873,6 @@ new_seal (struct xs_head *h, struct xs_repo *repo, struct xs_manifest *base,
     }
   }
   return seal;
-}
-
-/* The guard's on_install, with no change in flight: the point in time.
- * The dirty map's bits become S and the map starts afresh.
- */
-static int
-point_in_time (void *opaque)
-{
-  struct xs_seal *seal = opaque;
-  struct xs_dirtymap *map = xs_head_dirtymap (seal->head);
-  bool trusted;
-
-  seal->spill_limit = xs_head_seal_buffer (seal->head);
-  trusted = xs_dirtymap_doubt (map) == XS_DIRTYMAP_TRUSTED;
-  if (xs_dirtymap_take (map, &seal->taken) == -1)
-    return -1;
-  seal->full_compare |= !trusted;
-  if (seal->full_compare)
-    xs_bitmap_set_range (&seal->todo, 0, seal->todo.nbits);
-  else
-    memcpy (seal->todo.bytes, seal->taken.bytes, seal->todo.nbytes);
-  seal->stats.blocks_to_seal = xs_bitmap_count (&seal->todo);
-  seal->stats.full_compare = seal->full_compare;
-  return 0;
-}
-
-/* The guard's on_remove, with no change in flight: a committed snapshot
- * moves the dirty map to its new epoch; otherwise S goes back into it.
- */
-static int
-give_back_map (void *opaque)
-{
-  struct xs_seal *seal = opaque;
-  struct xs_dirtymap *map = xs_head_dirtymap (seal->head);
-
-  if (seal->committed)
-    return xs_dirtymap_commit_epoch (map, seal->new_epoch);
-  xs_dirtymap_merge (map, &seal->taken);
-  return 0;
 }
 
 struct xs_seal *
