@@ -1,95 +1,115 @@
-/* xsnap: the insides of a head, shared by head.c (the data path) and
- * seal.c (taking snapshots of it).  Nothing else includes this.
+/* xsnap: what the other modules of lib/head/ see of a head.
+ *
+ * The head (head.c) is the writable data path and knows nothing of what
+ * watches it.  A module that must act before a change overwrites the
+ * data — the seal (seal.c), which keeps the blocks of a pending snapshot
+ * — registers a write guard with the head, and reads the head through the
+ * accessors below; the head's fields stay in head.c.  Nothing outside
+ * lib/head/ includes this, but the layer's unit tests.
  */
 #ifndef XSNAP_HEAD_INTERNAL_H
 #define XSNAP_HEAD_INTERNAL_H
 
-#include <pthread.h>
-#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
 
 #include "head/dirtymap.h"
 #include "head/head.h"
-#include "crypto/headcrypt.h"
-#include "head/presentmap.h"
+#include "repo/repo.h"
 #include "repo/snapreader.h"
 
-#define XS_HEAD_COPYUP_STRIPES 64
-#define XS_HEAD_SECTOR_STRIPES 64      /* a 64-bit mask of them: head.c */
-#define XS_HEAD_BOUNCE_POOL 8
-
-struct xs_seal;
-
-struct xs_head {
-  char *dir;
-  char *name;                   /* for messages */
-  int data_fd;
-  int lock_fd;
-  uint64_t size;
-  uint32_t block_size;
-  unsigned block_shift;
-  struct xs_dirtymap *dirtymap;
-
-  /* The locks below are taken in the order of lib/base/lockorder.h (gate,
-   * seal_lock, copyup, sector, bounce_lock), through its helpers.
-   *
-   * Every change (write, zero, trim) holds the gate for reading while it
-   * marks the dirty map and touches the data; taking a snapshot's point in
-   * time holds it for writing, for microseconds.  SEAL is set and cleared
-   * only under the write side, so a change sees one consistent value;
-   * xs_head_close reads it without the gate (acquire, under seal_lock).
+/* ----- Write guards -----
+ *
+ * A head has at most one guard.  Locks (lib/base/lockorder.h): every
+ * change (write, zero, trim) holds the head's gate (XS_LOCK_HEAD_GATE, an
+ * rwlock) for reading while it calls the guard, marks the dirty map and
+ * touches the data.  Installing and removing a guard hold the gate for
+ * writing, so no change is in flight then, and removing takes the guard
+ * lock (XS_LOCK_HEAD_SEAL) inside it to wake xs_head_close, which waits
+ * there for the guard to go; so they are called holding none of the data
+ * path's locks.  BEFORE_WRITE may take only locks ranked after
+ * XS_LOCK_HEAD_SEAL.  The installed guard is an atomic pointer, set and
+ * cleared only under the gate's write side: a change with no guard
+ * installed pays one load for it.
+ */
+struct xs_head_guard {
+  /* Called before each change of [OFFSET, OFFSET + COUNT) (COUNT > 0,
+   * within the volume), before its blocks are marked in the dirty map
+   * and before the data is touched; changes run alongside.  0 lets the
+   * change go on; -1 fails it with nothing changed (the guard reports
+   * why and sets errno).
    */
-  pthread_rwlock_t gate;
-  _Atomic (struct xs_seal *) seal;      /* the pending snapshot, or NULL */
-  pthread_mutex_t seal_lock;    /* with seal_done: waiting for SEAL to end */
-  pthread_cond_t seal_done;
-  uint64_t seal_buffer;         /* see xs_head_set_seal_buffer */
+  int (*before_write) (void *opaque, uint64_t offset, uint64_t count);
 
-  /* A clone: blocks not present read through to SOURCE.  A block becomes
-   * present under its copy-up stripe lock, after its data is written.
+  /* Optional: called by install and remove with no change in flight —
+   * the points where the guard starts and stops seeing changes.
+   * ON_INSTALL failing (-1, reported) leaves the guard out; what
+   * ON_REMOVE returns, remove returns, and the guard goes anyway.
    */
-  struct xs_snapreader *source; /* NULL: not a clone */
-  struct xs_repo *source_repo;  /* where SOURCE reads from */
-  struct xs_presentmap *present;
-  pthread_mutex_t copyup[XS_HEAD_COPYUP_STRIPES];
+  int (*on_install) (void *opaque);
+  int (*on_remove) (void *opaque);
 
-  /* An encrypted head (headcrypt.h): the data file holds ciphertext, in
-   * whole 4 KiB sectors.  A change of part of a sector reads, changes and
-   * writes back the whole sector holding its stripe for writing; reads
-   * hold the stripes of the sectors they read for reading while they
-   * read, so that they never see a sector half rewritten (which would
-   * decrypt to garbage, bytes the write did not touch included).  Requests are
-   * encrypted into bounce buffers (the client's buffer is the client's),
-   * kept in a small pool so that large ones are not mapped afresh each
-   * time.  NULL: a plaintext head.
-   */
-  struct xs_head_cipher *cipher;
-  pthread_rwlock_t sector[XS_HEAD_SECTOR_STRIPES];
-  pthread_mutex_t bounce_lock;
-  void *bounce[XS_HEAD_BOUNCE_POOL];
-  size_t bounce_cap[XS_HEAD_BOUNCE_POOL];
-  unsigned nbounce;
+  void *opaque;
 };
 
+/* What xs_head_guard_install did. */
+enum xs_head_guard_result {
+  XS_HEAD_GUARD_INSTALLED,
+  XS_HEAD_GUARD_BUSY,           /* another guard is installed (not
+                                   reported: the caller knows what it
+                                   was installing) */
+  XS_HEAD_GUARD_FAILED,         /* ON_INSTALL failed (reported) */
+};
+
+/* Install GUARD on H; GUARD is kept, not copied, until it is removed.
+ * Whoever installs a guard removes it: xs_head_close waits for that.
+ */
+extern enum xs_head_guard_result
+xs_head_guard_install (struct xs_head *h, const struct xs_head_guard *guard);
+
+/* Remove GUARD, installed on H; returns what its ON_REMOVE returned (0
+ * without one).  Once this returns no change calls it any more.
+ */
+extern int xs_head_guard_remove (struct xs_head *h,
+                                 const struct xs_head_guard *guard);
+
+/* ----- What a guard may read of a head ----- */
+
+extern const char *xs_head_name (const struct xs_head *h);     /* messages */
+extern const char *xs_head_dir (const struct xs_head *h);
+
+/* Blocks of the volume; the last one may be short. */
+extern uint64_t xs_head_nblocks (const struct xs_head *h);
+
 /* Whether block B's content is in the data file (always, for a head that
- * is not a clone).
+ * is not a clone).  A block not present cannot change until it is made
+ * present, under the gate's read side.
  */
-static inline bool
-xs_head_block_present (const struct xs_head *h, uint64_t b)
-{
-  return h->source == NULL || xs_presentmap_has (h->present, b);
-}
+extern bool xs_head_block_present (const struct xs_head *h, uint64_t b);
 
-static inline uint64_t
-xs_head_nblocks (const struct xs_head *h)
-{
-  return (h->size + h->block_size - 1) >> h->block_shift;
-}
-
-/* Called by head.c before every change of [OFFSET, OFFSET + COUNT) while
- * a snapshot is pending: keeps what the change overwrites for the
- * snapshot (copy-before-write).  Holding the gate for reading.
+/* A clone's source snapshot and the repository it reads from; NULL for a
+ * head that is not a clone.
  */
-extern void xs_seal_protect (struct xs_seal *seal, uint64_t offset,
-                             uint64_t count);
+extern struct xs_snapreader *xs_head_source (const struct xs_head *h);
+extern struct xs_repo *xs_head_source_repo (const struct xs_head *h);
+
+/* The data file, for reading and copying from: the volume's bytes at
+ * their offsets, as ciphertext for an encrypted head (whole 4 KiB
+ * sectors, headcrypt.h).
+ */
+extern int xs_head_data_fd (const struct xs_head *h);
+
+/* BUF holds LEN bytes of the data file from OFFSET (whole sectors):
+ * turn them into the volume's bytes in place.  Nothing to do for a
+ * plaintext head.  0, or -1 (reported).
+ */
+extern int xs_head_decrypt_raw (const struct xs_head *h, void *buf,
+                                size_t len, uint64_t offset);
+
+/* The budget set by xs_head_set_seal_buffer.  Read it with no change in
+ * flight (in ON_INSTALL).
+ */
+extern uint64_t xs_head_seal_buffer (const struct xs_head *h);
 
 #endif /* XSNAP_HEAD_INTERNAL_H */

@@ -5,10 +5,18 @@
  * lock-free atomic on a byte that is usually already set.  FUA writes use
  * pwritev2 (RWF_DSYNC) so that only the request itself is made durable.
  * An encrypted head adds a cipher pass over the request (headcrypt.h).
+ *
+ * What must happen before a change overwrites data — keeping the blocks
+ * of a pending snapshot — is not done here: the module that needs it
+ * registers a write guard with the head (head-internal.h), which every
+ * change calls first.  With no guard installed that costs one atomic
+ * load.  The head knows nothing more of it.
  */
 #include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,11 +26,81 @@
 
 #include "base/error.h"
 #include "base/fileio.h"
+#include "crypto/headcrypt.h"
 #include "head/head.h"
 #include "head/head-internal.h"
 #include "base/lockorder.h"
 #include "head/ownerlock.h"
+#include "head/presentmap.h"
 #include "repo/repo.h"
+
+#define XS_HEAD_COPYUP_STRIPES 64
+#define XS_HEAD_SECTOR_STRIPES 64      /* a 64-bit mask of them */
+#define XS_HEAD_BOUNCE_POOL 8
+
+struct xs_head {
+  char *dir;
+  char *name;                   /* for messages */
+  int data_fd;
+  int lock_fd;
+  uint64_t size;
+  uint32_t block_size;
+  unsigned block_shift;
+  struct xs_dirtymap *dirtymap;
+
+  /* The locks below are taken in the order of lib/base/lockorder.h (gate,
+   * guard_lock, copyup, sector, bounce_lock), through its helpers.
+   *
+   * Every change (write, zero, trim) holds the gate for reading while it
+   * calls the guard, marks the dirty map and touches the data; installing
+   * or removing a guard (for a snapshot: its point in time, and its end)
+   * holds it for writing.  GUARD is set and cleared only under the write
+   * side, so a change sees one consistent value; xs_head_close reads it
+   * without the gate (acquire, under guard_lock).
+   */
+  pthread_rwlock_t gate;
+  _Atomic (const struct xs_head_guard *) guard; /* NULL: none */
+  pthread_mutex_t guard_lock;   /* with guard_gone: waiting for GUARD to go */
+  pthread_cond_t guard_gone;
+  uint64_t seal_buffer;         /* see xs_head_set_seal_buffer */
+
+  /* A clone: blocks not present read through to SOURCE.  A block becomes
+   * present under its copy-up stripe lock, after its data is written.
+   */
+  struct xs_snapreader *source; /* NULL: not a clone */
+  struct xs_repo *source_repo;  /* where SOURCE reads from */
+  struct xs_presentmap *present;
+  pthread_mutex_t copyup[XS_HEAD_COPYUP_STRIPES];
+
+  /* An encrypted head (headcrypt.h): the data file holds ciphertext, in
+   * whole 4 KiB sectors.  A change of part of a sector reads, changes and
+   * writes back the whole sector holding its stripe for writing; reads
+   * hold the stripes of the sectors they read for reading while they
+   * read, so that they never see a sector half rewritten (which would
+   * decrypt to garbage, bytes the write did not touch included).  Requests are
+   * encrypted into bounce buffers (the client's buffer is the client's),
+   * kept in a small pool so that large ones are not mapped afresh each
+   * time.  NULL: a plaintext head.
+   */
+  struct xs_head_cipher *cipher;
+  pthread_rwlock_t sector[XS_HEAD_SECTOR_STRIPES];
+  pthread_mutex_t bounce_lock;
+  void *bounce[XS_HEAD_BOUNCE_POOL];
+  size_t bounce_cap[XS_HEAD_BOUNCE_POOL];
+  unsigned nbounce;
+};
+
+bool
+xs_head_block_present (const struct xs_head *h, uint64_t b)
+{
+  return h->source == NULL || xs_presentmap_has (h->present, b);
+}
+
+uint64_t
+xs_head_nblocks (const struct xs_head *h)
+{
+  return (h->size + h->block_size - 1) >> h->block_shift;
+}
 
 static char *
 head_path (const char *dir, const char *file)
@@ -160,8 +238,8 @@ free_head (struct xs_head *h)
     close (h->data_fd);
   xs_owner_lock_release (h->lock_fd);
   pthread_rwlock_destroy (&h->gate);
-  pthread_mutex_destroy (&h->seal_lock);
-  pthread_cond_destroy (&h->seal_done);
+  pthread_mutex_destroy (&h->guard_lock);
+  pthread_cond_destroy (&h->guard_gone);
   free (h->dir);
   free (h->name);
   free (h);
@@ -194,8 +272,8 @@ xs_head_open (const char *dir, const char *name, uint64_t size,
   pthread_mutex_init (&h->bounce_lock, NULL);
   h->data_fd = h->lock_fd = -1;
   pthread_rwlock_init (&h->gate, NULL);
-  pthread_mutex_init (&h->seal_lock, NULL);
-  pthread_cond_init (&h->seal_done, NULL);
+  pthread_mutex_init (&h->guard_lock, NULL);
+  pthread_cond_init (&h->guard_gone, NULL);
   h->seal_buffer = XS_HEAD_SEAL_BUFFER;
   h->size = size;
   h->block_size = block_size;
@@ -263,16 +341,16 @@ xs_head_open (const char *dir, const char *name, uint64_t size,
   return NULL;
 }
 
-/* A pending snapshot is finished by whoever started it; the head cannot
- * go away under it.
+/* A guard is removed by whoever installed it (a pending snapshot is
+ * finished by whoever started it); the head cannot go away under it.
  */
 static void
-wait_for_seal (struct xs_head *h)
+wait_for_guard (struct xs_head *h)
 {
-  xs_lock_take (&h->seal_lock, XS_LOCK_HEAD_SEAL, 0);
-  while (atomic_load_explicit (&h->seal, memory_order_acquire) != NULL)
-    pthread_cond_wait (&h->seal_done, &h->seal_lock);
-  xs_lock_drop (&h->seal_lock);
+  xs_lock_take (&h->guard_lock, XS_LOCK_HEAD_SEAL, 0);
+  while (atomic_load_explicit (&h->guard, memory_order_acquire) != NULL)
+    pthread_cond_wait (&h->guard_gone, &h->guard_lock);
+  xs_lock_drop (&h->guard_lock);
 }
 
 int
@@ -280,7 +358,7 @@ xs_head_close (struct xs_head *h)
 {
   int r = 0;
 
-  wait_for_seal (h);
+  wait_for_guard (h);
   if (h->present && xs_presentmap_persist_begin (h->present) == -1)
     r = -1;
   if (fdatasync (h->data_fd) == -1) {
@@ -322,6 +400,86 @@ xs_head_dirtymap (struct xs_head *h)
   return h->dirtymap;
 }
 
+const char *
+xs_head_name (const struct xs_head *h)
+{
+  return h->name;
+}
+
+const char *
+xs_head_dir (const struct xs_head *h)
+{
+  return h->dir;
+}
+
+struct xs_snapreader *
+xs_head_source (const struct xs_head *h)
+{
+  return h->source;
+}
+
+struct xs_repo *
+xs_head_source_repo (const struct xs_head *h)
+{
+  return h->source_repo;
+}
+
+int
+xs_head_data_fd (const struct xs_head *h)
+{
+  return h->data_fd;
+}
+
+int
+xs_head_decrypt_raw (const struct xs_head *h, void *buf, size_t len,
+                     uint64_t offset)
+{
+  if (h->cipher == NULL)
+    return 0;
+  return xs_head_decrypt (h->cipher, buf, buf, len, offset);
+}
+
+uint64_t
+xs_head_seal_buffer (const struct xs_head *h)
+{
+  return h->seal_buffer;
+}
+
+/* ----- Write guards ----- */
+
+enum xs_head_guard_result
+xs_head_guard_install (struct xs_head *h, const struct xs_head_guard *guard)
+{
+  enum xs_head_guard_result r = XS_HEAD_GUARD_INSTALLED;
+
+  xs_lock_take_write (&h->gate, XS_LOCK_HEAD_GATE, 0);
+  if (atomic_load_explicit (&h->guard, memory_order_relaxed) != NULL)
+    r = XS_HEAD_GUARD_BUSY;
+  else if (guard->on_install && guard->on_install (guard->opaque) == -1)
+    r = XS_HEAD_GUARD_FAILED;
+  else
+    atomic_store_explicit (&h->guard, guard, memory_order_release);
+  xs_lock_drop_rw (&h->gate);
+  return r;
+}
+
+int
+xs_head_guard_remove (struct xs_head *h, const struct xs_head_guard *guard)
+{
+  int r = 0;
+
+  xs_lock_take_write (&h->gate, XS_LOCK_HEAD_GATE, 0);
+  assert (atomic_load_explicit (&h->guard, memory_order_relaxed) == guard);
+  if (guard->on_remove)
+    r = guard->on_remove (guard->opaque);
+  xs_lock_take (&h->guard_lock, XS_LOCK_HEAD_SEAL, 0);
+  atomic_store_explicit (&h->guard, NULL, memory_order_release);
+  pthread_cond_broadcast (&h->guard_gone);
+  xs_lock_drop (&h->guard_lock);
+  xs_lock_drop_rw (&h->gate);
+  return r;
+}
+
 static int
 check_range (struct xs_head *h, const char *op, uint32_t count,
              uint64_t offset)
@@ -336,27 +494,31 @@ check_range (struct xs_head *h, const char *op, uint32_t count,
   return 0;
 }
 
-/* Start a change of [OFFSET, OFFSET + COUNT): enter the gate, let a
- * pending snapshot seal the blocks first, mark them changed.  Every
- * begin_change is paired with end_change.
+/* Start a change of [OFFSET, OFFSET + COUNT): enter the gate, let the
+ * guard (if any) act first, mark the blocks changed.  A begin_change that
+ * succeeds is paired with end_change; one that fails (the guard refused,
+ * and reported) has left the gate.
  */
-static void
+static int
 begin_change (struct xs_head *h, uint32_t count, uint64_t offset)
 {
-  struct xs_seal *seal;
+  const struct xs_head_guard *guard;
   uint64_t first, last;
 
   xs_lock_take_read (&h->gate, XS_LOCK_HEAD_GATE, 0);
   if (count == 0)
-    return;
+    return 0;
   first = offset >> h->block_shift;
   last = (offset + count - 1) >> h->block_shift;
   assert (last < xs_head_nblocks (h));
-  /* Relaxed: SEAL changes only under the write side of the gate. */
-  seal = atomic_load_explicit (&h->seal, memory_order_relaxed);
-  if (seal)
-    xs_seal_protect (seal, offset, count);
+  /* Relaxed: GUARD changes only under the write side of the gate. */
+  guard = atomic_load_explicit (&h->guard, memory_order_relaxed);
+  if (guard && guard->before_write (guard->opaque, offset, count) == -1) {
+    xs_lock_drop_rw (&h->gate);
+    return -1;
+  }
   xs_dirtymap_mark (h->dirtymap, first, last - first + 1);
+  return 0;
 }
 
 static void
@@ -801,7 +963,8 @@ xs_head_pwrite (struct xs_head *h, const void *buf, uint32_t count,
 
   if (check_range (h, "write", count, offset) == -1)
     return -1;
-  begin_change (h, count, offset);
+  if (begin_change (h, count, offset) == -1)
+    return -1;
   if (prepare_clone_change (h, count, offset) == -1) {
     end_change (h);
     errno = EIO;
@@ -837,7 +1000,8 @@ xs_head_zero (struct xs_head *h, uint32_t count, uint64_t offset,
 
   if (check_range (h, "zero", count, offset) == -1)
     return -1;
-  begin_change (h, count, offset);
+  if (begin_change (h, count, offset) == -1)
+    return -1;
   if (prepare_clone_change (h, count, offset) == -1) {
     end_change (h);
     errno = EIO;
@@ -882,7 +1046,8 @@ xs_head_trim (struct xs_head *h, uint32_t count, uint64_t offset, bool fua)
 
   if (check_range (h, "trim", count, offset) == -1)
     return -1;
-  begin_change (h, count, offset);
+  if (begin_change (h, count, offset) == -1)
+    return -1;
   /* What is trimmed reads as zeros: partial sectors are written so. */
   if (h->cipher && zero_partial_sectors (h, &count, &offset) == -1) {
     end_change (h);
@@ -1014,7 +1179,7 @@ void
 xs_head_set_seal_buffer (struct xs_head *h, uint64_t bytes)
 {
   xs_lock_take_write (&h->gate, XS_LOCK_HEAD_GATE, 0);
-  h->seal_buffer = bytes;       /* seals begin under the gate */
+  h->seal_buffer = bytes;       /* guards are installed under the gate */
   xs_lock_drop_rw (&h->gate);
 }
 

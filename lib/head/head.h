@@ -10,6 +10,11 @@
  * calls here are thread-safe.  Every write, zero and trim marks its blocks
  * in the dirty map before touching the data, and a flush makes the data
  * durable before the map, so a durable map never misses a durable write.
+ *
+ * The head does not know about snapshots.  A snapshot being sealed
+ * (seal.h) registers with its head as the head's write guard
+ * (head-internal.h) and is called before each change, to keep what the
+ * change overwrites.
  */
 #ifndef XSNAP_HEAD_H
 #define XSNAP_HEAD_H

@@ -1,5 +1,13 @@
 /* xsnap: sealing snapshots of live heads (see seal.h for the design).
  *
+ * The seal registers with the head rather than the head calling it: while
+ * a snapshot is pending, the seal is the head's write guard
+ * (head-internal.h).  Installing the guard is the point in time (the
+ * dirty map is taken with no change in flight); every change then calls
+ * protect() before it marks the map or touches the data; removing the
+ * guard commits or gives back the dirty map.  The head's fields are read
+ * only through the accessors of head-internal.h, and never written.
+ *
  * Concurrency.  TODO holds the blocks of S not taken by a sealer yet.  A
  * sealer takes a block under the block's stripe lock: it copies the
  * block's content at the point in time into its own buffer, clears the
@@ -27,10 +35,12 @@
  * reaches |S|.  Codecs are not thread-safe, so a small pool lends one to
  * each sealing thread.
  *
- * Locks follow lockorder.h: a writer holds the head's gate (read side),
- * then at most one block stripe, under which it may take the queue lock
- * and the codec pool's; the head's gate (write side), then its seal lock,
- * to begin and end.
+ * Locks follow lockorder.h: a writer holds the head's gate (read side)
+ * when it calls protect(), which takes at most one block stripe, under
+ * which it may take the queue lock and the codec pool's.  Beginning and
+ * ending install and remove the guard, for which the head takes its gate
+ * (write side) and then its guard lock; the dirty map's lock is taken
+ * inside the gate, by the guard's on_install and on_remove.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -77,6 +87,10 @@ struct queued {
 
 struct xs_seal {
   struct xs_head *head;
+  struct xs_head_guard guard;   /* installed on HEAD while pending */
+  uint64_t size;                /* HEAD's geometry, fixed while pending */
+  uint32_t block_size;
+  unsigned block_shift;
   struct xs_repo *repo;
   struct xs_manifest *manifest; /* base entries, replaced as blocks seal */
   struct xs_bitmap taken;       /* S as taken from the dirty map */
@@ -91,6 +105,8 @@ struct xs_seal {
    */
   bool source_ids_fit;
   bool full_compare;
+  bool committed;               /* how it ends: see xs_seal_end */
+  uint64_t new_epoch;
   atomic_bool failed;           /* set once */
   _Atomic uint64_t cursor;      /* next block to claim */
   _Atomic uint64_t done;        /* blocks sealed */
@@ -198,17 +214,16 @@ is_hole (int fd, uint64_t offset, size_t len)
 static uint64_t
 block_offset (const struct xs_seal *seal, uint64_t block)
 {
-  return block << seal->head->block_shift;
+  return block << seal->block_shift;
 }
 
 static size_t
 block_len (const struct xs_seal *seal, uint64_t block)
 {
-  const struct xs_head *h = seal->head;
   uint64_t offset = block_offset (seal, block);
 
-  return h->size - offset < h->block_size
-    ? (size_t) (h->size - offset) : h->block_size;
+  return seal->size - offset < seal->block_size
+    ? (size_t) (seal->size - offset) : seal->block_size;
 }
 
 static void
@@ -327,10 +342,11 @@ id_without_reading (struct xs_seal *seal, uint64_t block,
   if (!xs_head_block_present (h, block)) {
     if (!seal->source_ids_fit)
       return false;
-    *id = *xs_snapreader_entry (h->source, block);  /* still the source's */
+    /* Still the source's. */
+    *id = *xs_snapreader_entry (xs_head_source (h), block);
     return true;
   }
-  if (is_hole (h->data_fd, block_offset (seal, block),
+  if (is_hole (xs_head_data_fd (h), block_offset (seal, block),
                block_len (seal, block))) {
     memset (id, 0, sizeof *id);
     return true;
@@ -402,7 +418,7 @@ overlay_copied (struct xs_seal *seal, uint64_t block, void *buf)
     if (xs_full_pread (seal->spill_fd, (char *) buf + (size_t) u * UNIT,
                        len, offset) == -1) {
       xs_error ("volume '%s': cannot read block %lu back from the spill "
-                "file: %m", seal->head->name, (unsigned long) block);
+                "file: %m", xs_head_name (seal->head), (unsigned long) block);
       return -1;
     }
   }
@@ -433,10 +449,10 @@ read_block (struct xs_seal *seal, uint64_t block, void *buf)
 {
   size_t len = block_len (seal, block);
 
-  if (xs_full_pread (seal->head->data_fd, buf, len,
+  if (xs_full_pread (xs_head_data_fd (seal->head), buf, len,
                      block_offset (seal, block)) == -1) {
     xs_error ("volume '%s': cannot read block %lu to seal it: %m",
-              seal->head->name, (unsigned long) block);
+              xs_head_name (seal->head), (unsigned long) block);
     return -1;
   }
   add_stat (&seal->count.bytes_read, len);
@@ -445,9 +461,8 @@ read_block (struct xs_seal *seal, uint64_t block, void *buf)
   /* The data file and the units copied aside hold an encrypted head's
    * ciphertext, sector for sector.
    */
-  if (seal->head->cipher
-      && xs_head_decrypt (seal->head->cipher, buf, buf, len,
-                          block_offset (seal, block)) == -1)
+  if (xs_head_decrypt_raw (seal->head, buf, len,
+                           block_offset (seal, block)) == -1)
     return -1;
   return 0;
 }
@@ -459,7 +474,8 @@ read_block (struct xs_seal *seal, uint64_t block, void *buf)
 static int
 read_source_block (struct xs_seal *seal, uint64_t block, void *buf)
 {
-  if (xs_snapreader_read_block (seal->head->source, block, buf) == -1)
+  if (xs_snapreader_read_block (xs_head_source (seal->head), block,
+                                buf) == -1)
     return -1;
   add_stat (&seal->count.bytes_read, block_len (seal, block));
   return 0;
@@ -476,11 +492,12 @@ spill_fd (struct xs_seal *seal)
   xs_lock_take (&seal->queue_lock, XS_LOCK_SEAL_QUEUE, 0);
   if (seal->spill_fd == -1
       && !atomic_load_explicit (&seal->spill_broken, memory_order_relaxed)) {
-    seal->spill_fd = open (seal->head->dir, O_TMPFILE | O_RDWR | O_CLOEXEC,
-                           0600);
+    seal->spill_fd = open (xs_head_dir (seal->head),
+                           O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
     if (seal->spill_fd == -1) {
       xs_debug ("volume '%s': no spill file for the pending snapshot "
-                "(%m): writes seal their blocks first", seal->head->name);
+                "(%m): writes seal their blocks first",
+                xs_head_name (seal->head));
       atomic_store_explicit (&seal->spill_broken, true, memory_order_relaxed);
     }
   }
@@ -496,8 +513,8 @@ spill_copy (struct xs_seal *seal, int fd, uint64_t offset, size_t len)
   loff_t in = (loff_t) offset, out = in;
 
   while (len > 0) {
-    ssize_t n = copy_file_range (seal->head->data_fd, &in, fd, &out, len,
-                                 0);
+    ssize_t n = copy_file_range (xs_head_data_fd (seal->head), &in, fd, &out,
+                                 len, 0);
     if (n <= 0) {
       if (n == 0)
         errno = EIO;
@@ -592,7 +609,7 @@ copy_units (struct xs_seal *seal, uint64_t block, unsigned u0, unsigned u1)
         /* A full disk, or no copy_file_range here: stop trying. */
         xs_debug ("volume '%s': cannot copy part of block %lu to the "
                   "spill file (%m): writes seal their blocks first",
-                  seal->head->name, (unsigned long) block);
+                  xs_head_name (seal->head), (unsigned long) block);
         atomic_store_explicit (&seal->spill_broken, true,
                                memory_order_relaxed);
       }
@@ -620,10 +637,10 @@ scratch_get (struct scratch *s)
   if (s->buf)
     return 0;
   s->codec = seal_codec (s->seal);
-  s->buf = malloc (s->seal->head->block_size);
+  s->buf = malloc (s->seal->block_size);
   if (s->codec == NULL || s->buf == NULL) {
     xs_error ("volume '%s': cannot seal a block of the pending snapshot: %m",
-              s->seal->head->name);
+              xs_head_name (s->seal->head));
     return -1;
   }
   return 0;
@@ -686,19 +703,24 @@ take_block (struct xs_seal *seal, uint64_t block, bool writer,
   return 0;
 }
 
-void
-xs_seal_protect (struct xs_seal *seal, uint64_t offset, uint64_t count)
+/* The guard's before_write: called by the head before each change of
+ * [OFFSET, OFFSET + COUNT) while the snapshot is pending, holding its
+ * gate for reading.  Keeps what the change overwrites for the snapshot
+ * (copy-before-write).  Never fails the change.
+ */
+static int
+protect (void *opaque, uint64_t offset, uint64_t count)
 {
+  struct xs_seal *seal = opaque;
   struct scratch s = { .seal = seal };
-  struct xs_head *h = seal->head;
   uint64_t end = offset + count, block, start, stop;
 
-  for (block = offset >> h->block_shift;
-       (block << h->block_shift) < end && !has_failed (seal); block++) {
+  for (block = offset >> seal->block_shift;
+       (block << seal->block_shift) < end && !has_failed (seal); block++) {
     if (!is_untaken (seal, block))
       continue;
-    start = block << h->block_shift;
-    stop = start + h->block_size;
+    start = block << seal->block_shift;
+    stop = start + seal->block_size;
     /* A failure here must not fail the write: the snapshot fails instead
      * (reported), and the volume goes on.
      */
@@ -707,6 +729,7 @@ xs_seal_protect (struct xs_seal *seal, uint64_t offset, uint64_t count)
       mark_failed (seal);
   }
   scratch_put (&s);
+  return 0;
 }
 
 static void
@@ -749,19 +772,68 @@ same_data_key (const struct xs_data_key *a, const struct xs_data_key *b)
     && xs_crypt_equal (a->chunk_enc, b->chunk_enc, sizeof a->chunk_enc);
 }
 
+/* The guard's on_install, with no change in flight: the point in time.
+ * The dirty map's bits become S and the map starts afresh.
+ */
+static int
+point_in_time (void *opaque)
+{
+  struct xs_seal *seal = opaque;
+  struct xs_dirtymap *map = xs_head_dirtymap (seal->head);
+  bool trusted;
+
+  seal->spill_limit = xs_head_seal_buffer (seal->head);
+  trusted = xs_dirtymap_doubt (map) == XS_DIRTYMAP_TRUSTED;
+  if (xs_dirtymap_take (map, &seal->taken) == -1)
+    return -1;
+  seal->full_compare |= !trusted;
+  if (seal->full_compare)
+    xs_bitmap_set_range (&seal->todo, 0, seal->todo.nbits);
+  else
+    memcpy (seal->todo.bytes, seal->taken.bytes, seal->todo.nbytes);
+  seal->stats.blocks_to_seal = xs_bitmap_count (&seal->todo);
+  seal->stats.full_compare = seal->full_compare;
+  return 0;
+}
+
+/* The guard's on_remove, with no change in flight: a committed snapshot
+ * moves the dirty map to its new epoch; otherwise S goes back into it.
+ */
+static int
+give_back_map (void *opaque)
+{
+  struct xs_seal *seal = opaque;
+  struct xs_dirtymap *map = xs_head_dirtymap (seal->head);
+
+  if (seal->committed)
+    return xs_dirtymap_commit_epoch (map, seal->new_epoch);
+  xs_dirtymap_merge (map, &seal->taken);
+  return 0;
+}
+
 static struct xs_seal *
 new_seal (struct xs_head *h, struct xs_repo *repo, struct xs_manifest *base,
           const struct xs_data_key *dk)
 {
   struct xs_seal *seal = calloc (1, sizeof *seal);
+  uint64_t nblocks = xs_head_nblocks (h);
   unsigned i;
 
   if (seal == NULL) {
-    xs_error ("cannot snapshot volume '%s': %m", h->name);
+    xs_error ("cannot snapshot volume '%s': %m", xs_head_name (h));
     xs_manifest_free (base);
     return NULL;
   }
   seal->head = h;
+  seal->guard = (struct xs_head_guard) {
+    .before_write = protect,
+    .on_install = point_in_time,
+    .on_remove = give_back_map,
+    .opaque = seal,
+  };
+  seal->size = xs_head_size (h);
+  seal->block_size = xs_head_block_size (h);
+  seal->block_shift = (unsigned) __builtin_ctz (seal->block_size);
   seal->repo = repo;
   for (i = 0; i < STRIPES; i++)
     pthread_mutex_init (&seal->stripes[i], NULL);
@@ -769,30 +841,31 @@ new_seal (struct xs_head *h, struct xs_repo *repo, struct xs_manifest *base,
   pthread_mutex_init (&seal->queue_lock, NULL);
   pthread_cond_init (&seal->work, NULL);
   seal->spill_fd = -1;
-  seal->manifest = base ? base : xs_manifest_new (h->size, h->block_size);
+  seal->manifest = base ? base
+    : xs_manifest_new (seal->size, seal->block_size);
   if (dk && (seal->dk = xs_data_key_dup (dk)) == NULL) {
     free_seal (seal);
     return NULL;
   }
   if (seal->manifest == NULL
-      || xs_bitmap_init (&seal->todo, xs_head_nblocks (h)) == -1) {
+      || xs_bitmap_init (&seal->todo, nblocks) == -1) {
     free_seal (seal);
     return NULL;
   }
   /* Large and mostly untouched: calloc maps zero pages lazily. */
-  seal->copied = calloc (xs_head_nblocks (h), sizeof *seal->copied);
+  seal->copied = calloc (nblocks, sizeof *seal->copied);
   if (seal->copied == NULL) {
-    xs_error ("cannot snapshot volume '%s': %m", h->name);
+    xs_error ("cannot snapshot volume '%s': %m", xs_head_name (h));
     free_seal (seal);
     return NULL;
   }
-  if (seal->manifest->size != h->size
-      || seal->manifest->block_size != h->block_size) {
+  if (seal->manifest->size != seal->size
+      || seal->manifest->block_size != seal->block_size) {
     /* The volume grew since its base: a base of the old geometry cannot
      * be patched, so compare everything against an empty one.
      */
     xs_manifest_free (seal->manifest);
-    seal->manifest = xs_manifest_new (h->size, h->block_size);
+    seal->manifest = xs_manifest_new (seal->size, seal->block_size);
     seal->full_compare = true;
     if (seal->manifest == NULL) {
       free_seal (seal);
@@ -807,43 +880,29 @@ xs_seal_begin (struct xs_head *h, struct xs_repo *repo,
                struct xs_manifest *base, bool map_matches_base,
                const struct xs_data_key *dk)
 {
+  struct xs_snapreader *source = xs_head_source (h);
   struct xs_seal *seal;
-  bool trusted;
 
   seal = new_seal (h, repo, base, dk);
   if (seal == NULL)
     return NULL;
-  seal->source_ids_fit = h->source != NULL
-    && xs_repo_same_namespace (h->source_repo, repo)
-    && same_data_key (xs_snapreader_data_key (h->source), dk);
+  seal->source_ids_fit = source != NULL
+    && xs_repo_same_namespace (xs_head_source_repo (h), repo)
+    && same_data_key (xs_snapreader_data_key (source), dk);
   seal->full_compare |= !map_matches_base;
 
-  xs_lock_take_write (&h->gate, XS_LOCK_HEAD_GATE, 0);
-  if (atomic_load_explicit (&h->seal, memory_order_relaxed) != NULL) {
-    xs_lock_drop_rw (&h->gate);
+  switch (xs_head_guard_install (h, &seal->guard)) {
+  case XS_HEAD_GUARD_INSTALLED:
+    return seal;
+  case XS_HEAD_GUARD_BUSY:
     xs_error ("cannot snapshot volume '%s': a snapshot of it is already "
-              "pending", h->name);
-    free_seal (seal);
-    return NULL;
+              "pending", xs_head_name (h));
+    break;
+  case XS_HEAD_GUARD_FAILED:
+    break;
   }
-  /* The point in time: no change is in flight. */
-  seal->spill_limit = h->seal_buffer;
-  trusted = xs_dirtymap_doubt (h->dirtymap) == XS_DIRTYMAP_TRUSTED;
-  if (xs_dirtymap_take (h->dirtymap, &seal->taken) == -1) {
-    xs_lock_drop_rw (&h->gate);
-    free_seal (seal);
-    return NULL;
-  }
-  seal->full_compare |= !trusted;
-  if (seal->full_compare)
-    xs_bitmap_set_range (&seal->todo, 0, seal->todo.nbits);
-  else
-    memcpy (seal->todo.bytes, seal->taken.bytes, seal->todo.nbytes);
-  seal->stats.blocks_to_seal = xs_bitmap_count (&seal->todo);
-  seal->stats.full_compare = seal->full_compare;
-  atomic_store_explicit (&h->seal, seal, memory_order_release);
-  xs_lock_drop_rw (&h->gate);
-  return seal;
+  free_seal (seal);
+  return NULL;
 }
 
 struct sealer_thread {
@@ -964,18 +1023,20 @@ xs_seal_run (struct xs_seal *seal, unsigned threads,
   if (!has_failed (seal) && !all_done (seal)) {
     xs_error ("cannot seal the snapshot of volume '%s': %lu of %lu "
               "blocks sealed",
-              seal->head->name, (unsigned long) atomic_load (&seal->done),
+              xs_head_name (seal->head),
+              (unsigned long) atomic_load (&seal->done),
               (unsigned long) seal->stats.blocks_to_seal);
     mark_failed (seal);
   }
   if (has_failed (seal)) {
-    xs_error ("snapshot of volume '%s' failed", seal->head->name);
+    xs_error ("snapshot of volume '%s' failed", xs_head_name (seal->head));
     return -1;
   }
   copy_counts (seal);
   if (seal->stats.copied_bytes + seal->stats.sealed_by_writes > 0)
     xs_debug ("snapshot of volume '%s': writes while pending copied %lu "
-              "bytes aside and sealed %lu blocks first", seal->head->name,
+              "bytes aside and sealed %lu blocks first",
+              xs_head_name (seal->head),
               (unsigned long) seal->stats.copied_bytes,
               (unsigned long) seal->stats.sealed_by_writes);
   if (progress)
@@ -1002,19 +1063,11 @@ xs_seal_get_stats (struct xs_seal *seal, struct xs_seal_stats *stats)
 int
 xs_seal_end (struct xs_seal *seal, bool committed, uint64_t new_epoch)
 {
-  struct xs_head *h = seal->head;
-  int r = 0;
+  int r;
 
-  xs_lock_take_write (&h->gate, XS_LOCK_HEAD_GATE, 0);
-  if (committed)
-    r = xs_dirtymap_commit_epoch (h->dirtymap, new_epoch);
-  else
-    xs_dirtymap_merge (h->dirtymap, &seal->taken);
-  xs_lock_take (&h->seal_lock, XS_LOCK_HEAD_SEAL, 0);
-  atomic_store_explicit (&h->seal, NULL, memory_order_release);
-  pthread_cond_broadcast (&h->seal_done);
-  xs_lock_drop (&h->seal_lock);
-  xs_lock_drop_rw (&h->gate);
+  seal->committed = committed;
+  seal->new_epoch = new_epoch;
+  r = xs_head_guard_remove (seal->head, &seal->guard);
   free_seal (seal);
   return r;
 }

@@ -7,8 +7,12 @@
  * chunk if the repository lacks it — while writes go on.  A write to a
  * block of S that is not sealed yet first copies the part it changes aside
  * (copy-before-write, to a spill file, within the head's budget; else it
- * seals the block itself), so no later write leaks into the snapshot.  The result is the base manifest with S's entries
- * replaced: cost O(changed blocks), not O(size).
+ * seals the block itself), so no later write leaks into the snapshot.
+ * The head does not call the seal by name: while a snapshot is pending,
+ * the seal is registered with the head as its write guard
+ * (head-internal.h), which every change calls first, and the point in
+ * time is when that guard is installed.  The result is the base manifest
+ * with S's entries replaced: cost O(changed blocks), not O(size).
  *
  * When the dirty map cannot be trusted, or there is no base manifest it is
  * relative to, S is every block and each is compared by hash (blocks that

@@ -10,8 +10,13 @@
  * plaintext; a clean close and reopen keeps the map trusted with its
  * bits.  Then an unclean stop (a child that writes, flushes and _exits
  * without closing): the map is untrusted on reopen, and the next
- * snapshot compares every block and still reads as the head.
+ * snapshot compares every block and still reads as the head.  Last, the
+ * write guard (head-internal.h): one installed on a head sees each write,
+ * zero and trim first, with its range; one that refuses fails the change
+ * with nothing written or marked; a second guard is refused while one is
+ * installed; once removed it is called no more.
  */
+#include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include <stdbool.h>
@@ -21,6 +26,7 @@
 #include <unistd.h>
 
 #include "headfixture.h"
+#include "head/head-internal.h"
 
 #define BS 65536u
 #define NBLOCKS 16u
@@ -294,11 +300,181 @@ test_unclean_stop (void)
   fixture_free (&f);
 }
 
+/* A guard that records what it is called with, and refuses when told. */
+struct recorder {
+  unsigned calls, installs, removes;
+  uint64_t offset, count;
+  bool refuse;
+};
+
+static int
+record_change (void *opaque, uint64_t offset, uint64_t count)
+{
+  struct recorder *r = opaque;
+
+  r->calls++;
+  r->offset = offset;
+  r->count = count;
+  if (r->refuse) {
+    xs_error ("test guard: change of %lu bytes at %lu refused",
+              (unsigned long) count, (unsigned long) offset);
+    errno = EPERM;
+    return -1;
+  }
+  return 0;
+}
+
+static int
+record_install (void *opaque)
+{
+  ((struct recorder *) opaque)->installs++;
+  return 0;
+}
+
+static int
+refuse_install (void *opaque)
+{
+  ((struct recorder *) opaque)->installs++;
+  xs_error ("test guard: not installed");
+  return -1;
+}
+
+static int
+record_remove (void *opaque)
+{
+  ((struct recorder *) opaque)->removes++;
+  return 0;
+}
+
+/* Whether R's last call was the one change of [OFFSET, OFFSET + COUNT)
+ * since CALLS calls.
+ */
+static bool
+called_with (const struct recorder *r, unsigned calls, uint64_t offset,
+             uint64_t count)
+{
+  if (r->calls == calls + 1 && r->offset == offset && r->count == count)
+    return true;
+  printf ("#   %u calls (want %u), last at %lu for %lu (want %lu, %lu)\n",
+          r->calls - calls, 1u, (unsigned long) r->offset,
+          (unsigned long) r->count, (unsigned long) offset,
+          (unsigned long) count);
+  return false;
+}
+
+static void
+test_guard (bool encrypted)
+{
+  struct recorder rec = { 0 }, other = { 0 };
+  struct xs_head_guard guard = {
+    .before_write = record_change, .on_install = record_install,
+    .on_remove = record_remove, .opaque = &rec,
+  };
+  struct xs_head_guard second = {
+    .before_write = record_change, .on_install = record_install,
+    .opaque = &other,
+  };
+  struct xs_head_guard failing = {
+    .before_write = record_change, .on_install = refuse_install,
+    .opaque = &other,
+  };
+  bool want[NBLOCKS] = { false };
+  struct fixture f;
+  struct xs_head *h;
+  uint8_t *check;
+  unsigned calls;
+
+  fixture_init (&f, SIZE, BS, encrypted);
+  h = fixture_open (&f);
+  if (h == NULL)
+    abort ();
+  ok (xs_head_guard_install (h, &failing) == XS_HEAD_GUARD_FAILED
+      && other.installs == 1,
+      "%s: a guard whose on_install fails is not installed", kind (&f));
+  error_contains ("not installed", "  reported by it");
+  ok (write_model (&f, h, 0, 10, 9) == 0 && other.calls == 0,
+      "  and changes do not call it");
+  mark (want, 0, 10);
+  other.installs = 0;
+  ok (xs_head_guard_install (h, &guard) == XS_HEAD_GUARD_INSTALLED
+      && rec.installs == 1,
+      "%s: install a write guard (its on_install is called)", kind (&f));
+  ok (xs_head_guard_install (h, &second) == XS_HEAD_GUARD_BUSY
+      && other.installs == 0,
+      "  a second guard is refused while it is installed");
+
+  calls = rec.calls;
+  ok (write_model (&f, h, 3 * BS + 7, 100, 1) == 0
+      && called_with (&rec, calls, 3 * BS + 7, 100),
+      "%s: a write calls the guard with its offset and count", kind (&f));
+  mark (want, 3 * BS + 7, 100);
+  calls = rec.calls;
+  ok (xs_head_zero (h, BS + 10, 5 * BS - 5, 0) == 0
+      && called_with (&rec, calls, 5 * BS - 5, BS + 10),
+      "%s: so does a zero", kind (&f));
+  memset (f.model + 5 * BS - 5, 0, BS + 10);
+  mark (want, 5 * BS - 5, BS + 10);
+  calls = rec.calls;
+  ok (xs_head_zero (h, 3000, 7 * BS + 1, XS_HEAD_MAY_TRIM) == 0
+      && called_with (&rec, calls, 7 * BS + 1, 3000),
+      "%s: and a zero that may trim", kind (&f));
+  memset (f.model + 7 * BS + 1, 0, 3000);
+  mark (want, 7 * BS + 1, 3000);
+  calls = rec.calls;
+  ok (xs_head_trim (h, 777, 4 * BS + 123, false) == 0
+      && called_with (&rec, calls, 4 * BS + 123, 777),
+      "%s: and a trim", kind (&f));
+  mark (want, 4 * BS + 123, 777);
+  /* Trim is advisory: take what it left (see test_io). */
+  check = malloc (777);
+  if (check == NULL || xs_head_pread (h, check, 777, 4 * BS + 123) == -1)
+    abort ();
+  memcpy (f.model + 4 * BS + 123, check, 777);
+  free (check);
+  ok (head_matches_model (&f, h) && map_is (h, want),
+      "  the changes are made and marked as without a guard");
+  calls = rec.calls;
+  ok (xs_head_pwrite (h, f.model, 0, 0, false) == 0 && rec.calls == calls,
+      "  a write of nothing does not call it");
+
+  rec.refuse = true;
+  calls = rec.calls;
+  errno = 0;
+  ok (write_model (&f, h, 9 * BS + 5, 4000, 2) == -1 && errno == EPERM
+      && called_with (&rec, calls, 9 * BS + 5, 4000),
+      "%s: a write the guard refuses fails, with the guard's errno",
+      kind (&f));
+  error_contains ("refused", "  reported by the guard");
+  ok (xs_head_zero (h, 500, 10 * BS, 0) == -1
+      && xs_head_trim (h, BS, 11 * BS, false) == -1,
+      "  so do a zero and a trim it refuses");
+  tap_take_error ();
+  ok (head_matches_model (&f, h), "  the data is unchanged");
+  ok (map_is (h, want), "  and no block is marked");
+  rec.refuse = false;
+
+  ok (xs_head_guard_remove (h, &guard) == 0 && rec.removes == 1,
+      "%s: remove the guard (its on_remove is called)", kind (&f));
+  calls = rec.calls;
+  ok (write_model (&f, h, 9 * BS + 5, 4000, 3) == 0
+      && xs_head_zero (h, 500, 10 * BS, 0) == 0
+      && xs_head_trim (h, 100, 12 * BS, false) == 0 && rec.calls == calls,
+      "  then changes no longer call it");
+  memset (f.model + 10 * BS, 0, 500);
+  ok (xs_head_guard_install (h, &second) == XS_HEAD_GUARD_INSTALLED
+      && xs_head_guard_remove (h, &second) == 0,
+      "  and another guard may be installed");
+  ok (xs_head_close (h) == 0, "close");
+  fixture_free (&f);
+}
+
 int
 main (void)
 {
   test_data_path (false);
   test_data_path (true);
   test_unclean_stop ();
+  test_guard (false);
+  test_guard (true);
   return done_testing ();
 }

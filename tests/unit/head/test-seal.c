@@ -5,7 +5,9 @@
  * it.  The committed snapshot reads as the head did at its point in time
  * and the head as written since.  Three ways: with the seal buffer (the
  * changed units are copied aside first), with a seal buffer of 0 (each
- * write seals its block first), and on an encrypted head.  Then writers
+ * write seals its block first), and on an encrypted head.  Copy-before-
+ * write block by block: a block overwritten while pending reads in the
+ * snapshot as before, in the head as after.  Then writers
  * running during a multi-threaded seal, against the same rule; a second
  * snapshot while one is pending is refused; a snapshot ended uncommitted
  * gives its blocks back to the dirty map.
@@ -103,6 +105,69 @@ test_write_while_pending (uint64_t seal_buffer, bool encrypted)
   xs_manifest_free (base);
   xs_manifest_free (m);
   free (point);
+  fixture_free (&f);
+}
+
+/* [OFFSET, OFFSET + LEN) of snapshot M. */
+static uint8_t *
+snapshot_range (struct fixture *f, const struct xs_manifest *m,
+                uint64_t offset, uint32_t len)
+{
+  struct xs_snapreader *reader = xs_snapreader_open (f->repo, m, NULL,
+                                                     "snapshot v1@test");
+  uint8_t *buf = malloc (len);
+
+  if (reader == NULL || buf == NULL
+      || xs_snapreader_pread (reader, buf, len, offset) == -1)
+    abort ();
+  xs_snapreader_close (reader);
+  return buf;
+}
+
+static void
+test_copy_before_write (void)
+{
+  struct xs_seal_stats stats;
+  struct xs_manifest *base, *m;
+  struct fixture f;
+  struct xs_head *h = prepare (&f, false, &base);
+  struct xs_seal *seal;
+  uint8_t before[2 * BS], after[2 * BS], *got;
+  uint8_t head[2 * BS];
+
+  seal = snapshot_begin (&f, h, base);
+  if (seal == NULL)
+    abort ();
+  memcpy (before, f.model + 4 * BS, sizeof before);
+  ok (write_model (&f, h, 4 * BS, BS, 8) == 0
+      && write_model (&f, h, 5 * BS + 8192, 100, 9) == 0,
+      "copy-before-write: while pending, overwrite sealed block 4 whole "
+      "and part of block 5");
+  memcpy (after, f.model + 4 * BS, sizeof after);
+  ok (memcmp (before, after, BS) != 0
+      && memcmp (before + BS, after + BS, BS) != 0,
+      "  (the new data differs from the old)");
+  ok (xs_head_pread (h, head, sizeof head, 4 * BS) == 0
+      && memcmp (head, after, sizeof head) == 0,
+      "  the head reads the new data at once");
+
+  m = snapshot_finish (&f, seal, 2, &stats);
+  ok (m != NULL, "  the snapshot commits");
+  if (m == NULL)
+    return;
+  ok (stats.copied_bytes >= BS + 4096,
+      "  the writes copied what they overwrote aside first (%lu bytes)",
+      (unsigned long) stats.copied_bytes);
+  got = snapshot_range (&f, m, 4 * BS, 2 * BS);
+  ok (memcmp (got, before, 2 * BS) == 0,
+      "  the snapshot keeps both blocks' content from before the writes");
+  free (got);
+  ok (xs_head_pread (h, head, sizeof head, 4 * BS) == 0
+      && memcmp (head, after, sizeof head) == 0,
+      "  the head keeps the new data");
+  ok (xs_head_close (h) == 0, "close");
+  xs_manifest_free (base);
+  xs_manifest_free (m);
   fixture_free (&f);
 }
 
@@ -221,6 +286,7 @@ main (void)
   test_write_while_pending (XS_HEAD_SEAL_BUFFER, false);
   test_write_while_pending (0, false);
   test_write_while_pending (XS_HEAD_SEAL_BUFFER, true);
+  test_copy_before_write ();
   test_writers_during_seal (XS_HEAD_SEAL_BUFFER);
   test_writers_during_seal (0);
   test_refused_and_aborted ();
