@@ -26,7 +26,7 @@ static const struct {
   [XS_LOCK_SERVER] = { "server lock", 0 },
   [XS_LOCK_EXPORT_SEALER] = { "export sealer lock", 0 },
   [XS_LOCK_HEAD_GATE] = { "head gate", 0 },
-  [XS_LOCK_HEAD_SEAL] = { "head seal lock", 0 },
+  [XS_LOCK_HEAD_GUARD] = { "head guard lock", 0 },
   [XS_LOCK_SEAL_STRIPE] = { "seal stripe", 0 },
   [XS_LOCK_HEAD_COPYUP] = { "head copy-up stripe", 0 },
   [XS_LOCK_HEAD_SECTOR] = { "head sector stripe", 1 },

@@ -12,13 +12,14 @@
  *                   refs.  Held across opening and closing a head (I/O).
  *  EXPORT_SEALER    xs_export.sealer_lock (server.c): the background
  *                   sealer's fields.  Never across I/O.
- *  HEAD_GATE        xs_head.gate, rwlock (head-internal.h): head->seal and
+ *  HEAD_GATE        xs_head.gate, rwlock (head.c): head->guard and
  *                   seal_buffer, and so a snapshot's point in time.  Read
  *                   side held by every change across its I/O; the write
- *                   side by seal begin and end, across the dirty map's
- *                   commit (I/O) at the end.
- *  HEAD_SEAL        xs_head.seal_lock, with seal_done: waiting for a
- *                   pending seal to end.  Never across I/O.
+ *                   side by installing and removing a write guard (the
+ *                   seal's begin and end), across the dirty map's commit
+ *                   (I/O) at the end.
+ *  HEAD_GUARD       xs_head.guard_lock, with guard_gone: waiting for a
+ *                   write guard (a pending seal) to go.  Never across I/O.
  *  SEAL_STRIPE      xs_seal.stripes[256] (seal.c): a block's todo bit and
  *                   copied units.  One at a time; across I/O (reading the
  *                   block, copying units to the spill file).
@@ -61,7 +62,7 @@ enum xs_lock_rank {
   XS_LOCK_SERVER = 1,
   XS_LOCK_EXPORT_SEALER,
   XS_LOCK_HEAD_GATE,
-  XS_LOCK_HEAD_SEAL,
+  XS_LOCK_HEAD_GUARD,
   XS_LOCK_SEAL_STRIPE,
   XS_LOCK_HEAD_COPYUP,
   XS_LOCK_HEAD_SECTOR,

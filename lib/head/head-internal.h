@@ -26,10 +26,10 @@
  * rwlock) for reading while it calls the guard, marks the dirty map and
  * touches the data.  Installing and removing a guard hold the gate for
  * writing, so no change is in flight then, and removing takes the guard
- * lock (XS_LOCK_HEAD_SEAL) inside it to wake xs_head_close, which waits
+ * lock (XS_LOCK_HEAD_GUARD) inside it to wake xs_head_close, which waits
  * there for the guard to go; so they are called holding none of the data
  * path's locks.  BEFORE_WRITE may take only locks ranked after
- * XS_LOCK_HEAD_SEAL.  The installed guard is an atomic pointer, set and
+ * XS_LOCK_HEAD_GUARD.  The installed guard is an atomic pointer, set and
  * cleared only under the gate's write side: a change with no guard
  * installed pays one load for it.
  */

@@ -347,7 +347,7 @@ xs_head_open (const char *dir, const char *name, uint64_t size,
 static void
 wait_for_guard (struct xs_head *h)
 {
-  xs_lock_take (&h->guard_lock, XS_LOCK_HEAD_SEAL, 0);
+  xs_lock_take (&h->guard_lock, XS_LOCK_HEAD_GUARD, 0);
   while (atomic_load_explicit (&h->guard, memory_order_acquire) != NULL)
     pthread_cond_wait (&h->guard_gone, &h->guard_lock);
   xs_lock_drop (&h->guard_lock);
@@ -472,7 +472,7 @@ xs_head_guard_remove (struct xs_head *h, const struct xs_head_guard *guard)
   assert (atomic_load_explicit (&h->guard, memory_order_relaxed) == guard);
   if (guard->on_remove)
     r = guard->on_remove (guard->opaque);
-  xs_lock_take (&h->guard_lock, XS_LOCK_HEAD_SEAL, 0);
+  xs_lock_take (&h->guard_lock, XS_LOCK_HEAD_GUARD, 0);
   atomic_store_explicit (&h->guard, NULL, memory_order_release);
   pthread_cond_broadcast (&h->guard_gone);
   xs_lock_drop (&h->guard_lock);

@@ -86,7 +86,7 @@ in_order (void)
   if (xs_lock_check_held () != 0)
     _exit (3);
   /* Taken again after release: fine. */
-  xs_lock_take (&seal_lock, XS_LOCK_HEAD_SEAL, 0);
+  xs_lock_take (&seal_lock, XS_LOCK_HEAD_GUARD, 0);
   xs_lock_take (&pool, XS_LOCK_SEAL_CODECS, 0);
   xs_lock_drop (&pool);
   xs_lock_drop (&seal_lock);
