@@ -9,9 +9,11 @@
 
 #include "access/access.h"
 #include "access/admin.h"
+#include "access/share.h"
 #include "base/error.h"
 #include "base/names.h"
 #include "catalog/account.h"
+#include "catalog/catalog.h"
 #include "catalog/config.h"
 #include "catalog/job.h"
 #include "catalog/region.h"
@@ -32,10 +34,24 @@ int
 xs_admin_delete_account (struct xs_store *store, const char *actor,
                          const char *id)
 {
+  struct xs_catalog *cat = xs_store_catalog (store);
+  int r = -1;
+
   if (xs_access_account (store, actor, "xsnap:DeleteAccount", id,
                          NULL) == -1)
     return -1;
-  return xs_account_delete (store, actor, id);
+  /* Shares made to it go with it: there is no one left to see them. */
+  xs_catalog_lock (cat);
+  if (xs_catalog_begin (cat) == 0) {
+    if (xs_share_forget_sharee_locked (cat, id) == 0
+        && xs_account_delete_locked (store, actor, id) == 0
+        && xs_catalog_commit (cat) == 0)
+      r = 0;
+    else
+      xs_catalog_rollback (cat);
+  }
+  xs_catalog_unlock (cat);
+  return r;
 }
 
 int

@@ -818,3 +818,11 @@ xs_share_delete_snapshot (struct xs_store *store, const char *actor,
   xs_catalog_unlock (cat);
   return r;
 }
+
+int
+xs_share_forget_sharee_locked (struct xs_catalog *cat, const char *account)
+{
+  return xs_catalog_run (cat, "delete an account",
+                         "DELETE FROM shares WHERE sharee = ?", "s",
+                         account) == -1 ? -1 : 0;
+}

@@ -148,4 +148,10 @@ extern int xs_share_delete_snapshot (struct xs_store *store,
                                      const char *actor, const char *detail,
                                      const struct xs_snapshot *snap);
 
+/* Remove every share made to ACCOUNT, which is going: holding the
+ * catalog lock, in the transaction that deletes it.  0 or -1.
+ */
+extern int xs_share_forget_sharee_locked (struct xs_catalog *cat,
+                                          const char *account);
+
 #endif /* XSNAP_SHARE_H */

@@ -241,36 +241,6 @@ xs_account_list (struct xs_store *store,
   return r;
 }
 
-/* What an account may still have, and how to say it: everything that
- * names it in the catalog, so that a refusal is this message and never a
- * bare foreign-key error.
- */
-static const struct {
-  const char *sql;
-  const char *what;
-} ownership_checks[] = {
-  { "SELECT count(*) FROM volumes WHERE account = ?", "volume(s)" },
-  { "SELECT count(*) FROM snapshots WHERE account = ?"
-    " AND status != 'deleted'", "snapshot(s)" },
-  { "SELECT count(*) FROM snapshots WHERE account = ?"
-    " AND status = 'deleted'",
-    "deleted snapshot(s) whose data gc has not reclaimed yet (run"
-    " 'xsnap gc' in their region)" },
-  { "SELECT count(*) FROM shares WHERE owner = ?", "share(s)" },
-  { "SELECT count(*) FROM auto_policies WHERE account = ?",
-    "automatic snapshot policy(ies)" },
-  { "SELECT count(*) FROM copy_tasks WHERE dest_account = ?",
-    "incoming policy copy task(s)" },
-  { "SELECT count(*) FROM keys WHERE account = ?", "key(s)" },
-  { "SELECT count(*) FROM key_grants WHERE grantee = ?",
-    "key(s) granted to it" },
-  { "SELECT count(*) FROM policy_docs WHERE account = ?",
-    "attached policy document(s)" },
-  { "SELECT count(*) FROM accounts WHERE collaborator_of = ?",
-    "collaborator account(s)" },
-  { "SELECT count(*) FROM uid_map WHERE account = ?", "mapped uid(s)" },
-};
-
 /* Why account ID cannot go, reported; 0 if nothing holds it.  (Holding
  * the lock, in a transaction.)
  */
@@ -279,7 +249,6 @@ check_nothing_left_locked (struct xs_catalog *cat, const char *id)
 {
   char refusal[128];
   int64_t count;
-  size_t i;
 
   if (xs_catalog_query_int (cat, "look up an account", &count,
                             "SELECT is_admin FROM accounts WHERE id = ?",
@@ -294,56 +263,30 @@ check_nothing_left_locked (struct xs_catalog *cat, const char *id)
   if (xs_job_refuse_users_locked (cat, XS_JOB_USES_ACCOUNT, id,
                                   refusal) == -1)
     return -1;
-  for (i = 0; i < sizeof ownership_checks / sizeof ownership_checks[0];
-       i++) {
-    if (xs_catalog_query_int (cat, "check what an account has", &count,
-                              ownership_checks[i].sql, "s", id) != 0)
-      return -1;
-    if (count > 0) {
-      xs_error ("cannot delete account '%s': it still has %" PRId64 " %s",
-                id, count, ownership_checks[i].what);
-      return -1;
-    }
-  }
-  return 0;
+  return xs_catalog_refuse_referenced_locked (cat, XS_CATALOG_ACCOUNT, id,
+                                              refusal);
 }
 
 int
-xs_account_delete (struct xs_store *store, const char *actor, const char *id)
+xs_account_delete_locked (struct xs_store *store, const char *actor,
+                          const char *id)
 {
   struct xs_catalog *cat = xs_store_catalog (store);
   char *arn;
   int r = -1, exists;
 
-  arn = xs_resource_name (NULL, id, "account", id);
-  if (arn == NULL)
-    return -1;
-  xs_catalog_lock (cat);
-  if (xs_catalog_begin (cat) == -1)
-    goto out;
   exists = account_exists_locked (cat, id);
-  if (exists != 1) {
-    if (exists == 0)
-      xs_error ("cannot delete account '%s': no such account", id);
-    goto rollback;
-  }
-  if (check_nothing_left_locked (cat, id) == -1)
-    goto rollback;
-  /* Shares with it go: there is no one left to see them. */
-  if (xs_catalog_run (cat, "delete an account",
-                      "DELETE FROM shares WHERE sharee = ?", "s", id) == -1
-      || xs_catalog_run (cat, "delete an account",
-                         "DELETE FROM accounts WHERE id = ?", "s", id) == -1
-      || xs_audit_record_locked (store, actor, "xsnap:DeleteAccount", arn,
-                                 id, XS_AUDIT_ALLOWED, "") == -1)
-    goto rollback;
-  r = xs_catalog_commit (cat);
-  if (r == 0)
-    goto out;
- rollback:
-  xs_catalog_rollback (cat);
- out:
-  xs_catalog_unlock (cat);
+  if (exists == 0)
+    xs_error ("cannot delete account '%s': no such account", id);
+  if (exists != 1 || check_nothing_left_locked (cat, id) == -1)
+    return -1;
+  arn = xs_resource_name (NULL, id, "account", id);
+  if (arn != NULL
+      && xs_catalog_run (cat, "delete an account",
+                         "DELETE FROM accounts WHERE id = ?", "s", id) != -1
+      && xs_audit_record_locked (store, actor, "xsnap:DeleteAccount", arn,
+                                 id, XS_AUDIT_ALLOWED, "") == 0)
+    r = 0;
   free (arn);
   return r;
 }

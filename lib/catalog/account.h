@@ -56,15 +56,17 @@ extern int xs_account_list (struct xs_store *store,
                                        void *opaque),
                             void *opaque);
 
-/* Delete account ID.  Refused for the administrator and while anything in
+/* Delete account ID, holding the catalog lock, in the caller's
+ * transaction (which also removes the shares made to it:
+ * access/admin.h).  Refused for the administrator and while anything in
  * the catalog names the account (volumes, snapshots, deleted snapshots
  * gc has not reclaimed, shares, automatic policies, incoming copy tasks,
  * active jobs, keys and grants, policy documents, collaborators, mapped
  * uids), with a message naming what remains.  Audited in the deleting
  * transaction.
  */
-extern int xs_account_delete (struct xs_store *store, const char *actor,
-                              const char *id);
+extern int xs_account_delete_locked (struct xs_store *store,
+                                     const char *actor, const char *id);
 
 /* Is ID the administrator?  false also when it does not exist. */
 extern bool xs_account_is_admin (struct xs_store *store, const char *id);

@@ -7,6 +7,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -664,6 +665,71 @@ xs_catalog_column_dup (sqlite3_stmt *stmt, int column, bool *failed)
   if (copy == NULL)
     *failed = true;
   return copy;
+}
+
+/* What names an account or a region in the schema: each column that
+ * refers to one, and how to say what remains.  Removing either is refused
+ * while any of these counts is not zero, as a foreign key would.
+ */
+struct reference {
+  const char *sql;
+  const char *what;
+};
+
+static const struct reference account_references[] = {
+  { "SELECT count(*) FROM volumes WHERE account = ?", "volume(s)" },
+  { "SELECT count(*) FROM snapshots WHERE account = ?"
+    " AND status != 'deleted'", "snapshot(s)" },
+  { "SELECT count(*) FROM snapshots WHERE account = ?"
+    " AND status = 'deleted'",
+    "deleted snapshot(s) whose data gc has not reclaimed yet (run"
+    " 'xsnap gc' in their region)" },
+  { "SELECT count(*) FROM shares WHERE owner = ?", "share(s)" },
+  { "SELECT count(*) FROM auto_policies WHERE account = ?",
+    "automatic snapshot policy(ies)" },
+  { "SELECT count(*) FROM copy_tasks WHERE dest_account = ?",
+    "incoming policy copy task(s)" },
+  { "SELECT count(*) FROM keys WHERE account = ?", "key(s)" },
+  { "SELECT count(*) FROM key_grants WHERE grantee = ?",
+    "key(s) granted to it" },
+  { "SELECT count(*) FROM policy_docs WHERE account = ?",
+    "attached policy document(s)" },
+  { "SELECT count(*) FROM accounts WHERE collaborator_of = ?",
+    "collaborator account(s)" },
+  { "SELECT count(*) FROM uid_map WHERE account = ?", "mapped uid(s)" },
+  { NULL, NULL },
+};
+
+static const struct reference region_references[] = {
+  { "SELECT count(*) FROM volumes WHERE region = ?", "volume(s)" },
+  { "SELECT count(*) FROM snapshots WHERE region = ?", "snapshot(s)" },
+  { "SELECT count(*) FROM auto_policies WHERE region = ?", "policy(ies)" },
+  { "SELECT count(*) FROM copy_tasks WHERE dest_region = ?",
+    "copy task(s)" },
+  { "SELECT count(*) FROM settings WHERE key = 'default_region'"
+    " AND value = ?", "default region setting" },
+  { NULL, NULL },
+};
+
+int
+xs_catalog_refuse_referenced_locked (struct xs_catalog *cat,
+                                     enum xs_catalog_referent referent,
+                                     const char *id, const char *refusal)
+{
+  const struct reference *ref = referent == XS_CATALOG_ACCOUNT
+    ? account_references : region_references;
+  int64_t count;
+
+  for (; ref->sql; ref++) {
+    if (xs_catalog_query_int (cat, refusal, &count, ref->sql, "s", id) != 0)
+      return -1;
+    if (count > 0) {
+      xs_error ("%s: it still has %" PRId64 " %s", refusal, count,
+                ref->what);
+      return -1;
+    }
+  }
+  return 0;
 }
 
 int

@@ -101,6 +101,19 @@ extern int xs_catalog_begin (struct xs_catalog *cat);
 extern int xs_catalog_commit (struct xs_catalog *cat);
 extern void xs_catalog_rollback (struct xs_catalog *cat);
 
+/* Refuse to remove an account or a region ID that the schema's other
+ * tables still name (volumes, snapshots, shares, policies, keys, ...):
+ * holding the lock, in the transaction that removes it.  0 when nothing
+ * names it; else -1, reported as "REFUSAL: it still has N WHAT".
+ */
+enum xs_catalog_referent {
+  XS_CATALOG_ACCOUNT,
+  XS_CATALOG_REGION,
+};
+extern int xs_catalog_refuse_referenced_locked
+  (struct xs_catalog *cat, enum xs_catalog_referent referent,
+   const char *id, const char *refusal);
+
 /* Small key/value settings kept in the catalog (table "settings"). */
 extern int xs_catalog_get_setting (struct xs_catalog *cat, const char *key,
                                    char **value);

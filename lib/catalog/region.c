@@ -152,27 +152,12 @@ xs_region_add (struct xs_store *store, const char *actor, const char *name,
   return r == 1 ? 0 : -1;
 }
 
-/* What may still live in a region, and how to say it. */
-static const struct {
-  const char *sql;
-  const char *what;
-} region_uses[] = {
-  { "SELECT count(*) FROM volumes WHERE region = ?", "volume(s)" },
-  { "SELECT count(*) FROM snapshots WHERE region = ?", "snapshot(s)" },
-  { "SELECT count(*) FROM auto_policies WHERE region = ?", "policy(ies)" },
-  { "SELECT count(*) FROM copy_tasks WHERE dest_region = ?",
-    "copy task(s)" },
-  { "SELECT count(*) FROM settings WHERE key = 'default_region'"
-    " AND value = ?", "default region setting" },
-};
-
 int
 xs_region_remove (struct xs_store *store, const char *actor, const char *name)
 {
   struct xs_catalog *cat = xs_store_catalog (store);
   char refusal[128];
-  int64_t count, r = -1;
-  size_t i;
+  int64_t r = -1;
 
   xs_catalog_lock (cat);
   if (xs_catalog_begin (cat) == -1)
@@ -184,16 +169,9 @@ xs_region_remove (struct xs_store *store, const char *actor, const char *name)
   if (xs_job_refuse_users_locked (cat, XS_JOB_USES_REGION, name,
                                   refusal) == -1)
     goto rollback;
-  for (i = 0; i < sizeof region_uses / sizeof region_uses[0]; i++) {
-    if (xs_catalog_query_int (cat, "check a region", &count,
-                              region_uses[i].sql, "s", name) != 0)
-      goto rollback;
-    if (count > 0) {
-      xs_error ("cannot remove region '%s': it still has %" PRId64 " %s",
-                name, count, region_uses[i].what);
-      goto rollback;
-    }
-  }
+  if (xs_catalog_refuse_referenced_locked (cat, XS_CATALOG_REGION, name,
+                                           refusal) == -1)
+    goto rollback;
   r = xs_catalog_run (cat, "remove a region",
                       "DELETE FROM regions WHERE name = ?", "s", name);
   if (r == 0)
