@@ -120,22 +120,22 @@ refusal_reason (const struct xs_access_target *target)
     " attached by its owner allows it";
 }
 
-int
-xs_access_check (struct xs_store *store, const char *caller,
-                 const char *action, const struct xs_access_target *target,
-                 bool quiet)
+enum xs_access_verdict
+xs_access_decide (struct xs_store *store, const char *caller,
+                  const char *action, const struct xs_access_target *target,
+                  bool quiet)
 {
+  enum xs_access_verdict r = XS_ACCESS_UNDECIDED;
   enum xs_permdoc_effect verdict;
   const char *why;
   char *arn;
   bool owner = !target->administrative
     && strcmp (caller, target->owner) == 0;
-  int r = -1;
 
   arn = xs_resource_name (target->region, target->owner, target->type,
                                  target->id);
   if (arn == NULL)
-    return -1;
+    return XS_ACCESS_UNDECIDED;
   /* On an administrative resource only the administrator's allows
    * count: no owner may give it away.
    */
@@ -149,16 +149,26 @@ xs_access_check (struct xs_store *store, const char *caller,
            || target->caller_manages
            || (target->shared_with_caller && sharee_may (action))
            || verdict == XS_PERMDOC_ALLOW) {
-    r = 0;
+    r = XS_ACCESS_ALLOWED;
     goto out;
   }
   else
     why = refusal_reason (target);
   if (!quiet)
     refuse (store, caller, action, target, arn, why);
+  r = XS_ACCESS_DENIED;
  out:
   free (arn);
   return r;
+}
+
+int
+xs_access_check (struct xs_store *store, const char *caller,
+                 const char *action, const struct xs_access_target *target,
+                 bool quiet)
+{
+  return xs_access_decide (store, caller, action, target, quiet)
+    == XS_ACCESS_ALLOWED ? 0 : -1;
 }
 
 /* Is CALLER above ACCOUNT in ACCOUNT's organisation (or ACCOUNT's
@@ -302,6 +312,7 @@ find_foreign_snapshot (struct xs_store *store, const struct xs_scope *scope,
 {
   struct xs_access_target target = { .type = "snapshot", .id = id,
                                      .label = id };
+  enum xs_access_verdict verdict;
   int r;
 
   r = xs_snapshot_lookup_id (store, id, snap);
@@ -317,14 +328,16 @@ find_foreign_snapshot (struct xs_store *store, const struct xs_scope *scope,
   target.region = snap->region;
   /* Found if the caller may take ACTION, or at least see it (then the
    * caller's check refuses ACTION with the reason); else it looks
-   * missing.
+   * missing.  A check that could not decide is an error, not a miss.
    */
-  if (xs_access_check (store, scope->account, action, &target, true) == 0
-      || xs_access_check (store, scope->account, "xsnap:DescribeSnapshots",
-                          &target, true) == 0)
+  verdict = xs_access_decide (store, scope->account, action, &target, true);
+  if (verdict == XS_ACCESS_DENIED)
+    verdict = xs_access_decide (store, scope->account,
+                                "xsnap:DescribeSnapshots", &target, true);
+  if (verdict == XS_ACCESS_ALLOWED)
     return 0;
   xs_snapshot_clear (snap);
-  return 1;
+  return verdict == XS_ACCESS_DENIED ? 1 : -1;
 }
 
 /* Whether ACTION reads a snapshot's data (so an encrypted snapshot's key

@@ -54,9 +54,23 @@ struct xs_access_target {
                                    organisation (rule 4) */
 };
 
-/* May CALLER take ACTION on TARGET?  0 yes; -1 no (reported, audited) or
- * error.  With QUIET a refusal is neither reported nor audited (for
- * filtering lists).
+/* May CALLER take ACTION on TARGET?  DENIED is a decision (reported and
+ * audited unless QUIET, for filtering lists: then neither); UNDECIDED
+ * means the decision could not be made (a stored policy document that
+ * does not parse, a catalog error: always reported), which a caller that
+ * filters must treat as an error, never as a refusal.
+ */
+enum xs_access_verdict {
+  XS_ACCESS_ALLOWED,
+  XS_ACCESS_DENIED,
+  XS_ACCESS_UNDECIDED,
+};
+extern enum xs_access_verdict xs_access_decide
+  (struct xs_store *store, const char *caller, const char *action,
+   const struct xs_access_target *target, bool quiet);
+
+/* The same for callers that only go on when allowed: 0 allowed, -1
+ * denied or undecided (reported).
  */
 extern int xs_access_check (struct xs_store *store, const char *caller,
                             const char *action,

@@ -20,6 +20,7 @@
 #include "access/admin.h"
 #include "catalog/account.h"
 #include "catalog/audit.h"
+#include "catalog/catalog.h"
 #include "catalog/config.h"
 #include "base/fileio.h"
 #include "head/head.h"
@@ -450,6 +451,50 @@ test_audit_in_transaction (struct xs_store *store)
   xs_volume_clear (&vol);
 }
 
+/* A decision that cannot be made is not a refusal: a stored document
+ * that no longer parses makes a filtering lookup fail, where it used to
+ * hide the snapshot as if it were missing.
+ */
+static void
+test_undecided (struct xs_store *store, const struct xs_snapshot *snap)
+{
+  struct xs_catalog *cat = xs_store_catalog (store);
+  struct xs_access_target target = {
+    .owner = snap->account, .region = snap->region, .type = "snapshot",
+    .id = snap->id, .label = "the snapshot",
+  };
+  struct xs_scope bob = scope_of ("bob");
+  struct xs_snapshot found;
+  int64_t changed;
+
+  is_int (xs_access_decide (store, "bob", "xsnap:ReadSnapshot", &target,
+                            true), XS_ACCESS_DENIED,
+          "another account's read: denied");
+  ok (xs_access_attach_policy (store, "admin", "bob", "damaged",
+                               allow_snapshots, strlen (allow_snapshots),
+                               "damaged.json") == 0,
+      "a document attached to bob");
+  xs_catalog_lock (cat);
+  changed = xs_catalog_run (cat, "damage a document",
+                            "UPDATE policy_docs SET document = '{\"Vers'"
+                            " WHERE account = 'bob' AND name = 'damaged'",
+                            "");
+  xs_catalog_unlock (cat);
+  is_int (changed, 1, "its stored text damaged behind xsnap's back");
+  is_int (xs_access_decide (store, "bob", "xsnap:ReadSnapshot", &target,
+                            true), XS_ACCESS_UNDECIDED,
+          "a decision over it cannot be made");
+  error_contains ("stored policy document", "... and says why");
+  is_int (xs_access_find_snapshot (store, &bob, snap->id,
+                                   "xsnap:ReadSnapshot", true, &found), -1,
+          "finding the snapshot by id fails rather than calling it missing");
+  ok (xs_access_detach_policy (store, "admin", "bob", "damaged") == 0,
+      "detach it");
+  is_int (xs_access_find_snapshot (store, &bob, snap->id,
+                                   "xsnap:ReadSnapshot", true, &found), 1,
+          "then the snapshot looks missing to bob again");
+}
+
 int
 main (void)
 {
@@ -466,6 +511,7 @@ main (void)
   test_accounts (store);
   make_snapshot (store, "alice", "data", &snap);
   test_decisions (store, &snap);
+  test_undecided (store, &snap);
   test_sharing (store, &snap);
   test_administration (store);
   test_audit_in_transaction (store);
