@@ -35,6 +35,28 @@ sharee_may (const char *action)
   return false;
 }
 
+/* Whether ATTACHED_BY, who attached an allowing document, gives what
+ * OWNER owns: OWNER itself or the administrator.  1, 0, or -1.
+ */
+static int
+attacher_may_allow (struct xs_store *store, const char *attached_by,
+                    const char *owner)
+{
+  struct xs_account account;
+  int r;
+
+  if (strcmp (attached_by, owner) == 0)
+    return 1;
+  r = xs_account_find (store, attached_by, true, &account);
+  if (r == 1)
+    return 0;
+  if (r == -1)
+    return -1;
+  r = account.is_admin;
+  xs_account_clear (&account);
+  return r;
+}
+
 /* The verdict of the documents attached to CALLER on ACTION and ARN: DENY
  * if any denies; ALLOW if one attached by OWNER or an administrator
  * allows; else NONE.  A stored document that no longer parses (written by
@@ -50,25 +72,20 @@ policy_verdict (struct xs_store *store, const char *caller,
   enum xs_permdoc_effect effect;
   sqlite3_stmt *stmt;
   const char *text, *attached_by;
-  bool admin_attached;
-  int step, r = -1;
+  int step, r = -1, may;
 
   *verdict = XS_PERMDOC_NONE;
   xs_catalog_lock (cat);
   stmt = xs_catalog_prepare_bind (cat, "read policy documents",
-                                  "SELECT p.document, p.attached_by,"
-                                  " COALESCE(a.is_admin, 0)"
-                                  " FROM policy_docs AS p"
-                                  " LEFT JOIN accounts AS a"
-                                  " ON a.id = p.attached_by"
-                                  " WHERE p.account = ? ORDER BY p.id",
+                                  "SELECT document, attached_by"
+                                  " FROM policy_docs"
+                                  " WHERE account = ? ORDER BY id",
                                   "s", caller);
   if (stmt == NULL)
     goto out;
   while ((step = sqlite3_step (stmt)) == SQLITE_ROW) {
     text = (const char *) sqlite3_column_text (stmt, 0);
     attached_by = (const char *) sqlite3_column_text (stmt, 1);
-    admin_attached = sqlite3_column_int (stmt, 2) != 0;
     policy = xs_permdoc_parse (text, strlen (text), "stored policy document");
     if (policy == NULL)
       goto done;
@@ -79,9 +96,13 @@ policy_verdict (struct xs_store *store, const char *caller,
       r = 0;
       goto done;
     }
-    if (effect == XS_PERMDOC_ALLOW
-        && (admin_attached || strcmp (attached_by, owner) == 0))
-      *verdict = XS_PERMDOC_ALLOW;
+    if (effect == XS_PERMDOC_ALLOW) {
+      may = attacher_may_allow (store, attached_by, owner);
+      if (may == -1)
+        goto done;
+      if (may)
+        *verdict = XS_PERMDOC_ALLOW;
+    }
   }
   if (step == SQLITE_DONE)
     r = 0;

@@ -12,6 +12,7 @@
 #include "base/error.h"
 #include "base/names.h"
 #include "catalog/keys.h"
+#include "catalog/snapshot.h"
 #include "base/fileio.h"
 #include "access/share.h"
 
@@ -108,11 +109,11 @@ struct shared_resource {
 
 /* The sharees must exist and not be the owner. */
 static int
-check_sharees_locked (struct xs_catalog *cat, const struct xs_scope *scope,
+check_sharees_locked (struct xs_store *store, const struct xs_scope *scope,
                       const struct shared_resource *res,
                       const char *const *sharees, size_t n)
 {
-  int64_t one;
+  struct xs_account account;
   size_t i, j;
   int r;
 
@@ -132,11 +133,11 @@ check_sharees_locked (struct xs_catalog *cat, const struct xs_scope *scope,
                   res->name, sharees[i]);
         return -1;
       }
-    r = xs_catalog_query_int (cat, "look up an account", &one,
-                              "SELECT 1 FROM accounts WHERE id = ?", "s",
-                              sharees[i]);
+    r = xs_account_find (store, sharees[i], true, &account);
     if (r == -1)
       return -1;
+    if (r == 0)
+      xs_account_clear (&account);
     if (r == 1) {
       xs_error ("cannot share %s with account '%s': no such account",
                 res->name, sharees[i]);
@@ -317,7 +318,7 @@ share_resource (struct xs_store *store, const struct xs_scope *scope,
                       "DELETE FROM shares WHERE expires_ns <= ?", "i",
                       now) == -1
       || limits_locked (cat, &limits) == -1
-      || check_sharees_locked (cat, scope, res, sharees, n) == -1
+      || check_sharees_locked (store, scope, res, sharees, n) == -1
       || check_expiry (res, &limits, now, &expires_ns) == -1)
     goto rollback;
   if (check_limits_locked (cat, scope, &limits, res, sharees, n, detail,
@@ -697,32 +698,16 @@ static int
 describe_chain (const struct xs_share *share, void *opaque)
 {
   struct chain_list *ctx = opaque;
-  struct xs_catalog *cat = xs_store_catalog (ctx->store);
   struct xs_chain_view view = { .share = share,
                                 .volume_name = share->resource_name,
                                 .status = share->status };
-  sqlite3_stmt *stmt;
-  int r = -1;
+  int r;
 
   if (strcmp (share->status, "hidden") == 0)
     return 0;
-  xs_catalog_lock (cat);
-  stmt = xs_catalog_prepare_bind (cat, "describe a shared chain",
-                                  "SELECT count(*), COALESCE(sum(size), 0),"
-                                  " COALESCE(sum(stored_bytes), 0)"
-                                  " FROM snapshots WHERE volume_id = ?"
-                                  " AND region = ? AND status = 'available'",
-                                  "ss", share->resource_id, share->region);
-  if (stmt && sqlite3_step (stmt) == SQLITE_ROW) {
-    view.points = (uint64_t) sqlite3_column_int64 (stmt, 0);
-    view.total_bytes = (uint64_t) sqlite3_column_int64 (stmt, 1);
-    view.stored_bytes = (uint64_t) sqlite3_column_int64 (stmt, 2);
-    r = 0;
-  }
-  else if (stmt)
-    xs_catalog_report (cat, "describe a shared chain");
-  sqlite3_finalize (stmt);
-  xs_catalog_unlock (cat);
+  r = xs_snapshot_chain_summary (ctx->store, share->resource_id,
+                                 share->region, &view.points,
+                                 &view.total_bytes, &view.stored_bytes);
   if (r == 0 && strcmp (share->status, "accepted") == 0)
     view.status = "available";
   return r == 0 ? ctx->fn (&view, ctx->opaque) : -1;

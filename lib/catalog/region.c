@@ -228,3 +228,20 @@ xs_region_list (struct xs_store *store,
   xs_catalog_unlock (cat);
   return r;
 }
+
+/* Looking a region up for the modules that name one in their rows. */
+
+int
+xs_region_exists (struct xs_store *store, const char *name)
+{
+  struct xs_catalog *cat = xs_store_catalog (store);
+  int64_t one;
+  int r;
+
+  xs_catalog_lock (cat);
+  r = xs_catalog_query_int (cat, "look up a region", &one,
+                            "SELECT 1 FROM regions WHERE name = ?", "s",
+                            name);
+  xs_catalog_unlock (cat);
+  return r == -1 ? -1 : r == 0;
+}

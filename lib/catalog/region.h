@@ -39,4 +39,9 @@ extern int xs_region_list (struct xs_store *store,
                                       void *opaque),
                            void *opaque);
 
+/* Looking a region up for the modules that name one in their rows. */
+
+/* Is there a region NAME?  1, 0, or -1. */
+extern int xs_region_exists (struct xs_store *store, const char *name);
+
 #endif /* XSNAP_REGION_H */

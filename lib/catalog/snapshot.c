@@ -729,3 +729,211 @@ xs_snapshot_record_received (struct xs_store *store,
   return record_row (store, scope, m, "received", "", "", changed_blocks,
                      stored_bytes, source_root ? source_root : "", out);
 }
+
+/* The snapshots automatic policies take, copy tasks copy and shared
+ * chains show: their retention, their marks and their summaries.
+ */
+
+/* The snapshots of a policy's volume that retention must keep beyond
+ * its newest RETAIN (?1 the policy, ?3 the volume): those a queued or
+ * running copy is copying, and each copy task's incremental base, the
+ * source of the task's newest copy (an encrypted copy names its chunks
+ * as its base's copy did: without the base the next copy is full).
+ */
+#define HELD_BY_COPIES                                                  \
+  " SELECT source_snapshot FROM jobs"                                   \
+  "  WHERE kind = 'copy' AND status IN ('queued', 'running')"           \
+  " UNION SELECT s.id FROM copy_tasks AS t"                             \
+  "  JOIN snapshots AS d ON d.task_id = t.id AND d.volume_id = ?3"      \
+  "   AND d.status = 'available'"                                       \
+  "   AND d.created_ns = (SELECT max (created_ns) FROM snapshots"       \
+  "                        WHERE task_id = t.id AND volume_id = ?3"     \
+  "                          AND status = 'available')"                 \
+  "  JOIN snapshots AS s ON d.origin = 'copiedFrom:' || s.account"      \
+  "   || ':' || s.region || ':' || s.id"                                \
+  "  WHERE t.policy_id = ?1"
+
+/* Beyond the newest RETAIN (?4) available snapshots of volume ?3 that
+ * policy ?1 took in account ?2, those not held by copies.
+ */
+#define POLICY_EXPIRED                                                  \
+  "SELECT id FROM (SELECT id FROM snapshots"                            \
+  "  WHERE policy_id = ?1 AND account = ?2 AND volume_id = ?3"          \
+  "    AND status = 'available'"                                        \
+  "  ORDER BY created_ns DESC, id DESC LIMIT -1 OFFSET ?4)"             \
+  " WHERE id NOT IN (" HELD_BY_COPIES ")"
+
+/* Beyond the newest RETAIN (?4) copies of volume ?3 that task ?1 made in
+ * account ?2, while the task exists: a destination that deleted its task
+ * during a pass keeps its copies.
+ */
+#define TASK_EXPIRED                                                    \
+  "SELECT id FROM snapshots"                                            \
+  " WHERE task_id = ?1 AND account = ?2 AND volume_id = ?3"             \
+  "   AND status = 'available'"                                         \
+  "   AND EXISTS (SELECT 1 FROM copy_tasks WHERE id = ?1)"              \
+  " ORDER BY created_ns DESC, id DESC LIMIT -1 OFFSET ?4"
+
+struct id_list {
+  char **ids;
+  size_t n;
+};
+
+static int
+collect_id (sqlite3_stmt *stmt, void *opaque)
+{
+  struct id_list *list = opaque;
+  char **more;
+  bool failed = false;
+
+  more = realloc (list->ids, (list->n + 1) * sizeof *more);
+  if (more == NULL) {
+    xs_error ("cannot apply retention: %m");
+    return -1;
+  }
+  list->ids = more;
+  more[list->n] = xs_catalog_column_dup (stmt, 0, &failed);
+  if (failed) {
+    xs_error ("cannot apply retention: %m");
+    return -1;
+  }
+  list->n++;
+  return 0;
+}
+
+static int
+expired (struct xs_store *store, const char *sql, const char *id,
+         const char *account, const char *volume_id, int64_t retain,
+         char ***ids, size_t *n)
+{
+  struct xs_catalog *cat = xs_store_catalog (store);
+  struct id_list list = { NULL, 0 };
+  sqlite3_stmt *stmt;
+  int r = -1;
+
+  xs_catalog_lock (cat);
+  stmt = xs_catalog_prepare_bind (cat, "apply retention", sql, "sssi", id,
+                                  account, volume_id, retain);
+  if (stmt)
+    r = xs_catalog_each_row (cat, stmt, "apply retention", collect_id,
+                             &list);
+  xs_catalog_unlock (cat);
+  if (r == -1) {
+    xs_snapshot_free_ids (list.ids, list.n);
+    list.ids = NULL;
+    list.n = 0;
+  }
+  *ids = list.ids;
+  *n = list.n;
+  return r;
+}
+
+int
+xs_snapshot_policy_expired (struct xs_store *store, const char *policy_id,
+                            const char *account, const char *volume_id,
+                            int64_t retain, char ***ids, size_t *n)
+{
+  return expired (store, POLICY_EXPIRED, policy_id, account, volume_id,
+                  retain, ids, n);
+}
+
+int
+xs_snapshot_task_expired (struct xs_store *store, const char *task_id,
+                          const char *account, const char *volume_id,
+                          int64_t retain, char ***ids, size_t *n)
+{
+  return expired (store, TASK_EXPIRED, task_id, account, volume_id, retain,
+                  ids, n);
+}
+
+void
+xs_snapshot_free_ids (char **ids, size_t n)
+{
+  for (size_t i = 0; i < n; i++)
+    free (ids[i]);
+  free (ids);
+}
+
+int
+xs_snapshot_mark_auto (struct xs_store *store, const char *snapshot_id,
+                       const char *policy_id)
+{
+  struct xs_catalog *cat = xs_store_catalog (store);
+  int64_t r;
+
+  xs_catalog_lock (cat);
+  r = xs_catalog_run (cat, "mark a snapshot",
+                      "UPDATE snapshots SET policy_id = ?,"
+                      " creation_method = 'auto' WHERE id = ?", "ss",
+                      policy_id, snapshot_id);
+  xs_catalog_unlock (cat);
+  return r == -1 ? -1 : 0;
+}
+
+int
+xs_snapshot_mark_task_copy (struct xs_store *store, const char *snapshot_id,
+                            const char *task_id)
+{
+  struct xs_catalog *cat = xs_store_catalog (store);
+  int64_t r;
+
+  xs_catalog_lock (cat);
+  r = xs_catalog_run (cat, "mark a snapshot",
+                      "UPDATE snapshots SET task_id = ?1 WHERE id = ?2"
+                      " AND EXISTS (SELECT 1 FROM copy_tasks WHERE id = ?1)",
+                      "ss", task_id, snapshot_id);
+  xs_catalog_unlock (cat);
+  return r == -1 ? -1 : 0;
+}
+
+int
+xs_snapshot_adopt_task_copies (struct xs_store *store, const char *task_id)
+{
+  struct xs_catalog *cat = xs_store_catalog (store);
+  int64_t r;
+
+  xs_catalog_lock (cat);
+  r = xs_catalog_run (cat, "count resumed copies by their task",
+                      "UPDATE snapshots SET task_id = ?1"
+                      " WHERE task_id = '' AND creation_method = 'copy'"
+                      "   AND id IN (SELECT j.dest_snapshot FROM jobs AS j"
+                      "     JOIN copy_tasks AS t ON t.id = ?1"
+                      "     JOIN snapshots AS s ON s.id = j.source_snapshot"
+                      "    WHERE j.kind = 'copy' AND j.status = 'done'"
+                      "      AND j.dest_account = t.dest_account"
+                      "      AND j.dest_region = t.dest_region"
+                      "      AND s.policy_id = t.policy_id"
+                      "      AND j.actor = s.account AND j.name = s.name"
+                      "      AND j.description = '')", "s", task_id);
+  xs_catalog_unlock (cat);
+  return r == -1 ? -1 : 0;
+}
+
+int
+xs_snapshot_chain_summary (struct xs_store *store, const char *volume_id,
+                           const char *region, uint64_t *points,
+                           uint64_t *total_bytes, uint64_t *stored_bytes)
+{
+  struct xs_catalog *cat = xs_store_catalog (store);
+  sqlite3_stmt *stmt;
+  int r = -1;
+
+  xs_catalog_lock (cat);
+  stmt = xs_catalog_prepare_bind (cat, "describe a shared chain",
+                                  "SELECT count(*), COALESCE(sum(size), 0),"
+                                  " COALESCE(sum(stored_bytes), 0)"
+                                  " FROM snapshots WHERE volume_id = ?"
+                                  " AND region = ? AND status = 'available'",
+                                  "ss", volume_id, region);
+  if (stmt && sqlite3_step (stmt) == SQLITE_ROW) {
+    *points = (uint64_t) sqlite3_column_int64 (stmt, 0);
+    *total_bytes = (uint64_t) sqlite3_column_int64 (stmt, 1);
+    *stored_bytes = (uint64_t) sqlite3_column_int64 (stmt, 2);
+    r = 0;
+  }
+  else if (stmt)
+    xs_catalog_report (cat, "describe a shared chain");
+  sqlite3_finalize (stmt);
+  xs_catalog_unlock (cat);
+  return r;
+}

@@ -17,6 +17,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <stddef.h>
 #include <sys/types.h>
 
 #include "head/head.h"
@@ -185,5 +186,62 @@ extern int xs_snapshot_mark_available_locked (struct xs_catalog *cat,
                                               const char *root_hash,
                                               uint64_t changed_blocks,
                                               uint64_t stored_bytes);
+
+/* The snapshots automatic policies take, copy tasks copy and shared
+ * chains show.
+ *
+ * POLICY_EXPIRED: the ids (*IDS, *N; free with xs_snapshot_free_ids) of
+ * the available snapshots of VOLUME_ID that policy POLICY_ID took in
+ * ACCOUNT beyond its newest RETAIN, newest first, except those a queued
+ * or running copy is copying and each of the policy's copy tasks'
+ * incremental base (the source of the task's newest copy of the
+ * volume).  TASK_EXPIRED: the same for the copies copy task TASK_ID made
+ * in ACCOUNT, none once the task is gone.  0, or -1 (*IDS NULL).
+ */
+extern int xs_snapshot_policy_expired (struct xs_store *store,
+                                       const char *policy_id,
+                                       const char *account,
+                                       const char *volume_id,
+                                       int64_t retain, char ***ids,
+                                       size_t *n);
+extern int xs_snapshot_task_expired (struct xs_store *store,
+                                     const char *task_id,
+                                     const char *account,
+                                     const char *volume_id, int64_t retain,
+                                     char ***ids, size_t *n);
+extern void xs_snapshot_free_ids (char **ids, size_t n);
+
+/* Record snapshot SNAPSHOT_ID as taken by policy POLICY_ID (creation
+ * method 'auto').  0 (also if there is no such snapshot), or -1.
+ */
+extern int xs_snapshot_mark_auto (struct xs_store *store,
+                                  const char *snapshot_id,
+                                  const char *policy_id);
+
+/* Record snapshot SNAPSHOT_ID as a copy made by copy task TASK_ID, if
+ * the task still exists (its retention counts only its own copies).
+ * 0 (also when nothing changed), or -1.
+ */
+extern int xs_snapshot_mark_task_copy (struct xs_store *store,
+                                       const char *snapshot_id,
+                                       const char *task_id);
+
+/* Record as copies of task TASK_ID the finished copies made for it that
+ * no pass saw finish (a resumed or queued job): copies of a snapshot of
+ * the task's policy, by the policy's account, to the task's destination,
+ * named as their source and without a description.  0, or -1.
+ */
+extern int xs_snapshot_adopt_task_copies (struct xs_store *store,
+                                          const char *task_id);
+
+/* The available snapshots of volume VOLUME_ID in REGION: how many
+ * (*POINTS), the sum of their sizes (*TOTAL_BYTES) and of the bytes they
+ * stored (*STORED_BYTES).  0, or -1.
+ */
+extern int xs_snapshot_chain_summary (struct xs_store *store,
+                                      const char *volume_id,
+                                      const char *region, uint64_t *points,
+                                      uint64_t *total_bytes,
+                                      uint64_t *stored_bytes);
 
 #endif /* XSNAP_SNAPSHOT_H */

@@ -1355,3 +1355,39 @@ xs_volume_stage_end (struct xs_volume_stage *stage)
   stage->dir = NULL;
   stage->gc_lock_fd = -1;
 }
+
+/* Naming a volume for the modules that keep its id in their rows. */
+
+int
+xs_volume_name_by_id (struct xs_store *store, const char *id, char **name)
+{
+  struct xs_catalog *cat = xs_store_catalog (store);
+  sqlite3_stmt *stmt;
+  int r = -1;
+
+  *name = NULL;
+  xs_catalog_lock (cat);
+  stmt = xs_catalog_prepare_bind (cat, "look up a volume",
+                                  "SELECT name FROM volumes WHERE id = ?",
+                                  "s", id);
+  if (stmt == NULL)
+    goto out;
+  switch (sqlite3_step (stmt)) {
+  case SQLITE_ROW:
+    *name = strdup ((const char *) sqlite3_column_text (stmt, 0));
+    if (*name == NULL)
+      xs_error ("cannot look up volume %s: %m", id);
+    else
+      r = 0;
+    break;
+  case SQLITE_DONE:
+    r = 1;
+    break;
+  default:
+    xs_catalog_report (cat, "look up a volume");
+  }
+  sqlite3_finalize (stmt);
+ out:
+  xs_catalog_unlock (cat);
+  return r;
+}

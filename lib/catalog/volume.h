@@ -227,4 +227,12 @@ extern int xs_volume_clean_staging (struct xs_store *store,
 extern char *xs_volume_dir (const struct xs_store *store,
                             const struct xs_volume *vol);
 
+/* Naming a volume for the modules that keep its id in their rows. */
+
+/* The name of volume ID, in any account and region: 0 and *NAME
+ * (malloc'd), 1 if there is no such volume (not reported), or -1.
+ */
+extern int xs_volume_name_by_id (struct xs_store *store, const char *id,
+                                 char **name);
+
 #endif /* XSNAP_VOLUME_H */

@@ -15,6 +15,9 @@
 #include "access/share.h"
 #include "catalog/account.h"
 #include "catalog/audit.h"
+#include "catalog/region.h"
+#include "catalog/snapshot.h"
+#include "catalog/volume.h"
 #include "ops/schedule.h"
 #include "ops/copy.h"
 #include "base/error.h"
@@ -328,12 +331,46 @@ check_task_destination (struct xs_store *store, const struct xs_scope *scope,
   return same == 1 ? 0 : -1;
 }
 
+/* Add copy task ID of POLICY to DEST_ACCOUNT in DEST_REGION, the region
+ * looked up in the same transaction: 1 added, 0 if there is no such
+ * region or a task of the policy copies there already, or -1.
+ */
+static int64_t
+add_task (struct xs_store *store, const char *id,
+          const struct xs_schedule *policy, const char *dest_account,
+          const char *dest_region, int64_t retain)
+{
+  struct xs_catalog *cat = xs_store_catalog (store);
+  int64_t r = -1;
+  int exists;
+
+  xs_catalog_lock (cat);
+  if (xs_catalog_begin (cat) == -1)
+    goto out;
+  exists = xs_region_exists (store, dest_region);
+  if (exists == 0)
+    r = 0;
+  else if (exists == 1)
+    r = xs_catalog_run (cat, "add a copy task",
+                        "INSERT OR IGNORE INTO copy_tasks (id, policy_id,"
+                        " dest_account, dest_region, retain, created_ns)"
+                        " VALUES (?, ?, ?, ?, ?, ?)", "ssssii", id,
+                        policy->id, dest_account, dest_region, retain,
+                        xs_wall_clock_ns ());
+  if (r != -1 && xs_catalog_commit (cat) == 0)
+    goto out;
+  xs_catalog_rollback (cat);
+  r = -1;
+ out:
+  xs_catalog_unlock (cat);
+  return r;
+}
+
 int
 xs_schedule_copy_to (struct xs_store *store, const struct xs_scope *scope,
                        const char *name, const char *dest_account,
                        const char *dest_region, int64_t retain)
 {
-  struct xs_catalog *cat = xs_store_catalog (store);
   struct xs_schedule policy;
   struct xs_account account;
   char id[XS_ID_MAX], detail[160];
@@ -352,14 +389,7 @@ xs_schedule_copy_to (struct xs_store *store, const struct xs_scope *scope,
                               dest_region) == -1
       || xs_new_id ("task", id, sizeof id) == -1)
     goto out;
-  xs_catalog_lock (cat);
-  r = xs_catalog_run (cat, "add a copy task",
-                      "INSERT OR IGNORE INTO copy_tasks (id, policy_id,"
-                      " dest_account, dest_region, retain, created_ns)"
-                      " SELECT ?, ?, ?, name, ?, ? FROM regions"
-                      " WHERE name = ?", "sssiis", id, policy.id,
-                      dest_account, retain, xs_wall_clock_ns (), dest_region);
-  xs_catalog_unlock (cat);
+  r = add_task (store, id, &policy, dest_account, dest_region, retain);
   if (r == 0)
     xs_error ("cannot copy policy '%s' to account '%s', region '%s': no "
               "such region, or a task copies there already", name,
@@ -574,46 +604,6 @@ say (void (*note) (const char *, void *), void *opaque, const char *fmt, ...)
   note (line, opaque);
 }
 
-/* The snapshots of a policy's volume that retention must keep beyond
- * its newest RETAIN (?1 the policy, ?3 the volume): those a queued or
- * running copy is copying, and each copy task's incremental base, the
- * source of the task's newest copy (an encrypted copy names its chunks
- * as its base's copy did: without the base the next copy is full).
- */
-#define HELD_BY_COPIES                                                  \
-  " SELECT source_snapshot FROM jobs"                                   \
-  "  WHERE kind = 'copy' AND status IN ('queued', 'running')"           \
-  " UNION SELECT s.id FROM copy_tasks AS t"                             \
-  "  JOIN snapshots AS d ON d.task_id = t.id AND d.volume_id = ?3"      \
-  "   AND d.status = 'available'"                                       \
-  "   AND d.created_ns = (SELECT max (created_ns) FROM snapshots"       \
-  "                        WHERE task_id = t.id AND volume_id = ?3"     \
-  "                          AND status = 'available')"                 \
-  "  JOIN snapshots AS s ON d.origin = 'copiedFrom:' || s.account"      \
-  "   || ':' || s.region || ':' || s.id"                                \
-  "  WHERE t.policy_id = ?1"
-
-/* Beyond the newest RETAIN (?4) available snapshots of volume ?3 that
- * policy ?1 took in account ?2, those not held by copies.
- */
-#define POLICY_EXPIRED                                                  \
-  "SELECT id FROM (SELECT id FROM snapshots"                            \
-  "  WHERE policy_id = ?1 AND account = ?2 AND volume_id = ?3"          \
-  "    AND status = 'available'"                                        \
-  "  ORDER BY created_ns DESC, id DESC LIMIT -1 OFFSET ?4)"             \
-  " WHERE id NOT IN (" HELD_BY_COPIES ")"
-
-/* Beyond the newest RETAIN (?4) copies of volume ?3 that task ?1 made in
- * account ?2, while the task exists: a destination that deleted its task
- * during a pass keeps its copies.
- */
-#define TASK_EXPIRED                                                    \
-  "SELECT id FROM snapshots"                                            \
-  " WHERE task_id = ?1 AND account = ?2 AND volume_id = ?3"             \
-  "   AND status = 'available'"                                         \
-  "   AND EXISTS (SELECT 1 FROM copy_tasks WHERE id = ?1)"              \
-  " ORDER BY created_ns DESC, id DESC LIMIT -1 OFFSET ?4"
-
 /* Whether ID is still a copy task: 1, 0, -1. */
 static int
 task_exists (struct xs_store *store, const char *id)
@@ -638,30 +628,14 @@ apply_retention (struct xs_store *store, bool by_task, const char *id,
                  const char *account, const char *volume_id, int64_t retain,
                  void (*note) (const char *, void *), void *opaque)
 {
-  struct xs_catalog *cat = xs_store_catalog (store);
   struct xs_snapshot snap;
-  sqlite3_stmt *stmt;
-  char **old = NULL, **more, why[160];
-  size_t n = 0, i;
+  char **old, why[160];
+  size_t n, i;
   int r = 0;
 
-  xs_catalog_lock (cat);
-  stmt = xs_catalog_prepare_bind (cat, "apply retention",
-                                  by_task ? TASK_EXPIRED : POLICY_EXPIRED,
-                                  "sssi", id, account, volume_id, retain);
-  while (stmt && sqlite3_step (stmt) == SQLITE_ROW) {
-    more = realloc (old, (n + 1) * sizeof *old);
-    if (more == NULL)
-      break;
-    old = more;
-    old[n] = strdup ((const char *) sqlite3_column_text (stmt, 0));
-    if (old[n])
-      n++;
-  }
-  sqlite3_finalize (stmt);
-  xs_catalog_unlock (cat);
-  if (stmt == NULL)
-    r = -1;
+  if ((by_task ? xs_snapshot_task_expired : xs_snapshot_policy_expired)
+      (store, id, account, volume_id, retain, &old, &n) == -1)
+    return -1;
   snprintf (why, sizeof why, "retention of %s %s (keeps %" PRId64 ")",
             by_task ? "copy task" : "policy", id, retain);
   for (i = 0; i < n; i++) {
@@ -680,23 +654,9 @@ apply_retention (struct xs_store *store, bool by_task, const char *id,
         r = -1;
       xs_snapshot_clear (&snap);
     }
-    free (old[i]);
   }
-  free (old);
+  xs_snapshot_free_ids (old, n);
   return r;
-}
-
-static int
-mark_snapshot (struct xs_store *store, const char *snapshot_id,
-               const char *sql, const char *value)
-{
-  struct xs_catalog *cat = xs_store_catalog (store);
-  int64_t r;
-
-  xs_catalog_lock (cat);
-  r = xs_catalog_run (cat, "mark a snapshot", sql, "ss", value, snapshot_id);
-  xs_catalog_unlock (cat);
-  return r == -1 ? -1 : 0;
 }
 
 /* Record the last error (or "") of a policy run or a task: SQL takes
@@ -771,37 +731,6 @@ free_tasks (struct task_row *rows, size_t n)
   free (rows);
 }
 
-/* The copies of TASK that a pass did not see finish (resumed with `xsnap
- * job resume` after its pass died, or queued) become the task's, so that
- * its retention counts them.  A job records the task it runs for in what
- * it copies: the source is a snapshot of the task's policy (and of the
- * policy's account), the destination is the task's (a policy has one
- * task per destination), and the copy is named as its source, without a
- * description, as run_task asks.
- */
-static int
-adopt_resumed_copies (struct xs_store *store, const char *task_id)
-{
-  struct xs_catalog *cat = xs_store_catalog (store);
-  int64_t r;
-
-  xs_catalog_lock (cat);
-  r = xs_catalog_run (cat, "count resumed copies by their task",
-                      "UPDATE snapshots SET task_id = ?1"
-                      " WHERE task_id = '' AND creation_method = 'copy'"
-                      "   AND id IN (SELECT j.dest_snapshot FROM jobs AS j"
-                      "     JOIN copy_tasks AS t ON t.id = ?1"
-                      "     JOIN snapshots AS s ON s.id = j.source_snapshot"
-                      "    WHERE j.kind = 'copy' AND j.status = 'done'"
-                      "      AND j.dest_account = t.dest_account"
-                      "      AND j.dest_region = t.dest_region"
-                      "      AND s.policy_id = t.policy_id"
-                      "      AND j.actor = s.account AND j.name = s.name"
-                      "      AND j.description = '')", "s", task_id);
-  xs_catalog_unlock (cat);
-  return r == -1 ? -1 : 0;
-}
-
 /* Run one copy task on SNAP.  0 or -1 (reported and recorded). */
 static int
 run_task (struct xs_store *store, const struct due *d,
@@ -818,7 +747,12 @@ run_task (struct xs_store *store, const struct due *d,
   char why[512] = "";
   int r;
 
-  if (adopt_resumed_copies (store, task->id) == -1)
+  /* The copies of the task that a pass did not see finish (resumed with
+   * `xsnap job resume` after its pass died, or queued) become the task's,
+   * so that its retention counts them: they are recognised as named as
+   * their source, without a description, as asked below.
+   */
+  if (xs_snapshot_adopt_task_copies (store, task->id) == -1)
     return -1;
   xs_error_capture_begin (why, sizeof why);
   r = xs_copy_snapshot (store, &owner, snap->id, &o, &copy, &report);
@@ -837,10 +771,7 @@ run_task (struct xs_store *store, const struct due *d,
        task->dest_account, task->dest_region, copy.id, report.chunks_sent,
        report.chunks, task->id);
   /* Counted by its task only while the task exists. */
-  r = mark_snapshot (store, copy.id,
-                     "UPDATE snapshots SET task_id = ?1 WHERE id = ?2"
-                     " AND EXISTS (SELECT 1 FROM copy_tasks WHERE id = ?1)",
-                     task->id);
+  r = xs_snapshot_mark_task_copy (store, copy.id, task->id);
   if (r == 0)
     r = apply_retention (store, true, task->id, task->dest_account,
                          snap->volume_id, task->retain, note, opaque);
@@ -902,9 +833,7 @@ run_one (struct xs_store *store, const struct due *d, int64_t now_ns,
   }
   say (note, opaque, "policy %s: snapshot %s@%s (%s)", d->policy_name,
        vol.name, snap.name, snap.id);
-  if (mark_snapshot (store, snap.id, "UPDATE snapshots SET policy_id = ?,"
-                     " creation_method = 'auto' WHERE id = ?",
-                     d->policy_id) == -1)
+  if (xs_snapshot_mark_auto (store, snap.id, d->policy_id) == -1)
     failures++;
   /* The copies first: retention then knows which base each needs. */
   if (collect_tasks (store, d->policy_id, &tasks, &ntasks) == -1)
@@ -1037,6 +966,81 @@ xs_schedule_attachment_to_json (const struct xs_schedule_attachment *a)
                     "next_run", next_run, "last_error", a->last_error);
 }
 
+/* A policy's attachment as read, with its volume's name ("" once the
+ * volume is gone) looked up after.
+ */
+struct attachment_row {
+  char *volume_id, *volume_name, *last_error;
+  int64_t attached_ns, last_run_ns;
+};
+
+struct attachment_rows {
+  struct attachment_row *items;
+  size_t n;
+};
+
+static void
+attachment_rows_clear (struct attachment_rows *rows)
+{
+  for (size_t i = 0; i < rows->n; i++) {
+    free (rows->items[i].volume_id);
+    free (rows->items[i].volume_name);
+    free (rows->items[i].last_error);
+  }
+  free (rows->items);
+}
+
+static int
+collect_attachment (sqlite3_stmt *stmt, void *opaque)
+{
+  struct attachment_rows *rows = opaque;
+  struct attachment_row *more, *a;
+  bool failed = false;
+
+  more = realloc (rows->items, (rows->n + 1) * sizeof *more);
+  if (more == NULL) {
+    xs_error ("cannot list a policy's volumes: %m");
+    return -1;
+  }
+  rows->items = more;
+  a = &more[rows->n++];
+  memset (a, 0, sizeof *a);
+  a->volume_id = xs_catalog_column_dup (stmt, 0, &failed);
+  a->attached_ns = sqlite3_column_int64 (stmt, 1);
+  a->last_run_ns = sqlite3_column_int64 (stmt, 2);
+  a->last_error = xs_catalog_column_dup (stmt, 3, &failed);
+  if (failed) {
+    xs_error ("cannot list a policy's volumes: %m");
+    return -1;
+  }
+  return 0;
+}
+
+static int
+name_attached_volume (struct xs_store *store, struct attachment_row *a)
+{
+  int r = xs_volume_name_by_id (store, a->volume_id, &a->volume_name);
+
+  if (r == 1) {
+    a->volume_name = strdup ("");
+    if (a->volume_name == NULL) {
+      xs_error ("cannot list a policy's volumes: %m");
+      return -1;
+    }
+  }
+  return r == -1 ? -1 : 0;
+}
+
+/* By volume name, then volume id. */
+static int
+compare_attachments (const void *pa, const void *pb)
+{
+  const struct attachment_row *a = pa, *b = pb;
+  int c = strcmp (a->volume_name, b->volume_name);
+
+  return c ? c : strcmp (a->volume_id, b->volume_id);
+}
+
 int
 xs_schedule_attachments
   (struct xs_store *store, const struct xs_schedule *policy,
@@ -1044,41 +1048,44 @@ xs_schedule_attachments
    void *opaque)
 {
   struct xs_catalog *cat = xs_store_catalog (store);
+  struct attachment_rows rows = { NULL, 0 };
   struct xs_schedule_attachment a;
   sqlite3_stmt *stmt;
-  int r = -1, step;
+  size_t i;
+  int r = -1;
 
   xs_catalog_lock (cat);
   stmt = xs_catalog_prepare_bind (cat, "list a policy's volumes",
-                                  "SELECT a.volume_id,"
-                                  " coalesce (v.name, ''), a.attached_ns,"
-                                  " a.last_run_ns, a.last_error"
-                                  " FROM auto_policy_volumes AS a"
-                                  " LEFT JOIN volumes AS v"
-                                  "  ON v.id = a.volume_id"
-                                  " WHERE a.policy_id = ?"
-                                  " ORDER BY v.name, a.volume_id", "s",
-                                  policy->id);
-  if (stmt == NULL)
+                                  "SELECT volume_id, attached_ns,"
+                                  " last_run_ns, last_error"
+                                  " FROM auto_policy_volumes"
+                                  " WHERE policy_id = ?", "s", policy->id);
+  if (stmt == NULL
+      || xs_catalog_each_row (cat, stmt, "list a policy's volumes",
+                              collect_attachment, &rows) == -1)
     goto out;
-  while ((step = sqlite3_step (stmt)) == SQLITE_ROW) {
-    a.volume_id = (const char *) sqlite3_column_text (stmt, 0);
-    a.volume_name = (const char *) sqlite3_column_text (stmt, 1);
-    a.attached_ns = sqlite3_column_int64 (stmt, 2);
-    a.last_run_ns = sqlite3_column_int64 (stmt, 3);
-    a.last_error = (const char *) sqlite3_column_text (stmt, 4);
+  for (i = 0; i < rows.n; i++)
+    if (name_attached_volume (store, &rows.items[i]) == -1)
+      goto out;
+  if (rows.n > 1)
+    qsort (rows.items, rows.n, sizeof *rows.items, compare_attachments);
+  r = 0;
+  for (i = 0; i < rows.n; i++) {
+    a.volume_id = rows.items[i].volume_id;
+    a.volume_name = rows.items[i].volume_name;
+    a.attached_ns = rows.items[i].attached_ns;
+    a.last_run_ns = rows.items[i].last_run_ns;
+    a.last_error = rows.items[i].last_error;
     a.next_run_ns = next_run_ns (policy->every_s, policy->daily_minute,
                                  a.attached_ns, a.last_run_ns);
-    if (fn (&a, opaque) == -1)
+    if (fn (&a, opaque) == -1) {
+      r = -1;
       break;
+    }
   }
-  if (step == SQLITE_DONE)
-    r = 0;
-  else if (step != SQLITE_ROW)
-    xs_catalog_report (cat, "list a policy's volumes");
-  sqlite3_finalize (stmt);
  out:
   xs_catalog_unlock (cat);
+  attachment_rows_clear (&rows);
   return r;
 }
 
