@@ -785,3 +785,13 @@ xs_catalog_set_setting (struct xs_catalog *cat, const char *key,
   sqlite3_finalize (stmt);
   return r;
 }
+
+/* Settings: taking one away. */
+
+int64_t
+xs_catalog_reset_setting (struct xs_catalog *cat, const char *key,
+                          const char *what)
+{
+  return xs_catalog_run (cat, what, "DELETE FROM settings WHERE key = ?",
+                         "s", key);
+}

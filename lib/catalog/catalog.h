@@ -120,4 +120,13 @@ extern int xs_catalog_get_setting (struct xs_catalog *cat, const char *key,
 extern int xs_catalog_set_setting (struct xs_catalog *cat, const char *key,
                                    const char *value);
 
+/* Settings: taking one away. */
+
+/* Remove setting KEY (holding the lock), so that readers fall back to
+ * its default.  Returns the rows removed (0 if it was not set), or -1
+ * reported as "cannot WHAT: reason".
+ */
+extern int64_t xs_catalog_reset_setting (struct xs_catalog *cat,
+                                         const char *key, const char *what);
+
 #endif /* XSNAP_CATALOG_H */

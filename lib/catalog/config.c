@@ -100,8 +100,7 @@ xs_config_set (struct xs_store *store, const char *actor, const char *key,
   if (r == 0 && value)
     r = xs_catalog_set_setting (cat, key, value);
   else if (r == 0)
-    r = xs_catalog_run (cat, "reset a setting",
-                        "DELETE FROM settings WHERE key = ?", "s", key);
+    r = xs_catalog_reset_setting (cat, key, "reset a setting");
   if (r == -1
       || xs_audit_record_locked (store, actor, "xsnap:SetConfig", arn, "",
                                  XS_AUDIT_ALLOWED, detail) == -1

@@ -234,14 +234,61 @@ xs_region_list (struct xs_store *store,
 int
 xs_region_exists (struct xs_store *store, const char *name)
 {
-  struct xs_catalog *cat = xs_store_catalog (store);
-  int64_t one;
-  int r;
+  int r = xs_region_lookup (store, name, NULL, NULL, NULL);
 
-  xs_catalog_lock (cat);
-  r = xs_catalog_query_int (cat, "look up a region", &one,
-                            "SELECT 1 FROM regions WHERE name = ?", "s",
-                            name);
-  xs_catalog_unlock (cat);
   return r == -1 ? -1 : r == 0;
+}
+
+/* Looking up one region. */
+
+int
+xs_region_lookup (struct xs_store *store, const char *name, char **group,
+                  int64_t *created_ns, char **backend)
+{
+  struct xs_catalog *cat = xs_store_catalog (store);
+  sqlite3_stmt *stmt;
+  char *grp = NULL, *url = NULL;
+  bool failed = false;
+  int r = -1;
+
+  if (group)
+    *group = NULL;
+  if (backend)
+    *backend = NULL;
+  xs_catalog_lock (cat);
+  stmt = xs_catalog_prepare_bind (cat, "look up a region",
+                                  "SELECT grp, created_ns, backend"
+                                  " FROM regions WHERE name = ?", "s", name);
+  if (stmt == NULL)
+    goto out;
+  switch (sqlite3_step (stmt)) {
+  case SQLITE_ROW:
+    if (group)
+      grp = xs_catalog_column_dup (stmt, 0, &failed);
+    if (backend)
+      url = xs_catalog_column_dup (stmt, 2, &failed);
+    if (failed) {
+      xs_error ("cannot look up region '%s': %m", name);
+      free (grp);
+      free (url);
+      break;
+    }
+    if (group)
+      *group = grp;
+    if (created_ns)
+      *created_ns = sqlite3_column_int64 (stmt, 1);
+    if (backend)
+      *backend = url;
+    r = 0;
+    break;
+  case SQLITE_DONE:
+    r = 1;
+    break;
+  default:
+    xs_catalog_report (cat, "look up a region");
+  }
+  sqlite3_finalize (stmt);
+ out:
+  xs_catalog_unlock (cat);
+  return r;
 }

@@ -39,9 +39,17 @@ extern int xs_region_list (struct xs_store *store,
                                       void *opaque),
                            void *opaque);
 
-/* Looking a region up for the modules that name one in their rows. */
+/* Looking a region up, for the modules that name one in their rows. */
 
 /* Is there a region NAME?  1, 0, or -1. */
 extern int xs_region_exists (struct xs_store *store, const char *name);
+
+/* What the catalog says of region NAME: 0 with its *GROUP, *CREATED_NS
+ * and backend URL *BACKEND (the strings malloc'd; pass NULL for any not
+ * wanted), 1 if there is no such region (not reported), or -1.
+ */
+extern int xs_region_lookup (struct xs_store *store, const char *name,
+                             char **group, int64_t *created_ns,
+                             char **backend);
 
 #endif /* XSNAP_REGION_H */

@@ -937,3 +937,145 @@ xs_snapshot_chain_summary (struct xs_store *store, const char *volume_id,
   xs_catalog_unlock (cat);
   return r;
 }
+
+/* What gc reclaims and keeps, and what a copy learns from an earlier
+ * one.
+ */
+
+/* The snapshots some volume needs: as the base of its changed-block map
+ * or the source of an unhydrated clone.  A deleted snapshot that none
+ * needs is reclaimed; every other non-pending one is kept.  (NULLs are
+ * left out: "x NOT IN" a set with a NULL is never true.)
+ */
+#define NEEDED "(SELECT base_snapshot_id FROM volumes" \
+  " WHERE base_snapshot_id IS NOT NULL" \
+  " UNION SELECT source_snapshot_id FROM volumes" \
+  " WHERE source_snapshot_id IS NOT NULL)"
+#define RECLAIMABLE "status = 'deleted' AND id NOT IN " NEEDED
+#define RETAINED "(status = 'available' OR (status = 'deleted' AND id IN " \
+  NEEDED "))"
+
+struct id_visit {
+  int (*fn) (const char *id, void *opaque);
+  void *opaque;
+};
+
+static int
+each_id (sqlite3_stmt *stmt, void *opaque)
+{
+  struct id_visit *list = opaque;
+
+  return list->fn ((const char *) sqlite3_column_text (stmt, 0),
+                   list->opaque);
+}
+
+/* Call FN with the id of each row SQL (parameters: the account, the
+ * region) returns.
+ */
+static int
+list_ids_for_gc (struct xs_store *store, const char *sql, const char *account,
+                 const char *region,
+                 int (*fn) (const char *id, void *opaque), void *opaque)
+{
+  struct xs_catalog *cat = xs_store_catalog (store);
+  struct id_visit list = { fn, opaque };
+  sqlite3_stmt *stmt;
+  int r = -1;
+
+  xs_catalog_lock (cat);
+  stmt = xs_catalog_prepare_bind (cat, "read the catalog for gc", sql, "ss",
+                                  account, region);
+  if (stmt)
+    r = xs_catalog_each_row (cat, stmt, "read the catalog for gc", each_id,
+                             &list);
+  xs_catalog_unlock (cat);
+  return r;
+}
+
+int
+xs_snapshot_list_reclaimable (struct xs_store *store, const char *account,
+                              const char *region,
+                              int (*fn) (const char *id, void *opaque),
+                              void *opaque)
+{
+  return list_ids_for_gc (store, "SELECT id FROM snapshots WHERE account = ?1"
+                          " AND region = ?2 AND " RECLAIMABLE, account,
+                          region, fn, opaque);
+}
+
+int
+xs_snapshot_list_retained (struct xs_store *store, const char *account,
+                           const char *region,
+                           int (*fn) (const char *id, void *opaque),
+                           void *opaque)
+{
+  return list_ids_for_gc (store, "SELECT id FROM snapshots WHERE account = ?1"
+                          " AND region = ?2 AND " RETAINED " ORDER BY id",
+                          account, region, fn, opaque);
+}
+
+int64_t
+xs_snapshot_forget_reclaimed (struct xs_store *store, const char *id)
+{
+  struct xs_catalog *cat = xs_store_catalog (store);
+  int64_t r;
+
+  xs_catalog_lock (cat);
+  r = xs_catalog_run (cat, "purge a deleted snapshot",
+                      "DELETE FROM snapshots WHERE id = ?", "s", id);
+  xs_catalog_unlock (cat);
+  return r;
+}
+
+int64_t
+xs_snapshot_forget_pending_in_region (struct xs_store *store,
+                                      const char *region)
+{
+  struct xs_catalog *cat = xs_store_catalog (store);
+  int64_t r;
+
+  xs_catalog_lock (cat);
+  r = xs_catalog_run (cat, "remove stale pending snapshots",
+                      "DELETE FROM snapshots WHERE region = ?"
+                      " AND status = 'pending'", "s", region);
+  xs_catalog_unlock (cat);
+  return r;
+}
+
+int
+xs_snapshot_find_previous_copy (struct xs_store *store,
+                                const struct xs_scope *dest,
+                                const char *key_id, const char *volume_id,
+                                uint32_t block_size, char *source_id,
+                                char *dest_id)
+{
+  struct xs_catalog *cat = xs_store_catalog (store);
+  sqlite3_stmt *stmt;
+  int r = -1;
+
+  xs_catalog_lock (cat);
+  stmt = xs_catalog_prepare_bind
+    (cat, "look up earlier copies",
+     "SELECT d.id, s.id FROM snapshots d JOIN snapshots s"
+     "  ON d.origin = 'copiedFrom:' || s.account || ':' || s.region || ':'"
+     "                || s.id"
+     " WHERE d.account = ? AND d.region = ? AND d.key_id = ?"
+     "   AND d.status = 'available' AND s.volume_id = ?"
+     "   AND s.status = 'available' AND s.block_size = ?"
+     " ORDER BY d.created_ns DESC LIMIT 1", "ssssi",
+     dest->account, dest->region, key_id, volume_id, (int64_t) block_size);
+  if (stmt) {
+    switch (sqlite3_step (stmt)) {
+    case SQLITE_ROW:
+      snprintf (dest_id, XS_ID_MAX, "%s", sqlite3_column_text (stmt, 0));
+      snprintf (source_id, XS_ID_MAX, "%s", sqlite3_column_text (stmt, 1));
+      r = 0;
+      break;
+    case SQLITE_DONE: r = 1; break;
+    default: xs_catalog_report (cat, "look up earlier copies");
+    }
+    sqlite3_finalize (stmt);
+  }
+  xs_catalog_unlock (cat);
+  return r;
+}

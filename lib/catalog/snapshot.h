@@ -243,5 +243,54 @@ extern int xs_snapshot_chain_summary (struct xs_store *store,
                                       const char *region, uint64_t *points,
                                       uint64_t *total_bytes,
                                       uint64_t *stored_bytes);
+/* What gc reclaims and keeps, and what a copy learns from an earlier
+ * one.
+ *
+ * A volume needs a snapshot as the base of its changed-block map or as
+ * the source of an unhydrated clone.  RECLAIMABLE calls FN with the id of
+ * each deleted snapshot of ACCOUNT in REGION that no volume needs;
+ * RETAINED, in id order, with each whose manifest must stay: those
+ * available and those deleted that a volume needs (pending ones are in
+ * neither).  Both stop at FN's -1 and return 0 or -1.
+ */
+extern int xs_snapshot_list_reclaimable (struct xs_store *store,
+                                         const char *account,
+                                         const char *region,
+                                         int (*fn) (const char *id,
+                                                    void *opaque),
+                                         void *opaque);
+extern int xs_snapshot_list_retained (struct xs_store *store,
+                                      const char *account,
+                                      const char *region,
+                                      int (*fn) (const char *id,
+                                                 void *opaque),
+                                      void *opaque);
+
+/* Forget the row of snapshot ID, whose manifest gc has removed.  Returns
+ * the rows removed (0 if there was none), or -1.
+ */
+extern int64_t xs_snapshot_forget_reclaimed (struct xs_store *store,
+                                             const char *id);
+
+/* Forget every pending snapshot of REGION: called by gc holding the
+ * region's gc lock exclusively, when none is being sealed (sealing holds
+ * it shared), so whoever took them is gone.  Returns the rows removed,
+ * or -1.
+ */
+extern int64_t xs_snapshot_forget_pending_in_region (struct xs_store *store,
+                                                     const char *region);
+
+/* The newest available snapshot of DEST (account and region) under key
+ * KEY_ID that was copied from a snapshot still available of volume
+ * VOLUME_ID with BLOCK_SIZE: 0 with the id of that source in SOURCE_ID
+ * and its own in DEST_ID (XS_ID_MAX bytes each), 1 if there is none, or
+ * -1.
+ */
+extern int xs_snapshot_find_previous_copy (struct xs_store *store,
+                                           const struct xs_scope *dest,
+                                           const char *key_id,
+                                           const char *volume_id,
+                                           uint32_t block_size,
+                                           char *source_id, char *dest_id);
 
 #endif /* XSNAP_SNAPSHOT_H */

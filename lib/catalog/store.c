@@ -412,6 +412,33 @@ xs_store_init (const char *path, const char *region, const char *backend_url)
   return r;
 }
 
+/* The names of the store's regions, separated by spaces (malloc'd), or
+ * NULL.  Holding the catalog lock.  (Read here, not through region.h:
+ * the region module opens regions through the store.)
+ */
+static char *
+region_names (struct xs_catalog *cat)
+{
+  static const char what[] = "record the store's unmarked regions";
+  sqlite3_stmt *stmt;
+  char *names = NULL;
+  bool failed = false;
+
+  stmt = xs_catalog_prepare (cat, "SELECT coalesce (group_concat (name, ' '),"
+                             " '') FROM regions", what);
+  if (stmt == NULL)
+    return NULL;
+  if (sqlite3_step (stmt) == SQLITE_ROW) {
+    names = xs_catalog_column_dup (stmt, 0, &failed);
+    if (failed)
+      xs_error ("cannot %s: %m", what);
+  }
+  else
+    xs_catalog_report (cat, what);
+  sqlite3_finalize (stmt);
+  return names;
+}
+
 /* A store made before stores had ids gets one on first open, and
  * records its regions then: their repositories have no owner mark, and
  * this store, whose catalog lists them, claims them on first use.
@@ -420,7 +447,7 @@ static int
 ensure_store_id (struct xs_store *store)
 {
   struct xs_catalog *cat = store->catalog;
-  char *value = NULL, id[XS_STORE_ID_LEN + 1];
+  char *value = NULL, *names = NULL, id[XS_STORE_ID_LEN + 1];
   int r;
 
   xs_catalog_lock (cat);
@@ -429,13 +456,11 @@ ensure_store_id (struct xs_store *store)
     r = xs_catalog_get_setting (cat, "store_id", &value);
     if (r == 1
         && (xs_catalog_set_setting (cat, "store_id", id) == -1
-            || xs_catalog_run (cat, "record the store's unmarked regions",
-                               "INSERT OR REPLACE INTO settings (key, value)"
-                               " SELECT 'unmarked_regions',"
-                               " coalesce (group_concat (name, ' '), '')"
-                               " FROM regions", "") == -1
+            || (names = region_names (cat)) == NULL
+            || xs_catalog_set_setting (cat, "unmarked_regions", names) == -1
             || (value = strdup (id)) == NULL))
       r = -1;
+    free (names);
     if (r == -1)
       xs_catalog_rollback (cat);
     else if (xs_catalog_commit (cat) == -1)
@@ -676,23 +701,38 @@ other_region_url (void *opaque, const char *name)
   return region_backend_url (opaque, name, true);
 }
 
+/* Is NAME one of the space-separated words of LIST? */
+static bool
+list_holds (const char *list, const char *name)
+{
+  size_t len = strlen (name);
+  const char *p;
+
+  if (len == 0)
+    return false;
+  for (p = list; (p = strstr (p, name)) != NULL; p++)
+    if ((p == list || p[-1] == ' ') && (p[len] == ' ' || p[len] == '\0'))
+      return true;
+  return false;
+}
+
 /* Whether REGION was a region of this store when it was opened by a
  * version that marks repositories for the first time (ensure_store_id).
  */
 static int
 region_is_unmarked (struct xs_store *store, const char *region)
 {
-  int64_t found;
+  char *unmarked = NULL;
   int r;
 
   xs_catalog_lock (store->catalog);
-  r = xs_catalog_query_int (store->catalog, "look up unmarked regions",
-                            &found, "SELECT 1 FROM settings"
-                            " WHERE key = 'unmarked_regions'"
-                            " AND instr (' ' || value || ' ',"
-                            "            ' ' || ? || ' ') > 0", "s", region);
+  r = xs_catalog_get_setting (store->catalog, "unmarked_regions", &unmarked);
   xs_catalog_unlock (store->catalog);
-  return r == -1 ? -1 : r == 0;
+  if (r == -1)
+    return -1;
+  r = r == 0 && list_holds (unmarked, region);
+  free (unmarked);
+  return r;
 }
 
 int

@@ -17,6 +17,7 @@
 #include "base/fileio.h"
 #include "catalog/job.h"
 #include "catalog/keys.h"
+#include "catalog/region.h"
 #include "base/names.h"
 #include "repo/repo.h"
 #include "base/size.h"
@@ -84,59 +85,11 @@ setting_int (struct xs_store *store, const char *key, int64_t fallback,
 static char *
 region_group (struct xs_store *store, const char *region)
 {
-  struct xs_catalog *cat = xs_store_catalog (store);
-  sqlite3_stmt *stmt;
   char *group = NULL;
 
-  xs_catalog_lock (cat);
-  stmt = xs_catalog_prepare_bind (cat, "look up a region",
-                                  "SELECT grp FROM regions WHERE name = ?",
-                                  "s", region);
-  if (stmt && sqlite3_step (stmt) == SQLITE_ROW) {
-    group = strdup ((const char *) sqlite3_column_text (stmt, 0));
-    if (group == NULL)
-      xs_error ("cannot look up region '%s': %m", region);
-  }
-  else if (stmt)
+  if (xs_region_lookup (store, region, &group, NULL, NULL) == 1)
     xs_error ("cannot copy to region '%s': no such region", region);
-  sqlite3_finalize (stmt);
-  xs_catalog_unlock (cat);
   return group;
-}
-
-/* The identity of REGION: when it was added and on which backend (URL
- * malloc'd).  0, 1 if there is no such region, -1.
- */
-static int
-region_identity (struct xs_store *store, const char *region,
-                 int64_t *created_ns, char **backend)
-{
-  struct xs_catalog *cat = xs_store_catalog (store);
-  sqlite3_stmt *stmt;
-  int r = -1;
-
-  *backend = NULL;
-  xs_catalog_lock (cat);
-  stmt = xs_catalog_prepare_bind (cat, "look up a region",
-                                  "SELECT created_ns, backend FROM regions"
-                                  " WHERE name = ?", "s", region);
-  if (stmt) {
-    switch (sqlite3_step (stmt)) {
-    case SQLITE_ROW:
-      *created_ns = sqlite3_column_int64 (stmt, 0);
-      *backend = strdup ((const char *) sqlite3_column_text (stmt, 1));
-      if (*backend == NULL)
-        xs_error ("cannot look up region '%s': %m", region);
-      else
-        r = 0;
-      break;
-    case SQLITE_DONE: r = 1; break;
-    default: xs_catalog_report (cat, "look up a region");
-    }
-    sqlite3_finalize (stmt);
-  }
-  xs_catalog_unlock (cat);
-  return r;
 }
 
 /* Is GROUP one of the comma-separated ISOLATED? */
@@ -170,9 +123,9 @@ check_regions (struct xs_store *store, struct copy_plan *plan)
 
   if (from == NULL || to == NULL)
     goto out;
-  found = region_identity (store, plan->dest.region,
-                           &plan->dest_region_created_ns,
-                           &plan->dest_backend);
+  found = xs_region_lookup (store, plan->dest.region, NULL,
+                            &plan->dest_region_created_ns,
+                            &plan->dest_backend);
   if (found != 0) {
     if (found == 1)
       xs_error ("cannot copy to region '%s': no such region",
@@ -918,45 +871,6 @@ dest_crypt_clear (struct dest_crypt *dc)
   free (dc->known_dests);
 }
 
-/* The last copy of the source's volume to the destination under the
- * plan's key whose source still exists: 0 with the two ids, 1 none, -1.
- */
-static int
-find_previous_copy (struct xs_store *store, const struct copy_plan *plan,
-                    char *source_id, char *dest_id)
-{
-  struct xs_catalog *cat = xs_store_catalog (store);
-  sqlite3_stmt *stmt;
-  int r = -1;
-
-  xs_catalog_lock (cat);
-  stmt = xs_catalog_prepare_bind
-    (cat, "look up earlier copies",
-     "SELECT d.id, s.id FROM snapshots d JOIN snapshots s"
-     "  ON d.origin = 'copiedFrom:' || s.account || ':' || s.region || ':'"
-     "                || s.id"
-     " WHERE d.account = ? AND d.region = ? AND d.key_id = ?"
-     "   AND d.status = 'available' AND s.volume_id = ?"
-     "   AND s.status = 'available' AND s.block_size = ?"
-     " ORDER BY d.created_ns DESC LIMIT 1", "ssssi",
-     plan->dest.account, plan->dest.region, plan->dest_key.id,
-     plan->source.volume_id, (int64_t) plan->source.block_size);
-  if (stmt) {
-    switch (sqlite3_step (stmt)) {
-    case SQLITE_ROW:
-      snprintf (dest_id, XS_ID_MAX, "%s", sqlite3_column_text (stmt, 0));
-      snprintf (source_id, XS_ID_MAX, "%s", sqlite3_column_text (stmt, 1));
-      r = 0;
-      break;
-    case SQLITE_DONE: r = 1; break;
-    default: xs_catalog_report (cat, "look up earlier copies");
-    }
-    sqlite3_finalize (stmt);
-  }
-  xs_catalog_unlock (cat);
-  return r;
-}
-
 /* What the pair (SOURCE, DEST) of an earlier copy says: for every block,
  * the source's chunk is the destination's.
  */
@@ -1000,7 +914,10 @@ prepare_transcode (struct xs_store *store, const struct copy_plan *plan,
   struct xs_manifest *before = NULL, *after = NULL;
   int r;
 
-  r = find_previous_copy (store, plan, source_id, dest_id);
+  r = xs_snapshot_find_previous_copy (store, &plan->dest, plan->dest_key.id,
+                                      plan->source.volume_id,
+                                      plan->source.block_size, source_id,
+                                      dest_id);
   if (r == 0) {
     before = xs_snapshot_load_manifest (store, plan->source.account,
                                         plan->source.region, source_id);
@@ -1093,8 +1010,7 @@ xs_copy_mark_damaged (struct xs_store *store, const char *account,
   if (snapshot_id)
     r = xs_catalog_set_setting (cat, key, snapshot_id);
   else
-    r = xs_catalog_run (cat, "forget damage",
-                        "DELETE FROM settings WHERE key = ?", "s", key);
+    r = xs_catalog_reset_setting (cat, key, "forget damage");
   xs_catalog_unlock (cat);
   free (key);
   return r == -1 ? -1 : 0;
@@ -1139,7 +1055,8 @@ check_before_recording (struct xs_store *store, const struct copy_plan *plan,
   size_t len;
   int r;
 
-  r = region_identity (store, plan->dest.region, &created_ns, &backend);
+  r = xs_region_lookup (store, plan->dest.region, NULL, &created_ns,
+                        &backend);
   if (r == -1)
     return -1;
   if (r == 1 || created_ns != plan->dest_region_created_ns

@@ -14,6 +14,7 @@
 #include "repo/manifest.h"
 #include "ops/recvstate.h"
 #include "repo/repo.h"
+#include "catalog/account.h"
 #include "catalog/snapshot.h"
 #include "catalog/volume.h"
 
@@ -83,28 +84,6 @@ id_set_has (const struct id_set *set, const struct xs_hash128 *id)
     && bsearch (id, set->ids, set->len, sizeof *id, compare_ids) != NULL;
 }
 
-/* Run a statement with one text parameter; returns rows changed or -1. */
-static int
-run_sql (struct xs_catalog *cat, const char *sql, const char *param,
-         const char *what)
-{
-  sqlite3_stmt *stmt;
-  int r = -1;
-
-  xs_catalog_lock (cat);
-  stmt = xs_catalog_prepare (cat, sql, what);
-  if (stmt) {
-    sqlite3_bind_text (stmt, 1, param, -1, SQLITE_STATIC);
-    if (sqlite3_step (stmt) == SQLITE_DONE)
-      r = sqlite3_changes (xs_catalog_db (cat));
-    else
-      xs_catalog_report (cat, what);
-    sqlite3_finalize (stmt);
-  }
-  xs_catalog_unlock (cat);
-  return r;
-}
-
 struct string_list {
   char **items;
   size_t len;
@@ -136,48 +115,14 @@ string_list_add (struct string_list *list, const char *text)
   return 0;
 }
 
-/* Collect the first column of SQL's rows (text parameters ?1 and ?2;
- * P2 may be NULL when SQL has no ?2).
+/* For the catalog's listings of ids: collect them, to act on once the
+ * catalog is no longer being read.
  */
 static int
-query_strings (struct xs_catalog *cat, const char *sql, const char *p1,
-               const char *p2, struct string_list *out)
+collect_id (const char *id, void *opaque)
 {
-  sqlite3_stmt *stmt;
-  int r = -1, step;
-
-  xs_catalog_lock (cat);
-  stmt = xs_catalog_prepare (cat, sql, "read the catalog for gc");
-  if (stmt) {
-    sqlite3_bind_text (stmt, 1, p1, -1, SQLITE_STATIC);
-    if (p2)
-      sqlite3_bind_text (stmt, 2, p2, -1, SQLITE_STATIC);
-    while ((step = sqlite3_step (stmt)) == SQLITE_ROW)
-      if (string_list_add (out, (const char *) sqlite3_column_text (stmt, 0))
-          == -1)
-        break;
-    if (step == SQLITE_DONE)
-      r = 0;
-    else if (step != SQLITE_ROW)
-      xs_catalog_report (cat, "read the catalog for gc");
-    sqlite3_finalize (stmt);
-  }
-  xs_catalog_unlock (cat);
-  return r;
+  return string_list_add (opaque, id);
 }
-
-/* The snapshots some volume needs: as the base of its changed-block map
- * or the source of an unhydrated clone.  A deleted snapshot that none
- * needs is purged; every other non-pending one is kept.  (NULLs are left
- * out: "x NOT IN" a set with a NULL is never true.)
- */
-#define NEEDED "(SELECT base_snapshot_id FROM volumes" \
-  " WHERE base_snapshot_id IS NOT NULL" \
-  " UNION SELECT source_snapshot_id FROM volumes" \
-  " WHERE source_snapshot_id IS NOT NULL)"
-#define PURGEABLE "status = 'deleted' AND id NOT IN " NEEDED
-#define KEPT "(status = 'available' OR (status = 'deleted' AND id IN " \
-  NEEDED "))"
 
 struct account_pass {
   struct xs_store *store;
@@ -194,16 +139,12 @@ struct account_pass {
 static int
 has_row (struct xs_store *store, const char *id)
 {
-  struct string_list found = { 0 };
-  int r;
+  struct xs_snapshot snap;
+  int r = xs_snapshot_lookup_id (store, id, &snap);
 
-  r = query_strings (xs_store_catalog (store),
-                     "SELECT id FROM snapshots WHERE id = ?", id, NULL,
-                     &found);
   if (r == 0)
-    r = found.len > 0;
-  string_list_free (&found);
-  return r;
+    xs_snapshot_clear (&snap);
+  return r == -1 ? -1 : r == 0;
 }
 
 /* Mark what every snapshot the catalog keeps in the account and region
@@ -217,10 +158,8 @@ mark_kept_snapshots (struct account_pass *pass)
   struct string_list kept = { 0 };
   int r = -1;
 
-  if (query_strings (xs_store_catalog (pass->store),
-                     "SELECT id FROM snapshots WHERE account = ?1"
-                     " AND region = ?2 AND " KEPT " ORDER BY id",
-                     pass->account, pass->region, &kept) == -1)
+  if (xs_snapshot_list_retained (pass->store, pass->account, pass->region,
+                                 collect_id, &kept) == -1)
     goto out;
   for (size_t i = 0; i < kept.len; i++) {
     struct xs_manifest *m;
@@ -263,10 +202,8 @@ purge_snapshots (struct account_pass *pass)
 {
   for (size_t i = 0; i < pass->purgeable.len; i++) {
     if (xs_repo_delete_manifest (pass->repo, pass->purgeable.items[i]) == -1
-        || run_sql (xs_store_catalog (pass->store),
-                    "DELETE FROM snapshots WHERE id = ?",
-                    pass->purgeable.items[i],
-                    "purge a deleted snapshot") == -1)
+        || xs_snapshot_forget_reclaimed (pass->store,
+                                         pass->purgeable.items[i]) == -1)
       return -1;
     pass->report->purged_snapshots++;
   }
@@ -313,10 +250,8 @@ collect_account (struct xs_store *store, const char *account,
   pass.repo = xs_store_repo (store, account, region);
   if (pass.repo == NULL)
     return -1;
-  if (query_strings (xs_store_catalog (store),
-                     "SELECT id FROM snapshots WHERE account = ?1"
-                     " AND region = ?2 AND " PURGEABLE,
-                     account, region, &pass.purgeable) == -1
+  if (xs_snapshot_list_reclaimable (store, account, region, collect_id,
+                                    &pass.purgeable) == -1
       || mark_kept_snapshots (&pass) == -1
       || xs_recvstate_chunks (store, region, keep_received_chunk,
                               &pass.referenced) != 0
@@ -335,6 +270,15 @@ collect_account (struct xs_store *store, const char *account,
   return r;
 }
 
+/* For the listing of accounts: gc visits each one's repository in the
+ * region.
+ */
+static int
+collect_account_id (const struct xs_account *account, void *opaque)
+{
+  return string_list_add (opaque, account->id);
+}
+
 int
 xs_gc_region (struct xs_store *store, const char *region,
               struct xs_gc_report *report)
@@ -342,7 +286,8 @@ xs_gc_region (struct xs_store *store, const char *region,
   struct string_list accounts = { 0 };
   struct xs_backend *backend;
   long temps;
-  int lock_fd, stale, r = -1;
+  int64_t stale;
+  int lock_fd, r = -1;
 
   memset (report, 0, sizeof *report);
   lock_fd = xs_snapshot_gc_lock (store, region, true);
@@ -353,16 +298,11 @@ xs_gc_region (struct xs_store *store, const char *region,
    */
   if (xs_store_check_owner (store, region) == -1)
     goto out;
-  stale = run_sql (xs_store_catalog (store),
-                   "DELETE FROM snapshots WHERE region = ?"
-                   " AND status = 'pending'",
-                   region, "remove stale pending snapshots");
+  stale = xs_snapshot_forget_pending_in_region (store, region);
   if (stale == -1)
     goto out;
   report->stale_pending = (uint64_t) stale;
-  if (query_strings (xs_store_catalog (store),
-                     "SELECT id FROM accounts WHERE ?1 IS NOT NULL",
-                     region, NULL, &accounts) == -1)
+  if (xs_account_list (store, collect_account_id, &accounts) == -1)
     goto out;
   for (size_t i = 0; i < accounts.len; i++)
     if (collect_account (store, accounts.items[i], region, report) == -1)

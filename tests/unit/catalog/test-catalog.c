@@ -4,6 +4,7 @@
 #include "tap.h"
 
 #include "catalog/catalog.h"
+#include "catalog/region.h"
 #include "catalog/store.h"
 #include "catalog/volume.h"
 
@@ -84,7 +85,38 @@ test_wal_and_settings (const char *dir)
   ok (xs_catalog_get_setting (cat, "k", &value) == 0 && value
       && strcmp (value, "v2") == 0, "setting overwritten");
   free (value);
+  is_int (xs_catalog_reset_setting (cat, "k", "reset a setting"), 1,
+          "reset a setting");
+  is_int (xs_catalog_get_setting (cat, "k", &value), 1, "  it is gone");
+  is_int (xs_catalog_reset_setting (cat, "k", "reset a setting"), 0,
+          "  resetting it again removes nothing");
   xs_catalog_close (cat);
+}
+
+static void
+test_region_lookup (struct xs_store *store)
+{
+  char *group = NULL, *backend = NULL;
+  int64_t created_ns = 0;
+
+  ok (xs_region_lookup (store, "local", &group, &created_ns, &backend) == 0,
+      "look up the first region");
+  is_str (group, "default", "  its group");
+  ok (backend && strncmp (backend, "file://", 7) == 0
+      && strstr (backend, "/regions/local/repo") != NULL,
+      "  its backend, inside the store");
+  ok (created_ns > 0, "  when it was made");
+  free (group);
+  free (backend);
+  group = backend = NULL;
+  ok (xs_region_lookup (store, "local", NULL, NULL, &backend) == 0
+      && backend != NULL, "  asking only for its backend");
+  free (backend);
+  backend = (char *) "unchanged";
+  is_int (xs_region_lookup (store, "mars", &group, &created_ns, &backend), 1,
+          "no such region");
+  ok (group == NULL && backend == NULL, "  and nothing returned");
+  is_str (tap_take_error (), "", "  not reported");
 }
 
 static void
@@ -114,6 +146,8 @@ test_store (const char *dir)
   ok (xs_store_scope (store, NULL, "mars", &scope) == -1,
       "unknown region refused");
   error_contains ("no region 'mars'", "  named in the message");
+
+  test_region_lookup (store);
 
   xs_store_scope (store, NULL, NULL, &scope);
   ok (xs_volume_create (store, &scope, "v1", 1 << 20, 4096, &vol) == 0,
