@@ -142,6 +142,22 @@ test_accounts (struct xs_store *store)
   is_int (xs_account_lookup_uid (store, 4321, &account), 1,
           "an unmapped uid is nobody");
   ok (xs_admin_map_uid (store, "admin", 0, "bob") == -1, "root cannot be mapped");
+  /* An unmap removes the mapping its permission was checked on, and no
+   * other: one remapped in between stays.
+   */
+  ok (xs_account_unmap_uid (store, "admin", 1234, "alice") == -1,
+      "unmapping uid 1234 from alice, which it no longer names: refused");
+  error_contains ("uid 1234 is not mapped to 'alice'", "... saying so");
+  ok (xs_account_lookup_uid (store, 1234, &account) == 0
+      && strcmp (account, "bob") == 0, "uid 1234 is still bob");
+  free (account);
+  ok (xs_admin_map_uid (store, "admin", 1234, NULL) == 0
+      && xs_account_lookup_uid (store, 1234, &account) == 1,
+      "the administrator unmaps it");
+  ok (xs_admin_map_uid (store, "admin", 1234, NULL) == -1,
+      "unmapping it again: refused");
+  error_contains ("uid 1234 is not mapped", "... saying so");
+  ok (xs_admin_map_uid (store, "admin", 1234, "bob") == 0, "map it again");
   ok (xs_account_resolve_actor (store, 1234, "alice", &account) == -1,
       "bob may not act as alice");
   error_contains ("may not act as", "... saying so");
