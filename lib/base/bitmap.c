@@ -153,6 +153,26 @@ xs_bitmap_next_clear (const struct xs_bitmap *bm, uint64_t from)
   return next_bit (bm, from, false);
 }
 
+uint64_t
+xs_bitmap_next_set_within (const struct xs_bitmap *bm, uint64_t from,
+                           uint64_t limit)
+{
+  uint64_t bit;
+  uint8_t byte;
+
+  if (limit > bm->nbits)
+    limit = bm->nbits;
+  for (bit = from; bit < limit; bit++) {
+    byte = atomic_load_explicit (xs_bitmap_atomic_byte (bm, bit),
+                                 memory_order_relaxed);
+    if (byte & xs_bitmap_bit_mask (bit))
+      return bit;
+    if (byte == 0)
+      bit |= 7;                 /* the rest of this byte is clear too */
+  }
+  return limit;
+}
+
 int
 xs_bitmap_for_each_run (const struct xs_bitmap *bm,
                         int (*fn) (uint64_t first, uint64_t count,

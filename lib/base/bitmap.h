@@ -126,6 +126,15 @@ extern uint64_t xs_bitmap_next_set (const struct xs_bitmap *bm, uint64_t from);
 extern uint64_t xs_bitmap_next_clear (const struct xs_bitmap *bm,
                                       uint64_t from);
 
+/* Index of the first set bit in [FROM, LIMIT) (LIMIT clamped to nbits),
+ * or LIMIT if none: reads no byte at or past LIMIT, so a search of a
+ * short range costs that range, however long the map.  Each byte is read
+ * atomically (relaxed), so it may run while other threads set and clear
+ * bits: a bit changed during the search may or may not be seen.
+ */
+extern uint64_t xs_bitmap_next_set_within (const struct xs_bitmap *bm,
+                                           uint64_t from, uint64_t limit);
+
 /* Call FN for every maximal run of set bits, in order.  A non-zero return
  * from FN stops the walk and is returned.
  */

@@ -931,11 +931,14 @@ wait_for_work (struct xs_seal *seal)
 static int
 sweep_run (struct xs_seal *seal, struct scratch *s, uint64_t first)
 {
-  uint64_t nblocks = seal->todo.nbits, block;
+  uint64_t end = first + CLAIM_BLOCKS, block;
 
-  for (block = xs_bitmap_next_set (&seal->todo, first);
-       block < first + CLAIM_BLOCKS && block < nblocks;
-       block = xs_bitmap_next_set (&seal->todo, block + 1))
+  /* Only within the run: a search to the end of the map from every run
+   * would make sealing a large, mostly clean volume quadratic.
+   */
+  for (block = xs_bitmap_next_set_within (&seal->todo, first, end);
+       block < end && block < seal->todo.nbits;
+       block = xs_bitmap_next_set_within (&seal->todo, block + 1, end))
     if (take_block (seal, block, false, 0, 0, s) == -1)
       return -1;
   return 0;

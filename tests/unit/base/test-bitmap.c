@@ -1,6 +1,8 @@
 /* Unit tests: the bitmap, checked against a plain bool-array model. */
 #include <stdbool.h>
 #include <pthread.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include "tap.h"
 
@@ -147,11 +149,59 @@ test_concurrent_sets (void)
   xs_bitmap_free (&bm);
 }
 
+/* A search within a range reads only that range: the map's bytes past
+ * it are an inaccessible page, so a read there would crash.  (A sealer
+ * claims a run of blocks of a map that may be 16 MiB; searching on to
+ * the end from every run was quadratic in the volume's size.)
+ */
+static void
+test_within (void)
+{
+  long page = sysconf (_SC_PAGESIZE);
+  uint8_t *area = mmap (NULL, 2 * page, PROT_READ | PROT_WRITE,
+                        MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  struct xs_bitmap bm;
+
+  if (area == MAP_FAILED || mprotect (area + page, page, PROT_NONE) == -1)
+    abort ();
+  memset (area, 0, page);
+  /* The last 8 bytes before the guard: 64 bits, then a map that claims
+   * to go on for a terabit.
+   */
+  bm.bytes = area + page - 8;
+  bm.nbits = UINT64_C (1) << 40;
+  bm.nbytes = bm.nbits / 8;
+  is_int (xs_bitmap_next_set_within (&bm, 0, 64), 64,
+          "a clean range: its end, nothing read past it");
+  xs_bitmap_set_atomic (&bm, 9);
+  xs_bitmap_set_atomic (&bm, 63);
+  is_int (xs_bitmap_next_set_within (&bm, 0, 64), 9, "the first set bit");
+  is_int (xs_bitmap_next_set_within (&bm, 9, 64), 9, "FROM itself");
+  is_int (xs_bitmap_next_set_within (&bm, 10, 64), 63, "the next one");
+  is_int (xs_bitmap_next_set_within (&bm, 10, 63), 63,
+          "a bit at LIMIT is outside the range");
+  is_int (xs_bitmap_next_set_within (&bm, 64, 64), 64, "an empty range");
+  is_int (xs_bitmap_next_set_within (&bm, 40, 20), 20,
+          "FROM past LIMIT: LIMIT");
+  munmap (area, 2 * page);
+
+  if (xs_bitmap_init (&bm, 100) == -1)
+    abort ();
+  xs_bitmap_set (&bm, 99);
+  is_int (xs_bitmap_next_set_within (&bm, 0, 1000), 99,
+          "LIMIT past the map: clamped, the last bit found");
+  xs_bitmap_clear (&bm, 99);
+  is_int (xs_bitmap_next_set_within (&bm, 0, 1000), 100,
+          "none: the map's size");
+  xs_bitmap_free (&bm);
+}
+
 int
 main (void)
 {
   test_basics ();
   test_against_model ();
   test_concurrent_sets ();
+  test_within ();
   return done_testing ();
 }
