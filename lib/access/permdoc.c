@@ -1,4 +1,4 @@
-/* xsnap: permission policy documents (see policy.h and docs/FORMAT.md).
+/* xsnap: permission policy documents (see permdoc.h and docs/FORMAT.md).
  *
  * jansson parses the JSON and reports syntax errors with their line, but it
  * keeps no positions for the values it returns.  People fix policy files by

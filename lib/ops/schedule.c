@@ -1,4 +1,4 @@
-/* xsnap: automatic snapshot policies and copy tasks (see autopolicy.h). */
+/* xsnap: automatic snapshot policies and copy tasks (see schedule.h). */
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -867,7 +867,7 @@ record_run (struct xs_store *store, const struct due *d, int64_t now_ns)
   return r == -1 ? -1 : 0;
 }
 
-/* The store's pass lock (see autopolicy.h): 0 held (*FD), 1 another
+/* The store's pass lock (see schedule.h): 0 held (*FD), 1 another
  * pass holds it (*OTHER its pid, or -1 before it wrote it), -1.
  */
 static int

@@ -1,5 +1,5 @@
-/* xsnap: tests for lib/access/access.c, lib/access/share.c and lib/access/account.c — who may
- * do what, in a real store.
+/* xsnap: tests for lib/access/access.c, admin.c and share.c, over the rows
+ * of lib/catalog/account.c — who may do what, in a real store.
  *
  * The decision order of access.h, each step against the next: a deny
  * beats ownership and administration; the owner and the administrator may

@@ -21,7 +21,7 @@
 #include "base/lockorder.h"
 
 static pthread_rwlock_t gate = PTHREAD_RWLOCK_INITIALIZER;
-static pthread_mutex_t seal_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_mutex_t guard_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_mutex_t stripes[2] = { PTHREAD_MUTEX_INITIALIZER,
                                       PTHREAD_MUTEX_INITIALIZER };
 static pthread_rwlock_t sectors[3] = { PTHREAD_RWLOCK_INITIALIZER,
@@ -86,10 +86,10 @@ in_order (void)
   if (xs_lock_check_held () != 0)
     _exit (3);
   /* Taken again after release: fine. */
-  xs_lock_take (&seal_lock, XS_LOCK_HEAD_GUARD, 0);
+  xs_lock_take (&guard_lock, XS_LOCK_HEAD_GUARD, 0);
   xs_lock_take (&pool, XS_LOCK_SEAL_CODECS, 0);
   xs_lock_drop (&pool);
-  xs_lock_drop (&seal_lock);
+  xs_lock_drop (&guard_lock);
 }
 
 static void
