@@ -73,20 +73,15 @@ open_new_backend (struct xs_store *store, const char *name, const char *url,
   return backend;
 }
 
+/* Refuse to add NAME if a region has it. */
 static int
-region_exists (struct xs_catalog *cat, const char *name)
+check_name_free (struct xs_store *store, const char *name)
 {
-  int64_t found;
-  int r;
+  int r = xs_region_exists (store, name);
 
-  xs_catalog_lock (cat);
-  r = xs_catalog_query_int (cat, "look up a region", &found,
-                            "SELECT 1 FROM regions WHERE name = ?", "s",
-                            name);
-  xs_catalog_unlock (cat);
-  if (r == 0)
+  if (r == 1)
     xs_error ("cannot add region '%s': it exists already", name);
-  return r == 1 ? 0 : -1;
+  return r == 0 ? 0 : -1;
 }
 
 int
@@ -102,7 +97,7 @@ xs_region_add (struct xs_store *store, const char *actor, const char *name,
   if (group == NULL)
     group = "default";
   if (xs_name_check ("region", name) == -1 || check_group (group) == -1
-      || region_exists (cat, name) == -1)
+      || check_name_free (store, name) == -1)
     return -1;
   /* The default repository is inside the region's directory. */
   if (backend_url == NULL) {

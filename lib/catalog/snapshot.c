@@ -774,29 +774,53 @@ xs_snapshot_record_received (struct xs_store *store,
   "   AND EXISTS (SELECT 1 FROM copy_tasks WHERE id = ?1)"              \
   " ORDER BY created_ns DESC, id DESC LIMIT -1 OFFSET ?4"
 
+/* Walking the ids a query returns (its first column), and collecting
+ * them.
+ */
+struct id_visit {
+  int (*fn) (const char *id, void *opaque);
+  void *opaque;
+};
+
+static int
+each_id (sqlite3_stmt *stmt, void *opaque)
+{
+  struct id_visit *visit = opaque;
+
+  return visit->fn ((const char *) sqlite3_column_text (stmt, 0),
+                    visit->opaque);
+}
+
+/* Call FN with each id STMT (bound; NULL if preparing it failed) returns,
+ * holding the catalog lock; STMT is finalized.  0, or -1.
+ */
+static int
+visit_ids (struct xs_catalog *cat, sqlite3_stmt *stmt, const char *what,
+           int (*fn) (const char *id, void *opaque), void *opaque)
+{
+  struct id_visit visit = { fn, opaque };
+
+  return stmt ? xs_catalog_each_row (cat, stmt, what, each_id, &visit) : -1;
+}
+
 struct id_list {
   char **ids;
   size_t n;
 };
 
 static int
-collect_id (sqlite3_stmt *stmt, void *opaque)
+append_id (const char *id, void *opaque)
 {
   struct id_list *list = opaque;
-  char **more;
-  bool failed = false;
+  char **more = realloc (list->ids, (list->n + 1) * sizeof *more);
 
-  more = realloc (list->ids, (list->n + 1) * sizeof *more);
-  if (more == NULL) {
-    xs_error ("cannot apply retention: %m");
+  if (more == NULL || (more[list->n] = strdup (id)) == NULL) {
+    xs_error ("cannot list snapshots: %m");
+    if (more)
+      list->ids = more;
     return -1;
   }
   list->ids = more;
-  more[list->n] = xs_catalog_column_dup (stmt, 0, &failed);
-  if (failed) {
-    xs_error ("cannot apply retention: %m");
-    return -1;
-  }
   list->n++;
   return 0;
 }
@@ -809,14 +833,12 @@ expired (struct xs_store *store, const char *sql, const char *id,
   struct xs_catalog *cat = xs_store_catalog (store);
   struct id_list list = { NULL, 0 };
   sqlite3_stmt *stmt;
-  int r = -1;
+  int r;
 
   xs_catalog_lock (cat);
   stmt = xs_catalog_prepare_bind (cat, "apply retention", sql, "sssi", id,
                                   account, volume_id, retain);
-  if (stmt)
-    r = xs_catalog_each_row (cat, stmt, "apply retention", collect_id,
-                             &list);
+  r = visit_ids (cat, stmt, "apply retention", append_id, &list);
   xs_catalog_unlock (cat);
   if (r == -1) {
     xs_snapshot_free_ids (list.ids, list.n);
@@ -955,20 +977,6 @@ xs_snapshot_chain_summary (struct xs_store *store, const char *volume_id,
 #define RETAINED "(status = 'available' OR (status = 'deleted' AND id IN " \
   NEEDED "))"
 
-struct id_visit {
-  int (*fn) (const char *id, void *opaque);
-  void *opaque;
-};
-
-static int
-each_id (sqlite3_stmt *stmt, void *opaque)
-{
-  struct id_visit *list = opaque;
-
-  return list->fn ((const char *) sqlite3_column_text (stmt, 0),
-                   list->opaque);
-}
-
 /* Call FN with the id of each row SQL (parameters: the account, the
  * region) returns.
  */
@@ -978,16 +986,13 @@ list_ids_for_gc (struct xs_store *store, const char *sql, const char *account,
                  int (*fn) (const char *id, void *opaque), void *opaque)
 {
   struct xs_catalog *cat = xs_store_catalog (store);
-  struct id_visit list = { fn, opaque };
   sqlite3_stmt *stmt;
-  int r = -1;
+  int r;
 
   xs_catalog_lock (cat);
   stmt = xs_catalog_prepare_bind (cat, "read the catalog for gc", sql, "ss",
                                   account, region);
-  if (stmt)
-    r = xs_catalog_each_row (cat, stmt, "read the catalog for gc", each_id,
-                             &list);
+  r = visit_ids (cat, stmt, "read the catalog for gc", fn, opaque);
   xs_catalog_unlock (cat);
   return r;
 }
