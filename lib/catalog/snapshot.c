@@ -440,6 +440,10 @@ load_manifest (struct xs_store *store, const char *account,
       xs_manifest_free (m);
       m = NULL;
     }
+    if (m) {
+      xs_manifest_attach (m, repo);
+      repo = NULL;
+    }
   }
  out:
   free (data);

@@ -34,6 +34,7 @@
 #include "base/error.h"
 #include "base/hash.h"
 #include "repo/manifest.h"
+#include "repo/repo.h"
 
 #define MANIFEST_MAGIC "XSNPMANI"
 #define MANIFEST_MAGIC_LEN 8
@@ -108,6 +109,10 @@ key_field_value (const struct xs_manifest *m, size_t i)
 
   return v ? v : "";
 }
+
+static void compute_root (uint64_t size, uint32_t block_size,
+                          const struct xs_hash128 *entries, uint64_t nblocks,
+                          struct xs_hash128 *root);
 
 /* ----- Building ----- */
 
@@ -205,7 +210,7 @@ xs_manifest_new (uint64_t size, uint32_t block_size)
       return NULL;
     }
   }
-  xs_manifest_seal (m);
+  compute_root (m->size, m->block_size, m->entries, m->nblocks, &m->root);
   return m;
 }
 
@@ -323,6 +328,7 @@ xs_manifest_free (struct xs_manifest *m)
     free (*key_field (m, i));
   xs_data_key_free (m->dk);
   free (m->entries);
+  xs_repo_close (m->repo);
   free (m);
 }
 
@@ -339,10 +345,11 @@ compute_root (uint64_t size, uint32_t block_size,
                      nblocks * sizeof (struct xs_hash128), root);
 }
 
-void
+int
 xs_manifest_seal (struct xs_manifest *m)
 {
   compute_root (m->size, m->block_size, m->entries, m->nblocks, &m->root);
+  return 0;
 }
 
 /* ----- Serializing ----- */
@@ -940,7 +947,7 @@ xs_manifest_authenticate (struct xs_manifest *m, struct xs_data_key *dk)
 /* ----- Comparing ----- */
 
 int
-xs_manifest_diff (const struct xs_manifest *a, const struct xs_manifest *b,
+xs_manifest_diff (struct xs_manifest *a, struct xs_manifest *b,
                   int (*fn) (uint64_t first, uint64_t count, void *opaque),
                   void *opaque)
 {
@@ -971,4 +978,69 @@ xs_manifest_diff (const struct xs_manifest *a, const struct xs_manifest *b,
       return r;
   }
   return 0;
+}
+
+/* ----- The block map ----- */
+
+void
+xs_manifest_attach (struct xs_manifest *m, struct xs_repo *repo)
+{
+  xs_repo_close (m->repo);
+  m->repo = repo;
+}
+
+int
+xs_manifest_get_block (struct xs_manifest *m, uint64_t block,
+                       struct xs_hash128 *id)
+{
+  if (block >= m->nblocks) {
+    xs_error ("manifest %s: block %" PRIu64 " is past its end (%" PRIu64
+              " blocks)", m->snapshot_id, block, m->nblocks);
+    return -1;
+  }
+  *id = m->entries[block];
+  return 0;
+}
+
+int
+xs_manifest_set_block (struct xs_manifest *m, uint64_t block,
+                       const struct xs_hash128 *id)
+{
+  if (block >= m->nblocks) {
+    xs_error ("manifest %s: block %" PRIu64 " is past its end (%" PRIu64
+              " blocks)", m->snapshot_id, block, m->nblocks);
+    return -1;
+  }
+  if (xs_hash128_equal (&m->entries[block], id))
+    return 0;
+  m->entries[block] = *id;
+  return 1;
+}
+
+int
+xs_manifest_for_each_block (struct xs_manifest *m, uint64_t first,
+                            uint64_t count,
+                            int (*fn) (uint64_t block,
+                                       const struct xs_hash128 *id,
+                                       void *opaque),
+                            void *opaque)
+{
+  uint64_t end = first + count < first || first + count > m->nblocks
+    ? m->nblocks : first + count;
+  uint64_t i;
+  int r;
+
+  for (i = first; i < end; i++)
+    if (!xs_hash128_is_zero (&m->entries[i])
+        && (r = fn (i, &m->entries[i], opaque)) != 0)
+      return r;
+  return 0;
+}
+
+int
+xs_manifest_walk (struct xs_manifest *m, const struct xs_manifest_visitor *v)
+{
+  if (v->block == NULL)
+    return 0;
+  return xs_manifest_for_each_block (m, 0, m->nblocks, v->block, v->opaque);
 }

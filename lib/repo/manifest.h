@@ -51,8 +51,9 @@ struct xs_manifest {
   uint32_t block_size;
   uint64_t nblocks;
 
-  /* nblocks entries: block i's chunk id, or all zero for a zero block. */
+  /* Private to manifest.c: use the block map functions below. */
   struct xs_hash128 *entries;
+  struct xs_repo *repo;
 
   /* XXH3-128 over (size as le64, block_size as le32, the entries); valid
    * after xs_manifest_seal or xs_manifest_parse.
@@ -138,8 +139,11 @@ extern void xs_manifest_set_mac (struct xs_manifest *m,
  */
 extern struct xs_manifest *xs_manifest_copy (const struct xs_manifest *m);
 
-/* Compute m->root from the geometry and entries. */
-extern void xs_manifest_seal (struct xs_manifest *m);
+/* Compute m->root from the geometry and the block map, first writing
+ * whatever part of the map is not stored yet to the manifest's repository
+ * (xs_manifest_attach).  Returns 0, or -1 with an error.
+ */
+extern int xs_manifest_seal (struct xs_manifest *m);
 
 /* Serialize to a malloc'd buffer.  The root written is computed afresh
  * (m->root is not trusted).  An encrypted manifest is written as version
@@ -160,13 +164,70 @@ extern struct xs_manifest *xs_manifest_parse (const void *data, size_t len,
 
 extern void xs_manifest_free (struct xs_manifest *m);
 
+/* ----- The block map -----
+ *
+ * Callers read and change a manifest's entries only through these (never
+ * m->entries, which is the map's private representation): a map may live
+ * in its repository and be read on demand, so every call can fail, and
+ * all are safe to call from many threads at once on one manifest.
+ */
+
+/* Give M its repository, where its map is read from and written to; M
+ * takes REPO over and closes it when freed.  A copy opens its own.
+ */
+struct xs_repo;
+extern void xs_manifest_attach (struct xs_manifest *m, struct xs_repo *repo);
+
+/* Block BLOCK's entry (< m->nblocks): 0, or -1 with an error. */
+extern int xs_manifest_get_block (struct xs_manifest *m, uint64_t block,
+                                  struct xs_hash128 *id);
+
+/* Set block BLOCK's entry to ID: 1 if that changed it, 0 if it was ID
+ * already, -1 with an error.  Call xs_manifest_seal before using the
+ * manifest's root.
+ */
+extern int xs_manifest_set_block (struct xs_manifest *m, uint64_t block,
+                                  const struct xs_hash128 *id);
+
+/* Calls fn for each block of [first, first + count) whose entry is not
+ * zero, in increasing order, at a cost that follows those blocks and not
+ * the range.  A non-zero return from fn stops and is returned; otherwise
+ * 0, or -1 with an error.
+ */
+extern int xs_manifest_for_each_block (struct xs_manifest *m, uint64_t first,
+                                       uint64_t count,
+                                       int (*fn) (uint64_t block,
+                                                  const struct xs_hash128 *id,
+                                                  void *opaque),
+                                       void *opaque);
+
+/* A walk over everything a manifest refers to: the pages its map is
+ * stored in and the chunks of its blocks.
+ */
+struct xs_manifest_visitor {
+  /* Called for each page of the map before what is under it; return 0
+   * to go into it, 1 to skip it and everything under it (it was seen
+   * before), anything else to stop.  NULL: go into every page.
+   */
+  int (*page) (const struct xs_hash128 *id, unsigned level, void *opaque);
+  /* Called for each block with a non-zero entry that is not under a
+   * skipped page, in increasing order.  Non-zero stops.  May be NULL.
+   */
+  int (*block) (uint64_t block, const struct xs_hash128 *id, void *opaque);
+  void *opaque;
+};
+
+/* Walk M with V.  Returns what stopped it, or 0, or -1 with an error. */
+extern int xs_manifest_walk (struct xs_manifest *m,
+                             const struct xs_manifest_visitor *v);
+
 /* Calls fn for each maximal run [first, first + count) of blocks whose
  * entries differ between a and b, in increasing order.  The geometries
  * (size and block size) must be the same.  A non-zero return from fn stops
  * and is returned; otherwise 0, or -1 with an error.
  */
-extern int xs_manifest_diff (const struct xs_manifest *a,
-                             const struct xs_manifest *b,
+extern int xs_manifest_diff (struct xs_manifest *a,
+                             struct xs_manifest *b,
                              int (*fn) (uint64_t first, uint64_t count,
                                         void *opaque),
                              void *opaque);
