@@ -7,6 +7,19 @@
 #include <stdint.h>
 
 static inline void
+xs_put_le16 (unsigned char *p, uint16_t v)
+{
+  p[0] = (unsigned char) v;
+  p[1] = (unsigned char) (v >> 8);
+}
+
+static inline uint16_t
+xs_get_le16 (const unsigned char *p)
+{
+  return (uint16_t) (p[0] | (p[1] << 8));
+}
+
+static inline void
 xs_put_le32 (unsigned char *p, uint32_t v)
 {
   for (int i = 0; i < 4; i++)

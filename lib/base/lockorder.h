@@ -35,6 +35,9 @@
  *  SEAL_QUEUE       xs_seal.queue_lock, with work: the queue of blocks with
  *                   copied units, opening the spill file (the only I/O).
  *  SEAL_CODECS      xs_seal.codecs.lock: the seal's idle codecs.
+ *  MAPTREE          xs_maptree.lock (maptree.c): a block map's cached
+ *                   and changed pages.  Across I/O (reading and writing
+ *                   pages); callbacks run without it.
  *  SNAPREADER_POOL  xs_snapreader.pool_lock (snapreader.c): idle decoders.
  *  CHUNKCACHE       xs_chunk_cache.lock, with loaded (chunkcache.c): the
  *                   table and LRU; dropped around loads and copies.
@@ -70,6 +73,7 @@ enum xs_lock_rank {
   XS_LOCK_PRESENTMAP,
   XS_LOCK_SEAL_QUEUE,
   XS_LOCK_SEAL_CODECS,
+  XS_LOCK_MAPTREE,
   XS_LOCK_SNAPREADER_POOL,
   XS_LOCK_CHUNKCACHE,
   XS_LOCK_HEAD_BOUNCE,

@@ -22,6 +22,7 @@
 
 #define CHUNKS_FOLDER "chunks"
 #define MANIFESTS_FOLDER "manifests"
+#define PAGES_FOLDER "pages"
 #define OWNER_KEY "xsnap/owner"
 #define OWNER_FORMAT "xsnap-repository-owner"
 #define OWNER_VERSION 1
@@ -30,6 +31,9 @@
 /* <account>/chunks/xx/<32 hex> */
 #define CHUNK_KEY_MAX (XS_REPO_NAME_MAX + sizeof CHUNKS_FOLDER + 4 \
                        + XS_HASH128_HEX_LEN + 1)
+/* <account>/pages/xx/<32 hex> */
+#define PAGE_KEY_MAX (XS_REPO_NAME_MAX + sizeof PAGES_FOLDER + 4 \
+                      + XS_HASH128_HEX_LEN + 1)
 /* <account>/manifests/<snapshot id> */
 #define MANIFEST_KEY_MAX (2 * XS_REPO_NAME_MAX + sizeof MANIFESTS_FOLDER + 3)
 
@@ -106,15 +110,29 @@ xs_repo_account (const struct xs_repo *repo)
   return repo->account;
 }
 
+/* <account>/<folder>/xx/<32 hex>: a content-addressed object. */
 static void
-chunk_key (const struct xs_repo *repo, const struct xs_hash128 *id,
-           char key[CHUNK_KEY_MAX])
+object_key (const struct xs_repo *repo, const char *folder,
+            const struct xs_hash128 *id, char *key, size_t key_size)
 {
   char hex[XS_HASH128_HEX_LEN + 1];
 
   xs_hash128_to_hex (id, hex);
-  snprintf (key, CHUNK_KEY_MAX, "%s/" CHUNKS_FOLDER "/%.2s/%s",
-            repo->account, hex, hex);
+  snprintf (key, key_size, "%s/%s/%.2s/%s", repo->account, folder, hex, hex);
+}
+
+static void
+chunk_key (const struct xs_repo *repo, const struct xs_hash128 *id,
+           char key[CHUNK_KEY_MAX])
+{
+  object_key (repo, CHUNKS_FOLDER, id, key, CHUNK_KEY_MAX);
+}
+
+static void
+page_key (const struct xs_repo *repo, const struct xs_hash128 *id,
+          char key[PAGE_KEY_MAX])
+{
+  object_key (repo, PAGES_FOLDER, id, key, PAGE_KEY_MAX);
 }
 
 static int
@@ -462,6 +480,9 @@ xs_repo_parse_key (const char *account, const char *key,
   if ((rest = after_folder (account, CHUNKS_FOLDER, key)) != NULL)
     return parse_chunk_path (rest, chunk_id) ? XS_REPO_KEY_CHUNK
       : XS_REPO_KEY_OTHER;
+  if ((rest = after_folder (account, PAGES_FOLDER, key)) != NULL)
+    return parse_chunk_path (rest, chunk_id) ? XS_REPO_KEY_PAGE
+      : XS_REPO_KEY_OTHER;
   if ((rest = after_folder (account, MANIFESTS_FOLDER, key)) != NULL
       && is_snapshot_id (rest)) {
     *snapshot_id = rest;
@@ -470,25 +491,43 @@ xs_repo_parse_key (const char *account, const char *key,
   return XS_REPO_KEY_OTHER;
 }
 
-struct chunk_listing {
+struct object_listing {
   const char *account;
+  enum xs_repo_key_kind kind;
   int (*fn) (const struct xs_hash128 *id, void *opaque);
   void *opaque;
 };
 
 static int
-list_one_chunk (const char *key, void *opaque)
+list_one_object (const char *key, void *opaque)
 {
-  struct chunk_listing *listing = opaque;
+  struct object_listing *listing = opaque;
   struct xs_hash128 id;
   const char *ignored;
 
   if (xs_repo_parse_key (listing->account, key, &id, &ignored)
-      != XS_REPO_KEY_CHUNK) {
-    xs_debug ("ignoring %.200s: not a chunk", key);
+      != listing->kind) {
+    xs_debug ("ignoring %.200s: not a %s", key,
+              listing->kind == XS_REPO_KEY_PAGE ? "map page" : "chunk");
     return 0;
   }
   return listing->fn (&id, listing->opaque);
+}
+
+static int
+list_objects (struct xs_repo *repo, const char *folder,
+              enum xs_repo_key_kind kind,
+              int (*fn) (const struct xs_hash128 *id, void *opaque),
+              void *opaque)
+{
+  char prefix[XS_REPO_NAME_MAX + sizeof CHUNKS_FOLDER + sizeof PAGES_FOLDER
+              + 2];
+  struct object_listing listing = {
+    .account = repo->account, .kind = kind, .fn = fn, .opaque = opaque,
+  };
+
+  snprintf (prefix, sizeof prefix, "%s/%s/", repo->account, folder);
+  return xs_backend_list (repo->backend, prefix, list_one_object, &listing);
 }
 
 int
@@ -496,13 +535,65 @@ xs_repo_list_chunks (struct xs_repo *repo,
                      int (*fn) (const struct xs_hash128 *id, void *opaque),
                      void *opaque)
 {
-  char prefix[XS_REPO_NAME_MAX + sizeof CHUNKS_FOLDER + 2];
-  struct chunk_listing listing = {
-    .account = repo->account, .fn = fn, .opaque = opaque,
-  };
+  return list_objects (repo, CHUNKS_FOLDER, XS_REPO_KEY_CHUNK, fn, opaque);
+}
 
-  snprintf (prefix, sizeof prefix, "%s/" CHUNKS_FOLDER "/", repo->account);
-  return xs_backend_list (repo->backend, prefix, list_one_chunk, &listing);
+/* Map pages (see repo.h). */
+
+int
+xs_repo_put_page (struct xs_repo *repo, const struct xs_hash128 *id,
+                  const void *data, size_t len, bool durable)
+{
+  char key[PAGE_KEY_MAX];
+
+  page_key (repo, id, key);
+  return xs_backend_put_if_absent (repo->backend, key, data, len, durable);
+}
+
+int
+xs_repo_get_page (struct xs_repo *repo, const struct xs_hash128 *id,
+                  void **data, size_t *len)
+{
+  char key[PAGE_KEY_MAX];
+
+  page_key (repo, id, key);
+  return xs_backend_get (repo->backend, key, data, len);
+}
+
+int
+xs_repo_has_page (struct xs_repo *repo, const struct xs_hash128 *id)
+{
+  char key[PAGE_KEY_MAX];
+
+  page_key (repo, id, key);
+  return xs_backend_exists (repo->backend, key);
+}
+
+int
+xs_repo_replace_page (struct xs_repo *repo, const struct xs_hash128 *id,
+                      const void *data, size_t len)
+{
+  char key[PAGE_KEY_MAX];
+
+  page_key (repo, id, key);
+  return xs_backend_put (repo->backend, key, data, len, true);
+}
+
+int
+xs_repo_delete_page (struct xs_repo *repo, const struct xs_hash128 *id)
+{
+  char key[PAGE_KEY_MAX];
+
+  page_key (repo, id, key);
+  return xs_backend_delete (repo->backend, key);
+}
+
+int
+xs_repo_list_pages (struct xs_repo *repo,
+                    int (*fn) (const struct xs_hash128 *id, void *opaque),
+                    void *opaque)
+{
+  return list_objects (repo, PAGES_FOLDER, XS_REPO_KEY_PAGE, fn, opaque);
 }
 
 /* A manifest with this id exists already: fine if it is the same. */

@@ -5,6 +5,7 @@
  * repository, so deleting anything elsewhere never breaks it.  Keys:
  *
  *   <account>/chunks/<first 2 hex digits of id>/<32 hex digits of id>
+ *   <account>/pages/<first 2 hex digits of id>/<32 hex digits of id>
  *   <account>/manifests/<snapshot id>
  *   xsnap/owner        the owner mark: which store (and which of its
  *                      regions) owns every repository on the backend
@@ -126,6 +127,31 @@ extern int xs_repo_list_chunks (struct xs_repo *repo,
                                            void *opaque),
                                 void *opaque);
 
+/* Map pages (maptree.h): content-addressed like chunks, in a folder of
+ * their own, written once.  put: 1 stored, 0 present already, -1 error
+ * (with durable = false, xs_repo_sync before a manifest refers to it);
+ * get: 0 with a malloc'd buffer, 1 if absent (no error), -1; has: 1, 0
+ * or -1; replace (repairs only, as xs_repo_replace_chunk), delete and
+ * list as for chunks.  Nothing here checks a page: maptree.c does.
+ */
+extern int xs_repo_put_page (struct xs_repo *repo,
+                             const struct xs_hash128 *id,
+                             const void *data, size_t len, bool durable);
+extern int xs_repo_get_page (struct xs_repo *repo,
+                             const struct xs_hash128 *id,
+                             void **data, size_t *len);
+extern int xs_repo_has_page (struct xs_repo *repo,
+                             const struct xs_hash128 *id);
+extern int xs_repo_replace_page (struct xs_repo *repo,
+                                 const struct xs_hash128 *id,
+                                 const void *data, size_t len);
+extern int xs_repo_delete_page (struct xs_repo *repo,
+                                const struct xs_hash128 *id);
+extern int xs_repo_list_pages (struct xs_repo *repo,
+                               int (*fn) (const struct xs_hash128 *id,
+                                          void *opaque),
+                               void *opaque);
+
 /* Store a serialized manifest, durably.  Manifests are immutable: returns
  * 1 if stored, 0 if the same bytes were there already, and -1 with an
  * error if a different manifest has that id.
@@ -148,12 +174,13 @@ extern int xs_repo_list_manifests (struct xs_repo *repo,
 /* What a listed key is in ACCOUNT's repository.  Keys come from the
  * backend (for S3, from the server), so this trusts nothing: a key not
  * under "ACCOUNT/chunks/" or "ACCOUNT/manifests/", or not exactly a chunk
- * or manifest name there, is XS_REPO_KEY_OTHER.  For a chunk *chunk_id is
- * set, for a manifest *snapshot_id points into key.
+ * or manifest name there, is XS_REPO_KEY_OTHER.  For a chunk or a page
+ * *chunk_id is set (the page's id), for a manifest *snapshot_id points into key.
  */
 enum xs_repo_key_kind {
   XS_REPO_KEY_OTHER,
   XS_REPO_KEY_CHUNK,
+  XS_REPO_KEY_PAGE,
   XS_REPO_KEY_MANIFEST,
 };
 extern enum xs_repo_key_kind xs_repo_parse_key (const char *account,
