@@ -70,6 +70,7 @@ struct receive {
    */
   struct xs_repo *base_repo;
   struct xs_idmap base_ids;     /* the base's chunks (a set), once needed */
+  bool base_ids_ready;
   /* The chunks this receive stored, as named here (a set), before a
    * resume too: the stream's own, which its references may name, and
    * what the commit checks.
@@ -348,7 +349,8 @@ apply_saved (const struct xs_recvstate_entry *e, void *opaque)
     rc->saved_chunks_gone = true;
     return -1;
   }
-  rc->built->entries[e->block] = e->id;
+  if (xs_manifest_set_block (rc->built, e->block, &e->id) == -1)
+    return -1;
   if (!xs_hash128_is_zero (&e->id)
       && xs_idmap_put (&rc->stored, &e->id, NULL, NULL) == -1)
     return -1;
@@ -715,22 +717,32 @@ store_chunk (struct receive *rc, const struct xs_stream_record *rec,
   return RECORD_APPLIED;
 }
 
-/* Whether ID is a chunk of the base: 1, 0, or -1 (the set of the base's
- * chunks is made on first use).
+static int
+add_base_id (uint64_t block, const struct xs_hash128 *id, void *opaque)
+{
+  struct xs_idmap *base_ids = opaque;
+
+  (void) block;
+  return xs_idmap_put (base_ids, id, NULL, NULL);
+}
+
+/* Whether ID is a chunk of the base: 1, 0, or -1.  A reference may name
+ * a chunk of any block of the base, so the set of the base's chunks is
+ * made on first use, with a walk of its non-zero blocks.
  */
 static int
 base_has (struct receive *rc, const struct xs_hash128 *id)
 {
-  const struct xs_manifest *base = rc->base;
+  struct xs_manifest *base = rc->base;
 
   if (base == NULL)
     return 0;
-  if (rc->base_ids.keys == NULL)
-    for (uint64_t i = 0; i < base->nblocks; i++)
-      if (!xs_hash128_is_zero (&base->entries[i])
-          && xs_idmap_put (&rc->base_ids, &base->entries[i], NULL,
-                           NULL) == -1)
-        return -1;
+  if (!rc->base_ids_ready) {
+    if (xs_manifest_for_each_block (base, 0, base->nblocks, add_base_id,
+                                    &rc->base_ids) != 0)
+      return -1;
+    rc->base_ids_ready = true;
+  }
   return xs_idmap_has (&rc->base_ids, id);
 }
 
@@ -793,11 +805,18 @@ apply_record (struct receive *rc, const struct xs_stream_record *rec,
     *outcome = r == RECORD_LOCAL_FAILURE ? KEEP : DISCARD;
     return -1;
   }
-  rc->built->entries[rec->block] = id;
+  /* The record is in the batch before the built manifest: its chunk is
+   * stored (or queued), so a failure to note it there is ours, and the
+   * saved state has it for the resume.
+   */
   rc->batch[rc->batch_len++] = (struct xs_recvstate_entry) { rec->block,
                                                              id };
   rc->next_block = rec->block + 1;
   rc->done++;
+  if (xs_manifest_set_block (rc->built, rec->block, &id) == -1) {
+    *outcome = KEEP;
+    return -1;
+  }
   if (rc->progress)
     rc->progress (rc->done, rc->info->records, rc->progress_opaque);
   if (rc->batch_len == CHECKPOINT_RECORDS
@@ -810,16 +829,35 @@ apply_record (struct receive *rc, const struct xs_stream_record *rec,
 
 /* ----- Commit ----- */
 
-static uint64_t
-count_changed (const struct receive *rc)
+static int
+count_run (uint64_t first, uint64_t count, void *opaque)
 {
-  uint64_t changed = 0;
+  uint64_t *changed = opaque;
 
-  for (uint64_t i = 0; i < rc->built->nblocks; i++)
-    changed += rc->base
-      ? !xs_hash128_equal (&rc->built->entries[i], &rc->base->entries[i])
-      : !xs_hash128_is_zero (&rc->built->entries[i]);
-  return changed;
+  (void) first;
+  *changed += count;
+  return 0;
+}
+
+static int
+count_block (uint64_t block, const struct xs_hash128 *id, void *opaque)
+{
+  (void) id;
+  return count_run (block, 1, opaque);
+}
+
+/* The blocks of the built manifest that differ from the base (from
+ * zeros, for a full stream) into *CHANGED.  0, or -1.
+ */
+static int
+count_changed (struct receive *rc, uint64_t *changed)
+{
+  *changed = 0;
+  if (rc->base)
+    return xs_manifest_diff (rc->base, rc->built, count_run, changed) == 0
+      ? 0 : -1;
+  return xs_manifest_for_each_block (rc->built, 0, rc->built->nblocks,
+                                     count_block, changed) == 0 ? 0 : -1;
 }
 
 static int
@@ -869,33 +907,73 @@ encrypt_built (struct receive *rc)
   return r;
 }
 
-/* The chunks the commit must make sure of: every chunk of a snapshot
- * whose base is in another namespace (those the base gives are copied
- * here), else the ones this receive stored (the base's are this
- * namespace's already).  NULL on failure.
- */
-static struct xs_hash128 *
-chunks_to_check (const struct receive *rc, size_t *n)
-{
-  const struct xs_idmap *set = &rc->stored;
-  uint64_t count = rc->base_repo ? rc->built->nblocks : set->count, i;
-  struct xs_hash128 *ids = malloc ((count ? count : 1) * sizeof *ids);
+/* A growing list of chunk ids. */
+struct id_list {
+  struct xs_hash128 *ids;
+  size_t n, cap;
+};
 
-  *n = 0;
+/* Room in L for MORE ids (for one at least).  0, or -1 with an error. */
+static int
+id_list_reserve (struct id_list *l, size_t more)
+{
+  size_t cap = l->cap ? l->cap : 1024;
+  struct xs_hash128 *ids;
+
+  while (cap < l->n + more && cap <= SIZE_MAX / 2 / sizeof *ids)
+    cap *= 2;
+  if (cap == l->cap && l->ids)
+    return 0;
+  ids = cap >= l->n + more ? realloc (l->ids, cap * sizeof *ids) : NULL;
   if (ids == NULL) {
     xs_error ("cannot receive: out of memory");
-    return NULL;
+    return -1;
   }
+  l->ids = ids;
+  l->cap = cap;
+  return 0;
+}
+
+static int
+id_list_add (uint64_t block, const struct xs_hash128 *id, void *opaque)
+{
+  struct id_list *l = opaque;
+
+  (void) block;
+  if (l->n == l->cap && id_list_reserve (l, 1) == -1)
+    return -1;
+  l->ids[l->n++] = *id;
+  return 0;
+}
+
+/* The chunks the commit must make sure of: every chunk of a snapshot
+ * whose base is in another namespace (those the base gives are copied
+ * here: a walk of its non-zero blocks), else the ones this receive stored
+ * (the base's are this namespace's already).  NULL on failure.
+ */
+static struct xs_hash128 *
+chunks_to_check (struct receive *rc, size_t *n)
+{
+  const struct xs_idmap *set = &rc->stored;
+  struct id_list l = { NULL, 0, 0 };
+  uint64_t i;
+
+  *n = 0;
+  if (id_list_reserve (&l, rc->base_repo ? 1 : set->count) == -1)
+    return NULL;
   if (rc->base_repo) {
-    for (i = 0; i < rc->built->nblocks; i++)
-      if (!xs_hash128_is_zero (&rc->built->entries[i]))
-        ids[(*n)++] = rc->built->entries[i];
+    if (xs_manifest_for_each_block (rc->built, 0, rc->built->nblocks,
+                                    id_list_add, &l) != 0) {
+      free (l.ids);
+      return NULL;
+    }
   }
   else
     for (i = 0; set->keys && i <= set->mask; i++)
       if (!xs_hash128_is_zero (&set->keys[i]))
-        ids[(*n)++] = set->keys[i];
-  return ids;
+        l.ids[l.n++] = set->keys[i];
+  *n = l.n;
+  return l.ids;
 }
 
 /* Nothing is committed that readers would not find: every chunk the new
@@ -936,13 +1014,16 @@ commit (struct receive *rc, struct xs_snapshot *snap, enum outcome *outcome)
 {
   char got[XS_HASH128_HEX_LEN + 1], want[XS_HASH128_HEX_LEN + 1];
   char sender_root[XS_HASH128_HEX_LEN + 1];
+  uint64_t changed;
   void *data;
   size_t len;
   int r;
 
   xs_hash128_to_hex (&rc->info->root, sender_root);
+  *outcome = KEEP;
+  if (xs_manifest_seal (rc->built) == -1)
+    return -1;
   *outcome = DISCARD;
-  xs_manifest_seal (rc->built);
   /* Encrypted here, the chunks have other names than the sender's: the
    * stream's integrity (every chunk checked, the trailer over all of it)
    * and its base's identity (load_base) stand for the root.
@@ -960,13 +1041,14 @@ commit (struct receive *rc, struct xs_snapshot *snap, enum outcome *outcome)
   *outcome = KEEP;
   if (drain_puts (rc) == -1 || describe_built (rc) == -1
       || xs_repo_sync (rc->repo) == -1 || ensure_chunks (rc) == -1
+      || count_changed (rc, &changed) == -1
       || xs_manifest_serialize (rc->built, &data, &len) == -1)
     return -1;
   r = xs_repo_put_manifest (rc->repo, rc->info->snapshot_id, data, len);
   free (data);
   if (r == -1
       || xs_snapshot_record_received (rc->store, rc->scope, rc->built,
-                                      count_changed (rc), rc->stored_bytes,
+                                      changed, rc->stored_bytes,
                                       rc->encrypting ? sender_root : NULL,
                                       snap) == -1)
     return -1;
@@ -1008,6 +1090,27 @@ free_receive (struct receive *rc)
   free (rc->snapshot_name);
 }
 
+/* The manifest the records are applied to: a copy of the base, or for a
+ * full stream zeros (untouched, and unallocated for a large volume, where
+ * no record lands).  It is sealed into this receive's repository (not a
+ * foreign base's), through a handle of its own.
+ */
+static int
+build_from_base (struct receive *rc)
+{
+  struct xs_repo *repo;
+
+  rc->built = rc->base ? xs_manifest_copy (rc->base)
+    : xs_manifest_new (rc->info->size, rc->info->block_size);
+  if (rc->built == NULL)
+    return -1;
+  repo = xs_store_repo (rc->store, rc->scope->account, rc->scope->region);
+  if (repo == NULL)
+    return -1;
+  xs_manifest_attach (rc->built, repo);
+  return 0;
+}
+
 /* Read the header and check it against this store.  Leaves no trace. */
 static int
 begin (struct receive *rc, const char *name)
@@ -1035,12 +1138,7 @@ begin (struct receive *rc, const char *name)
       || check_new_here (rc) == -1 || load_base (rc) == -1
       || (rc->puts = xs_putqueue_new (rc->repo, PUT_QUEUE_DEPTH)) == NULL)
     return -1;
-  /* A full stream starts from zeros: the entries stay untouched (and
-   * unallocated, for a large volume) where no record lands.
-   */
-  rc->built = rc->base ? xs_manifest_copy (rc->base)
-    : xs_manifest_new (info->size, info->block_size);
-  if (rc->built == NULL)
+  if (build_from_base (rc) == -1)
     return -1;
   rc->codec = xs_chunk_codec_new (0);
   rc->plain = malloc (info->block_size);

@@ -37,7 +37,6 @@ struct xs_send {
   int gc_lock_fd;
   struct xs_manifest *target;
   struct xs_manifest *base;     /* all zero for a full stream */
-  uint64_t base_chunks;         /* non-zero entries of base */
   uint64_t plan_records;        /* records of the whole stream */
   char base_id[XS_ID_MAX];       /* "" for a full stream */
   const char *mode;             /* "", "raw" or "reencrypt" */
@@ -151,7 +150,7 @@ count_run (uint64_t first, uint64_t count, void *opaque)
   return 0;
 }
 
-/* Count the records and the base's chunks; fill the numbers of info. */
+/* Count the records; fill the numbers of info. */
 static int
 count_plan (struct xs_send *s, uint64_t first_block)
 {
@@ -159,8 +158,6 @@ count_plan (struct xs_send *s, uint64_t first_block)
 
   if (xs_manifest_diff (s->base, s->target, count_run, &c) != 0)
     return -1;
-  for (uint64_t i = 0; i < s->base->nblocks; i++)
-    s->base_chunks += !xs_hash128_is_zero (&s->base->entries[i]);
   s->plan_records = c.all;
   s->info.records = c.from_first;
   s->info.first_block = first_block;
@@ -357,15 +354,14 @@ struct pipeline {
   bool failed;
 };
 
-/* Plan the record of BLOCK: what the receiver has by then decides
- * between a chunk and a reference (blocks before a resume point count,
- * though they are not sent again).
+/* Plan the record of BLOCK, whose entry in the snapshot is ID: what the
+ * receiver has by then decides between a chunk and a reference (blocks
+ * before a resume point count, though they are not sent again).
  */
 static int
-plan_block (struct pipeline *pl, uint64_t block)
+plan_block (struct pipeline *pl, uint64_t block, const struct xs_hash128 *id)
 {
   struct xs_send *s = pl->pass->s;
-  const struct xs_hash128 *id = &s->target->entries[block];
   enum xs_stream_kind kind = XS_STREAM_CHUNK;
   struct planned *more;
   bool known = false;
@@ -393,13 +389,48 @@ plan_block (struct pipeline *pl, uint64_t block)
   return 0;
 }
 
+/* Walking a run of the plan: the blocks before NEXT are planned. */
+struct run_pass {
+  struct pipeline *pl;
+  uint64_t next;
+};
+
+/* Plan the zero blocks of the run up to END. */
+static int
+plan_zeros (struct run_pass *run, uint64_t end)
+{
+  static const struct xs_hash128 zero;
+
+  for (; run->next < end; run->next++)
+    if (plan_block (run->pl, run->next, &zero) == -1)
+      return -1;
+  return 0;
+}
+
+static int
+plan_nonzero (uint64_t block, const struct xs_hash128 *id, void *opaque)
+{
+  struct run_pass *run = opaque;
+
+  if (plan_zeros (run, block) == -1
+      || plan_block (run->pl, block, id) == -1)
+    return -1;
+  run->next = block + 1;
+  return 0;
+}
+
+/* Plan a run of blocks that differ from the base: the snapshot's
+ * non-zero entries in it as they come, the blocks between them zero.
+ */
 static int
 plan_run (uint64_t first, uint64_t count, void *opaque)
 {
-  for (uint64_t block = first; block < first + count; block++)
-    if (plan_block (opaque, block) == -1)
-      return -1;
-  return 0;
+  struct run_pass run = { .pl = opaque, .next = first };
+
+  if (xs_manifest_for_each_block (run.pl->pass->s->target, first, count,
+                                  plan_nonzero, &run) != 0)
+    return -1;
+  return plan_zeros (&run, first + count);
 }
 
 /* The stored chunk of BLOCK, unverified, into SCRATCH. */
@@ -485,8 +516,9 @@ prepare (struct xs_send *s, struct xs_chunk_codec *codec, void *plain,
   memset (p, 0, sizeof *p);
   p->rec.block = r->block;
   p->rec.kind = r->kind;
-  if (r->kind != XS_STREAM_ZERO)
-    p->rec.id = s->target->entries[r->block];
+  if (r->kind != XS_STREAM_ZERO
+      && xs_manifest_get_block (s->target, r->block, &p->rec.id) == -1)
+    return -1;
   if (r->kind != XS_STREAM_CHUNK)
     return 0;
   if (read_chunk (s, r->block, &p->rec.id, scratch,
@@ -649,23 +681,31 @@ send_records (struct send_pass *pass)
   return r;
 }
 
-/* Every chunk of the base is at the receiver already. */
+static int
+carry_base_chunk (uint64_t block, const struct xs_hash128 *id, void *opaque)
+{
+  struct xs_idmap *carried = opaque;
+
+  (void) block;
+  return xs_idmap_put (carried, id, NULL, NULL);
+}
+
+/* Every chunk of the base is at the receiver already.  Any block may
+ * refer to any of them, so the set holds them all: it costs a walk of
+ * the base's non-zero blocks and 16 bytes a slot for its distinct chunks.
+ */
 static int
 seed_with_base (struct send_pass *pass)
 {
-  const struct xs_manifest *base = pass->s->base;
+  struct xs_send *s = pass->s;
 
-  if (pass->s->reencrypt)
+  if (s->reencrypt)
     return 0;                   /* no references */
-  if (xs_idmap_reserve (&pass->carried,
-                        pass->s->base_chunks + pass->s->plan_records) == -1)
+  if (xs_manifest_for_each_block (s->base, 0, s->base->nblocks,
+                                  carry_base_chunk, &pass->carried) != 0)
     return -1;
-  for (uint64_t i = 0; i < base->nblocks; i++)
-    if (!xs_hash128_is_zero (&base->entries[i])
-        && xs_idmap_put (&pass->carried, &base->entries[i], NULL,
-                         NULL) == -1)
-      return -1;
-  return 0;
+  return xs_idmap_reserve (&pass->carried,
+                           pass->carried.count + s->plan_records);
 }
 
 int
