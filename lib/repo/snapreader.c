@@ -432,7 +432,6 @@ extents_block (uint64_t block, const struct xs_hash128 *id, void *opaque)
   struct extents_walk *w = opaque;
   int r;
 
-  (void) id;
   if (block != w->data_end
       && ((r = give_range (w, w->data_end, false)) != 0
           || (r = give_range (w, block, true)) != 0))
