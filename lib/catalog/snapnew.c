@@ -164,6 +164,7 @@ xs_snapshot_start (struct xs_store *store, struct xs_head *h,
 {
   struct xs_snapshot_op *op;
   struct xs_manifest *base;
+  struct xs_repo *map_repo = NULL;
   bool matches, is_parent;
   int r;
 
@@ -198,11 +199,16 @@ xs_snapshot_start (struct xs_store *store, struct xs_head *h,
     return NULL;
   }
 
+  /* The seal's manifest keeps its block map in the same repository. */
+  map_repo = xs_store_repo (store, vol->account, vol->region);
+  if (map_repo == NULL)
+    goto fail;
   r = xs_snapshot_record_pending (store, snap);
   if (r == -1)
     goto fail;
-  op->seal = xs_seal_begin (h, op->repo, base, matches, op->dk);
+  op->seal = xs_seal_begin (h, op->repo, map_repo, base, matches, op->dk);
   base = NULL;                  /* taken over by xs_seal_begin */
+  map_repo = NULL;
   if (op->seal == NULL) {
     xs_snapshot_delete_pending (store, snap->id);
     goto fail;
@@ -210,6 +216,7 @@ xs_snapshot_start (struct xs_store *store, struct xs_head *h,
   return op;
 
  fail:
+  xs_repo_close (map_repo);
   xs_manifest_free (base);
   xs_snapshot_clear (snap);
   free_op (op);
@@ -239,8 +246,8 @@ write_manifest (struct xs_snapshot_op *op, const struct xs_snapshot *snap)
   if (op->dk && xs_manifest_set_encryption (m, op->key_id, op->key_account,
                                             op->data_key, op->dk) == -1)
     return -1;
-  xs_manifest_seal (m);
-  if (xs_manifest_serialize (m, &data, &len) == -1)
+  if (xs_manifest_seal (m) == -1
+      || xs_manifest_serialize (m, &data, &len) == -1)
     return -1;
   r = xs_repo_put_manifest (op->repo, snap->id, data, len);
   free (data);

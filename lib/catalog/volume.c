@@ -700,8 +700,9 @@ open_source (struct xs_store *store, const struct xs_volume *vol,
   m = xs_snapshot_load_manifest_by_id (store, vol->source_snapshot_id, repo);
   if (m && asprintf (&label, "snapshot %s (source of volume '%s')",
                               vol->source_snapshot_id, vol->name) != -1)
-    reader = xs_snapreader_open (*repo, m, cache, label);
-  xs_manifest_free (m);
+    reader = xs_snapreader_open (*repo, m, cache, label); /* takes m */
+  else
+    xs_manifest_free (m);
   free (label);
   if (reader)
     *failed = false;

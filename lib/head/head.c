@@ -877,12 +877,15 @@ copy_up (struct xs_head *h, uint64_t b, void *buf)
   uint64_t offset = b << h->block_shift;
   size_t len = h->size - offset < h->block_size
     ? (size_t) (h->size - offset) : h->block_size;
-  const struct xs_hash128 *entry = xs_snapreader_entry (h->source, b);
+  struct xs_hash128 entry = { { 0 } }; /* past the snapshot: zero */
 
+  if (b < xs_snapreader_nblocks (h->source)
+      && xs_snapreader_entry (h->source, b, &entry) == -1)
+    return -1;
   /* A zero block is a hole; punch it in case a copy-up of it was
    * interrupted before its present bit became durable.
    */
-  if (entry == NULL || xs_hash128_is_zero (entry)) {
+  if (xs_hash128_is_zero (&entry)) {
     if (fallocate (h->data_fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
                    (off_t) offset, (off_t) len) == 0)
       return 0;

@@ -272,18 +272,23 @@ mark_taken (struct xs_seal *seal, uint64_t block)
   xs_bitmap_clear_atomic (&seal->todo, block, memory_order_release);
 }
 
-/* BLOCK's entry in the new manifest is ID. */
-static void
+/* BLOCK's entry in the new manifest is ID.  0, or -1 (the manifest
+ * reported why; the block is not done and the caller fails the seal).
+ */
+static int
 finish_block (struct xs_seal *seal, uint64_t block,
               const struct xs_hash128 *id)
 {
-  if (!xs_hash128_equal (id, &seal->manifest->entries[block])) {
-    seal->manifest->entries[block] = *id;
+  int changed = xs_manifest_set_block (seal->manifest, block, id);
+
+  if (changed == -1)
+    return -1;
+  if (changed == 1)
     add_stat (&seal->count.changed_blocks, 1);
-  }
   if (atomic_fetch_add_explicit (&seal->done, 1, memory_order_acq_rel) + 1
       == seal->stats.blocks_to_seal)
     wake_sealers (seal);
+  return 0;
 }
 
 /* Store BLOCK's content unless the repository has it; set *ID. */
@@ -323,35 +328,34 @@ seal_copy (struct xs_seal *seal, struct xs_chunk_codec *codec,
     memset (&id, 0, sizeof id);
   else if (store_block (seal, codec, buf, len, &id) == -1)
     return -1;
-  finish_block (seal, block, &id);
-  return 0;
+  return finish_block (seal, block, &id);
 }
 
 /* If BLOCK's id needs no reading — a block a clone still reads from its
  * source, or a hole of the data file with nothing copied aside — set *ID
- * and return true.  Holding the block's stripe.
+ * and return 1; 0 if it must be read; -1 if the source's entry cannot be
+ * had (reported).  Holding the block's stripe.
  */
-static bool
+static int
 id_without_reading (struct xs_seal *seal, uint64_t block,
                     struct xs_hash128 *id)
 {
   struct xs_head *h = seal->head;
 
   if (seal->copied[block])
-    return false;
+    return 0;
   if (!xs_head_block_present (h, block)) {
     if (!seal->source_ids_fit)
-      return false;
+      return 0;
     /* Still the source's. */
-    *id = *xs_snapreader_entry (xs_head_source (h), block);
-    return true;
+    return xs_snapreader_entry (xs_head_source (h), block, id) == -1 ? -1 : 1;
   }
   if (is_hole (xs_head_data_fd (h), block_offset (seal, block),
                block_len (seal, block))) {
     memset (id, 0, sizeof *id);
-    return true;
+    return 1;
   }
-  return false;
+  return 0;
 }
 
 /* Take N bytes of the spill budget. */
@@ -673,8 +677,11 @@ take_block (struct xs_seal *seal, uint64_t block, bool writer,
   xs_lock_take (&seal->stripes[k], XS_LOCK_SEAL_STRIPE, k);
   if (is_untaken (seal, block)) {
     bool in_source = !xs_head_block_present (seal->head, block);
+    int known = id_without_reading (seal, block, &id);
 
-    if (id_without_reading (seal, block, &id))
+    if (known == -1)
+      r = -1;
+    else if (known == 1)
       then = FINISH;
     else if (!writer || in_source
              || !copy_units (seal, block, (unsigned) ((offset - start) / UNIT),
@@ -694,8 +701,8 @@ take_block (struct xs_seal *seal, uint64_t block, bool writer,
   if (r == -1)
     return -1;
   if (then == FINISH)
-    finish_block (seal, block, &id);
-  else if (then == SEAL) {
+    return finish_block (seal, block, &id);
+  if (then == SEAL) {
     if (writer)
       add_stat (&seal->count.sealed_by_writes, 1);
     return seal_copy (seal, s->codec, block, s->buf);
@@ -811,9 +818,24 @@ give_back_map (void *opaque)
   return 0;
 }
 
+/* A manifest of SEAL's geometry with every block zero, whose block map
+ * goes to *MAP_REPO (taken over).  NULL with an error.
+ */
+static struct xs_manifest *
+empty_manifest (struct xs_seal *seal, struct xs_repo **map_repo)
+{
+  struct xs_manifest *m = xs_manifest_new (seal->size, seal->block_size);
+
+  if (m) {
+    xs_manifest_attach (m, *map_repo);
+    *map_repo = NULL;
+  }
+  return m;
+}
+
 static struct xs_seal *
-new_seal (struct xs_head *h, struct xs_repo *repo, struct xs_manifest *base,
-          const struct xs_data_key *dk)
+new_seal (struct xs_head *h, struct xs_repo *repo, struct xs_repo *map_repo,
+          struct xs_manifest *base, const struct xs_data_key *dk)
 {
   struct xs_seal *seal = calloc (1, sizeof *seal);
   uint64_t nblocks = xs_head_nblocks (h);
@@ -822,6 +844,7 @@ new_seal (struct xs_head *h, struct xs_repo *repo, struct xs_manifest *base,
   if (seal == NULL) {
     xs_error ("cannot snapshot volume '%s': %m", xs_head_name (h));
     xs_manifest_free (base);
+    xs_repo_close (map_repo);
     return NULL;
   }
   seal->head = h;
@@ -841,13 +864,21 @@ new_seal (struct xs_head *h, struct xs_repo *repo, struct xs_manifest *base,
   pthread_mutex_init (&seal->queue_lock, NULL);
   pthread_cond_init (&seal->work, NULL);
   seal->spill_fd = -1;
-  seal->manifest = base ? base
-    : xs_manifest_new (seal->size, seal->block_size);
-  if (dk && (seal->dk = xs_data_key_dup (dk)) == NULL) {
-    free_seal (seal);
-    return NULL;
+  seal->manifest = base;
+  if (base && (base->size != seal->size
+               || base->block_size != seal->block_size)) {
+    /* The volume grew since its base: a base of the old geometry cannot
+     * be patched, so compare everything against an empty one.
+     */
+    xs_manifest_free (base);
+    seal->manifest = NULL;
+    seal->full_compare = true;
   }
+  if (seal->manifest == NULL)
+    seal->manifest = empty_manifest (seal, &map_repo);
+  xs_repo_close (map_repo);     /* not needed: the base has its own */
   if (seal->manifest == NULL
+      || (dk && (seal->dk = xs_data_key_dup (dk)) == NULL)
       || xs_bitmap_init (&seal->todo, nblocks) == -1) {
     free_seal (seal);
     return NULL;
@@ -859,31 +890,18 @@ new_seal (struct xs_head *h, struct xs_repo *repo, struct xs_manifest *base,
     free_seal (seal);
     return NULL;
   }
-  if (seal->manifest->size != seal->size
-      || seal->manifest->block_size != seal->block_size) {
-    /* The volume grew since its base: a base of the old geometry cannot
-     * be patched, so compare everything against an empty one.
-     */
-    xs_manifest_free (seal->manifest);
-    seal->manifest = xs_manifest_new (seal->size, seal->block_size);
-    seal->full_compare = true;
-    if (seal->manifest == NULL) {
-      free_seal (seal);
-      return NULL;
-    }
-  }
   return seal;
 }
 
 struct xs_seal *
 xs_seal_begin (struct xs_head *h, struct xs_repo *repo,
-               struct xs_manifest *base, bool map_matches_base,
-               const struct xs_data_key *dk)
+               struct xs_repo *map_repo, struct xs_manifest *base,
+               bool map_matches_base, const struct xs_data_key *dk)
 {
   struct xs_snapreader *source = xs_head_source (h);
   struct xs_seal *seal;
 
-  seal = new_seal (h, repo, base, dk);
+  seal = new_seal (h, repo, map_repo, base, dk);
   if (seal == NULL)
     return NULL;
   seal->source_ids_fit = source != NULL

@@ -44,16 +44,20 @@ struct xs_seal_stats {
                                    spent) */
 };
 
-/* Take the point in time.  BASE is the manifest the head's dirty map is
- * relative to (this takes it over), or NULL when the head was never
- * snapshotted; MAP_MATCHES_BASE says whether the map really is relative to
- * BASE (false forces a full compare).  DK, for an encrypted volume, is its
- * data key (copied): chunks are then encrypted and named under it; NULL
- * for unencrypted chunks.  Fails if a snapshot of the head is already
- * pending.
+/* Take the point in time.  Chunks are stored in REPO, which must outlive
+ * the seal.  BASE is the manifest the head's dirty map is relative to
+ * (this takes it over), or NULL when the head was never snapshotted;
+ * MAP_MATCHES_BASE says whether the map really is relative to BASE (false
+ * forces a full compare).  MAP_REPO is another handle on REPO's
+ * repository, taken over: the manifest the seal makes when there is no
+ * BASE, or BASE is of another geometry, keeps its block map there (BASE
+ * has its own).  DK, for an encrypted volume, is its data key (copied):
+ * chunks are then encrypted and named under it; NULL for unencrypted
+ * chunks.  Fails if a snapshot of the head is already pending.
  */
 struct xs_data_key;
 extern struct xs_seal *xs_seal_begin (struct xs_head *h, struct xs_repo *repo,
+                                      struct xs_repo *map_repo,
                                       struct xs_manifest *base,
                                       bool map_matches_base,
                                       const struct xs_data_key *dk);
@@ -68,7 +72,7 @@ extern int xs_seal_run (struct xs_seal *seal, unsigned threads,
                         void *opaque);
 
 /* The new manifest (entries final after a successful run; the caller sets
- * metadata and writes it) and statistics.
+ * metadata, seals and writes it) and statistics.
  */
 extern struct xs_manifest *xs_seal_manifest (struct xs_seal *seal);
 extern void xs_seal_get_stats (struct xs_seal *seal,

@@ -178,8 +178,9 @@ open_reader (struct xs_store *store, const struct xs_scope *scope,
 
   *repo = xs_store_repo (store, scope->account, scope->region);
   if (m && *repo)
-    reader = xs_snapreader_open (*repo, m, NULL, spec);
-  xs_manifest_free (m);
+    reader = xs_snapreader_open (*repo, m, NULL, spec); /* takes m */
+  else
+    xs_manifest_free (m);
   return reader;
 }
 

@@ -956,53 +956,42 @@ export_zero (struct lane *lane, uint64_t offset, uint64_t count)
   return 0;
 }
 
-static bool
-export_block_is_zero (struct xfer *x, uint64_t block)
-{
-  return xs_hash128_is_zero (xs_snapreader_entry (x->reader, block));
-}
-
-/* The number of blocks from FIRST (< END) alike in being zero or not, at
- * most MAX.
+/* One extent of the snapshot in a lane's segment: data read and written
+ * a slot at a time, zeroes zeroed (or skipped) at most XFER_ZERO_MAX at
+ * a time.
  */
-static uint64_t
-export_run (struct xfer *x, uint64_t first, uint64_t end, uint64_t max)
+static int
+export_extent (uint64_t offset, uint64_t length, bool hole, void *opaque)
 {
-  bool zero = export_block_is_zero (x, first);
-  uint64_t b = first + 1;
+  struct lane *lane = opaque;
+  struct xfer *x = lane->x;
+  uint64_t max = hole ? XFER_ZERO_MAX : x->slot_size, n;
+  int r;
 
-  while (b < end && b - first < max && export_block_is_zero (x, b) == zero)
-    b++;
-  return b - first;
+  for (; length > 0; offset += n, length -= n) {
+    n = length < max ? length : max;
+    if (!hole)
+      r = export_data (lane, offset, n);
+    else if (x->target_is_zero) {
+      lane->holes_skipped += n;
+      xfer_advance (x, n);
+      r = 0;
+    }
+    else
+      r = export_zero (lane, offset, n);
+    if (r == -1)
+      return -1;
+  }
+  return 0;
 }
 
 static int
 export_segment (struct lane *lane, uint64_t start, uint64_t end)
 {
-  struct xfer *x = lane->x;
-  uint64_t bs = xs_snapreader_block_size (x->reader);
-  uint64_t b = start / bs, last = (end + bs - 1) / bs, run, offset, count;
-  uint64_t data_max = x->slot_size / bs, zero_max = XFER_ZERO_MAX / bs;
-  bool zero;
-  int r;
-
-  while (b < last) {
-    zero = export_block_is_zero (x, b);
-    run = export_run (x, b, last, zero ? zero_max : data_max);
-    offset = b * bs;
-    count = run * bs < x->length - offset ? run * bs : x->length - offset;
-    if (!zero)
-      r = export_data (lane, offset, count);
-    else if (x->target_is_zero) {
-      lane->holes_skipped += count;
-      xfer_advance (x, count);
-      r = 0;
-    }
-    else
-      r = export_zero (lane, offset, count);
-    if (r == -1)
-      return -1;
-    b += run;
+  if (xs_snapreader_extents (lane->x->reader, start, end - start,
+                             export_extent, lane) == -1) {
+    xfer_fail_reported (lane->x); /* where it failed */
+    return -1;
   }
   return 0;
 }
@@ -1055,8 +1044,10 @@ export_open_reader (struct xs_store *store, const struct xs_snapshot *snap,
                               snap->volume_name, snap->name, snap->id) == -1)
     xs_error ("cannot read snapshot %s@%s: %m", snap->volume_name,
               snap->name);
-  else if (m && *repo)
+  else if (m && *repo) {
     reader = xs_snapreader_open (*repo, m, NULL, label);
+    m = NULL;                   /* taken over by the reader */
+  }
   xs_manifest_free (m);
   free (label);
   if (reader == NULL) {

@@ -340,9 +340,9 @@ open_snapshot (struct xs_server *srv, const struct xs_snapshot *snap)
   if (m == NULL || exp->repo == NULL)
     goto fail;
   exp->reader = xs_snapreader_open (exp->repo, m, srv->cache, label);
+  m = NULL;                     /* taken over by the reader */
   if (exp->reader == NULL)
     goto fail;
-  xs_manifest_free (m);
   free (label);
   exp->next = srv->exports;
   srv->exports = exp;

@@ -41,8 +41,7 @@ struct xs_snapreader {
   uint32_t block_size;
   unsigned block_shift;
   uint64_t nblocks;
-  struct xs_hash128 *entries;   /* a copy of the manifest's */
-  struct xs_data_key *dk;       /* an encrypted snapshot's data key */
+  struct xs_manifest *manifest; /* the reader's: entries, data key */
   pthread_mutex_t pool_lock;
   struct decoder_slot *idle;    /* decoders not in use */
 };
@@ -54,11 +53,10 @@ struct load_request {
 };
 
 struct xs_snapreader *
-xs_snapreader_open (struct xs_repo *repo, const struct xs_manifest *m,
+xs_snapreader_open (struct xs_repo *repo, struct xs_manifest *m,
                     struct xs_chunk_cache *cache, const char *label)
 {
   struct xs_snapreader *reader;
-  size_t entries_bytes = (size_t) m->nblocks * sizeof *m->entries;
 
   /* An encrypted manifest read without its key was never authenticated:
    * nothing it names may be read.
@@ -66,34 +64,22 @@ xs_snapreader_open (struct xs_repo *repo, const struct xs_manifest *m,
   if (xs_manifest_is_encrypted (m) && m->dk == NULL) {
     xs_error ("%s: cannot read an encrypted snapshot whose key is not open",
               label);
+    xs_manifest_free (m);
     errno = EACCES;
     return NULL;
   }
   reader = calloc (1, sizeof *reader);
-  if (reader == NULL
-      || m->nblocks > SIZE_MAX / sizeof *m->entries
-      || (reader->label = strdup (label)) == NULL
-      || (reader->entries = malloc (entries_bytes > 0
-                                    ? entries_bytes : 1)) == NULL) {
+  if (reader == NULL || (reader->label = strdup (label)) == NULL) {
     errno = ENOMEM;
     xs_error ("%s: cannot allocate a reader: %m", label);
-    if (reader != NULL) {
-      free (reader->label);
-      free (reader);
-    }
-    return NULL;
-  }
-  if (m->dk && (reader->dk = xs_data_key_dup (m->dk)) == NULL) {
-    free (reader->entries);
-    free (reader->label);
     free (reader);
+    xs_manifest_free (m);
     return NULL;
   }
-  if (entries_bytes > 0)
-    memcpy (reader->entries, m->entries, entries_bytes);
   reader->repo = repo;
   reader->cache = cache != NULL && xs_chunk_cache_capacity (cache) > 0
     ? cache : NULL;
+  reader->manifest = m;
   reader->size = m->size;
   reader->block_size = m->block_size;
   reader->block_shift = (unsigned) __builtin_ctz (m->block_size);
@@ -123,8 +109,7 @@ xs_snapreader_close (struct xs_snapreader *reader)
     free_slot (slot);
   }
   pthread_mutex_destroy (&reader->pool_lock);
-  xs_data_key_free (reader->dk);
-  free (reader->entries);
+  xs_manifest_free (reader->manifest);
   free (reader->label);
   free (reader);
 }
@@ -150,7 +135,7 @@ xs_snapreader_nblocks (const struct xs_snapreader *reader)
 const struct xs_data_key *
 xs_snapreader_data_key (const struct xs_snapreader *reader)
 {
-  return reader->dk;
+  return reader->manifest->dk;
 }
 
 const char *
@@ -159,10 +144,39 @@ xs_snapreader_label (const struct xs_snapreader *reader)
   return reader->label;
 }
 
-const struct xs_hash128 *
-xs_snapreader_entry (const struct xs_snapreader *reader, uint64_t block)
+/* Block BLOCK's entry, BLOCK in range.  A failure of the manifest is
+ * reported there; errno is EIO.
+ */
+static int
+get_entry (struct xs_snapreader *reader, uint64_t block,
+           struct xs_hash128 *id)
 {
-  return block < reader->nblocks ? &reader->entries[block] : NULL;
+  if (xs_manifest_get_block (reader->manifest, block, id) == -1) {
+    errno = EIO;
+    return -1;
+  }
+  return 0;
+}
+
+static int
+check_block (const struct xs_snapreader *reader, uint64_t block)
+{
+  if (block >= reader->nblocks) {
+    xs_error ("%s: block %" PRIu64 " is beyond the last (%" PRIu64 ")",
+              reader->label, block, reader->nblocks);
+    errno = EINVAL;
+    return -1;
+  }
+  return 0;
+}
+
+int
+xs_snapreader_entry (struct xs_snapreader *reader, uint64_t block,
+                     struct xs_hash128 *id)
+{
+  if (check_block (reader, block) == -1)
+    return -1;
+  return get_entry (reader, block, id);
 }
 
 /* Bytes in block: block_size, or what is left for a partial last one. */
@@ -196,7 +210,7 @@ take_slot (struct xs_snapreader *reader)
   }
   slot->codec = xs_chunk_codec_new (0);
   if (slot->codec == NULL
-      || xs_chunk_codec_set_key (slot->codec, reader->dk) == -1) {
+      || xs_chunk_codec_set_key (slot->codec, reader->manifest->dk) == -1) {
     xs_chunk_codec_free (slot->codec);
     free (slot);
     return NULL;
@@ -311,20 +325,22 @@ static int
 read_piece (struct xs_snapreader *reader, uint64_t block, size_t offset,
             size_t count, void *dst)
 {
-  const struct xs_hash128 *id = &reader->entries[block];
   size_t len = block_length (reader, block);
   struct load_request request = { .reader = reader, .block = block };
+  struct xs_hash128 id;
 
-  if (xs_hash128_is_zero (id)) {
+  if (get_entry (reader, block, &id) == -1)
+    return -1;
+  if (xs_hash128_is_zero (&id)) {
     memset (dst, 0, count);
     return 0;
   }
   if (offset == 0 && count == len)
-    return read_whole_block (reader, block, id, len, dst);
+    return read_whole_block (reader, block, &id, len, dst);
   if (reader->cache != NULL)
-    return xs_chunk_cache_read (reader->cache, id, len, dst, offset, count,
+    return xs_chunk_cache_read (reader->cache, &id, len, dst, offset, count,
                                 load_for_cache, &request);
-  return read_part_uncached (reader, block, id, len, dst, offset, count);
+  return read_part_uncached (reader, block, &id, len, dst, offset, count);
 }
 
 static int
@@ -368,28 +384,60 @@ int
 xs_snapreader_read_block (struct xs_snapreader *reader, uint64_t block,
                           void *buf)
 {
-  if (block >= reader->nblocks) {
-    xs_error ("%s: block %" PRIu64 " is beyond the last (%" PRIu64 ")",
-              reader->label, block, reader->nblocks);
-    errno = EINVAL;
+  if (check_block (reader, block) == -1)
     return -1;
-  }
   return read_piece (reader, block, 0, block_length (reader, block), buf);
 }
 
-/* The first block after block, not past end_block, whose zero-ness
- * differs from block's.
+/* An extents walk: the ranges before OFFSET are given to FN; data
+ * blocks run from there to DATA_END (none if it starts before OFFSET).
  */
-static uint64_t
-end_of_run (const struct xs_snapreader *reader, uint64_t block,
-            uint64_t end_block)
-{
-  bool hole = xs_hash128_is_zero (&reader->entries[block]);
+struct extents_walk {
+  struct xs_snapreader *reader;
+  uint64_t offset;
+  uint64_t data_end;
+  int (*fn) (uint64_t offset, uint64_t length, bool hole, void *opaque);
+  void *opaque;
+  bool stopped;                 /* by FN */
+};
 
-  for (block++; block < end_block; block++)
-    if (xs_hash128_is_zero (&reader->entries[block]) != hole)
-      break;
-  return block;
+/* Give FN the range from w->offset to the start of END_BLOCK (or the
+ * end of the snapshot), if it is not empty.
+ */
+static int
+give_range (struct extents_walk *w, uint64_t end_block, bool hole)
+{
+  uint64_t end = end_block << w->reader->block_shift;
+  int r;
+
+  if (end > w->reader->size)
+    end = w->reader->size;
+  if (end <= w->offset)
+    return 0;
+  r = w->fn (w->offset, end - w->offset, hole, w->opaque);
+  if (r != 0) {
+    w->stopped = true;
+    return r;
+  }
+  w->offset = end;
+  return 0;
+}
+
+/* A data block: it extends the run of data, or ends it and the hole
+ * after it.
+ */
+static int
+extents_block (uint64_t block, const struct xs_hash128 *id, void *opaque)
+{
+  struct extents_walk *w = opaque;
+  int r;
+
+  if (block != w->data_end
+      && ((r = give_range (w, w->data_end, false)) != 0
+          || (r = give_range (w, block, true)) != 0))
+    return r;
+  w->data_end = block + 1;
+  return 0;
 }
 
 int
@@ -399,24 +447,27 @@ xs_snapreader_extents (struct xs_snapreader *reader, uint64_t offset,
                                   bool hole, void *opaque),
                        void *opaque)
 {
-  uint64_t end = offset + count, end_block;
+  struct extents_walk w = {
+    .reader = reader, .offset = offset,
+    .data_end = offset >> reader->block_shift,
+    .fn = fn, .opaque = opaque,
+  };
+  uint64_t first_block = offset >> reader->block_shift, end_block;
+  int r;
 
   if (check_range (reader, offset, count) == -1)
     return -1;
-  end_block = (end + reader->block_size - 1) >> reader->block_shift;
-  while (offset < end) {
-    uint64_t block = offset >> reader->block_shift;
-    uint64_t next = end_of_run (reader, block, end_block);
-    uint64_t run_end = next << reader->block_shift;
-    int r;
-
-    if (run_end > reader->size)
-      run_end = reader->size;
-    r = fn (offset, run_end - offset,
-            xs_hash128_is_zero (&reader->entries[block]), opaque);
-    if (r != 0)
-      return r;
-    offset = run_end;
-  }
-  return 0;
+  if (count == 0)
+    return 0;
+  end_block = (offset + count + reader->block_size - 1)
+    >> reader->block_shift;
+  /* Only the data blocks are visited: the holes are what lies between. */
+  r = xs_manifest_for_each_block (reader->manifest, first_block,
+                                  end_block - first_block, extents_block,
+                                  &w);
+  if (r == 0 && (r = give_range (&w, w.data_end, false)) == 0)
+    r = give_range (&w, end_block, true);
+  if (r == -1 && !w.stopped)
+    errno = EIO;                /* the manifest reported why */
+  return r;
 }

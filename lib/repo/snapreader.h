@@ -25,13 +25,15 @@
 struct xs_snapreader;
 
 /* label names the snapshot in messages ("snapshot db1@s1 (snap-...)").
- * The reader copies the geometry and the entries of m (16 bytes per
- * block), so m may be freed right after.  cache may be NULL (no caching;
- * a cache of capacity 0 is treated the same); repo and cache must outlive
- * the reader.  NULL with an error if out of memory.
+ * The reader takes m over and reads its entries through its block map as
+ * it goes (nothing is copied per block): m is freed with the reader, or
+ * at once if the open fails.  cache may be NULL (no caching; a cache of
+ * capacity 0 is treated the same); repo and cache must outlive the
+ * reader.  NULL with an error if out of memory, or (EACCES) if m is
+ * encrypted and its key is not open.
  */
 extern struct xs_snapreader *xs_snapreader_open (struct xs_repo *repo,
-                                                 const struct xs_manifest *m,
+                                                 struct xs_manifest *m,
                                                  struct xs_chunk_cache *cache,
                                                  const char *label);
 /* No read may be in progress. */
@@ -50,7 +52,8 @@ xs_snapreader_data_key (const struct xs_snapreader *reader);
  * with an error).  Zero blocks read as zeros without I/O.  Returns 0, or
  * -1 with errno set: EIO with one error line for a missing or bad chunk
  * ("snapshot db1@s1 (snap-...): block 17: chunk 9f...: payload checksum
- * mismatch"); for a backend failure, the backend's own error and errno.
+ * mismatch") or a block map that cannot be read (the manifest's error);
+ * for a backend failure, the backend's own error and errno.
  *
  * Reads that cover whole blocks decode straight into buf (a raw chunk is
  * read straight into it) and use the cache, but fill it only while it has
@@ -69,9 +72,10 @@ extern int xs_snapreader_read_block (struct xs_snapreader *reader,
 /* Like nbdkit's extents: call fn (offset, length, hole, opaque) for
  * ascending, contiguous ranges starting at offset and covering [offset,
  * offset + count), the last one possibly extending to the end of its
- * block.  hole is true for runs of zero blocks.  A non-zero return from
- * fn stops the walk and is returned (-1 with errno from fn).  Bad ranges
- * are EINVAL with an error.
+ * block.  hole is true for runs of zero blocks.  The cost follows the
+ * data blocks of the range, not its length.  A non-zero return from fn
+ * stops the walk and is returned (-1 with errno from fn).  Bad ranges
+ * are EINVAL with an error, a block map that cannot be read EIO.
  */
 extern int xs_snapreader_extents (struct xs_snapreader *reader,
                                   uint64_t offset, uint64_t count,
@@ -80,10 +84,11 @@ extern int xs_snapreader_extents (struct xs_snapreader *reader,
                                              void *opaque),
                                   void *opaque);
 
-/* The chunk id of block (all zero: zero block), or NULL if block is out
- * of range.
+/* The chunk id of block into *id (all zero: zero block).  0, or -1 with
+ * an error: EINVAL if block is out of range, EIO if the manifest's block
+ * map cannot be read.
  */
-extern const struct xs_hash128 *
-xs_snapreader_entry (const struct xs_snapreader *reader, uint64_t block);
+extern int xs_snapreader_entry (struct xs_snapreader *reader, uint64_t block,
+                                struct xs_hash128 *id);
 
 #endif /* XSNAP_SNAPREADER_H */

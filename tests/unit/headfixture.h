@@ -139,8 +139,11 @@ snapshot_begin (struct fixture *f, struct xs_head *h,
                 const struct xs_manifest *base)
 {
   struct xs_manifest *copy = base ? xs_manifest_copy (base) : NULL;
+  struct xs_repo *map_repo = xs_repo_open (f->backend, "alice");
 
-  return xs_seal_begin (h, f->repo, copy, true, NULL);
+  if (map_repo == NULL)
+    abort ();
+  return xs_seal_begin (h, f->repo, map_repo, copy, true, NULL);
 }
 
 /* Run and commit SEAL; its manifest (the caller frees it) and STATS, or
@@ -176,17 +179,31 @@ snapshot_take (struct fixture *f, struct xs_head *h,
   return seal ? snapshot_finish (f, seal, 0, stats) : NULL;
 }
 
+/* A reader of snapshot M, through a copy of M (a reader takes its
+ * manifest over).  Aborts on failure.
+ */
+static inline struct xs_snapreader *
+snapshot_reader (struct fixture *f, const struct xs_manifest *m)
+{
+  struct xs_manifest *copy = xs_manifest_copy (m);
+  struct xs_snapreader *reader = copy == NULL ? NULL
+    : xs_snapreader_open (f->repo, copy, NULL, "snapshot v1@test");
+
+  if (reader == NULL)
+    abort ();
+  return reader;
+}
+
 /* Whether snapshot M reads as EXPECT (f->size bytes). */
 static inline bool
 snapshot_matches (struct fixture *f, const struct xs_manifest *m,
                   const uint8_t *expect)
 {
-  struct xs_snapreader *reader = xs_snapreader_open (f->repo, m, NULL,
-                                                     "snapshot v1@test");
+  struct xs_snapreader *reader = snapshot_reader (f, m);
   uint8_t *buf = malloc (f->size);
   bool same;
 
-  if (reader == NULL || buf == NULL)
+  if (buf == NULL)
     abort ();
   same = xs_snapreader_pread (reader, buf, (uint32_t) f->size, 0) == 0
     && memcmp (buf, expect, f->size) == 0;

@@ -113,11 +113,10 @@ static uint8_t *
 snapshot_range (struct fixture *f, const struct xs_manifest *m,
                 uint64_t offset, uint32_t len)
 {
-  struct xs_snapreader *reader = xs_snapreader_open (f->repo, m, NULL,
-                                                     "snapshot v1@test");
+  struct xs_snapreader *reader = snapshot_reader (f, m);
   uint8_t *buf = malloc (len);
 
-  if (reader == NULL || buf == NULL
+  if (buf == NULL
       || xs_snapreader_pread (reader, buf, len, offset) == -1)
     abort ();
   xs_snapreader_close (reader);

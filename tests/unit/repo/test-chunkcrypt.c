@@ -285,13 +285,13 @@ encrypted_manifest (void)
 {
   struct xs_data_key *k1 = make_key (1), *k2 = make_key (2);
   struct xs_manifest *m = xs_manifest_new (1 << 20, 65536), *back;
+  struct xs_hash128 id = { { 7 } };
   void *data;
   size_t len, caught = 0;
 
-  if (!k1 || !k2 || !m || xs_manifest_set (m, "snapshot_id", "snap-1") == -1)
+  if (!k1 || !k2 || !m || xs_manifest_set (m, "snapshot_id", "snap-1") == -1
+      || xs_manifest_set_block (m, 3, &id) == -1 || xs_manifest_seal (m) == -1)
     abort ();
-  m->entries[3].bytes[0] = 7;
-  xs_manifest_seal (m);
   is_int (xs_manifest_set_encryption (m, "key-1", "alice", "00ff", k1), 0,
           "encrypt a manifest");
   is_int (xs_manifest_serialize (m, &data, &len), 0, "serialize it");

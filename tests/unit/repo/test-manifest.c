@@ -1,10 +1,12 @@
 /* xsnap: tests for lib/repo/manifest.c.
  *
- * Round trips with all metadata, the root hash's meaning, refusal of every
- * truncation, bit flip, newer version and inconsistent field, the speed of
- * a 1 TiB volume's manifest, and changed-block runs.
+ * Round trips with all metadata, the block map's calls, the root hash's
+ * meaning, refusal of every truncation, bit flip, newer version and
+ * inconsistent field, the speed of a 1 TiB volume's manifest, and
+ * changed-block runs.
  */
 #include <endian.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,6 +34,57 @@ random_id (uint64_t *seed, struct xs_hash128 *id)
   memcpy (id->bytes + 8, &b, 8);
 }
 
+/* Block BLOCK's entry of M.  Aborts on failure. */
+static struct xs_hash128
+get_id (struct xs_manifest *m, uint64_t block)
+{
+  struct xs_hash128 id;
+
+  if (xs_manifest_get_block (m, block, &id) == -1)
+    abort ();
+  return id;
+}
+
+static void
+set_id (struct xs_manifest *m, uint64_t block, struct xs_hash128 id)
+{
+  if (xs_manifest_set_block (m, block, &id) == -1)
+    abort ();
+}
+
+static void
+set_random (struct xs_manifest *m, uint64_t block, uint64_t *seed)
+{
+  struct xs_hash128 id;
+
+  random_id (seed, &id);
+  set_id (m, block, id);
+}
+
+static void
+seal_or_die (struct xs_manifest *m)
+{
+  if (xs_manifest_seal (m) == -1)
+    abort ();
+}
+
+/* Whether A and B map every block alike. */
+static bool
+same_entries (struct xs_manifest *a, struct xs_manifest *b)
+{
+  struct xs_hash128 x, y;
+  uint64_t i;
+
+  if (a->nblocks != b->nblocks)
+    return false;
+  for (i = 0; i < a->nblocks; i++)
+    if (xs_manifest_get_block (a, i, &x) == -1
+        || xs_manifest_get_block (b, i, &y) == -1
+        || !xs_hash128_equal (&x, &y))
+      return false;
+  return true;
+}
+
 static struct xs_manifest *
 make_small (void)
 {
@@ -49,11 +102,11 @@ make_small (void)
   xs_manifest_set (m, "name", "nightly \"backup\"");
   xs_manifest_set (m, "status", "available");
   m->created_ns = 1700000000123456789LL;
-  random_id (&seed, &m->entries[0]);
-  random_id (&seed, &m->entries[3]);
-  m->entries[4] = m->entries[3];
-  random_id (&seed, &m->entries[10]);
-  xs_manifest_seal (m);
+  set_random (m, 0, &seed);
+  set_random (m, 3, &seed);
+  set_id (m, 4, get_id (m, 3));
+  set_random (m, 10, &seed);
+  seal_or_die (m);
   return m;
 }
 
@@ -68,6 +121,7 @@ static void
 test_round_trip (void)
 {
   struct xs_manifest *m = make_small (), *back;
+  struct xs_hash128 id;
   void *data;
   size_t len;
 
@@ -89,10 +143,10 @@ test_round_trip (void)
   is_int (back->size, 10 * 4096 + 100, "size");
   is_int (back->block_size, 4096, "block_size");
   is_int (back->nblocks, 11, "nblocks");
-  ok (memcmp (back->entries, m->entries, 11 * sizeof m->entries[0]) == 0,
-      "entries");
+  ok (same_entries (back, m), "entries");
   ok (xs_hash128_equal (&back->root, &m->root), "root");
-  ok (xs_hash128_is_zero (&back->entries[1]), "a zero entry stays zero");
+  id = get_id (back, 1);
+  ok (xs_hash128_is_zero (&id), "a zero entry stays zero");
   xs_manifest_free (back);
   free (data);
   xs_manifest_free (m);
@@ -102,11 +156,14 @@ static void
 test_new_and_set (void)
 {
   struct xs_manifest *m = xs_manifest_new (1 << 20, 65536), *copy;
+  struct xs_hash128 id;
+  uint64_t seed = 99;
 
   ok (m != NULL, "new manifest");
   is_str (m->parent_id, "", "strings start empty");
   is_str (m->status, "available", "status starts 'available'");
-  ok (xs_hash128_is_zero (&m->entries[15]), "entries start zero");
+  id = get_id (m, 15);
+  ok (xs_hash128_is_zero (&id), "entries start zero");
   is_int (xs_manifest_set (m, "colour", "red"), -1, "unknown field refused");
   error_contains ("no field 'colour'", "message names the field");
   is_int (xs_manifest_set (m, "name", "bad \xff utf-8"), -1,
@@ -115,7 +172,12 @@ test_new_and_set (void)
 
   xs_manifest_set (m, "name", "parent");
   copy = xs_manifest_copy (m);
-  ok (copy != NULL && copy->entries != m->entries, "copy is deep");
+  ok (copy != NULL, "copy");
+  if (copy == NULL)
+    abort ();
+  set_random (copy, 15, &seed);
+  id = get_id (m, 15);
+  ok (xs_hash128_is_zero (&id), "copy is deep: its entries are its own");
   xs_manifest_set (copy, "name", "child");
   is_str (m->name, "parent", "changing the copy leaves the original");
   is_str (copy->name, "child", "the copy changed");
@@ -133,30 +195,102 @@ test_new_and_set (void)
   error_contains ("too large", "message says too large");
 }
 
+/* Blocks visited by for_each_block, as "block," text. */
+static int
+record_block (uint64_t block, const struct xs_hash128 *id, void *opaque)
+{
+  char *text = opaque;
+  size_t used = strlen (text);
+
+  if (xs_hash128_is_zero (id))
+    return -2;
+  snprintf (text + used, 512 - used, "%llu,", (unsigned long long) block);
+  return 0;
+}
+
+static int
+stop_at_block (uint64_t block, const struct xs_hash128 *id, void *opaque)
+{
+  (*(int *) opaque)++;
+  return 7;
+}
+
+static void
+test_block_map (void)
+{
+  struct xs_manifest *m = xs_manifest_new (10 * 4096 + 100, 4096);
+  struct xs_hash128 id, got, zero = { { 0 } };
+  uint64_t seed = 8;
+  char blocks[512] = "";
+  int calls = 0;
+
+  if (m == NULL)
+    abort ();
+  random_id (&seed, &id);
+  is_int (xs_manifest_set_block (m, 4, &id), 1, "set_block: 1 if changed");
+  is_int (xs_manifest_set_block (m, 4, &id), 0, "... 0 if it was the same");
+  got = get_id (m, 4);
+  ok (xs_hash128_equal (&got, &id), "get_block reads it back");
+  is_int (xs_manifest_set_block (m, 11, &id), -1, "... -1 past the end");
+  error_contains ("past its end", "... with a message");
+  is_int (xs_manifest_get_block (m, 11, &id), -1, "get_block past the end");
+  error_contains ("past its end", "... with a message");
+  set_random (m, 0, &seed);
+  set_random (m, 10, &seed);
+  set_random (m, 7, &seed);
+  set_id (m, 7, zero);
+  is_int (xs_manifest_for_each_block (m, 0, m->nblocks, record_block,
+                                      blocks), 0, "for_each_block");
+  is_str (blocks, "0,4,10,", "... visits the non-zero blocks in order");
+  blocks[0] = '\0';
+  xs_manifest_for_each_block (m, 1, 9, record_block, blocks);
+  is_str (blocks, "4,", "... within the range asked");
+  blocks[0] = '\0';
+  xs_manifest_for_each_block (m, 4, UINT64_MAX, record_block, blocks);
+  is_str (blocks, "4,10,", "... to the end, however long the range");
+  is_int (xs_manifest_for_each_block (m, 0, m->nblocks, stop_at_block,
+                                      &calls), 7,
+          "a non-zero return stops it and is returned");
+  is_int (calls, 1, "... after one call");
+  xs_manifest_free (m);
+}
+
+/* Set BLOCK of the manifest OPAQUE to ID. */
+static int
+copy_block (uint64_t block, const struct xs_hash128 *id, void *opaque)
+{
+  return xs_manifest_set_block (opaque, block, id) == -1 ? -1 : 0;
+}
+
 static void
 test_root (void)
 {
   struct xs_manifest *m = make_small (), *copy = xs_manifest_copy (m);
-  struct xs_hash128 before = m->root;
+  struct xs_hash128 before = m->root, id;
 
   xs_manifest_set (copy, "name", "other name");
   xs_manifest_set (copy, "snapshot_id", "snap-other");
   copy->created_ns++;
-  xs_manifest_seal (copy);
+  seal_or_die (copy);
   ok (xs_hash128_equal (&copy->root, &before),
       "the root does not change with metadata");
-  copy->entries[7].bytes[15] ^= 1;
-  xs_manifest_seal (copy);
+  id = get_id (copy, 7);
+  id.bytes[15] ^= 1;
+  set_id (copy, 7, id);
+  seal_or_die (copy);
   ok (!xs_hash128_equal (&copy->root, &before),
       "the root changes when one entry changes");
-  copy->entries[7].bytes[15] ^= 1;
-  xs_manifest_seal (copy);
+  id.bytes[15] ^= 1;
+  set_id (copy, 7, id);
+  seal_or_die (copy);
   ok (xs_hash128_equal (&copy->root, &before), "... and changes back");
   xs_manifest_free (copy);
 
   copy = xs_manifest_new (m->size - 50, m->block_size);
-  memcpy (copy->entries, m->entries, m->nblocks * sizeof m->entries[0]);
-  xs_manifest_seal (copy);
+  if (copy == NULL
+      || xs_manifest_for_each_block (m, 0, m->nblocks, copy_block, copy) != 0)
+    abort ();
+  seal_or_die (copy);
   ok (!xs_hash128_equal (&copy->root, &before),
       "the root covers the size, not only the entries");
   xs_manifest_free (copy);
@@ -400,6 +534,7 @@ test_large (void)
 {
   const uint64_t size = UINT64_C (1) << 40;
   struct xs_manifest *m = xs_manifest_new (size, 512 * 1024), *back;
+  struct xs_hash128 id;
   uint64_t seed = 777, i;
   double start, serialize_s, parse_s;
   void *data;
@@ -407,11 +542,11 @@ test_large (void)
 
   ok (m != NULL && m->nblocks == 2 * 1024 * 1024, "2 Mi-entry manifest");
   for (i = 0; i < m->nblocks; i += 1 + next_random (&seed) % 64)
-    random_id (&seed, &m->entries[i]);
+    set_random (m, i, &seed);
   for (i = 1000; i < 50000; i++)
-    m->entries[i] = m->entries[999];
+    set_id (m, i, get_id (m, 999));
   xs_manifest_set (m, "snapshot_id", "snap-large");
-  xs_manifest_seal (m);
+  seal_or_die (m);
 
   start = now_seconds ();
   is_int (xs_manifest_serialize (m, &data, &len), 0, "serialize");
@@ -419,9 +554,7 @@ test_large (void)
   start = now_seconds ();
   back = xs_manifest_parse (data, len, "large");
   parse_s = now_seconds () - start;
-  ok (back != NULL && back->nblocks == m->nblocks
-      && memcmp (back->entries, m->entries,
-                 m->nblocks * sizeof m->entries[0]) == 0,
+  ok (back != NULL && back->nblocks == m->nblocks && same_entries (back, m),
       "2 Mi entries round trip");
   printf ("# 2 Mi entries (32 MiB raw, %.1f MiB stored): serialize %.3f s, "
           "parse %.3f s\n", len / 1048576.0, serialize_s, parse_s);
@@ -431,13 +564,12 @@ test_large (void)
 
   /* A fully written volume: every entry random (stored raw). */
   for (i = 0; i < m->nblocks; i++)
-    random_id (&seed, &m->entries[i]);
+    set_random (m, i, &seed);
   start = now_seconds ();
   serialize_or_die (m, &data, &len);
   back = xs_manifest_parse (data, len, "full");
   parse_s = now_seconds () - start;
-  ok (back != NULL && memcmp (back->entries, m->entries,
-                              m->nblocks * sizeof m->entries[0]) == 0,
+  ok (back != NULL && same_entries (back, m),
       "2 Mi random entries round trip");
   printf ("# 2 Mi random entries (%.1f MiB stored): serialize + parse "
           "%.3f s\n", len / 1048576.0, parse_s);
@@ -446,12 +578,16 @@ test_large (void)
   free (data);
 
   /* A sparse one (all zero) is tiny. */
-  memset (m->entries, 0, m->nblocks * sizeof m->entries[0]);
+  xs_manifest_free (m);
+  m = xs_manifest_new (size, 512 * 1024);
+  if (m == NULL)
+    abort ();
   serialize_or_die (m, &data, &len);
   ok (len < 64 * 1024, "an all-zero 1 TiB manifest is small (%zu bytes)",
       len);
   back = xs_manifest_parse (data, len, "sparse");
-  ok (back != NULL && xs_hash128_is_zero (&back->entries[m->nblocks - 1]),
+  ok (back != NULL && (id = get_id (back, m->nblocks - 1),
+                       xs_hash128_is_zero (&id)),
       "and parses");
   xs_manifest_free (back);
   free (data);
@@ -482,37 +618,42 @@ test_diff (void)
 {
   struct xs_manifest *a = xs_manifest_new (16 * 4096, 4096), *b, *other;
   char runs[512] = "";
-  uint64_t seed = 3;
+  uint64_t seed = 3, block;
   int calls = 0;
 
   b = xs_manifest_copy (a);
   is_int (xs_manifest_diff (a, b, record_run, runs), 0, "diff equal");
   is_str (runs, "", "no runs for equal manifests");
 
-  random_id (&seed, &b->entries[0]);
-  random_id (&seed, &b->entries[3]);
-  random_id (&seed, &b->entries[4]);
-  random_id (&seed, &b->entries[5]);
-  random_id (&seed, &b->entries[9]);
-  random_id (&seed, &b->entries[15]);
-  random_id (&seed, &a->entries[12]);
-  b->entries[13] = a->entries[13];     /* both zero: not a change */
+  set_random (b, 0, &seed);
+  set_random (b, 3, &seed);
+  set_random (b, 4, &seed);
+  set_random (b, 5, &seed);
+  set_random (b, 9, &seed);
+  set_random (b, 15, &seed);
+  set_random (a, 12, &seed);
+  set_id (b, 13, get_id (a, 13));       /* both zero: not a change */
   runs[0] = '\0';
   xs_manifest_diff (a, b, record_run, runs);
   is_str (runs, "0+1,3+3,9+1,12+1,15+1,", "maximal runs, first and last");
 
   runs[0] = '\0';
-  memcpy (b->entries, a->entries, 16 * sizeof a->entries[0]);
-  random_id (&seed, &b->entries[2]);
-  b->entries[3] = b->entries[2];
-  a->entries[3] = b->entries[2];
-  b->entries[5] = b->entries[2];
+  for (block = 0; block < 16; block++)
+    set_id (b, block, get_id (a, block));
+  set_random (b, 2, &seed);
+  set_id (b, 3, get_id (b, 2));
+  set_id (a, 3, get_id (b, 2));
+  set_id (b, 5, get_id (b, 2));
   xs_manifest_diff (a, b, record_run, runs);
   is_str (runs, "2+1,5+1,", "the same id in both at a block is no change");
 
   runs[0] = '\0';
-  for (seed = 0; seed < 16; seed++)
-    b->entries[seed].bytes[0] ^= 0x80;
+  for (block = 0; block < 16; block++) {
+    struct xs_hash128 id = get_id (b, block);
+
+    id.bytes[0] ^= 0x80;
+    set_id (b, block, id);
+  }
   xs_manifest_diff (a, b, record_run, runs);
   is_str (runs, "0+16,", "everything changed is one run");
 
@@ -534,6 +675,7 @@ main (void)
 {
   test_round_trip ();
   test_new_and_set ();
+  test_block_map ();
   test_root ();
   test_truncation_and_flips ();
   test_versions ();

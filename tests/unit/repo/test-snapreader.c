@@ -144,10 +144,13 @@ store_snapshot (struct fixture *f, const uint8_t *model, uint64_t size,
                 uint32_t block_size)
 {
   struct xs_manifest *m = xs_manifest_new (size, block_size);
+  struct xs_repo *map_repo = xs_repo_open (f->backend, "alice");
+  struct xs_hash128 id;
   uint64_t i;
 
-  if (m == NULL)
+  if (m == NULL || map_repo == NULL)
     abort ();
+  xs_manifest_attach (m, map_repo);
   for (i = 0; i < m->nblocks; i++) {
     const uint8_t *plain = model + i * block_size;
     size_t len = size - i * block_size < block_size
@@ -157,17 +160,42 @@ store_snapshot (struct fixture *f, const uint8_t *model, uint64_t size,
 
     if (is_all_zero (plain, len))
       continue;
-    if (xs_chunk_encode (f->codec, plain, len, &m->entries[i], &stored,
+    if (xs_chunk_encode (f->codec, plain, len, &id, &stored,
                          &stored_len) == -1
-        || xs_repo_put_chunk (f->repo, &m->entries[i], stored, stored_len,
-                              false) == -1)
+        || xs_repo_put_chunk (f->repo, &id, stored, stored_len,
+                              false) == -1
+        || xs_manifest_set_block (m, i, &id) == -1)
       abort ();
     free (stored);
   }
-  if (xs_repo_sync (f->repo) == -1)
+  if (xs_repo_sync (f->repo) == -1 || xs_manifest_seal (m) == -1)
     abort ();
-  xs_manifest_seal (m);
   return m;
+}
+
+/* Block B's entry in M. */
+static struct xs_hash128
+entry_of (struct xs_manifest *m, uint64_t b)
+{
+  struct xs_hash128 id;
+
+  if (xs_manifest_get_block (m, b, &id) == -1)
+    abort ();
+  return id;
+}
+
+/* A reader of snapshot M through a copy of it (a reader takes its
+ * manifest over).
+ */
+static struct xs_snapreader *
+open_copy (struct fixture *f, const struct xs_manifest *m,
+           struct xs_chunk_cache *cache)
+{
+  struct xs_manifest *copy = xs_manifest_copy (m);
+
+  if (copy == NULL)
+    abort ();
+  return xs_snapreader_open (f->repo, copy, cache, LABEL);
 }
 
 /* The model of the small snapshot: block kinds by index.  Blocks 3 and 7
@@ -249,20 +277,23 @@ flip_bit (const char *path, off_t where)
 }
 
 static void
-test_geometry (struct xs_snapreader *r, const struct xs_manifest *m)
+test_geometry (struct xs_snapreader *r, struct xs_manifest *m)
 {
+  struct xs_hash128 id, want = entry_of (m, 3);
+
   is_int (xs_snapreader_size (r), SIZE, "size");
   is_int (xs_snapreader_block_size (r), BS, "block size");
   is_int (xs_snapreader_nblocks (r), NBLOCKS, "number of blocks");
   is_str (xs_snapreader_label (r), LABEL, "label");
-  ok (xs_snapreader_entry (r, 2) && xs_hash128_is_zero (xs_snapreader_entry
-                                                        (r, 2)),
+  ok (xs_snapreader_entry (r, 2, &id) == 0 && xs_hash128_is_zero (&id),
       "a zero block has the zero id");
-  ok (xs_snapreader_entry (r, 3)
-      && xs_hash128_equal (xs_snapreader_entry (r, 3), &m->entries[3]),
+  ok (xs_snapreader_entry (r, 3, &id) == 0 && xs_hash128_equal (&id, &want),
       "a data block has its chunk id");
-  ok (xs_snapreader_entry (r, NBLOCKS) == NULL,
-      "no entry past the last block");
+  errno = 0;
+  is_int (xs_snapreader_entry (r, NBLOCKS, &id), -1,
+          "no entry past the last block");
+  is_int (errno, EINVAL, "... EINVAL");
+  error_contains ("beyond the last", "... with a message");
 }
 
 /* Random reads of up to 3 blocks at any offset equal the model. */
@@ -319,7 +350,7 @@ test_reads (struct xs_snapreader *r, const uint8_t *model, const char *what)
 }
 
 struct extent_check {
-  const struct xs_snapreader *r;
+  struct xs_snapreader *r;
   uint64_t next;                /* where the next extent must start */
   int calls;
   bool last_hole;
@@ -331,13 +362,15 @@ check_extent (uint64_t offset, uint64_t length, bool hole, void *opaque)
 {
   struct extent_check *c = opaque;
   uint32_t bs = xs_snapreader_block_size (c->r);
+  struct xs_hash128 id;
   uint64_t b;
 
   if (offset != c->next || length == 0
       || (c->calls > 0 && hole == c->last_hole))
     c->ok = false;
   for (b = offset / bs; b * bs < offset + length; b++)
-    if (xs_hash128_is_zero (xs_snapreader_entry (c->r, b)) != hole)
+    if (xs_snapreader_entry (c->r, b, &id) == -1
+        || xs_hash128_is_zero (&id) != hole)
       c->ok = false;
   c->next = offset + length;
   c->last_hole = hole;
@@ -351,6 +384,33 @@ stop_extents (uint64_t offset, uint64_t length, bool hole, void *opaque)
   (*(int *) opaque)++;
   errno = ENOTSUP;
   return -1;
+}
+
+/* Extents of ranges at random: right, maximal, from the offset to the
+ * end of the block of the range's last byte.
+ */
+static void
+test_random_extents (struct xs_snapreader *r)
+{
+  struct extent_check c;
+  unsigned seed = 5, i, bad = 0;
+
+  for (i = 0; i < 2000; i++) {
+    uint64_t offset = (uint64_t) rand_r (&seed) % SIZE;
+    uint64_t count = 1 + (uint64_t) rand_r (&seed) % (6 * BS);
+    uint64_t last_block_end;
+
+    if (count > SIZE - offset)
+      count = SIZE - offset;
+    last_block_end = ((offset + count - 1) / BS + 1) * BS;
+    if (last_block_end > SIZE)
+      last_block_end = SIZE;
+    c = (struct extent_check) { .r = r, .next = offset, .ok = true };
+    if (xs_snapreader_extents (r, offset, count, check_extent, &c) != 0
+        || !c.ok || c.next != last_block_end)
+      bad++;
+  }
+  is_int (bad, 0, "extents of 2000 ranges at random are right");
 }
 
 static void
@@ -373,9 +433,18 @@ test_extents (struct xs_snapreader *r)
   ok (c.next >= 5 * BS + 100 && c.next <= 6 * BS,
       "they cover the range, ending in its last block (%" PRIu64 ")",
       c.next);
+  test_random_extents (r);
   is_int (xs_snapreader_extents (r, 0, SIZE, stop_extents, &calls), -1,
           "the callback can stop the walk");
   is_int (calls, 1, "... after one call");
+  calls = 0;
+  is_int (xs_snapreader_extents (r, 3 * BS, 5 * BS, stop_extents, &calls),
+          -1, "... also when the range starts with data");
+  is_int (calls, 1, "... after one call");
+  calls = 0;
+  is_int (xs_snapreader_extents (r, 5 * BS, 0, stop_extents, &calls), 0,
+          "an empty range has no extents");
+  is_int (calls, 0, "... and calls nothing");
   is_int (xs_snapreader_extents (r, SIZE - 10, 11, check_extent, &c), -1,
           "extents past the end are refused");
   error_contains ("beyond the end", "... with a message");
@@ -424,10 +493,11 @@ others_read_right (struct xs_snapreader *r, const uint8_t *model,
 static void
 test_corruption (struct fixture *f, struct xs_snapreader *r,
                  struct xs_snapreader *r_nocache,
-                 const struct xs_manifest *m, const uint8_t *model)
+                 struct xs_manifest *m, const uint8_t *model)
 {
   char hex[XS_HASH128_HEX_LEN + 1], want[128];
-  char *path = chunk_path (f, &m->entries[4]);
+  struct xs_hash128 id = entry_of (m, 4);
+  char *path = chunk_path (f, &id);
   uint8_t *buf = malloc (3 * BS);
   void *good;
   size_t good_len;
@@ -436,7 +506,7 @@ test_corruption (struct fixture *f, struct xs_snapreader *r,
     abort ();
   read_file (path, &good, &good_len);
   flip_bit (path, (off_t) good_len / 2);
-  xs_hash128_to_hex (&m->entries[4], hex);
+  xs_hash128_to_hex (&id, hex);
 
   errno = 0;
   is_int (xs_snapreader_pread (r, buf, 2 * BS, 3 * BS + 10), -1,
@@ -463,14 +533,15 @@ test_corruption (struct fixture *f, struct xs_snapreader *r,
   /* A missing chunk. */
   free (path);
   free (good);
-  path = chunk_path (f, &m->entries[9]);
+  id = entry_of (m, 9);
+  path = chunk_path (f, &id);
   read_file (path, &good, &good_len);
   unlink (path);
   errno = 0;
   is_int (xs_snapreader_read_block (r, 9, buf), -1,
           "reading a block whose chunk is missing fails");
   is_int (errno, EIO, "... with EIO");
-  xs_hash128_to_hex (&m->entries[9], hex);
+  xs_hash128_to_hex (&id, hex);
   snprintf (want, sizeof want, LABEL ": block 9: chunk %s: missing", hex);
   error_contains (want, "... saying it is missing");
   ok (others_read_right (r, model, 9, 9), "every other block reads fine");
@@ -482,7 +553,8 @@ test_corruption (struct fixture *f, struct xs_snapreader *r,
    */
   free (path);
   free (good);
-  path = chunk_path (f, &m->entries[3]);
+  id = entry_of (m, 3);
+  path = chunk_path (f, &id);
   read_file (path, &good, &good_len);
   flip_bit (path, 20);
   is_int (xs_snapreader_read_block (r_nocache, 7, buf), -1,
@@ -490,7 +562,7 @@ test_corruption (struct fixture *f, struct xs_snapreader *r,
   error_contains ("block 7: chunk", "... naming that block");
   is_int (xs_snapreader_pread (r_nocache, buf, 10, 3 * BS + 5), -1,
           "... and the other");
-  xs_hash128_to_hex (&m->entries[3], hex);
+  xs_hash128_to_hex (&id, hex);
   snprintf (want, sizeof want, "block 3: chunk %s: header checksum mismatch",
             hex);
   error_contains (want, "... naming that block and saying why");
@@ -559,11 +631,12 @@ test_threads (struct xs_snapreader *r, const uint8_t *model,
 
 /* Whole-block reads fill a cache that has room, and never evict. */
 static void
-test_whole_blocks_fill_room (struct fixture *f, const struct xs_manifest *m,
+test_whole_blocks_fill_room (struct fixture *f, struct xs_manifest *m,
                              const uint8_t *model)
 {
   struct xs_chunk_cache *cache = xs_chunk_cache_new (2 * BS);
-  struct xs_snapreader *r = xs_snapreader_open (f->repo, m, cache, LABEL);
+  struct xs_snapreader *r = open_copy (f, m, cache);
+  struct xs_hash128 id;
   struct xs_chunk_cache_stats before, after;
   uint8_t *buf = malloc (BS);
   uint64_t b, first = NBLOCKS;
@@ -572,7 +645,8 @@ test_whole_blocks_fill_room (struct fixture *f, const struct xs_manifest *m,
   if (cache == NULL || r == NULL || buf == NULL)
     abort ();
   for (b = 0; b < NBLOCKS; b++) {
-    if (first == NBLOCKS && !xs_hash128_is_zero (&m->entries[b]))
+    id = entry_of (m, b);
+    if (first == NBLOCKS && !xs_hash128_is_zero (&id))
       first = b;
     right &= xs_snapreader_read_block (r, b, buf) == 0
       && memcmp (buf, model + b * BS, b == NBLOCKS - 1 ? SIZE - b * BS : BS)
@@ -604,11 +678,11 @@ test_small_snapshot (void)
 
   fixture_open (&f);
   m = store_snapshot (&f, model, SIZE, BS);
-  r = xs_snapreader_open (f.repo, m, cache, LABEL);
-  r_nocache = xs_snapreader_open (f.repo, m, NULL, LABEL);
-  r_zero = xs_snapreader_open (f.repo, m, no_cache, LABEL);
+  r = open_copy (&f, m, cache);
+  r_nocache = open_copy (&f, m, NULL);
+  r_zero = open_copy (&f, m, no_cache);
   ok (r != NULL && r_nocache != NULL && r_zero != NULL, "open readers");
-  /* The readers copied what they need. */
+  /* Each reader has its own manifest. */
   xs_manifest_free (m);
   m = store_snapshot (&f, model, SIZE, BS);
 
@@ -754,6 +828,7 @@ bench_block_size (struct fixture *f, const uint8_t *model, uint64_t size,
   double mbs;
 
   b.r = xs_snapreader_open (f->repo, m, cache, "snapshot bench");
+  m = NULL;                     /* the reader's */
   if (b.r == NULL)
     abort ();
   mbs = bench_best (&b, &right);
@@ -767,7 +842,6 @@ bench_block_size (struct fixture *f, const uint8_t *model, uint64_t size,
           (size / 4) >> 20, mbs, mbs / plain_mbs);
   xs_snapreader_close (b.r);
   xs_chunk_cache_free (cache);
-  xs_manifest_free (m);
 }
 
 static void
