@@ -66,7 +66,7 @@ report_not_repaired (const struct xs_hash128 *id, const char *reason,
  */
 static int
 repair (struct cli *cli, const struct xs_snapshot *snap,
-        const struct xs_manifest *m, struct xs_repo *repo,
+        struct xs_manifest *m, struct xs_repo *repo,
         const char *from_region, struct verify_output *out)
 {
   struct xs_repair_report report;

@@ -388,23 +388,64 @@ sort_unique (void *items, size_t n, size_t size)
   return out;
 }
 
-static struct xs_hash128 *
-distinct_chunks (const struct xs_manifest *m, size_t *n)
-{
-  static const struct xs_hash128 zero;
-  struct xs_hash128 *ids = malloc ((m->nblocks ? m->nblocks : 1)
-                                   * sizeof *ids);
-  size_t count = 0, i;
+/* An array that grows as items are appended. */
+struct growing {
+  void *items;                  /* NULL until the first append */
+  size_t n, cap, size;          /* SIZE: the size of an item */
+};
 
-  if (ids == NULL) {
-    xs_error ("cannot list the chunks of snapshot %s: %m", m->snapshot_id);
-    return NULL;
+/* A slot for one more item at the end of A, or NULL with errno set. */
+static void *
+append_slot (struct growing *a)
+{
+  size_t cap = a->cap ? 2 * a->cap : 1024;
+  void *more = NULL;
+
+  if (a->n == a->cap) {
+    if (cap / 2 >= a->cap && cap <= SIZE_MAX / a->size)
+      more = realloc (a->items, cap * a->size);
+    else
+      errno = ENOMEM;
+    if (more == NULL)
+      return NULL;
+    a->items = more;
+    a->cap = cap;
   }
-  for (i = 0; i < m->nblocks; i++)
-    if (memcmp (&m->entries[i], &zero, sizeof zero) != 0)
-      ids[count++] = m->entries[i];
-  *n = sort_unique (ids, count, sizeof *ids);
-  return ids;
+  return (char *) a->items + a->n++ * a->size;
+}
+
+/* For the walk over a manifest's blocks: list the chunk of each.  Out
+ * of memory, 1 stops the walk (errno set, nothing reported).
+ */
+static int
+list_chunk (uint64_t block, const struct xs_hash128 *id, void *opaque)
+{
+  struct xs_hash128 *slot = append_slot (opaque);
+
+  if (slot == NULL)
+    return 1;
+  *slot = *id;
+  return 0;
+}
+
+/* The distinct chunks M uses, sorted, into *IDS (malloc'd; NULL when
+ * there is none) and *N.  0 or -1.
+ */
+static int
+distinct_chunks (struct xs_manifest *m, struct xs_hash128 **ids, size_t *n)
+{
+  struct growing list = { .size = sizeof **ids };
+  int r = xs_manifest_for_each_block (m, 0, m->nblocks, list_chunk, &list);
+
+  if (r != 0) {
+    if (r == 1)
+      xs_error ("cannot list the chunks of snapshot %s: %m", m->snapshot_id);
+    free (list.items);
+    return -1;
+  }
+  *ids = list.items;
+  *n = sort_unique (list.items, list.n, list.size);
+  return 0;
 }
 
 /* What an earlier copy tells about chunk names: the source chunk SOURCE
@@ -814,7 +855,9 @@ xs_copy_make_present (struct xs_store *store, struct xs_repo *from,
   return r;
 }
 
-/* The destination's manifest: the source's entries, its own identity. */
+/* The destination's manifest: the source's entries, its own identity.
+ * Seal it with seal_in_destination once its entries are final.
+ */
 static struct xs_manifest *
 destination_manifest (const struct xs_manifest *source,
                       const struct copy_plan *plan, char *id, size_t idlen)
@@ -831,11 +874,26 @@ destination_manifest (const struct xs_manifest *source,
       || xs_manifest_set (m, "parent_id", "") == -1
       || xs_manifest_set (m, "status", "available") == -1)
     goto fail;
-  xs_manifest_seal (m);
   return m;
  fail:
   xs_manifest_free (m);
   return NULL;
+}
+
+/* Seal COPY, whose map is stored in the destination's repository: it
+ * gets a handle of its own there.  0 or -1.
+ */
+static int
+seal_in_destination (struct xs_store *store, const struct copy_plan *plan,
+                     struct xs_manifest *copy)
+{
+  struct xs_repo *repo = xs_store_repo (store, plan->dest.account,
+                                        plan->dest.region);
+
+  if (repo == NULL)
+    return -1;
+  xs_manifest_attach (copy, repo);
+  return xs_manifest_seal (copy);
 }
 
 static int
@@ -871,30 +929,51 @@ dest_crypt_clear (struct dest_crypt *dc)
   free (dc->known_dests);
 }
 
+/* What the pair (SOURCE, DEST) of an earlier copy says, block by block
+ * of SOURCE: its chunk is DEST's.
+ */
+struct learning {
+  struct xs_manifest *dest;
+  struct growing pairs;         /* of struct id_pair */
+};
+
+static int
+learn_name (uint64_t block, const struct xs_hash128 *id, void *opaque)
+{
+  struct learning *l = opaque;
+  struct id_pair *pair = append_slot (&l->pairs);
+
+  if (pair == NULL) {
+    xs_error ("cannot copy: %m");
+    return -1;
+  }
+  pair->source = *id;
+  return xs_manifest_get_block (l->dest, block, &pair->dest) == -1 ? -1 : 0;
+}
+
 /* What the pair (SOURCE, DEST) of an earlier copy says: for every block,
  * the source's chunk is the destination's.
  */
 static int
-learn_names (const struct xs_manifest *source, const struct xs_manifest *dest,
+learn_names (struct xs_manifest *source, struct xs_manifest *dest,
              struct dest_crypt *dc)
 {
-  static const struct xs_hash128 zero;
   uint64_t n = source->nblocks < dest->nblocks ? source->nblocks
-    : dest->nblocks, b;
-  size_t count = 0, i;
+    : dest->nblocks;
+  struct learning l = { .dest = dest, .pairs.size = sizeof *dc->known };
+  size_t i;
+  int r = xs_manifest_for_each_block (source, 0, n, learn_name, &l);
 
-  dc->known = malloc ((n ? n : 1) * sizeof *dc->known);
-  dc->known_dests = malloc ((n ? n : 1) * sizeof *dc->known_dests);
-  if (dc->known == NULL || dc->known_dests == NULL) {
+  dc->known = l.pairs.items;
+  if (r != 0)
+    return -1;
+  dc->nknown = sort_unique (dc->known, l.pairs.n, sizeof *dc->known);
+  dc->known_dests = malloc ((dc->nknown ? dc->nknown : 1)
+                            * sizeof *dc->known_dests);
+  if (dc->known_dests == NULL) {
     xs_error ("cannot copy: %m");
     return -1;
   }
-  for (b = 0; b < n; b++)
-    if (memcmp (&source->entries[b], &zero, sizeof zero) != 0) {
-      dc->known[count].source = source->entries[b];
-      dc->known[count++].dest = dest->entries[b];
-    }
-  dc->nknown = sort_unique (dc->known, count, sizeof *dc->known);
   for (i = 0; i < dc->nknown; i++)
     dc->known_dests[i] = dc->known[i].dest;
   dc->ndests = sort_unique (dc->known_dests, dc->nknown,
@@ -954,28 +1033,74 @@ prepare_transcode (struct xs_store *store, const struct copy_plan *plan,
   return r;
 }
 
+/* Blocks of a manifest taken a batch at a time, so that they can be
+ * changed once the walk that found them has returned.
+ */
+#define BLOCK_BATCH 1024
+
+struct block_batch {
+  uint64_t blocks[BLOCK_BATCH];
+  struct xs_hash128 ids[BLOCK_BATCH];
+  size_t n;
+};
+
+/* Returns 1, which stops the walk, when the batch is full. */
+static int
+take_block (uint64_t block, const struct xs_hash128 *id, void *opaque)
+{
+  struct block_batch *batch = opaque;
+
+  batch->blocks[batch->n] = block;
+  batch->ids[batch->n] = *id;
+  return ++batch->n == BLOCK_BATCH ? 1 : 0;
+}
+
+/* Name block BLOCK of COPY, chunk ID at the source, as the transfer
+ * stored that chunk.
+ */
+static int
+rename_block (struct xs_manifest *copy, const struct transfer *t,
+              uint64_t block, const struct xs_hash128 *id)
+{
+  const struct xs_hash128 *found = bsearch (id, t->ids, t->n, sizeof *found,
+                                            compare_ids);
+
+  if (found == NULL) {
+    xs_error ("cannot copy snapshot %s: block %" PRIu64 " lost its chunk",
+              copy->snapshot_id, block);
+    return -1;
+  }
+  return xs_manifest_set_block (copy, block, &t->dest_ids[found - t->ids])
+    == -1 ? -1 : 0;
+}
+
 /* Name the copy's blocks as the transfer stored them, under its key. */
 static int
 rename_entries (struct xs_manifest *copy, const struct transfer *t,
                 const struct copy_plan *plan, const struct dest_crypt *dc)
 {
-  static const struct xs_hash128 zero;
-  const struct xs_hash128 *found;
-  uint64_t b;
+  struct block_batch *batch = malloc (sizeof *batch);
+  uint64_t next = 0;
+  size_t i;
+  int r;
 
-  for (b = 0; b < copy->nblocks; b++) {
-    if (memcmp (&copy->entries[b], &zero, sizeof zero) == 0)
-      continue;
-    found = bsearch (&copy->entries[b], t->ids, t->n, sizeof *found,
-                     compare_ids);
-    if (found == NULL) {
-      xs_error ("cannot copy snapshot %s: block %" PRIu64 " lost its chunk",
-                copy->snapshot_id, b);
-      return -1;
-    }
-    copy->entries[b] = t->dest_ids[found - t->ids];
+  if (batch == NULL) {
+    xs_error ("cannot copy snapshot %s: %m", copy->snapshot_id);
+    return -1;
   }
-  xs_manifest_seal (copy);
+  do {
+    batch->n = 0;
+    r = xs_manifest_for_each_block (copy, next, copy->nblocks - next,
+                                    take_block, batch);
+    for (i = 0; r != -1 && i < batch->n; i++)
+      if (rename_block (copy, t, batch->blocks[i], &batch->ids[i]) == -1)
+        r = -1;
+    if (batch->n > 0)
+      next = batch->blocks[batch->n - 1] + 1;
+  } while (r == 1);
+  free (batch);
+  if (r == -1)
+    return -1;
   return xs_manifest_set_encryption (copy, plan->dest_key.id,
                                      plan->dest_key.account, dc->wrapped,
                                      dc->dk);
@@ -1099,7 +1224,7 @@ copy_data (struct xs_store *store, struct copy_plan *plan,
   t.from = xs_store_repo (store, plan->source.account, plan->source.region);
   t.to = xs_store_repo (store, plan->dest.account, plan->dest.region);
   if (m == NULL || t.from == NULL || t.to == NULL
-      || (ids = distinct_chunks (m, &t.n)) == NULL)
+      || distinct_chunks (m, &ids, &t.n) == -1)
     goto out;
   t.ids = t.wanted = ids;
   t.nwanted = t.n;
@@ -1141,6 +1266,7 @@ copy_data (struct xs_store *store, struct copy_plan *plan,
   copy = destination_manifest (m, plan, id, sizeof id);
   if (copy == NULL
       || (plan->transcode && rename_entries (copy, &t, plan, &dc) == -1)
+      || seal_in_destination (store, plan, copy) == -1
       || write_manifest (t.to, copy) == -1
       || check_before_recording (store, plan, t.to, id) == -1
       || (job_id && xs_job_progress (store, job_id, plan->source.size,

@@ -1,14 +1,19 @@
 /* xsnap: garbage collection (see gc.h).
  *
  * The set of referenced chunk ids is built as one sorted array of every
- * manifest entry (duplicates removed), searched with bsearch for each
- * listed chunk: 16 bytes per distinct block, no hash table to tune.
+ * non-zero block of the kept manifests (duplicates removed), searched
+ * with bsearch for each listed chunk: 16 bytes per distinct block, no
+ * hash table to tune.  The pages the manifests' maps are stored in are
+ * marked in a second set, which the walks also consult: a page seen
+ * before was marked with everything under it, so a subtree that many
+ * snapshots share is marked once.
  */
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "base/error.h"
+#include "base/idmap.h"
 #include "ops/gc.h"
 #include "repo/backend.h"
 #include "repo/manifest.h"
@@ -37,16 +42,6 @@ id_set_add (struct id_set *set, const struct xs_hash128 *id)
     set->cap = cap;
   }
   set->ids[set->len++] = *id;
-  return 0;
-}
-
-static int
-id_set_add_manifest (struct id_set *set, const struct xs_manifest *m)
-{
-  for (uint64_t i = 0; i < m->nblocks; i++)
-    if (!xs_hash128_is_zero (&m->entries[i])
-        && id_set_add (set, &m->entries[i]) == -1)
-      return -1;
   return 0;
 }
 
@@ -129,7 +124,11 @@ struct account_pass {
   struct xs_repo *repo;
   const char *account;
   const char *region;
-  struct id_set referenced;
+  struct id_set referenced;           /* chunks */
+  /* The pages of the kept manifests' maps.  Nothing deletes the pages
+   * they do not name yet.
+   */
+  struct xs_idmap referenced_pages;
   struct string_list purgeable;         /* deleted snapshots to purge */
   struct string_list orphans;           /* manifests without a row */
   struct xs_gc_report *report;
@@ -145,6 +144,39 @@ has_row (struct xs_store *store, const char *id)
   if (r == 0)
     xs_snapshot_clear (&snap);
   return r == -1 ? -1 : r == 0;
+}
+
+/* For the walk of a kept manifest: skip a page marked before (with all
+ * that is under it).
+ */
+static int
+mark_page (const struct xs_hash128 *id, unsigned level, void *opaque)
+{
+  struct account_pass *pass = opaque;
+  bool seen;
+
+  if (xs_idmap_put (&pass->referenced_pages, id, NULL, &seen) == -1)
+    return -1;
+  return seen ? 1 : 0;
+}
+
+static int
+mark_block (uint64_t block, const struct xs_hash128 *id, void *opaque)
+{
+  struct account_pass *pass = opaque;
+
+  return id_set_add (&pass->referenced, id);
+}
+
+/* Mark the pages and chunks M refers to. */
+static int
+mark_manifest (struct account_pass *pass, struct xs_manifest *m)
+{
+  const struct xs_manifest_visitor visitor = {
+    .page = mark_page, .block = mark_block, .opaque = pass,
+  };
+
+  return xs_manifest_walk (m, &visitor) == 0 ? 0 : -1;
 }
 
 /* Mark what every snapshot the catalog keeps in the account and region
@@ -172,7 +204,7 @@ mark_kept_snapshots (struct account_pass *pass)
                 pass->region, kept.items[i], pass->account);
       goto out;
     }
-    if (id_set_add_manifest (&pass->referenced, m) == -1) {
+    if (mark_manifest (pass, m) == -1) {
       xs_manifest_free (m);
       goto out;
     }
@@ -264,6 +296,7 @@ collect_account (struct xs_store *store, const char *account,
   r = 0;
  out:
   free (pass.referenced.ids);
+  xs_idmap_clear (&pass.referenced_pages);
   string_list_free (&pass.purgeable);
   string_list_free (&pass.orphans);
   xs_repo_close (pass.repo);

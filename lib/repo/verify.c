@@ -16,6 +16,7 @@
 #include "repo/chunk.h"
 #include "base/error.h"
 #include "base/hash.h"
+#include "base/idmap.h"
 #include "repo/manifest.h"
 #include "repo/repo.h"
 #include "repo/verify.h"
@@ -131,9 +132,13 @@ struct chunk_group {
 
 struct verify_job {
   struct xs_repo *repo;
-  const struct xs_manifest *m;
+  struct xs_manifest *m;
   struct chunk_ref *refs;
-  size_t nrefs;
+  size_t nrefs, refs_cap;
+  /* The distinct pages of m's map, as the walk meets them, each to be
+   * checked once.  The walk reads them; nothing checks more of them yet.
+   */
+  struct xs_idmap pages;
   struct chunk_group *groups;
   size_t ngroups;
   atomic_size_t next;           /* next group to check */
@@ -170,32 +175,54 @@ compare_refs (const void *a, const void *b)
   return x->block < y->block ? -1 : x->block > y->block;
 }
 
+/* For the walk: note each page of the map.  Every page is gone into,
+ * even one met before, since a bad chunk is reported for every block
+ * that uses it.
+ */
+static int
+note_page (const struct xs_hash128 *id, unsigned level, void *opaque)
+{
+  struct verify_job *job = opaque;
+
+  return xs_idmap_put (&job->pages, id, NULL, NULL) == -1 ? -1 : 0;
+}
+
+static int
+add_ref (uint64_t block, const struct xs_hash128 *id, void *opaque)
+{
+  struct verify_job *job = opaque;
+  size_t cap = job->refs_cap ? 2 * job->refs_cap : 1024;
+  struct chunk_ref *more = NULL;
+
+  if (job->nrefs == job->refs_cap) {
+    if (cap <= SIZE_MAX / sizeof *more)
+      more = realloc (job->refs, cap * sizeof *more);
+    if (more == NULL) {
+      errno = ENOMEM;
+      xs_error ("cannot allocate the list of %zu chunks to verify: %m",
+                cap);
+      return -1;
+    }
+    job->refs = more;
+    job->refs_cap = cap;
+  }
+  job->refs[job->nrefs++] = (struct chunk_ref) { .id = *id, .block = block };
+  return 0;
+}
+
 /* The non-zero entries of m, sorted by chunk id then block. */
 static int
 collect_refs (struct verify_job *job, struct xs_verify_report *report)
 {
-  const struct xs_manifest *m = job->m;
-  uint64_t i, nonzero = 0;
+  const struct xs_manifest_visitor visitor = {
+    .page = note_page, .block = add_ref, .opaque = job,
+  };
 
-  for (i = 0; i < m->nblocks; i++)
-    if (!xs_hash128_is_zero (&m->entries[i]))
-      nonzero++;
-  report->zero_blocks = m->nblocks - nonzero;
-  if (nonzero > SIZE_MAX / sizeof *job->refs
-      || (job->refs = malloc (nonzero > 0
-                              ? nonzero * sizeof *job->refs : 1)) == NULL) {
-    errno = ENOMEM;
-    xs_error ("cannot allocate the list of %" PRIu64 " chunks to verify: "
-              "%m", nonzero);
+  if (xs_manifest_walk (job->m, &visitor) != 0)
     return -1;
-  }
-  for (i = 0; i < m->nblocks; i++)
-    if (!xs_hash128_is_zero (&m->entries[i])) {
-      job->refs[job->nrefs].id = m->entries[i];
-      job->refs[job->nrefs].block = i;
-      job->nrefs++;
-    }
-  qsort (job->refs, job->nrefs, sizeof *job->refs, compare_refs);
+  report->zero_blocks = job->m->nblocks - job->nrefs;
+  if (job->nrefs > 0)
+    qsort (job->refs, job->nrefs, sizeof *job->refs, compare_refs);
   return 0;
 }
 
@@ -422,10 +449,11 @@ free_job (struct verify_job *job)
     free (job->groups[g].reason);
   free (job->groups);
   free (job->refs);
+  xs_idmap_clear (&job->pages);
 }
 
 int
-xs_verify_snapshot (struct xs_repo *repo, const struct xs_manifest *m,
+xs_verify_snapshot (struct xs_repo *repo, struct xs_manifest *m,
                     struct xs_verify_report *report,
                     void (*bad) (uint64_t block, const struct xs_hash128 *id,
                                  const char *reason, void *opaque),
@@ -513,7 +541,7 @@ compare_ids (const void *a, const void *b)
 
 int
 xs_verify_repair (struct xs_repo *repo, struct xs_repo *from,
-                  const struct xs_manifest *m, const uint64_t *bad_blocks,
+                  struct xs_manifest *m, const uint64_t *bad_blocks,
                   size_t n, struct xs_repair_report *report,
                   void (*not_repaired) (const struct xs_hash128 *id,
                                         const char *reason, void *opaque),
@@ -537,8 +565,11 @@ xs_verify_repair (struct xs_repo *repo, struct xs_repo *from,
   if (decoder == NULL
       || xs_chunk_codec_set_key (decoder->codec, m->dk) == -1)
     goto out;
-  for (i = 0; i < n; i++)
-    refs[i] = (struct chunk_ref) { m->entries[bad_blocks[i]], bad_blocks[i] };
+  for (i = 0; i < n; i++) {
+    if (xs_manifest_get_block (m, bad_blocks[i], &refs[i].id) == -1)
+      goto out;
+    refs[i].block = bad_blocks[i];
+  }
   qsort (refs, n, sizeof *refs, compare_ids);
   r = 0;
   for (i = 0; i < n; i++) {

@@ -71,7 +71,7 @@ struct xs_verify_report {
  * filled in all cases as far as the check got.
  */
 extern int xs_verify_snapshot (struct xs_repo *repo,
-                               const struct xs_manifest *m,
+                               struct xs_manifest *m,
                                struct xs_verify_report *report,
                                void (*bad) (uint64_t block,
                                             const struct xs_hash128 *id,
@@ -103,7 +103,7 @@ struct xs_repair_report {
  * (reported).
  */
 extern int xs_verify_repair (struct xs_repo *repo, struct xs_repo *from,
-                             const struct xs_manifest *m,
+                             struct xs_manifest *m,
                              const uint64_t *bad_blocks, size_t n,
                              struct xs_repair_report *report,
                              void (*not_repaired) (const struct xs_hash128 *id,

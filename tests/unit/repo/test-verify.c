@@ -101,6 +101,28 @@ store_block (struct fixture *f, const uint8_t *plain, size_t len,
   free (stored);
 }
 
+/* Store PLAIN as block BLOCK of M. */
+static void
+store_entry (struct fixture *f, struct xs_manifest *m, uint64_t block,
+             const uint8_t *plain, size_t len)
+{
+  struct xs_hash128 id;
+
+  store_block (f, plain, len, &id);
+  if (xs_manifest_set_block (m, block, &id) == -1)
+    abort ();
+}
+
+static struct xs_hash128
+entry (struct xs_manifest *m, uint64_t block)
+{
+  struct xs_hash128 id;
+
+  if (xs_manifest_get_block (m, block, &id) == -1)
+    abort ();
+  return id;
+}
+
 static char *
 chunk_path (const struct fixture *f, const struct xs_hash128 *id)
 {
@@ -110,6 +132,15 @@ chunk_path (const struct fixture *f, const struct xs_hash128 *id)
   if (asprintf (&path, "%s/alice/chunks/%.2s/%s", f->dir, hex, hex) == -1)
     abort ();
   return path;
+}
+
+/* The file of the chunk of block BLOCK of M. */
+static char *
+entry_path (const struct fixture *f, struct xs_manifest *m, uint64_t block)
+{
+  struct xs_hash128 id = entry (m, block);
+
+  return chunk_path (f, &id);
 }
 
 static void
@@ -362,38 +393,40 @@ static struct xs_manifest *
 make_snapshot (struct fixture *f, uint64_t *distinct)
 {
   struct xs_manifest *m = xs_manifest_new (SIZE, BS);
+  struct xs_repo *repo = xs_repo_open (f->backend, "alice");
+  struct xs_hash128 shared;
   uint8_t block[BS];
   unsigned i;
 
-  if (m == NULL)
+  if (m == NULL || repo == NULL)
     abort ();
+  xs_manifest_attach (m, repo);
   *distinct = 0;
   for (i = 0; i < NBLOCKS; i++) {
     size_t len = i == NBLOCKS - 1 ? SIZE % BS : BS;
 
     if (i == 2 || i == 5)
       continue;
-    if (i == 7) {
-      m->entries[7] = m->entries[3];
-      continue;
-    }
-    if (i == 11 || i == 20) {
-      m->entries[i] = m->entries[10];
+    if (i == 7 || i == 11 || i == 20) {
+      shared = entry (m, i == 7 ? 3 : 10);
+      if (xs_manifest_set_block (m, i, &shared) == -1)
+        abort ();
       continue;
     }
     if (i % 2)
       fill_text (block, len, i);
     else
       fill_random (block, len, i);
-    store_block (f, block, len, &m->entries[i]);
+    store_entry (f, m, i, block, len);
     (*distinct)++;
   }
-  xs_manifest_seal (m);
+  if (xs_manifest_seal (m) == -1)
+    abort ();
   return m;
 }
 
 static void
-test_good (struct fixture *f, const struct xs_manifest *m, uint64_t distinct)
+test_good (struct fixture *f, struct xs_manifest *m, uint64_t distinct)
 {
   struct xs_verify_report report;
   struct calls c;
@@ -416,11 +449,12 @@ test_good (struct fixture *f, const struct xs_manifest *m, uint64_t distinct)
 }
 
 static void
-test_bad (struct fixture *f, const struct xs_manifest *m, uint64_t distinct)
+test_bad (struct fixture *f, struct xs_manifest *m, uint64_t distinct)
 {
-  char *shared = chunk_path (f, &m->entries[3]);
-  char *missing = chunk_path (f, &m->entries[9]);
-  char *truncated = chunk_path (f, &m->entries[NBLOCKS - 1]);
+  char *shared = entry_path (f, m, 3);
+  char *missing = entry_path (f, m, 9);
+  char *truncated = entry_path (f, m, NBLOCKS - 1);
+  struct xs_hash128 id3 = entry (m, 3), id9 = entry (m, 9);
   struct xs_verify_report report;
   struct calls c;
 
@@ -442,11 +476,11 @@ test_bad (struct fixture *f, const struct xs_manifest *m, uint64_t distinct)
   if (c.nbad == 4) {
     is_str (c.reasons[0], "payload checksum mismatch", "block 3: why");
     is_str (c.reasons[1], "payload checksum mismatch", "block 7: why");
-    ok (xs_hash128_equal (&c.ids[0], &m->entries[3])
-        && xs_hash128_equal (&c.ids[1], &m->entries[3]),
+    ok (xs_hash128_equal (&c.ids[0], &id3)
+        && xs_hash128_equal (&c.ids[1], &id3),
         "both name the shared chunk");
     is_str (c.reasons[2], "missing", "block 9: missing");
-    ok (xs_hash128_equal (&c.ids[2], &m->entries[9]), "... its chunk");
+    ok (xs_hash128_equal (&c.ids[2], &id9), "... its chunk");
     ok (strncmp (c.reasons[3], "truncated", 9) == 0,
         "last block: %s", c.reasons[3]);
   }
@@ -490,10 +524,10 @@ test_many (struct fixture *f)
 
   for (i = 0; i < 600; i++) {
     fill_random (block, sizeof block, 1000 + i);
-    store_block (f, block, sizeof block, &m->entries[i]);
+    store_entry (f, m, i, block, sizeof block);
   }
   for (i = 0; i < 5; i++) {
-    char *path = chunk_path (f, &m->entries[bad_blocks[i]]);
+    char *path = entry_path (f, m, bad_blocks[i]);
 
     flip_bit (path, 2000);
     free (path);
@@ -531,6 +565,13 @@ record_not_repaired (const struct xs_hash128 *id, const char *reason,
   nr->n++;
 }
 
+static int
+count_run (uint64_t first, uint64_t count, void *opaque)
+{
+  (*(uint64_t *) opaque)++;
+  return 0;
+}
+
 /* The whole file at PATH (malloc'd), *LEN its size. */
 static char *
 slurp (const char *path, size_t *len)
@@ -551,7 +592,7 @@ slurp (const char *path, size_t *len)
  * block 3's chunk damaged and block 9's missing there too at first.
  */
 static void
-test_repair (struct fixture *f, const struct xs_manifest *m)
+test_repair (struct fixture *f, struct xs_manifest *m)
 {
   static const uint64_t bad[] = { 3, 7, 9, NBLOCKS - 1 };
   struct xs_repair_report report;
@@ -559,19 +600,19 @@ test_repair (struct fixture *f, const struct xs_manifest *m)
   struct not_repaired nr = { 0 };
   struct fixture good;
   struct xs_manifest *again;
-  char *damaged = chunk_path (f, &m->entries[3]);
+  char *damaged = entry_path (f, m, 3);
   char *source3, *source9, *before, *after;
   size_t before_len, after_len;
   uint8_t block[BS];
-  uint64_t distinct;
+  uint64_t distinct, runs = 0;
   struct calls c;
 
   fixture_open (&good);
   again = make_snapshot (&good, &distinct);
-  ok (memcmp (again->entries, m->entries, NBLOCKS * sizeof *m->entries) == 0,
+  ok (xs_manifest_diff (again, m, count_run, &runs) == 0 && runs == 0,
       "the other repository holds the same chunk ids");
-  source3 = chunk_path (&good, &m->entries[3]);
-  source9 = chunk_path (&good, &m->entries[9]);
+  source3 = entry_path (&good, m, 3);
+  source9 = entry_path (&good, m, 9);
   flip_bit (source3, 60);
   unlink (source9);
   before = slurp (damaged, &before_len);
@@ -598,9 +639,9 @@ test_repair (struct fixture *f, const struct xs_manifest *m)
   /* The source made whole: everything is repaired. */
   unlink (source3);
   fill_text (block, BS, 3);
-  store_block (&good, block, BS, &again->entries[3]);
+  store_entry (&good, again, 3, block, BS);
   fill_text (block, BS, 9);
-  store_block (&good, block, BS, &again->entries[9]);
+  store_entry (&good, again, 9, block, BS);
   nr.n = 0;
   is_int (xs_verify_repair (f->repo, good.repo, m, bad, 3, &report,
                             record_not_repaired, &nr), 0,
