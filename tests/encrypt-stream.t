@@ -59,8 +59,8 @@ like "$out" "it is encrypted; send it --raw .* or --reencrypt" \
 check "send --raw" -- quietly xs "${a[@]}" send --raw ev@s1 -o "$tmp/raw1"
 check "  the raw stream does not hold the pattern" -- \
   test -z "$(grep -l -- "$marker" "$tmp/raw1")"
-is "$(head -c 12 "$tmp/raw1" | tail -c 4 | od -An -tu4 | tr -d ' ')" 2 \
-  "  it is a version 2 stream"
+is "$(head -c 12 "$tmp/raw1" | tail -c 4 | od -An -tu4 | tr -d ' ')" 4 \
+  "  it is a version 4 stream (encrypted, tree roots)"
 out=$(xs2 "${b[@]}" receive --key default -i "$tmp/raw1" 2>&1) && st=0 || st=$?
 like "$out" "raw stream .* keeps the sender's encryption" \
   "a raw stream cannot be received under the receiver's key"

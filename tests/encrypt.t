@@ -83,7 +83,7 @@ check "  nor in the catalog" -- test -z "$(grep -l -- "$marker" "$store"/xsnap.d
 is "$(find "$repo/alice/chunks" -type f | head -1 | xargs head -c 5 | tail -c 1 | od -An -tu1 | tr -d ' ')" \
   2 "chunks are stored in the encrypted format (version 2)"
 is "$(head -c 12 "$repo/alice/manifests/$sid" | tail -c 4 | od -An -tu4 | tr -d ' ')" \
-  2 "the manifest is an encrypted manifest (version 2)"
+  4 "the manifest is an encrypted tree manifest (version 4)"
 # The same bytes in an unencrypted volume do show (the check above means
 # something).
 xs -q "${a[@]}" volume create pv --size 8M --block-size 64K

@@ -80,13 +80,17 @@ is "$(read_in r2 carol db@copy_local_s1)" "$sum1" \
 poke local alice db $((3 << 20)) 7
 xs --account alice snapshot create db --name s2 -q
 objects=$(s3_count "$bucket" r2/)
+pages=$(s3_count "$bucket" r2/carol/pages/)
 out=$(xs --json --account alice copy db@s2 --to-region r2 --to-account carol)
 is "$(jq -r .chunks_sent <<<"$out")" 1 "the incremental copy sends 1 chunk"
 check "... $(jq -r .bytes_sent <<<"$out") bytes: one chunk's, not more" -- \
   test "$(jq -r .bytes_sent <<<"$out")" -lt 70000
 is "$(s3_count "$bucket" r2/carol/chunks/)" 129 "the bucket gained exactly one chunk"
+new_pages=$(( $(s3_count "$bucket" r2/carol/pages/) - pages ))
+check "the block map gained only the pages on the changed block's path ($new_pages)" -- \
+  test "$new_pages" -ge 1 -a "$new_pages" -le 2
 check "and one manifest (objects $objects -> $(s3_count "$bucket" r2/))" -- \
-  test "$(s3_count "$bucket" r2/)" -eq $((objects + 2))
+  test "$(s3_count "$bucket" r2/)" -eq $((objects + 2 + new_pages))
 is "$(read_in r2 carol db@copy_local_s2)" "$(read_in local alice db@s2)" \
    "the incremental copy is byte-identical"
 is "$(xs --region r2 --account carol diff db@copy_local_s1 db@copy_local_s2 --format=blocks)" 48 \

@@ -149,9 +149,9 @@ a, b, c = map(int, sys.argv[2:5])
 open(sys.argv[5], 'wb').write(d[:a] + d[b:c] + d[a:b] + d[c:])
 PY
 refused "two records swapped" "$tmp/bad" "stream record 3 \(block 1\) is out of order"
-restream "$tmp/full.xs" "$tmp/bad" 'version = 3'
-refused "a stream of version 3" "$tmp/bad" \
-  "stream format version 3 is newer than this xsnap supports \(2\)"
+restream "$tmp/full.xs" "$tmp/bad" 'version = 5'
+refused "a stream of version 5" "$tmp/bad" \
+  "stream format version 5 is newer than this xsnap supports \(4\)"
 refused "an incremental stream whose base is missing" "$tmp/inc.xs" \
   "incremental from snapshot ${id[1]}, which is not in account 'admin', region 'local'"
 

@@ -23,7 +23,7 @@ cmd_gc (struct cli *cli, int argc, char **argv)
     return 1;
   if (cli->json)
     return cli_print_json (json_pack ("{s:s, s:I, s:I, s:I, s:I, s:I, s:I,"
-                                      " s:I, s:I}",
+                                      " s:I, s:I, s:I, s:I}",
                                       "region", cli->scope.region,
                                       "stale_pending",
                                       (json_int_t) report.stale_pending,
@@ -37,6 +37,10 @@ cmd_gc (struct cli *cli, int argc, char **argv)
                                       (json_int_t) report.chunks_kept,
                                       "chunks_deleted",
                                       (json_int_t) report.chunks_deleted,
+                                      "pages_kept",
+                                      (json_int_t) report.pages_kept,
+                                      "pages_deleted",
+                                      (json_int_t) report.pages_deleted,
                                       "temps_removed",
                                       (json_int_t) report.temps_removed,
                                       "staged_removed",
@@ -44,12 +48,14 @@ cmd_gc (struct cli *cli, int argc, char **argv)
       ? 1 : 0;
   if (!cli->quiet)
     printf ("gc of region '%s': %" PRIu64 " chunks deleted, %" PRIu64
-            " kept (%" PRIu64 " manifests); %" PRIu64 " deleted snapshots "
+            " kept (%" PRIu64 " manifests), %" PRIu64 " map pages deleted, %"
+            PRIu64 " kept; %" PRIu64 " deleted snapshots "
             "purged, %" PRIu64 " stale pending and %" PRIu64 " orphan "
             "manifests removed, %" PRIu64 " temporary files and %" PRIu64
             " unfinished imports removed\n",
             cli->scope.region, report.chunks_deleted, report.chunks_kept,
-            report.manifests, report.purged_snapshots, report.stale_pending,
+            report.manifests, report.pages_deleted, report.pages_kept,
+            report.purged_snapshots, report.stale_pending,
             report.orphan_manifests, report.temps_removed,
             report.staged_removed);
   return 0;

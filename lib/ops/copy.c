@@ -881,7 +881,8 @@ destination_manifest (const struct xs_manifest *source,
 }
 
 /* Seal COPY, whose map is stored in the destination's repository: it
- * gets a handle of its own there.  0 or -1.
+ * gets a handle of its own there, and the pages it shares with the
+ * source are copied there first (xs_manifest_attach).  0 or -1.
  */
 static int
 seal_in_destination (struct xs_store *store, const struct copy_plan *plan,

@@ -6,7 +6,9 @@
  * hash table to tune.  The pages the manifests' maps are stored in are
  * marked in a second set, which the walks also consult: a page seen
  * before was marked with everything under it, so a subtree that many
- * snapshots share is marked once.
+ * snapshots share is marked once.  Unreferenced pages go before any
+ * chunk, parents before children, so that whatever gc leaves behind when
+ * it stops half way, a page that is there has everything under it.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -17,6 +19,7 @@
 #include "ops/gc.h"
 #include "repo/backend.h"
 #include "repo/manifest.h"
+#include "repo/maptree.h"
 #include "ops/recvstate.h"
 #include "repo/repo.h"
 #include "catalog/account.h"
@@ -119,16 +122,24 @@ collect_id (const char *id, void *opaque)
   return string_list_add (opaque, id);
 }
 
+/* An unreferenced page and its level (as its header says). */
+struct garbage_page {
+  struct xs_hash128 id;
+  unsigned level;
+};
+
 struct account_pass {
   struct xs_store *store;
   struct xs_repo *repo;
   const char *account;
   const char *region;
   struct id_set referenced;           /* chunks */
-  /* The pages of the kept manifests' maps.  Nothing deletes the pages
-   * they do not name yet.
+  /* The pages of the kept manifests' maps, and those found unreferenced
+   * (deleted before any chunk, highest level first).
    */
   struct xs_idmap referenced_pages;
+  struct garbage_page *garbage;
+  size_t ngarbage, garbage_cap;
   struct string_list purgeable;         /* deleted snapshots to purge */
   struct string_list orphans;           /* manifests without a row */
   struct xs_gc_report *report;
@@ -266,6 +277,76 @@ sweep_chunk (const struct xs_hash128 *id, void *opaque)
   return xs_repo_delete_chunk (pass->repo, id) == -1 ? -1 : 0;
 }
 
+/* For the listing of pages: note each one no kept map refers to, with
+ * its level, read from its header (a page too damaged to say is taken as
+ * the highest, so it goes first).
+ */
+static int
+find_garbage_page (const struct xs_hash128 *id, void *opaque)
+{
+  struct account_pass *pass = opaque;
+  struct garbage_page *page;
+  void *data;
+  size_t len;
+  int r;
+
+  if (xs_idmap_has (&pass->referenced_pages, id)) {
+    pass->report->pages_kept++;
+    return 0;
+  }
+  if (pass->ngarbage == pass->garbage_cap) {
+    size_t cap = pass->garbage_cap ? 2 * pass->garbage_cap : 256;
+    struct garbage_page *grown = realloc (pass->garbage,
+                                          cap * sizeof *grown);
+
+    if (grown == NULL) {
+      xs_error ("gc: cannot hold the list of unreferenced pages: %m");
+      return -1;
+    }
+    pass->garbage = grown;
+    pass->garbage_cap = cap;
+  }
+  page = &pass->garbage[pass->ngarbage++];
+  page->id = *id;
+  page->level = UINT8_MAX;
+  r = xs_repo_get_page (pass->repo, id, &data, &len);
+  if (r == -1)
+    return -1;
+  if (r == 0) {
+    int level = xs_maptree_page_level (data, len);
+
+    if (level >= 0)
+      page->level = (unsigned) level;
+    free (data);
+  }
+  return 0;
+}
+
+static int
+higher_level_first (const void *a, const void *b)
+{
+  const struct garbage_page *x = a, *y = b;
+
+  return (x->level < y->level) - (x->level > y->level);
+}
+
+/* Delete the unreferenced pages, parents before children, so that a page
+ * present always has everything under it (what a copy that finds it
+ * relies on), even if gc stops half way.
+ */
+static int
+sweep_pages (struct account_pass *pass)
+{
+  qsort (pass->garbage, pass->ngarbage, sizeof *pass->garbage,
+         higher_level_first);
+  for (size_t i = 0; i < pass->ngarbage; i++) {
+    if (xs_repo_delete_page (pass->repo, &pass->garbage[i].id) == -1)
+      return -1;
+    pass->report->pages_deleted++;
+  }
+  return 0;
+}
+
 /* One account's repository in the region: everything is decided (what is
  * live, what to purge, which manifests are orphans) before anything is
  * deleted.
@@ -291,12 +372,15 @@ collect_account (struct xs_store *store, const char *account,
     goto out;
   id_set_finish (&pass.referenced);
   if (purge_snapshots (&pass) == -1 || remove_orphans (&pass) == -1
+      || xs_repo_list_pages (pass.repo, find_garbage_page, &pass) != 0
+      || sweep_pages (&pass) == -1
       || xs_repo_list_chunks (pass.repo, sweep_chunk, &pass) != 0)
     goto out;
   r = 0;
  out:
   free (pass.referenced.ids);
   xs_idmap_clear (&pass.referenced_pages);
+  free (pass.garbage);
   string_list_free (&pass.purgeable);
   string_list_free (&pass.orphans);
   xs_repo_close (pass.repo);

@@ -37,6 +37,8 @@ struct xs_gc_report {
   uint64_t manifests;           /* manifests kept */
   uint64_t chunks_kept;
   uint64_t chunks_deleted;
+  uint64_t pages_kept;          /* pages of block maps */
+  uint64_t pages_deleted;
   uint64_t temps_removed;
   uint64_t staged_removed;      /* staged volume heads removed */
 };

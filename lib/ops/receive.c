@@ -267,6 +267,32 @@ open_foreign_base (struct receive *rc, const struct xs_snapshot *base)
   return rc->base_repo ? 0 : -1;
 }
 
+/* Whether the loaded base BASE has the content the stream's base has: its
+ * root in the form the stream gives (a tree root, or from an older
+ * sender a flat root).  0, or -1 with an error.
+ */
+static int
+check_base_root (struct receive *rc, const struct xs_snapshot *base)
+{
+  char got[XS_HASH128_HEX_LEN + 1], want[XS_HASH128_HEX_LEN + 1];
+  struct xs_hash128 root;
+
+  if (rc->info->flat_roots) {
+    if (xs_manifest_flat_root (rc->base, &root) == -1)
+      return -1;
+  }
+  else
+    xs_manifest_tree_root (rc->base, &root);
+  if (xs_hash128_equal (&root, &rc->info->base_root))
+    return 0;
+  xs_hash128_to_hex (&root, got);
+  xs_hash128_to_hex (&rc->info->base_root, want);
+  xs_error ("snapshot %s here is not the stream's base: its content "
+            "differs (root hash %s, the stream's base has %s)", base->id,
+            got, want);
+  return -1;
+}
+
 /* The base of an incremental stream: here, available, the same.  A full
  * stream has none.
  */
@@ -290,6 +316,7 @@ load_base (struct receive *rc)
   if (r != 0)
     return -1;
   xs_hash128_to_hex (&info->base_root, want);
+  encrypted_here = base.source_root[0] != '\0';
   r = -1;
   if (strcmp (base.account, rc->scope->account) != 0
       && open_foreign_base (rc, &base) == -1)
@@ -297,26 +324,20 @@ load_base (struct receive *rc)
   else if (strcmp (base.status, "available") != 0)
     xs_error ("the stream's base snapshot %s is still %s here", base.id,
               base.status);
-  else if (strcmp (base.source_root[0] ? base.source_root : base.root_hash,
-                   want) != 0
+  else if ((encrypted_here && strcmp (base.source_root, want) != 0)
            || base.size != info->size || base.block_size != info->block_size)
     xs_error ("snapshot %s here is not the stream's base: its content "
               "differs (root hash %s, the stream's base has %s)", base.id,
-              base.root_hash, want);
+              encrypted_here ? base.source_root : base.root_hash, want);
   else if ((rc->base = strcmp (xs_stream_encryption (info), "raw") == 0
             ? xs_snapshot_load_manifest_unopened (rc->store, base.account,
                                                   base.region, base.id)
             : xs_snapshot_load_manifest (rc->store, base.account,
                                          base.region, base.id)) != NULL)
     r = 0;
-  encrypted_here = base.source_root[0] != '\0';
-  xs_snapshot_clear (&base);
-  if (r == 0 && !encrypted_here
-      && !xs_hash128_equal (&rc->base->root, &info->base_root)) {
-    xs_error ("the manifest of snapshot %s does not match its catalog "
-              "record", info->base_snapshot_id);
+  if (r == 0 && !encrypted_here && check_base_root (rc, &base) == -1)
     r = -1;
-  }
+  xs_snapshot_clear (&base);
   return r;
 }
 
@@ -432,6 +453,13 @@ plan_raw (struct receive *rc)
   if (rc->base && strcmp (rc->base->data_key, info->data_key) != 0) {
     xs_error ("the stream's base snapshot %s here is not under the stream's "
               "data key", rc->base->snapshot_id);
+    return -1;
+  }
+  if (info->flat_roots) {
+    /* Its MAC covers a flat root, and what is built here is a tree. */
+    xs_error ("cannot receive a raw stream of format version 2 (from an "
+              "older xsnap): its MAC is over a manifest form this release "
+              "no longer writes; send it with this release, or --reencrypt");
     return -1;
   }
   rc->raw = true;
@@ -1005,6 +1033,18 @@ ensure_chunks (struct receive *rc)
   return r;
 }
 
+/* The root of what was built (sealed), in the form the stream's root
+ * has.  0 or -1.
+ */
+static int
+built_root (struct receive *rc, struct xs_hash128 *root)
+{
+  if (rc->info->flat_roots)
+    return xs_manifest_flat_root (rc->built, root);
+  *root = rc->built->root;
+  return 0;
+}
+
 /* Chunks durable, manifest, catalog row; then the state goes.  A root
  * that differs is the stream's fault; any other failure here is ours,
  * and the receive can be resumed (with nothing more to send).
@@ -1013,6 +1053,7 @@ static int
 commit (struct receive *rc, struct xs_snapshot *snap, enum outcome *outcome)
 {
   char got[XS_HASH128_HEX_LEN + 1], want[XS_HASH128_HEX_LEN + 1];
+  struct xs_hash128 root;
   char sender_root[XS_HASH128_HEX_LEN + 1];
   uint64_t changed;
   void *data;
@@ -1021,16 +1062,23 @@ commit (struct receive *rc, struct xs_snapshot *snap, enum outcome *outcome)
 
   xs_hash128_to_hex (&rc->info->root, sender_root);
   *outcome = KEEP;
-  if (xs_manifest_seal (rc->built) == -1)
+  /* Chunks durable before the pages that name them, pages before the
+   * manifest.
+   */
+  if (drain_puts (rc) == -1 || ensure_chunks (rc) == -1
+      || xs_repo_sync (rc->repo) == -1 || xs_manifest_seal (rc->built) == -1)
     return -1;
   *outcome = DISCARD;
   /* Encrypted here, the chunks have other names than the sender's: the
    * stream's integrity (every chunk checked, the trailer over all of it)
    * and its base's identity (load_base) stand for the root.
    */
-  if (!rc->encrypting
-      && !xs_hash128_equal (&rc->built->root, &rc->info->root)) {
-    xs_hash128_to_hex (&rc->built->root, got);
+  if (!rc->encrypting && built_root (rc, &root) == -1) {
+    *outcome = KEEP;
+    return -1;
+  }
+  if (!rc->encrypting && !xs_hash128_equal (&root, &rc->info->root)) {
+    xs_hash128_to_hex (&root, got);
     xs_hash128_to_hex (&rc->info->root, want);
     xs_error ("the received snapshot's root hash %s differs from the "
               "stream's %s: refused", got, want);
@@ -1039,9 +1087,7 @@ commit (struct receive *rc, struct xs_snapshot *snap, enum outcome *outcome)
   if (encrypt_built (rc) == -1)
     return -1;
   *outcome = KEEP;
-  if (drain_puts (rc) == -1 || describe_built (rc) == -1
-      || xs_repo_sync (rc->repo) == -1 || ensure_chunks (rc) == -1
-      || count_changed (rc, &changed) == -1
+  if (describe_built (rc) == -1 || count_changed (rc, &changed) == -1
       || xs_manifest_serialize (rc->built, &data, &len) == -1)
     return -1;
   r = xs_repo_put_manifest (rc->repo, rc->info->snapshot_id, data, len);

@@ -224,9 +224,12 @@ describe (struct xs_send *s, const struct xs_scope *scope,
   s->info.size = s->target->size;
   s->info.block_size = s->target->block_size;
   s->info.nblocks = s->target->nblocks;
-  s->info.root = s->target->root;
+  /* Tree roots, whatever form the manifests have here: what the
+   * receiver builds is a tree.
+   */
+  xs_manifest_tree_root (s->target, &s->info.root);
   if (base_id[0])
-    s->info.base_root = s->base->root;
+    xs_manifest_tree_root (s->base, &s->info.base_root);
   if (describe_encryption (s) == -1)
     return -1;
   if (xs_stream_info_set_strings (&s->info, scope->account, scope->region,

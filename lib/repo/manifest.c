@@ -1,16 +1,18 @@
 /* xsnap: snapshot manifests (see manifest.h and docs/FORMAT.md).
  *
- * The entries of a large volume are big (16 bytes per block: 32 MiB for
- * 1 TiB at 512 KiB blocks) but mostly zero or repeated, so they are stored
- * zstd-compressed.  The parser checks the whole-file checksum first, then
- * every length against what is really there, and decompresses into a
- * buffer that grows only as real output arrives, so a small hostile input
- * cannot make it allocate much.
+ * A manifest written now is its metadata and the id of its block map's
+ * top page; the map itself is maptree.c's.  The flat entries of an old
+ * manifest (16 bytes per block, zstd-compressed) are still parsed: the
+ * parser checks the whole-file checksum first, then every length against
+ * what is really there, and decompresses into a buffer that grows only as
+ * real output arrives, so a small hostile input cannot make it allocate
+ * much; the entries are checked against the stored root and then held as
+ * a tree in memory.
  *
- * An encrypted snapshot's manifest (version 2) carries the key that
- * wraps its data key and ends with an HMAC-SHA256 under a key derived
- * from the data key; the parser checks everything else, and the MAC is
- * checked once the data key is unwrapped (xs_manifest_authenticate).
+ * An encrypted snapshot's manifest (versions 2 and 4) carries the key
+ * that wraps its data key and ends with an HMAC-SHA256 under a key
+ * derived from the data key; the parser checks everything else, and the
+ * MAC is checked once the data key is unwrapped (xs_manifest_authenticate).
  * The MAC covers what the snapshot is (id, root hash, key fields), not
  * its descriptive metadata (names, account, region), so a raw stream's
  * receiver, which renames what it receives and has no key, can keep the
@@ -34,6 +36,7 @@
 #include "base/error.h"
 #include "base/hash.h"
 #include "repo/manifest.h"
+#include "repo/maptree.h"
 #include "repo/repo.h"
 
 #define MANIFEST_MAGIC "XSNPMANI"
@@ -53,8 +56,9 @@
 #define ENTRIES_INITIAL_CAP (64 * 1024 * 1024)
 
 enum entry_encoding {
-  ENTRIES_RAW = 0,
-  ENTRIES_ZSTD = 1,
+  ENTRIES_RAW = 0,              /* versions 1 and 2 */
+  ENTRIES_ZSTD = 1,             /* versions 1 and 2 */
+  ENTRIES_TREE = 2,             /* versions 3 and 4: the top page's id */
 };
 
 /* The string fields, by name, for set/copy/free/serialize/parse. */
@@ -110,9 +114,9 @@ key_field_value (const struct xs_manifest *m, size_t i)
   return v ? v : "";
 }
 
-static void compute_root (uint64_t size, uint32_t block_size,
-                          const struct xs_hash128 *entries, uint64_t nblocks,
-                          struct xs_hash128 *root);
+static void compute_tree_root (uint64_t size, uint32_t block_size,
+                               const struct xs_hash128 *top,
+                               struct xs_hash128 *root);
 
 /* ----- Building ----- */
 
@@ -164,26 +168,6 @@ new_shell (uint64_t size, uint32_t block_size, uint64_t nblocks)
   return m;
 }
 
-/* Allocate m->entries (zeroed if zero is true). */
-static int
-alloc_entries (struct xs_manifest *m, bool zero)
-{
-  size_t bytes = m->nblocks * sizeof (struct xs_hash128);
-
-  if (m->nblocks > SIZE_MAX / sizeof (struct xs_hash128))
-    m->entries = NULL;
-  else if (zero)
-    m->entries = calloc (bytes > 0 ? bytes : 1, 1);
-  else
-    m->entries = malloc (bytes > 0 ? bytes : 1);
-  if (m->entries == NULL) {
-    xs_error ("cannot allocate the entries of %" PRIu64 " blocks: %m",
-              m->nblocks);
-    return -1;
-  }
-  return 0;
-}
-
 struct xs_manifest *
 xs_manifest_new (uint64_t size, uint32_t block_size)
 {
@@ -196,7 +180,8 @@ xs_manifest_new (uint64_t size, uint32_t block_size)
   m = new_shell (size, block_size, nblocks);
   if (m == NULL)
     return NULL;
-  if (alloc_entries (m, true) == -1) {
+  m->map = xs_maptree_new (nblocks, NULL);
+  if (m->map == NULL) {
     xs_manifest_free (m);
     return NULL;
   }
@@ -210,7 +195,7 @@ xs_manifest_new (uint64_t size, uint32_t block_size)
       return NULL;
     }
   }
-  compute_root (m->size, m->block_size, m->entries, m->nblocks, &m->root);
+  compute_tree_root (m->size, m->block_size, &m->top, &m->root);
   return m;
 }
 
@@ -258,13 +243,18 @@ xs_manifest_copy (const struct xs_manifest *m)
 
   if (copy == NULL)
     return NULL;
-  if (alloc_entries (copy, false) == -1) {
+  copy->map = xs_maptree_copy (m->map);
+  if (copy->map == NULL
+      || (m->repo && (copy->repo = xs_repo_dup (m->repo)) == NULL)
+      || (m->source_repo
+          && (copy->source_repo = xs_repo_dup (m->source_repo)) == NULL)) {
     xs_manifest_free (copy);
     return NULL;
   }
-  if (m->nblocks > 0)
-    memcpy (copy->entries, m->entries,
-            m->nblocks * sizeof (struct xs_hash128));
+  xs_maptree_set_repo (copy->map, copy->repo);
+  xs_maptree_set_source (copy->map, copy->source_repo);
+  copy->top = m->top;
+  copy->flat = m->flat;
   for (i = 0; i < N_STRING_FIELDS; i++) {
     *string_field (copy, i) = strdup (string_field_value (m, i));
     if (*string_field (copy, i) == NULL) {
@@ -327,13 +317,17 @@ xs_manifest_free (struct xs_manifest *m)
   for (i = 0; i < N_KEY_FIELDS; i++)
     free (*key_field (m, i));
   xs_data_key_free (m->dk);
-  free (m->entries);
+  xs_maptree_free (m->map);
   xs_repo_close (m->repo);
+  xs_repo_close (m->source_repo);
   free (m);
 }
 
+/* The root of a version 1 or 2 manifest: XXH3-128 of the geometry and
+ * every entry.
+ */
 static void
-compute_root (uint64_t size, uint32_t block_size,
+compute_flat_root (uint64_t size, uint32_t block_size,
               const struct xs_hash128 *entries, uint64_t nblocks,
               struct xs_hash128 *root)
 {
@@ -345,10 +339,33 @@ compute_root (uint64_t size, uint32_t block_size,
                      nblocks * sizeof (struct xs_hash128), root);
 }
 
+/* The root of a tree manifest: the SHA-256 name, as a page's, of a
+ * label, the geometry and the top page's id.
+ */
+static void
+compute_tree_root (uint64_t size, uint32_t block_size,
+                   const struct xs_hash128 *top, struct xs_hash128 *root)
+{
+  static const char label[] = "xsnap map root 1";
+  uint8_t input[sizeof label + 12 + sizeof top->bytes];
+
+  memcpy (input, label, sizeof label);
+  xs_put_le64 (input + sizeof label, size);
+  xs_put_le32 (input + sizeof label + 8, block_size);
+  memcpy (input + sizeof label + 12, top->bytes, sizeof top->bytes);
+  xs_maptree_page_id (input, sizeof input, root);
+}
+
 int
 xs_manifest_seal (struct xs_manifest *m)
 {
-  compute_root (m->size, m->block_size, m->entries, m->nblocks, &m->root);
+  struct xs_hash128 top;
+
+  if (xs_maptree_commit (m->map, &top) == -1)
+    return -1;
+  m->top = top;
+  m->flat = false;
+  compute_tree_root (m->size, m->block_size, &m->top, &m->root);
   return 0;
 }
 
@@ -391,28 +408,7 @@ metadata_json (const struct xs_manifest *m, size_t *len)
   return text;
 }
 
-/* Compress the entries into out (capacity cap >= raw size), or copy them
- * raw when compression does not help.  Returns the stored length and sets
- * *encoding.
- */
-static size_t
-store_entries (const struct xs_manifest *m, uint8_t *out, size_t cap,
-               uint32_t *encoding)
-{
-  size_t raw = m->nblocks * sizeof (struct xs_hash128);
-  size_t r = ZSTD_compress (out, cap, m->entries, raw, ENTRIES_ZSTD_LEVEL);
-
-  if (!ZSTD_isError (r) && r < raw) {
-    *encoding = ENTRIES_ZSTD;
-    return r;
-  }
-  *encoding = ENTRIES_RAW;
-  if (raw > 0)
-    memcpy (out, m->entries, raw);
-  return raw;
-}
-
-static int compute_mac (const struct xs_manifest *m,
+static int compute_mac (const struct xs_manifest *m, bool flat,
                         const struct xs_hash128 *root,
                         const struct xs_data_key *dk,
                         unsigned char mac[XS_MANIFEST_MAC_LEN]);
@@ -420,9 +416,8 @@ static int compute_mac (const struct xs_manifest *m,
 int
 xs_manifest_serialize (const struct xs_manifest *m, void **data, size_t *len)
 {
-  size_t metadata_len, raw, cap, stored, total;
+  size_t metadata_len, total;
   uint64_t nblocks;
-  uint32_t encoding;
   struct xs_hash128 root;
   char *metadata;
   uint8_t *out, *p, *shrunk;
@@ -435,6 +430,12 @@ xs_manifest_serialize (const struct xs_manifest *m, void **data, size_t *len)
               "%" PRIu64 " blocks", m->snapshot_id, m->nblocks, nblocks);
     return -1;
   }
+  if (m->flat || xs_maptree_has_changes (m->map)) {
+    xs_error ("cannot serialize manifest %s: its block map %s (seal it "
+              "first)", m->snapshot_id, m->flat ? "is not written"
+              : "changed since it was sealed");
+    return -1;
+  }
   if (encrypted && m->dk == NULL && !m->has_mac) {
     xs_error ("cannot serialize manifest %s: its data key is not open",
               m->snapshot_id);
@@ -443,9 +444,8 @@ xs_manifest_serialize (const struct xs_manifest *m, void **data, size_t *len)
   metadata = metadata_json (m, &metadata_len);
   if (metadata == NULL)
     return -1;
-  raw = m->nblocks * sizeof (struct xs_hash128);
-  cap = ZSTD_compressBound (raw);
-  out = malloc (MIN_MANIFEST_SIZE + metadata_len + cap + XS_MANIFEST_MAC_LEN);
+  out = malloc (MIN_MANIFEST_SIZE + metadata_len + sizeof m->top.bytes
+                + XS_MANIFEST_MAC_LEN);
   if (out == NULL) {
     xs_error ("cannot serialize manifest %s: %m", m->snapshot_id);
     free (metadata);
@@ -459,11 +459,11 @@ xs_manifest_serialize (const struct xs_manifest *m, void **data, size_t *len)
   memcpy (out + PREFIX_SIZE, metadata, metadata_len);
   free (metadata);
   p = out + PREFIX_SIZE + metadata_len;
-  stored = store_entries (m, p + ENTRIES_HEADER_SIZE, cap, &encoding);
-  xs_put_le32 (p, encoding);
-  xs_put_le64 (p + 4, stored);
-  p += ENTRIES_HEADER_SIZE + stored;
-  compute_root (m->size, m->block_size, m->entries, m->nblocks, &root);
+  xs_put_le32 (p, ENTRIES_TREE);
+  xs_put_le64 (p + 4, sizeof m->top.bytes);
+  memcpy (p + ENTRIES_HEADER_SIZE, m->top.bytes, sizeof m->top.bytes);
+  p += ENTRIES_HEADER_SIZE + sizeof m->top.bytes;
+  compute_tree_root (m->size, m->block_size, &m->top, &root);
   memcpy (p, root.bytes, sizeof root.bytes);
   p += sizeof root.bytes;
   xs_put_le64 (p, xs_hash64 (out, p - out));
@@ -471,7 +471,7 @@ xs_manifest_serialize (const struct xs_manifest *m, void **data, size_t *len)
   if (encrypted) {
     if (m->dk == NULL)
       memcpy (out + total, m->mac, XS_MANIFEST_MAC_LEN);
-    else if (compute_mac (m, &root, m->dk, out + total) == -1) {
+    else if (compute_mac (m, false, &root, m->dk, out + total) == -1) {
       free (out);
       return -1;
     }
@@ -492,7 +492,8 @@ struct parser {
   size_t len;
   const char *what;
   char context[160];            /* "manifest <what>: " */
-  bool encrypted;               /* version 2: the MAC is not in data..len */
+  uint32_t version;
+  bool encrypted;               /* versions 2, 4: the MAC is not in data..len */
 };
 
 static int
@@ -750,10 +751,13 @@ decompress_entries (const struct parser *ps, const uint8_t *src,
   return NULL;
 }
 
-/* Fill m->entries from the entries section at p (stored bytes). */
+/* The flat entries of a version 1 or 2 manifest at P (stored bytes):
+ * checked against the stored root, then held as a tree in memory.
+ */
 static int
-parse_entries (const struct parser *ps, struct xs_manifest *m,
-               const uint8_t *p, uint32_t encoding, size_t stored)
+parse_flat_entries (const struct parser *ps, struct xs_manifest *m,
+                    const uint8_t *p, uint32_t encoding, size_t stored,
+                    const struct xs_hash128 *stored_root)
 {
   size_t raw = m->nblocks * sizeof (struct xs_hash128), got;
   uint8_t *buf;
@@ -764,36 +768,79 @@ parse_entries (const struct parser *ps, struct xs_manifest *m,
                 " blocks", ps->what, stored, m->nblocks);
       return -1;
     }
-    if (alloc_entries (m, false) == -1)
+    buf = malloc (raw > 0 ? raw : 1);
+    if (buf == NULL) {
+      xs_error ("manifest %s: cannot allocate the entries of %" PRIu64
+                " blocks: %m", ps->what, m->nblocks);
       return -1;
+    }
     if (raw > 0)
-      memcpy (m->entries, p, raw);
-    return 0;
+      memcpy (buf, p, raw);
   }
-  if (encoding != ENTRIES_ZSTD) {
+  else if (encoding != ENTRIES_ZSTD) {
     xs_error ("manifest %s: unknown entry encoding %" PRIu32,
               ps->what, encoding);
     return -1;
   }
-  buf = decompress_entries (ps, p, stored, raw, &got);
-  if (buf == NULL)
-    return -1;
-  if (got != raw) {
-    xs_error ("manifest %s: entries decompress to %s%zu bytes, "
-              "%" PRIu64 " blocks need %zu",
-              ps->what, got > raw ? "more than " : "", got > raw ? raw : got,
-              m->nblocks, raw);
+  else {
+    buf = decompress_entries (ps, p, stored, raw, &got);
+    if (buf == NULL)
+      return -1;
+    if (got != raw) {
+      xs_error ("manifest %s: entries decompress to %s%zu bytes, "
+                "%" PRIu64 " blocks need %zu",
+                ps->what, got > raw ? "more than " : "",
+                got > raw ? raw : got, m->nblocks, raw);
+      free (buf);
+      return -1;
+    }
+  }
+  compute_flat_root (m->size, m->block_size,
+                     (const struct xs_hash128 *) buf, m->nblocks, &m->root);
+  if (!xs_hash128_equal (stored_root, &m->root)) {
+    xs_error ("manifest %s: root hash mismatch", ps->what);
     free (buf);
     return -1;
   }
-  m->entries = (struct xs_hash128 *) buf;
+  m->map = xs_maptree_from_entries (m->nblocks,
+                                    (const struct xs_hash128 *) buf);
+  free (buf);
+  if (m->map == NULL)
+    return -1;
+  xs_maptree_top (m->map, &m->top);
+  m->flat = true;
   return 0;
+}
+
+/* The tree section of a version 3 or 4 manifest: the top page's id. */
+static int
+parse_tree (const struct parser *ps, struct xs_manifest *m,
+            const uint8_t *p, uint32_t encoding, size_t stored,
+            const struct xs_hash128 *stored_root)
+{
+  if (encoding != ENTRIES_TREE || stored != sizeof m->top.bytes) {
+    xs_error ("manifest %s: a version %" PRIu32 " manifest must name its "
+              "top page (encoding %u, 16 bytes), not encoding %" PRIu32
+              " of %zu bytes", ps->what, ps->version, ENTRIES_TREE,
+              encoding, stored);
+    return -1;
+  }
+  memcpy (m->top.bytes, p, sizeof m->top.bytes);
+  compute_tree_root (m->size, m->block_size, &m->top, &m->root);
+  if (!xs_hash128_equal (stored_root, &m->root)) {
+    xs_error ("manifest %s: root hash mismatch", ps->what);
+    return -1;
+  }
+  m->map = xs_maptree_new (m->nblocks, &m->top);
+  return m->map ? 0 : -1;
 }
 
 struct xs_manifest *
 xs_manifest_parse (const void *data, size_t len, const char *what)
 {
-  struct parser ps = { data, len, what ? what : "(unnamed)", "", false };
+  struct parser ps = {
+    .data = data, .len = len, .what = what ? what : "(unnamed)",
+  };
   struct xs_manifest *m;
   struct xs_hash128 stored_root;
   size_t metadata_len, stored, rest;
@@ -801,9 +848,11 @@ xs_manifest_parse (const void *data, size_t len, const char *what)
   uint32_t encoding;
 
   snprintf (ps.context, sizeof ps.context, "manifest %s: ", ps.what);
-  /* Version 2 is version 1's bytes followed by the MAC. */
-  if (len >= MANIFEST_MAGIC_LEN + 4
-      && xs_get_le32 (ps.data + 8) == XS_MANIFEST_VERSION_ENCRYPTED) {
+  /* Versions 2 and 4 are the bytes of 1 and 3 followed by the MAC. */
+  if (len >= MANIFEST_MAGIC_LEN + 4)
+    ps.version = xs_get_le32 (ps.data + 8);
+  if (ps.version == XS_MANIFEST_VERSION_FLAT_ENCRYPTED
+      || ps.version == XS_MANIFEST_VERSION_ENCRYPTED) {
     if (len < MIN_MANIFEST_SIZE + XS_MANIFEST_MAC_LEN) {
       xs_error ("manifest %s: truncated (%zu bytes)", ps.what, len);
       return NULL;
@@ -835,16 +884,11 @@ xs_manifest_parse (const void *data, size_t len, const char *what)
   }
   stored = rest;
   p += ENTRIES_HEADER_SIZE;
-  if (parse_entries (&ps, m, p, encoding, stored) == -1)
+  memcpy (stored_root.bytes, p + stored, sizeof stored_root.bytes);
+  if (ps.version >= XS_MANIFEST_VERSION
+      ? parse_tree (&ps, m, p, encoding, stored, &stored_root) == -1
+      : parse_flat_entries (&ps, m, p, encoding, stored, &stored_root) == -1)
     goto fail;
-  p += stored;
-
-  memcpy (stored_root.bytes, p, sizeof stored_root.bytes);
-  xs_manifest_seal (m);
-  if (!xs_hash128_equal (&stored_root, &m->root)) {
-    xs_error ("manifest %s: root hash mismatch", ps.what);
-    goto fail;
-  }
   if (ps.encrypted)
     xs_manifest_set_mac (m, ps.data + len);
   return m;
@@ -856,13 +900,18 @@ xs_manifest_parse (const void *data, size_t len, const char *what)
 
 /* The bytes a MAC covers: a label, then the id, ROOT and key fields. */
 static char *
-mac_input (const struct xs_manifest *m, const struct xs_hash128 *root,
+mac_input (const struct xs_manifest *m, bool flat,
+           const struct xs_hash128 *root,
            size_t *len)
 {
-  static const char label[] = "xsnap manifest 2";
+  /* A tree manifest's root means something else than a flat one's, so
+   * the label tells them apart.
+   */
+  const char *label = flat ? "xsnap manifest 2" : "xsnap manifest 4";
+  size_t label_size = strlen (label) + 1;
   const char *fields[] = { m->snapshot_id, m->key_id, m->key_account,
                            m->data_key };
-  size_t total = sizeof label + sizeof root->bytes, i;
+  size_t total = label_size + sizeof root->bytes, i;
   char *buf, *p;
 
   for (i = 0; i < sizeof fields / sizeof fields[0]; i++)
@@ -872,8 +921,8 @@ mac_input (const struct xs_manifest *m, const struct xs_hash128 *root,
     xs_error ("cannot authenticate manifest %s: %m", m->snapshot_id);
     return NULL;
   }
-  memcpy (buf, label, sizeof label);
-  p = buf + sizeof label;
+  memcpy (buf, label, label_size);
+  p = buf + label_size;
   memcpy (p, root->bytes, sizeof root->bytes);
   p += sizeof root->bytes;
   for (i = 0; i < sizeof fields / sizeof fields[0]; i++) {
@@ -887,12 +936,13 @@ mac_input (const struct xs_manifest *m, const struct xs_hash128 *root,
 }
 
 static int
-compute_mac (const struct xs_manifest *m, const struct xs_hash128 *root,
+compute_mac (const struct xs_manifest *m, bool flat,
+             const struct xs_hash128 *root,
              const struct xs_data_key *dk,
              unsigned char mac[XS_MANIFEST_MAC_LEN])
 {
   size_t len;
-  char *input = mac_input (m, root, &len);
+  char *input = mac_input (m, flat, root, &len);
   int r;
 
   if (input == NULL)
@@ -907,7 +957,10 @@ xs_manifest_compute_mac (const struct xs_manifest *m,
                          const struct xs_data_key *dk,
                          unsigned char mac[XS_MANIFEST_MAC_LEN])
 {
-  return compute_mac (m, &m->root, dk, mac);
+  struct xs_hash128 root;
+
+  xs_manifest_tree_root (m, &root);
+  return compute_mac (m, false, &root, dk, mac);
 }
 
 void
@@ -928,7 +981,7 @@ xs_manifest_authenticate (struct xs_manifest *m, struct xs_data_key *dk)
     xs_data_key_free (dk);
     return -1;
   }
-  if (xs_manifest_compute_mac (m, dk, mac) == -1) {
+  if (compute_mac (m, m->flat, &m->root, dk, mac) == -1) {
     xs_data_key_free (dk);
     return -1;
   }
@@ -951,9 +1004,6 @@ xs_manifest_diff (struct xs_manifest *a, struct xs_manifest *b,
                   int (*fn) (uint64_t first, uint64_t count, void *opaque),
                   void *opaque)
 {
-  uint64_t i = 0, start;
-  int r;
-
   if (a->size != b->size || a->block_size != b->block_size
       || a->nblocks != b->nblocks) {
     xs_error ("cannot compare snapshots '%s' and '%s': different geometry "
@@ -963,58 +1013,105 @@ xs_manifest_diff (struct xs_manifest *a, struct xs_manifest *b,
               b->size, b->block_size);
     return -1;
   }
-  while (i < a->nblocks) {
-    while (i < a->nblocks && xs_hash128_equal (&a->entries[i],
-                                               &b->entries[i]))
-      i++;
-    if (i == a->nblocks)
-      break;
-    start = i;
-    while (i < a->nblocks && !xs_hash128_equal (&a->entries[i],
-                                                &b->entries[i]))
-      i++;
-    r = fn (start, i - start, opaque);
-    if (r != 0)
-      return r;
-  }
-  return 0;
+  return xs_maptree_diff (a->map, b->map, fn, opaque);
 }
 
 /* ----- The block map ----- */
 
 void
+xs_manifest_tree_root (const struct xs_manifest *m, struct xs_hash128 *root)
+{
+  compute_tree_root (m->size, m->block_size, &m->top, root);
+}
+
+/* Hashing a map flat: runs of zero entries fed from one page of zeros. */
+struct flat_hash {
+  struct xs_hash_stream *stream;
+  uint64_t next;                /* the next block to hash */
+};
+
+static void
+hash_zero_entries (struct xs_hash_stream *stream, uint64_t count)
+{
+  static const struct xs_hash128 zeros[256];
+
+  while (count > 0) {
+    uint64_t n = count < 256 ? count : 256;
+
+    xs_hash_stream_update (stream, zeros, n * sizeof zeros[0]);
+    count -= n;
+  }
+}
+
+static int
+hash_flat_entry (uint64_t block, const struct xs_hash128 *id, void *opaque)
+{
+  struct flat_hash *h = opaque;
+
+  hash_zero_entries (h->stream, block - h->next);
+  xs_hash_stream_update (h->stream, id->bytes, sizeof id->bytes);
+  h->next = block + 1;
+  return 0;
+}
+
+int
+xs_manifest_flat_root (struct xs_manifest *m, struct xs_hash128 *root)
+{
+  struct flat_hash h = { .stream = xs_hash_stream_new () };
+  uint8_t geometry[12];
+  int r;
+
+  if (m->flat) {
+    *root = m->root;
+    xs_hash_stream_free (h.stream);
+    return 0;
+  }
+  if (h.stream == NULL) {
+    xs_error ("cannot hash manifest %s: %m", m->snapshot_id);
+    return -1;
+  }
+  xs_put_le64 (geometry, m->size);
+  xs_put_le32 (geometry + 8, m->block_size);
+  xs_hash_stream_update (h.stream, geometry, sizeof geometry);
+  r = xs_maptree_for_each (m->map, 0, m->nblocks, hash_flat_entry, &h);
+  if (r == 0) {
+    hash_zero_entries (h.stream, m->nblocks - h.next);
+    xs_hash_stream_digest128 (h.stream, root);
+  }
+  xs_hash_stream_free (h.stream);
+  return r == 0 ? 0 : -1;
+}
+
+void
 xs_manifest_attach (struct xs_manifest *m, struct xs_repo *repo)
 {
-  xs_repo_close (m->repo);
+  if (m->repo && repo && !xs_repo_same_namespace (m->repo, repo)) {
+    /* The first home of its pages stays their source. */
+    if (m->source_repo == NULL) {
+      m->source_repo = m->repo;
+      xs_maptree_set_source (m->map, m->source_repo);
+    }
+    else
+      xs_repo_close (m->repo);
+  }
+  else
+    xs_repo_close (m->repo);
   m->repo = repo;
+  xs_maptree_set_repo (m->map, repo);
 }
 
 int
 xs_manifest_get_block (struct xs_manifest *m, uint64_t block,
                        struct xs_hash128 *id)
 {
-  if (block >= m->nblocks) {
-    xs_error ("manifest %s: block %" PRIu64 " is past its end (%" PRIu64
-              " blocks)", m->snapshot_id, block, m->nblocks);
-    return -1;
-  }
-  *id = m->entries[block];
-  return 0;
+  return xs_maptree_get (m->map, block, id);
 }
 
 int
 xs_manifest_set_block (struct xs_manifest *m, uint64_t block,
                        const struct xs_hash128 *id)
 {
-  if (block >= m->nblocks) {
-    xs_error ("manifest %s: block %" PRIu64 " is past its end (%" PRIu64
-              " blocks)", m->snapshot_id, block, m->nblocks);
-    return -1;
-  }
-  if (xs_hash128_equal (&m->entries[block], id))
-    return 0;
-  m->entries[block] = *id;
-  return 1;
+  return xs_maptree_set (m->map, block, id);
 }
 
 int
@@ -1025,22 +1122,11 @@ xs_manifest_for_each_block (struct xs_manifest *m, uint64_t first,
                                        void *opaque),
                             void *opaque)
 {
-  uint64_t end = first + count < first || first + count > m->nblocks
-    ? m->nblocks : first + count;
-  uint64_t i;
-  int r;
-
-  for (i = first; i < end; i++)
-    if (!xs_hash128_is_zero (&m->entries[i])
-        && (r = fn (i, &m->entries[i], opaque)) != 0)
-      return r;
-  return 0;
+  return xs_maptree_for_each (m->map, first, count, fn, opaque);
 }
 
 int
 xs_manifest_walk (struct xs_manifest *m, const struct xs_manifest_visitor *v)
 {
-  if (v->block == NULL)
-    return 0;
-  return xs_manifest_for_each_block (m, 0, m->nblocks, v->block, v->opaque);
+  return xs_maptree_walk (m->map, v->page, v->block, v->opaque);
 }

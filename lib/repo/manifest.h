@@ -1,13 +1,16 @@
 /* xsnap: snapshot manifests.
  *
- * A manifest is what makes a snapshot self-contained: it maps every block
- * of the volume to the id of the chunk holding that block's content, or to
- * the zero id (all bytes zero) for a block of zeros.  It also carries the
- * snapshot's metadata and a root hash over the volume geometry and the
- * entries, so two snapshots with the same content have the same root.
- * Manifests arrive from other accounts, regions and streams, so the parser
- * treats its input as hostile.  docs/FORMAT.md, "Manifest (version 1)",
- * has the byte layout.
+ * A manifest is what makes a snapshot self-contained: its metadata, its
+ * geometry and its block map, which gives every block of the volume the
+ * id of the chunk holding its content, or the zero id (all bytes zero).
+ * The map is a tree of pages in the repository (maptree.h), so the
+ * manifest itself is small and names only the top page; its root hash
+ * covers the geometry and that page, so two snapshots with the same
+ * content have the same root.  Manifests written before the tree (flat
+ * entries, versions 1 and 2) are still read, their map held in memory.
+ * Manifests arrive from other accounts, regions and streams, so the
+ * parser treats its input as hostile.  docs/FORMAT.md, "Manifest
+ * (versions 3 and 4)", has the byte layout.
  */
 #ifndef XSNAP_MANIFEST_H
 #define XSNAP_MANIFEST_H
@@ -20,12 +23,17 @@
 #include "crypto/chunkcrypt.h"
 #include "base/hash.h"
 
-#define XS_MANIFEST_VERSION 1
+/* Versions 1 (plain) and 2 (encrypted) hold the block map flat and are
+ * read only; versions 3 and 4 name the top page of a tree (maptree.h).
+ */
+#define XS_MANIFEST_VERSION_FLAT 1
+#define XS_MANIFEST_VERSION_FLAT_ENCRYPTED 2
+#define XS_MANIFEST_VERSION 3
 /* A manifest of an encrypted snapshot: version 1's layout, metadata that
  * names the key, and at the end an HMAC-SHA256 of what the snapshot is:
  * its id, its root hash (geometry and entries) and its key fields.
  */
-#define XS_MANIFEST_VERSION_ENCRYPTED 2
+#define XS_MANIFEST_VERSION_ENCRYPTED 4
 #define XS_MANIFEST_MIN_BLOCK_SIZE 4096u
 #define XS_MANIFEST_MAX_BLOCK_SIZE (4u * 1024 * 1024)
 #define XS_MANIFEST_MAX_BLOCKS (UINT64_C (1) << 32)
@@ -51,12 +59,21 @@ struct xs_manifest {
   uint32_t block_size;
   uint64_t nblocks;
 
-  /* Private to manifest.c: use the block map functions below. */
-  struct xs_hash128 *entries;
+  /* The block map (private: use the block map functions below), its
+   * repository (owned) and the top page's id as last sealed or read.
+   * flat: read from a version 1 or 2 manifest and not sealed since, so
+   * root is the flat root those versions have.
+   */
+  struct xs_maptree *map;
   struct xs_repo *repo;
+  struct xs_repo *source_repo;  /* where its pages were before attach */
+  struct xs_hash128 top;
+  bool flat;
 
-  /* XXH3-128 over (size as le64, block_size as le32, the entries); valid
-   * after xs_manifest_seal or xs_manifest_parse.
+  /* What the snapshot's content is, geometry included: the SHA-256 name
+   * of (geometry, top page id); for a flat manifest the XXH3-128 of
+   * (geometry, every entry).  Valid after xs_manifest_seal or
+   * xs_manifest_parse.
    */
   struct xs_hash128 root;
 
@@ -121,7 +138,10 @@ xs_manifest_is_encrypted (const struct xs_manifest *m)
 extern int xs_manifest_authenticate (struct xs_manifest *m,
                                      struct xs_data_key *dk);
 
-/* The MAC of encrypted manifest M (sealed) under DK.  0 or -1. */
+/* The MAC under DK of encrypted manifest M as a tree manifest (what M is
+ * once sealed, and what a copy or receive of its content writes, even
+ * when M is a flat manifest read as it is).  0 or -1.
+ */
 extern int xs_manifest_compute_mac (const struct xs_manifest *m,
                                     const struct xs_data_key *dk,
                                     unsigned char mac[XS_MANIFEST_MAC_LEN]);
@@ -172,8 +192,26 @@ extern void xs_manifest_free (struct xs_manifest *m);
  * all are safe to call from many threads at once on one manifest.
  */
 
+/* The root M has as a tree manifest: m->root, except for a flat manifest
+ * not sealed since it was read, whose m->root is its flat root.  What a
+ * copy or a receive of M's content (a tree) must arrive at.
+ */
+extern void xs_manifest_tree_root (const struct xs_manifest *m,
+                                   struct xs_hash128 *root);
+
+/* The root M would have as a flat (version 1 or 2) manifest, for
+ * comparing with what older releases recorded or sent: computed by
+ * hashing every entry, so it costs time in the size of the volume (not
+ * memory).  0, or -1 with an error.
+ */
+extern int xs_manifest_flat_root (struct xs_manifest *m,
+                                  struct xs_hash128 *root);
+
 /* Give M its repository, where its map is read from and written to; M
- * takes REPO over and closes it when freed.  A copy opens its own.
+ * takes REPO over and closes it when freed.  A copy opens its own.  If M
+ * had a repository of another namespace (a copy of a manifest of another
+ * account or region), pages are still read from there, and sealing first
+ * copies into REPO every page the map uses that only the old one has.
  */
 struct xs_repo;
 extern void xs_manifest_attach (struct xs_manifest *m, struct xs_repo *repo);

@@ -63,6 +63,7 @@ struct node {
 struct xs_maptree {
   pthread_mutex_t lock;
   struct xs_repo *repo;
+  struct xs_repo *source;       /* where pages missing from repo are */
   uint64_t nblocks;
   unsigned depth;
   struct xs_hash128 top;        /* the top page's id as last committed */
@@ -181,6 +182,16 @@ xs_maptree_page_encode (unsigned level,
   xs_put_le32 (out + 12, 0);
   memcpy (out + XS_MAPTREE_PAGE_HEADER, entries, count * sizeof *entries);
   return XS_MAPTREE_PAGE_HEADER + count * sizeof *entries;
+}
+
+int
+xs_maptree_page_level (const void *data, size_t len)
+{
+  const uint8_t *p = data;
+
+  if (len < XS_MAPTREE_PAGE_HEADER || memcmp (p, PAGE_MAGIC, PAGE_MAGIC_LEN))
+    return -1;
+  return p[9];
 }
 
 static int
@@ -428,6 +439,8 @@ load_node (struct xs_maptree *t, unsigned level, uint64_t index,
     return NULL;
   }
   r = xs_repo_get_page (t->repo, id, &data, &len);
+  if (r == 1 && t->source)
+    r = xs_repo_get_page (t->source, id, &data, &len);
   if (r == 1)
     xs_error ("map page %s (level %u, from block %" PRIu64 ") is missing "
               "from the repository of account '%s'", hex, level, first,
@@ -535,10 +548,24 @@ xs_maptree_set_repo (struct xs_maptree *t, struct xs_repo *repo)
   t->repo = repo;
 }
 
+void
+xs_maptree_set_source (struct xs_maptree *t, struct xs_repo *source)
+{
+  t->source = source;
+}
+
 uint64_t
 xs_maptree_nblocks (const struct xs_maptree *t)
 {
   return t->nblocks;
+}
+
+void
+xs_maptree_top (struct xs_maptree *t, struct xs_hash128 *top)
+{
+  xs_lock_take (&t->lock, XS_LOCK_MAPTREE, 0);
+  *top = t->top;
+  xs_lock_drop (&t->lock);
 }
 
 void
@@ -648,6 +675,7 @@ xs_maptree_copy (struct xs_maptree *t)
     return NULL;
   xs_lock_take (&t->lock, XS_LOCK_MAPTREE, 0);
   copy->repo = t->repo;
+  copy->source = t->source;
   copy->top = t->top;
   for (i = 0; i < t->npinned; i++) {
     const struct node *from = t->pinned[i];
@@ -882,17 +910,111 @@ commit_locked (struct xs_maptree *t)
   return r;
 }
 
+static int walk_range (struct xs_maptree *t, uint64_t first, uint64_t count,
+                       xs_maptree_page_fn page_fn,
+                       xs_maptree_block_fn block_fn, void *opaque);
+
+/* The pages to adopt from the source, in the order the walk met them. */
+struct adoption {
+  struct xs_maptree *t;
+  struct xs_hash128 *ids;
+  size_t n, cap;
+};
+
+/* A page the repository has has everything under it there (pages are
+ * written children first, after their chunks): skip it.
+ */
+static int
+adopt_page (const struct xs_hash128 *id, unsigned level, void *opaque)
+{
+  struct adoption *a = opaque;
+  int r = xs_repo_has_page (a->t->repo, id);
+
+  if (r != 0)
+    return r;
+  if (a->n == a->cap) {
+    size_t cap = a->cap ? 2 * a->cap : 64;
+    struct xs_hash128 *grown = realloc (a->ids, cap * sizeof *grown);
+
+    if (grown == NULL) {
+      xs_error ("cannot list the map pages to copy: %m");
+      return -1;
+    }
+    a->ids = grown;
+    a->cap = cap;
+  }
+  a->ids[a->n++] = *id;
+  return 0;
+}
+
+/* Copy into T's repository the pages its map uses that only the source
+ * has, children before parents (the reverse of the walk's order).  The
+ * walk read, and so checked, every one of them.  Not under the lock.
+ */
+static int
+adopt_from_source (struct xs_maptree *t)
+{
+  struct adoption a = { .t = t };
+  size_t i;
+  int r = 0;
+
+  if (t->source == NULL || t->repo == NULL)
+    return 0;
+  if (walk_range (t, 0, t->nblocks, adopt_page, NULL, &a) != 0)
+    r = -1;
+  for (i = a.n; r == 0 && i-- > 0;) {
+    void *data;
+    size_t len;
+    int got = xs_repo_get_page (t->source, &a.ids[i], &data, &len);
+
+    if (got == 1) {
+      char hex[XS_HASH128_HEX_LEN + 1];
+
+      xs_hash128_to_hex (&a.ids[i], hex);
+      xs_error ("cannot copy map page %s: it is gone from account '%s'",
+                hex, xs_repo_account (t->source));
+    }
+    if (got != 0)
+      r = -1;
+    else {
+      r = xs_repo_put_page (t->repo, &a.ids[i], data, len, false);
+      if (r == 1) {
+        xs_lock_take (&t->lock, XS_LOCK_MAPTREE, 0);
+        t->stats.pages_written++;
+        xs_lock_drop (&t->lock);
+      }
+      r = r == -1 ? -1 : 0;
+      free (data);
+    }
+  }
+  free (a.ids);
+  return r;
+}
+
 int
 xs_maptree_commit (struct xs_maptree *t, struct xs_hash128 *top)
 {
   int r;
 
+  if (adopt_from_source (t) == -1)
+    return -1;
   xs_lock_take (&t->lock, XS_LOCK_MAPTREE, 0);
   r = commit_locked (t);
   if (r == 0)
     *top = t->top;
   xs_lock_drop (&t->lock);
   return r;
+}
+
+bool
+xs_maptree_has_changes (struct xs_maptree *t)
+{
+  bool changed;
+
+  xs_lock_take (&t->lock, XS_LOCK_MAPTREE, 0);
+  changed = t->ndirty > 0;
+  xs_lock_drop (&t->lock);
+  return changed;
 }
 
 /* ----- Walking ----- */

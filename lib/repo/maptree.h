@@ -75,7 +75,22 @@ extern void xs_maptree_free (struct xs_maptree *t);
  */
 extern void xs_maptree_set_repo (struct xs_maptree *t, struct xs_repo *repo);
 
+/* Where T's pages were until now, if not in its repository (a copy into
+ * another region or account, a receive onto a base shared from another
+ * account): pages missing from the repository are read from SOURCE, and
+ * a commit first copies into the repository every page it will refer to
+ * that is only there (children first), so that the committed map stands
+ * on its own.  SOURCE is not owned; NULL: none.
+ */
+extern void xs_maptree_set_source (struct xs_maptree *t,
+                                   struct xs_repo *source);
+
 extern uint64_t xs_maptree_nblocks (const struct xs_maptree *t);
+
+/* The top page's id as of the last commit (or as given, or as computed
+ * by xs_maptree_from_entries).
+ */
+extern void xs_maptree_top (struct xs_maptree *t, struct xs_hash128 *top);
 
 /* Block BLOCK's entry: 0, or -1 with an error. */
 extern int xs_maptree_get (struct xs_maptree *t, uint64_t block,
@@ -89,11 +104,15 @@ extern int xs_maptree_get (struct xs_maptree *t, uint64_t block,
 extern int xs_maptree_set (struct xs_maptree *t, uint64_t block,
                            const struct xs_hash128 *id);
 
-/* Write every page changed or not stored yet, children before parents,
+/* Copy in the pages only the source has (see xs_maptree_set_source), then
+ * write every page changed or not stored yet, children before parents,
  * then make them durable; *TOP receives the top page's id (zero for a
  * map of zeros).  0, or -1 with an error.
  */
 extern int xs_maptree_commit (struct xs_maptree *t, struct xs_hash128 *top);
+
+/* Whether T has changes no commit has written yet. */
+extern bool xs_maptree_has_changes (struct xs_maptree *t);
 
 /* Calls FN for each block in [FIRST, FIRST + COUNT) with a non-zero
  * entry, in increasing order; zero subtrees are skipped unread.  A
@@ -144,6 +163,11 @@ extern int xs_maptree_page_parse (const void *data, size_t len,
                                   uint64_t index, uint64_t nblocks,
                                   struct xs_hash128 entries[XS_MAPTREE_FANOUT],
                                   char reason[XS_MAPTREE_REASON_MAX]);
+
+/* The level a stored page's header claims, unchecked (for gc, which
+ * deletes pages parents first), or -1 if it is not a page's header.
+ */
+extern int xs_maptree_page_level (const void *data, size_t len);
 
 /* The canonical bytes of a page of LEVEL holding ENTRIES into OUT; the
  * length, or 0 when every entry is zero (such a page is never stored).

@@ -89,6 +89,12 @@ xs_repo_open (struct xs_backend *backend, const char *account)
   return repo;
 }
 
+struct xs_repo *
+xs_repo_dup (const struct xs_repo *repo)
+{
+  return xs_repo_open (repo->backend, repo->account);
+}
+
 void
 xs_repo_close (struct xs_repo *repo)
 {

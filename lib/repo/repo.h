@@ -38,6 +38,10 @@ struct xs_repo;
 extern struct xs_repo *xs_repo_open (struct xs_backend *backend,
                                      const char *account);
 extern void xs_repo_close (struct xs_repo *repo);
+/* Another handle on REPO's namespace (the same backend, which must
+ * outlive both).  NULL with an error.
+ */
+extern struct xs_repo *xs_repo_dup (const struct xs_repo *repo);
 extern const char *xs_repo_account (const struct xs_repo *repo);
 /* Whether A and B are one namespace: the same account on the same
  * backend (backends are opened once per region and store).

@@ -934,6 +934,13 @@ parse_prefix (struct xs_stream_parser *p)
   return XS_STREAM_MORE;
 }
 
+static bool
+version_is_encrypted (uint32_t version)
+{
+  return version == XS_STREAM_VERSION_FLAT_ENCRYPTED
+    || version == XS_STREAM_VERSION_ENCRYPTED;
+}
+
 static enum xs_stream_event
 parse_metadata (struct xs_stream_parser *p)
 {
@@ -956,13 +963,14 @@ parse_metadata (struct xs_stream_parser *p)
   json_decref (obj);
   if (r == -1)
     return fail (p, false);
-  if ((p->version == XS_STREAM_VERSION_ENCRYPTED)
+  if (version_is_encrypted (p->version)
       != (xs_stream_encryption (&p->info)[0] != '\0')) {
     xs_error ("stream header: a version %" PRIu32 " stream %s an "
               "encryption mode", p->version,
-              p->version == XS_STREAM_VERSION ? "with" : "without");
+              version_is_encrypted (p->version) ? "without" : "with");
     return fail (p, false);
   }
+  p->info.flat_roots = p->version < XS_STREAM_VERSION;
   p->have_info = true;
   xs_hash_stream_update (p->whole, p->buf, p->need);
   if (expect (p, P_HEAD, HEAD_SIZE) == -1)

@@ -24,11 +24,17 @@
 
 #include "base/hash.h"
 
-#define XS_STREAM_VERSION 1
-/* A stream of an encrypted snapshot, or one made for a receiver that
- * encrypts (see encryption below): version 1 with an "encryption" object.
+/* Versions 1 and 2 (plain, with an encryption mode) carry the roots of
+ * flat manifests (manifest.h); 3 and 4 those of tree manifests, and are
+ * what this release writes.
  */
-#define XS_STREAM_VERSION_ENCRYPTED 2
+#define XS_STREAM_VERSION_FLAT 1
+#define XS_STREAM_VERSION_FLAT_ENCRYPTED 2
+#define XS_STREAM_VERSION 3
+/* A stream of an encrypted snapshot, or one made for a receiver that
+ * encrypts (see encryption below): version 3 with an "encryption" object.
+ */
+#define XS_STREAM_VERSION_ENCRYPTED 4
 #define XS_STREAM_MAC_LEN 32
 #define XS_STREAM_ID_LEN 32             /* hex digits */
 #define XS_STREAM_MAX_METADATA (64 * 1024)
@@ -49,12 +55,17 @@ struct xs_stream_info {
   uint32_t block_size;
   uint64_t nblocks;
   struct xs_hash128 root;       /* the snapshot's manifest root */
+  /* Set by the parser for a stream of version 1 or 2: its roots are flat
+   * roots (xs_manifest_flat_root), written by an older release.
+   */
+  bool flat_roots;
   char *base_snapshot_id;       /* "" for a full stream */
   struct xs_hash128 base_root;  /* zero for a full stream */
   char *resume_token;           /* "" unless the stream resumes another */
   uint64_t first_block;         /* no record before it; 0 unless resumed */
   uint64_t records;             /* records this stream carries */
-  /* Encryption (a version 2 stream); NULL or "" in a version 1 stream.
+  /* Encryption (a version 2 or 4 stream); NULL or "" in a version 1 or 3
+   * stream.
    *   "raw"        the chunks as stored, encrypted under the data key
    *                DATA_KEY (wrapped by key KEY_ID of KEY_ACCOUNT);
    *                MANIFEST_MAC is the snapshot's manifest MAC, which the

@@ -14,7 +14,9 @@
 #include "repo/chunk.h"
 #include "crypto/chunkcrypt.h"
 #include "base/hash.h"
+#include "repo/backend.h"
 #include "repo/manifest.h"
+#include "repo/repo.h"
 #include "tap.h"
 
 static const char marker[] = "XSNAP-SECRET-MARKER-0123456789";
@@ -286,16 +288,27 @@ encrypted_manifest (void)
   struct xs_data_key *k1 = make_key (1), *k2 = make_key (2);
   struct xs_manifest *m = xs_manifest_new (1 << 20, 65536), *back;
   struct xs_hash128 id = { { 7 } };
+  char *dir = tap_tmpdir (), *url;
+  struct xs_backend *backend;
+  struct xs_repo *repo;
   void *data;
   size_t len, caught = 0;
 
+  /* Its block map's pages go to a repository of its own. */
+  if (asprintf (&url, "file://%s", dir) == -1
+      || (backend = xs_backend_open (url)) == NULL
+      || (repo = xs_repo_open (backend, "alice")) == NULL)
+    abort ();
+  free (url);
+  if (m)
+    xs_manifest_attach (m, repo);
   if (!k1 || !k2 || !m || xs_manifest_set (m, "snapshot_id", "snap-1") == -1
       || xs_manifest_set_block (m, 3, &id) == -1 || xs_manifest_seal (m) == -1)
     abort ();
   is_int (xs_manifest_set_encryption (m, "key-1", "alice", "00ff", k1), 0,
           "encrypt a manifest");
   is_int (xs_manifest_serialize (m, &data, &len), 0, "serialize it");
-  is_int (((uint8_t *) data)[8], XS_MANIFEST_VERSION_ENCRYPTED, "version 2");
+  is_int (((uint8_t *) data)[8], XS_MANIFEST_VERSION_ENCRYPTED, "version 4");
   back = xs_manifest_parse (data, len, "test");
   ok (back && xs_manifest_is_encrypted (back) && back->dk == NULL
       && strcmp (back->key_id, "key-1") == 0
@@ -315,6 +328,9 @@ encrypted_manifest (void)
   xs_manifest_free (m);
   xs_data_key_free (k1);
   xs_data_key_free (k2);
+  xs_backend_close (backend);
+  tap_rmtree (dir);
+  free (dir);
 }
 
 /* A chunk as the first encrypted chunks were written (flags 0: the id

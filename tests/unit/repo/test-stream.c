@@ -160,6 +160,7 @@ parse (const uint8_t *data, size_t len, size_t step, struct parsed *p)
       p->info.first_block = info->first_block;
       p->info.root = info->root;
       p->info.base_root = info->base_root;
+      p->info.flat_roots = info->flat_roots;
     }
     else if (event == XS_STREAM_RECORD && p->records < 8) {
       const struct xs_stream_record *r = xs_stream_parser_record (parser);
@@ -336,19 +337,24 @@ test_version_and_rules (void)
   write_stream (&info, 0, 4, &b);
   header = header_length (b.data);
 
-  set_version (&b, header, 3);
+  set_version (&b, header, 5);
   parse (b.data, b.len, 0, &p);
-  ok (!p.ok, "version 3 is refused");
-  error_contains ("stream format version 3 is newer than this xsnap "
-                  "supports (2)", "  with the version message");
-  set_version (&b, header, 2);
+  ok (!p.ok, "version 5 is refused");
+  error_contains ("stream format version 5 is newer than this xsnap "
+                  "supports (4)", "  with the version message");
+  set_version (&b, header, 4);
   parse (b.data, b.len, 0, &p);
-  ok (!p.ok, "version 2 without an encryption mode is refused");
-  error_contains ("a version 2 stream without an encryption mode",
+  ok (!p.ok, "version 4 without an encryption mode is refused");
+  error_contains ("a version 4 stream without an encryption mode",
                   "  with a message saying so");
   set_version (&b, header, 1);
   parse (b.data, b.len, 0, &p);
-  ok (p.ok, "  and parses again once the version is back");
+  ok (p.ok && p.info.flat_roots,
+      "  version 1 (an older sender) parses, its roots flat");
+  set_version (&b, header, 3);
+  parse (b.data, b.len, 0, &p);
+  ok (p.ok && !p.info.flat_roots,
+      "  and parses again once the version is back, its roots trees");
 
   /* Swap the two 40-byte records (2: reference, 3: zero). */
   swap = malloc (b.len);
