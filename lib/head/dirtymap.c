@@ -507,6 +507,20 @@ xs_dirtymap_reset (struct xs_dirtymap *dm, uint64_t epoch)
   return r;
 }
 
+/* Mark unsaved every page of the map that has a bit set in BITS. */
+static void
+mark_pages_with_bits (struct xs_dirtymap *dm, const struct xs_bitmap *bits)
+{
+  uint64_t block = xs_bitmap_next_set (bits, 0);
+
+  while (block < bits->nbits) {
+    uint64_t page = block / BITS_PER_PAGE;
+
+    xs_bitmap_mark_atomic (&dm->unsaved, page);
+    block = xs_bitmap_next_set (bits, (page + 1) * BITS_PER_PAGE);
+  }
+}
+
 int
 xs_dirtymap_take (struct xs_dirtymap *dm, struct xs_bitmap *taken)
 {
@@ -517,8 +531,10 @@ xs_dirtymap_take (struct xs_dirtymap *dm, struct xs_bitmap *taken)
   xs_lock_take (&dm->persist_lock, XS_LOCK_DIRTYMAP, 0);
   *taken = dm->bits;
   dm->bits = fresh;
-  /* The file still has the old bits: every page must be rewritten. */
-  xs_bitmap_set_range (&dm->unsaved, 0, dm->unsaved.nbits);
+  /* The file still has the old bits where they were set: those pages,
+   * and only those, must be rewritten (the others are zero in both).
+   */
+  mark_pages_with_bits (dm, taken);
   xs_lock_drop (&dm->persist_lock);
   return 0;
 }
@@ -535,16 +551,26 @@ xs_dirtymap_merge (struct xs_dirtymap *dm, const struct xs_bitmap *bits)
   }
 }
 
+/* The file's pages equal the bits except where a page is marked unsaved
+ * (opening loads them, reset punches both to zero, take marks the pages
+ * it changed), so a new epoch writes those pages and the header.
+ */
 int
 xs_dirtymap_commit_epoch (struct xs_dirtymap *dm, uint64_t epoch)
 {
+  int r = -1;
+
   xs_lock_take (&dm->persist_lock, XS_LOCK_DIRTYMAP, 0);
   dm->header.epoch = epoch;
   dm->header.doubt = XS_DIRTYMAP_TRUSTED;
   dm->header.flags &= ~FLAG_UNTRUSTED;
-  xs_bitmap_set_range (&dm->unsaved, 0, dm->unsaved.nbits);
+  dm->header.generation++;
+  if (write_unsaved_pages (dm) == 0
+      && write_header (dm->fd, dm->path, &dm->header) == 0
+      && sync_file (dm->fd, dm->path) == 0)
+    r = 0;
   xs_lock_drop (&dm->persist_lock);
-  return xs_dirtymap_persist (dm);
+  return r;
 }
 
 enum xs_dirtymap_doubt
@@ -565,7 +591,9 @@ xs_dirtymap_close (struct xs_dirtymap *dm)
   int r = -1;
 
   xs_lock_take (&dm->persist_lock, XS_LOCK_DIRTYMAP, 0);
-  xs_bitmap_set_range (&dm->unsaved, 0, dm->unsaved.nbits);
+  /* The pages not marked unsaved are in the file as they are in memory
+   * (see xs_dirtymap_commit_epoch), so the checksum below covers the file.
+   */
   if (write_unsaved_pages (dm) == -1 || sync_file (dm->fd, dm->path) == -1)
     goto out;
   dm->header.flags |= FLAG_CLEAN;

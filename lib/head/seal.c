@@ -75,8 +75,19 @@ struct codec_pool {
 
 /* The units of a block copied to the spill file (under its stripe). */
 struct copied {
+  uint64_t block;
   unsigned count;
   uint64_t bits[UNIT_WORDS];
+};
+
+/* The copied-units records of the blocks of one stripe, found by block:
+ * open addressing, linear probing, a power-of-two number of slots.  Only
+ * blocks written while the snapshot is pending have one, so the tables
+ * cost what writes copied aside, not the volume's size.
+ */
+struct copied_table {
+  struct copied **slots;
+  size_t nslots, count;
 };
 
 /* A block with copied units, for the sealers to take first. */
@@ -96,7 +107,7 @@ struct xs_seal {
   struct xs_bitmap taken;       /* S as taken from the dirty map */
   struct xs_bitmap todo;        /* blocks of S not taken by a sealer */
   pthread_mutex_t stripes[STRIPES];
-  struct copied **copied;       /* per block, NULL: nothing copied */
+  struct copied_table copied[STRIPES];  /* under the stripe's lock */
   struct codec_pool codecs;
   struct xs_data_key *dk;       /* encrypted volume: its data key */
   /* A clone's blocks still in its source may keep the source's chunk
@@ -331,6 +342,79 @@ seal_copy (struct xs_seal *seal, struct xs_chunk_codec *codec,
   return finish_block (seal, block, &id);
 }
 
+/* The copied-units record of BLOCK, or NULL.  Holding its stripe. */
+static struct copied *
+find_copied (const struct xs_seal *seal, uint64_t block)
+{
+  const struct copied_table *t = &seal->copied[block % STRIPES];
+  size_t i;
+
+  if (t->nslots == 0)
+    return NULL;
+  for (i = (size_t) (block / STRIPES) & (t->nslots - 1); t->slots[i];
+       i = (i + 1) & (t->nslots - 1))
+    if (t->slots[i]->block == block)
+      return t->slots[i];
+  return NULL;
+}
+
+static void
+place_copied (struct copied_table *t, struct copied *c)
+{
+  size_t i;
+
+  for (i = (size_t) (c->block / STRIPES) & (t->nslots - 1); t->slots[i];
+       i = (i + 1) & (t->nslots - 1))
+    ;
+  t->slots[i] = c;
+}
+
+/* Add C (whose block has none yet).  0, or -1 without memory (nothing
+ * reported: the caller falls back to sealing the block at once).
+ */
+static int
+add_copied (struct xs_seal *seal, struct copied *c)
+{
+  struct copied_table *t = &seal->copied[c->block % STRIPES];
+
+  if (2 * (t->count + 1) > t->nslots) {
+    size_t nslots = t->nslots ? 2 * t->nslots : 16, i;
+    struct copied **old = t->slots, **slots = calloc (nslots, sizeof *slots);
+
+    if (slots == NULL)
+      return -1;
+    t->slots = slots;
+    t->nslots = nslots;
+    for (i = 0; i < nslots / 2; i++)
+      if (old && old[i])
+        place_copied (t, old[i]);
+    free (old);
+  }
+  place_copied (t, c);
+  t->count++;
+  return 0;
+}
+
+/* Take BLOCK's record out of its table (backward-shift deletion). */
+static void
+remove_copied (struct xs_seal *seal, uint64_t block)
+{
+  struct copied_table *t = &seal->copied[block % STRIPES];
+  size_t i, j, mask = t->nslots - 1;
+
+  for (i = (size_t) (block / STRIPES) & mask; t->slots[i]->block != block;
+       i = (i + 1) & mask)
+    ;
+  t->slots[i] = NULL;
+  t->count--;
+  for (j = (i + 1) & mask; t->slots[j]; j = (j + 1) & mask) {
+    struct copied *c = t->slots[j];
+
+    t->slots[j] = NULL;
+    place_copied (t, c);
+  }
+}
+
 /* If BLOCK's id needs no reading — a block a clone still reads from its
  * source, or a hole of the data file with nothing copied aside — set *ID
  * and return 1; 0 if it must be read; -1 if the source's entry cannot be
@@ -342,7 +426,7 @@ id_without_reading (struct xs_seal *seal, uint64_t block,
 {
   struct xs_head *h = seal->head;
 
-  if (seal->copied[block])
+  if (find_copied (seal, block))
     return 0;
   if (!xs_head_block_present (h, block)) {
     if (!seal->source_ids_fit)
@@ -406,7 +490,7 @@ unit_copied (const struct copied *c, unsigned u)
 static int
 overlay_copied (struct xs_seal *seal, uint64_t block, void *buf)
 {
-  const struct copied *c = seal->copied[block];
+  const struct copied *c = find_copied (seal, block);
   unsigned nunits = (unsigned) ((block_len (seal, block) + UNIT - 1) / UNIT);
   unsigned u, n;
   uint64_t offset;
@@ -433,7 +517,7 @@ overlay_copied (struct xs_seal *seal, uint64_t block, void *buf)
 static void
 drop_copied (struct xs_seal *seal, uint64_t block)
 {
-  struct copied *c = seal->copied[block];
+  struct copied *c = find_copied (seal, block);
 
   if (c == NULL)
     return;
@@ -441,7 +525,7 @@ drop_copied (struct xs_seal *seal, uint64_t block)
                     (off_t) block_offset (seal, block),
                     (off_t) block_len (seal, block));
   unreserve (seal, (uint64_t) c->count * UNIT);
-  seal->copied[block] = NULL;
+  remove_copied (seal, block);
   free (c);
 }
 
@@ -565,7 +649,7 @@ pop (struct xs_seal *seal)
 static struct copied *
 get_copied (struct xs_seal *seal, uint64_t block)
 {
-  struct copied *c = seal->copied[block];
+  struct copied *c = find_copied (seal, block);
   struct queued *q;
 
   if (c)
@@ -577,8 +661,13 @@ get_copied (struct xs_seal *seal, uint64_t block)
     free (q);
     return NULL;
   }
+  c->block = block;
+  if (add_copied (seal, c) == -1) {
+    free (c);
+    free (q);
+    return NULL;
+  }
   q->block = block;
-  seal->copied[block] = c;
   push (seal, q);
   return c;
 }
@@ -598,9 +687,9 @@ copy_units (struct xs_seal *seal, uint64_t block, unsigned u0, unsigned u1)
 
   for (u = u0; u <= u1; u += n) {
     n = 1;
-    if (unit_copied (seal->copied[block], u))
+    if (unit_copied (find_copied (seal, block), u))
       continue;
-    while (u + n <= u1 && !unit_copied (seal->copied[block], u + n))
+    while (u + n <= u1 && !unit_copied (find_copied (seal, block), u + n))
       n++;
     if (atomic_load_explicit (&seal->spill_broken, memory_order_relaxed)
         || !reserve (seal, (uint64_t) n * UNIT))
@@ -743,16 +832,20 @@ static void
 free_seal (struct xs_seal *seal)
 {
   struct queued *q;
-  uint64_t block;
   unsigned i;
 
   while ((q = seal->first) != NULL) {
     seal->first = q->next;
     free (q);
   }
-  for (block = 0; seal->copied && block < seal->todo.nbits; block++)
-    free (seal->copied[block]);   /* left by a failed seal */
-  free (seal->copied);
+  for (i = 0; i < STRIPES; i++) {
+    struct copied_table *t = &seal->copied[i];
+    size_t j;
+
+    for (j = 0; j < t->nslots; j++)
+      free (t->slots[j]);       /* left by a failed seal */
+    free (t->slots);
+  }
   if (seal->spill_fd >= 0)
     close (seal->spill_fd);
   pthread_mutex_destroy (&seal->queue_lock);
@@ -880,13 +973,6 @@ new_seal (struct xs_head *h, struct xs_repo *repo, struct xs_repo *map_repo,
   if (seal->manifest == NULL
       || (dk && (seal->dk = xs_data_key_dup (dk)) == NULL)
       || xs_bitmap_init (&seal->todo, nblocks) == -1) {
-    free_seal (seal);
-    return NULL;
-  }
-  /* Large and mostly untouched: calloc maps zero pages lazily. */
-  seal->copied = calloc (nblocks, sizeof *seal->copied);
-  if (seal->copied == NULL) {
-    xs_error ("cannot snapshot volume '%s': %m", xs_head_name (h));
     free_seal (seal);
     return NULL;
   }

@@ -86,6 +86,34 @@ test_clean_round_trip (const char *path)
   xs_dirtymap_close (dm);
 }
 
+/* A take followed by a new epoch writes only the pages whose bits
+ * changed, and the file still says exactly what is in memory.
+ */
+static void
+test_take_and_commit (const char *path)
+{
+  struct xs_dirtymap *dm;
+  struct xs_dirtymap_view view;
+  struct xs_bitmap taken;
+
+  ok (xs_dirtymap_create (path, BS, NBLOCKS, 0, 0) == 0, "a map for take");
+  dm = open_map (path, NBLOCKS, 0);
+  xs_dirtymap_mark (dm, 10, 1);                 /* page 0 */
+  xs_dirtymap_mark (dm, 40000, 1);              /* page 1 */
+  ok (xs_dirtymap_persist (dm) == 0, "two pages persisted");
+  ok (xs_dirtymap_take (dm, &taken) == 0 && xs_bitmap_count (&taken) == 2,
+      "take gives both blocks");
+  xs_dirtymap_mark (dm, 90000, 1);              /* page 2, new */
+  ok (xs_dirtymap_commit_epoch (dm, 7) == 0, "commit the new epoch");
+  ok (xs_dirtymap_close (dm) == 0, "close");
+  ok (xs_dirtymap_read (path, catalog_session, &view) == 0
+      && view.epoch == 7 && xs_bitmap_count (&view.bits) == 1
+      && xs_bitmap_get (&view.bits, 90000),
+      "the file holds the new epoch and only the block marked since");
+  xs_dirtymap_view_free (&view);
+  xs_bitmap_free (&taken);
+}
+
 static void
 test_unclean_stop (const char *path)
 {
@@ -424,6 +452,8 @@ main (void)
   test_version_1 (path);
   test_newer_version (path);
   test_head (dir);
+  snprintf (path, sizeof path, "%s/dirtymap-take", dir);
+  test_take_and_commit (path);
   tap_rmtree (dir);
   free (dir);
   return done_testing ();
