@@ -810,7 +810,12 @@ set_locked (struct xs_maptree *t, uint64_t block, const struct xs_hash128 *id)
     if (mark_dirty (t, path[level]) == -1)
       return -1;
   path[0]->entries[slot_of (block, 0)] = *id;
-  if (t->ndirty > DIRTY_PAGES_MAX && commit_locked (t) == -1)
+  /* Written out early, pages must not name pages only the source has
+   * (a page in a repository has everything under it there), so a tree
+   * with a source keeps its changes until its commit adopts them.
+   */
+  if (t->ndirty > DIRTY_PAGES_MAX && t->source == NULL
+      && commit_locked (t) == -1)
     return -1;
   return 1;
 }

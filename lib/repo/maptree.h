@@ -99,7 +99,9 @@ extern int xs_maptree_get (struct xs_maptree *t, uint64_t block,
 /* Set block BLOCK's entry: 1 if it changed, 0 if it was ID already, or
  * -1 with an error.  Changed pages stay in memory until a commit; when
  * many have piled up they are written out early (so a map of any size is
- * built in bounded memory), and a later commit writes the pages above.
+ * built in bounded memory), and a later commit writes the pages above;
+ * not in a tree with a source, whose pages wait for the commit that
+ * adopts what they name.
  */
 extern int xs_maptree_set (struct xs_maptree *t, uint64_t block,
                            const struct xs_hash128 *id);
