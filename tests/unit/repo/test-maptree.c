@@ -479,6 +479,60 @@ test_page_parser (void)
                              reason) == -1, "refused: not its id");
 }
 
+/* A map moved to another repository: pages read from the old one, and a
+ * commit adopts every page it names, so the new repository stands alone.
+ */
+static void
+test_adopt (void)
+{
+  struct fixture a, b;
+  uint64_t nblocks = 200000, i, state = 11;
+  struct xs_hash128 *model = calloc (nblocks, sizeof *model), top, top_b;
+  struct xs_maptree *t, *moved, *alone;
+  struct xs_maptree_stats stats;
+
+  fixture_open (&a);
+  fixture_open (&b);
+  t = open_tree (&a, nblocks, NULL);
+  for (i = 0; i < 3000; i++) {
+    uint64_t block = next_random (&state) % nblocks;
+
+    model[block] = id_of (block + 1);
+    xs_maptree_set (t, block, &model[block]);
+  }
+  if (xs_maptree_commit (t, &top) == -1)
+    abort ();
+  moved = open_tree (&b, nblocks, &top);
+  xs_maptree_set_source (moved, a.repo);
+  model[7] = id_of (777777);
+  ok (xs_maptree_set (moved, 7, &model[7]) == 1,
+      "a block changed in the moved map (its pages read from the old home)");
+  ok (xs_maptree_commit (moved, &top_b) == 0, "committed in the new home");
+  xs_maptree_stats (moved, &stats);
+  ok (stats.pages_written > 2, "it adopted the pages it names (%" PRIu64
+      " written)", stats.pages_written);
+  alone = open_tree (&b, nblocks, &top_b);
+  ok (matches (alone, model, nblocks),
+      "the new home alone reads the whole map");
+  xs_maptree_free (alone);
+  xs_maptree_free (moved);
+
+  /* Again, once adopted: nothing more to copy. */
+  moved = open_tree (&b, nblocks, &top);
+  xs_maptree_set_source (moved, a.repo);
+  ok (xs_maptree_commit (moved, &top_b) == 0
+      && xs_hash128_equal (&top_b, &top), "the parent's map moved as it is");
+  xs_maptree_stats (moved, &stats);
+  ok (stats.pages_written == 3, "only the pages the new home lacked: "
+      "the three on the changed path "
+      "(%" PRIu64 ")", stats.pages_written);
+  xs_maptree_free (moved);
+  xs_maptree_free (t);
+  free (model);
+  fixture_close (&b);
+  fixture_close (&a);
+}
+
 /* Readers on several threads at once. */
 struct reader {
   struct xs_maptree *t;
@@ -551,5 +605,6 @@ main (void)
   test_damage ();
   test_page_parser ();
   test_threads ();
+  test_adopt ();
   return done_testing ();
 }
