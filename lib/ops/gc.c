@@ -337,8 +337,9 @@ higher_level_first (const void *a, const void *b)
 static int
 sweep_pages (struct account_pass *pass)
 {
-  qsort (pass->garbage, pass->ngarbage, sizeof *pass->garbage,
-         higher_level_first);
+  if (pass->ngarbage > 1)
+    qsort (pass->garbage, pass->ngarbage, sizeof *pass->garbage,
+           higher_level_first);
   for (size_t i = 0; i < pass->ngarbage; i++) {
     if (xs_repo_delete_page (pass->repo, &pass->garbage[i].id) == -1)
       return -1;
