@@ -542,10 +542,24 @@ xs_segfile_seek (struct xs_segfile *sf, uint64_t offset, int whence)
 bool
 xs_segfile_is_hole (struct xs_segfile *sf, uint64_t offset, uint64_t len)
 {
-  off_t data = xs_segfile_seek (sf, offset, SEEK_DATA);
+  uint64_t at, n;
+  unsigned i;
+  off_t data;
 
-  return (data == -1 && errno == ENXIO)
-    || (data != -1 && (uint64_t) data >= offset + len);
+  if (check_range (sf, offset, len) == -1)
+    return false;
+  /* Only the segments of the range: a search on past them would cost a
+   * call for every segment up to the next data.
+   */
+  while (len > 0) {
+    i = piece (sf, offset, len, &at, &n);
+    data = lseek (sf->fd[i], (off_t) at, SEEK_DATA);
+    if (data == -1 ? errno != ENXIO : (uint64_t) data < at + n)
+      return false;
+    offset += n;
+    len -= n;
+  }
+  return true;
 }
 
 int
