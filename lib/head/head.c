@@ -1149,7 +1149,7 @@ xs_head_extents (struct xs_head *h, uint64_t offset, uint64_t count,
   if (end > h->size)
     end = h->size;
   if (h->source == NULL)
-    return data_extents (h, offset, h->size, fn, opaque);
+    return data_extents (h, offset, end, fn, opaque);
   while (offset < end) {
     bool present;
     uint64_t run_end = same_presence_end (h, offset, end, &present);

@@ -117,8 +117,10 @@ extern int xs_head_trim (struct xs_head *h, uint32_t count, uint64_t offset,
 extern int xs_head_flush (struct xs_head *h);
 
 /* Describe [OFFSET, OFFSET + COUNT) as data and holes, in order, calling FN
- * for each extent; extents may run past the end of the request.  Holes are
- * ranges never written or trimmed (they read as zeroes).
+ * for each extent, the last one ending at the end of the request (a
+ * search to the end of a large volume would cost every request as much as
+ * the whole map).  Holes are ranges never written or trimmed (they read
+ * as zeroes).
  */
 extern int xs_head_extents (struct xs_head *h, uint64_t offset,
                             uint64_t count,
