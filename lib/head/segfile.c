@@ -443,23 +443,23 @@ note_written (struct xs_segfile *sf, unsigned i)
     atomic_store (&sf->written[i], true);
 }
 
+/* Each function below goes through a request piece by piece: DONE bytes
+ * of it behind, the next N in segment I from AT.
+ */
+
 int
 xs_segfile_pread (struct xs_segfile *sf, void *buf, size_t count,
                   uint64_t offset)
 {
-  char *p = buf;
-  uint64_t at, n;
+  uint64_t done, at, n;
   unsigned i;
 
   if (check_range (sf, offset, count) == -1)
     return -1;
-  while (count > 0) {
-    i = piece (sf, offset, count, &at, &n);
-    if (xs_full_pread (sf->fd[i], p, n, at) == -1)
+  for (done = 0; done < count; done += n) {
+    i = piece (sf, offset + done, count - done, &at, &n);
+    if (xs_full_pread (sf->fd[i], (char *) buf + done, n, at) == -1)
       return -1;
-    p += n;
-    offset += n;
-    count -= n;
   }
   return 0;
 }
@@ -468,22 +468,18 @@ int
 xs_segfile_pwrite (struct xs_segfile *sf, const void *buf, size_t count,
                    uint64_t offset, int flags)
 {
-  const char *p = buf;
-  uint64_t at, n;
+  uint64_t done, at, n;
   unsigned i;
   int r;
 
   if (check_range (sf, offset, count) == -1)
     return -1;
-  while (count > 0) {
-    i = piece (sf, offset, count, &at, &n);
-    r = xs_full_pwritev2 (sf->fd[i], p, n, at, flags);
+  for (done = 0; done < count; done += n) {
+    i = piece (sf, offset + done, count - done, &at, &n);
+    r = xs_full_pwritev2 (sf->fd[i], (const char *) buf + done, n, at, flags);
     note_written (sf, i);
     if (r == -1)
       return -1;
-    p += n;
-    offset += n;
-    count -= n;
   }
   return 0;
 }
@@ -492,20 +488,18 @@ int
 xs_segfile_fallocate (struct xs_segfile *sf, int mode, uint64_t offset,
                       uint64_t len)
 {
-  uint64_t at, n;
+  uint64_t done, at, n;
   unsigned i;
   int r;
 
   if (check_range (sf, offset, len) == -1)
     return -1;
-  while (len > 0) {
-    i = piece (sf, offset, len, &at, &n);
+  for (done = 0; done < len; done += n) {
+    i = piece (sf, offset + done, len - done, &at, &n);
     r = fallocate (sf->fd[i], mode, (off_t) at, (off_t) n);
     note_written (sf, i);
     if (r == -1)
       return -1;
-    offset += n;
-    len -= n;
   }
   return 0;
 }
@@ -542,7 +536,7 @@ xs_segfile_seek (struct xs_segfile *sf, uint64_t offset, int whence)
 bool
 xs_segfile_is_hole (struct xs_segfile *sf, uint64_t offset, uint64_t len)
 {
-  uint64_t at, n;
+  uint64_t done, at, n;
   unsigned i;
   off_t data;
 
@@ -551,13 +545,11 @@ xs_segfile_is_hole (struct xs_segfile *sf, uint64_t offset, uint64_t len)
   /* Only the segments of the range: a search on past them would cost a
    * call for every segment up to the next data.
    */
-  while (len > 0) {
-    i = piece (sf, offset, len, &at, &n);
+  for (done = 0; done < len; done += n) {
+    i = piece (sf, offset + done, len - done, &at, &n);
     data = lseek (sf->fd[i], (off_t) at, SEEK_DATA);
     if (data == -1 ? errno != ENXIO : (uint64_t) data < at + n)
       return false;
-    offset += n;
-    len -= n;
   }
   return true;
 }
@@ -619,21 +611,19 @@ void
 xs_segfile_writeback (struct xs_segfile *sf, uint64_t offset, uint64_t count,
                       unsigned flags, bool drop)
 {
-  uint64_t at, n;
+  uint64_t done, at, n;
   unsigned i;
 
   if (offset >= sf->size)
     return;
   if (count > sf->size - offset)
     count = sf->size - offset;
-  while (count > 0) {
-    i = piece (sf, offset, count, &at, &n);
+  for (done = 0; done < count; done += n) {
+    i = piece (sf, offset + done, count - done, &at, &n);
     (void) sync_file_range (sf->fd[i], (off_t) at, (off_t) n, flags);
     if (drop)
       (void) posix_fadvise (sf->fd[i], (off_t) at, (off_t) n,
                             POSIX_FADV_DONTNEED);
-    offset += n;
-    count -= n;
   }
 }
 

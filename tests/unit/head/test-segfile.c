@@ -26,27 +26,14 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include "headfixture.h"
 #include "head/segfile.h"
-#include "tap.h"
 
 #define SEG 16384u              /* a tiny segment: 4 pages */
 #define PAGE 4096u
 
 static char *dir;
 static char path[4200];
-
-static void
-fill (uint8_t *buf, size_t len, unsigned seed)
-{
-  uint32_t x = seed * 2654435761u + 1;
-
-  for (size_t i = 0; i < len; i++) {
-    x ^= x << 13;
-    x ^= x >> 17;
-    x ^= x << 5;
-    buf[i] = (uint8_t) x;
-  }
-}
 
 /* The length of PATH.I (segment 0: PATH), or -1 if it does not exist. */
 static long long
@@ -143,7 +130,7 @@ test_io (void)
       len = 2 + (i * 31u) % (2 * SEG - 2);
       offset = (1 + i % 4) * SEG - len / 2;
     }
-    fill (buf, len, i);
+    fill_pattern (buf, len, i);
     if (xs_segfile_pwrite (sf, buf, len, offset,
                            i % 7 == 0 ? RWF_DSYNC : 0) == -1)
       failures++;
@@ -216,7 +203,7 @@ test_holes (void)
   if (xs_segfile_create (path, size, SEG) == -1
       || (sf = xs_segfile_open (path, SEG, "test")) == NULL)
     abort ();
-  fill (page, sizeof page, 1);
+  fill_pattern (page, sizeof page, 1);
   /* Pages: 0-3 seg 0, 4-7 seg 1, 8-11 seg 2, ... */
   ok (xs_segfile_pwrite (sf, page, 2 * PAGE, SEG - PAGE, 0) == 0
       && xs_segfile_pwrite (sf, page, PAGE, 2 * SEG - PAGE, 0) == 0
@@ -268,7 +255,7 @@ test_copy (void)
   if (model == NULL || back == NULL
       || (sf = xs_segfile_open (path, SEG, "test")) == NULL)
     abort ();
-  fill (model, size, 7);
+  fill_pattern (model, size, 7);
   if (xs_segfile_pwrite (sf, model, size, 0, 0) == -1)
     abort ();
   same = xs_segfile_open_unnamed (dir, size, SEG, "spill");
@@ -311,7 +298,7 @@ test_grow_and_cut (void)
   if (model == NULL || xs_segfile_create (path, SEG / 2, SEG) == -1
       || (sf = xs_segfile_open (path, SEG, "test")) == NULL)
     abort ();
-  fill (model + SEG / 2 - 100, 100, 3);
+  fill_pattern (model + SEG / 2 - 100, 100, 3);
   if (xs_segfile_pwrite (sf, model + SEG / 2 - 100, 100, SEG / 2 - 100,
                          0) == -1)
     abort ();
@@ -322,7 +309,7 @@ test_grow_and_cut (void)
       "  the first is filled up, then data.1 to data.3");
   ok (reads_as (sf, model), "  the data is kept, the new range reads zero");
   ok (xs_segfile_is_hole (sf, SEG / 2, 3 * SEG), "  and is a hole");
-  fill (buf, PAGE, 4);
+  fill_pattern (buf, PAGE, 4);
   ok (xs_segfile_pwrite (sf, buf, PAGE, 3 * SEG, 0) == 0,
       "  it can be written");
   memcpy (model + 3 * SEG, buf, PAGE);
@@ -404,7 +391,7 @@ test_legacy_and_damage (void)
   /* A head made before segments: one file longer than a segment. */
   remove_all ();
   fd = open (path, O_RDWR | O_CREAT | O_EXCL, 0600);
-  fill (buf, PAGE, 9);
+  fill_pattern (buf, PAGE, 9);
   if (fd == -1 || ftruncate (fd, 3 * SEG + PAGE) == -1
       || pwrite (fd, buf, PAGE, 3 * SEG) != PAGE)
     abort ();
