@@ -76,8 +76,9 @@ extern struct xs_segfile *xs_segfile_open (const char *path,
 
 /* Unnamed segments (O_TMPFILE) in DIR, SIZE bytes of holes in segments
  * of SEGMENT_SIZE: scratch space laid out like a volume's data, gone
- * when closed.  NULL if DIR's file system has no unnamed files (not
- * reported: the caller does without) or on another failure (reported).
+ * when closed.  NULL with errno set if they cannot be made (a file system
+ * without unnamed files, a full disk): not reported, but for a lack of
+ * memory, because the caller does without them.
  */
 extern struct xs_segfile *xs_segfile_open_unnamed (const char *dir,
                                                    uint64_t size,
