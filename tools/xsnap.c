@@ -1,6 +1,7 @@
 /* xsnap: the command-line tool.  Dispatches git-style subcommands; each
  * family lives in its own cmd-*.c file and does no storage work itself.
  */
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -124,6 +125,11 @@ main (int argc, char **argv)
   int c, status;
 
   defaults_from_environment (&cli);
+  /* A file grown past RLIMIT_FSIZE (a volume's segment, a stream's
+   * output) then fails with EFBIG, which is reported and undone, rather
+   * than killing the process half-way.
+   */
+  signal (SIGXFSZ, SIG_IGN);
   /* Global options before the command. */
   static const struct option main_options[] = {
     { "help", no_argument, NULL, 'h' },

@@ -41,9 +41,17 @@ xs_bitmap_resize (struct xs_bitmap *bm, uint64_t nbits)
   uint8_t *bytes;
 
   if (nbits < bm->nbits) {
-    xs_error ("cannot shrink a bitmap from %lu to %lu bits",
-              (unsigned long) bm->nbits, (unsigned long) nbits);
-    return -1;
+    /* What the last byte holds past NBITS goes too; a smaller block
+     * given back is a bonus, and keeping the old one is no failure.
+     */
+    if (nbits % 8)
+      bm->bytes[nbytes - 1] &= (uint8_t) ((1u << (nbits % 8)) - 1);
+    bytes = realloc (bm->bytes, nbytes ? nbytes : 1);
+    if (bytes)
+      bm->bytes = bytes;
+    bm->nbytes = nbytes;
+    bm->nbits = nbits;
+    return 0;
   }
   bytes = realloc (bm->bytes, nbytes ? nbytes : 1);
   if (bytes == NULL) {

@@ -33,7 +33,9 @@ struct xs_bitmap {
 extern int xs_bitmap_init (struct xs_bitmap *bm, uint64_t nbits);
 extern void xs_bitmap_free (struct xs_bitmap *bm);
 
-/* Grow (never shrink) to NBITS; new bits are clear. */
+/* Grow or shrink to NBITS: new bits are clear, and bits past NBITS are
+ * dropped.  Shrinking never fails.
+ */
 extern int xs_bitmap_resize (struct xs_bitmap *bm, uint64_t nbits);
 
 static inline size_t

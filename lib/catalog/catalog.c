@@ -269,6 +269,14 @@ static const char *const migrations[] = {
    */
   "ALTER TABLE volumes ADD COLUMN dirtymap_session INTEGER NOT NULL"
   " DEFAULT 0;",
+
+  /* 12: no table changes.  A head may keep its data in several segment
+   * files from here on (data, data.1, ...: lib/head/segfile.h); a
+   * release before segments would read `data` alone, take it for a head
+   * shorter than its volume and grow it, serving zeros where the other
+   * segments hold data.  The version keeps such a release out.
+   */
+  "",
 };
 
 #define LATEST_VERSION ((int) (sizeof migrations / sizeof migrations[0]))

@@ -584,62 +584,11 @@ update_size (struct xs_catalog *cat, const struct xs_volume *vol,
   return r;
 }
 
-/* Whether the file system holding DIR takes a file of SIZE bytes (ext4
- * stops at 16 TiB; RLIMIT_FSIZE may stop sooner): a sparse probe file in
- * DIR is grown to SIZE and removed, which costs no space.  Reports.
- */
-static int
-check_file_size_limit (const char *dir, const char *name, uint64_t size)
-{
-  char *probe = NULL;
-  int fd = -1, r = -1;
-
-  if (asprintf (&probe, "%s/resize-probe", dir) == -1) {
-    probe = NULL;
-    xs_error ("cannot grow volume '%s': %m", name);
-  }
-  else if ((fd = open (probe, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC,
-                       0600)) == -1
-           || ftruncate (fd, (off_t) size) == -1)
-    xs_error ("cannot grow volume '%s' to %" PRIu64 " bytes: its file "
-              "system cannot hold a file that large (%s: %m)", name, size,
-              dir);
-  else
-    r = 0;
-  if (fd >= 0)
-    close (fd);
-  if (probe)
-    unlink (probe);
-  free (probe);
-  return r;
-}
-
-/* Undo a recorded grow whose head did not follow: the row and the data
- * file back to OLD_SIZE (the lock is held; nothing was served past it).
- */
-static void
-undo_grow (struct xs_store *store, const struct xs_volume *vol,
-           const char *dir, uint64_t old_size)
-{
-  char *data = NULL;
-  struct stat st;
-
-  if (update_size (xs_store_catalog (store), vol, old_size) == -1)
-    return;                     /* reported; opening completes the grow */
-  if (asprintf (&data, "%s/data", dir) == -1)
-    return;
-  if (stat (data, &st) == 0 && (uint64_t) st.st_size > old_size
-      && truncate (data, (off_t) old_size) == -1)
-    xs_error ("cannot restore the size of %s: %m", data);
-  free (data);
-}
-
 int
 xs_volume_resize (struct xs_store *store, struct xs_volume *vol,
                   uint64_t new_size)
 {
   struct xs_head *head;
-  char *dir;
   int r;
 
   if (new_size < vol->size) {
@@ -650,33 +599,24 @@ xs_volume_resize (struct xs_store *store, struct xs_volume *vol,
     return -1;
   if (new_size == vol->size)
     return 0;
-  dir = xs_volume_dir (store, vol);
-  if (dir == NULL)
-    return -1;
   head = xs_volume_open_head (store, vol);
-  if (head == NULL) {
-    free (dir);
+  if (head == NULL)
     return -1;
-  }
-  /* First whether the file system can hold the new size at all, then the
-   * row, then the head.  The row before the head: a crash between them
-   * leaves a head shorter than the catalog says, and opening it completes
-   * the grow (the new range was never served, so it is rightly zero; the
-   * probe said the file system takes it).  The other order would leave
-   * bytes on disk that the catalog does not know.  A grow that fails
-   * anyway puts the row back, so that a failed resize leaves the volume
-   * as it was.
+  /* The head first, all or nothing (its new segments made, its dirty map
+   * grown), then the row, which makes the new size the volume's; a row
+   * that cannot be written undoes the head's grow, so a resize that
+   * fails anywhere leaves the volume as it was.  A crash between the two
+   * leaves a head longer than the row says, with nothing written past
+   * the row's size: opening it gives that back.
    */
-  r = check_file_size_limit (dir, vol->name, new_size);
-  if (r == 0)
-    r = update_size (xs_store_catalog (store), vol, new_size);
-  if (r == 0 && (r = xs_head_grow (head, new_size)) == -1)
-    undo_grow (store, vol, dir, vol->size);
+  r = xs_head_grow (head, new_size);
+  if (r == 0 && (r = update_size (xs_store_catalog (store), vol,
+                                  new_size)) == -1)
+    (void) xs_head_grow_undo (head, vol->size);
   if (xs_head_close (head) == -1)
     r = -1;
   if (r == 0)
     vol->size = new_size;
-  free (dir);
   return r;
 }
 

@@ -454,24 +454,59 @@ xs_dirtymap_persist (struct xs_dirtymap *dm)
   return r;
 }
 
-int
-xs_dirtymap_grow (struct xs_dirtymap *dm, uint64_t nblocks)
+/* Both bitmaps of DM to NBLOCKS (shrinking never fails). */
+static int
+resize_bits (struct xs_dirtymap *dm, uint64_t nblocks)
 {
-  int r = -1;
+  uint64_t old = dm->bits.nbits;
 
-  xs_lock_take (&dm->persist_lock, XS_LOCK_DIRTYMAP, 0);
-  if (xs_bitmap_resize (&dm->bits, nblocks) == -1
-      || xs_bitmap_resize (&dm->unsaved, pages_for (nblocks)) == -1)
-    goto out;
-  if (ftruncate (dm->fd, (off_t) (HEADER_SIZE + dm->bits.nbytes)) == -1) {
-    xs_error ("cannot grow dirty map %s: %m", dm->path);
-    goto out;
+  if (xs_bitmap_resize (&dm->bits, nblocks) == -1)
+    return -1;
+  if (xs_bitmap_resize (&dm->unsaved, pages_for (nblocks)) == -1) {
+    (void) xs_bitmap_resize (&dm->bits, old);
+    return -1;
+  }
+  return 0;
+}
+
+/* The file of DM to NBLOCKS, durably; on a failure (reported) as it was,
+ * as far as it will still go.
+ */
+static int
+resize_file (struct xs_dirtymap *dm, uint64_t nblocks)
+{
+  struct header old = dm->header;
+
+  if (ftruncate (dm->fd, (off_t) (HEADER_SIZE
+                                  + xs_bitmap_bytes_for (nblocks))) == -1) {
+    xs_error ("cannot resize dirty map %s: %m", dm->path);
+    return -1;
   }
   dm->header.nblocks = nblocks;
   dm->header.generation++;
   if (write_header (dm->fd, dm->path, &dm->header) == 0
       && sync_file (dm->fd, dm->path) == 0)
-    r = 0;
+    return 0;
+  dm->header = old;
+  if (ftruncate (dm->fd, (off_t) (HEADER_SIZE
+                                  + xs_bitmap_bytes_for (old.nblocks))) == 0)
+    (void) write_header (dm->fd, dm->path, &dm->header);
+  return -1;
+}
+
+int
+xs_dirtymap_resize (struct xs_dirtymap *dm, uint64_t nblocks)
+{
+  uint64_t old = dm->bits.nbits;
+  bool grow = nblocks > old;
+  int r = -1;
+
+  /* What may fail in memory before the file, what cannot after it. */
+  xs_lock_take (&dm->persist_lock, XS_LOCK_DIRTYMAP, 0);
+  if (grow && resize_bits (dm, nblocks) == -1)
+    goto out;
+  r = resize_file (dm, nblocks);
+  (void) resize_bits (dm, r == 0 ? nblocks : old);
  out:
   xs_lock_drop (&dm->persist_lock);
   return r;

@@ -84,8 +84,11 @@ extern void xs_dirtymap_mark (struct xs_dirtymap *dm,
  */
 extern int xs_dirtymap_persist (struct xs_dirtymap *dm);
 
-/* Grow to NBLOCKS (volume resize); new blocks are unchanged. */
-extern int xs_dirtymap_grow (struct xs_dirtymap *dm, uint64_t nblocks);
+/* Resize to NBLOCKS, all or nothing (0, or -1 reported with the map as
+ * it was): a volume's grow, whose new blocks are unchanged, or the undo
+ * of one, whose blocks dropped were not written since.
+ */
+extern int xs_dirtymap_resize (struct xs_dirtymap *dm, uint64_t nblocks);
 
 /* Snapshot support.  TAKE moves the current bits into *TAKEN (the caller
  * frees it) and starts over with no bits set; MERGE ORs bits back (a

@@ -94,11 +94,12 @@ extern bool xs_head_block_present (const struct xs_head *h, uint64_t b);
 extern struct xs_snapreader *xs_head_source (const struct xs_head *h);
 extern struct xs_repo *xs_head_source_repo (const struct xs_head *h);
 
-/* The data file, for reading and copying from: the volume's bytes at
- * their offsets, as ciphertext for an encrypted head (whole 4 KiB
- * sectors, headcrypt.h).
+/* The data, for reading and copying from (segfile.h): the volume's
+ * bytes at their offsets, as ciphertext for an encrypted head (whole
+ * 4 KiB sectors, headcrypt.h).
  */
-extern int xs_head_data_fd (const struct xs_head *h);
+struct xs_segfile;
+extern struct xs_segfile *xs_head_data (const struct xs_head *h);
 
 /* BUF holds LEN bytes of the data file from OFFSET (whole sectors):
  * turn them into the volume's bytes in place.  Nothing to do for a

@@ -1,10 +1,12 @@
 /* xsnap: the writable head of a live volume (see head.h).
  *
  * The data path is kept as close to `nbdkit file` as possible: one pread or
- * pwrite on a shared fd, plus setting a bit in the dirty map, which is a
- * lock-free atomic on a byte that is usually already set.  FUA writes use
- * pwritev2 (RWF_DSYNC) so that only the request itself is made durable.
- * An encrypted head adds a cipher pass over the request (headcrypt.h).
+ * pwrite on a shared fd (on two, for a request that crosses from one
+ * segment of the data to the next: segfile.h), plus setting a bit in the
+ * dirty map, which is a lock-free atomic on a byte that is usually
+ * already set.  FUA writes use pwritev2 (RWF_DSYNC) so that only the
+ * request itself is made durable.  An encrypted head adds a cipher pass
+ * over the request (headcrypt.h).
  *
  * What must happen before a change overwrites data — keeping the blocks
  * of a pending snapshot — is not done here: the module that needs it
@@ -32,6 +34,7 @@
 #include "base/lockorder.h"
 #include "head/ownerlock.h"
 #include "head/presentmap.h"
+#include "head/segfile.h"
 #include "repo/repo.h"
 
 #define XS_HEAD_COPYUP_STRIPES 64
@@ -41,7 +44,7 @@
 struct xs_head {
   char *dir;
   char *name;                   /* for messages */
-  int data_fd;
+  struct xs_segfile *data;      /* the volume's bytes at their offsets */
   int lock_fd;
   uint64_t size;
   uint32_t block_size;
@@ -121,25 +124,6 @@ nblocks_for (uint64_t size, uint32_t block_size)
 }
 
 static int
-create_data_file (const char *path, uint64_t size)
-{
-  int fd = open (path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-
-  if (fd == -1) {
-    xs_error ("cannot create %s: %m", path);
-    return -1;
-  }
-  if (ftruncate (fd, (off_t) size) == -1 || fsync (fd) == -1) {
-    xs_error ("cannot create a volume of %lu bytes at %s: %m",
-              (unsigned long) size, path);
-    close (fd);
-    return -1;
-  }
-  close (fd);
-  return 0;
-}
-
-static int
 create_present_map (const char *dir, uint64_t size, uint32_t block_size,
                     const char *source_id)
 {
@@ -167,7 +151,7 @@ xs_head_create (const char *dir, uint64_t size, uint32_t block_size,
   data = head_path (dir, "data");
   map = head_path (dir, "dirtymap");
   if (data == NULL || map == NULL
-      || create_data_file (data, size) == -1
+      || xs_segfile_create (data, size, XS_SEGFILE_SEGMENT_SIZE) == -1
       || xs_dirtymap_create (map, block_size, nblocks_for (size, block_size),
                              epoch, 0) == -1
       || (source_id
@@ -189,25 +173,16 @@ xs_head_recreate_as_clone (const char *dir, uint64_t size,
                            uint32_t block_size, const char *source_id)
 {
   char *data = head_path (dir, "data");
-  int fd = -1, r = -1;
+  int r = -1;
 
   if (data == NULL)
     return -1;
   /* The present map first: from the moment it exists with no bit set,
    * every block reads from the new source, whatever the data file holds.
    */
-  if (create_present_map (dir, size, block_size, source_id) == -1)
-    goto out;
-  fd = open (data, O_RDWR | O_CLOEXEC);
-  if (fd == -1 || ftruncate (fd, 0) == -1
-      || ftruncate (fd, (off_t) size) == -1 || fsync (fd) == -1) {
-    xs_error ("cannot reset %s: %m", data);
-    goto out;
-  }
-  r = xs_fsync_dir (dir);
- out:
-  if (fd >= 0)
-    close (fd);
+  if (create_present_map (dir, size, block_size, source_id) == 0
+      && xs_segfile_recreate (data, size, XS_SEGFILE_SEGMENT_SIZE) == 0)
+    r = xs_fsync_dir (dir);
   free (data);
   return r;
 }
@@ -234,8 +209,7 @@ free_head (struct xs_head *h)
     free (h->bounce[i]);
   pthread_mutex_destroy (&h->bounce_lock);
   xs_head_cipher_free (h->cipher);
-  if (h->data_fd >= 0)
-    close (h->data_fd);
+  xs_segfile_close (h->data);
   xs_owner_lock_release (h->lock_fd);
   pthread_rwlock_destroy (&h->gate);
   pthread_mutex_destroy (&h->guard_lock);
@@ -243,6 +217,20 @@ free_head (struct xs_head *h)
   free (h->dir);
   free (h->name);
   free (h);
+}
+
+/* Bring DATA to the SIZE the catalog records, after an interrupted
+ * resize.  Shorter: a grow recorded before the head followed (as resizes
+ * before segments did), completed now (the new range was never served, so
+ * it is rightly zero).  Longer: a grow the catalog never recorded, whose
+ * range is holes, given back (refused if anything was written there).
+ */
+static int
+fit_data (struct xs_segfile *data, uint64_t size)
+{
+  if (xs_segfile_size (data) < size)
+    return xs_segfile_grow (data, size);
+  return xs_segfile_cut (data, size);
 }
 
 struct xs_head *
@@ -254,7 +242,6 @@ xs_head_open (const char *dir, const char *name, uint64_t size,
 {
   struct xs_head *h;
   char *lock = NULL, *data = NULL, *map = NULL, *what = NULL;
-  struct stat st;
 
   h = calloc (1, sizeof *h);
   if (h == NULL) {
@@ -270,7 +257,7 @@ xs_head_open (const char *dir, const char *name, uint64_t size,
   for (unsigned i = 0; i < XS_HEAD_SECTOR_STRIPES; i++)
     pthread_rwlock_init (&h->sector[i], NULL);
   pthread_mutex_init (&h->bounce_lock, NULL);
-  h->data_fd = h->lock_fd = -1;
+  h->lock_fd = -1;
   pthread_rwlock_init (&h->gate, NULL);
   pthread_mutex_init (&h->guard_lock, NULL);
   pthread_cond_init (&h->guard_gone, NULL);
@@ -294,23 +281,9 @@ xs_head_open (const char *dir, const char *name, uint64_t size,
   h->lock_fd = xs_owner_lock_take (lock, what);
   if (h->lock_fd == -1)
     goto fail;
-  h->data_fd = open (data, O_RDWR | O_CLOEXEC);
-  if (h->data_fd == -1 || fstat (h->data_fd, &st) == -1) {
-    xs_error ("cannot open volume '%s': %s: %m", name, data);
+  h->data = xs_segfile_open (data, XS_SEGFILE_SEGMENT_SIZE, what);
+  if (h->data == NULL || fit_data (h->data, size) == -1)
     goto fail;
-  }
-  if ((uint64_t) st.st_size > size) {
-    xs_error ("cannot open volume '%s': %s is %ld bytes, the catalog says "
-              "%lu", name, data, (long) st.st_size, (unsigned long) size);
-    goto fail;
-  }
-  if ((uint64_t) st.st_size < size
-      && ftruncate (h->data_fd, (off_t) size) == -1) {
-    /* An interrupted resize: the catalog already has the new size. */
-    xs_error ("cannot open volume '%s': cannot complete its resize: %m",
-              name);
-    goto fail;
-  }
   h->dirtymap = xs_dirtymap_open (map, block_size,
                                   nblocks_for (size, block_size), binding);
   if (h->dirtymap == NULL)
@@ -361,7 +334,7 @@ xs_head_close (struct xs_head *h)
   wait_for_guard (h);
   if (h->present && xs_presentmap_persist_begin (h->present) == -1)
     r = -1;
-  if (fdatasync (h->data_fd) == -1) {
+  if (xs_segfile_sync (h->data) == -1) {
     xs_error ("cannot sync volume '%s': %m", h->name);
     r = -1;
   }
@@ -424,10 +397,10 @@ xs_head_source_repo (const struct xs_head *h)
   return h->source_repo;
 }
 
-int
-xs_head_data_fd (const struct xs_head *h)
+struct xs_segfile *
+xs_head_data (const struct xs_head *h)
 {
-  return h->data_fd;
+  return h->data;
 }
 
 int
@@ -550,7 +523,7 @@ same_presence_end (const struct xs_head *h, uint64_t offset, uint64_t end,
 static int
 read_raw (struct xs_head *h, void *buf, size_t count, uint64_t offset)
 {
-  if (xs_full_pread (h->data_fd, buf, count, offset) == -1) {
+  if (xs_segfile_pread (h->data, buf, count, offset) == -1) {
     xs_error ("volume '%s': read of %zu bytes at %lu: %m", h->name, count,
               (unsigned long) offset);
     return -1;
@@ -779,8 +752,8 @@ write_encrypted (struct xs_head *h, const void *buf, size_t count,
     if (xs_head_encrypt (h->cipher, bounce, bounce, len, start) == -1)
       r = cipher_failed ();
   }
-  if (r == 0 && xs_full_pwritev2 (h->data_fd, bounce, len, start,
-                                  flags) == -1) {
+  if (r == 0 && xs_segfile_pwrite (h->data, bounce, len, start,
+                                   flags) == -1) {
     xs_error ("volume '%s': write of %zu bytes at %lu: %m", h->name, count,
               (unsigned long) offset);
     r = -1;
@@ -835,7 +808,7 @@ pwrite_data (struct xs_head *h, const void *buf, size_t count,
 {
   if (h->cipher)
     return write_encrypted (h, buf, count, offset, flags);
-  if (xs_full_pwritev2 (h->data_fd, buf, count, offset, flags) == -1) {
+  if (xs_segfile_pwrite (h->data, buf, count, offset, flags) == -1) {
     xs_error ("volume '%s': write of %zu bytes at %lu: %m", h->name, count,
               (unsigned long) offset);
     return -1;
@@ -871,12 +844,21 @@ xs_head_pread (struct xs_head *h, void *buf, uint32_t count, uint64_t offset)
 /* Copy block B of a clone up from its snapshot into the data file.
  * Holding B's copy-up stripe lock; B is not present.
  */
+/* The length of block B (the last one may be short). */
+static size_t
+block_len (const struct xs_head *h, uint64_t b)
+{
+  uint64_t offset = b << h->block_shift;
+
+  return h->size - offset < h->block_size
+    ? (size_t) (h->size - offset) : h->block_size;
+}
+
 static int
 copy_up (struct xs_head *h, uint64_t b, void *buf)
 {
   uint64_t offset = b << h->block_shift;
-  size_t len = h->size - offset < h->block_size
-    ? (size_t) (h->size - offset) : h->block_size;
+  size_t len = block_len (h, b);
   struct xs_hash128 entry = { { 0 } }; /* past the snapshot: zero */
 
   if (b < xs_snapreader_nblocks (h->source)
@@ -886,8 +868,9 @@ copy_up (struct xs_head *h, uint64_t b, void *buf)
    * interrupted before its present bit became durable.
    */
   if (xs_hash128_is_zero (&entry)) {
-    if (fallocate (h->data_fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
-                   (off_t) offset, (off_t) len) == 0)
+    if (xs_segfile_fallocate (h->data,
+                              FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+                              offset, len) == 0)
       return 0;
     memset (buf, 0, len);
   }
@@ -898,7 +881,7 @@ copy_up (struct xs_head *h, uint64_t b, void *buf)
     errno = EIO;
     return -1;
   }
-  if (xs_full_pwrite (h->data_fd, buf, len, offset) == -1) {
+  if (xs_segfile_pwrite (h->data, buf, len, offset, 0) == -1) {
     xs_error ("volume '%s': cannot copy block %lu up from its snapshot: %m",
               h->name, (unsigned long) b);
     return -1;
@@ -924,8 +907,9 @@ make_present (struct xs_head *h, uint64_t b, bool whole, void **buf)
   xs_lock_take (&h->copyup[k], XS_LOCK_HEAD_COPYUP, k);
   if (!xs_presentmap_has (h->present, b)) {
     if (whole)
-      r = fallocate (h->data_fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
-                     (off_t) (b << h->block_shift), h->block_size) == 0
+      r = xs_segfile_fallocate (h->data,
+                                FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+                                b << h->block_shift, block_len (h, b)) == 0
         ? 0 : copy_up (h, b, *buf);
     else
       r = copy_up (h, b, *buf);
@@ -981,7 +965,7 @@ xs_head_pwrite (struct xs_head *h, const void *buf, uint32_t count,
 static int
 sync_data (struct xs_head *h)
 {
-  if (fdatasync (h->data_fd) == -1) {
+  if (xs_segfile_sync (h->data) == -1) {
     xs_error ("volume '%s': sync: %m", h->name);
     return -1;
   }
@@ -1020,12 +1004,13 @@ xs_head_zero (struct xs_head *h, uint32_t count, uint64_t offset,
   if (count == 0)
     r = 0;
   else if (flags & XS_HEAD_MAY_TRIM)
-    r = fallocate (h->data_fd, punch, (off_t) offset, count);
+    r = xs_segfile_fallocate (h->data, punch, offset, count);
   else
-    r = fallocate (h->data_fd, FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE,
-                   (off_t) offset, count);
+    r = xs_segfile_fallocate (h->data,
+                              FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE,
+                              offset, count);
   if (r == -1 && unsupported (errno) && !(flags & XS_HEAD_MAY_TRIM))
-    r = fallocate (h->data_fd, punch, (off_t) offset, count);
+    r = xs_segfile_fallocate (h->data, punch, offset, count);
   end_change (h);
   if (r == -1) {
     if (unsupported (errno)) {
@@ -1057,8 +1042,9 @@ xs_head_trim (struct xs_head *h, uint32_t count, uint64_t offset, bool fua)
     return -1;
   }
   r = count == 0 ? 0
-    : fallocate (h->data_fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
-                 (off_t) offset, count);
+    : xs_segfile_fallocate (h->data,
+                            FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+                            offset, count);
   end_change (h);
   /* Trim is advisory: where holes cannot be punched the data stays. */
   if (r == -1 && !unsupported (errno)) {
@@ -1098,7 +1084,7 @@ data_extents (struct xs_head *h, uint64_t offset, uint64_t end,
               void *opaque)
 {
   while (offset < end) {
-    off_t data = lseek (h->data_fd, (off_t) offset, SEEK_DATA);
+    off_t data = xs_segfile_seek (h->data, offset, SEEK_DATA);
     off_t hole;
     int r;
 
@@ -1115,7 +1101,7 @@ data_extents (struct xs_head *h, uint64_t offset, uint64_t end,
       offset = (uint64_t) data;
       continue;
     }
-    hole = lseek (h->data_fd, (off_t) offset, SEEK_HOLE);
+    hole = xs_segfile_seek (h->data, offset, SEEK_HOLE);
     if (hole == -1)
       goto error;
     if ((uint64_t) hole > end)
@@ -1163,7 +1149,7 @@ xs_head_extents (struct xs_head *h, uint64_t offset, uint64_t count,
   if (end > h->size)
     end = h->size;
   if (h->source == NULL)
-    return data_extents (h, offset, h->size, fn, opaque);
+    return data_extents (h, offset, end, fn, opaque);
   while (offset < end) {
     bool present;
     uint64_t run_end = same_presence_end (h, offset, end, &present);
@@ -1242,10 +1228,7 @@ xs_head_writeback (struct xs_head *h, uint64_t offset, uint64_t count,
 
   if (wait_and_drop)
     flags |= SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WAIT_AFTER;
-  (void) sync_file_range (h->data_fd, (off_t) offset, (off_t) count, flags);
-  if (wait_and_drop)
-    (void) posix_fadvise (h->data_fd, (off_t) offset, (off_t) count,
-                          POSIX_FADV_DONTNEED);
+  xs_segfile_writeback (h->data, offset, count, flags, wait_and_drop);
 }
 
 int
@@ -1262,14 +1245,29 @@ xs_head_grow (struct xs_head *h, uint64_t new_size)
     errno = EINVAL;
     return -1;
   }
-  if (ftruncate (h->data_fd, (off_t) new_size) == -1 || fsync (h->data_fd) == -1) {
-    xs_error ("cannot grow volume '%s' to %lu bytes: %m", h->name,
-              (unsigned long) new_size);
+  /* Each step is all or nothing, and a later one failing undoes the
+   * earlier ones.
+   */
+  if (xs_segfile_grow (h->data, new_size) == -1)
+    return -1;
+  if (xs_dirtymap_resize (h->dirtymap,
+                          nblocks_for (new_size, h->block_size)) == -1) {
+    (void) xs_segfile_cut (h->data, h->size);
     return -1;
   }
-  if (xs_dirtymap_grow (h->dirtymap,
-                        nblocks_for (new_size, h->block_size)) == -1)
-    return -1;
   h->size = new_size;
   return 0;
+}
+
+int
+xs_head_grow_undo (struct xs_head *h, uint64_t old_size)
+{
+  /* The data first: a dirty map left longer (its resize failing) only
+   * makes the next open doubt it.
+   */
+  if (xs_segfile_cut (h->data, old_size) == -1)
+    return -1;
+  h->size = old_size;
+  return xs_dirtymap_resize (h->dirtymap,
+                             nblocks_for (old_size, h->block_size));
 }

@@ -1,7 +1,8 @@
 /* xsnap: the head of a live volume — its current, writable contents.
  *
  * A head is a directory holding:
- *   data      a sparse raw file, the volume's bytes at their offsets
+ *   data      the volume's bytes at their offsets, in sparse files: data,
+ *             then data.1, data.2, ... past the first segment (segfile.h)
  *   dirtymap  the changed-block map (dirtymap.h)
  *   lock      the owner lock (ownerlock.h)
  *
@@ -49,7 +50,10 @@ struct xs_snapreader;
 
 /* Open the head in DIR as its owner.  NAME is used in messages.  SIZE,
  * BLOCK_SIZE and MAP (the dirty map's epoch and session, and how to
- * record a new session) come from the catalog.  SOURCE, for a clone that
+ * record a new session) come from the catalog.  Data shorter than SIZE
+ * (a grow the catalog recorded first, as resizes once did) is grown to
+ * it; data longer (a grow the catalog never recorded) is cut back to it
+ * if nothing past SIZE was written, else the head is not opened.  SOURCE, for a clone that
  * is not fully hydrated, reads its snapshot SOURCE_ID from SOURCE_REPO
  * (both taken over, even on failure; NULL otherwise).  KEY, for an
  * encrypted head, is its AES-128-XTS key (XS_HEAD_KEY_LEN bytes,
@@ -113,8 +117,10 @@ extern int xs_head_trim (struct xs_head *h, uint32_t count, uint64_t offset,
 extern int xs_head_flush (struct xs_head *h);
 
 /* Describe [OFFSET, OFFSET + COUNT) as data and holes, in order, calling FN
- * for each extent; extents may run past the end of the request.  Holes are
- * ranges never written or trimmed (they read as zeroes).
+ * for each extent, the last one ending at the end of the request (a
+ * search to the end of a large volume would cost every request as much as
+ * the whole map).  Holes are ranges never written or trimmed (they read
+ * as zeroes).
  */
 extern int xs_head_extents (struct xs_head *h, uint64_t offset,
                             uint64_t count,
@@ -141,7 +147,17 @@ extern void xs_head_writeback (struct xs_head *h, uint64_t offset,
 #define XS_HEAD_SEAL_BUFFER (256u << 20)
 extern void xs_head_set_seal_buffer (struct xs_head *h, uint64_t bytes);
 
-/* Grow the volume to NEW_SIZE.  No I/O may be in flight. */
+/* Grow the volume to NEW_SIZE, all or nothing: its data (new segments
+ * made, segfile.h) and its dirty map, or, on a failure (reported), the
+ * head as it was.  No I/O may be in flight.
+ */
 extern int xs_head_grow (struct xs_head *h, uint64_t new_size);
+
+/* Undo the grow just made, back to OLD_SIZE, when what should record it
+ * (the catalog) failed: nothing was written past OLD_SIZE since.  0, or
+ * -1 (reported; opening the head gives back what is left, see
+ * xs_head_open).
+ */
+extern int xs_head_grow_undo (struct xs_head *h, uint64_t old_size);
 
 #endif /* XSNAP_HEAD_H */

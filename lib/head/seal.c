@@ -18,9 +18,10 @@
  *
  * Copy-before-write, cheaply.  A writer about to change a block whose bit
  * is set copies aside only the 4 KiB units it is about to change and that
- * are not copied yet (under the stripe lock), into the spill file: an
- * unnamed, sparse file in the head's directory with the volume's layout,
- * which stays in the page cache while it is small.  A block's content at
+ * are not copied yet (under the stripe lock), into the spill file:
+ * unnamed, sparse files in the head's directory laid out as the volume's
+ * data is, in segments of the same size (segfile.h, so that it holds any
+ * offset the data does), which stay in the page cache while small.  A block's content at
  * the point in time is then the data file's with its copied units laid
  * over it, which is what a sealer reads.  A block's first copied unit
  * also queues the block, and sealers take queued blocks before anything
@@ -59,6 +60,7 @@
 #include "head/head-internal.h"
 #include "base/lockorder.h"
 #include "head/seal.h"
+#include "head/segfile.h"
 
 #define STRIPES 256
 #define DEFAULT_THREADS 2
@@ -122,14 +124,14 @@ struct xs_seal {
   _Atomic uint64_t cursor;      /* next block to claim */
   _Atomic uint64_t done;        /* blocks sealed */
 
-  /* QUEUE_LOCK protects the queue and the opening of SPILL_FD, and with
+  /* QUEUE_LOCK protects the queue and the opening of SPILL, and with
    * WORK wakes idle sealers (a block queued, the last one done, a
    * failure).
    */
   pthread_mutex_t queue_lock;
   pthread_cond_t work;
   struct queued *first, *last;
-  int spill_fd;                 /* -1: not open (yet) */
+  struct xs_segfile *spill;     /* NULL: not open (yet) */
   atomic_bool spill_broken;     /* do not try the spill file */
   uint64_t spill_limit;         /* bytes copied aside at once, at most */
   _Atomic uint64_t spill_used;
@@ -208,18 +210,6 @@ is_zero (const void *buf, size_t len)
   const unsigned char *p = buf;
 
   return len == 0 || (p[0] == 0 && memcmp (p, p + 1, len - 1) == 0);
-}
-
-/* True if [offset, offset + len) is entirely a hole of the data file, so
- * it reads as zero without reading.
- */
-static bool
-is_hole (int fd, uint64_t offset, size_t len)
-{
-  off_t data = lseek (fd, (off_t) offset, SEEK_DATA);
-
-  return (data == -1 && errno == ENXIO)
-    || (data != -1 && (uint64_t) data >= offset + len);
 }
 
 static uint64_t
@@ -434,8 +424,9 @@ id_without_reading (struct xs_seal *seal, uint64_t block,
     /* Still the source's. */
     return xs_snapreader_entry (xs_head_source (h), block, id) == -1 ? -1 : 1;
   }
-  if (is_hole (xs_head_data_fd (h), block_offset (seal, block),
-               block_len (seal, block))) {
+  /* A hole reads as zero without reading. */
+  if (xs_segfile_is_hole (xs_head_data (h), block_offset (seal, block),
+                          block_len (seal, block))) {
     memset (id, 0, sizeof *id);
     return 1;
   }
@@ -503,8 +494,8 @@ overlay_copied (struct xs_seal *seal, uint64_t block, void *buf)
     if (!unit_copied (c, u))
       continue;
     unit_range (seal, block, u, n, &offset, &len);
-    if (xs_full_pread (seal->spill_fd, (char *) buf + (size_t) u * UNIT,
-                       len, offset) == -1) {
+    if (xs_segfile_pread (seal->spill, (char *) buf + (size_t) u * UNIT,
+                          len, offset) == -1) {
       xs_error ("volume '%s': cannot read block %lu back from the spill "
                 "file: %m", xs_head_name (seal->head), (unsigned long) block);
       return -1;
@@ -521,9 +512,10 @@ drop_copied (struct xs_seal *seal, uint64_t block)
 
   if (c == NULL)
     return;
-  (void) fallocate (seal->spill_fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
-                    (off_t) block_offset (seal, block),
-                    (off_t) block_len (seal, block));
+  (void) xs_segfile_fallocate (seal->spill,
+                               FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+                               block_offset (seal, block),
+                               block_len (seal, block));
   unreserve (seal, (uint64_t) c->count * UNIT);
   remove_copied (seal, block);
   free (c);
@@ -537,8 +529,8 @@ read_block (struct xs_seal *seal, uint64_t block, void *buf)
 {
   size_t len = block_len (seal, block);
 
-  if (xs_full_pread (xs_head_data_fd (seal->head), buf, len,
-                     block_offset (seal, block)) == -1) {
+  if (xs_segfile_pread (xs_head_data (seal->head), buf, len,
+                        block_offset (seal, block)) == -1) {
     xs_error ("volume '%s': cannot read block %lu to seal it: %m",
               xs_head_name (seal->head), (unsigned long) block);
     return -1;
@@ -569,48 +561,32 @@ read_source_block (struct xs_seal *seal, uint64_t block, void *buf)
   return 0;
 }
 
-/* The spill file, opened on first use; -1 if there is none.  It has no
- * name, so it never outlives the process.
+/* The spill file, opened on first use; NULL if there is none.  It has
+ * no name, so it never outlives the process.
  */
-static int
-spill_fd (struct xs_seal *seal)
+static struct xs_segfile *
+spill (struct xs_seal *seal)
 {
-  int fd;
+  struct xs_segfile *sf;
 
   xs_lock_take (&seal->queue_lock, XS_LOCK_SEAL_QUEUE, 0);
-  if (seal->spill_fd == -1
+  if (seal->spill == NULL
       && !atomic_load_explicit (&seal->spill_broken, memory_order_relaxed)) {
-    seal->spill_fd = open (xs_head_dir (seal->head),
-                           O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
-    if (seal->spill_fd == -1) {
+    seal->spill = xs_segfile_open_unnamed (xs_head_dir (seal->head),
+                                           seal->size,
+                                           xs_segfile_segment_size
+                                           (xs_head_data (seal->head)),
+                                           xs_head_name (seal->head));
+    if (seal->spill == NULL) {
       xs_debug ("volume '%s': no spill file for the pending snapshot "
                 "(%m): writes seal their blocks first",
                 xs_head_name (seal->head));
       atomic_store_explicit (&seal->spill_broken, true, memory_order_relaxed);
     }
   }
-  fd = seal->spill_fd;
+  sf = seal->spill;
   xs_lock_drop (&seal->queue_lock);
-  return fd;
-}
-
-/* Copy [OFFSET, OFFSET + LEN) from the data file to the spill file. */
-static int
-spill_copy (struct xs_seal *seal, int fd, uint64_t offset, size_t len)
-{
-  loff_t in = (loff_t) offset, out = in;
-
-  while (len > 0) {
-    ssize_t n = copy_file_range (xs_head_data_fd (seal->head), &in, fd, &out,
-                                 len, 0);
-    if (n <= 0) {
-      if (n == 0)
-        errno = EIO;
-      return -1;
-    }
-    len -= (size_t) n;
-  }
-  return 0;
+  return sf;
 }
 
 static void
@@ -681,9 +657,9 @@ copy_units (struct xs_seal *seal, uint64_t block, unsigned u0, unsigned u1)
 {
   struct copied *c;
   unsigned u, n, i;
+  struct xs_segfile *sf;
   uint64_t offset;
   size_t len;
-  int fd;
 
   for (u = u0; u <= u1; u += n) {
     n = 1;
@@ -694,10 +670,12 @@ copy_units (struct xs_seal *seal, uint64_t block, unsigned u0, unsigned u1)
     if (atomic_load_explicit (&seal->spill_broken, memory_order_relaxed)
         || !reserve (seal, (uint64_t) n * UNIT))
       return false;
-    fd = spill_fd (seal);
-    c = fd >= 0 ? get_copied (seal, block) : NULL;
+    sf = spill (seal);
+    c = sf ? get_copied (seal, block) : NULL;
     unit_range (seal, block, u, n, &offset, &len);
-    if (c == NULL || spill_copy (seal, fd, offset, len) == -1) {
+    if (c == NULL
+        || xs_segfile_copy (xs_head_data (seal->head), sf, offset,
+                            len) == -1) {
       if (c) {
         /* A full disk, or no copy_file_range here: stop trying. */
         xs_debug ("volume '%s': cannot copy part of block %lu to the "
@@ -846,8 +824,7 @@ free_seal (struct xs_seal *seal)
       free (t->slots[j]);       /* left by a failed seal */
     free (t->slots);
   }
-  if (seal->spill_fd >= 0)
-    close (seal->spill_fd);
+  xs_segfile_close (seal->spill);
   pthread_mutex_destroy (&seal->queue_lock);
   pthread_cond_destroy (&seal->work);
   for (i = 0; i < STRIPES; i++)
@@ -956,7 +933,6 @@ new_seal (struct xs_head *h, struct xs_repo *repo, struct xs_repo *map_repo,
   pthread_mutex_init (&seal->codecs.lock, NULL);
   pthread_mutex_init (&seal->queue_lock, NULL);
   pthread_cond_init (&seal->work, NULL);
-  seal->spill_fd = -1;
   seal->manifest = base;
   if (base && (base->size != seal->size
                || base->block_size != seal->block_size)) {

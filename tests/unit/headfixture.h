@@ -9,6 +9,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "repo/backend.h"
 #include "crypto/chunkcrypt.h"
@@ -16,6 +17,7 @@
 #include "repo/manifest.h"
 #include "repo/repo.h"
 #include "head/seal.h"
+#include "head/segfile.h"
 #include "repo/snapreader.h"
 #include "tap.h"
 
@@ -28,6 +30,7 @@ struct fixture {
   uint32_t block_size;
   uint64_t epoch;               /* the dirty map's, as a catalog keeps it */
   bool encrypted;
+  uint64_t segment_size;        /* of the head's data; 0: one segment */
   unsigned char key[XS_HEAD_KEY_LEN];
   uint8_t *model;               /* what the head should read as */
 };
@@ -58,6 +61,23 @@ fixture_init (struct fixture *f, uint64_t size, uint32_t block_size,
   free (url);
   if (f->repo == NULL || f->model == NULL
       || xs_head_create (f->head_dir, size, block_size, 0, NULL) == -1)
+    abort ();
+}
+
+/* The same, with the head's data in segments of SEGMENT_SIZE bytes
+ * (segfile.h), as a volume larger than XS_SEGFILE_SEGMENT_SIZE has.
+ */
+static inline void
+fixture_init_segmented (struct fixture *f, uint64_t size, uint32_t block_size,
+                        bool encrypted, uint64_t segment_size)
+{
+  char data[4200];
+
+  fixture_init (f, size, block_size, encrypted);
+  f->segment_size = segment_size;
+  snprintf (data, sizeof data, "%s/data", f->head_dir);
+  if (unlink (data) == -1
+      || xs_segfile_create (data, size, segment_size) == -1)
     abort ();
 }
 

@@ -52,8 +52,13 @@ test_basics (void)
   is_int (xs_bitmap_next_set (&bm, 40), 100, "cleared last bit");
   ok (xs_bitmap_resize (&bm, 1000) == 0, "grow to 1000 bits");
   is_int (xs_bitmap_count (&bm), 31, "grow keeps bits, adds clear ones");
-  ok (xs_bitmap_resize (&bm, 10) == -1, "shrink refused");
-  error_contains ("cannot shrink", "  with a message");
+  xs_bitmap_set (&bm, 999);
+  ok (xs_bitmap_resize (&bm, 12) == 0, "shrink to 12 bits");
+  is_int (xs_bitmap_count (&bm), 3, "  keeps the bits below (5, 10, 11)");
+  is_int (xs_bitmap_next_set (&bm, 12), 12, "  and none past its end");
+  ok (xs_bitmap_resize (&bm, 1000) == 0, "grow again to 1000 bits");
+  is_int (xs_bitmap_count (&bm), 3, "  the bits dropped (12-39, 999) stay gone");
+  is_int (xs_bitmap_next_set (&bm, 12), 1000, "  none past 11");
   xs_bitmap_free (&bm);
 }
 

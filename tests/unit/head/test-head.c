@@ -22,6 +22,7 @@
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -37,6 +38,8 @@
 static const char *
 kind (const struct fixture *f)
 {
+  if (f->segment_size)
+    return f->encrypted ? "encrypted, in segments" : "plaintext, in segments";
   return f->encrypted ? "encrypted" : "plaintext";
 }
 
@@ -174,20 +177,20 @@ test_parallel_writers (struct fixture *f, struct xs_head *h)
   ok (head_matches_model (f, h), "  and the head holds all of them");
 }
 
-/* Whether the data file holds NEEDLE (LEN bytes) anywhere. */
+/* Whether the data files hold NEEDLE (LEN bytes) anywhere. */
 static bool
 data_file_holds (const struct fixture *f, const uint8_t *needle, size_t len)
 {
   char path[4200];
   uint8_t *data = malloc (SIZE);
+  struct xs_segfile *sf;
   bool found = false;
-  int fd;
 
   snprintf (path, sizeof path, "%s/data", f->head_dir);
-  fd = open (path, O_RDONLY);
-  if (data == NULL || fd == -1 || pread (fd, data, SIZE, 0) != (ssize_t) SIZE)
+  sf = xs_segfile_open (path, XS_SEGFILE_SEGMENT_SIZE, "test");
+  if (data == NULL || sf == NULL || xs_segfile_pread (sf, data, SIZE, 0) == -1)
     abort ();
-  close (fd);
+  xs_segfile_close (sf);
   found = memmem (data, SIZE, needle, len) != NULL;
   free (data);
   return found;
@@ -217,13 +220,17 @@ test_reopen (struct fixture *f, struct xs_head *h)
   xs_head_close (h);
 }
 
+/* SEGMENT_SIZE: the head's data in segments of that size (0: one). */
 static void
-test_data_path (bool encrypted)
+test_data_path (bool encrypted, uint64_t segment_size)
 {
   struct fixture f;
   struct xs_head *h;
 
-  fixture_init (&f, SIZE, BS, encrypted);
+  if (segment_size)
+    fixture_init_segmented (&f, SIZE, BS, encrypted, segment_size);
+  else
+    fixture_init (&f, SIZE, BS, encrypted);
   h = fixture_open (&f);
   ok (h != NULL, "%s: open a new head", kind (&f));
   if (h == NULL)
@@ -297,6 +304,110 @@ test_unclean_stop (void)
   xs_manifest_free (m0);
   xs_manifest_free (m1);
   xs_manifest_free (m2);
+  fixture_free (&f);
+}
+
+static long long
+file_len (const struct fixture *f, const char *file)
+{
+  char path[4300];
+  struct stat st;
+
+  snprintf (path, sizeof path, "%s/%s", f->head_dir, file);
+  return stat (path, &st) == 0 ? (long long) st.st_size : -1;
+}
+
+static uint64_t
+map_blocks (struct xs_head *h)
+{
+  return xs_dirtymap_bits (xs_head_dirtymap (h))->nbits;
+}
+
+/* Growing a head in segments of 4 blocks (4 of them, to 8): all or
+ * nothing, undone when the catalog cannot record it, and what a crash
+ * between the head and the catalog leaves, either way round.
+ */
+static void
+test_grow (void)
+{
+  const uint64_t big = 2 * SIZE;
+  struct fixture f;
+  struct xs_head *h;
+  uint8_t block[BS], back[BS];
+  char in_the_way[4300];
+
+  fixture_init_segmented (&f, SIZE, BS, false, 4 * BS);
+  h = fixture_open (&f);
+  if (h == NULL || write_model (&f, h, SIZE - BS, BS, 20) == -1)
+    abort ();
+  snprintf (in_the_way, sizeof in_the_way, "%s/data.6", f.head_dir);
+  if (mkdir (in_the_way, 0700) == -1)
+    abort ();
+  ok (xs_head_grow (h, big) == -1, "grow: a directory where data.6 goes "
+      "fails it");
+  error_contains ("data.6", "  naming it");
+  ok (xs_head_size (h) == SIZE && map_blocks (h) == NBLOCKS
+      && file_len (&f, "data.3") == 4 * BS && file_len (&f, "data.4") == -1
+      && file_len (&f, "data.5") == -1,
+      "  the head, its map and its files as they were");
+  ok (write_model (&f, h, SIZE - 100, 100, 21) == 0
+      && head_matches_model (&f, h), "  and it works on");
+  rmdir (in_the_way);
+
+  ok (xs_head_grow (h, big) == 0 && xs_head_size (h) == big
+      && map_blocks (h) == 2 * NBLOCKS && file_len (&f, "data.7") == 4 * BS,
+      "grow to 8 segments, and the dirty map with it");
+  ok (xs_head_is_clone (h) == false && xs_head_pread (h, back, BS, big - BS) == 0
+      && back[0] == 0 && back[BS - 1] == 0, "  the new range reads zero");
+  ok (xs_head_grow_undo (h, SIZE) == 0 && xs_head_size (h) == SIZE
+      && map_blocks (h) == NBLOCKS && file_len (&f, "data.4") == -1,
+      "undo it (the catalog could not record it): back to 4 segments");
+  ok (xs_head_close (h) == 0, "  close");
+  h = fixture_open (&f);
+  ok (h && xs_dirtymap_doubt (xs_head_dirtymap (h)) == XS_DIRTYMAP_TRUSTED
+      && head_matches_model (&f, h),
+      "  it reopens at the old size with its map trusted and its data");
+  if (h == NULL)
+    return;
+
+  /* A crash after the head grew, before the catalog recorded it. */
+  ok (xs_head_grow (h, big) == 0, "grow again");
+  xs_head_abandon (h);
+  h = fixture_open (&f);
+  ok (h && xs_head_size (h) == SIZE && file_len (&f, "data.4") == -1
+      && file_len (&f, "data.3") == 4 * BS && head_matches_model (&f, h),
+      "  a crash before the catalog recorded it: opening at the old size "
+      "gives the new range back");
+  if (h == NULL)
+    return;
+
+  /* Data past the size the catalog says is never cut away. */
+  fill_pattern (block, BS, 22);
+  f.size = big;
+  ok (xs_head_grow (h, big) == 0
+      && xs_head_pwrite (h, block, BS, SIZE - BS / 2, false) == 0
+      && xs_head_close (h) == 0,
+      "grow, write across the old end, close");
+  f.size = SIZE;
+  ok (fixture_open (&f) == NULL, "  opening at the old size is refused");
+  error_contains ("not cut back", "  saying why");
+  ok (file_len (&f, "data.7") == 4 * BS, "  and cuts nothing");
+  f.size = big;
+  h = fixture_open (&f);
+  ok (h && xs_head_pread (h, back, BS, SIZE - BS / 2) == 0
+      && memcmp (back, block, BS) == 0,
+      "  at the new size it opens, with what was written");
+  ok (h && xs_head_close (h) == 0, "  close");
+
+  /* Resizes that recorded the catalog first left heads shorter. */
+  f.size = 3 * SIZE;
+  h = fixture_open (&f);
+  ok (h && xs_head_size (h) == 3 * SIZE && file_len (&f, "data.11") == 4 * BS,
+      "opening at a larger size completes the grow (12 segments)");
+  ok (h && xs_head_pread (h, back, BS, SIZE - BS / 2) == 0
+      && memcmp (back, block, BS) == 0, "  keeping the data");
+  if (h)
+    xs_head_close (h);
   fixture_free (&f);
 }
 
@@ -471,9 +582,13 @@ test_guard (bool encrypted)
 int
 main (void)
 {
-  test_data_path (false);
-  test_data_path (true);
+  test_data_path (false, 0);
+  test_data_path (true, 0);
+  /* Segments of half a block: every block and most requests cross one. */
+  test_data_path (false, BS / 2);
+  test_data_path (true, BS / 2);
   test_unclean_stop ();
+  test_grow ();
   test_guard (false);
   test_guard (true);
   return done_testing ();

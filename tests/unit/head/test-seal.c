@@ -24,9 +24,16 @@
 #define NBLOCKS 32u
 #define SIZE ((uint64_t) NBLOCKS * BS)
 
+/* Segments of the data of the heads "in segments": smaller than a block,
+ * so that every block, its copied units and the spill file's cross them.
+ */
+#define SEGMENT (BS / 2 + 4096)
+
 static const char *
-mode_name (uint64_t seal_buffer, bool encrypted)
+mode_name (uint64_t seal_buffer, bool encrypted, bool segmented)
 {
+  if (segmented)
+    return encrypted ? "encrypted, in segments" : "in segments";
   if (encrypted)
     return "encrypted";
   return seal_buffer ? "seal buffer" : "seal buffer 0";
@@ -36,12 +43,16 @@ mode_name (uint64_t seal_buffer, bool encrypted)
  * blocks 2 to 9 changed: the sealed set of the next snapshot.
  */
 static struct xs_head *
-prepare (struct fixture *f, bool encrypted, struct xs_manifest **base)
+prepare (struct fixture *f, bool encrypted, bool segmented,
+         struct xs_manifest **base)
 {
   struct xs_seal_stats stats;
   struct xs_head *h;
 
-  fixture_init (f, SIZE, BS, encrypted);
+  if (segmented)
+    fixture_init_segmented (f, SIZE, BS, encrypted, SEGMENT);
+  else
+    fixture_init (f, SIZE, BS, encrypted);
   h = fixture_open (f);
   if (h == NULL || write_model (f, h, 0, (uint32_t) SIZE, 1) == -1)
     abort ();
@@ -52,13 +63,14 @@ prepare (struct fixture *f, bool encrypted, struct xs_manifest **base)
 }
 
 static void
-test_write_while_pending (uint64_t seal_buffer, bool encrypted)
+test_write_while_pending (uint64_t seal_buffer, bool encrypted,
+                          bool segmented)
 {
-  const char *mode = mode_name (seal_buffer, encrypted);
+  const char *mode = mode_name (seal_buffer, encrypted, segmented);
   struct xs_seal_stats stats;
   struct xs_manifest *base, *m;
   struct fixture f;
-  struct xs_head *h = prepare (&f, encrypted, &base);
+  struct xs_head *h = prepare (&f, encrypted, segmented, &base);
   struct xs_seal *seal;
   uint8_t *point = malloc (SIZE);
 
@@ -129,7 +141,7 @@ test_copy_before_write (void)
   struct xs_seal_stats stats;
   struct xs_manifest *base, *m;
   struct fixture f;
-  struct xs_head *h = prepare (&f, false, &base);
+  struct xs_head *h = prepare (&f, false, false, &base);
   struct xs_seal *seal;
   uint8_t before[2 * BS], after[2 * BS], *got;
   uint8_t head[2 * BS];
@@ -207,11 +219,11 @@ writer_main (void *opaque)
 static void
 test_writers_during_seal (uint64_t seal_buffer)
 {
-  const char *mode = mode_name (seal_buffer, false);
+  const char *mode = mode_name (seal_buffer, false, false);
   struct xs_seal_stats stats;
   struct xs_manifest *base, *m;
   struct fixture f;
-  struct xs_head *h = prepare (&f, false, &base);
+  struct xs_head *h = prepare (&f, false, false, &base);
   struct writer w[4];
   pthread_t t[4];
   atomic_bool stop = false;
@@ -255,7 +267,7 @@ test_refused_and_aborted (void)
 {
   struct xs_manifest *base;
   struct fixture f;
-  struct xs_head *h = prepare (&f, false, &base);
+  struct xs_head *h = prepare (&f, false, false, &base);
   struct xs_seal *seal, *second;
   const struct xs_bitmap *bits;
 
@@ -282,9 +294,11 @@ test_refused_and_aborted (void)
 int
 main (void)
 {
-  test_write_while_pending (XS_HEAD_SEAL_BUFFER, false);
-  test_write_while_pending (0, false);
-  test_write_while_pending (XS_HEAD_SEAL_BUFFER, true);
+  test_write_while_pending (XS_HEAD_SEAL_BUFFER, false, false);
+  test_write_while_pending (0, false, false);
+  test_write_while_pending (XS_HEAD_SEAL_BUFFER, true, false);
+  test_write_while_pending (XS_HEAD_SEAL_BUFFER, false, true);
+  test_write_while_pending (XS_HEAD_SEAL_BUFFER, true, true);
   test_copy_before_write ();
   test_writers_during_seal (XS_HEAD_SEAL_BUFFER);
   test_writers_during_seal (0);
