@@ -131,6 +131,10 @@ struct xs_seal {
   pthread_mutex_t queue_lock;
   pthread_cond_t work;
   struct queued *first, *last;
+  /* How many are queued, read without the lock: sealers sweeping a
+   * mostly clean map look at it between runs instead of taking the lock.
+   */
+  _Atomic uint64_t nqueued;
   struct xs_segfile *spill;     /* NULL: not open (yet) */
   atomic_bool spill_broken;     /* do not try the spill file */
   uint64_t spill_limit;         /* bytes copied aside at once, at most */
@@ -599,6 +603,7 @@ push (struct xs_seal *seal, struct queued *q)
   else
     seal->first = q;
   seal->last = q;
+  atomic_fetch_add_explicit (&seal->nqueued, 1, memory_order_release);
   pthread_cond_signal (&seal->work);
   xs_lock_drop (&seal->queue_lock);
 }
@@ -608,12 +613,15 @@ pop (struct xs_seal *seal)
 {
   struct queued *q;
 
+  if (atomic_load_explicit (&seal->nqueued, memory_order_acquire) == 0)
+    return NULL;
   xs_lock_take (&seal->queue_lock, XS_LOCK_SEAL_QUEUE, 0);
   q = seal->first;
   if (q) {
     seal->first = q->next;
     if (seal->first == NULL)
       seal->last = NULL;
+    atomic_fetch_sub_explicit (&seal->nqueued, 1, memory_order_relaxed);
   }
   xs_lock_drop (&seal->queue_lock);
   return q;
@@ -1024,6 +1032,34 @@ sweep_run (struct xs_seal *seal, struct scratch *s, uint64_t first)
   return 0;
 }
 
+/* Claim the next run of CLAIM_BLOCKS blocks that has work: from the
+ * cursor, the run starting at the next block of S (which does not change
+ * while the seal runs, so it is read without atomics; with a full compare
+ * every run has work).  Each stretch of the map is searched once, not
+ * once a run.  False once every run is claimed.
+ */
+static bool
+claim_run (struct xs_seal *seal, uint64_t *first)
+{
+  uint64_t nbits = seal->todo.nbits;
+  uint64_t cur = atomic_load_explicit (&seal->cursor, memory_order_relaxed);
+
+  for (;;) {
+    uint64_t next, after;
+
+    if (cur >= nbits)
+      return false;
+    next = seal->full_compare ? cur : xs_bitmap_next_set (&seal->taken, cur);
+    after = next >= nbits ? nbits : next + CLAIM_BLOCKS;
+    if (atomic_compare_exchange_weak_explicit (&seal->cursor, &cur, after,
+                                               memory_order_relaxed,
+                                               memory_order_relaxed)) {
+      *first = next;
+      return next < nbits;
+    }
+  }
+}
+
 /* Seal queued blocks first (their copies hold budget), else claim the
  * next run of blocks; once every run is claimed, help with queued blocks
  * until the seal is complete.
@@ -1047,9 +1083,7 @@ sealer_main (void *opaque)
       r = take_block (seal, q->block, false, 0, 0, &s);
       free (q);
     }
-    else if ((first = atomic_fetch_add_explicit (&seal->cursor, CLAIM_BLOCKS,
-                                                 memory_order_relaxed))
-             < seal->todo.nbits)
+    else if (claim_run (seal, &first))
       r = sweep_run (seal, &s, first);
     else if (!wait_for_work (seal))
       break;
