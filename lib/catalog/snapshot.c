@@ -1,10 +1,8 @@
 /* xsnap: snapshot records and the orchestration of taking one (see
  * snapshot.h).  The sealing itself is in seal.c.
  */
-#include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -323,7 +321,7 @@ report_pending (struct xs_store *store, const struct xs_snapshot *snap)
     owner = 0;
   xs_catalog_unlock (cat);
   pid = (pid_t) owner;
-  if (pid > 0 && kill (pid, 0) == -1 && errno == ESRCH)
+  if (pid > 0 && xs_process_gone (pid))
     xs_error ("snapshot %s@%s (%s) is still pending, but the process that "
               "was sealing it (process %d) no longer runs: it will never be "
               "available; the volume's next owner or gc removes it",
