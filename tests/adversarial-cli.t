@@ -19,7 +19,7 @@ random_file "$tmp/v.img" 1 7
 start_server w
 quietly nbdcopy "$tmp/v.img" "$(uri v)"
 stop_server "$server_pid"
-xs -q snapshot create v --name s1
+xs -q snapshot create v --wait --name s1
 
 # A stream is good if a new store receives it and gets v's bytes.
 receives () {                   # receives FILE NAME
@@ -110,7 +110,7 @@ is "$status" 1 "a grow past the file size limit fails"
 like "$out" "File too large" "  saying why"
 is "$(size_of r)" 1048576 "  and the catalog keeps the old size"
 check "  the volume still opens (a snapshot of it)" -- \
-  quietly xs snapshot create r --name after-failed-grow
+  quietly xs snapshot create r --wait --name after-failed-grow
 check "  and a smaller grow works" -- quietly xs volume resize r --size 2M
 is "$(size_of r)" 2097152 "  to the new size"
 if [ "$(stat -f -c %T "$tmp")" = ext2/ext3 ]; then
@@ -118,7 +118,7 @@ if [ "$(stat -f -c %T "$tmp")" = ext2/ext3 ]; then
   like "$(err)" "File too large" "  saying why"
   is "$(size_of r)" 2097152 "  and the catalog keeps the old size"
   check "  the volume still opens" -- \
-    quietly xs snapshot create r --name after-ext4-grow
+    quietly xs snapshot create r --wait --name after-ext4-grow
 else
   ok 0 "# SKIP the test directory is not on ext4"
 fi
@@ -127,7 +127,7 @@ check "a clone still reading through its snapshot cannot grow" -- \
   fails xs volume resize clone --size 4M
 like "$(err)" "hydrate it first" "  saying why"
 is "$(size_of clone)" 1048576 "  and the catalog keeps the old size"
-check "  the clone still opens" -- quietly xs snapshot create clone
+check "  the clone still opens" -- quietly xs snapshot create clone --wait
 
 # A snapshot just after the last client left: the owner, closing the
 # volume, holds its lock for as long as its final flush takes.  A process
@@ -234,7 +234,7 @@ if mount -t tmpfs -o size=6M tmpfs "$tmp/small" 2>/dev/null; then
     kill -9 "$server_pid" 2>/dev/null || true
   fi
   check "an offline snapshot on a full disk fails" -- \
-    fails xs snapshot create full --name offline
+    fails xs snapshot create full --wait --name offline
   like "$(err)" "cannot write .*/chunks/.*: No space left on device" \
     "  saying which file and why"
 else
