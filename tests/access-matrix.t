@@ -52,12 +52,12 @@ xs account create bob -q
 xs account create carol --collaborator-of alice -q
 xs region add r2 -q
 xs --account alice volume create v1 --size 1M --block-size 64K -q
-xs --account alice snapshot create v1 --name s1 -q
+xs --account alice snapshot create v1 --wait --name s1 -q
 xs --account alice volume create clone1 --from-snapshot v1@s1 -q
 xs --account alice volume create gone --size 1M -q
-xs --account alice snapshot create v1 --name gone -q
+xs --account alice snapshot create v1 --wait --name gone -q
 xs --account alice volume create ch --size 1M -q
-xs --account alice snapshot create ch --name c1 -q
+xs --account alice snapshot create ch --wait --name c1 -q
 xs --account alice policy create pol --every 1h --retain 1 -q
 xs --account alice policy create oldpol --every 1h --retain 1 -q
 xs --account alice account create dave --collaborator-of alice -q
@@ -90,7 +90,7 @@ do_ReadVolume () {
   start_ro_server; nbdinfo --size "$(uri v1)"; local s=$?
   stop_server "$server_pid"; return $s
 }
-do_CreateSnapshot () { xs --account alice snapshot create v1 --name s2; }
+do_CreateSnapshot () { xs --account alice snapshot create v1 --wait --name s2; }
 do_DeleteSnapshot () { xs --account alice snapshot delete v1@gone; }
 do_DescribeSnapshots () { xs --account alice snapshot show v1@s1; }
 do_ReadSnapshot () { xs --account alice verify v1@s1; }
@@ -305,7 +305,7 @@ xs policy-doc detach bob granted -q
 # The audit row of a delete is written in the delete's transaction: a
 # catalog that refuses audit rows refuses the delete.
 xs --account alice volume create tx --size 1M -q
-xs --account alice snapshot create tx --name s -q
+xs --account alice snapshot create tx --wait --name s -q
 xs account create hank -q
 sqlite3 "$store/xsnap.db" "CREATE TRIGGER refuse_audit BEFORE INSERT ON audit
   BEGIN SELECT RAISE(ABORT, 'the audit log is unavailable'); END;"
@@ -359,7 +359,7 @@ xs policy-doc detach alice deny -q
 # An account that still has things is not deleted; the message names them.
 xs account create gina -q
 xs --account gina volume create gv --size 1M -q
-xs --account gina snapshot create gv --name s -q
+xs --account gina snapshot create gv --wait --name s -q
 xs --account gina key create gk -q
 check "gina, with a volume, is not deleted" -- fails xs account delete gina
 like "$(err)" "volume" "... naming the volume"

@@ -32,9 +32,9 @@ random_file "$tmp/a.img" 2 seed-a
 start_server w
 nbdcopy "$tmp/a.img" "$(uri v)"
 stop_server "$server_pid"
-a=$(xs --json snapshot create v --name a | jq -r .id)
+a=$(xs --json snapshot create v --wait --name a | jq -r .id)
 write_block v 40 0x62
-b=$(xs --json snapshot create v --name b | jq -r .id)
+b=$(xs --json snapshot create v --wait --name b | jq -r .id)
 sum_a=$(snap_sum v@a)
 sum_b=$(snap_sum v@b)
 check "a and b differ" -- test "$sum_a" != "$sum_b"
@@ -118,10 +118,10 @@ head_dir=$store/regions/local/volumes/$(xs --json volume show m | jq -r .id)
 start_server w
 nbdcopy "$tmp/a.img" "$(uri m)"
 stop_server "$server_pid"
-xs -q snapshot create m --name a
+xs -q snapshot create m --wait --name a
 write_block m 2 0x63
 rm -f "$head_dir/dirtymap"
-xs -q snapshot create m --name c && status=0 || status=$?
+xs -q snapshot create m --wait --name c && status=0 || status=$?
 is "$status" 0 "a volume whose dirty map is gone still snapshots"
 check "  the map is back" -- test -s "$head_dir/dirtymap"
 cp "$tmp/a.img" "$tmp/c.model"; truncate -s 4M "$tmp/c.model"
@@ -133,7 +133,7 @@ rm -f "$head_dir/dirtymap"
 out=$(xs --json diff --live m 2>/dev/null) || true
 is "$(jq -r .trusted <<<"$out")" false "a lost map is untrusted"
 like "$(jq -r .reason <<<"$out")" "missing" "  with the reason: it was missing"
-xs -q snapshot create m --name d || true
+xs -q snapshot create m --wait --name d || true
 is "$(xs --json diff --live m | jq -r .trusted)" true \
   "after a snapshot compared every block the map is trusted again"
 
@@ -143,7 +143,7 @@ head_dir=$store/regions/local/volumes/$(xs --json volume show r | jq -r .id)
 start_server w
 nbdcopy "$tmp/a.img" "$(uri r)"
 stop_server "$server_pid"
-xs -q snapshot create r --name a
+xs -q snapshot create r --wait --name a
 cp "$tmp/a.img" "$tmp/r.model"; truncate -s 4M "$tmp/r.model"
 cp "$head_dir/dirtymap" "$tmp/dirtymap.clean"
 write_block r 5 0x65 || true
@@ -152,7 +152,7 @@ is "$(xs --json diff --live r | jq -r .changed_blocks)" 1 \
 cp "$tmp/dirtymap.clean" "$head_dir/dirtymap"
 out=$(xs --json diff --live r 2>/dev/null) || true
 is "$(jq -r .trusted <<<"$out")" false "a map rolled back to an earlier clean state is untrusted"
-xs -q snapshot create r --name e || true
+xs -q snapshot create r --wait --name e || true
 printf 'e%.0s' $(seq 65536) | dd of="$tmp/r.model" bs=64K seek=5 conv=notrunc status=none
 is "$(snap_sum r@e)" "$(sha256sum < "$tmp/r.model" | cut -d' ' -f1)" \
   "  and the next snapshot still has the block written since"
@@ -163,7 +163,7 @@ start_server crash
 nbdsh -u "$(uri r)" -c "h.pwrite(b'f' * 65536, 6 * 65536); h.flush()"
 kill -9 "$server_pid"; wait "$server_pid" 2>/dev/null || true
 cp "$tmp/dirtymap.clean" "$head_dir/dirtymap"
-xs -q snapshot create r --name f || true
+xs -q snapshot create r --wait --name f || true
 printf 'f%.0s' $(seq 65536) | dd of="$tmp/r.model" bs=64K seek=6 conv=notrunc status=none
 is "$(snap_sum r@f)" "$(sha256sum < "$tmp/r.model" | cut -d' ' -f1)" \
   "a clean map put back after a crash is not trusted: the snapshot has the write"

@@ -19,7 +19,7 @@ random_file "$tmp/v.img" 1 7
 start_server w
 quietly nbdcopy "$tmp/v.img" "$(uri v)"
 stop_server "$server_pid"
-xs -q snapshot create v --name s1
+xs -q snapshot create v --wait --name s1
 
 # A stream is good if a new store receives it and gets v's bytes.
 receives () {                   # receives FILE NAME
@@ -111,7 +111,7 @@ is "$status" 1 "a grow past the file size limit fails"
 like "$out" "File too large" "  saying why"
 is "$(size_of r)" 1048576 "  and the catalog keeps the old size"
 check "  the volume still opens (a snapshot of it)" -- \
-  quietly xs snapshot create r --name after-failed-grow
+  quietly xs snapshot create r --wait --name after-failed-grow
 check "  and a smaller grow works" -- quietly xs volume resize r --size 2M
 is "$(size_of r)" 2097152 "  to the new size"
 # Past what one file may hold (ext4: 16 TiB) the data goes on in
@@ -125,7 +125,7 @@ check "a clone still reading through its snapshot cannot grow" -- \
   fails xs volume resize clone --size 4M
 like "$(err)" "hydrate it first" "  saying why"
 is "$(size_of clone)" 1048576 "  and the catalog keeps the old size"
-check "  the clone still opens" -- quietly xs snapshot create clone
+check "  the clone still opens" -- quietly xs snapshot create clone --wait
 
 # A snapshot just after the last client left: the owner, closing the
 # volume, holds its lock for as long as its final flush takes.  A process
@@ -232,7 +232,7 @@ if mount -t tmpfs -o size=6M tmpfs "$tmp/small" 2>/dev/null; then
     kill -9 "$server_pid" 2>/dev/null || true
   fi
   check "an offline snapshot on a full disk fails" -- \
-    fails xs snapshot create full --name offline
+    fails xs snapshot create full --wait --name offline
   like "$(err)" "cannot write .*/chunks/.*: No space left on device" \
     "  saying which file and why"
 else

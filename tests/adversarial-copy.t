@@ -32,7 +32,7 @@ change () {                     # change BLOCK BYTE NAME
   nbdsh -u "$(uri db)" \
     -c "h.pwrite(b'\\x$2' * 65536, $1 * 65536); h.flush()"
   stop_server "$server_pid"
-  xs --account alice snapshot create db --name "$3" -q
+  xs --account alice snapshot create db --wait --name "$3" -q
 }
 
 xs init -q
@@ -44,7 +44,7 @@ random_file "$tmp/db.img" 4 41
 start_server w account=alice
 quietly nbdcopy "$tmp/db.img" "$(uri db)"
 stop_server "$server_pid"
-xs --account alice snapshot create db --name s1 -q
+xs --account alice snapshot create db --wait --name s1 -q
 
 # ----- A damaged chunk at the destination -----
 quietly xs --account alice copy db@s1 --to-region r2
@@ -114,7 +114,7 @@ random_file "$tmp/big.img" 8 43
 start_server wb account=alice
 quietly nbdcopy "$tmp/big.img" "$(uri big)"
 stop_server "$server_pid"
-xs --account alice snapshot create big --name b -q
+xs --account alice snapshot create big --wait --name b -q
 quietly xs region add r3
 quietly xs account create dave --collaborator-of alice
 slow_copy () {                  # slow_copy ARGS...: in the background

@@ -29,14 +29,14 @@ start_server w
 random_file "$tmp/v.img" 1 adversarial-gc
 nbdcopy "$tmp/v.img" "$(uri v)"
 stop_server "$server_pid"
-xs -q snapshot create v --name s1
+xs -q snapshot create v --wait --name s1
 nbdcopy_poke () {
   start_server poke
   nbdsh -u "$(uri v)" -c 'h.pwrite(b"\x42" * 65536, 0); h.flush()'
   stop_server "$server_pid"
 }
 nbdcopy_poke
-xs -q snapshot create v --name s2
+xs -q snapshot create v --wait --name s2
 chunks=$(count "$repoA/admin/chunks")
 is "$chunks" 17 "store A holds 17 chunks"
 is "$(count "$repoA/admin/manifests")" 2 "and 2 manifests"

@@ -50,7 +50,7 @@ is "$(export_sum "$(uri c1)")" "$clone_sum" "after partial and whole writes the 
 is "$(export_sum "$(uri vol@s1)")" "$base_sum" "the snapshot is unchanged"
 stop_server "$server_pid"
 
-json=$(xs --json snapshot create c1 --name first)
+json=$(xs --json snapshot create c1 --wait --name first)
 is "$(jq -r .changed_blocks <<<"$json")" 3 "the clone's first snapshot records only its 3 changed blocks"
 is "$(jq -r .parent <<<"$json")" "$(xs --json snapshot show vol@s1 | jq -r .id)" \
   "  relative to its source"
@@ -79,9 +79,9 @@ stop_server "$server_pid"
 gc=$(xs --json gc)
 is "$(jq -r .purged_snapshots <<<"$gc")" 0 \
   "deleted snapshots stay hidden while changed-block maps are relative to them"
-xs -q snapshot create vol --name s2
-xs -q snapshot create c1 --name second
-xs -q snapshot create c2 --name first
+xs -q snapshot create vol --wait --name s2
+xs -q snapshot create c1 --wait --name second
+xs -q snapshot create c2 --wait --name first
 gc=$(xs --json gc)
 is "$(jq -r .purged_snapshots <<<"$gc")" 2 \
   "once nothing needs them, gc purges the deleted source and c1@first"

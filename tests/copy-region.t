@@ -36,7 +36,7 @@ random_file "$tmp/db.img" 8 17
 start_server w account=alice
 quietly nbdcopy "$tmp/db.img" "$(uri db)"
 stop_server "$server_pid"
-xs --account alice snapshot create db --name s1 -q
+xs --account alice snapshot create db --wait --name s1 -q
 sum=$(sha256sum < "$tmp/db.img" | cut -d' ' -f1)
 
 # Full, then incremental, to another region (and account).
@@ -50,7 +50,7 @@ is "$(read_in r2 carol db@copy_local_s1)" "$sum" \
 start_server w2 account=alice
 nbdsh -u "$(uri db)" -c 'h.pwrite(b"\x42" * 65536, 5 << 20); h.flush()'
 stop_server "$server_pid"
-xs --account alice snapshot create db --name s2 -q
+xs --account alice snapshot create db --wait --name s2 -q
 out=$(json --account alice copy db@s2 --to-region r2 --to-account carol)
 is "$(jq -r .chunks_sent <<<"$out")" 1 \
    "the incremental copy sends only the changed chunk"
@@ -65,7 +65,7 @@ check "a copy between groups (default to mainland) is refused" -- \
   fails xs --account alice copy db@s1 --to-region m1
 like "$(err)" "between region groups" "... saying why"
 xs --account alice --region i1 volume create w --size 1M -q
-xs --account alice --region i1 snapshot create w --name s -q
+xs --account alice --region i1 snapshot create w --wait --name s -q
 check "a copy between intl regions is refused" -- \
   fails xs --account alice --region i1 copy w@s --to-region i2
 like "$(err)" "group 'intl' do not copy to each other" "... saying why"
@@ -93,7 +93,7 @@ check "a 60-character name is accepted" -- \
   quietly xs --account alice copy db@s1 --to-region r2 --name "$long60"
 check "a 61-character name is refused" -- \
   fails xs --account alice copy db@s1 --to-region r2 --name "${long60}x"
-xs --account alice snapshot create db --name "$(printf 'l%.0s' $(seq 55))" -q
+xs --account alice snapshot create db --wait --name "$(printf 'l%.0s' $(seq 55))" -q
 check "a default name over 60 characters is refused" -- \
   fails xs --account alice copy "db@$(printf 'l%.0s' $(seq 55))" --to-region r2
 like "$(err)" "give one with --name" "... asking for one"
@@ -119,7 +119,7 @@ random_file "$tmp/big.img" 16 29
 start_server wb account=alice
 quietly nbdcopy "$tmp/big.img" "$(uri big)"
 stop_server "$server_pid"
-xs --account alice snapshot create big --name b -q
+xs --account alice snapshot create big --wait --name b -q
 "$xsnap" --account alice copy big@b --to-region r2 --to-account carol \
   --name slow --bandwidth 4M -q >/dev/null 2>&1 &
 slow=$!

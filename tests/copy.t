@@ -26,7 +26,7 @@ random_file "$tmp/a.img" 8 11
 start_server write account=alice
 quietly nbdcopy "$tmp/a.img" "$(uri db)"
 stop_server "$server_pid"
-xs --account alice snapshot create db --name s1 -q
+xs --account alice snapshot create db --wait --name s1 -q
 src_sum=$(read_as alice db@s1)
 is "$src_sum" "$(sha256sum < "$tmp/a.img" | cut -d' ' -f1)" \
   "the source snapshot holds the data"
@@ -51,7 +51,7 @@ check "the copy verifies" -- quietly xs --account carol verify "$copy"
 start_server write2 account=alice
 nbdsh -u "$(uri db)" -c 'h.pwrite(b"\x5a" * 65536, 3 << 20); h.flush()'
 stop_server "$server_pid"
-xs --account alice snapshot create db --name s2 -q
+xs --account alice snapshot create db --wait --name s2 -q
 out=$(xs --account alice --json copy db@s2 --to-account carol)
 is "$(jq -r .chunks_sent <<<"$out")" 1 \
   "the second copy sends only the changed chunk"
@@ -83,7 +83,7 @@ is "$(read_as carol "$copy")" "$src_sum" "and reads back the same"
 
 # Refusals.
 xs --account alice volume create web --size 1M -q
-xs --account alice snapshot create web --name w1 -q
+xs --account alice snapshot create web --wait --name w1 -q
 check "a copy to an account outside the organisation is refused" -- \
   fails xs --account alice copy web@w1 --to-account bob
 like "$(err)" "not a collaborator" "... saying why"
@@ -137,7 +137,7 @@ random_file "$tmp/big.img" 16 23
 start_server big account=alice
 quietly nbdcopy "$tmp/big.img" "$(uri big)"
 stop_server "$server_pid"
-xs --account alice snapshot create big --name b1 -q
+xs --account alice snapshot create big --wait --name b1 -q
 "$xsnap" --account alice copy big@b1 --to-account carol --bandwidth 4M \
   -q >/dev/null 2>&1 &
 copier=$!

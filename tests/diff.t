@@ -85,7 +85,7 @@ is "$(xs --json diff vol@r4 vol@same | jq -r .changed_blocks)" 0 \
   "a snapshot with no writes since the last one changes no block"
 
 # Refusals.
-xs -q snapshot create other --name o1
+xs -q snapshot create other --wait --name o1
 out=$(xs diff vol@r1 other@o1 2>&1) && status=0 || status=$?
 is "$status" 1 "snapshots of different sizes cannot be compared"
 like "$out" "differ in size or block size" "  with a clear message"

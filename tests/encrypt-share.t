@@ -30,7 +30,7 @@ xs -q "${a[@]}" volume create ev --size 4M --block-size 64K --encrypt
 start_server w account=alice
 nbdcopy "$tmp/data.img" "$(uri ev)"
 stop_server "$server_pid"
-xs -q "${a[@]}" snapshot create ev --name s1
+xs -q "${a[@]}" snapshot create ev --wait --name s1
 default_key=$(xs "${a[@]}" --json key list | jq -r '.keys[] | select(.default) | .id')
 
 # What the default key protects is not shared.
@@ -75,7 +75,7 @@ is "$(xs "${c[@]}" --json volume show cv | jq -r .key_id)" "$carol_key" \
   "  it is encrypted under carol's default key"
 # Snapshot it before anything hydrates it: every block still reads
 # through to alice's snapshot.
-json=$(xs "${c[@]}" --json snapshot create cv --name c1)
+json=$(xs "${c[@]}" --json snapshot create cv --wait --name c1)
 is "$(jq -r '.key_id' <<<"$json")" "$carol_key" "carol's snapshot of it is under her key"
 is "$(jq -r '.changed_blocks' <<<"$json")" 48 "  and re-encrypts every block that is not zero (48)"
 check "  verify: every chunk is in carol's repository, authentic" -- \
@@ -114,7 +114,7 @@ h.flush()
 PY
 export_sum "$(uri ev)" > "$tmp/sum2"
 stop_server "$server_pid"
-xs -q "${a[@]}" snapshot create ev --name s2
+xs -q "${a[@]}" snapshot create ev --wait --name s2
 json=$(xs "${a[@]}" --json copy ev@s2 --to-region r2)
 is "$(jq -r .chunks_sent <<<"$json")" 1 \
   "the next copy to r2 re-encrypts only the changed chunk (1 of $full)"
@@ -129,7 +129,7 @@ xs -q "${a[@]}" volume create pv --size 4M --block-size 64K
 start_server p account=alice
 nbdcopy "$tmp/data.img" "$(uri pv)"
 stop_server "$server_pid"
-xs -q "${a[@]}" snapshot create pv --name s1
+xs -q "${a[@]}" snapshot create pv --wait --name s1
 json=$(xs "${a[@]}" --json copy pv@s1 --encrypt --name enc)
 is "$(jq -r .snapshot.encrypted <<<"$json")" true "copy --encrypt of an unencrypted snapshot"
 is "$(read_in local alice pv@enc)" "$sum" "  it reads back byte-identical"
@@ -141,7 +141,7 @@ check "share pv@s1 with carol" -- quietly xs "${a[@]}" share pv@s1 --with carol
 xs -q "${c[@]}" share accept \
   "$(xs "${c[@]}" --json share list --with-me | jq -r '.shared_with_me[] | select(.status == "pending") | .id')"
 xs -q "${c[@]}" volume create pc --from-snapshot "$(xs "${a[@]}" --json snapshot show pv@s1 | jq -r .id)"
-xs -q "${c[@]}" snapshot create pc --name p1
+xs -q "${c[@]}" snapshot create pc --wait --name p1
 check "  verify of carol's first snapshot of it" -- quietly xs "${c[@]}" verify pc@p1
 
 # No plaintext anywhere but in unencrypted chunks.

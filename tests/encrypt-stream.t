@@ -45,9 +45,9 @@ sum2=$(sha256sum < "$tmp/v2.img" | cut -d' ' -f1)
 xs -q "${a[@]}" volume create ev --size 4M --block-size 64K --encrypt --key k1
 start_server w account=alice
 nbdcopy "$tmp/v1.img" "$(uri ev)"
-xs -q "${a[@]}" snapshot create ev --name s1
+xs -q "${a[@]}" snapshot create ev --wait --name s1
 nbdcopy "$tmp/v2.img" "$(uri ev)"
-xs -q "${a[@]}" snapshot create ev --name s2
+xs -q "${a[@]}" snapshot create ev --wait --name s2
 stop_server "$server_pid"
 
 # An encrypted snapshot does not leave as plaintext by default.
@@ -191,7 +191,7 @@ xs -q "${a[@]}" volume create pv --size 4M --block-size 64K
 start_server p account=alice
 nbdcopy "$tmp/v1.img" "$(uri pv)"
 stop_server "$server_pid"
-xs -q "${a[@]}" snapshot create pv --name p1
+xs -q "${a[@]}" snapshot create pv --wait --name p1
 json=$(xs "${a[@]}" send pv@p1 | xs4 "${c[@]}" --json receive --encrypt)
 is "$(jq -r .encrypted <<<"$json")" true "receive --encrypt of an unencrypted stream"
 is "$(read_at "$store4" local carol pv@p1)" "$sum1" "  it reads back byte-identical"

@@ -90,7 +90,7 @@ xs -q "${a[@]}" volume create pv --size 8M --block-size 64K
 start_server p account=alice
 nbdcopy "$tmp/data.img" "$(uri pv)"
 stop_server "$server_pid"
-xs -q "${a[@]}" snapshot create pv --name s1
+xs -q "${a[@]}" snapshot create pv --wait --name s1
 check "  whereas an unencrypted volume's chunks hold it" -- \
   test -n "$(grep -rl -- "$marker" "$repo/alice/chunks")"
 check "verify of the encrypted snapshot" -- quietly xs "${a[@]}" verify ev@s1
@@ -104,7 +104,7 @@ h.pwrite(b"\x5a" * 65536, 3 * 65536)
 h.flush()
 PY
 stop_server "$server_pid"
-json=$(xs "${a[@]}" --json snapshot create ev --name s2)
+json=$(xs "${a[@]}" --json snapshot create ev --wait --name s2)
 is "$(jq -r .changed_blocks <<<"$json")" 1 "the second snapshot stores only the changed block"
 is "$(xs "${a[@]}" --json diff ev@s1 ev@s2 | jq -r '.changed_blocks')" 1 "diff of two encrypted snapshots"
 
@@ -115,7 +115,7 @@ is "$(xs "${a[@]}" --json volume show ec | jq -r .key_id)" "$k1" "the clone is e
 start_server c account=alice
 is "$(export_sum "$(uri ec)")" "$data_sum" "the clone reads back byte-identical"
 stop_server "$server_pid"
-json=$(xs "${a[@]}" --json snapshot create ec --name c1)
+json=$(xs "${a[@]}" --json snapshot create ec --wait --name c1)
 is "$(jq -r '.parent, .changed_blocks' <<<"$json" | tr '\n' ' ')" "$sid 0 " \
   "the clone's first snapshot is incremental against its source"
 out=$(xs "${a[@]}" volume reset pv --to ev@s1 2>&1) && st=0 || st=$?
@@ -193,7 +193,7 @@ like "$out" "cannot unwrap key 'k1' of account 'alice': it is not authentic" \
 sqlite3 "$store/xsnap.db" "UPDATE keys SET wrapped = '$saved' WHERE id = '$k1'"
 saved=$(sqlite3 "$store/xsnap.db" "SELECT data_key FROM volumes WHERE id = '$ev_id'")
 sqlite3 "$store/xsnap.db" "UPDATE volumes SET data_key = '$(flip_hex "$saved" 30)' WHERE id = '$ev_id'"
-out=$(xs "${a[@]}" snapshot create ev --name tampered 2>&1) && st=0 || st=$?
+out=$(xs "${a[@]}" snapshot create ev --wait --name tampered 2>&1) && st=0 || st=$?
 like "$out" "cannot unwrap a data key under key 'k1' of account 'alice': it is not authentic" \
   "a flipped bit in the volume's wrapped data key is detected"
 sqlite3 "$store/xsnap.db" "UPDATE volumes SET data_key = '$saved' WHERE id = '$ev_id'"
@@ -205,7 +205,7 @@ check "a clone under another key (the default)" -- \
 check "an encrypted clone of an unencrypted snapshot" -- \
   quietly xs "${a[@]}" volume create pc --from-snapshot pv@s1 --encrypt
 for v in ec2 pc; do
-  json=$(xs "${a[@]}" --json snapshot create "$v" --name c1)
+  json=$(xs "${a[@]}" --json snapshot create "$v" --wait --name c1)
   is "$(jq -r '.encrypted, .key_id != "'"$k1"'", .changed_blocks' <<<"$json" | tr '\n' ' ')" \
     "true true 64 " "  $v's first snapshot re-encrypts its 64 data blocks under its own key"
   check "  and verifies" -- quietly xs "${a[@]}" verify "$v@c1"
@@ -220,7 +220,7 @@ check "volume create --encrypt without --key uses the default key" -- \
   quietly xs "${a[@]}" volume create dv --size 1M --block-size 64K --encrypt
 is "$(xs "${a[@]}" --json key list | jq -r '[.keys[] | select(.default)] | .[0].name')" default \
   "  made on first use"
-xs -q "${a[@]}" snapshot create dv --name s1
+xs -q "${a[@]}" snapshot create dv --wait --name s1
 
 # A disabled key blocks new reads, snapshots and clones.
 check "key disable k1" -- quietly xs "${a[@]}" key disable k1
@@ -230,7 +230,7 @@ start_server d account=alice
 is "$(read_errno "$(uri ev@s1)")" ENOENT "an NBD read of the snapshot is refused"
 stop_server "$server_pid"
 like "$(cat "$tmp/d.log")" "key 'k1' of account 'alice' is disabled" "  the log says why"
-out=$(xs "${a[@]}" snapshot create ev --name s3 2>&1) && st=0 || st=$?
+out=$(xs "${a[@]}" snapshot create ev --wait --name s3 2>&1) && st=0 || st=$?
 like "$out" "key 'k1' of account 'alice' is disabled" "a new snapshot is refused"
 out=$(xs "${a[@]}" volume create ec3 --from-snapshot ev@s1 2>&1) && st=0 || st=$?
 like "$out" "key 'k1' of account 'alice' is disabled" "a new clone is refused"

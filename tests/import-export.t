@@ -104,7 +104,7 @@ stop_server "$peer_pid"
 
 # 4. Export a snapshot to other NBD servers.
 stop_server "$server_pid"
-xs -q snapshot create q --name s1
+xs -q snapshot create q --wait --name s1
 start_server b
 snap_sum=$(export_sum "$(uri q@s1)")
 is "$snap_sum" "$(sum_of "$tmp/raw.img")" "snapshot q@s1 holds the imported bytes"

@@ -92,7 +92,7 @@ r2=$store/regions/r2/repo/admin
 check "copy to r2" -- quietly xs copy vol@s2 --to-region r2
 is "$(find "$r2/pages" -type f | wc -l)" 4 "  r2 holds the four pages of s2"
 is "$(read_in r2 admin vol@copy_local_s2)" "$sum2" "  the copy reads as s2"
-xs -q snapshot create vol --name s3
+xs -q snapshot create vol --wait --name s3
 check "copy an unchanged s3 to r2" -- quietly xs copy vol@s3 --to-region r2
 is "$(find "$r2/pages" -type f | wc -l)" 4 "  it needs no new page there"
 

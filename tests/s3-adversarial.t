@@ -40,11 +40,11 @@ random_file "$tmp/v.img" 1 s3-adversarial
 nbdcopy "$tmp/v.img" "$(uri v)"
 nbdsh -u "$(uri v)" -c 'h.flush()'
 stop_server "$server_pid"
-xs --region r2 -q snapshot create v --name s1
+xs --region r2 -q snapshot create v --wait --name s1
 start_server w2 region=r2
 nbdsh -u "$(uri v)" -c 'h.pwrite(b"\x42" * 65536, 0); h.flush()'
 stop_server "$server_pid"
-xs --region r2 -q snapshot create v --name s2
+xs --region r2 -q snapshot create v --wait --name s2
 is "$(s3_count "$bucket" shared/admin/chunks/)" 17 "A's region holds 17 chunks"
 
 # A second store on the same bucket and prefix.

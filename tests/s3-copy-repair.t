@@ -44,7 +44,7 @@ change () {                     # change BLOCK BYTE NAME
   start_server "w-$3"
   nbdsh -u "$(uri db)" -c "h.pwrite(b'\\x$2' * 65536, $1 * 65536); h.flush()"
   stop_server "$server_pid"
-  xs snapshot create db --name "$3" -q
+  xs snapshot create db --wait --name "$3" -q
 }
 
 bucket=$(s3_bucket s3repair)
@@ -55,7 +55,7 @@ random_file "$tmp/db.img" 2 s3-repair
 start_server w
 quietly nbdcopy "$tmp/db.img" "$(uri db)"
 stop_server "$server_pid"
-xs snapshot create db --name s1 -q
+xs snapshot create db --wait --name s1 -q
 check "db@s1 is copied to the S3 region" -- quietly xs copy db@s1 --to-region s3
 check "and verifies there" -- quietly xs --region s3 verify db@copy_local_s1
 
@@ -82,7 +82,7 @@ random_file "$tmp/big.img" 8 s3-repair-big
 start_server wb
 quietly nbdcopy "$tmp/big.img" "$(uri big)"
 stop_server "$server_pid"
-xs snapshot create big --name b -q
+xs snapshot create big --wait --name b -q
 "$xsnap" copy big@b --to-region s3 --bandwidth 2M -q >/dev/null 2>&1 &
 slow=$!
 started_pids+=("$slow")

@@ -67,7 +67,7 @@ is "$(s3_count "$vbucket" rv/alice/manifests/)" 1 \
 xs --account alice volume create db --size 8M --block-size 64K -q
 random_file "$tmp/db.img" 8 31
 write_in local alice db "$tmp/db.img"
-xs --account alice snapshot create db --name s1 -q
+xs --account alice snapshot create db --wait --name s1 -q
 sum1=$(sha256sum < "$tmp/db.img" | cut -d' ' -f1)
 out=$(xs --json --account alice copy db@s1 --to-region r2 --to-account carol)
 is "$(jq -r .snapshot.name <<<"$out")" copy_local_s1 "the full copy is named copy_local_s1"
@@ -78,7 +78,7 @@ is "$(read_in r2 carol db@copy_local_s1)" "$sum1" \
    "carol's copy in r2 is byte-identical through NBD"
 
 poke local alice db $((3 << 20)) 7
-xs --account alice snapshot create db --name s2 -q
+xs --account alice snapshot create db --wait --name s2 -q
 objects=$(s3_count "$bucket" r2/)
 pages=$(s3_count "$bucket" r2/carol/pages/)
 out=$(xs --json --account alice copy db@s2 --to-region r2 --to-account carol)
@@ -130,7 +130,7 @@ check "gc reclaims the deleted snapshot's chunks from the bucket ($before -> $af
 xs --account alice volume create big --size 16M --block-size 64K -q
 random_file "$tmp/big.img" 16 33
 write_in local alice big "$tmp/big.img"
-xs --account alice snapshot create big --name b1 -q
+xs --account alice snapshot create big --wait --name b1 -q
 "$xsnap" --account alice copy big@b1 --to-region r2 --to-account carol \
   --bandwidth 4M -q >/dev/null 2>&1 &
 copier=$!

@@ -50,7 +50,7 @@ random_file "$tmp/db.img" 2 3
 start_server w account=alice
 quietly nbdcopy "$tmp/db.img" "$(uri db)"
 stop_server "$server_pid"
-xs --account alice snapshot create db --name s1 -q
+xs --account alice snapshot create db --wait --name s1 -q
 s1=$(json --account alice snapshot show db@s1 | jq -r .id)
 db_sum=$(sha256sum < "$tmp/db.img" | cut -d' ' -f1)
 
@@ -168,7 +168,7 @@ for i in $(seq 1 64); do echo "u$i"; done | while read -r u; do
   "$xsnap" account create "$u" -q
 done
 xs --account alice volume create wide --size 1M -q
-xs --account alice snapshot create wide --name w -q
+xs --account alice snapshot create wide --wait --name w -q
 check "63 sharees at once" -- \
   quietly xs --account alice share wide@w --with "$(seq -s, -f 'u%g' 1 63)"
 check "the 64th is accepted" -- \
@@ -195,8 +195,8 @@ db.executemany(
      for i in range(int(sys.argv[2]))])
 db.commit()
 EOF
-xs --account alice snapshot create db --name s1024 -q
-xs --account alice snapshot create db --name s1025 -q
+xs --account alice snapshot create db --wait --name s1024 -q
+xs --account alice snapshot create db --wait --name s1025 -q
 check "the 1,024th shared snapshot is accepted" -- \
   quietly xs --account alice share db@s1024 --with bob
 check "the 1,025th is refused" -- \
@@ -216,13 +216,13 @@ EOF
 
 # Chains: every snapshot, present and future.
 xs --account alice volume create web --size 1M -q
-xs --account alice snapshot create web --name c1 -q
+xs --account alice snapshot create web --wait --name c1 -q
 check "alice shares the chain of web with bob" -- \
   quietly xs --account alice share web --chain --with bob
 chain=$(json --account bob share list --with-me \
           | jq -r '.shared_with_me[] | select(.kind == "chain") | .id')
 quietly xs --account bob share accept "$chain"
-xs --account alice snapshot create web --name c2 -q
+xs --account alice snapshot create web --wait --name c2 -q
 c2=$(json --account alice snapshot show web@c2 | jq -r .id)
 is "$(json --account bob chain list \
         | jq -r '.[0] | [.id, .name, .status, .owner, (.points | tostring)]
@@ -315,7 +315,7 @@ xs --account alice volume create gone --size 2M --block-size 64K -q
 start_server wg account=alice
 quietly nbdcopy "$tmp/db.img" "$(uri gone)"
 stop_server "$server_pid"
-xs --account alice snapshot create gone --name g -q
+xs --account alice snapshot create gone --wait --name g -q
 g=$(json --account alice snapshot show gone@g | jq -r .id)
 xs --account alice share gone@g --with carol -q
 xs --account carol volume create from-gone --from-snapshot "$g" -q

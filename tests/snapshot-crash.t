@@ -41,7 +41,7 @@ nbdcopy "$u" "$tmp/after-crash.img"
 stop_server "$server_pid"
 out=$(xs diff --live vol 2>&1 >/dev/null) && status=0 || status=$?
 is "$status" 3 "after kill -9 the changed-block map is not trusted"
-json=$(xs --json snapshot create vol --name s2)
+json=$(xs --json snapshot create vol --wait --name s2)
 is "$(jq -r .status <<<"$json")" available "a snapshot after the unclean stop"
 start_server c
 is "$(export_sum "$(uri vol@s2)")" "$(sha256sum < "$tmp/after-crash.img" | cut -d' ' -f1)" \
@@ -92,7 +92,7 @@ for delay in 0.1 0.3 0.6; do
       test "$(jq -r .chunks_deleted <<<"$gc")" -gt 0
   fi
   is "$(xs --json gc | jq -r .chunks_deleted)" 0 "a second gc finds nothing more"
-  json=$(xs --json snapshot create vol --name "n$delay")
+  json=$(xs --json snapshot create vol --wait --name "n$delay")
   start_server "n$delay"
   is "$(export_sum "$(uri "vol@n$delay")")" "$model_sum" "the next snapshot is correct"
   stop_server "$server_pid"

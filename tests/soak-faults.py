@@ -17,7 +17,7 @@
 # The order of steps and the data come from the seed; the moments of the
 # kills depend on timing, and every outcome they can produce is accepted
 # only if it is one the model allows.
-import hashlib, json, multiprocessing, os, random, signal, struct, subprocess
+import fcntl, hashlib, json, multiprocessing, os, random, signal, struct, subprocess
 import sys, threading, time
 import nbd
 
@@ -303,8 +303,10 @@ def check_snapshot(sid, name, uri):
 
 def take_snapshot(mode, kill_cli):
     """mode: 'attached' (the owner seals in the background while the
-    driver goes on writing), 'wait', or 'detached' (the tool seals in
-    process).  kill_cli: kill -9 the tool after a random delay."""
+    driver goes on writing), 'wait', or 'detached' (a detached sealer
+    seals it; the driver's next connection takes the volume over, the
+    snapshot with it).  kill_cli: kill -9 the tool after a random delay
+    (a detached sealer it started goes on)."""
     name = "s%d" % step_no
     if mode == "detached":
         driver.disconnect()
@@ -603,6 +605,28 @@ def kill_server_while_sealing():
     driver.restart_after_kill()
 
 
+def kill_detached_sealer():
+    """kill -9 of the detached sealer of a snapshot, at a random moment:
+    the snapshot is complete, or pending for ever until the volume's next
+    owner (the driver's connection) removes it."""
+    lock = "%s/regions/local/volumes/%s/lock" % (
+        STORE_A, xs("volume", "show", "vol")[1]["id"])
+    name = take_snapshot("detached", False)
+    time.sleep(rng.uniform(0, 0.05))
+    with open(lock) as f:
+        pid, _, role = f.read().partition(" ")
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            held = False            # the sealer is done and gone
+        except BlockingIOError:
+            held = True
+    if held and role.strip() == "sealer":
+        os.kill(int(pid), signal.SIGKILL)
+        diag("the sealer of %s (pid %s) killed" % (name, pid))
+    driver.connect()
+    settle()
+
+
 def restart_clean():
     driver.connect()
     driver.flush()
@@ -624,6 +648,7 @@ STEPS_BY_KIND = {
                                       settle()),
     "snapshot of a detached volume, tool killed":
         lambda: (take_snapshot("detached", True), driver.connect(), settle()),
+    "snapshot of a detached volume, sealer killed": kill_detached_sealer,
     "snapshot, nbdkit killed while sealing": kill_server_while_sealing,
     "snapshot with a concurrent writer": lambda: (concurrent_snapshot(False), settle()),
     "snapshot with a concurrent writer, tool killed":

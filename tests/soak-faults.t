@@ -11,7 +11,7 @@
 . "$(dirname "$0")/functions.sh"
 
 seed=${XSNAP_SOAK_SEED:-20261207}
-steps=${XSNAP_SOAK_STEPS:-16}
+steps=${XSNAP_SOAK_STEPS:-17}
 [ -n "${XSNAP_LONG:-}" ] && steps=${XSNAP_SOAK_STEPS:-400}
 
 XSNAP_SOAK_NBDKIT=$(jq -cn '$ARGS.positional' --args "${nbdkit_env[@]}" nbdkit)

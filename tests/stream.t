@@ -267,7 +267,7 @@ is "$(jq -r '.volume + "@" + .name' <<<"$json")" copy@first \
 
 # Sender-side refusals.
 xs -q volume create other --size 32M --block-size 4K
-xs -q snapshot create other --name x
+xs -q snapshot create other --wait --name x
 out=$(xs send vol@s2 --from other@x 2>&1 >/dev/null) && status=0 || status=$?
 is "$status" 1 "a base of another geometry is refused"
 like "$out" "different geometry" "  and said so"

@@ -12,16 +12,41 @@
 #include "base/fileio.h"
 #include "base/size.h"
 
+/* Messages go to a log (a detached sealer's): each line says when and
+ * which process.
+ */
+static bool stamp_messages;
+
+void
+cli_stamp_messages (void)
+{
+  stamp_messages = true;
+}
+
+static void
+print_message (const char *message)
+{
+  char when[32];
+
+  if (stamp_messages) {
+    xs_format_utc (xs_wall_clock_ns (), when, sizeof when);
+    fprintf (stderr, "%s xsnap[%ld]: %s\n", when, (long) getpid (),
+             message);
+  }
+  else
+    fprintf (stderr, "xsnap: %s\n", message);
+}
+
 void
 xs_error_sink (const char *message)
 {
-  fprintf (stderr, "xsnap: %s\n", message);
+  print_message (message);
 }
 
 void
 xs_notice_sink (const char *message)
 {
-  fprintf (stderr, "xsnap: %s\n", message);
+  print_message (message);
 }
 
 enum {

@@ -41,6 +41,11 @@ extern int cli_next_option (struct cli *cli, int argc, char **argv,
                             const char *short_opts,
                             const struct option *specific, char **arg);
 
+/* From now on, messages are written as log lines: with the time and the
+ * process id.
+ */
+extern void cli_stamp_messages (void);
+
 /* Open the store and resolve the scope.  Returns 0 or -1 (reported). */
 extern int cli_open (struct cli *cli);
 extern void cli_close (struct cli *cli);

@@ -14,10 +14,10 @@
 #include "access/share.h"
 #include "base/error.h"
 #include "catalog/job.h"
-#include "progress.h"
 #include "base/size.h"
 #include "catalog/snapshot.h"
 #include "ops/snaptake.h"
+#include "sealer.h"
 #include "catalog/volume.h"
 
 static void
@@ -93,7 +93,7 @@ snapshot_create (struct cli *cli, int argc, char **argv)
   bool wait = false;
   struct xs_volume vol;
   struct xs_snapshot snap;
-  struct progress progress;
+  struct xs_sealer_starter starter = { sealer_start, cli };
   char *arg;
   int c, r, status;
 
@@ -116,10 +116,8 @@ snapshot_create (struct cli *cli, int argc, char **argv)
     xs_volume_clear (&vol);
     return 1;
   }
-  progress_init (&progress, "sealing", cli->quiet || cli->json, -1);
-  r = xs_snapshot_take (cli->store, &vol, name, wait, progress_update,
-                        &progress, &snap);
-  progress_end (&progress);
+  r = xs_snapshot_take (cli->store, &vol, name, wait, &starter, NULL, NULL,
+                        &snap);
   status = 1;
   if (r == 0) {
     status = show_json_snapshot (cli, xs_snapshot_to_json (&snap));
@@ -305,6 +303,7 @@ cmd_snapshot (struct cli *cli, int argc, char **argv)
     int (*run) (struct cli *cli, int argc, char **argv);
   } actions[] = {
     { "create", snapshot_create },
+    { "sealer", snapshot_sealer },
     { "list", snapshot_list },
     { "show", snapshot_show },
     { "delete", snapshot_delete },

@@ -13,11 +13,19 @@
 #include "base/size.h"
 #include "catalog/volume.h"
 
+/* Attached: an NBD server owns it (a detached sealer only seals). */
+static bool
+is_attached (struct cli *cli, const struct xs_volume *vol)
+{
+  return xs_volume_in_use (cli->store, vol) == 1
+    && !xs_volume_owned_by_sealer (cli->store, vol);
+}
+
 static json_t *
 volume_to_json (struct cli *cli, const struct xs_volume *vol)
 {
   char created[32];
-  int in_use = xs_volume_in_use (cli->store, vol);
+  bool attached = is_attached (cli, vol);
 
   cli_format_time (vol->created_ns, created, sizeof created);
   return json_pack ("{s:s, s:s, s:s, s:s, s:I, s:I, s:s, s:o, s:s, s:s,"
@@ -27,7 +35,7 @@ volume_to_json (struct cli *cli, const struct xs_volume *vol)
                     "size", (json_int_t) vol->size,
                     "block_size", (json_int_t) vol->block_size,
                     "created", created,
-                    "attached", in_use == 1 ? json_true () : json_false (),
+                    "attached", attached ? json_true () : json_false (),
                     "last_snapshot", vol->base_snapshot_id,
                     "source_snapshot", vol->source_snapshot_id,
                     "encrypted", xs_volume_is_encrypted (vol),
@@ -44,7 +52,7 @@ print_volume_line (const struct xs_volume *vol, void *opaque)
   xs_size_format (vol->block_size, block, sizeof block);
   cli_format_time (vol->created_ns, created, sizeof created);
   printf ("%-24s %-21s %8s %6s %-8s %s\n", vol->name, vol->id, size, block,
-          xs_volume_in_use (cli->store, vol) == 1 ? "yes" : "no", created);
+          is_attached (cli, vol) ? "yes" : "no", created);
   return 0;
 }
 
@@ -80,7 +88,7 @@ show_volume (struct cli *cli, const struct xs_volume *vol)
           "encrypted:   %s%s\n",
           vol->name, vol->id, vol->account, vol->region, size, vol->size,
           block, created,
-          xs_volume_in_use (cli->store, vol) == 1 ? "yes" : "no",
+          is_attached (cli, vol) ? "yes" : "no",
           vol->base_snapshot_id[0] ? vol->base_snapshot_id : "(none)",
           vol->source_snapshot_id[0] ? vol->source_snapshot_id
           : "(nothing: fully in its head)",

@@ -8,6 +8,7 @@
 #include <fcntl.h>
 #include <ftw.h>
 #include <libgen.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -351,4 +352,27 @@ xs_new_id (const char *prefix, char *id, size_t idlen)
   snprintf (id, idlen, "%s-%02x%02x%02x%02x%02x%02x%02x%02x", prefix,
             raw[0], raw[1], raw[2], raw[3], raw[4], raw[5], raw[6], raw[7]);
   return 0;
+}
+
+bool
+xs_process_gone (pid_t pid)
+{
+  char path[64], stat[512], *state;
+  ssize_t n;
+  int fd;
+
+  if (pid <= 0 || (kill (pid, 0) == -1 && errno == ESRCH))
+    return true;
+  snprintf (path, sizeof path, "/proc/%ld/stat", (long) pid);
+  fd = open (path, O_RDONLY | O_CLOEXEC);
+  if (fd == -1)
+    return errno == ENOENT;
+  n = read (fd, stat, sizeof stat - 1);
+  close (fd);
+  if (n <= 0)
+    return false;
+  stat[n] = '\0';
+  /* "PID (COMM) STATE ...": COMM may hold anything, the last ')' ends it. */
+  state = strrchr (stat, ')');
+  return state && state[1] == ' ' && state[2] == 'Z';
 }

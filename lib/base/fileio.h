@@ -3,6 +3,7 @@
 #define XSNAP_FILEIO_H
 
 #include <stddef.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <sys/types.h>
 
@@ -77,6 +78,13 @@ extern int xs_remove_tree (const char *path);
 
 /* Current wall-clock time in nanoseconds since the epoch. */
 extern int64_t xs_now_ns (void);
+
+/* Whether process PID has ended: there is no such process, or it is a
+ * zombie its parent has not reaped yet (some init processes reap late),
+ * as /proc/PID/stat says.  A process recorded as doing something (a
+ * sealer, a copy) that has ended will never finish it.
+ */
+extern bool xs_process_gone (pid_t pid);
 
 /* The wall clock for rules that depend on the date (share expiry, audit
  * times): xs_now_ns, unless XSNAP_NOW gives seconds since the epoch (for

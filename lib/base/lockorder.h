@@ -10,8 +10,10 @@
  *
  *  SERVER           xs_server.lock (server.c): the exports and their
  *                   refs.  Held across opening and closing a head (I/O).
- *  EXPORT_SEALER    xs_export.sealer_lock (server.c): the background
- *                   sealer's fields.  Never across I/O.
+ *  EXPORT_SEALER    xs_export.sealer_lock (server.c), with sealer_idle:
+ *                   the background sealer's fields, and a detached
+ *                   sealer's state (handed over, given up).  Never
+ *                   across I/O.
  *  HEAD_GATE        xs_head.gate, rwlock (head.c): head->guard and
  *                   seal_buffer, and so a snapshot's point in time.  Read
  *                   side held by every change across its I/O; the write

@@ -1,7 +1,5 @@
 /* xsnap: jobs in the catalog (see job.h). */
-#include <errno.h>
 #include <inttypes.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -79,7 +77,7 @@ reap_orphans_locked (struct xs_catalog *cat)
     return -1;
   while ((step = sqlite3_step (stmt)) == SQLITE_ROW) {
     pid = sqlite3_column_int64 (stmt, 0);
-    if (pid > 0 && kill ((pid_t) pid, 0) == -1 && errno == ESRCH
+    if (pid > 0 && xs_process_gone ((pid_t) pid)
         && xs_catalog_run (cat, "fail an abandoned job",
                            "UPDATE jobs SET status = 'failed',"
                            " error = 'the process running it stopped',"

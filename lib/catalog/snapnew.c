@@ -157,20 +157,19 @@ base_fits (const struct xs_manifest *base, const struct xs_volume *vol)
     || strcmp (base->data_key, vol->data_key) == 0;
 }
 
-struct xs_snapshot_op *
-xs_snapshot_start (struct xs_store *store, struct xs_head *h,
-                   const struct xs_volume *vol, const char *name,
-                   struct xs_snapshot *snap)
+/* What taking and resuming a snapshot of VOL share: the op (holding the
+ * region's gc lock shared, the repository and an encrypted volume's data
+ * key), the base manifest the dirty map is relative to (*BASE, may be
+ * NULL), whether the map may be used against it (*MATCHES) and whether
+ * it is the new snapshot's parent (*IS_PARENT).  NULL (reported).
+ */
+static struct xs_snapshot_op *
+new_op (struct xs_store *store, const struct xs_volume *vol,
+        struct xs_manifest **base, bool *matches, bool *is_parent)
 {
-  struct xs_snapshot_op *op;
-  struct xs_manifest *base;
-  struct xs_repo *map_repo = NULL;
-  bool matches, is_parent;
-  int r;
+  struct xs_snapshot_op *op = calloc (1, sizeof *op);
 
-  if (name && xs_name_check ("snapshot", name) == -1)
-    return NULL;
-  op = calloc (1, sizeof *op);
+  *base = NULL;
   if (op == NULL || (op->volume_id = strdup (vol->id)) == NULL) {
     xs_error ("cannot snapshot volume '%s': %m", vol->name);
     free (op);
@@ -179,45 +178,138 @@ xs_snapshot_start (struct xs_store *store, struct xs_head *h,
   op->store = store;
   op->new_epoch = vol->cbt_epoch + 1;
   op->gc_lock_fd = xs_snapshot_gc_lock (store, vol->region, false);
-  op->repo = xs_store_repo (store, vol->account, vol->region);
-  if (op->gc_lock_fd == -1 || op->repo == NULL
-      || open_volume_key (op, vol) == -1) {
+  op->repo = op->gc_lock_fd == -1 ? NULL
+    : xs_store_repo (store, vol->account, vol->region);
+  if (op->repo == NULL || open_volume_key (op, vol) == -1) {
     free_op (op);
     return NULL;
   }
-  base = load_base (store, vol, &matches, &is_parent);
-  if (base && !base_fits (base, vol)) {
-    xs_manifest_free (base);
-    base = NULL;
-    matches = is_parent = false;
+  *base = load_base (store, vol, matches, is_parent);
+  if (*base && !base_fits (*base, vol)) {
+    xs_manifest_free (*base);
+    *base = NULL;
+    *matches = *is_parent = false;
   }
-  if (op->gc_lock_fd == -1 || op->repo == NULL
-      || describe_new (vol, name, is_parent ? vol->base_snapshot_id : "",
-                       snap) == -1) {
-    xs_manifest_free (base);
-    free_op (op);
-    return NULL;
-  }
+  return op;
+}
 
+/* Take the point in time of OP on H, relative to BASE (taken over). */
+static int
+begin_seal (struct xs_snapshot_op *op, struct xs_head *h,
+            const struct xs_volume *vol, struct xs_manifest *base,
+            bool matches)
+{
   /* The seal's manifest keeps its block map in the same repository. */
-  map_repo = xs_store_repo (store, vol->account, vol->region);
-  if (map_repo == NULL)
-    goto fail;
-  r = xs_snapshot_record_pending (store, snap);
-  if (r == -1)
-    goto fail;
+  struct xs_repo *map_repo = xs_store_repo (op->store, vol->account,
+                                            vol->region);
+
+  if (map_repo == NULL) {
+    xs_manifest_free (base);
+    return -1;
+  }
   op->seal = xs_seal_begin (h, op->repo, map_repo, base, matches, op->dk);
-  base = NULL;                  /* taken over by xs_seal_begin */
-  map_repo = NULL;
-  if (op->seal == NULL) {
+  return op->seal ? 0 : -1;
+}
+
+struct xs_snapshot_op *
+xs_snapshot_start (struct xs_store *store, struct xs_head *h,
+                   const struct xs_volume *vol, const char *name,
+                   struct xs_snapshot *snap)
+{
+  struct xs_snapshot_op *op;
+  struct xs_manifest *base;
+  bool matches, is_parent;
+
+  if (name && xs_name_check ("snapshot", name) == -1)
+    return NULL;
+  op = new_op (store, vol, &base, &matches, &is_parent);
+  if (op == NULL)
+    return NULL;
+  if (describe_new (vol, name, is_parent ? vol->base_snapshot_id : "",
+                    snap) == -1) {
+    xs_manifest_free (base);
+    free_op (op);
+    return NULL;
+  }
+  if (xs_snapshot_record_pending (store, snap) == -1) {
+    xs_manifest_free (base);
+    goto fail;
+  }
+  if (begin_seal (op, h, vol, base, matches) == -1) {
     xs_snapshot_delete_pending (store, snap->id);
     goto fail;
   }
   return op;
 
  fail:
-  xs_repo_close (map_repo);
-  xs_manifest_free (base);
+  xs_snapshot_clear (snap);
+  free_op (op);
+  return NULL;
+}
+
+/* SNAP (ID's record) is a pending snapshot of VOL. */
+static int
+check_handed_over (const struct xs_volume *vol, const char *id, int found,
+                   const struct xs_snapshot *snap)
+{
+  if (found == 1)
+    xs_error ("cannot take over snapshot %s of volume '%s': it has no "
+              "record", id, vol->name);
+  else if (found == 0 && (strcmp (snap->volume_id, vol->id) != 0
+                          || strcmp (snap->status, "pending") != 0))
+    xs_error ("cannot take over snapshot %s of volume '%s': it is %s, of "
+              "volume %s", id, vol->name, snap->status, snap->volume_id);
+  else
+    return found;
+  return -1;
+}
+
+struct xs_snapshot_op *
+xs_snapshot_resume (struct xs_store *store, struct xs_head *h,
+                    const struct xs_volume *vol, const char *id,
+                    struct xs_snapshot *snap)
+{
+  struct xs_snapshot_op *op;
+  struct xs_manifest *base;
+  bool matches, is_parent;
+  const char *parent;
+  char *parent_copy;
+  int found;
+
+  found = xs_snapshot_lookup_id (store, id, snap);
+  if (check_handed_over (vol, id, found, snap) == -1) {
+    if (found == 0)
+      xs_snapshot_clear (snap);
+    return NULL;
+  }
+  op = new_op (store, vol, &base, &matches, &is_parent);
+  if (op == NULL) {
+    xs_snapshot_delete_pending (store, id);
+    xs_snapshot_clear (snap);
+    return NULL;
+  }
+  /* The parent is what this owner finds the base to be (it is what the
+   * last owner found, unless the base has become unreadable meanwhile).
+   */
+  parent = is_parent ? vol->base_snapshot_id : "";
+  parent_copy = strdup (parent);
+  if (parent_copy == NULL) {
+    xs_error ("cannot take over snapshot %s: %m", id);
+    xs_manifest_free (base);
+    goto fail;
+  }
+  free (snap->parent_id);
+  snap->parent_id = parent_copy;
+  if (xs_snapshot_adopt_pending (store, id, vol->id, parent) == -1) {
+    xs_manifest_free (base);
+    goto fail;
+  }
+  if (begin_seal (op, h, vol, base, matches) == -1)
+    goto fail;
+  return op;
+
+ fail:
+  xs_snapshot_delete_pending (store, id);
   xs_snapshot_clear (snap);
   free_op (op);
   return NULL;
@@ -310,23 +402,28 @@ record_available (struct xs_snapshot_op *op, struct xs_snapshot *snap,
   return 0;
 }
 
-int
-xs_snapshot_finish (struct xs_snapshot_op *op,
+enum xs_snapshot_outcome
+xs_snapshot_finish (struct xs_snapshot_op *op, const atomic_int *stop,
                     void (*progress) (uint64_t done, uint64_t total,
                                       void *opaque),
                     void *opaque, struct xs_snapshot *snap)
 {
+  enum xs_snapshot_outcome outcome = XS_SNAPSHOT_AVAILABLE;
   struct xs_seal_stats stats;
   int r;
 
-  r = xs_seal_run (op->seal, 0, progress, opaque);
+  r = xs_seal_run (op->seal, 0, stop, progress, opaque);
   xs_seal_get_stats (op->seal, &stats);
   if (r == 0)
     r = write_manifest (op, snap);
   if (r == 0)
     r = record_available (op, snap, &stats);
-  if (r == -1)
+  if (r == -1 && xs_seal_stopped (op->seal))
+    outcome = XS_SNAPSHOT_STOPPED;     /* the record is handed over */
+  else if (r == -1) {
+    outcome = XS_SNAPSHOT_FAILED;
     xs_snapshot_delete_pending (op->store, snap->id);
+  }
   /* A manifest written without its row is an orphan that gc removes.  If
    * the dirty map cannot take the new epoch (reported), the snapshot
    * still stands: the next open finds the map of the wrong epoch and the
@@ -334,6 +431,5 @@ xs_snapshot_finish (struct xs_snapshot_op *op,
    */
   xs_seal_end (op->seal, r == 0, op->new_epoch);
   free_op (op);
-  return r;
+  return outcome;
 }
-

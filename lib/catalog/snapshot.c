@@ -1,10 +1,8 @@
 /* xsnap: snapshot records and the orchestration of taking one (see
  * snapshot.h).  The sealing itself is in seal.c.
  */
-#include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -323,7 +321,7 @@ report_pending (struct xs_store *store, const struct xs_snapshot *snap)
     owner = 0;
   xs_catalog_unlock (cat);
   pid = (pid_t) owner;
-  if (pid > 0 && kill (pid, 0) == -1 && errno == ESRCH)
+  if (pid > 0 && xs_process_gone (pid))
     xs_error ("snapshot %s@%s (%s) is still pending, but the process that "
               "was sealing it (process %d) no longer runs: it will never be "
               "available; the volume's next owner or gc removes it",
@@ -492,7 +490,7 @@ xs_snapshot_gc_lock (struct xs_store *store, const char *region,
 
 int
 xs_snapshot_discard_stale (struct xs_store *store,
-                           const struct xs_volume *vol)
+                           const struct xs_volume *vol, const char *keep)
 {
   struct xs_catalog *cat = xs_store_catalog (store);
   int r;
@@ -500,8 +498,8 @@ xs_snapshot_discard_stale (struct xs_store *store,
   xs_catalog_lock (cat);
   r = xs_catalog_run (cat, "discard stale pending snapshots",
                       "DELETE FROM snapshots"
-                      " WHERE volume_id = ? AND status = 'pending'", "s",
-                      vol->id);
+                      " WHERE volume_id = ? AND status = 'pending'"
+                      " AND id != ?", "ss", vol->id, keep ? keep : "");
   xs_catalog_unlock (cat);
   if (r > 0)
     xs_debug ("volume '%s': discarded %d pending snapshot(s) of a previous "
@@ -616,6 +614,41 @@ xs_snapshot_mark_available_locked (struct xs_catalog *cat, const char *id,
   if (r == 0)
     xs_error ("cannot record snapshot %s: its pending record is gone", id);
   return r == 1 ? 0 : -1;
+}
+
+int
+xs_snapshot_adopt_pending (struct xs_store *store, const char *id,
+                           const char *volume_id, const char *parent_id)
+{
+  struct xs_catalog *cat = xs_store_catalog (store);
+  int64_t r;
+
+  xs_catalog_lock (cat);
+  r = xs_catalog_run (cat, "take over the pending snapshot",
+                      "UPDATE snapshots SET owner_pid = ?, parent_id = ?"
+                      " WHERE id = ? AND volume_id = ?"
+                      " AND status = 'pending'", "isss",
+                      (int64_t) getpid (), parent_id, id, volume_id);
+  xs_catalog_unlock (cat);
+  if (r == 0)
+    xs_error ("cannot take over snapshot %s: it is no longer pending", id);
+  return r == 1 ? 0 : -1;
+}
+
+pid_t
+xs_snapshot_sealer (struct xs_store *store, const char *id)
+{
+  struct xs_catalog *cat = xs_store_catalog (store);
+  int64_t owner = 0;
+
+  xs_catalog_lock (cat);
+  if (xs_catalog_query_int (cat, "look up a snapshot's sealer", &owner,
+                            "SELECT owner_pid FROM snapshots"
+                            " WHERE id = ? AND status = 'pending'",
+                            "s", id) != 0)
+    owner = 0;
+  xs_catalog_unlock (cat);
+  return (pid_t) owner;
 }
 
 /* Receiving snapshots (see snapshot.h). */

@@ -119,10 +119,12 @@ extern struct xs_manifest *xs_snapshot_load_manifest_by_id
 
 
 /* Remove pending records of VOL (called by a new owner: whoever took them
- * is gone).
+ * is gone), except KEEP (NULL: none), one its last owner handed over to
+ * this one.
  */
 extern int xs_snapshot_discard_stale (struct xs_store *store,
-                                      const struct xs_volume *vol);
+                                      const struct xs_volume *vol,
+                                      const char *keep);
 
 /* The region-wide lock between sealing (shared) and gc (exclusive). */
 extern int xs_snapshot_gc_lock (struct xs_store *store, const char *region,
@@ -186,6 +188,18 @@ extern int xs_snapshot_mark_available_locked (struct xs_catalog *cat,
                                               const char *root_hash,
                                               uint64_t changed_blocks,
                                               uint64_t stored_bytes);
+
+/* ADOPT_PENDING: this process takes over pending snapshot ID of volume
+ * VOLUME_ID, handed over by the volume's last owner: it is now the one
+ * sealing it, as a child of PARENT_ID ("" for none: what this owner
+ * finds the volume's base to be).  0, or -1 (reported: it is no longer
+ * pending).  SEALER: the pid of the process sealing pending snapshot ID,
+ * 0 if none is recorded or it is not pending (reports nothing).
+ */
+extern int xs_snapshot_adopt_pending (struct xs_store *store, const char *id,
+                                      const char *volume_id,
+                                      const char *parent_id);
+extern pid_t xs_snapshot_sealer (struct xs_store *store, const char *id);
 
 /* The snapshots automatic policies take, copy tasks copy and shared
  * chains show.

@@ -730,7 +730,8 @@ start_map_session (uint64_t *previous, void *opaque)
 struct xs_head *
 xs_volume_open_head_cached (struct xs_store *store,
                             const struct xs_volume *vol,
-                            struct xs_chunk_cache *cache)
+                            struct xs_chunk_cache *cache,
+                            const char *handed_over)
 {
   unsigned char key[XS_HEAD_KEY_LEN];
   struct xs_head *head;
@@ -759,8 +760,10 @@ xs_volume_open_head_cached (struct xs_store *store,
                        keyed == 0 ? key : NULL);
   OPENSSL_cleanse (key, sizeof key);
   free (dir);
-  /* A new owner: snapshots left pending by the last one will never end. */
-  if (head && xs_snapshot_discard_stale (store, vol) == -1) {
+  /* A new owner: snapshots left pending by the last one will never end,
+   * unless it handed one over.
+   */
+  if (head && xs_snapshot_discard_stale (store, vol, handed_over) == -1) {
     xs_head_close (head);
     return NULL;
   }
@@ -770,7 +773,7 @@ xs_volume_open_head_cached (struct xs_store *store,
 struct xs_head *
 xs_volume_open_head (struct xs_store *store, const struct xs_volume *vol)
 {
-  return xs_volume_open_head_cached (store, vol, NULL);
+  return xs_volume_open_head_cached (store, vol, NULL, NULL);
 }
 
 int
@@ -781,6 +784,21 @@ xs_volume_in_use (const struct xs_store *store, const struct xs_volume *vol)
 
   if (dir && asprintf (&lock, "%s/lock", dir) != -1)
     r = xs_owner_lock_probe (lock);
+  free (dir);
+  free (lock);
+  return r;
+}
+
+bool
+xs_volume_owned_by_sealer (const struct xs_store *store,
+                           const struct xs_volume *vol)
+{
+  char *dir = xs_volume_dir (store, vol), *lock = NULL;
+  bool r = false;
+
+  if (dir && asprintf (&lock, "%s/lock", dir) != -1)
+    r = xs_owner_lock_probe (lock) == 1
+      && xs_owner_lock_holder_is (lock, "sealer");
   free (dir);
   free (lock);
   return r;

@@ -105,15 +105,24 @@ extern int xs_volume_resize (struct xs_store *store, struct xs_volume *vol,
 extern int xs_volume_in_use (const struct xs_store *store,
                              const struct xs_volume *vol);
 
-/* Open VOL's head as its owner.  CACHE (may be NULL) serves a clone's
- * reads of its source snapshot.
+/* Whether the process that owns VOL is a detached sealer (ops/server.h),
+ * which holds it only while its snapshots seal: not an attachment.
+ */
+extern bool xs_volume_owned_by_sealer (const struct xs_store *store,
+                                       const struct xs_volume *vol);
+
+/* Open VOL's head as its owner; pending snapshots of VOL that an earlier
+ * owner left are removed.  CACHE (may be NULL) serves a clone's reads of
+ * its source snapshot.  HANDED_OVER (may be NULL) is the id of a pending
+ * snapshot the last owner handed over to this one, which is kept.
  */
 struct xs_chunk_cache;
 extern struct xs_head *xs_volume_open_head (struct xs_store *store,
                                             const struct xs_volume *vol);
 extern struct xs_head *xs_volume_open_head_cached (struct xs_store *store,
                                                    const struct xs_volume *vol,
-                                                   struct xs_chunk_cache *cache);
+                                                   struct xs_chunk_cache *cache,
+                                                   const char *handed_over);
 
 /* Create volume NAME in SCOPE from SNAP, which the caller has found as
  * SCOPE's account may see it (ops/clone.h): an instant clone whose blocks

@@ -9,6 +9,8 @@
 #include <poll.h>
 #include <pthread.h>
 #include <stdarg.h>
+#include <stdatomic.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,6 +25,7 @@
 
 struct xs_control_server {
   char *path;
+  atomic_bool unlinked;         /* the name is gone: not ours to remove */
   int listen_fd;
   int wake[2];                  /* write a byte to wake[1] to stop */
   pthread_t thread;
@@ -165,8 +168,6 @@ serve_client (struct xs_control_server *srv, int fd)
     reply = xs_control_error_reply ("bad request: %s", problem);
   else
     reply = srv->fn (request, srv->opaque);
-  if (reply == NULL)
-    reply = xs_control_error_reply ("out of memory");
   if (reply)
     write_json_line (fd, reply);
   json_decref (reply);
@@ -254,13 +255,20 @@ xs_control_listen (const char *path, xs_control_handler fn, void *opaque)
 }
 
 void
+xs_control_unlink (struct xs_control_server *srv)
+{
+  if (srv && !atomic_exchange (&srv->unlinked, true))
+    unlink (srv->path);
+}
+
+void
 xs_control_stop (struct xs_control_server *srv)
 {
   if (srv == NULL)
     return;
   if (write (srv->wake[1], "", 1) == 1)
     pthread_join (srv->thread, NULL);
-  unlink (srv->path);
+  xs_control_unlink (srv);
   free_server (srv);
 }
 

@@ -17,7 +17,9 @@
 
 /* Handle one request (already parsed and checked to be an object with a
  * supported "version" and a string "op").  Returns a new reply object:
- * {"ok": true, ...} or {"ok": false, "error": "..."}.
+ * {"ok": true, ...} or {"ok": false, "error": "..."}; or NULL to hang up
+ * without a reply, when the owner is letting the volume go: the client
+ * then sees XS_CONTROL_NO_OWNER and looks again.
  */
 typedef json_t *(*xs_control_handler) (json_t *request, void *opaque);
 
@@ -29,7 +31,15 @@ struct xs_control_server;
 extern struct xs_control_server *xs_control_listen (const char *path,
                                                     xs_control_handler fn,
                                                     void *opaque);
-/* Stop listening, wait for the thread, remove the socket. */
+/* Remove the socket's name now, so that clients no longer find this
+ * owner (the next owner may take the name); the thread goes on with the
+ * clients already connected.  Called from a handler too.
+ */
+extern void xs_control_unlink (struct xs_control_server *srv);
+
+/* Stop listening, wait for the thread, remove the socket (unless
+ * xs_control_unlink did).
+ */
 extern void xs_control_stop (struct xs_control_server *srv);
 
 /* What became of a call to a volume's owner. */

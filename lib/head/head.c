@@ -327,6 +327,15 @@ wait_for_guard (struct xs_head *h)
 }
 
 int
+xs_head_set_owner_role (struct xs_head *h, const char *role)
+{
+  char what[300];
+
+  snprintf (what, sizeof what, "volume '%s'", h->name);
+  return xs_owner_lock_set_role (h->lock_fd, role, what);
+}
+
+int
 xs_head_close (struct xs_head *h)
 {
   int r = 0;

@@ -93,6 +93,11 @@ xs_head_hydrate (struct xs_head *h,
 /* Whether the head still reads through to a source snapshot. */
 extern bool xs_head_is_clone (const struct xs_head *h);
 
+/* Record in the owner lock what kind of owner holds H ("sealer":
+ * head/ownerlock.h).  0 or -1 (reported).
+ */
+extern int xs_head_set_owner_role (struct xs_head *h, const char *role);
+
 /* Make everything durable, mark the dirty map clean and release the owner
  * lock.  Frees H even on failure.
  */

@@ -11,22 +11,42 @@
 #include "base/fileio.h"
 #include "head/ownerlock.h"
 
+#define RECORD_MAX 64               /* "PID ROLE\n" */
+
+/* What the current holder recorded ("PID" or "PID ROLE"), or "". */
+static void
+holder_record (int fd, char text[RECORD_MAX])
+{
+  ssize_t n = pread (fd, text, RECORD_MAX - 1, 0);
+
+  text[n > 0 ? n : 0] = '\0';
+}
+
 /* The pid recorded by the current holder, or 0 if unreadable. */
 static long
 holder_pid (int fd)
 {
-  char text[32] = "";
+  char text[RECORD_MAX];
 
-  if (pread (fd, text, sizeof text - 1, 0) <= 0)
-    return 0;
+  holder_record (fd, text);
   return strtol (text, NULL, 10);
+}
+
+/* Write RECORD as the holder's, replacing what was there. */
+static int
+write_record (int fd, const char *record)
+{
+  if (ftruncate (fd, 0) == -1
+      || xs_full_pwrite (fd, record, strlen (record), 0) == -1)
+    return -1;
+  return 0;
 }
 
 enum xs_owner_lock_result
 xs_owner_lock_try (const char *path, const char *what, int *fdp)
 {
   char text[32];
-  int fd, len;
+  int fd;
 
   fd = open (path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
   if (fd == -1) {
@@ -44,8 +64,8 @@ xs_owner_lock_try (const char *path, const char *what, int *fdp)
     close (fd);
     return XS_OWNER_LOCK_FAILED;
   }
-  len = snprintf (text, sizeof text, "%ld\n", (long) getpid ());
-  if (ftruncate (fd, 0) == -1 || xs_full_pwrite (fd, text, (size_t) len, 0) == -1) {
+  snprintf (text, sizeof text, "%ld\n", (long) getpid ());
+  if (write_record (fd, text) == -1) {
     xs_error ("cannot lock %s: %s: %m", what, path);
     close (fd);
     return XS_OWNER_LOCK_FAILED;
@@ -73,7 +93,11 @@ xs_owner_lock_take (const char *path, const char *what)
     return -1;
   if (r == XS_OWNER_LOCK_BUSY) {
     long pid = xs_owner_lock_holder (path);
-    if (pid > 0)
+    if (pid > 0 && xs_owner_lock_holder_is (path, "sealer"))
+      xs_error ("%s is in use by process %ld, which is sealing a snapshot "
+                "of it: retry once the snapshot is available ('snapshot "
+                "create --wait' waits for it)", what, pid);
+    else if (pid > 0)
       xs_error ("%s is in use by another process (pid %ld)", what, pid);
     else
       xs_error ("%s is in use by another process", what);
@@ -94,6 +118,41 @@ xs_owner_lock_holder (const char *path)
   pid = holder_pid (fd);
   close (fd);
   return pid;
+}
+
+int
+xs_owner_lock_set_role (int fd, const char *role, const char *what)
+{
+  char text[RECORD_MAX];
+
+  /* Longer than the "PID\n" it replaces, so a reader never sees less than
+   * the pid.
+   */
+  snprintf (text, sizeof text, "%ld %s\n", (long) getpid (), role);
+  if (xs_full_pwrite (fd, text, strlen (text), 0) == -1) {
+    xs_error ("cannot record the role of the owner of %s: %m", what);
+    return -1;
+  }
+  return 0;
+}
+
+bool
+xs_owner_lock_holder_is (const char *path, const char *role)
+{
+  int fd = open (path, O_RDONLY | O_CLOEXEC);
+  char text[RECORD_MAX], *word;
+  size_t len;
+
+  if (fd == -1)
+    return false;
+  holder_record (fd, text);
+  close (fd);
+  word = strchr (text, ' ');
+  if (word == NULL)
+    return false;
+  word++;
+  len = strcspn (word, "\n");
+  return len == strlen (role) && strncmp (word, role, len) == 0;
 }
 
 void

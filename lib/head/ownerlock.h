@@ -4,10 +4,15 @@
  * working on it in-process) holds an exclusive flock on the volume's lock
  * file for as long as it uses the head.  flock locks die with the process,
  * so a crashed owner never leaves a stale lock behind.  The holder's pid is
- * written into the file so that the refusal can say who holds it.
+ * written into the file so that the refusal can say who holds it, and
+ * after it the holder's role when it has one: "sealer" for a detached
+ * sealer (ops/server.h), which hands the volume over to a server that
+ * opens it and is otherwise gone once its snapshots are sealed.
  */
 #ifndef XSNAP_OWNERLOCK_H
 #define XSNAP_OWNERLOCK_H
+
+#include <stdbool.h>
 
 /* Take the lock at PATH without waiting.  WHAT names the resource for the
  * message ("volume 'db1'").  Returns an fd that holds the lock, or -1 after
@@ -37,6 +42,16 @@ extern int xs_owner_lock_probe (const char *path);
  * read.  Reports nothing.
  */
 extern long xs_owner_lock_holder (const char *path);
+
+/* Record ROLE (a word) after this holder's pid in the lock FD holds.
+ * Returns 0 or -1 (reported).
+ */
+extern int xs_owner_lock_set_role (int fd, const char *role, const char *what);
+
+/* Whether the holder of the lock at PATH recorded ROLE.  Reports
+ * nothing.
+ */
+extern bool xs_owner_lock_holder_is (const char *path, const char *role);
 
 /* Release a lock taken above. */
 extern void xs_owner_lock_release (int fd);

@@ -121,6 +121,7 @@ struct xs_seal {
   bool committed;               /* how it ends: see xs_seal_end */
   uint64_t new_epoch;
   atomic_bool failed;           /* set once */
+  atomic_bool stopped;          /* asked to stop (then failed too) */
   _Atomic uint64_t cursor;      /* next block to claim */
   _Atomic uint64_t done;        /* blocks sealed */
 
@@ -1097,8 +1098,25 @@ sealer_main (void *opaque)
   return NULL;
 }
 
+/* Whether the caller asks the run to stop; if so, the sealers are told. */
+static bool
+stop_asked (struct xs_seal *seal, const atomic_int *stop)
+{
+  if (stop == NULL || !atomic_load_explicit (stop, memory_order_acquire))
+    return false;
+  atomic_store_explicit (&seal->stopped, true, memory_order_release);
+  mark_failed (seal);
+  return true;
+}
+
+bool
+xs_seal_stopped (struct xs_seal *seal)
+{
+  return atomic_load_explicit (&seal->stopped, memory_order_acquire);
+}
+
 int
-xs_seal_run (struct xs_seal *seal, unsigned threads,
+xs_seal_run (struct xs_seal *seal, unsigned threads, const atomic_int *stop,
              void (*progress) (uint64_t done, uint64_t total, void *opaque),
              void *opaque)
 {
@@ -1119,13 +1137,15 @@ xs_seal_run (struct xs_seal *seal, unsigned threads,
     }
     started++;
   }
-  if (progress) {
-    /* Report every 10 ms until every block is sealed (a snapshot with
-     * little to seal must not wait for a long tick).
+  if (progress || stop) {
+    /* Report (and look at STOP) every 10 ms until every block is sealed
+     * (a snapshot with little to seal must not wait for a long tick).
      */
-    while (!all_done (seal) && !has_failed (seal)) {
-      progress (atomic_load_explicit (&seal->done, memory_order_relaxed),
-                seal->stats.blocks_to_seal, opaque);
+    while (!all_done (seal) && !has_failed (seal)
+           && !stop_asked (seal, stop)) {
+      if (progress)
+        progress (atomic_load_explicit (&seal->done, memory_order_relaxed),
+                  seal->stats.blocks_to_seal, opaque);
       usleep (10000);
     }
   }
@@ -1145,6 +1165,8 @@ xs_seal_run (struct xs_seal *seal, unsigned threads,
               (unsigned long) seal->stats.blocks_to_seal);
     mark_failed (seal);
   }
+  if (xs_seal_stopped (seal))
+    return -1;                  /* as asked: nothing failed */
   if (has_failed (seal)) {
     xs_error ("snapshot of volume '%s' failed", xs_head_name (seal->head));
     return -1;

@@ -23,6 +23,7 @@
 #ifndef XSNAP_SEAL_H
 #define XSNAP_SEAL_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -65,11 +66,18 @@ extern struct xs_seal *xs_seal_begin (struct xs_head *h, struct xs_repo *repo,
 /* Seal every block not yet sealed, with THREADS threads (0 = default).
  * PROGRESS, if not NULL, is called now and then with blocks done and
  * total.  Returns 0 or -1 (reported; also if a copy-before-write failed).
+ * STOP, if not NULL, is looked at every 10 ms: once it is set, the
+ * sealers stop after the blocks they are sealing and the run returns -1
+ * without reporting anything; xs_seal_stopped then says so.
  */
 extern int xs_seal_run (struct xs_seal *seal, unsigned threads,
+                        const atomic_int *stop,
                         void (*progress) (uint64_t done, uint64_t total,
                                           void *opaque),
                         void *opaque);
+
+/* Whether the last run ended because STOP was set (not by a failure). */
+extern bool xs_seal_stopped (struct xs_seal *seal);
 
 /* The new manifest (entries final after a successful run; the caller sets
  * metadata, seals and writes it) and statistics.

@@ -822,7 +822,7 @@ run_one (struct xs_store *store, const struct due *d, int64_t now_ns,
   strftime (stamp, sizeof stamp, "%Y%m%dT%H%M%SZ", &tm);
   snprintf (name, sizeof name, "%.43s-%s", d->policy_name, stamp);
   xs_error_capture_begin (why, sizeof why);
-  r = xs_snapshot_take (store, &vol, name, true, NULL, NULL, &snap);
+  r = xs_snapshot_take (store, &vol, name, true, NULL, NULL, NULL, &snap);
   xs_error_capture_end ();
   record_error (store, "UPDATE auto_policy_volumes SET last_error = ?"
                 " WHERE policy_id = ? AND volume_id = ?", r == 0 ? "" : why,

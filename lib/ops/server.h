@@ -16,6 +16,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "catalog/snapshot.h"
 #include "head/head.h"
 
 struct xs_server;
@@ -75,6 +76,43 @@ extern struct xs_export *xs_server_open (struct xs_server *srv,
                                          const char *account,
                                          const char *name, bool readonly);
 extern void xs_server_close (struct xs_server *srv, struct xs_export *exp);
+
+/* A detached sealer: the owner of a volume that no server serves while a
+ * snapshot of it seals (xsnap snapshot create starts one as a process of
+ * its own, so that the command returns once the point in time is taken).
+ * It is a server without NBD clients: its volume's control socket takes
+ * further snapshots as a server's does (each waits for the one before).
+ * Its owner lock names it a sealer (head/ownerlock.h), so that a server
+ * that opens the volume asks it, over the control socket ("handover"),
+ * to stop sealing and give the volume up, and takes the pending snapshot
+ * over (catalog/snapnew.h) before anything is written: the open never
+ * fails and never waits for the seal, and copy-before-write protects the
+ * point in time from then on as for any attached volume.
+ *
+ * SEAL_DETACHED takes the volume VOLUME_ID of the server's account (the
+ * caller decided that it may) and snapshot NAME (NULL: its id) of it, and
+ * starts sealing it; *SNAP describes it, pending.  NULL if it fails
+ * (reported), with *BUSY set if another process owns the volume (the
+ * caller should ask that owner instead).  WAIT_SEALED waits until that
+ * snapshot is sealed, failed (WHY: its first error) or handed over (to
+ * process *HANDED_TO).  GIVE_UP waits until no snapshot of the volume
+ * seals, then gives the volume up and frees EXP.
+ */
+enum xs_sealer_end {
+  XS_SEALER_AVAILABLE,
+  XS_SEALER_FAILED,
+  XS_SEALER_HANDED_OVER,
+};
+
+extern struct xs_export *xs_server_seal_detached (struct xs_server *srv,
+                                                  const char *volume_id,
+                                                  const char *name,
+                                                  struct xs_snapshot *snap,
+                                                  bool *busy);
+extern enum xs_sealer_end xs_export_wait_sealed (struct xs_export *exp,
+                                                 char *why, size_t len,
+                                                 long *handed_to);
+extern void xs_server_give_up (struct xs_server *srv, struct xs_export *exp);
 
 extern uint64_t xs_export_size (const struct xs_export *exp);
 extern uint32_t xs_export_block_size (const struct xs_export *exp);

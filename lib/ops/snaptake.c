@@ -131,7 +131,8 @@ take_here (struct xs_store *store, const struct xs_volume *vol,
     return -1;
   op = xs_snapshot_start (store, h, vol, name, snap);
   if (op) {
-    r = xs_snapshot_finish (op, progress, opaque, snap);
+    r = xs_snapshot_finish (op, NULL, progress, opaque, snap)
+      == XS_SNAPSHOT_AVAILABLE ? 0 : -1;
     if (r == -1)
       xs_snapshot_clear (snap);
   }
@@ -139,9 +140,27 @@ take_here (struct xs_store *store, const struct xs_volume *vol,
   return r;
 }
 
+/* By a detached sealer that STARTER starts. */
+static enum take_result
+take_detached (const struct xs_sealer_starter *starter,
+               const struct xs_volume *vol, const char *name, bool wait,
+               struct xs_snapshot *snap)
+{
+  switch (starter->start (vol, name, wait, snap, starter->opaque)) {
+  case XS_SEALER_START_TAKEN:
+    return TAKEN;
+  case XS_SEALER_START_BUSY:
+    return OWNER_BUSY;
+  case XS_SEALER_START_FAILED:
+    break;
+  }
+  return FAILED;
+}
+
 int
 xs_snapshot_take (struct xs_store *store, const struct xs_volume *vol,
                   const char *name, bool wait,
+                  const struct xs_sealer_starter *starter,
                   void (*progress) (uint64_t done, uint64_t total,
                                     void *opaque),
                   void *opaque, struct xs_snapshot *snap)
@@ -159,7 +178,11 @@ xs_snapshot_take (struct xs_store *store, const struct xs_volume *vol,
   while (control && lock) {
     switch (find_owner (store, vol, control)) {
     case OWNER_NONE:
-      r = take_here (store, vol, name, progress, opaque, snap) == 0 ? TAKEN : FAILED;
+      if (starter)
+        r = take_detached (starter, vol, name, wait, snap);
+      else
+        r = take_here (store, vol, name, progress, opaque, snap) == 0
+          ? TAKEN : FAILED;
       break;
     case OWNER_SERVING:
       r = take_through_owner (store, control, name, wait, snap);
@@ -178,4 +201,37 @@ xs_snapshot_take (struct xs_store *store, const struct xs_volume *vol,
   free (control);
   free (lock);
   return r == TAKEN ? 0 : -1;
+}
+
+int
+xs_snapshot_wait_sealed (struct xs_store *store, const char *id,
+                         const char *volume_name, pid_t taker,
+                         struct xs_snapshot *snap)
+{
+  pid_t sealer;
+  int r;
+
+  for (;;) {
+    r = xs_snapshot_lookup_id (store, id, snap);
+    if (r == -1)
+      return -1;
+    if (r == 1) {
+      xs_error ("snapshot %s of volume '%s' failed while it was sealed by "
+                "the server that attached the volume (its log says why)",
+                id, volume_name);
+      return -1;
+    }
+    if (strcmp (snap->status, "pending") != 0)
+      return 0;
+    /* TAKER may not have recorded itself yet. */
+    sealer = xs_snapshot_sealer (store, id);
+    xs_snapshot_clear (snap);
+    if (xs_process_gone (sealer) && xs_process_gone (taker)) {
+      xs_error ("snapshot %s of volume '%s' will never be available: the "
+                "process that was sealing it (pid %ld) died", id,
+                volume_name, (long) sealer);
+      return -1;
+    }
+    usleep (POLL_US);
+  }
 }

@@ -175,7 +175,7 @@ snapshot_finish (struct fixture *f, struct xs_seal *seal, unsigned threads,
 {
   struct xs_manifest *m = NULL;
 
-  if (xs_seal_run (seal, threads, NULL, NULL) == 0)
+  if (xs_seal_run (seal, threads, NULL, NULL, NULL) == 0)
     m = xs_manifest_copy (xs_seal_manifest (seal));
   xs_seal_get_stats (seal, stats);
   if (m == NULL) {

@@ -69,7 +69,7 @@ make_snapshot (struct xs_store *store, const char *account, const char *name,
   if (xs_volume_create (store, &scope, name, 1 << 20, 65536, &vol) == -1
       || (h = xs_volume_open_head (store, &vol)) == NULL
       || (op = xs_snapshot_start (store, h, &vol, "s1", snap)) == NULL
-      || xs_snapshot_finish (op, NULL, NULL, snap) == -1
+      || xs_snapshot_finish (op, NULL, NULL, NULL, snap) != XS_SNAPSHOT_AVAILABLE
       || xs_head_close (h) == -1)
     abort ();
   xs_volume_clear (&vol);
