@@ -21,7 +21,7 @@
 # so that no step depends on how fast this machine seals.
 . "$(dirname "$0")/functions.sh"
 
-MB=96
+MB=48
 xs init -q
 xs -q volume create vol --size ${MB}M --block-size 64K
 xs -q volume create evol --size ${MB}M --block-size 64K --encrypt

@@ -827,6 +827,40 @@ resume_handed_over (struct xs_export *exp, const struct xs_volume *vol,
   seal_in_background (exp, op, &snap);
 }
 
+#define TAKE_OVER_TRIES 3
+
+/* Open VOL's head as a server does, taking it over from a detached
+ * sealer that owns it (HANDED_OVER, *GC_FD: take_over_from_sealer).  A
+ * new sealer may take the volume between the last one letting it go and
+ * this open (a snapshot command that found it free): it is asked in
+ * turn, a few times.  NULL (reported) if the head cannot be opened.
+ */
+static struct xs_head *
+take_head_over (struct xs_server *srv, const struct xs_volume *vol,
+                char handed_over[XS_ID_MAX], int *gc_fd)
+{
+  struct xs_head *h = NULL;
+  char why[1024];
+
+  for (int tries = 1; h == NULL; tries++) {
+    *gc_fd = take_over_from_sealer (srv, vol, handed_over);
+    xs_error_hold_begin (why, sizeof why);
+    h = xs_volume_open_head_cached (srv->store, vol, srv->cache,
+                                    handed_over[0] ? handed_over : NULL);
+    xs_error_capture_end ();
+    if (h == NULL && (tries == TAKE_OVER_TRIES
+                      || !xs_volume_owned_by_sealer (srv->store, vol))) {
+      xs_error ("%s", why);
+      break;
+    }
+    if (h == NULL && *gc_fd >= 0) {
+      close (*gc_fd);
+      *gc_fd = -1;
+    }
+  }
+  return h;
+}
+
 /* An export of VOL with its head open (as a detached sealer's, marked in
  * the owner lock, if DETACHED), not listening nor listed yet.  A server
  * first has a detached sealer that owns the volume hand it over.
@@ -846,11 +880,11 @@ open_volume_head (struct xs_server *srv, const struct xs_volume *vol,
   }
   snprintf (exp->volume_id, sizeof exp->volume_id, "%s", vol->id);
   exp->detached = detached;
-  if (!detached)
-    gc_fd = take_over_from_sealer (srv, vol, handed_over);
-  exp->head = xs_volume_open_head_cached (srv->store, vol, srv->cache,
-                                          handed_over[0] ? handed_over
-                                          : NULL);
+  if (detached)
+    exp->head = xs_volume_open_head_cached (srv->store, vol, srv->cache,
+                                            NULL);
+  else
+    exp->head = take_head_over (srv, vol, handed_over, &gc_fd);
   if (exp->head == NULL
       || (detached && xs_head_set_owner_role (exp->head, "sealer") == -1)) {
     free_export (exp);
