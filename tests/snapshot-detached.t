@@ -14,9 +14,10 @@
 # 4. A second snapshot waits for the first to be sealed (as for an
 #    attached volume); refusals reach the command.
 # 5. kill -9 of the sealer as it takes the point in time, while it seals,
-#    and under a waiting command: the snapshot is never wrong, the next
-#    owner removes its pending record, the volume opens with its data,
-#    and the next snapshot is right.
+#    under a waiting command, and while a server waits for its handover:
+#    the snapshot is never wrong, the next owner removes its pending
+#    record, the volume opens with its data (the server's open does not
+#    fail), and the next snapshot is right.
 # The sealer is stopped (SIGSTOP) where a step must happen while it seals,
 # so that no step depends on how fast this machine seals.
 . "$(dirname "$0")/functions.sh"
@@ -101,7 +102,7 @@ PY
 # write_while_pending VOL SNAP SEED: random writes through NBD to VOL
 # (the open takes the volume over), flushed; the volume's expected
 # content goes to $tmp/VOL.model.  Prints how many writes were made while
-# SNAP was still pending.
+# SNAP was still pending (if it exists).
 write_while_pending () {
   python3 - "$(uri "$1")" "$tmp/$1.img" "$tmp/$1.model" "$xsnap" "$2" "$3" <<'PY'
 import json, nbd, random, subprocess, sys
@@ -120,7 +121,7 @@ for _ in range(4):
         model[off:off + len(data)] = data
     out = subprocess.run([xsnap, "--json", "snapshot", "show", snap],
                          capture_output=True, text=True).stdout
-    if json.loads(out)["status"] == "pending":
+    if out and json.loads(out)["status"] == "pending":
         raced += 64
 h.flush()
 h.shutdown()
@@ -296,6 +297,25 @@ is "$st" 1 "killed under a waiting create --wait: it fails"
 like "$(cat "$tmp/k3.err")" "(will never be available: its sealer \\(pid $sealer\\) died|ended before it reported the snapshot)" \
   "  saying the sealer ended"
 kill_check k3 "under a waiting command"
+
+# While a server waits for it to hand the volume over (stopped, then
+# killed instead of going on): the open goes on without it.
+fresh vol 9
+create_stopped vol k4
+write_while_pending vol vol@k4 9 >"$tmp/w.out" 2>"$tmp/w.err" &
+writer=$!
+sleep 0.3
+kill -9 "$sealer"
+wait "$writer" && st=0 || st=$?
+is "$st" 0 "killed while a server waited for its handover: the server's open did not fail"
+[ "$st" = 0 ] || sed 's/^/#   /' "$tmp/w.err"
+is "$(status_of vol@k4)" none "  the server, the volume's next owner, removed the snapshot"
+is "$(export_sum "$(uri vol)")" "$(sha256sum < "$tmp/vol.model" | cut -d' ' -f1)" \
+  "  and the volume has every write"
+json=$(xs --json snapshot create vol --name after-k4 --wait)
+is "$(jq -r .status <<<"$json")" available "  the next snapshot succeeds"
+is "$(export_sum "$(uri vol@after-k4)")" "$(sha256sum < "$tmp/vol.model" | cut -d' ' -f1)" \
+  "  and is right"
 
 check "gc afterwards, and everything verifies" -- \
   bash -c "$xsnap -q gc && for s in \$($xsnap --json snapshot list | jq -r '.snapshots[].id'); do $xsnap -q verify \$s || exit 1; done"

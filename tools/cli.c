@@ -1,4 +1,7 @@
 /* xsnap CLI: shared option handling and output (see cli.h). */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -194,6 +197,30 @@ void
 cli_format_time (int64_t ns, char *buf, size_t len)
 {
   xs_format_utc (ns, buf, len);
+}
+
+int
+cli_parse_output_fd (const char *arg, const char *option)
+{
+  char *end;
+  long fd;
+  int flags;
+
+  errno = 0;
+  fd = strtol (arg, &end, 10);
+  if (errno != 0 || end == arg || *end != '\0' || fd < 0 || fd > INT_MAX) {
+    xs_error ("invalid %s '%s': a file descriptor number is needed",
+              option, arg);
+    return -1;
+  }
+  flags = fcntl ((int) fd, F_GETFL);
+  if (flags == -1 || (flags & O_ACCMODE) == O_RDONLY) {
+    xs_error ("invalid %s '%s': %s", option, arg,
+              flags == -1 ? "the file descriptor is not open"
+              : "the file descriptor is not open for writing");
+    return -1;
+  }
+  return (int) fd;
 }
 
 int

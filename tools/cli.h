@@ -76,6 +76,11 @@ extern int cli_list_end (struct cli *cli, int r);
 /* "2026-11-22T05:31:12Z" */
 extern void cli_format_time (int64_t ns, char *buf, size_t len);
 
+/* The file descriptor number ARG, open for writing, given with OPTION
+ * ("--progress=FD"); -1 (reported) if it is not one.
+ */
+extern int cli_parse_output_fd (const char *arg, const char *option);
+
 /* Parse a size argument, requiring it positive; reports. */
 extern int cli_parse_size (const char *text, const char *what,
                            uint64_t *size);

@@ -1,13 +1,9 @@
 /* xsnap CLI: progress display (see progress.h). */
-#include <errno.h>
-#include <fcntl.h>
 #include <inttypes.h>
-#include <limits.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <unistd.h>
 
-#include "base/error.h"
+#include "cli.h"
 #include "progress.h"
 
 void
@@ -52,30 +48,12 @@ progress_end (struct progress *p)
 int
 progress_parse_option (const char *arg, struct progress_option *option)
 {
-  char *end;
-  long fd;
-  int flags;
-
   option->given = true;
   option->fd = -1;
   if (arg == NULL)
     return 0;
-  errno = 0;
-  fd = strtol (arg, &end, 10);
-  if (errno != 0 || end == arg || *end != '\0' || fd < 0 || fd > INT_MAX) {
-    xs_error ("invalid --progress=FD '%s': a file descriptor number is "
-              "needed", arg);
-    return -1;
-  }
-  flags = fcntl ((int) fd, F_GETFL);
-  if (flags == -1 || (flags & O_ACCMODE) == O_RDONLY) {
-    xs_error ("invalid --progress=FD '%s': %s", arg,
-              flags == -1 ? "the file descriptor is not open"
-              : "the file descriptor is not open for writing");
-    return -1;
-  }
-  option->fd = (int) fd;
-  return 0;
+  option->fd = cli_parse_output_fd (arg, "--progress=FD");
+  return option->fd == -1 ? -1 : 0;
 }
 
 void

@@ -25,6 +25,7 @@
 
 #include "access/access.h"
 #include "base/error.h"
+#include "base/fileio.h"
 #include "catalog/snapshot.h"
 #include "catalog/volume.h"
 #include "ops/server.h"
@@ -33,6 +34,7 @@
 #define LOG_NAME "sealer.log"
 #define LOG_MAX (1024 * 1024)   /* a longer log starts afresh */
 #define REPORT_FD 3             /* the report pipe, in the sealer */
+#define REPORT_FD_ARG "3"       /* the same, for its command line */
 #define SEALER_CACHE (64 * 1024 * 1024)  /* decoded chunks of a clone's
                                             source */
 #define MAX_ARGS 16
@@ -70,7 +72,7 @@ build_argv (struct launch *l, struct cli *cli, const struct xs_volume *vol,
     l->argv[n++] = name;
   }
   l->argv[n++] = "--report-fd";
-  l->argv[n++] = "3";
+  l->argv[n++] = REPORT_FD_ARG;
   l->argv[n] = NULL;
 }
 
@@ -115,8 +117,8 @@ become_sealer (const struct launch *l)
 static int
 spawn (const struct launch *l)
 {
-  pid_t child = fork ();
-  int status;
+  pid_t child = fork (), r;
+  int status = 0;
 
   if (child == -1) {
     xs_error ("cannot start a snapshot sealer: %m");
@@ -130,9 +132,12 @@ spawn (const struct launch *l)
       become_sealer (l);
     _exit (child == -1 ? 127 : 0);
   }
-  while (waitpid (child, &status, 0) == -1 && errno == EINTR)
+  /* With SIGCHLD ignored (inherited) the child is reaped already
+   * (ECHILD): the report says whether the sealer started.
+   */
+  while ((r = waitpid (child, &status, 0)) == -1 && errno == EINTR)
     ;
-  if (!WIFEXITED (status) || WEXITSTATUS (status) != 0) {
+  if (r == child && (!WIFEXITED (status) || WEXITSTATUS (status) != 0)) {
     xs_error ("cannot start a snapshot sealer");
     return -1;
   }
@@ -284,10 +289,13 @@ sealer_start (const struct xs_volume *vol, const char *name, bool wait,
   FILE *fp = NULL;
 
   build_argv (&l, cli, vol, name);
-  if (dir == NULL || asprintf (&l.log, "%s/%s", dir, LOG_NAME) == -1
-      || pipe2 (l.report, O_CLOEXEC) == -1) {
-    xs_error ("cannot start a snapshot sealer: %m");
+  if (dir == NULL || asprintf (&l.log, "%s/%s", dir, LOG_NAME) == -1) {
     l.log = NULL;
+    xs_error ("cannot start a snapshot sealer: %m");
+    goto out;
+  }
+  if (pipe2 (l.report, O_CLOEXEC) == -1) {
+    xs_error ("cannot start a snapshot sealer: %m");
     goto out;
   }
   if (spawn (&l) == -1)
@@ -324,7 +332,7 @@ report (int fd, json_t *value)
   if (text) {
     size_t len = strlen (text);
     text[len] = '\n';           /* json_dumps leaves room for the NUL */
-    (void) !write (fd, text, len + 1);
+    (void) xs_full_write (fd, text, len + 1);
   }
   free (text);
   json_decref (value);
@@ -403,7 +411,11 @@ snapshot_sealer (struct cli *cli, int argc, char **argv)
   while ((c = cli_next_option (cli, argc, argv, "", options, &arg)) != -1) {
     switch (c) {
     case 'n': name = arg; break;
-    case 'r': fd = atoi (arg); break;
+    case 'r':
+      fd = cli_parse_output_fd (arg, "--report-fd");
+      if (fd == -1)
+        return EXIT_USAGE;
+      break;
     default: return cli_usage ("snapshot sealer", "bad option");
     }
   }

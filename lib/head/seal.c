@@ -1127,6 +1127,8 @@ xs_seal_run (struct xs_seal *seal, unsigned threads, const atomic_int *stop,
     threads = DEFAULT_THREADS;
   if (threads > MAX_THREADS)
     threads = MAX_THREADS;
+  if (stop_asked (seal, stop))
+    threads = 0;                /* stopped before it began */
   for (i = 0; i < threads; i++) {
     workers[i] = (struct sealer_thread) { .seal = seal };
     if (pthread_create (&workers[i].thread, NULL, sealer_main,

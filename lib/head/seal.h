@@ -66,9 +66,10 @@ extern struct xs_seal *xs_seal_begin (struct xs_head *h, struct xs_repo *repo,
 /* Seal every block not yet sealed, with THREADS threads (0 = default).
  * PROGRESS, if not NULL, is called now and then with blocks done and
  * total.  Returns 0 or -1 (reported; also if a copy-before-write failed).
- * STOP, if not NULL, is looked at every 10 ms: once it is set, the
- * sealers stop after the blocks they are sealing and the run returns -1
- * without reporting anything; xs_seal_stopped then says so.
+ * STOP, if not NULL, is looked at when the run starts and every 10 ms:
+ * once it is set, the sealers stop after the blocks they are sealing and
+ * the run returns -1 without reporting anything; xs_seal_stopped then
+ * says so.
  */
 extern int xs_seal_run (struct xs_seal *seal, unsigned threads,
                         const atomic_int *stop,

@@ -10,7 +10,8 @@
  * snapshot as before, in the head as after.  Then writers
  * running during a multi-threaded seal, against the same rule; a second
  * snapshot while one is pending is refused; a snapshot ended uncommitted
- * gives its blocks back to the dirty map.
+ * gives its blocks back to the dirty map; a run asked to stop (a
+ * handover) ends without an error, and its blocks go back too.
  */
 #include <pthread.h>
 #include <stdatomic.h>
@@ -291,6 +292,40 @@ test_refused_and_aborted (void)
   fixture_free (&f);
 }
 
+static void
+test_stopped (void)
+{
+  struct xs_manifest *base;
+  struct fixture f;
+  struct xs_head *h = prepare (&f, false, &base);
+  const struct xs_bitmap *bits;
+  struct xs_seal *seal;
+  atomic_int stop = 1;
+
+  seal = snapshot_begin (&f, h, base);
+  ok (seal != NULL, "begin a snapshot");
+  (void) tap_take_error ();
+  ok (xs_seal_run (seal, 0, &stop, NULL, NULL) == -1,
+      "a run asked to stop does not complete");
+  ok (xs_seal_stopped (seal), "  it says it stopped");
+  is_str (tap_take_error (), "", "  and reports no error");
+  ok (xs_seal_end (seal, false, 0) == 0, "end it uncommitted");
+  bits = xs_dirtymap_bits (xs_head_dirtymap (h));
+  ok (xs_bitmap_count (bits) == 8 && xs_bitmap_get (bits, 2)
+      && xs_bitmap_get (bits, 9),
+      "  its blocks are back in the dirty map, for the next owner");
+  atomic_store (&stop, 0);
+  seal = snapshot_begin (&f, h, base);
+  ok (seal != NULL && xs_seal_run (seal, 0, &stop, NULL, NULL) == 0
+      && !xs_seal_stopped (seal),
+      "a run with the flag clear completes");
+  if (seal)
+    xs_seal_end (seal, false, 0);
+  xs_head_close (h);
+  xs_manifest_free (base);
+  fixture_free (&f);
+}
+
 int
 main (void)
 {
@@ -303,5 +338,6 @@ main (void)
   test_writers_during_seal (XS_HEAD_SEAL_BUFFER);
   test_writers_during_seal (0);
   test_refused_and_aborted ();
+  test_stopped ();
   return done_testing ();
 }
