@@ -297,7 +297,7 @@ test_stopped (void)
 {
   struct xs_manifest *base;
   struct fixture f;
-  struct xs_head *h = prepare (&f, false, &base);
+  struct xs_head *h = prepare (&f, false, false, &base);
   const struct xs_bitmap *bits;
   struct xs_seal *seal;
   atomic_int stop = 1;
