@@ -17,6 +17,7 @@
 #include "repo/backend.h"
 #include "repo/manifest.h"
 #include "repo/repo.h"
+#include "repofixture.h"
 #include "tap.h"
 
 static const char marker[] = "XSNAP-SECRET-MARKER-0123456789";
@@ -288,18 +289,16 @@ encrypted_manifest (void)
   struct xs_data_key *k1 = make_key (1), *k2 = make_key (2);
   struct xs_manifest *m = xs_manifest_new (1 << 20, 65536), *back;
   struct xs_hash128 id = { { 7 } };
-  char *dir = tap_tmpdir (), *url;
   struct xs_backend *backend;
   struct xs_repo *repo;
+  char *dir;
   void *data;
   size_t len, caught = 0;
 
-  /* Its block map's pages go to a repository of its own. */
-  if (asprintf (&url, "file://%s", dir) == -1
-      || (backend = xs_backend_open (url)) == NULL
-      || (repo = xs_repo_open (backend, "alice")) == NULL)
-    abort ();
-  free (url);
+  /* Its block map's pages go to a repository of its own, which the
+   * manifest takes over.
+   */
+  repo_fixture_open (&dir, &backend, &repo);
   if (m)
     xs_manifest_attach (m, repo);
   if (!k1 || !k2 || !m || xs_manifest_set (m, "snapshot_id", "snap-1") == -1
@@ -328,9 +327,7 @@ encrypted_manifest (void)
   xs_manifest_free (m);
   xs_data_key_free (k1);
   xs_data_key_free (k2);
-  xs_backend_close (backend);
-  tap_rmtree (dir);
-  free (dir);
+  repo_fixture_close (dir, backend, NULL);
 }
 
 /* A chunk as the first encrypted chunks were written (flags 0: the id

@@ -16,6 +16,7 @@
 #include "repo/backend.h"
 #include "repo/manifest.h"
 #include "repo/repo.h"
+#include "repofixture.h"
 #include "tap.h"
 
 /* The repository every manifest of these tests keeps its map in. */
@@ -713,14 +714,10 @@ test_diff (void)
 int
 main (void)
 {
-  char *dir = tap_tmpdir (), *url;
   struct xs_backend *backend;
+  char *dir;
 
-  if (asprintf (&url, "file://%s", dir) == -1
-      || (backend = xs_backend_open (url)) == NULL
-      || (test_repo = xs_repo_open (backend, "alice")) == NULL)
-    abort ();
-  free (url);
+  repo_fixture_open (&dir, &backend, &test_repo);
   test_round_trip ();
   test_new_and_set ();
   test_block_map ();
@@ -730,9 +727,6 @@ main (void)
   test_crafted ();
   test_large ();
   test_diff ();
-  xs_repo_close (test_repo);
-  xs_backend_close (backend);
-  tap_rmtree (dir);
-  free (dir);
+  repo_fixture_close (dir, backend, test_repo);
   return done_testing ();
 }

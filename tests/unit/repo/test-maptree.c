@@ -25,6 +25,7 @@
 #include "repo/backend.h"
 #include "repo/maptree.h"
 #include "repo/repo.h"
+#include "repofixture.h"
 #include "tap.h"
 
 struct fixture {
@@ -36,25 +37,13 @@ struct fixture {
 static void
 fixture_open (struct fixture *f)
 {
-  char *url;
-
-  f->dir = tap_tmpdir ();
-  if (asprintf (&url, "file://%s", f->dir) == -1)
-    abort ();
-  f->backend = xs_backend_open (url);
-  f->repo = f->backend ? xs_repo_open (f->backend, "alice") : NULL;
-  if (f->repo == NULL)
-    abort ();
-  free (url);
+  repo_fixture_open (&f->dir, &f->backend, &f->repo);
 }
 
 static void
 fixture_close (struct fixture *f)
 {
-  xs_repo_close (f->repo);
-  xs_backend_close (f->backend);
-  tap_rmtree (f->dir);
-  free (f->dir);
+  repo_fixture_close (f->dir, f->backend, f->repo);
 }
 
 static uint64_t

@@ -22,6 +22,7 @@
 #include "repo/manifest.h"
 #include "repo/repo.h"
 #include "repo/verify.h"
+#include "repofixture.h"
 #include "tap.h"
 
 #define BS 16384u
@@ -65,27 +66,17 @@ fill_text (uint8_t *buf, size_t len, uint64_t seed)
 static void
 fixture_open (struct fixture *f)
 {
-  char *url;
-
-  f->dir = tap_tmpdir ();
-  if (asprintf (&url, "file://%s", f->dir) == -1)
-    abort ();
-  f->backend = xs_backend_open (url);
-  f->repo = f->backend ? xs_repo_open (f->backend, "alice") : NULL;
+  repo_fixture_open (&f->dir, &f->backend, &f->repo);
   f->codec = xs_chunk_codec_new (1);
-  if (f->repo == NULL || f->codec == NULL)
+  if (f->codec == NULL)
     abort ();
-  free (url);
 }
 
 static void
 fixture_close (struct fixture *f)
 {
   xs_chunk_codec_free (f->codec);
-  xs_repo_close (f->repo);
-  xs_backend_close (f->backend);
-  tap_rmtree (f->dir);
-  free (f->dir);
+  repo_fixture_close (f->dir, f->backend, f->repo);
 }
 
 static void
