@@ -36,6 +36,7 @@ static const struct {
   [XS_LOCK_SEAL_CODECS] = { "seal codec pool lock", 0 },
   [XS_LOCK_MAPTREE] = { "block map lock", 0 },
   [XS_LOCK_SNAPREADER_POOL] = { "snapshot reader pool lock", 0 },
+  [XS_LOCK_READAHEAD] = { "read-ahead lock", 0 },
   [XS_LOCK_CHUNKCACHE] = { "chunk cache lock", 0 },
   [XS_LOCK_HEAD_BOUNCE] = { "head bounce pool lock", 0 },
   [XS_LOCK_HEADCRYPT_POOL] = { "head cipher pool lock", 0 },

@@ -41,15 +41,18 @@
  *                   and changed pages.  Across I/O (reading and writing
  *                   pages); callbacks run without it.
  *  SNAPREADER_POOL  xs_snapreader.pool_lock (snapreader.c): idle decoders.
+ *  READAHEAD        xs_readahead.lock, with work (readahead.c): its
+ *                   streams and queue.  Never across a load.
  *  CHUNKCACHE       xs_chunk_cache.lock, with loaded (chunkcache.c): the
  *                   table and LRU; dropped around loads and copies.
  *  HEAD_BOUNCE      xs_head.bounce_lock: the bounce buffer pool.
  *  HEADCRYPT_POOL   xs_head_cipher pools[].lock (headcrypt.c): idle cipher
  *                   contexts.
  *
- * The last five are leaves: nothing is taken while one is held.  Lock-free
- * state (the dirty and present bits, a seal's todo bits and counters) is
- * C11 <stdatomic.h>; see bitmap.h for the bitmaps' bytes.
+ * MAPTREE and the ranks after it are leaves: nothing is taken while one
+ * is held.  Lock-free state (the dirty and present bits, a seal's todo
+ * bits and counters) is C11 <stdatomic.h>; see bitmap.h for the bitmaps'
+ * bytes.
  *
  * The checker (XS_LOCK_CHECK, defined by the Makefile for SANITIZE=1 or
  * LOCK_CHECK=1 builds and for unit tests) keeps, per thread, the locks it
@@ -77,6 +80,7 @@ enum xs_lock_rank {
   XS_LOCK_SEAL_CODECS,
   XS_LOCK_MAPTREE,
   XS_LOCK_SNAPREADER_POOL,
+  XS_LOCK_READAHEAD,
   XS_LOCK_CHUNKCACHE,
   XS_LOCK_HEAD_BOUNCE,
   XS_LOCK_HEADCRYPT_POOL,

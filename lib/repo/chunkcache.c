@@ -416,7 +416,7 @@ fail_load (struct xs_chunk_cache *cache, struct cache_entry *e,
 }
 
 /* Fill the new entry e (pinned by us, not yet ready) and copy our part
- * out.  Called and returns with the lock held; unlocked in between.
+ * out (if dst is not NULL).  Called and returns with the lock held; unlocked in between.
  */
 static int
 load_entry (struct xs_chunk_cache *cache, struct cache_entry *e,
@@ -435,7 +435,7 @@ load_entry (struct xs_chunk_cache *cache, struct cache_entry *e,
   }
   else if (load (opaque, &e->id, e->data, e->len) == -1)
     r = -1;
-  else
+  else if (dst != NULL)
     memcpy (dst, (const char *) e->data + offset, count);
   saved_errno = errno;
 
@@ -472,6 +472,36 @@ wait_for_load (struct xs_chunk_cache *cache, struct cache_entry *e,
   return false;
 }
 
+/* A load of chunk id into a new entry, copying our part out to dst if
+ * it is not NULL.  Called and returns with the lock held.
+ */
+static int
+load_new_entry (struct xs_chunk_cache *cache, const struct xs_hash128 *id,
+                size_t len, void *dst, size_t offset, size_t count,
+                xs_chunk_cache_load_fn load, void *opaque,
+                struct cache_entry **victims)
+{
+  struct cache_entry *e = start_load (cache, id, len, victims);
+
+  if (e == NULL) {
+    xs_error ("cannot allocate a chunk cache entry: %m");
+    return -1;
+  }
+  return load_entry (cache, e, dst, offset, count, load, opaque);
+}
+
+/* Drop the lock, then free victims (keeping errno). */
+static void
+unlock_and_free (struct xs_chunk_cache *cache, struct cache_entry *victims)
+{
+  int saved_errno = errno;
+
+  xs_lock_drop (&cache->lock);
+  if (victims != NULL)
+    free_victims (victims);
+  errno = saved_errno;
+}
+
 int
 xs_chunk_cache_read (struct xs_chunk_cache *cache,
                      const struct xs_hash128 *id, size_t len,
@@ -495,22 +525,67 @@ xs_chunk_cache_read (struct xs_chunk_cache *cache,
     goto out;
   }
 
-  e = start_load (cache, id, len, &victims);
-  if (e == NULL) {
-    xs_error ("cannot allocate a chunk cache entry: %m");
-    r = -1;
-  }
-  else
-    r = load_entry (cache, e, dst, offset, count, load, opaque);
-
+  r = load_new_entry (cache, id, len, dst, offset, count, load, opaque,
+                      &victims);
  out:
-  xs_lock_drop (&cache->lock);
-  if (victims != NULL) {
-    int saved_errno = errno;
+  unlock_and_free (cache, victims);
+  return r;
+}
 
-    free_victims (victims);
-    errno = saved_errno;
+int
+xs_chunk_cache_take (struct xs_chunk_cache *cache,
+                     const struct xs_hash128 *id, size_t len, void *dst)
+{
+  struct cache_entry *e, *victims = NULL;
+  int found = 0;
+
+  xs_lock_take (&cache->lock, XS_LOCK_CHUNKCACHE, 0);
+  for (;;) {
+    e = find_entry (cache, id, len);
+    if (e == NULL) {
+      cache->misses++;
+      break;
+    }
+    if (e->state == ENTRY_READY)
+      pin (e);
+    else if (!wait_for_load (cache, e, &victims))
+      continue;           /* that load failed and was taken out: retry */
+    cache->hits++;
+    /* Another taker waiting on the same load may have taken it out. */
+    if (e->in_table)
+      table_remove (cache, e);
+    copy_out (cache, e, dst, 0, len);   /* the last one out frees it */
+    found = 1;
+    break;
   }
+  unlock_and_free (cache, victims);
+  return found;
+}
+
+bool
+xs_chunk_cache_has (struct xs_chunk_cache *cache,
+                    const struct xs_hash128 *id, size_t len)
+{
+  bool has;
+
+  xs_lock_take (&cache->lock, XS_LOCK_CHUNKCACHE, 0);
+  has = find_entry (cache, id, len) != NULL;
+  xs_lock_drop (&cache->lock);
+  return has;
+}
+
+int
+xs_chunk_cache_prefetch (struct xs_chunk_cache *cache,
+                         const struct xs_hash128 *id, size_t len,
+                         xs_chunk_cache_load_fn load, void *opaque)
+{
+  struct cache_entry *victims = NULL;
+  int r = 0;
+
+  xs_lock_take (&cache->lock, XS_LOCK_CHUNKCACHE, 0);
+  if (find_entry (cache, id, len) == NULL)
+    r = load_new_entry (cache, id, len, NULL, 0, 0, load, opaque, &victims);
+  unlock_and_free (cache, victims);
   return r;
 }
 

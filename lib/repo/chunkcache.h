@@ -19,6 +19,7 @@
 #ifndef XSNAP_CHUNKCACHE_H
 #define XSNAP_CHUNKCACHE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -63,10 +64,35 @@ extern int xs_chunk_cache_read (struct xs_chunk_cache *cache,
                                 void *dst, size_t offset, size_t count,
                                 xs_chunk_cache_load_fn load, void *opaque);
 
-/* The same without loading: returns 1 if the chunk was cached (the bytes
- * are copied), 0 if not (a miss; nothing changes).  Never fails.  For
- * readers that would rather decode a whole block straight into their own
- * buffer than fill the cache.
+/* Copy the whole of chunk id (len bytes) to dst and drop it from the
+ * cache, waiting if it is being loaded: for a cache that stages chunks
+ * for one reader each (a read-ahead), so that what was read is not kept.
+ * Returns 1 if the chunk was there, 0 if not (or if its load failed).
+ * Never fails.
+ */
+extern int xs_chunk_cache_take (struct xs_chunk_cache *cache,
+                                const struct xs_hash128 *id, size_t len,
+                                void *dst);
+
+/* Whether the cache has chunk id (len bytes), or is loading it. */
+extern bool xs_chunk_cache_has (struct xs_chunk_cache *cache,
+                                const struct xs_hash128 *id, size_t len);
+
+/* Load chunk id (len bytes) into the cache unless it is there or being
+ * loaded, copying nothing out: for a read-ahead, so that the reader that
+ * comes for it finds it (xs_chunk_cache_read waits for a load under
+ * way).  Returns 0, or -1 with errno set when load failed (the entry is
+ * dropped; a reader will load it again).
+ */
+extern int xs_chunk_cache_prefetch (struct xs_chunk_cache *cache,
+                                    const struct xs_hash128 *id, size_t len,
+                                    xs_chunk_cache_load_fn load,
+                                    void *opaque);
+
+/* Like xs_chunk_cache_read, without loading: returns 1 if the chunk was
+ * cached (the bytes are copied), 0 if not (a miss; nothing changes).
+ * Never fails.  For readers that would rather decode a whole block
+ * straight into their own buffer than fill the cache.
  */
 extern int xs_chunk_cache_lookup (struct xs_chunk_cache *cache,
                                   const struct xs_hash128 *id, size_t len,

@@ -15,6 +15,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "repo/chunkcache.h"
 #include "crypto/chunkcrypt.h"
@@ -22,8 +23,21 @@
 #include "base/hash.h"
 #include "base/lockorder.h"
 #include "repo/manifest.h"
+#include "repo/readahead.h"
 #include "repo/repo.h"
 #include "repo/snapreader.h"
+
+/* The read-ahead: this much is kept decoded ahead of each sequential
+ * reader (at least READAHEAD_MIN_BLOCKS blocks), by up to two workers per
+ * CPU (fetches wait on the disk or the network as well as decode), in a
+ * cache of READAHEAD_WINDOWS windows.  The cache keeps what it holds
+ * until the reader is closed: READAHEAD_WINDOWS * READAHEAD_BYTES (or
+ * READAHEAD_WINDOWS * READAHEAD_MIN_BLOCKS blocks) at most.
+ */
+#define READAHEAD_BYTES ((uint64_t) 8 << 20)
+#define READAHEAD_MIN_BLOCKS 4
+#define READAHEAD_WINDOWS 4
+#define READAHEAD_MAX_THREADS 8
 
 /* A decoder and its buffers, used by one thread at a time. */
 struct decoder_slot {
@@ -44,13 +58,18 @@ struct xs_snapreader {
   struct xs_manifest *manifest; /* the reader's: entries, data key */
   pthread_mutex_t pool_lock;
   struct decoder_slot *idle;    /* decoders not in use */
+  struct xs_readahead *ahead;   /* keeps sequential readers fed */
+  struct xs_chunk_cache *ahead_cache; /* what it decoded */
 };
 
 /* What the cache's load function needs to know about the read. */
 struct load_request {
   struct xs_snapreader *reader;
   uint64_t block;
+  bool not_wanted;              /* a read-ahead's: a reader came first */
 };
+
+static int start_readahead (struct xs_snapreader *reader);
 
 struct xs_snapreader *
 xs_snapreader_open (struct xs_repo *repo, struct xs_manifest *m,
@@ -85,6 +104,10 @@ xs_snapreader_open (struct xs_repo *repo, struct xs_manifest *m,
   reader->block_shift = (unsigned) __builtin_ctz (m->block_size);
   reader->nblocks = m->nblocks;
   pthread_mutex_init (&reader->pool_lock, NULL);
+  if (start_readahead (reader) == -1) {
+    xs_snapreader_close (reader);
+    return NULL;
+  }
   return reader;
 }
 
@@ -104,6 +127,8 @@ xs_snapreader_close (struct xs_snapreader *reader)
 
   if (reader == NULL)
     return;
+  xs_readahead_free (reader->ahead);  /* its workers use decoders */
+  xs_chunk_cache_free (reader->ahead_cache);
   for (slot = reader->idle; slot != NULL; slot = next) {
     next = slot->next;
     free_slot (slot);
@@ -267,17 +292,93 @@ decode_block (struct xs_snapreader *reader, uint64_t block,
   return r;
 }
 
-/* The chunk cache's load function. */
+/* Block whole into buf: what the read-ahead decoded for it (taken out of
+ * its cache, waiting for a decode under way), or decoded now.
+ */
+static int
+load_block (struct xs_snapreader *reader, uint64_t block,
+            const struct xs_hash128 *id, void *buf, size_t len)
+{
+  if (xs_chunk_cache_take (reader->ahead_cache, id, len, buf))
+    return 0;
+  return decode_block (reader, block, id, buf, len);
+}
+
+/* The shared cache's load function. */
 static int
 load_for_cache (void *opaque, const struct xs_hash128 *id, void *buf,
                 size_t len)
 {
   struct load_request *request = opaque;
 
-  return decode_block (request->reader, request->block, id, buf, len);
+  return load_block (request->reader, request->block, id, buf, len);
 }
 
-/* Part of a block, without a cache: decode into the decoder's scratch
+/* The read-ahead cache's load function: a decode, if the block is still
+ * wanted now that its load is under way in the cache.
+ */
+static int
+decode_for_readahead (void *opaque, const struct xs_hash128 *id, void *buf,
+                      size_t len)
+{
+  struct load_request *request = opaque;
+  struct xs_snapreader *reader = request->reader;
+
+  if (!xs_readahead_claim (reader->ahead, request->block)) {
+    request->not_wanted = true;
+    errno = ECANCELED;
+    return -1;
+  }
+  return decode_block (reader, request->block, id, buf, len);
+}
+
+/* The read-ahead's load function: block into the read-ahead's cache,
+ * unless it is a zero block or the shared cache has it (a re-read of a
+ * cached snapshot decodes nothing).
+ */
+static int
+prefetch_block (void *opaque, uint64_t block)
+{
+  struct xs_snapreader *reader = opaque;
+  struct load_request request = { .reader = reader, .block = block };
+  size_t len = block_length (reader, block);
+  struct xs_hash128 id;
+
+  int r;
+
+  if (get_entry (reader, block, &id) == -1)
+    return -1;
+  if (xs_hash128_is_zero (&id)
+      || (reader->cache != NULL
+          && xs_chunk_cache_has (reader->cache, &id, len)))
+    return 1;
+  r = xs_chunk_cache_prefetch (reader->ahead_cache, &id, len,
+                               decode_for_readahead, &request);
+  return request.not_wanted ? 1 : r;
+}
+
+static int
+start_readahead (struct xs_snapreader *reader)
+{
+  uint64_t window = READAHEAD_BYTES >> reader->block_shift;
+  long cpus = sysconf (_SC_NPROCESSORS_ONLN);
+  unsigned threads = cpus > 0 ? 2 * (unsigned) cpus : 2;
+
+  if (window < READAHEAD_MIN_BLOCKS)
+    window = READAHEAD_MIN_BLOCKS;
+  if (threads > READAHEAD_MAX_THREADS)
+    threads = READAHEAD_MAX_THREADS;
+  reader->ahead_cache = xs_chunk_cache_new (READAHEAD_WINDOWS * window
+                                            * reader->block_size);
+  if (reader->ahead_cache == NULL)
+    return -1;
+  reader->ahead = xs_readahead_new (reader->nblocks, threads,
+                                    (unsigned) window, prefetch_block,
+                                    reader);
+  return reader->ahead != NULL ? 0 : -1;
+}
+
+/* Part of a block, without a cache: load it into the decoder's scratch
  * block and copy the part out.
  */
 static int
@@ -293,9 +394,13 @@ read_part_uncached (struct xs_snapreader *reader, uint64_t block,
   if (slot->scratch == NULL
       && (slot->scratch = malloc (reader->block_size)) == NULL)
     xs_error ("%s: cannot allocate a block buffer: %m", reader->label);
-  else if ((r = fetch_block (reader, slot, block, id, slot->scratch,
-                             len)) == 0)
+  else if (xs_chunk_cache_take (reader->ahead_cache, id, len,
+                                slot->scratch)
+           || (r = fetch_block (reader, slot, block, id, slot->scratch,
+                                len)) == 0) {
     memcpy (dst, (const char *) slot->scratch + offset, count);
+    r = 0;
+  }
   saved_errno = errno;
   give_slot (reader, slot);
   errno = saved_errno;
@@ -303,7 +408,7 @@ read_part_uncached (struct xs_snapreader *reader, uint64_t block,
 }
 
 /* A whole block straight into dst: from the cache if it has the chunk,
- * else decoded into dst and offered to the cache (kept only while the
+ * else loaded into dst and offered to the cache (kept only while the
  * cache has room, so a scan never flushes it).
  */
 static int
@@ -311,10 +416,10 @@ read_whole_block (struct xs_snapreader *reader, uint64_t block,
                   const struct xs_hash128 *id, size_t len, void *dst)
 {
   if (reader->cache == NULL)
-    return decode_block (reader, block, id, dst, len);
+    return load_block (reader, block, id, dst, len);
   if (xs_chunk_cache_lookup (reader->cache, id, len, dst, 0, len))
     return 0;
-  if (decode_block (reader, block, id, dst, len) == -1)
+  if (load_block (reader, block, id, dst, len) == -1)
     return -1;
   xs_chunk_cache_offer (reader->cache, id, len, dst);
   return 0;
@@ -335,6 +440,7 @@ read_piece (struct xs_snapreader *reader, uint64_t block, size_t offset,
     memset (dst, 0, count);
     return 0;
   }
+  xs_readahead_consume (reader->ahead, block);
   if (offset == 0 && count == len)
     return read_whole_block (reader, block, &id, len, dst);
   if (reader->cache != NULL)
@@ -365,6 +471,12 @@ xs_snapreader_pread (struct xs_snapreader *reader, void *buf,
 
   if (check_range (reader, offset, count) == -1)
     return -1;
+  if (count == 0)
+    return 0;
+  xs_readahead_observe (reader->ahead,
+                                offset >> reader->block_shift,
+                                ((offset + count - 1) >> reader->block_shift)
+                                - (offset >> reader->block_shift) + 1);
   while (count > 0) {
     uint64_t block = offset >> reader->block_shift;
     size_t within = (size_t) (offset & (reader->block_size - 1));
@@ -386,7 +498,22 @@ xs_snapreader_read_block (struct xs_snapreader *reader, uint64_t block,
 {
   if (check_block (reader, block) == -1)
     return -1;
+  xs_readahead_observe (reader->ahead, block, 1);
   return read_piece (reader, block, 0, block_length (reader, block), buf);
+}
+
+void
+xs_snapreader_readahead_counts (struct xs_snapreader *reader,
+                                struct xs_readahead_counts *counts)
+{
+  xs_readahead_counts (reader->ahead, counts);
+}
+
+void
+xs_snapreader_prefetch (struct xs_snapreader *reader, uint64_t block,
+                        uint64_t count)
+{
+  xs_readahead_queue (reader->ahead, block, count);
 }
 
 /* An extents walk: the ranges before OFFSET are given to FN; data

@@ -69,6 +69,23 @@ extern int xs_snapreader_pread (struct xs_snapreader *reader, void *buf,
 extern int xs_snapreader_read_block (struct xs_snapreader *reader,
                                      uint64_t block, void *buf);
 
+/* Start fetching and decoding blocks [block, block + count) in the
+ * background, for a reader that knows what it will read next (a
+ * hydration: the blocks it lacks).  Reads of them then find them
+ * decoded, or wait for a decode under way.  Sequential readers need not
+ * call this: reads detect them and fetch ahead of them (each keeping a
+ * few MiB decoded ahead), and a read of several blocks decodes them in
+ * parallel.  Never fails: what cannot be queued is read when asked for.
+ */
+extern void xs_snapreader_prefetch (struct xs_snapreader *reader,
+                                    uint64_t block, uint64_t count);
+
+/* What the reader's read-ahead has done (readahead.h). */
+struct xs_readahead_counts;
+extern void
+xs_snapreader_readahead_counts (struct xs_snapreader *reader,
+                                struct xs_readahead_counts *counts);
+
 /* Like nbdkit's extents: call fn (offset, length, hole, opaque) for
  * ascending, contiguous ranges starting at offset and covering [offset,
  * offset + count), the last one possibly extending to the end of its

@@ -389,6 +389,84 @@ test_offers (void)
   xs_chunk_cache_free (cache);
 }
 
+
+/* prefetch loads without copying; take copies whole and drops the
+ * entry, waiting for a load under way.
+ */
+struct prefetcher {
+  pthread_t thread;
+  struct xs_chunk_cache *cache;
+  struct fake_store *store;
+  int r;
+};
+
+static void *
+prefetch_chunk_3 (void *arg)
+{
+  struct prefetcher *p = arg;
+  struct xs_hash128 id;
+
+  make_id (3, &id);
+  p->r = xs_chunk_cache_prefetch (p->cache, &id, CHUNK, fake_load, p->store);
+  return NULL;
+}
+
+static void
+test_prefetch_and_take (void)
+{
+  struct xs_chunk_cache *cache = xs_chunk_cache_new (4 * CHUNK);
+  struct fake_store store = { .delay_us = 0 };
+  struct xs_chunk_cache_stats stats;
+  struct xs_hash128 id;
+  struct prefetcher prefetcher = { .cache = cache, .store = &store };
+  uint8_t buf[CHUNK];
+
+  make_id (1, &id);
+  is_int (xs_chunk_cache_prefetch (cache, &id, CHUNK, fake_load, &store), 0,
+          "prefetch loads a chunk");
+  ok (xs_chunk_cache_has (cache, &id, CHUNK), "... which the cache has");
+  is_int (xs_chunk_cache_prefetch (cache, &id, CHUNK, fake_load, &store), 0,
+          "prefetch of it again");
+  is_int (atomic_load (&store.loads), 1, "... loads nothing");
+  is_int (xs_chunk_cache_take (cache, &id, CHUNK, buf), 1,
+          "take finds it");
+  ok (matches_model (1, buf, 0, CHUNK), "... and copies it whole");
+  ok (!xs_chunk_cache_has (cache, &id, CHUNK), "... and drops it");
+  xs_chunk_cache_stats (cache, &stats);
+  is_int (stats.bytes, 0, "... its bytes too");
+  is_int (xs_chunk_cache_take (cache, &id, CHUNK, buf), 0,
+          "a second take misses");
+
+  /* A take waits for a load under way. */
+  store.delay_us = 300000;
+  if (pthread_create (&prefetcher.thread, NULL, prefetch_chunk_3,
+                      &prefetcher) != 0)
+    abort ();
+  make_id (3, &id);
+  while (!xs_chunk_cache_has (cache, &id, CHUNK))
+    usleep (1000);              /* its load has begun */
+  memset (buf, 0, sizeof buf);
+  is_int (xs_chunk_cache_take (cache, &id, CHUNK, buf), 1,
+          "a take during a slow prefetch finds the chunk");
+  ok (matches_model (3, buf, 0, CHUNK), "... with the loaded bytes");
+  pthread_join (prefetcher.thread, NULL);
+  is_int (prefetcher.r, 0, "... and the prefetch succeeded");
+  ok (!xs_chunk_cache_has (cache, &id, CHUNK), "... and the take dropped it");
+  store.delay_us = 0;
+
+  /* A failed prefetch leaves nothing. */
+  atomic_store (&store.broken, true);
+  make_id (4, &id);
+  is_int (xs_chunk_cache_prefetch (cache, &id, CHUNK, fake_load, &store), -1,
+          "a failed prefetch fails");
+  tap_take_error ();
+  ok (!xs_chunk_cache_has (cache, &id, CHUNK), "... and keeps nothing");
+  is_int (xs_chunk_cache_take (cache, &id, CHUNK, buf), 0,
+          "... so a take misses");
+  atomic_store (&store.broken, false);
+  xs_chunk_cache_free (cache);
+}
+
 int
 main (void)
 {
@@ -399,5 +477,6 @@ main (void)
   test_failed_load ();
   test_concurrent_readers ();
   test_one_load_for_concurrent_misses ();
+  test_prefetch_and_take ();
   return done_testing ();
 }

@@ -6,7 +6,11 @@
  * zero blocks are holes in extents; a corrupt or missing chunk fails only
  * the reads that touch it, with EIO and one line naming the snapshot, the
  * block, the chunk and the reason, and a repaired chunk reads again;
- * whole-block reads fill a cache only while it has room.
+ * whole-block reads fill a cache only while it has room.  The read-ahead
+ * follows sequential readers (one, and several at once in separate
+ * parts) and decodes what they read next, leaves random readers alone,
+ * decodes what it is asked to prefetch, and a chunk it could not load is
+ * reported once, by the read that needs it.
  *
  * Then a benchmark: a 256 MiB snapshot of mixed data read sequentially
  * with 256 KiB requests from 2 threads, against pread of the same bytes
@@ -28,6 +32,7 @@
 #include "repo/chunkcache.h"
 #include "base/hash.h"
 #include "repo/manifest.h"
+#include "repo/readahead.h"
 #include "repo/repo.h"
 #include "repo/snapreader.h"
 #include "repofixture.h"
@@ -687,6 +692,13 @@ test_small_snapshot (void)
   test_reads (r_zero, model, "cache of capacity 0");
   test_extents (r);
   test_range_errors (r);
+  /* Fresh readers: the read-ahead of the reads above may still hold
+   * (verified) blocks that the corruption below is meant to reach.
+   */
+  xs_snapreader_close (r);
+  xs_snapreader_close (r_nocache);
+  r = open_copy (&f, m, cache);
+  r_nocache = open_copy (&f, m, NULL);
   test_corruption (&f, r, r_nocache, m, model);
   test_whole_blocks_fill_room (&f, m, model);
   test_threads (r, model, "cached");
@@ -869,10 +881,282 @@ test_benchmark (void)
   fixture_close (&f);
 }
 
+
+/* ----- The read-ahead ----- */
+
+#define RA_NBLOCKS 1024u
+#define RA_SIZE ((uint64_t) RA_NBLOCKS * BS)
+
+static struct xs_readahead_counts
+ahead_counts (struct xs_snapreader *r)
+{
+  struct xs_readahead_counts c;
+
+  xs_snapreader_readahead_counts (r, &c);
+  return c;
+}
+
+static uint64_t
+ahead_done (const struct xs_readahead_counts *c)
+{
+  return c->loaded + c->skipped + c->failed;
+}
+
+/* Wait (up to 10 s) until the read-ahead's queue is empty and its
+ * workers have done nothing for 50 ms (or have done want blocks).
+ */
+static struct xs_readahead_counts
+ahead_settle_at (struct xs_snapreader *r, uint64_t want)
+{
+  struct xs_readahead_counts c = ahead_counts (r), last;
+  int i, still = 0;
+
+  for (i = 0; i < 1000 && still < 5 && ahead_done (&c) != want; i++) {
+    usleep (10000);
+    last = c;
+    c = ahead_counts (r);
+    still = c.queued == 0 && ahead_done (&c) == ahead_done (&last)
+      ? still + 1 : 0;
+  }
+  return c;
+}
+
+static struct xs_readahead_counts
+ahead_settle (struct xs_snapreader *r)
+{
+  return ahead_settle_at (r, UINT64_MAX);
+}
+
+static void
+test_readahead_sequential (struct fixture *f, struct xs_manifest *m,
+                           const uint8_t *model)
+{
+  struct xs_snapreader *r = open_copy (f, m, NULL);
+  uint8_t *buf = malloc (BS);
+  struct xs_readahead_counts c;
+  uint64_t b;
+  unsigned bad = 0;
+
+  if (r == NULL || buf == NULL)
+    abort ();
+  for (b = 0; b < RA_NBLOCKS; b++)
+    if (xs_snapreader_read_block (r, b, buf) == -1
+        || memcmp (buf, model + b * BS, BS) != 0)
+      bad++;
+  is_int (bad, 0, "read-ahead: one sequential reader reads every block "
+          "right");
+  c = ahead_settle (r);
+  ok (c.loaded > 0,
+      "... and the read-ahead loaded ahead of it (%" PRIu64 " blocks)",
+      c.loaded);
+  is_int ((int) c.failed, 0, "... without a failure");
+  xs_snapreader_close (r);
+
+  /* Unaligned pieces across block boundaries: the same. */
+  r = open_copy (f, m, NULL);
+  bad = 0;
+  for (b = 0; b < RA_SIZE; b += 40000) {
+    uint32_t n = RA_SIZE - b < 40000 ? (uint32_t) (RA_SIZE - b) : 40000;
+
+    if (xs_snapreader_pread (r, buf, n, b) == -1
+        || memcmp (buf, model + b, n) != 0)
+      bad++;
+  }
+  is_int (bad, 0, "read-ahead: sequential 40000-byte reads read right");
+  ok (ahead_settle (r).loaded > 0, "... with the read-ahead loading ahead");
+  xs_snapreader_close (r);
+  free (buf);
+}
+
+static void
+test_readahead_random (struct fixture *f, struct xs_manifest *m,
+                       const uint8_t *model)
+{
+  struct xs_snapreader *r = open_copy (f, m, NULL);
+  uint8_t *buf = malloc (BS);
+  unsigned bad = 0, i;
+
+  if (r == NULL || buf == NULL)
+    abort ();
+  /* Jumps of 389 blocks (prime, and far more than a window): never a
+   * run.
+   */
+  for (i = 0; i < 300; i++) {
+    uint64_t b = ((uint64_t) i * 389) % RA_NBLOCKS;
+
+    if (xs_snapreader_read_block (r, b, buf) == -1
+        || memcmp (buf, model + b * BS, BS) != 0)
+      bad++;
+  }
+  is_int (bad, 0, "read-ahead: random block reads read right");
+  is_int ((int) ahead_settle (r).loaded, 0,
+          "... and load nothing ahead of them");
+  xs_snapreader_close (r);
+  free (buf);
+}
+
+/* Several sequential readers at once, each in its own part. */
+struct part_reader {
+  pthread_t thread;
+  struct xs_snapreader *r;
+  const uint8_t *model;
+  uint64_t start, end;
+  unsigned bad;
+};
+
+static void *
+read_part (void *arg)
+{
+  struct part_reader *p = arg;
+  uint8_t *buf = malloc (3 * BS);
+  uint64_t offset;
+
+  if (buf == NULL)
+    abort ();
+  for (offset = p->start; offset < p->end; offset += 24576) {
+    uint32_t n = p->end - offset < 24576 ? (uint32_t) (p->end - offset)
+      : 24576;
+
+    if (xs_snapreader_pread (p->r, buf, n, offset) == -1
+        || memcmp (buf, p->model + offset, n) != 0)
+      p->bad++;
+  }
+  free (buf);
+  return NULL;
+}
+
+static void
+test_readahead_streams (struct fixture *f, struct xs_manifest *m,
+                        const uint8_t *model)
+{
+  struct xs_chunk_cache *cache = xs_chunk_cache_new (8 * BS);
+  struct xs_snapreader *r = open_copy (f, m, cache);
+  struct part_reader parts[4];
+  unsigned i, bad = 0;
+
+  if (r == NULL)
+    abort ();
+  for (i = 0; i < 4; i++) {
+    parts[i] = (struct part_reader) {
+      .r = r, .model = model,
+      .start = RA_SIZE / 4 * i, .end = RA_SIZE / 4 * (i + 1),
+    };
+    if (pthread_create (&parts[i].thread, NULL, read_part, &parts[i]) != 0)
+      abort ();
+  }
+  for (i = 0; i < 4; i++) {
+    pthread_join (parts[i].thread, NULL);
+    bad += parts[i].bad;
+  }
+  is_int (bad, 0, "read-ahead: 4 sequential readers in 4 parts at once "
+          "read right (through a small shared cache)");
+  ok (ahead_settle (r).loaded > 0, "... and they were read ahead of");
+  xs_snapreader_close (r);
+  xs_chunk_cache_free (cache);
+}
+
+/* Whole reads of several blocks decode the others beside the first. */
+static void
+test_readahead_large_reads (struct fixture *f, struct xs_manifest *m,
+                            const uint8_t *model)
+{
+  struct xs_snapreader *r = open_copy (f, m, NULL);
+  uint8_t *buf = malloc (8 * BS);
+  uint64_t b;
+  unsigned bad = 0;
+
+  if (r == NULL || buf == NULL)
+    abort ();
+  /* Backwards, so that no reader is sequential. */
+  for (b = RA_NBLOCKS; b >= 8; b -= 8)
+    if (xs_snapreader_pread (r, buf, 8 * BS, (b - 8) * BS) == -1
+        || memcmp (buf, model + (b - 8) * BS, 8 * BS) != 0)
+      bad++;
+  is_int (bad, 0, "read-ahead: reads of 8 blocks, backwards, read right");
+  ok (ahead_settle (r).loaded > 0,
+      "... and had blocks decoded beside their first");
+  xs_snapreader_close (r);
+  free (buf);
+}
+
+/* prefetch, and a chunk the read-ahead cannot load. */
+static void
+test_readahead_prefetch (struct fixture *f, struct xs_manifest *m,
+                         const uint8_t *model)
+{
+  struct xs_snapreader *r = open_copy (f, m, NULL);
+  uint8_t *buf = malloc (BS);
+  struct xs_hash128 id;
+  struct xs_readahead_counts c;
+  char *path, want[64];
+  void *good;
+  size_t good_len;
+  unsigned bad = 0;
+  uint64_t b, broken = 100;
+
+  if (r == NULL || buf == NULL)
+    abort ();
+  /* A data block near 100, alone of its content. */
+  while (id = entry_of (m, broken), xs_hash128_is_zero (&id))
+    broken++;
+  path = chunk_path (f, &id);
+  read_file (path, &good, &good_len);
+  flip_bit (path, (off_t) good_len / 2);
+  tap_take_error ();
+  xs_snapreader_prefetch (r, 64, 64);
+  c = ahead_settle_at (r, 64);
+  is_int ((int) ahead_done (&c), 64,
+          "prefetch: the 64 blocks asked for were done");
+  ok (c.loaded > 40, "... most of them loaded (%" PRIu64 "; the rest are "
+      "zero blocks)", c.loaded);
+  is_int ((int) c.failed, 1, "... but the corrupt one");
+  ok (tap_take_error ()[0] == '\0',
+      "... which the read-ahead did not report");
+  errno = 0;
+  is_int (xs_snapreader_read_block (r, broken, buf), -1,
+          "the read of that block fails");
+  is_int (errno, EIO, "... with EIO");
+  snprintf (want, sizeof want, "block %" PRIu64 ": chunk", broken);
+  error_contains (want, "... and reports it");
+  for (b = 64; b < 128; b++)
+    if (b != broken && (xs_snapreader_read_block (r, b, buf) == -1
+                        || memcmp (buf, model + b * BS, BS) != 0))
+      bad++;
+  is_int (bad, 0, "the other prefetched blocks read right");
+  write_file (path, good, good_len);
+  is_int (xs_snapreader_read_block (r, broken, buf), 0,
+          "repaired, the block reads");
+  ok (memcmp (buf, model + broken * BS, BS) == 0, "... right");
+  xs_snapreader_close (r);
+  free (good);
+  free (path);
+  free (buf);
+}
+
+static void
+test_readahead (void)
+{
+  struct fixture f;
+  uint8_t *model = make_mixed_model (RA_SIZE, BS);
+  struct xs_manifest *m;
+
+  fixture_open (&f);
+  m = store_snapshot (&f, model, RA_SIZE, BS);
+  test_readahead_sequential (&f, m, model);
+  test_readahead_random (&f, m, model);
+  test_readahead_streams (&f, m, model);
+  test_readahead_large_reads (&f, m, model);
+  test_readahead_prefetch (&f, m, model);
+  xs_manifest_free (m);
+  free (model);
+  fixture_close (&f);
+}
+
 int
 main (void)
 {
   test_small_snapshot ();
+  test_readahead ();
   test_benchmark ();
   return done_testing ();
 }
