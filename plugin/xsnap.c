@@ -28,6 +28,7 @@ static char *account;
 static char *region;
 static int64_t cache_bytes = -1;       /* -1: the library's default */
 static int hydrate = 1;
+static int64_t hydrate_rate;           /* bytes a second; 0: no limit */
 static int64_t seal_buffer = XS_HEAD_SEAL_BUFFER;
 static enum { PARALLEL_AUTO, PARALLEL_ON, PARALLEL_OFF } parallel;
 
@@ -96,6 +97,10 @@ xsnap_config (const char *key, const char *value)
     hydrate = nbdkit_parse_bool (value);
     return hydrate == -1 ? -1 : 0;
   }
+  if (strcmp (key, "hydrate-rate") == 0) {
+    hydrate_rate = nbdkit_parse_size (value);
+    return hydrate_rate == -1 ? -1 : 0;
+  }
   if (strcmp (key, "seal-buffer") == 0) {
     seal_buffer = nbdkit_parse_size (value);
     return seal_buffer == -1 ? -1 : 0;
@@ -131,7 +136,10 @@ xsnap_config_complete (void)
   "                and clones (default: a quarter of the RAM, at least\n" \
   "                256M; 0 disables it).\n" \
   "hydrate=BOOL    Hydrate disks made from snapshots in the background\n" \
-  "                while they are served (default true).\n" \
+  "                while they are served (default true), giving way\n" \
+  "                to clients' reads of what they lack.\n" \
+  "hydrate-rate=SIZE  At most SIZE bytes a second for each disk\n" \
+  "                hydrated (default: no limit).\n" \
   "seal-buffer=SIZE  Room for what writes overwrite while a snapshot\n" \
   "                is pending (default 256M; 0: writes seal first).\n" \
   "parallel=auto|BOOL  Several requests of one connection at once\n" \
@@ -164,7 +172,7 @@ xsnap_after_fork (void)
   server = xs_server_new (store_path, account, region, cache_capacity ());
   if (server == NULL)
     return -1;
-  xs_server_set_hydration (server, hydrate);
+  xs_server_set_hydration (server, hydrate, (uint64_t) hydrate_rate);
   xs_server_set_seal_buffer (server, (uint64_t) seal_buffer);
   return 0;
 }

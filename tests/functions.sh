@@ -305,6 +305,16 @@ wait_sealed () {
   return 1
 }
 
+# Wait (up to 20 s) until VOL no longer reads through to a snapshot;
+# prints its source snapshot then ("" once hydrated).
+wait_hydrated () {              # wait_hydrated VOL
+  for _ in $(seq 200); do
+    [ -z "$(xs --json volume show "$1" | jq -r .source_snapshot)" ] && break
+    sleep 0.1
+  done
+  xs --json volume show "$1" | jq -r .source_snapshot
+}
+
 # Keep a client connected to URI (so the volume stays attached) until
 # the returned process is killed.  Prints its pid.
 hold_open () {

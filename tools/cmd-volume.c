@@ -9,6 +9,7 @@
 #include "cli.h"
 #include "ops/clone.h"
 #include "base/error.h"
+#include "head/head.h"
 #include "progress.h"
 #include "base/size.h"
 #include "catalog/volume.h"
@@ -324,29 +325,64 @@ volume_resize (struct cli *cli, int argc, char **argv)
   return status;
 }
 
+/* volume hydrate's options. */
+struct hydrate_args {
+  uint64_t rate;
+  struct progress_option progress;
+};
+
+static int
+take_hydrate_option (int c, char *arg, void *opaque)
+{
+  struct hydrate_args *a = opaque;
+
+  if (c == 'r')
+    return cli_parse_size (arg, "rate", &a->rate);
+  if (c == 'p')
+    return progress_parse_option (arg, &a->progress);
+  return -1;
+}
+
 static int
 volume_hydrate (struct cli *cli, int argc, char **argv)
 {
+  static const struct option options[] = {
+    { "rate", required_argument, NULL, 'r' },
+    PROGRESS_OPTION ('p'),
+    { NULL, 0, NULL, 0 },
+  };
+  struct hydrate_args args = { .progress = PROGRESS_OPTION_INIT };
+  struct xs_hydrate_options hydrate = { .progress = progress_update };
   struct xs_volume vol;
   struct progress progress;
   uint64_t copied;
+  double seconds;
   int status;
 
-  status = one_volume (cli, argc, argv, "volume hydrate", NULL, "", NULL,
-                       NULL, &vol);
+  status = one_volume (cli, argc, argv, "volume hydrate", options, "",
+                       take_hydrate_option, &args, &vol);
   if (status != 0)
     return status;
-  progress_init (&progress, "hydrating", cli->quiet || cli->json, -1);
-  status = xs_volume_hydrate (cli->store, &vol, progress_update, &progress,
-                              &copied) == 0 ? 0 : 1;
+  progress_init_option (&progress, "hydrating", cli->quiet || cli->json,
+                        &args.progress);
+  progress_set_unit (&progress, vol.block_size);
+  hydrate.opaque = &progress;
+  hydrate.rate = args.rate;
+  status = xs_volume_hydrate (cli->store, &vol, &hydrate, &copied) == 0
+    ? 0 : 1;
+  seconds = progress_seconds (&progress);
   progress_end (&progress);
   if (status == 0 && cli->json)
-    status = cli_print_json (json_pack ("{s:s, s:I}", "volume", vol.name,
-                                        "blocks_copied",
-                                        (json_int_t) copied)) ? 1 : 0;
+    status = cli_print_json (json_pack ("{s:s, s:I, s:I, s:f}",
+                                        "volume", vol.name,
+                                        "blocks_copied", (json_int_t) copied,
+                                        "bytes_copied",
+                                        (json_int_t) (copied
+                                                      * vol.block_size),
+                                        "seconds", seconds)) ? 1 : 0;
   else if (status == 0 && !cli->quiet)
-    printf ("volume '%s' is fully hydrated (%" PRIu64 " blocks copied)\n",
-            vol.name, copied);
+    printf ("volume '%s' is fully hydrated (%" PRIu64 " blocks copied "
+            "in %.2f s)\n", vol.name, copied, seconds);
   xs_volume_clear (&vol);
   return status;
 }

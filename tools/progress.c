@@ -1,10 +1,21 @@
 /* xsnap CLI: progress display (see progress.h). */
 #include <inttypes.h>
 #include <stdio.h>
+#include <time.h>
 #include <unistd.h>
 
+#include "base/size.h"
 #include "cli.h"
 #include "progress.h"
+
+static double
+now_seconds (void)
+{
+  struct timespec ts;
+
+  clock_gettime (CLOCK_MONOTONIC, &ts);
+  return (double) ts.tv_sec + (double) ts.tv_nsec / 1e9;
+}
 
 void
 progress_init (struct progress *p, const char *label, bool quiet, int fd)
@@ -13,6 +24,35 @@ progress_init (struct progress *p, const char *label, bool quiet, int fd)
   p->tty = !quiet && isatty (STDERR_FILENO);
   p->fd = fd;
   p->last_percent = -1;
+  p->unit_bytes = 0;
+  p->start = now_seconds ();
+}
+
+void
+progress_set_unit (struct progress *p, uint64_t bytes)
+{
+  p->unit_bytes = bytes;
+}
+
+double
+progress_seconds (const struct progress *p)
+{
+  return now_seconds () - p->start;
+}
+
+/* " 123.4 MiB/s" for a bar, or "" while unknown. */
+static void
+format_rate (const struct progress *p, uint64_t done, char *buf, size_t len)
+{
+  double seconds = progress_seconds (p);
+  char size[32];
+
+  buf[0] = '\0';
+  if (p->unit_bytes == 0 || seconds < 0.1)
+    return;
+  xs_size_format ((uint64_t) ((double) (done * p->unit_bytes) / seconds),
+                  size, sizeof size);
+  snprintf (buf, len, " %s/s", size);
 }
 
 void
@@ -20,7 +60,7 @@ progress_update (uint64_t done, uint64_t total, void *opaque)
 {
   struct progress *p = opaque;
   int percent = total ? (int) (done * 100 / total) : 100;
-  char bar[41];
+  char bar[41], rate[48];
   int i, filled;
 
   if (percent == p->last_percent)
@@ -34,8 +74,9 @@ progress_update (uint64_t done, uint64_t total, void *opaque)
   for (i = 0; i < 40; i++)
     bar[i] = i < filled ? '#' : '.';
   bar[40] = '\0';
-  fprintf (stderr, "\r%s [%s] %3d%% (%" PRIu64 "/%" PRIu64 ")", p->label,
-           bar, percent, done, total);
+  format_rate (p, done, rate, sizeof rate);
+  fprintf (stderr, "\r%s [%s] %3d%% (%" PRIu64 "/%" PRIu64 ")%s", p->label,
+           bar, percent, done, total, rate);
 }
 
 void

@@ -13,6 +13,8 @@ struct progress {
   bool tty;                     /* draw a bar on stderr */
   int fd;                       /* machine-readable "done/total\\n", or -1 */
   int last_percent;
+  uint64_t unit_bytes;          /* bytes a unit of done is; 0: unknown */
+  double start;                 /* when progress_init was called */
 };
 
 extern void progress_init (struct progress *p, const char *label, bool quiet,
@@ -20,6 +22,12 @@ extern void progress_init (struct progress *p, const char *label, bool quiet,
 
 /* Suitable as a libxsnap progress callback (OPAQUE is the progress). */
 extern void progress_update (uint64_t done, uint64_t total, void *opaque);
+
+/* Each unit of done is BYTES bytes (a block): the bar shows the rate. */
+extern void progress_set_unit (struct progress *p, uint64_t bytes);
+
+/* Seconds since progress_init. */
+extern double progress_seconds (const struct progress *p);
 
 /* Finish the bar line. */
 extern void progress_end (struct progress *p);

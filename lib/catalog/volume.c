@@ -855,9 +855,8 @@ xs_volume_mark_hydrated (struct xs_store *store, const struct xs_volume *vol)
 
 int
 xs_volume_hydrate (struct xs_store *store, const struct xs_volume *vol,
-                   void (*progress) (uint64_t done, uint64_t total,
-                                     void *opaque),
-                   void *opaque, uint64_t *copied)
+                   const struct xs_hydrate_options *options,
+                   uint64_t *copied)
 {
   struct xs_head *head;
   int r;
@@ -868,8 +867,7 @@ xs_volume_hydrate (struct xs_store *store, const struct xs_volume *vol,
   head = xs_volume_open_head (store, vol);
   if (head == NULL)
     return -1;
-  r = xs_head_hydrate (head, progress, opaque, NULL, 0, copied)
-    == XS_HYDRATE_DONE ? 0 : -1;
+  r = xs_head_hydrate (head, options, copied) == XS_HYDRATE_DONE ? 0 : -1;
   if (r == 0 && xs_volume_mark_hydrated (store, vol) == -1)
     r = -1;
   if (xs_head_close (head) == -1)

@@ -144,15 +144,15 @@ extern int xs_volume_create_from_snapshot (struct xs_store *store,
                                            const char *key_spec,
                                            struct xs_volume *vol);
 
-/* Copy every block of a clone into its head; afterwards the volume no
- * longer needs its source snapshot.  Refused while attached.
+/* Copy every block of a clone into its head (as OPTIONS say, which may
+ * be NULL: head.h); afterwards the volume no longer needs its source
+ * snapshot.  Refused while attached.
  */
+struct xs_hydrate_options;
 extern int xs_volume_hydrate (struct xs_store *store,
                               const struct xs_volume *vol,
-                              void (*progress) (uint64_t done,
-                                                uint64_t total,
-                                                void *opaque),
-                              void *opaque, uint64_t *copied);
+                              const struct xs_hydrate_options *options,
+                              uint64_t *copied);
 
 /* Make SNAPSHOT_ID the base of volume VOLUME_ID, whose dirty map is now
  * of epoch CBT_EPOCH: holding the catalog lock, in the transaction that

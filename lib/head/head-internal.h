@@ -113,4 +113,21 @@ extern int xs_head_decrypt_raw (const struct xs_head *h, void *buf,
  */
 extern uint64_t xs_head_seal_buffer (const struct xs_head *h);
 
+/* ----- Clones, for hydration (hydrate.c) ----- */
+
+struct xs_presentmap;
+
+/* Make block b of a clone present, copying it up from the source under
+ * its copy-up stripe lock unless it is present already.  *buf is a
+ * block buffer, allocated on first use (the caller frees it).  0, or -1
+ * reported.
+ */
+extern int xs_head_copy_up (struct xs_head *h, uint64_t b, void **buf);
+
+/* The clone's present map (NULL for a head that is not a clone). */
+extern const struct xs_presentmap *xs_head_present (const struct xs_head *h);
+
+/* How many client reads are reading through to the source right now. */
+extern unsigned xs_head_source_reads (struct xs_head *h);
+
 #endif /* XSNAP_HEAD_INTERNAL_H */

@@ -74,6 +74,7 @@ struct xs_head {
   struct xs_repo *source_repo;  /* where SOURCE reads from */
   struct xs_presentmap *present;
   pthread_mutex_t copyup[XS_HEAD_COPYUP_STRIPES];
+  atomic_uint source_reads;     /* reads through to SOURCE in flight */
 
   /* An encrypted head (headcrypt.h): the data file holds ciphertext, in
    * whole 4 KiB sectors.  A change of part of a sector reads, changes and
@@ -840,8 +841,15 @@ xs_head_pread (struct xs_head *h, void *buf, uint32_t count, uint64_t offset)
     bool present;
     uint64_t run_end = same_presence_end (h, offset, end, &present);
     uint32_t len = (uint32_t) (run_end - offset);
-    int r = present ? pread_data (h, p, len, offset)
-      : xs_snapreader_pread (h->source, p, len, offset);
+    int r;
+
+    if (present)
+      r = pread_data (h, p, len, offset);
+    else {
+      atomic_fetch_add_explicit (&h->source_reads, 1, memory_order_relaxed);
+      r = xs_snapreader_pread (h->source, p, len, offset);
+      atomic_fetch_sub_explicit (&h->source_reads, 1, memory_order_relaxed);
+    }
     if (r == -1)
       return -1;
     p += len;
@@ -927,6 +935,24 @@ make_present (struct xs_head *h, uint64_t b, bool whole, void **buf)
   }
   xs_lock_drop (&h->copyup[k]);
   return r;
+}
+
+int
+xs_head_copy_up (struct xs_head *h, uint64_t b, void **buf)
+{
+  return make_present (h, b, false, buf);
+}
+
+const struct xs_presentmap *
+xs_head_present (const struct xs_head *h)
+{
+  return h->present;
+}
+
+unsigned
+xs_head_source_reads (struct xs_head *h)
+{
+  return atomic_load_explicit (&h->source_reads, memory_order_relaxed);
 }
 
 /* Before a change of [OFFSET, OFFSET + COUNT) of a clone: every block it
@@ -1185,48 +1211,6 @@ bool
 xs_head_is_clone (const struct xs_head *h)
 {
   return h->source != NULL;
-}
-
-enum xs_hydrate_result
-xs_head_hydrate (struct xs_head *h,
-                 void (*progress) (uint64_t done, uint64_t total,
-                                   void *opaque),
-                 void *opaque, const atomic_int *stop, unsigned pause_us,
-                 uint64_t *copied)
-{
-  uint64_t nblocks = xs_head_nblocks (h), b, missing, done = 0;
-  void *buf = NULL;
-
-  *copied = 0;
-  if (h->source == NULL)
-    return XS_HYDRATE_DONE;
-  missing = nblocks - xs_presentmap_count (h->present);
-  for (b = 0; b < nblocks; b++) {
-    if (xs_presentmap_has (h->present, b))
-      continue;
-    if (stop && atomic_load_explicit (stop, memory_order_relaxed)) {
-      free (buf);
-      *copied = done;
-      return XS_HYDRATE_STOPPED;
-    }
-    if (make_present (h, b, false, &buf) == -1) {
-      free (buf);
-      return XS_HYDRATE_FAILED;
-    }
-    if (++done % 64 == 0) {
-      if (progress)
-        progress (done, missing, opaque);
-      if (pause_us)
-        usleep (pause_us);
-    }
-  }
-  free (buf);
-  if (progress)
-    progress (missing, missing, opaque);
-  if (xs_head_flush (h) == -1)
-    return XS_HYDRATE_FAILED;
-  *copied = missing;
-  return XS_HYDRATE_DONE;
 }
 
 void

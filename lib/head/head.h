@@ -76,18 +76,29 @@ enum xs_hydrate_result {
   XS_HYDRATE_FAILED,            /* reported */
 };
 
+/* How to hydrate (all optional: zero is "as fast as possible"). */
+struct xs_hydrate_options {
+  /* Called now and then with the blocks copied so far and how many were
+   * missing when it began.
+   */
+  void (*progress) (uint64_t done, uint64_t total, void *opaque);
+  void *opaque;
+  const atomic_int *stop;       /* non-zero: stop at the next block */
+  uint64_t rate;                /* bytes a second at most; 0: no limit */
+  /* Pause while clients read blocks through to the source (a served
+   * clone): their reads come first.
+   */
+  bool give_way_to_reads;
+};
+
 /* Copy every block not yet present from the clone's source into the
  * head, without counting it as a change; *COPIED receives how many were
- * still missing.  When it is done the clone no longer needs its source.
- * If STOP is not NULL and becomes non-zero, it stops at the next block
- * (for a background hydrator); PAUSE_US, if not zero, is slept every 64
- * blocks so that hydration yields to clients.
+ * copied.  Blocks are fetched and decoded ahead of the copy on the
+ * source's read-ahead workers, written back as it goes, and the head is
+ * flushed at the end: then the clone no longer needs its source.
  */
 extern enum xs_hydrate_result
-xs_head_hydrate (struct xs_head *h,
-                 void (*progress) (uint64_t done, uint64_t total,
-                                   void *opaque),
-                 void *opaque, const atomic_int *stop, unsigned pause_us,
+xs_head_hydrate (struct xs_head *h, const struct xs_hydrate_options *options,
                  uint64_t *copied);
 
 /* Whether the head still reads through to a source snapshot. */

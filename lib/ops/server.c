@@ -79,6 +79,7 @@ struct xs_server {
   struct xs_scope scope;
   struct xs_chunk_cache *cache; /* decompressed chunks, shared by exports */
   bool hydrate;                 /* hydrate clones in the background */
+  uint64_t hydrate_rate;        /* bytes a second for each; 0: no limit */
   uint64_t seal_buffer;         /* for every head (head.h) */
   pthread_mutex_t lock;         /* protects exports and refs */
   struct xs_export *exports;
@@ -711,8 +712,8 @@ control_handler (json_t *request, void *opaque)
   return reply;
 }
 
-/* Hydrate a clone while it is served, yielding to clients (a pause every
- * 64 blocks); when done, record that it no longer needs its source.
+/* Hydrate a clone while it is served, giving way to clients' reads of
+ * what it lacks; when done, record that it no longer needs its source.
  */
 static void *
 hydrator_main (void *opaque)
@@ -721,11 +722,15 @@ hydrator_main (void *opaque)
   struct xs_volume vol = {
     .name = exp->description, .source_snapshot_id = exp->source_snapshot_id,
   };
+  struct xs_hydrate_options options = {
+    .stop = &exp->stop_hydrating,
+    .rate = exp->srv->hydrate_rate,
+    .give_way_to_reads = true,
+  };
   uint64_t copied;
 
   snprintf (vol.id, sizeof vol.id, "%s", exp->volume_id);
-  if (xs_head_hydrate (exp->head, NULL, NULL, &exp->stop_hydrating, 2000,
-                       &copied) == XS_HYDRATE_DONE
+  if (xs_head_hydrate (exp->head, &options, &copied) == XS_HYDRATE_DONE
       && xs_volume_mark_hydrated (exp->srv->store, &vol) == 0)
     xs_debug ("volume %s: hydrated in the background (%" PRIu64 " blocks)",
               exp->volume_id, copied);
@@ -1034,9 +1039,10 @@ xs_server_give_up (struct xs_server *srv, struct xs_export *exp)
 }
 
 void
-xs_server_set_hydration (struct xs_server *srv, bool on)
+xs_server_set_hydration (struct xs_server *srv, bool on, uint64_t rate)
 {
   srv->hydrate = on;
+  srv->hydrate_rate = rate;
 }
 
 void

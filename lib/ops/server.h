@@ -33,9 +33,12 @@ extern struct xs_server *xs_server_new (const char *store_path,
 extern void xs_server_free (struct xs_server *srv);
 
 /* Whether clones served are hydrated in the background (default off;
- * the plugin turns it on unless hydrate=false).
+ * the plugin turns it on unless hydrate=false), and at most how many
+ * bytes a second each (0: no limit).  A hydrator waits while clients
+ * read through to the snapshot.
  */
-extern void xs_server_set_hydration (struct xs_server *srv, bool on);
+extern void xs_server_set_hydration (struct xs_server *srv, bool on,
+                                     uint64_t rate);
 
 /* The seal buffer of every volume served (xs_head_set_seal_buffer). */
 extern void xs_server_set_seal_buffer (struct xs_server *srv,

@@ -60,6 +60,7 @@ struct xs_snapreader {
   struct decoder_slot *idle;    /* decoders not in use */
   struct xs_readahead *ahead;   /* keeps sequential readers fed */
   struct xs_chunk_cache *ahead_cache; /* what it decoded */
+  uint64_t ahead_window;        /* blocks kept ahead of a reader */
 };
 
 /* What the cache's load function needs to know about the read. */
@@ -368,6 +369,7 @@ start_readahead (struct xs_snapreader *reader)
     window = READAHEAD_MIN_BLOCKS;
   if (threads > READAHEAD_MAX_THREADS)
     threads = READAHEAD_MAX_THREADS;
+  reader->ahead_window = window;
   reader->ahead_cache = xs_chunk_cache_new (READAHEAD_WINDOWS * window
                                             * reader->block_size);
   if (reader->ahead_cache == NULL)
@@ -507,6 +509,12 @@ xs_snapreader_readahead_counts (struct xs_snapreader *reader,
                                 struct xs_readahead_counts *counts)
 {
   xs_readahead_counts (reader->ahead, counts);
+}
+
+uint64_t
+xs_snapreader_readahead_window (const struct xs_snapreader *reader)
+{
+  return reader->ahead_window;
 }
 
 void

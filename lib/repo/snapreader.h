@@ -80,6 +80,13 @@ extern int xs_snapreader_read_block (struct xs_snapreader *reader,
 extern void xs_snapreader_prefetch (struct xs_snapreader *reader,
                                     uint64_t block, uint64_t count);
 
+/* How many blocks the read-ahead keeps decoded ahead of one reader: a
+ * caller of xs_snapreader_prefetch gains nothing by asking for more at
+ * once.
+ */
+extern uint64_t
+xs_snapreader_readahead_window (const struct xs_snapreader *reader);
+
 /* What the reader's read-ahead has done (readahead.h). */
 struct xs_readahead_counts;
 extern void
