@@ -175,5 +175,6 @@ main (int argc, char **argv)
   cli.in_command = true;
   status = cmd->run (&cli, argc, argv);
   cli_close (&cli);
+  free (cli.store_path_owned);
   return status;
 }
