@@ -1212,3 +1212,49 @@ xs_snapshot_newest_by_volume (struct xs_store *store,
   xs_catalog_unlock (cat);
   return r;
 }
+
+struct pending_list {
+  int (*fn) (const struct xs_snapshot_pending *p, void *opaque);
+  void *opaque;
+};
+
+static int
+each_pending (sqlite3_stmt *stmt, void *opaque)
+{
+  struct pending_list *list = opaque;
+  struct xs_snapshot_pending p = {
+    .id = (const char *) sqlite3_column_text (stmt, 0),
+    .account = (const char *) sqlite3_column_text (stmt, 1),
+    .region = (const char *) sqlite3_column_text (stmt, 2),
+    .volume_name = (const char *) sqlite3_column_text (stmt, 3),
+    .name = (const char *) sqlite3_column_text (stmt, 4),
+    .created_ns = sqlite3_column_int64 (stmt, 5),
+    .owner_pid = sqlite3_column_int64 (stmt, 6),
+  };
+
+  return list->fn (&p, list->opaque);
+}
+
+int
+xs_snapshot_list_pending (struct xs_store *store,
+                          int (*fn) (const struct xs_snapshot_pending *p,
+                                     void *opaque),
+                          void *opaque)
+{
+  struct xs_catalog *cat = xs_store_catalog (store);
+  struct pending_list list = { fn, opaque };
+  sqlite3_stmt *stmt;
+  int r = -1;
+
+  xs_catalog_lock (cat);
+  stmt = xs_catalog_prepare (cat, "SELECT id, account, region, volume_name,"
+                             " name, created_ns, owner_pid FROM snapshots"
+                             " WHERE status = 'pending'"
+                             " ORDER BY created_ns, id",
+                             "list pending snapshots");
+  if (stmt)
+    r = xs_catalog_each_row (cat, stmt, "list pending snapshots",
+                             each_pending, &list);
+  xs_catalog_unlock (cat);
+  return r;
+}

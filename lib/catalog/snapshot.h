@@ -248,6 +248,21 @@ extern int xs_snapshot_mark_task_copy (struct xs_store *store,
 extern int xs_snapshot_adopt_task_copies (struct xs_store *store,
                                           const char *task_id);
 
+/* The pending snapshots of the store (sealing, or left by a sealer that
+ * died until their volume's next owner or gc removes them), oldest
+ * first.  FN runs under the catalog lock (recursive).
+ */
+struct xs_snapshot_pending {
+  const char *id, *account, *region, *volume_name, *name;
+  int64_t created_ns;
+  int64_t owner_pid;            /* the process sealing it, 0 if none */
+};
+extern int xs_snapshot_list_pending (struct xs_store *store,
+                                     int (*fn) (const struct
+                                                xs_snapshot_pending *p,
+                                                void *opaque),
+                                     void *opaque);
+
 /* What the snapshots the catalog keeps in each repository stored when
  * they were made: for each account and region (that exist) with any,
  * how many rows (*SNAPSHOTS: available, pending, or deleted and not yet
