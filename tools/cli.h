@@ -118,5 +118,12 @@ extern int cmd_daemon (struct cli *cli, int argc, char **argv);
 extern int cmd_config (struct cli *cli, int argc, char **argv);
 extern int cmd_region (struct cli *cli, int argc, char **argv);
 extern int cmd_key (struct cli *cli, int argc, char **argv);
+extern int cmd_metrics (struct cli *cli, int argc, char **argv);
+extern int cmd_status (struct cli *cli, int argc, char **argv);
+
+/* May the caller read the whole store's metrics and status
+ * (xsnap:DescribeMetrics)?  0, or -1 reported.
+ */
+extern int cli_check_metrics_access (struct cli *cli);
 
 #endif /* XSNAP_CLI_H */
