@@ -6,10 +6,10 @@
  * changed-block maps are trusted, how much each repository holds, which
  * jobs run or failed, and when gc and verify last ran and how they ended.
  * This module gathers that from the catalog and from the volumes' map
- * files, read only: a scrape never takes a volume's owner lock, never
- * lists or reads a repository, and costs one pass over the catalog's rows
- * plus one read of each volume's dirty map (docs/ARCHITECTURE.md,
- * "Metrics and status").
+ * files, read only: a scrape never opens a volume (its owner lock is
+ * probed for an instant, as a listing does), never lists or reads a
+ * repository, and costs one pass over the catalog's rows plus one read of
+ * each volume's dirty map (docs/ARCHITECTURE.md, "Metrics and status").
  *
  * xs_metrics_text writes it in the Prometheus text exposition format
  * (version 0.0.4), for `xsnap metrics` and the daemon's /metrics;
