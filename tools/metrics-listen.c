@@ -13,6 +13,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -128,15 +129,18 @@ bound_address (int fd)
 }
 
 /* Read the request head (up to the empty line) into BUF: its length, or
- * -1 if the client sent too much, too slowly, or hung up.
+ * -1 if the client sent too much, too slowly (each read waits at most
+ * the socket's timeout, and the whole head may take no longer), or hung
+ * up.
  */
 static ssize_t
 read_request (int fd, char *buf, size_t size)
 {
+  int64_t deadline = xs_now_ns () + CLIENT_TIMEOUT_S * INT64_C (1000000000);
   size_t len = 0;
   ssize_t n;
 
-  while (len < size - 1) {
+  while (len < size - 1 && xs_now_ns () < deadline) {
     n = read (fd, buf + len, size - 1 - len);
     if (n == -1 && errno == EINTR)
       continue;

@@ -4,10 +4,11 @@
  * One thread accepts one connection at a time and answers one request on
  * it: GET (or HEAD) /metrics gets the store's metrics (lib/ops/metrics.h)
  * as text/plain; version=0.0.4, any other path 404, any other method 405,
- * a request that is not HTTP 400; then the connection is closed.  A client
- * that sends nothing for 5 seconds is dropped.  The thread has its own
- * handle on the store, so a scrape never waits for the daemon's pass to
- * let go of its handle (SQLite's WAL lets it read while a pass writes).
+ * a request that is not HTTP 400; then the connection is closed.  A
+ * client that has not sent its request within 5 seconds is dropped.  The
+ * thread has its own handle on the store, so a scrape never waits for
+ * the daemon's pass to let go of its handle (SQLite's WAL lets it read
+ * while a pass writes).
  * It serves anyone who can connect: bind it to loopback, or keep it
  * behind a firewall.
  */
