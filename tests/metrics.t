@@ -128,6 +128,9 @@ is "$(value "$m" xsnap_copy_task_failing 'dest_region="dr"')" 1 \
    "the task's last copy failed"
 check "its last failure has a time" -- \
   greater "$(value "$m" xsnap_copy_task_last_failure_timestamp_seconds 'dest_region="dr"')" 0
+is "$(xs --account alice --json policy tasks \
+        | jq -r '.copy_to_other_accounts[0] | (.last_failure != "") and (.last_error != "")')" \
+   true "policy tasks --json says when and why it failed"
 lag1=$(lag)
 check "the lag rose while the destination is unreachable ($lag0 -> $lag1 s)" -- \
   greater "$lag1" "$lag0"

@@ -284,11 +284,15 @@ xs_schedule_attach (struct xs_store *store, const struct xs_scope *scope,
 json_t *
 xs_copy_task_to_json (const struct xs_copy_task *task)
 {
-  char created[32];
+  char created[32], success[32] = "", failure[32] = "";
 
   xs_format_utc (task->created_ns, created, sizeof created);
+  if (task->last_success_ns)
+    xs_format_utc (task->last_success_ns, success, sizeof success);
+  if (task->last_failure_ns)
+    xs_format_utc (task->last_failure_ns, failure, sizeof failure);
   return json_pack ("{s:s, s:s, s:s, s:{s:s, s:s}, s:{s:s, s:s}, s:I,"
-                    " s:s, s:s}", "id", task->id,
+                    " s:s, s:s, s:s, s:s}", "id", task->id,
                     "policy_id", task->policy_id,
                     "policy", task->policy_name,
                     "source", "account", task->source_account,
@@ -296,7 +300,8 @@ xs_copy_task_to_json (const struct xs_copy_task *task)
                     "destination", "account", task->dest_account,
                     "region", task->dest_region,
                     "retain", (json_int_t) task->retain,
-                    "created", created, "last_error", task->last_error);
+                    "created", created, "last_error", task->last_error,
+                    "last_success", success, "last_failure", failure);
 }
 
 /* Another account receives only within the owner's organisation. */
@@ -409,7 +414,8 @@ xs_schedule_copy_to (struct xs_store *store, const struct xs_scope *scope,
 #define TASK_SELECT                                                     \
   "SELECT t.id, t.policy_id, p.name, p.account, p.region,"              \
   " t.dest_account, t.dest_region, t.retain, t.created_ns,"             \
-  " t.last_error FROM copy_tasks AS t"                                  \
+  " t.last_error, t.last_success_ns, t.last_failure_ns"                \
+  " FROM copy_tasks AS t"                                               \
   " JOIN auto_policies AS p ON p.id = t.policy_id"
 
 static void
@@ -425,6 +431,8 @@ row_to_task (sqlite3_stmt *stmt, struct xs_copy_task *task)
   task->retain = sqlite3_column_int64 (stmt, 7);
   task->created_ns = sqlite3_column_int64 (stmt, 8);
   task->last_error = (const char *) sqlite3_column_text (stmt, 9);
+  task->last_success_ns = sqlite3_column_int64 (stmt, 10);
+  task->last_failure_ns = sqlite3_column_int64 (stmt, 11);
 }
 
 int

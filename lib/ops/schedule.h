@@ -80,6 +80,7 @@ struct xs_copy_task {
   int64_t retain;
   int64_t created_ns;
   const char *last_error;
+  int64_t last_success_ns, last_failure_ns;     /* its last copies; 0: never */
 };
 extern json_t *xs_copy_task_to_json (const struct xs_copy_task *task);
 
