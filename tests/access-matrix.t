@@ -163,6 +163,7 @@ do_CreateRegion () { xs region add r3; }
 do_DeleteRegion () { xs region remove r3; }
 do_DescribeRegions () { xs --account alice region list; }
 do_RunGc () { xs --account alice gc; }
+do_DescribeMetrics () { xs metrics; }
 do_SetConfig () { xs config set share.max_days 100; }
 
 # ACTION CALLER AUDITED: the caller the deny is attached to, and whether
@@ -223,6 +224,7 @@ CreateRegion admin yes
 DeleteRegion admin yes
 DescribeRegions alice no
 RunGc alice no
+DescribeMetrics admin no
 SetConfig admin yes
 '
 

@@ -106,15 +106,29 @@ cli_next_option (struct cli *cli, int argc, char **argv,
 }
 
 int
+cli_resolve_store (struct cli *cli)
+{
+  if (cli->store_path_owned)
+    return 0;
+  if (cli->store_path == NULL) {
+    xs_error ("no store given: use --store DIR or set XSNAP_STORE");
+    return -1;
+  }
+  cli->store_path_owned = xs_absolute_path (cli->store_path, "store");
+  if (cli->store_path_owned == NULL)
+    return -1;
+  cli->store_path = cli->store_path_owned;
+  return 0;
+}
+
+int
 cli_open (struct cli *cli)
 {
   char *actor;
   int r = -1;
 
-  if (cli->store_path == NULL) {
-    xs_error ("no store given: use --store DIR or set XSNAP_STORE");
+  if (cli_resolve_store (cli) == -1)
     return -1;
-  }
   cli->store = xs_store_open (cli->store_path);
   if (cli->store == NULL)
     return -1;

@@ -20,7 +20,9 @@
 #define EXIT_CORRUPT 4
 
 struct cli {
-  const char *store_path;       /* --store, XSNAP_STORE */
+  const char *store_path;       /* --store, XSNAP_STORE; absolute once
+                                   cli_resolve_store has run */
+  char *store_path_owned;       /* what cli_resolve_store made */
   const char *account;          /* --account, XSNAP_ACCOUNT */
   const char *region;           /* --region, XSNAP_REGION */
   bool json;                    /* --json */
@@ -45,6 +47,12 @@ extern int cli_next_option (struct cli *cli, int argc, char **argv,
  * process id.
  */
 extern void cli_stamp_messages (void);
+
+/* Make --store (XSNAP_STORE) absolute, once, before anything uses it:
+ * every path a command stores or prints is absolute.  0 or -1 (reported:
+ * no store given, or its parent folder is not there).
+ */
+extern int cli_resolve_store (struct cli *cli);
 
 /* Open the store and resolve the scope.  Returns 0 or -1 (reported). */
 extern int cli_open (struct cli *cli);
@@ -110,5 +118,12 @@ extern int cmd_daemon (struct cli *cli, int argc, char **argv);
 extern int cmd_config (struct cli *cli, int argc, char **argv);
 extern int cmd_region (struct cli *cli, int argc, char **argv);
 extern int cmd_key (struct cli *cli, int argc, char **argv);
+extern int cmd_metrics (struct cli *cli, int argc, char **argv);
+extern int cmd_status (struct cli *cli, int argc, char **argv);
+
+/* May the caller read the whole store's metrics and status
+ * (xsnap:DescribeMetrics)?  0, or -1 reported.
+ */
+extern int cli_check_metrics_access (struct cli *cli);
 
 #endif /* XSNAP_CLI_H */

@@ -24,10 +24,8 @@ cmd_init (struct cli *cli, int argc, char **argv)
   }
   if (optind != argc)
     return cli_usage ("init", "unexpected argument '%s'", argv[optind]);
-  if (cli->store_path == NULL) {
-    xs_error ("no store given: use --store DIR or set XSNAP_STORE");
+  if (cli_resolve_store (cli) == -1)
     return 1;
-  }
   if (xs_store_init (cli->store_path, cli->region, backend) == -1)
     return 1;
   if (cli->json) {

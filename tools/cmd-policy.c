@@ -13,6 +13,7 @@
 #include "access/access.h"
 #include "ops/schedule.h"
 #include "cli.h"
+#include "metrics-listen.h"
 #include "base/error.h"
 #include "base/fileio.h"
 
@@ -474,26 +475,47 @@ cmd_daemon (struct cli *cli, int argc, char **argv)
 {
   static const struct option options[] = {
     { "interval", required_argument, NULL, 'i' },
+    { "metrics-listen", required_argument, NULL, 'm' },
     { NULL, 0, NULL, 0 },
   };
   long interval = 60;
   int64_t now, next, wait_s;
-  char *arg, *end;
+  const char *metrics_address = NULL;
+  struct metrics_listener *listener = NULL;
+  char *arg, *end, *bound = NULL, line[320];
   int c;
 
   while ((c = cli_next_option (cli, argc, argv, "", options, &arg)) != -1) {
-    if (c != 'i')
-      return cli_usage ("daemon", "bad option");
-    interval = strtol (arg, &end, 10);
-    if (*end || end == arg || interval < 1 || interval > 86400)
-      return cli_usage ("daemon", "--interval takes 1 to 86400 seconds");
+    switch (c) {
+    case 'i':
+      interval = strtol (arg, &end, 10);
+      if (*end || end == arg || interval < 1 || interval > 86400)
+        return cli_usage ("daemon", "--interval takes 1 to 86400 seconds");
+      break;
+    case 'm': metrics_address = arg; break;
+    default: return cli_usage ("daemon", "bad option");
+    }
   }
   if (optind != argc)
     return cli_usage ("daemon", "takes no arguments");
   if (cli_open (cli) == -1)
     return 1;
+  /* The listener serves what the daemon's account may see: refused at
+   * start, not at each scrape.
+   */
+  if (metrics_address
+      && (cli_check_metrics_access (cli) == -1
+          || (listener = metrics_listen_start (xs_store_path (cli->store),
+                                               metrics_address,
+                                               &bound)) == NULL))
+    return 1;
   catch_stop_signals ();
   print_note ("daemon started", cli);
+  if (listener) {
+    snprintf (line, sizeof line, "metrics on http://%s/metrics", bound);
+    print_note (line, cli);
+    free (bound);
+  }
   while (!stopping) {
     if (run_pass (cli) == -1)
       print_note ("the pass failed; trying again later", cli);
@@ -508,6 +530,7 @@ cmd_daemon (struct cli *cli, int argc, char **argv)
     for (int64_t i = 0; i < wait_s && !stopping; i++)
       sleep (1);
   }
+  metrics_listen_stop (listener);
   print_note ("daemon stopped", cli);
   return 0;
 }

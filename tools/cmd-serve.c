@@ -19,6 +19,7 @@
 
 #include "cli.h"
 #include "base/error.h"
+#include "base/fileio.h"
 #include "access/psk.h"
 
 #define MAX_ARGS 32
@@ -128,7 +129,7 @@ cmd_serve (struct cli *cli, int argc, char **argv)
   const char *args[MAX_ARGS], *port = NULL;
   char *plugin = NULL, *store_arg = NULL, *account_arg = NULL;
   char *region_arg = NULL, *psk = NULL, *psk_arg = NULL, *socket = NULL;
-  char *addr = NULL;
+  char *addr = NULL, *unix_abs = NULL;
   size_t n = 0;
   int status;
 
@@ -140,6 +141,11 @@ cmd_serve (struct cli *cli, int argc, char **argv)
   if (cli_open (cli) == -1)
     return 1;
   status = 1;
+  /* nbdkit gets the socket's absolute path, and so does the user. */
+  if (o.unix_path
+      && (o.unix_path = unix_abs = xs_absolute_path (o.unix_path,
+                                                     "socket")) == NULL)
+    goto out;
   if (o.listen) {
     psk = xs_psk_file (cli->store, cli->scope.account, o.rotate);
     if (psk == NULL || asprintf (&psk_arg, "--tls-psk=%s", psk) == -1)
@@ -206,5 +212,6 @@ cmd_serve (struct cli *cli, int argc, char **argv)
   free (psk);
   free (psk_arg);
   free (socket);
+  free (unix_abs);
   return status;
 }

@@ -10,6 +10,8 @@
 #include "access/access.h"
 #include "ops/copy.h"
 #include "base/error.h"
+#include "base/fileio.h"
+#include "catalog/maintenance.h"
 #include "progress.h"
 #include "repo/repo.h"
 #include "catalog/snapshot.h"
@@ -100,6 +102,29 @@ report_progress (uint64_t done, uint64_t total, void *opaque)
   progress_update (done, total, &out->progress);
 }
 
+/* The run, for xsnap metrics and status: how the last verify of the
+ * snapshot's repository ended.
+ */
+static int
+record_run (struct cli *cli, const struct xs_snapshot *snap,
+            int64_t started, int status,
+            const struct xs_verify_report *report, const char *why)
+{
+  char detail[700];
+
+  if (status == 1)
+    snprintf (detail, sizeof detail, "snapshot %s: %s", snap->id, why);
+  else
+    snprintf (detail, sizeof detail, "snapshot %s: %" PRIu64 " blocks, %"
+              PRIu64 " bad", snap->id, report->blocks, report->bad_blocks);
+  return xs_maintenance_record_run (cli->store, "verify", snap->account,
+                                    snap->region, started,
+                                    status == 0 ? XS_RUN_OK
+                                    : status == EXIT_CORRUPT
+                                    ? XS_RUN_DAMAGED : XS_RUN_FAILED,
+                                    detail);
+}
+
 int
 cmd_verify (struct cli *cli, int argc, char **argv)
 {
@@ -109,13 +134,14 @@ cmd_verify (struct cli *cli, int argc, char **argv)
     { NULL, 0, NULL, 0 },
   };
   struct verify_output out = { .cli = cli };
-  struct xs_verify_report report;
+  struct xs_verify_report report = { 0 };
   struct xs_snapshot snap;
   struct xs_manifest *m = NULL;
   struct xs_repo *repo = NULL;
   const char *from_region = NULL;
   bool repairing = false;
-  char *arg;
+  char *arg, why[512] = "";
+  int64_t started;
   int c, r, status = 1;
 
   while ((c = cli_next_option (cli, argc, argv, "", options, &arg)) != -1) {
@@ -140,6 +166,8 @@ cmd_verify (struct cli *cli, int argc, char **argv)
     xs_snapshot_clear (&snap);
     return 1;
   }
+  started = xs_wall_clock_ns ();
+  xs_error_capture_begin (why, sizeof why);
   m = xs_snapshot_load_manifest (cli->store, snap.account, snap.region,
                                  snap.id);
   repo = xs_store_repo (cli->store, snap.account, snap.region);
@@ -191,6 +219,9 @@ cmd_verify (struct cli *cli, int argc, char **argv)
               snap.volume_name, snap.name, report.bad_blocks,
               repairing ? ", not all repaired" : "");
  out:
+  xs_error_capture_end ();
+  if (record_run (cli, &snap, started, status, &report, why) == -1)
+    status = 1;
   free (out.blocks);
   json_decref (out.bad);
   xs_manifest_free (m);

@@ -60,7 +60,11 @@ static const char usage_text[] =
   "  policy copy-to NAME --account ID [--region R] [--retain N]\n"
   "  policy tasks [--incoming|--outgoing] | task-delete TASK\n"
   "  policy run-due                            one pass of what is due (cron)\n"
-  "  daemon [--interval S]                     run policies as they fall due\n"
+  "  daemon [--interval S] [--metrics-listen ADDR:PORT]\n"
+  "                                            run policies as they fall due;\n"
+  "                                            serve GET /metrics over HTTP\n"
+  "  metrics [--output FILE]                   the store's metrics (Prometheus)\n"
+  "  status                                    the store at a glance\n"
   "  key create NAME | list | disable KEY | grant KEY --to ACCOUNT\n"
   "                                            the account's encryption keys\n"
   "  key export KEY [-o FILE] | key import FILE [--name N]\n"
@@ -105,6 +109,8 @@ static const struct command commands[] = {
   { "config", cmd_config },
   { "region", cmd_region },
   { "key", cmd_key },
+  { "metrics", cmd_metrics },
+  { "status", cmd_status },
   { NULL, NULL },
 };
 
@@ -175,5 +181,6 @@ main (int argc, char **argv)
   cli.in_command = true;
   status = cmd->run (&cli, argc, argv);
   cli_close (&cli);
+  free (cli.store_path_owned);
   return status;
 }

@@ -90,6 +90,7 @@ static const char *const known_actions[] = {
   "xsnap:DeleteRegion",
   "xsnap:DescribeRegions",
   "xsnap:RunGc",
+  "xsnap:DescribeMetrics",
   "xsnap:SetConfig",
   NULL
 };

@@ -279,6 +279,48 @@ remove_entry (const char *path, const struct stat *st, int type,
   return 0;
 }
 
+char *
+xs_absolute_path (const char *path, const char *what)
+{
+  char *copy = strdup (path), *name, *parent = NULL, *abs = NULL;
+  size_t len;
+
+  if (copy == NULL)
+    goto fail;
+  /* "s/", "s//": the folder s. */
+  len = strlen (copy);
+  while (len > 1 && copy[len - 1] == '/')
+    copy[--len] = '\0';
+  name = strrchr (copy, '/');
+  if (name)
+    *name++ = '\0';
+  else
+    name = copy;
+  /* ".", "..", "/": the whole path is resolved instead. */
+  if (*name == '\0' || strcmp (name, ".") == 0 || strcmp (name, "..") == 0) {
+    abs = realpath (path, NULL);
+    if (abs == NULL)
+      goto fail;
+    free (copy);
+    return abs;
+  }
+  parent = realpath (name == copy ? "." : copy[0] ? copy : "/", NULL);
+  if (parent == NULL
+      || asprintf (&abs, "%s/%s", strcmp (parent, "/") ? parent : "",
+                   name) == -1) {
+    abs = NULL;
+    goto fail;
+  }
+  free (parent);
+  free (copy);
+  return abs;
+ fail:
+  xs_error ("cannot find %s '%s': %m", what, path);
+  free (parent);
+  free (copy);
+  return NULL;
+}
+
 int
 xs_remove_tree (const char *path)
 {

@@ -73,6 +73,13 @@ extern int xs_output_commit (struct xs_output *out);
  */
 extern void xs_output_abandon (struct xs_output *out);
 
+/* PATH as an absolute path (malloc'd): the real path of its parent
+ * folder followed by its last name, so that PATH need not exist yet (a
+ * store being made) and a symbolic link named last stays as named.  WHAT
+ * names PATH in messages.  NULL with an error if the parent is not there.
+ */
+extern char *xs_absolute_path (const char *path, const char *what);
+
 /* Remove a directory tree (like rm -rf), reporting the first failure. */
 extern int xs_remove_tree (const char *path);
 

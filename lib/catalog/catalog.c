@@ -277,6 +277,37 @@ static const char *const migrations[] = {
    * segments hold data.  The version keeps such a release out.
    */
   "",
+
+  /* 13: what a service is watched by (xsnap metrics, xsnap status).  A
+   * copy task records when its last copy succeeded and when its last
+   * copy failed (0: never).  maintenance_runs keeps the last run of gc
+   * (account '', one per region) and of verify (one per account and
+   * region) with how it ended ('ok', 'damaged': verify found bad blocks,
+   * 'failed': it could not finish) and a one-line detail.
+   * repository_usage is what gc counted of each repository as it swept
+   * it: the chunks it kept, and when.  Rows of a removed account or
+   * region are ignored by readers, which join the live ones.
+   */
+  "ALTER TABLE copy_tasks ADD COLUMN last_success_ns INTEGER NOT NULL"
+  " DEFAULT 0;"
+  "ALTER TABLE copy_tasks ADD COLUMN last_failure_ns INTEGER NOT NULL"
+  " DEFAULT 0;"
+  "CREATE TABLE maintenance_runs ("
+  "  kind        TEXT NOT NULL CHECK (kind IN ('gc', 'verify')),"
+  "  account     TEXT NOT NULL,"
+  "  region      TEXT NOT NULL,"
+  "  started_ns  INTEGER NOT NULL,"
+  "  finished_ns INTEGER NOT NULL,"
+  "  result      TEXT NOT NULL"
+  "              CHECK (result IN ('ok', 'damaged', 'failed')),"
+  "  detail      TEXT NOT NULL DEFAULT '',"
+  "  PRIMARY KEY (kind, account, region));"
+  "CREATE TABLE repository_usage ("
+  "  account     TEXT NOT NULL,"
+  "  region      TEXT NOT NULL,"
+  "  chunks      INTEGER NOT NULL,"
+  "  measured_ns INTEGER NOT NULL,"
+  "  PRIMARY KEY (account, region));",
 };
 
 #define LATEST_VERSION ((int) (sizeof migrations / sizeof migrations[0]))

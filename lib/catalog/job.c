@@ -503,3 +503,41 @@ xs_job_list (struct xs_store *store, const char *account,
   xs_catalog_unlock (cat);
   return r;
 }
+
+struct status_counts {
+  int (*fn) (const char *status, uint64_t count, void *opaque);
+  void *opaque;
+};
+
+static int
+each_status_count (sqlite3_stmt *stmt, void *opaque)
+{
+  struct status_counts *counts = opaque;
+
+  return counts->fn ((const char *) sqlite3_column_text (stmt, 0),
+                     (uint64_t) sqlite3_column_int64 (stmt, 1),
+                     counts->opaque);
+}
+
+int
+xs_job_count_by_status (struct xs_store *store,
+                        int (*fn) (const char *status, uint64_t count,
+                                   void *opaque),
+                        void *opaque)
+{
+  struct xs_catalog *cat = xs_store_catalog (store);
+  struct status_counts counts = { fn, opaque };
+  sqlite3_stmt *stmt = NULL;
+  int r = -1;
+
+  xs_catalog_lock (cat);
+  if (reap_orphans_locked (cat) == 0)
+    stmt = xs_catalog_prepare (cat, "SELECT status, count(*) FROM jobs"
+                               " GROUP BY status ORDER BY status",
+                               "count jobs");
+  if (stmt)
+    r = xs_catalog_each_row (cat, stmt, "count jobs", each_status_count,
+                             &counts);
+  xs_catalog_unlock (cat);
+  return r;
+}

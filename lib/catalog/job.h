@@ -113,4 +113,12 @@ extern int xs_job_list (struct xs_store *store, const char *account,
                         int (*fn) (const struct xs_job *job, void *opaque),
                         void *opaque);
 
+/* Call FN with each status that jobs have (running jobs whose process
+ * died are failed first) and how many are in it: one query.
+ */
+extern int xs_job_count_by_status (struct xs_store *store,
+                                   int (*fn) (const char *status,
+                                              uint64_t count, void *opaque),
+                                   void *opaque);
+
 #endif /* XSNAP_JOB_H */

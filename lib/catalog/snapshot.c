@@ -1121,3 +1121,140 @@ xs_snapshot_find_previous_copy (struct xs_store *store,
   xs_catalog_unlock (cat);
   return r;
 }
+
+struct usage_list {
+  int (*fn) (const struct xs_snapshot_usage *u, void *opaque);
+  void *opaque;
+};
+
+static int
+each_usage (sqlite3_stmt *stmt, void *opaque)
+{
+  struct usage_list *list = opaque;
+  struct xs_snapshot_usage u = {
+    .account = (const char *) sqlite3_column_text (stmt, 0),
+    .region = (const char *) sqlite3_column_text (stmt, 1),
+    .snapshots = (uint64_t) sqlite3_column_int64 (stmt, 2),
+    .stored_bytes = (uint64_t) sqlite3_column_int64 (stmt, 3),
+  };
+
+  return list->fn (&u, list->opaque);
+}
+
+int
+xs_snapshot_usage (struct xs_store *store,
+                   int (*fn) (const struct xs_snapshot_usage *u,
+                              void *opaque),
+                   void *opaque)
+{
+  struct xs_catalog *cat = xs_store_catalog (store);
+  struct usage_list list = { fn, opaque };
+  sqlite3_stmt *stmt;
+  int r = -1;
+
+  xs_catalog_lock (cat);
+  stmt = xs_catalog_prepare (cat, "SELECT account, region, count(*),"
+                             " total (stored_bytes) FROM snapshots"
+                             " GROUP BY account, region"
+                             " ORDER BY account, region",
+                             "sum what snapshots stored");
+  if (stmt)
+    r = xs_catalog_each_row (cat, stmt, "sum what snapshots stored",
+                             each_usage, &list);
+  xs_catalog_unlock (cat);
+  return r;
+}
+
+struct newest_list {
+  int (*fn) (const char *volume_id, const char *snapshot_id,
+             int64_t created_ns, void *opaque);
+  void *opaque;
+};
+
+static int
+each_newest (sqlite3_stmt *stmt, void *opaque)
+{
+  struct newest_list *list = opaque;
+
+  return list->fn ((const char *) sqlite3_column_text (stmt, 0),
+                   (const char *) sqlite3_column_text (stmt, 1),
+                   sqlite3_column_int64 (stmt, 2), list->opaque);
+}
+
+int
+xs_snapshot_newest_by_volume (struct xs_store *store,
+                              int (*fn) (const char *volume_id,
+                                         const char *snapshot_id,
+                                         int64_t created_ns, void *opaque),
+                              void *opaque)
+{
+  struct xs_catalog *cat = xs_store_catalog (store);
+  struct newest_list list = { fn, opaque };
+  sqlite3_stmt *stmt;
+  int r = -1;
+
+  xs_catalog_lock (cat);
+  /* SQLite takes the bare columns from the row that holds the max.  A
+   * copy keeps its source's volume id: only the volume's own account and
+   * region count.
+   */
+  stmt = xs_catalog_prepare (cat, "SELECT s.volume_id, s.id,"
+                             " max (s.created_ns) FROM snapshots AS s"
+                             " JOIN volumes AS v ON v.id = s.volume_id"
+                             "  AND v.account = s.account"
+                             "  AND v.region = s.region"
+                             " WHERE s.status = 'available'"
+                             " GROUP BY s.volume_id ORDER BY s.volume_id",
+                             "find volumes' newest snapshots");
+  if (stmt)
+    r = xs_catalog_each_row (cat, stmt, "find volumes' newest snapshots",
+                             each_newest, &list);
+  xs_catalog_unlock (cat);
+  return r;
+}
+
+struct pending_list {
+  int (*fn) (const struct xs_snapshot_pending *p, void *opaque);
+  void *opaque;
+};
+
+static int
+each_pending (sqlite3_stmt *stmt, void *opaque)
+{
+  struct pending_list *list = opaque;
+  struct xs_snapshot_pending p = {
+    .id = (const char *) sqlite3_column_text (stmt, 0),
+    .account = (const char *) sqlite3_column_text (stmt, 1),
+    .region = (const char *) sqlite3_column_text (stmt, 2),
+    .volume_name = (const char *) sqlite3_column_text (stmt, 3),
+    .name = (const char *) sqlite3_column_text (stmt, 4),
+    .created_ns = sqlite3_column_int64 (stmt, 5),
+    .owner_pid = sqlite3_column_int64 (stmt, 6),
+  };
+
+  return list->fn (&p, list->opaque);
+}
+
+int
+xs_snapshot_list_pending (struct xs_store *store,
+                          int (*fn) (const struct xs_snapshot_pending *p,
+                                     void *opaque),
+                          void *opaque)
+{
+  struct xs_catalog *cat = xs_store_catalog (store);
+  struct pending_list list = { fn, opaque };
+  sqlite3_stmt *stmt;
+  int r = -1;
+
+  xs_catalog_lock (cat);
+  stmt = xs_catalog_prepare (cat, "SELECT id, account, region, volume_name,"
+                             " name, created_ns, owner_pid FROM snapshots"
+                             " WHERE status = 'pending'"
+                             " ORDER BY created_ns, id",
+                             "list pending snapshots");
+  if (stmt)
+    r = xs_catalog_each_row (cat, stmt, "list pending snapshots",
+                             each_pending, &list);
+  xs_catalog_unlock (cat);
+  return r;
+}

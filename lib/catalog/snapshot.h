@@ -248,6 +248,47 @@ extern int xs_snapshot_mark_task_copy (struct xs_store *store,
 extern int xs_snapshot_adopt_task_copies (struct xs_store *store,
                                           const char *task_id);
 
+/* The pending snapshots of the store (sealing, or left by a sealer that
+ * died until their volume's next owner or gc removes them), oldest
+ * first.  FN runs under the catalog lock (recursive).
+ */
+struct xs_snapshot_pending {
+  const char *id, *account, *region, *volume_name, *name;
+  int64_t created_ns;
+  int64_t owner_pid;            /* the process sealing it, 0 if none */
+};
+extern int xs_snapshot_list_pending (struct xs_store *store,
+                                     int (*fn) (const struct
+                                                xs_snapshot_pending *p,
+                                                void *opaque),
+                                     void *opaque);
+
+/* What the snapshots the catalog keeps in each repository stored when
+ * they were made: for each account and region (that exist) with any,
+ * how many rows (*SNAPSHOTS: available, pending, or deleted and not yet
+ * purged) and the sum of their stored_bytes.  One aggregate query.
+ */
+struct xs_snapshot_usage {
+  const char *account, *region;
+  uint64_t snapshots, stored_bytes;
+};
+extern int xs_snapshot_usage (struct xs_store *store,
+                              int (*fn) (const struct xs_snapshot_usage *u,
+                                         void *opaque),
+                              void *opaque);
+
+/* The newest available snapshot of each volume in the volume's own
+ * account and region (not its copies): its id and when it was taken
+ * (for the age of a volume's last snapshot).  FN runs under the
+ * catalog lock (recursive).
+ */
+extern int xs_snapshot_newest_by_volume (struct xs_store *store,
+                                         int (*fn) (const char *volume_id,
+                                                    const char *snapshot_id,
+                                                    int64_t created_ns,
+                                                    void *opaque),
+                                         void *opaque);
+
 /* The available snapshots of volume VOLUME_ID in REGION: how many
  * (*POINTS), the sum of their sizes (*TOTAL_BYTES) and of the bytes they
  * stored (*STORED_BYTES).  0, or -1.

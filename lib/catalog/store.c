@@ -518,10 +518,17 @@ xs_store_open (const char *path)
     free (db);
     return NULL;
   }
+  /* Absolute: the paths made from it (regions' backends, sockets, key
+   * files) are stored and printed, and must mean the same anywhere.
+   */
   store = calloc (1, sizeof *store);
-  if (store == NULL || (store->path = strdup (path)) == NULL) {
+  if (store == NULL)
     xs_error ("cannot open store %s: %m", path);
+  else if ((store->path = xs_absolute_path (path, "store")) == NULL) {
     free (store);
+    store = NULL;
+  }
+  if (store == NULL) {
     free (db);
     return NULL;
   }

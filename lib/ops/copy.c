@@ -482,6 +482,11 @@ struct transfer {
    * rather than count on it unseen.
    */
   bool verify_dest;
+  /* Per chunk of IDS, set when this copy stored it at the destination
+   * (NULL: not counted): the blocks that name such a chunk are what the
+   * copy lists as changed.
+   */
+  uint8_t *sent;
   atomic_size_t next;           /* the next chunk a worker takes */
   atomic_uint_least64_t done, sent_chunks, sent_bytes, replaced;
   uint64_t bandwidth;           /* bytes per second, 0: unlimited */
@@ -632,8 +637,11 @@ store_chunk (struct transfer *t, const struct xs_hash128 *id,
 }
 
 static void
-count_sent (struct transfer *t, size_t len)
+count_sent (struct transfer *t, size_t i, size_t len)
 {
+  /* Each worker writes only the flags of the chunks it took. */
+  if (t->sent)
+    t->sent[i] = 1;
   atomic_fetch_add_explicit (&t->sent_chunks, 1, memory_order_relaxed);
   atomic_fetch_add_explicit (&t->sent_bytes, len, memory_order_relaxed);
 }
@@ -686,7 +694,7 @@ transcode_chunk (struct transfer *t, struct xs_chunk_codec *source,
   if (r == -1)
     return -1;
   if (r == 1)
-    count_sent (t, sealed_len);
+    count_sent (t, i, sealed_len);
   return 0;
 }
 
@@ -729,7 +737,7 @@ copy_chunk (struct transfer *t, struct xs_chunk_codec *codec, void *plain,
     free (stored);
     return -1;
   }
-  count_sent (t, len);
+  count_sent (t, i, len);
   free (stored);
   return 0;
 }
@@ -1202,6 +1210,42 @@ check_before_recording (struct xs_store *store, const struct copy_plan *plan,
   return r == 0 ? 0 : -1;
 }
 
+struct sent_blocks {
+  const struct transfer *t;
+  uint64_t count;
+};
+
+static int
+count_sent_block (uint64_t block, const struct xs_hash128 *id, void *opaque)
+{
+  struct sent_blocks *c = opaque;
+  const struct xs_hash128 *found = bsearch (id, c->t->ids, c->t->n,
+                                            sizeof *found, compare_ids);
+
+  (void) block;
+  if (found && c->t->sent[found - c->t->ids])
+    c->count++;
+  return 0;
+}
+
+/* The blocks of M (the source's manifest) whose chunks the transfer
+ * stored at the destination: what the copy changed there, recorded as
+ * its changed_blocks.  Holes, and blocks whose content the destination
+ * held already, count nothing.  One walk of the map, no data read.
+ */
+static int
+count_sent_blocks (struct xs_manifest *m, const struct transfer *t,
+                   uint64_t *changed)
+{
+  struct sent_blocks c = { .t = t };
+
+  if (xs_manifest_for_each_block (m, 0, m->nblocks, count_sent_block, &c)
+      != 0)
+    return -1;
+  *changed = c.count;
+  return 0;
+}
+
 /* Chunks, then the manifest, then the row: the commit order, so that a
  * crash leaves either no snapshot or a complete one. */
 static int
@@ -1215,6 +1259,7 @@ copy_data (struct xs_store *store, struct copy_plan *plan,
   struct xs_manifest *m, *copy = NULL;
   struct xs_hash128 *ids = NULL;
   char id[XS_ID_MAX];
+  uint64_t changed = 0;
   unsigned threads = o->threads ? o->threads : DEFAULT_THREADS;
   int r = -1;
 
@@ -1231,6 +1276,11 @@ copy_data (struct xs_store *store, struct copy_plan *plan,
   t.nwanted = t.n;
   t.block_size = m->block_size;
   t.source_key = m->dk;
+  t.sent = calloc (t.n ? t.n : 1, 1);
+  if (t.sent == NULL) {
+    xs_error ("cannot copy snapshot %s: %m", plan->source.id);
+    goto out;
+  }
   if (plan->transcode) {
     if (prepare_transcode (store, plan, m, &dc) == -1)
       goto out;
@@ -1259,7 +1309,8 @@ copy_data (struct xs_store *store, struct copy_plan *plan,
   }
   if (list_destination (&t) == -1
       || run_transfer (store, &t, threads, job_id, o) == -1
-      || xs_repo_sync (t.to) == -1)
+      || xs_repo_sync (t.to) == -1
+      || count_sent_blocks (m, &t, &changed) == -1)
     goto out;
   report->chunks_sent = t.sent_chunks;
   report->bytes_sent = t.sent_bytes;
@@ -1276,10 +1327,11 @@ copy_data (struct xs_store *store, struct copy_plan *plan,
   r = xs_snapshot_record_arrived (store, &plan->dest, copy, "copy",
                                   plan->origin,
                                   o->description ? o->description : "",
-                                  m->nblocks, t.sent_bytes, out);
+                                  changed, t.sent_bytes, out);
  out:
   free (ids);
   free (t.present);
+  free (t.sent);
   free (t.dest_ids);
   dest_crypt_clear (&dc);
   xs_manifest_free (m);

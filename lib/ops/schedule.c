@@ -284,11 +284,15 @@ xs_schedule_attach (struct xs_store *store, const struct xs_scope *scope,
 json_t *
 xs_copy_task_to_json (const struct xs_copy_task *task)
 {
-  char created[32];
+  char created[32], success[32] = "", failure[32] = "";
 
   xs_format_utc (task->created_ns, created, sizeof created);
+  if (task->last_success_ns)
+    xs_format_utc (task->last_success_ns, success, sizeof success);
+  if (task->last_failure_ns)
+    xs_format_utc (task->last_failure_ns, failure, sizeof failure);
   return json_pack ("{s:s, s:s, s:s, s:{s:s, s:s}, s:{s:s, s:s}, s:I,"
-                    " s:s, s:s}", "id", task->id,
+                    " s:s, s:s, s:s, s:s}", "id", task->id,
                     "policy_id", task->policy_id,
                     "policy", task->policy_name,
                     "source", "account", task->source_account,
@@ -296,7 +300,8 @@ xs_copy_task_to_json (const struct xs_copy_task *task)
                     "destination", "account", task->dest_account,
                     "region", task->dest_region,
                     "retain", (json_int_t) task->retain,
-                    "created", created, "last_error", task->last_error);
+                    "created", created, "last_error", task->last_error,
+                    "last_success", success, "last_failure", failure);
 }
 
 /* Another account receives only within the owner's organisation. */
@@ -409,7 +414,8 @@ xs_schedule_copy_to (struct xs_store *store, const struct xs_scope *scope,
 #define TASK_SELECT                                                     \
   "SELECT t.id, t.policy_id, p.name, p.account, p.region,"              \
   " t.dest_account, t.dest_region, t.retain, t.created_ns,"             \
-  " t.last_error FROM copy_tasks AS t"                                  \
+  " t.last_error, t.last_success_ns, t.last_failure_ns"                \
+  " FROM copy_tasks AS t"                                               \
   " JOIN auto_policies AS p ON p.id = t.policy_id"
 
 static void
@@ -425,6 +431,8 @@ row_to_task (sqlite3_stmt *stmt, struct xs_copy_task *task)
   task->retain = sqlite3_column_int64 (stmt, 7);
   task->created_ns = sqlite3_column_int64 (stmt, 8);
   task->last_error = (const char *) sqlite3_column_text (stmt, 9);
+  task->last_success_ns = sqlite3_column_int64 (stmt, 10);
+  task->last_failure_ns = sqlite3_column_int64 (stmt, 11);
 }
 
 int
@@ -458,6 +466,82 @@ xs_copy_task_list (struct xs_store *store, const struct xs_scope *scope,
     xs_catalog_report (cat, "list copy tasks");
   sqlite3_finalize (stmt);
  out:
+  xs_catalog_unlock (cat);
+  return r;
+}
+
+/* The id of the snapshot a copy's origin names: what follows the last
+ * ':' of "copiedFrom:ACCOUNT:REGION:ID" (names hold no ':').
+ */
+#define ORIGIN_ID(origin)                                               \
+  "replace (" origin ", rtrim (" origin ", replace (" origin ", ':', '')),"  \
+  " '')"
+
+#define TASK_STATE_SELECT                                               \
+  "SELECT t.id, p.name, p.account, p.region, t.dest_account,"           \
+  " t.dest_region, v.volume_id, coalesce (vol.name, ''),"               \
+  " CASE WHEN p.every_s > 0 THEN p.every_s ELSE 86400 END,"             \
+  " v.attached_ns,"                                                     \
+  " coalesce ((SELECT max (coalesce (s.created_ns, d.created_ns))"      \
+  "   FROM snapshots AS d"                                              \
+  "   LEFT JOIN snapshots AS s ON s.id = " ORIGIN_ID ("d.origin")       \
+  "    AND d.origin = 'copiedFrom:' || s.account || ':' || s.region"    \
+  "                   || ':' || s.id"                                   \
+  "  WHERE d.task_id = t.id AND d.volume_id = v.volume_id"              \
+  "    AND d.status = 'available'), 0),"                                \
+  " t.last_success_ns, t.last_failure_ns, t.last_error"                 \
+  " FROM copy_tasks AS t"                                               \
+  " JOIN auto_policies AS p ON p.id = t.policy_id"                      \
+  " JOIN auto_policy_volumes AS v ON v.policy_id = p.id"                \
+  " LEFT JOIN volumes AS vol ON vol.id = v.volume_id"                   \
+  " ORDER BY t.id, v.volume_id"
+
+struct task_state_list {
+  int (*fn) (const struct xs_copy_task_state *state, void *opaque);
+  void *opaque;
+};
+
+static int
+each_task_state (sqlite3_stmt *stmt, void *opaque)
+{
+  struct task_state_list *list = opaque;
+  struct xs_copy_task_state state = {
+    .id = (const char *) sqlite3_column_text (stmt, 0),
+    .policy_name = (const char *) sqlite3_column_text (stmt, 1),
+    .source_account = (const char *) sqlite3_column_text (stmt, 2),
+    .source_region = (const char *) sqlite3_column_text (stmt, 3),
+    .dest_account = (const char *) sqlite3_column_text (stmt, 4),
+    .dest_region = (const char *) sqlite3_column_text (stmt, 5),
+    .volume_id = (const char *) sqlite3_column_text (stmt, 6),
+    .volume_name = (const char *) sqlite3_column_text (stmt, 7),
+    .period_s = sqlite3_column_int64 (stmt, 8),
+    .attached_ns = sqlite3_column_int64 (stmt, 9),
+    .newest_copy_ns = sqlite3_column_int64 (stmt, 10),
+    .last_success_ns = sqlite3_column_int64 (stmt, 11),
+    .last_failure_ns = sqlite3_column_int64 (stmt, 12),
+    .last_error = (const char *) sqlite3_column_text (stmt, 13),
+  };
+
+  return list->fn (&state, list->opaque);
+}
+
+int
+xs_copy_task_states (struct xs_store *store,
+                     int (*fn) (const struct xs_copy_task_state *state,
+                                void *opaque),
+                     void *opaque)
+{
+  struct xs_catalog *cat = xs_store_catalog (store);
+  struct task_state_list list = { fn, opaque };
+  sqlite3_stmt *stmt;
+  int r = -1;
+
+  xs_catalog_lock (cat);
+  stmt = xs_catalog_prepare (cat, TASK_STATE_SELECT,
+                             "read the state of copy tasks");
+  if (stmt)
+    r = xs_catalog_each_row (cat, stmt, "read the state of copy tasks",
+                             each_task_state, &list);
   xs_catalog_unlock (cat);
   return r;
 }
@@ -674,6 +758,22 @@ record_error (struct xs_store *store, const char *sql, const char *error,
   xs_catalog_unlock (cat);
 }
 
+/* Record how a task's copy ended, and when: WHY is NULL on success. */
+static void
+record_task_result (struct xs_store *store, const char *id, const char *why)
+{
+  struct xs_catalog *cat = xs_store_catalog (store);
+
+  xs_catalog_lock (cat);
+  xs_catalog_run (cat, "record a copy task's result",
+                  why ? "UPDATE copy_tasks SET last_error = ?1,"
+                  " last_failure_ns = ?2 WHERE id = ?3"
+                  : "UPDATE copy_tasks SET last_error = ?1,"
+                  " last_success_ns = ?2 WHERE id = ?3", "sis",
+                  why ? why : "", xs_wall_clock_ns (), id);
+  xs_catalog_unlock (cat);
+}
+
 /* The copy tasks of a policy (ids, destination accounts and regions,
  * retain), collected so that copies run without the catalog lock.
  */
@@ -757,8 +857,7 @@ run_task (struct xs_store *store, const struct due *d,
   xs_error_capture_begin (why, sizeof why);
   r = xs_copy_snapshot (store, &owner, snap->id, &o, &copy, &report);
   xs_error_capture_end ();
-  record_error (store, "UPDATE copy_tasks SET last_error = ? WHERE id = ?",
-                r == 0 ? "" : why, task->id, NULL);
+  record_task_result (store, task->id, r == 0 ? NULL : why);
   if (r == -1) {
     if (stop && *stop)
       say (note, opaque, "copy of %s@%s to %s/%s stopped (job %s): %s",

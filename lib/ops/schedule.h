@@ -80,8 +80,36 @@ struct xs_copy_task {
   int64_t retain;
   int64_t created_ns;
   const char *last_error;
+  int64_t last_success_ns, last_failure_ns;     /* its last copies; 0: never */
 };
 extern json_t *xs_copy_task_to_json (const struct xs_copy_task *task);
+
+/* How a copy task stands for one volume of its policy, store-wide (for
+ * xsnap metrics and status).
+ */
+struct xs_copy_task_state {
+  const char *id, *policy_name;
+  const char *source_account, *source_region;
+  const char *dest_account, *dest_region;
+  const char *volume_id, *volume_name;  /* volume_name "" if it is gone */
+  int64_t period_s;             /* the policy's period (a day if daily) */
+  int64_t attached_ns;          /* the volume was attached to the policy */
+  /* The point in time of the newest available copy of the volume at the
+   * destination: when its source snapshot was taken (when the copy was
+   * made, if the source is gone); 0 if there is none.
+   */
+  int64_t newest_copy_ns;
+  int64_t last_success_ns, last_failure_ns;     /* 0: never */
+  const char *last_error;
+};
+
+/* Call FN for each copy task and each volume attached to its policy, by
+ * task and volume.  FN runs under the catalog lock (recursive).
+ */
+extern int xs_copy_task_states (struct xs_store *store,
+                                int (*fn) (const struct xs_copy_task_state
+                                           *state, void *opaque),
+                                void *opaque);
 
 /* Add a copy task to policy NAME of SCOPE (the caller). */
 extern int xs_schedule_copy_to (struct xs_store *store,
