@@ -60,12 +60,28 @@ for u in "${services[@]}"; do
   is "$missing" "" "$name is hardened and writes only /var/lib/xsnap"
 done
 is "$(grep -l '^WantedBy=' "${all_units[@]}" | xargs -n1 basename | sort | tr '\n' ' ')" \
-   "xsnap-daemon.service xsnap-gc.timer xsnap-policy.timer xsnap-serve.socket xsnap-serve@.socket xsnap-verify.timer " \
-   "what can be enabled: the sockets, the daemon and the timers"
+   "xsnap-daemon.service xsnap-gc.timer xsnap-policy.timer xsnap-serve.service xsnap-serve.socket xsnap-serve@.service xsnap-serve@.socket xsnap-verify.timer " \
+   "what can be enabled: the servers and their sockets, the daemon and the timers"
+is "$(sed -n 's/^Also=//p' "$units/xsnap-serve@.service")" "xsnap-serve@%i.socket" \
+   "enabling an account's server enables its socket too"
 is "$(sed -n 's/^ListenStream=//p' "$units/xsnap-serve@.socket")" \
    "/run/xsnap/%i.sock" "an account's socket is /run/xsnap/ACCOUNT.sock"
 is "$(sed -n 's/^SocketMode=//p' "$units/xsnap-serve@.socket")" "0600" \
    "every client of it acts as the account: only root may connect"
+
+# What `systemctl enable` makes of them, in a root of their own.
+if command -v systemctl >/dev/null; then
+  sysroot=$tmp/sysroot
+  mkdir -p "$sysroot/lib/systemd/system"
+  cp "${all_units[@]}" "$sysroot/lib/systemd/system/"
+  quietly systemctl --root="$sysroot" enable xsnap-serve@alice.service \
+    xsnap-serve.socket xsnap-gc.timer
+  is "$(cd "$sysroot/etc/systemd/system" && find . -type l | sort | tr '\n' ' ')" \
+     "./multi-user.target.wants/xsnap-serve@alice.service ./sockets.target.wants/xsnap-serve.socket ./sockets.target.wants/xsnap-serve@alice.socket ./timers.target.wants/xsnap-gc.timer " \
+     "systemctl enable xsnap-serve@alice: the server at boot and its socket"
+else
+  ok 0 "# SKIP systemctl is not installed (package systemd)"
+fi
 
 # ----- make install -----
 inst=$tmp/inst
