@@ -8,11 +8,23 @@
 #   make demo            install missing packages, build, run the demo
 #   make bench           benchmarks against the named peers (docs/BENCHMARKS.md)
 #   make install         PREFIX=/usr/local DESTDIR=
+#   make deb             the Debian package xsnap_VERSION_ARCH.deb (debian/)
+
+# The version of xsnap, of its plugin and of the Debian package: set here
+# and nowhere else.
+VERSION    := 1.0
 
 PREFIX     ?= /usr/local
 BINDIR     ?= $(PREFIX)/bin
 MANDIR     ?= $(PREFIX)/share/man
 PLUGINDIR  ?= $(shell pkg-config nbdkit --variable=plugindir 2>/dev/null || echo $(PREFIX)/lib/nbdkit/plugins)
+# systemd looks in /usr/local/lib/systemd/system too; the Debian package
+# uses /lib/systemd/system.
+UNITDIR    ?= $(PREFIX)/lib/systemd/system
+COMPLETIONDIR ?= $(PREFIX)/share/bash-completion/completions
+LIBEXECDIR ?= $(PREFIX)/libexec/xsnap
+# The units read /etc/default/xsnap wherever the programs are.
+SYSCONFDIR ?= /etc
 DESTDIR    ?=
 
 CC         ?= gcc
@@ -29,8 +41,9 @@ CFLAGS_PKGS := $(PKGS) libnbd libcurl
 WARNINGS   := -Wall -Wextra -Werror -Wshadow -Wvla -Wno-unused-parameter
 CFLAGS     ?= -O2 -g
 XS_CFLAGS  := -std=gnu11 $(WARNINGS) -fPIC -D_GNU_SOURCE -pthread -Ilib \
+              -DXSNAP_VERSION='"$(VERSION)"' \
               $(shell pkg-config --cflags $(CFLAGS_PKGS) nbdkit 2>/dev/null)
-XS_LDFLAGS := -pthread -Wl,--as-needed
+XS_LDFLAGS := -pthread -Wl,--as-needed $(LDFLAGS)
 XS_LIBS    := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lm
 
 ifeq ($(SANITIZE),1)
@@ -72,17 +85,17 @@ PLUGIN := plugin/nbdkit-xsnap-plugin.so
 TOOL   := tools/xsnap
 
 .PHONY: all check check-run check-long check-long-run demo bench install \
-        uninstall clean unit fuzz deps FORCE
+        uninstall clean unit fuzz deps deb version FORCE
 
 all: $(PLUGIN) $(TOOL) $(MANPAGES)
 
 # Rebuild everything when the compiler or its flags change (SANITIZE=1).
 .build-flags: FORCE
-	@echo '$(CC) $(CFLAGS) $(XS_CFLAGS) $(XS_LDFLAGS)' | cmp -s - $@ \
-	  || echo '$(CC) $(CFLAGS) $(XS_CFLAGS) $(XS_LDFLAGS)' > $@
+	@echo '$(CC) $(CPPFLAGS) $(CFLAGS) $(XS_CFLAGS) $(XS_LDFLAGS)' | cmp -s - $@ \
+	  || echo '$(CC) $(CPPFLAGS) $(CFLAGS) $(XS_CFLAGS) $(XS_LDFLAGS)' > $@
 
 %.o: %.c .build-flags
-	$(CC) $(CFLAGS) $(XS_CFLAGS) $(EXTRA_CFLAGS) -MMD -MP -c $< -o $@
+	$(CC) $(CPPFLAGS) $(CFLAGS) $(XS_CFLAGS) $(EXTRA_CFLAGS) -MMD -MP -c $< -o $@
 
 # The AVX2 build of the block hash; chosen at run time when the CPU has it.
 lib/base/hash-avx2.o: EXTRA_CFLAGS = -mavx2
@@ -171,20 +184,59 @@ bench:
 	$(MAKE) all
 	scripts/bench
 
+# The systemd units name /usr/bin/xsnap and /usr/libexec/xsnap: installed
+# elsewhere, they are rewritten to name BINDIR and LIBEXECDIR.
+UNITS := $(sort $(wildcard scripts/systemd/*.service scripts/systemd/*.socket \
+                           scripts/systemd/*.timer))
+REWRITE_PATHS := sed -e 's|/usr/bin/xsnap|$(BINDIR)/xsnap|g' \
+                     -e 's|/usr/libexec/xsnap|$(LIBEXECDIR)|g'
+
 install: all
-	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(PLUGINDIR) $(DESTDIR)$(MANDIR)/man1
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(PLUGINDIR) $(DESTDIR)$(MANDIR)/man1 \
+	  $(DESTDIR)$(UNITDIR) $(DESTDIR)$(LIBEXECDIR) $(DESTDIR)$(COMPLETIONDIR) \
+	  $(DESTDIR)$(SYSCONFDIR)/default
 	install -m 755 $(TOOL) $(DESTDIR)$(BINDIR)/xsnap
 	install -m 755 $(PLUGIN) $(DESTDIR)$(PLUGINDIR)/nbdkit-xsnap-plugin.so
 	install -m 644 $(MANPAGES) $(DESTDIR)$(MANDIR)/man1/
+	for unit in $(UNITS); do \
+	  $(REWRITE_PATHS) $$unit > $(DESTDIR)$(UNITDIR)/$${unit##*/}.tmp && \
+	  chmod 644 $(DESTDIR)$(UNITDIR)/$${unit##*/}.tmp && \
+	  mv $(DESTDIR)$(UNITDIR)/$${unit##*/}.tmp $(DESTDIR)$(UNITDIR)/$${unit##*/} \
+	  || exit 1; \
+	done
+	$(REWRITE_PATHS) scripts/systemd/xsnap-each > $(DESTDIR)$(LIBEXECDIR)/xsnap-each.tmp
+	chmod 755 $(DESTDIR)$(LIBEXECDIR)/xsnap-each.tmp
+	mv $(DESTDIR)$(LIBEXECDIR)/xsnap-each.tmp $(DESTDIR)$(LIBEXECDIR)/xsnap-each
+	install -m 644 scripts/completion/xsnap $(DESTDIR)$(COMPLETIONDIR)/xsnap
+	# The units' settings: installed once, never replaced.
+	test -e $(DESTDIR)$(SYSCONFDIR)/default/xsnap \
+	  || install -m 644 scripts/systemd/xsnap.default $(DESTDIR)$(SYSCONFDIR)/default/xsnap
 
 uninstall:
 	rm -f $(DESTDIR)$(BINDIR)/xsnap $(DESTDIR)$(PLUGINDIR)/nbdkit-xsnap-plugin.so
 	rm -f $(addprefix $(DESTDIR)$(MANDIR)/man1/,$(notdir $(MANPAGES)))
+	rm -f $(addprefix $(DESTDIR)$(UNITDIR)/,$(notdir $(UNITS)))
+	rm -f $(DESTDIR)$(LIBEXECDIR)/xsnap-each $(DESTDIR)$(COMPLETIONDIR)/xsnap
+	-rmdir $(DESTDIR)$(LIBEXECDIR)
+
+version:
+	@echo $(VERSION)
+
+# The Debian package (debian/): its changelog is written from VERSION,
+# then it is built from a copy of the tree in deb-build/, and the .deb
+# is put here.  DEB_OUT: another directory for it.
+debian/changelog: Makefile scripts/deb-changelog
+	scripts/deb-changelog $(VERSION) > $@.tmp
+	mv $@.tmp $@
+
+deb:
+	scripts/install-deps --deb
+	scripts/make-deb $(if $(DEB_OUT),--out $(DEB_OUT))
 
 clean:
 	rm -f lib/*/*.o lib/*/*.d lib/*/*.a plugin/*.o plugin/*.d $(PLUGIN) \
 	  tools/*.o tools/*.d $(TOOL) $(UNIT_TESTS) $(FUZZ_BINS) $(MANPAGES) \
 	  .build-flags
-	rm -rf tests/fuzz/corpus-work tests/fuzz/lib
+	rm -rf tests/fuzz/corpus-work tests/fuzz/lib deb-build
 
 -include $(wildcard lib/*/*.d plugin/*.d tools/*.d)

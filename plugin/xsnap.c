@@ -395,7 +395,7 @@ xsnap_thread_model (void)
 static struct nbdkit_plugin plugin = {
   .name               = "xsnap",
   .longname           = "xsnap volumes and snapshots",
-  .version            = "1.0",
+  .version            = XSNAP_VERSION,   /* the Makefile's VERSION */
   .description        = "Serve cloud-style volumes with changed-block "
                         "tracking from an xsnap store",
   .magic_config_key   = "store",

@@ -7,6 +7,9 @@
  * tell the plugin who a client is, so the server serves exactly one
  * account, with TLS required and that account's pre-shared key
  * (STORE/tls/ACCOUNT.psk): completing the handshake proves the account.
+ * Started by systemd with sockets passed (socket activation: LISTEN_PID
+ * and LISTEN_FDS), it serves on them the same way: Unix sockets as
+ * --unix, TCP ones as --listen (TLS, one account).
  * The command execs nbdkit, so its process is the server.
  */
 #include <errno.h>
@@ -15,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "cli.h"
@@ -47,6 +51,33 @@ plugin_path (void)
     free (built);
   }
   return strdup ("xsnap");
+}
+
+/* Socket activation: the number of sockets passed to this process (its
+ * pid is the one nbdkit will see, as the command execs it), or 0.  Sets
+ * *NETWORK when one of them is not a Unix socket.
+ */
+#define FIRST_PASSED_FD 3
+
+static int
+passed_sockets (bool *network)
+{
+  const char *pid = getenv ("LISTEN_PID"), *fds = getenv ("LISTEN_FDS");
+  struct sockaddr_storage sa;
+  socklen_t len;
+  int n, fd;
+
+  *network = false;
+  if (pid == NULL || fds == NULL || atol (pid) != (long) getpid ())
+    return 0;
+  n = atoi (fds);
+  for (fd = FIRST_PASSED_FD; fd < FIRST_PASSED_FD + n; fd++) {
+    len = sizeof sa;
+    if (getsockname (fd, (struct sockaddr *) &sa, &len) == -1
+        || sa.ss_family != AF_UNIX)
+      *network = true;
+  }
+  return n > 0 ? n : 0;
 }
 
 /* Split ADDR[:PORT] (an IPv6 address in brackets). */
@@ -131,11 +162,18 @@ cmd_serve (struct cli *cli, int argc, char **argv)
   char *region_arg = NULL, *psk = NULL, *psk_arg = NULL, *socket = NULL;
   char *addr = NULL, *unix_abs = NULL;
   size_t n = 0;
-  int status;
+  bool network;
+  int status, activated;
 
   status = parse_serve_options (cli, argc, argv, &o);
   if (status != 0)
     return status;
+  activated = passed_sockets (&network);
+  if (activated && (o.unix_path || o.listen))
+    return cli_usage ("serve", "the sockets come from systemd (LISTEN_FDS):"
+                      " --unix and --listen do not apply");
+  if (o.rotate && !o.listen && !(activated && network))
+    return cli_usage ("serve", "--rotate-key is for --listen");
   if (o.listen && split_listen (o.listen, &addr, &port) == -1)
     return cli_usage ("serve", "--listen takes ADDR[:PORT]");
   if (cli_open (cli) == -1)
@@ -146,12 +184,12 @@ cmd_serve (struct cli *cli, int argc, char **argv)
       && (o.unix_path = unix_abs = xs_absolute_path (o.unix_path,
                                                      "socket")) == NULL)
     goto out;
-  if (o.listen) {
+  if (o.listen || (activated && network)) {
     psk = xs_psk_file (cli->store, cli->scope.account, o.rotate);
     if (psk == NULL || asprintf (&psk_arg, "--tls-psk=%s", psk) == -1)
       goto out;
   }
-  else if (o.unix_path == NULL
+  else if (!activated && o.unix_path == NULL
            && asprintf (&socket, "%s/nbd.sock",
                         xs_store_path (cli->store)) == -1)
     goto out;
@@ -176,10 +214,12 @@ cmd_serve (struct cli *cli, int argc, char **argv)
     args[n++] = addr;
     args[n++] = "-p";
     args[n++] = port;
+  }
+  if (psk_arg) {
     args[n++] = "--tls=require";
     args[n++] = psk_arg;
   }
-  else {
+  if (!o.listen && !activated) {
     args[n++] = "-U";
     args[n++] = o.unix_path ? o.unix_path : socket;
   }
@@ -187,12 +227,19 @@ cmd_serve (struct cli *cli, int argc, char **argv)
   args[n++] = store_arg;
   args[n++] = region_arg;
   /* One account over TCP always; on a socket only if asked. */
-  if (o.listen || cli->account)
+  if (psk_arg || cli->account)
     args[n++] = account_arg;
   args[n] = NULL;
 
   if (!cli->quiet) {
-    if (o.listen)
+    if (activated && network)
+      fprintf (stderr, "xsnap: serving account '%s' on the %d socket(s) "
+               "passed by systemd; TLS with the pre-shared key in %s\n",
+               cli->scope.account, activated, psk);
+    else if (activated)
+      fprintf (stderr, "xsnap: serving on the %d socket(s) passed by "
+               "systemd\n", activated);
+    else if (o.listen)
       fprintf (stderr, "xsnap: serving account '%s' on nbds://%s@%s:%s/"
                "EXPORT?tls-psk-file=%s\n", cli->scope.account,
                cli->scope.account, addr, port, psk);

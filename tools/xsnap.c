@@ -8,7 +8,7 @@
 
 #include "cli.h"
 
-#define XSNAP_VERSION "1.0"
+/* XSNAP_VERSION comes from the Makefile (VERSION), its one place. */
 
 static const char usage_text[] =
   "usage: xsnap [--store DIR] [--account ID] [--region NAME] [--json] [-q] [-v]\n"
