@@ -39,6 +39,10 @@ struct xs_transfer_report {
                                    left alone (target is zero) */
   uint64_t zeros_skipped;       /* import: bytes read as all zero, not
                                    written (they stay holes) */
+  uint64_t bytes_dirty;         /* incremental import: bytes to copy (dirty
+                                   in the source's bitmap, or changed in
+                                   the volume since its last snapshot) */
+  uint64_t clean_skipped;       /* incremental import: bytes left alone */
   unsigned connections;         /* NBD connections used */
   double seconds;               /* from connecting to the end */
 };
@@ -66,6 +70,35 @@ extern int xs_import_nbd (struct xs_store *store,
                           const char *name, uint32_t block_size,
                           const atomic_int *stop, xs_transfer_progress_fn progress,
                           void *opaque, struct xs_transfer_report *report);
+
+/* Incremental import (changed-block tracking as QEMU does it): copy into
+ * VOLUME, an existing volume of SCOPE that holds an earlier copy of the
+ * disk at URI, only the runs that the export's dirty bitmap BITMAP
+ * (block status context "qemu:dirty-bitmap:BITMAP", as qemu-nbd -B
+ * serves a qcow2's persistent bitmap) marks dirty, and the blocks of the
+ * volume that changed since its last snapshot, so that the volume ends
+ * equal to the export.  Dirty runs that read as zeroes are zeroed
+ * (punched) in the volume, so that its changed-block map records them.
+ * The export must be the volume's size (up to the rounding of an
+ * import), its bitmap no finer than 512 bytes, and the volume detached
+ * (it is opened here as its owner), its changed-block map trusted.  With
+ * SNAPSHOT, a snapshot of that name is taken before the volume is let go
+ * (*SNAP describes it).  Needs xsnap:ImportVolume on the volume (and
+ * xsnap:CreateSnapshot with SNAPSHOT).  On failure the volume may hold
+ * part of the changes (said with xs_notice); its snapshots are intact
+ * and the same import completes it.  Returns 0 with *REPORT filled, or -1
+ * with the reason reported.
+ */
+struct xs_snapshot;
+extern int xs_import_nbd_dirty (struct xs_store *store,
+                                const struct xs_scope *scope,
+                                const char *uri, const char *volume,
+                                const char *bitmap, const char *snapshot,
+                                const atomic_int *stop,
+                                xs_transfer_progress_fn progress,
+                                void *opaque,
+                                struct xs_transfer_report *report,
+                                struct xs_snapshot *snap);
 
 /* Write snapshot SNAPSHOT_SPEC (of SCOPE) to the NBD export at URI,
  * which must be writable and at least as large as the snapshot; bytes
