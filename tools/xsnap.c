@@ -33,6 +33,8 @@ static const char usage_text[] =
   "                                            copy what a qemu dirty bitmap marks\n"
   "  export SNAP URI [--target-is-zero] [--progress[=FD]]\n"
   "                                            write a snapshot to an NBD export\n"
+  "  export SNAP URI --from BASE [--verify-base]\n"
+  "                                            write what changed since BASE to it\n"
   "  send SNAP [--from BASE] [-o FILE] [--resume TOKEN] [--dry-run]\n"
   "       [--raw | --reencrypt]                write a replication stream\n"
   "  receive [--name NAME] [-i FILE] [--key KEY | --encrypt] | receive --token\n"

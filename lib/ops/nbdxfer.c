@@ -30,6 +30,7 @@
 #include "base/error.h"
 #include "base/fileio.h"
 #include "head/head.h"
+#include "ops/changemap.h"
 #include "ops/nbdapi.h"
 #include "ops/nbdxfer.h"
 #include "repo/repo.h"
@@ -138,9 +139,11 @@ struct xfer {
   struct xs_head *head;
   bool use_map;                 /* the source reports base:allocation */
   const char *dirty_context;    /* incremental: "qemu:dirty-bitmap:NAME" */
-  const struct xs_bitmap *changed; /* incremental: the volume's blocks
-                                      changed since its last snapshot */
-  uint32_t block_size;          /* incremental: the volume's */
+  /* Incremental import: the volume's blocks changed since its last
+   * snapshot; export with a base: the blocks that differ from it.
+   */
+  const struct xs_bitmap *changed;
+  uint32_t block_size;          /* of CHANGED's blocks */
   /* Export. */
   struct xs_snapreader *reader;
   bool target_is_zero;
@@ -1532,6 +1535,33 @@ export_segment (struct lane *lane, uint64_t start, uint64_t end)
   return 0;
 }
 
+/* Export --from: only the runs of blocks that differ from the base. */
+static int
+export_changed_segment (struct lane *lane, uint64_t start, uint64_t end)
+{
+  struct xfer *x = lane->x;
+  uint64_t bs = x->block_size, last = (end + bs - 1) / bs, pos = start;
+  uint64_t block, run_start, run_end;
+
+  while (pos < end) {
+    block = xs_bitmap_next_set_within (x->changed, pos / bs, last);
+    run_start = block >= last ? end : block * bs;
+    if (run_start > pos) {
+      lane->clean_skipped += run_start - pos;
+      xfer_advance (x, run_start - pos);
+    }
+    if (run_start >= end)
+      break;
+    run_end = xs_bitmap_next_clear (x->changed, block) * bs;
+    if (run_end > end)
+      run_end = end;
+    if (export_segment (lane, run_start, run_end) == -1)
+      return -1;
+    pos = run_end;
+  }
+  return 0;
+}
+
 /* Check that the target at URI can take the snapshot; NULL if not. */
 static struct nbd_handle *
 export_connect (struct xfer *x, const struct xs_snapshot *snap)
@@ -1593,9 +1623,113 @@ export_open_reader (struct xs_store *store, const struct xs_snapshot *snap,
   return reader;
 }
 
-/* Copy the snapshot through X, set up but for its connection. */
+static bool
+sample_has (const uint64_t *blocks, size_t n, uint64_t block)
+{
+  size_t i;
+
+  for (i = 0; i < n; i++)
+    if (blocks[i] == block)
+      return true;
+  return false;
+}
+
+/* The blocks --verify-base compares, each once: the first, the last and
+ * XS_EXPORT_VERIFY_SAMPLES others drawn at random (all of them when
+ * there are no more).  *N receives how many (malloc'd, or NULL with an
+ * error).
+ */
+static uint64_t *
+verify_sample (uint64_t nblocks, size_t *n)
+{
+  size_t want = XS_EXPORT_VERIFY_SAMPLES + 2, i;
+  uint64_t *blocks, draw;
+
+  if (nblocks <= want)
+    want = (size_t) nblocks;
+  blocks = calloc (want, sizeof *blocks);
+  if (blocks == NULL) {
+    xs_error ("cannot verify the target: %m");
+    return NULL;
+  }
+  if (want == nblocks) {
+    for (i = 0; i < want; i++)
+      blocks[i] = i;
+  }
+  else {
+    blocks[0] = 0;
+    blocks[1] = nblocks - 1;
+    for (i = 2; i < want; ) {
+      if (xs_random_bytes (&draw, sizeof draw) == -1) {
+        free (blocks);
+        return NULL;
+      }
+      if (!sample_has (blocks, i, draw % nblocks))
+        blocks[i++] = draw % nblocks;
+    }
+  }
+  *n = want;
+  return blocks;
+}
+
+/* Compare block BLOCK of BASE with the target's bytes there: 0 equal,
+ * 1 different, -1 (reported).  BUFS holds two blocks.
+ */
+static int
+verify_block (struct xfer *x, struct nbd_handle *nbd,
+              struct xs_snapreader *base, uint64_t block, char *bufs)
+{
+  uint32_t bs = xs_snapreader_block_size (base);
+  uint64_t offset = block * bs, size = xs_snapreader_size (base);
+  uint32_t len = size - offset < bs ? (uint32_t) (size - offset) : bs;
+
+  if (xs_snapreader_pread (base, bufs, len, offset) == -1)
+    return -1;
+  if (x->api.pread (nbd, bufs + bs, len, offset, 0) == -1) {
+    xs_error ("cannot read %" PRIu32 " bytes at offset %" PRIu64 " of %s: "
+              "%s", len, offset, x->uri, x->api.get_error ());
+    return -1;
+  }
+  return memcmp (bufs, bufs + bs, len) != 0;
+}
+
+/* --verify-base: refuse, before anything is written, a target that does
+ * not hold BASE where sampled.
+ */
+static int
+export_verify_base (struct xfer *x, struct nbd_handle *nbd,
+                    struct xs_snapreader *base, const char *base_spec,
+                    struct xs_transfer_report *report)
+{
+  uint32_t bs = xs_snapreader_block_size (base);
+  size_t n, i;
+  uint64_t *blocks = verify_sample (xs_snapreader_nblocks (base), &n);
+  char *bufs = malloc (2 * (size_t) bs);
+  int r = blocks && bufs ? 0 : -1;
+
+  if (bufs == NULL && blocks)
+    xs_error ("cannot verify the target: %m");
+  for (i = 0; r == 0 && i < n; i++) {
+    r = verify_block (x, nbd, base, blocks[i], bufs);
+    if (r == 1)
+      xs_error ("cannot export to %s from %s: the target does not hold %s "
+                "(block %" PRIu64 ", at offset %" PRIu64 ", differs); "
+                "nothing was written", x->uri, base_spec, base_spec,
+                blocks[i], blocks[i] * bs);
+    else if (r == 0)
+      report->base_blocks_verified++;
+  }
+  free (blocks);
+  free (bufs);
+  return r == 0 ? 0 : -1;
+}
+
+/* Copy the snapshot through X, set up but for its connection; with
+ * BASE (--verify-base) check the target first.
+ */
 static int
 export_copy (struct xfer *x, const struct xs_snapshot *snap,
+             struct xs_snapreader *base, const char *base_spec,
              struct xs_transfer_report *report)
 {
   struct nbd_handle *probe = export_connect (x, snap);
@@ -1603,6 +1737,11 @@ export_copy (struct xfer *x, const struct xs_snapshot *snap,
 
   if (probe == NULL)
     return -1;
+  if (base && export_verify_base (x, probe, base, base_spec,
+                                  report) == -1) {
+    xfer_disconnect (x, probe, false);
+    return -1;
+  }
   x->slot_size = xs_snapreader_block_size (x->reader);
   xfer_fit_requests (x, probe);
   if (!x->target_is_zero && !x->can_zero) {
@@ -1613,7 +1752,7 @@ export_copy (struct xfer *x, const struct xs_snapshot *snap,
       return -1;
     }
   }
-  x->run_segment = export_segment;
+  x->run_segment = x->changed ? export_changed_segment : export_segment;
   r = xfer_run (x, probe, report);
   free (x->zeroes);
   return r;
@@ -1629,36 +1768,77 @@ export_check (const struct xs_snapshot *snap, const char *uri)
   return -1;
 }
 
+/* --from BASE: what differs between BASE and SNAPSHOT_SPEC into *MAP,
+ * from their manifests (as diff does), and with VERIFY a reader of BASE
+ * in *BASE (and its repository in *BASE_REPO).
+ */
+static int
+export_plan (struct xs_store *store, const struct xs_scope *scope,
+             const char *snapshot_spec, const char *base_spec, bool verify,
+             struct xs_changemap *map, struct xs_snapreader **base,
+             struct xs_repo **base_repo)
+{
+  struct xs_snapshot snap;
+  int r;
+
+  if (xs_changemap_of_snapshots (store, scope, base_spec, snapshot_spec,
+                                 map) == -1)
+    return -1;
+  if (!verify)
+    return 0;
+  r = xs_access_find_snapshot (store, scope, base_spec, "xsnap:ReadSnapshot",
+                               false, &snap);
+  if (r != 0)
+    return -1;
+  *base = export_open_reader (store, &snap, base_repo);
+  xs_snapshot_clear (&snap);
+  return *base ? 0 : -1;
+}
+
 int
 xs_export_nbd (struct xs_store *store, const struct xs_scope *scope,
-               const char *snapshot_spec, const char *uri, unsigned flags,
-               const atomic_int *stop, xs_transfer_progress_fn progress,
-               void *opaque, struct xs_transfer_report *report)
+               const char *snapshot_spec, const char *base_spec,
+               const char *uri, unsigned flags, const atomic_int *stop,
+               xs_transfer_progress_fn progress, void *opaque,
+               struct xs_transfer_report *report)
 {
   struct xfer x = { .what = "export to", .uri = uri, .stop = stop,
                     .progress = progress, .opaque = opaque,
                     .flush = true,
                     .target_is_zero = flags & XS_EXPORT_TARGET_IS_ZERO };
   int64_t start_ns = xs_now_ns ();
+  struct xs_changemap map = { 0 };
   struct xs_snapshot snap;
-  struct xs_repo *repo = NULL;
+  struct xs_repo *repo = NULL, *base_repo = NULL;
+  struct xs_snapreader *base = NULL;
   int r = -1;
 
   memset (report, 0, sizeof *report);
   if (xs_access_find_snapshot (store, scope, snapshot_spec,
                                "xsnap:ExportSnapshot", false, &snap) != 0)
     return -1;
-  if (export_check (&snap, uri) == 0)
+  if (export_check (&snap, uri) == 0
+      && (base_spec == NULL
+          || export_plan (store, scope, snapshot_spec, base_spec,
+                          flags & XS_EXPORT_VERIFY_BASE, &map, &base,
+                          &base_repo) == 0))
     x.reader = export_open_reader (store, &snap, &repo);
   if (x.reader) {
     x.length = snap.size;
+    if (base_spec) {
+      x.changed = &map.bits;
+      x.block_size = map.block_size;
+    }
     if (xs_nbd_api_load (&x.api) == 0) {
-      r = export_copy (&x, &snap, report);
+      r = export_copy (&x, &snap, base, base_spec, report);
       xs_nbd_api_unload (&x.api); /* every connection is closed by now */
     }
     xs_snapreader_close (x.reader);
   }
+  xs_snapreader_close (base);
+  xs_repo_close (base_repo);
   xs_repo_close (repo);
+  xs_changemap_clear (&map);
   if (r == 0) {
     snprintf (report->id, sizeof report->id, "%s", snap.id);
     snprintf (report->name, sizeof report->name, "%s@%s", snap.volume_name,

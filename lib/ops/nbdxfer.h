@@ -21,6 +21,15 @@
 
 /* Flags for xs_export_nbd. */
 #define XS_EXPORT_TARGET_IS_ZERO 1u  /* the target reads as zeroes already */
+#define XS_EXPORT_VERIFY_BASE 2u     /* with a base: check the target holds
+                                        it where sampled, first */
+
+/* How many blocks of the base XS_EXPORT_VERIFY_BASE compares, beside the
+ * first and the last: drawn at random, so that a target that does not
+ * hold the base is found whatever part of it differs, in proportion to
+ * how much does.
+ */
+#define XS_EXPORT_VERIFY_SAMPLES 64u
 
 struct xs_transfer_report {
   char id[XS_ID_MAX];           /* the new volume's id, or the snapshot's */
@@ -42,7 +51,11 @@ struct xs_transfer_report {
   uint64_t bytes_dirty;         /* incremental import: bytes to copy (dirty
                                    in the source's bitmap, or changed in
                                    the volume since its last snapshot) */
-  uint64_t clean_skipped;       /* incremental import: bytes left alone */
+  uint64_t clean_skipped;       /* incremental import: bytes left alone;
+                                   export with a base: bytes equal to it,
+                                   not written */
+  uint64_t base_blocks_verified; /* export: blocks of the base found on the
+                                    target (XS_EXPORT_VERIFY_BASE) */
   unsigned connections;         /* NBD connections used */
   double seconds;               /* from connecting to the end */
 };
@@ -104,14 +117,21 @@ extern int xs_import_nbd_dirty (struct xs_store *store,
  * which must be writable and at least as large as the snapshot; bytes
  * past the snapshot's size are left alone.  Zero blocks are skipped with
  * XS_EXPORT_TARGET_IS_ZERO, else sent as zero requests where the target
- * supports them, else written.  The target is flushed at the end.
- * Returns 0 with *REPORT filled, or -1 with the reason reported (the
- * target may then hold part of the snapshot).
+ * supports them, else written.  With BASE_SPEC (not NULL), a snapshot of
+ * the same geometry that the target holds already, only the blocks whose
+ * manifest entries differ between the two are written (or zeroed), as
+ * diff finds them, and with XS_EXPORT_VERIFY_BASE the target is first
+ * compared with BASE_SPEC at its first and last blocks and
+ * XS_EXPORT_VERIFY_SAMPLES random ones, and refused, with nothing
+ * written, if one differs.  The target is flushed at the end.  Returns 0
+ * with *REPORT filled, or -1 with the reason reported (the target may
+ * then hold part of the snapshot).
  */
 extern int xs_export_nbd (struct xs_store *store,
                           const struct xs_scope *scope,
-                          const char *snapshot_spec, const char *uri,
-                          unsigned flags, const atomic_int *stop,
+                          const char *snapshot_spec, const char *base_spec,
+                          const char *uri, unsigned flags,
+                          const atomic_int *stop,
                           xs_transfer_progress_fn progress, void *opaque,
                           struct xs_transfer_report *report);
 
