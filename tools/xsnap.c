@@ -72,6 +72,10 @@ static const char usage_text[] =
   "  serve [--unix PATH | --listen ADDR[:PORT]] [-f] [--pidfile F] [--rotate-key]\n"
   "                                            run nbdkit with the plugin (TCP: TLS,\n"
   "                                            one account, its pre-shared key)\n"
+  "  serve-changes SNAP --since SNAP_A --unix PATH [--bitmap NAME] [--export NAME]\n"
+  "  serve-changes --live VOL --unix PATH [--bitmap NAME] [--export NAME]\n"
+  "                                            serve SNAP (or VOL) read-only with its\n"
+  "                                            changes as qemu:dirty-bitmap:NAME\n"
   "  config list | set KEY VALUE | reset KEY  the store's sharing and copy limits\n"
   "  help                                      this text\n"
   "  version                                   print the version\n"
@@ -102,6 +106,7 @@ static const struct command commands[] = {
   { "chain", cmd_chain },
   { "audit", cmd_audit },
   { "serve", cmd_serve },
+  { "serve-changes", cmd_serve_changes },
   { "copy", cmd_copy },
   { "job", cmd_job },
   { "policy", cmd_policy },
