@@ -17,7 +17,9 @@ mkdir -p "$TMPDIR"
 # says where it serves; sets $changes_pid and $changes_uri.
 changes () {
   local name=$1; shift
-  "$xsnap" --json serve-changes "$@" >"$tmp/$name.out" 2>"$tmp/$name.err" &
+  # Under SANITIZE=1 the nbdkit it starts needs the sanitizers preloaded.
+  "${nbdkit_env[@]}" "$xsnap" --json serve-changes "$@" \
+    >"$tmp/$name.out" 2>"$tmp/$name.err" &
   changes_pid=$!
   started_pids+=("$changes_pid")
   for _ in $(seq 300); do
@@ -182,6 +184,7 @@ check "  and stops nbdkit" -- wait_gone $kids
 changes killed v@b --since v@a --unix "$tmp/killed.sock"
 kids=$(pgrep -P "$changes_pid" | tr '\n' ' ')
 kill -KILL "$changes_pid"
+wait "$changes_pid" 2>/dev/null || true
 # shellcheck disable=SC2086
 check "serve-changes killed with SIGKILL: its servers stop too" -- wait_gone $kids
 rm -rf "$TMPDIR"/xsnap-changes.* "$tmp/killed.sock"
