@@ -8,7 +8,10 @@
  * enough.  Lanes take segments of the range from a shared counter, so a
  * fast lane does more.  Completion callbacks run in their lane's own
  * thread (inside nbd_poll), so a lane's state needs no lock; only the
- * progress count is shared.
+ * progress count is shared.  What a lane does with its segment is the
+ * transfer's run_segment: import the source's map of it (or, with a
+ * dirty bitmap, the runs it marks), export the snapshot's extents (or,
+ * with a base, only the runs of blocks that differ from it).
  */
 #include <errno.h>
 #include <fcntl.h>

@@ -7,7 +7,10 @@
  * only what the server does not report as zero; export writes a snapshot
  * to any writable NBD export.  Both keep several requests in flight, on
  * several connections when the server advertises multi-conn (as nbdcopy
- * does).
+ * does).  Both also move only what changed: an import into the volume
+ * that holds the last copy reads what the export's qemu dirty bitmap
+ * marks (QEMU's incremental backup), and an export to a target that
+ * holds an earlier snapshot writes what differs from it.
  */
 #ifndef XSNAP_NBDXFER_H
 #define XSNAP_NBDXFER_H
