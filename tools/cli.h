@@ -111,6 +111,7 @@ extern int cmd_unshare (struct cli *cli, int argc, char **argv);
 extern int cmd_chain (struct cli *cli, int argc, char **argv);
 extern int cmd_audit (struct cli *cli, int argc, char **argv);
 extern int cmd_serve (struct cli *cli, int argc, char **argv);
+extern int cmd_serve_changes (struct cli *cli, int argc, char **argv);
 extern int cmd_copy (struct cli *cli, int argc, char **argv);
 extern int cmd_job (struct cli *cli, int argc, char **argv);
 extern int cmd_policy (struct cli *cli, int argc, char **argv);

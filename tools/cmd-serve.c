@@ -25,14 +25,12 @@
 #include "base/error.h"
 #include "base/fileio.h"
 #include "access/psk.h"
+#include "serve.h"
 
 #define MAX_ARGS 32
 
-/* The plugin: $XSNAP_PLUGIN, the one built beside this program, or the
- * installed one (nbdkit finds "xsnap" in its plugin directory).
- */
-static char *
-plugin_path (void)
+char *
+serve_plugin_path (void)
 {
   const char *env = getenv ("XSNAP_PLUGIN");
   char self[PATH_MAX], *built = NULL;
@@ -193,7 +191,7 @@ cmd_serve (struct cli *cli, int argc, char **argv)
            && asprintf (&socket, "%s/nbd.sock",
                         xs_store_path (cli->store)) == -1)
     goto out;
-  plugin = plugin_path ();
+  plugin = serve_plugin_path ();
   if (plugin == NULL
       || asprintf (&store_arg, "store=%s", xs_store_path (cli->store)) == -1
       || asprintf (&region_arg, "region=%s", cli->scope.region) == -1

@@ -27,10 +27,14 @@ static const char usage_text[] =
   "  snapshot list [VOL] | show SNAP | delete SNAP\n"
   "  verify SNAP                               check every chunk of a snapshot\n"
   "  verify --repair SNAP --from-region R      re-fetch its damaged chunks from R\n"
-  "  import URI --volume NAME [--block-size SIZE] [--progress[=FD]]\n"
+  "  import URI --volume NAME [--block-size SIZE] [--snapshot NAME] [--progress[=FD]]\n"
   "                                            copy an NBD export into a new volume\n"
+  "  import URI --volume VOL --dirty-bitmap BITMAP [--snapshot NAME]\n"
+  "                                            copy what a qemu dirty bitmap marks\n"
   "  export SNAP URI [--target-is-zero] [--progress[=FD]]\n"
   "                                            write a snapshot to an NBD export\n"
+  "  export SNAP URI --from BASE [--verify-base]\n"
+  "                                            write what changed since BASE to it\n"
   "  send SNAP [--from BASE] [-o FILE] [--resume TOKEN] [--dry-run]\n"
   "       [--raw | --reencrypt]                write a replication stream\n"
   "  receive [--name NAME] [-i FILE] [--key KEY | --encrypt] | receive --token\n"
@@ -72,6 +76,10 @@ static const char usage_text[] =
   "  serve [--unix PATH | --listen ADDR[:PORT]] [-f] [--pidfile F] [--rotate-key]\n"
   "                                            run nbdkit with the plugin (TCP: TLS,\n"
   "                                            one account, its pre-shared key)\n"
+  "  serve-changes SNAP --since SNAP_A --unix PATH [--bitmap NAME] [--export NAME]\n"
+  "  serve-changes --live VOL --unix PATH [--bitmap NAME] [--export NAME]\n"
+  "                                            serve SNAP (or VOL) read-only with its\n"
+  "                                            changes as qemu:dirty-bitmap:NAME\n"
   "  config list | set KEY VALUE | reset KEY  the store's sharing and copy limits\n"
   "  help                                      this text\n"
   "  version                                   print the version\n"
@@ -102,6 +110,7 @@ static const struct command commands[] = {
   { "chain", cmd_chain },
   { "audit", cmd_audit },
   { "serve", cmd_serve },
+  { "serve-changes", cmd_serve_changes },
   { "copy", cmd_copy },
   { "job", cmd_job },
   { "policy", cmd_policy },

@@ -36,6 +36,7 @@ struct xs_nbd_api {
   __typeof__ (nbd_add_meta_context) *add_meta_context;
   __typeof__ (nbd_block_status) *block_status;
   __typeof__ (nbd_flush) *flush;
+  __typeof__ (nbd_pread) *pread;
   __typeof__ (nbd_aio_pread) *aio_pread;
   __typeof__ (nbd_aio_pwrite) *aio_pwrite;
   __typeof__ (nbd_aio_zero) *aio_zero;

@@ -8,7 +8,10 @@
  * enough.  Lanes take segments of the range from a shared counter, so a
  * fast lane does more.  Completion callbacks run in their lane's own
  * thread (inside nbd_poll), so a lane's state needs no lock; only the
- * progress count is shared.
+ * progress count is shared.  What a lane does with its segment is the
+ * transfer's run_segment: import the source's map of it (or, with a
+ * dirty bitmap, the runs it marks), export the snapshot's extents (or,
+ * with a base, only the runs of blocks that differ from it).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -30,11 +33,13 @@
 #include "base/error.h"
 #include "base/fileio.h"
 #include "head/head.h"
+#include "ops/changemap.h"
 #include "ops/nbdapi.h"
 #include "ops/nbdxfer.h"
 #include "repo/repo.h"
 #include "base/size.h"
 #include "repo/snapreader.h"
+#include "catalog/snapnew.h"
 #include "catalog/snapshot.h"
 #include "catalog/volume.h"
 
@@ -70,11 +75,24 @@ struct written {
   uint64_t length;
 };
 
-/* One run of the source's map: data, or zero (not to be read). */
+/* What an import does with a run of the source: read it, or (the
+ * server says it reads as zeroes) not; an incremental import leaves
+ * clean runs (neither dirty in the source's bitmap nor changed in the
+ * volume) alone and zeroes zero runs in the volume.
+ */
+enum extent_kind { EXTENT_DATA, EXTENT_ZERO, EXTENT_CLEAN };
+
+/* One run of the source's map. */
 struct extent {
   uint64_t offset;
   uint64_t length;
-  bool zero;
+  enum extent_kind kind;
+};
+
+/* Runs in order, each starting where the last one ended. */
+struct extent_list {
+  struct extent *v;
+  size_t n, cap;
 };
 
 struct xfer;
@@ -87,16 +105,18 @@ struct lane {
   struct slot *slots;
   unsigned nslots;
   unsigned in_flight;
-  /* Import: the map of the range being copied. */
-  struct extent *extents;
-  size_t nextents, extents_cap;
+  /* Import: the map of the range being copied (MAP), from the server's
+   * base:allocation (ALLOC) and dirty bitmap (DIRTY) answers for it.
+   */
+  struct extent_list map, alloc, dirty;
   uint64_t map_end;
+  uint64_t misaligned;          /* a dirty extent's end off 512 bytes */
   /* Import: the last ranges written, oldest first from behind_next. */
   struct written behind[XFER_BEHIND];
   unsigned nbehind, behind_next;
   /* Summed into the report at the end. */
   uint64_t bytes_read, bytes_written, bytes_zeroed;
-  uint64_t holes_skipped, zeros_skipped;
+  uint64_t holes_skipped, zeros_skipped, bytes_dirty, clean_skipped;
 };
 
 struct xfer {
@@ -121,6 +141,12 @@ struct xfer {
   /* Import. */
   struct xs_head *head;
   bool use_map;                 /* the source reports base:allocation */
+  const char *dirty_context;    /* incremental: "qemu:dirty-bitmap:NAME" */
+  /* Incremental import: the volume's blocks changed since its last
+   * snapshot; export with a base: the blocks that differ from it.
+   */
+  const struct xs_bitmap *changed;
+  uint32_t block_size;          /* of CHANGED's blocks */
   /* Export. */
   struct xs_snapreader *reader;
   bool target_is_zero;
@@ -191,6 +217,8 @@ xfer_connect (struct xfer *x)
   if ((x->want_map
        && x->api.add_meta_context (nbd,
                                    LIBNBD_CONTEXT_BASE_ALLOCATION) == -1)
+      || (x->dirty_context
+          && x->api.add_meta_context (nbd, x->dirty_context) == -1)
       || x->api.connect_uri (nbd, x->uri) == -1) {
     xs_error ("cannot connect to %s: %s", x->uri, x->api.get_error ());
     x->api.close (nbd);
@@ -294,7 +322,9 @@ lane_free (struct lane *lane, bool clean)
   for (i = 0; lane->slots && i < lane->nslots; i++)
     free (lane->slots[i].buf);
   free (lane->slots);
-  free (lane->extents);
+  free (lane->map.v);
+  free (lane->alloc.v);
+  free (lane->dirty.v);
 }
 
 /* Run the connection for a while; completions happen in here. */
@@ -487,6 +517,8 @@ xfer_lanes_free (struct xfer *x, struct xs_transfer_report *report,
     report->bytes_zeroed += lane->bytes_zeroed;
     report->holes_skipped += lane->holes_skipped;
     report->zeros_skipped += lane->zeros_skipped;
+    report->bytes_dirty += lane->bytes_dirty;
+    report->clean_skipped += lane->clean_skipped;
     lane_free (lane, clean);
   }
   report->connections = x->nlanes;
@@ -516,7 +548,19 @@ xfer_run (struct xfer *x, struct nbd_handle *probe,
   return r;
 }
 
-/* Import: from an NBD export into a new volume. */
+/* Import: from an NBD export into a new volume, or (incremental) the
+ * runs that the export's dirty bitmap marks into an existing one.
+ */
+
+/* Bit 0 of a qemu:dirty-bitmap context's flags: the run was written
+ * since the bitmap started (libnbd 1.14 names no constant for it).
+ */
+#define XFER_STATE_DIRTY 1u
+
+/* A dirty bitmap whose runs end off this alignment is finer than the
+ * smallest unit qemu tracks: refused rather than guessed at.
+ */
+#define XFER_DIRTY_ALIGN 512u
 
 static bool
 is_zero (const char *buf, size_t len)
@@ -567,28 +611,70 @@ import_write_run (struct lane *lane, const struct slot *slot, uint64_t from,
   return 0;
 }
 
-/* Store what SLOT read, skipping all-zero pieces (aligned on the volume,
- * so that they stay holes).
+/* Zero [OFFSET, OFFSET + LENGTH) of the volume: an incremental import's
+ * run that reads as zeroes now.  Punched, so that the volume stays
+ * sparse, and marked changed like any write, so that the next snapshot
+ * records it.
+ */
+static int
+import_zero (struct lane *lane, uint64_t offset, uint64_t length)
+{
+  uint64_t n;
+
+  for (; length > 0; offset += n, length -= n) {
+    n = length < XFER_ZERO_MAX ? length : XFER_ZERO_MAX;
+    if (xs_head_zero (lane->x->head, (uint32_t) n, offset,
+                      XS_HEAD_MAY_TRIM) == -1) {
+      xfer_fail_reported (lane->x);
+      return -1;
+    }
+    lane->bytes_zeroed += n;
+  }
+  return 0;
+}
+
+/* Store BUF[from, to) of SLOT, which is all zeroes if ZERO: a new
+ * volume leaves zeroes as holes, an existing one is zeroed there.
+ */
+static int
+import_store_run (struct lane *lane, const struct slot *slot, uint64_t from,
+                  uint64_t to, bool zero)
+{
+  if (from == to)
+    return 0;
+  if (!zero)
+    return import_write_run (lane, slot, from, to);
+  if (lane->x->dirty_context == NULL) {
+    lane->zeros_skipped += to - from;
+    return 0;
+  }
+  return import_zero (lane, slot->offset + from, to - from);
+}
+
+/* Store what SLOT read in runs of data and of all-zero pieces (aligned
+ * on the volume, so that they stay holes).
  */
 static void
 import_store (struct lane *lane, const struct slot *slot)
 {
   uint64_t pos = 0, run = 0, n;
+  bool zero, run_zero = false;
 
   lane->bytes_read += slot->count;
   while (pos < slot->count) {
     n = XFER_SPARSE - (slot->offset + pos) % XFER_SPARSE;
     if (n > slot->count - pos)
       n = slot->count - pos;
-    if (is_zero (slot->buf + pos, n)) {
-      if (import_write_run (lane, slot, run, pos) == -1)
+    zero = is_zero (slot->buf + pos, n);
+    if (zero != run_zero) {
+      if (import_store_run (lane, slot, run, pos, run_zero) == -1)
         return;
-      lane->zeros_skipped += n;
-      run = pos + n;
+      run = pos;
+      run_zero = zero;
     }
     pos += n;
   }
-  if (import_write_run (lane, slot, run, pos) == 0)
+  if (import_store_run (lane, slot, run, pos, run_zero) == 0)
     xfer_advance (lane->x, slot->count);
 }
 
@@ -636,42 +722,82 @@ import_read (struct lane *lane, uint64_t offset, uint64_t length)
   return 0;
 }
 
+/* Maps. */
+
 static int
-map_append (struct lane *lane, uint64_t offset, uint64_t length, bool zero)
+list_append (struct extent_list *list, uint64_t offset, uint64_t length,
+             enum extent_kind kind)
 {
-  struct extent *last = lane->nextents
-    ? &lane->extents[lane->nextents - 1] : NULL;
+  struct extent *last = list->n ? &list->v[list->n - 1] : NULL;
   struct extent *bigger;
   size_t cap;
 
-  if (last && last->zero == zero && last->offset + last->length == offset) {
+  if (length == 0)
+    return 0;
+  if (last && last->kind == kind && last->offset + last->length == offset) {
     last->length += length;
     return 0;
   }
-  if (lane->nextents == lane->extents_cap) {
-    cap = lane->extents_cap ? lane->extents_cap * 2 : 64;
-    bigger = realloc (lane->extents, cap * sizeof *bigger);
+  if (list->n == list->cap) {
+    cap = list->cap ? list->cap * 2 : 64;
+    bigger = realloc (list->v, cap * sizeof *bigger);
     if (bigger == NULL)
       return -1;
-    lane->extents = bigger;
-    lane->extents_cap = cap;
+    list->v = bigger;
+    list->cap = cap;
   }
-  lane->extents[lane->nextents++] = (struct extent) { offset, length, zero };
+  list->v[list->n++] = (struct extent) { offset, length, kind };
   return 0;
 }
 
-/* base:allocation entries for the range asked: only the ZERO bit lets a
- * range go unread (HOLE alone does not promise zeroes).
+static uint64_t
+list_end (const struct extent_list *list)
+{
+  return list->v[list->n - 1].offset + list->v[list->n - 1].length;
+}
+
+static bool
+list_starts_at (const struct extent_list *list, uint64_t offset)
+{
+  return list->n > 0 && list->v[0].offset == offset;
+}
+
+/* Add an extent of context CONTEXT to its list: base:allocation gives
+ * DATA or ZERO (only the ZERO bit lets a range go unread: HOLE alone
+ * does not promise zeroes), the dirty bitmap DATA (dirty) or CLEAN.
  */
+static int
+map_add (struct lane *lane, bool dirty_context, uint64_t offset,
+         uint64_t length, uint32_t flags)
+{
+  struct xfer *x = lane->x;
+  uint64_t end = offset + length;
+
+  if (!dirty_context)
+    return list_append (&lane->alloc, offset, length,
+                        flags & LIBNBD_STATE_ZERO ? EXTENT_ZERO
+                        : EXTENT_DATA);
+  if (end % XFER_DIRTY_ALIGN != 0 && end < x->length
+      && lane->misaligned == UINT64_MAX)
+    lane->misaligned = end;
+  return list_append (&lane->dirty, offset, length,
+                      flags & XFER_STATE_DIRTY ? EXTENT_DATA
+                      : EXTENT_CLEAN);
+}
+
+/* Block status entries for the range asked, up to lane->map_end. */
 static int
 map_collect (void *opaque, const char *context, uint64_t offset,
              uint32_t *entries, size_t nr_entries, int *error)
 {
   struct lane *lane = opaque;
+  const char *dirty = lane->x->dirty_context;
+  bool is_dirty;
   uint64_t length;
   size_t i;
 
-  if (strcmp (context, LIBNBD_CONTEXT_BASE_ALLOCATION) != 0)
+  is_dirty = dirty && strcmp (context, dirty) == 0;
+  if (!is_dirty && strcmp (context, LIBNBD_CONTEXT_BASE_ALLOCATION) != 0)
     return 0;
   for (i = 0; i + 1 < nr_entries && offset < lane->map_end; i += 2) {
     length = entries[i];
@@ -679,8 +805,7 @@ map_collect (void *opaque, const char *context, uint64_t offset,
       break;
     if (length > lane->map_end - offset)
       length = lane->map_end - offset;
-    if (map_append (lane, offset, length,
-                    (entries[i + 1] & LIBNBD_STATE_ZERO) != 0) == -1) {
+    if (map_add (lane, is_dirty, offset, length, entries[i + 1]) == -1) {
       *error = ENOMEM;
       return -1;
     }
@@ -689,31 +814,35 @@ map_collect (void *opaque, const char *context, uint64_t offset,
   return 0;
 }
 
-/* The map of [OFFSET, END), or of its beginning (servers may answer
- * for less than was asked).
+/* Ask for the map of [OFFSET, END) (servers may answer for its
+ * beginning only) into the lane's lists.
  */
 static int
-import_map (struct lane *lane, uint64_t offset, uint64_t end)
+map_request (struct lane *lane, uint64_t offset, uint64_t end,
+             uint32_t flags)
 {
   struct xfer *x = lane->x;
 
-  lane->nextents = 0;
+  lane->alloc.n = lane->dirty.n = 0;
   lane->map_end = end;
-  if (!x->use_map) {             /* no map: everything is data */
-    if (map_append (lane, offset, end - offset, false) == 0)
-      return 0;
-    xfer_fail (x, "cannot %s %s: out of memory", x->what, x->uri);
-    return -1;
-  }
+  lane->misaligned = UINT64_MAX;
   if (x->api.block_status (lane->nbd, end - offset, offset,
                            (nbd_extent_callback) {
                              .callback = map_collect, .user_data = lane },
-                           0) == -1) {
+                           flags) == -1) {
     xfer_fail (x, "cannot get the map of %s at offset %" PRIu64 ": %s",
                x->uri, offset, x->api.get_error ());
     return -1;
   }
-  if (lane->nextents == 0 || lane->extents[0].offset != offset) {
+  if (lane->misaligned != UINT64_MAX) {
+    xfer_fail (x, "cannot import from %s: its %s has a granularity finer "
+               "than %u bytes (a run ends at offset %" PRIu64 "), which "
+               "xsnap does not support", x->uri, x->dirty_context,
+               XFER_DIRTY_ALIGN, lane->misaligned);
+    return -1;
+  }
+  if ((x->use_map && !list_starts_at (&lane->alloc, offset))
+      || (x->dirty_context && !list_starts_at (&lane->dirty, offset))) {
     xfer_fail (x, "cannot get the map of %s at offset %" PRIu64
                ": the server described nothing there", x->uri, offset);
     return -1;
@@ -721,17 +850,148 @@ import_map (struct lane *lane, uint64_t offset, uint64_t end)
   return 0;
 }
 
-/* After a segment that ended in zeros: while the next segment nobody
- * has claimed starts with zeros too, claim every segment those zeros
- * cover whole, without reading them, from one request for the first
- * extent of up to XFER_SKIP_WINDOW bytes.  A source of 64 TiB of holes is
- * then some 16,000 requests rather than a million (one per segment).
+/* Incremental: add [FROM, TO), which must be copied, to the map, as
+ * the allocation map describes it.  *CURSOR is where in lane->alloc to
+ * look first (calls come in increasing order).
  */
 static int
-import_skip_zeros (struct lane *lane)
+map_wanted (struct lane *lane, uint64_t from, uint64_t to, size_t *cursor)
+{
+  const struct extent *a;
+  uint64_t start, end;
+
+  lane->bytes_dirty += to - from;
+  for (; *cursor < lane->alloc.n; ++*cursor) {
+    a = &lane->alloc.v[*cursor];
+    if (a->offset >= to)
+      break;
+    start = a->offset > from ? a->offset : from;
+    end = a->offset + a->length < to ? a->offset + a->length : to;
+    if (start < end && list_append (&lane->map, start, end - start,
+                                    a->kind) == -1)
+      return -1;
+    if (a->offset + a->length > to)
+      break;                    /* the next wanted run may start in it */
+  }
+  return 0;
+}
+
+/* Incremental: [FROM, TO) is clean in the source's bitmap, but the
+ * blocks of the volume changed since its last snapshot are copied too,
+ * so that the volume ends up equal to the source whatever it held.
+ */
+static int
+map_clean (struct lane *lane, uint64_t from, uint64_t to, size_t *cursor)
+{
+  const struct xs_bitmap *changed = lane->x->changed;
+  uint64_t bs = lane->x->block_size, pos = from, start, end, block;
+  uint64_t last = (to + bs - 1) / bs;
+
+  while (pos < to) {
+    block = xs_bitmap_next_set_within (changed, pos / bs, last);
+    start = block >= last ? to : block * bs > pos ? block * bs : pos;
+    if (list_append (&lane->map, pos, start - pos, EXTENT_CLEAN) == -1)
+      return -1;
+    if (start >= to)
+      break;
+    end = xs_bitmap_next_clear (changed, block) * bs;
+    if (end > to)
+      end = to;
+    if (map_wanted (lane, start, end, cursor) == -1)
+      return -1;
+    pos = end;
+  }
+  return 0;
+}
+
+/* Incremental: the map of what both answers cover, from the dirty runs
+ * (and the volume's own changes) cut by the allocation map.
+ */
+static int
+map_merge (struct lane *lane)
+{
+  uint64_t covered = list_end (&lane->dirty), start, end;
+  const struct extent *d;
+  size_t i, cursor = 0;
+
+  if (list_end (&lane->alloc) < covered)
+    covered = list_end (&lane->alloc);
+  for (i = 0; i < lane->dirty.n && lane->dirty.v[i].offset < covered; i++) {
+    d = &lane->dirty.v[i];
+    start = d->offset;
+    end = d->offset + d->length < covered ? d->offset + d->length : covered;
+    if ((d->kind == EXTENT_DATA
+         ? map_wanted (lane, start, end, &cursor)
+         : map_clean (lane, start, end, &cursor)) == -1)
+      return -1;
+  }
+  return 0;
+}
+
+/* The map of [OFFSET, END), or of its beginning, in lane->map. */
+static int
+import_map (struct lane *lane, uint64_t offset, uint64_t end)
 {
   struct xfer *x = lane->x;
-  uint64_t next, offset, window, zero_end, segments, skipped;
+  struct extent_list swap;
+  int r = 0;
+
+  lane->map.n = 0;
+  if (x->use_map || x->dirty_context)
+    r = map_request (lane, offset, end, 0);
+  if (r == 0 && !x->use_map)     /* no allocation map: everything is data */
+    r = list_append (&lane->alloc, offset, end - offset, EXTENT_DATA);
+  if (r == 0 && x->dirty_context)
+    r = map_merge (lane);
+  else if (r == 0) {
+    swap = lane->map;
+    lane->map = lane->alloc;
+    lane->alloc = swap;
+  }
+  if (r == -1 && !atomic_load (&x->failed))
+    xfer_fail (x, "cannot %s %s: out of memory", x->what, x->uri);
+  return r;
+}
+
+/* Where the run at OFFSET (a segment's start) that needs no copying
+ * ends, from a map request for its first extent: zeroes for a new
+ * volume; for an incremental import, a clean run up to the first block
+ * the volume changed itself.  OFFSET if there is none.
+ */
+static uint64_t
+import_skippable_end (struct lane *lane, uint64_t offset)
+{
+  struct xfer *x = lane->x;
+  const struct extent *e;
+  uint64_t end, bs = x->block_size, block;
+
+  if (x->dirty_context == NULL) {
+    e = lane->alloc.v;
+    return e->kind == EXTENT_ZERO ? offset + e->length : offset;
+  }
+  e = lane->dirty.v;
+  if (e->kind != EXTENT_CLEAN)
+    return offset;
+  end = offset + e->length;
+  block = xs_bitmap_next_set_within (x->changed, offset / bs,
+                                     (end + bs - 1) / bs);
+  if (block * bs < end)
+    end = block * bs > offset ? block * bs : offset;
+  return end;
+}
+
+/* After a segment that ended in a run that needs no copying: while the
+ * next segment nobody has claimed starts with such a run too, claim
+ * every segment it covers whole, without reading them, from one request
+ * for the first extent of up to XFER_SKIP_WINDOW bytes.  A source of 64
+ * TiB of holes (or of clean runs) is then some 16,000 requests rather
+ * than a million (one per segment).
+ */
+static int
+import_skip (struct lane *lane)
+{
+  struct xfer *x = lane->x;
+  uint64_t next, offset, window, skip_end, segments, skipped;
 
   while (!xfer_should_stop (x)) {
     next = atomic_load (&x->next_segment);
@@ -740,33 +1000,49 @@ import_skip_zeros (struct lane *lane)
       return 0;
     window = x->length - offset < XFER_SKIP_WINDOW ? x->length - offset
       : XFER_SKIP_WINDOW;
-    lane->nextents = 0;
-    lane->map_end = offset + window;
-    if (x->api.block_status (lane->nbd, window, offset,
-                             (nbd_extent_callback) {
-                               .callback = map_collect, .user_data = lane },
-                             LIBNBD_CMD_FLAG_REQ_ONE) == -1) {
-      xfer_fail (x, "cannot get the map of %s at offset %" PRIu64 ": %s",
-                 x->uri, offset, x->api.get_error ());
+    if (map_request (lane, offset, offset + window,
+                     LIBNBD_CMD_FLAG_REQ_ONE) == -1)
       return -1;
-    }
-    if (lane->nextents == 0 || !lane->extents[0].zero
-        || lane->extents[0].offset != offset)
-      return 0;
-    zero_end = offset + lane->extents[0].length;
-    segments = zero_end == x->length
+    skip_end = import_skippable_end (lane, offset);
+    segments = skip_end == x->length
       ? (x->length - offset + XFER_SEGMENT - 1) / XFER_SEGMENT
-      : (zero_end - offset) / XFER_SEGMENT;
+      : (skip_end - offset) / XFER_SEGMENT;
     /* Another lane may have claimed it meanwhile: it maps it itself. */
     if (segments == 0
         || !atomic_compare_exchange_strong (&x->next_segment, &next,
                                             next + segments))
       return 0;
-    skipped = zero_end == x->length ? x->length - offset
+    skipped = skip_end == x->length ? x->length - offset
       : segments * XFER_SEGMENT;
-    lane->holes_skipped += skipped;
+    if (x->dirty_context)
+      lane->clean_skipped += skipped;
+    else
+      lane->holes_skipped += skipped;
     xfer_advance (x, skipped);
   }
+  return 0;
+}
+
+/* One extent of a segment's map. */
+static int
+import_extent (struct lane *lane, const struct extent *e)
+{
+  struct xfer *x = lane->x;
+
+  switch (e->kind) {
+  case EXTENT_DATA:
+    return import_read (lane, e->offset, e->length);
+  case EXTENT_ZERO:
+    if (x->dirty_context && import_zero (lane, e->offset, e->length) == -1)
+      return -1;
+    if (x->dirty_context == NULL)
+      lane->holes_skipped += e->length;
+    break;
+  case EXTENT_CLEAN:
+    lane->clean_skipped += e->length;
+    break;
+  }
+  xfer_advance (x, e->length);
   return 0;
 }
 
@@ -774,27 +1050,24 @@ static int
 import_segment (struct lane *lane, uint64_t start, uint64_t end)
 {
   struct xfer *x = lane->x;
-  const struct extent *e;
+  enum extent_kind last = EXTENT_DATA;
   uint64_t offset = start;
-  bool ends_zero = false;
   size_t i;
 
   while (offset < end) {
     if (import_map (lane, offset, end) == -1)
       return -1;
-    for (i = 0; i < lane->nextents; i++) {
-      e = &lane->extents[i];
-      if (e->zero) {
-        lane->holes_skipped += e->length;
-        xfer_advance (x, e->length);
-      }
-      else if (import_read (lane, e->offset, e->length) == -1)
+    for (i = 0; i < lane->map.n; i++) {
+      if (import_extent (lane, &lane->map.v[i]) == -1)
         return -1;
-      offset = e->offset + e->length;
-      ends_zero = e->zero;
+      offset = lane->map.v[i].offset + lane->map.v[i].length;
+      last = lane->map.v[i].kind;
     }
   }
-  return ends_zero && x->use_map ? import_skip_zeros (lane) : 0;
+  if (x->dirty_context ? last == EXTENT_CLEAN
+      : last == EXTENT_ZERO && x->use_map)
+    return import_skip (lane);
+  return 0;
 }
 
 /* Fill the staged head of STAGE from PROBE's export, and make it
@@ -835,13 +1108,29 @@ import_report (struct xs_transfer_report *report,
   report->rounded = vol->size != source_size;
 }
 
+/* The source's size, connected through PROBE: a positive number, or -1
+ * (reported; PROBE is then closed).
+ */
+static int64_t
+import_source_size (struct xfer *x, struct nbd_handle *probe)
+{
+  int64_t size = xfer_size (x, probe);
+
+  if (size == 0)
+    xs_error ("cannot import %s: the export is empty", x->uri);
+  if (size <= 0) {
+    xfer_disconnect (x, probe, false);
+    return -1;
+  }
+  return size;
+}
+
 /* The import through X, with libnbd loaded. */
 static int
 import_nbd (struct xs_store *store, const struct xs_scope *scope,
             struct xfer *x, const char *name, uint32_t block_size,
             struct xs_transfer_report *report)
 {
-  const char *uri = x->uri;
   int64_t start_ns = xs_now_ns (), source_size;
   struct nbd_handle *probe;
   struct xs_volume_stage stage;
@@ -852,15 +1141,8 @@ import_nbd (struct xs_store *store, const struct xs_scope *scope,
   if (xs_volume_check_name_free (store, scope, name) == -1)
     return -1;
   probe = xfer_connect (x);
-  if (probe == NULL)
+  if (probe == NULL || (source_size = import_source_size (x, probe)) == -1)
     return -1;
-  source_size = xfer_size (x, probe);
-  if (source_size == 0)
-    xs_error ("cannot import %s: the export is empty", uri);
-  if (source_size <= 0) {
-    xfer_disconnect (x, probe, false);
-    return -1;
-  }
   /* The volume holds whole blocks; the tail past the export is zero.
    * It is built where no one sees it and becomes visible, complete, at
    * the commit; anything else (a failure, an interrupt, a crash) leaves
@@ -903,6 +1185,211 @@ xs_import_nbd (struct xs_store *store, const struct xs_scope *scope,
     return -1;
   r = import_nbd (store, scope, &x, name, block_size, report);
   xs_nbd_api_unload (&x.api);   /* every connection is closed by now */
+  return r;
+}
+
+/* Incremental import: the changed runs of the source into an existing
+ * volume.
+ */
+
+/* Check that the source PROBE serves, of SOURCE_SIZE bytes, can be
+ * imported incrementally into VOL.  0, or -1 (reported).
+ */
+static int
+dirty_check_source (struct xfer *x, struct nbd_handle *probe,
+                    const struct xs_volume *vol, uint64_t source_size)
+{
+  char have[32], want[32];
+  uint64_t rounded = source_size + vol->block_size - 1;
+
+  if (x->api.can_meta_context (probe, x->dirty_context) != 1) {
+    xs_error ("cannot import from %s: the server offers no %s (qemu-nbd "
+              "serves a qcow2's persistent bitmap NAME with -B NAME)",
+              x->uri, x->dirty_context);
+    return -1;
+  }
+  rounded -= rounded % vol->block_size;
+  if (rounded != vol->size) {
+    xs_size_format (source_size, have, sizeof have);
+    xs_size_format (vol->size, want, sizeof want);
+    xs_error ("cannot import from %s into volume '%s': the export is %s "
+              "(%" PRIu64 " bytes) and the volume %s (%" PRIu64 " bytes); "
+              "an incremental import needs the disk the volume was "
+              "imported from", x->uri, vol->name, have, source_size, want,
+              vol->size);
+    return -1;
+  }
+  return 0;
+}
+
+/* The blocks of VOL, whose head H is open, changed since its last
+ * snapshot, into CHANGED.  A map that cannot be trusted is refused: the
+ * volume may differ from its last snapshot where nobody knows.
+ */
+static int
+dirty_volume_changes (struct xs_head *h, const struct xs_volume *vol,
+                      struct xs_bitmap *changed)
+{
+  struct xs_dirtymap *dm = xs_head_dirtymap (h);
+  const struct xs_bitmap *bits = xs_dirtymap_bits (dm);
+
+  if (xs_dirtymap_doubt (dm) != XS_DIRTYMAP_TRUSTED) {
+    xs_error ("cannot import into volume '%s' incrementally: its "
+              "changed-block map cannot be trusted (%s), so it may differ "
+              "from its last snapshot where no map says; reset it to its "
+              "last snapshot, or import the disk whole into a new volume",
+              vol->name, xs_dirtymap_doubt_text (xs_dirtymap_doubt (dm)));
+    return -1;
+  }
+  if (xs_bitmap_init (changed, bits->nbits) == -1)
+    return -1;
+  memcpy (changed->bytes, bits->bytes, bits->nbytes);
+  return 0;
+}
+
+/* The volume's bytes past the end of the source read as zeroes: make
+ * them so again if the volume changed them.
+ */
+static int
+dirty_zero_tail (struct xfer *x, const struct xs_volume *vol)
+{
+  uint64_t last = x->changed->nbits - 1;
+
+  if (vol->size == x->length || !xs_bitmap_get (x->changed, last))
+    return 0;
+  return xs_head_zero (x->head, (uint32_t) (vol->size - x->length),
+                       x->length, XS_HEAD_MAY_TRIM);
+}
+
+/* Copy what changed into VOL's open head X->head, make it durable, and
+ * with SNAPSHOT take the snapshot of it.
+ */
+static int
+dirty_fill (struct xs_store *store, struct xfer *x, struct nbd_handle *probe,
+            const struct xs_volume *vol, const char *snapshot,
+            struct xs_transfer_report *report, struct xs_snapshot *snap)
+{
+  struct xs_snapshot_op *op;
+  int r;
+
+  x->use_map = x->api.can_meta_context (probe,
+                                        LIBNBD_CONTEXT_BASE_ALLOCATION) == 1;
+  x->run_segment = import_segment;
+  r = xfer_run (x, probe, report);
+  if (r == 0)
+    r = dirty_zero_tail (x, vol);
+  if (r == 0)
+    r = xs_head_flush (x->head);
+  if (r == -1 && report->bytes_written + report->bytes_zeroed > 0)
+    xs_notice ("volume '%s' now holds part of the changes of %s, and its "
+               "snapshots are as they were: import again to complete it",
+               vol->name, x->uri);
+  if (r == 0 && snapshot) {
+    op = xs_snapshot_start (store, x->head, vol, snapshot, snap);
+    if (op == NULL
+        || xs_snapshot_finish (op, NULL, NULL, NULL, snap)
+           != XS_SNAPSHOT_AVAILABLE) {
+      if (op)
+        xs_snapshot_clear (snap);
+      r = -1;
+    }
+  }
+  return r;
+}
+
+/* Refuse VOL while an NBD server has it attached. */
+static int
+dirty_check_detached (struct xs_store *store, const struct xs_volume *vol)
+{
+  if (xs_volume_in_use (store, vol) != 1
+      || xs_volume_owned_by_sealer (store, vol))
+    return 0;                   /* the open says who holds it, if anyone */
+  xs_error ("cannot import into volume '%s': it is attached (an NBD "
+            "server serves it); detach it first", vol->name);
+  return -1;
+}
+
+/* The incremental import through X, with libnbd loaded. */
+static int
+dirty_import (struct xs_store *store, struct xfer *x,
+              const struct xs_volume *vol, const char *snapshot,
+              struct xs_transfer_report *report, struct xs_snapshot *snap)
+{
+  int64_t start_ns = xs_now_ns (), source_size;
+  struct xs_bitmap changed = { 0 };
+  struct nbd_handle *probe;
+  int r = -1;
+
+  probe = xfer_connect (x);
+  if (probe == NULL || (source_size = import_source_size (x, probe)) == -1)
+    return -1;
+  if (dirty_check_source (x, probe, vol, (uint64_t) source_size) == -1
+      || dirty_check_detached (store, vol) == -1
+      || (x->head = xs_volume_open_head (store, vol)) == NULL) {
+    xfer_disconnect (x, probe, false);
+    return -1;
+  }
+  if (dirty_volume_changes (x->head, vol, &changed) == 0) {
+    x->changed = &changed;
+    x->block_size = vol->block_size;
+    x->length = (uint64_t) source_size;
+    xfer_fit_requests (x, probe);
+    r = dirty_fill (store, x, probe, vol, snapshot, report, snap);
+  }
+  else
+    xfer_disconnect (x, probe, false);
+  if (xs_head_close (x->head) == -1)
+    r = -1;
+  xs_bitmap_free (&changed);
+  if (r == 0) {
+    import_report (report, vol, (uint64_t) source_size);
+    report->seconds = (double) (xs_now_ns () - start_ns) / 1e9;
+  }
+  return r;
+}
+
+int
+xs_import_nbd_dirty (struct xs_store *store, const struct xs_scope *scope,
+                     const char *uri, const char *volume, const char *bitmap,
+                     const char *snapshot, const atomic_int *stop,
+                     xs_transfer_progress_fn progress, void *opaque,
+                     struct xs_transfer_report *report,
+                     struct xs_snapshot *snap)
+{
+  struct xfer x = { .what = "import from", .uri = uri, .stop = stop,
+                    .want_map = true, .progress = progress,
+                    .opaque = opaque };
+  struct xs_volume vol;
+  char *context = NULL;
+  int r = -1;
+
+  memset (report, 0, sizeof *report);
+  if (bitmap[0] == '\0') {
+    xs_error ("cannot import from %s: the dirty bitmap's name is empty",
+              uri);
+    return -1;
+  }
+  if (xs_volume_find (store, scope, volume, false, &vol) != 0)
+    return -1;
+  if (xs_access_volume (store, scope->account, "xsnap:ImportVolume",
+                        &vol) == -1
+      || (snapshot && xs_access_volume (store, scope->account,
+                                        "xsnap:CreateSnapshot",
+                                        &vol) == -1))
+    goto out;
+  if (asprintf (&context, "qemu:dirty-bitmap:%s", bitmap) == -1) {
+    xs_error ("cannot import from %s: %m", uri);
+    context = NULL;
+    goto out;
+  }
+  x.dirty_context = context;
+  if (xs_nbd_api_load (&x.api) == 0) {
+    r = dirty_import (store, &x, &vol, snapshot, report, snap);
+    xs_nbd_api_unload (&x.api); /* every connection is closed by now */
+  }
+ out:
+  free (context);
+  xs_volume_clear (&vol);
   return r;
 }
 
@@ -1051,6 +1538,33 @@ export_segment (struct lane *lane, uint64_t start, uint64_t end)
   return 0;
 }
 
+/* Export --from: only the runs of blocks that differ from the base. */
+static int
+export_changed_segment (struct lane *lane, uint64_t start, uint64_t end)
+{
+  struct xfer *x = lane->x;
+  uint64_t bs = x->block_size, last = (end + bs - 1) / bs, pos = start;
+  uint64_t block, run_start, run_end;
+
+  while (pos < end) {
+    block = xs_bitmap_next_set_within (x->changed, pos / bs, last);
+    run_start = block >= last ? end : block * bs;
+    if (run_start > pos) {
+      lane->clean_skipped += run_start - pos;
+      xfer_advance (x, run_start - pos);
+    }
+    if (run_start >= end)
+      break;
+    run_end = xs_bitmap_next_clear (x->changed, block) * bs;
+    if (run_end > end)
+      run_end = end;
+    if (export_segment (lane, run_start, run_end) == -1)
+      return -1;
+    pos = run_end;
+  }
+  return 0;
+}
+
 /* Check that the target at URI can take the snapshot; NULL if not. */
 static struct nbd_handle *
 export_connect (struct xfer *x, const struct xs_snapshot *snap)
@@ -1112,9 +1626,113 @@ export_open_reader (struct xs_store *store, const struct xs_snapshot *snap,
   return reader;
 }
 
-/* Copy the snapshot through X, set up but for its connection. */
+static bool
+sample_has (const uint64_t *blocks, size_t n, uint64_t block)
+{
+  size_t i;
+
+  for (i = 0; i < n; i++)
+    if (blocks[i] == block)
+      return true;
+  return false;
+}
+
+/* The blocks --verify-base compares, each once: the first, the last and
+ * XS_EXPORT_VERIFY_SAMPLES others drawn at random (all of them when
+ * there are no more).  *N receives how many (malloc'd, or NULL with an
+ * error).
+ */
+static uint64_t *
+verify_sample (uint64_t nblocks, size_t *n)
+{
+  size_t want = XS_EXPORT_VERIFY_SAMPLES + 2, i;
+  uint64_t *blocks, draw;
+
+  if (nblocks <= want)
+    want = (size_t) nblocks;
+  blocks = calloc (want, sizeof *blocks);
+  if (blocks == NULL) {
+    xs_error ("cannot verify the target: %m");
+    return NULL;
+  }
+  if (want == nblocks) {
+    for (i = 0; i < want; i++)
+      blocks[i] = i;
+  }
+  else {
+    blocks[0] = 0;
+    blocks[1] = nblocks - 1;
+    for (i = 2; i < want; ) {
+      if (xs_random_bytes (&draw, sizeof draw) == -1) {
+        free (blocks);
+        return NULL;
+      }
+      if (!sample_has (blocks, i, draw % nblocks))
+        blocks[i++] = draw % nblocks;
+    }
+  }
+  *n = want;
+  return blocks;
+}
+
+/* Compare block BLOCK of BASE with the target's bytes there: 0 equal,
+ * 1 different, -1 (reported).  BUFS holds two blocks.
+ */
+static int
+verify_block (struct xfer *x, struct nbd_handle *nbd,
+              struct xs_snapreader *base, uint64_t block, char *bufs)
+{
+  uint32_t bs = xs_snapreader_block_size (base);
+  uint64_t offset = block * bs, size = xs_snapreader_size (base);
+  uint32_t len = size - offset < bs ? (uint32_t) (size - offset) : bs;
+
+  if (xs_snapreader_pread (base, bufs, len, offset) == -1)
+    return -1;
+  if (x->api.pread (nbd, bufs + bs, len, offset, 0) == -1) {
+    xs_error ("cannot read %" PRIu32 " bytes at offset %" PRIu64 " of %s: "
+              "%s", len, offset, x->uri, x->api.get_error ());
+    return -1;
+  }
+  return memcmp (bufs, bufs + bs, len) != 0;
+}
+
+/* --verify-base: refuse, before anything is written, a target that does
+ * not hold BASE where sampled.
+ */
+static int
+export_verify_base (struct xfer *x, struct nbd_handle *nbd,
+                    struct xs_snapreader *base, const char *base_spec,
+                    struct xs_transfer_report *report)
+{
+  uint32_t bs = xs_snapreader_block_size (base);
+  size_t n, i;
+  uint64_t *blocks = verify_sample (xs_snapreader_nblocks (base), &n);
+  char *bufs = malloc (2 * (size_t) bs);
+  int r = blocks && bufs ? 0 : -1;
+
+  if (bufs == NULL && blocks)
+    xs_error ("cannot verify the target: %m");
+  for (i = 0; r == 0 && i < n; i++) {
+    r = verify_block (x, nbd, base, blocks[i], bufs);
+    if (r == 1)
+      xs_error ("cannot export to %s from %s: the target does not hold %s "
+                "(block %" PRIu64 ", at offset %" PRIu64 ", differs); "
+                "nothing was written", x->uri, base_spec, base_spec,
+                blocks[i], blocks[i] * bs);
+    else if (r == 0)
+      report->base_blocks_verified++;
+  }
+  free (blocks);
+  free (bufs);
+  return r == 0 ? 0 : -1;
+}
+
+/* Copy the snapshot through X, set up but for its connection; with
+ * BASE (--verify-base) check the target first.
+ */
 static int
 export_copy (struct xfer *x, const struct xs_snapshot *snap,
+             struct xs_snapreader *base, const char *base_spec,
              struct xs_transfer_report *report)
 {
   struct nbd_handle *probe = export_connect (x, snap);
@@ -1122,6 +1740,11 @@ export_copy (struct xfer *x, const struct xs_snapshot *snap,
 
   if (probe == NULL)
     return -1;
+  if (base && export_verify_base (x, probe, base, base_spec,
+                                  report) == -1) {
+    xfer_disconnect (x, probe, false);
+    return -1;
+  }
   x->slot_size = xs_snapreader_block_size (x->reader);
   xfer_fit_requests (x, probe);
   if (!x->target_is_zero && !x->can_zero) {
@@ -1132,7 +1755,7 @@ export_copy (struct xfer *x, const struct xs_snapshot *snap,
       return -1;
     }
   }
-  x->run_segment = export_segment;
+  x->run_segment = x->changed ? export_changed_segment : export_segment;
   r = xfer_run (x, probe, report);
   free (x->zeroes);
   return r;
@@ -1148,36 +1771,77 @@ export_check (const struct xs_snapshot *snap, const char *uri)
   return -1;
 }
 
+/* --from BASE: what differs between BASE and SNAPSHOT_SPEC into *MAP,
+ * from their manifests (as diff does), and with VERIFY a reader of BASE
+ * in *BASE (and its repository in *BASE_REPO).
+ */
+static int
+export_plan (struct xs_store *store, const struct xs_scope *scope,
+             const char *snapshot_spec, const char *base_spec, bool verify,
+             struct xs_changemap *map, struct xs_snapreader **base,
+             struct xs_repo **base_repo)
+{
+  struct xs_snapshot snap;
+  int r;
+
+  if (xs_changemap_of_snapshots (store, scope, base_spec, snapshot_spec,
+                                 map) == -1)
+    return -1;
+  if (!verify)
+    return 0;
+  r = xs_access_find_snapshot (store, scope, base_spec, "xsnap:ReadSnapshot",
+                               false, &snap);
+  if (r != 0)
+    return -1;
+  *base = export_open_reader (store, &snap, base_repo);
+  xs_snapshot_clear (&snap);
+  return *base ? 0 : -1;
+}
+
 int
 xs_export_nbd (struct xs_store *store, const struct xs_scope *scope,
-               const char *snapshot_spec, const char *uri, unsigned flags,
-               const atomic_int *stop, xs_transfer_progress_fn progress,
-               void *opaque, struct xs_transfer_report *report)
+               const char *snapshot_spec, const char *base_spec,
+               const char *uri, unsigned flags, const atomic_int *stop,
+               xs_transfer_progress_fn progress, void *opaque,
+               struct xs_transfer_report *report)
 {
   struct xfer x = { .what = "export to", .uri = uri, .stop = stop,
                     .progress = progress, .opaque = opaque,
                     .flush = true,
                     .target_is_zero = flags & XS_EXPORT_TARGET_IS_ZERO };
   int64_t start_ns = xs_now_ns ();
+  struct xs_changemap map = { 0 };
   struct xs_snapshot snap;
-  struct xs_repo *repo = NULL;
+  struct xs_repo *repo = NULL, *base_repo = NULL;
+  struct xs_snapreader *base = NULL;
   int r = -1;
 
   memset (report, 0, sizeof *report);
   if (xs_access_find_snapshot (store, scope, snapshot_spec,
                                "xsnap:ExportSnapshot", false, &snap) != 0)
     return -1;
-  if (export_check (&snap, uri) == 0)
+  if (export_check (&snap, uri) == 0
+      && (base_spec == NULL
+          || export_plan (store, scope, snapshot_spec, base_spec,
+                          flags & XS_EXPORT_VERIFY_BASE, &map, &base,
+                          &base_repo) == 0))
     x.reader = export_open_reader (store, &snap, &repo);
   if (x.reader) {
     x.length = snap.size;
+    if (base_spec) {
+      x.changed = &map.bits;
+      x.block_size = map.block_size;
+    }
     if (xs_nbd_api_load (&x.api) == 0) {
-      r = export_copy (&x, &snap, report);
+      r = export_copy (&x, &snap, base, base_spec, report);
       xs_nbd_api_unload (&x.api); /* every connection is closed by now */
     }
     xs_snapreader_close (x.reader);
   }
+  xs_snapreader_close (base);
+  xs_repo_close (base_repo);
   xs_repo_close (repo);
+  xs_changemap_clear (&map);
   if (r == 0) {
     snprintf (report->id, sizeof report->id, "%s", snap.id);
     snprintf (report->name, sizeof report->name, "%s@%s", snap.volume_name,
