@@ -31,7 +31,7 @@ export PATH=$top/tools:$PATH
 is "$(complete -p xsnap)" "complete -F _xsnap xsnap" "sourcing registers _xsnap"
 
 like "$(complete_line "xsnap ")" \
-  "^account audit chain config copy daemon diff export gc help import init job key policy policy-doc receive region send serve share snapshot unshare verify version volume $" \
+  "^account audit chain config copy daemon diff export gc help import init job key metrics policy policy-doc receive region send serve serve-changes share snapshot status unshare verify version volume $" \
   "commands"
 is "$(complete_line "xsnap sn")" "snapshot " "a command from its start"
 is "$(complete_line "xsnap volume ")" \

@@ -22,7 +22,7 @@ static const char usage_text[] =
   "                                            snapshots encrypted under a key\n"
   "  volume create NAME --from-snapshot SNAP    instant disk from a snapshot\n"
   "  volume list | show VOL | delete VOL | resize VOL --size SIZE\n"
-  "  volume hydrate VOL | reset VOL --to SNAP\n"
+  "  volume hydrate VOL [--rate SIZE] [--progress[=FD]] | reset VOL --to SNAP\n"
   "  snapshot create VOL [--name NAME] [--wait]  point-in-time snapshot\n"
   "  snapshot list [VOL] | show SNAP | delete SNAP\n"
   "  verify SNAP                               check every chunk of a snapshot\n"
