@@ -29,15 +29,18 @@
 
 /* The read-ahead: this much is kept decoded ahead of each sequential
  * reader (at least READAHEAD_MIN_BLOCKS blocks), by up to two workers per
- * CPU (fetches wait on the disk or the network as well as decode), in a
- * cache of READAHEAD_WINDOWS windows.  The cache keeps what it holds
- * until the reader is closed: READAHEAD_WINDOWS * READAHEAD_BYTES (or
- * READAHEAD_WINDOWS * READAHEAD_MIN_BLOCKS blocks) at most.
+ * CPU (fetches wait on the disk as well as decode), into a cache of
+ * READAHEAD_WINDOWS windows: what is decoded and not yet read.  A
+ * repository across the network (S3) answers each fetch a few
+ * milliseconds later however fast it sends: there, more fetches are kept
+ * in flight, over a longer window.
  */
 #define READAHEAD_BYTES ((uint64_t) 8 << 20)
+#define READAHEAD_REMOTE_BYTES ((uint64_t) 32 << 20)
 #define READAHEAD_MIN_BLOCKS 4
 #define READAHEAD_WINDOWS 4
 #define READAHEAD_MAX_THREADS 8
+#define READAHEAD_REMOTE_THREADS 16
 
 /* A decoder and its buffers, used by one thread at a time. */
 struct decoder_slot {
@@ -361,7 +364,9 @@ prefetch_block (void *opaque, uint64_t block)
 static int
 start_readahead (struct xs_snapreader *reader)
 {
-  uint64_t window = READAHEAD_BYTES >> reader->block_shift;
+  bool remote = xs_repo_is_remote (reader->repo);
+  uint64_t window = (remote ? READAHEAD_REMOTE_BYTES : READAHEAD_BYTES)
+    >> reader->block_shift;
   long cpus = sysconf (_SC_NPROCESSORS_ONLN);
   unsigned threads = cpus > 0 ? 2 * (unsigned) cpus : 2;
 
@@ -369,6 +374,8 @@ start_readahead (struct xs_snapreader *reader)
     window = READAHEAD_MIN_BLOCKS;
   if (threads > READAHEAD_MAX_THREADS)
     threads = READAHEAD_MAX_THREADS;
+  if (remote)
+    threads = READAHEAD_REMOTE_THREADS;
   reader->ahead_window = window;
   reader->ahead_cache = xs_chunk_cache_new (READAHEAD_WINDOWS * window
                                             * reader->block_size);
