@@ -1,11 +1,15 @@
 /* xsnap: the local-directory backend (file:///path).
  *
  * Each object is a file under the root directory, at the path given by its
- * key.  Writes go to a temporary file in the target's directory (".tmp.*",
- * never listed) which is then linked (put-if-absent) or renamed (put) into
- * place, so readers see whole objects or nothing and concurrent writers of
- * one key, in any process, cannot tear it.  Everything is relative to one
- * directory fd, so the object is safe to use from many threads.
+ * key.  Writes go to a temporary file in the target's directory which is
+ * then linked (put-if-absent) or renamed (put) into place, so readers see
+ * whole objects or nothing and concurrent writers of one key, in any
+ * process, cannot tear it.  Put-if-absent (chunks, pages: most objects)
+ * writes an unnamed file (O_TMPFILE) and names it with linkat, which
+ * costs the directory one entry; elsewhere, and for a put that replaces,
+ * the temporary file has a name (".tmp.*", never listed).  Everything is
+ * relative to one directory fd, so the object is safe to use from many
+ * threads.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -394,6 +398,51 @@ sync_existing (struct file_backend *fb, const char *key)
   return 0;
 }
 
+/* Put-if-absent through an unnamed file (O_TMPFILE) that linkat names:
+ * the directory gains the object's entry and nothing else (no temporary
+ * name made and removed), and a crash leaves no temporary file behind.
+ * Returns 1 stored, 0 present, -1 error (reported), or 2 if this file
+ * system (or a missing /proc) cannot do it: the caller goes the long way.
+ */
+static int
+put_unnamed (struct file_backend *fb, int dir_fd, const char *name,
+             const char *key, const void *data, size_t len, bool durable)
+{
+  char path[32];
+  int fd = openat (dir_fd, ".", O_TMPFILE | O_WRONLY | O_CLOEXEC, 0644);
+  int r;
+
+  if (fd == -1 && (errno == EOPNOTSUPP || errno == EISDIR
+                   || errno == EINVAL))
+    return 2;
+  if (fd == -1 || xs_full_write (fd, data, len) == -1
+      || (durable && fsync (fd) == -1)) {
+    xs_error ("cannot write %s/%s: %m", fb->root_path, key);
+    if (fd >= 0)
+      close (fd);
+    return -1;
+  }
+  /* Unsynced: start writing it back now, as write_temp does. */
+  if (!durable)
+    sync_file_range (fd, 0, 0, SYNC_FILE_RANGE_WRITE);
+  snprintf (path, sizeof path, "/proc/self/fd/%d", fd);
+  if (linkat (AT_FDCWD, path, dir_fd, name, AT_SYMLINK_FOLLOW) == 0)
+    r = 1;
+  else if (errno == EEXIST)
+    r = 0;
+  else if (errno == ENOENT || errno == EPERM || errno == EOPNOTSUPP)
+    r = 2;
+  else {
+    xs_error ("cannot store %s/%s: %m", fb->root_path, key);
+    r = -1;
+  }
+  if (close (fd) == -1 && r == 1) {
+    xs_error ("cannot write %s/%s: %m", fb->root_path, key);
+    r = -1;
+  }
+  return r;
+}
+
 static int
 file_put (void *impl, const char *key, const void *data, size_t len,
           bool durable, bool if_absent)
@@ -402,19 +451,26 @@ file_put (void *impl, const char *key, const void *data, size_t len,
   char temp[TEMP_PREFIX_LEN + 17];
   const char *name;
   struct stat st;
+  bool absent = true;
   int dir_fd, r;
 
   /* Fast path for content-addressed objects: most are already there. */
-  if (if_absent && fstatat (fb->root_fd, key, &st, 0) == 0
-      && !is_torn_object (&st, len)) {
-    if (durable && sync_existing (fb, key) == -1)
+  if (if_absent && fstatat (fb->root_fd, key, &st, 0) == 0) {
+    if (is_torn_object (&st, len))
+      absent = false;           /* replaced the long way */
+    else if (durable && sync_existing (fb, key) == -1)
       return -1;
-    return 0;
+    else
+      return 0;
   }
 
   dir_fd = open_key_directory (fb, key, durable, &name);
   if (dir_fd == -1)
     return -1;
+  r = if_absent && absent
+    ? put_unnamed (fb, dir_fd, name, key, data, len, durable) : 2;
+  if (r != 2)
+    goto synced;
   if (write_temp (fb, dir_fd, key, data, len, durable, temp) == -1) {
     close (dir_fd);
     return -1;
@@ -423,6 +479,7 @@ file_put (void *impl, const char *key, const void *data, size_t len,
     r = publish_if_absent (fb, dir_fd, temp, name, key, len);
   else
     r = publish_replace (fb, dir_fd, temp, name, key);
+ synced:
   if (r == 0 && durable && sync_existing (fb, key) == -1)
     r = -1;
   if (durable && r >= 0 && fsync (dir_fd) == -1) {

@@ -5,6 +5,7 @@
  * racing writers of a key win, and read objects into buffers chosen by
  * the caller (get_placed).
  */
+#include <dirent.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include <stdbool.h>
@@ -163,6 +164,36 @@ test_torn_object (struct xs_backend *backend, const char *root)
   is_int (xs_backend_put_if_absent (backend, "torn/x", "content", 7, true), 1,
           "put_if_absent replaces an empty (torn) object");
   ok (get_equals (backend, "torn/x", "content"), "... with the new content");
+  free (path);
+}
+
+/* A put-if-absent leaves the directory with the object's entry alone
+ * (no temporary name made, nothing left over), durable or not.
+ */
+static void
+test_put_leaves_one_entry (struct xs_backend *backend, const char *root)
+{
+  char *path;
+  DIR *dir;
+  struct dirent *d;
+  int entries = 0;
+
+  is_int (xs_backend_put_if_absent (backend, "one/a", "aaa", 3, false), 1,
+          "put_if_absent of a new object");
+  is_int (xs_backend_put_if_absent (backend, "one/b", "bbb", 3, true), 1,
+          "... and of another, durably");
+  is_int (xs_backend_put_if_absent (backend, "one/a", "aaa", 3, false), 0,
+          "... and of the first again: present");
+  if (asprintf (&path, "%s/one", root) == -1 || (dir = opendir (path)) == NULL)
+    abort ();
+  while ((d = readdir (dir)) != NULL)
+    if (strcmp (d->d_name, ".") != 0 && strcmp (d->d_name, "..") != 0)
+      entries++;
+  closedir (dir);
+  is_int (entries, 2, "the directory holds the two objects and nothing else");
+  ok (get_equals (backend, "one/a", "aaa") && get_equals (backend, "one/b",
+                                                          "bbb"),
+      "... with their contents");
   free (path);
 }
 
@@ -427,6 +458,7 @@ main (void)
   test_put_get (backend);
   test_get_placed (backend);
   test_torn_object (backend, root);
+  test_put_leaves_one_entry (backend, root);
   test_bad_keys (backend);
   test_race (backend);
   xs_backend_close (backend);
