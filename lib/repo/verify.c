@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "repo/chunk.h"
 #include "base/error.h"
@@ -23,6 +24,9 @@
 
 /* Threads that check chunks, the calling one included. */
 #define VERIFY_THREADS 4
+
+/* How often the calling thread, its own work done, reports the others'. */
+#define PROGRESS_POLL_US 20000
 
 struct xs_chunk_decoder {
   struct xs_chunk_codec *codec;
@@ -331,6 +335,30 @@ run_worker (void *arg)
   return NULL;
 }
 
+/* The calling thread has no group left to take: report the others'
+ * progress until they are done (or one failed), so that progress goes on
+ * however the threads were scheduled.
+ */
+static void
+report_until_done (struct verify_job *job,
+                   void (*progress) (uint64_t done, uint64_t total,
+                                     void *opaque),
+                   void *opaque)
+{
+  size_t done, last_reported = SIZE_MAX;
+
+  if (progress == NULL)
+    return;
+  while (atomic_load (&job->failed_errno) == 0
+         && (done = atomic_load (&job->done)) < job->ngroups) {
+    if (done != last_reported) {
+      progress (done, job->ngroups, opaque);
+      last_reported = done;
+    }
+    usleep (PROGRESS_POLL_US);
+  }
+}
+
 static int
 prepare_worker (struct verify_worker *w, struct verify_job *job)
 {
@@ -375,10 +403,13 @@ check_all (struct verify_job *job,
       r = -1;
       goto out;
     }
+  if (progress != NULL && job->ngroups > 0)
+    progress (0, job->ngroups, opaque);       /* the work is known */
   for (i = 1; i < nworkers; i++)
     workers[i].started = pthread_create (&workers[i].thread, NULL,
                                          run_worker, &workers[i]) == 0;
   check_groups (&workers[0], progress, opaque);
+  report_until_done (job, progress, opaque);
   for (i = 1; i < nworkers; i++)
     if (workers[i].started)
       pthread_join (workers[i].thread, NULL);
