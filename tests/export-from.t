@@ -9,25 +9,6 @@
 
 require_tool qemu-nbd nbdkit nbdcopy nbdinfo nbdsh jq
 
-# serve NAME COMMAND...: run an NBD server in the foreground on
-# $tmp/NAME.sock; sets $peer_sock, $peer_pid and $peer_uri.
-serve () {
-  local name=$1; shift
-  peer_sock=$tmp/$name.sock
-  peer_uri=$(uri '' "$peer_sock")
-  rm -f "$peer_sock"
-  "$@" 2>>"$tmp/$name.log" &
-  peer_pid=$!
-  started_pids+=("$peer_pid")
-  for _ in $(seq 100); do
-    [ -S "$peer_sock" ] && nbdinfo --can connect "$peer_uri" 2>/dev/null \
-      && return 0
-    kill -0 "$peer_pid" 2>/dev/null || break
-    sleep 0.1
-  done
-  diag "$name did not start:"; sed 's/^/#   /' "$tmp/$name.log"
-  return 1
-}
 file_sum () { sha256sum < "$1" | cut -d' ' -f1; }
 
 xs init -q
@@ -40,7 +21,7 @@ xs -q snapshot create d --name base --wait
 
 # 1. The first copy is a whole export, to a raw file behind qemu-nbd.
 truncate -s 64M "$tmp/dr.img"
-serve dr qemu-nbd -t -f raw -k "$tmp/dr.sock" "$tmp/dr.img"
+serve_peer dr qemu-nbd -t -f raw -k "$tmp/dr.sock" "$tmp/dr.img"
 check "export base to the plain disk" -- quietly xs export d@base "$peer_uri"
 
 # 2. The volume changes: new data in some blocks, zeroes and a trim over
@@ -81,7 +62,7 @@ h.flush()'
 tue_sum=$(export_sum "$(uri d)")
 stop_server "$server_pid"
 xs -q snapshot create d --name tue --wait
-serve dr2 nbdkit -f -U "$tmp/dr2.sock" file "$tmp/dr.img"
+serve_peer dr2 nbdkit -f -U "$tmp/dr2.sock" file "$tmp/dr.img"
 out=$(xs export d@tue "$peer_uri" --from d@mon)
 like "$out" "left 63.5M equal to d@mon alone" "export tue --from mon to nbdkit file: one block written"
 stop_server "$peer_pid"
@@ -91,7 +72,7 @@ is "$(file_sum "$tmp/dr.img")" "$tue_sum" "  and the disk equals tue"
 # writes nothing to it.
 random_file "$tmp/other.img" 64 other
 other_sum=$(file_sum "$tmp/other.img")
-serve other qemu-nbd -t -f raw -k "$tmp/other.sock" "$tmp/other.img"
+serve_peer other qemu-nbd -t -f raw -k "$tmp/other.sock" "$tmp/other.img"
 out=$(xs export d@tue "$peer_uri" --from d@mon --verify-base 2>&1) && status=0 || status=$?
 like "$status $out" "^1 xsnap: cannot export to .* from d@mon: the target does not hold d@mon \(block 0, at offset 0, differs\); nothing was written$" \
   "--verify-base: a target that does not hold the base is refused"
@@ -102,7 +83,7 @@ is "$(file_sum "$tmp/other.img")" "$other_sum" "  and is left as it was"
 # finds it.
 cp "$tmp/dr.img" "$tmp/near.img"
 printf 'not the base' | dd of="$tmp/near.img" conv=notrunc status=none
-serve near qemu-nbd -t -f raw -k "$tmp/near.sock" "$tmp/near.img"
+serve_peer near qemu-nbd -t -f raw -k "$tmp/near.sock" "$tmp/near.img"
 out=$(xs export d@tue "$peer_uri" --from d@tue --verify-base 2>&1) && status=0 || status=$?
 like "$status $out" "^1 xsnap: cannot export to .* the target does not hold d@tue \(block 0" \
   "  as is one that differs in its first block only"

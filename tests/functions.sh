@@ -315,6 +315,27 @@ wait_hydrated () {              # wait_hydrated VOL
   xs --json volume show "$1" | jq -r .source_snapshot
 }
 
+# serve_peer NAME COMMAND...: run another NBD server (qemu-nbd, nbdkit
+# file, ...) in the foreground on $tmp/NAME.sock, its command naming
+# that socket; sets $peer_sock, $peer_pid and $peer_uri.
+serve_peer () {
+  local name=$1; shift
+  peer_sock=$tmp/$name.sock
+  peer_uri=$(uri '' "$peer_sock")
+  rm -f "$peer_sock"
+  "$@" 2>>"$tmp/$name.log" &
+  peer_pid=$!
+  started_pids+=("$peer_pid")
+  for _ in $(seq 100); do
+    [ -S "$peer_sock" ] && nbdinfo --can connect "$peer_uri" 2>/dev/null \
+      && return 0
+    kill -0 "$peer_pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  diag "$name did not start:"; sed 's/^/#   /' "$tmp/$name.log"
+  return 1
+}
+
 # Keep a client connected to URI (so the volume stays attached) until
 # the returned process is killed.  Prints its pid.
 hold_open () {

@@ -12,27 +12,8 @@ require_tool qemu-img qemu-io qemu-nbd nbdkit nbdcopy nbdinfo jq python3
 
 BS=524288
 
-# serve NAME COMMAND...: run an NBD server in the foreground on
-# $tmp/NAME.sock; sets $peer_sock, $peer_pid and $peer_uri.
-serve () {
-  local name=$1; shift
-  peer_sock=$tmp/$name.sock
-  peer_uri=$(uri '' "$peer_sock")
-  rm -f "$peer_sock"
-  "$@" 2>>"$tmp/$name.log" &
-  peer_pid=$!
-  started_pids+=("$peer_pid")
-  for _ in $(seq 100); do
-    [ -S "$peer_sock" ] && nbdinfo --can connect "$peer_uri" 2>/dev/null \
-      && return 0
-    kill -0 "$peer_pid" 2>/dev/null || break
-    sleep 0.1
-  done
-  diag "$name did not start:"; sed 's/^/#   /' "$tmp/$name.log"
-  return 1
-}
 # The disk as qemu-nbd serves it, with its bitmap b0.
-serve_vm () { serve vm qemu-nbd -t -r -f qcow2 -B b0 -k "$tmp/vm.sock" "$tmp/vm.qcow2"; }
+serve_vm () { serve_peer vm qemu-nbd -t -r -f qcow2 -B b0 -k "$tmp/vm.sock" "$tmp/vm.qcow2"; }
 raw_sum () { qemu-img convert -O raw "$tmp/vm.qcow2" "$tmp/vm.raw" && sha256sum < "$tmp/vm.raw" | cut -d' ' -f1; }
 # The volume's blocks (of $BS) that the dirty runs of $peer_uri touch.
 dirty_blocks () {
@@ -115,7 +96,7 @@ is "$(xs --json diff --live vm | jq .changed_blocks)" 0 \
   "the volume has no change since its last snapshot"
 
 # 3. Refusals.
-serve vm-nobitmap qemu-nbd -t -r -f qcow2 -k "$tmp/vm-nobitmap.sock" "$tmp/vm.qcow2"
+serve_peer vm-nobitmap qemu-nbd -t -r -f qcow2 -k "$tmp/vm-nobitmap.sock" "$tmp/vm.qcow2"
 out=$(xs import "$peer_uri" --volume vm --dirty-bitmap b0 2>&1) && status=0 || status=$?
 like "$status $out" "^1 xsnap: cannot import from .*: the server offers no qemu:dirty-bitmap:b0 \(qemu-nbd serves a qcow2's persistent bitmap NAME with -B NAME\)$" \
   "a server without the bitmap's context is refused"
@@ -123,7 +104,7 @@ stop_server "$peer_pid"
 
 qemu-img create -q -f qcow2 "$tmp/other.qcow2" 32M
 qemu-img bitmap --add --enable "$tmp/other.qcow2" b0
-serve other qemu-nbd -t -r -f qcow2 -B b0 -k "$tmp/other.sock" "$tmp/other.qcow2"
+serve_peer other qemu-nbd -t -r -f qcow2 -B b0 -k "$tmp/other.sock" "$tmp/other.qcow2"
 before=$(store_state)
 out=$(xs import "$peer_uri" --volume vm --dirty-bitmap b0 2>&1) && status=0 || status=$?
 like "$status $out" "^1 xsnap: cannot import from .* into volume 'vm': the export is 32M \(33554432 bytes\) and the volume 64M \(67108864 bytes\); an incremental import needs the disk the volume was imported from$" \
@@ -138,7 +119,7 @@ is "$status" 2 "--dirty-bitmap with --block-size is a usage error"
 
 # A bitmap finer than 512 bytes (no qemu makes one: a server of our own).
 qemu-img convert -O raw "$tmp/vm.qcow2" "$tmp/vm.raw"
-serve fine python3 "$top/tests/fake-dirty-nbd.py" "$tmp/fine.sock" "$tmp/vm.raw" b0 1000+300
+serve_peer fine python3 "$top/tests/fake-dirty-nbd.py" "$tmp/fine.sock" "$tmp/vm.raw" b0 1000+300
 out=$(xs import "$peer_uri" --volume vm --dirty-bitmap b0 2>&1) && status=0 || status=$?
 like "$status $out" "^1 xsnap: cannot import from .*: its qemu:dirty-bitmap:b0 has a granularity finer than 512 bytes \(a run ends at offset 1000\), which xsnap does not support$" \
   "a bitmap finer than 512 bytes is refused"
@@ -161,7 +142,7 @@ stop_server "$peer_pid"
 s3_sum=$(snap_sum vm@s3)
 qemu-io -c 'write -P 0x77 0 16M' "$tmp/vm.qcow2" >/dev/null
 want=$(raw_sum)
-serve slow python3 "$top/tests/fake-dirty-nbd.py" "$tmp/slow.sock" "$tmp/vm.raw" b0 0+16777216 0.05
+serve_peer slow python3 "$top/tests/fake-dirty-nbd.py" "$tmp/slow.sock" "$tmp/vm.raw" b0 0+16777216 0.05
 "$xsnap" import "$peer_uri" --volume vm --dirty-bitmap b0 --snapshot s4 \
   >/dev/null 2>"$tmp/err" &
 import_pid=$!
@@ -175,7 +156,7 @@ like "$(cat "$tmp/err")" "volume 'vm' now holds part of the changes of .*: impor
 is "$(xs --json snapshot list vm | jq -r '[.snapshots[].name] | join(" ")')" "s0 s1 s2 s3" \
   "  no snapshot s4 was made"
 is "$(snap_sum vm@s3)" "$s3_sum" "  and s3 is intact"
-serve again python3 "$top/tests/fake-dirty-nbd.py" "$tmp/again.sock" "$tmp/vm.raw" b0 0+16777216
+serve_peer again python3 "$top/tests/fake-dirty-nbd.py" "$tmp/again.sock" "$tmp/vm.raw" b0 0+16777216
 check "the same import again succeeds" -- \
   quietly xs import "$peer_uri" --volume vm --dirty-bitmap b0 --snapshot s4
 stop_server "$peer_pid"

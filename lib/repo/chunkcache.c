@@ -472,6 +472,28 @@ wait_for_load (struct xs_chunk_cache *cache, struct cache_entry *e,
   return false;
 }
 
+/* The ready entry of chunk id, pinned, waiting for a load under way
+ * (and looking again if that load failed); NULL if there is none.  With
+ * the lock held.
+ */
+static struct cache_entry *
+find_ready (struct xs_chunk_cache *cache, const struct xs_hash128 *id,
+            size_t len, struct cache_entry **victims)
+{
+  struct cache_entry *e;
+
+  while ((e = find_entry (cache, id, len)) != NULL) {
+    if (e->state == ENTRY_READY) {
+      pin (e);
+      return e;
+    }
+    if (wait_for_load (cache, e, victims))
+      return e;
+    /* That load failed and was taken out: look again. */
+  }
+  return NULL;
+}
+
 /* A load of chunk id into a new entry, copying our part out to dst if
  * it is not NULL.  Called and returns with the lock held.
  */
@@ -512,22 +534,14 @@ xs_chunk_cache_read (struct xs_chunk_cache *cache,
   int r = 0;
 
   xs_lock_take (&cache->lock, XS_LOCK_CHUNKCACHE, 0);
-  for (;;) {
-    e = find_entry (cache, id, len);
-    if (e == NULL)
-      break;
-    if (e->state == ENTRY_READY)
-      pin (e);
-    else if (!wait_for_load (cache, e, &victims))
-      continue;           /* that load failed and was taken out: retry */
+  e = find_ready (cache, id, len, &victims);
+  if (e != NULL) {
     cache->hits++;
     copy_out (cache, e, dst, offset, count);
-    goto out;
   }
-
-  r = load_new_entry (cache, id, len, dst, offset, count, load, opaque,
-                      &victims);
- out:
+  else
+    r = load_new_entry (cache, id, len, dst, offset, count, load, opaque,
+                        &victims);
   unlock_and_free (cache, victims);
   return r;
 }
@@ -540,23 +554,16 @@ xs_chunk_cache_take (struct xs_chunk_cache *cache,
   int found = 0;
 
   xs_lock_take (&cache->lock, XS_LOCK_CHUNKCACHE, 0);
-  for (;;) {
-    e = find_entry (cache, id, len);
-    if (e == NULL) {
-      cache->misses++;
-      break;
-    }
-    if (e->state == ENTRY_READY)
-      pin (e);
-    else if (!wait_for_load (cache, e, &victims))
-      continue;           /* that load failed and was taken out: retry */
+  e = find_ready (cache, id, len, &victims);
+  if (e == NULL)
+    cache->misses++;
+  else {
     cache->hits++;
     /* Another taker waiting on the same load may have taken it out. */
     if (e->in_table)
       table_remove (cache, e);
     copy_out (cache, e, dst, 0, len);   /* the last one out frees it */
     found = 1;
-    break;
   }
   unlock_and_free (cache, victims);
   return found;
