@@ -98,7 +98,7 @@ check "  write past 16 TiB" -- write_blocks "$u" "$((16 * T + 524288)):E"
 check "  both blocks read back" -- \
   reads_back "$u" "$((15 * T - 65536)):D" "$((16 * T + 524288)):E"
 stop_server "$server_pid"
-check "  a snapshot of it" -- xs -q snapshot create mid --name s1
+check "  a snapshot of it" -- xs -q snapshot create mid --name s1 --wait
 start_server e
 check "  reads them back" -- \
   reads_back "$(uri mid@s1)" "$((15 * T - 65536)):D" "$((16 * T + 524288)):E"
@@ -109,7 +109,7 @@ is "$(trusted mid)" true "  its dirty map is still trusted"
 
 # 3. Resizes that fail leave the volume as it was.
 xs -q volume create r --size 17T
-xs -q snapshot create r --name s0
+xs -q snapshot create r --name s0 --wait
 # The dirty map's length is its geometry (its header changes on each open).
 before=$(data_files r; stat -c 'dirtymap %s' "$(vdir r)/dirtymap")
 mkdir "$(vdir r)/data.20"
