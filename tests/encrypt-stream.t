@@ -174,17 +174,27 @@ check "  and verifies" -- quietly xs5 "${d[@]}" verify ev@s1
 is "$(read_at "$tmp/store5" local dave ev@s1)" "$sum1" "  it reads back byte-identical"
 
 # A chunk that fails to decrypt stops a re-encrypting send cleanly.
-victim=$(find "$store/regions/local/repo/alice/chunks" -type f -size +4k | head -1)
-cp "$victim" "$tmp/victim.saved"
+# Every chunk of alice's large enough to damage is damaged (and put back
+# after): which of them are ev@s1's is not known here, and one chunk
+# picked by its name may be another volume's.
+mkdir "$tmp/victims"
+find "$store/regions/local/repo/alice/chunks" -type f -size +4k > "$tmp/victims.list"
+check "  (there are chunks to damage)" -- test -s "$tmp/victims.list"
 python3 -c '
-import sys
-p = sys.argv[1]; b = bytearray(open(p, "rb").read()); b[100] ^= 1
-open(p, "wb").write(b)' "$victim"
+import os, shutil, sys
+saved = sys.argv[2]
+for i, p in enumerate(open(sys.argv[1]).read().split()):
+    shutil.copy(p, os.path.join(saved, str(i)))
+    b = bytearray(open(p, "rb").read()); b[100] ^= 1
+    open(p, "wb").write(b)' "$tmp/victims.list" "$tmp/victims"
 out=$(timeout 60 "$xsnap" --account alice send --reencrypt ev@s1 -o "$tmp/re-bad" 2>&1) && st=0 || st=$?
 is "$st" 1 "a re-encrypting send of a damaged snapshot fails (and does not hang)"
 like "$out" "authentication failed" "  naming the damage"
 check "  and leaves no stream behind" -- test ! -e "$tmp/re-bad"
-cp "$tmp/victim.saved" "$victim"
+python3 -c '
+import os, shutil, sys
+for i, p in enumerate(open(sys.argv[1]).read().split()):
+    shutil.copy(os.path.join(sys.argv[2], str(i)), p)' "$tmp/victims.list" "$tmp/victims"
 
 # An unencrypted snapshot can be encrypted on arrival.
 xs -q "${a[@]}" volume create pv --size 4M --block-size 64K
