@@ -5,8 +5,9 @@
  * xs_repo_parse_key must survive any string (the input is copied into a
  * buffer of exactly its length plus the NUL a listing gives, so ASan sees
  * any read past it).  Beyond surviving:
- *   - a key parsed as a chunk is exactly the key that chunk has (folder,
- *     first two digits, 32 lower-case hex digits);
+ *   - a key parsed as a chunk or a map page is exactly the key that
+ *     chunk or page has (folder, first two digits, 32 lower-case hex
+ *     digits);
  *   - a key parsed as a manifest is exactly "ACCOUNT/manifests/" and a
  *     snapshot id that the repository accepts;
  *   - an owner mark either parses, with a 32-hex-digit store id and a
@@ -38,11 +39,15 @@ check_key (const char *key)
   struct xs_hash128 id;
   const char *snapshot_id = NULL;
   char hex[XS_HASH128_HEX_LEN + 1], want[256];
+  enum xs_repo_key_kind kind = xs_repo_parse_key (ACCOUNT, key, &id,
+                                                  &snapshot_id);
 
-  switch (xs_repo_parse_key (ACCOUNT, key, &id, &snapshot_id)) {
+  switch (kind) {
   case XS_REPO_KEY_CHUNK:
+  case XS_REPO_KEY_PAGE:
     xs_hash128_to_hex (&id, hex);
-    snprintf (want, sizeof want, ACCOUNT "/chunks/%.2s/%s", hex, hex);
+    snprintf (want, sizeof want, ACCOUNT "/%s/%.2s/%s",
+              kind == XS_REPO_KEY_CHUNK ? "chunks" : "pages", hex, hex);
     if (strcmp (want, key) != 0)
       abort ();
     break;
