@@ -26,6 +26,12 @@
 
 #define INITIAL_BUCKETS 256
 
+/* The doorkeeper: a bit array of this many bits, two bits a chunk, that
+ * remembers which chunks were offered; cleared after a quarter of its
+ * bits' worth of offers, so that it forgets rather than fills up.
+ */
+#define DOORKEEPER_BITS ((size_t) 1 << 23)
+
 enum entry_state {
   ENTRY_LOADING,
   ENTRY_READY,
@@ -57,6 +63,8 @@ struct xs_chunk_cache {
   size_t nbuckets;              /* a power of two */
   /* Sentinel of the LRU list: lru.lru_next is the least recently used. */
   struct cache_entry lru;
+  uint64_t *doorkeeper;         /* allocated on the first offer */
+  size_t doorkeeper_marks;
   uint64_t hits, misses, loads, evictions, offers_kept;
 };
 
@@ -116,6 +124,7 @@ xs_chunk_cache_free (struct xs_chunk_cache *cache)
     }
   }
   free (cache->buckets);
+  free (cache->doorkeeper);
   pthread_mutex_destroy (&cache->lock);
   free (cache);
 }
@@ -325,6 +334,40 @@ xs_chunk_cache_lookup (struct xs_chunk_cache *cache,
   return found;
 }
 
+/* Whether chunk id was offered before (as far as the doorkeeper
+ * remembers), marking it offered now.  With the lock held.  Without
+ * memory for the doorkeeper every chunk counts as seen: offers are kept
+ * as they would be without one.
+ */
+static bool
+offered_before (struct xs_chunk_cache *cache, const struct xs_hash128 *id)
+{
+  uint64_t h1, h2;
+  size_t b1, b2;
+  bool seen;
+
+  if (cache->doorkeeper == NULL
+      && (cache->doorkeeper = calloc (DOORKEEPER_BITS / 64,
+                                      sizeof (uint64_t))) == NULL)
+    return true;
+  if (cache->doorkeeper_marks >= DOORKEEPER_BITS / 4) {
+    memset (cache->doorkeeper, 0, DOORKEEPER_BITS / 8);
+    cache->doorkeeper_marks = 0;
+  }
+  memcpy (&h1, id->bytes, sizeof h1);
+  memcpy (&h2, id->bytes + 8, sizeof h2);
+  b1 = (size_t) h1 & (DOORKEEPER_BITS - 1);
+  b2 = (size_t) h2 & (DOORKEEPER_BITS - 1);
+  seen = (cache->doorkeeper[b1 / 64] >> (b1 % 64) & 1)
+    && (cache->doorkeeper[b2 / 64] >> (b2 % 64) & 1);
+  if (!seen) {
+    cache->doorkeeper[b1 / 64] |= UINT64_C (1) << (b1 % 64);
+    cache->doorkeeper[b2 / 64] |= UINT64_C (1) << (b2 % 64);
+    cache->doorkeeper_marks++;
+  }
+  return seen;
+}
+
 /* Room for len more bytes without evicting, and no entry for the chunk.
  * With the lock held.
  */
@@ -345,7 +388,7 @@ xs_chunk_cache_offer (struct xs_chunk_cache *cache,
   bool room;
 
   xs_lock_take (&cache->lock, XS_LOCK_CHUNKCACHE, 0);
-  room = can_take_offer (cache, id, len);
+  room = can_take_offer (cache, id, len) && offered_before (cache, id);
   xs_lock_drop (&cache->lock);
   if (!room)
     return;

@@ -99,11 +99,13 @@ extern int xs_chunk_cache_lookup (struct xs_chunk_cache *cache,
                                   void *dst, size_t offset, size_t count);
 
 /* Offer the verified plaintext of chunk id (len bytes) that a reader
- * decoded into its own buffer: the cache keeps a copy only if it has room
- * for it without evicting anything, and does not have it already.  So
- * whole-block reads fill a cache that has room (a second scan of a
- * snapshot that fits is served without decoding) but never flush it.
- * Never fails: out of memory just keeps nothing.
+ * decoded into its own buffer: the cache keeps a copy only if the chunk
+ * was offered before (a doorkeeper remembers which were, approximately),
+ * it has room for it without evicting anything, and does not have it
+ * already.  So a scan that reads a snapshot once (a restore) costs no
+ * memory, a second one fills a cache that has room (a third is served
+ * without decoding), and no scan flushes it.  Never fails: out of memory
+ * just keeps nothing.
  */
 extern void xs_chunk_cache_offer (struct xs_chunk_cache *cache,
                                   const struct xs_hash128 *id, size_t len,

@@ -343,7 +343,23 @@ test_one_load_for_concurrent_misses (void)
   xs_chunk_cache_free (cache);
 }
 
-/* Offers are kept while there is room, never by evicting. */
+/* Offer chunk n (its model bytes) to the cache. */
+static void
+offer_chunk (struct xs_chunk_cache *cache, unsigned n)
+{
+  uint8_t plain[CHUNK];
+  struct xs_hash128 id;
+  size_t i;
+
+  for (i = 0; i < CHUNK; i++)
+    plain[i] = model_byte (n, i);
+  make_id (n, &id);
+  xs_chunk_cache_offer (cache, &id, CHUNK, plain);
+}
+
+/* Offers are kept from the second on, while there is room, never by
+ * evicting.
+ */
 static void
 test_offers (void)
 {
@@ -353,18 +369,20 @@ test_offers (void)
   struct xs_hash128 id;
   uint8_t plain[CHUNK], buf[CHUNK];
   unsigned n;
-  size_t i;
 
-  for (n = 1; n <= 3; n++) {
-    for (i = 0; i < CHUNK; i++)
-      plain[i] = model_byte (n, i);
-    make_id (n, &id);
-    xs_chunk_cache_offer (cache, &id, CHUNK, plain);
-  }
+  for (n = 1; n <= 3; n++)
+    offer_chunk (cache, n);
+  xs_chunk_cache_stats (cache, &stats);
+  is_int (stats.offers_kept, 0, "a chunk offered once is not kept");
+  is_int (stats.entries, 0, "... the cache is empty");
+  for (n = 1; n <= 3; n++)
+    offer_chunk (cache, n);
   make_id (1, &id);
+  memset (plain, 0, sizeof plain);
   xs_chunk_cache_offer (cache, &id, CHUNK, plain);   /* again: no copy */
   xs_chunk_cache_stats (cache, &stats);
-  is_int (stats.offers_kept, 2, "offers are kept while there is room");
+  is_int (stats.offers_kept, 2,
+          "offered again, chunks are kept while there is room");
   is_int (stats.entries, 2, "... two entries");
   is_int (stats.bytes, 2 * CHUNK, "... within the capacity");
   is_int (stats.evictions, 0, "an offer never evicts");
@@ -382,8 +400,8 @@ test_offers (void)
   xs_chunk_cache_free (cache);
 
   cache = xs_chunk_cache_new (0);
-  make_id (1, &id);
-  xs_chunk_cache_offer (cache, &id, CHUNK, plain);
+  offer_chunk (cache, 1);
+  offer_chunk (cache, 1);
   xs_chunk_cache_stats (cache, &stats);
   is_int (stats.entries, 0, "a cache of capacity 0 keeps no offer");
   xs_chunk_cache_free (cache);
