@@ -56,6 +56,16 @@ xs_debug_sink (const char *message)
   nbdkit_debug ("%s", line);
 }
 
+/* nbdkit has no level between debug and error: notices (what the
+ * server did on its own, such as finishing a clone's hydration) are
+ * logged with -v, as debug messages are.
+ */
+void
+xs_notice_sink (const char *message)
+{
+  xs_debug_sink (message);
+}
+
 static void
 xsnap_unload (void)
 {

@@ -245,14 +245,18 @@ wait_copy_progress () {         # wait_copy_progress ACCOUNT BYTES
 xs () { "$xsnap" "$@"; }
 
 # start_server NAME [PLUGIN-ARGS...]: nbdkit with the plugin on
-# $tmp/NAME.sock serving $store; sets $sock and $server_pid.
+# $tmp/NAME.sock serving $store, logging to $tmp/NAME.log (with the
+# plugin's debug messages and notices if NBDKIT_VERBOSE=1); sets $sock
+# and $server_pid.
 start_server () {
   local name=$1; shift
   sock=$tmp/$name.sock
   local pidfile=$tmp/$name.pid log=$tmp/$name.log
   rm -f "$sock" "$pidfile"
   # -f: stay in the foreground so that the log keeps the plugin's errors.
-  "${nbdkit_env[@]}" nbdkit -f -U "$sock" -P "$pidfile" --log=stderr \
+  local verbose=()
+  [ "${NBDKIT_VERBOSE:-0}" = 1 ] && verbose=(-v)
+  "${nbdkit_env[@]}" nbdkit "${verbose[@]}" -f -U "$sock" -P "$pidfile" --log=stderr \
     "$plugin" store="$store" "$@" 2>>"$log" &
   server_pid=$!
   started_pids+=("$server_pid")

@@ -126,7 +126,7 @@ stop_server "$server_pid"
 # ---- A served clone hydrates in the background at hydrate-rate while
 # a client reads it all the time.
 xs -q volume create c5 --from-snapshot v@s1
-start_server f hydrate-rate=32M
+NBDKIT_VERBOSE=1 start_server f hydrate-rate=32M
 cat > "$tmp/reader.py" <<'EOF'
 import nbd, random, sys, time
 uri, model_path, seconds = sys.argv[1], sys.argv[2], float(sys.argv[3])
@@ -154,5 +154,22 @@ is "$(wait_hydrated c5)" "" \
 is "$(export_sum "$(uri c5)")" "$model_sum" "  with the snapshot's bytes"
 kill "$holder"
 stop_server "$server_pid"
+# The hydration the reader's connection started stopped when it closed,
+# and the holder's went on to the end.
+gave_way=$(sed -n 's/.*background hydration stopped.*, \([0-9.]*\) s of it giving way.*/\1/p' "$tmp/f.log" | head -1)
+check "  and it gave way to the client's reads (${gave_way:-no} s of waiting)" -- \
+  awk -v s="${gave_way:-0}" 'BEGIN { exit !(s > 0) }'
+# hydrated_line LOG: the server's notice that a hydration ended.
+hydrated_line () { grep -o 'hydrated in the background: .*' "$1" | head -1; }
+
+# ---- Without clients reading through, a hydration never waits.
+xs -q volume create c6 --from-snapshot v@s1
+NBDKIT_VERBOSE=1 start_server g
+holder=$(hold_open "$(uri c6)")
+is "$(wait_hydrated c6)" "" "a served clone nobody reads hydrates"
+kill "$holder"
+stop_server "$server_pid"
+like "$(hydrated_line "$tmp/g.log")" ', 0.00 s of it giving way' \
+  "  without giving way"
 
 done_testing

@@ -858,6 +858,7 @@ xs_volume_hydrate (struct xs_store *store, const struct xs_volume *vol,
                    const struct xs_hydrate_options *options,
                    uint64_t *copied)
 {
+  struct xs_hydrate_stats stats;
   struct xs_head *head;
   int r;
 
@@ -867,7 +868,8 @@ xs_volume_hydrate (struct xs_store *store, const struct xs_volume *vol,
   head = xs_volume_open_head (store, vol);
   if (head == NULL)
     return -1;
-  r = xs_head_hydrate (head, options, copied) == XS_HYDRATE_DONE ? 0 : -1;
+  r = xs_head_hydrate (head, options, &stats) == XS_HYDRATE_DONE ? 0 : -1;
+  *copied = stats.copied;
   if (r == 0 && xs_volume_mark_hydrated (store, vol) == -1)
     r = -1;
   if (xs_head_close (head) == -1)

@@ -71,7 +71,7 @@ extern struct xs_head *xs_head_open (const char *dir, const char *name,
 
 /* What xs_head_hydrate did. */
 enum xs_hydrate_result {
-  XS_HYDRATE_DONE,              /* every block present: *COPIED were copied */
+  XS_HYDRATE_DONE,              /* every block present */
   XS_HYDRATE_STOPPED,           /* STOP was set; what was copied stays */
   XS_HYDRATE_FAILED,            /* reported */
 };
@@ -91,15 +91,22 @@ struct xs_hydrate_options {
   bool give_way_to_reads;
 };
 
+/* What a hydration did, whatever its result. */
+struct xs_hydrate_stats {
+  uint64_t copied;              /* blocks copied */
+  double seconds;               /* from start to end */
+  double gave_way_seconds;      /* of which waiting for clients' reads */
+};
+
 /* Copy every block not yet present from the clone's source into the
- * head, without counting it as a change; *COPIED receives how many were
- * copied.  Blocks are fetched and decoded ahead of the copy on the
+ * head, without counting it as a change; *STATS says how many blocks
+ * were copied and how long it took.  Blocks are fetched and decoded ahead of the copy on the
  * source's read-ahead workers, written back as it goes, and the head is
  * flushed at the end: then the clone no longer needs its source.
  */
 extern enum xs_hydrate_result
 xs_head_hydrate (struct xs_head *h, const struct xs_hydrate_options *options,
-                 uint64_t *copied);
+                 struct xs_hydrate_stats *stats);
 
 /* Whether the head still reads through to a source snapshot. */
 extern bool xs_head_is_clone (const struct xs_head *h);

@@ -58,6 +58,7 @@ struct hydration {
   uint64_t queued_to;           /* blocks before it have been looked at */
   double start;
   uint64_t bytes;               /* copied so far */
+  double gave_way;              /* seconds spent giving way to reads */
   /* Write-behind: the runs handed to write-back, oldest first. */
   uint64_t run_start, run_end;  /* the run being written */
   uint64_t behind[WRITE_BEHIND_RUNS][2];
@@ -143,11 +144,16 @@ static void
 give_way (struct hydration *y)
 {
   unsigned waited = 0;
+  double start;
 
+  if (xs_head_source_reads (y->h) == 0)
+    return;
+  start = now_seconds ();
   while (waited < GIVE_WAY_MAX_US && xs_head_source_reads (y->h) > 0) {
     usleep (GIVE_WAY_STEP_US);
     waited += GIVE_WAY_STEP_US;
   }
+  y->gave_way += now_seconds () - start;
 }
 
 /* Sleep until the bytes copied so far are within the rate. */
@@ -182,7 +188,7 @@ report (const struct hydration *y, uint64_t done, uint64_t total)
 
 enum xs_hydrate_result
 xs_head_hydrate (struct xs_head *h, const struct xs_hydrate_options *options,
-                 uint64_t *copied)
+                 struct xs_hydrate_stats *stats)
 {
   static const struct xs_hydrate_options defaults;
   const struct xs_presentmap *pm = xs_head_present (h);
@@ -198,7 +204,7 @@ xs_head_hydrate (struct xs_head *h, const struct xs_hydrate_options *options,
   uint64_t b, missing, done = 0;
   void *buf = NULL;
 
-  *copied = 0;
+  *stats = (struct xs_hydrate_stats) { 0 };
   if (y.source == NULL)
     return XS_HYDRATE_DONE;
   y.present = xs_presentmap_bits (pm);
@@ -227,12 +233,14 @@ xs_head_hydrate (struct xs_head *h, const struct xs_hydrate_options *options,
       report (&y, done, missing);
   }
   free (buf);
-  *copied = done;
   write_behind (&y, y.run_start, y.run_end - y.run_start);
-  if (result != XS_HYDRATE_DONE)
-    return result;
-  report (&y, done, missing);
-  if (xs_head_flush (h) == -1)
-    return XS_HYDRATE_FAILED;
-  return XS_HYDRATE_DONE;
+  if (result == XS_HYDRATE_DONE) {
+    report (&y, done, missing);
+    if (xs_head_flush (h) == -1)
+      result = XS_HYDRATE_FAILED;
+  }
+  stats->copied = done;
+  stats->seconds = now_seconds () - y.start;
+  stats->gave_way_seconds = y.gave_way;
+  return result;
 }

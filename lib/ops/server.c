@@ -727,13 +727,21 @@ hydrator_main (void *opaque)
     .rate = exp->srv->hydrate_rate,
     .give_way_to_reads = true,
   };
-  uint64_t copied;
+  struct xs_hydrate_stats stats;
+  enum xs_hydrate_result result;
+  const char *what = NULL;
 
   snprintf (vol.id, sizeof vol.id, "%s", exp->volume_id);
-  if (xs_head_hydrate (exp->head, &options, &copied) == XS_HYDRATE_DONE
+  result = xs_head_hydrate (exp->head, &options, &stats);
+  if (result == XS_HYDRATE_DONE
       && xs_volume_mark_hydrated (exp->srv->store, &vol) == 0)
-    xs_debug ("volume %s: hydrated in the background (%" PRIu64 " blocks)",
-              exp->volume_id, copied);
+    what = "hydrated in the background";
+  else if (result == XS_HYDRATE_STOPPED)
+    what = "background hydration stopped (the export closed)";
+  if (what)
+    xs_notice ("%s: %s: %" PRIu64 " blocks in %.2f s, %.2f s of it giving "
+               "way to clients' reads", exp->description, what,
+               stats.copied, stats.seconds, stats.gave_way_seconds);
   return NULL;
 }
 
