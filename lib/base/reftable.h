@@ -18,8 +18,8 @@
 
 #include "base/hash.h"
 
-/* The slots a sender's table has: 2^18 of 24 bytes, 6 MiB. */
-#define XS_REFTABLE_SENDER_SLOTS (UINT64_C (1) << 18)
+/* The slots a sender's table has: 2^17 of 24 bytes, 3 MiB. */
+#define XS_REFTABLE_SENDER_SLOTS (UINT64_C (1) << 17)
 
 struct xs_reftable;
 
