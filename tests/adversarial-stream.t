@@ -6,10 +6,14 @@
 # payload byte, truncated, extended; raw and encrypted too) fails naming
 # the block and the chunk instead of writing a stream nobody can receive;
 # crafted streams with bad snapshot or volume ids, a negative creation
-# time, or references to chunks that are neither the base's nor carried
+# time, or references that do not name the chunk of their source block
+# (an earlier block, another chunk's, a zero one, a later one in a full
+# stream, a base's block with another chunk, beyond the volume) or, in a
+# stream of version 3, chunks that are neither the base's nor carried
 # earlier by the stream (which would let a sender probe what a receiver
-# holds) are refused, while references across a resume still work; a
-# receive that runs out of space says so.
+# holds) are refused, while references across a resume still work and
+# version 3 streams are received; a receive that runs out of space says
+# so.
 . "$(dirname "$0")/functions.sh"
 
 store2=$tmp/store2
@@ -168,14 +172,52 @@ restream "$tmp/w.xs" "$tmp/same.xs" 'pass'
 check "(the rewriter, asked to change nothing, writes the same bytes)" -- \
   cmp -s "$tmp/w.xs" "$tmp/same.xs"
 
-# References: only to the base's chunks and the stream's own.
+# References name the block whose chunk they reuse: the entry there must
+# be theirs.  In full.xs, block 10 refers to block 0.
 quietly xs3 receive -i "$tmp/full.xs"
+restream "$tmp/full.xs" "$tmp/bad" "$(fresh d1); records[10].update(source=1)"
+refused "a reference to an earlier block with another chunk" "$tmp/bad" \
+  "stream record 11 \(block 10\) refers to chunk [0-9a-f]+ at block 1, which has another: refused"
+restream "$tmp/full.xs" "$tmp/bad" \
+  "$(fresh d2); records[1].update(kind=b'Z', chunk=b'', id=bytes(16)); records[10].update(source=1)"
+refused "a reference to an earlier zero block" "$tmp/bad" \
+  "refers to chunk [0-9a-f]+ at block 1, which has another: refused"
+restream "$tmp/full.xs" "$tmp/bad" "$(fresh d3); records[10].update(source=10)"
+refused "a reference to its own block in a full stream" "$tmp/bad" \
+  "refers to block 10, not before it, in a stream without a base: refused"
+restream "$tmp/full.xs" "$tmp/bad" "$(fresh d4); records[10].update(source=63)"
+refused "a reference to a later block in a full stream" "$tmp/bad" \
+  "refers to block 63, not before it, in a stream without a base"
+restream "$tmp/full.xs" "$tmp/bad" "$(fresh d5); records[10].update(source=64)"
+refused "a reference beyond the volume" "$tmp/bad" \
+  "stream record 11 \(block 10\) refers to block 64, beyond the volume's end"
+restream "$tmp/inc.xs" "$tmp/bad" \
+  "$(fresh d6); records[0].update(kind=b'R', chunk=b'', source=20)"
+refused "a reference to a block of the base with another chunk" "$tmp/bad" \
+  "refers to chunk [0-9a-f]+ at block 20 of the base, which has another"
+restream "$tmp/inc.xs" "$tmp/bad" \
+  "$(fresh d7); records[0].update(kind=b'R', chunk=b'', source=5)"
+refused "a reference to an earlier block of the base with another chunk" \
+  "$tmp/bad" "refers to chunk [0-9a-f]+ at block 5, which has another"
+
+# Version 3 streams (references without a source) are still received,
+# their references checked against the chunks of the base and the stream.
+restream "$tmp/full.xs" "$tmp/full3.xs" 'version = 3'
+restream "$tmp/inc.xs" "$tmp/inc3.xs" 'version = 3'
+store6=$tmp/store6
+xs6 () { "$xsnap" --store "$store6" "$@"; }
+xs6 init -q
+check "a version 3 stream is received" -- quietly xs6 receive -i "$tmp/full3.xs"
+check "  and an incremental one on it" -- quietly xs6 receive -i "$tmp/inc3.xs"
+is "$(xs6 --json snapshot show v@s2 | jq -r .root_hash)" \
+  "$(xs --json snapshot show v@s2 | jq -r .root_hash)" \
+  "  into the sender's snapshot (the same root)"
 restream "$tmp/w.xs" "$tmp/probe" \
-  "$(fresh c3); records[0].update(kind=b'R', chunk=b'')"
-refused "a reference to a chunk the receiver holds in another snapshot" \
+  "$(fresh c3); version = 3; records[0].update(kind=b'R', chunk=b'')"
+refused "in version 3, a reference to a chunk the receiver holds in another snapshot" \
   "$tmp/probe" "refers to chunk [0-9a-f]+, which is neither the base's nor carried earlier by the stream"
 restream "$tmp/w.xs" "$tmp/probe2" \
-  "$(fresh c3); records[0].update(kind=b'R', chunk=b'', id=bytes(range(1, 17)))"
+  "$(fresh c3); version = 3; records[0].update(kind=b'R', chunk=b'', id=bytes(range(1, 17)))"
 msg_held=$(xs3 receive --name p1 -i "$tmp/probe" 2>&1 | sed 's/[0-9a-f]\{32\}/ID/g') || true
 msg_absent=$(xs3 receive --name p1 -i "$tmp/probe2" 2>&1 | sed 's/[0-9a-f]\{32\}/ID/g') || true
 is "$msg_held" "$msg_absent" \
@@ -190,7 +232,7 @@ out = []
 while d[pos:pos + 1] != b'T':
     out.append(pos)
     n = struct.unpack_from('<I', d, pos + 4)[0]
-    pos += 40 + (n + 8 if d[pos:pos + 1] == b'C' else 0)
+    pos += 40 + (n + 8 if n else 0)
 print(*out)
 PY
 ))

@@ -3,7 +3,9 @@
 # leaves only --raw (its ciphertext, unreadable where the key is not
 # held) or --reencrypt (the receiver encrypts it under a key of its own);
 # a key travels between stores as a passphrase-sealed key file; raw and
-# re-encrypting streams stay incremental; an interrupted re-encrypting
+# re-encrypting streams stay incremental; references in a plain stream
+# received --encrypt resolve (of this release and of version 3); an
+# interrupted re-encrypting
 # receive resumes under the same key; every received snapshot reads back
 # byte-identical through NBD.
 . "$(dirname "$0")/functions.sh"
@@ -59,8 +61,8 @@ like "$out" "it is encrypted; send it --raw .* or --reencrypt" \
 check "send --raw" -- quietly xs "${a[@]}" send --raw ev@s1 -o "$tmp/raw1"
 check "  the raw stream does not hold the pattern" -- \
   test -z "$(grep -l -- "$marker" "$tmp/raw1")"
-is "$(head -c 12 "$tmp/raw1" | tail -c 4 | od -An -tu4 | tr -d ' ')" 4 \
-  "  it is a version 4 stream (encrypted, tree roots)"
+is "$(head -c 12 "$tmp/raw1" | tail -c 4 | od -An -tu4 | tr -d ' ')" 6 \
+  "  it is a version 6 stream (encrypted, sourced references)"
 out=$(xs2 "${b[@]}" receive --key default -i "$tmp/raw1" 2>&1) && st=0 || st=$?
 like "$out" "raw stream .* keeps the sender's encryption" \
   "a raw stream cannot be received under the receiver's key"
@@ -207,6 +209,42 @@ is "$(jq -r .encrypted <<<"$json")" true "receive --encrypt of an unencrypted st
 is "$(read_at "$store4" local carol pv@p1)" "$sum1" "  it reads back byte-identical"
 out=$(xs "${a[@]}" send --raw pv@p1 2>&1 >/dev/null) && st=0 || st=$?
 like "$out" "--raw: it is not encrypted" "send --raw of an unencrypted snapshot is refused"
+
+# References received --encrypt: the chunk a reference names is sealed
+# here under another name, found from its plaintext's id, in a stream of
+# this release (sourced references) as in one of version 3.  rv@r1 has
+# block 5 a copy of block 0; rv@r2 writes one new block at 7 and 9.
+python3 - "$tmp/r1.img" "$tmp/r2.img" <<'PY'
+import os, sys
+one = bytearray(os.urandom(1048576))
+one[5 * 65536:6 * 65536] = one[0:65536]
+two = bytearray(one)
+two[7 * 65536:8 * 65536] = two[9 * 65536:10 * 65536] = os.urandom(65536)
+open(sys.argv[1], "wb").write(one)
+open(sys.argv[2], "wb").write(two)
+PY
+xs -q "${a[@]}" volume create rv --size 1M --block-size 64K
+start_server r account=alice
+nbdcopy "$tmp/r1.img" "$(uri rv)"
+xs -q "${a[@]}" snapshot create rv --wait --name r1
+nbdcopy "$tmp/r2.img" "$(uri rv)"
+xs -q "${a[@]}" snapshot create rv --wait --name r2
+stop_server "$server_pid"
+out=$(xs "${a[@]}" send rv@r1 -o "$tmp/r1.xs" 2>&1)
+like "$out" "15 chunks, 1 references" "a full stream refers to block 0 for block 5"
+out=$(xs "${a[@]}" send rv@r2 --from rv@r1 -o "$tmp/r2.xs" 2>&1)
+like "$out" "1 chunks, 1 references" "  an incremental one to block 7 for block 9"
+check "  received --encrypt" -- quietly xs4 "${c[@]}" receive --encrypt -i "$tmp/r1.xs"
+check "  the incremental onto it" -- quietly xs4 "${c[@]}" receive -i "$tmp/r2.xs"
+is "$(read_at "$store4" local carol rv@r2)" "$(sha256sum < "$tmp/r2.img" | cut -d' ' -f1)" \
+  "  it reads back byte-identical"
+restream "$tmp/r1.xs" "$tmp/r1-v3.xs" 'version = 3'
+restream "$tmp/r2.xs" "$tmp/r2-v3.xs" 'version = 3'
+check "the same streams of version 3 received --encrypt" -- \
+  quietly xs5 "${d[@]}" receive --encrypt -i "$tmp/r1-v3.xs"
+check "  the incremental onto it" -- quietly xs5 "${d[@]}" receive -i "$tmp/r2-v3.xs"
+is "$(read_at "$tmp/store5" local dave rv@r2)" "$(sha256sum < "$tmp/r2.img" | cut -d' ' -f1)" \
+  "  it reads back byte-identical"
 
 # A disabled key stops sending.
 xs -q "${a[@]}" key disable k1

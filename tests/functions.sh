@@ -106,11 +106,14 @@ require_tool () {               # require_tool NAME...
   done
 }
 
-# Rewrite a stream: parse it into META (the header's JSON) and RECORDS
-# (dicts: kind, block, id, chunk), run PYTHON-EDIT on them, and write it
+# Rewrite a stream: parse it into VERSION, META (the header's JSON) and
+# RECORDS (dicts: kind, block, id, chunk, and a reference's source block
+# in a version 5 or 6 stream), run PYTHON-EDIT on them, and write it
 # again with every length and checksum made right, so that the check
-# under test is the one that refuses it.  meta['_restream'] recomputes
-# the stream id (a version 1 stream's).
+# under test is the one that refuses it.  A reference is written with
+# its source (0 if it has none) in version 5 and 6, without in older
+# ones.  meta['_restream'] recomputes the stream id (an unencrypted
+# stream's).
 restream () {                   # restream IN OUT PYTHON-EDIT
   python3 - "$@" <<'PY'
 import json, struct, subprocess, sys
@@ -131,7 +134,9 @@ while d[pos:pos + 1] != b'T':
     rid = d[pos + 16:pos + 32]
     chunk = d[pos + 40:pos + 40 + n] if kind == b'C' else b''
     records.append(dict(kind=kind, block=block, id=rid, chunk=chunk))
-    pos += 40 + (n + 8 if kind == b'C' else 0)
+    if kind == b'R' and n == 8:
+        records[-1]['source'] = struct.unpack_from('<Q', d, pos + 40)[0]
+    pos += 40 + (n + 8 if n else 0)
 root = d[pos + 16:pos + 32]
 exec(sys.argv[3])
 if meta.pop('_restream', False):
@@ -147,12 +152,15 @@ out = bytearray(b'XSNPSTRM' + struct.pack('<IIII', version, 0, len(text), 0))
 out += xxh64(bytes(out)) + text
 out += xxh64(bytes(out))
 for r in records:
-    head = (r['kind'] + bytes(3) + struct.pack('<IQ', len(r['chunk']), r['block'])
+    body = r['chunk']
+    if r['kind'] == b'R' and version >= 5:
+        body = struct.pack('<Q', r.get('source', 0))
+    head = (r['kind'] + bytes(3) + struct.pack('<IQ', len(body), r['block'])
             + r['id'])
     head += xxh64(head)
     out += head
-    if r['kind'] == b'C':
-        out += r['chunk'] + xxh64(head + r['chunk'])
+    if body:
+        out += body + xxh64(head + body)
 head = b'T' + bytes(3) + struct.pack('<IQ', 0, len(records)) + root
 out += head + xxh64(head)
 out += xxh64(bytes(out))

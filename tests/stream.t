@@ -42,7 +42,7 @@ records = []
 while d[pos:pos + 1] != b'T':
     records.append(pos)
     n = struct.unpack_from('<I', d, pos + 4)[0]
-    pos += 40 + (n + 8 if d[pos:pos + 1] == b'C' else 0)
+    pos += 40 + (n + 8 if n else 0)
 print(header, pos, *records)
 PY
 }
@@ -149,9 +149,9 @@ a, b, c = map(int, sys.argv[2:5])
 open(sys.argv[5], 'wb').write(d[:a] + d[b:c] + d[a:b] + d[c:])
 PY
 refused "two records swapped" "$tmp/bad" "stream record 3 \(block 1\) is out of order"
-restream "$tmp/full.xs" "$tmp/bad" 'version = 5'
-refused "a stream of version 5" "$tmp/bad" \
-  "stream format version 5 is newer than this xsnap supports \(4\)"
+restream "$tmp/full.xs" "$tmp/bad" 'version = 7'
+refused "a stream of version 7" "$tmp/bad" \
+  "stream format version 7 is newer than this xsnap supports \(6\)"
 refused "an incremental stream whose base is missing" "$tmp/inc.xs" \
   "incremental from snapshot ${id[1]}, which is not in account 'admin', region 'local'"
 

@@ -360,7 +360,7 @@ make_plan (struct xs_store *store, const struct xs_scope *scope,
   return 0;
 }
 
-/* The distinct chunks a manifest uses, sorted. */
+/* Chunk ids in order of their bytes. */
 static int
 compare_ids (const void *a, const void *b)
 {
@@ -386,66 +386,6 @@ sort_unique (void *items, size_t n, size_t size)
       out++;
     }
   return out;
-}
-
-/* An array that grows as items are appended. */
-struct growing {
-  void *items;                  /* NULL until the first append */
-  size_t n, cap, size;          /* SIZE: the size of an item */
-};
-
-/* A slot for one more item at the end of A, or NULL with errno set. */
-static void *
-append_slot (struct growing *a)
-{
-  size_t cap = a->cap ? 2 * a->cap : 1024;
-  void *more = NULL;
-
-  if (a->n == a->cap) {
-    if (cap / 2 >= a->cap && cap <= SIZE_MAX / a->size)
-      more = realloc (a->items, cap * a->size);
-    else
-      errno = ENOMEM;
-    if (more == NULL)
-      return NULL;
-    a->items = more;
-    a->cap = cap;
-  }
-  return (char *) a->items + a->n++ * a->size;
-}
-
-/* For the walk over a manifest's blocks: list the chunk of each.  Out
- * of memory, 1 stops the walk (errno set, nothing reported).
- */
-static int
-list_chunk (uint64_t block, const struct xs_hash128 *id, void *opaque)
-{
-  struct xs_hash128 *slot = append_slot (opaque);
-
-  if (slot == NULL)
-    return 1;
-  *slot = *id;
-  return 0;
-}
-
-/* The distinct chunks M uses, sorted, into *IDS (malloc'd; NULL when
- * there is none) and *N.  0 or -1.
- */
-static int
-distinct_chunks (struct xs_manifest *m, struct xs_hash128 **ids, size_t *n)
-{
-  struct growing list = { .size = sizeof **ids };
-  int r = xs_manifest_for_each_block (m, 0, m->nblocks, list_chunk, &list);
-
-  if (r != 0) {
-    if (r == 1)
-      xs_error ("cannot list the chunks of snapshot %s: %m", m->snapshot_id);
-    free (list.items);
-    return -1;
-  }
-  *ids = list.items;
-  *n = sort_unique (list.items, list.n, list.size);
-  return 0;
 }
 
 /* What an earlier copy tells about chunk names: the source chunk SOURCE
@@ -487,6 +427,10 @@ struct transfer {
    * copy lists as changed.
    */
   uint8_t *sent;
+  /* Progress, in chunks of the block size: a copy's transfers, one a
+   * batch, report DONE_BEFORE more than their own, of TOTAL (0: N).
+   */
+  uint64_t done_before, total;
   atomic_size_t next;           /* the next chunk a worker takes */
   atomic_uint_least64_t done, sent_chunks, sent_bytes, replaced;
   uint64_t bandwidth;           /* bytes per second, 0: unlimited */
@@ -794,7 +738,7 @@ run_transfer (struct xs_store *store, struct transfer *t, unsigned threads,
 {
   pthread_t workers[MAX_THREADS];
   unsigned started = 0, i;
-  uint64_t done, bytes = t->block_size;
+  uint64_t done, bytes = t->block_size, total = t->total ? t->total : t->n;
   int64_t last_update = 0, now;
   bool cancelled = false;
 
@@ -810,11 +754,12 @@ run_transfer (struct xs_store *store, struct transfer *t, unsigned threads,
   for (;;) {
     done = atomic_load_explicit (&t->done, memory_order_relaxed);
     if (o->progress)
-      o->progress (done * bytes, t->n * bytes, o->opaque);
+      o->progress ((t->done_before + done) * bytes, total * bytes,
+                   o->opaque);
     now = xs_now_ns ();
     if (job_id && now - last_update > 500000000) {
       /* A cancelled job stops the copy: nothing is recorded. */
-      if (xs_job_progress (store, job_id, done * bytes,
+      if (xs_job_progress (store, job_id, (t->done_before + done) * bytes,
                            atomic_load_explicit (&t->sent_bytes,
                                                  memory_order_relaxed))
           == -1)
@@ -923,7 +868,12 @@ write_manifest (struct xs_repo *repo, const struct xs_manifest *m)
 struct dest_crypt {
   char *wrapped;                /* its data key, wrapped by the plan's key */
   struct xs_data_key *dk;
-  struct id_pair *known;        /* from the last copy, sorted by source */
+  /* The last copy of the same lineage, if any: BEFORE, its source, and
+   * AFTER, the copy.  Names carry over block by block.
+   */
+  struct xs_manifest *before, *after;
+  /* What they say of the blocks of one batch (COPY_BATCH at most). */
+  struct id_pair *known;        /* sorted by source */
   size_t nknown;
   struct xs_hash128 *known_dests;   /* their destination names, sorted */
   size_t ndests;
@@ -934,60 +884,10 @@ dest_crypt_clear (struct dest_crypt *dc)
 {
   free (dc->wrapped);
   xs_data_key_free (dc->dk);
+  xs_manifest_free (dc->before);
+  xs_manifest_free (dc->after);
   free (dc->known);
   free (dc->known_dests);
-}
-
-/* What the pair (SOURCE, DEST) of an earlier copy says, block by block
- * of SOURCE: its chunk is DEST's.
- */
-struct learning {
-  struct xs_manifest *dest;
-  struct growing pairs;         /* of struct id_pair */
-};
-
-static int
-learn_name (uint64_t block, const struct xs_hash128 *id, void *opaque)
-{
-  struct learning *l = opaque;
-  struct id_pair *pair = append_slot (&l->pairs);
-
-  if (pair == NULL) {
-    xs_error ("cannot copy: %m");
-    return -1;
-  }
-  pair->source = *id;
-  return xs_manifest_get_block (l->dest, block, &pair->dest) == -1 ? -1 : 0;
-}
-
-/* What the pair (SOURCE, DEST) of an earlier copy says: for every block,
- * the source's chunk is the destination's.
- */
-static int
-learn_names (struct xs_manifest *source, struct xs_manifest *dest,
-             struct dest_crypt *dc)
-{
-  uint64_t n = source->nblocks < dest->nblocks ? source->nblocks
-    : dest->nblocks;
-  struct learning l = { .dest = dest, .pairs.size = sizeof *dc->known };
-  size_t i;
-  int r = xs_manifest_for_each_block (source, 0, n, learn_name, &l);
-
-  dc->known = l.pairs.items;
-  if (r != 0)
-    return -1;
-  dc->nknown = sort_unique (dc->known, l.pairs.n, sizeof *dc->known);
-  dc->known_dests = malloc ((dc->nknown ? dc->nknown : 1)
-                            * sizeof *dc->known_dests);
-  if (dc->known_dests == NULL) {
-    xs_error ("cannot copy: %m");
-    return -1;
-  }
-  for (i = 0; i < dc->nknown; i++)
-    dc->known_dests[i] = dc->known[i].dest;
-  dc->ndests = sort_unique (dc->known_dests, dc->nknown,
-                            sizeof *dc->known_dests);
-  return 0;
 }
 
 /* The data key of a transcoding copy of SOURCE: the last copy's, if
@@ -1026,7 +926,12 @@ prepare_transcode (struct xs_store *store, const struct copy_plan *plan,
     dc->dk = dc->wrapped ? xs_data_key_dup (after->dk) : NULL;
     if (dc->wrapped == NULL)
       xs_error ("cannot copy: %m");
-    r = dc->dk && learn_names (before, after, dc) == 0 ? 0 : -1;
+    r = dc->dk ? 0 : -1;
+    if (r == 0) {
+      dc->before = before;
+      dc->after = after;
+      before = after = NULL;
+    }
   }
   else if (r == 1) {
     r = xs_key_new_data_key (store, &plan->dest_key, &dc->wrapped);
@@ -1042,14 +947,20 @@ prepare_transcode (struct xs_store *store, const struct copy_plan *plan,
   return r;
 }
 
-/* Blocks of a manifest taken a batch at a time, so that they can be
- * changed once the walk that found them has returned.
+/* A copy takes the source's blocks a batch at a time (their chunks are
+ * made present at the destination, then the copy's entries named), so
+ * that what it holds does not grow with the volume: for each block of a
+ * batch its index and chunk, and per distinct chunk its flag, name at
+ * the destination and what the last copy says: about 6 MiB.  A chunk
+ * used in two batches is looked at twice (and counted twice in the
+ * report); a name the last copy gave a chunk is found at the same block
+ * only (a chunk moved since is sealed again, to the same name).
  */
-#define BLOCK_BATCH 1024
+#define COPY_BATCH 65536
 
 struct block_batch {
-  uint64_t blocks[BLOCK_BATCH];
-  struct xs_hash128 ids[BLOCK_BATCH];
+  uint64_t blocks[COPY_BATCH];
+  struct xs_hash128 ids[COPY_BATCH];
   size_t n;
 };
 
@@ -1061,15 +972,63 @@ take_block (uint64_t block, const struct xs_hash128 *id, void *opaque)
 
   batch->blocks[batch->n] = block;
   batch->ids[batch->n] = *id;
-  return ++batch->n == BLOCK_BATCH ? 1 : 0;
+  return ++batch->n == COPY_BATCH ? 1 : 0;
 }
 
-/* Name block BLOCK of COPY, chunk ID at the source, as the transfer
- * stored that chunk.
+/* The next batch of M's non-zero blocks, from *NEXT on, which moves past
+ * them.  1 if there may be more, 0 if this was the last, -1 on error.
  */
 static int
-rename_block (struct xs_manifest *copy, const struct transfer *t,
-              uint64_t block, const struct xs_hash128 *id)
+next_batch (struct xs_manifest *m, uint64_t *next, struct block_batch *batch)
+{
+  int r;
+
+  batch->n = 0;
+  r = xs_manifest_for_each_block (m, *next, m->nblocks - *next, take_block,
+                                  batch);
+  if (batch->n > 0)
+    *next = batch->blocks[batch->n - 1] + 1;
+  return r;
+}
+
+/* What the last copy says of the blocks of BATCH: at each, the chunk its
+ * source had is, at the destination, the chunk the copy has.  0 or -1.
+ */
+static int
+learn_names (struct dest_crypt *dc, const struct block_batch *batch)
+{
+  struct id_pair pair;
+  size_t i;
+
+  dc->nknown = dc->ndests = 0;
+  if (dc->before == NULL)
+    return 0;
+  for (i = 0; i < batch->n; i++) {
+    if (batch->blocks[i] >= dc->before->nblocks
+        || batch->blocks[i] >= dc->after->nblocks)
+      continue;
+    if (xs_manifest_get_block (dc->before, batch->blocks[i],
+                               &pair.source) == -1
+        || xs_manifest_get_block (dc->after, batch->blocks[i],
+                                  &pair.dest) == -1)
+      return -1;
+    if (!xs_hash128_is_zero (&pair.source))
+      dc->known[dc->nknown++] = pair;
+  }
+  dc->nknown = sort_unique (dc->known, dc->nknown, sizeof *dc->known);
+  for (i = 0; i < dc->nknown; i++)
+    dc->known_dests[i] = dc->known[i].dest;
+  dc->ndests = sort_unique (dc->known_dests, dc->nknown,
+                            sizeof *dc->known_dests);
+  return 0;
+}
+
+/* The index in T->ids of the chunk of block BLOCK of COPY, ID at the
+ * source; -1 with an error if the transfer did not take it.
+ */
+static ssize_t
+chunk_index (const struct xs_manifest *copy, const struct transfer *t,
+             uint64_t block, const struct xs_hash128 *id)
 {
   const struct xs_hash128 *found = bsearch (id, t->ids, t->n, sizeof *found,
                                             compare_ids);
@@ -1079,40 +1038,33 @@ rename_block (struct xs_manifest *copy, const struct transfer *t,
               copy->snapshot_id, block);
     return -1;
   }
-  return xs_manifest_set_block (copy, block, &t->dest_ids[found - t->ids])
-    == -1 ? -1 : 0;
+  return found - t->ids;
 }
 
-/* Name the copy's blocks as the transfer stored them, under its key. */
+/* After the transfer of BATCH: count in *CHANGED its blocks whose chunk
+ * the transfer stored at the destination (what the copy changed there,
+ * recorded as its changed_blocks: blocks whose content the destination
+ * held already count nothing), and for a transcoding copy name them in
+ * COPY as it stored their chunks.  0 or -1.
+ */
 static int
-rename_entries (struct xs_manifest *copy, const struct transfer *t,
-                const struct copy_plan *plan, const struct dest_crypt *dc)
+finish_batch (struct xs_manifest *copy, const struct transfer *t,
+              const struct block_batch *batch, uint64_t *changed)
 {
-  struct block_batch *batch = malloc (sizeof *batch);
-  uint64_t next = 0;
+  ssize_t k;
   size_t i;
-  int r;
 
-  if (batch == NULL) {
-    xs_error ("cannot copy snapshot %s: %m", copy->snapshot_id);
-    return -1;
+  for (i = 0; i < batch->n; i++) {
+    k = chunk_index (copy, t, batch->blocks[i], &batch->ids[i]);
+    if (k == -1)
+      return -1;
+    *changed += t->sent[k];
+    if (t->transcode
+        && xs_manifest_set_block (copy, batch->blocks[i],
+                                  &t->dest_ids[k]) == -1)
+      return -1;
   }
-  do {
-    batch->n = 0;
-    r = xs_manifest_for_each_block (copy, next, copy->nblocks - next,
-                                    take_block, batch);
-    for (i = 0; r != -1 && i < batch->n; i++)
-      if (rename_block (copy, t, batch->blocks[i], &batch->ids[i]) == -1)
-        r = -1;
-    if (batch->n > 0)
-      next = batch->blocks[batch->n - 1] + 1;
-  } while (r == 1);
-  free (batch);
-  if (r == -1)
-    return -1;
-  return xs_manifest_set_encryption (copy, plan->dest_key.id,
-                                     plan->dest_key.account, dc->wrapped,
-                                     dc->dk);
+  return 0;
 }
 
 /* The setting that marks ACCOUNT's repository in REGION as found
@@ -1210,40 +1162,104 @@ check_before_recording (struct xs_store *store, const struct copy_plan *plan,
   return r == 0 ? 0 : -1;
 }
 
-struct sent_blocks {
-  const struct transfer *t;
-  uint64_t count;
-};
-
 static int
-count_sent_block (uint64_t block, const struct xs_hash128 *id, void *opaque)
+count_block (uint64_t block, const struct xs_hash128 *id, void *opaque)
 {
-  struct sent_blocks *c = opaque;
-  const struct xs_hash128 *found = bsearch (id, c->t->ids, c->t->n,
-                                            sizeof *found, compare_ids);
-
   (void) block;
-  if (found && c->t->sent[found - c->t->ids])
-    c->count++;
+  (void) id;
+  ++*(uint64_t *) opaque;
   return 0;
 }
 
-/* The blocks of M (the source's manifest) whose chunks the transfer
- * stored at the destination: what the copy changed there, recorded as
- * its changed_blocks.  Holes, and blocks whose content the destination
- * held already, count nothing.  One walk of the map, no data read.
+/* The buffers of a batched copy, a batch's worth each.  0 or -1. */
+static int
+allocate_batch (const struct copy_plan *plan, struct transfer *t,
+                struct xs_hash128 **ids, struct dest_crypt *dc,
+                struct block_batch **batch)
+{
+  *batch = malloc (sizeof **batch);
+  *ids = malloc (COPY_BATCH * sizeof **ids);
+  t->sent = malloc (COPY_BATCH);
+  if (plan->transcode) {
+    t->dest_ids = malloc (COPY_BATCH * sizeof *t->dest_ids);
+    dc->known = malloc (COPY_BATCH * sizeof *dc->known);
+    dc->known_dests = malloc (COPY_BATCH * sizeof *dc->known_dests);
+  }
+  if (*batch && *ids && t->sent
+      && (!plan->transcode || (t->dest_ids && dc->known && dc->known_dests)))
+    return 0;
+  xs_error ("cannot copy snapshot %s: %m", plan->source.id);
+  return -1;
+}
+
+/* Make the chunks of BATCH present at the destination: its distinct
+ * chunks into IDS (sorted), those the destination lacks copied (or,
+ * transcoding, sealed under its key), as the last copy named them where
+ * it did.  0 or -1.
  */
 static int
-count_sent_blocks (struct xs_manifest *m, const struct transfer *t,
-                   uint64_t *changed)
+transfer_batch (struct xs_store *store, struct transfer *t,
+                struct xs_hash128 *ids, struct dest_crypt *dc,
+                const struct block_batch *batch, unsigned threads,
+                const char *job_id, const struct xs_copy_options *o)
 {
-  struct sent_blocks c = { .t = t };
+  int r;
 
-  if (xs_manifest_for_each_block (m, 0, m->nblocks, count_sent_block, &c)
-      != 0)
-    return -1;
-  *changed = c.count;
-  return 0;
+  memcpy (ids, batch->ids, batch->n * sizeof *ids);
+  t->ids = t->wanted = ids;
+  t->n = t->nwanted = sort_unique (ids, batch->n, sizeof *ids);
+  memset (t->sent, 0, t->n);
+  if (t->transcode) {
+    if (learn_names (dc, batch) == -1)
+      return -1;
+    t->known = dc->known;
+    t->nknown = dc->nknown;
+    t->wanted = dc->known_dests;
+    t->nwanted = dc->ndests;
+  }
+  free (t->present);
+  t->present = NULL;
+  t->listed = false;
+  atomic_store (&t->next, 0);
+  atomic_store (&t->done, 0);
+  r = list_destination (t) == 0 && run_transfer (store, t, threads, job_id,
+                                                 o) == 0 ? 0 : -1;
+  t->done_before += batch->n;
+  return r;
+}
+
+/* The chunks of M, batch after batch, made present at the destination,
+ * and COPY's entries named as they are there.  *CHANGED: the blocks
+ * whose chunks the copy stored.  0 or -1.
+ */
+static int
+copy_batches (struct xs_store *store, const struct copy_plan *plan,
+              struct xs_manifest *m, struct xs_manifest *copy,
+              struct transfer *t, struct dest_crypt *dc, unsigned threads,
+              const char *job_id, const struct xs_copy_options *o,
+              struct xs_copy_report *report, uint64_t *changed)
+{
+  struct block_batch *batch = NULL;
+  struct xs_hash128 *ids = NULL;
+  uint64_t next = 0;
+  int more = -1;
+
+  if (allocate_batch (plan, t, &ids, dc, &batch) == 0
+      && xs_manifest_for_each_block (m, 0, m->nblocks, count_block,
+                                     &t->total) == 0)
+    do {
+      more = next_batch (m, &next, batch);
+      if (more != -1 && batch->n > 0
+          && (transfer_batch (store, t, ids, dc, batch, threads, job_id,
+                              o) == -1
+              || finish_batch (copy, t, batch, changed) == -1))
+        more = -1;
+      report->chunks += batch->n > 0 ? t->n : 0;
+    } while (more == 1);
+  free (batch);
+  free (ids);
+  t->ids = NULL;
+  return more == 0 ? 0 : -1;
 }
 
 /* Chunks, then the manifest, then the row: the commit order, so that a
@@ -1255,9 +1271,8 @@ copy_data (struct xs_store *store, struct copy_plan *plan,
 {
   struct transfer t = { .bandwidth = o->bandwidth, .stop = o->stop,
                         .rate_lock = PTHREAD_MUTEX_INITIALIZER };
-  struct dest_crypt dc = { NULL, NULL, NULL, 0, NULL, 0 };
+  struct dest_crypt dc = { .wrapped = NULL };
   struct xs_manifest *m, *copy = NULL;
-  struct xs_hash128 *ids = NULL;
   char id[XS_ID_MAX];
   uint64_t changed = 0;
   unsigned threads = o->threads ? o->threads : DEFAULT_THREADS;
@@ -1269,36 +1284,17 @@ copy_data (struct xs_store *store, struct copy_plan *plan,
                                  plan->source.region, plan->source.id);
   t.from = xs_store_repo (store, plan->source.account, plan->source.region);
   t.to = xs_store_repo (store, plan->dest.account, plan->dest.region);
-  if (m == NULL || t.from == NULL || t.to == NULL
-      || distinct_chunks (m, &ids, &t.n) == -1)
+  if (m == NULL || t.from == NULL || t.to == NULL)
     goto out;
-  t.ids = t.wanted = ids;
-  t.nwanted = t.n;
   t.block_size = m->block_size;
   t.source_key = m->dk;
-  t.sent = calloc (t.n ? t.n : 1, 1);
-  if (t.sent == NULL) {
-    xs_error ("cannot copy snapshot %s: %m", plan->source.id);
-    goto out;
-  }
+  t.dest_key = m->dk;
   if (plan->transcode) {
     if (prepare_transcode (store, plan, m, &dc) == -1)
       goto out;
     t.transcode = true;
     t.dest_key = dc.dk;
-    t.known = dc.known;
-    t.nknown = dc.nknown;
-    t.wanted = dc.known_dests;
-    t.nwanted = dc.ndests;
-    t.dest_ids = calloc (t.n ? t.n : 1, sizeof *t.dest_ids);
-    if (t.dest_ids == NULL) {
-      xs_error ("cannot copy snapshot %s: %m", plan->source.id);
-      goto out;
-    }
   }
-  else
-    t.dest_key = m->dk;
-  report->chunks = t.n;
   t.verify_dest = o->verify_destination;
   if (!t.verify_dest) {
     r = destination_doubted (store, plan);
@@ -1307,17 +1303,19 @@ copy_data (struct xs_store *store, struct copy_plan *plan,
     t.verify_dest = r == 1;
     r = -1;
   }
-  if (list_destination (&t) == -1
-      || run_transfer (store, &t, threads, job_id, o) == -1
-      || xs_repo_sync (t.to) == -1
-      || count_sent_blocks (m, &t, &changed) == -1)
+  copy = destination_manifest (m, plan, id, sizeof id);
+  if (copy == NULL
+      || copy_batches (store, plan, m, copy, &t, &dc, threads, job_id, o,
+                       report, &changed) == -1
+      || xs_repo_sync (t.to) == -1)
     goto out;
   report->chunks_sent = t.sent_chunks;
   report->bytes_sent = t.sent_bytes;
   report->chunks_replaced = t.replaced;
-  copy = destination_manifest (m, plan, id, sizeof id);
-  if (copy == NULL
-      || (plan->transcode && rename_entries (copy, &t, plan, &dc) == -1)
+  if ((plan->transcode
+       && xs_manifest_set_encryption (copy, plan->dest_key.id,
+                                      plan->dest_key.account, dc.wrapped,
+                                      dc.dk) == -1)
       || seal_in_destination (store, plan, copy) == -1
       || write_manifest (t.to, copy) == -1
       || check_before_recording (store, plan, t.to, id) == -1
@@ -1329,7 +1327,6 @@ copy_data (struct xs_store *store, struct copy_plan *plan,
                                   o->description ? o->description : "",
                                   changed, t.sent_bytes, out);
  out:
-  free (ids);
   free (t.present);
   free (t.sent);
   free (t.dest_ids);

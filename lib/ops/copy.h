@@ -78,7 +78,9 @@ struct xs_copy_options {
 struct xs_copy_report {
   char job_id[32];
   bool queued;                  /* waiting for a slot: nothing copied yet */
-  uint64_t chunks;              /* distinct chunks the snapshot uses */
+  uint64_t chunks;              /* distinct chunks the snapshot uses (of
+                                   each batch of 65536 blocks: one in two
+                                   batches counts twice) */
   uint64_t chunks_sent;         /* of those, copied (the rest were there) */
   uint64_t bytes_sent;          /* stored bytes copied */
   uint64_t chunks_replaced;     /* of the sent, over damaged objects */

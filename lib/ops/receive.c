@@ -8,6 +8,12 @@
  * few thousand records, and when the input ends early, it waits for the
  * chunks queued, makes them durable and appends the blocks received to
  * the saved state, so an interrupted receive can go on from there.
+ *
+ * A reference of a stream of version 5 or 6 names the block whose entry
+ * it reuses, so checking it reads one entry, and what a receive holds
+ * does not grow with the volume.  An older stream's references name only
+ * a chunk: it is checked against sets of the chunks the base uses and
+ * the stream carried (16 bytes a chunk), the cost of an old stream.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -69,12 +75,14 @@ struct receive {
    * copied at commit.
    */
   struct xs_repo *base_repo;
-  struct xs_idmap base_ids;     /* the base's chunks (a set), once needed */
-  bool base_ids_ready;
-  /* The chunks this receive stored, as named here (a set), before a
-   * resume too: the stream's own, which its references may name, and
-   * what the commit checks.
+  /* A stream without sourced references (version 4 or older):
+   * BASE_IDS, the base's chunks (a set), made when first needed; STORED,
+   * the chunks this receive stored, as named here (a set), before a
+   * resume too: the stream's own, which its references may name.
    */
+  bool by_sets;
+  struct xs_idmap base_ids;
+  bool base_ids_ready;
   struct xs_idmap stored;
   struct xs_manifest *built;
   struct xs_recvstate *state;
@@ -101,8 +109,8 @@ struct receive {
   struct xs_chunk_codec *seal_codec;
   char *key_id, *key_account, *data_key;
   char *saved_key_id, *saved_data_key;  /* a resumed receive's key */
-  /* Encrypting: each chunk id of the stream -> the id it was stored
-   * under here, for references to chunks carried earlier.
+  /* Encrypting an old stream: each chunk id of the stream -> the id it
+   * was stored under here, for references to chunks carried earlier.
    */
   struct xs_idmap renamed;
 };
@@ -372,7 +380,7 @@ apply_saved (const struct xs_recvstate_entry *e, void *opaque)
   }
   if (xs_manifest_set_block (rc->built, e->block, &e->id) == -1)
     return -1;
-  if (!xs_hash128_is_zero (&e->id)
+  if (rc->by_sets && !xs_hash128_is_zero (&e->id)
       && xs_idmap_put (&rc->stored, &e->id, NULL, NULL) == -1)
     return -1;
   return 0;
@@ -730,7 +738,8 @@ store_chunk (struct receive *rc, const struct xs_stream_record *rec,
   if (rc->encrypting) {
     if (xs_chunk_encode (rc->seal_codec, rc->plain, (size_t) len, id,
                          &sealed, &stored_len) == -1
-        || xs_idmap_put (&rc->renamed, &rec->id, id, NULL) == -1) {
+        || (rc->by_sets
+            && xs_idmap_put (&rc->renamed, &rec->id, id, NULL) == -1)) {
       free (sealed);
       return RECORD_LOCAL_FAILURE;
     }
@@ -739,7 +748,8 @@ store_chunk (struct receive *rc, const struct xs_stream_record *rec,
   /* Its entry goes into the batch at rc->batch_len, next. */
   r = xs_putqueue_add (rc->puts, id, stored, stored_len, rc->batch_len);
   free (sealed);
-  if (r == -1 || xs_idmap_put (&rc->stored, id, NULL, NULL) == -1)
+  if (r == -1
+      || (rc->by_sets && xs_idmap_put (&rc->stored, id, NULL, NULL) == -1))
     return RECORD_LOCAL_FAILURE;
   rc->batch_bytes += stored_len;
   return RECORD_APPLIED;
@@ -774,14 +784,15 @@ base_has (struct receive *rc, const struct xs_hash128 *id)
   return xs_idmap_has (&rc->base_ids, id);
 }
 
-/* A reference: RECORD_BAD if it names a chunk that is neither the base's
- * nor carried earlier by this stream (before a resume too).  Whatever
- * else this account holds is not asked about, so a stream cannot probe
- * what the receiver has.
+/* A reference of an old stream: RECORD_BAD if it names a chunk that is
+ * neither the base's nor carried earlier by this stream (before a resume
+ * too).  Whatever else this account holds is not asked about, so a
+ * stream cannot probe what the receiver has.
  */
 static enum record_result
-check_reference (struct receive *rc, const struct xs_stream_record *rec,
-                 struct xs_hash128 *id)
+check_reference_by_sets (struct receive *rc,
+                         const struct xs_stream_record *rec,
+                         struct xs_hash128 *id)
 {
   const struct xs_hash128 *local;
   char hex[XS_HASH128_HEX_LEN + 1];
@@ -810,6 +821,52 @@ check_reference (struct receive *rc, const struct xs_stream_record *rec,
             "%s, which is neither the base's nor carried earlier by the "
             "stream: refused", rc->done + 1, rec->block, hex);
   return RECORD_BAD;
+}
+
+/* A reference naming its source block S: the entry there must be its
+ * chunk, as named here (*ID; under this receive's key if it encrypts,
+ * which names a chunk after its plaintext's id: xs_chunk_id_of_plain_id).
+ * Before the record's block, the entry is the one built (carried by the
+ * stream, before a resume too, or kept from the base); from it on, the
+ * base's.  No other chunk is reachable, so a stream cannot probe what
+ * this account holds.  RECORD_BAD if the entry is another chunk.
+ */
+static enum record_result
+check_sourced_reference (struct receive *rc,
+                         const struct xs_stream_record *rec,
+                         struct xs_hash128 *id)
+{
+  struct xs_manifest *from = rec->source < rec->block ? rc->built : rc->base;
+  char hex[XS_HASH128_HEX_LEN + 1];
+  struct xs_hash128 found;
+
+  if (from == NULL) {
+    xs_error ("stream record %" PRIu64 " (block %" PRIu64 ") refers to "
+              "block %" PRIu64 ", not before it, in a stream without a "
+              "base: refused", rc->done + 1, rec->block, rec->source);
+    return RECORD_BAD;
+  }
+  *id = rec->id;
+  if ((rc->encrypting
+       && xs_chunk_id_of_plain_id (rc->seal_codec, &rec->id, id) == -1)
+      || xs_manifest_get_block (from, rec->source, &found) == -1)
+    return RECORD_LOCAL_FAILURE;
+  if (xs_hash128_equal (&found, id))
+    return RECORD_APPLIED;
+  xs_hash128_to_hex (&rec->id, hex);
+  xs_error ("stream record %" PRIu64 " (block %" PRIu64 ") refers to chunk "
+            "%s at block %" PRIu64 "%s, which has another: refused",
+            rc->done + 1, rec->block, hex, rec->source,
+            from == rc->base ? " of the base" : "");
+  return RECORD_BAD;
+}
+
+static enum record_result
+check_reference (struct receive *rc, const struct xs_stream_record *rec,
+                 struct xs_hash128 *id)
+{
+  return rc->by_sets ? check_reference_by_sets (rc, rec, id)
+    : check_sourced_reference (rc, rec, id);
 }
 
 /* Apply one record; on failure *OUTCOME says what becomes of the state. */
@@ -935,102 +992,91 @@ encrypt_built (struct receive *rc)
   return r;
 }
 
-/* A growing list of chunk ids. */
-struct id_list {
+/* The chunks the commit makes sure of, a batch at a time: CHECK_BATCH
+ * ids, 1 MiB.
+ */
+#define CHECK_BATCH 65536
+
+struct check_pass {
+  struct receive *rc;
   struct xs_hash128 *ids;
-  size_t n, cap;
+  size_t n;
+  uint64_t copied;
 };
 
-/* Room in L for MORE ids (for one at least).  0, or -1 with an error. */
+/* Make the chunks of the batch present here (copied from a foreign base,
+ * else only looked for), durably.  0, or -1 with an error.
+ */
 static int
-id_list_reserve (struct id_list *l, size_t more)
+check_batch (struct check_pass *c)
 {
-  size_t cap = l->cap ? l->cap : 1024;
-  struct xs_hash128 *ids;
+  struct receive *rc = c->rc;
+  uint64_t copied = 0;
+  int r;
 
-  while (cap < l->n + more && cap <= SIZE_MAX / 2 / sizeof *ids)
-    cap *= 2;
-  if (cap == l->cap && l->ids)
+  if (c->n == 0)
     return 0;
-  ids = cap >= l->n + more ? realloc (l->ids, cap * sizeof *ids) : NULL;
-  if (ids == NULL) {
-    xs_error ("cannot receive: out of memory");
-    return -1;
-  }
-  l->ids = ids;
-  l->cap = cap;
-  return 0;
+  r = xs_copy_make_present (rc->store, rc->base_repo, rc->repo, c->ids, c->n,
+                            rc->info->block_size, &copied);
+  c->copied += copied;
+  c->n = 0;
+  return r;
 }
 
 static int
-id_list_add (uint64_t block, const struct xs_hash128 *id, void *opaque)
+check_block (uint64_t block, const struct xs_hash128 *id, void *opaque)
 {
-  struct id_list *l = opaque;
+  struct check_pass *c = opaque;
 
   (void) block;
-  if (l->n == l->cap && id_list_reserve (l, 1) == -1)
-    return -1;
-  l->ids[l->n++] = *id;
-  return 0;
+  c->ids[c->n++] = *id;
+  return c->n == CHECK_BATCH ? check_batch (c) : 0;
 }
 
-/* The chunks the commit must make sure of: every chunk of a snapshot
- * whose base is in another namespace (those the base gives are copied
- * here: a walk of its non-zero blocks), else the ones this receive stored
- * (the base's are this namespace's already).  NULL on failure.
- */
-static struct xs_hash128 *
-chunks_to_check (struct receive *rc, size_t *n)
+static int
+check_run (uint64_t first, uint64_t count, void *opaque)
 {
-  const struct xs_idmap *set = &rc->stored;
-  struct id_list l = { NULL, 0, 0 };
-  uint64_t i;
+  struct check_pass *c = opaque;
 
-  *n = 0;
-  if (id_list_reserve (&l, rc->base_repo ? 1 : set->count) == -1)
-    return NULL;
-  if (rc->base_repo) {
-    if (xs_manifest_for_each_block (rc->built, 0, rc->built->nblocks,
-                                    id_list_add, &l) != 0) {
-      free (l.ids);
-      return NULL;
-    }
-  }
-  else
-    for (i = 0; set->keys && i <= set->mask; i++)
-      if (!xs_hash128_is_zero (&set->keys[i]))
-        l.ids[l.n++] = set->keys[i];
-  *n = l.n;
-  return l.ids;
+  return xs_manifest_for_each_block (c->rc->built, first, count,
+                                     check_block, c);
 }
 
 /* Nothing is committed that readers would not find: every chunk the new
  * manifest names must be in this namespace, durable.  What the stream
- * brought is checked (a listing, or a look each); with a base of another
- * namespace every chunk is, and those missing here are copied from the
- * base's namespace, verified (lib/ops/copy.c: as a copy makes its destination
- * complete).  The cost follows the change, but for a shared base.
+ * changed is checked (the blocks that differ from the base, or every
+ * block of a full stream); with a base of another namespace every block
+ * is, and the chunks missing here are copied from the base's namespace,
+ * verified (lib/ops/copy.c: as a copy makes its destination complete).
+ * The cost follows the change, but for a shared base; what is held, a
+ * batch of ids.
  */
 static int
 ensure_chunks (struct receive *rc)
 {
-  struct xs_hash128 *ids;
-  uint64_t copied = 0;
-  size_t n;
+  struct check_pass c = { .rc = rc };
+  struct xs_manifest *built = rc->built;
   int r;
 
-  ids = chunks_to_check (rc, &n);
-  if (ids == NULL)
+  c.ids = malloc (CHECK_BATCH * sizeof *c.ids);
+  if (c.ids == NULL) {
+    xs_error ("cannot commit snapshot %s: %m", rc->info->snapshot_id);
     return -1;
-  r = xs_copy_make_present (rc->store, rc->base_repo, rc->repo, ids, n,
-                            rc->info->block_size, &copied);
-  free (ids);
-  rc->stored_bytes += copied;
-  if (r == -1)
+  }
+  if (rc->base && rc->base_repo == NULL)
+    r = xs_manifest_diff (rc->base, built, check_run, &c);
+  else
+    r = xs_manifest_for_each_block (built, 0, built->nblocks, check_block,
+                                    &c);
+  if (r == 0)
+    r = check_batch (&c);
+  free (c.ids);
+  rc->stored_bytes += c.copied;
+  if (r != 0)
     xs_error ("cannot commit snapshot %s: not every chunk it names is in "
               "account '%s', region '%s'", rc->info->snapshot_id,
               rc->scope->account, rc->scope->region);
-  return r;
+  return r == 0 ? 0 : -1;
 }
 
 /* The root of what was built (sealed), in the form the stream's root
@@ -1167,6 +1213,7 @@ begin (struct receive *rc, const char *name)
   if (rc->parser == NULL || next_event (rc) != XS_STREAM_HEADER)
     return -1;
   rc->info = info = xs_stream_parser_info (rc->parser);
+  rc->by_sets = !info->sourced_refs;
   if (info->size > XS_VOLUME_SIZE_MAX) {
     xs_error ("the stream's volume of %" PRIu64 " bytes is larger than "
               "xsnap supports", info->size);

@@ -3,9 +3,10 @@
  * The plan is the list of blocks whose entries differ between the base
  * (an all-zero manifest for a full stream) and the snapshot, walked with
  * xs_manifest_diff; it is walked twice, once to count the records for
- * the header and once to list them for the threads that read and verify
- * their chunks, so what is kept in proportion to the changes is that
- * list and the set of chunk ids the receiver already has.
+ * the header and once to send them, a batch of records at a time, by
+ * threads that read and verify their chunks.  What a send holds does not
+ * grow with the volume: one batch, and a table of fixed size that finds
+ * a chunk an earlier block of the stream carries (base/reftable.h).
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -21,7 +22,7 @@
 #include "repo/chunk.h"
 #include "access/access.h"
 #include "base/error.h"
-#include "base/idmap.h"
+#include "base/reftable.h"
 #include "repo/manifest.h"
 #include "repo/repo.h"
 #include "ops/send.h"
@@ -37,7 +38,6 @@ struct xs_send {
   int gc_lock_fd;
   struct xs_manifest *target;
   struct xs_manifest *base;     /* all zero for a full stream */
-  uint64_t plan_records;        /* records of the whole stream */
   char base_id[XS_ID_MAX];       /* "" for a full stream */
   const char *mode;             /* "", "raw" or "reencrypt" */
   bool reencrypt;
@@ -134,7 +134,6 @@ load_base (struct xs_send *s, const struct xs_scope *scope,
 
 struct count_pass {
   uint64_t first_block;
-  uint64_t all;                 /* records from block 0 */
   uint64_t from_first;          /* records from first_block */
 };
 
@@ -144,7 +143,6 @@ count_run (uint64_t first, uint64_t count, void *opaque)
   struct count_pass *c = opaque;
   uint64_t end = first + count;
 
-  c->all += count;
   if (end > c->first_block)
     c->from_first += end - (first > c->first_block ? first : c->first_block);
   return 0;
@@ -158,7 +156,6 @@ count_plan (struct xs_send *s, uint64_t first_block)
 
   if (xs_manifest_diff (s->base, s->target, count_run, &c) != 0)
     return -1;
-  s->plan_records = c.all;
   s->info.records = c.from_first;
   s->info.first_block = first_block;
   return 0;
@@ -307,26 +304,42 @@ xs_send_prepare (struct xs_store *store, const struct xs_scope *scope,
  * is silently useless).  Decoding costs more than reading, so decoders
  * on threads of their own prepare the records up to AHEAD ahead of the
  * writer, which writes them in order.  What each record is (a chunk, a
- * reference to a chunk the receiver has by then, zero) is decided first,
- * in order, while the plan is walked; the list takes 16 bytes a record.
- * A re-encrypting stream's records are its chunks decrypted, and no
- * references.
+ * reference to an earlier block of the stream with the same chunk, zero)
+ * is decided first, in order, while the plan is walked, for a batch of
+ * PLAN_BATCH records at most (40 bytes each), which the threads then
+ * send before the walk goes on.  A re-encrypting stream's records are
+ * its chunks decrypted, and no references.
+ *
+ * References are found in a table of fixed size: a chunk it forgot, or
+ * one the base has elsewhere (data moved within the volume), is sent
+ * again, which the receiver takes as it takes any chunk (it stores what
+ * it lacks).  Finding every such chunk would need a set of every chunk
+ * of the base and the stream, which grows with the volume.
  */
 #define AHEAD 16
 #define DECODERS 2
+#define PLAN_BATCH 32768
 
 struct send_pass {
   struct xs_send *s;
   struct xs_stream_writer *w;
-  struct xs_idmap carried;      /* ids the receiver has by now (a set) */
+  /* Chunk id -> the first block of the stream that uses it (before a
+   * resume point too: the receiver has those blocks); NULL when the
+   * stream has no references.
+   */
+  struct xs_reftable *sources;
   struct xs_send_stats stats;
   void (*progress) (uint64_t done, uint64_t total, void *opaque);
   void *progress_opaque;
 };
 
-/* A record to send: its block and kind. */
+/* A record to send: its block, kind, chunk (zero for a zero block) and
+ * a reference's source block.
+ */
 struct planned {
   uint64_t block;
+  uint64_t source;
+  struct xs_hash128 id;
   enum xs_stream_kind kind;
 };
 
@@ -341,8 +354,8 @@ struct prepared {
 
 struct pipeline {
   struct send_pass *pass;
-  struct planned *records;
-  size_t n, cap;
+  struct planned records[PLAN_BATCH];     /* the batch */
+  size_t n;
   pthread_mutex_t lock;
   pthread_cond_t changed;
   size_t next;                  /* the next record a decoder takes */
@@ -357,39 +370,29 @@ struct pipeline {
   bool failed;
 };
 
-/* Plan the record of BLOCK, whose entry in the snapshot is ID: what the
- * receiver has by then decides between a chunk and a reference (blocks
- * before a resume point count, though they are not sent again).
+static int run_batch (struct pipeline *pl);
+
+/* Plan the record of BLOCK, whose entry in the snapshot is ID: whether
+ * an earlier block of the stream carries its chunk (blocks before a
+ * resume point count, though they are not sent again) decides between a
+ * chunk and a reference.  A full batch is sent.
  */
 static int
 plan_block (struct pipeline *pl, uint64_t block, const struct xs_hash128 *id)
 {
-  struct xs_send *s = pl->pass->s;
-  enum xs_stream_kind kind = XS_STREAM_CHUNK;
-  struct planned *more;
-  bool known = false;
+  struct xs_reftable *sources = pl->pass->sources;
+  struct planned r = { .block = block, .id = *id, .kind = XS_STREAM_CHUNK };
 
   if (xs_hash128_is_zero (id))
-    kind = XS_STREAM_ZERO;
-  else if (!s->reencrypt) {
-    if (xs_idmap_put (&pl->pass->carried, id, NULL, &known) == -1)
-      return -1;
-    if (known)
-      kind = XS_STREAM_REF;
-  }
-  if (block < s->info.first_block)
+    r.kind = XS_STREAM_ZERO;
+  else if (sources && xs_reftable_find (sources, id, &r.source))
+    r.kind = XS_STREAM_REF;
+  else if (sources)
+    xs_reftable_add (sources, id, block);
+  if (block < pl->pass->s->info.first_block)
     return 0;
-  if (pl->n == pl->cap) {
-    pl->cap = pl->cap ? 2 * pl->cap : 1024;
-    more = realloc (pl->records, pl->cap * sizeof *more);
-    if (more == NULL) {
-      xs_error ("cannot plan the stream: %m");
-      return -1;
-    }
-    pl->records = more;
-  }
-  pl->records[pl->n++] = (struct planned) { block, kind };
-  return 0;
+  pl->records[pl->n++] = r;
+  return pl->n == PLAN_BATCH ? run_batch (pl) : 0;
 }
 
 /* Walking a run of the plan: the blocks before NEXT are planned. */
@@ -519,9 +522,8 @@ prepare (struct xs_send *s, struct xs_chunk_codec *codec, void *plain,
   memset (p, 0, sizeof *p);
   p->rec.block = r->block;
   p->rec.kind = r->kind;
-  if (r->kind != XS_STREAM_ZERO
-      && xs_manifest_get_block (s->target, r->block, &p->rec.id) == -1)
-    return -1;
+  p->rec.id = r->id;
+  p->rec.source = r->source;
   if (r->kind != XS_STREAM_CHUNK)
     return 0;
   if (read_chunk (s, r->block, &p->rec.id, scratch,
@@ -649,66 +651,61 @@ write_in_order (struct pipeline *pl)
   return 0;
 }
 
+/* Send the records of the batch: decoders read and verify their chunks
+ * while the records are written in order.  The batch is then empty.
+ */
 static int
-send_records (struct send_pass *pass)
+run_batch (struct pipeline *pl)
 {
-  struct pipeline pl = { .pass = pass };
   pthread_t threads[DECODERS];
   unsigned started = 0, i;
   int r = -1;
 
-  pthread_mutex_init (&pl.lock, NULL);
-  pthread_cond_init (&pl.changed, NULL);
-  if (xs_manifest_diff (pass->s->base, pass->s->target, plan_run,
-                        &pl) == 0) {
-    for (i = 0; i < DECODERS; i++)
-      if (pthread_create (&threads[i], NULL, decoder, &pl) == 0)
-        started++;
-    if (started == 0)
-      xs_error ("cannot send: no thread to verify chunks");
-    else
-      r = write_in_order (&pl);
-  }
+  pl->next = pl->written = 0;
+  for (i = 0; i < DECODERS; i++)
+    if (pthread_create (&threads[i], NULL, decoder, pl) == 0)
+      started++;
+  if (started == 0)
+    xs_error ("cannot send: no thread to verify chunks");
+  else
+    r = write_in_order (pl);
   if (r == -1)
-    pipeline_fail (&pl);
+    pipeline_fail (pl);
   for (i = 0; i < started; i++)
     pthread_join (threads[i], NULL);
   for (i = 0; i < AHEAD; i++) {
-    if (pl.ready[i] && pl.slot[i].owned)
-      free (pl.slot[i].stored);
-    xs_repo_scratch_release (&pl.scratch[i]);
+    if (pl->ready[i] && pl->slot[i].owned)
+      free (pl->slot[i].stored);
+    pl->ready[i] = false;
   }
-  free (pl.records);
-  pthread_cond_destroy (&pl.changed);
-  pthread_mutex_destroy (&pl.lock);
+  pl->n = 0;
   return r;
 }
 
 static int
-carry_base_chunk (uint64_t block, const struct xs_hash128 *id, void *opaque)
+send_records (struct send_pass *pass)
 {
-  struct xs_idmap *carried = opaque;
+  struct pipeline *pl = calloc (1, sizeof *pl);
+  unsigned i;
+  int r;
 
-  (void) block;
-  return xs_idmap_put (carried, id, NULL, NULL);
-}
-
-/* Every chunk of the base is at the receiver already.  Any block may
- * refer to any of them, so the set holds them all: it costs a walk of
- * the base's non-zero blocks and 16 bytes a slot for its distinct chunks.
- */
-static int
-seed_with_base (struct send_pass *pass)
-{
-  struct xs_send *s = pass->s;
-
-  if (s->reencrypt)
-    return 0;                   /* no references */
-  if (xs_manifest_for_each_block (s->base, 0, s->base->nblocks,
-                                  carry_base_chunk, &pass->carried) != 0)
+  if (pl == NULL) {
+    xs_error ("cannot send: %m");
     return -1;
-  return xs_idmap_reserve (&pass->carried,
-                           pass->carried.count + s->plan_records);
+  }
+  pl->pass = pass;
+  pthread_mutex_init (&pl->lock, NULL);
+  pthread_cond_init (&pl->changed, NULL);
+  r = xs_manifest_diff (pass->s->base, pass->s->target, plan_run, pl) == 0
+    ? 0 : -1;
+  if (r == 0 && pl->n > 0)
+    r = run_batch (pl);
+  for (i = 0; i < AHEAD; i++)
+    xs_repo_scratch_release (&pl->scratch[i]);
+  pthread_cond_destroy (&pl->changed);
+  pthread_mutex_destroy (&pl->lock);
+  free (pl);
+  return r;
 }
 
 int
@@ -723,8 +720,12 @@ xs_send_run (struct xs_send *s, xs_stream_write_fn write, void *opaque,
   pass.w = xs_stream_writer_new (write, opaque);
   if (pass.w == NULL)
     return -1;
-  if (seed_with_base (&pass) == 0
-      && xs_stream_write_header (pass.w, &s->info) == 0
+  if (!s->reencrypt
+      && (pass.sources = xs_reftable_new (XS_REFTABLE_SENDER_SLOTS)) == NULL) {
+    xs_stream_writer_free (pass.w);
+    return -1;
+  }
+  if (xs_stream_write_header (pass.w, &s->info) == 0
       && send_records (&pass) == 0
       && xs_stream_write_trailer (pass.w) == 0)
     r = 0;
@@ -733,7 +734,7 @@ xs_send_run (struct xs_send *s, xs_stream_write_fn write, void *opaque,
     progress (0, 0, progress_opaque);
   if (stats)
     *stats = pass.stats;
-  xs_idmap_clear (&pass.carried);
+  xs_reftable_free (pass.sources);
   xs_stream_writer_free (pass.w);
   return r;
 }

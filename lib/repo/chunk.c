@@ -155,6 +155,19 @@ xs_chunk_id (struct xs_chunk_codec *codec, const void *plain,
   return 0;
 }
 
+int
+xs_chunk_id_of_plain_id (struct xs_chunk_codec *codec,
+                         const struct xs_hash128 *plain_id,
+                         struct xs_hash128 *id)
+{
+  if (codec->key == NULL) {
+    *id = *plain_id;
+    return 0;
+  }
+  return xs_crypt_chunk_id_of_digest (codec->crypt, codec->key, plain_id,
+                                      id);
+}
+
 /* Make room for LEN bytes in the codec's buffer. */
 static int
 reserve_tmp (struct xs_chunk_codec *codec, size_t len)

@@ -56,6 +56,15 @@ extern int xs_chunk_codec_set_key (struct xs_chunk_codec *codec,
 extern int xs_chunk_id (struct xs_chunk_codec *codec, const void *plain,
                         size_t plain_len, struct xs_hash128 *id);
 
+/* The id, as a chunk of this codec, of the plaintext whose unencrypted
+ * chunk is PLAIN_ID (its XXH3-128): PLAIN_ID itself, or under a key the
+ * name xs_chunk_id gives it, computed from PLAIN_ID alone.  0, or -1 with
+ * an error.
+ */
+extern int xs_chunk_id_of_plain_id (struct xs_chunk_codec *codec,
+                                    const struct xs_hash128 *plain_id,
+                                    struct xs_hash128 *id);
+
 /* Encode plain_len (at most XS_CHUNK_MAX_PLAIN) bytes: sets *id to the
  * content id and *stored to a malloc'd buffer of *stored_len bytes (header
  * and payload).  Returns 0, or -1 with an error.

@@ -1,5 +1,5 @@
 /* xsnap: replication streams, written and parsed (see stream.h and
- * docs/FORMAT.md, "Replication stream (version 1)").
+ * docs/FORMAT.md, "Replication stream").
  *
  * Streams arrive from other machines through pipes, so the parser trusts
  * nothing: every frame starts with a fixed 40-byte head that checks
@@ -42,6 +42,8 @@
 #define HEAD_OFF_BLOCK 8
 #define HEAD_OFF_ID 16
 #define TRAILER_KIND 'T'
+/* A reference of version 5 or 6 continues with its source block. */
+#define SOURCE_SIZE 8
 
 /* Longest string in the metadata; hex digits of an id after its prefix. */
 #define MAX_STRING 256
@@ -552,9 +554,18 @@ decode_head (const uint8_t in[HEAD_SIZE], struct head *h)
   memcpy (h->id.bytes, in + HEAD_OFF_ID, 16);
 }
 
-/* The rules every record obeys, whoever made it.  PREVIOUS is the last
- * record's block, if ANY.  N numbers the record (from 1) in messages.
- * Returns 0, or -1 with an error.
+/* The length a record of KIND may give: a reference's source block in
+ * a stream that has them, else nothing (a chunk's is checked apart).
+ */
+static size_t
+fixed_length (const struct xs_stream_info *info, uint8_t kind)
+{
+  return kind == XS_STREAM_REF && info->sourced_refs ? SOURCE_SIZE : 0;
+}
+
+/* The rules every record's head obeys, whoever made it.  PREVIOUS is the
+ * last record's block, if ANY.  N numbers the record (from 1) in
+ * messages.  Returns 0, or -1 with an error.
  */
 static int
 check_record (const struct xs_stream_info *info, uint64_t n, bool any,
@@ -579,18 +590,32 @@ check_record (const struct xs_stream_info *info, uint64_t n, bool any,
     return -1;
   }
   if ((kind == XS_STREAM_ZERO) != zero_id
-      || (kind == XS_STREAM_CHUNK) != (len != 0)
+      || (kind != XS_STREAM_CHUNK && len != fixed_length (info, kind))
       || (kind == XS_STREAM_CHUNK
           && (len < XS_CHUNK_HEADER_SIZE
               || len > xs_stream_max_stored (info->block_size)))) {
     xs_error ("stream record %" PRIu64 " (block %" PRIu64 ") is invalid: "
-              "%s record with %s id and %zu bytes of chunk", n, block,
+              "%s record with %s id and a length of %zu", n, block,
               kind == XS_STREAM_CHUNK ? "a chunk"
               : kind == XS_STREAM_REF ? "a reference" : "a zero",
               zero_id ? "a zero" : "an", len);
     return -1;
   }
   return 0;
+}
+
+/* A reference's source block (of a stream that has them) must be in
+ * the volume.  Returns 0, or -1 with an error.
+ */
+static int
+check_source (const struct xs_stream_info *info, uint64_t n, uint64_t block,
+              uint64_t source)
+{
+  if (source < info->nblocks)
+    return 0;
+  xs_error ("stream record %" PRIu64 " (block %" PRIu64 ") refers to block "
+            "%" PRIu64 ", beyond the volume's end", n, block, source);
+  return -1;
 }
 
 /* ----- Writing ----- */
@@ -713,11 +738,29 @@ xs_stream_write_header (struct xs_stream_writer *w,
   w->info.first_block = info->first_block;
   w->info.records = info->records;
   w->info.root = info->root;
+  w->info.sourced_refs = true;
   w->state = W_RECORDS;
   r = 0;
  out:
   free (text);
   return r;
+}
+
+/* What follows a record's head: its LEN bytes of BODY, then a check of
+ * the whole record.
+ */
+static int
+write_body (struct xs_stream_writer *w, const uint8_t head[HEAD_SIZE],
+            const void *body, size_t len)
+{
+  uint8_t check[CHECK_SIZE];
+
+  xs_hash_stream_reset (w->record);
+  xs_hash_stream_update (w->record, head, HEAD_SIZE);
+  xs_hash_stream_update (w->record, body, len);
+  xs_put_le64 (check, xs_hash_stream_digest64 (w->record));
+  return emit (w, body, len) == -1 || emit (w, check, sizeof check) == -1
+    ? -1 : 0;
 }
 
 int
@@ -726,7 +769,8 @@ xs_stream_write_record (struct xs_stream_writer *w,
 {
   struct head h = { .kind = (uint8_t) rec->kind, .block = rec->block,
                     .id = rec->id };
-  uint8_t head[HEAD_SIZE], check[CHECK_SIZE];
+  uint8_t head[HEAD_SIZE], source[SOURCE_SIZE];
+  const void *body = rec->stored;
 
   if (writer_in_state (w, W_RECORDS, "records") == -1)
     return -1;
@@ -735,22 +779,22 @@ xs_stream_write_record (struct xs_stream_writer *w,
               rec->stored_len);
     return -1;
   }
-  h.len = rec->kind == XS_STREAM_CHUNK ? (uint32_t) rec->stored_len : 0;
+  h.len = rec->kind == XS_STREAM_CHUNK ? (uint32_t) rec->stored_len
+    : (uint32_t) fixed_length (&w->info, h.kind);
   if (check_record (&w->info, w->records + 1, w->records > 0,
-                    w->last_block, h.kind, h.block, &h.id, h.len) == -1)
+                    w->last_block, h.kind, h.block, &h.id, h.len) == -1
+      || (rec->kind == XS_STREAM_REF
+          && check_source (&w->info, w->records + 1, rec->block,
+                           rec->source) == -1))
     return -1;
-  encode_head (&h, head);
-  if (emit (w, head, sizeof head) == -1)
-    return -1;
-  if (rec->kind == XS_STREAM_CHUNK) {
-    xs_hash_stream_reset (w->record);
-    xs_hash_stream_update (w->record, head, sizeof head);
-    xs_hash_stream_update (w->record, rec->stored, rec->stored_len);
-    xs_put_le64 (check, xs_hash_stream_digest64 (w->record));
-    if (emit (w, rec->stored, rec->stored_len) == -1
-        || emit (w, check, sizeof check) == -1)
-      return -1;
+  if (rec->kind == XS_STREAM_REF) {
+    xs_put_le64 (source, rec->source);
+    body = source;
   }
+  encode_head (&h, head);
+  if (emit (w, head, sizeof head) == -1
+      || (h.len > 0 && write_body (w, head, body, h.len) == -1))
+    return -1;
   w->records++;
   w->last_block = rec->block;
   return 0;
@@ -786,7 +830,7 @@ enum parser_state {
   P_PREFIX,                     /* the header's fixed prefix */
   P_METADATA,                   /* the rest of the header */
   P_HEAD,                       /* the head of a record or the trailer */
-  P_BODY,                       /* a chunk record's chunk and check */
+  P_BODY,                       /* a record's body (chunk, source) and check */
   P_TRAILER,                    /* the trailer's whole-stream check */
   P_DONE,
   P_FAILED,
@@ -937,8 +981,7 @@ parse_prefix (struct xs_stream_parser *p)
 static bool
 version_is_encrypted (uint32_t version)
 {
-  return version == XS_STREAM_VERSION_FLAT_ENCRYPTED
-    || version == XS_STREAM_VERSION_ENCRYPTED;
+  return version % 2 == 0;
 }
 
 static enum xs_stream_event
@@ -970,7 +1013,8 @@ parse_metadata (struct xs_stream_parser *p)
               version_is_encrypted (p->version) ? "without" : "with");
     return fail (p, false);
   }
-  p->info.flat_roots = p->version < XS_STREAM_VERSION;
+  p->info.flat_roots = p->version < XS_STREAM_VERSION_UNSOURCED;
+  p->info.sourced_refs = p->version >= XS_STREAM_VERSION;
   p->have_info = true;
   xs_hash_stream_update (p->whole, p->buf, p->need);
   if (expect (p, P_HEAD, HEAD_SIZE) == -1)
@@ -986,8 +1030,11 @@ record_done (struct xs_stream_parser *p, size_t frame_len)
   p->record.kind = (enum xs_stream_kind) p->head.kind;
   p->record.block = p->head.block;
   p->record.id = p->head.id;
-  p->record.stored = p->head.len ? p->buf + HEAD_SIZE : NULL;
-  p->record.stored_len = p->head.len;
+  p->record.stored = p->head.kind == XS_STREAM_CHUNK ? p->buf + HEAD_SIZE
+    : NULL;
+  p->record.stored_len = p->head.kind == XS_STREAM_CHUNK ? p->head.len : 0;
+  p->record.source = p->head.kind == XS_STREAM_REF && p->head.len > 0
+    ? xs_get_le64 (p->buf + HEAD_SIZE) : 0;
   p->records++;
   p->last_block = p->head.block;
   if (expect (p, P_HEAD, HEAD_SIZE) == -1)
@@ -1044,7 +1091,7 @@ parse_head (struct xs_stream_parser *p)
   if (check_record (&p->info, n, p->records > 0, p->last_block, p->head.kind,
                     p->head.block, &p->head.id, p->head.len) == -1)
     return fail (p, false);
-  if (p->head.kind != XS_STREAM_CHUNK)
+  if (p->head.len == 0)
     return record_done (p, HEAD_SIZE);
   if (expect (p, P_BODY, HEAD_SIZE + p->head.len + CHECK_SIZE) == -1)
     return fail (p, false);
@@ -1062,6 +1109,10 @@ parse_body (struct xs_stream_parser *p)
               "(checksum mismatch)", p->records + 1, p->head.block);
     return fail (p, true);
   }
+  if (p->head.kind == XS_STREAM_REF
+      && check_source (&p->info, p->records + 1, p->head.block,
+                       xs_get_le64 (p->buf + HEAD_SIZE)) == -1)
+    return fail (p, false);
   return record_done (p, p->need);
 }
 

@@ -1,12 +1,12 @@
-/* xsnap: replication streams (format version 1), written and parsed.
+/* xsnap: replication streams, written and parsed.
  *
  * A stream carries one snapshot from one store to another through a pipe
  * or a file (xsnap send | ssh host xsnap receive): a header describing the
  * snapshot (and, for an incremental stream, the base it applies to), one
  * record per carried block in ascending block order, and a trailer.  Every
  * frame checks itself and the trailer checks the whole stream, so a cut or
- * damaged stream is always detected.  docs/FORMAT.md, "Replication stream
- * (version 1)", has the byte layout.
+ * damaged stream is always detected.  docs/FORMAT.md, "Replication
+ * stream", has the byte layout.
  *
  * This module only encodes and decodes; it does no I/O.  The writer hands
  * its bytes to a callback; the parser is fed bytes as they arrive and
@@ -24,17 +24,21 @@
 
 #include "base/hash.h"
 
-/* Versions 1 and 2 (plain, with an encryption mode) carry the roots of
- * flat manifests (manifest.h); 3 and 4 those of tree manifests, and are
- * what this release writes.
+/* Versions come in pairs: plain, and with an encryption mode.  1 and 2
+ * carry the roots of flat manifests (manifest.h); 3 and 4 those of tree
+ * manifests; 5 and 6, what this release writes, also name in each
+ * reference the block whose chunk it reuses, so that a receiver checks
+ * it against one entry instead of a set of every chunk.
  */
 #define XS_STREAM_VERSION_FLAT 1
 #define XS_STREAM_VERSION_FLAT_ENCRYPTED 2
-#define XS_STREAM_VERSION 3
+#define XS_STREAM_VERSION_UNSOURCED 3
+#define XS_STREAM_VERSION_UNSOURCED_ENCRYPTED 4
+#define XS_STREAM_VERSION 5
 /* A stream of an encrypted snapshot, or one made for a receiver that
- * encrypts (see encryption below): version 3 with an "encryption" object.
+ * encrypts (see encryption below): version 5 with an "encryption" object.
  */
-#define XS_STREAM_VERSION_ENCRYPTED 4
+#define XS_STREAM_VERSION_ENCRYPTED 6
 #define XS_STREAM_MAC_LEN 32
 #define XS_STREAM_ID_LEN 32             /* hex digits */
 #define XS_STREAM_MAX_METADATA (64 * 1024)
@@ -59,6 +63,11 @@ struct xs_stream_info {
    * roots (xs_manifest_flat_root), written by an older release.
    */
   bool flat_roots;
+  /* Set by the parser for a stream of version 5 or 6 (and by the
+   * writer, which writes no other): each reference names its source
+   * block.  Older streams' references name only a chunk.
+   */
+  bool sourced_refs;
   char *base_snapshot_id;       /* "" for a full stream */
   struct xs_hash128 base_root;  /* zero for a full stream */
   char *resume_token;           /* "" unless the stream resumes another */
@@ -142,8 +151,8 @@ extern int xs_stream_info_from_json (json_t *obj, const char *what,
 /* Record kinds (the first byte of each frame). */
 enum xs_stream_kind {
   XS_STREAM_CHUNK = 'C',        /* the block's stored chunk follows */
-  XS_STREAM_REF = 'R',          /* a chunk the receiver has already: in
-                                   the base, or carried earlier */
+  XS_STREAM_REF = 'R',          /* a chunk the receiver has already: the
+                                   entry of block SOURCE */
   XS_STREAM_ZERO = 'Z',         /* the block reads as zeros */
 };
 
@@ -153,6 +162,12 @@ struct xs_stream_record {
   struct xs_hash128 id;         /* zero for XS_STREAM_ZERO */
   const void *stored;           /* XS_STREAM_CHUNK: the chunk as stored */
   size_t stored_len;
+  /* XS_STREAM_REF of a stream with sourced_refs: the block (below
+   * nblocks) whose entry is ID: one before BLOCK in what the receiver
+   * builds (carried by the stream, or kept from the base), or any in the
+   * base.
+   */
+  uint64_t source;
 };
 
 /* Largest stored chunk a record may carry for BLOCK_SIZE. */

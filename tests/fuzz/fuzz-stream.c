@@ -4,7 +4,7 @@
  * survive any input, fed whole or in pieces, with bounded memory.  Almost
  * every mutation fails a checksum, so each input is also parsed with all
  * its checksums recomputed (offsets from docs/FORMAT.md, "Replication
- * stream (version 1)"), which lets the fuzzer reach the metadata, record
+ * stream"), which lets the fuzzer reach the metadata, record
  * and trailer checks behind them.  Chunk records are decoded as the
  * receiver decodes them, and the input is also tried as a resume token.
  */
@@ -102,11 +102,13 @@ reseal (uint8_t *buf, size_t size)
         xs_put_le64 (buf + pos + 40, xs_hash_stream_digest64 (whole));
       break;
     }
-    len = buf[pos] == XS_STREAM_CHUNK ? xs_get_le32 (buf + pos + 4) : 0;
+    /* A chunk, or a reference's source block (versions 5 and 6). */
+    len = buf[pos] == XS_STREAM_CHUNK || buf[pos] == XS_STREAM_REF
+      ? xs_get_le32 (buf + pos + 4) : 0;
     if (len > size || pos + 40 + len + 8 > size)
       break;
     frame = 40;
-    if (buf[pos] == XS_STREAM_CHUNK) {
+    if (len > 0) {
       put_check (buf + pos + 40 + len, buf + pos, 40 + len);
       frame += len + 8;
     }

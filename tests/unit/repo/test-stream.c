@@ -3,8 +3,10 @@
  * A stream written to a buffer parses back to the same header and records
  * whether it is fed whole or a byte at a time; every truncation and every
  * single-bit flip is refused (and the truncations after the header are
- * resumable); a newer version, records out of order, trailing data and
- * mismatched metadata are refused with a clear message; the writer
+ * resumable); a newer version, records out of order, a reference's
+ * source block beyond the volume or in a version that has none,
+ * trailing data and mismatched metadata are refused with a clear
+ * message; older versions parse; the writer
  * refuses what the parser would; resume tokens parse.
  */
 #include <endian.h>
@@ -91,8 +93,8 @@ make_info (struct xs_stream_info *info, bool incremental,
     abort ();
 }
 
-/* An incremental stream: block 1 chunk a, 2 a again (a reference), 5
- * zero, 9 chunk b.
+/* An incremental stream: block 1 chunk a, 2 a again (a reference to
+ * block 1), 5 zero, 9 chunk b.
  */
 static struct xs_stream_record records[4];
 
@@ -100,13 +102,13 @@ static void
 make_records (const struct chunks *c)
 {
   records[0] = (struct xs_stream_record) { XS_STREAM_CHUNK, 1, c->id[0],
-                                           c->stored[0], c->len[0] };
+                                           c->stored[0], c->len[0], 0 };
   records[1] = (struct xs_stream_record) { XS_STREAM_REF, 2, c->id[0],
-                                           NULL, 0 };
+                                           NULL, 0, 1 };
   records[2] = (struct xs_stream_record) { XS_STREAM_ZERO, 5, { { 0 } },
-                                           NULL, 0 };
+                                           NULL, 0, 0 };
   records[3] = (struct xs_stream_record) { XS_STREAM_CHUNK, 9, c->id[1],
-                                           c->stored[1], c->len[1] };
+                                           c->stored[1], c->len[1], 0 };
 }
 
 static void
@@ -161,6 +163,7 @@ parse (const uint8_t *data, size_t len, size_t step, struct parsed *p)
       p->info.root = info->root;
       p->info.base_root = info->base_root;
       p->info.flat_roots = info->flat_roots;
+      p->info.sourced_refs = info->sourced_refs;
     }
     else if (event == XS_STREAM_RECORD && p->records < 8) {
       const struct xs_stream_record *r = xs_stream_parser_record (parser);
@@ -188,6 +191,7 @@ check_records (const struct parsed *p, const char *how)
       && p->rec[i].block == records[i].block
       && xs_hash128_equal (&p->rec[i].id, &records[i].id)
       && p->rec[i].stored_len == records[i].stored_len
+      && p->rec[i].source == records[i].source
       && (records[i].stored_len == 0
           || memcmp (p->stored[i], records[i].stored,
                      records[i].stored_len) == 0);
@@ -337,32 +341,34 @@ test_version_and_rules (void)
   write_stream (&info, 0, 4, &b);
   header = header_length (b.data);
 
-  set_version (&b, header, 5);
   parse (b.data, b.len, 0, &p);
-  ok (!p.ok, "version 5 is refused");
-  error_contains ("stream format version 5 is newer than this xsnap "
-                  "supports (4)", "  with the version message");
-  set_version (&b, header, 4);
+  ok (p.ok && p.info.sourced_refs && !p.info.flat_roots,
+      "a stream as written (version 5) has sourced references");
+  set_version (&b, header, 7);
   parse (b.data, b.len, 0, &p);
-  ok (!p.ok, "version 4 without an encryption mode is refused");
-  error_contains ("a version 4 stream without an encryption mode",
+  ok (!p.ok, "version 7 is refused");
+  error_contains ("stream format version 7 is newer than this xsnap "
+                  "supports (6)", "  with the version message");
+  set_version (&b, header, 6);
+  parse (b.data, b.len, 0, &p);
+  ok (!p.ok, "version 6 without an encryption mode is refused");
+  error_contains ("a version 6 stream without an encryption mode",
                   "  with a message saying so");
-  set_version (&b, header, 1);
-  parse (b.data, b.len, 0, &p);
-  ok (p.ok && p.info.flat_roots,
-      "  version 1 (an older sender) parses, its roots flat");
   set_version (&b, header, 3);
   parse (b.data, b.len, 0, &p);
-  ok (p.ok && !p.info.flat_roots,
-      "  and parses again once the version is back, its roots trees");
+  ok (!p.ok, "a version 3 stream whose reference gives a source is "
+      "refused");
+  error_contains ("stream record 2 (block 2) is invalid: a reference record "
+                  "with an id and a length of 8", "  as invalid");
+  set_version (&b, header, 5);
 
-  /* Swap the two 40-byte records (2: reference, 3: zero). */
+  /* Swap records 2 (a reference, 56 bytes) and 3 (zero, 40 bytes). */
   swap = malloc (b.len);
   memcpy (swap, b.data, b.len);
   {
-    size_t r2 = header + 40 + records[0].stored_len + 8, r3 = r2 + 40;
+    size_t r2 = header + 40 + records[0].stored_len + 8, r3 = r2 + 56;
     memcpy (swap + r2, b.data + r3, 40);
-    memcpy (swap + r3, b.data + r2, 40);
+    memcpy (swap + r2 + 40, b.data + r2, 56);
   }
   parse (swap, b.len, 0, &p);
   ok (!p.ok, "records swapped are refused");
@@ -378,6 +384,55 @@ test_version_and_rules (void)
   b.data[0] = 'Y';
   parse (b.data, b.len, 0, &p);
   error_contains ("not an xsnap stream", "bad magic");
+  xs_stream_info_clear (&info);
+  free (b.data);
+}
+
+/* Streams of the versions before sourced references, which carry none. */
+static void
+test_old_versions (void)
+{
+  struct xs_stream_info info;
+  struct parsed p;
+  struct buffer b;
+  size_t header;
+
+  make_info (&info, true, "", 0, 2);
+  write_stream (&info, 2, 2, &b);
+  header = header_length (b.data);
+  set_version (&b, header, 1);
+  parse (b.data, b.len, 0, &p);
+  ok (p.ok && p.info.flat_roots && !p.info.sourced_refs,
+      "version 1 (an older sender) parses, its roots flat");
+  set_version (&b, header, 3);
+  parse (b.data, b.len, 0, &p);
+  ok (p.ok && !p.info.flat_roots && !p.info.sourced_refs,
+      "version 3 parses, its roots trees, its references without source");
+  xs_stream_info_clear (&info);
+  free (b.data);
+}
+
+/* A reference whose source block is NBLOCKS: the parser refuses it. */
+static void
+test_source_beyond_end (void)
+{
+  struct xs_stream_info info;
+  struct parsed p;
+  struct buffer b;
+  size_t r2;
+  uint64_t source = htole64 (NBLOCKS);
+
+  make_info (&info, true, "", 0, 4);
+  write_stream (&info, 0, 4, &b);
+  r2 = header_length (b.data) + 40 + records[0].stored_len + 8;
+  memcpy (b.data + r2 + 40, &source, 8);
+  put_check (b.data + r2 + 48, b.data + r2, 48);
+  put_check (b.data + b.len - 8, b.data, b.len - 8);
+  parse (b.data, b.len, 0, &p);
+  ok (!p.ok && !p.resumable,
+      "a reference to a block beyond the volume is refused, not resumable");
+  error_contains ("stream record 2 (block 2) refers to block 16, beyond the "
+                  "volume's end", "  with a message saying so");
   xs_stream_info_clear (&info);
   free (b.data);
 }
@@ -399,15 +454,20 @@ test_writer_refusals (const struct chunks *c)
   ok (xs_stream_write_record (w, &records[0]) == -1,
       "the writer refuses a record out of order");
   error_contains ("out of order", "  and says so");
-  bad = (struct xs_stream_record) { XS_STREAM_ZERO, 12, c->id[0], NULL, 0 };
+  bad = (struct xs_stream_record) { XS_STREAM_ZERO, 12, c->id[0], NULL, 0, 0 };
   ok (xs_stream_write_record (w, &bad) == -1,
       "the writer refuses a zero record with an id");
   tap_take_error ();
   bad = (struct xs_stream_record) { XS_STREAM_REF, NBLOCKS, c->id[0], NULL,
-                                    0 };
+                                    0, 0 };
   ok (xs_stream_write_record (w, &bad) == -1,
       "the writer refuses a block beyond the volume");
   tap_take_error ();
+  bad = (struct xs_stream_record) { XS_STREAM_REF, 12, c->id[0], NULL, 0,
+                                    NBLOCKS };
+  ok (xs_stream_write_record (w, &bad) == -1,
+      "the writer refuses a reference to a block beyond the volume");
+  error_contains ("refers to block 16, beyond", "  and says so");
   ok (xs_stream_write_trailer (w) == -1,
       "the writer refuses a trailer before the announced records");
   error_contains ("announced 4", "  and says so");
@@ -487,6 +547,8 @@ main (void)
   test_truncations ();
   test_bit_flips ();
   test_version_and_rules ();
+  test_old_versions ();
+  test_source_beyond_end ();
   test_writer_refusals (&c);
   test_resumed ();
   test_stream_id ();
