@@ -98,6 +98,21 @@ xs_bitmap_clear_all (struct xs_bitmap *bm)
   memset (bm->bytes, 0, bm->nbytes);
 }
 
+/* The bits set in WORD.  The baseline x86-64 has no popcnt instruction,
+ * and __builtin_popcountll then calls a libgcc routine, a tenth of the
+ * CPU time of a detached snapshot of a 64 TiB volume (its map is 16 MiB);
+ * this is a dozen instructions inline.
+ */
+static inline uint64_t
+bits_in_word (uint64_t word)
+{
+  word -= (word >> 1) & UINT64_C (0x5555555555555555);
+  word = (word & UINT64_C (0x3333333333333333))
+    + ((word >> 2) & UINT64_C (0x3333333333333333));
+  word = (word + (word >> 4)) & UINT64_C (0x0f0f0f0f0f0f0f0f);
+  return (word * UINT64_C (0x0101010101010101)) >> 56;
+}
+
 uint64_t
 xs_bitmap_count (const struct xs_bitmap *bm)
 {
@@ -107,10 +122,11 @@ xs_bitmap_count (const struct xs_bitmap *bm)
   for (; i + 8 <= bm->nbytes; i += 8) {
     uint64_t word;
     memcpy (&word, &bm->bytes[i], 8);
-    count += (uint64_t) __builtin_popcountll (word);
+    if (word != 0)              /* most words of a dirty map */
+      count += bits_in_word (word);
   }
   for (; i < bm->nbytes; i++)
-    count += (uint64_t) __builtin_popcount (bm->bytes[i]);
+    count += bits_in_word (bm->bytes[i]);
   return count;
 }
 

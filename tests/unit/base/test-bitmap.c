@@ -101,6 +101,15 @@ test_against_model (void)
   }
   ok (agree, "every bit agrees with the model");
   is_int (xs_bitmap_count (&bm), count, "count agrees with the model");
+  {
+    struct xs_bitmap full;
+
+    if (xs_bitmap_init (&full, 100003) == -1)
+      abort ();
+    xs_bitmap_set_range (&full, 5, 100000);
+    is_int (xs_bitmap_count (&full), 100000, "count of words all ones");
+    xs_bitmap_free (&full);
+  }
   for (uint64_t from = 0; from < nbits && agree; from += 37) {
     uint64_t want = from;
     while (want < nbits && !model[want])
