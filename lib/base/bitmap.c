@@ -98,6 +98,25 @@ xs_bitmap_clear_all (struct xs_bitmap *bm)
   memset (bm->bytes, 0, bm->nbytes);
 }
 
+void
+xs_bitmap_or (struct xs_bitmap *dst, const struct xs_bitmap *src)
+{
+  size_t i = 0, n = dst->nbytes < src->nbytes ? dst->nbytes : src->nbytes;
+
+  for (; i + 8 <= n; i += 8) {
+    uint64_t word, into;
+
+    memcpy (&word, &src->bytes[i], 8);
+    if (word == 0)
+      continue;
+    memcpy (&into, &dst->bytes[i], 8);
+    into |= word;
+    memcpy (&dst->bytes[i], &into, 8);
+  }
+  for (; i < n; i++)
+    dst->bytes[i] |= src->bytes[i];
+}
+
 /* The bits set in WORD.  The baseline x86-64 has no popcnt instruction,
  * and __builtin_popcountll then calls a libgcc routine, a tenth of the
  * CPU time of a detached snapshot of a 64 TiB volume (its map is 16 MiB);

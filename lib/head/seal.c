@@ -875,9 +875,11 @@ point_in_time (void *opaque)
   seal->full_compare |= !trusted;
   if (seal->full_compare)
     xs_bitmap_set_range (&seal->todo, 0, seal->todo.nbits);
-  else
-    memcpy (seal->todo.bytes, seal->taken.bytes, seal->todo.nbytes);
-  seal->stats.blocks_to_seal = xs_bitmap_count (&seal->todo);
+  else                          /* todo is new, all zero */
+    xs_bitmap_or (&seal->todo, &seal->taken);
+  /* Counted in taken: todo's pages without bits are never touched. */
+  seal->stats.blocks_to_seal = seal->full_compare ? seal->todo.nbits
+    : xs_bitmap_count (&seal->taken);
   seal->stats.full_compare = seal->full_compare;
   return 0;
 }

@@ -108,6 +108,19 @@ test_against_model (void)
       abort ();
     xs_bitmap_set_range (&full, 5, 100000);
     is_int (xs_bitmap_count (&full), 100000, "count of words all ones");
+    {
+      struct xs_bitmap sum;
+      bool same = true;
+
+      if (xs_bitmap_init (&sum, bm.nbits) == -1)
+        abort ();
+      xs_bitmap_set (&sum, 0);
+      xs_bitmap_or (&sum, &bm);
+      for (uint64_t b = 0; b < bm.nbits; b++)
+        same &= xs_bitmap_get (&sum, b) == (b == 0 || model[b]);
+      ok (same, "or: the union of both, bit for bit");
+      xs_bitmap_free (&sum);
+    }
     xs_bitmap_free (&full);
   }
   for (uint64_t from = 0; from < nbits && agree; from += 37) {
