@@ -216,19 +216,58 @@ xs_dirtymap_create (const char *path, uint32_t block_size, uint64_t nblocks,
   return -1;
 }
 
-/* Load the bitmap part of an open file into BITS (already sized).  A short
- * file reads as zeroes past its end; the caller decides whether to trust.
+/* Read [FROM, END) of the file into BITS, FROM counted from the start of
+ * the bitmap part; a short read leaves zeros.  0, or -1 (reported).
+ */
+static int
+read_bits (int fd, const char *path, struct xs_bitmap *bits, off_t from,
+           off_t end)
+{
+  while (from < end) {
+    ssize_t r = pread (fd, bits->bytes + from, (size_t) (end - from),
+                       HEADER_SIZE + from);
+
+    if (r == -1 && errno == EINTR)
+      continue;
+    if (r == -1) {
+      xs_error ("cannot read dirty map %s: %m", path);
+      return -1;
+    }
+    if (r == 0)
+      break;                    /* a short file: zeros past its end */
+    from += r;
+  }
+  return 0;
+}
+
+/* Load the bitmap part of an open file into BITS (new, so all zero).  A
+ * short file reads as zeroes past its end; the caller decides whether to
+ * trust.  Only the file's data is read (SEEK_DATA): the map of a large
+ * volume is mostly holes (16 MiB at 64 TiB, a few pages written), and
+ * what is not read is never faulted in.
  */
 static int
 load_bits (int fd, const char *path, struct xs_bitmap *bits)
 {
-  ssize_t r = pread (fd, bits->bytes, bits->nbytes, HEADER_SIZE);
+  off_t end = (off_t) bits->nbytes, pos = 0;
 
-  if (r == -1) {
-    xs_error ("cannot read dirty map %s: %m", path);
-    return -1;
+  while (pos < end) {
+    off_t data = lseek (fd, HEADER_SIZE + pos, SEEK_DATA), hole;
+
+    if (data == -1 && errno == ENXIO)
+      return 0;                 /* nothing but holes from here */
+    if (data == -1)             /* no SEEK_DATA here: read it all */
+      return read_bits (fd, path, bits, pos, end);
+    if (data - HEADER_SIZE >= end)
+      return 0;
+    hole = lseek (fd, data, SEEK_HOLE);
+    if (hole == -1 || hole - HEADER_SIZE > end)
+      hole = HEADER_SIZE + end;
+    if (read_bits (fd, path, bits, data - HEADER_SIZE,
+                   hole - HEADER_SIZE) == -1)
+      return -1;
+    pos = hole - HEADER_SIZE;
   }
-  memset (bits->bytes + r, 0, bits->nbytes - (size_t) r);
   return 0;
 }
 

@@ -9,6 +9,7 @@
 #include <fcntl.h>
 #include <stdbool.h>
 #include <stdlib.h>
+#include <sys/stat.h>
 #include <string.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -84,6 +85,51 @@ test_clean_round_trip (const char *path)
       "while open, the file says not clean");
   xs_dirtymap_view_free (&view);
   xs_dirtymap_close (dm);
+}
+
+/* A large map is mostly holes in its file, and only its data is read
+ * back: bits in pages far apart (the first, the last, one alone in the
+ * middle), in a sparse file and in the same file copied without holes.
+ */
+static void
+test_sparse_map (const char *dir)
+{
+  const uint64_t nblocks = UINT64_C (1) << 26;  /* an 8 MiB map */
+  const uint64_t marked[] = { 0, 65535, 12345678, 40000000, nblocks - 1 };
+  char path[4096], dense[4096], cmd[9000];
+  struct xs_dirtymap *dm;
+  struct stat st;
+  bool right;
+  size_t i;
+
+  uint64_t session;
+
+  snprintf (path, sizeof path, "%s/sparse-map", dir);
+  snprintf (dense, sizeof dense, "%s/dense-map", dir);
+  catalog_session = 0;
+  ok (xs_dirtymap_create (path, BS, nblocks, 0, 0) == 0, "a map of 2^26 blocks");
+  dm = open_map (path, nblocks, 0);
+  for (i = 0; i < sizeof marked / sizeof marked[0]; i++)
+    xs_dirtymap_mark (dm, marked[i], 1);
+  ok (dm && xs_dirtymap_close (dm) == 0, "five blocks marked far apart");
+  session = catalog_session;    /* each open below starts from it */
+  ok (stat (path, &st) == 0 && (uint64_t) st.st_blocks * 512 < (1u << 20),
+      "the file is mostly holes (%lld KiB on disk)",
+      (long long) st.st_blocks / 2);
+  snprintf (cmd, sizeof cmd, "cp --sparse=never '%s' '%s'", path, dense);
+  ok (system (cmd) == 0, "a copy without holes");
+  for (i = 0; i < 2; i++) {
+    catalog_session = session;
+    dm = open_map (i == 0 ? path : dense, nblocks, 0);
+    right = dm && xs_dirtymap_doubt (dm) == XS_DIRTYMAP_TRUSTED
+      && xs_bitmap_count (xs_dirtymap_bits (dm)) == 5;
+    for (size_t j = 0; right && j < sizeof marked / sizeof marked[0]; j++)
+      right = xs_bitmap_get (xs_dirtymap_bits (dm), marked[j]);
+    ok (right, "%s: reopened, trusted, with exactly those blocks",
+        i == 0 ? "sparse" : "without holes");
+    if (dm)
+      xs_dirtymap_close (dm);
+  }
 }
 
 /* A take followed by a new epoch writes only the pages whose bits
@@ -452,6 +498,7 @@ main (void)
   test_version_1 (path);
   test_newer_version (path);
   test_head (dir);
+  test_sparse_map (dir);
   snprintf (path, sizeof path, "%s/dirtymap-take", dir);
   test_take_and_commit (path);
   tap_rmtree (dir);
