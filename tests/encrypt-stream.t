@@ -44,13 +44,22 @@ open(sys.argv[2], "wb").write(bytes(two))
 PY
 sum1=$(sha256sum < "$tmp/v1.img" | cut -d' ' -f1)
 sum2=$(sha256sum < "$tmp/v2.img" | cut -d' ' -f1)
-xs -q "${a[@]}" volume create ev --size 4M --block-size 64K --encrypt --key k1
-start_server w account=alice
-nbdcopy "$tmp/v1.img" "$(uri ev)"
-xs -q "${a[@]}" snapshot create ev --wait --name s1
-nbdcopy "$tmp/v2.img" "$(uri ev)"
-xs -q "${a[@]}" snapshot create ev --wait --name s2
-stop_server "$server_pid"
+# two_snapshots VOL SERVER IMG1 SNAP1 IMG2 SNAP2 CREATE-ARGS...: alice's
+# VOL made with CREATE-ARGS, snapshotted as SNAP1 holding IMG1, then as
+# SNAP2 holding IMG2.
+two_snapshots () {
+  local vol=$1 server=$2 img1=$3 snap1=$4 img2=$5 snap2=$6
+  shift 6
+  xs -q "${a[@]}" volume create "$vol" "$@"
+  start_server "$server" account=alice
+  nbdcopy "$img1" "$(uri "$vol")"
+  xs -q "${a[@]}" snapshot create "$vol" --wait --name "$snap1"
+  nbdcopy "$img2" "$(uri "$vol")"
+  xs -q "${a[@]}" snapshot create "$vol" --wait --name "$snap2"
+  stop_server "$server_pid"
+}
+two_snapshots ev w "$tmp/v1.img" s1 "$tmp/v2.img" s2 \
+  --size 4M --block-size 64K --encrypt --key k1
 
 # An encrypted snapshot does not leave as plaintext by default.
 out=$(xs "${a[@]}" send ev@s1 -o "$tmp/x" 2>&1) && st=0 || st=$?
@@ -223,13 +232,7 @@ two[7 * 65536:8 * 65536] = two[9 * 65536:10 * 65536] = os.urandom(65536)
 open(sys.argv[1], "wb").write(one)
 open(sys.argv[2], "wb").write(two)
 PY
-xs -q "${a[@]}" volume create rv --size 1M --block-size 64K
-start_server r account=alice
-nbdcopy "$tmp/r1.img" "$(uri rv)"
-xs -q "${a[@]}" snapshot create rv --wait --name r1
-nbdcopy "$tmp/r2.img" "$(uri rv)"
-xs -q "${a[@]}" snapshot create rv --wait --name r2
-stop_server "$server_pid"
+two_snapshots rv r "$tmp/r1.img" r1 "$tmp/r2.img" r2 --size 1M --block-size 64K
 out=$(xs "${a[@]}" send rv@r1 -o "$tmp/r1.xs" 2>&1)
 like "$out" "15 chunks, 1 references" "a full stream refers to block 0 for block 5"
 out=$(xs "${a[@]}" send rv@r2 --from rv@r1 -o "$tmp/r2.xs" 2>&1)

@@ -32,6 +32,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <sys/stat.h>
 
 #include "head/dirtymap.h"
 #include "base/byteorder.h"
@@ -216,30 +217,6 @@ xs_dirtymap_create (const char *path, uint32_t block_size, uint64_t nblocks,
   return -1;
 }
 
-/* Read [FROM, END) of the file into BITS, FROM counted from the start of
- * the bitmap part; a short read leaves zeros.  0, or -1 (reported).
- */
-static int
-read_bits (int fd, const char *path, struct xs_bitmap *bits, off_t from,
-           off_t end)
-{
-  while (from < end) {
-    ssize_t r = pread (fd, bits->bytes + from, (size_t) (end - from),
-                       HEADER_SIZE + from);
-
-    if (r == -1 && errno == EINTR)
-      continue;
-    if (r == -1) {
-      xs_error ("cannot read dirty map %s: %m", path);
-      return -1;
-    }
-    if (r == 0)
-      break;                    /* a short file: zeros past its end */
-    from += r;
-  }
-  return 0;
-}
-
 /* Load the bitmap part of an open file into BITS (new, so all zero).  A
  * short file reads as zeroes past its end; the caller decides whether to
  * trust.  Only the file's data is read (SEEK_DATA): the map of a large
@@ -249,26 +226,38 @@ read_bits (int fd, const char *path, struct xs_bitmap *bits, off_t from,
 static int
 load_bits (int fd, const char *path, struct xs_bitmap *bits)
 {
-  off_t end = (off_t) bits->nbytes, pos = 0;
+  struct stat st;
+  off_t end, from, data, hole;
 
-  while (pos < end) {
-    off_t data = lseek (fd, HEADER_SIZE + pos, SEEK_DATA), hole;
-
+  if (fstat (fd, &st) == -1)
+    goto failed;
+  end = st.st_size < HEADER_SIZE ? HEADER_SIZE : st.st_size;
+  if (end > HEADER_SIZE + (off_t) bits->nbytes)
+    end = HEADER_SIZE + (off_t) bits->nbytes;
+  for (from = HEADER_SIZE; from < end; from = hole) {
+    data = lseek (fd, from, SEEK_DATA);
     if (data == -1 && errno == ENXIO)
-      return 0;                 /* nothing but holes from here */
-    if (data == -1)             /* no SEEK_DATA here: read it all */
-      return read_bits (fd, path, bits, pos, end);
-    if (data - HEADER_SIZE >= end)
-      return 0;
-    hole = lseek (fd, data, SEEK_HOLE);
-    if (hole == -1 || hole - HEADER_SIZE > end)
-      hole = HEADER_SIZE + end;
-    if (read_bits (fd, path, bits, data - HEADER_SIZE,
-                   hole - HEADER_SIZE) == -1)
-      return -1;
-    pos = hole - HEADER_SIZE;
+      break;                    /* nothing but holes from here */
+    if (data == -1) {           /* no SEEK_DATA here: read the rest */
+      data = from;
+      hole = end;
+    }
+    else if (data >= end)
+      break;
+    else {
+      hole = lseek (fd, data, SEEK_HOLE);
+      if (hole == -1 || hole > end)
+        hole = end;
+    }
+    if (xs_full_pread (fd, bits->bytes + (data - HEADER_SIZE),
+                       (size_t) (hole - data), (uint64_t) data) == -1)
+      goto failed;
   }
   return 0;
+
+failed:
+  xs_error ("cannot read dirty map %s: %m", path);
+  return -1;
 }
 
 /* Is H of the session the catalog last recorded?  A version 1 map has no

@@ -148,11 +148,8 @@ xs_chunk_id (struct xs_chunk_codec *codec, const void *plain,
 {
   struct xs_hash128 digest;
 
-  xs_hash128 (plain, plain_len, codec->key ? &digest : id);
-  if (codec->key)
-    return xs_crypt_chunk_id_of_digest (codec->crypt, codec->key, &digest,
-                                        id);
-  return 0;
+  xs_hash128 (plain, plain_len, &digest);
+  return xs_chunk_id_of_plain_id (codec, &digest, id);
 }
 
 int
